@@ -1,0 +1,63 @@
+"""The ``skewwatch`` command line: one console script, one subcommand per job.
+
+Exit codes: 0 success, 2 usage or configuration error (the message names the field and the
+fix), 1 runtime failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from detector import __version__
+
+# subcommand -> (module, help); each module has add_arguments(parser) and run(args) -> int
+COMMANDS = {
+    "demo": ("detector.shells.demo", "the main job: simulated model + injected faults + detector, live view"),
+    "baseline": ("detector.shells.baseline", "build a reference profile (and audits) from training data"),
+    "replay": ("detector.shells.replay", "run the detector over logged traffic, offline"),
+    "bench": ("detector.shells.bench", "reproducible throughput / memory benchmark (JSON)"),
+    "check-config": ("detector.shells.checkconfig", "validate a config and print the effective settings"),
+}
+
+
+def _available() -> dict[str, tuple[str, str]]:
+    out = {}
+    for name, (mod, help_) in COMMANDS.items():
+        if importlib.util.find_spec(mod) is not None:
+            out[name] = (mod, help_)
+    return out
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="skewwatch", description="Is the production gap data, model or system?")
+    p.add_argument("--version", action="version", version=f"skewwatch {__version__}")
+    p.add_argument("--log-format", choices=["text", "json"], default="text", help="log line format")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (mod, help_) in _available().items():
+        sp = sub.add_parser(name, help=help_, description=help_)
+        importlib.import_module(mod).add_arguments(sp)
+        sp.set_defaults(_module=mod)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help(sys.stderr)
+        return 2
+    from detector.shells.logs import setup_logging
+
+    setup_logging(args.log_format, quiet=getattr(args, "quiet", False))
+    try:
+        return int(importlib.import_module(args._module).run(args))
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,165 @@
+"""Incidents: findings become one ``firing`` alert per incident and one ``resolved`` when it ends.
+
+Hysteresis per alert key (model, kind, feature, slice): a warning must breach in
+``fire_after`` consecutive evaluated windows (critical: ``fire_after_critical``) before it
+fires, and an open incident resolves only after ``resolve_after`` consecutive windows in which
+the key was *evaluated* and clean (a quiet night with too few events is not evidence of
+recovery). Alert ids are derived from the key and the incident's first breaching window, so a
+replay and the live sidecar emit the same ids, and a restored worker does not re-fire an
+incident that is already open.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any
+
+from detector.core.select import Finding
+from detector.core.settings import DetectorSettings
+from detector.core.timeparse import format_ts
+from detector.core.triage import triage
+
+__all__ = ["Alert", "AlertManager"]
+
+Key = tuple[str, str, str, str]  # model, kind, feature, slice "dim=value" ("" = all traffic)
+
+
+@dataclass
+class Alert:
+    """One alert event, exactly the DESIGN.md contract (see :meth:`to_dict`)."""
+
+    alert_id: str
+    ts: float
+    state: str
+    model: str
+    model_version: str | None
+    kind: str
+    feature: str | None
+    slice: dict[str, str]
+    statistic: str
+    value: float
+    threshold: float
+    severity: str
+    window: dict[str, Any]
+    cause: str
+    action: str
+    evidence: dict[str, Any]
+    summary: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "alert_id": self.alert_id, "ts": format_ts(self.ts), "state": self.state, "model": self.model,
+            "model_version": self.model_version, "kind": self.kind, "feature": self.feature, "slice": self.slice,
+            "statistic": self.statistic, "value": _num(self.value), "threshold": _num(self.threshold),
+            "severity": self.severity, "window": self.window, "cause": self.cause, "action": self.action,
+            "evidence": self.evidence, "summary": self.summary,
+        }
+
+    @property
+    def key(self) -> str:
+        s = ",".join(f"{k}={v}" for k, v in sorted(self.slice.items()))
+        return f"{self.model}/{self.kind}/{self.feature or '-'}/{s or '-'}"
+
+
+def _num(x: float) -> float | None:
+    return None if x != x or x in (float("inf"), float("-inf")) else round(float(x), 6)
+
+
+@dataclass
+class _State:
+    streak: int = 0
+    clean: int = 0
+    firing: bool = False
+    alert_id: str = ""
+    first_start: float = 0.0
+    last: dict[str, Any] = field(default_factory=dict)  # last firing alert, for resolved events
+
+
+class AlertManager:
+    """Per-model alert state; ``update`` is called once per closed window."""
+
+    def __init__(self, settings: DetectorSettings) -> None:
+        self.settings = settings
+        self.state: dict[Key, _State] = {}
+
+    def update(
+        self,
+        model: str,
+        window: dict[str, Any],
+        findings: list[tuple[Finding, dict[str, str]]],
+        evaluated: set[str],
+        context: dict[str, Any],
+    ) -> list[Alert]:
+        """``findings``: (finding, slice dict); ``evaluated``: slice keys with enough events."""
+        st = self.settings
+        out: list[Alert] = []
+        seen: set[Key] = set()
+        start, end = window["_start"], window["_end"]
+        win = {k: v for k, v in window.items() if not k.startswith("_")}
+        for f, sl in findings:
+            key: Key = (model, f.kind, f.feature or "", _slice_key(sl))
+            seen.add(key)
+            s = self.state.setdefault(key, _State())
+            s.clean = 0
+            if s.streak == 0:
+                s.first_start = start
+            s.streak += 1
+            need = st.fire_after_critical if f.severity == "critical" else st.fire_after
+            cause, action = triage(f, context)
+            if not s.firing and s.streak >= need:
+                s.firing = True
+                s.alert_id = _alert_id(key, s.first_start)
+                a = Alert(s.alert_id, end, "firing", model, context.get("model_version"), f.kind, f.feature, sl,
+                          f.statistic, f.value, f.threshold, f.severity, win, cause, action,
+                          {**f.evidence, **({"pvalue": f.pvalue} if f.pvalue is not None else {})}, f.summary)
+                s.last = a.to_dict()
+                out.append(a)
+            elif s.firing:
+                s.last.update({"value": _num(f.value), "window": win})
+        for key, s in list(self.state.items()):
+            if key in seen or key[0] != model:
+                continue
+            if key[3] not in evaluated:
+                continue  # not enough traffic in that slice to judge either way
+            s.streak = 0
+            if not s.firing:
+                del self.state[key]
+                continue
+            s.clean += 1
+            if s.clean >= st.resolve_after:
+                last = s.last
+                a = Alert(s.alert_id, end, "resolved", model, last.get("model_version"), key[1], key[2] or None,
+                          last.get("slice", {}), last.get("statistic", ""), float("nan"), last.get("threshold") or float("nan"),
+                          last.get("severity", "warning"), win, last.get("cause", ""), last.get("action", ""),
+                          {"last_value": last.get("value"), "fired_at": last.get("ts")},
+                          f"resolved after {s.clean} clean windows: {last.get('summary', '')}")
+                out.append(a)
+                del self.state[key]
+        return out
+
+    def firing(self, model: str | None = None) -> list[dict[str, Any]]:
+        return [s.last for k, s in self.state.items() if s.firing and (model is None or k[0] == model)]
+
+    def firing_features(self, model: str) -> set[str]:
+        return {k[2] for k, s in self.state.items() if s.firing and k[0] == model and k[2]}
+
+    def firing_kinds(self, model: str) -> set[str]:
+        return {k[1] for k, s in self.state.items() if s.firing and k[0] == model}
+
+    # state is plain data: snapshot as dicts
+    def to_state(self) -> list[Any]:
+        return [[list(k), s.streak, s.clean, s.firing, s.alert_id, s.first_start, s.last] for k, s in self.state.items()]
+
+    def load_state(self, rows: list[Any]) -> None:
+        self.state = {tuple(k): _State(streak, clean, firing, aid, fs, last)  # type: ignore[misc]
+                      for k, streak, clean, firing, aid, fs, last in rows}
+
+
+def _slice_key(sl: dict[str, str]) -> str:
+    return ",".join(f"{k}={v}" for k, v in sorted(sl.items()))
+
+
+def _alert_id(key: Key, first_start: float) -> str:
+    h = hashlib.sha1(("|".join(key) + f"|{first_start:.3f}").encode()).hexdigest()
+    return h[:16]

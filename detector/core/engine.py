@@ -1,0 +1,510 @@
+"""The detection core: ``Engine.ingest_*`` folds batches in, ``Engine.advance`` closes windows.
+
+Synchronous, deterministic and I/O-free: the Kafka worker, ``replay`` and the tests drive the
+same object with the same settings, so a replay of logged traffic yields the same alerts as the
+live sidecar. Time is *event time*: a window ``[start, start + window)`` closes when the
+watermark (largest prediction timestamp seen minus ``allowed_lateness``) passes its end; an
+event for a window that already closed is *late* (counted, not folded in), and an event further
+than ``max_future`` ahead of the stream is rejected as a bad clock.
+
+State per model: open windows (:class:`~detector.core.window.WindowCounts`), the seasonal
+baseline, change detectors, default-value candidates and the alert state. All of it is
+bounded (slice and category top-K, fixed bins), serialisable (``snapshot``/``restore``) and
+mergeable across workers (``merge``).
+"""
+
+from __future__ import annotations
+
+import math
+import pickle
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from detector.core.alerts import Alert, AlertManager
+from detector.core.checks import build_view, run_checks
+from detector.core.events import (
+    EventError,
+    PredictionBatch,
+    PredictionDecoder,
+    decode_feature_events,
+    decode_labels,
+    parse_messages,
+    validate_predictions,
+)
+from detector.core.layout import SCORE, Layout
+from detector.core.reference import NumericProfile, Reference
+from detector.core.seasonal import SeasonalBaseline
+from detector.core.select import Finding, select_findings
+from detector.core.settings import DetectorSettings
+from detector.core.window import N_CAND, RATE, WindowCounts
+
+__all__ = ["Engine", "EngineError"]
+
+SNAPSHOT_VERSION = 1
+
+
+class EngineError(ValueError):
+    """Misuse of the engine (e.g. restoring a snapshot taken with other references)."""
+
+
+@dataclass
+class Counters:
+    predictions: int = 0
+    labels: int = 0
+    feature_events: int = 0
+    invalid: dict[str, int] = field(default_factory=dict)  # reason -> count
+    late: int = 0
+    windows_closed: int = 0
+    alerts_fired: int = 0
+    alerts_resolved: int = 0
+    max_event_ts: float = float("-inf")
+
+    def count_errors(self, errors: list[EventError]) -> None:
+        for e in errors:
+            self.invalid[e.reason] = self.invalid.get(e.reason, 0) + 1
+
+
+class ModelState:
+    """Everything the engine keeps for one model."""
+
+    def __init__(self, name: str, ref: Reference, settings: DetectorSettings, dims: list[str]) -> None:
+        self.name = name
+        self.settings = settings
+        self.layout = Layout(ref, dims, settings.slice_top_k, settings.category_top_k)
+        self.decoder = PredictionDecoder(self.layout.schema, settings.no_action_decisions, settings.max_unknown_features)
+        self.windows: dict[float, WindowCounts] = {}
+        slots = settings.season_slots
+        period = 604800.0 if settings.seasonality == "weekly" else 86400.0
+        slot_len = period / slots if slots > 1 else 86400.0
+        self.seasonal = SeasonalBaseline(self.layout, slots, slot_len, settings.seasonal_decay, settings.window)
+        nb = self.layout.n_num_blocks
+        self.cands = np.full((nb, N_CAND), np.nan)
+        self.cand_ref = np.zeros((nb, N_CAND))
+        for j, p in enumerate(self.layout.num_all_profiles):
+            if p is not None and p.top_value is not None and p.top_share >= 0.01:
+                self.cands[j, 0] = p.top_value
+                self.cand_ref[j, 0] = p.top_share
+        self.detectors = _make_detectors(settings, nb)
+        self.shift_active = np.zeros(nb, dtype=bool)
+        self.last_summary: dict[str, Any] = {}
+        self.versions: dict[str, int] = {}
+        self.last_version: str | None = None
+
+    # ---------------------------------------------------------------- candidates for value spikes
+    def discover_candidates(self, b: PredictionBatch) -> None:
+        n = b.n
+        if n < 50:
+            return
+        m = min(n, 256)
+        X = np.concatenate([b.num[:m], b.score[:m, None]], axis=1)
+        for j in range(X.shape[1]):
+            col = X[:, j]
+            col = col[~np.isnan(col)]
+            if col.size < 20:
+                continue
+            vals, cnt = np.unique(col, return_counts=True)
+            top = int(np.argmax(cnt))
+            if cnt[top] < 0.2 * col.size:
+                continue
+            v = float(vals[top])
+            row = self.cands[j]
+            if np.any(row == v):
+                continue
+            free = np.flatnonzero(np.isnan(row))
+            if free.size == 0:
+                continue
+            k = int(free[0])
+            row[k] = v
+            self.cand_ref[j, k] = _ref_share_of_value(self.layout.num_all_profiles[j], v)
+
+
+def _ref_share_of_value(p: NumericProfile | None, v: float) -> float:
+    """Upper bound of the training share of one exact value (its fine bin's share)."""
+    if p is None:
+        return 0.0
+    if p.top_value is not None and v == p.top_value:
+        return float(p.top_share)
+    if v < p.min or v > p.max:
+        return 0.0
+    b = int(np.searchsorted(np.asarray(p.edges), v, side="right"))
+    return float(min(p.freqs[b], p.top_share))
+
+
+def _make_detectors(settings: DetectorSettings, n: int) -> list[Any]:
+    if settings.change_detector == "none":
+        return []
+    from river import drift
+
+    delta = settings.change_detector_delta / max(n, 1)  # Bonferroni across the model's series
+    if settings.change_detector == "adwin":
+        return [drift.ADWIN(delta=delta) for _ in range(n)]
+    return [drift.PageHinkley(delta=0.005, threshold=50.0) for _ in range(n)]
+
+
+class Engine:
+    """Drive with ``ingest_*`` then ``advance``; collect the returned alerts."""
+
+    def __init__(
+        self,
+        settings: DetectorSettings | None = None,
+        references: dict[str, Reference] | None = None,
+        default_reference: Reference | None = None,
+    ) -> None:
+        self.settings = settings or DetectorSettings()
+        self.references = dict(references or {})
+        self.default_reference = default_reference
+        self.models: dict[str, ModelState] = {}
+        self.alerts = AlertManager(self.settings)
+        self.counters = Counters()
+        self.watermark = float("-inf")
+        self.high_water = float("-inf")  # largest accepted prediction ts
+        self.closed_before = float("-inf")  # windows starting before this are closed
+        self.outcomes: Any = None  # label join / outcome monitors (attached by detector.core.outcomes)
+
+    # ------------------------------------------------------------------ models
+    def reference_for(self, model: str) -> Reference | None:
+        return self.references.get(model) or self.default_reference
+
+    def _model(self, name: str, events: list[dict[str, Any]]) -> ModelState | None:
+        ms = self.models.get(name)
+        if ms is not None:
+            return ms
+        ref = self.reference_for(name)
+        if ref is None:
+            return None
+        st = self.settings
+        if st.slice_dims is not None:
+            dims = list(st.slice_dims)
+        elif ref.slices:
+            dims = list(ref.slices)
+        else:
+            keys: set[str] = set()
+            for e in events[:1000]:
+                s = e.get("slices")
+                if isinstance(s, dict):
+                    keys.update(str(k) for k in s)
+            dims = sorted(keys)
+        dims = [d for d in dims if d not in st.slice_on_features] + [f for f in st.slice_on_features if f in ref.features]
+        dims = dims[: st.max_slice_dims]
+        ms = ModelState(name, ref, st, dims)
+        self.models[name] = ms
+        return ms
+
+    # ------------------------------------------------------------------ ingest
+    def ingest_predictions(self, raws: Sequence[bytes]) -> list[EventError]:
+        """Decode and fold in prediction messages; returns the ones that could not be used."""
+        events, origin, errors = parse_messages(raws)
+        by_model, errs2 = validate_predictions(events, origin, raws, self.settings.min_epoch)
+        errors.extend(errs2)
+        for model, evs in by_model.items():
+            ms = self._model(model, evs)
+            if ms is None:
+                for e in evs:
+                    errors.append(EventError("unknown_model", f"no reference for model {model!r}; add it to the config's models",
+                                             b"", -1))
+                continue
+            batch = ms.decoder.decode(model, evs, ms.layout.dims)
+            errors.extend(self._fold(ms, batch, evs))
+        self.counters.count_errors(errors)
+        return errors
+
+    def ingest_batch(self, batch: PredictionBatch) -> list[EventError]:
+        """Fold in an already-decoded batch (benchmarks / shells that decode themselves)."""
+        ms = self.models.get(batch.model)
+        if ms is None:
+            raise EngineError(f"model {batch.model!r} has no state yet; ingest raw messages first")
+        return self._fold(ms, batch, None)
+
+    def _fold(self, ms: ModelState, b: PredictionBatch, evs: list[dict[str, Any]] | None) -> list[EventError]:
+        st = self.settings
+        errors: list[EventError] = []
+        ts = b.ts
+        anchor = self.high_water if math.isfinite(self.high_water) else float(np.median(ts))
+        future = ts > anchor + st.max_future
+        if future.any():
+            for i in np.flatnonzero(future).tolist():
+                errors.append(EventError("future_timestamp",
+                                         f"ts is {(ts[i] - anchor) / 3600:.1f} h ahead of the stream; check the producer clock",
+                                         _raw(evs, i), -1))
+        W = st.window
+        starts = np.floor(ts / W) * W
+        late = starts < self.closed_before
+        keep = ~future & ~late
+        n_late = int((late & ~future).sum())
+        self.counters.late += n_late
+        if not keep.all():
+            b = b.take(np.flatnonzero(keep))
+            starts = starts[keep]
+        if b.n == 0:
+            return errors
+        self.counters.predictions += b.n
+        self.high_water = max(self.high_water, float(b.ts.max()))
+        self.counters.max_event_ts = max(self.counters.max_event_ts, self.high_water)
+        for v, c in b.versions.items():
+            ms.versions[v] = ms.versions.get(v, 0) + c
+            ms.last_version = v
+        ms.discover_candidates(b)
+        lay = ms.layout
+        row_codes_all = [voc.codes(b.slices.get(d, [None] * b.n)) for d, voc in zip(lay.dims, lay.vocabs, strict=True)]
+        uniq = np.unique(starts)
+        for s in uniq.tolist():
+            w = ms.windows.get(s)
+            if w is None:
+                w = WindowCounts.empty(lay, s, s + W)
+                ms.windows[s] = w
+            if len(uniq) == 1:
+                w.add_batch(lay, b, row_codes_all, ms.cands)
+            else:
+                idx = np.flatnonzero(starts == s)
+                w.add_batch(lay, b.take(idx), [c[idx] for c in row_codes_all], ms.cands)
+        if self.outcomes is not None:
+            self.outcomes.on_predictions(ms, b)
+        return errors
+
+    def ingest_labels(self, raws: Sequence[bytes]) -> list[EventError]:
+        events, origin, errors = parse_messages(raws)
+        batch, errs = decode_labels(events, origin, raws, self.settings.min_epoch)
+        errors.extend(errs)
+        self.counters.labels += batch.n
+        if self.outcomes is not None and batch.n:
+            self.outcomes.on_labels(batch)
+        self.counters.count_errors(errors)
+        return errors
+
+    def ingest_features(self, raws: Sequence[bytes]) -> list[EventError]:
+        events, origin, errors = parse_messages(raws)
+        batch, errs = decode_feature_events(events, origin, raws, self.settings.min_epoch)
+        errors.extend(errs)
+        self.counters.feature_events += batch.n
+        if self.outcomes is not None and batch.n:
+            self.outcomes.on_features(batch)
+        self.counters.count_errors(errors)
+        return errors
+
+    # ------------------------------------------------------------------ time
+    def advance(self, watermark: float | None = None) -> list[Alert]:
+        """Close every window that ends at or before the watermark; return the alerts."""
+        if watermark is None:
+            watermark = self.high_water - self.settings.allowed_lateness
+        if watermark <= self.watermark:
+            return []
+        self.watermark = watermark
+        out: list[Alert] = []
+        due: list[tuple[float, ModelState]] = []
+        for ms in self.models.values():
+            for s, w in ms.windows.items():
+                if w.end <= watermark:
+                    due.append((s, ms))
+        for s, ms in sorted(due, key=lambda x: (x[0], x[1].name)):
+            out.extend(self._close(ms, ms.windows.pop(s)))
+        W = self.settings.window
+        self.closed_before = max(self.closed_before, math.floor(watermark / W) * W)
+        if self.outcomes is not None:
+            out.extend(self.outcomes.advance(watermark))
+        return out
+
+    def flush(self) -> list[Alert]:
+        """Close all open windows (end of a replay)."""
+        ends = [w.end for ms in self.models.values() for w in ms.windows.values()]
+        if not ends:
+            return self.advance(self.high_water) if self.outcomes is not None else []
+        return self.advance(max(max(ends), self.high_water + self.settings.window))
+
+    def _close(self, ms: ModelState, w: WindowCounts) -> list[Alert]:
+        st = self.settings
+        lay = ms.layout
+        w.finalize_global(lay)
+        self.counters.windows_closed += 1
+        v = build_view(lay, w, ms.seasonal, st)
+        results = run_checks(lay, v, ms.seasonal, st, ms.cands, ms.cand_ref)
+        findings = select_findings(results, v, st.fdr_q)
+        findings.extend(self._change_detectors(ms, w, v))
+        evaluated = {_slice_key(lay.row_label(int(r))) for r, c, n in zip(v.rows, v.comp, v.events, strict=True)
+                     if not c and n >= st.min_count_rate}
+        version_changed = len(w.versions) > 1 or (ms.last_version is not None and bool(w.versions)
+                                                  and ms.last_version not in w.versions)
+        kinds = {f.kind for f in findings} | self.alerts.firing_kinds(ms.name)
+        ctx = {"kinds": kinds, "model_version": _top(w.versions), "version_changed": version_changed}
+        window = {"start": _fmt(w.start), "end": _fmt(w.end), "count": w.events, "_start": w.start, "_end": w.end}
+        pairs = [(f, lay.row_label(f.row)) for f in findings]
+        alerts = self.alerts.update(ms.name, window, pairs, evaluated, ctx)
+        for a in alerts:
+            if a.state == "firing":
+                self.counters.alerts_fired += 1
+            else:
+                self.counters.alerts_resolved += 1
+        # teach the seasonal baseline, except what is part of an open incident
+        firing = self.alerts.firing_features(ms.name) | {f.feature for f in findings if f.feature}
+        frozen_num = np.array([n in firing for n in lay.numeric] + ["score" in firing], dtype=bool)
+        frozen_cat = np.zeros(lay.cat_total, dtype=bool)
+        for j, n in enumerate(lay.categorical):
+            if n in firing:
+                frozen_cat[int(lay.cat_offsets[j]) : int(lay.cat_offsets[j] + lay.cat_sizes[j])] = True
+        kinds_now = self.alerts.firing_kinds(ms.name) | {f.kind for f in findings}
+        freeze_rates = bool(kinds_now & {"decision_rate", "fallback_rate", "latency"})
+        ms.seasonal.update(w, frozen_num, frozen_cat, freeze_rates)
+        ms.last_summary = {"window": window, "events": w.events, "findings": len(findings), "late": w.late}
+        return alerts
+
+    def _change_detectors(self, ms: ModelState, w: WindowCounts, v: Any) -> list[Finding]:
+        """river ADWIN per numeric series on the seasonal residual of the window mean (all traffic)."""
+        if not ms.detectors or v.base is None:
+            return []
+        st = self.settings
+        lay = ms.layout
+        out: list[Finding] = []
+        n_nm = v.coarse[0]  # unused placeholder for clarity
+        del n_nm
+        base_sx, base_nx = v.base["sx"][0], v.base["nx"][0]
+        for j, det in enumerate(ms.detectors):
+            p = lay.num_all_profiles[j]
+            off, size = int(lay.num_offsets[j]), int(lay.num_sizes[j])
+            n = float(w.num[0, off : off + size - 1].sum())
+            if p is None or n < st.min_count or base_nx[j] < st.min_count or not p.std or p.std <= 0:
+                continue
+            mean = w.sx[0, j] / n
+            bmean = base_sx[j] / base_nx[j]
+            resid = (mean - bmean) / p.std
+            det.update(resid)
+            if det.drift_detected:
+                ms.shift_active[j] = True
+            if ms.shift_active[j]:
+                if abs(resid) < st.thresholds.mean_shift_sd / 2:
+                    ms.shift_active[j] = False
+                elif abs(resid) >= st.thresholds.mean_shift_sd:
+                    name = "score" if j == lay.n_num_blocks - 1 else lay.numeric[j]
+                    kind = "score_drift" if j == lay.n_num_blocks - 1 else "feature_drift"
+                    out.append(Finding(kind, name, 0, "mean_shift", float(resid), st.thresholds.mean_shift_sd, "warning", None,
+                                       {"reference": {"mean": round(float(bmean), 6), "source": "production, same time of day"},
+                                        "current": {"mean": round(float(mean), 6)}, "detector": type(det).__name__},
+                                       f"{name} mean shifted by {resid:+.2f} training SDs against its usual level at this time "
+                                       f"(river {type(det).__name__} change point)", abs(resid)))
+        return out
+
+    # ------------------------------------------------------------------ state
+    def snapshot(self) -> bytes:
+        """All state as bytes (zlib-compressed pickle of plain data and numpy arrays)."""
+        models = {}
+        for name, ms in self.models.items():
+            models[name] = {
+                "dims": ms.layout.dims,
+                "vocabs": [(v.values, v.overflow) for v in ms.layout.vocabs],
+                "windows": ms.windows, "seasonal": ms.seasonal, "cands": ms.cands, "cand_ref": ms.cand_ref,
+                "detectors": ms.detectors, "shift_active": ms.shift_active, "versions": ms.versions,
+                "last_version": ms.last_version,
+            }
+        state = {
+            "version": SNAPSHOT_VERSION, "settings": self.settings.model_dump(), "models": models,
+            "alerts": self.alerts.to_state(), "counters": self.counters, "watermark": self.watermark,
+            "high_water": self.high_water, "closed_before": self.closed_before,
+            "outcomes": self.outcomes.to_state() if self.outcomes is not None else None,
+        }
+        return zlib.compress(pickle.dumps(state, protocol=5), 3)
+
+    def restore(self, data: bytes) -> None:
+        """Load a snapshot taken by an engine with the same references (trusted bytes only)."""
+        try:
+            state = pickle.loads(zlib.decompress(data))
+        except Exception as exc:  # noqa: BLE001 - any corruption is the same error to the caller
+            raise EngineError(f"snapshot is unreadable ({type(exc).__name__}); discard it and start fresh") from exc
+        if state.get("version") != SNAPSHOT_VERSION:
+            raise EngineError(f"snapshot version {state.get('version')} is not {SNAPSHOT_VERSION}")
+        self.models = {}
+        for name, m in state["models"].items():
+            ref = self.reference_for(name)
+            if ref is None:
+                raise EngineError(f"snapshot has model {name!r} but no reference is configured for it")
+            ms = ModelState(name, ref, self.settings, m["dims"])
+            for voc, (values, overflow) in zip(ms.layout.vocabs, m["vocabs"], strict=True):
+                voc.values = list(values)
+                voc.overflow = overflow
+                voc.__post_init__()
+            ms.windows, ms.seasonal, ms.cands, ms.cand_ref = m["windows"], m["seasonal"], m["cands"], m["cand_ref"]
+            ms.detectors, ms.shift_active, ms.versions = m["detectors"], m["shift_active"], m["versions"]
+            ms.last_version = m["last_version"]
+            self.models[name] = ms
+        self.alerts.load_state(state["alerts"])
+        self.counters = state["counters"]
+        self.watermark, self.high_water, self.closed_before = state["watermark"], state["high_water"], state["closed_before"]
+        if self.outcomes is not None and state.get("outcomes") is not None:
+            self.outcomes.load_state(state["outcomes"])
+
+    def merge_windows(self, other: Engine) -> None:
+        """Add another worker's open windows (its partitions) into this engine's, per model."""
+        for name, oms in other.models.items():
+            ms = self.models.get(name)
+            if ms is None:
+                ms = self._model(name, [])
+                if ms is None:
+                    raise EngineError(f"cannot merge model {name!r}: no reference configured here")
+            rowmap = _row_map(oms.layout, ms.layout)
+            for s, ow in oms.windows.items():
+                w = ms.windows.get(s)
+                if w is None:
+                    w = WindowCounts.empty(ms.layout, ow.start, ow.end)
+                    ms.windows[s] = w
+                remapped = _remap(ow, rowmap, ms.layout)
+                w.merge(remapped)
+        self.high_water = max(self.high_water, other.high_water)
+
+
+def _row_map(src: Layout, dst: Layout) -> np.ndarray:
+    """Row index in ``dst`` for every row of ``src`` (admitting values into dst's vocab)."""
+    m = np.zeros(src.n_rows, dtype=np.int64)
+    for d, dim in enumerate(src.dims):
+        if dim not in dst.dims:
+            raise EngineError(f"cannot merge: slice dimension {dim!r} is not in the destination layout {dst.dims}")
+        dd = dst.dims.index(dim)
+        dvoc = dst.vocabs[dd]
+        for code in range(src.top_k + 1):
+            label = src.vocabs[d].label(code)
+            if label == "__other__" or code >= len(src.vocabs[d].values):
+                tgt = dst.top_k
+            else:
+                tgt = int(dvoc.codes([label])[0])
+            m[src.row_offset(d) + code] = dst.row_offset(dd) + tgt
+    return m
+
+
+def _remap(w: WindowCounts, rowmap: np.ndarray, lay: Layout) -> WindowCounts:
+    out = WindowCounts.empty(lay, w.start, w.end)
+    for name in ("num", "cat", "nz", "slog", "slog2", "sx", "cand", "rates", "lat"):
+        np.add.at(getattr(out, name), rowmap, getattr(w, name))
+    out.absent, out.type_err, out.nonfinite = w.absent.copy(), w.type_err.copy(), w.nonfinite.copy()
+    out.unseen = [dict(d) for d in w.unseen]
+    out.unexpected, out.thresholds = dict(w.unexpected), dict(w.thresholds)
+    out.versions, out.decisions = dict(w.versions), dict(w.decisions)
+    out.late, out.max_ts = w.late, w.max_ts
+    return out
+
+
+def _raw(evs: list[dict[str, Any]] | None, i: int) -> bytes:
+    if evs is None:
+        return b""
+    import orjson
+
+    try:
+        return orjson.dumps(evs[i])
+    except TypeError:
+        return b""
+
+
+def _top(d: dict[str, int]) -> str | None:
+    return max(d.items(), key=lambda kv: kv[1])[0] if d else None
+
+
+def _fmt(t: float) -> str:
+    from detector.core.timeparse import format_ts
+
+    return format_ts(t)
+
+
+def _slice_key(sl: dict[str, str]) -> str:
+    return ",".join(f"{k}={v}" for k, v in sorted(sl.items()))
+
+
+__all__ += ["Counters", "ModelState", "RATE", "SCORE"]

@@ -1,0 +1,174 @@
+"""The fixed shape of one model's state: features, their bins, and the bounded slice rows.
+
+Every count the engine keeps is a dense array indexed by *row* (row 0 = all traffic, then one
+row per slice value of each slice dimension: its top-K values plus ``__other__``), so a batch is
+folded in with a few ``np.bincount`` calls and two workers' windows merge by addition. Slice
+values are admitted first-come (reference values first) until ``top_k`` per dimension; later
+values fold into ``__other__`` and are counted as overflow, so an untrusted producer cannot grow
+the state. Memory per window is ``rows x (sum of bins)`` counters, stated by :meth:`Layout.cells`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from detector.core.events import Schema
+from detector.core.reference import CategoricalProfile, NumericProfile, Reference, coarse_groups
+
+__all__ = ["OTHER", "NONE", "SliceVocab", "Layout", "SCORE"]
+
+OTHER = "__other__"
+NONE = "__none__"  # the event carried no value for this dimension
+SCORE = "__score__"
+
+_LAT_EDGES = np.concatenate([[0.0], np.logspace(-1, 5, 61)])  # ms: 0.1 ms .. 100 s, 10 per decade
+
+
+@dataclass
+class SliceVocab:
+    """Bounded value -> code map for one slice dimension (code ``top_k`` is ``__other__``)."""
+
+    dim: str
+    top_k: int
+    values: list[str] = field(default_factory=list)
+    overflow: int = 0  # events folded into __other__ because the vocabulary was full
+
+    def __post_init__(self) -> None:
+        self._codes = {v: i for i, v in enumerate(self.values)}
+
+    def codes(self, raw: list[Any]) -> np.ndarray:
+        """Codes for a column of raw values, admitting new values while there is room."""
+        get = self._codes.get
+        out = np.fromiter(map(get, raw, [-1] * len(raw)), dtype=np.int64, count=len(raw))
+        miss = np.flatnonzero(out < 0)
+        for i in miss.tolist():
+            v = raw[i]
+            key = NONE if v is None else (v if isinstance(v, str) else str(v))
+            code = self._codes.get(key)
+            if code is None:
+                if len(self.values) < self.top_k:
+                    code = len(self.values)
+                    self.values.append(key)
+                    self._codes[key] = code
+                else:
+                    code = self.top_k
+                    self.overflow += 1
+            out[i] = code
+        return out
+
+    def label(self, code: int) -> str:
+        return self.values[code] if code < len(self.values) else OTHER
+
+    def code_of(self, value: str) -> int | None:
+        if value == OTHER:
+            return self.top_k
+        return self._codes.get(value)
+
+
+class Layout:
+    """Feature order, bins and slice rows of one model (derived from its reference)."""
+
+    def __init__(self, ref: Reference, dims: list[str], top_k: int, category_top_k: int) -> None:
+        self.ref = ref
+        num = [k for k, p in ref.features.items() if isinstance(p, NumericProfile)]
+        cat = [k for k, p in ref.features.items() if isinstance(p, CategoricalProfile)]
+        self.numeric: list[str] = num
+        self.categorical: list[str] = cat
+        # ---- numeric bins (+1 missing bin per feature); the score is the last numeric block
+        self.num_profiles: list[NumericProfile | None] = [ref.features[k] for k in num]  # type: ignore[misc]
+        score_prof = ref.score
+        self.num_edges: list[np.ndarray] = [np.asarray(p.edges, dtype=np.float64) for p in self.num_profiles]  # type: ignore[union-attr]
+        if score_prof is not None:
+            self.score_edges = np.asarray(score_prof.edges, dtype=np.float64)
+        else:  # no training scores: bins on [0, 1] so drift vs production still works
+            self.score_edges = np.concatenate([np.linspace(0.0, 1.0, 21), [np.nextafter(1.0, 2.0)]])
+        self.score_profile = score_prof
+        blocks = [*self.num_edges, self.score_edges]
+        sizes = np.array([len(e) + 2 for e in blocks], dtype=np.int64)  # fine bins + missing bin
+        self.num_sizes = sizes
+        self.num_offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+        self.num_total = int(sizes.sum())
+        self.coarse = [coarse_groups(e) for e in blocks]  # fine bin -> coarse bin (missing excluded)
+        self.n_num_blocks = len(blocks)  # numeric features + score
+        # reference share per coarse bin and per fine bin
+        self.ref_fine: list[np.ndarray | None] = []
+        profs: list[NumericProfile | None] = [*self.num_profiles, score_prof]
+        for p in profs:
+            self.ref_fine.append(None if p is None else np.asarray(p.freqs, dtype=np.float64))
+        self.num_all_profiles = profs
+        # ---- categorical vocab: reference top categories (bounded), unseen, missing
+        self.cat_vocab: dict[str, dict[str, int]] = {}
+        self.cat_ref: list[np.ndarray] = []  # ref share per code (+ unseen bucket = other_share)
+        for k in cat:
+            p: CategoricalProfile = ref.features[k]  # type: ignore[assignment]
+            items = list(p.categories.items())[:category_top_k]
+            self.cat_vocab[k] = {c: i for i, (c, _) in enumerate(items)}
+            shares = np.array([s for _, s in items] + [max(0.0, 1.0 - sum(s for _, s in items))], dtype=np.float64)
+            self.cat_ref.append(shares)
+        csizes = np.array([len(self.cat_vocab[k]) + 2 for k in cat], dtype=np.int64)
+        self.cat_sizes = csizes
+        self.cat_offsets = np.concatenate([[0], np.cumsum(csizes)[:-1]]) if len(cat) else np.zeros(0, dtype=np.int64)
+        self.cat_total = int(csizes.sum())
+        self.schema = Schema(numeric=num, categorical=cat, vocab=self.cat_vocab)
+        # ---- slices
+        self.dims = dims
+        self.top_k = top_k
+        self.vocabs: list[SliceVocab] = []
+        for d in dims:
+            seed = sorted(ref.slices.get(d, {}).items(), key=lambda kv: -kv[1].count)
+            self.vocabs.append(SliceVocab(d, top_k, [v for v, _ in seed][:top_k]))
+        self.n_rows = 1 + len(dims) * (top_k + 1)
+        self.lat_edges = _LAT_EDGES
+
+    # ------------------------------------------------------------------ rows
+    def row_offset(self, d: int) -> int:
+        return 1 + d * (self.top_k + 1)
+
+    def row_label(self, row: int) -> dict[str, str]:
+        """Slice dict of a row ({} for all traffic)."""
+        if row == 0:
+            return {}
+        d, code = divmod(row - 1, self.top_k + 1)
+        return {self.dims[d]: self.vocabs[d].label(code)}
+
+    def row_of(self, slice_: dict[str, str]) -> int | None:
+        if not slice_:
+            return 0
+        ((dim, val),) = slice_.items()
+        if dim not in self.dims:
+            return None
+        d = self.dims.index(dim)
+        code = self.vocabs[d].code_of(val)
+        return None if code is None else self.row_offset(d) + code
+
+    def active_rows(self) -> np.ndarray:
+        """Rows that have a value assigned (global + admitted values + __other__)."""
+        rows = [0]
+        for d, v in enumerate(self.vocabs):
+            off = self.row_offset(d)
+            rows.extend(off + i for i in range(len(v.values)))
+            rows.append(off + self.top_k)
+        return np.asarray(rows, dtype=np.int64)
+
+    def ref_for_row(self, row: int, feature: str) -> Any:
+        """The reference a row is compared with for skew, or None.
+
+        Slices legitimately differ from the overall training distribution, so a slice row is
+        only compared with that slice's own training profile (binned on the global edges);
+        a slice value the training data did not have (and ``__other__``) gets no skew test —
+        it is still watched for drift against its own production history.
+        """
+        if row == 0:
+            return self.score_profile if feature == SCORE else self.ref.features.get(feature)
+        ((dim, val),) = self.row_label(row).items()
+        sp = self.ref.slices.get(dim, {}).get(val)
+        if sp is None:
+            return None
+        return sp.score if feature == SCORE else sp.features.get(feature)
+
+    def cells(self) -> int:
+        """Counters per window (the memory bound: x8 bytes)."""
+        return self.n_rows * (self.num_total + self.cat_total + 3 * (len(self.numeric) + 1) + len(self.lat_edges) + 8)

@@ -1,0 +1,117 @@
+"""From many test results to a few findings: FDR control, slice localisation, de-duplication.
+
+1. **Multiple testing.** Every tested (statistic x feature x slice) in the window is one
+   hypothesis; Benjamini-Hochberg at ``fdr_q`` over all of them keeps the expected share of
+   false discoveries bounded however many features and slices a model has. A finding also needs
+   its effect size over the threshold, so huge volumes do not turn trivia into alerts.
+2. **Localisation.** A fault in one slice also moves the all-traffic row. For each statistic,
+   a breaching slice whose *complement* (all traffic minus that slice) is clean explains the
+   breach: the finding is reported for that slice alone. If the rest of the traffic breaches
+   too, the fault is global and slice rows are not reported separately.
+3. **De-duplication.** One root cause moves several statistics of a feature (a unit change also
+   moves PSI and the out-of-range share). Per (feature, slice) only the most specific kind is
+   kept, in the order of :data:`PRIORITY`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from detector.core import stats
+from detector.core.checks import Result, View
+
+__all__ = ["Finding", "select_findings", "PRIORITY"]
+
+# most specific first: the statistic that names a root cause wins over generic distribution shift
+PRIORITY = [
+    ("schema", None), ("unit_shift", None), ("missing_values", None), ("default_value_spike", None),
+    ("unseen_categories", None), ("fallback_rate", None), ("latency", None), ("decision_rate", "threshold"),
+    ("decision_rate", None), ("feature_drift", "out_of_range_share"), ("score_drift", "out_of_range_share"),
+    ("feature_drift", "psi"), ("feature_drift", "linf"), ("score_drift", "psi"),
+    ("feature_drift", "psi_vs_seasonal"), ("feature_drift", "linf_vs_seasonal"), ("score_drift", "psi_vs_seasonal"),
+    ("feature_drift", "mean_shift"), ("score_drift", "mean_shift"),
+]
+_RANK = {k: i for i, k in enumerate(PRIORITY)}
+COMPLEMENT_ALPHA = 0.01
+
+
+def _rank(kind: str, stat: str) -> int:
+    return _RANK.get((kind, stat), _RANK.get((kind, None), len(PRIORITY)))
+
+
+@dataclass
+class Finding:
+    kind: str
+    feature: str | None
+    row: int
+    statistic: str
+    value: float
+    threshold: float
+    severity: str
+    pvalue: float | None
+    evidence: dict[str, Any]
+    summary: str
+    effect: float
+
+
+def select_findings(results: list[Result], v: View, q: float) -> list[Finding]:
+    real = ~v.comp
+    # ---- 1. BH over every tested hypothesis on real rows (deterministic facts have NaN p)
+    ps: list[np.ndarray] = []
+    for r in results:
+        m = r.tested & real & ~np.isnan(r.pvalue)
+        ps.append(np.where(m, r.pvalue, np.nan))
+    flat = np.concatenate(ps) if ps else np.zeros(0)
+    rej_flat = stats.benjamini_hochberg(flat, q) if flat.size else np.zeros(0, bool)
+    out: list[Finding] = []
+    pos = 0
+    comp_index = {int(r): k for k, r in enumerate(v.rows.tolist()) if v.comp[k]}
+    for r, p in zip(results, ps, strict=True):
+        rej = rej_flat[pos : pos + len(p)]
+        pos += len(p)
+        significant = rej | (r.tested & np.isnan(r.pvalue))
+        hit = r.tested & r.warn & significant & real
+        if not hit.any():
+            continue
+        idx = np.flatnonzero(hit)
+        rows = v.rows[idx]
+        effect = r.effect if r.effect is not None else np.abs(np.nan_to_num(r.value))
+        # ---- 2. localisation
+        keep: list[int] = []
+        global_hit = bool(hit[0]) and v.rows[0] == 0
+        localized: list[int] = []
+        for k, row in zip(idx.tolist(), rows.tolist(), strict=True):
+            if row == 0:
+                continue
+            ci = comp_index.get(row)
+            if ci is None:
+                continue
+            comp_breach = bool(r.tested[ci] and r.warn[ci] and (np.isnan(r.pvalue[ci]) or r.pvalue[ci] < COMPLEMENT_ALPHA))
+            if not comp_breach:
+                localized.append(k)
+        if localized:
+            keep = [max(localized, key=lambda k: (effect[k], -v.events[k]))]
+        elif global_hit:
+            keep = [0]
+        else:
+            keep = [k for k in idx.tolist() if v.rows[k] != 0]
+        for k in keep:
+            thr = float(r.threshold[k]) if isinstance(r.threshold, np.ndarray) else float(r.threshold)
+            pv = float(r.pvalue[k])
+            out.append(Finding(
+                kind=r.kind, feature=r.feature, row=int(v.rows[k]), statistic=r.statistic, value=float(r.value[k]),
+                threshold=thr, severity="critical" if r.crit[k] else "warning",
+                pvalue=None if np.isnan(pv) else pv, evidence=r.evidence(k), summary=r.summary(k), effect=float(effect[k]),
+            ))
+    # ---- 3. one finding per (feature, row): the most specific kind
+    best: dict[tuple[str | None, int, str], Finding] = {}
+    for f in out:
+        group = "feature" if f.feature is not None else f.kind
+        key = (f.feature, f.row, group)
+        cur = best.get(key)
+        if cur is None or _rank(f.kind, f.statistic) < _rank(cur.kind, cur.statistic):
+            best[key] = f
+    return sorted(best.values(), key=lambda f: (_rank(f.kind, f.statistic), f.feature or "", f.row))

@@ -1,0 +1,77 @@
+"""Root-cause triage: which lever to pull — fix data, fix model, or fix the system.
+
+The rules follow the decision framework of the domain brief:
+
+- parity, missingness, unit, default-value, schema and category signals are **pipeline skew**
+  (the model is fed something other than what it was trained on) -> ``fix_data``;
+- inputs moved -> **covariate drift** -> ``fix_data`` (refresh training data);
+- the outcome base rate moved -> **label drift** -> ``fix_model`` (recalibrate / retrain);
+- neither moved but performance or calibration fell -> **concept drift** -> ``fix_model``;
+- thresholds, decision rates, calibration and capacity -> **decision policy** -> ``fix_system``;
+- fallbacks and latency -> **serving health** -> ``fix_system``;
+- label delay and corrections -> **label quality** -> ``fix_data``.
+
+``context`` carries what else is breaching in the same model and window, so e.g. a score shift
+with drifting inputs is covariate drift, while a score shift with stable inputs points at the
+model artefact or an unmonitored input (pipeline skew).
+
+>>> from detector.core.select import Finding
+>>> f = Finding("unit_shift", "amount", 0, "scale_ratio", 100.0, 4.0, "critical", 0.0, {}, "", 1.0)
+>>> triage(f, {})
+('pipeline_skew', 'fix_data')
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["triage", "CAUSES", "ACTIONS"]
+
+CAUSES = ("pipeline_skew", "covariate_drift", "label_drift", "concept_drift", "decision_policy", "serving_health", "label_quality")
+ACTIONS = ("fix_data", "fix_model", "fix_system")
+
+_FIXED = {
+    "missing_values": ("pipeline_skew", "fix_data"),
+    "unseen_categories": ("pipeline_skew", "fix_data"),
+    "unit_shift": ("pipeline_skew", "fix_data"),
+    "default_value_spike": ("pipeline_skew", "fix_data"),
+    "schema": ("pipeline_skew", "fix_data"),
+    "feature_parity": ("pipeline_skew", "fix_data"),
+    "fallback_rate": ("serving_health", "fix_system"),
+    "latency": ("serving_health", "fix_system"),
+    "decision_rate": ("decision_policy", "fix_system"),
+    "calibration": ("decision_policy", "fix_system"),
+    "label_drift": ("label_drift", "fix_model"),
+    "concept_drift": ("concept_drift", "fix_model"),
+    "label_delay": ("label_quality", "fix_data"),
+}
+
+_PIPELINE = {"missing_values", "unseen_categories", "unit_shift", "default_value_spike", "schema", "feature_parity"}
+
+
+def triage(finding: Any, context: dict[str, Any]) -> tuple[str, str]:
+    kind = finding.kind
+    kinds: set[str] = set(context.get("kinds", ()))
+    if kind == "feature_drift":
+        return "covariate_drift", "fix_data"
+    if kind == "score_drift":
+        if kinds & _PIPELINE:
+            return "pipeline_skew", "fix_data"
+        if "feature_drift" in kinds:
+            return "covariate_drift", "fix_data"
+        if context.get("version_changed"):
+            return "concept_drift", "fix_model"  # a new model artefact scores differently
+        return "pipeline_skew", "fix_data"  # inputs we watch are stable: unmonitored input or artefact skew
+    if kind == "calibration" and context.get("inputs_stable") and context.get("label_rate_stable"):
+        return "concept_drift", "fix_model"
+    if kind == "performance":
+        if kinds & _PIPELINE:
+            return "pipeline_skew", "fix_data"
+        if "feature_drift" in kinds:
+            return "covariate_drift", "fix_data"
+        if "label_drift" in kinds:
+            return "label_drift", "fix_model"
+        return "concept_drift", "fix_model"
+    if kind == "label_drift" and context.get("label_delay_shift"):
+        return "label_quality", "fix_data"
+    return _FIXED.get(kind, ("pipeline_skew", "fix_data"))

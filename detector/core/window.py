@@ -1,0 +1,215 @@
+"""One model's counts for one event-time window: dense, additive, mergeable.
+
+A :class:`WindowCounts` is a bag of numpy arrays whose first axis is the layout's slice rows
+(see :mod:`detector.core.layout`). ``add_batch`` folds a decoded batch in with one
+``np.bincount`` per slice dimension per block (not per feature, not per event); ``merge`` is
+element-wise addition, so windows from workers owning different partitions combine exactly.
+Memory: ``Layout.cells() * 8`` bytes per open window.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from detector.core.events import PredictionBatch
+from detector.core.layout import Layout
+
+__all__ = ["WindowCounts", "N_CAND"]
+
+N_CAND = 3  # exact-value candidates tracked per numeric feature (default / fallback spikes)
+_RATE_FIELDS = ("events", "acted", "decided", "fallback", "fallback_known", "latency_known")
+
+
+@dataclass
+class WindowCounts:
+    start: float
+    end: float
+    rows: int
+    num_total: int
+    cat_total: int
+    n_num: int  # numeric blocks incl. the score
+    n_lat: int
+    num: np.ndarray = field(init=False)  # (rows, num_total) fine bins + missing bin per block
+    cat: np.ndarray = field(init=False)  # (rows, cat_total) codes + unseen + missing per feature
+    nz: np.ndarray = field(init=False)  # (rows, n_num) count of non-zero finite values
+    slog: np.ndarray = field(init=False)  # (rows, n_num) sum of log|x| over non-zero values
+    slog2: np.ndarray = field(init=False)  # (rows, n_num) sum of log|x|^2
+    sx: np.ndarray = field(init=False)  # (rows, n_num) sum of x over finite values
+    cand: np.ndarray = field(init=False)  # (rows, n_num, N_CAND) exact-value hits
+    rates: np.ndarray = field(init=False)  # (rows, len(_RATE_FIELDS))
+    lat: np.ndarray = field(init=False)  # (rows, n_lat) latency histogram
+    # global-only bookkeeping (bounded dicts)
+    absent: np.ndarray = field(init=False)  # (n_feat_total,) key absent
+    type_err: np.ndarray = field(init=False)
+    nonfinite: np.ndarray = field(init=False)
+    unseen: list[dict[str, int]] = field(default_factory=list)  # per categorical feature
+    unexpected: dict[str, int] = field(default_factory=dict)
+    thresholds: dict[float, int] = field(default_factory=dict)
+    versions: dict[str, int] = field(default_factory=dict)
+    decisions: dict[str, int] = field(default_factory=dict)
+    late: int = 0
+    max_ts: float = float("-inf")
+
+    def __post_init__(self) -> None:
+        r, nn = self.rows, self.n_num
+        self.num = np.zeros((r, self.num_total), dtype=np.int64)
+        self.cat = np.zeros((r, self.cat_total), dtype=np.int64)
+        self.nz = np.zeros((r, nn))
+        self.slog = np.zeros((r, nn))
+        self.slog2 = np.zeros((r, nn))
+        self.sx = np.zeros((r, nn))
+        self.cand = np.zeros((r, nn, N_CAND))
+        self.rates = np.zeros((r, len(_RATE_FIELDS)))
+        self.lat = np.zeros((r, self.n_lat), dtype=np.int64)
+        n_feat = nn - 1
+        self.absent = np.zeros(n_feat + 1 + 0, dtype=np.int64)
+        self.type_err = np.zeros_like(self.absent)
+        self.nonfinite = np.zeros_like(self.absent)
+
+    @classmethod
+    def empty(cls, layout: Layout, start: float, end: float) -> WindowCounts:
+        w = cls(start, end, layout.n_rows, layout.num_total, layout.cat_total, layout.n_num_blocks,
+                len(layout.lat_edges) + 1)
+        n_feat = len(layout.numeric) + len(layout.categorical)
+        w.absent = np.zeros(n_feat, dtype=np.int64)
+        w.type_err = np.zeros(n_feat, dtype=np.int64)
+        w.nonfinite = np.zeros(n_feat, dtype=np.int64)
+        w.unseen = [{} for _ in layout.categorical]
+        return w
+
+    # ------------------------------------------------------------------ fold a batch in
+    def add_batch(self, lay: Layout, b: PredictionBatch, row_codes: list[np.ndarray], cands: np.ndarray) -> None:
+        """Add a batch (already restricted to this window). ``row_codes[d]`` = code per event."""
+        n = b.n
+        if n == 0:
+            return
+        X = np.concatenate([b.num, b.score[:, None]], axis=1) if b.num.size or n else b.score[:, None]
+        nb = X.shape[1]
+        # fine-bin index per value, offset into the flat numeric block space
+        idx = np.empty((n, nb), dtype=np.int64)
+        for j in range(nb):
+            edges = lay.num_edges[j] if j < nb - 1 else lay.score_edges
+            col = X[:, j]
+            bj = np.searchsorted(edges, col, side="right")
+            miss = np.isnan(col)
+            if miss.any():
+                bj[miss] = len(edges) + 1
+            idx[:, j] = bj + lay.num_offsets[j]
+        finite = ~np.isnan(X)
+        ax = np.abs(X)
+        nzm = finite & (ax > 0)
+        logs = np.log(np.where(nzm, ax, 1.0))
+        x0 = np.where(finite, X, 0.0)
+        # exact-value candidate hits
+        hits = [(X == cands[:, c][None, :]) for c in range(N_CAND)]
+        cidx = np.empty((n, self.cat_total and b.cat_codes.shape[1]), dtype=np.int64)
+        if self.cat_total:
+            cidx = b.cat_codes.astype(np.int64) + lay.cat_offsets[None, :]
+        acted_known = ~np.isnan(b.acted)
+        fb_known = ~np.isnan(b.fallback)
+        lat_known = ~np.isnan(b.latency_ms)
+        rate_cols = np.stack([
+            np.ones(n), np.where(acted_known, b.acted, 0.0), acted_known.astype(np.float64),
+            np.where(fb_known, b.fallback, 0.0), fb_known.astype(np.float64), lat_known.astype(np.float64),
+        ], axis=1)
+        lat_bin = np.searchsorted(lay.lat_edges, np.where(lat_known, b.latency_ms, 0.0), side="right")
+        groups: list[tuple[np.ndarray, int, int]] = []  # (codes, row offset, n rows in dim)
+        if row_codes:
+            for d, codes in enumerate(row_codes):
+                groups.append((codes, lay.row_offset(d), lay.top_k + 1))
+        else:
+            groups.append((np.zeros(n, dtype=np.int64), 0, 1))
+        for codes, off, k in groups:
+            sl = slice(off, off + k)
+            self.num[sl] += np.bincount((codes[:, None] * self.num_total + idx).ravel(),
+                                        minlength=k * self.num_total).reshape(k, self.num_total)
+            if self.cat_total:
+                self.cat[sl] += np.bincount((codes[:, None] * self.cat_total + cidx).ravel(),
+                                            minlength=k * self.cat_total).reshape(k, self.cat_total)
+            flat = (codes[:, None] * nb + np.arange(nb)[None, :]).ravel()
+            m = k * nb
+            self.nz[sl] += np.bincount(flat, weights=nzm.ravel(), minlength=m).reshape(k, nb)
+            self.slog[sl] += np.bincount(flat, weights=logs.ravel() * nzm.ravel(), minlength=m).reshape(k, nb)
+            self.slog2[sl] += np.bincount(flat, weights=(logs * logs * nzm).ravel(), minlength=m).reshape(k, nb)
+            self.sx[sl] += np.bincount(flat, weights=x0.ravel(), minlength=m).reshape(k, nb)
+            for c in range(N_CAND):
+                self.cand[sl, :, c] += np.bincount(flat, weights=hits[c].ravel(), minlength=m).reshape(k, nb)
+            rflat = (codes[:, None] * rate_cols.shape[1] + np.arange(rate_cols.shape[1])[None, :]).ravel()
+            self.rates[sl] += np.bincount(rflat, weights=rate_cols.ravel(),
+                                          minlength=k * rate_cols.shape[1]).reshape(k, rate_cols.shape[1])
+            if lat_known.any():
+                self.lat[sl] += np.bincount(codes[lat_known] * self.n_lat + lat_bin[lat_known],
+                                            minlength=k * self.n_lat).reshape(k, self.n_lat)
+        # global-only bookkeeping
+        nn = len(lay.numeric)
+        self.absent[:nn] += b.num_absent
+        self.absent[nn:] += b.cat_absent
+        self.type_err[:nn] += b.num_type_err
+        self.type_err[nn:] += b.cat_type_err
+        self.nonfinite[:nn] += b.num_nonfinite
+        for j, vals in enumerate(b.unseen):
+            _count_bounded(self.unseen[j], vals, 64)
+        for k2, v in b.unexpected.items():
+            if k2 in self.unexpected or len(self.unexpected) < 64:
+                self.unexpected[k2] = self.unexpected.get(k2, 0) + v
+        thr = b.threshold[~np.isnan(b.threshold)]
+        if thr.size:
+            vals, cnt = np.unique(thr, return_counts=True)
+            for v, c in zip(vals.tolist(), cnt.tolist(), strict=True):
+                if v in self.thresholds or len(self.thresholds) < 16:
+                    self.thresholds[v] = self.thresholds.get(v, 0) + c
+        for k2, v in b.versions.items():
+            if k2 in self.versions or len(self.versions) < 16:
+                self.versions[k2] = self.versions.get(k2, 0) + v
+        for k2, v in b.decisions.items():
+            if k2 in self.decisions or len(self.decisions) < 32:
+                self.decisions[k2] = self.decisions.get(k2, 0) + v
+        self.max_ts = max(self.max_ts, float(b.ts.max()))
+
+    def finalize_global(self, lay: Layout) -> None:
+        """Row 0 (all traffic) = the sum over the first dimension's rows, when there are slices."""
+        if not lay.dims:
+            return
+        sl = slice(lay.row_offset(0), lay.row_offset(0) + lay.top_k + 1)
+        for name in ("num", "cat", "nz", "slog", "slog2", "sx", "cand", "rates", "lat"):
+            arr = getattr(self, name)
+            arr[0] = arr[sl].sum(axis=0)
+
+    # ------------------------------------------------------------------ merge
+    def merge(self, other: WindowCounts) -> None:
+        """Add another worker's partial of the same window (same layout and row codes)."""
+        if (self.start, self.end) != (other.start, other.end) or self.num.shape != other.num.shape:
+            raise ValueError(
+                f"cannot merge window [{other.start}, {other.end}) shape {other.num.shape} into "
+                f"[{self.start}, {self.end}) shape {self.num.shape}: windows and layouts must match"
+            )
+        for name in ("num", "cat", "nz", "slog", "slog2", "sx", "cand", "rates", "lat", "absent", "type_err", "nonfinite"):
+            getattr(self, name)[...] += getattr(other, name)
+        for j, d in enumerate(other.unseen):
+            for k, v in d.items():
+                if k in self.unseen[j] or len(self.unseen[j]) < 64:
+                    self.unseen[j][k] = self.unseen[j].get(k, 0) + v
+        for mine, theirs, cap in ((self.unexpected, other.unexpected, 64), (self.thresholds, other.thresholds, 16),
+                                  (self.versions, other.versions, 16), (self.decisions, other.decisions, 32)):
+            for k, v in theirs.items():
+                if k in mine or len(mine) < cap:
+                    mine[k] = mine.get(k, 0) + v
+        self.late += other.late
+        self.max_ts = max(self.max_ts, other.max_ts)
+
+    @property
+    def events(self) -> int:
+        return int(self.rates[0, 0])
+
+
+def _count_bounded(d: dict[str, int], values: list[str], cap: int) -> None:
+    for v in values:
+        if v in d:
+            d[v] += 1
+        elif len(d) < cap:
+            d[v] = 1
+
+
+RATE = {name: i for i, name in enumerate(_RATE_FIELDS)}
