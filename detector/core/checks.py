@@ -177,7 +177,7 @@ def _numeric(lay: Layout, v: View, sb: SeasonalBaseline, st: DetectorSettings, j
         ratio = np.exp(mlog - rm)
         spread = np.where(rs > 1e-9, sdlog / rs, np.where(sdlog < 1e-9, 1.0, np.inf))
         z = (mlog - rm) / (np.maximum(rs, 1e-9) / np.sqrt(np.maximum(nz, 1)))
-    tested_u = (nz >= st.min_count) & ~np.isnan(rm)
+    tested_u = (nz >= st.min_count_rate) & ~np.isnan(rm)
     big = (ratio >= th.unit_ratio) | (ratio <= 1.0 / th.unit_ratio)
     same_shape = (spread <= th.unit_spread_tolerance) & (spread >= 1.0 / th.unit_spread_tolerance)
     pv_u = 2.0 * stats.norm_sf(np.abs(np.nan_to_num(z)))
@@ -200,7 +200,7 @@ def _numeric(lay: Layout, v: View, sb: SeasonalBaseline, st: DetectorSettings, j
     warn_d = (dd >= th.default_share_delta) & (sh >= 2 * r0)
     vals = cands[j][best]
     out.append(Result(
-        "default_value_spike", feature, "value_share", sh, enough & np.isfinite(dd), warn_d, warn_d & (dd >= 2 * th.default_share_delta),
+        "default_value_spike", feature, "value_share", sh, (n_nm >= st.min_count_rate) & np.isfinite(dd), warn_d, warn_d & (dd >= 2 * th.default_share_delta),
         pv_d, r0 + th.default_share_delta,
         lambda i: {"value": _r(vals[i]), "reference": {"share": _r(r0[i])}, "current": {"share": _r(sh[i]), "count": int(sh[i] * n_nm[i])}},
         lambda i: f"{feature} = {_fmt(vals[i])} in {sh[i]:.1%} of events (training: {r0[i]:.1%}): a default or fallback value is being served",
@@ -317,7 +317,7 @@ def _categorical(lay: Layout, v: View, st: DetectorSettings, j: int) -> list[Res
         return s
 
     out.append(Result(
-        "unseen_categories", name, "unseen_share", ush, has & enough, ud >= th.unseen_share_warning,
+        "unseen_categories", name, "unseen_share", ush, has & (n_nm >= st.min_count_rate), ud >= th.unseen_share_warning,
         ud >= th.unseen_share_critical, pv_u, th.unseen_share_warning,
         lambda i: {"reference": {"other_share": _r(uref[i])}, "current": {"unseen_share": _r(ush[i]),
                    "top_unseen": {k: c for k, c in top_unseen}, "vanished": _vanished(i)}},

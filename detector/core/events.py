@@ -31,8 +31,10 @@ from __future__ import annotations
 
 import json
 import math
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from itertools import chain, repeat
 from operator import itemgetter
 from typing import Any
 
@@ -76,27 +78,33 @@ def _loads(raw: bytes) -> Any:
 
 
 def parse_messages(raws: Sequence[bytes]) -> tuple[list[dict[str, Any]], list[int], list[EventError]]:
-    """JSON-decode messages. Returns (events, message index per event, errors)."""
+    """JSON-decode messages. Returns (events, message index per event, errors).
+
+    The common case (every message is one valid JSON object) is a single C-level ``map``; only
+    a batch holding a bad message or an envelope takes the per-message path.
+    """
+    try:
+        objs = list(map(orjson.loads, raws))
+        if set(map(type, objs)) <= {dict}:
+            return objs, list(range(len(objs))), []
+    except (orjson.JSONDecodeError, TypeError):
+        pass
+    return _parse_slow(raws)
+
+
+def _parse_slow(raws: Sequence[bytes]) -> tuple[list[dict[str, Any]], list[int], list[EventError]]:
     events: list[dict[str, Any]] = []
     origin: list[int] = []
     errors: list[EventError] = []
-    loads = orjson.loads
     for i, raw in enumerate(raws):
-        try:
-            obj = loads(raw)
-        except orjson.JSONDecodeError:
-            try:
-                obj = _loads(raw)
-            except (ValueError, TypeError, UnicodeDecodeError) as exc:
-                if raw is None or len(raw) == 0:
-                    errors.append(EventError("empty_message", "empty message or tombstone; send a JSON object", b"", i))
-                else:
-                    errors.append(
-                        EventError("invalid_json", f"not valid JSON ({str(exc)[:80]}); send one JSON object per message", bytes(raw), i)
-                    )
-                continue
-        except TypeError:
+        if raw is None or len(raw) == 0:
             errors.append(EventError("empty_message", "empty message or tombstone; send a JSON object", b"", i))
+            continue
+        try:
+            obj = _loads(raw)
+        except (ValueError, TypeError, UnicodeDecodeError) as exc:
+            errors.append(EventError("invalid_json", f"not valid JSON ({str(exc)[:80]}); send one JSON object per message",
+                                     bytes(raw), i))
             continue
         if type(obj) is dict:
             events.append(obj)
@@ -107,14 +115,18 @@ def parse_messages(raws: Sequence[bytes]) -> tuple[list[dict[str, Any]], list[in
                     events.append(item)
                     origin.append(i)
                 else:
-                    errors.append(
-                        EventError("not_an_object", f"batch envelope item {j} is {type(item).__name__}, expected an object",
-                                   orjson.dumps(item), i)
-                    )
+                    errors.append(EventError("not_an_object", f"batch envelope item {j} is {type(item).__name__}, expected an object",
+                                             orjson.dumps(item), i))
         else:
-            errors.append(EventError("not_an_object", f"message is a JSON {type(obj).__name__}; expected an object or an array of objects",
+            errors.append(EventError("not_an_object",
+                                     f"message is a JSON {type(obj).__name__}; expected an object or an array of objects",
                                      bytes(raw), i))
     return events, origin, errors
+
+
+def column(events: list[dict[str, Any]], key: str) -> list[Any]:
+    """``[e.get(key) for e in events]`` at C speed."""
+    return list(map(dict.get, events, repeat(key, len(events))))
 
 
 # --------------------------------------------------------------------------- schema
@@ -200,21 +212,21 @@ def _float_col(values: list[Any]) -> np.ndarray:
 
 def _numeric_matrix(rows: list[tuple[Any, ...]] | list[Any], n_feat: int) -> tuple[np.ndarray, np.ndarray]:
     """Rows of feature values -> (float matrix, type-error count per column)."""
-    try:
+    # numpy would silently parse numeric strings ("12.5"): only take the one-call path when every
+    # value is already a JSON number / bool / null (one C-level pass over the values).
+    if set(map(type, chain.from_iterable(rows))) <= _NUMERIC_TYPES:
         m = np.array(rows, dtype=np.float64)
         if m.ndim == 1:
             m = m.reshape(-1, n_feat)
         return m, np.zeros(n_feat, dtype=np.int64)
-    except (TypeError, ValueError):
-        pass
     n = len(rows)
     m = np.full((n, n_feat), np.nan)
     err = np.zeros(n_feat, dtype=np.int64)
     cols = list(zip(*rows, strict=True)) if n_feat > 1 else [rows]
     for j, col in enumerate(cols):
-        try:
+        if set(map(type, col)) <= _NUMERIC_TYPES:
             m[:, j] = np.array(col, dtype=np.float64)
-        except (TypeError, ValueError):
+        else:
             for i, v in enumerate(col):
                 if v is None:
                     continue
@@ -226,6 +238,7 @@ def _numeric_matrix(rows: list[tuple[Any, ...]] | list[Any], n_feat: int) -> tup
 
 
 _MISSING = object()
+_NUMERIC_TYPES = {float, int, bool, type(None)}
 
 
 class PredictionDecoder:
@@ -239,32 +252,31 @@ class PredictionDecoder:
     def decode(self, model: str, events: list[dict[str, Any]], slice_dims: Sequence[str]) -> PredictionBatch:
         sch = self.schema
         n = len(events)
-        fs = [e.get("features") for e in events]
+        fs = column(events, "features")
         n_num, n_cat = len(sch.numeric), len(sch.categorical)
         num_absent = np.zeros(n_num, dtype=np.int64)
         cat_absent = np.zeros(n_cat, dtype=np.int64)
-        unexpected: dict[str, int] = {}
+        lens = np.fromiter(map(len, fs), dtype=np.int64, count=n)
+        n_known = n_num + n_cat
         # --- numeric block: one itemgetter pass when every key is present (the usual case)
-        full = True
         if n_num:
+            rows: Any = None
             try:
-                rows = list(map(sch._num_get, fs)) if sch._num_get else [f[sch.numeric[0]] for f in fs]
+                rows = list(map(sch._num_get, fs)) if sch._num_get else [(f[sch.numeric[0]],) for f in fs]
             except KeyError:
-                full = False
-            if not full:
-                rows = []
+                cols = []
                 for j, name in enumerate(sch.numeric):
-                    col = [f.get(name, _MISSING) for f in fs]
-                    absent = sum(1 for v in col if v is _MISSING)
-                    num_absent[j] = absent
-                    rows.append([None if v is _MISSING else v for v in col])
-                rows = list(zip(*rows, strict=True)) if n_num > 1 else rows[0]
+                    col = list(map(dict.get, fs, repeat(name, n), repeat(_MISSING, n)))
+                    num_absent[j] = col.count(_MISSING)
+                    if num_absent[j]:
+                        col = [None if v is _MISSING else v for v in col]
+                    cols.append(col)
+                rows = list(zip(*cols, strict=True))
             num, num_type_err = _numeric_matrix(rows, n_num)
             nonfinite_mask = np.isinf(num)
             num_nonfinite = nonfinite_mask.sum(axis=0)
             if num_nonfinite.any():
                 num[nonfinite_mask] = np.nan
-            # NaN literal (stdlib fallback) is also "sent as a value"
         else:
             num = np.empty((n, 0))
             num_type_err = np.zeros(0, dtype=np.int64)
@@ -273,12 +285,21 @@ class PredictionDecoder:
         codes = np.empty((n, n_cat), dtype=np.int32)
         cat_type_err = np.zeros(n_cat, dtype=np.int64)
         unseen: list[list[str]] = []
+        cat_cols: list[Any]
+        if n_cat:
+            try:
+                crow = list(map(sch._cat_get, fs)) if sch._cat_get else [(f[sch.categorical[0]],) for f in fs]
+                cat_cols = list(zip(*crow, strict=True))
+            except KeyError:
+                cat_cols = [list(map(dict.get, fs, repeat(name, n), repeat(_MISSING, n))) for name in sch.categorical]
+        else:
+            cat_cols = []
         for j, name in enumerate(sch.categorical):
             vocab = sch.vocab[name]
             unseen_code = len(vocab)
             missing_code = unseen_code + 1
-            col = [f.get(name, _MISSING) for f in fs]
-            c = np.fromiter(map(vocab.get, col, [unseen_code] * n), dtype=np.int32, count=n)
+            col = cat_cols[j]
+            c = np.fromiter(map(vocab.get, col, repeat(unseen_code, n)), dtype=np.int32, count=n)
             bad = np.flatnonzero(c == unseen_code)
             uns: list[str] = []
             for i in bad.tolist():
@@ -294,96 +315,133 @@ class PredictionDecoder:
                     c[i] = missing_code
                     cat_type_err[j] += 1
                 else:  # numbers for a categorical: compare by their text form
-                    s = str(int(v)) if isinstance(v, float) and v.is_integer() else str(v)
-                    code = vocab.get(s)
+                    sv = str(int(v)) if isinstance(v, float) and v.is_integer() else str(v)
+                    code = vocab.get(sv)
                     if code is None:
-                        uns.append(s)
+                        uns.append(sv)
                     else:
                         c[i] = code
             codes[:, j] = c
             unseen.append(uns)
-        # --- unexpected feature names: only look at events with more keys than the schema
-        n_known = n_num + n_cat
-        for f in fs:
-            if len(f) > n_known or (not full and len(f) != n_known):
-                for k in f:
-                    if k not in sch.known:
-                        if k in unexpected or len(unexpected) < self.max_unexpected:
-                            unexpected[k] = unexpected.get(k, 0) + 1
+        # --- unexpected feature names: only events whose key count differs from the schema's
+        unexpected: dict[str, int] = {}
+        odd = np.flatnonzero(lens != n_known) if (num_absent.any() or cat_absent.any()) else np.flatnonzero(lens > n_known)
+        for i in odd.tolist():
+            for k in fs[i]:
+                if k not in sch.known and (k in unexpected or len(unexpected) < self.max_unexpected):
+                    unexpected[k] = unexpected.get(k, 0) + 1
         # --- top-level fields
-        ids = [str(e["prediction_id"]) for e in events]
-        ts = parse_timestamps([e.get("ts") for e in events])
-        score = _float_col([e.get("score", e.get("prediction")) for e in events])
-        decisions_raw = [e.get("decision") for e in events]
-        decisions: dict[str, int] = {}
+        ids = list(map(str, column(events, "prediction_id")))
+        ts = parse_timestamps(column(events, "ts"))
+        sc = column(events, "score")
+        if sc.count(None) == n:
+            sc = column(events, "prediction")
+        score = _float_col(sc)
         acted = np.full(n, np.nan)
-        if any(d is not None for d in decisions_raw):
-            no_action = self.no_action
-            for i, d in enumerate(decisions_raw):
+        decisions: dict[str, int] = {}
+        draw = column(events, "decision")
+        if draw.count(None) < n:
+            counts = Counter(draw)
+            lut: dict[Any, float] = {}
+            for d, c_ in counts.items():
                 if d is None:
                     continue
-                s = str(d).lower() if not isinstance(d, bool) else ("true" if d else "false")
-                acted[i] = 0.0 if s in no_action else 1.0
-                if s in decisions or len(decisions) < 32:
-                    decisions[s] = decisions.get(s, 0) + 1
-        threshold = _float_col([e.get("threshold") for e in events])
-        latency = _float_col([e.get("latency_ms") for e in events])
-        fallback = _float_col([e.get("fallback") for e in events])
-        versions: dict[str, int] = {}
-        for e in events:
-            v = e.get("model_version")
-            if v is not None:
-                v = str(v)
-                versions[v] = versions.get(v, 0) + 1
+                sd = ("true" if d else "false") if isinstance(d, bool) else str(d).lower()
+                lut[d] = 0.0 if sd in self.no_action else 1.0
+                if len(decisions) < 32:
+                    decisions[sd] = decisions.get(sd, 0) + c_
+            nan = float("nan")
+            acted = np.fromiter(map(lut.get, draw, repeat(nan, n)), dtype=np.float64, count=n)
+        threshold = _float_col(column(events, "threshold"))
+        latency = _float_col(column(events, "latency_ms"))
+        fallback = _float_col(column(events, "fallback"))
+        versions = {str(k): v for k, v in Counter(column(events, "model_version")).items() if k is not None}
+        if len(versions) > 16:
+            versions = dict(sorted(versions.items(), key=lambda kv: -kv[1])[:16])
         slices: dict[str, list[Any]] = {}
-        sl = [e.get("slices") or {} for e in events]
+        sl: list[Any] | None = None
         for dim in slice_dims:
             if dim in sch.known:
-                j_cat = sch.categorical.index(dim) if dim in sch.categorical else None
-                if j_cat is not None:
-                    slices[dim] = [f.get(dim) for f in fs]
-                else:
-                    slices[dim] = [f.get(dim) for f in fs]
+                slices[dim] = list(map(dict.get, fs, repeat(dim, n)))
             else:
-                slices[dim] = [s.get(dim) if type(s) is dict else None for s in sl]
-        overrides = [e.get("override") for e in events]
+                if sl is None:
+                    sl = [x if type(x) is dict else _EMPTY for x in column(events, "slices")]
+                slices[dim] = list(map(dict.get, sl, repeat(dim, n)))
+        overrides = column(events, "override")
         return PredictionBatch(
             model=model, ids=ids, ts=ts, num=num, num_absent=num_absent, num_nonfinite=num_nonfinite,
             num_type_err=num_type_err, cat_codes=codes, cat_absent=cat_absent, cat_type_err=cat_type_err,
             unseen=unseen, slices=slices, score=score, acted=acted, threshold=threshold, latency_ms=latency,
             fallback=fallback, versions=versions, unexpected=unexpected,
-            override=overrides if any(o is not None for o in overrides) else None, decisions=decisions,
+            override=overrides if overrides.count(None) < n else None, decisions=decisions,
         )
+
+
+_EMPTY: dict[str, Any] = {}
 
 
 def validate_predictions(
     events: list[dict[str, Any]], origin: list[int], raws: Sequence[bytes], min_epoch: float
 ) -> tuple[dict[str, list[dict[str, Any]]], list[EventError]]:
-    """Envelope checks per event; returns events grouped by model and the errors."""
-    by_model: dict[str, list[dict[str, Any]]] = {}
+    """Envelope checks per event; returns events grouped by model and the errors.
+
+    Vectorised: the per-event Python path runs only for events that fail a check.
+    """
+    n = len(events)
+    if n == 0:
+        return {}, []
+    pids = column(events, "prediction_id")
+    models = column(events, "model")
+    feats = column(events, "features")
+    ts = parse_timestamps(column(events, "ts"))
+    scores = column(events, "score")
+    bad = np.zeros(n, dtype=bool)
+    if None in pids or "" in pids or None in models or "" in models:
+        bad |= np.fromiter((p is None or p == "" or m is None or m == "" for p, m in zip(pids, models, strict=True)), bool, n)
+    ftypes = set(map(type, feats))
+    if ftypes != {dict}:
+        bad |= np.fromiter((type(f) is not dict for f in feats), bool, n)
+    bad |= np.isnan(ts) | (ts < min_epoch)
+    stypes = set(map(type, scores))
+    if stypes <= {float, int, type(None)}:
+        sc = np.array(scores, dtype=np.float64)  # None -> NaN
+        nan = np.isnan(sc)
+        if nan.any():  # NaN sent as a value (stdlib JSON) vs absent score
+            nan &= np.fromiter((s is not None for s in scores), bool, n)
+        bad |= nan | np.isinf(sc)
+    else:
+        bad |= np.fromiter((s is not None and (type(s) is bool or not isinstance(s, int | float) or not math.isfinite(s))
+                            for s in scores), bool, n)
     errors: list[EventError] = []
-    ts = parse_timestamps([e.get("ts") for e in events])
-    for i, e in enumerate(events):
-        reason = None
-        pid, model = e.get("prediction_id"), e.get("model")
-        if pid is None or pid == "" or model is None or model == "":
-            missing = [k for k in ("prediction_id", "model") if e.get(k) in (None, "")]
-            reason = ("missing_field", f"event has no {' or '.join(missing)}; every prediction needs both")
-        elif not isinstance(e.get("features"), dict):
-            reason = ("bad_features", "'features' must be an object of feature name -> value")
-        elif math.isnan(ts[i]):
-            reason = ("bad_timestamp", f"ts={str(e.get('ts'))[:40]!r} is not RFC 3339 or epoch seconds")
-        elif ts[i] < min_epoch:
-            reason = ("ancient_timestamp", f"ts={str(e.get('ts'))[:40]!r} is before {min_epoch:.0f} (epoch); check the clock/unit")
-        else:
-            s = e.get("score", e.get("prediction"))
-            if s is not None and (isinstance(s, bool) or not isinstance(s, int | float) or not math.isfinite(s)):
+    if bad.any():
+        for i in np.flatnonzero(bad).tolist():
+            e = events[i]
+            pid, model = pids[i], models[i]
+            s = scores[i]
+            if pid is None or pid == "" or model is None or model == "":
+                missing = [k for k in ("prediction_id", "model") if e.get(k) in (None, "")]
+                reason = ("missing_field", f"event has no {' or '.join(missing)}; every prediction needs both")
+            elif type(feats[i]) is not dict:
+                reason = ("bad_features", "'features' must be an object of feature name -> value")
+            elif math.isnan(ts[i]):
+                reason = ("bad_timestamp", f"ts={str(e.get('ts'))[:40]!r} is not RFC 3339 or epoch seconds")
+            elif ts[i] < min_epoch:
+                reason = ("ancient_timestamp", f"ts={str(e.get('ts'))[:40]!r} is before {min_epoch:.0f} (epoch); check the clock/unit")
+            else:
                 reason = ("bad_score", f"score={str(s)[:40]!r} must be a finite number")
-        if reason is None:
-            by_model.setdefault(str(model), []).append(e)
-        else:
-            o = origin[i]
-            errors.append(EventError(reason[0], reason[1], _raw_of(e, raws, origin, i), o))
+            errors.append(EventError(reason[0], reason[1], _raw_of(e, raws, origin, i), origin[i]))
+        good = np.flatnonzero(~bad).tolist()
+        events = [events[i] for i in good]
+        models = [models[i] for i in good]
+    by_model: dict[str, list[dict[str, Any]]] = {}
+    if not events:
+        return by_model, errors
+    first = models[0]
+    if models.count(first) == len(models):
+        by_model[str(first)] = events
+    else:
+        for e, m in zip(events, models, strict=True):
+            by_model.setdefault(str(m), []).append(e)
     return by_model, errors
 
 

@@ -201,34 +201,36 @@ def ks_binned(ref_p: ArrayLike, counts: ArrayLike) -> FloatArray | float:
 # ------------------------------------------------------------------------------- KS probability
 
 
-_KS_TERMS = np.arange(1, 11, dtype=np.float64)
-_KS_SIGNS = np.where(_KS_TERMS % 2 == 1, 1.0, -1.0)
-_THETA_ODD_SQ = (2.0 * np.arange(1, 7, dtype=np.float64) - 1.0) ** 2
-
-
 def kolmogorov_sf(lam: ArrayLike) -> FloatArray | float:
     """Survival function of the Kolmogorov distribution, ``Q(lam) = P(K > lam)``.
 
-    For ``lam >= 1`` the alternating series ``2 sum_{k>=1} (-1)^(k-1) exp(-2 k^2 lam^2)`` (10
-    terms); below 1 that series converges slowly, so ``Q = 1 - P`` with the Jacobi theta form
-    ``P(lam) = sqrt(2 pi)/lam sum_{k>=1} exp(-(2k-1)^2 pi^2 / (8 lam^2))`` (6 terms). Both are
-    truncated far below double precision; agrees with ``scipy.special.kolmogorov`` to ~1e-15.
-    ``Q = 1`` for ``lam <= 0``.
+    For ``lam >= 1`` the alternating series ``2 sum_{k>=1} (-1)^(k-1) exp(-2 k^2 lam^2)``, whose
+    6th term is below 1e-30 relative; below 1 that series converges slowly, so ``Q = 1 - P`` with
+    the Jacobi theta form ``P(lam) = sqrt(2 pi)/lam sum_{k>=1} exp(-(2k-1)^2 pi^2 / (8 lam^2))``,
+    whose 5th term is below 1e-40. Each sum needs one ``exp`` (the terms are integer powers of the
+    first). Agrees with ``scipy.special.kolmogorov`` to ~1e-15; ``Q = 1`` for ``lam <= 0``.
 
     >>> round(kolmogorov_sf(1.0), 10), kolmogorov_sf(0.1), kolmogorov_sf(-1.0)
     (0.2699996717, 1.0, 1.0)
     """
     x = np.asarray(lam, dtype=np.float64)
-    out = np.where(np.isnan(x), np.nan, 1.0)
-    big = x >= 1.0
-    if np.any(big):
-        xb = x[big][:, None]
-        out[big] = 2.0 * np.sum(_KS_SIGNS * np.exp(-2.0 * _KS_TERMS**2 * xb * xb), axis=-1)
-    small = (x > 0) & (x < 1.0)
-    if np.any(small):
-        xs = x[small][:, None]
-        theta = np.sum(np.exp(-_THETA_ODD_SQ * (math.pi**2 / 8.0) / (xs * xs)), axis=-1)
-        out[small] = 1.0 - math.sqrt(2.0 * math.pi) / xs[:, 0] * theta
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore", under="ignore"):
+        # lam >= 1: Q = 2 (e - e^4 + e^9 - e^16 + e^25), e = exp(-2 lam^2)
+        e1 = np.exp(-2.0 * x * x)
+        e4 = np.square(np.square(e1))
+        e8 = np.square(e4)
+        e9 = e8 * e1
+        e16 = np.square(e8)
+        q_big = 2.0 * (e1 - e4 + e9 - e16 + e16 * e9)
+        # 0 < lam < 1: P = sqrt(2 pi) / lam (t + t^9 + t^25 + t^49), t = exp(-pi^2 / (8 lam^2))
+        t1 = np.exp(-(math.pi**2 / 8.0) / (x * x))
+        t8 = np.square(np.square(np.square(t1)))
+        t9 = t8 * t1
+        t16 = np.square(t8)
+        t25 = t16 * t9
+        q_small = 1.0 - math.sqrt(2.0 * math.pi) / x * (t1 + t9 + t25 + t25 * t16 * t8)
+    out = np.where(x >= 1.0, q_big, np.where(x > 0, q_small, 1.0))
+    out[np.isnan(x)] = np.nan
     return _out(np.clip(out, 0.0, 1.0))
 
 
@@ -260,60 +262,78 @@ def ks_pvalue(d: ArrayLike, n: ArrayLike, m: ArrayLike | None = None) -> FloatAr
 
 
 _GAMMA_EPS = 1e-15
-_FPMIN = 1e-300
 _CHECK_EVERY = 8
 
 
-def _gamma_series(y: FloatArray, a: FloatArray, max_iter: int) -> FloatArray:
-    """``sum_{n>=0} y^n / (a (a+1) ... (a+n))`` -- ``P(a, y) = e^-y y^a / Gamma(a) * this``."""
-    ap = a.copy()
-    term = 1.0 / a
+def _compress(keep: BoolArray, *arrays: FloatArray | float) -> list[FloatArray | float]:
+    """Keep the ``keep`` elements of every array argument; scalars pass through."""
+    return [v[keep] if isinstance(v, np.ndarray) else v for v in arrays]
+
+
+def _gamma_series(y: FloatArray, a: FloatArray | float, max_iter: int) -> FloatArray:
+    """``sum_{n>=0} y^n / (a (a+1) ... (a+n))``, so that ``P(a, y) = e^-y y^a / Gamma(a) * this``.
+
+    ``a`` is a scalar or an array like ``y``. All elements iterate in lock-step; every few
+    iterations the converged ones (last term < 1e-15 of the sum) are stored and dropped.
+    """
+    ap = a + 0.0
+    term = np.empty_like(y)
+    term[...] = 1.0 / a
     total = term.copy()
     result = np.empty_like(y)
     active = np.arange(y.size)
     for it in range(1, max_iter + 1):
         ap += 1.0
-        term *= y / ap
+        term *= y
+        term /= ap
         total += term
         if it % _CHECK_EVERY == 0 or it == max_iter:
-            done = term < total * _GAMMA_EPS
+            done = term <= total * _GAMMA_EPS
             if it == max_iter:
                 done[:] = True
             if done.any():
                 result[active[done]] = total[done]
                 keep = ~done
-                active, ap, term, total, y = active[keep], ap[keep], term[keep], total[keep], y[keep]
+                active, ap, term, total, y = _compress(keep, active, ap, term, total, y)
                 if active.size == 0:
                     break
     return result
 
 
-def _gamma_cf(y: FloatArray, a: FloatArray, max_iter: int) -> FloatArray:
-    """Continued fraction (modified Lentz) for ``Q(a, y) = e^-y y^a / Gamma(a) * this``, y >= a+1."""
-    b = y + 1.0 - a
-    c = np.full_like(y, 1.0 / _FPMIN)
+def _gamma_cf(y: FloatArray, a: FloatArray | float, max_iter: int) -> FloatArray:
+    """Continued fraction for ``Q(a, y) = e^-y y^a / Gamma(a) * this`` (valid for ``y >= a + 1``).
+
+    Modified Lentz evaluation of NR eq. 6.2.7, ``1/(y+1-a- 1(1-a)/(y+3-a- 2(2-a)/(y+5-a- ...)))``.
+    For ``y >= a + 1`` every partial denominator ``y + 2i + 1 - a`` is >= 2, and the Lentz ratios
+    stay positive, so NR's tiny-denominator guard is not needed (checked in the tests over
+    ``a`` in 1e-3..5e4). Convergence: ``|delta - 1| < 1e-15``; usually < 30 iterations.
+    """
+    b = y + (1.0 - a)
+    c = np.full_like(y, 1e300)  # Lentz's "1 / tiny" start: an / c vanishes at the first step
     d = 1.0 / b
     h = d.copy()
     result = np.empty_like(y)
     active = np.arange(y.size)
+    delta = np.empty_like(y)
     for i in range(1, max_iter + 1):
         an = -i * (i - a)
         b += 2.0
-        d = an * d + b
-        d[np.abs(d) < _FPMIN] = _FPMIN
-        c = b + an / c
-        c[np.abs(c) < _FPMIN] = _FPMIN
-        d = 1.0 / d
-        delta = d * c
+        d *= an
+        d += b
+        np.reciprocal(d, out=d)
+        np.divide(an, c, out=c)
+        c += b
+        np.multiply(d, c, out=delta)
         h *= delta
         if i % _CHECK_EVERY == 0 or i == max_iter:
-            done = np.abs(delta - 1.0) < _GAMMA_EPS
+            delta -= 1.0
+            done = np.abs(delta) < _GAMMA_EPS
             if i == max_iter:
                 done[:] = True
             if done.any():
                 result[active[done]] = h[done]
                 keep = ~done
-                active, a, b, c, d, h = active[keep], a[keep], b[keep], c[keep], d[keep], h[keep]
+                active, a, b, c, d, h, delta = _compress(keep, active, a, b, c, d, h, delta)
                 if active.size == 0:
                     break
     return result
@@ -325,46 +345,50 @@ def chi2_sf(x: ArrayLike, df: ArrayLike) -> FloatArray | float:
     Computed as the regularised upper incomplete gamma ``Q(df/2, x/2)`` (Numerical Recipes
     ``gammq``): power series for ``x/2 < df/2 + 1``, Lentz continued fraction otherwise, iterated to
     1e-15 relative, all elements in lock-step (converged ones are dropped every few iterations).
-    Relative error ~1e-12 vs ``scipy.stats.chi2.sf``. Results below the double range are exactly
-    ``0.0``; ``x <= 0`` gives 1.0; ``df <= 0`` or NaN gives NaN. ``x`` and ``df`` broadcast.
+    Relative error < 1e-12 vs ``scipy.stats.chi2.sf`` for ``df`` up to 500 and ``x`` up to 1e5.
+    Results below the double range are exactly ``0.0`` (e.g. huge ``x``); ``x <= 0`` gives 1.0;
+    ``df <= 0`` or NaN gives NaN. ``x`` and ``df`` broadcast.
 
     >>> round(chi2_sf(3.841458820694124, 1), 12), chi2_sf(0.0, 5), chi2_sf(1e5, 10)
     (0.05, 1.0, 0.0)
     >>> np.round(chi2_sf([1.0, 10.0, 100.0], [[1], [10]]), 6).tolist()
     [[0.317311, 0.001565, 0.0], [0.999828, 0.440493, 0.0]]
     """
-    xx = np.asarray(x, dtype=np.float64)
-    a_own = 0.5 * np.asarray(df, dtype=np.float64)
-    with np.errstate(invalid="ignore"):
-        lga_own = _lgamma(np.where(a_own > 0, a_own, np.nan))
-    y, a, lga = np.broadcast_arrays(0.5 * xx, a_own, lga_own)
-    out = np.full(y.shape, np.nan)
-    flat = out.reshape(-1)  # view: out is freshly allocated and contiguous
-    yf, af, lgf = y.reshape(-1), a.reshape(-1), lga.reshape(-1)
-
-    ok = (af > 0) & ~np.isnan(yf)
-    flat[ok & (yf <= 0)] = 1.0
-    flat[ok & (yf == np.inf)] = 0.0
-    idx = np.flatnonzero(ok & (yf > 0) & (yf < np.inf))
-    if idx.size:
-        yi, ai = yf[idx], af[idx]
-        log_pre = ai * np.log(yi) - yi - lgf[idx]
-        use_series = yi < ai + 1.0
-        res = np.empty_like(yi)
-        # e^log_pre underflows: P ~ 0 in the series region, Q ~ 0 in the continued-fraction region
-        # (where the fraction is < 1/2), so skip the iterations.
-        under = log_pre < -750.0
-        res[under & use_series] = 1.0
-        res[under & ~use_series] = 0.0
-        max_iter = int(100 + 20 * math.sqrt(float(np.max(ai))))
-        s = use_series & ~under
-        if s.any():
-            res[s] = 1.0 - np.exp(log_pre[s]) * _gamma_series(yi[s], ai[s], max_iter)
-        c = ~use_series & ~under
-        if c.any():
-            res[c] = np.exp(log_pre[c]) * _gamma_cf(yi[c], ai[c], max_iter)
-        flat[idx] = np.clip(res, 0.0, 1.0)
-    return _out(out)
+    y = 0.5 * np.asarray(x, dtype=np.float64)
+    a = 0.5 * np.asarray(df, dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        lga = _lgamma(np.where(a > 0, a, np.nan))  # on df's own shape: cheap for a scalar df
+        # log of the prefactor e^-y y^a / Gamma(a). NaN for NaN input, y < 0, y = inf or a <= 0.
+        log_pre = a * np.log(y) - y - lga
+    shape = log_pre.shape
+    y = np.broadcast_to(y, shape).reshape(-1)
+    log_pre = log_pre.reshape(-1)
+    scalar_a = a.ndim == 0
+    a_flat = a if scalar_a else np.broadcast_to(a, shape).reshape(-1)
+    series = y < a_flat + 1.0
+    # Where e^log_pre underflows (or is NaN), P ~ 0 in the series region and Q ~ 0 in the
+    # continued-fraction region (the fraction is < 1/2 there): no iterations needed. This also
+    # covers x = 0 (log_pre = -inf, Q = 1), x < 0 (series region, Q = 1) and x = inf (Q = 0).
+    live = log_pre >= -750.0
+    res = series.astype(np.float64)
+    if live.any():
+        max_iter = int(100 + 20 * math.sqrt(float(np.max(a))))
+        for in_series in (True, False):
+            idx = np.flatnonzero(live & (series if in_series else ~series))
+            if idx.size == 0:
+                continue
+            ai = float(a) if scalar_a else a_flat[idx]
+            pre = np.exp(log_pre[idx])
+            if in_series:
+                res[idx] = 1.0 - pre * _gamma_series(y[idx], ai, max_iter)
+            else:
+                res[idx] = pre * _gamma_cf(y[idx], ai, max_iter)
+        np.clip(res, 0.0, 1.0, out=res)
+    nan_pre = np.isnan(log_pre)
+    if nan_pre.any():  # tell the genuinely undefined (NaN input, df <= 0) from x < 0 / x = inf
+        bad = np.isnan(y) | ~(np.broadcast_to(a, shape).reshape(-1) > 0)
+        res[bad] = np.nan
+    return _out(res.reshape(shape))
 
 
 # ------------------------------------------------------------------------------------- G-test

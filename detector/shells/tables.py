@@ -240,6 +240,14 @@ class _Columns:
                 a = parts[0][1]
                 cols[name] = a if not text or a.dtype.kind == "O" else _floats_to_text(a)
                 continue
+            contiguous = [start for start, _ in parts] == list(
+                itertools.accumulate((len(a) for _, a in parts[:-1]), initial=0)
+            ) and parts[-1][0] + len(parts[-1][1]) == n_rows
+            if contiguous:
+                cols[name] = np.concatenate(
+                    [_floats_to_text(a) if text and a.dtype.kind == "f" else a for _, a in parts]
+                )
+                continue
             if text:
                 out = np.full(n_rows, None, dtype=object)
             else:
@@ -263,24 +271,29 @@ def _text_array(values: Sequence[Any]) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------- CSV / TSV
-def _csv_convert(col: Sequence[str], force_text: bool) -> np.ndarray:
+def _csv_convert(col: np.ndarray, force_text: bool) -> np.ndarray:
+    """One chunk of one CSV column (object array of str) -> float64, or object array of str/None."""
     if not force_text:
         try:
-            return np.array(col, dtype=np.float64)
+            return col.astype(np.float64)
         except ValueError:
             pass
-        miss = _missing_mask(col)
-        values = list(col)
-        for i in np.flatnonzero(miss).tolist():
-            values[i] = "nan"
+        # the usual missing value is the empty string: a vectorised compare finds it
+        filled = col.copy()
+        filled[col == ""] = "nan"
         try:
-            return np.array(values, dtype=np.float64)
+            return filled.astype(np.float64)
+        except ValueError:
+            pass
+        miss = _missing_mask(col.tolist())
+        filled[miss] = "nan"
+        try:
+            return filled.astype(np.float64)
         except ValueError:
             pass
     else:
-        miss = _missing_mask(col)
-    out = np.empty(len(col), dtype=object)
-    out[:] = col
+        miss = _missing_mask(col.tolist())
+    out = col.copy()
     out[miss] = None
     return out
 
@@ -323,6 +336,7 @@ def _read_csv(
         else:
             selected = list(range(ncols))
         records = 0  # records read after the header, blank ones included (for line numbers)
+        text = set(force_text)
         while True:
             try:
                 rows = list(itertools.islice(reader, CHUNK_ROWS))
@@ -352,12 +366,16 @@ def _read_csv(
                     continue
             else:
                 records += len(rows)
-            by_col = list(zip(*rows, strict=True))
+            grid = np.empty((len(rows), ncols), dtype=object)  # rows x columns of str, built in C
+            grid[:] = rows
             del rows
             for i in selected:
-                acc.add(names[i], n_rows, _csv_convert(by_col[i], names[i] in force_text))
-            n_rows += len(by_col[0])
-            del by_col
+                values = _csv_convert(grid[:, i], names[i] in text)
+                if values.dtype.kind == "O":
+                    text.add(names[i])  # once text, always text: skip the float attempts from now on
+                acc.add(names[i], n_rows, values)
+            n_rows += len(grid)
+            del grid
             report(n_rows)
     if n_rows == 0:
         return Table(columns={}, n_rows=0, path=p, format=fmt)

@@ -149,7 +149,7 @@ def _n_tx_24h(rng, c, d):
 
 def _account_age(rng, c, d):
     mu = np.log(600.0) + 0.5 * _TIER_AGE[c.tier] - 0.2 * c.risk
-    return np.clip(np.floor(_logn(rng, c, mu, 1.3, d)), 0, 3650)
+    return np.clip(np.floor(_logn(rng, c, mu, 1.1, d)), 0, 3650)
 
 
 def _hour(rng, c, d):

@@ -30,7 +30,15 @@ from detector.sim.features import (
     numeric_specs,
 )
 from detector.sim.inject import Served, apply_serving
-from detector.sim.outcome import MODEL_COEF, TERMS, TRUE_COEF, Calibration, calibrate, solve_intercept, term_matrix
+from detector.sim.outcome import (
+    MODEL_COEF,
+    TERMS,
+    TRUE_COEF,
+    Calibration,
+    calibrate,
+    solve_intercept,
+    term_matrix,
+)
 from detector.sim.world import DEFAULT_START, World, rng_for, sample_times, sigmoid, to_epoch_ms
 
 if TYPE_CHECKING:

@@ -1,0 +1,171 @@
+"""``skewwatch bench``: a reproducible benchmark of the core, JSON out.
+
+Synthetic prediction events of the benchmark shape (20 numeric + 5 categorical features, slice
+dimensions region/channel/tier with ~5 values each, score/decision/threshold/latency/fallback)
+are generated once with a fixed seed, encoded with orjson, then pushed through
+``Engine.ingest_predictions`` (JSON decode -> columns -> window counts) in batches, closing a
+window every ``--window`` of event time. Generation is not timed. Each run uses a fresh engine;
+the figure reported is the median of ``--runs`` runs, with every run listed, plus a per-stage
+breakdown and the peak resident memory of the process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import resource
+import statistics
+import sys
+import time
+from typing import Any
+
+import numpy as np
+import orjson
+
+from detector.core.engine import Engine
+from detector.core.events import parse_messages, validate_predictions
+from detector.core.profile import build_reference
+from detector.core.settings import DetectorSettings
+
+__all__ = ["add_arguments", "run", "make_events", "bench_core"]
+
+REGIONS = ["eu", "us", "apac", "latam", "mea"]
+CHANNELS = ["web", "ios", "android", "pos", "api"]
+TIERS = ["free", "basic", "gold", "platinum", "enterprise"]
+CATS = [["DE", "FR", "US", "GB", "ES", "IT", "NL", "PL"], ["ios", "android", "web", "pos"],
+        ["grocery", "travel", "electronics", "fashion", "gaming", "fuel"], ["EUR", "USD", "GBP", "PLN"],
+        ["visa", "mastercard", "amex"]]
+
+
+def _columns(n: int, rng: np.random.Generator) -> dict[str, Any]:
+    cols: dict[str, Any] = {}
+    for i in range(20):
+        if i % 4 == 0:
+            cols[f"num_{i:02d}"] = rng.lognormal(3.0, 1.0, n).round(2)
+        elif i % 4 == 1:
+            cols[f"num_{i:02d}"] = rng.poisson(2.0, n).astype(np.float64)
+        elif i % 4 == 2:
+            cols[f"num_{i:02d}"] = rng.random(n).round(4)
+        else:
+            cols[f"num_{i:02d}"] = rng.normal(0.0, 1.0, n).round(3)
+    for j, vals in enumerate(CATS):
+        cols[f"cat_{j}"] = np.array(vals, dtype=object)[rng.integers(0, len(vals), n)]
+    cols["region"] = np.array(REGIONS, dtype=object)[rng.integers(0, 5, n)]
+    cols["channel"] = np.array(CHANNELS, dtype=object)[rng.integers(0, 5, n)]
+    cols["tier"] = np.array(TIERS, dtype=object)[rng.integers(0, 5, n)]
+    cols["score"] = rng.beta(1.0, 12.0, n).round(4)
+    return cols
+
+
+def make_events(n: int, seed: int = 7, start: float = 1795615200.0, rate_per_s: float = 50.0) -> list[bytes]:
+    """``n`` encoded prediction events, ``rate_per_s`` per second of event time."""
+    rng = np.random.default_rng(seed)
+    c = _columns(n, rng)
+    ts = start + np.arange(n) / rate_per_s
+    names_num = [f"num_{i:02d}" for i in range(20)]
+    names_cat = [f"cat_{j}" for j in range(5)]
+    num = np.stack([c[k] for k in names_num], axis=1).tolist()
+    cat = np.stack([c[k] for k in names_cat], axis=1).tolist()
+    out = []
+    dumps = orjson.dumps
+    for i in range(n):
+        f = dict(zip(names_num, num[i], strict=True))
+        f.update(zip(names_cat, cat[i], strict=True))
+        s = float(c["score"][i])
+        out.append(dumps({
+            "prediction_id": f"{seed:x}-{i:010d}", "model": "bench", "model_version": "2026-11-01", "ts": float(ts[i]),
+            "features": f, "score": s, "decision": "review" if s >= 0.5 else "approve", "threshold": 0.5,
+            "slices": {"region": c["region"][i], "channel": c["channel"][i], "tier": c["tier"][i]},
+            "latency_ms": 12.5, "fallback": False,
+        }))
+    return out
+
+
+def reference(seed: int = 11, n: int = 100_000) -> Any:
+    c = _columns(n, np.random.default_rng(seed))
+    return build_reference(c, score_column="score", slice_columns=["region", "channel", "tier"], model="bench")
+
+
+def bench_core(events: list[bytes], ref: Any, batch: int, window: str) -> dict[str, float]:
+    eng = Engine(DetectorSettings(window=window), default_reference=ref)
+    gc.collect()
+    t0 = time.perf_counter()
+    alerts = 0
+    for i in range(0, len(events), batch):
+        eng.ingest_predictions(events[i : i + batch])
+        alerts += len(eng.advance())
+    alerts += len(eng.flush())
+    dt = time.perf_counter() - t0
+    return {"seconds": dt, "events_per_s": len(events) / dt, "windows": eng.counters.windows_closed, "alerts": alerts}
+
+
+def stages(events: list[bytes], ref: Any, batch: int) -> dict[str, float]:
+    """Microseconds per event in each stage, on one pass."""
+    eng = Engine(DetectorSettings(), default_reference=ref)
+    eng.ingest_predictions(events[:batch])  # creates the model state
+    ms = next(iter(eng.models.values()))
+    t_parse = t_decode = t_fold = 0.0
+    for i in range(0, len(events), batch):
+        raws = events[i : i + batch]
+        t = time.perf_counter()
+        evs, origin, _ = parse_messages(raws)
+        t1 = time.perf_counter()
+        by_model, _ = validate_predictions(evs, origin, raws, 0.0)
+        b = ms.decoder.decode("bench", by_model["bench"], ms.layout.dims)
+        t2 = time.perf_counter()
+        eng.ingest_batch(b)
+        t3 = time.perf_counter()
+        t_parse += t1 - t
+        t_decode += t2 - t1
+        t_fold += t3 - t2
+    t = time.perf_counter()
+    eng.flush()
+    t_close = time.perf_counter() - t
+    n = len(events)
+    return {"parse_us": 1e6 * t_parse / n, "decode_us": 1e6 * t_decode / n, "fold_us": 1e6 * t_fold / n,
+            "close_us": 1e6 * t_close / n}
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--events", type=int, default=200_000, help="events per run")
+    p.add_argument("--runs", type=int, default=5, help="runs; the median is reported")
+    p.add_argument("--batch", type=int, default=5000, help="messages per ingest call")
+    p.add_argument("--window", default="5m", help="window length (event time; events are 50/s)")
+    p.add_argument("--kafka", action="store_true", help="benchmark through the embedded Kafka broker")
+    p.add_argument("--out", help="also write the JSON here")
+    p.add_argument("--quiet", action="store_true")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.kafka:
+        from detector.shells import kafkabench
+
+        return kafkabench.run(args)
+    if args.events < 1000 or args.runs < 1:
+        print("skewwatch bench: error: --events must be >= 1000 and --runs >= 1", file=sys.stderr)
+        return 2
+    ref = reference()
+    events = make_events(args.events)
+    if not args.quiet:
+        print(f"generated {len(events):,} events ({sum(map(len, events)) / len(events):.0f} bytes each); "
+              f"running {args.runs} runs...", file=sys.stderr)
+    runs = [bench_core(events, ref, args.batch, args.window) for _ in range(args.runs)]
+    eps = [r["events_per_s"] for r in runs]
+    result = {
+        "benchmark": "core decode+ingest+window close",
+        "shape": {"numeric_features": 20, "categorical_features": 5, "slice_dims": {"region": 5, "channel": 5, "tier": 5},
+                  "bytes_per_event": round(sum(map(len, events)) / len(events), 1)},
+        "events": len(events), "batch": args.batch, "window": args.window, "runs": args.runs,
+        "events_per_s_median": round(statistics.median(eps)),
+        "events_per_s_runs": [round(x) for x in eps],
+        "windows_closed": runs[0]["windows"], "alerts": runs[0]["alerts"],
+        "stages_us_per_event": {k: round(v, 3) for k, v in stages(events, ref, args.batch).items()},
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "python": sys.version.split()[0], "numpy": np.__version__,
+    }
+    text = orjson.dumps(result, option=orjson.OPT_INDENT_2).decode()
+    print(text)
+    if args.out:
+        with open(args.out, "w") as f:
+            f.write(text + "\n")
+    return 0

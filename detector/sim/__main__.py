@@ -1,0 +1,3 @@
+from detector.sim.cli import main
+
+raise SystemExit(main())
