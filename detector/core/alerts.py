@@ -20,9 +20,18 @@ from detector.core.settings import DetectorSettings
 from detector.core.timeparse import format_ts
 from detector.core.triage import triage
 
-__all__ = ["Alert", "AlertManager"]
+__all__ = ["Alert", "AlertManager", "OUTCOME_KINDS", "PARITY_KINDS", "INPUT_SCOPE", "ALL_KINDS"]
 
-Key = tuple[str, str, str, str]  # model, kind, feature, slice "dim=value" ("" = all traffic)
+Key = tuple[str, str, str, str]
+
+OUTCOME_KINDS = frozenset({"calibration", "performance", "label_drift", "concept_drift", "label_delay"})
+PARITY_KINDS = frozenset({"feature_parity"})
+ALL_KINDS = frozenset({
+    "feature_drift", "missing_values", "unseen_categories", "unit_shift", "default_value_spike", "schema",
+    "feature_parity", "score_drift", "label_drift", "concept_drift", "calibration", "performance", "label_delay",
+    "fallback_rate", "decision_rate", "latency",
+})
+INPUT_SCOPE = ALL_KINDS - OUTCOME_KINDS - PARITY_KINDS  # model, kind, feature, slice "dim=value" ("" = all traffic)
 
 
 @dataclass
@@ -53,13 +62,26 @@ class Alert:
             "model_version": self.model_version, "kind": self.kind, "feature": self.feature, "slice": self.slice,
             "statistic": self.statistic, "value": _num(self.value), "threshold": _num(self.threshold),
             "severity": self.severity, "window": self.window, "cause": self.cause, "action": self.action,
-            "evidence": self.evidence, "summary": self.summary,
+            "evidence": _plain(self.evidence), "summary": self.summary,
         }
 
     @property
     def key(self) -> str:
         s = ",".join(f"{k}={v}" for k, v in sorted(self.slice.items()))
         return f"{self.model}/{self.kind}/{self.feature or '-'}/{s or '-'}"
+
+
+def _plain(o: Any) -> Any:
+    """Evidence as plain JSON types (numpy scalars -> Python, NaN/Inf -> None)."""
+    if isinstance(o, dict):
+        return {str(k): _plain(v) for k, v in o.items()}
+    if isinstance(o, list | tuple):
+        return [_plain(v) for v in o]
+    if hasattr(o, "item") and not isinstance(o, str | bytes):
+        o = o.item()
+    if isinstance(o, float) and (o != o or o in (float("inf"), float("-inf"))):
+        return None
+    return o
 
 
 def _num(x: float) -> float | None:
@@ -90,8 +112,16 @@ class AlertManager:
         findings: list[tuple[Finding, dict[str, str]]],
         evaluated: set[str],
         context: dict[str, Any],
+        scope: frozenset[str] | None = None,
     ) -> list[Alert]:
-        """``findings``: (finding, slice dict); ``evaluated``: slice keys with enough events."""
+        """``findings``: (finding, slice dict); ``evaluated``: slice keys with enough events.
+
+        ``scope`` is the set of kinds this evaluation speaks for (input checks at window close,
+        outcome checks when labels mature, parity when joins complete): keys of other kinds are
+        neither counted clean nor resolved by it. None = every kind not in ``OUTCOME_KINDS``.
+        """
+        if scope is None:
+            scope = INPUT_SCOPE
         st = self.settings
         out: list[Alert] = []
         seen: set[Key] = set()
@@ -118,7 +148,7 @@ class AlertManager:
             elif s.firing:
                 s.last.update({"value": _num(f.value), "window": win})
         for key, s in list(self.state.items()):
-            if key in seen or key[0] != model:
+            if key in seen or key[0] != model or key[1] not in scope:
                 continue
             if key[3] not in evaluated:
                 continue  # not enough traffic in that slice to judge either way

@@ -18,8 +18,9 @@ from typing import Any
 import numpy as np
 
 from detector.core import stats
+from detector.core.hourly import hour_weights
 from detector.core.layout import SCORE, Layout
-from detector.core.reference import CategoricalProfile, NumericProfile
+from detector.core.reference import CategoricalProfile, NumericProfile, value_share
 from detector.core.seasonal import SeasonalBaseline, coarse_nonmissing
 from detector.core.settings import DetectorSettings
 from detector.core.window import N_CAND, RATE, WindowCounts
@@ -80,7 +81,11 @@ def build_view(lay: Layout, w: WindowCounts, sb: SeasonalBaseline, settings: Det
         base = {name: _ext(getattr(sb, name)[s], real, slice_rows) for name in ("num", "cat", "rates", "lat", "sx", "nx")}
     rows = np.concatenate([real, slice_rows])
     comp = np.concatenate([np.zeros(len(real), bool), np.ones(len(slice_rows), bool)])
-    return View(rows=rows, comp=comp, w=w, arrays=arrays, base=base, coarse=coarse, events=arrays["rates"][:, RATE["events"]])
+    extra: dict[str, Any] = {}
+    if lay.ref.hourly and lay.ref.hourly.get("features") and w.end - w.start < 86400:
+        extra["hours"] = hour_weights(w.start, w.end, lay.ref.hourly["counts"])
+    return View(rows=rows, comp=comp, w=w, arrays=arrays, base=base, coarse=coarse,
+                events=arrays["rates"][:, RATE["events"]], extra=extra)
 
 
 # --------------------------------------------------------------------------- reference per pseudo-row
@@ -89,12 +94,13 @@ def build_view(lay: Layout, w: WindowCounts, sb: SeasonalBaseline, settings: Det
 def _ref_rows(lay: Layout, v: View, feature: str) -> list[Any]:
     """Reference profile per pseudo-row (complements: derived from global - slice when possible)."""
     out: list[Any] = []
+    hours = v.extra.get("hours")
     for r, c in zip(v.rows.tolist(), v.comp.tolist(), strict=True):
         if not c:
-            out.append(lay.ref_for_row(r, feature))
+            out.append(lay.ref_for_row(r, feature, hours))
         else:
-            g = lay.ref_for_row(0, feature)
-            s = lay.ref_for_row(r, feature)
+            g = lay.ref_for_row(0, feature, hours)
+            s = lay.ref_for_row(r, feature, hours)
             out.append(_complement_profile(g, s))
     return out
 
@@ -194,11 +200,12 @@ def _numeric(lay: Layout, v: View, sb: SeasonalBaseline, st: DetectorSettings, j
     d_all[:, np.isnan(cands[j])] = -np.inf
     best = np.argmax(d_all, axis=1)
     sh = shares[np.arange(P), best]
-    r0 = cand_ref[j][best]
+    vals = cands[j][best]
+    r0 = np.array([value_share(r, float(vals[i])) if isinstance(r, NumericProfile) else float(cand_ref[j][best[i]])
+                   for i, r in enumerate(refs)])
     dd = sh - r0
     pv_d = stats.proportion_test(sh * n_nm, n_nm, r0, alternative="greater")
     warn_d = (dd >= th.default_share_delta) & (sh >= 2 * r0)
-    vals = cands[j][best]
     out.append(Result(
         "default_value_spike", feature, "value_share", sh, (n_nm >= st.min_count_rate) & np.isfinite(dd), warn_d, warn_d & (dd >= 2 * th.default_share_delta),
         pv_d, r0 + th.default_share_delta,

@@ -36,7 +36,7 @@ from detector.core.events import (
     validate_predictions,
 )
 from detector.core.layout import SCORE, Layout
-from detector.core.reference import NumericProfile, Reference
+from detector.core.reference import Reference, value_share
 from detector.core.seasonal import SeasonalBaseline
 from detector.core.select import Finding, select_findings
 from detector.core.settings import DetectorSettings
@@ -119,19 +119,7 @@ class ModelState:
                 continue
             k = int(free[0])
             row[k] = v
-            self.cand_ref[j, k] = _ref_share_of_value(self.layout.num_all_profiles[j], v)
-
-
-def _ref_share_of_value(p: NumericProfile | None, v: float) -> float:
-    """Upper bound of the training share of one exact value (its fine bin's share)."""
-    if p is None:
-        return 0.0
-    if p.top_value is not None and v == p.top_value:
-        return float(p.top_share)
-    if v < p.min or v > p.max:
-        return 0.0
-    b = int(np.searchsorted(np.asarray(p.edges), v, side="right"))
-    return float(min(p.freqs[b], p.top_share))
+            self.cand_ref[j, k] = value_share(self.layout.num_all_profiles[j], v)
 
 
 def _make_detectors(settings: DetectorSettings, n: int) -> list[Any]:

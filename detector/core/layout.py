@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from detector.core.events import Schema
+from detector.core.hourly import mix_profiles
 from detector.core.reference import CategoricalProfile, NumericProfile, Reference, coarse_groups
 
 __all__ = ["OTHER", "NONE", "SliceVocab", "Layout", "SCORE"]
@@ -23,6 +24,7 @@ __all__ = ["OTHER", "NONE", "SliceVocab", "Layout", "SCORE"]
 OTHER = "__other__"
 NONE = "__none__"  # the event carried no value for this dimension
 SCORE = "__score__"
+_MISS = object()
 
 _LAT_EDGES = np.concatenate([[0.0], np.logspace(-1, 5, 61)])  # ms: 0.1 ms .. 100 s, 10 per decade
 
@@ -122,6 +124,7 @@ class Layout:
             self.vocabs.append(SliceVocab(d, top_k, [v for v, _ in seed][:top_k]))
         self.n_rows = 1 + len(dims) * (top_k + 1)
         self.lat_edges = _LAT_EDGES
+        self._mix_cache: dict[Any, Any] = {}
 
     # ------------------------------------------------------------------ rows
     def row_offset(self, d: int) -> int:
@@ -153,21 +156,43 @@ class Layout:
             rows.append(off + self.top_k)
         return np.asarray(rows, dtype=np.int64)
 
-    def ref_for_row(self, row: int, feature: str) -> Any:
+    def ref_for_row(self, row: int, feature: str, hours: np.ndarray | None = None) -> Any:
         """The reference a row is compared with for skew, or None.
 
         Slices legitimately differ from the overall training distribution, so a slice row is
-        only compared with that slice's own training profile (binned on the global edges);
-        a slice value the training data did not have (and ``__other__``) gets no skew test —
-        it is still watched for drift against its own production history.
+        only compared with that slice's own training profile; a slice value the training data
+        did not have (and ``__other__``) gets no skew test — it is still watched for drift
+        against its own production history. A *seasonal* feature (see
+        :mod:`detector.core.hourly`) is compared with the training hours the window covers.
         """
+        hourly = self.ref.hourly.get("features", {}) if self.ref.hourly else {}
         if row == 0:
-            return self.score_profile if feature == SCORE else self.ref.features.get(feature)
+            g = self.score_profile if feature == SCORE else self.ref.features.get(feature)
+            if hours is not None and feature in hourly:
+                return self._mixed(("g", feature), hourly[feature], hours, g)
+            return g
         ((dim, val),) = self.row_label(row).items()
         sp = self.ref.slices.get(dim, {}).get(val)
         if sp is None:
             return None
-        return sp.score if feature == SCORE else sp.features.get(feature)
+        g = sp.score if feature == SCORE else sp.features.get(feature)
+        if hours is not None and feature in hourly:
+            per = self.ref.hourly.get("slices", {}).get(dim, {}).get(val, {}).get(feature)
+            if per is None:
+                return None
+            glob = self.score_profile if feature == SCORE else self.ref.features.get(feature)
+            return self._mixed((dim, val, feature), per, hours, glob)
+        return g
+
+    def _mixed(self, key: tuple[str, ...], profiles: list[Any], hours: np.ndarray, glob: Any) -> Any:
+        ck = (key, hours.tobytes())
+        hit = self._mix_cache.get(ck, _MISS)
+        if hit is _MISS:
+            if len(self._mix_cache) > 4096:
+                self._mix_cache.clear()
+            hit = mix_profiles(profiles, hours, glob)
+            self._mix_cache[ck] = hit
+        return hit
 
     def cells(self) -> int:
         """Counters per window (the memory bound: x8 bytes)."""

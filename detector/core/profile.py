@@ -22,10 +22,22 @@ Missing values: NaN, +-inf (numeric) and None / the text missing tokens (categor
 Not features: the label, score and slice columns, id columns (:data:`ID_COLUMNS`), time columns
 (:data:`TIME_COLUMNS`) and ``exclude``.
 
+Fine edges are ``unique([min, quantiles, nextafter(max, +inf)])`` with the quantiles taken with
+``method="inverted_cdf"``: every edge is an observed value, so every interior training bin holds at
+least one value (linear interpolation would invent edges between two neighbouring values of a
+discrete feature and leave empty bins that make PSI/JS blow up).
+
 Numeric statistics are over the finite values: ``std`` is the population standard deviation
 (ddof=0), ``median``/``iqr`` use numpy's default (linear) quantiles, ``top_value`` is the most
 frequent exact value (the smallest one on ties) and ``zero_share`` is the share of exact zeros.
-A feature with no finite value at all keeps ``edges == freqs == []`` and ``None`` statistics.
+A feature with no finite value at all keeps ``edges == freqs == []`` and ``None`` statistics
+(``min``, ``max``, ``median``, ``iqr``, ``mean``, ``std``), so check ``profile.n`` before using them.
+
+Slices: for every slice column, its :data:`MAX_SLICE_VALUES` most frequent values with at least
+:data:`MIN_SLICE_ROWS` rows get a :class:`SliceProfile`. A slice's numeric profiles (and its score
+profile) are binned on the *global* edges of that feature, so slice and global histograms are
+comparable bin by bin (and global minus slice gives the complement); their other statistics are
+the slice's own.
 """
 
 from __future__ import annotations
@@ -84,11 +96,14 @@ def build_reference(
     n_fine: int = 100,
     source: str | None = None,
     model: str | None = None,
+    time_column: str | None = None,
 ) -> Reference:
     """Profile every feature column (plus label, score and slices) into a :class:`Reference`.
 
     ``n_fine`` sets the quantile grid: edges come from the ``1/n_fine .. (n_fine-1)/n_fine``
     quantiles (1%..99% for the default 100). ``top_k_categories`` caps the stored categories.
+    ``time_column`` (epoch seconds/ms or RFC 3339 strings) adds hour-of-day profiles of the
+    seasonal features (:func:`detector.core.hourly.build_hourly`) and is never a feature.
     """
     if n_fine < 2:
         raise ProfileError(f"n_fine must be >= 2 (got {n_fine})")
@@ -105,10 +120,11 @@ def build_reference(
 
     slice_columns = list(dict.fromkeys(slice_columns))
     exclude = set(exclude)
-    for role, name in [("label", label_column), ("score", score_column)] + [("slice", s) for s in slice_columns]:
+    roles = [("label", label_column), ("score", score_column), ("time", time_column)]
+    for role, name in roles + [("slice", s) for s in slice_columns]:
         if name is not None and name not in cols:
             raise ProfileError(f"{role} column {name!r} not found; available columns: {', '.join(cols)}")
-    non_features = {label_column, score_column, *slice_columns, *ID_COLUMNS, *TIME_COLUMNS} | exclude
+    non_features = {label_column, score_column, time_column, *slice_columns, *ID_COLUMNS, *TIME_COLUMNS} | exclude
     feature_names = [n for n in cols if n not in non_features]
 
     types = dict(types or {})
@@ -142,8 +158,32 @@ def build_reference(
     if score is not None:
         ref.score = _numeric(score, qs)
     for dim in slice_columns:
-        ref.slices[dim] = _slices(cols[dim], feats, label, score, qs, top_k_categories)
+        ref.slices[dim] = _slices(cols[dim], feats, label, score, qs, top_k_categories, ref)
+    if time_column is not None:
+        _add_hourly(ref, cols, feats, score, time_column, slice_columns)
     return ref
+
+
+def _add_hourly(
+    ref: Reference,
+    cols: Mapping[str, np.ndarray],
+    feats: dict[str, np.ndarray],
+    score: np.ndarray | None,
+    time_column: str,
+    slice_columns: Sequence[str],
+) -> None:
+    from detector.core.hourly import build_hourly
+    from detector.core.timeparse import parse_timestamps
+
+    t = cols[time_column]
+    ts = parse_timestamps(t if t.dtype.kind == "f" else t.tolist() if t.dtype.kind == "O" else t.astype(np.float64))
+    typed: dict[str, Any] = dict(feats)  # the profiled (typed) values, not the raw columns
+    if score is not None and ref.score_column is not None:
+        typed[ref.score_column] = score
+    for dim in slice_columns:
+        typed[dim] = _as_text(cols[dim])
+    ref.time_column = time_column
+    build_hourly(typed, ts, ref, slice_columns)
 
 
 # ----------------------------------------------------------------------------- public helpers
@@ -174,7 +214,7 @@ def to_text(v: Any) -> str | None:
     if isinstance(v, str):
         if (len(v) <= 4 or v[0].isspace() or v[-1].isspace()) and v.strip().lower() in MISSING_TOKENS:
             return None
-        return v
+        return v if type(v) is str else str(v)  # np.str_ -> str (JSON keys must be plain str)
     if isinstance(v, bool | np.bool_):
         return "true" if v else "false"
     if isinstance(v, int | np.integer):
@@ -293,27 +333,36 @@ def _base_rate(label: np.ndarray) -> tuple[float | None, int]:
 
 
 # ----------------------------------------------------------------------------- profiles
-def _profile(v: np.ndarray, qs: np.ndarray, top_k: int) -> NumericProfile | CategoricalProfile:
-    return _numeric(v, qs) if v.dtype.kind == "f" else _categorical(v, top_k)
+def _profile(
+    v: np.ndarray, qs: np.ndarray, top_k: int, like: NumericProfile | CategoricalProfile | None = None
+) -> NumericProfile | CategoricalProfile:
+    if v.dtype.kind != "f":
+        return _categorical(v, top_k)
+    return _numeric(v, qs, like.edges if isinstance(like, NumericProfile) else None)
 
 
-def _numeric(x: np.ndarray, qs: np.ndarray) -> NumericProfile:
+def _numeric(x: np.ndarray, qs: np.ndarray, edges: list[float] | None = None) -> NumericProfile:
+    """Profile of one float array; ``edges`` given = bin on them (slices use the global edges)."""
     count = len(x)
     s = np.sort(x[np.isfinite(x)])
     n = len(s)
     if n == 0:
+        e0 = [] if edges is None else list(edges)
         return NumericProfile(
-            count=count, missing=count, edges=[], freqs=[], min=None, max=None, median=None,  # type: ignore[arg-type]
+            count=count, missing=count, edges=e0, freqs=[0.0] * (len(e0) + 1) if e0 else [], min=None, max=None, median=None,  # type: ignore[arg-type]
             iqr=None, mean=None, std=None, top_value=None, top_share=0.0,  # type: ignore[arg-type]
             log_abs_mean=None, log_abs_std=None, zero_share=0.0, integer=False,
         )  # fmt: skip
     lo, hi = float(s[0]), float(s[-1])
-    q = np.clip(np.quantile(s, qs), lo, hi)
-    edges = np.unique(np.concatenate(([lo], q, [np.nextafter(hi, np.inf)])))
+    if edges is None:
+        q = np.quantile(s, qs, method="inverted_cdf")  # observed values: no interior bin is empty
+        e = np.unique(np.concatenate(([lo], q, [np.nextafter(hi, np.inf)])))
+    else:
+        e = np.asarray(edges, dtype=np.float64)
     # counts per bin b = searchsorted(edges, x, side="right"): the values x with
     # edges[b-1] <= x < edges[b]; on sorted data that is a difference of left-insertion points
     # (O(len(edges) log n) instead of O(n log len(edges))).
-    below = np.searchsorted(s, edges, side="left")
+    below = np.searchsorted(s, e, side="left")
     counts = np.diff(np.concatenate(([0], below, [n])))
     q1, med, q3 = (float(v) for v in np.quantile(s, [0.25, 0.5, 0.75]))
     # most frequent exact value: longest run in the sorted values (first = smallest on ties)
@@ -331,7 +380,7 @@ def _numeric(x: np.ndarray, qs: np.ndarray) -> NumericProfile:
     return NumericProfile(
         count=count,
         missing=count - n,
-        edges=edges.tolist(),
+        edges=e.tolist(),
         freqs=(counts / n).tolist(),
         min=lo,
         max=hi,
@@ -351,11 +400,12 @@ def _numeric(x: np.ndarray, qs: np.ndarray) -> NumericProfile:
 def _categorical(v: np.ndarray, top_k: int) -> CategoricalProfile:
     count = len(v)
     counter = Counter(v.tolist())
-    missing = counter.pop(None, 0)
+    missing = 0
+    for k in [k for k in counter if to_text(k) is None]:  # None and the missing tokens ("NA", ...)
+        missing += counter.pop(k)
     n = count - missing
     items = counter.items()
-    order = (lambda kv: (-kv[1], kv[0]))  # noqa: E731 - most frequent first, ties by value
-    top = heapq.nsmallest(top_k, items, key=order) if len(counter) > top_k else sorted(items, key=order)
+    top = heapq.nsmallest(top_k, items, key=_order) if len(counter) > top_k else sorted(items, key=_order)
     cats = {k: c / n for k, c in top}
     kept = sum(c for _, c in top)
     return CategoricalProfile(
@@ -369,6 +419,10 @@ def _categorical(v: np.ndarray, top_k: int) -> CategoricalProfile:
     )
 
 
+def _order(kv: tuple[str, int]) -> tuple[int, str]:
+    return -kv[1], kv[0]  # most frequent first, ties by value
+
+
 def _slices(
     dim_values: np.ndarray,
     feats: dict[str, np.ndarray],
@@ -376,13 +430,15 @@ def _slices(
     score: np.ndarray | None,
     qs: np.ndarray,
     top_k: int,
+    ref: Reference,
 ) -> dict[str, SliceProfile]:
+    """Profiles of the most frequent values of one slice column (numeric ones on the global edges)."""
     text = _as_text(dim_values)
     codes_of: dict[str | None, int] = {}
     codes = np.fromiter((codes_of.setdefault(v, len(codes_of)) for v in text.tolist()), dtype=np.int64, count=len(text))
     names = list(codes_of)
     counts = np.bincount(codes, minlength=len(names))
-    candidates = [(int(counts[c]), names[c], c) for c in range(len(names)) if names[c] is not None]
+    candidates = [(int(counts[c]), names[c], c) for c in range(len(names)) if to_text(names[c]) is not None]
     candidates.sort(key=lambda t: (-t[0], t[1]))
     chosen = [t for t in candidates[:MAX_SLICE_VALUES] if t[0] >= MIN_SLICE_ROWS]
     if not chosen:
@@ -394,8 +450,8 @@ def _slices(
         rows = order[bounds[c] : bounds[c + 1]]
         out[str(value)] = SliceProfile(
             count=n_rows,
-            features={name: _profile(a[rows], qs, top_k) for name, a in feats.items()},
+            features={name: _profile(a[rows], qs, top_k, ref.features[name]) for name, a in feats.items()},
             label_base_rate=_base_rate(label[rows])[0] if label is not None else None,
-            score=_numeric(score[rows], qs) if score is not None else None,
+            score=_numeric(score[rows], qs, ref.score.edges) if score is not None and ref.score else None,
         )
     return out

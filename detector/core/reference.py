@@ -32,6 +32,7 @@ __all__ = [
     "Reference",
     "ReferenceError",
     "coarse_groups",
+    "value_share",
 ]
 
 
@@ -120,6 +121,10 @@ class Reference:
     source: str | None = None
     created: str | None = None
     audit: dict[str, Any] = field(default_factory=dict)  # leakage / availability findings
+    # hour-of-day profiles of seasonal features (see detector.core.hourly):
+    # {"counts": [24], "features": {name: [24 x profile|None]}, "slices": {dim: {value: {name: [24]}}}}
+    hourly: dict[str, Any] = field(default_factory=dict)
+    time_column: str | None = None
     format: str = FORMAT
 
     # ------------------------------------------------------------------ (de)serialisation
@@ -171,6 +176,8 @@ class Reference:
                 source=d.get("source"),
                 created=d.get("created"),
                 audit=d.get("audit") or {},
+                hourly=_hourly(d.get("hourly") or {}),
+                time_column=d.get("time_column"),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ReferenceError(f"reference file is damaged ({type(exc).__name__}: {exc}); rebuild it") from exc
@@ -189,6 +196,21 @@ class Reference:
         except orjson.JSONDecodeError as exc:
             raise ReferenceError(f"reference {p} is not valid JSON ({exc})") from exc
         return cls.from_dict(d)
+
+
+def _hourly(h: dict[str, Any]) -> dict[str, Any]:
+    if not h:
+        return {}
+
+    def _list(ps: list[Any]) -> list[Any]:
+        return [_profile(p) if p else None for p in ps]
+
+    return {
+        "counts": list(h.get("counts", [])),
+        "features": {k: _list(v) for k, v in h.get("features", {}).items()},
+        "slices": {dim: {val: {k: _list(v) for k, v in per.items()} for val, per in vals.items()}
+                   for dim, vals in h.get("slices", {}).items()},
+    }
 
 
 def _profile(d: dict[str, Any]) -> Profile:
@@ -213,6 +235,23 @@ def _clean(o: Any) -> Any:
     if isinstance(o, np.generic):
         return _clean(o.item())
     return o
+
+
+def value_share(p: NumericProfile | None, v: float) -> float:
+    """Upper bound of the training share of one exact value (its top share, or its fine bin's).
+
+    >>> p = NumericProfile(10, 0, [0.0, 1.0, 2.0], [0.0, 0.5, 0.5, 0.0], 0.0, 1.5, 1.0, 1.0, 1.0, 0.5, 1.0, 0.3, None, None)
+    >>> value_share(p, 1.0), value_share(p, 0.5), value_share(p, 9.0)
+    (0.3, 0.3, 0.0)
+    """
+    if p is None:
+        return 0.0
+    if p.top_value is not None and v == p.top_value:
+        return float(p.top_share)
+    if v < p.min or v > p.max or not p.edges:
+        return 0.0
+    b = int(np.searchsorted(np.asarray(p.edges), v, side="right"))
+    return float(min(p.freqs[b], p.top_share))
 
 
 def coarse_groups(edges: list[float] | np.ndarray, n_coarse: int = 10) -> np.ndarray:

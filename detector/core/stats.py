@@ -477,11 +477,46 @@ _ERF_SERIES = np.cumprod(np.concatenate([[1.0], 1.0 / np.arange(3.0, 55.0, 2.0)]
 _ERFC_CF_BANDS = ((1.5, 90), (2.0, 56), (3.0, 30), (4.0, 20), (6.0, 14))
 
 
-def _exp_neg_sq(x: FloatArray) -> FloatArray:
-    """``exp(-x*x)`` without the ~x^2 * 1e-16 relative error of rounding ``x*x`` first."""
-    hi = np.round(x * 4096.0) / 4096.0  # few significant bits: hi*hi is exact
-    lo = x - hi
-    return np.exp(-hi * hi) * np.exp(-(2.0 * hi + lo) * lo)
+def _exp_neg_sq(r: FloatArray, scale: float) -> FloatArray:
+    """``exp(-scale * r*r)`` (``scale`` a power of two) without rounding ``r*r`` first.
+
+    Rounding ``r*r`` costs ~``r^2 * 1e-16`` relative error in the result (~1e-13 near underflow);
+    splitting ``r = hi + lo`` with ``hi`` on a 1/4096 grid makes ``hi*hi`` exact.
+    """
+    r = np.minimum(r, 40.0)  # exp underflows long before; keeps hi*hi exact and inf out
+    hi = np.round(r * 4096.0) / 4096.0
+    lo = r - hi
+    return np.exp(-scale * (hi * hi)) * np.exp(-scale * ((2.0 * hi + lo) * lo))
+
+
+def _erfc_abs(ax: FloatArray, root: FloatArray, scale: float) -> FloatArray:
+    """``erfc(ax)`` for ``ax >= 0``, where ``ax**2 == scale * root**2`` (see :func:`erfc`).
+
+    ``root``/``scale`` carry the Gaussian exponent exactly: :func:`norm_sf` passes ``|z|`` and
+    1/2 instead of the rounded ``|z| / sqrt(2)``.
+    """
+    out = np.empty_like(ax)
+    small = ax < _ERFC_SPLIT
+    if np.any(small):
+        xs = ax[small]
+        y = 2.0 * xs * xs
+        total = np.zeros_like(xs)
+        for coef in _ERF_SERIES[::-1]:
+            total *= y
+            total += coef
+        out[small] = 1.0 - (2.0 / _SQRT_PI) * xs * np.exp(-xs * xs) * total
+    uppers = [b[0] for b in _ERFC_CF_BANDS[1:]] + [np.inf]
+    for (lower, depth), upper in zip(_ERFC_CF_BANDS, uppers, strict=True):
+        band = (ax >= lower) & (ax < upper)
+        if np.any(band):
+            xb = ax[band]
+            f = xb.copy()
+            for k in range(depth, 0, -1):
+                f = xb + (0.5 * k) / f
+            out[band] = _exp_neg_sq(root[band], scale) / (_SQRT_PI * f)
+    out[ax == np.inf] = 0.0
+    out[np.isnan(ax)] = np.nan
+    return out
 
 
 def erfc(x: ArrayLike) -> FloatArray | float:
@@ -501,40 +536,24 @@ def erfc(x: ArrayLike) -> FloatArray | float:
     """
     xx = np.asarray(x, dtype=np.float64)
     ax = np.abs(xx)
-    out = np.empty_like(ax)
-    small = ax < _ERFC_SPLIT
-    if np.any(small):
-        xs = ax[small]
-        y = 2.0 * xs * xs
-        total = np.zeros_like(xs)
-        for coef in _ERF_SERIES[::-1]:
-            total *= y
-            total += coef
-        out[small] = 1.0 - (2.0 / _SQRT_PI) * xs * np.exp(-xs * xs) * total
-    uppers = [b[0] for b in _ERFC_CF_BANDS[1:]] + [np.inf]
-    for (lower, depth), upper in zip(_ERFC_CF_BANDS, uppers, strict=True):
-        band = (ax >= lower) & (ax < upper)
-        if np.any(band):
-            xb = ax[band]
-            f = xb.copy()
-            for k in range(depth, 0, -1):
-                f = xb + (0.5 * k) / f
-            out[band] = _exp_neg_sq(np.minimum(xb, 30.0)) / (_SQRT_PI * f)
-    out[ax == np.inf] = 0.0
-    out[np.isnan(ax)] = np.nan
-    out = np.where(xx < 0, 2.0 - out, out)
-    return _out(out)
+    out = _erfc_abs(ax, ax, 1.0)
+    return _out(np.where(xx < 0, 2.0 - out, out))
 
 
 def norm_sf(z: ArrayLike) -> FloatArray | float:
     """Standard normal survival function ``P(Z > z) = erfc(z / sqrt(2)) / 2``, vectorised.
 
-    Same accuracy as :func:`erfc` (~1e-14 relative vs ``scipy.stats.norm.sf``).
+    Uses :func:`erfc`'s algorithm with the exponent ``z^2 / 2`` taken from ``z`` itself, so the
+    relative error stays < 2e-14 all the way to the underflow at z ~ 38.5 (checked against
+    ``scipy.stats.norm.sf``, which itself drifts to ~2e-13 in the far tail).
 
     >>> round(norm_sf(1.959963984540054), 12), norm_sf(0.0), norm_sf([-50.0, 50.0]).tolist()
     (0.025, 0.5, [1.0, 0.0])
     """
-    return _out(0.5 * np.asarray(erfc(np.asarray(z, dtype=np.float64) / _SQRT_2)))
+    zz = np.asarray(z, dtype=np.float64)
+    az = np.abs(zz)
+    half = 0.5 * _erfc_abs(az / _SQRT_2, az, 0.5)
+    return _out(np.where(zz < 0, 1.0 - half, half))
 
 
 def _safe_z(num: FloatArray, sd: FloatArray) -> FloatArray:
@@ -563,6 +582,8 @@ def proportion_test(
 
     ``alternative="greater"`` tests ``x/n > p0``, ``"less"`` tests ``x/n < p0``. All arguments
     broadcast. ``n == 0`` (or ``n0 == 0``) gives 1.0. A degenerate ``p0`` of 0 or 1 gives 0 or 1.
+    ``x`` outside ``[0, n]`` or ``p0`` outside ``[0, 1]`` raise ``ValueError``, except for float
+    round-off (``x = share * n``), which is clipped.
 
     >>> round(proportion_test(60, 100, 0.5), 6), round(proportion_test(60, 100, 0.5, "two-sided"), 6)
     (0.028717, 0.057433)
@@ -572,10 +593,16 @@ def proportion_test(
     xx = np.asarray(x, dtype=np.float64)
     nn = np.asarray(n, dtype=np.float64)
     pp = np.asarray(p0, dtype=np.float64)
-    if np.any((pp < 0) | (pp > 1)):
+    if np.any(nn < 0):
+        raise ValueError("n must be non-negative")
+    # tolerate float round-off (x = share * n, p0 = a / b) but not genuinely invalid input
+    if np.any((pp < -1e-12) | (pp > 1 + 1e-12)):
         raise ValueError("p0 must lie in [0, 1]")
-    if np.any((xx < 0) | (xx > nn)):
+    slack = 1e-9 * np.maximum(nn, 1.0)
+    if np.any((xx < -slack) | (xx > nn + slack)):
         raise ValueError("x must lie in [0, n]")
+    pp = np.clip(pp, 0.0, 1.0)
+    xx = np.clip(xx, 0.0, nn)
     if alternative not in ("greater", "less", "two-sided"):
         raise ValueError(f"alternative must be 'greater', 'less' or 'two-sided', not {alternative!r}")
     with np.errstate(divide="ignore", invalid="ignore"):

@@ -321,6 +321,7 @@ class EmbeddedBroker:
         self._log_path = Path(log_path) if log_path is not None else None
         self._proc: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
+        self._topics: dict[str, tuple[int, tuple[tuple[str, str], ...]]] = {}
 
     # -- properties ---------------------------------------------------------------------------
 
@@ -423,28 +424,64 @@ class EmbeddedBroker:
         atexit.unregister(self.stop)
         if proc is not None:
             for sig, wait in ((signal.SIGTERM, self.stop_grace), (signal.SIGKILL, 10.0)):
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(proc.pid, sig)  # start_new_session: pgid == pid
+                self._signal_group(proc.pid, sig)
+                if sig == signal.SIGTERM:
+                    self._signal_group(proc.pid, signal.SIGCONT)  # in case it was pause()d
                 try:
                     proc.wait(timeout=wait)
                     break
                 except subprocess.TimeoutExpired:
                     continue
-            # the leader is reaped; make sure nothing else in its group survived
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(proc.pid, signal.SIGKILL)
+            self._signal_group(proc.pid, signal.SIGKILL)  # leader reaped; sweep anything left in its group
         self._close_log()
 
-    def restart(self, *, downtime: float = 0.0) -> EmbeddedBroker:
-        """Stop and start again on the same port (all data is lost), optionally staying down a while."""
+    def restart(self, *, downtime: float = 0.0, recreate_topics: bool = True) -> EmbeddedBroker:
+        """Stop, optionally stay down *downtime* seconds, start again on the same port.
+
+        Every record, committed offset and consumer group is lost (memory storage). Topics made
+        with :meth:`create_topics` are re-created unless *recreate_topics* is false: Tansu acks
+        produce requests for a topic that does not exist without creating it (the records are then
+        unreadable), so clients with cached metadata would otherwise lose data silently.
+        """
         self.stop()
         if downtime > 0:
             time.sleep(downtime)
-        return self.start()
+        self.start()
+        if recreate_topics:
+            for configs, topics in self._grouped_topics().items():
+                create_topics(self.bootstrap, topics, configs=dict(configs))
+        return self
 
-    def create_topics(self, topics: Mapping[str, int], **kwargs: Any) -> None:
-        """Create ``{name: partitions}`` topics on this broker (idempotent); see :func:`acreate_topics`."""
-        create_topics(self.bootstrap, topics, **kwargs)
+    def pause(self) -> None:
+        """Freeze the broker (SIGSTOP): connections stay open but nothing is answered; data is kept."""
+        if not self.running:
+            raise BrokerError("broker is not running")
+        assert self._proc is not None
+        self._signal_group(self._proc.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """Undo :meth:`pause` (SIGCONT)."""
+        if self._proc is not None:
+            self._signal_group(self._proc.pid, signal.SIGCONT)
+
+    def create_topics(
+        self, topics: Mapping[str, int], *, configs: Mapping[str, str] | None = None, **kwargs: Any
+    ) -> None:
+        """Create ``{name: partitions}`` topics (idempotent; see :func:`acreate_topics`), remembered for restart."""
+        create_topics(self.bootstrap, topics, configs=configs, **kwargs)
+        for name, partitions in topics.items():
+            self._topics[name] = (partitions, tuple(sorted((configs or {}).items())))
+
+    def _grouped_topics(self) -> dict[tuple[tuple[str, str], ...], dict[str, int]]:
+        grouped: dict[tuple[tuple[str, str], ...], dict[str, int]] = {}
+        for name, (partitions, configs) in self._topics.items():
+            grouped.setdefault(configs, {})[name] = partitions
+        return grouped
+
+    @staticmethod
+    def _signal_group(pgid: int, sig: int) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pgid, sig)  # start_new_session=True: the group id is the broker's pid
 
     def _close_log(self) -> None:
         if self._log is not None:

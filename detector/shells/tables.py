@@ -500,7 +500,7 @@ def _json_objects(p: Path, gz: bool) -> Iterator[tuple[str, dict[str, Any]]]:
                     yield from _json_document(p, gz)
                     return
                 raise TableError(
-                    f"{where}: malformed JSON ({exc}); every line must be one complete JSON object"
+                    f"{where}: malformed JSON ({_json_problem(line)}); every line must be one complete JSON object"
                 ) from exc
             first = False
             if isinstance(obj, dict):
@@ -515,6 +515,15 @@ def _json_objects(p: Path, gz: bool) -> Iterator[tuple[str, dict[str, Any]]]:
                     yield where, o
             else:
                 raise TableError(f"{where}: the line holds {_json_kind(obj)}, not a JSON object; every row must be a JSON object")
+
+
+def _json_problem(line: bytes) -> str:
+    """orjson's complaint about one line, positioned within that line."""
+    try:
+        orjson.loads(line.strip())
+    except orjson.JSONDecodeError as exc:
+        return f"{exc.msg} at column {exc.colno}" if exc.colno else exc.msg
+    return "invalid JSON"
 
 
 def _looks_like_document(line: bytes) -> bool:

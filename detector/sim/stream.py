@@ -17,7 +17,9 @@ generation well above 100k prediction events per second.
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from functools import lru_cache
 from itertools import repeat
 from typing import Any
@@ -42,12 +44,36 @@ _TIER = np.array(TIERS, dtype=object)
 _DECISION = np.array(["approve", "review"], dtype=object)
 
 
-def iter_chunks(scenario: Scenario, seed: int | None = None) -> Iterator[ChunkData]:
-    """The scenario's predictions, one generated chunk (an hour, or less at high rates) at a time."""
+@contextmanager
+def paused_gc() -> Iterator[None]:
+    """Pause the cyclic garbage collector while building a chunk's dicts.
+
+    Hundreds of thousands of fresh (acyclic) dicts otherwise trigger repeated young-generation
+    collections that cost ~40% of the dict-building time; nothing is leaked because nothing built
+    here is cyclic, and the collector is restored (if it was on) before any event is yielded.
+    """
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
+def iter_chunks(scenario: Scenario, seed: int | None = None,
+                hours: tuple[float, float] | None = None) -> Iterator[ChunkData]:
+    """The scenario's predictions, one generated chunk (an hour, or less at high rates) at a time.
+
+    ``hours=(h0, h1)`` generates only the chunks starting in [h0, h1) hours after the start —
+    the same columns as a full run (each chunk depends only on the seed and its index).
+    """
     seed = scenario.seed if seed is None else seed
     step = chunk_seconds(scenario.world) * 1000
     t0, end = scenario.start_ms, scenario.end_ms
     for idx, a in enumerate(range(t0, end, step)):
+        if hours is not None and not hours[0] * 3.6e6 <= a - t0 < hours[1] * 3.6e6:
+            continue
         yield generate_chunk(scenario, seed, idx, a, min(a + step, end))
 
 
@@ -196,21 +222,22 @@ def simulate(scenario: Scenario, seed: int | None = None, *, topics: Iterable[st
         pids = hex_ids(ch.ids)
         objs: list[dict[str, Any]] = []
         ms_parts, rank_parts = [], []
-        if want_p:
-            objs += prediction_dicts(ch, scenario, fmt, pids)
-            ms_parts.append(ch.t_ms)
-            rank_parts.append(np.zeros(ch.n, np.int8))
-        if want_f:
-            rows, offl = offline_dicts(ch, scenario, fmt, pids)
-            objs += offl
-            ms_parts.append(ch.t_ms[rows])
-            rank_parts.append(np.ones(len(rows), np.int8))
-        if want_l:
-            pending.add(ch)
-            lab = pending.pop_before(chunk_end if chunk_end < scenario.end_ms else label_end)
-            objs += _label_dicts(lab[1], lab[0], lab[2], lab[3], fmt)
-            ms_parts.append(lab[0])
-            rank_parts.append(np.full(len(lab[0]), 2, np.int8))
+        with paused_gc():
+            if want_p:
+                objs += prediction_dicts(ch, scenario, fmt, pids)
+                ms_parts.append(ch.t_ms)
+                rank_parts.append(np.zeros(ch.n, np.int8))
+            if want_f:
+                rows, offl = offline_dicts(ch, scenario, fmt, pids)
+                objs += offl
+                ms_parts.append(ch.t_ms[rows])
+                rank_parts.append(np.ones(len(rows), np.int8))
+            if want_l:
+                pending.add(ch)
+                lab = pending.pop_before(chunk_end if chunk_end < scenario.end_ms else label_end)
+                objs += _label_dicts(lab[1], lab[0], lab[2], lab[3], fmt)
+                ms_parts.append(lab[0])
+                rank_parts.append(np.full(len(lab[0]), 2, np.int8))
         yield from _merged(objs, ms_parts, rank_parts)
 
 

@@ -1,0 +1,324 @@
+"""``skewwatch baseline``: profile the training data into a reference file.
+
+::
+
+    skewwatch baseline --data TRAIN.{csv,jsonl,json,parquet}[.gz] [--label-column y]
+        [--score-column s] [--slice-column region ...] [--types-config types.yaml]
+        [--exclude col ...] [--time-column ts|none] [--model NAME] --out reference.json [--quiet]
+
+``--types-config`` is YAML: ``{features: {zip: categorical, age: numeric}}``.
+
+When the data are skewwatch prediction events (rows with a ``features`` object), the features are
+exactly the keys of ``features``; ``score`` is the score column, ``label`` the label column and the
+keys of ``slices`` the slice columns unless the options say otherwise; the other top-level fields
+(``ts``, ``model``, ``decision``, ``latency_ms`` ...) are not features. ``--model`` defaults to the
+events' ``model`` when they all name the same one.
+
+With a timestamp column (``--time-column``, by default the first of ``ts``, ``timestamp``,
+``time``, ``event_time`` that exists) the reference also gets hour-of-day profiles of the
+features whose distribution changes over the day (:mod:`detector.core.hourly`).
+
+Exit codes: 0 success, 2 bad input or usage (the one-line message on stderr says what and how to
+fix it), 1 unexpected runtime failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Literal, TextIO
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from detector.core.profile import TIME_COLUMNS, ProfileError, build_reference, label_values
+from detector.core.reference import CategoricalProfile, NumericProfile, Reference
+from detector.shells.tables import Table, TableError, read_table
+
+__all__ = ["PROG", "TypesConfig", "add_arguments", "main", "run"]
+
+PROG = "skewwatch baseline"
+PROGRESS_EVERY_S = 0.5
+
+
+class TypesConfig(BaseModel):
+    """``--types-config`` file: per-feature type overrides."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    features: dict[str, Literal["numeric", "categorical"]] = Field(default_factory=dict)
+
+
+class _InputError(Exception):
+    """Bad input or usage: exit code 2."""
+
+
+# ----------------------------------------------------------------------------- CLI wiring
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--data", required=True, metavar="TRAIN",
+        help="training data: .csv, .tsv, .jsonl/.ndjson, .json or .parquet, optionally gzipped (.csv.gz)",
+    )  # fmt: skip
+    parser.add_argument("--out", required=True, metavar="REF.json", help="where to write the reference (.json or .json.gz)")
+    parser.add_argument("--label-column", metavar="COL", help="binary (0/1, true/false) label column")
+    parser.add_argument("--score-column", metavar="COL", help="model score column (profiled like a numeric feature)")
+    parser.add_argument(
+        "--slice-column", dest="slice_columns", action="extend", nargs="+", default=None, metavar="COL",
+        help="segment column(s): each of their top 50 values (>= 30 rows) gets its own profiles",
+    )  # fmt: skip
+    parser.add_argument(
+        "--exclude", action="extend", nargs="+", default=[], metavar="COL", help="column(s) that are not features"
+    )
+    parser.add_argument(
+        "--types-config", metavar="types.yaml",
+        help="YAML {features: {name: numeric|categorical}} overriding the inferred feature types",
+    )  # fmt: skip
+    parser.add_argument(
+        "--time-column", metavar="COL",
+        help="timestamp column (epoch or RFC 3339) for hour-of-day profiles of seasonal features;"
+        " default: the first of ts, timestamp, time, event_time present; 'none' turns them off",
+    )  # fmt: skip
+    parser.add_argument("--model", metavar="NAME", help="model name recorded in the reference")
+    parser.add_argument(
+        "--top-k-categories", type=int, default=1000, metavar="K", help="categories kept per categorical feature (default 1000)"
+    )
+    parser.add_argument("--quiet", "-q", action="store_true", help="no progress and no summary (errors still go to stderr)")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``skewwatch baseline``; returns the exit code (0 ok, 2 bad input, 1 runtime failure)."""
+    try:
+        return _run(args, sys.stdout, sys.stderr)
+    except (_InputError, TableError, ProfileError) as exc:
+        _error(exc)
+        return 2
+    except KeyboardInterrupt:
+        _error("interrupted")
+        return 130
+    except Exception as exc:  # the CLI's last line of defence: one line, exit 1
+        _error(f"unexpected failure ({type(exc).__name__}: {exc}); please report it with the command line used")
+        return 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog=PROG, description="Profile training data into a skewwatch reference file.")
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+def _error(msg: object) -> None:
+    text = " ".join(str(msg).split())  # always one line
+    print(f"{PROG}: error: {text}", file=sys.stderr, flush=True)
+
+
+# ----------------------------------------------------------------------------- the command
+def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    t0 = time.monotonic()
+    types = _load_types(Path(args.types_config)) if args.types_config else {}
+    if args.top_k_categories < 1:
+        raise _InputError(f"--top-k-categories must be >= 1 (got {args.top_k_categories})")
+    out_path = Path(args.out)
+    if not out_path.parent.is_dir():
+        raise _InputError(f"--out {out_path}: directory {out_path.parent} does not exist; create it first")
+    if out_path.is_dir():
+        raise _InputError(f"--out {out_path} is a directory; give a file name such as {out_path / 'reference.json'}")
+
+    progress = _Progress(err, quiet=args.quiet)
+    table = read_table(
+        args.data, progress=progress, text_columns=[n for n, t in types.items() if t == "categorical"]
+    )
+    progress.done()
+
+    label, score, slices, exclude, model = _roles(args, table)
+    time_column = _time_column(args, table)
+    _check_columns(table, label, score, slices, exclude, types, args.types_config, time_column)
+    if progress.shown:
+        print(f"{PROG}: profiling {len(table.columns)} columns ...", file=err, flush=True)
+    ref = build_reference(
+        table.columns,
+        label_column=label,
+        score_column=score,
+        slice_columns=slices,
+        exclude=exclude,
+        types=types,
+        top_k_categories=args.top_k_categories,
+        source=str(table.path),
+        model=model,
+        time_column=time_column,
+    )
+    _write(ref, out_path)
+    if not args.quiet:
+        _summary(ref, table, out_path, time.monotonic() - t0, out)
+    return 0
+
+
+def _load_types(path: Path) -> dict[str, str]:
+    where = f"--types-config {path}"
+    try:
+        raw = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise _InputError(f"{where}: file not found; check the path") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise _InputError(f"{where}: cannot read it ({exc})") from exc
+    try:
+        data = yaml.safe_load(raw)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1}" if mark is not None else ""
+        raise _InputError(f"{where}: not valid YAML{at} ({getattr(exc, 'problem', None) or exc})") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise _InputError(f"{where}: expected a mapping like `features: {{zip: categorical}}`, got {type(data).__name__}")
+    try:
+        cfg = TypesConfig.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for e in exc.errors():
+            field = ".".join(str(p) for p in e["loc"]) or "(top level)"
+            if e["type"] == "extra_forbidden":
+                problems.append(f"unknown field {field!r} (the only field is 'features')")
+            elif e["type"] == "literal_error":
+                problems.append(f"{field}: {e['input']!r} is not a type; use numeric or categorical")
+            else:
+                problems.append(f"{field}: {e['msg']}")
+        raise _InputError(f"{where}: " + "; ".join(problems)) from exc
+    return dict(cfg.features)
+
+
+def _roles(
+    args: argparse.Namespace, table: Table
+) -> tuple[str | None, str | None, list[str], list[str], str | None]:
+    """label, score, slice and excluded columns and the model name (events get defaults)."""
+    label, score, model = args.label_column, args.score_column, args.model
+    slices = list(args.slice_columns) if args.slice_columns is not None else []
+    exclude = list(args.exclude)
+    if table.is_events:
+        if score is None and "score" in table and "score" not in exclude:
+            score = "score"
+        if label is None and "label" in table and "label" not in exclude and _binary(table["label"]):
+            label = "label"
+        if args.slice_columns is None:
+            slices = list(table.slice_columns or [])
+        features = set(table.feature_columns or [])
+        roles = {label, score, *slices}
+        exclude += [c for c in table.columns if c not in features and c not in roles and c not in exclude]
+        if model is None and "model" in table:
+            names = {v for v in table["model"].tolist() if isinstance(v, str)}
+            if len(names) == 1:
+                model = names.pop()
+    return label, score, slices, exclude, model
+
+
+def _time_column(args: argparse.Namespace, table: Table) -> str | None:
+    if args.time_column is not None:
+        return None if args.time_column.lower() == "none" else args.time_column
+    return next((c for c in TIME_COLUMNS if c in table and c not in args.exclude), None)
+
+
+def _binary(values: object) -> bool:
+    try:
+        label_values("label", values)  # type: ignore[arg-type]
+    except ProfileError:
+        return False
+    return True
+
+
+def _check_columns(
+    table: Table,
+    label: str | None,
+    score: str | None,
+    slices: list[str],
+    exclude: list[str],
+    types: dict[str, str],
+    types_path: str | None,
+    time_column: str | None,
+) -> None:
+    available = ", ".join(table.names)
+    asked = [("--label-column", label), ("--score-column", score), ("--time-column", time_column)]
+    asked += [("--slice-column", s) for s in slices] + [("--exclude", e) for e in exclude]
+    for option, name in asked:
+        if name is not None and name not in table:
+            raise _InputError(f"{option} {name}: no such column in {table.path}; available columns: {available}")
+    for name in types:
+        if name not in table:
+            raise _InputError(
+                f"--types-config {types_path}: features.{name}: no such column in {table.path}; available columns: {available}"
+            )
+
+
+def _write(ref: Reference, path: Path) -> None:
+    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
+    try:
+        ref.save(tmp)
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise _InputError(f"--out {path}: cannot write it ({exc.strerror or exc}); check the path and permissions") from exc
+
+
+def _summary(ref: Reference, table: Table, path: Path, seconds: float, out: TextIO) -> None:
+    num = [n for n, p in ref.features.items() if isinstance(p, NumericProfile)]
+    cat = [n for n, p in ref.features.items() if isinstance(p, CategoricalProfile)]
+    lines = [f"{PROG}: {ref.n_rows:,} rows from {table.path} in {seconds:.1f}s"]
+    lines.append(f"  features: {len(ref.features)} ({len(num)} numeric, {len(cat)} categorical)")
+    empty = [n for n, p in ref.features.items() if p.n == 0]
+    if empty:
+        lines.append(f"  note: no values at all in {len(empty)} feature(s): {_names(empty)}")
+    if ref.label_column is not None:
+        rate = "n/a (no labelled rows)" if ref.label_base_rate is None else f"{ref.label_base_rate:.4g}"
+        lines.append(f"  label {ref.label_column!r}: base rate {rate} over {ref.label_count:,} labelled rows")
+    if ref.score is not None:
+        med = "n/a" if ref.score.median is None else f"{ref.score.median:.4g}"
+        lines.append(f"  score {ref.score_column!r}: median {med}, missing {ref.score.missing_rate:.2%}")
+    if ref.slices:
+        dims = ", ".join(f"{d} ({len(v)} value{'s' if len(v) != 1 else ''})" for d, v in ref.slices.items())
+        lines.append(f"  slices: {dims}")
+    seasonal = list((ref.hourly or {}).get("features", {}))
+    if seasonal:
+        lines.append(f"  hour-of-day profiles ({ref.time_column!r}): {len(seasonal)} seasonal: {_names(seasonal)}")
+    if ref.model:
+        lines.append(f"  model: {ref.model}")
+    lines.append(f"  wrote {path}")
+    print("\n".join(lines), file=out, flush=True)
+
+
+def _names(names: list[str], limit: int = 8) -> str:
+    return ", ".join(names[:limit]) + (f", ... ({len(names)} in all)" if len(names) > limit else "")
+
+
+class _Progress:
+    """Rows-read progress on stderr, at most every PROGRESS_EVERY_S (silent for quick reads)."""
+
+    def __init__(self, err: TextIO, quiet: bool) -> None:
+        self.err = err
+        self.quiet = quiet
+        self.t0 = time.monotonic()
+        self.last = self.t0
+        self.shown = False
+        self.tty = bool(getattr(err, "isatty", lambda: False)())
+
+    def __call__(self, rows: int) -> None:
+        if self.quiet:
+            return
+        now = time.monotonic()
+        if now - self.last < PROGRESS_EVERY_S:
+            return
+        self.last = now
+        self.shown = True
+        msg = f"{PROG}: read {rows:,} rows ({now - self.t0:.1f}s)"
+        if self.tty:
+            print(f"\r{msg}", end="", file=self.err, flush=True)
+        else:
+            print(msg, file=self.err, flush=True)
+
+    def done(self) -> None:
+        if self.shown and self.tty:
+            print(file=self.err, flush=True)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
