@@ -91,6 +91,8 @@ class ModelState:
         self.detectors = _make_detectors(settings, nb)
         self.shift_active = np.zeros(nb, dtype=bool)
         self.last_summary: dict[str, Any] = {}
+        # latest value of every tested statistic: (kind, statistic, feature, slice key) -> (value, slice, threshold)
+        self.last_stats: dict[tuple[str, str, str, str], tuple[float, dict[str, str], float]] = {}
         self.versions: dict[str, int] = {}
         self.last_version: str | None = None
 
@@ -276,24 +278,65 @@ class Engine:
     # ------------------------------------------------------------------ time
     def advance(self, watermark: float | None = None) -> list[Alert]:
         """Close every window that ends at or before the watermark; return the alerts."""
+        due = self._due(watermark)
+        if due is None:
+            return []
+        out: list[Alert] = []
+        for s, ms in due:
+            out.extend(self._close(ms, ms.windows.pop(s)))
+        if self.outcomes is not None:
+            out.extend(self.outcomes.advance(self.watermark))
+        return out
+
+    def _due(self, watermark: float | None) -> list[tuple[float, ModelState]] | None:
+        """Windows the watermark has passed (None when the watermark did not move)."""
         if watermark is None:
             watermark = self.high_water - self.settings.allowed_lateness
         if watermark <= self.watermark:
-            return []
+            return None
         self.watermark = watermark
-        out: list[Alert] = []
         due: list[tuple[float, ModelState]] = []
         for ms in self.models.values():
             for s, w in ms.windows.items():
                 if w.end <= watermark:
                     due.append((s, ms))
-        for s, ms in sorted(due, key=lambda x: (x[0], x[1].name)):
-            out.extend(self._close(ms, ms.windows.pop(s)))
         W = self.settings.window
         self.closed_before = max(self.closed_before, math.floor(watermark / W) * W)
-        if self.outcomes is not None:
-            out.extend(self.outcomes.advance(watermark))
-        return out
+        return sorted(due, key=lambda x: (x[0], x[1].name))
+
+    # ------------------------------------------------------------------ scale-out: partials
+    def advance_partials(self, watermark: float | None = None) -> list[Partial]:
+        """Like :meth:`advance` but hand closed windows out instead of evaluating them.
+
+        A worker that owns some of the input partitions publishes these; an aggregator
+        (:meth:`ingest_partial`) merges the partials of every worker and evaluates the merged
+        window, so global and per-slice statistics equal those of a single worker.
+        """
+        return [Partial.of(ms, ms.windows.pop(s)) for s, ms in self._due(watermark) or []]
+
+    def ingest_partial(self, p: Partial, source: str) -> None:
+        """Merge one worker's partial window (aggregator side)."""
+        ms = self.models.get(p.model)
+        if ms is None:
+            ms = self._model(p.model, [])
+            if ms is None:
+                raise EngineError(f"partial for model {p.model!r}, which has no reference here")
+            for voc, values in zip(ms.layout.vocabs, p.vocab_values, strict=False):
+                voc.codes(list(values))
+        w = p.window
+        if w.start < self.closed_before:
+            self.counters.late += w.events
+            return
+        rowmap = _row_map_values(p.dims, p.vocab_values, ms.layout)
+        remapped = _remap(w, rowmap, ms.layout)
+        _remap_candidates(remapped, p.cands, ms)
+        cur = ms.windows.get(w.start)
+        if cur is None:
+            ms.windows[w.start] = remapped
+        else:
+            cur.merge(remapped)
+        self.counters.predictions += w.events
+        self.high_water = max(self.high_water, w.max_ts)
 
     def flush(self) -> list[Alert]:
         """Close all open windows (end of a replay)."""
@@ -309,6 +352,7 @@ class Engine:
         self.counters.windows_closed += 1
         v = build_view(lay, w, ms.seasonal, st)
         results = run_checks(lay, v, ms.seasonal, st, ms.cands, ms.cand_ref)
+        ms.last_stats = _gauges(lay, v, results)
         findings = select_findings(results, v, st.fdr_q)
         findings.extend(self._change_detectors(ms, w, v))
         evaluated = {_slice_key(lay.row_label(int(r))) for r, c, n in zip(v.rows, v.comp, v.events, strict=True)
@@ -436,8 +480,92 @@ class Engine:
                     w = WindowCounts.empty(ms.layout, ow.start, ow.end)
                     ms.windows[s] = w
                 remapped = _remap(ow, rowmap, ms.layout)
+                _remap_candidates(remapped, oms.cands, ms)
                 w.merge(remapped)
         self.high_water = max(self.high_water, other.high_water)
+
+
+def _gauges(lay: Layout, v: Any, results: list[Any]) -> dict[tuple[str, str, str, str], tuple[float, dict[str, str], float]]:
+    """Latest tested value per (kind, statistic, feature, slice) for the metrics exporter."""
+    out: dict[tuple[str, str, str, str], tuple[float, dict[str, str], float]] = {}
+    real = np.flatnonzero(~v.comp)
+    for r in results:
+        for k in real[r.tested[real]].tolist():
+            val = float(r.value[k])
+            if not math.isfinite(val):
+                continue
+            row = int(v.rows[k])
+            sl = lay.row_label(row)
+            thr = float(r.threshold[k]) if isinstance(r.threshold, np.ndarray) else float(r.threshold)
+            out[(r.kind, r.statistic, r.feature or "", _slice_key(sl))] = (val, sl, thr)
+    return out
+
+
+@dataclass
+class Partial:
+    """One worker's counts for one closed window, with what is needed to re-key its rows."""
+
+    model: str
+    dims: list[str]
+    vocab_values: list[list[str]]
+    cands: np.ndarray
+    window: WindowCounts
+
+    @classmethod
+    def of(cls, ms: ModelState, w: WindowCounts) -> Partial:
+        return cls(ms.name, list(ms.layout.dims), [list(v.values) for v in ms.layout.vocabs], ms.cands.copy(), w)
+
+    def to_bytes(self) -> bytes:
+        return zlib.compress(pickle.dumps(self, protocol=5), 1)
+
+    @staticmethod
+    def from_bytes(b: bytes) -> Partial:
+        p = pickle.loads(zlib.decompress(b))
+        if not isinstance(p, Partial):
+            raise EngineError("not a skewwatch window partial")
+        return p
+
+
+def _row_map_values(dims: list[str], vocab_values: list[list[str]], dst: Layout) -> np.ndarray:
+    """Row index in ``dst`` for every row of a partial laid out with ``dims``/``vocab_values``."""
+    top_k = dst.top_k
+    m = np.zeros(1 + len(dims) * (top_k + 1), dtype=np.int64)
+    for d, dim in enumerate(dims):
+        if dim not in dst.dims:
+            raise EngineError(f"cannot merge: slice dimension {dim!r} is not in the destination layout {dst.dims}")
+        dd = dst.dims.index(dim)
+        values = vocab_values[d]
+        for code in range(top_k + 1):
+            if code < len(values):
+                tgt = int(dst.vocabs[dd].codes([values[code]])[0])
+            else:
+                tgt = top_k
+            m[1 + d * (top_k + 1) + code] = dst.row_offset(dd) + tgt
+    return m
+
+
+def _remap_candidates(w: WindowCounts, cands: np.ndarray, ms: ModelState) -> None:
+    """Re-key exact-value candidate counts by value (workers discover candidates independently)."""
+    if np.array_equal(cands, ms.cands, equal_nan=True):
+        return
+    out = np.zeros_like(w.cand)
+    for j in range(cands.shape[0]):
+        for c in range(cands.shape[1]):
+            v = cands[j, c]
+            if np.isnan(v):
+                continue
+            hit = np.flatnonzero(ms.cands[j] == v)
+            if hit.size == 0:
+                free = np.flatnonzero(np.isnan(ms.cands[j]))
+                if free.size == 0:
+                    continue
+                k = int(free[0])
+                ms.cands[j, k] = v
+                ms.cand_ref[j, k] = value_share(ms.layout.num_all_profiles[j], float(v))
+            else:
+                k = int(hit[0])
+            out[:, j, k] += w.cand[:, j, c]
+    w.cand = out
 
 
 def _row_map(src: Layout, dst: Layout) -> np.ndarray:
@@ -495,4 +623,4 @@ def _slice_key(sl: dict[str, str]) -> str:
     return ",".join(f"{k}={v}" for k, v in sorted(sl.items()))
 
 
-__all__ += ["Counters", "ModelState", "RATE", "SCORE"]
+__all__ += ["Counters", "ModelState", "Partial", "RATE", "SCORE"]

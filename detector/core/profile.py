@@ -45,6 +45,7 @@ from __future__ import annotations
 import heapq
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -183,7 +184,10 @@ def _add_hourly(
     for dim in slice_columns:
         typed[dim] = _as_text(cols[dim])
     ref.time_column = time_column
-    build_hourly(typed, ts, ref, slice_columns)
+    # features without a single value have no bins to compare hour by hour
+    with_values = replace(ref, features={k: p for k, p in ref.features.items() if p.n > 0})
+    build_hourly(typed, ts, with_values, slice_columns)
+    ref.hourly = with_values.hourly
 
 
 # ----------------------------------------------------------------------------- public helpers

@@ -262,7 +262,7 @@ def coarse_groups(edges: list[float] | np.ndarray, n_coarse: int = 10) -> np.nda
     decile. Returns an int array ``g`` with ``g[fine_bin] = coarse_bin``.
 
     >>> coarse_groups([0.0, 1.0, 2.0, 3.0], n_coarse=2).tolist()
-    [0, 1, 1, 2, 2, 3]
+    [0, 1, 1, 2, 3]
     """
     e = np.asarray(edges, dtype=np.float64)
     n_fine = len(e) + 1

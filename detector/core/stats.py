@@ -18,8 +18,11 @@ inputs propagate to NaN outputs.
 Accuracy (checked against scipy in ``tests/core/test_stats.py``):
 
 * :func:`erfc` / :func:`norm_sf`: ~1e-14 relative or better over the whole double range.
-* :func:`chi2_sf`: ~1e-12 relative (tested to 1e-8) for ``df`` in 1..500 and ``x`` up to 1e5;
-  results below the smallest double are returned as exactly ``0.0``.
+* :func:`chi2_sf`: < 1e-12 relative (tested to 1e-8) for ``df`` in 1..500 and ``x`` up to 1e5,
+  ~1e-10 for ``df`` up to 1e5; results below the smallest double are exactly ``0.0``.
+* :func:`ks_pvalue`: exact evaluation of Stephens' approximation, itself within ~5% of the exact
+  KS p-value for ``n >= 100`` (~12% at ``n = 50``).
+* :func:`proportion_test`: exact evaluation of the continuity-corrected normal approximation.
 * :func:`kolmogorov_sf`: ~1e-15 absolute.
 
 >>> import numpy as np
@@ -240,7 +243,8 @@ def ks_pvalue(d: ArrayLike, n: ArrayLike, m: ArrayLike | None = None) -> FloatAr
     ``m`` is the size of the reference sample (``None`` or ``inf``: the reference distribution is
     known exactly). With ``n_eff = n m / (n + m)`` (``= n`` when ``m`` is None) the p-value is
     ``kolmogorov_sf((sqrt(n_eff) + 0.12 + 0.11 / sqrt(n_eff)) * d)`` -- Stephens' small-sample
-    correction, good to a few percent for ``n_eff >= 4``. ``n_eff == 0`` gives 1.0.
+    correction: within 5% of the exact p-value (``scipy.stats.kstwo``) for ``n >= 100`` and
+    ``1e-6 < p < 0.5`` (~12% at ``n = 50``). ``n_eff == 0`` gives 1.0.
 
     >>> round(ks_pvalue(0.1, 200), 4), round(ks_pvalue(0.1, 200, 200), 4), ks_pvalue(0.5, 0)
     (0.0341, 0.2562, 1.0)
@@ -372,7 +376,8 @@ def chi2_sf(x: ArrayLike, df: ArrayLike) -> FloatArray | float:
     live = log_pre >= -750.0
     res = series.astype(np.float64)
     if live.any():
-        max_iter = int(100 + 20 * math.sqrt(float(np.max(a))))
+        a_max = float(a) if scalar_a else float(np.max(a_flat[live]))  # finite where live
+        max_iter = int(100 + 20 * math.sqrt(a_max))
         for in_series in (True, False):
             idx = np.flatnonzero(live & (series if in_series else ~series))
             if idx.size == 0:

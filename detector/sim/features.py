@@ -84,12 +84,22 @@ class Ctx:
 
 
 def _pick(u: np.ndarray, probs: np.ndarray) -> np.ndarray:
-    """Inverse-CDF categorical draw; ``probs`` is (K,) or (n, K)."""
+    """Inverse-CDF categorical draw; ``probs`` is (K,) or per-event (n, K), not normalised."""
     cum = np.cumsum(probs, axis=-1)
-    cum = cum / cum[..., -1:]
     if cum.ndim == 1:
-        return np.minimum(np.searchsorted(cum, u, side="right"), len(cum) - 1).astype(np.int32)
-    return np.minimum((u[:, None] >= cum).sum(axis=1), cum.shape[1] - 1).astype(np.int32)
+        return np.minimum(np.searchsorted(cum / cum[-1], u, side="right"), len(cum) - 1).astype(np.int32)
+    return np.minimum((cum < (u * cum[:, -1])[:, None]).sum(axis=1), cum.shape[1] - 1).astype(np.int32)
+
+
+def _pick_by(u: np.ndarray, group: np.ndarray, table: np.ndarray) -> np.ndarray:
+    """Inverse-CDF draw from ``table[group]`` (rows of weights), one searchsorted per group."""
+    cum = np.cumsum(table, axis=1)
+    cum = cum / cum[:, -1:]
+    out = np.empty(len(u), dtype=np.int32)
+    for g in range(table.shape[0]):
+        m = group == g
+        out[m] = np.searchsorted(cum[g], u[m], side="right")
+    return np.minimum(out, table.shape[1] - 1)
 
 
 def make_context(t_ms: np.ndarray, tz_offset_hours: int, rng: np.random.Generator) -> Ctx:
@@ -107,7 +117,7 @@ def make_context(t_ms: np.ndarray, tz_offset_hours: int, rng: np.random.Generato
     cw[:, 1] *= 1.0 + 0.35 * evening  # mobile app in the evening
     cw[:, 2] *= 1.0 + 0.45 * daytime  # point of sale during opening hours
     channel = _pick(u[:, 1], cw)
-    tier = _pick(u[:, 2], _TIER_GIVEN_REGION[region])
+    tier = _pick_by(u[:, 2], region, _TIER_GIVEN_REGION)
     z = rng.standard_normal((n, 3))
     return Ctx(
         n=n, t_ms=t_ms, local_h=h, hour=np.floor(h).astype(np.int64), dow=dow,
@@ -318,20 +328,20 @@ _CURRENCY_CODE = np.array([_CURRENCIES.index(_CURRENCY_OF[c]) for c in _COUNTRIE
 
 
 def _country(rng, c, cols):
-    return _pick(rng.random(c.n), _COUNTRY_T[c.region])
+    return _pick_by(rng.random(c.n), c.region, _COUNTRY_T)
 
 
 def _currency(rng, c, cols):
     # follows the country (USD when the country is unknown); 7% cross-border purchases in USD
     country = cols.get("country")
     if country is None:
-        country = _pick(rng.random(c.n), _COUNTRY_T[c.region])
+        country = _pick_by(rng.random(c.n), c.region, _COUNTRY_T)
     local = np.append(_CURRENCY_CODE, np.int32(0))[country]  # code -1 -> last entry (USD)
     return np.where(rng.random(c.n) < 0.07, 0, local).astype(np.int32)
 
 
 def _device(rng, c, cols):
-    return _pick(rng.random(c.n), _DEVICE_GIVEN_CHANNEL[c.channel])
+    return _pick_by(rng.random(c.n), c.channel, _DEVICE_GIVEN_CHANNEL)
 
 
 def _merchant(rng, c, cols):
@@ -342,7 +352,7 @@ def _merchant(rng, c, cols):
 
 
 def _card(rng, c, cols):
-    return _pick(rng.random(c.n), _CARD_GIVEN_TIER[c.tier])
+    return _pick_by(rng.random(c.n), c.tier, _CARD_GIVEN_TIER)
 
 
 def _generic(k: int) -> CatGen:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import csv
 import gzip
 import io
+import math
 from collections.abc import Iterator
 from contextlib import ExitStack
 from datetime import datetime, timedelta
@@ -174,20 +175,28 @@ def batch_bytes(scenario: Scenario | str = "stable", seed: int | None = None, *,
     (3, 4)
     """
     sc = get_scenario(scenario, rate_per_hour=rate_per_hour) if isinstance(scenario, str) else scenario
-    events: list[dict[str, Any]] = []
-    for _, _, ev in simulate(sc, seed, topics=(topic,)):
-        events.append(ev)
-        if n_events is not None and len(events) >= n_events:
-            break
+    size = max(1, batch_size)
     dumps = orjson.dumps
-    if batch_size <= 1:
-        values = list(map(dumps, events))
-        if keyed:
-            return [(e["prediction_id"].encode(), v) for e, v in zip(events, values, strict=True)]
-        return values
     out: list[Any] = []
-    for a in range(0, len(events), batch_size):
-        batch = events[a:a + batch_size]
-        v = dumps(batch)
-        out.append((batch[0]["prediction_id"].encode(), v) if keyed else v)
+    batch: list[dict[str, Any]] = []
+    left = math.inf if n_events is None else n_events
+
+    def flush() -> None:
+        if size == 1:
+            values = list(map(dumps, batch))
+            out.extend(zip([e["prediction_id"].encode() for e in batch], values, strict=True) if keyed else values)
+        else:
+            v = dumps(batch)
+            out.append((batch[0]["prediction_id"].encode(), v) if keyed else v)
+        batch.clear()
+
+    for _, _, ev in simulate(sc, seed, topics=(topic,)):
+        if left <= 0:
+            break
+        batch.append(ev)
+        left -= 1
+        if len(batch) >= size:
+            flush()
+    if batch:
+        flush()
     return out

@@ -17,6 +17,9 @@ from detector.sim.faults import Fault
 
 __all__ = ["Served", "apply_serving"]
 
+_NUMERIC_ONLY = {"unit_change", "timezone_shift", "parity_skew"}
+_CATEGORICAL_ONLY = {"new_category", "renamed_category"}
+
 
 @dataclass
 class Served:
@@ -55,7 +58,14 @@ def apply_serving(fault: Fault, w: np.ndarray, rng: np.random.Generator, served:
         return
     for name in fault.features:
         _need(served, fault, name)
-        if kind == "unit_change":
+        if kind in _NUMERIC_ONLY and name not in served.num:
+            raise ValueError(f"Fault({kind}) needs a numeric feature; {name!r} is categorical")
+        if kind in _CATEGORICAL_ONLY and name not in served.cat:
+            raise ValueError(f"Fault({kind}) needs a categorical feature; {name!r} is numeric")
+        if kind == "default_spike" and name in served.cat:
+            code = _code(served, name, str(p["value"]))
+            served.cat[name] = np.where(u < p["share"] * w, code, served.cat[name]).astype(np.int32)
+        elif kind == "unit_change":
             hit = u < w
             x = served.num[name].copy()
             x[hit] = x[hit] * p["factor"]

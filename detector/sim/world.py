@@ -18,7 +18,6 @@ True
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
@@ -32,6 +31,8 @@ __all__ = [
     "local_hours",
     "chunk_seconds",
     "rng_for",
+    "sample_times",
+    "sigmoid",
     "to_epoch_ms",
 ]
 
@@ -165,7 +166,3 @@ def sample_times(rng: np.random.Generator, world: World, t0_ms: int, t1_ms: int)
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-x))
-
-
-def logit(p: float) -> float:
-    return math.log(p / (1.0 - p))

@@ -371,3 +371,25 @@ def test_profile_is_fast_enough():
     t = time.perf_counter()
     build_reference(cols)
     assert time.perf_counter() - t < 10
+
+
+def test_time_column_adds_hourly_profiles_and_round_trips(tmp_path):
+    r = rng(8)
+    n = 24 * 200
+    ts = 1795564800.0 + np.arange(n) * 18.0  # 24 hours
+    hour = (ts // 3600) % 24
+    cols = {
+        "when": obj([f"{np.datetime64(int(t), 's')}Z" for t in ts]),  # RFC 3339 strings
+        "amount": r.lognormal(3, 1, n) * np.where(hour < 6, 5.0, 1.0),  # seasonal
+        "flat": r.normal(size=n),
+        "empty": np.full(n, np.nan),
+        "region": obj(r.choice(["eu", "us"], n)),
+    }
+    ref = build_reference(cols, time_column="when", slice_columns=["region"])
+    assert "when" not in ref.features and ref.time_column == "when"
+    assert "amount" in ref.hourly["features"] and "empty" not in ref.hourly["features"]
+    assert sum(ref.hourly["counts"]) == n
+    ref.save(tmp_path / "ref.json")
+    assert Reference.load(tmp_path / "ref.json") == ref
+    with pytest.raises(ProfileError, match="time column 'nope' not found"):
+        build_reference(cols, time_column="nope")

@@ -338,6 +338,8 @@ def test_chi2_sf_extremes():
     assert math.isnan(stats.chi2_sf(3.0, 0))
     assert math.isnan(stats.chi2_sf(3.0, -2))
     assert math.isnan(stats.chi2_sf(3.0, np.nan))
+    mixed = stats.chi2_sf([3.0, 4.0, np.nan, 5.0], [np.nan, 2, 2, -1])
+    assert np.isnan(mixed[[0, 2, 3]]).all() and mixed[1] == pytest.approx(math.exp(-2.0), rel=1e-14)
     assert isinstance(stats.chi2_sf(3.0, 2), float)
     # just above the underflow threshold the value is still accurate
     assert stats.chi2_sf(1400.0, 1) == pytest.approx(st.chi2.sf(1400.0, 1), rel=1e-8)

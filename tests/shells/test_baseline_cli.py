@@ -219,7 +219,8 @@ def test_unsupported_suffix(tmp_path: Path) -> None:
 
 
 def test_corrupt_gzip_and_parquet(tmp_path: Path) -> None:
-    (tmp_path / "t.csv.gz").write_bytes(gzip.compress(b"a,b\n1,2\n" * 100)[:40])
+    data = gzip.compress(("a,b\n" + "".join(f"{v},{v * 2}\n" for v in np.random.default_rng(0).random(2000))).encode())
+    (tmp_path / "t.csv.gz").write_bytes(data[: len(data) // 2])
     assert_usage_error(cli("--data", "t.csv.gz", "--out", "r.json", cwd=tmp_path), "gzip")
     (tmp_path / "t.parquet").write_bytes(b"not parquet at all")
     assert_usage_error(cli("--data", "t.parquet", "--out", "r.json", cwd=tmp_path), "Parquet")

@@ -1,0 +1,472 @@
+"""Label join: predictions wait, bounded and in event time, for labels that come late, twice or never.
+
+A :class:`RingStore` (behind the small :class:`PendingStore` protocol) holds only what outcome
+evaluation needs, in preallocated numpy columns indexed by *slot* (model index, prediction ts,
+score, predicted-positive flag, slice code per dimension, and the label state), plus one dict
+``prediction_id -> slot``. Slots form a FIFO ring: a record leaves it after ``ttl`` of event
+time (an unlabelled one is counted as *expired*) or, when the ring holds ``max_pending``
+records, the oldest is evicted (counted as *evicted* if it was still unlabelled). A labelled
+record stays in the ring until its TTL too, so a later correction still finds it.
+
+:class:`LabelJoin` applies the label semantics of DESIGN.md, whatever the arrival order:
+
+=========================================  ===================================================
+label event                                outcome
+=========================================  ===================================================
+first label for a held prediction          *matched*; delay = label ts - prediction ts
+same value, revision <= the held one       *duplicate* (counted, never double counted)
+``revision`` > held one, or same revision  *correction*: replaces the earlier label (the caller
+but another value                          moves the pair in its cohort counts)
+lower revision than the held one           stale: counted as a *duplicate*, ignored
+no prediction held for the id              held up to ``early_hold`` past its own ts (the
+                                           prediction may be behind in another topic), at most
+                                           ``max_early`` of them; then an *orphan*
+prediction never labelled                  *expired* after ``ttl`` (or *evicted*), exactly once
+=========================================  ===================================================
+
+The final label of a prediction is therefore the one with the highest revision, independent of
+arrival order (ties of revision: the last value to arrive wins). Expiry walks the ring in
+arrival order: a record expires once it and every record that arrived before it are older than
+``ttl`` (predictions arrive nearly in time order, within the engine's lateness).
+
+Memory: per held prediction ``33 + 2 * dims`` bytes of columns plus the id string and its dict
+entry (~100-150 bytes in CPython), so ``max_pending`` (default 5M) bounds it at roughly 1 GB;
+early labels at ~200 bytes each. Delays are binned on :data:`DELAY_EDGES` (log-spaced).
+
+>>> j = LabelJoin(ttl=86400.0, max_pending=1000, early_hold=3600.0)
+>>> from detector.core.events import LabelBatch
+>>> def lab(i, y, rev=0): return LabelBatch([i], np.array([500.0]), np.array([float(y)]), np.array([rev]), [None])
+>>> j.add_labels(lab("a", 1)).slots.size        # label before its prediction: held
+0
+>>> stored, m = j.add_predictions(0, ["a", "b"], np.array([100.0, 110.0]), np.array([0.9, 0.2]),
+...                               np.array([1, 0], dtype=np.int8), np.zeros((2, 0), dtype=np.int16))
+>>> m.slots.tolist(), m.delay.tolist()
+([0], [400.0])
+>>> j.add_labels(lab("a", 1)).slots.size, j.add_labels(lab("a", 0, rev=1)).old.tolist()
+(0, [1])
+>>> j.expire(110.0 + 86400.0 + 1), dict(j.counters)["expired"], dict(j.counters)["corrections"]
+(1, 1, 1)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+from detector.core.events import LabelBatch
+
+__all__ = [
+    "DELAY_EDGES", "N_DELAY", "delay_bins", "hist_quantile", "PendingStore", "RingStore", "Rows", "Matches",
+    "LabelJoin", "PENDING",
+]
+
+PENDING = -1  # label column: no label yet (0/1 once labelled)
+_DEAD = -2  # slot of a duplicate prediction id inside one batch (never indexed)
+
+#: Label-delay bin edges in seconds: 1 s .. 1e7 s (~116 days), 4 bins per decade; bin 0 is
+#: [0, 1 s) (negative delays, i.e. label ts before prediction ts, are clamped to 0).
+DELAY_EDGES = 10.0 ** np.arange(0.0, 7.01, 0.25)
+N_DELAY = len(DELAY_EDGES) + 1
+
+
+def delay_bins(delay: np.ndarray) -> np.ndarray:
+    """Delay histogram bin of each delay (seconds)."""
+    return np.searchsorted(DELAY_EDGES, np.maximum(delay, 0.0), side="right")
+
+
+def hist_quantile(h: np.ndarray, q: float) -> float:
+    """``q``-quantile (seconds) of a delay histogram; log-linear inside a bin, NaN if empty.
+
+    >>> h = np.zeros(N_DELAY); h[delay_bins(np.array([100.0]))] = 10
+    >>> 56 < hist_quantile(h, 0.5) < 178
+    True
+    """
+    n = float(h.sum())
+    if n <= 0:
+        return float("nan")
+    c = np.cumsum(h)
+    k = int(min(np.searchsorted(c, q * n, side="left"), len(h) - 1))
+    frac = float((q * n - (c[k] - h[k])) / h[k]) if h[k] > 0 else 1.0
+    if k == 0:
+        return frac * float(DELAY_EDGES[0])
+    lo = float(DELAY_EDGES[k - 1])
+    hi = float(DELAY_EDGES[k]) if k < len(DELAY_EDGES) else lo * 10**0.25
+    return lo * (hi / lo) ** frac
+
+
+@dataclass
+class Rows:
+    """Columns of some held predictions (what evaluation needs, nothing else)."""
+
+    model: np.ndarray  # int16 model index
+    ts: np.ndarray  # float64 prediction time
+    score: np.ndarray  # float64, NaN = none
+    pred: np.ndarray  # int8 1 = acted / score >= threshold, 0 = not, -1 = unknown
+    codes: np.ndarray  # (n, dims) int16 slice code per dimension (-1 beyond the model's dims)
+    label: np.ndarray  # int8 PENDING / 0 / 1
+    rev: np.ndarray  # int64 revision of the held label
+    counted: np.ndarray  # int8 1 = the label is folded into its cohort's counts (set by the caller)
+
+
+class PendingStore(Protocol):
+    """Where predictions wait for labels (in memory here; could be a disk-backed store)."""
+
+    ttl: float
+    evicted: int
+
+    def put_many(self, model: int, ids: list[str], ts: np.ndarray, score: np.ndarray, pred: np.ndarray,
+                 codes: np.ndarray) -> np.ndarray:
+        """Hold predictions; returns the mask of those stored (False: id already held)."""
+        ...
+
+    def get_many(self, ids: Sequence[str]) -> np.ndarray:
+        """Slot per id, -1 when not held."""
+        ...
+
+    def read(self, slots: np.ndarray) -> Rows: ...
+
+    def write(self, slots: np.ndarray, label: np.ndarray, rev: np.ndarray, counted: np.ndarray | None = None) -> None: ...
+
+    def set_counted(self, slots: np.ndarray, counted: np.ndarray) -> None: ...
+
+    def expire(self, now: float) -> int:
+        """Drop records older than ``ttl``; returns how many of them were still unlabelled."""
+        ...
+
+    def __len__(self) -> int: ...
+
+    def to_state(self) -> dict[str, Any]: ...
+
+    def load_state(self, state: dict[str, Any]) -> None: ...
+
+
+_COLS = (("model", np.int16), ("ts", np.float64), ("score", np.float64), ("pred", np.int8),
+         ("label", np.int8), ("rev", np.int64), ("counted", np.int8))
+
+
+class RingStore:
+    """FIFO ring of held predictions in numpy columns; capacity doubles up to ``max_pending``."""
+
+    def __init__(self, ttl: float, max_pending: int, dims: int = 0, initial: int = 1 << 14) -> None:
+        self.ttl = float(ttl)
+        self.max_pending = int(max_pending)
+        self.evicted = 0  # unlabelled records pushed out by the bound
+        self.dims = dims
+        self.index: dict[str, int] = {}
+        self.head = 0  # oldest slot
+        self.size = 0
+        self._alloc(min(initial, self.max_pending))
+
+    def _alloc(self, cap: int) -> None:
+        self.cap = cap
+        for name, dt in _COLS:
+            setattr(self, name, np.zeros(cap, dtype=dt))
+        self.codes = np.full((cap, self.dims), -1, dtype=np.int16)
+        self.ids = np.empty(cap, dtype=object)
+
+    def __len__(self) -> int:
+        return self.size
+
+    @property
+    def pending(self) -> int:
+        return int(np.count_nonzero(self.label[self._live()] == PENDING))
+
+    def _live(self) -> np.ndarray:
+        return (self.head + np.arange(self.size)) % self.cap
+
+    def ensure_dims(self, dims: int) -> None:
+        if dims > self.dims:
+            extra = np.full((self.cap, dims - self.dims), -1, dtype=np.int16)
+            self.codes = np.concatenate([self.codes, extra], axis=1)
+            self.dims = dims
+
+    def _grow(self, need: int) -> None:
+        cap = self.cap
+        while cap < need and cap < self.max_pending:
+            cap = min(cap * 2, self.max_pending)
+        if cap == self.cap:
+            return
+        order = self._live()
+        old = {name: getattr(self, name)[order] for name, _ in _COLS}
+        old_codes, old_ids = self.codes[order], self.ids[order]
+        self._alloc(cap)
+        for name, _ in _COLS:
+            getattr(self, name)[: self.size] = old[name]
+        self.codes[: self.size], self.ids[: self.size] = old_codes, old_ids
+        self.head = 0
+        self.index = {i: s for s, i in enumerate(old_ids.tolist()) if i is not None and self.index.get(i) == order[s]}
+
+    def _drop_oldest(self, k: int) -> np.ndarray:
+        """Remove the ``k`` oldest records; returns their label column (for counting)."""
+        sl = (self.head + np.arange(k)) % self.cap
+        labels = self.label[sl].copy()
+        get = self.index.get
+        for s, i in zip(sl.tolist(), self.ids[sl].tolist(), strict=True):
+            if i is not None and get(i) == s:
+                del self.index[i]
+        self.ids[sl] = None
+        self.head = (self.head + k) % self.cap
+        self.size -= k
+        return labels
+
+    def put_many(self, model: int, ids: list[str], ts: np.ndarray, score: np.ndarray, pred: np.ndarray,
+                 codes: np.ndarray) -> np.ndarray:
+        n = len(ids)
+        stored = np.ones(n, dtype=bool)
+        if n == 0:
+            return stored
+        if not self.index.keys().isdisjoint(ids):  # a retried prediction: the first one stays
+            stored = ~np.fromiter(map(self.index.__contains__, ids), dtype=bool, count=n)
+        if n > self.max_pending:  # pathological batch: only its newest records fit
+            stored[: n - self.max_pending] = False
+        pos = None
+        if not stored.all():
+            pos = np.flatnonzero(stored)
+            ids = [ids[i] for i in pos.tolist()]
+            ts, score, pred, codes = ts[pos], score[pos], pred[pos], codes[pos]
+            n = len(ids)
+            if n == 0:
+                return stored
+        if self.size + n > self.cap:
+            self._grow(self.size + n)
+        over = self.size + n - self.cap
+        if over > 0:
+            self.evicted += int(np.count_nonzero(self._drop_oldest(over) == PENDING))
+        sl = (self.head + self.size + np.arange(n)) % self.cap
+        self.model[sl] = model
+        self.ts[sl] = ts
+        self.score[sl] = score
+        self.pred[sl] = pred
+        self.label[sl] = PENDING
+        self.rev[sl] = 0
+        self.counted[sl] = 0
+        d = codes.shape[1]
+        self.codes[sl, :d] = codes
+        if d < self.dims:
+            self.codes[sl, d:] = -1
+        self.ids[sl] = ids
+        before = len(self.index)
+        slots = sl.tolist()
+        self.index.update(zip(ids, slots, strict=True))
+        self.size += n
+        if len(self.index) - before != n:  # the same id twice in this batch: the first one stays
+            first: dict[str, int] = {}
+            for p, (s, i) in enumerate(zip(slots, ids, strict=True)):
+                if i in first:
+                    self.label[s] = _DEAD
+                    stored[p if pos is None else pos[p]] = False
+                else:
+                    first[i] = s
+            self.index.update(first)
+        return stored
+
+    def get_many(self, ids: Sequence[str]) -> np.ndarray:
+        get = self.index.get
+        return np.fromiter(map(get, ids, [-1] * len(ids)), dtype=np.int64, count=len(ids))
+
+    def read(self, slots: np.ndarray) -> Rows:
+        return Rows(self.model[slots], self.ts[slots], self.score[slots], self.pred[slots], self.codes[slots],
+                    self.label[slots], self.rev[slots], self.counted[slots])
+
+    def write(self, slots: np.ndarray, label: np.ndarray, rev: np.ndarray, counted: np.ndarray | None = None) -> None:
+        self.label[slots] = label
+        self.rev[slots] = rev
+        if counted is not None:
+            self.counted[slots] = counted
+
+    def set_counted(self, slots: np.ndarray, counted: np.ndarray) -> None:
+        self.counted[slots] = counted
+
+    def expire(self, now: float) -> int:
+        cutoff = now - self.ttl
+        expired = 0
+        while self.size:
+            k = min(self.size, 65536)
+            seg = (self.head + np.arange(k)) % self.cap
+            old = self.ts[seg] < cutoff
+            m = k if old.all() else int(np.argmin(old))
+            if m == 0:
+                break
+            expired += int(np.count_nonzero(self._drop_oldest(m) == PENDING))
+            if m < k:
+                break
+        return expired
+
+    def to_state(self) -> dict[str, Any]:
+        order = self._live()
+        st: dict[str, Any] = {name: getattr(self, name)[order] for name, _ in _COLS}
+        st.update(codes=self.codes[order], ids=self.ids[order].tolist(), ttl=self.ttl, max_pending=self.max_pending,
+                  evicted=self.evicted, dims=self.dims,
+                  indexed=np.fromiter((self.index.get(i) == s for s, i in zip(order.tolist(), self.ids[order].tolist(), strict=True)),
+                                      dtype=bool, count=self.size))
+        return st
+
+    def load_state(self, st: dict[str, Any]) -> None:
+        self.ttl, self.max_pending, self.evicted, self.dims = st["ttl"], st["max_pending"], st["evicted"], st["dims"]
+        n = len(st["ids"])
+        self._alloc(max(min(1 << 14, self.max_pending), n))
+        for name, _ in _COLS:
+            getattr(self, name)[:n] = st[name]
+        self.codes[:n] = st["codes"]
+        self.ids[:n] = st["ids"]
+        self.head, self.size = 0, n
+        self.index = {i: s for s, (i, ok) in enumerate(zip(st["ids"], st["indexed"].tolist(), strict=True)) if ok}
+
+
+@dataclass
+class Matches:
+    """Label changes produced by one call: first labels (``old == -1``) and corrections."""
+
+    slots: np.ndarray  # store slots whose label changed
+    label: np.ndarray  # new label, int8
+    old: np.ndarray  # previous label (int8), PENDING = this is the first label (a match)
+    delay: np.ndarray  # label ts - prediction ts (seconds; NaN for corrections)
+    rows: Rows  # the predictions, read before the change (``rows.label`` is the old label)
+
+    @classmethod
+    def empty(cls, store: RingStore) -> Matches:
+        z = np.zeros(0, dtype=np.int64)
+        return cls(z, z.astype(np.int8), z.astype(np.int8), z.astype(np.float64), store.read(z))
+
+
+_COUNTERS = ("matched", "duplicates", "corrections", "expired", "evicted", "orphans")
+
+
+class LabelJoin:
+    """Match label events to held predictions (see the module docstring for the semantics)."""
+
+    def __init__(self, ttl: float, max_pending: int, early_hold: float, max_early: int = 100_000,
+                 store: RingStore | None = None) -> None:
+        self.store = store or RingStore(ttl, max_pending)
+        self.early_hold = float(early_hold)
+        self.max_early = int(max_early)
+        self.early: dict[str, list[float]] = {}  # id -> [label, revision, label ts]
+        self.counters = dict.fromkeys(_COUNTERS, 0)
+
+    # ------------------------------------------------------------------ predictions
+    def add_predictions(self, model: int, ids: list[str], ts: np.ndarray, score: np.ndarray, pred: np.ndarray,
+                        codes: np.ndarray) -> tuple[np.ndarray, Matches | None]:
+        """Hold predictions; returns (stored mask, matches with labels that were waiting for them)."""
+        stored = self.store.put_many(model, ids, ts, score, pred, codes)
+        if not self.early:
+            return stored, None
+        hits = [i for i in ids if i in self.early]
+        if not hits:
+            return stored, None
+        recs = [self.early.pop(i) for i in dict.fromkeys(hits)]
+        arr = np.array(recs, dtype=np.float64).reshape(-1, 3)
+        return stored, self._apply(list(dict.fromkeys(hits)), arr[:, 0], arr[:, 1].astype(np.int64), arr[:, 2], hold=False)
+
+    # ------------------------------------------------------------------ labels
+    def add_labels(self, batch: LabelBatch) -> Matches:
+        ids = batch.ids
+        if len(set(ids)) == len(ids):
+            return self._apply(ids, batch.label, batch.revision, batch.ts, hold=True)
+        # the same id more than once in a batch: apply in rounds (k-th occurrence of every id)
+        seen: dict[str, int] = {}
+        occ = np.array([seen.__setitem__(i, seen.get(i, -1) + 1) or seen[i] for i in ids], dtype=np.int64)
+        parts = []
+        for k in range(int(occ.max()) + 1):
+            sel = np.flatnonzero(occ == k)
+            parts.append(self._apply([ids[i] for i in sel.tolist()], batch.label[sel], batch.revision[sel], batch.ts[sel],
+                                     hold=True))
+        return _concat(parts)
+
+    def _apply(self, ids: list[str], y: np.ndarray, rev: np.ndarray, lts: np.ndarray, hold: bool) -> Matches:
+        st = self.store
+        slots = st.get_many(ids)
+        found = slots >= 0
+        if not found.all():
+            if hold:
+                for i in np.flatnonzero(~found).tolist():
+                    self._hold(ids[i], float(y[i]), int(rev[i]), float(lts[i]))
+            else:  # its prediction was not kept after all (e.g. a batch beyond max_pending)
+                self.counters["orphans"] += int((~found).sum())
+        if not found.any():
+            return Matches.empty(st)
+        s = slots[found]
+        yy = y[found].astype(np.int8)
+        rr = rev[found].astype(np.int64)
+        rows = st.read(s)
+        first = rows.label == PENDING
+        newer = ~first & ((rr > rows.rev) | ((rr == rows.rev) & (yy != rows.label)))
+        self.counters["matched"] += int(first.sum())
+        self.counters["corrections"] += int(newer.sum())
+        self.counters["duplicates"] += int((~first & ~newer).sum())
+        ch = first | newer
+        if not ch.all():
+            s, yy, rr, lts_f = s[ch], yy[ch], rr[ch], lts[found][ch]
+            rows = st.read(s)
+            first = first[ch]
+        else:
+            lts_f = lts[found]
+        old = rows.label.copy()
+        st.write(s, yy, rr)
+        delay = np.where(first, lts_f - rows.ts, np.nan)
+        return Matches(s, yy, old, delay, rows)
+
+    def _hold(self, pid: str, y: float, rev: int, ts: float) -> None:
+        cur = self.early.get(pid)
+        if cur is None:
+            self.early[pid] = [y, float(rev), ts]
+            if len(self.early) > self.max_early:  # bound: the oldest held label becomes an orphan
+                del self.early[next(iter(self.early))]
+                self.counters["orphans"] += 1
+        elif rev > cur[1] or (rev == cur[1] and y != cur[0]):
+            cur[0], cur[1] = y, float(rev)
+            self.counters["corrections"] += 1
+        else:
+            self.counters["duplicates"] += 1
+
+    # ------------------------------------------------------------------ time
+    def expire(self, now: float) -> int:
+        """TTL expiry of predictions and of held labels (orphans); returns newly expired predictions."""
+        n = self.store.expire(now)
+        self.counters["expired"] += n
+        self.counters["evicted"] = self.store.evicted
+        cutoff = now - self.early_hold
+        gone = []
+        for k, rec in self.early.items():  # arrival order, which is nearly label-time order
+            if rec[2] >= cutoff:
+                break
+            gone.append(k)
+        for k in gone:
+            del self.early[k]
+        self.counters["orphans"] += len(gone)
+        return n
+
+    @property
+    def coverage(self) -> float:
+        """Share of predictions that left the store with a label (NaN before any left)."""
+        c = self.counters
+        done = c["matched"] + c["expired"] + c["evicted"]
+        return c["matched"] / done if done else float("nan")
+
+    @property
+    def match_rate(self) -> float:
+        """Share of label events (first labels) that found their prediction."""
+        c = self.counters
+        tot = c["matched"] + c["orphans"]
+        return c["matched"] / tot if tot else float("nan")
+
+    def to_state(self) -> dict[str, Any]:
+        return {"store": self.store.to_state(), "early": {k: list(v) for k, v in self.early.items()},
+                "counters": dict(self.counters), "early_hold": self.early_hold, "max_early": self.max_early}
+
+    def load_state(self, st: dict[str, Any]) -> None:
+        self.store.load_state(st["store"])
+        self.early = {k: list(v) for k, v in st["early"].items()}
+        self.counters = dict(st["counters"])
+        self.early_hold, self.max_early = st["early_hold"], st["max_early"]
+
+
+def _concat(parts: list[Matches]) -> Matches:
+    if len(parts) == 1:
+        return parts[0]
+    r = [p.rows for p in parts]
+    rows = Rows(*(np.concatenate([getattr(x, f) for x in r]) for f in Rows.__dataclass_fields__))
+    return Matches(np.concatenate([p.slots for p in parts]), np.concatenate([p.label for p in parts]),
+                   np.concatenate([p.old for p in parts]), np.concatenate([p.delay for p in parts]), rows)
