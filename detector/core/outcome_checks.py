@@ -1,0 +1,339 @@
+"""Outcome checks of one matured cohort, vectorised across pseudo-rows (slices and complements).
+
+Every check returns a :class:`~detector.core.checks.Result` (effect size, whether it was tested,
+warning/critical, p-value), so :func:`~detector.core.select.select_findings` applies the same
+Benjamini-Hochberg control, effect-size gate and slice localisation as the input checks.
+Nothing here keeps state. Comparisons are with the *trailing production baseline* (the sum of
+recent matured cohorts, each measured at the same label age) and, where the reference has it,
+with training (label base rate, calibration-in-the-large, AUC).
+
+========================  ================================  ==========================================
+kind                      statistic                         effect (warning / critical) and test
+========================  ================================  ==========================================
+``label_drift``           ``base_rate_ratio`` (baseline,    ratio >= 1.5 or <= 1/1.5 and |delta| >= 0.01
+                          training)                         / ratio 2; two-proportion test, two-sided
+``calibration``           ``ece_delta`` (baseline)          ECE up by 0.05 / 0.1; chi-square of per-bin
+                                                            label rates, current vs baseline
+``calibration``           ``observed_expected_ratio``       O/E vs training O/E >= 1.3 or <= 1/1.3 / 2;
+                          (training)                        z-test on the positives
+``performance``           ``auc_drop`` (baseline,           AUC down 0.05 / 0.1; Hanley-McNeil z-test
+                          reference if it has an AUC)
+``performance``           ``precision_drop``,               down 0.1 / 0.2 at the threshold in force;
+                          ``recall_drop``                   one-sided proportion test
+``performance``           ``brier_ratio``                   Brier x1.25 / x1.5; z-test
+``concept_drift``         ``error_rate_change``             river ADWIN change on the per-pair squared
+                                                            error + Brier x1.2, inputs and labels stable
+``label_delay``           ``match_rate_ratio``              labelled share at maturity x0.8 (and -0.05)
+                                                            / x0.5; one-sided proportion test
+``label_delay``           ``delay_median_ratio``            median delay (below the common horizon)
+                                                            x1.5 / x3; G-test of the delay histogram
+``label_delay``           ``correction_rate``               corrections among arriving labels x2 and
+                                                            +0.02 / +0.1; one-sided proportion test
+``label_delay``           ``base_rate_inconsistency``       a slice's base rate vs its training rate,
+                                                            scaled by the global change, x1.5
+========================  ================================  ==========================================
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from detector.core import stats
+from detector.core.checks import Result
+from detector.core.cohort import C, N_HIST, auc_se, average_precision, binned_auc, brier, ece
+from detector.core.labels import DELAY_EDGES, hist_quantile
+
+__all__ = ["OutcomeThresholds", "Arrays", "outcome_checks"]
+
+
+@dataclass(frozen=True)
+class OutcomeThresholds:
+    """Effect sizes and minimum counts of the outcome checks (see the module table)."""
+
+    min_labels: int = 100  # labelled pairs a pseudo-row needs for a rate test
+    min_class: int = 20  # positives and negatives each, for AUC
+    base_factor: int = 3  # the baseline needs base_factor x the current minimum
+    base_rate_ratio: float = 1.5
+    base_rate_ratio_critical: float = 2.0
+    base_rate_abs: float = 0.01
+    ece_delta: float = 0.05
+    ece_delta_critical: float = 0.1
+    oe_ratio: float = 1.3
+    oe_ratio_critical: float = 2.0
+    auc_drop: float = 0.05
+    auc_drop_critical: float = 0.1
+    pr_drop: float = 0.1
+    pr_drop_critical: float = 0.2
+    min_decisions: int = 30
+    brier_ratio: float = 1.25
+    brier_ratio_critical: float = 1.5
+    river_brier_ratio: float = 1.2
+    match_ratio: float = 0.8
+    match_ratio_critical: float = 0.5
+    match_abs: float = 0.05
+    delay_ratio: float = 1.5
+    delay_ratio_critical: float = 3.0
+    correction_delta: float = 0.02
+    correction_delta_critical: float = 0.1
+    inconsistency_ratio: float = 1.5
+
+
+@dataclass
+class Arrays:
+    """Pseudo-row arrays of one cohort (or of the baseline): see :class:`~detector.core.cohort.Cohort`."""
+
+    cnt: np.ndarray
+    rel: np.ndarray
+    hist: np.ndarray
+    delay: np.ndarray
+    arrivals: np.ndarray  # (P, 2): labels that arrived (first + corrections), corrections
+
+
+def _div(a: Any, b: Any) -> np.ndarray:
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(b > 0, a / np.where(b > 0, b, 1.0), np.nan)
+
+
+def _r(x: float) -> float | None:
+    return None if x != x else round(float(x), 4)
+
+
+def _pct(x: float) -> str:
+    return "n/a" if x != x else f"{x:.1%}"
+
+
+def _ratio_flags(ratio: np.ndarray, warn_r: float, crit_r: float, extra: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    r = np.nan_to_num(ratio, nan=1.0)
+    warn = ((r >= warn_r) | (r <= 1 / warn_r)) & extra
+    crit = ((r >= crit_r) | (r <= 1 / crit_r)) & extra
+    return warn, crit
+
+
+def _log_effect(ratio: np.ndarray) -> np.ndarray:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.abs(np.log(np.where(ratio > 0, ratio, 1.0)))
+
+
+def outcome_checks(cur: Arrays, base: Arrays, th: OutcomeThresholds, *, ref_rate: np.ndarray, ref_n: np.ndarray,
+                   ref_oe: np.ndarray, slice_ref_rate: np.ndarray, slice_ref_n: np.ndarray, global_ratio: float,
+                   ref_auc: float | None, ref_auc_n: tuple[float, float], horizon: float, base_horizon: float,
+                   river_latched: bool, stable: np.ndarray) -> list[Result]:
+    """All outcome checks; ``ref_*`` arrays are per pseudo-row (NaN = no training value)."""
+    P = cur.cnt.shape[0]
+    out: list[Result] = []
+    mn, bmn = th.min_labels, th.min_labels * th.base_factor
+    n, y = cur.cnt[:, C["lab"]], cur.cnt[:, C["pos"]]
+    nb, yb = base.cnt[:, C["lab"]], base.cnt[:, C["pos"]]
+    p, pb = _div(y, n), _div(yb, nb)
+
+    # ---- label delay: labelled share at maturity (first: most specific for a delay problem)
+    npred, npred_b = cur.cnt[:, C["pred"]], base.cnt[:, C["pred"]]
+    mr, mrb = _div(n, npred), _div(nb, npred_b)
+    ratio = _div(mr, mrb)
+    tested = (npred >= mn) & (npred_b >= bmn) & (np.nan_to_num(mrb) > 0)
+    gap = np.nan_to_num(mrb - mr) >= th.match_abs
+    pv = stats.proportion_test(n, npred, np.where(tested, np.clip(np.nan_to_num(mrb), 0, 1), 0.5), "less",
+                               n0=np.maximum(npred_b, 1))
+    out.append(Result(
+        "label_delay", None, "match_rate_ratio", ratio, tested, gap & (np.nan_to_num(ratio, nan=1) <= th.match_ratio),
+        gap & (np.nan_to_num(ratio, nan=1) <= th.match_ratio_critical), np.asarray(pv), th.match_ratio,
+        lambda i: {"reference": {"match_rate": _r(mrb[i]), "source": "production baseline at the same label age"},
+                   "current": {"match_rate": _r(mr[i]), "labelled": int(n[i]), "predictions": int(npred[i]),
+                               "label_age_s": round(horizon)}},
+        lambda i: f"only {_pct(mr[i])} of predictions had a label {horizon / 3600:.1f} h after their window "
+                  f"(usually {_pct(mrb[i])}): labels are arriving later or not at all",
+        effect=_log_effect(ratio)))
+
+    # ---- label delay: distribution below the common horizon
+    H = min(horizon, base_horizon) if base_horizon == base_horizon else horizon
+    kb = int(np.searchsorted(DELAY_EDGES, H, side="right"))
+    dc, db = cur.delay[:, :kb], base.delay[:, :kb]
+    med_c = np.array([hist_quantile(dc[i], 0.5) for i in range(P)])
+    med_b = np.array([hist_quantile(db[i], 0.5) for i in range(P)])
+    ratio_d = _div(med_c, med_b)
+    tested = (dc.sum(1) >= mn) & (db.sum(1) >= bmn) & (kb >= 2)
+    if tested.any():
+        _, _, pv = stats.gtest_gof(dc, np.where(db.sum(1, keepdims=True) > 0, db, 1.0), ref_n=db.sum(1))
+    else:
+        pv = np.ones(P)
+    warn, crit = _ratio_flags(ratio_d, th.delay_ratio, th.delay_ratio_critical, np.ones(P, bool))
+    out.append(Result(
+        "label_delay", None, "delay_median_ratio", ratio_d, tested, warn, crit, np.asarray(pv), th.delay_ratio,
+        lambda i: {"reference": {"median_delay_s": _r(med_b[i])}, "current": {"median_delay_s": _r(med_c[i])},
+                   "horizon_s": round(H)},
+        lambda i: f"labels take {ratio_d[i]:.1f}x as long as usual (median {med_c[i] / 60:.0f} min vs "
+                  f"{med_b[i] / 60:.0f} min among labels within {H / 3600:.1f} h): evaluate later, check the labelling process",
+        effect=_log_effect(ratio_d)))
+
+    # ---- label quality: correction spike among arriving labels
+    la, co = cur.arrivals[:, 0], cur.arrivals[:, 1]
+    lab_b, co_b = base.arrivals[:, 0], base.arrivals[:, 1]
+    cr, crb = _div(co, la), _div(co_b, lab_b)
+    tested = (la >= mn) & (lab_b >= bmn)
+    d = np.nan_to_num(cr - crb)
+    big = np.nan_to_num(cr) >= 2 * np.nan_to_num(crb)
+    pv = stats.proportion_test(co, np.maximum(la, co), np.where(tested, np.clip(np.nan_to_num(crb), 0, 1), 0.5), "greater",
+                               n0=np.maximum(lab_b, 1))
+    out.append(Result(
+        "label_delay", None, "correction_rate", cr, tested, big & (d >= th.correction_delta),
+        big & (d >= th.correction_delta_critical), np.asarray(pv), th.correction_delta,
+        lambda i: {"reference": {"correction_rate": _r(crb[i])}, "current": {"correction_rate": _r(cr[i]),
+                                                                             "corrections": int(co[i])}},
+        lambda i: f"{_pct(cr[i])} of arriving labels correct an earlier label (usually {_pct(crb[i])}): "
+                  "labels are being backfilled or redefined",
+        effect=d))
+
+    # ---- label drift vs the trailing baseline and vs training
+    for src, p0, n0, name in (("baseline", pb, nb, "production baseline"), ("training", ref_rate, ref_n, "training")):
+        ratio_l = _div(p, p0)
+        tested = (n >= mn) & (np.nan_to_num(n0) >= (bmn if src == "baseline" else mn)) & (np.nan_to_num(p0) > 0) \
+            & (np.nan_to_num(p0, nan=1) < 1)
+        absd = np.abs(np.nan_to_num(p - p0)) >= th.base_rate_abs
+        warn, crit = _ratio_flags(ratio_l, th.base_rate_ratio, th.base_rate_ratio_critical, absd)
+        pv = stats.proportion_test(y, n, np.where(tested, np.nan_to_num(p0), 0.5), "two-sided", n0=np.maximum(np.nan_to_num(n0), 1))
+        out.append(Result(
+            "label_drift", None, "base_rate_ratio", ratio_l, tested, warn, crit, np.asarray(pv), th.base_rate_ratio,
+            lambda i, p0=p0, name=name: {"reference": {"base_rate": _r(p0[i]), "source": name},
+                                         "current": {"base_rate": _r(p[i]), "labelled": int(n[i])}},
+            lambda i, p0=p0, name=name: f"the outcome base rate is {_pct(p[i])} ({name}: {_pct(p0[i])})",
+            effect=_log_effect(ratio_l)))
+
+    # ---- concept drift (river): error stream changed while inputs and labels are stable
+    br, brb = brier(cur.cnt), brier(base.cnt)
+    sl, slb = cur.cnt[:, C["sl"]], base.cnt[:, C["sl"]]
+    se = np.sqrt(_div(_sq_err_var(cur.hist, br), sl) + _div(_sq_err_var(base.hist, brb), slb))
+    ratio_b = _div(br, brb)
+    pv_b = np.asarray(stats.norm_sf(np.nan_to_num(_div(br - brb, se))))
+    tested_b = (sl >= mn) & (slb >= bmn) & (np.nan_to_num(brb) > 0)
+    rv = np.zeros(P, bool)
+    rv[0] = river_latched
+    out.append(Result(
+        "concept_drift", None, "error_rate_change", ratio_b, tested_b & stable & (np.arange(P) == 0),
+        rv & (np.nan_to_num(ratio_b) >= th.river_brier_ratio), rv & (np.nan_to_num(ratio_b) >= th.brier_ratio_critical),
+        pv_b, th.river_brier_ratio,
+        lambda i: {"reference": {"brier": _r(brb[i])}, "current": {"brier": _r(br[i])}, "detector": "river ADWIN"},
+        lambda i: f"prediction error rose (Brier {br[i]:.3f} vs {brb[i]:.3f}, river ADWIN change point) while inputs "
+                  "and the label base rate are stable: the input-outcome relationship changed",
+        effect=_log_effect(ratio_b)))
+
+    # ---- performance: AUC vs baseline and reference
+    neg, pos = cur.hist[:, 0, :], cur.hist[:, 1, :]
+    auc, _ = binned_auc(neg, pos)
+    Pc, Nc = pos.sum(1), neg.sum(1)
+    auc_b, _ = binned_auc(base.hist[:, 0, :], base.hist[:, 1, :])
+    Pb, Nb = base.hist[:, 1, :].sum(1), base.hist[:, 0, :].sum(1)
+    refs = [("baseline", auc_b, auc_se(auc_b, Pb, Nb), (Pb >= 2 * th.min_class) & (Nb >= 2 * th.min_class))]
+    if ref_auc is not None:
+        ra = np.full(P, np.nan)
+        ra[0] = ref_auc
+        rp, rn = ref_auc_n
+        refs.append(("training", ra, auc_se(ra, np.full(P, rp), np.full(P, rn)), ~np.isnan(ra)))
+    for name, a0, se0, ok0 in refs:
+        dlt = a0 - auc
+        z = _div(dlt, np.sqrt(auc_se(auc, Pc, Nc) ** 2 + se0**2))
+        tested = (Pc >= th.min_class) & (Nc >= th.min_class) & ok0
+        out.append(Result(
+            "performance", None, "auc_drop", dlt, tested, np.nan_to_num(dlt) >= th.auc_drop,
+            np.nan_to_num(dlt) >= th.auc_drop_critical, np.asarray(stats.norm_sf(np.nan_to_num(z))), th.auc_drop,
+            lambda i, a0=a0, name=name: {"reference": {"auc": _r(a0[i]), "source": name},
+                                         "current": {"auc": _r(auc[i]), "pr_auc": _r(average_precision(neg[i], pos[i])),
+                                                     "positives": int(Pc[i]), "negatives": int(Nc[i])}},
+            lambda i, a0=a0, name=name: f"ROC AUC fell to {auc[i]:.3f} from {a0[i]:.3f} ({name})"))
+
+    # ---- performance at the threshold in force
+    tp, fp, fn = cur.cnt[:, C["tp"]], cur.cnt[:, C["fp"]], cur.cnt[:, C["fn"]]
+    tpb, fpb, fnb = base.cnt[:, C["tp"]], base.cnt[:, C["fp"]], base.cnt[:, C["fn"]]
+    for stat_name, k, kb_, word in (("precision_drop", tp + fp, tpb + fpb, "precision"), ("recall_drop", tp + fn, tpb + fnb, "recall")):
+        v, vb = _div(tp, k), _div(tpb, kb_)
+        dlt = vb - v
+        tested = (k >= th.min_decisions) & (kb_ >= 2 * th.min_decisions)
+        pv = stats.proportion_test(tp, np.maximum(k, tp), np.where(tested, np.clip(np.nan_to_num(vb), 0, 1), 0.5), "less",
+                                   n0=np.maximum(kb_, 1))
+        out.append(Result(
+            "performance", None, stat_name, dlt, tested, np.nan_to_num(dlt) >= th.pr_drop, np.nan_to_num(dlt) >= th.pr_drop_critical,
+            np.asarray(pv), th.pr_drop,
+            lambda i, v=v, vb=vb, word=word: {"reference": {word: _r(vb[i])}, "current": {word: _r(v[i])}},
+            lambda i, v=v, vb=vb, word=word: f"{word} at the threshold in force fell to {_pct(v[i])} from {_pct(vb[i])}"))
+    out.append(Result(
+        "performance", None, "brier_ratio", ratio_b, tested_b, np.nan_to_num(ratio_b) >= th.brier_ratio,
+        np.nan_to_num(ratio_b) >= th.brier_ratio_critical, pv_b, th.brier_ratio,
+        lambda i: {"reference": {"brier": _r(brb[i])}, "current": {"brier": _r(br[i])}},
+        lambda i: f"the Brier score rose to {br[i]:.3f} from {brb[i]:.3f}", effect=_log_effect(ratio_b)))
+
+    # ---- calibration: ECE vs baseline (chi-square of per-bin label rates)
+    e, eb = ece(cur.rel), ece(base.rel)
+    nbin, obin, mbin, qbin = cur.rel[..., 0], cur.rel[..., 2], base.rel[..., 0], base.rel[..., 2]
+    pooled = _div(obin + qbin, nbin + mbin)
+    ok = (nbin >= 5) & (mbin >= 5) & (np.nan_to_num(pooled) > 0) & (np.nan_to_num(pooled, nan=1) < 1)
+    var = np.nan_to_num(pooled * (1 - pooled)) * (_safe_inv(nbin) + _safe_inv(mbin))
+    chi = np.where(ok, (np.nan_to_num(_div(obin, nbin)) - np.nan_to_num(_div(qbin, mbin))) ** 2 / np.where(ok, var, 1.0), 0.0).sum(1)
+    df = ok.sum(1)
+    dlt = e - eb
+    out.append(Result(
+        "calibration", None, "ece_delta", dlt, (sl >= mn) & (slb >= bmn) & (df > 0), np.nan_to_num(dlt) >= th.ece_delta,
+        np.nan_to_num(dlt) >= th.ece_delta_critical, np.asarray(stats.chi2_sf(chi, np.maximum(df, 1))), th.ece_delta,
+        lambda i: {"reference": {"ece": _r(eb[i])}, "current": {"ece": _r(e[i]), "reliability": _reliability(cur.rel[i])}},
+        lambda i: f"calibration worsened: ECE {e[i]:.3f} vs {eb[i]:.3f} usually (a score no longer means the same risk)"))
+
+    # ---- calibration-in-the-large vs training
+    O, E, S2 = cur.cnt[:, C["spos"]], cur.cnt[:, C["s"]], cur.cnt[:, C["s2"]]
+    oe = _div(O, E)
+    ratio_oe = _div(oe, ref_oe)
+    k_ = np.nan_to_num(ref_oe)
+    v_ = np.maximum(k_ * E - k_ * k_ * S2, k_ * E * 0.05)
+    z = _div(O - k_ * E, np.sqrt(v_))
+    tested = (sl >= mn) & ~np.isnan(ref_oe) & (E > 0)
+    absd = np.abs(np.nan_to_num(_div(O - k_ * E, sl))) >= th.base_rate_abs
+    warn, crit = _ratio_flags(ratio_oe, th.oe_ratio, th.oe_ratio_critical, absd)
+    out.append(Result(
+        "calibration", None, "observed_expected_ratio", ratio_oe, tested, warn, crit,
+        np.minimum(1.0, 2 * np.asarray(stats.norm_sf(np.abs(np.nan_to_num(z))))), th.oe_ratio,
+        lambda i: {"reference": {"observed_over_expected": _r(ref_oe[i]), "source": "training"},
+                   "current": {"observed_over_expected": _r(oe[i]), "mean_score": _r(_div(E[i], sl[i])),
+                               "base_rate": _r(_div(O[i], sl[i]))}},
+        lambda i: f"outcomes are {oe[i]:.2f}x the mean score (training: {ref_oe[i]:.2f}x): scores are miscalibrated",
+        effect=_log_effect(ratio_oe)))
+
+    # ---- label quality: a slice's base rate disagrees with its training rate (global change removed)
+    exp_s = np.clip(slice_ref_rate * global_ratio, 1e-6, 1 - 1e-6)
+    ratio_s = _div(p, exp_s)
+    tested = (n >= mn) & ~np.isnan(slice_ref_rate) & (global_ratio == global_ratio)
+    absd = np.abs(np.nan_to_num(p - exp_s)) >= th.base_rate_abs
+    warn, crit = _ratio_flags(ratio_s, th.inconsistency_ratio, math.inf, absd)
+    pv = stats.proportion_test(y, n, np.where(tested, np.nan_to_num(exp_s, nan=0.5), 0.5), "two-sided",
+                               n0=np.maximum(np.nan_to_num(slice_ref_n), 1))
+    out.append(Result(
+        "label_delay", None, "base_rate_inconsistency", ratio_s, tested, warn, crit, np.asarray(pv), th.inconsistency_ratio,
+        lambda i: {"reference": {"base_rate": _r(exp_s[i]), "source": "training slice rate x global change"},
+                   "current": {"base_rate": _r(p[i])}},
+        lambda i: f"this slice's base rate is {_pct(p[i])} where its training rate (scaled by the global change) gives "
+                  f"{_pct(exp_s[i])}: check that the label means the same thing here",
+        effect=_log_effect(ratio_s)))
+    return out
+
+
+def _safe_inv(x: np.ndarray) -> np.ndarray:
+    return np.where(x > 0, 1.0 / np.where(x > 0, x, 1.0), 0.0)
+
+
+def _sq_err_var(hist: np.ndarray, mean: np.ndarray) -> np.ndarray:
+    """Variance of the per-pair squared error, from the binned scores (bin centres)."""
+    c = (np.arange(N_HIST) + 0.5) / N_HIST
+    n = hist.sum((1, 2))
+    m2 = (hist[:, 0, :] * c**4 + hist[:, 1, :] * (1 - c) ** 4).sum(1)
+    return np.maximum(np.nan_to_num(_div(m2, n) - mean**2), 0.0)
+
+
+def _reliability(rel: np.ndarray) -> list[list[float]]:
+    """[bin lower edge, count, mean score, mean label] of the non-empty reliability bins."""
+    out = []
+    for b in range(rel.shape[0]):
+        n = rel[b, 0]
+        if n > 0:
+            out.append([b / rel.shape[0], int(n), round(float(rel[b, 1] / n), 4), round(float(rel[b, 2] / n), 4)])
+    return out
