@@ -179,11 +179,11 @@ def _numeric(lay: Layout, v: View, sb: SeasonalBaseline, st: DetectorSettings, j
         sdlog = np.sqrt(np.maximum(v.arrays["slog2"][:, j] / nz - mlog * mlog, 0.0))
     rm = np.array([r.log_abs_mean if r is not None and r.log_abs_mean is not None else np.nan for r in refs])
     rs = np.array([r.log_abs_std if r is not None and r.log_abs_std is not None else np.nan for r in refs])
-    with np.errstate(invalid="ignore", over="ignore"):
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
         ratio = np.exp(mlog - rm)
         spread = np.where(rs > 1e-9, sdlog / rs, np.where(sdlog < 1e-9, 1.0, np.inf))
         z = (mlog - rm) / (np.maximum(rs, 1e-9) / np.sqrt(np.maximum(nz, 1)))
-    tested_u = (nz >= st.min_count_rate) & ~np.isnan(rm)
+    tested_u = (nz >= st.min_count_rate) & ~np.isnan(rm) & (name != SCORE)  # a probability has no unit
     big = (ratio >= th.unit_ratio) | (ratio <= 1.0 / th.unit_ratio)
     same_shape = (spread <= th.unit_spread_tolerance) & (spread >= 1.0 / th.unit_spread_tolerance)
     pv_u = 2.0 * stats.norm_sf(np.abs(np.nan_to_num(z)))
@@ -201,16 +201,19 @@ def _numeric(lay: Layout, v: View, sb: SeasonalBaseline, st: DetectorSettings, j
     best = np.argmax(d_all, axis=1)
     sh = shares[np.arange(P), best]
     vals = cands[j][best]
-    r0 = np.array([value_share(r, float(vals[i])) if isinstance(r, NumericProfile) else float(cand_ref[j][best[i]])
-                   for i, r in enumerate(refs)])
+    r0 = np.array([value_share(r, float(vals[i])) if isinstance(r, NumericProfile) else np.nan
+                   for i, r in enumerate(refs)])  # no reference for this row: no skew test
     dd = sh - r0
-    pv_d = stats.proportion_test(sh * n_nm, n_nm, r0, alternative="greater")
+    pv_d = stats.proportion_test(sh * n_nm, n_nm, np.nan_to_num(r0), alternative="greater")
     warn_d = (dd >= th.default_share_delta) & (sh >= 2 * r0)
+    spike_kind = "score_drift" if name == SCORE else "default_value_spike"
+    what = ("a constant default score is being served (fallback?)" if name == SCORE
+            else "a default or fallback value is being served")
     out.append(Result(
-        "default_value_spike", feature, "value_share", sh, (n_nm >= st.min_count_rate) & np.isfinite(dd), warn_d, warn_d & (dd >= 2 * th.default_share_delta),
-        pv_d, r0 + th.default_share_delta,
+        spike_kind, feature, "value_share", sh, (n_nm >= st.min_count_rate) & np.isfinite(dd), warn_d,
+        warn_d & (dd >= 2 * th.default_share_delta), pv_d, r0 + th.default_share_delta,
         lambda i: {"value": _r(vals[i]), "reference": {"share": _r(r0[i])}, "current": {"share": _r(sh[i]), "count": int(sh[i] * n_nm[i])}},
-        lambda i: f"{feature} = {_fmt(vals[i])} in {sh[i]:.1%} of events (training: {r0[i]:.1%}): a default or fallback value is being served",
+        lambda i: f"{feature} = {_fmt(vals[i])} in {sh[i]:.1%} of events (training: {r0[i]:.1%}): {what}",
     ))
     # ---- vs training distribution
     ref_f = [_fine_ref(lay, j, r) for r in refs]

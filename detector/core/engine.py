@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from detector.core.alerts import Alert, AlertManager
+from detector.core.alerts import OUTCOME_KINDS, PARITY_KINDS, Alert, AlertManager
 from detector.core.checks import build_view, run_checks
 from detector.core.events import (
     EventError,
@@ -252,7 +252,7 @@ class Engine:
                 idx = np.flatnonzero(starts == s)
                 w.add_batch(lay, b.take(idx), [c[idx] for c in row_codes_all], ms.cands)
         if self.outcomes is not None:
-            self.outcomes.on_predictions(ms, b)
+            self.outcomes.on_predictions(ms, b, row_codes_all)
         return errors
 
     def ingest_labels(self, raws: Sequence[bytes]) -> list[EventError]:
@@ -369,16 +369,10 @@ class Engine:
                 self.counters.alerts_fired += 1
             else:
                 self.counters.alerts_resolved += 1
-        # teach the seasonal baseline, except what is part of an open incident
-        firing = self.alerts.firing_features(ms.name) | {f.feature for f in findings if f.feature}
-        frozen_num = np.array([n in firing for n in lay.numeric] + ["score" in firing], dtype=bool)
-        frozen_cat = np.zeros(lay.cat_total, dtype=bool)
-        for j, n in enumerate(lay.categorical):
-            if n in firing:
-                frozen_cat[int(lay.cat_offsets[j]) : int(lay.cat_offsets[j] + lay.cat_sizes[j])] = True
-        kinds_now = self.alerts.firing_kinds(ms.name) | {f.kind for f in findings}
-        freeze_rates = bool(kinds_now & {"decision_rate", "fallback_rate", "latency"})
-        ms.seasonal.update(w, frozen_num, frozen_cat, freeze_rates)
+        # teach the seasonal baseline, except from windows that belong to an open incident
+        if not findings and not self.alerts.firing_kinds(ms.name) - OUTCOME_KINDS - PARITY_KINDS:
+            nb = lay.n_num_blocks
+            ms.seasonal.update(w, np.zeros(nb, dtype=bool), np.zeros(lay.cat_total, dtype=bool), False)
         ms.last_summary = {"window": window, "events": w.events, "findings": len(findings), "late": w.late}
         return alerts
 

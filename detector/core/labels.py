@@ -36,13 +36,13 @@ early labels at ~200 bytes each. Delays are binned on :data:`DELAY_EDGES` (log-s
 >>> j = LabelJoin(ttl=86400.0, max_pending=1000, early_hold=3600.0)
 >>> from detector.core.events import LabelBatch
 >>> def lab(i, y, rev=0): return LabelBatch([i], np.array([500.0]), np.array([float(y)]), np.array([rev]), [None])
->>> j.add_labels(lab("a", 1)).slots.size        # label before its prediction: held
+>>> j.add_labels(lab("a", 1))[0].slots.size        # label before its prediction: held
 0
 >>> stored, m = j.add_predictions(0, ["a", "b"], np.array([100.0, 110.0]), np.array([0.9, 0.2]),
 ...                               np.array([1, 0], dtype=np.int8), np.zeros((2, 0), dtype=np.int16))
 >>> m.slots.tolist(), m.delay.tolist()
 ([0], [400.0])
->>> j.add_labels(lab("a", 1)).slots.size, j.add_labels(lab("a", 0, rev=1)).old.tolist()
+>>> j.add_labels(lab("a", 1))[0].slots.size, j.add_labels(lab("a", 0, rev=1))[0].old.tolist()
 (0, [1])
 >>> j.expire(110.0 + 86400.0 + 1), dict(j.counters)["expired"], dict(j.counters)["corrections"]
 (1, 1, 1)
@@ -361,19 +361,24 @@ class LabelJoin:
         return stored, self._apply(list(dict.fromkeys(hits)), arr[:, 0], arr[:, 1].astype(np.int64), arr[:, 2], hold=False)
 
     # ------------------------------------------------------------------ labels
-    def add_labels(self, batch: LabelBatch) -> Matches:
+    def add_labels(self, batch: LabelBatch) -> list[Matches]:
+        """Apply label events; one :class:`Matches` per round (the k-th label of each id in the batch).
+
+        Fold the rounds in order: a correction in round 2 needs round 1's pair already counted.
+        """
         ids = batch.ids
         if len(set(ids)) == len(ids):
-            return self._apply(ids, batch.label, batch.revision, batch.ts, hold=True)
-        # the same id more than once in a batch: apply in rounds (k-th occurrence of every id)
+            return [self._apply(ids, batch.label, batch.revision, batch.ts, hold=True)]
         seen: dict[str, int] = {}
-        occ = np.array([seen.__setitem__(i, seen.get(i, -1) + 1) or seen[i] for i in ids], dtype=np.int64)
-        parts = []
+        occ = np.empty(len(ids), dtype=np.int64)
+        for k, i in enumerate(ids):
+            seen[i] = occ[k] = seen.get(i, -1) + 1
+        out = []
         for k in range(int(occ.max()) + 1):
             sel = np.flatnonzero(occ == k)
-            parts.append(self._apply([ids[i] for i in sel.tolist()], batch.label[sel], batch.revision[sel], batch.ts[sel],
-                                     hold=True))
-        return _concat(parts)
+            out.append(self._apply([ids[i] for i in sel.tolist()], batch.label[sel], batch.revision[sel], batch.ts[sel],
+                                   hold=True))
+        return out
 
     def _apply(self, ids: list[str], y: np.ndarray, rev: np.ndarray, lts: np.ndarray, hold: bool) -> Matches:
         st = self.store
@@ -461,12 +466,3 @@ class LabelJoin:
         self.early = {k: list(v) for k, v in st["early"].items()}
         self.counters = dict(st["counters"])
         self.early_hold, self.max_early = st["early_hold"], st["max_early"]
-
-
-def _concat(parts: list[Matches]) -> Matches:
-    if len(parts) == 1:
-        return parts[0]
-    r = [p.rows for p in parts]
-    rows = Rows(*(np.concatenate([getattr(x, f) for x in r]) for f in Rows.__dataclass_fields__))
-    return Matches(np.concatenate([p.slots for p in parts]), np.concatenate([p.label for p in parts]),
-                   np.concatenate([p.old for p in parts]), np.concatenate([p.delay for p in parts]), rows)

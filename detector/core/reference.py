@@ -244,11 +244,11 @@ def value_share(p: NumericProfile | None, v: float) -> float:
     >>> value_share(p, 1.0), value_share(p, 0.5), value_share(p, 9.0)
     (0.3, 0.3, 0.0)
     """
-    if p is None:
+    if p is None or not p.edges or p.n <= 0:
         return 0.0
     if p.top_value is not None and v == p.top_value:
         return float(p.top_share)
-    if v < p.min or v > p.max or not p.edges:
+    if v < p.min or v > p.max:
         return 0.0
     b = int(np.searchsorted(np.asarray(p.edges), v, side="right"))
     return float(min(p.freqs[b], p.top_share))

@@ -29,7 +29,7 @@ __all__ = ["Finding", "select_findings", "PRIORITY"]
 PRIORITY = [
     ("schema", None), ("unit_shift", None), ("missing_values", None), ("default_value_spike", None),
     ("unseen_categories", None), ("fallback_rate", None), ("latency", None), ("decision_rate", "threshold"),
-    ("decision_rate", None), ("feature_drift", "out_of_range_share"), ("score_drift", "out_of_range_share"),
+    ("decision_rate", None), ("score_drift", "value_share"), ("feature_drift", "out_of_range_share"), ("score_drift", "out_of_range_share"),
     ("feature_drift", "psi"), ("feature_drift", "linf"), ("score_drift", "psi"),
     ("feature_drift", "psi_vs_seasonal"), ("feature_drift", "linf_vs_seasonal"), ("score_drift", "psi_vs_seasonal"),
     ("feature_drift", "mean_shift"), ("score_drift", "mean_shift"),

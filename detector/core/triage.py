@@ -62,6 +62,15 @@ def triage(finding: Any, context: dict[str, Any]) -> tuple[str, str]:
         if context.get("version_changed"):
             return "concept_drift", "fix_model"  # a new model artefact scores differently
         return "pipeline_skew", "fix_data"  # inputs we watch are stable: unmonitored input or artefact skew
+    if kind == "decision_rate" and finding.statistic != "threshold":
+        # the share acted on moved; if scores or inputs moved too, the policy only passed it on
+        if kinds & _PIPELINE:
+            return "pipeline_skew", "fix_data"
+        if kinds & {"feature_drift", "score_drift"}:
+            return "covariate_drift", "fix_data"
+        return "decision_policy", "fix_system"
+    if kind == "score_drift" and finding.statistic == "value_share":
+        return "serving_health", "fix_system"  # one constant score: a fallback/default path
     if kind == "calibration" and context.get("inputs_stable") and context.get("label_rate_stable"):
         return "concept_drift", "fix_model"
     if kind == "performance":

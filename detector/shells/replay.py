@@ -198,7 +198,11 @@ def build_engine(cfg: Config, reference: str | None, base: Path | None) -> Engin
             raise UsageError(str(exc)) from exc
     if not refs and default is None:
         raise UsageError("no reference: pass --reference REF.json (from `skewwatch baseline`) or list models in --config")
-    return Engine(cfg.detector, refs, default)
+    eng = Engine(cfg.detector, refs, default)
+    from detector.core.outcomes import attach_outcomes
+
+    attach_outcomes(eng, cfg)
+    return eng
 
 
 def run(args: argparse.Namespace) -> int:

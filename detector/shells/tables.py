@@ -45,7 +45,7 @@ import itertools
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
@@ -61,7 +61,6 @@ __all__ = [
     "Table",
     "TableError",
     "read_table",
-    "to_text",
 ]
 
 CHUNK_ROWS = 65_536
@@ -84,7 +83,6 @@ class Table:
     format: str = ""  # "csv", "tsv", "jsonl", "json" or "parquet"
     feature_columns: list[str] | None = None  # columns from events' `features` objects (else None)
     slice_columns: list[str] | None = None  # columns from events' `slices` objects (else None)
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def names(self) -> list[str]:

@@ -1,0 +1,513 @@
+"""Outcome monitoring: labels joined to predictions, evaluated per *matured* cohort.
+
+:func:`attach_outcomes` installs an :class:`OutcomeMonitor` on an engine; the engine then calls
+``on_predictions`` / ``on_labels`` / ``on_features`` as batches arrive and ``advance`` at the
+end of each ``Engine.advance``. The monitor
+
+1. holds predictions until their label arrives (:class:`~detector.core.labels.LabelJoin`) and
+   folds every (prediction, label) pair into the cohort of its prediction window, per slice row
+   (:class:`~detector.core.cohort.Cohort`); corrections move the pair, never double count it;
+2. evaluates a cohort once it has **matured**: ``watermark >= cohort end + maturity`` where
+   maturity is the observed 90th percentile of the label delay (decayed histogram, half-life 7
+   days), at least one window and at most the label TTL. The estimate is trusted only once the
+   stream has run twice as long as it (until then delays are censored and it would be too short;
+   after ``ttl`` the TTL is used). A cohort's counts are frozen at evaluation: labels that come
+   later are counted (``late``) but not folded in, so every cohort - current and baseline - is
+   measured at the same label age and late labels never look like a base-rate drop;
+3. runs :func:`~detector.core.outcome_checks.outcome_checks` against the trailing baseline (the
+   last ``baseline_cohorts`` clean matured cohorts evaluated at a similar label age) and the
+   training reference, with Benjamini-Hochberg across the evaluation's tests and slice
+   localisation (:func:`~detector.core.select.select_findings`), then explains the findings:
+   a label-delay shift suppresses base-rate and calibration findings (the labels are incomplete,
+   not different); performance falling while inputs and the base rate are stable becomes
+   ``concept_drift``; one finding per slice row survives (priority :data:`PRIORITY`);
+4. emits alerts through ``engine.alerts.update(..., scope=OUTCOME_KINDS)``.
+
+Feature parity (offline vs served values) lives in :mod:`detector.core.parity`.
+State is bounded: open cohorts (at most TTL / window of them), ``2 x baseline_cohorts``
+evaluated cohorts, the label store and the parity store (each with its own bound).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+
+from detector.core.alerts import OUTCOME_KINDS, Alert
+from detector.core.cohort import C, Cohort, average_precision, best_threshold, binned_auc, brier, ece, fold
+from detector.core.events import FeatureBatch, LabelBatch, PredictionBatch
+from detector.core.labels import N_DELAY, PENDING, LabelJoin, Matches, delay_bins, hist_quantile
+from detector.core.outcome_checks import Arrays, OutcomeThresholds, outcome_checks
+from detector.core.parity import ParityMonitor
+from detector.core.select import Finding, select_findings
+from detector.core.timeparse import format_ts
+
+__all__ = ["OutcomeMonitor", "OutcomeSettings", "attach_outcomes", "PRIORITY", "INPUT_CHANGE"]
+
+#: input alert kinds that mean "the inputs changed" (for concept vs covariate drift)
+INPUT_CHANGE = frozenset({"feature_drift", "missing_values", "unseen_categories", "unit_shift", "default_value_spike",
+                          "schema", "feature_parity", "score_drift"})
+#: per slice row, the most specific explanation wins
+PRIORITY = [("label_delay", "match_rate_ratio"), ("label_delay", "delay_median_ratio"), ("label_delay", "correction_rate"),
+            ("label_drift", None), ("concept_drift", None), ("performance", None), ("calibration", None),
+            ("label_delay", None)]
+
+
+def _rank(f: Finding) -> int:
+    for i, (k, s) in enumerate(PRIORITY):
+        if f.kind == k and (s is None or s == f.statistic):
+            return i
+    return len(PRIORITY)
+
+
+@dataclass(frozen=True)
+class OutcomeSettings:
+    ttl: float = 7 * 86400.0
+    max_pending: int = 5_000_000
+    early_label_hold: float = 3600.0
+    cohort: float | None = None  # cohort length; None = the engine window
+    baseline_cohorts: int = 24
+    min_baseline_cohorts: int = 3
+    maturity_quantile: float = 0.9
+    min_delays: int = 30
+    delay_half_life: float = 7 * 86400.0
+    default_threshold: float = 0.5  # decision rule when an event has neither decision nor threshold
+    river_delta: float = 0.002
+    river_pairs: int = 2000  # reconstructed pairs per cohort fed to ADWIN
+    thresholds: OutcomeThresholds = OutcomeThresholds()
+
+
+class _Model:
+    """Outcome state of one model."""
+
+    def __init__(self, idx: int, name: str, layout: Any, ref: Any, costs: tuple[Any, Any, Any], river_delta: float) -> None:
+        from river import drift
+
+        self.idx, self.name, self.layout, self.ref = idx, name, layout, ref
+        self.costs = costs
+        R = layout.n_rows
+        self.open: dict[float, Cohort] = {}
+        self.done: dict[float, Cohort] = {}
+        self.delay_all = np.zeros((R, N_DELAY))
+        self.arrivals = np.zeros((R, 2))
+        self.arr_hist: deque[np.ndarray] = deque()
+        self.first_ts = math.inf
+        self.adwin = drift.ADWIN(delta=river_delta)
+        self.latched = False
+        self.stats: dict[str, Any] = {}
+
+    def ridx(self, codes: np.ndarray) -> np.ndarray:
+        lay = self.layout
+        D = len(lay.dims)
+        out = np.zeros((codes.shape[0], D + 1), dtype=np.int64)
+        for d in range(D):
+            out[:, d + 1] = lay.row_offset(d) + codes[:, d]
+        return out
+
+
+class OutcomeMonitor:
+    """Label join, cohort evaluation and feature parity for one engine (see the module docstring)."""
+
+    def __init__(self, engine: Any, settings: OutcomeSettings | None = None,
+                 costs: dict[str, tuple[Any, Any, Any]] | None = None) -> None:
+        self.engine = engine
+        self.settings = st = settings or OutcomeSettings()
+        self.costs = dict(costs or {})
+        self.join = LabelJoin(st.ttl, st.max_pending, st.early_label_hold)
+        self.parity = ParityMonitor(engine)
+        self.models: dict[str, _Model] = {}
+        self.by_idx: list[_Model] = []
+        self.now = -math.inf
+
+    @property
+    def L(self) -> float:
+        return float(self.settings.cohort or self.engine.settings.window)
+
+    def _model(self, ms: Any) -> _Model:
+        m = self.models.get(ms.name)
+        if m is None:
+            m = _Model(len(self.by_idx), ms.name, ms.layout, ms.layout.ref, self.costs.get(ms.name, (None, None, None)),
+                       self.settings.river_delta)
+            self.models[ms.name] = m
+            self.by_idx.append(m)
+            self.join.store.ensure_dims(len(ms.layout.dims))
+        return m
+
+    # ------------------------------------------------------------------ hooks
+    def on_predictions(self, ms: Any, b: PredictionBatch, row_codes: list[np.ndarray] | None = None) -> None:
+        m = self._model(ms)
+        lay = ms.layout
+        if row_codes is None:
+            row_codes = [v.codes(b.slices.get(d, [None] * b.n)) for d, v in zip(lay.dims, lay.vocabs, strict=True)]
+        codes = np.stack(row_codes, axis=1) if row_codes else np.zeros((b.n, 0), dtype=np.int64)
+        pred = np.where(~np.isnan(b.acted), b.acted,
+                        np.where(~np.isnan(b.threshold), b.score >= b.threshold, b.score >= self.settings.default_threshold))
+        pred = np.where(np.isnan(b.acted) & np.isnan(b.score), -1, pred).astype(np.int8)
+        stored, matches = self.join.add_predictions(m.idx, b.ids, b.ts, b.score, pred, codes.astype(np.int16))
+        ts, score, thr, c2 = b.ts, b.score, b.threshold, codes
+        if not stored.all():
+            k = np.flatnonzero(stored)
+            ts, score, pred, thr, c2 = ts[k], score[k], pred[k], thr[k], codes[k]
+        if ts.size:
+            m.first_ts = min(m.first_ts, float(ts.min()))
+            self.now = max(self.now, float(ts.max()))
+            ridx = m.ridx(c2)
+            L = self.L
+            starts = np.floor(ts / L) * L
+            uniq = np.unique(starts)
+            for s in uniq.tolist():
+                c = m.open.get(s)
+                if c is None:
+                    if s in m.done:
+                        continue  # a prediction for a cohort already evaluated (cohort != window)
+                    c = m.open[s] = Cohort(s, s + L, lay.n_rows)
+                sel = slice(None) if len(uniq) == 1 else np.flatnonzero(starts == s)
+                c.add_predictions(ridx[sel], score[sel], pred[sel], thr[sel])
+                for v, cnt in b.versions.items():
+                    c.versions[v] = c.versions.get(v, 0) + cnt
+        if matches is not None:
+            self._fold(matches)
+        self.parity.on_predictions(ms, b, codes)
+
+    def on_labels(self, batch: LabelBatch) -> None:
+        for mt in self.join.add_labels(batch):
+            self._fold(mt)
+
+    def on_features(self, batch: FeatureBatch) -> None:
+        self.parity.on_features(batch, self.now)
+
+    # ------------------------------------------------------------------ folding pairs
+    def _fold(self, mt: Matches) -> None:
+        if mt.slots.size == 0:
+            return
+        store = self.join.store
+        L = self.L
+        for mi in np.unique(mt.rows.model).tolist():
+            m = self.by_idx[mi]
+            sel = np.flatnonzero(mt.rows.model == mi)
+            rows = mt.rows
+            D = len(m.layout.dims)
+            ridx = m.ridx(rows.codes[sel, :D])
+            ts, score, pred = rows.ts[sel], rows.score[sel], rows.pred[sel]
+            new, old, slots = mt.label[sel].astype(np.float64), mt.old[sel], mt.slots[sel]
+            counted = rows.counted[sel]
+            first = old == PENDING
+            R = m.layout.n_rows
+            if first.any():
+                f = np.flatnonzero(first)
+                m.delay_all += fold(ridx[f], R, N_DELAY, delay_bins(mt.delay[sel][f]), np.ones(f.size))
+            ones = np.ones(sel.size)
+            m.arrivals[:, 0] += fold(ridx, R, 1, np.zeros(sel.size, dtype=np.int64), ones)[:, 0]
+            if (~first).any():
+                k = np.flatnonzero(~first)
+                m.arrivals[:, 1] += fold(ridx[k], R, 1, np.zeros(k.size, dtype=np.int64), np.ones(k.size))[:, 0]
+            starts = np.floor(ts / L) * L
+            for s in np.unique(starts).tolist():
+                here = starts == s
+                c = m.open.get(s)
+                target = c if c is not None else m.done.get(s)
+                f = np.flatnonzero(here & first)
+                if f.size:
+                    if c is not None:
+                        c.add_pairs(ridx[f], score[f], pred[f], new[f], np.ones(f.size), delay_bins(mt.delay[sel][f]))
+                        store.set_counted(slots[f], np.ones(f.size, dtype=np.int8))
+                    elif target is not None:
+                        target.late += int(f.size)
+                k = np.flatnonzero(here & ~first & (counted == 1))
+                if k.size and target is not None:  # a correction: move the pair to its new label
+                    r, sc, pr = ridx[k], score[k], pred[k]
+                    target.add_pairs(r, sc, pr, old[k].astype(np.float64), -np.ones(k.size), None)
+                    target.add_pairs(r, sc, pr, new[k], np.ones(k.size), None)
+                    target.cnt[:, C["corr"]] += fold(r, R, 1, np.zeros(k.size, dtype=np.int64), np.ones(k.size))[:, 0]
+
+    # ------------------------------------------------------------------ time
+    def maturity(self, m: _Model, watermark: float) -> float | None:
+        """Label age at which a cohort is evaluated, or None while it cannot be estimated yet."""
+        st = self.settings
+        span = watermark - m.first_ts
+        h = m.delay_all[0]
+        if h.sum() >= st.min_delays:
+            q = hist_quantile(h, st.maturity_quantile)
+            if q < 0.5 * span:
+                return float(min(max(q, self.L), st.ttl))
+        return float(st.ttl) if span >= st.ttl else None
+
+    def advance(self, watermark: float) -> list[Alert]:
+        self.now = max(self.now, watermark)
+        self.join.expire(watermark)
+        out: list[Alert] = []
+        for name in sorted(self.models):
+            m = self.models[name]
+            fk = self.engine.alerts.firing_kinds(name) & INPUT_CHANGE
+            for c in m.open.values():
+                if c.end <= watermark:
+                    c.input_kinds |= fk
+            mat = self.maturity(m, watermark)
+            if mat is None:
+                continue
+            for s in sorted(m.open):
+                c = m.open[s]
+                if c.end + mat > watermark:
+                    break
+                out.extend(self._evaluate(m, c, mat))
+        out.extend(self.parity.advance(watermark))
+        return out
+
+    # ------------------------------------------------------------------ evaluation
+    def _baseline(self, m: _Model, mat: float) -> tuple[Cohort | None, float]:
+        st = self.settings
+        used = [c for c in reversed(m.done.values()) if c.in_baseline and c.horizon >= mat / 1.5][: st.baseline_cohorts]
+        if len(used) < st.min_baseline_cohorts:
+            return None, math.nan
+        b = Cohort(0.0, 0.0, m.layout.n_rows)
+        for c in used:
+            for k in ("cnt", "rel", "hist", "delay"):
+                getattr(b, k)[...] += getattr(c, k)
+        return b, min(c.horizon for c in used)
+
+    def _evaluate(self, m: _Model, c: Cohort, mat: float) -> list[Alert]:
+        st, th = self.settings, self.settings.thresholds
+        eng = self.engine
+        lay, ref = m.layout, m.ref
+        del m.open[c.start]
+        c.horizon = mat
+        base, base_h = self._baseline(m, mat)
+        self._feed_river(m, c, base)
+        active = lay.active_rows()
+        real = active[c.cnt[active, C["pred"]] > 0]
+        if real.size == 0 or real[0] != 0:
+            real = np.concatenate([[0], real[real != 0]])
+        srows = real[real != 0]
+        rows = np.concatenate([real, srows])
+        comp = np.concatenate([np.zeros(real.size, bool), np.ones(srows.size, bool)])
+
+        def ext(a: np.ndarray) -> np.ndarray:
+            return np.concatenate([a[real], a[0][None] - a[srows]], axis=0)
+
+        arr_b = np.sum(list(m.arr_hist), axis=0) if m.arr_hist else np.zeros_like(m.arrivals)
+        zero = Cohort(0.0, 0.0, lay.n_rows)
+        b = base or zero
+        cur = Arrays(ext(c.cnt), ext(c.rel), ext(c.hist), ext(c.delay), ext(m.arrivals))
+        bas = Arrays(ext(b.cnt), ext(b.rel), ext(b.hist), ext(b.delay), ext(arr_b))
+        ref_rate, ref_n, ref_oe, s_rate, s_n = (np.full(rows.size, np.nan) for _ in range(5))
+        g_rate = ref.label_base_rate
+        if g_rate is not None:
+            ref_rate[0], ref_n[0] = g_rate, ref.label_count
+            if ref.score is not None and ref.score.mean:
+                ref_oe[0] = g_rate / ref.score.mean
+        for i, (r, cp) in enumerate(zip(rows.tolist(), comp.tolist(), strict=True)):
+            if r == 0 or cp:
+                continue
+            ((dim, val),) = lay.row_label(r).items()
+            sp = ref.slices.get(dim, {}).get(val)
+            if sp is not None and sp.label_base_rate is not None:
+                s_rate[i], s_n[i] = sp.label_base_rate, sp.count
+                if sp.score is not None and sp.score.mean:
+                    ref_oe[i] = sp.label_base_rate / sp.score.mean
+        n0, y0 = c.cnt[0, C["lab"]], c.cnt[0, C["pos"]]
+        g_ratio = (y0 / n0) / g_rate if g_rate and n0 > 0 else math.nan
+        firing = eng.alerts.firing_kinds(m.name)
+        inputs_stable = not ((c.input_kinds | firing) & INPUT_CHANGE)
+        # label stability per pseudo-row (needed by the concept-drift check): a quick pass first
+        p, pb = _div(cur.cnt[:, C["pos"]], cur.cnt[:, C["lab"]]), _div(bas.cnt[:, C["pos"]], bas.cnt[:, C["lab"]])
+        ratio = _div(p, pb)
+        lab_unstable = (cur.cnt[:, C["lab"]] >= th.min_labels) & ((np.nan_to_num(ratio, nan=1) >= th.base_rate_ratio)
+                                                                  | (np.nan_to_num(ratio, nan=1) <= 1 / th.base_rate_ratio))
+        stable = ~lab_unstable & inputs_stable & ("label_drift" not in firing)
+        ref_auc = getattr(ref, "auc", None)
+        rp = (ref.label_count or 0) * (g_rate or 0.0)
+        results = outcome_checks(
+            cur, bas, th, ref_rate=ref_rate, ref_n=ref_n, ref_oe=ref_oe, slice_ref_rate=s_rate, slice_ref_n=s_n,
+            global_ratio=g_ratio, ref_auc=ref_auc if isinstance(ref_auc, float) else None,
+            ref_auc_n=(rp, (ref.label_count or 0) - rp), horizon=mat, base_horizon=base_h,
+            river_latched=m.latched, stable=stable)
+        view = _View(rows, comp, cur.cnt[:, C["lab"]])
+        findings = select_findings(results, view, eng.settings.fdr_q)  # type: ignore[arg-type]
+        findings, delay_shift = self._explain(findings, rows, comp, stable)
+        label_stable = not lab_unstable[0] and "label_drift" not in firing and not any(f.kind == "label_drift" for f in findings)
+        kinds = {f.kind for f in findings} | firing | c.input_kinds
+        version = max(c.versions.items(), key=lambda kv: kv[1])[0] if c.versions else None
+        ctx = {"kinds": kinds, "inputs_stable": inputs_stable, "label_rate_stable": label_stable,
+               "label_delay_shift": delay_shift, "model_version": version}
+        window = {"start": format_ts(c.start), "end": format_ts(c.end), "count": int(n0), "_start": c.start, "_end": c.end}
+        evaluated = {_slice_key(lay.row_label(int(r))) for r in real.tolist() if c.cnt[r, C["lab"]] >= th.min_labels}
+        pairs = [(f, lay.row_label(f.row)) for f in findings]
+        alerts = eng.alerts.update(m.name, window, pairs, evaluated, ctx, scope=OUTCOME_KINDS)
+        for a in alerts:
+            if a.state == "firing":
+                eng.counters.alerts_fired += 1
+            else:
+                eng.counters.alerts_resolved += 1
+        # bookkeeping: the baseline learns only from clean cohorts; arrivals and delays roll on
+        c.in_baseline = not findings and not (eng.alerts.firing_kinds(m.name) & OUTCOME_KINDS)
+        m.done[c.start] = c
+        while len(m.done) > 2 * st.baseline_cohorts:
+            del m.done[next(iter(m.done))]
+        m.arr_hist.append(m.arrivals.copy())
+        while len(m.arr_hist) > st.baseline_cohorts:
+            m.arr_hist.popleft()
+        m.arrivals[...] = 0.0
+        m.delay_all *= 0.5 ** (self.L / st.delay_half_life)
+        m.stats = self._stats(m, c, real, mat, window)
+        return alerts
+
+    def _explain(self, findings: list[Finding], rows: np.ndarray, comp: np.ndarray,
+                 stable: np.ndarray) -> tuple[list[Finding], bool]:
+        """Delay shifts explain base-rate/calibration moves; stable inputs turn performance into concept drift."""
+        delay_rows = {f.row for f in findings if f.kind == "label_delay" and f.statistic in ("match_rate_ratio", "delay_median_ratio")}
+        if delay_rows:
+            findings = [f for f in findings if not (f.kind in ("label_drift", "calibration") and (f.row in delay_rows or 0 in delay_rows))]
+        pos = {int(r): i for i, (r, cp) in enumerate(zip(rows.tolist(), comp.tolist(), strict=True)) if not cp}
+        out: list[Finding] = []
+        for f in findings:
+            if f.kind == "performance" and stable[pos.get(f.row, 0)]:
+                f = replace(f, kind="concept_drift", summary=f.summary + " while inputs and the label base rate are stable")
+            out.append(f)
+        best: dict[int, Finding] = {}
+        also: dict[int, list[str]] = {}
+        for f in sorted(out, key=lambda f: (_rank(f), -f.effect)):
+            if f.row in best:
+                also[f.row].append(f"{f.kind}/{f.statistic}")
+            else:
+                best[f.row] = f
+                also[f.row] = []
+        final = []
+        for r, f in best.items():
+            if also[r]:
+                f = replace(f, evidence={**f.evidence, "also": also[r]})
+            final.append(f)
+        return sorted(final, key=lambda f: (_rank(f), f.row)), bool(delay_rows)
+
+    def _feed_river(self, m: _Model, c: Cohort, base: Cohort | None) -> None:
+        """Feed the cohort's per-pair squared errors (reconstructed from the bins, evenly interleaved) to ADWIN."""
+        h = c.hist[0]
+        cnt = np.maximum(h, 0).ravel()
+        tot = cnt.sum()
+        if tot <= 0:
+            return
+        if tot > self.settings.river_pairs:
+            cnt = np.round(cnt * self.settings.river_pairs / tot)
+        centre = (np.arange(h.shape[1]) + 0.5) / h.shape[1]
+        err = np.concatenate([centre**2, (1 - centre) ** 2])
+        g = np.repeat(np.arange(cnt.size), cnt.astype(np.int64))
+        if g.size == 0:
+            return
+        within = np.arange(g.size) - np.repeat(np.cumsum(cnt) - cnt, cnt.astype(np.int64))
+        key = (within + 0.5) / np.repeat(cnt, cnt.astype(np.int64))
+        seq = err[g[np.argsort(key, kind="stable")]]
+        detected = False
+        for v in seq.tolist():
+            m.adwin.update(v)
+            detected |= m.adwin.drift_detected
+        b = brier(c.cnt[0])
+        bb = brier(base.cnt[0]) if base is not None else math.nan
+        if detected and b > bb:
+            m.latched = True
+        elif m.latched and not b >= bb * (1 + (self.settings.thresholds.river_brier_ratio - 1) / 2):
+            m.latched = False
+
+    # ------------------------------------------------------------------ metrics
+    def _stats(self, m: _Model, c: Cohort, real: np.ndarray, mat: float, window: dict[str, Any]) -> dict[str, Any]:
+        cnt = c.cnt[real]
+        neg, pos = c.hist[real, 0, :], c.hist[real, 1, :]
+        auc, auc_err = binned_auc(neg, pos)
+        ap = average_precision(neg, pos)
+        e, br = ece(c.rel[real]), brier(cnt)
+        tp, fp, fn, tn = (cnt[:, C[k]] for k in ("tp", "fp", "fn", "tn"))
+        cfp, cfn, cap = m.costs
+        cost = best = np.full(real.size, np.nan)
+        if cfp is not None and cfn is not None:
+            cost = _div(cfp * fp + cfn * fn, tp + fp + fn + tn)
+            share = np.full(real.size, 1.0)
+            if cap is not None and cnt[0, C["pred"]] > 0:
+                share[0] = cap / cnt[0, C["pred"]]
+            best, _ = best_threshold(c.hist[real], cfp, cfn, share)
+        slices: dict[str, dict[str, Any]] = {}
+        for i, r in enumerate(real.tolist()):
+            dh = m.delay_all[r]
+            slices[_slice_key(m.layout.row_label(r))] = {
+                "predictions": int(cnt[i, C["pred"]]), "labels": int(cnt[i, C["lab"]]),
+                "match_rate": _f(_div(cnt[i, C["lab"]], cnt[i, C["pred"]])),
+                "delay_p50_s": _f(hist_quantile(dh, 0.5)), "delay_p90_s": _f(hist_quantile(dh, 0.9)),
+                "base_rate": _f(_div(cnt[i, C["pos"]], cnt[i, C["lab"]])),
+                "ece": _f(e[i]), "brier": _f(br[i]), "auc": _f(auc[i]), "auc_bin_error": _f(auc_err[i]), "pr_auc": _f(ap[i]),
+                "precision": _f(_div(tp[i], tp[i] + fp[i])), "recall": _f(_div(tp[i], tp[i] + fn[i])),
+                "threshold": _f(_div(cnt[i, C["thr_s"]], cnt[i, C["thr_n"]])),
+                "expected_cost": _f(cost[i]), "best_threshold": _f(best[i]),
+            }
+        return {"window": {k: v for k, v in window.items() if not k.startswith("_")}, "maturity_s": mat, "slices": slices,
+                "late_labels": c.late}
+
+    def stats(self, model: str) -> dict[str, Any]:
+        """Latest evaluated values per slice (``slices[slice_key]``), parity and label-join counters.
+
+        Slice keys are ``""`` (all traffic) or ``"dim=value"``; values are floats or None.
+        """
+        m = self.models.get(model)
+        out: dict[str, Any] = dict(m.stats) if m is not None else {}
+        out.setdefault("slices", {})
+        out["labels"] = {**self.join.counters, "coverage": _f(self.join.coverage), "match_rate": _f(self.join.match_rate),
+                         "pending": len(self.join.store), "early_held": len(self.join.early)}
+        out["parity"] = self.parity.stats(model)
+        return out
+
+    # ------------------------------------------------------------------ state
+    def to_state(self) -> dict[str, Any]:
+        models = {}
+        for name, m in self.models.items():
+            models[name] = {"idx": m.idx, "open": m.open, "done": m.done, "delay_all": m.delay_all, "arrivals": m.arrivals,
+                            "arr_hist": list(m.arr_hist), "first_ts": m.first_ts, "adwin": m.adwin, "latched": m.latched,
+                            "stats": m.stats}
+        return {"join": self.join.to_state(), "models": models, "now": self.now, "parity": self.parity.to_state()}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self.join.load_state(state["join"])
+        self.now = state["now"]
+        self.models, self.by_idx = {}, []
+        for name, s in sorted(state["models"].items(), key=lambda kv: kv[1]["idx"]):
+            ms = self.engine.models.get(name)
+            if ms is None:
+                continue
+            m = self._model(ms)
+            m.open, m.done, m.delay_all, m.arrivals = s["open"], s["done"], s["delay_all"], s["arrivals"]
+            m.arr_hist, m.first_ts, m.adwin, m.latched, m.stats = deque(s["arr_hist"]), s["first_ts"], s["adwin"], s["latched"], s["stats"]
+        self.parity.load_state(state["parity"])
+
+
+@dataclass
+class _View:
+    rows: np.ndarray
+    comp: np.ndarray
+    events: np.ndarray
+
+
+def _div(a: Any, b: Any) -> Any:
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = np.where(b > 0, a / np.where(b > 0, b, 1.0), np.nan)
+    return float(r) if r.ndim == 0 else r
+
+
+def _f(x: Any) -> float | None:
+    x = float(x)
+    return None if x != x or math.isinf(x) else round(x, 6)
+
+
+def _slice_key(sl: dict[str, str]) -> str:
+    return ",".join(f"{k}={v}" for k, v in sorted(sl.items()))
+
+
+def attach_outcomes(engine: Any, cfg: Any = None, settings: OutcomeSettings | None = None) -> OutcomeMonitor:
+    """Install an :class:`OutcomeMonitor` on ``engine`` (label TTL/bounds and costs from ``cfg``)."""
+    st = settings or OutcomeSettings()
+    costs: dict[str, tuple[Any, Any, Any]] = {}
+    if cfg is not None:
+        st = replace(st, ttl=cfg.labels.ttl, max_pending=cfg.labels.max_pending, early_label_hold=cfg.labels.early_label_hold)
+        costs = {name: (mc.cost_fp, mc.cost_fn, mc.review_capacity) for name, mc in cfg.models.items()}
+    mon = OutcomeMonitor(engine, st, costs)
+    engine.outcomes = mon
+    return mon
