@@ -113,9 +113,12 @@ class AlertManager:
         evaluated: set[str],
         context: dict[str, Any],
         scope: frozenset[str] | None = None,
+        hold: set[Key] | None = None,
     ) -> list[Alert]:
         """``findings``: (finding, slice dict); ``evaluated``: slice keys with enough events.
 
+        ``hold``: keys still breaching but reported under a more specific kind this window
+        (de-duplicated) — they neither fire nor count as clean.
         ``scope`` is the set of kinds this evaluation speaks for (input checks at window close,
         outcome checks when labels mature, parity when joins complete): keys of other kinds are
         neither counted clean nor resolved by it. None = every kind not in ``OUTCOME_KINDS``.
@@ -135,7 +138,10 @@ class AlertManager:
             if s.streak == 0:
                 s.first_start = start
             s.streak += 1
-            need = st.fire_after_critical if f.severity == "critical" else st.fire_after
+            # deterministic facts (no p-value: a threshold changed, a feature vanished) need no
+            # second window to rule out noise
+            fact = f.pvalue is None and f.statistic != "mean_shift"
+            need = st.fire_after_critical if (f.severity == "critical" or fact) else st.fire_after
             cause, action = triage(f, context)
             if not s.firing and s.streak >= need:
                 s.firing = True
@@ -148,7 +154,7 @@ class AlertManager:
             elif s.firing:
                 s.last.update({"value": _num(f.value), "window": win})
         for key, s in list(self.state.items()):
-            if key in seen or key[0] != model or key[1] not in scope:
+            if key in seen or key[0] != model or key[1] not in scope or (hold and key in hold):
                 continue
             if key[3] not in evaluated:
                 continue  # not enough traffic in that slice to judge either way

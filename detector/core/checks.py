@@ -81,7 +81,9 @@ def build_view(lay: Layout, w: WindowCounts, sb: SeasonalBaseline, settings: Det
         base = {name: _ext(getattr(sb, name)[s], real, slice_rows) for name in ("num", "cat", "rates", "lat", "sx", "nx")}
     rows = np.concatenate([real, slice_rows])
     comp = np.concatenate([np.zeros(len(real), bool), np.ones(len(slice_rows), bool)])
-    extra: dict[str, Any] = {}
+    extra: dict[str, Any] = {"blocks": sb.blocks}
+    if base is None and sb.days.sum() * sb.slot_len >= 6 * 3600:  # >= 6 h of history, any hour
+        extra["all_hours"] = {name: _ext(getattr(sb, name).sum(axis=0), real, slice_rows) for name in ("rates", "lat")}
     if lay.ref.hourly and lay.ref.hourly.get("features") and w.end - w.start < 86400:
         extra["hours"] = hour_weights(w.start, w.end, lay.ref.hourly["counts"])
     return View(rows=rows, comp=comp, w=w, arrays=arrays, base=base, coarse=coarse,
@@ -183,7 +185,8 @@ def _numeric(lay: Layout, v: View, sb: SeasonalBaseline, st: DetectorSettings, j
         ratio = np.exp(mlog - rm)
         spread = np.where(rs > 1e-9, sdlog / rs, np.where(sdlog < 1e-9, 1.0, np.inf))
         z = (mlog - rm) / (np.maximum(rs, 1e-9) / np.sqrt(np.maximum(nz, 1)))
-    tested_u = (nz >= st.min_count_rate) & ~np.isnan(rm) & (name != SCORE)  # a probability has no unit
+    # a probability has no unit, and a reference that is (nearly) one value has no scale to compare
+    tested_u = (nz >= st.min_count_rate) & ~np.isnan(rm) & (name != SCORE) & (np.nan_to_num(rs) >= 0.05)
     big = (ratio >= th.unit_ratio) | (ratio <= 1.0 / th.unit_ratio)
     same_shape = (spread <= th.unit_spread_tolerance) & (spread >= 1.0 / th.unit_spread_tolerance)
     pv_u = 2.0 * stats.norm_sf(np.abs(np.nan_to_num(z)))
@@ -386,9 +389,12 @@ def _rates(lay: Layout, v: View, sb: SeasonalBaseline, st: DetectorSettings) -> 
             lambda i: f"the model acts on {rate_d[i]:.1%} of events (usually {b_rate[i]:.1%} at this time): check the threshold / decision policy",
             effect=np.abs(dd),
         ))
+    agg = v.extra.get("all_hours")
+    if v.base is not None or agg is not None:
+        B = v.base["rates"] if v.base is not None else agg["rates"]
         bfk, bfb = B[:, RATE["fallback_known"]], B[:, RATE["fallback"]]
         p0 = np.divide(bfb, bfk, out=np.full(P, 0.01), where=bfk >= st.min_count_rate)
-        src = "production, same time of day"
+        src = "production, same time of day" if v.base is not None else "production, all hours (no same-hour history yet)"
     else:
         p0 = np.full(P, 0.01)
         bfk = np.full(P, 1e4)
@@ -417,9 +423,10 @@ def _rates(lay: Layout, v: View, sb: SeasonalBaseline, st: DetectorSettings) -> 
                    "decision_rate": _r(rate_d[0])},
         lambda i: f"decision threshold changed from {est} to {cur} (decision rate now {rate_d[0]:.1%}): a policy change, not a model change",
     ))
-    # latency p95 vs seasonal
-    if v.base is not None:
-        L, BL = v.arrays["lat"].astype(np.float64), v.base["lat"]
+    # latency p95 vs seasonal (or all hours until the slot has history)
+    if v.base is not None or agg is not None:
+        L = v.arrays["lat"].astype(np.float64)
+        BL = v.base["lat"] if v.base is not None else agg["lat"]
         n_l, bn_l = L.sum(axis=1), BL.sum(axis=1)
         edges = lay.lat_edges
         p95 = _hist_quantile(L, edges, 0.95)
@@ -484,6 +491,81 @@ def _fact(kind: str, feature: str | None, stat: str, value: float, thr: float, P
     return Result(kind, feature, stat, val, m, m.copy(), m & critical, np.full(P, np.nan), thr, lambda i: ev, lambda i: summary)
 
 
+# --------------------------------------------------------------------------- clock / timezone shifts
+
+
+def _time_shift(lay: Layout, v: View, st: DetectorSettings) -> list[Result]:
+    """A seasonal feature that matches *another* hour of the training day: a shifted clock.
+
+    When ``hour_of_day`` is computed in UTC instead of local time, every window looks exactly
+    like the training data of k hours later. For each seasonal feature the window (all
+    traffic) is compared with the training mixture of its own hours and of the same hours
+    shifted by k = -12..12; a window far from its own hours (PSI / L-inf over the warning
+    threshold) but close to a shifted set (at most a fifth of that, and under 0.1) is a clock
+    or timezone bug in the pipeline, reported with the shift in hours.
+    """
+    hours = v.extra.get("hours")
+    hourly = lay.ref.hourly.get("features", {}) if lay.ref.hourly else {}
+    if hours is None or not hourly or v.events[0] < st.min_count:
+        return []
+    out: list[Result] = []
+    th = st.thresholds
+    P = v.P
+    for name, profs in hourly.items():
+        if name in lay.numeric:
+            j = lay.numeric.index(name)
+            cb = v.coarse[0, slice(*_block(v, j))]
+            glob = lay.num_all_profiles[j]
+
+            def dist(p: Any, j: int = j, cb: np.ndarray = cb) -> float:
+                return float(stats.psi(_coarse_of(lay, j, np.asarray(p.freqs)), cb))
+            thr = th.psi_warning
+        elif name in lay.categorical:
+            k = lay.categorical.index(name)
+            V = len(lay.cat_vocab[name])
+            off = int(lay.cat_offsets[k])
+            obs = v.arrays["cat"][0, off : off + V + 1].astype(np.float64)
+            glob = lay.ref.features[name]
+            cats = list(lay.cat_vocab[name])
+
+            def dist(p: Any, obs: np.ndarray = obs, cats: list[str] = cats) -> float:
+                row = np.array([p.categories.get(c, 0.0) for c in cats] + [p.other_share])
+                return float(stats.linf(row, obs))
+            thr = th.linf_warning
+        else:
+            continue
+        scores = {}
+        for shift in range(-12, 13):
+            mixed = lay._mixed(("g", name), profs, np.roll(hours, shift), glob)
+            if mixed is not None:
+                scores[shift] = dist(mixed)
+        own = scores.get(0)
+        if own is None or own < 2 * thr or len(scores) < 2:
+            continue
+        best = min((k for k in scores if k != 0), key=lambda k: scores[k])
+        if scores[best] <= min(0.1, own / 5):
+            val = np.zeros(P)
+            val[0] = best
+            m = np.zeros(P, bool)
+            m[0] = True
+            feature = "score" if name == SCORE else name
+            out.append(Result(
+                "feature_drift", feature, "time_shift_hours", val, m, m.copy(), m.copy(), np.full(P, np.nan), 0.0,
+                lambda i, own=own, best=best, sc=scores[best]: {"reference": {"distance_own_hours": round(own, 4)},
+                                                              "current": {"best_shift_hours": best, "distance_shifted": round(sc, 4)}},
+                lambda i, feature=feature, best=best: (
+                    f"{feature} looks like training data from {abs(best)} h {'later' if best > 0 else 'earlier'}: "
+                    "a clock / timezone shift in the feature pipeline (UTC vs local time?)"),
+                effect=np.abs(val),
+            ))
+    return out
+
+
+def _block(v: View, j: int) -> tuple[int, int]:
+    b = v.extra["blocks"][j]
+    return b.start, b.stop - 1
+
+
 # --------------------------------------------------------------------------- entry point
 
 
@@ -496,6 +578,7 @@ def run_checks(lay: Layout, v: View, sb: SeasonalBaseline, st: DetectorSettings,
         results.extend(_categorical(lay, v, st, j))
     results.extend(_rates(lay, v, sb, st))
     results.extend(_schema(lay, v, st))
+    results.extend(_time_shift(lay, v, st))
     return results
 
 

@@ -353,7 +353,8 @@ class Engine:
         v = build_view(lay, w, ms.seasonal, st)
         results = run_checks(lay, v, ms.seasonal, st, ms.cands, ms.cand_ref)
         ms.last_stats = _gauges(lay, v, results)
-        findings = select_findings(results, v, st.fdr_q)
+        suppressed: list[Finding] = []
+        findings = select_findings(results, v, st.fdr_q, suppressed)
         findings.extend(self._change_detectors(ms, w, v))
         evaluated = {_slice_key(lay.row_label(int(r))) for r, c, n in zip(v.rows, v.comp, v.events, strict=True)
                      if not c and n >= st.min_count_rate}
@@ -363,7 +364,8 @@ class Engine:
         ctx = {"kinds": kinds, "model_version": _top(w.versions), "version_changed": version_changed}
         window = {"start": _fmt(w.start), "end": _fmt(w.end), "count": w.events, "_start": w.start, "_end": w.end}
         pairs = [(f, lay.row_label(f.row)) for f in findings]
-        alerts = self.alerts.update(ms.name, window, pairs, evaluated, ctx)
+        hold = {(ms.name, f.kind, f.feature or "", _slice_key(lay.row_label(f.row))) for f in suppressed}
+        alerts = self.alerts.update(ms.name, window, pairs, evaluated, ctx, hold=hold)
         for a in alerts:
             if a.state == "firing":
                 self.counters.alerts_fired += 1

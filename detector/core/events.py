@@ -185,16 +185,26 @@ class PredictionBatch:
     def take(self, idx: np.ndarray) -> PredictionBatch:
         """Row subset (used to drop late or far-future events)."""
         il = idx.tolist()
+        # batch-level tallies are attributed to a subset in proportion to its size
+        f = len(il) / self.n if self.n else 0.0
+
+        def part(a: np.ndarray) -> np.ndarray:
+            return np.rint(a * f).astype(np.int64)
+
+        def part_d(d: dict[Any, int]) -> dict[Any, int]:
+            return {k: c for k, v in d.items() if (c := int(round(v * f)))}
+
         return PredictionBatch(
             model=self.model, ids=[self.ids[i] for i in il], ts=self.ts[idx], num=self.num[idx],
-            num_absent=self.num_absent, num_nonfinite=self.num_nonfinite, num_type_err=self.num_type_err,
-            cat_codes=self.cat_codes[idx], cat_absent=self.cat_absent, cat_type_err=self.cat_type_err,
-            unseen=self.unseen, slices={k: [v[i] for i in il] for k, v in self.slices.items()},
+            num_absent=part(self.num_absent), num_nonfinite=part(self.num_nonfinite), num_type_err=part(self.num_type_err),
+            cat_codes=self.cat_codes[idx], cat_absent=part(self.cat_absent), cat_type_err=part(self.cat_type_err),
+            unseen=[u[: int(round(len(u) * f))] for u in self.unseen],
+            slices={k: [v[i] for i in il] for k, v in self.slices.items()},
             score=self.score[idx], acted=self.acted[idx], threshold=self.threshold[idx],
-            latency_ms=self.latency_ms[idx], fallback=self.fallback[idx], versions=self.versions,
-            unexpected=self.unexpected,
+            latency_ms=self.latency_ms[idx], fallback=self.fallback[idx], versions=part_d(self.versions),
+            unexpected=part_d(self.unexpected),
             override=[self.override[i] for i in il] if self.override is not None else None,
-            decisions=self.decisions,
+            decisions=part_d(self.decisions),
         )
 
 

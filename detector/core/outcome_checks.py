@@ -44,7 +44,7 @@ import numpy as np
 
 from detector.core import stats
 from detector.core.checks import Result
-from detector.core.cohort import C, N_HIST, auc_se, average_precision, binned_auc, brier, ece
+from detector.core.cohort import N_HIST, C, auc_se, average_precision, binned_auc, brier, ece
 from detector.core.labels import DELAY_EDGES, hist_quantile
 
 __all__ = ["OutcomeThresholds", "Arrays", "outcome_checks"]
@@ -122,8 +122,13 @@ def _log_effect(ratio: np.ndarray) -> np.ndarray:
 def outcome_checks(cur: Arrays, base: Arrays, th: OutcomeThresholds, *, ref_rate: np.ndarray, ref_n: np.ndarray,
                    ref_oe: np.ndarray, slice_ref_rate: np.ndarray, slice_ref_n: np.ndarray, global_ratio: float,
                    ref_auc: float | None, ref_auc_n: tuple[float, float], horizon: float, base_horizon: float,
-                   river_latched: bool, stable: np.ndarray) -> list[Result]:
-    """All outcome checks; ``ref_*`` arrays are per pseudo-row (NaN = no training value)."""
+                   river_latched: bool, stable: np.ndarray, comp: np.ndarray) -> list[Result]:
+    """All outcome checks; ``ref_*`` arrays are per pseudo-row (NaN = no training value).
+
+    Comparisons with training have no complement rows (``comp``); those rows mirror the
+    all-traffic verdict, so a global breach is reported globally instead of being pinned on
+    whichever slice breaches most.
+    """
     P = cur.cnt.shape[0]
     out: list[Result] = []
     mn, bmn = th.min_labels, th.min_labels * th.base_factor
@@ -195,9 +200,12 @@ def outcome_checks(cur: Arrays, base: Arrays, th: OutcomeThresholds, *, ref_rate
             & (np.nan_to_num(p0, nan=1) < 1)
         absd = np.abs(np.nan_to_num(p - p0)) >= th.base_rate_abs
         warn, crit = _ratio_flags(ratio_l, th.base_rate_ratio, th.base_rate_ratio_critical, absd)
-        pv = stats.proportion_test(y, n, np.where(tested, np.nan_to_num(p0), 0.5), "two-sided", n0=np.maximum(np.nan_to_num(n0), 1))
+        pv = np.asarray(stats.proportion_test(y, n, np.where(tested, np.nan_to_num(p0), 0.5), "two-sided",
+                                              n0=np.maximum(np.nan_to_num(n0), 1)))
+        if src == "training":
+            _mirror(comp, tested, warn, crit, pv)
         out.append(Result(
-            "label_drift", None, "base_rate_ratio", ratio_l, tested, warn, crit, np.asarray(pv), th.base_rate_ratio,
+            "label_drift", None, "base_rate_ratio", ratio_l, tested, warn, crit, pv, th.base_rate_ratio,
             lambda i, p0=p0, name=name: {"reference": {"base_rate": _r(p0[i]), "source": name},
                                          "current": {"base_rate": _r(p[i]), "labelled": int(n[i])}},
             lambda i, p0=p0, name=name: f"the outcome base rate is {_pct(p[i])} ({name}: {_pct(p0[i])})",
@@ -281,21 +289,22 @@ def outcome_checks(cur: Arrays, base: Arrays, th: OutcomeThresholds, *, ref_rate
         lambda i: f"calibration worsened: ECE {e[i]:.3f} vs {eb[i]:.3f} usually (a score no longer means the same risk)"))
 
     # ---- calibration-in-the-large vs training
-    O, E, S2 = cur.cnt[:, C["spos"]], cur.cnt[:, C["s"]], cur.cnt[:, C["s2"]]
-    oe = _div(O, E)
+    obs, E, S2 = cur.cnt[:, C["spos"]], cur.cnt[:, C["s"]], cur.cnt[:, C["s2"]]
+    oe = _div(obs, E)
     ratio_oe = _div(oe, ref_oe)
     k_ = np.nan_to_num(ref_oe)
     v_ = np.maximum(k_ * E - k_ * k_ * S2, k_ * E * 0.05)
-    z = _div(O - k_ * E, np.sqrt(v_))
+    z = _div(obs - k_ * E, np.sqrt(v_))
     tested = (sl >= mn) & ~np.isnan(ref_oe) & (E > 0)
-    absd = np.abs(np.nan_to_num(_div(O - k_ * E, sl))) >= th.base_rate_abs
+    absd = np.abs(np.nan_to_num(_div(obs - k_ * E, sl))) >= th.base_rate_abs
     warn, crit = _ratio_flags(ratio_oe, th.oe_ratio, th.oe_ratio_critical, absd)
+    pv = np.minimum(1.0, 2 * np.asarray(stats.norm_sf(np.abs(np.nan_to_num(z)))))
+    _mirror(comp, tested, warn, crit, pv)
     out.append(Result(
-        "calibration", None, "observed_expected_ratio", ratio_oe, tested, warn, crit,
-        np.minimum(1.0, 2 * np.asarray(stats.norm_sf(np.abs(np.nan_to_num(z))))), th.oe_ratio,
+        "calibration", None, "observed_expected_ratio", ratio_oe, tested, warn, crit, pv, th.oe_ratio,
         lambda i: {"reference": {"observed_over_expected": _r(ref_oe[i]), "source": "training"},
                    "current": {"observed_over_expected": _r(oe[i]), "mean_score": _r(_div(E[i], sl[i])),
-                               "base_rate": _r(_div(O[i], sl[i]))}},
+                               "base_rate": _r(_div(obs[i], sl[i]))}},
         lambda i: f"outcomes are {oe[i]:.2f}x the mean score (training: {ref_oe[i]:.2f}x): scores are miscalibrated",
         effect=_log_effect(ratio_oe)))
 
@@ -305,16 +314,23 @@ def outcome_checks(cur: Arrays, base: Arrays, th: OutcomeThresholds, *, ref_rate
     tested = (n >= mn) & ~np.isnan(slice_ref_rate) & (global_ratio == global_ratio)
     absd = np.abs(np.nan_to_num(p - exp_s)) >= th.base_rate_abs
     warn, crit = _ratio_flags(ratio_s, th.inconsistency_ratio, math.inf, absd)
-    pv = stats.proportion_test(y, n, np.where(tested, np.nan_to_num(exp_s, nan=0.5), 0.5), "two-sided",
-                               n0=np.maximum(np.nan_to_num(slice_ref_n), 1))
+    pv = np.asarray(stats.proportion_test(y, n, np.where(tested, np.nan_to_num(exp_s, nan=0.5), 0.5), "two-sided",
+                                          n0=np.maximum(np.nan_to_num(slice_ref_n), 1)))
+    _mirror(comp, tested, warn, crit, pv)
     out.append(Result(
-        "label_delay", None, "base_rate_inconsistency", ratio_s, tested, warn, crit, np.asarray(pv), th.inconsistency_ratio,
+        "label_delay", None, "base_rate_inconsistency", ratio_s, tested, warn, crit, pv, th.inconsistency_ratio,
         lambda i: {"reference": {"base_rate": _r(exp_s[i]), "source": "training slice rate x global change"},
                    "current": {"base_rate": _r(p[i])}},
         lambda i: f"this slice's base rate is {_pct(p[i])} where its training rate (scaled by the global change) gives "
                   f"{_pct(exp_s[i])}: check that the label means the same thing here",
         effect=_log_effect(ratio_s)))
     return out
+
+
+def _mirror(comp: np.ndarray, *arrays: np.ndarray) -> None:
+    """Complement rows take the all-traffic row's value (in place)."""
+    for a in arrays:
+        a[comp] = a[0]
 
 
 def _safe_inv(x: np.ndarray) -> np.ndarray:

@@ -51,6 +51,7 @@ __all__ = ["OutcomeMonitor", "OutcomeSettings", "attach_outcomes", "PRIORITY", "
 #: input alert kinds that mean "the inputs changed" (for concept vs covariate drift)
 INPUT_CHANGE = frozenset({"feature_drift", "missing_values", "unseen_categories", "unit_shift", "default_value_spike",
                           "schema", "feature_parity", "score_drift"})
+_DELAY_STATS = ("match_rate_ratio", "delay_median_ratio")
 #: per slice row, the most specific explanation wins
 PRIORITY = [("label_delay", "match_rate_ratio"), ("label_delay", "delay_median_ratio"), ("label_delay", "correction_rate"),
             ("label_drift", None), ("concept_drift", None), ("performance", None), ("calibration", None),
@@ -93,6 +94,7 @@ class _Model:
         self.open: dict[float, Cohort] = {}
         self.done: dict[float, Cohort] = {}
         self.delay_all = np.zeros((R, N_DELAY))
+        self.delay_cls = np.zeros((2, N_DELAY))  # all traffic, per label value (for maturity)
         self.arrivals = np.zeros((R, 2))
         self.arr_hist: deque[np.ndarray] = deque()
         self.first_ts = math.inf
@@ -199,7 +201,9 @@ class OutcomeMonitor:
             R = m.layout.n_rows
             if first.any():
                 f = np.flatnonzero(first)
-                m.delay_all += fold(ridx[f], R, N_DELAY, delay_bins(mt.delay[sel][f]), np.ones(f.size))
+                db = delay_bins(mt.delay[sel][f])
+                m.delay_all += fold(ridx[f], R, N_DELAY, db, np.ones(f.size))
+                m.delay_cls += np.bincount(new[f].astype(np.int64) * N_DELAY + db, minlength=2 * N_DELAY).reshape(2, N_DELAY)
             ones = np.ones(sel.size)
             m.arrivals[:, 0] += fold(ridx, R, 1, np.zeros(sel.size, dtype=np.int64), ones)[:, 0]
             if (~first).any():
@@ -226,12 +230,17 @@ class OutcomeMonitor:
 
     # ------------------------------------------------------------------ time
     def maturity(self, m: _Model, watermark: float) -> float | None:
-        """Label age at which a cohort is evaluated, or None while it cannot be estimated yet."""
+        """Label age at which a cohort is evaluated, or None while it cannot be estimated yet.
+
+        The larger of the per-label-value quantiles (positives often take longer than
+        negatives; a cohort is mature when both are mostly in), trusted once the stream has run
+        twice as long as it.
+        """
         st = self.settings
         span = watermark - m.first_ts
-        h = m.delay_all[0]
-        if h.sum() >= st.min_delays:
-            q = hist_quantile(h, st.maturity_quantile)
+        hs = [h for h in m.delay_cls if h.sum() >= st.min_delays] or ([m.delay_all[0]] if m.delay_all[0].sum() >= st.min_delays else [])
+        if hs:
+            q = max(hist_quantile(h, st.maturity_quantile) for h in hs)
             if q < 0.5 * span:
                 return float(min(max(q, self.L), st.ttl))
         return float(st.ttl) if span >= st.ttl else None
@@ -324,10 +333,13 @@ class OutcomeMonitor:
             cur, bas, th, ref_rate=ref_rate, ref_n=ref_n, ref_oe=ref_oe, slice_ref_rate=s_rate, slice_ref_n=s_n,
             global_ratio=g_ratio, ref_auc=ref_auc if isinstance(ref_auc, float) else None,
             ref_auc_n=(rp, (ref.label_count or 0) - rp), horizon=mat, base_horizon=base_h,
-            river_latched=m.latched, stable=stable)
+            river_latched=m.latched, stable=stable, comp=comp)
         view = _View(rows, comp, cur.cnt[:, C["lab"]])
         findings = select_findings(results, view, eng.settings.fdr_q)  # type: ignore[arg-type]
-        findings, delay_shift = self._explain(findings, rows, comp, stable)
+        incomplete = _incomplete(cur.cnt, bas.cnt)
+        if any(a.get("kind") == "label_delay" and a.get("statistic") in _DELAY_STATS for a in eng.alerts.firing(m.name)):
+            incomplete[:] = True  # an open label-delay incident: labels at this age are not comparable
+        findings, delay_shift = self._explain(findings, rows, comp, stable, incomplete)
         label_stable = not lab_unstable[0] and "label_drift" not in firing and not any(f.kind == "label_drift" for f in findings)
         kinds = {f.kind for f in findings} | firing | c.input_kinds
         version = max(c.versions.items(), key=lambda kv: kv[1])[0] if c.versions else None
@@ -351,17 +363,22 @@ class OutcomeMonitor:
         while len(m.arr_hist) > st.baseline_cohorts:
             m.arr_hist.popleft()
         m.arrivals[...] = 0.0
-        m.delay_all *= 0.5 ** (self.L / st.delay_half_life)
+        decay = 0.5 ** (self.L / st.delay_half_life)
+        m.delay_all *= decay
+        m.delay_cls *= decay
         m.stats = self._stats(m, c, real, mat, window)
         return alerts
 
-    def _explain(self, findings: list[Finding], rows: np.ndarray, comp: np.ndarray,
-                 stable: np.ndarray) -> tuple[list[Finding], bool]:
+    def _explain(self, findings: list[Finding], rows: np.ndarray, comp: np.ndarray, stable: np.ndarray,
+                 incomplete: np.ndarray) -> tuple[list[Finding], bool]:
         """Delay shifts explain base-rate/calibration moves; stable inputs turn performance into concept drift."""
-        delay_rows = {f.row for f in findings if f.kind == "label_delay" and f.statistic in ("match_rate_ratio", "delay_median_ratio")}
+        pos = {int(r): i for i, (r, cp) in enumerate(zip(rows.tolist(), comp.tolist(), strict=True)) if not cp}
+        delay_rows = {f.row for f in findings if f.kind == "label_delay" and f.statistic in _DELAY_STATS}
+        moved = [f for f in findings if f.kind in ("label_drift", "calibration")]
+        explained = {f.row for f in moved if incomplete[pos.get(f.row, 0)]}
+        delay_rows |= explained
         if delay_rows:
             findings = [f for f in findings if not (f.kind in ("label_drift", "calibration") and (f.row in delay_rows or 0 in delay_rows))]
-        pos = {int(r): i for i, (r, cp) in enumerate(zip(rows.tolist(), comp.tolist(), strict=True)) if not cp}
         out: list[Finding] = []
         for f in findings:
             if f.kind == "performance" and stable[pos.get(f.row, 0)]:
@@ -460,7 +477,7 @@ class OutcomeMonitor:
         models = {}
         for name, m in self.models.items():
             models[name] = {"idx": m.idx, "open": m.open, "done": m.done, "delay_all": m.delay_all, "arrivals": m.arrivals,
-                            "arr_hist": list(m.arr_hist), "first_ts": m.first_ts, "adwin": m.adwin, "latched": m.latched,
+                            "arr_hist": list(m.arr_hist), "first_ts": m.first_ts, "delay_cls": m.delay_cls, "adwin": m.adwin, "latched": m.latched,
                             "stats": m.stats}
         return {"join": self.join.to_state(), "models": models, "now": self.now, "parity": self.parity.to_state()}
 
@@ -474,8 +491,30 @@ class OutcomeMonitor:
                 continue
             m = self._model(ms)
             m.open, m.done, m.delay_all, m.arrivals = s["open"], s["done"], s["delay_all"], s["arrivals"]
+            m.delay_cls = s["delay_cls"]
             m.arr_hist, m.first_ts, m.adwin, m.latched, m.stats = deque(s["arr_hist"]), s["first_ts"], s["adwin"], s["latched"], s["stats"]
         self.parity.load_state(state["parity"])
+
+
+def _incomplete(cur: np.ndarray, base: np.ndarray) -> np.ndarray:
+    """Per pseudo-row: is the base-rate move explained by labels still missing at this age?
+
+    A drop from the baseline rate ``pb`` to the observed ``y / n`` needs ``(pb n - y) / (1 - pb)``
+    missing positives (a rise needs ``(y - pb n) / pb`` missing negatives). If the labelled share
+    fell below the baseline's by at least half that many labels, significantly (p < 0.01), the
+    move is attributed to label delay rather than label drift.
+    """
+    from detector.core import stats
+
+    n, y, npred = cur[:, C["lab"]], cur[:, C["pos"]], cur[:, C["pred"]]
+    pb = _div(base[:, C["pos"]], base[:, C["lab"]])
+    mrb = _div(base[:, C["lab"]], base[:, C["pred"]])
+    ok = ~np.isnan(pb) & ~np.isnan(mrb) & (npred > 0) & (pb > 0) & (pb < 1)
+    pb_, mrb_ = np.where(ok, pb, 0.5), np.where(ok, mrb, 0.5)
+    need = np.where(y < pb_ * n, (pb_ * n - y) / (1 - pb_), (y - pb_ * n) / pb_)
+    deficit = mrb_ * npred - n
+    pv = np.asarray(stats.proportion_test(n, npred, np.clip(mrb_, 0, 1), "less", n0=np.maximum(base[:, C["pred"]], 1)))
+    return ok & (deficit >= 0.5 * need) & (deficit > 0) & (pv < 0.01)
 
 
 @dataclass

@@ -310,7 +310,7 @@ class ParityMonitor:
 
     def advance(self, watermark: float) -> list[Alert]:
         out: list[Alert] = []
-        for name, s in self.served.items():
+        for s in self.served.values():
             s.evict(max(watermark, self.now) - self.retain_seconds)
         cutoff = watermark - OFFLINE_HOLD
         gone = []

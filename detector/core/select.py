@@ -27,7 +27,7 @@ __all__ = ["Finding", "select_findings", "PRIORITY"]
 
 # most specific first: the statistic that names a root cause wins over generic distribution shift
 PRIORITY = [
-    ("schema", None), ("unit_shift", None), ("missing_values", None), ("default_value_spike", None),
+    ("schema", None), ("feature_drift", "time_shift_hours"), ("unit_shift", None), ("missing_values", None), ("default_value_spike", None),
     ("unseen_categories", None), ("fallback_rate", None), ("latency", None), ("decision_rate", "threshold"),
     ("decision_rate", None), ("score_drift", "value_share"), ("feature_drift", "out_of_range_share"), ("score_drift", "out_of_range_share"),
     ("feature_drift", "psi"), ("feature_drift", "linf"), ("score_drift", "psi"),
@@ -57,7 +57,7 @@ class Finding:
     effect: float
 
 
-def select_findings(results: list[Result], v: View, q: float) -> list[Finding]:
+def select_findings(results: list[Result], v: View, q: float, suppressed: list[Finding] | None = None) -> list[Finding]:
     real = ~v.comp
     # ---- 1. BH over every tested hypothesis on real rows (deterministic facts have NaN p)
     ps: list[np.ndarray] = []
@@ -114,4 +114,8 @@ def select_findings(results: list[Result], v: View, q: float) -> list[Finding]:
         cur = best.get(key)
         if cur is None or _rank(f.kind, f.statistic) < _rank(cur.kind, cur.statistic):
             best[key] = f
-    return sorted(best.values(), key=lambda f: (_rank(f.kind, f.statistic), f.feature or "", f.row))
+    kept = sorted(best.values(), key=lambda f: (_rank(f.kind, f.statistic), f.feature or "", f.row))
+    if suppressed is not None:
+        ids = {id(f) for f in kept}
+        suppressed.extend(f for f in out if id(f) not in ids)
+    return kept

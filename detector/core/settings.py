@@ -52,13 +52,13 @@ class Thresholds(_Strict):
     linf_critical: float = 0.3
     missing_delta_warning: float = 0.05
     missing_delta_critical: float = 0.2
-    unit_ratio: float = 4.0  # geometric-mean ratio of |x| that says "units changed"
+    unit_ratio: float = 8.0  # geometric-mean ratio of |x| that says "units changed" (x100, x1000, x60, x24...)
     unit_spread_tolerance: float = 1.5  # log-spread ratio allowed for a pure unit change
     default_share_delta: float = 0.1  # rise in the share of one exact value
     unseen_share_warning: float = 0.05
     unseen_share_critical: float = 0.2
     out_of_range_warning: float = 0.05
-    absent_share: float = 0.99  # feature key absent from this share of events -> schema
+    absent_share: float = 0.5  # feature key absent from this share of events -> schema
     type_mismatch_share: float = 0.01
     decision_rate_delta: float = 0.1  # absolute change in share of events acted on
     fallback_rate_delta: float = 0.05

@@ -11,6 +11,11 @@ The rules follow the decision framework of the domain brief:
 - fallbacks and latency -> **serving health** -> ``fix_system``;
 - label delay and corrections -> **label quality** -> ``fix_data``.
 
+Outcome findings (:mod:`detector.core.outcomes`) add ``inputs_stable`` (no input alert fired
+while the cohort matured), ``label_rate_stable`` and ``label_delay_shift`` to the context: a
+base-rate move during a label-delay shift is label quality, one that came with drifting inputs
+is covariate drift; concept drift is only concept drift while the inputs are stable.
+
 ``context`` carries what else is breaching in the same model and window, so e.g. a score shift
 with drifting inputs is covariate drift, while a score shift with stable inputs points at the
 model artefact or an unmonitored input (pipeline skew).
@@ -53,15 +58,17 @@ def triage(finding: Any, context: dict[str, Any]) -> tuple[str, str]:
     kind = finding.kind
     kinds: set[str] = set(context.get("kinds", ()))
     if kind == "feature_drift":
+        if finding.statistic == "time_shift_hours":
+            return "pipeline_skew", "fix_data"  # a shifted clock is plumbing, not the world moving
         return "covariate_drift", "fix_data"
     if kind == "score_drift":
         if kinds & _PIPELINE:
             return "pipeline_skew", "fix_data"
         if "feature_drift" in kinds:
             return "covariate_drift", "fix_data"
-        if context.get("version_changed"):
-            return "concept_drift", "fix_model"  # a new model artefact scores differently
-        return "pipeline_skew", "fix_data"  # inputs we watch are stable: unmonitored input or artefact skew
+        # inputs are stable but scores moved: the served model (artefact, version, serving path)
+        # is not the one that was validated — a release/serving problem, not the world changing
+        return "serving_health", "fix_system"
     if kind == "decision_rate" and finding.statistic != "threshold":
         # the share acted on moved; if scores or inputs moved too, the policy only passed it on
         if kinds & _PIPELINE:
@@ -81,6 +88,15 @@ def triage(finding: Any, context: dict[str, Any]) -> tuple[str, str]:
         if "label_drift" in kinds:
             return "label_drift", "fix_model"
         return "concept_drift", "fix_model"
-    if kind == "label_drift" and context.get("label_delay_shift"):
-        return "label_quality", "fix_data"
+    if kind == "label_drift":
+        if context.get("label_delay_shift"):
+            return "label_quality", "fix_data"  # incomplete labels, not a different world
+        if context.get("inputs_stable") is False and "feature_drift" in kinds:
+            return "covariate_drift", "fix_data"  # the base rate moved with the inputs
+        return "label_drift", "fix_model"
+    if kind == "concept_drift" and context.get("inputs_stable") is False:
+        if kinds & _PIPELINE:
+            return "pipeline_skew", "fix_data"
+        if "feature_drift" in kinds:
+            return "covariate_drift", "fix_data"
     return _FIXED.get(kind, ("pipeline_skew", "fix_data"))

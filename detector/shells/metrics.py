@@ -1,0 +1,656 @@
+"""Prometheus exporter: a custom collector that reads the engine's state at scrape time.
+
+Nothing is pushed from the hot path: :class:`SkewwatchCollector` holds a callable returning the
+current :class:`~detector.core.engine.Engine` (or ``None`` while it is starting) and turns its
+counters, last-window statistics, open windows and firing alerts into metric families on every
+``collect()``. Series that disappear from the core (a resolved alert, a closed window) stop
+being exported, except ``skewwatch_alerts_firing``, which drops to 0 for groups seen before.
+
+Labels are bounded: features come from the reference profile, slice values are already folded
+into ``__other__`` by the core (top-K per dimension), reasons and alert kinds are fixed
+vocabularies, model versions are capped at :data:`MAX_VERSIONS` (first come; the rest are
+``__other__``) and models at :data:`MAX_MODELS`. Label conventions:
+
+* ``slice="all"`` is all traffic, ``slice="region=eu"`` one slice row, ``slice="region=__other__"``
+  the folded tail of a dimension;
+* an empty label value means "not applicable" (``feature=""`` on an alert about the decision
+  rate; ``model=""`` on label and feature events, which are counted before they are joined).
+
+Serving it: :func:`exposition` renders one engine as text (``--metrics-out``);
+:class:`MetricsEndpoint` answers ``/metrics``, ``/healthz`` and ``/readyz`` as plain
+``(status, content type, bytes)`` so any web framework can mount it, e.g. aiohttp::
+
+    ep = MetricsEndpoint(lambda: worker.engine)
+    async def handler(request):
+        r = ep.handle(request.path, request.headers.get("Accept", ""))
+        return web.Response(body=r.body, status=r.status, headers={"Content-Type": r.content_type})
+
+and :func:`serve` runs it on a small threaded WSGI server (the container's port 9108). Liveness
+and readiness never depend on the Kafka broker: a broker outage shows up in the metrics, not as
+a restart loop.
+
+Outcome metrics are exported when ``engine.outcomes`` has ``stats(model)`` returning a mapping
+(or an object with these attributes; every key optional)::
+
+    {"match_ratio": 0.93,                     # labelled / matured predictions
+     "pending": 1234,                         # predictions waiting for a label
+     "join": {"matched": n, "duplicates": n, "corrections": n, "expired": n, "evicted": n, "orphans": n},
+     "delay": {"edges": [...], "counts": [...], "sum": s},  # cumulative label-delay histogram (s)
+     "slices": {"": {"ece": .., "brier": .., "auc": .., "precision": .., "recall": .., "base_rate": ..},
+                "region=eu": {...}},          # or those keys at the top level for all traffic
+     "parity": {"amount": 0.01}}              # served vs offline value mismatch share per feature
+
+>>> from detector.core.engine import Engine
+>>> b"skewwatch_build_info" in exposition(Engine())
+True
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+import numpy as np
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, choose_encoder
+from prometheus_client.registry import Collector
+
+from detector import __version__
+
+__all__ = ["SkewwatchCollector", "MetricsEndpoint", "Response", "exposition", "serve", "ALL", "MAX_MODELS",
+           "MAX_VERSIONS", "slice_label"]
+
+ALL = "all"  # slice label of the whole traffic
+MAX_MODELS = 100
+MAX_VERSIONS = 10
+MAX_REASONS = 64
+OTHER = "__other__"
+_ARRAYS = ("num", "cat", "nz", "slog", "slog2", "sx", "cand", "rates", "lat", "absent", "type_err", "nonfinite")
+_JOIN = {"matched": "matched", "duplicates": "duplicate", "corrections": "correction", "expired": "expired",
+         "evicted": "evicted", "orphans": "orphan", "joined": "joined", "unjoined": "unjoined"}
+_OUTCOME = (  # OutcomeMonitor.stats()["slices"][slice] key -> (family, help); last evaluated cohort
+    ("match_rate", "skewwatch_cohort_labelled_ratio", "Share of the cohort's predictions that had a label at "
+     "evaluation (label age = maturity)."),
+    ("base_rate", "skewwatch_label_positive_ratio", "Share of the cohort's labels that are positive."),
+    ("ece", "skewwatch_calibration_error_ratio", "Expected calibration error (10 equal-width score bins)."),
+    ("brier", "skewwatch_brier_score", "Brier score: mean squared error of the score against the label."),
+    ("auc", "skewwatch_roc_auc_ratio", "ROC AUC of the score against the labels."),
+    ("pr_auc", "skewwatch_pr_auc_ratio", "Precision-recall AUC (average precision) of the score."),
+    ("precision", "skewwatch_precision_ratio", "Precision of the decisions taken (threshold in force)."),
+    ("recall", "skewwatch_recall_ratio", "Recall of the decisions taken (threshold in force)."),
+    ("threshold", "skewwatch_decision_threshold", "Mean decision threshold in force (score units)."),
+    ("best_threshold", "skewwatch_decision_best_threshold", "Cost-minimising threshold given the configured costs "
+     "and review capacity (score units)."),
+    ("expected_cost", "skewwatch_expected_cost", "Expected cost per labelled prediction at the threshold in force "
+     "(configured cost units)."),
+    ("delay_p50_s", "skewwatch_label_delay_p50_seconds", "Median label delay (decayed histogram, half-life 7 days)."),
+    ("delay_p90_s", "skewwatch_label_delay_p90_seconds", "90th percentile label delay (decayed histogram)."),
+)
+_PARITY = (  # stats()["parity"]["features"][feature][slice] key -> (family, help)
+    ("mismatch_rate", "skewwatch_feature_parity_mismatch_ratio", "Share of joined predictions whose served value "
+     "differs from the offline (training pipeline) value, last evaluated window."),
+    ("missing_one_side", "skewwatch_feature_parity_missing_ratio", "Share of joined predictions with the value "
+     "missing on exactly one side (served or offline)."),
+)
+_LABEL_GAUGES = (  # stats()["labels"] key -> (family, help); the label join is shared by all models
+    ("coverage", "skewwatch_label_coverage_ratio", "Share of predictions that left the label store with a label "
+     "(the rest expired or were evicted)."),
+    ("match_rate", "skewwatch_label_match_ratio", "Share of label events that found their prediction (the rest "
+     "are orphans)."),
+    ("pending", "skewwatch_labels_pending", "Predictions held waiting for their label."),
+    ("early_held", "skewwatch_labels_early_held", "Labels held waiting for their prediction."),
+)
+
+
+def slice_label(key: str | Mapping[str, str]) -> str:
+    """The ``slice`` label value of a core slice key or dict.
+
+    >>> slice_label(""), slice_label({}), slice_label("region=eu"), slice_label({"region": "eu"})
+    ('all', 'all', 'region=eu', 'region=eu')
+    """
+    if isinstance(key, Mapping):
+        key = ",".join(f"{k}={v}" for k, v in sorted(key.items()))
+    return key or ALL
+
+
+def _finite(x: Any) -> bool:
+    try:
+        return math.isfinite(float(x))
+    except (TypeError, ValueError):
+        return False
+
+
+def _get(obj: Any, *names: str) -> Any:
+    """First present value of ``names`` from a mapping or an object's attributes."""
+    if obj is None:
+        return None
+    for n in names:
+        v = obj.get(n) if isinstance(obj, Mapping) else getattr(obj, n, None)
+        if v is not None:
+            return v
+    return None
+
+
+def _as_map(obj: Any) -> Mapping[str, Any] | None:
+    if obj is None or isinstance(obj, Mapping):
+        return obj
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return dataclasses.asdict(obj)
+    return vars(obj) if hasattr(obj, "__dict__") else None
+
+
+class _Families:
+    """Metric families created on first use, yielded in creation order."""
+
+    def __init__(self) -> None:
+        self._f: dict[str, Metric] = {}
+
+    def gauge(self, name: str, doc: str, labels: tuple[str, ...]) -> GaugeMetricFamily:
+        if name not in self._f:
+            self._f[name] = GaugeMetricFamily(name, doc, labels=labels)
+        return self._f[name]  # type: ignore[return-value]
+
+    def counter(self, name: str, doc: str, labels: tuple[str, ...]) -> CounterMetricFamily:
+        if name not in self._f:
+            self._f[name] = CounterMetricFamily(name, doc, labels=labels)
+        return self._f[name]  # type: ignore[return-value]
+
+    def histogram(self, name: str, doc: str, labels: tuple[str, ...]) -> HistogramMetricFamily:
+        if name not in self._f:
+            self._f[name] = HistogramMetricFamily(name, doc, labels=labels)
+        return self._f[name]  # type: ignore[return-value]
+
+    def __iter__(self) -> Iterator[Metric]:
+        return iter(self._f.values())
+
+
+class SkewwatchCollector(Collector):
+    """Reads ``engine_getter()`` on every scrape (``None``: only build info is exported)."""
+
+    def __init__(self, engine_getter: Callable[[], Any], lock: Any = None) -> None:
+        self.engine_getter = engine_getter
+        self.lock = lock  # optional: held by the worker while it mutates the engine
+        self._alert_groups: set[tuple[str, ...]] = set()  # seen (model, kind, severity, cause, action)
+
+    def collect(self) -> Iterable[Metric]:
+        if self.lock is not None:
+            with self.lock:
+                return self._collect_retrying()
+        return self._collect_retrying()
+
+    def _collect_retrying(self) -> list[Metric]:
+        # A scrape on another thread may see a dict change size mid-iteration: try again.
+        for attempt in range(3):
+            try:
+                return list(self._collect())
+            except RuntimeError:
+                if attempt == 2:
+                    raise
+        return []
+
+    def _collect(self) -> Iterable[Metric]:
+        fam = _Families()
+        info = fam.gauge("skewwatch_build_info", "skewwatch build; the value is always 1.", ("version",))
+        info.add_metric([__version__], 1.0)
+        eng = self.engine_getter()
+        if eng is None:
+            return fam
+        self._pipeline(fam, eng)
+        models = list(eng.models.items())[:MAX_MODELS]
+        for name, ms in models:
+            self._model(fam, name, ms)
+            self._live_window(fam, name, ms)
+        self._alerts(fam, eng, [n for n, _ in models])
+        stats = getattr(getattr(eng, "outcomes", None), "stats", None)
+        if callable(stats):
+            self._outcomes(fam, [n for n, _ in models], stats)
+        return fam
+
+    # ------------------------------------------------------------------ pipeline health
+    def _pipeline(self, fam: _Families, eng: Any) -> None:
+        c = eng.counters
+        ev = fam.counter("skewwatch_events", "Events accepted per model and topic (model is empty for label and "
+                         "feature events, counted before they are joined to a prediction).", ("model", "topic"))
+        per_model = [(n, getattr(ms, "predictions", None)) for n, ms in eng.models.items()]
+        if per_model and all(v is not None for _, v in per_model):
+            for n, v in per_model[:MAX_MODELS]:
+                ev.add_metric([n, "predictions"], float(v))
+        elif len(per_model) == 1:
+            ev.add_metric([per_model[0][0], "predictions"], float(c.predictions))
+        else:
+            ev.add_metric(["", "predictions"], float(c.predictions))
+        ev.add_metric(["", "labels"], float(c.labels))
+        ev.add_metric(["", "features"], float(c.feature_events))
+        inv = fam.counter("skewwatch_invalid_events", "Events rejected (and sent to the dead-letter topic) by reason.",
+                          ("reason",))
+        reasons = sorted(c.invalid.items())
+        other = sum(v for _, v in reasons[MAX_REASONS:])
+        for r, v in reasons[:MAX_REASONS]:
+            inv.add_metric([r], float(v))
+        if other:
+            inv.add_metric([OTHER], float(other))
+        fam.counter("skewwatch_late_events", "Events for a window that had already closed (counted, not folded in).",
+                    ()).add_metric([], float(c.late))
+        fam.counter("skewwatch_windows_closed", "Event-time windows closed and evaluated.", ()).add_metric(
+            [], float(c.windows_closed))
+        tr = fam.counter("skewwatch_alert_transitions", "Alert events emitted, by state (firing or resolved).", ("state",))
+        tr.add_metric(["firing"], float(c.alerts_fired))
+        tr.add_metric(["resolved"], float(c.alerts_resolved))
+        if math.isfinite(c.max_event_ts):
+            fam.gauge("skewwatch_last_event_timestamp_seconds", "Event time of the newest accepted prediction "
+                      "(Unix seconds).", ()).add_metric([], c.max_event_ts)
+        if math.isfinite(eng.watermark):
+            fam.gauge("skewwatch_watermark_timestamp_seconds", "Event-time watermark: windows ending before it are "
+                      "closed (Unix seconds).", ()).add_metric([], eng.watermark)
+            if math.isfinite(eng.high_water):
+                fam.gauge("skewwatch_watermark_lag_seconds", "Newest event time minus the watermark (event time).",
+                          ()).add_metric([], max(0.0, eng.high_water - eng.watermark))
+        fam.gauge("skewwatch_window_length_seconds", "Length of the tumbling event-time windows.", ()).add_metric(
+            [], float(eng.settings.window))
+        fam.gauge("skewwatch_models", "Models the engine keeps state for (exported: at most 100).", ()).add_metric(
+            [], float(len(eng.models)))
+
+    # ------------------------------------------------------------------ per model
+    def _model(self, fam: _Families, name: str, ms: Any) -> None:
+        wins = list(ms.windows.values())
+        fam.gauge("skewwatch_open_windows", "Event-time windows currently open.", ("model",)).add_metric(
+            [name], float(len(wins)))
+        size = sum(getattr(w, a).nbytes for w in wins for a in _ARRAYS if hasattr(w, a))
+        fam.gauge("skewwatch_state_bytes", "Memory held by the open windows' counters.", ("model",)).add_metric(
+            [name], float(size))
+        ovf = fam.counter("skewwatch_slice_overflow_events", "Events whose slice value was folded into __other__ "
+                          "because the dimension's top-K was full.", ("model", "dimension"))
+        vals = fam.gauge("skewwatch_slice_values", "Distinct slice values tracked per dimension (top-K admitted).",
+                         ("model", "dimension"))
+        for voc in ms.layout.vocabs:
+            ovf.add_metric([name, voc.dim], float(voc.overflow))
+            vals.add_metric([name, voc.dim], float(len(voc.values)))
+        ver = fam.counter("skewwatch_model_version_predictions", "Predictions seen per model_version (first 10 "
+                          "versions; the rest are __other__).", ("model", "model_version"))
+        items = list(ms.versions.items())
+        for v, n in items[:MAX_VERSIONS]:
+            ver.add_metric([name, str(v)], float(n))
+        if len(items) > MAX_VERSIONS:
+            ver.add_metric([name, OTHER], float(sum(n for _, n in items[MAX_VERSIONS:])))
+        summ = ms.last_summary or {}
+        w = summ.get("window") or {}
+        if w.get("_end") is not None:
+            fam.gauge("skewwatch_last_window_end_timestamp_seconds", "End (event time) of the last closed window.",
+                      ("model",)).add_metric([name], float(w["_end"]))
+            fam.gauge("skewwatch_last_window_events", "Predictions in the last closed window.", ("model",)).add_metric(
+                [name], float(summ.get("events", 0)))
+        fv = fam.gauge("skewwatch_feature_statistic", "Latest value of a tested statistic per feature and slice "
+                       "(last closed window).", ("model", "kind", "feature", "slice", "statistic"))
+        ft = fam.gauge("skewwatch_feature_statistic_threshold", "Effect-size threshold of skewwatch_feature_statistic.",
+                       ("model", "kind", "feature", "slice", "statistic"))
+        mv = fam.gauge("skewwatch_model_statistic", "Latest value of a tested model-level statistic per slice "
+                       "(decision rate, threshold, fallback, latency; last closed window).",
+                       ("model", "kind", "slice", "statistic"))
+        mt = fam.gauge("skewwatch_model_statistic_threshold", "Threshold of skewwatch_model_statistic.",
+                       ("model", "kind", "slice", "statistic"))
+        for (kind, stat, feature, skey), (value, _sl, thr) in list(ms.last_stats.items()):
+            sl = slice_label(skey)
+            if feature:
+                fv.add_metric([name, kind, feature, sl, stat], float(value))
+                if _finite(thr):
+                    ft.add_metric([name, kind, feature, sl, stat], float(thr))
+            else:
+                mv.add_metric([name, kind, sl, stat], float(value))
+                if _finite(thr):
+                    mt.add_metric([name, kind, sl, stat], float(thr))
+
+    # ------------------------------------------------------------------ the open window (live view)
+    def _live_window(self, fam: _Families, name: str, ms: Any) -> None:
+        if not ms.windows:
+            return
+        w = ms.windows[max(ms.windows)]
+        lay = ms.layout
+        from detector.core.window import RATE
+
+        rows = [int(r) for r in lay.active_rows()]
+        events = fam.gauge("skewwatch_window_events", "Predictions so far in the current (open) window.",
+                           ("model", "slice"))
+        miss = fam.gauge("skewwatch_feature_missing_ratio", "Share of events with the feature missing (null, NaN, "
+                         "absent) in the current window.", ("model", "feature", "slice"))
+        uns = fam.gauge("skewwatch_feature_unseen_ratio", "Share of a categorical feature's values never seen in "
+                        "training, in the current window.", ("model", "feature", "slice"))
+        dflt = fam.gauge("skewwatch_feature_default_value_ratio", "Share of a numeric feature's values equal to its "
+                         "most frequent tracked exact value (default / fallback candidates), current window.",
+                         ("model", "feature", "slice"))
+        score = fam.gauge("skewwatch_score_mean", "Mean model score in the current window.", ("model", "slice"))
+        dec = fam.gauge("skewwatch_decision_positive_ratio", "Share of decided predictions acted on (not an approve/"
+                        "no-action decision), current window.", ("model", "slice"))
+        fb = fam.gauge("skewwatch_fallback_ratio", "Share of predictions served by a fallback, current window.",
+                       ("model", "slice"))
+        lat = fam.gauge("skewwatch_latency_p95_seconds", "95th percentile serving latency in the current window.",
+                        ("model", "slice"))
+        nb = lay.n_num_blocks
+        arr = _RowView(w, lay)
+        for r in rows:
+            n = float(arr("rates", r)[RATE["events"]])
+            if n <= 0:
+                continue
+            sl = slice_label(lay.row_label(r))
+            events.add_metric([name, sl], n)
+            for j, feat in enumerate(lay.numeric):
+                off, size = int(lay.num_offsets[j]), int(lay.num_sizes[j])
+                block = arr("num", r)[off : off + size]
+                missing = float(block[-1])
+                miss.add_metric([name, feat, sl], missing / n)
+                present = float(block[:-1].sum())
+                if present > 0:
+                    dflt.add_metric([name, feat, sl], float(arr("cand", r)[j].max()) / present)
+            for j, feat in enumerate(lay.categorical):
+                off, size = int(lay.cat_offsets[j]), int(lay.cat_sizes[j])
+                block = arr("cat", r)[off : off + size]
+                miss.add_metric([name, feat, sl], float(block[-1]) / n)
+                present = float(block[:-1].sum())
+                if present > 0:
+                    uns.add_metric([name, feat, sl], float(block[-2]) / present)
+            so, ss = int(lay.num_offsets[nb - 1]), int(lay.num_sizes[nb - 1])
+            scored = float(arr("num", r)[so : so + ss - 1].sum())
+            if scored > 0:
+                score.add_metric([name, sl], float(arr("sx", r)[nb - 1]) / scored)
+            rates = arr("rates", r)
+            decided = float(rates[RATE["decided"]])
+            if decided > 0:
+                dec.add_metric([name, sl], float(rates[RATE["acted"]]) / decided)
+            fk = float(rates[RATE["fallback_known"]])
+            if fk > 0:
+                fb.add_metric([name, sl], float(rates[RATE["fallback"]]) / fk)
+            p95 = _hist_quantile(arr("lat", r), lay.lat_edges, 0.95)
+            if p95 is not None:
+                lat.add_metric([name, sl], p95 / 1000.0)
+
+    # ------------------------------------------------------------------ alerts
+    def _alerts(self, fam: _Families, eng: Any, models: list[str]) -> None:
+        groups = fam.gauge("skewwatch_alerts_firing", "skewwatch incidents currently firing (0 once a group seen "
+                           "firing has resolved).", ("model", "kind", "severity", "cause", "action"))
+        labels = ("model", "kind", "feature", "slice", "statistic", "severity", "cause", "action")
+        active = fam.gauge("skewwatch_alert_active", "One series per firing incident (value 1); the alert event on "
+                           "the alerts topic carries the evidence.", labels)
+        value = fam.gauge("skewwatch_alert_value", "Latest value of a firing incident's statistic.", labels)
+        thr = fam.gauge("skewwatch_alert_threshold", "Threshold of a firing incident's statistic.", labels)
+        since = fam.gauge("skewwatch_alert_started_timestamp_seconds", "When a firing incident fired (event time, "
+                          "Unix seconds).", labels)
+        counts: dict[tuple[str, ...], int] = {}
+        for m in models:
+            for a in eng.alerts.firing(m):
+                g = (m, str(a.get("kind", "")), str(a.get("severity", "")), str(a.get("cause", "")),
+                     str(a.get("action", "")))
+                counts[g] = counts.get(g, 0) + 1
+                lv = [m, g[1], a.get("feature") or "", slice_label(a.get("slice") or {}), str(a.get("statistic", "")),
+                      g[2], g[3], g[4]]
+                active.add_metric(lv, 1.0)
+                if _finite(a.get("value")):
+                    value.add_metric(lv, float(a["value"]))
+                if _finite(a.get("threshold")):
+                    thr.add_metric(lv, float(a["threshold"]))
+                t = _ts(a.get("ts"))
+                if t is not None:
+                    since.add_metric(lv, t)
+        if len(self._alert_groups) < 10_000:
+            self._alert_groups.update(counts)
+        for g in sorted(self._alert_groups | set(counts)):
+            if g[0] in models:
+                groups.add_metric(list(g), float(counts.get(g, 0)))
+
+    # ------------------------------------------------------------------ outcomes (labels, parity)
+    def _outcomes(self, fam: _Families, models: list[str], stats: Callable[[str], Any]) -> None:
+        glob: Any = None
+        for model in models:
+            st = stats(model)
+            if st is None:
+                continue
+            glob = glob if glob is not None else st
+            self._outcome_model(fam, model, st)
+        if glob is not None:
+            self._outcome_global(fam, glob)
+
+    def _outcome_model(self, fam: _Families, model: str, st: Any) -> None:
+        mat = _get(st, "maturity_s")
+        if _finite(mat):
+            fam.gauge("skewwatch_label_maturity_seconds", "Label age at which prediction cohorts are evaluated "
+                      "(observed 90th percentile of the label delay).", ("model",)).add_metric([model], float(mat))
+        end = _ts(_get(_get(st, "window"), "end"))
+        if end is not None:
+            fam.gauge("skewwatch_outcome_window_end_timestamp_seconds", "End (event time) of the last evaluated "
+                      "prediction cohort.", ("model",)).add_metric([model], end)
+        slices = _as_map(_get(st, "slices")) or {}
+        for key, fname, doc in _OUTCOME:
+            for skey, row in slices.items():
+                v = _get(row, key)
+                if _finite(v):
+                    fam.gauge(fname, doc, ("model", "slice")).add_metric([model, slice_label(skey)], float(v))
+        par = _as_map(_get(_get(st, "parity"), "features")) or {}
+        for feat, per in par.items():
+            for skey, row in (_as_map(per) or {}).items():
+                for key, fname, doc in _PARITY:
+                    v = _get(row, key)
+                    if _finite(v):
+                        fam.gauge(fname, doc, ("model", "feature", "slice")).add_metric(
+                            [model, str(feat), slice_label(skey)], float(v))
+        delay = _delay_buckets(_get(_get(st, "labels"), "delay") or _get(st, "delay"))
+        if delay is not None:
+            fam.histogram("skewwatch_label_delay_seconds", "Delay from a prediction to its first label.",
+                          ("model",)).add_metric([model], *delay)
+
+    def _outcome_global(self, fam: _Families, st: Any) -> None:
+        lab = _as_map(_get(st, "labels")) or {}
+        jc = fam.counter("skewwatch_label_join_events", "Label join outcomes: matched (first label of a held "
+                         "prediction), duplicate, correction, expired (no label within the TTL), evicted (store full), "
+                         "orphan (label whose prediction never came).", ("result",))
+        for k, res in _JOIN.items():
+            if _finite(lab.get(k)):
+                jc.add_metric([res], float(lab[k]))
+        for key, fname, doc in _LABEL_GAUGES:
+            if _finite(lab.get(key)):
+                fam.gauge(fname, doc, ()).add_metric([], float(lab[key]))
+        par = _as_map(_get(st, "parity")) or {}
+        pc = fam.counter("skewwatch_parity_join_events", "Offline feature events by join result: joined to a served "
+                         "prediction, unjoined (no prediction within the hold), duplicate.", ("result",))
+        for k in ("joined", "unjoined", "duplicates"):
+            if _finite(par.get(k)):
+                pc.add_metric([_JOIN.get(k, k)], float(par[k]))
+        if _finite(par.get("held")):
+            fam.gauge("skewwatch_parity_held", "Offline feature events waiting for their prediction.", ()).add_metric(
+                [], float(par["held"]))
+
+
+def _delay_buckets(d: Any) -> tuple[list[tuple[str, float]], float] | None:
+    """Cumulative ``(le, count)`` buckets and the sum of a per-bin delay histogram."""
+    from detector.core.labels import DELAY_EDGES
+
+    if d is None:
+        return None
+    counts = _get(d, "counts", "hist", "bins") if isinstance(d, Mapping) or hasattr(d, "counts") else d
+    if counts is None:
+        return None
+    counts = np.asarray(counts, dtype=np.float64).ravel()
+    edges = np.asarray(_get(d, "edges") if isinstance(d, Mapping) and _get(d, "edges") is not None else DELAY_EDGES,
+                       dtype=np.float64)
+    if counts.size != edges.size + 1:
+        return None
+    cum = np.cumsum(counts)
+    total = _get(d, "sum") if isinstance(d, Mapping) else None
+    if not _finite(total):  # estimate from the bins' geometric centres
+        centres = np.concatenate([[edges[0] / 2], np.sqrt(edges[:-1] * edges[1:]), [edges[-1]]])
+        total = float((counts * centres).sum())
+    buckets = [(_le(e), float(c)) for e, c in zip(edges.tolist(), cum[:-1].tolist(), strict=True)]
+    buckets.append(("+Inf", float(cum[-1])))
+    return buckets, float(total)
+
+
+class _RowView:
+    """Row ``r`` of an open window's array; row 0 (all traffic) is summed over the first dimension's
+    rows until the window closes (the core fills it only at close)."""
+
+    def __init__(self, w: Any, lay: Any) -> None:
+        self.w, self.lay = w, lay
+        self._all: dict[str, np.ndarray] = {}
+
+    def __call__(self, name: str, r: int) -> np.ndarray:
+        a = getattr(self.w, name)
+        if r != 0 or not self.lay.dims:
+            return a[r]
+        if name not in self._all:
+            off = self.lay.row_offset(0)
+            self._all[name] = a[off : off + self.lay.top_k + 1].sum(axis=0)
+        return self._all[name]
+
+
+def _le(x: float) -> str:
+    return repr(float(round(x, 6)))
+
+
+def _hist_quantile(h: np.ndarray, edges: np.ndarray, q: float) -> float | None:
+    """Quantile of a histogram whose bin i covers ``[edges[i-1], edges[i])`` (bin 0: below edges[0])."""
+    n = float(h.sum())
+    if n <= 0:
+        return None
+    c = np.cumsum(h)
+    k = int(np.searchsorted(c, q * n, side="left"))
+    k = min(k, len(edges))
+    if k == 0:
+        return float(edges[0])
+    lo = float(edges[k - 1])
+    hi = float(edges[k]) if k < len(edges) else lo
+    frac = (q * n - (c[k] - h[k])) / h[k] if h[k] > 0 else 1.0
+    return lo + (hi - lo) * float(frac)
+
+
+def _ts(v: Any) -> float | None:
+    if v is None:
+        return None
+    if isinstance(v, int | float):
+        return float(v) if _finite(v) else None
+    from detector.core.timeparse import parse_timestamps
+
+    t = float(parse_timestamps([v])[0])
+    return t if math.isfinite(t) else None
+
+
+# --------------------------------------------------------------------------- rendering and serving
+
+
+def exposition(engine: Any) -> bytes:
+    """The Prometheus text exposition of one engine (a fresh registry each call)."""
+    reg = CollectorRegistry(auto_describe=False)
+    reg.register(SkewwatchCollector(lambda: engine))
+    return generate_latest(reg)
+
+
+@dataclass(frozen=True)
+class Response:
+    status: int
+    content_type: str
+    body: bytes
+
+
+Route = Callable[[], "Response | bytes"]
+_REASONS = {200: "OK", 404: "Not Found", 405: "Method Not Allowed", 500: "Internal Server Error",
+            503: "Service Unavailable"}
+
+
+class MetricsEndpoint:
+    """``/metrics``, ``/healthz``, ``/readyz`` (+ ``extra_routes``) as framework-free responses.
+
+    ``ready()`` decides readiness (default: the engine exists, i.e. config and references are
+    loaded); it must not call the broker. ``extra_routes`` maps a path to a callable returning a
+    :class:`Response` or bytes (served as ``text/plain``).
+    """
+
+    def __init__(self, engine_getter: Callable[[], Any], ready: Callable[[], bool] | None = None,
+                 extra_routes: Mapping[str, Route] | None = None, registry: CollectorRegistry | None = None,
+                 lock: Any = None) -> None:
+        self.engine_getter = engine_getter
+        self.ready = ready or (lambda: engine_getter() is not None)
+        self.routes = dict(extra_routes or {})
+        self.registry = registry or CollectorRegistry(auto_describe=False)
+        self.registry.register(SkewwatchCollector(engine_getter, lock))
+
+    def handle(self, path: str, accept: str = "") -> Response:
+        path = path.split("?", 1)[0].rstrip("/") or "/"
+        if path == "/metrics":
+            encoder, ctype = choose_encoder(accept)
+            return Response(200, ctype, encoder(self.registry))
+        if path == "/healthz":
+            return Response(200, "text/plain; charset=utf-8", b"ok\n")
+        if path == "/readyz":
+            ok = bool(self.ready())
+            return Response(200 if ok else 503, "text/plain; charset=utf-8", b"ready\n" if ok else b"not ready\n")
+        route = self.routes.get(path)
+        if route is not None:
+            r = route()
+            return r if isinstance(r, Response) else Response(200, "text/plain; charset=utf-8", bytes(r))
+        return Response(404, "text/plain; charset=utf-8", b"not found: try /metrics, /healthz or /readyz\n")
+
+    def wsgi(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        if environ.get("REQUEST_METHOD", "GET") not in ("GET", "HEAD"):
+            r = Response(405, "text/plain; charset=utf-8", b"GET only\n")
+        else:
+            try:
+                r = self.handle(environ.get("PATH_INFO", "/"), environ.get("HTTP_ACCEPT", ""))
+            except Exception as exc:  # noqa: BLE001 - a scrape must get an answer, not a dropped connection
+                r = Response(500, "text/plain; charset=utf-8", f"error: {type(exc).__name__}: {exc}\n".encode())
+        start_response(f"{r.status} {_REASONS.get(r.status, '')}".strip(),
+                       [("Content-Type", r.content_type), ("Content-Length", str(len(r.body)))])
+        return [b"" if environ.get("REQUEST_METHOD") == "HEAD" else r.body]
+
+
+class _Quiet(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+        pass
+
+
+class _ThreadingWSGIServer(WSGIServer):
+    daemon_threads = True
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        t = threading.Thread(target=self._serve_one, args=(request, client_address), daemon=True)
+        t.start()
+
+    def _serve_one(self, request: Any, client_address: Any) -> None:
+        try:
+            self.finish_request(request, client_address)
+        except Exception:  # noqa: BLE001
+            self.handle_error(request, client_address)
+        finally:
+            self.shutdown_request(request)
+
+
+class MetricsServer:
+    """A running :func:`serve`: ``.port`` (the bound one), ``.close()``."""
+
+    def __init__(self, server: WSGIServer, thread: threading.Thread, endpoint: MetricsEndpoint) -> None:
+        self.server, self.thread, self.endpoint = server, thread, endpoint
+
+    @property
+    def port(self) -> int:
+        return int(self.server.server_address[1])
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(timeout=5)
+
+
+def serve(engine_getter: Callable[[], Any], host: str = "0.0.0.0", port: int = 9108,
+          extra_routes: Mapping[str, Route] | None = None, ready: Callable[[], bool] | None = None,
+          lock: Any = None) -> MetricsServer:
+    """Serve :class:`MetricsEndpoint` on a daemon thread (``port=0`` picks a free port)."""
+    ep = MetricsEndpoint(engine_getter, ready, extra_routes, lock=lock)
+    httpd = make_server(host, port, ep.wsgi, server_class=_ThreadingWSGIServer, handler_class=_Quiet)
+    t = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.2}, name="skewwatch-metrics",
+                         daemon=True)
+    t.start()
+    return MetricsServer(httpd, t, ep)
+
+
+__all__ += ["MetricsServer", "CONTENT_TYPE_LATEST"]
