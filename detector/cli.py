@@ -18,6 +18,8 @@ COMMANDS = {
     "demo": ("detector.shells.demo", "the main job: simulated model + injected faults + detector, live view"),
     "baseline": ("detector.shells.baseline", "build a reference profile (and audits) from training data"),
     "replay": ("detector.shells.replay", "run the detector over logged traffic, offline"),
+    "run": ("detector.shells.run", "the sidecar worker against a Kafka cluster"),
+    "simulate": ("detector.shells.simulate", "produce the demo's simulated traffic into any broker"),
     "bench": ("detector.shells.bench", "reproducible throughput / memory benchmark (JSON)"),
     "check-config": ("detector.shells.checkconfig", "validate a config and print the effective settings"),
 }

@@ -50,7 +50,7 @@ early labels at ~200 bytes each. Delays are binned on :data:`DELAY_EDGES` (log-s
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -361,23 +361,27 @@ class LabelJoin:
         return stored, self._apply(list(dict.fromkeys(hits)), arr[:, 0], arr[:, 1].astype(np.int64), arr[:, 2], hold=False)
 
     # ------------------------------------------------------------------ labels
-    def add_labels(self, batch: LabelBatch) -> list[Matches]:
+    def add_labels(self, batch: LabelBatch, sink: Callable[[Matches], None] | None = None) -> list[Matches]:
         """Apply label events; one :class:`Matches` per round (the k-th label of each id in the batch).
 
-        Fold the rounds in order: a correction in round 2 needs round 1's pair already counted.
+        ``sink`` is called with each round before the next one is computed, so a caller that
+        folds pairs (and marks them counted) sees round 1's pair when round 2 corrects it.
         """
         ids = batch.ids
         if len(set(ids)) == len(ids):
-            return [self._apply(ids, batch.label, batch.revision, batch.ts, hold=True)]
-        seen: dict[str, int] = {}
-        occ = np.empty(len(ids), dtype=np.int64)
-        for k, i in enumerate(ids):
-            seen[i] = occ[k] = seen.get(i, -1) + 1
+            rounds = [np.arange(len(ids))]
+        else:
+            seen: dict[str, int] = {}
+            occ = np.empty(len(ids), dtype=np.int64)
+            for k, i in enumerate(ids):
+                seen[i] = occ[k] = seen.get(i, -1) + 1
+            rounds = [np.flatnonzero(occ == k) for k in range(int(occ.max()) + 1)]
         out = []
-        for k in range(int(occ.max()) + 1):
-            sel = np.flatnonzero(occ == k)
-            out.append(self._apply([ids[i] for i in sel.tolist()], batch.label[sel], batch.revision[sel], batch.ts[sel],
-                                   hold=True))
+        for sel in rounds:
+            m = self._apply([ids[i] for i in sel.tolist()], batch.label[sel], batch.revision[sel], batch.ts[sel], hold=True)
+            if sink is not None:
+                sink(m)
+            out.append(m)
         return out
 
     def _apply(self, ids: list[str], y: np.ndarray, rev: np.ndarray, lts: np.ndarray, hold: bool) -> Matches:

@@ -176,8 +176,7 @@ class OutcomeMonitor:
         self.parity.on_predictions(ms, b, codes)
 
     def on_labels(self, batch: LabelBatch) -> None:
-        for mt in self.join.add_labels(batch):
-            self._fold(mt)
+        self.join.add_labels(batch, sink=self._fold)
 
     def on_features(self, batch: FeatureBatch) -> None:
         self.parity.on_features(batch, self.now)
@@ -359,9 +358,10 @@ class OutcomeMonitor:
         m.done[c.start] = c
         while len(m.done) > 2 * st.baseline_cohorts:
             del m.done[next(iter(m.done))]
-        m.arr_hist.append(m.arrivals.copy())
-        while len(m.arr_hist) > st.baseline_cohorts:
-            m.arr_hist.popleft()
+        if c.in_baseline:
+            m.arr_hist.append(m.arrivals.copy())
+            while len(m.arr_hist) > st.baseline_cohorts:
+                m.arr_hist.popleft()
         m.arrivals[...] = 0.0
         decay = 0.5 ** (self.L / st.delay_half_life)
         m.delay_all *= decay

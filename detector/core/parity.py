@@ -244,10 +244,12 @@ class ParityMonitor:
             k = np.flatnonzero(ok)
             sl = slots[k]
             dup = s.joined[sl] == 1
+            dup[np.setdiff1d(np.arange(sl.size), np.unique(sl, return_index=True)[1])] = True  # twice in this batch
             self.counters["duplicates"] += int(dup.sum())
             k, sl = k[~dup], sl[~dup]
             if k.size:
                 s.joined[sl] = 1
+                self.counters["joined"] += int(k.size)
                 self._compare(name, s, sl, [ids[i] for i in k.tolist()], [feats[i] for i in k.tolist()])
         for i in np.flatnonzero(left).tolist():
             if not hold:

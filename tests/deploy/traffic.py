@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import orjson
 
+from detector.config import Config, ModelConfig
 from detector.core.engine import Engine
 from detector.core.outcomes import attach_outcomes
 from detector.core.profile import build_reference
@@ -41,7 +42,8 @@ def reference() -> Any:
 @lru_cache(maxsize=1)
 def faulty_engine() -> Engine:
     eng = Engine(DetectorSettings(), default_reference=reference())
-    attach_outcomes(eng)
+    costs = ModelConfig(reference="unused.json", cost_fp=1.0, cost_fn=20.0, review_capacity=60)
+    attach_outcomes(eng, Config(models={"fraud": costs}))
     sc = get_scenario("unit_change", rate_per_hour=RATE, hours=HOURS)
     buf: dict[str, list[bytes]] = {"predictions": [], "labels": [], "features": []}
     ingest = {"predictions": eng.ingest_predictions, "labels": eng.ingest_labels, "features": eng.ingest_features}

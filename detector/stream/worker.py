@@ -1,0 +1,264 @@
+"""The Faust worker: thin agents around :class:`~detector.stream.sidecar.Sidecar`.
+
+Agents take raw bytes in batches (``stream.take_events``) and hand them to the sidecar; what
+comes back is produced to the alert, dead-letter and partials topics. A timer checkpoints the
+state (engines + offsets) to the state topic and only then commits the consumer offsets, so a
+worker killed at any point restarts from a checkpoint whose offsets are never behind the
+committed ones (at-least-once without double counting). Web: ``/healthz`` (the event loop
+answers), ``/readyz`` (started, state restored, partitions assigned) — neither touches the
+broker — ``/metrics`` and ``/status``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import time
+from typing import Any
+
+import orjson
+
+from detector.config import Config
+from detector.core.engine import Partial
+from detector.core.reference import Reference
+from detector.stream.checkpoint import read_checkpoint, write_checkpoint
+from detector.stream.sidecar import Message, Outbox, Sidecar
+
+__all__ = ["build_app", "Worker"]
+
+log = logging.getLogger("skewwatch.worker")
+
+
+def _client_kwargs(cfg: Config) -> dict[str, Any]:
+    """Security settings for raw aiokafka clients (checkpoint reader)."""
+    sec = cfg.kafka.security
+    kw: dict[str, Any] = {"security_protocol": sec.protocol}
+    if sec.sasl_mechanism:
+        kw.update(sasl_mechanism=sec.sasl_mechanism, sasl_plain_username=sec.sasl_username,
+                  sasl_plain_password=sec.sasl_password)
+    if sec.protocol in ("SSL", "SASL_SSL"):
+        from aiokafka.helpers import create_ssl_context
+
+        kw["ssl_context"] = create_ssl_context(cafile=sec.ssl_cafile, certfile=sec.ssl_certfile, keyfile=sec.ssl_keyfile)
+    return kw
+
+
+def _faust_credentials(cfg: Config) -> Any:
+    import faust
+
+    sec = cfg.kafka.security
+    ssl_context = None
+    if sec.protocol in ("SSL", "SASL_SSL"):
+        from aiokafka.helpers import create_ssl_context
+
+        ssl_context = create_ssl_context(cafile=sec.ssl_cafile, certfile=sec.ssl_certfile, keyfile=sec.ssl_keyfile)
+    if sec.sasl_mechanism:
+        if sec.sasl_mechanism == "PLAIN":
+            return faust.SASLCredentials(username=sec.sasl_username, password=sec.sasl_password, ssl_context=ssl_context,
+                                         mechanism="PLAIN")
+        return faust.SASLCredentials(username=sec.sasl_username, password=sec.sasl_password, ssl_context=ssl_context,
+                                     mechanism=sec.sasl_mechanism)
+    if ssl_context is not None:
+        return faust.SSLCredentials(ssl_context)
+    return None
+
+
+class Worker:
+    """Builds the Faust app for one sidecar process."""
+
+    def __init__(self, cfg: Config, refs: dict[str, Reference], default: Reference | None, *,
+                 worker_id: str | None = None, batch: int = 2000, within: float = 0.2, idle_after: float | None = None) -> None:
+        self.cfg = cfg
+        self.worker_id = worker_id or os.environ.get("HOSTNAME") or socket.gethostname()
+        self.sidecar = Sidecar(cfg, refs, default, self.worker_id)
+        self.batch = batch
+        self.within = within
+        self.idle_after = idle_after if idle_after is not None else max(10.0, cfg.detector.allowed_lateness)
+        self.lock = asyncio.Lock()
+        self.restored = asyncio.Event()
+        self.started_at = time.time()
+        self.last_checkpoint = 0.0
+        self.checkpoints = 0
+        self.alert_log: list[dict[str, Any]] = []  # recent alerts, for the status page / demo
+        self.app = self._build()
+
+    @property
+    def state_key(self) -> str:
+        return f"{self.cfg.kafka.group_id}/{self.worker_id}"
+
+    # ------------------------------------------------------------------ app
+    def _build(self) -> Any:
+        import faust
+
+        cfg = self.cfg
+        t = cfg.kafka.topics
+        brokers = [b if "://" in b else f"kafka://{b}" for b in cfg.kafka.brokers]
+        app = faust.App(
+            cfg.kafka.group_id, broker=brokers, broker_credentials=_faust_credentials(cfg),
+            value_serializer="raw", key_serializer="raw", store="memory://", topic_partitions=t.partitions,
+            web_enabled=True, web_host=cfg.web.host, web_port=cfg.web.port, web_in_thread=False,
+            broker_commit_every=10**9, broker_commit_interval=10**9,  # we commit after checkpoints
+            topic_allow_declare=True, topic_disable_leader=True, producer_max_request_size=4 * 1024 * 1024,
+            stream_buffer_maxsize=max(4096, 2 * self.batch), broker_max_poll_records=max(500, self.batch),
+            consumer_auto_offset_reset="earliest", autodiscover=False,
+            table_standby_replicas=0, broker_session_timeout=10.0, broker_heartbeat_interval=2.0,
+            broker_rebalance_timeout=20.0,
+        )
+        self._topics = {
+            "predictions": app.topic(t.predictions, value_serializer="raw", key_serializer="raw"),
+            "labels": app.topic(t.labels, value_serializer="raw", key_serializer="raw"),
+            "features": app.topic(t.features, value_serializer="raw", key_serializer="raw"),
+            "partials": app.topic(f"{cfg.kafka.group_id}-partials", partitions=1, value_serializer="raw", key_serializer="raw"),
+            "alerts": app.topic(t.alerts, value_serializer="raw", key_serializer="raw"),
+            "dlq": app.topic(t.dlq, value_serializer="raw", key_serializer="raw"),
+        }
+        self._state_topic = f"{cfg.kafka.group_id}-state"
+        handlers = {"predictions": self.sidecar.on_predictions, "labels": self.sidecar.on_labels,
+                    "features": self.sidecar.on_features}
+        for name, handler in handlers.items():
+            self._agent(app, name, handler)
+
+        @app.agent(self._topics["partials"], name="skewwatch.partials")
+        async def partials(stream: Any) -> None:
+            async for events in stream.take_events(64, within=self.within):
+                await self.restored.wait()
+                async with self.lock:
+                    out = Outbox()
+                    for ev in events:
+                        msg = ev.message
+                        h = {k: v.decode() for k, v in (msg.headers or [])}
+                        off_key = f"{msg.topic}:{msg.partition}"
+                        if msg.offset <= self.sidecar.offsets.get(off_key, -1):
+                            continue
+                        self.sidecar.offsets[off_key] = msg.offset
+                        p = Partial.from_bytes(msg.value) if h.get("skewwatch-kind") == "partial" else None
+                        o = self.sidecar.on_partial(h.get("skewwatch-worker", "?"), float(h.get("skewwatch-watermark", "-inf")), p)
+                        out.alerts.extend(o.alerts)
+                    await self._send(out)
+
+        @app.timer(interval=max(0.5, min(5.0, cfg.checkpoint_interval / 4)))
+        async def ticker() -> None:
+            if not self.restored.is_set():
+                return
+            async with self.lock:
+                out = self.sidecar.tick(self.idle_after)
+                await self._send(out)
+                await self._heartbeat()
+                if time.monotonic() - self.last_checkpoint >= cfg.checkpoint_interval:
+                    await self._checkpoint()
+
+        @app.task
+        async def restore() -> None:
+            await self._restore()
+
+        @app.page("/healthz")
+        async def healthz(web: Any, request: Any) -> Any:
+            return web.json({"status": "ok", "uptime_seconds": round(time.time() - self.started_at, 1)})
+
+        @app.page("/readyz")
+        async def readyz(web: Any, request: Any) -> Any:
+            assigned = bool(app.consumer.assignment()) if app.consumer is not None else False
+            ok = self.restored.is_set() and assigned
+            return web.json({"ready": ok, "restored": self.restored.is_set(), "partitions_assigned": assigned},
+                            status=200 if ok else 503)
+
+        @app.page("/metrics")
+        async def metrics(web: Any, request: Any) -> Any:
+            from detector.shells.metrics import exposition
+
+            return web.bytes(exposition(self.sidecar.agg, worker=self), content_type="text/plain; version=0.0.4; charset=utf-8")
+
+        @app.page("/status")
+        async def status(web: Any, request: Any) -> Any:
+            try:
+                from detector.shells.status import render_status
+            except ImportError:
+                return web.json({"firing": self.sidecar.agg.alerts.firing(), "recent": self.alert_log[-50:]})
+            return web.html(render_status(self.sidecar.agg, recent=self.alert_log[-50:]))
+
+        return app
+
+    def _agent(self, app: Any, name: str, handler: Any) -> None:
+        @app.agent(self._topics[name], name=f"skewwatch.{name}")
+        async def agent(stream: Any) -> None:
+            async for events in stream.take_events(self.batch, within=self.within):
+                await self.restored.wait()
+                msgs = [Message(e.message.topic, e.message.partition, e.message.offset, e.message.value, e.message.key)
+                        for e in events]
+                async with self.lock:
+                    out = handler(msgs)
+                    await self._send(out)
+
+    # ------------------------------------------------------------------ output
+    async def _send(self, out: Outbox) -> None:
+        t = self._topics
+        for a in out.alerts:
+            d = a.to_dict()
+            self.alert_log.append(d)
+            del self.alert_log[:-500]
+            await t["alerts"].send(key=a.key.encode(), value=orjson.dumps(d))
+            log.info("alert %s %s", d["state"], d["summary"],
+                     extra={"kind": d["kind"], "feature": d["feature"], "slice": d["slice"], "alert_id": d["alert_id"]})
+        for m, e in out.dlq:
+            headers = [("source-topic", m.topic.encode()), ("source-partition", str(m.partition).encode()),
+                       ("source-offset", str(m.offset).encode()), ("reason", e.reason.encode()),
+                       ("detail", e.detail[:500].encode())]
+            await t["dlq"].send(key=m.key, value=m.value if m.value is not None else e.raw, headers=headers)
+        if out.dlq:
+            log.warning("dead-lettered %d messages", len(out.dlq), extra={"reasons": sorted({e.reason for _, e in out.dlq})})
+        for p in out.partials:
+            await self._send_partial(p)
+
+    async def _send_partial(self, p: Partial | None) -> None:
+        headers = [("skewwatch-worker", self.worker_id.encode()),
+                   ("skewwatch-watermark", repr(self.sidecar.watermark).encode()),
+                   ("skewwatch-kind", b"partial" if p is not None else b"heartbeat")]
+        await self._topics["partials"].send(key=(p.model if p else "heartbeat").encode(),
+                                            value=p.to_bytes() if p is not None else b"", headers=headers)
+
+    async def _heartbeat(self) -> None:
+        await self._send_partial(None)
+
+    # ------------------------------------------------------------------ state
+    async def _restore(self) -> None:
+        try:
+            from detector.shells.broker import acreate_topics
+
+            await acreate_topics(",".join(self.cfg.kafka.brokers), {self._state_topic: 1}, configs={"cleanup.policy": "compact"})
+        except Exception as exc:  # noqa: BLE001 - the broker may refuse configs; the topic may exist
+            log.debug("state topic creation: %s", exc)
+        try:
+            data = await read_checkpoint(",".join(self.cfg.kafka.brokers), self._state_topic, self.state_key,
+                                         **_client_kwargs(self.cfg))
+        except Exception as exc:  # noqa: BLE001
+            log.error("could not read checkpoints (%s); starting from empty state", type(exc).__name__)
+            data = None
+        if data:
+            try:
+                self.sidecar.restore(data)
+                log.info("restored state from checkpoint", extra={"bytes": len(data), "offsets": len(self.sidecar.offsets)})
+            except Exception as exc:  # noqa: BLE001
+                log.error("checkpoint unusable (%s); starting from empty state", exc)
+        self.last_checkpoint = time.monotonic()
+        self.restored.set()
+
+    async def _checkpoint(self) -> None:
+        """Snapshot (under the lock), write, then commit the offsets the snapshot covers."""
+        data = self.sidecar.checkpoint()
+        await write_checkpoint(self.app.producer, self._state_topic, self.state_key, data)
+        try:
+            await self.app.consumer.commit()
+        except Exception as exc:  # noqa: BLE001 - a failed commit only means more redelivery (deduplicated)
+            log.warning("offset commit failed: %s", exc)
+        self.last_checkpoint = time.monotonic()
+        self.checkpoints += 1
+
+    async def checkpoint_now(self) -> None:
+        async with self.lock:
+            await self._checkpoint()
+
+
+def build_app(cfg: Config, refs: dict[str, Reference], default: Reference | None, **kw: Any) -> Worker:
+    return Worker(cfg, refs, default, **kw)

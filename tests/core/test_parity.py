@@ -1,0 +1,116 @@
+"""Feature parity: served vs offline values joined by prediction_id."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import orjson
+import pytest
+
+from detector.core.alerts import PARITY_KINDS
+from detector.core.engine import Engine
+from detector.core.outcomes import attach_outcomes
+from detector.core.parity import ParityMonitor
+from detector.core.settings import DetectorSettings
+from tests.core.test_outcomes import T0, fired, reference, run, simulate
+
+
+@pytest.fixture(scope="module")
+def ref():
+    return reference()
+
+
+def test_offline_values_that_differ_fire_feature_parity_on_that_feature_only(ref):
+    def offline(h, f):
+        if 20 <= h < 36:  # the offline pipeline computes x2 differently; serving looks perfectly normal
+            f["x2"] = round(f["x2"] * 1.1 + 0.05, 4)
+        return f
+
+    alerts, mon = run(ref, simulate(hours=48, offline=offline))
+    f = fired(alerts)
+    assert [(a["kind"], a["feature"], a["slice"]) for a in f] == [("feature_parity", "x2", {})]
+    a = f[0]
+    assert a["cause"] == "pipeline_skew" and a["action"] == "fix_data" and a["value"] > 0.9
+    assert a["window"]["start"] >= "2026-11-25T20:00" and a["window"]["count"] > 500
+    ex = a["evidence"]["examples"]
+    assert 1 <= len(ex) <= 3 and set(ex[0]) == {"prediction_id", "served", "offline"} and ex[0]["served"] != ex[0]["offline"]
+    assert a["evidence"]["current"]["mean_relative_difference"] > 0.05
+    resolved = [x for x in alerts if x["state"] == "resolved"]
+    assert [x["alert_id"] for x in resolved] == [a["alert_id"]]
+    st = mon.stats("fraud")["parity"]
+    assert st["features"]["x2"][""]["mismatch_rate"] == 0.0 and st["joined"] > 40_000 and st["unjoined"] == 0
+
+
+def test_identical_offline_values_give_no_alerts(ref):
+    alerts, mon = run(ref, simulate(hours=12, offline=lambda h, f: f))
+    assert fired(alerts) == []
+    feats = mon.stats("fraud")["parity"]["features"]
+    assert set(feats) == {"x1", "x2", "amount", "country"} and all(v[""]["mismatch_rate"] == 0.0 for v in feats.values())
+
+
+def _pred(pid, ts, x1=1.0, country="DE"):
+    return orjson.dumps({"prediction_id": pid, "model": "fraud", "ts": ts, "features": {"x1": x1, "x2": 0.5, "amount": 10.0,
+                                                                                        "country": country},
+                         "score": 0.1, "slices": {"region": "eu"}})
+
+
+def _off(pid, ts, **feats):
+    return orjson.dumps({"prediction_id": pid, "ts": ts, "features": feats, "source": "offline"})
+
+
+def _window(mon):
+    (w,) = mon.parity.windows["fraud"].values()
+    names = ["x1", "x2", "amount", "country"]
+    return {k: dict(zip(("compared", "mismatch", "one_missing", "both", "reldiff"), w.acc[:, 0, names.index(k)].tolist(), strict=True))
+            for k in names}, w
+
+
+def test_join_rules_tolerances_missing_and_categories(ref):
+    eng = Engine(DetectorSettings(), default_reference=ref)
+    mon = attach_outcomes(eng)
+    t = T0 + 100
+    eng.ingest_features([_off("early", t, x1=1.0)])  # before its prediction: held
+    eng.ingest_predictions([_pred("early", t), _pred("a", t, x1=1000.0), _pred("b", t, x1=None), _pred("c", t, country="DE"),
+                            _pred("d", t, country="XX"), _pred("e", t, country="XX"), _pred("f", t, x1=2.0)])
+    eng.ingest_features([
+        _off("a", t, x1=1000.0 * (1 + 5e-7)),  # within rtol 1e-6: same value
+        _off("b", t, x1=3.0),  # missing when served
+        _off("c", t, country="GER"),  # renamed category
+        _off("d", t, country="XX"),  # the same unseen value on both sides
+        _off("e", t, country="YY"),  # two different unseen values
+        _off("f", t, x1=2.5, country=None),  # served DE, offline null
+        _off("f", t, x1=2.5),  # duplicate offline event
+        _off("zzz", t, x1=1.0),  # never served
+    ])
+    acc, w = _window(mon)
+    assert mon.parity.counters == {"joined": 7, "unjoined": 0, "duplicates": 1} and set(mon.parity.held) == {"zzz"}
+    assert acc["x1"] == {"compared": 4.0, "mismatch": 2.0, "one_missing": 1.0, "both": 3.0, "reldiff": pytest.approx(0.2 + 5e-7)}
+    # early: 1.0 vs 1.0; a: within tolerance; b: missing when served; f: 2.0 vs 2.5
+    assert acc["country"]["compared"] == 4 and acc["country"]["mismatch"] == 3 and acc["country"]["one_missing"] == 1
+    assert acc["amount"]["compared"] == 0  # the offline events did not carry it: not compared
+    assert [e["prediction_id"] for _, e in w.examples[0]] == ["b", "f"]
+    assert w.examples[3][0][1] == {"prediction_id": "c", "served": "DE", "offline": "GER"}
+    eng.advance(t + 3600 * 3)
+    assert mon.parity.counters["unjoined"] == 1 and not mon.parity.held and not mon.parity.windows["fraud"]
+
+
+def test_retention_is_bounded_by_count_and_time(ref):
+    eng = Engine(DetectorSettings(), default_reference=ref)
+    mon = attach_outcomes(eng)
+    mon.parity = ParityMonitor(eng, retain_seconds=600.0, retain_max=50)
+    eng.ingest_predictions([_pred(f"p{i}", T0 + i) for i in range(120)])
+    s = mon.parity.served["fraud"]
+    assert s.size == 50 and s.index.keys() == {f"p{i}" for i in range(70, 120)}
+    eng.ingest_predictions([_pred("late", T0 + 1000)])
+    eng.advance(T0 + 1000)
+    assert s.size == 1 and list(s.index) == ["late"]
+    state = pickle.loads(pickle.dumps(mon.parity.to_state()))
+    p2 = ParityMonitor(eng, retain_seconds=600.0, retain_max=50)
+    p2.load_state(state)
+    assert p2.served["fraud"].index == {"late": 0} and p2.stats("fraud")["retained"] == 1
+
+
+def test_parity_scope_is_separate():
+    assert PARITY_KINDS == frozenset({"feature_parity"})
+    assert np.isclose(1.0, 1.0 + 1e-7)  # the tolerance we document is numpy's isclose rule

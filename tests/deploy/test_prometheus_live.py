@@ -1,0 +1,123 @@
+"""A real Prometheus scrapes the exporter (faulty traffic), evaluates the alert rules, and answers
+every dashboard query with at least one series."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+import time
+import urllib.parse
+import urllib.request
+from typing import Any
+
+import pytest
+import yaml
+
+from detector.shells.metrics import serve
+from tests.deploy.promql import NO_PROMETHEUS, RULES, panel_queries, substitute
+from tests.deploy.traffic import faulty_engine
+
+PROMETHEUS = shutil.which("prometheus")
+VALUES = {"model": "fraud", "feature": "amount", "slice": "all", "datasource": "skewwatch-prometheus"}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _get(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=10) as r:
+        return json.loads(r.read())
+
+
+class Prom:
+    def __init__(self, base: str) -> None:
+        self.base = base
+
+    def query(self, expr: str) -> list[Any]:
+        out = _get(f"{self.base}/api/v1/query?" + urllib.parse.urlencode({"query": expr}))
+        assert out["status"] == "success", out
+        return out["data"]["result"]
+
+
+@pytest.fixture(scope="module")
+def prom(tmp_path_factory):
+    if PROMETHEUS is None:
+        pytest.skip(NO_PROMETHEUS)
+    engine = faulty_engine()
+    srv = serve(lambda: engine, "127.0.0.1", 0)
+    tmp = tmp_path_factory.mktemp("prometheus")
+    rules = yaml.safe_load(RULES.read_text())
+    for g in rules["groups"]:
+        g["interval"] = "1s"  # evaluate at once instead of every 30 s
+    (tmp / "rules.yml").write_text(yaml.safe_dump(rules))
+    (tmp / "prometheus.yml").write_text(yaml.safe_dump({
+        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+        "rule_files": ["rules.yml"],
+        "scrape_configs": [{"job_name": "skewwatch", "static_configs": [{"targets": [f"127.0.0.1:{srv.port}"]}]}],
+    }))
+    port = _free_port()
+    log = open(tmp / "prometheus.log", "wb")
+    proc = subprocess.Popen([PROMETHEUS, f"--config.file={tmp / 'prometheus.yml'}", f"--storage.tsdb.path={tmp / 'data'}",
+                             f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"], stdout=log, stderr=log)
+    p = Prom(f"http://127.0.0.1:{port}")
+    try:
+        deadline = time.monotonic() + 30
+        while True:  # ready, and at least 2 scrapes in (rate() needs two samples)
+            try:
+                r = p.query("count_over_time(skewwatch_build_info[1m])")
+                if r and float(r[0]["value"][1]) >= 2:
+                    break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"prometheus did not scrape twice: {(tmp / 'prometheus.log').read_text()[-2000:]}")
+            time.sleep(0.25)
+        yield p
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+        srv.close()
+
+
+def test_the_target_is_up_and_scraped_as_job_skewwatch(prom):
+    r = prom.query('up{job="skewwatch"}')
+    assert [float(x["value"][1]) for x in r] == [1.0]
+
+
+def test_every_dashboard_query_returns_series(prom):
+    failures = []
+    n = 0
+    for dash, title, expr in panel_queries():
+        n += 1
+        q = substitute(expr, VALUES)
+        assert "$" not in q, (dash, title, q)
+        if not prom.query(q):
+            failures.append(f"{dash} / {title}: {q}")
+    assert n >= 40
+    assert not failures, "queries without data:\n" + "\n".join(failures)
+
+
+def test_rules_load_evaluate_and_the_detected_unit_change_goes_pending(prom):
+    deadline = time.monotonic() + 15
+    while True:
+        groups = _get(f"{prom.base}/api/v1/rules")["data"]["groups"]
+        rules = [r for g in groups for r in g["rules"]]
+        if rules and all(r["health"] == "ok" for r in rules) or time.monotonic() > deadline:
+            break
+        time.sleep(0.25)
+    assert len(rules) == 16
+    assert [r["name"] for r in rules if r["health"] != "ok"] == [], [r.get("lastError") for r in rules]
+    active = [a for r in rules for a in r.get("alerts", [])]
+    fix_data = [a["labels"] for a in active if a["labels"]["alertname"] == "SkewwatchFixData"]
+    assert {"kind": "unit_shift", "feature": "amount", "slice": "all", "severity": "critical"}.items() <= \
+        next(lab for lab in fix_data if lab["kind"] == "unit_shift").items()
+    assert not [a for a in active if a["labels"].get("component") == "skewwatch" and a["state"] == "firing"]
