@@ -108,7 +108,7 @@ def var_query(name: str, label: str, query: str, multi: bool, include_all: bool,
     if include_all:
         v["allValue"] = ".*"
     if default is not None:
-        v["current"] = {"selected": True, "text": default, "value": default}
+        v["current"] = {"selected": True, "text": [default] if multi else default, "value": [default] if multi else default}
     return v
 
 

@@ -197,16 +197,16 @@ class RingStore:
             getattr(self, name)[: self.size] = old[name]
         self.codes[: self.size], self.ids[: self.size] = old_codes, old_ids
         self.head = 0
-        self.index = {i: s for s, i in enumerate(old_ids.tolist()) if i is not None and self.index.get(i) == order[s]}
+        self.index = {i: s for s, i in enumerate(old_ids.tolist()) if i is not None}  # dead slots hold no id
 
     def _drop_oldest(self, k: int) -> np.ndarray:
         """Remove the ``k`` oldest records; returns their label column (for counting)."""
         sl = (self.head + np.arange(k)) % self.cap
         labels = self.label[sl].copy()
-        get = self.index.get
-        for s, i in zip(sl.tolist(), self.ids[sl].tolist(), strict=True):
-            if i is not None and get(i) == s:
-                del self.index[i]
+        idx = self.index
+        for i in self.ids[sl].tolist():
+            if i is not None:
+                del idx[i]
         self.ids[sl] = None
         self.head = (self.head + k) % self.cap
         self.size -= k
@@ -257,6 +257,7 @@ class RingStore:
             for p, (s, i) in enumerate(zip(slots, ids, strict=True)):
                 if i in first:
                     self.label[s] = _DEAD
+                    self.ids[s] = None
                     stored[p if pos is None else pos[p]] = False
                 else:
                     first[i] = s
@@ -299,9 +300,7 @@ class RingStore:
         order = self._live()
         st: dict[str, Any] = {name: getattr(self, name)[order] for name, _ in _COLS}
         st.update(codes=self.codes[order], ids=self.ids[order].tolist(), ttl=self.ttl, max_pending=self.max_pending,
-                  evicted=self.evicted, dims=self.dims,
-                  indexed=np.fromiter((self.index.get(i) == s for s, i in zip(order.tolist(), self.ids[order].tolist(), strict=True)),
-                                      dtype=bool, count=self.size))
+                  evicted=self.evicted, dims=self.dims)
         return st
 
     def load_state(self, st: dict[str, Any]) -> None:
@@ -313,7 +312,7 @@ class RingStore:
         self.codes[:n] = st["codes"]
         self.ids[:n] = st["ids"]
         self.head, self.size = 0, n
-        self.index = {i: s for s, (i, ok) in enumerate(zip(st["ids"], st["indexed"].tolist(), strict=True)) if ok}
+        self.index = {i: s for s, i in enumerate(st["ids"]) if i is not None}
 
 
 @dataclass

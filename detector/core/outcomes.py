@@ -379,6 +379,8 @@ class OutcomeMonitor:
         delay_rows |= explained
         if delay_rows:
             findings = [f for f in findings if not (f.kind in ("label_drift", "calibration") and (f.row in delay_rows or 0 in delay_rows))]
+        global_kinds = {f.kind for f in findings if f.row == 0}  # a global finding covers its slices (as in select)
+        findings = [f for f in findings if f.row == 0 or f.kind not in global_kinds]
         out: list[Finding] = []
         for f in findings:
             if f.kind == "performance" and stable[pos.get(f.row, 0)]:

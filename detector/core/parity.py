@@ -1,7 +1,10 @@
 """Feature parity: served feature values vs the offline pipeline's values for the same prediction.
 
-The served features of recent predictions are retained per model - numeric matrix, categorical
-codes, slice codes - for at most :data:`RETAIN_SECONDS` (2 h) of event time and at most
+Once the first offline feature event has been seen (a model without an offline feed pays
+nothing on its prediction path; offline events for predictions served before that are counted
+as unjoined), the served features of recent predictions are retained per model - numeric
+matrix, categorical codes, slice codes - for at most :data:`RETAIN_SECONDS` (2 h) of event time
+and at most
 :data:`RETAIN_MAX` (200,000) predictions, whichever is smaller (memory: about
 ``(8 x features + 40) bytes`` of columns plus ~100 bytes of id and dict entry per prediction,
 ~70 MB for 25 features at the bound). An offline feature event (``source: offline``) joins to
@@ -83,10 +86,10 @@ class _Served:
 
     def _drop(self, k: int) -> None:
         sl = (self.head + np.arange(k)) % self.cap
-        get = self.index.get
-        for s, i in zip(sl.tolist(), self.ids[sl].tolist(), strict=True):
-            if get(i) == s:
-                del self.index[i]
+        idx = self.index
+        for i in self.ids[sl].tolist():
+            if i is not None:  # every id in the ring is indexed to its slot
+                del idx[i]
         self.ids[sl] = None
         self.head = (self.head + k) % self.cap
         self.size -= k
@@ -103,9 +106,16 @@ class _Served:
             if rows.size and len(b.unseen[j]) == rows.size:  # unseen values line up with their rows
                 cat[rows, j] = [_hash(v) for v in b.unseen[j]]
         ids, ts, num = b.ids, b.ts, b.num
+        keep = None
+        if not self.index.keys().isdisjoint(ids):  # a retried prediction: the first copy stays
+            keep = np.flatnonzero(~np.fromiter(map(self.index.__contains__, ids), dtype=bool, count=n))
         if n > self.retain_max:
-            ids, ts, num, cat, codes, n = ids[-self.retain_max:], ts[-self.retain_max:], num[-self.retain_max:], \
-                cat[-self.retain_max:], codes[-self.retain_max:], self.retain_max
+            keep = (np.arange(n) if keep is None else keep)[-self.retain_max:]
+        if keep is not None:
+            ids = [ids[i] for i in keep.tolist()]
+            ts, num, cat, codes, n = ts[keep], num[keep], cat[keep], codes[keep], len(ids)
+            if n == 0:
+                return
         if self.size + n > self.cap and self.cap < self.retain_max:
             cap = self.cap
             while cap < self.size + n and cap < self.retain_max:
@@ -116,7 +126,7 @@ class _Served:
             m = self.size
             self.ts[:m], self.num[:m], self.cat[:m], self.codes[:m], self.joined[:m], self.ids[:m] = old
             self.head = 0
-            self.index = {i: s for s, i in enumerate(old[5].tolist()) if self.index.get(i) == order[s]}
+            self.index = {i: s for s, i in enumerate(old[5].tolist()) if i is not None}
         over = self.size + n - self.cap
         if over > 0:
             self._drop(over)
@@ -124,8 +134,18 @@ class _Served:
         self.ts[sl], self.num[sl], self.cat[sl], self.joined[sl] = ts, num, cat, 0
         self.codes[sl] = codes
         self.ids[sl] = ids
-        self.index.update(zip(ids, sl.tolist(), strict=True))  # a retried id points at its latest copy
+        before = len(self.index)
+        slots = sl.tolist()
+        self.index.update(zip(ids, slots, strict=True))
         self.size += n
+        if len(self.index) - before != n:  # the same id twice in this batch: the first copy stays
+            first: dict[str, int] = {}
+            for s, i in zip(slots, ids, strict=True):
+                if i in first:
+                    self.ids[s] = None
+                else:
+                    first[i] = s
+            self.index.update(first)
 
     def evict(self, before: float) -> None:
         while self.size:
@@ -142,7 +162,7 @@ class _Served:
     def state(self) -> dict[str, Any]:
         o = self._order()
         return {"ts": self.ts[o], "num": self.num[o], "cat": self.cat[o], "codes": self.codes[o], "joined": self.joined[o],
-                "ids": self.ids[o].tolist(), "indexed": [self.index.get(i) == s for s, i in zip(o.tolist(), self.ids[o].tolist(), strict=True)]}
+                "ids": self.ids[o].tolist()}
 
     def load(self, st: dict[str, Any]) -> None:
         n = len(st["ids"])
@@ -150,7 +170,7 @@ class _Served:
         self.ts[:n], self.num[:n], self.cat[:n], self.codes[:n], self.joined[:n] = st["ts"], st["num"], st["cat"], st["codes"], st["joined"]
         self.ids[:n] = st["ids"]
         self.head, self.size = 0, n
-        self.index = {i: s for s, (i, ok) in enumerate(zip(st["ids"], st["indexed"], strict=True)) if ok}
+        self.index = {i: s for s, i in enumerate(st["ids"]) if i is not None}
 
 
 def _offline_columns(layout: Any, feats: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[list[Any]]]:
@@ -211,8 +231,11 @@ class ParityMonitor:
         self.counters = {"joined": 0, "unjoined": 0, "duplicates": 0}
         self.latest: dict[str, dict[str, Any]] = {}
         self.now = -math.inf
+        self.enabled = False  # served features are retained once an offline feature event was seen
 
     def on_predictions(self, ms: Any, b: PredictionBatch, codes: np.ndarray) -> None:
+        if not self.enabled:
+            return
         s = self.served.get(ms.name)
         if s is None:
             s = self.served[ms.name] = _Served(ms.layout, self.retain_max)
@@ -227,6 +250,7 @@ class ParityMonitor:
                 self._join([r[0] for r in recs], [r[2] for r in recs], [r[3] for r in recs], hold=False)
 
     def on_features(self, batch: FeatureBatch, now: float) -> None:
+        self.enabled = True
         self.now = max(self.now, now)
         self._join(batch.ids, batch.features, batch.model, hold=True, ts=batch.ts)
 
@@ -401,7 +425,7 @@ class ParityMonitor:
 
     def to_state(self) -> dict[str, Any]:
         return {"served": {k: s.state() for k, s in self.served.items()}, "windows": self.windows, "held": dict(self.held),
-                "counters": dict(self.counters), "latest": self.latest, "now": self.now}
+                "counters": dict(self.counters), "latest": self.latest, "now": self.now, "enabled": self.enabled}
 
     def load_state(self, st: dict[str, Any]) -> None:
         self.served = {}
@@ -413,6 +437,7 @@ class ParityMonitor:
             s.load(ss)
         self.windows = {k: v for k, v in st["windows"].items() if k in self.served}
         self.held, self.counters, self.latest, self.now = dict(st["held"]), dict(st["counters"]), st["latest"], st["now"]
+        self.enabled = st["enabled"]
 
 
 class _PView:

@@ -29,16 +29,16 @@ and :func:`serve` runs it on a small threaded WSGI server (the container's port 
 and readiness never depend on the Kafka broker: a broker outage shows up in the metrics, not as
 a restart loop.
 
-Outcome metrics are exported when ``engine.outcomes`` has ``stats(model)`` returning a mapping
-(or an object with these attributes; every key optional)::
-
-    {"match_ratio": 0.93,                     # labelled / matured predictions
-     "pending": 1234,                         # predictions waiting for a label
-     "join": {"matched": n, "duplicates": n, "corrections": n, "expired": n, "evicted": n, "orphans": n},
-     "delay": {"edges": [...], "counts": [...], "sum": s},  # cumulative label-delay histogram (s)
-     "slices": {"": {"ece": .., "brier": .., "auc": .., "precision": .., "recall": .., "base_rate": ..},
-                "region=eu": {...}},          # or those keys at the top level for all traffic
-     "parity": {"amount": 0.01}}              # served vs offline value mismatch share per feature
+Outcome metrics come from ``engine.outcomes.stats(model)`` when an outcome monitor is attached
+(:class:`detector.core.outcomes.OutcomeMonitor`; read defensively, every key optional):
+``slices[slice_key]`` (ECE, Brier, AUCs, precision, recall, base rate, labelled share, label
+delay quantiles, thresholds, expected cost of the last matured cohort), ``maturity_s``,
+``window``, ``labels`` (label-join counters shared by all models, exported once without a
+model label) and ``parity`` (``features[feature][slice_key]`` mismatch rates and join
+counters). ``skewwatch_label_delay_seconds`` is a real histogram and needs *cumulative* counts:
+it is exported when ``labels["delay"]`` (or ``delay``) is ``{"counts": [...], "sum": s}`` over
+:data:`~detector.core.labels.DELAY_EDGES`; the decayed delay histogram the monitor uses for
+maturity is exported as p50/p90 gauges instead.
 
 >>> from detector.core.engine import Engine
 >>> b"skewwatch_build_info" in exposition(Engine())
@@ -52,6 +52,7 @@ import math
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from socketserver import ThreadingMixIn
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
@@ -609,20 +610,8 @@ class _Quiet(WSGIRequestHandler):
         pass
 
 
-class _ThreadingWSGIServer(WSGIServer):
-    daemon_threads = True
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        t = threading.Thread(target=self._serve_one, args=(request, client_address), daemon=True)
-        t.start()
-
-    def _serve_one(self, request: Any, client_address: Any) -> None:
-        try:
-            self.finish_request(request, client_address)
-        except Exception:  # noqa: BLE001
-            self.handle_error(request, client_address)
-        finally:
-            self.shutdown_request(request)
+class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
+    daemon_threads = True  # a slow scraper never blocks shutdown
 
 
 class MetricsServer:

@@ -8,7 +8,15 @@ import re
 import pytest
 import yaml
 
-from tests.deploy.promql import DASHBOARDS, ROOT, dashboards, exported_names, metric_names, panel_queries, panels
+from tests.deploy.promql import (
+    DASHBOARDS,
+    ROOT,
+    dashboards,
+    exported_names,
+    metric_names,
+    panel_queries,
+    panels,
+)
 
 RATE = re.compile(r"\b(rate|irate|increase|delta|idelta|deriv)\s*\([^\[]*\[([^\]]+)\]")
 

