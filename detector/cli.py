@@ -22,6 +22,7 @@ COMMANDS = {
     "simulate": ("detector.shells.simulate", "produce the demo's simulated traffic into any broker"),
     "bench": ("detector.shells.bench", "reproducible throughput / memory benchmark (JSON)"),
     "check-config": ("detector.shells.checkconfig", "validate a config and print the effective settings"),
+    "report": ("detector.shells.report", "self-contained HTML diagnosis: gates, verdict, drifted features, reliability"),
 }
 
 

@@ -294,10 +294,21 @@ def outcomes() -> dict[str, Any]:
            "labelled prediction, at the threshold in force.", "none",
            target(f"skewwatch_expected_cost{{{MS}}}", "{{slice}}")),
         ts("Label delay", "Median and 90th percentile delay from prediction to label (decayed, half-life 7 days), "
-           "and the label age at which cohorts are evaluated.", "s",
+           "the lifetime median from the delay histogram, and the label age at which cohorts are evaluated.", "s",
            target(f"skewwatch_label_delay_p50_seconds{{{MS}}}", "p50 [{{slice}}]", "A"),
            target(f"skewwatch_label_delay_p90_seconds{{{MS}}}", "p90 [{{slice}}]", "B"),
-           target(f"skewwatch_label_maturity_seconds{{{M}}}", "evaluated at", "C")),
+           target(f"skewwatch_label_maturity_seconds{{{M}}}", "evaluated at", "C"),
+           target(f"histogram_quantile(0.5, sum by (le) (skewwatch_label_delay_seconds_bucket{{{M}}}))",
+                  "lifetime p50", "D")),
+        panel("heatmap", "Label delay distribution", "How long labels take to arrive: label events per delay bucket "
+              "over time (lifetime histogram skewwatch_label_delay_seconds, all traffic). A shift to the right delays "
+              "every outcome check.", "s",
+              [target(f"sum by (le) (increase(skewwatch_label_delay_seconds_bucket{{{M}}}[$__rate_interval]))",
+                      "{{le}}", fmt="heatmap")],
+              options={"calculate": False, "yAxis": {"unit": "s", "axisPlacement": "left"},
+                       "cellGap": 1, "color": {"mode": "scheme", "scheme": "Oranges", "steps": 64},
+                       "tooltip": {"mode": "single", "yHistogram": True}, "legend": {"show": True},
+                       "rowsFrame": {"layout": "auto"}}),
         ts("Label arrival", "Share of a matured cohort's predictions that got a label; share of predictions that "
            "left the label store labelled (coverage); share of labels that found their prediction.", "percentunit",
            target(f"skewwatch_cohort_labelled_ratio{{{MS}}}", "cohort labelled [{{slice}}]", "A"),
@@ -336,8 +347,23 @@ def pipeline() -> dict[str, Any]:
         ts("Windows closed", "Event-time windows closed and evaluated per second (one per model per window "
            "length when traffic flows).", "cps",
            target("sum(rate(skewwatch_windows_closed_total[$__rate_interval]))", "closed")),
-        ts("Detector state", "Memory held by open windows' counters, per model.", "bytes",
-           target(f"skewwatch_state_bytes{{{M}}}", "{{model}}")),
+        ts("Detector state and memory", "Memory held by open windows' counters per model, and the resident memory "
+           "of each skewwatch process (compare with the container limit).", "bytes",
+           target(f"skewwatch_state_bytes{{{M}}}", "windows {{model}} {{instance}}", "A"),
+           target('process_resident_memory_bytes{job="skewwatch"}', "RSS {{instance}}", "B")),
+        ts("Dead-letter and redelivered messages", "Messages per second sent to the dead-letter topic (invalid, "
+           "empty or oversized) and messages skipped as redeliveries already covered by a checkpoint.", "cps",
+           target("sum by (instance) (rate(skewwatch_dlq_messages_total[$__rate_interval]))", "dead-letter {{instance}}",
+                  "A"),
+           target("sum by (instance) (rate(skewwatch_redelivered_messages_total[$__rate_interval]))",
+                  "redelivered {{instance}}", "B")),
+        ts("Checkpoint age", "Seconds since each worker last wrote its state (offsets are committed after each "
+           "checkpoint), and how many workers the aggregator hears from.", "s",
+           target("skewwatch_checkpoint_age_seconds", "age {{instance}}", "A"),
+           target("max(skewwatch_aggregator_sources)", "workers reporting", "B"),
+           overrides=[{"matcher": {"id": "byName", "options": "workers reporting"},
+                       "properties": [{"id": "unit", "value": "short"},
+                                      {"id": "custom.axisPlacement", "value": "right"}]}]),
         ts("Decision rate (current window)", "Share of decided predictions that were acted on (not approve / "
            "no action), in the window being filled now.", "percentunit",
            target(f"skewwatch_decision_positive_ratio{{{MS}}}", "{{slice}}"), defaults=ratio_max1()),

@@ -177,6 +177,10 @@ class PredictionBatch:
     unexpected: dict[str, int]  # feature names not in the schema -> events
     override: list[Any] | None = None
     decisions: dict[str, int] = field(default_factory=dict)  # decision value -> events (bounded)
+    # sparse per-event record of feature-level problems: (event index, feature index, kind)
+    # kind 0 = key absent, 1 = wrong type, 2 = non-finite; feature index: numeric then categorical
+    flags: np.ndarray = field(default_factory=lambda: np.zeros((0, 3), dtype=np.int64))
+    unexpected_rows: list[tuple[int, str]] = field(default_factory=list)
 
     @property
     def n(self) -> int:
@@ -185,27 +189,46 @@ class PredictionBatch:
     def take(self, idx: np.ndarray) -> PredictionBatch:
         """Row subset (used to drop late or far-future events)."""
         il = idx.tolist()
-        # batch-level tallies are attributed to a subset in proportion to its size
+        pos = np.full(self.n, -1, dtype=np.int64)
+        pos[idx] = np.arange(len(il))
+        flags = self.flags[pos[self.flags[:, 0]] >= 0] if len(self.flags) else self.flags
+        if len(flags):
+            flags = flags.copy()
+            flags[:, 0] = pos[flags[:, 0]]
+        unexpected_rows = [(int(pos[i]), k) for i, k in self.unexpected_rows if pos[i] >= 0]
         f = len(il) / self.n if self.n else 0.0
-
-        def part(a: np.ndarray) -> np.ndarray:
-            return np.rint(a * f).astype(np.int64)
-
-        def part_d(d: dict[Any, int]) -> dict[Any, int]:
-            return {k: c for k, v in d.items() if (c := int(round(v * f)))}
-
+        nn, nc = self.num.shape[1], self.cat_codes.shape[1]
+        t = _tallies(flags, nn, nc)
         return PredictionBatch(
             model=self.model, ids=[self.ids[i] for i in il], ts=self.ts[idx], num=self.num[idx],
-            num_absent=part(self.num_absent), num_nonfinite=part(self.num_nonfinite), num_type_err=part(self.num_type_err),
-            cat_codes=self.cat_codes[idx], cat_absent=part(self.cat_absent), cat_type_err=part(self.cat_type_err),
+            num_absent=t[0][:nn], num_nonfinite=t[2][:nn], num_type_err=t[1][:nn],
+            cat_codes=self.cat_codes[idx], cat_absent=t[0][nn:], cat_type_err=t[1][nn:],
             unseen=[u[: int(round(len(u) * f))] for u in self.unseen],
             slices={k: [v[i] for i in il] for k, v in self.slices.items()},
             score=self.score[idx], acted=self.acted[idx], threshold=self.threshold[idx],
-            latency_ms=self.latency_ms[idx], fallback=self.fallback[idx], versions=part_d(self.versions),
-            unexpected=part_d(self.unexpected),
+            latency_ms=self.latency_ms[idx], fallback=self.fallback[idx],
+            versions={k: c for k, v in self.versions.items() if (c := int(round(v * f)))},
+            unexpected=_count_names(unexpected_rows),
             override=[self.override[i] for i in il] if self.override is not None else None,
-            decisions=part_d(self.decisions),
+            decisions={k: c for k, v in self.decisions.items() if (c := int(round(v * f)))},
+            flags=flags, unexpected_rows=unexpected_rows,
         )
+
+
+def _tallies(flags: np.ndarray, nn: int, nc: int) -> list[np.ndarray]:
+    """Per-feature counts of each problem kind from the sparse flag records."""
+    out = []
+    for kind in range(3):
+        cols = flags[flags[:, 2] == kind, 1] if len(flags) else np.zeros(0, dtype=np.int64)
+        out.append(np.bincount(cols, minlength=nn + nc).astype(np.int64))
+    return out
+
+
+def _count_names(rows: list[tuple[int, str]]) -> dict[str, int]:
+    d: dict[str, int] = {}
+    for _, k in rows:
+        d[k] = d.get(k, 0) + 1
+    return d
 
 
 def _float_col(values: list[Any]) -> np.ndarray:
@@ -220,8 +243,10 @@ def _float_col(values: list[Any]) -> np.ndarray:
         return out
 
 
-def _numeric_matrix(rows: list[tuple[Any, ...]] | list[Any], n_feat: int) -> tuple[np.ndarray, np.ndarray]:
-    """Rows of feature values -> (float matrix, type-error count per column)."""
+def _numeric_matrix(rows: list[tuple[Any, ...]] | list[Any], n_feat: int,
+                    err_at: list[tuple[int, int]] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of feature values -> (float matrix, type-error count per column); positions of
+    type errors are appended to ``err_at`` as (event, feature)."""
     # numpy would silently parse numeric strings ("12.5"): only take the one-call path when every
     # value is already a JSON number / bool / null (one C-level pass over the values).
     if set(map(type, chain.from_iterable(rows))) <= _NUMERIC_TYPES:
@@ -244,6 +269,8 @@ def _numeric_matrix(rows: list[tuple[Any, ...]] | list[Any], n_feat: int) -> tup
                     m[i, j] = float(v)
                 else:
                     err[j] += 1
+                    if err_at is not None:
+                        err_at.append((i, j))
     return m, err
 
 
@@ -266,6 +293,7 @@ class PredictionDecoder:
         n_num, n_cat = len(sch.numeric), len(sch.categorical)
         num_absent = np.zeros(n_num, dtype=np.int64)
         cat_absent = np.zeros(n_cat, dtype=np.int64)
+        flag_list: list[tuple[int, int, int]] = []
         lens = np.fromiter(map(len, fs), dtype=np.int64, count=n)
         n_known = n_num + n_cat
         # --- numeric block: one itemgetter pass when every key is present (the usual case)
@@ -279,13 +307,18 @@ class PredictionDecoder:
                     col = list(map(dict.get, fs, repeat(name, n), repeat(_MISSING, n)))
                     num_absent[j] = col.count(_MISSING)
                     if num_absent[j]:
+                        flag_list.extend((i, j, 0) for i, v in enumerate(col) if v is _MISSING)
                         col = [None if v is _MISSING else v for v in col]
                     cols.append(col)
                 rows = list(zip(*cols, strict=True))
-            num, num_type_err = _numeric_matrix(rows, n_num)
+            err_at: list[tuple[int, int]] = []
+            num, num_type_err = _numeric_matrix(rows, n_num, err_at)
+            flag_list.extend((i, j, 1) for i, j in err_at)
             nonfinite_mask = np.isinf(num)
             num_nonfinite = nonfinite_mask.sum(axis=0)
             if num_nonfinite.any():
+                ii, jj = np.nonzero(nonfinite_mask)
+                flag_list.extend((int(i), int(j), 2) for i, j in zip(ii, jj, strict=True))
                 num[nonfinite_mask] = np.nan
         else:
             num = np.empty((n, 0))
@@ -319,11 +352,13 @@ class PredictionDecoder:
                 elif v is _MISSING:
                     c[i] = missing_code
                     cat_absent[j] += 1
+                    flag_list.append((i, n_num + j, 0))
                 elif isinstance(v, str):
                     uns.append(v)
                 elif isinstance(v, bool) or not isinstance(v, int | float):
                     c[i] = missing_code
                     cat_type_err[j] += 1
+                    flag_list.append((i, n_num + j, 1))
                 else:  # numbers for a categorical: compare by their text form
                     sv = str(int(v)) if isinstance(v, float) and v.is_integer() else str(v)
                     code = vocab.get(sv)
@@ -335,11 +370,13 @@ class PredictionDecoder:
             unseen.append(uns)
         # --- unexpected feature names: only events whose key count differs from the schema's
         unexpected: dict[str, int] = {}
+        unexpected_rows: list[tuple[int, str]] = []
         odd = np.flatnonzero(lens != n_known) if (num_absent.any() or cat_absent.any()) else np.flatnonzero(lens > n_known)
         for i in odd.tolist():
             for k in fs[i]:
                 if k not in sch.known and (k in unexpected or len(unexpected) < self.max_unexpected):
                     unexpected[k] = unexpected.get(k, 0) + 1
+                    unexpected_rows.append((i, k))
         # --- top-level fields
         ids = list(map(str, column(events, "prediction_id")))
         ts = parse_timestamps(column(events, "ts"))
@@ -384,6 +421,7 @@ class PredictionDecoder:
             unseen=unseen, slices=slices, score=score, acted=acted, threshold=threshold, latency_ms=latency,
             fallback=fallback, versions=versions, unexpected=unexpected,
             override=overrides if overrides.count(None) < n else None, decisions=decisions,
+            flags=np.asarray(flag_list, dtype=np.int64).reshape(-1, 3), unexpected_rows=unexpected_rows,
         )
 
 

@@ -132,6 +132,10 @@ class PendingStore(Protocol):
 
     def set_counted(self, slots: np.ndarray, counted: np.ndarray) -> None: ...
 
+    def ensure_dims(self, dims: int) -> None:
+        """Make room for ``dims`` slice codes per record (a model with more slice dimensions)."""
+        ...
+
     def expire(self, now: float) -> int:
         """Drop records older than ``ttl``; returns how many of them were still unlabelled."""
         ...
@@ -326,7 +330,7 @@ class Matches:
     rows: Rows  # the predictions, read before the change (``rows.label`` is the old label)
 
     @classmethod
-    def empty(cls, store: RingStore) -> Matches:
+    def empty(cls, store: PendingStore) -> Matches:
         z = np.zeros(0, dtype=np.int64)
         return cls(z, z.astype(np.int8), z.astype(np.int8), z.astype(np.float64), store.read(z))
 
@@ -338,8 +342,8 @@ class LabelJoin:
     """Match label events to held predictions (see the module docstring for the semantics)."""
 
     def __init__(self, ttl: float, max_pending: int, early_hold: float, max_early: int = 100_000,
-                 store: RingStore | None = None) -> None:
-        self.store = store or RingStore(ttl, max_pending)
+                 store: PendingStore | None = None) -> None:
+        self.store: PendingStore = store if store is not None else RingStore(ttl, max_pending)
         self.early_hold = float(early_hold)
         self.max_early = int(max_early)
         self.early: dict[str, list[float]] = {}  # id -> [label, revision, label ts]

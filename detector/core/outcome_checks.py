@@ -10,8 +10,11 @@ with training (label base rate, calibration-in-the-large, AUC).
 ========================  ================================  ==========================================
 kind                      statistic                         effect (warning / critical) and test
 ========================  ================================  ==========================================
-``label_drift``           ``base_rate_ratio`` (baseline,    ratio >= 1.5 or <= 1/1.5 and |delta| >= 0.01
-                          training)                         / ratio 2; two-proportion test, two-sided
+``label_drift``           ``base_rate_ratio`` (baseline)    positives vs those the baseline's reliability
+                                                            curve expects for this score mix: ratio >= 1.5
+                                                            or <= 1/1.5 and |delta| >= 0.01 / 2; z-test
+``label_drift``           ``base_rate_ratio`` (training)    trailing-day base rate vs training, same
+                                                            effect; two-proportion test, two-sided
 ``calibration``           ``ece_delta`` (baseline)          ECE up by 0.05 / 0.1; chi-square of per-bin
                                                             label rates, current vs baseline
 ``calibration``           ``observed_expected_ratio``       O/E vs training O/E >= 1.3 or <= 1/1.3 / 2;
@@ -29,9 +32,15 @@ kind                      statistic                         effect (warning / cr
                                                             x1.5 / x3; G-test of the delay histogram
 ``label_delay``           ``correction_rate``               corrections among arriving labels x2 and
                                                             +0.02 / +0.1; one-sided proportion test
-``label_delay``           ``base_rate_inconsistency``       a slice's base rate vs its training rate,
-                                                            scaled by the global change, x1.5
+``label_delay``           ``base_rate_inconsistency``       a slice's trailing-day base rate vs its
+                                                            training rate, scaled by the global change, x1.5
 ========================  ================================  ==========================================
+
+Seasonality: outcome rates often follow the day (fraud at night). Against the trailing baseline
+the base rate is compared with what the baseline's reliability curve predicts *for the current
+score mix*, so swings the inputs explain (night traffic scores higher) are not label drift; the
+raw base rates are in the evidence. Against training - one all-day number - the comparison uses
+the trailing day of matured cohorts and waits until a full day is available.
 """
 
 from __future__ import annotations
@@ -47,7 +56,7 @@ from detector.core.checks import Result
 from detector.core.cohort import N_HIST, C, auc_se, average_precision, binned_auc, brier, ece
 from detector.core.labels import DELAY_EDGES, hist_quantile
 
-__all__ = ["OutcomeThresholds", "Arrays", "outcome_checks"]
+__all__ = ["OutcomeThresholds", "Arrays", "outcome_checks", "expected_positives"]
 
 
 @dataclass(frozen=True)
@@ -122,12 +131,12 @@ def _log_effect(ratio: np.ndarray) -> np.ndarray:
 def outcome_checks(cur: Arrays, base: Arrays, th: OutcomeThresholds, *, ref_rate: np.ndarray, ref_n: np.ndarray,
                    ref_oe: np.ndarray, slice_ref_rate: np.ndarray, slice_ref_n: np.ndarray, global_ratio: float,
                    ref_auc: float | None, ref_auc_n: tuple[float, float], horizon: float, base_horizon: float,
-                   river_latched: bool, stable: np.ndarray, comp: np.ndarray) -> list[Result]:
+                   river_latched: bool, stable: np.ndarray, comp: np.ndarray, day: np.ndarray | None) -> list[Result]:
     """All outcome checks; ``ref_*`` arrays are per pseudo-row (NaN = no training value).
 
     Comparisons with training have no complement rows (``comp``); those rows mirror the
     all-traffic verdict, so a global breach is reported globally instead of being pinned on
-    whichever slice breaches most.
+    whichever slice breaches most. ``day`` is the trailing day's ``cnt`` (None before a full day).
     """
     P = cur.cnt.shape[0]
     out: list[Result] = []
@@ -193,23 +202,40 @@ def outcome_checks(cur: Arrays, base: Arrays, th: OutcomeThresholds, *, ref_rate
                   "labels are being backfilled or redefined",
         effect=d))
 
-    # ---- label drift vs the trailing baseline and vs training
-    for src, p0, n0, name in (("baseline", pb, nb, "production baseline"), ("training", ref_rate, ref_n, "training")):
-        ratio_l = _div(p, p0)
-        tested = (n >= mn) & (np.nan_to_num(n0) >= (bmn if src == "baseline" else mn)) & (np.nan_to_num(p0) > 0) \
-            & (np.nan_to_num(p0, nan=1) < 1)
-        absd = np.abs(np.nan_to_num(p - p0)) >= th.base_rate_abs
-        warn, crit = _ratio_flags(ratio_l, th.base_rate_ratio, th.base_rate_ratio_critical, absd)
-        pv = np.asarray(stats.proportion_test(y, n, np.where(tested, np.nan_to_num(p0), 0.5), "two-sided",
-                                              n0=np.maximum(np.nan_to_num(n0), 1)))
-        if src == "training":
-            _mirror(comp, tested, warn, crit, pv)
-        out.append(Result(
-            "label_drift", None, "base_rate_ratio", ratio_l, tested, warn, crit, pv, th.base_rate_ratio,
-            lambda i, p0=p0, name=name: {"reference": {"base_rate": _r(p0[i]), "source": name},
-                                         "current": {"base_rate": _r(p[i]), "labelled": int(n[i])}},
-            lambda i, p0=p0, name=name: f"the outcome base rate is {_pct(p[i])} ({name}: {_pct(p0[i])})",
-            effect=_log_effect(ratio_l)))
+    # ---- label drift vs the trailing baseline, for the current score mix
+    E, V = expected_positives(cur, base)
+    ratio_l = _div(y, E)
+    tested = (n >= mn) & (nb >= bmn) & (np.nan_to_num(pb) > 0) & (np.nan_to_num(pb, nan=1) < 1) & (E > 0)
+    absd = np.abs(np.nan_to_num(_div(y - E, n))) >= th.base_rate_abs
+    warn, crit = _ratio_flags(ratio_l, th.base_rate_ratio, th.base_rate_ratio_critical, absd)
+    z = _div(y - E, np.sqrt(V))
+    pv = np.minimum(1.0, 2 * np.asarray(stats.norm_sf(np.abs(np.nan_to_num(z)))))
+    pe = _div(E, n)
+    out.append(Result(
+        "label_drift", None, "base_rate_ratio", ratio_l, tested, warn, crit, pv, th.base_rate_ratio,
+        lambda i: {"reference": {"base_rate": _r(pb[i]), "expected_base_rate": _r(pe[i]),
+                                 "source": "production baseline, for this score mix"},
+                   "current": {"base_rate": _r(p[i]), "labelled": int(n[i])}},
+        lambda i: f"the outcome base rate is {_pct(p[i])} where the recent relationship between scores and outcomes "
+                  f"predicts {_pct(pe[i])} for these inputs (baseline base rate {_pct(pb[i])}): the outcome prior moved",
+        effect=_log_effect(ratio_l)))
+    # ---- label drift vs training: trailing day (a full daily cycle) against the training base rate
+    dn = day[:, C["lab"]] if day is not None else np.zeros(P)
+    dy = day[:, C["pos"]] if day is not None else np.zeros(P)
+    dp = _div(dy, dn)
+    ratio_t = _div(dp, ref_rate)
+    tested = (dn >= mn) & (np.nan_to_num(ref_n) >= mn) & (np.nan_to_num(ref_rate) > 0) & (np.nan_to_num(ref_rate, nan=1) < 1)
+    absd = np.abs(np.nan_to_num(dp - ref_rate)) >= th.base_rate_abs
+    warn, crit = _ratio_flags(ratio_t, th.base_rate_ratio, th.base_rate_ratio_critical, absd)
+    pv = np.asarray(stats.proportion_test(dy, dn, np.where(tested, np.nan_to_num(ref_rate), 0.5), "two-sided",
+                                          n0=np.maximum(np.nan_to_num(ref_n), 1)))
+    _mirror(comp, tested, warn, crit, pv)
+    out.append(Result(
+        "label_drift", None, "base_rate_ratio", ratio_t, tested, warn, crit, pv, th.base_rate_ratio,
+        lambda i: {"reference": {"base_rate": _r(ref_rate[i]), "source": "training"},
+                   "current": {"base_rate": _r(dp[i]), "labelled": int(dn[i]), "span": "trailing day"}},
+        lambda i: f"over the last day the outcome base rate is {_pct(dp[i])} (training: {_pct(ref_rate[i])})",
+        effect=_log_effect(ratio_t)))
 
     # ---- concept drift (river): error stream changed while inputs and labels are stable
     br, brb = brier(cur.cnt), brier(base.cnt)
@@ -310,21 +336,40 @@ def outcome_checks(cur: Arrays, base: Arrays, th: OutcomeThresholds, *, ref_rate
 
     # ---- label quality: a slice's base rate disagrees with its training rate (global change removed)
     exp_s = np.clip(slice_ref_rate * global_ratio, 1e-6, 1 - 1e-6)
-    ratio_s = _div(p, exp_s)
-    tested = (n >= mn) & ~np.isnan(slice_ref_rate) & (global_ratio == global_ratio)
-    absd = np.abs(np.nan_to_num(p - exp_s)) >= th.base_rate_abs
+    ratio_s = _div(dp, exp_s)
+    tested = (dn >= mn) & ~np.isnan(slice_ref_rate) & (global_ratio == global_ratio)
+    absd = np.abs(np.nan_to_num(dp - exp_s)) >= th.base_rate_abs
     warn, crit = _ratio_flags(ratio_s, th.inconsistency_ratio, math.inf, absd)
-    pv = np.asarray(stats.proportion_test(y, n, np.where(tested, np.nan_to_num(exp_s, nan=0.5), 0.5), "two-sided",
+    pv = np.asarray(stats.proportion_test(dy, dn, np.where(tested, np.nan_to_num(exp_s, nan=0.5), 0.5), "two-sided",
                                           n0=np.maximum(np.nan_to_num(slice_ref_n), 1)))
     _mirror(comp, tested, warn, crit, pv)
     out.append(Result(
         "label_delay", None, "base_rate_inconsistency", ratio_s, tested, warn, crit, pv, th.inconsistency_ratio,
         lambda i: {"reference": {"base_rate": _r(exp_s[i]), "source": "training slice rate x global change"},
-                   "current": {"base_rate": _r(p[i])}},
-        lambda i: f"this slice's base rate is {_pct(p[i])} where its training rate (scaled by the global change) gives "
+                   "current": {"base_rate": _r(dp[i]), "span": "trailing day"}},
+        lambda i: f"this slice's base rate is {_pct(dp[i])} where its training rate (scaled by the global change) gives "
                   f"{_pct(exp_s[i])}: check that the label means the same thing here",
         effect=_log_effect(ratio_s)))
     return out
+
+
+def expected_positives(cur: Arrays, base: Arrays, prior: float = 5.0) -> tuple[np.ndarray, np.ndarray]:
+    """Positives the baseline predicts for the current pairs, and the variance of the count.
+
+    Each scored pair expects its score bin's baseline label rate (shrunk towards the baseline's
+    overall rate with ``prior`` pseudo-pairs), an unscored one the overall rate. The variance
+    adds the Bernoulli noise of the current pairs and the estimation noise of the bin rates.
+    """
+    nb, yb = base.cnt[:, C["lab"]], base.cnt[:, C["pos"]]
+    pb = np.nan_to_num(_div(yb, nb))
+    m, q = base.rel[..., 0], base.rel[..., 2]
+    r = (q + prior * pb[:, None]) / (m + prior)
+    k = cur.rel[..., 0]
+    rest = np.maximum(cur.cnt[:, C["lab"]] - k.sum(1), 0.0)
+    E = (k * r).sum(1) + rest * pb
+    V = (k * r * (1 - r)).sum(1) + rest * pb * (1 - pb) + (k * k * r * (1 - r) / (m + prior)).sum(1) \
+        + rest * rest * pb * (1 - pb) / np.maximum(nb, 1)
+    return E, np.maximum(V, 1e-12)
 
 
 def _mirror(comp: np.ndarray, *arrays: np.ndarray) -> None:

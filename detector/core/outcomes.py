@@ -8,19 +8,25 @@ end of each ``Engine.advance``. The monitor
    folds every (prediction, label) pair into the cohort of its prediction window, per slice row
    (:class:`~detector.core.cohort.Cohort`); corrections move the pair, never double count it;
 2. evaluates a cohort once it has **matured**: ``watermark >= cohort end + maturity`` where
-   maturity is the observed 90th percentile of the label delay (decayed histogram, half-life 7
-   days), at least one window and at most the label TTL. The estimate is trusted only once the
-   stream has run twice as long as it (until then delays are censored and it would be too short;
-   after ``ttl`` the TTL is used). A cohort's counts are frozen at evaluation: labels that come
-   later are counted (``late``) but not folded in, so every cohort - current and baseline - is
-   measured at the same label age and late labels never look like a base-rate drop;
+   maturity is the 90th percentile of the label delay - the larger of the positives' and the
+   negatives' (positives such as chargebacks often come later), from a decayed histogram
+   (half-life 7 days) - at least one window and at most the label TTL. The estimate is trusted
+   once the stream has run twice as long as it (before that, delays are censored and it would
+   be too short; after ``ttl`` the TTL is used). A cohort's counts are frozen at evaluation:
+   labels that come later are counted (``late``) but not folded in, so every cohort - current
+   and baseline - is measured at the same label age and late labels never look like a
+   base-rate drop;
 3. runs :func:`~detector.core.outcome_checks.outcome_checks` against the trailing baseline (the
-   last ``baseline_cohorts`` clean matured cohorts evaluated at a similar label age) and the
-   training reference, with Benjamini-Hochberg across the evaluation's tests and slice
-   localisation (:func:`~detector.core.select.select_findings`), then explains the findings:
-   a label-delay shift suppresses base-rate and calibration findings (the labels are incomplete,
-   not different); performance falling while inputs and the base rate are stable becomes
-   ``concept_drift``; one finding per slice row survives (priority :data:`PRIORITY`);
+   last ``baseline_cohorts`` clean matured cohorts evaluated at a similar label age, within a
+   factor 1.5) and the training reference, with Benjamini-Hochberg across the evaluation's tests
+   and slice localisation (:func:`~detector.core.select.select_findings`), then explains the
+   findings (:meth:`OutcomeMonitor._explain`): a base-rate or calibration move is attributed to
+   label delay - not reported as label drift - when a delay shift was found, a label-delay
+   incident is open, or a significant drop of the labelled share can account for it (see
+   :func:`_incomplete`); performance falling while inputs (no input alert fired while the cohort
+   matured) and the base rate are stable becomes ``concept_drift``; a global finding covers the
+   slice findings of its kind; one finding per slice row survives (priority :data:`PRIORITY`,
+   the others are listed in its evidence as ``also``);
 4. emits alerts through ``engine.alerts.update(..., scope=OUTCOME_KINDS)``.
 
 Feature parity (offline vs served values) lives in :mod:`detector.core.parity`.
@@ -41,7 +47,7 @@ from detector.core.alerts import OUTCOME_KINDS, Alert
 from detector.core.cohort import C, Cohort, average_precision, best_threshold, binned_auc, brier, ece, fold
 from detector.core.events import FeatureBatch, LabelBatch, PredictionBatch
 from detector.core.labels import N_DELAY, PENDING, LabelJoin, Matches, delay_bins, hist_quantile
-from detector.core.outcome_checks import Arrays, OutcomeThresholds, outcome_checks
+from detector.core.outcome_checks import Arrays, OutcomeThresholds, expected_positives, outcome_checks
 from detector.core.parity import ParityMonitor
 from detector.core.select import Finding, select_findings
 from detector.core.timeparse import format_ts
@@ -52,6 +58,7 @@ __all__ = ["OutcomeMonitor", "OutcomeSettings", "attach_outcomes", "PRIORITY", "
 INPUT_CHANGE = frozenset({"feature_drift", "missing_values", "unseen_categories", "unit_shift", "default_value_spike",
                           "schema", "feature_parity", "score_drift"})
 _DELAY_STATS = ("match_rate_ratio", "delay_median_ratio")
+_DAY = 86400.0
 #: per slice row, the most specific explanation wins
 PRIORITY = [("label_delay", "match_rate_ratio"), ("label_delay", "delay_median_ratio"), ("label_delay", "correction_rate"),
             ("label_drift", None), ("concept_drift", None), ("performance", None), ("calibration", None),
@@ -95,6 +102,8 @@ class _Model:
         self.done: dict[float, Cohort] = {}
         self.delay_all = np.zeros((R, N_DELAY))
         self.delay_cls = np.zeros((2, N_DELAY))  # all traffic, per label value (for maturity)
+        self.delay_total = np.zeros(N_DELAY)  # all traffic, lifetime, not decayed (for a Prometheus histogram)
+        self.delay_sum = 0.0
         self.arrivals = np.zeros((R, 2))
         self.arr_hist: deque[np.ndarray] = deque()
         self.first_ts = math.inf
@@ -203,6 +212,8 @@ class OutcomeMonitor:
                 db = delay_bins(mt.delay[sel][f])
                 m.delay_all += fold(ridx[f], R, N_DELAY, db, np.ones(f.size))
                 m.delay_cls += np.bincount(new[f].astype(np.int64) * N_DELAY + db, minlength=2 * N_DELAY).reshape(2, N_DELAY)
+                m.delay_total += np.bincount(db, minlength=N_DELAY)
+                m.delay_sum += float(np.maximum(mt.delay[sel][f], 0.0).sum())
             ones = np.ones(sel.size)
             m.arrivals[:, 0] += fold(ridx, R, 1, np.zeros(sel.size, dtype=np.int64), ones)[:, 0]
             if (~first).any():
@@ -316,13 +327,20 @@ class OutcomeMonitor:
                 s_rate[i], s_n[i] = sp.label_base_rate, sp.count
                 if sp.score is not None and sp.score.mean:
                     ref_oe[i] = sp.label_base_rate / sp.score.mean
-        n0, y0 = c.cnt[0, C["lab"]], c.cnt[0, C["pos"]]
-        g_ratio = (y0 / n0) / g_rate if g_rate and n0 > 0 else math.nan
+        n0 = c.cnt[0, C["lab"]]
+        recent = [d for d in m.done.values() if d.start > c.start - _DAY]
+        day = None
+        if (len(recent) + 1) * self.L >= _DAY:  # a full daily cycle of matured cohorts
+            day_cnt = c.cnt + sum((d.cnt for d in recent), np.zeros_like(c.cnt))
+            day = ext(day_cnt)
+            g_ratio = (day_cnt[0, C["pos"]] / day_cnt[0, C["lab"]]) / g_rate if g_rate and day_cnt[0, C["lab"]] > 0 else math.nan
+        else:
+            g_ratio = math.nan
         firing = eng.alerts.firing_kinds(m.name)
         inputs_stable = not ((c.input_kinds | firing) & INPUT_CHANGE)
         # label stability per pseudo-row (needed by the concept-drift check): a quick pass first
-        p, pb = _div(cur.cnt[:, C["pos"]], cur.cnt[:, C["lab"]]), _div(bas.cnt[:, C["pos"]], bas.cnt[:, C["lab"]])
-        ratio = _div(p, pb)
+        expected, _ = expected_positives(cur, bas)
+        ratio = _div(cur.cnt[:, C["pos"]], expected)
         lab_unstable = (cur.cnt[:, C["lab"]] >= th.min_labels) & ((np.nan_to_num(ratio, nan=1) >= th.base_rate_ratio)
                                                                   | (np.nan_to_num(ratio, nan=1) <= 1 / th.base_rate_ratio))
         stable = ~lab_unstable & inputs_stable & ("label_drift" not in firing)
@@ -332,10 +350,10 @@ class OutcomeMonitor:
             cur, bas, th, ref_rate=ref_rate, ref_n=ref_n, ref_oe=ref_oe, slice_ref_rate=s_rate, slice_ref_n=s_n,
             global_ratio=g_ratio, ref_auc=ref_auc if isinstance(ref_auc, float) else None,
             ref_auc_n=(rp, (ref.label_count or 0) - rp), horizon=mat, base_horizon=base_h,
-            river_latched=m.latched, stable=stable, comp=comp)
+            river_latched=m.latched, stable=stable, comp=comp, day=day)
         view = _View(rows, comp, cur.cnt[:, C["lab"]])
         findings = select_findings(results, view, eng.settings.fdr_q)  # type: ignore[arg-type]
-        incomplete = _incomplete(cur.cnt, bas.cnt)
+        incomplete = _incomplete(cur.cnt, bas.cnt, expected)
         if any(a.get("kind") == "label_delay" and a.get("statistic") in _DELAY_STATS for a in eng.alerts.firing(m.name)):
             incomplete[:] = True  # an open label-delay incident: labels at this age are not comparable
         findings, delay_shift = self._explain(findings, rows, comp, stable, incomplete)
@@ -465,10 +483,14 @@ class OutcomeMonitor:
         """Latest evaluated values per slice (``slices[slice_key]``), parity and label-join counters.
 
         Slice keys are ``""`` (all traffic) or ``"dim=value"``; values are floats or None.
+        ``delay`` is the lifetime label-delay histogram of the model (all traffic): per-bin
+        ``counts`` on :data:`~detector.core.labels.DELAY_EDGES` and the ``sum`` of delays.
         """
         m = self.models.get(model)
         out: dict[str, Any] = dict(m.stats) if m is not None else {}
         out.setdefault("slices", {})
+        if m is not None:
+            out["delay"] = {"counts": m.delay_total.tolist(), "sum": m.delay_sum}
         out["labels"] = {**self.join.counters, "coverage": _f(self.join.coverage), "match_rate": _f(self.join.match_rate),
                          "pending": len(self.join.store), "early_held": len(self.join.early)}
         out["parity"] = self.parity.stats(model)
@@ -479,7 +501,8 @@ class OutcomeMonitor:
         models = {}
         for name, m in self.models.items():
             models[name] = {"idx": m.idx, "open": m.open, "done": m.done, "delay_all": m.delay_all, "arrivals": m.arrivals,
-                            "arr_hist": list(m.arr_hist), "first_ts": m.first_ts, "delay_cls": m.delay_cls, "adwin": m.adwin, "latched": m.latched,
+                            "arr_hist": list(m.arr_hist), "first_ts": m.first_ts, "delay_cls": m.delay_cls,
+                            "delay_total": m.delay_total, "delay_sum": m.delay_sum, "adwin": m.adwin, "latched": m.latched,
                             "stats": m.stats}
         return {"join": self.join.to_state(), "models": models, "now": self.now, "parity": self.parity.to_state()}
 
@@ -493,26 +516,27 @@ class OutcomeMonitor:
                 continue
             m = self._model(ms)
             m.open, m.done, m.delay_all, m.arrivals = s["open"], s["done"], s["delay_all"], s["arrivals"]
-            m.delay_cls = s["delay_cls"]
+            m.delay_cls = s.get("delay_cls", m.delay_cls)
+            m.delay_total, m.delay_sum = s.get("delay_total", m.delay_total), s.get("delay_sum", 0.0)
             m.arr_hist, m.first_ts, m.adwin, m.latched, m.stats = deque(s["arr_hist"]), s["first_ts"], s["adwin"], s["latched"], s["stats"]
         self.parity.load_state(state["parity"])
 
 
-def _incomplete(cur: np.ndarray, base: np.ndarray) -> np.ndarray:
+def _incomplete(cur: np.ndarray, base: np.ndarray, expected: np.ndarray) -> np.ndarray:
     """Per pseudo-row: is the base-rate move explained by labels still missing at this age?
 
-    A drop from the baseline rate ``pb`` to the observed ``y / n`` needs ``(pb n - y) / (1 - pb)``
-    missing positives (a rise needs ``(y - pb n) / pb`` missing negatives). If the labelled share
-    fell below the baseline's by at least half that many labels, significantly (p < 0.01), the
-    move is attributed to label delay rather than label drift.
+    With ``E`` positives expected among the ``n`` labelled (rate ``pe = E / n``), a drop to ``y``
+    needs ``(E - y) / (1 - pe)`` missing positives (a rise needs ``(y - E) / pe`` missing
+    negatives). If the labelled share fell below the baseline's by at least half that many
+    labels, significantly (p < 0.01), the move is attributed to label delay, not label drift.
     """
     from detector.core import stats
 
     n, y, npred = cur[:, C["lab"]], cur[:, C["pos"]], cur[:, C["pred"]]
-    pb = _div(base[:, C["pos"]], base[:, C["lab"]])
+    pe = _div(expected, n)
     mrb = _div(base[:, C["lab"]], base[:, C["pred"]])
-    ok = ~np.isnan(pb) & ~np.isnan(mrb) & (npred > 0) & (pb > 0) & (pb < 1)
-    pb_, mrb_ = np.where(ok, pb, 0.5), np.where(ok, mrb, 0.5)
+    ok = ~np.isnan(pe) & ~np.isnan(mrb) & (npred > 0) & (pe > 0) & (pe < 1)
+    pb_, mrb_ = np.where(ok, pe, 0.5), np.where(ok, mrb, 0.5)
     need = np.where(y < pb_ * n, (pb_ * n - y) / (1 - pb_), (y - pb_ * n) / pb_)
     deficit = mrb_ * npred - n
     pv = np.asarray(stats.proportion_test(n, npred, np.clip(mrb_, 0, 1), "less", n0=np.maximum(base[:, C["pred"]], 1)))

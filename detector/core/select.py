@@ -6,8 +6,9 @@
    its effect size over the threshold, so huge volumes do not turn trivia into alerts.
 2. **Localisation.** A fault in one slice also moves the all-traffic row. For each statistic,
    a breaching slice whose *complement* (all traffic minus that slice) is clean explains the
-   breach: the finding is reported for that slice alone. If the rest of the traffic breaches
-   too, the fault is global and slice rows are not reported separately.
+   breach: the finding is reported for that slice alone (when all traffic breaches as well, only
+   if the slice's effect is at least ``LOCALIZE_RATIO`` times the all-traffic effect). If the rest
+   of the traffic breaches too, the fault is global and slice rows are not reported separately.
 3. **De-duplication.** One root cause moves several statistics of a feature (a unit change also
    moves PSI and the out-of-range share). Per (feature, slice) only the most specific kind is
    kept, in the order of :data:`PRIORITY`.
@@ -36,6 +37,7 @@ PRIORITY = [
 ]
 _RANK = {k: i for i, k in enumerate(PRIORITY)}
 COMPLEMENT_ALPHA = 0.01
+LOCALIZE_RATIO = 2.0
 
 
 def _rank(kind: str, stat: str) -> int:
@@ -93,7 +95,14 @@ def select_findings(results: list[Result], v: View, q: float, suppressed: list[F
             if not comp_breach:
                 localized.append(k)
         if localized:
-            keep = [max(localized, key=lambda k: (effect[k], -v.events[k]))]
+            best_k = max(localized, key=lambda k: (effect[k], -v.events[k]))
+            # the rest of the traffic is clean; if all traffic breaches too, only call it a slice
+            # problem when the slice's effect clearly dominates (a fault that is merely correlated
+            # with a slice — a renamed category that lives in one region — stays global)
+            if global_hit and effect[best_k] < LOCALIZE_RATIO * effect[0]:
+                keep = [0]
+            else:
+                keep = [best_k]
         elif global_hit:
             keep = [0]
         else:

@@ -16,6 +16,13 @@ vocabularies, model versions are capped at :data:`MAX_VERSIONS` (first come; the
 * an empty label value means "not applicable" (``feature=""`` on an alert about the decision
   rate; ``model=""`` on label and feature events, which are counted before they are joined).
 
+Two topologies: a replay has one engine that ingests and evaluates; the Kafka worker
+(:mod:`detector.stream.worker`) has a *worker engine* that ingests its partitions (counters,
+open windows, slice vocabularies, the outcome monitor) and an *aggregator engine* that merges
+every worker's closed windows and evaluates them (statistics, alerts). ``exposition(agg,
+worker=w)`` reads each from where it lives and adds the worker's dead-letter, redelivery and
+checkpoint counters and the standard ``process_*`` metrics.
+
 Serving it: :func:`exposition` renders one engine as text (``--metrics-out``);
 :class:`MetricsEndpoint` answers ``/metrics``, ``/healthz`` and ``/readyz`` as plain
 ``(status, content type, bytes)`` so any web framework can mount it, e.g. aiohttp::
@@ -34,11 +41,10 @@ Outcome metrics come from ``engine.outcomes.stats(model)`` when an outcome monit
 ``slices[slice_key]`` (ECE, Brier, AUCs, precision, recall, base rate, labelled share, label
 delay quantiles, thresholds, expected cost of the last matured cohort), ``maturity_s``,
 ``window``, ``labels`` (label-join counters shared by all models, exported once without a
-model label) and ``parity`` (``features[feature][slice_key]`` mismatch rates and join
-counters). ``skewwatch_label_delay_seconds`` is a real histogram and needs *cumulative* counts:
-it is exported when ``labels["delay"]`` (or ``delay``) is ``{"counts": [...], "sum": s}`` over
-:data:`~detector.core.labels.DELAY_EDGES`; the decayed delay histogram the monitor uses for
-maturity is exported as p50/p90 gauges instead.
+model label), ``parity`` (``features[feature][slice_key]`` mismatch rates and join
+counters) and ``delay`` (``{"counts": [...], "sum": s}``: lifetime first-label delays per
+:data:`~detector.core.labels.DELAY_EDGES` bin, exported as the ``skewwatch_label_delay_seconds``
+histogram; the decayed histogram used for maturity is exported as p50/p90 gauges).
 
 >>> from detector.core.engine import Engine
 >>> b"skewwatch_build_info" in exposition(Engine())
@@ -57,7 +63,7 @@ from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import numpy as np
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, choose_encoder
 from prometheus_client.registry import Collector
@@ -174,9 +180,11 @@ class _Families:
 class SkewwatchCollector(Collector):
     """Reads ``engine_getter()`` on every scrape (``None``: only build info is exported)."""
 
-    def __init__(self, engine_getter: Callable[[], Any], lock: Any = None) -> None:
+    def __init__(self, engine_getter: Callable[[], Any], lock: Any = None,
+                 worker_getter: Callable[[], Any] | None = None) -> None:
         self.engine_getter = engine_getter
         self.lock = lock  # optional: held by the worker while it mutates the engine
+        self.worker_getter = worker_getter
         self._alert_groups: set[tuple[str, ...]] = set()  # seen (model, kind, severity, cause, action)
 
     def collect(self) -> Iterable[Metric]:
@@ -202,23 +210,32 @@ class SkewwatchCollector(Collector):
         eng = self.engine_getter()
         if eng is None:
             return fam
-        self._pipeline(fam, eng)
-        models = list(eng.models.items())[:MAX_MODELS]
-        for name, ms in models:
-            self._model(fam, name, ms)
-            self._live_window(fam, name, ms)
-        self._alerts(fam, eng, [n for n, _ in models])
-        stats = getattr(getattr(eng, "outcomes", None), "stats", None)
+        worker = self.worker_getter() if self.worker_getter is not None else None
+        side = getattr(worker, "sidecar", None)
+        src = getattr(side, "engine", None) or eng  # the engine that ingests raw events
+        engines = [eng] if src is eng else [src, eng]
+        self._pipeline(fam, src, eng)
+        names = list(dict.fromkeys([*src.models, *eng.models]))[:MAX_MODELS]
+        for name in names:
+            self._model(fam, name, [e.models[name] for e in engines if name in e.models],
+                        src.models.get(name) or eng.models[name], eng.models.get(name) or src.models[name])
+            if name in src.models:
+                self._live_window(fam, name, src.models[name])
+        self._alerts(fam, eng, names)
+        stats = getattr(getattr(src, "outcomes", None) or getattr(eng, "outcomes", None), "stats", None)
         if callable(stats):
-            self._outcomes(fam, [n for n, _ in models], stats)
+            self._outcomes(fam, names, stats)
+        if side is not None:
+            self._worker(fam, worker, side)
         return fam
 
     # ------------------------------------------------------------------ pipeline health
-    def _pipeline(self, fam: _Families, eng: Any) -> None:
-        c = eng.counters
+    def _pipeline(self, fam: _Families, src: Any, eng: Any) -> None:
+        """Ingest counters from ``src`` (the worker engine); window and alert counters from ``eng``."""
+        c = src.counters
         ev = fam.counter("skewwatch_events", "Events accepted per model and topic (model is empty for label and "
                          "feature events, counted before they are joined to a prediction).", ("model", "topic"))
-        per_model = [(n, getattr(ms, "predictions", None)) for n, ms in eng.models.items()]
+        per_model = [(n, getattr(ms, "predictions", None)) for n, ms in src.models.items()]
         if per_model and all(v is not None for _, v in per_model):
             for n, v in per_model[:MAX_MODELS]:
                 ev.add_metric([n, "predictions"], float(v))
@@ -239,29 +256,31 @@ class SkewwatchCollector(Collector):
         fam.counter("skewwatch_late_events", "Events for a window that had already closed (counted, not folded in).",
                     ()).add_metric([], float(c.late))
         fam.counter("skewwatch_windows_closed", "Event-time windows closed and evaluated.", ()).add_metric(
-            [], float(c.windows_closed))
+            [], float(eng.counters.windows_closed))
         tr = fam.counter("skewwatch_alert_transitions", "Alert events emitted, by state (firing or resolved).", ("state",))
-        tr.add_metric(["firing"], float(c.alerts_fired))
-        tr.add_metric(["resolved"], float(c.alerts_resolved))
+        tr.add_metric(["firing"], float(eng.counters.alerts_fired))
+        tr.add_metric(["resolved"], float(eng.counters.alerts_resolved))
         if math.isfinite(c.max_event_ts):
             fam.gauge("skewwatch_last_event_timestamp_seconds", "Event time of the newest accepted prediction "
                       "(Unix seconds).", ()).add_metric([], c.max_event_ts)
-        if math.isfinite(eng.watermark):
-            fam.gauge("skewwatch_watermark_timestamp_seconds", "Event-time watermark: windows ending before it are "
-                      "closed (Unix seconds).", ()).add_metric([], eng.watermark)
-            if math.isfinite(eng.high_water):
+        if math.isfinite(src.watermark):
+            fam.gauge("skewwatch_watermark_timestamp_seconds", "Event-time watermark of this worker's input: its "
+                      "windows ending before it are closed (Unix seconds).", ()).add_metric([], src.watermark)
+            if math.isfinite(src.high_water):
                 fam.gauge("skewwatch_watermark_lag_seconds", "Newest event time minus the watermark (event time).",
-                          ()).add_metric([], max(0.0, eng.high_water - eng.watermark))
+                          ()).add_metric([], max(0.0, src.high_water - src.watermark))
         fam.gauge("skewwatch_window_length_seconds", "Length of the tumbling event-time windows.", ()).add_metric(
             [], float(eng.settings.window))
         fam.gauge("skewwatch_models", "Models the engine keeps state for (exported: at most 100).", ()).add_metric(
-            [], float(len(eng.models)))
+            [], float(len(set(src.models) | set(eng.models))))
 
     # ------------------------------------------------------------------ per model
-    def _model(self, fam: _Families, name: str, ms: Any) -> None:
-        wins = list(ms.windows.values())
-        fam.gauge("skewwatch_open_windows", "Event-time windows currently open.", ("model",)).add_metric(
-            [name], float(len(wins)))
+    def _model(self, fam: _Families, name: str, states: list[Any], ms: Any, evaluated: Any) -> None:
+        """``states``: the model in every engine (open windows); ``ms``: where events are folded (slice
+        vocabularies, versions); ``evaluated``: where windows are evaluated (statistics)."""
+        wins = [w for st in states for w in list(st.windows.values())]
+        fam.gauge("skewwatch_open_windows", "Event-time windows currently open (worker and aggregator).",
+                  ("model",)).add_metric([name], float(len(wins)))
         size = sum(getattr(w, a).nbytes for w in wins for a in _ARRAYS if hasattr(w, a))
         fam.gauge("skewwatch_state_bytes", "Memory held by the open windows' counters.", ("model",)).add_metric(
             [name], float(size))
@@ -279,7 +298,7 @@ class SkewwatchCollector(Collector):
             ver.add_metric([name, str(v)], float(n))
         if len(items) > MAX_VERSIONS:
             ver.add_metric([name, OTHER], float(sum(n for _, n in items[MAX_VERSIONS:])))
-        summ = ms.last_summary or {}
+        summ = evaluated.last_summary or {}
         w = summ.get("window") or {}
         if w.get("_end") is not None:
             fam.gauge("skewwatch_last_window_end_timestamp_seconds", "End (event time) of the last closed window.",
@@ -295,7 +314,7 @@ class SkewwatchCollector(Collector):
                        ("model", "kind", "slice", "statistic"))
         mt = fam.gauge("skewwatch_model_statistic_threshold", "Threshold of skewwatch_model_statistic.",
                        ("model", "kind", "slice", "statistic"))
-        for (kind, stat, feature, skey), (value, _sl, thr) in list(ms.last_stats.items()):
+        for (kind, stat, feature, skey), (value, _sl, thr) in list(evaluated.last_stats.items()):
             sl = slice_label(skey)
             if feature:
                 fv.add_metric([name, kind, feature, sl, stat], float(value))
@@ -401,6 +420,29 @@ class SkewwatchCollector(Collector):
         for g in sorted(self._alert_groups | set(counts)):
             if g[0] in models:
                 groups.add_metric(list(g), float(counts.get(g, 0)))
+
+    # ------------------------------------------------------------------ the Kafka worker
+    def _worker(self, fam: _Families, worker: Any, side: Any) -> None:
+        c = fam.counter
+        if _finite(getattr(side, "dlq_total", None)):
+            c("skewwatch_dlq_messages", "Messages sent to the dead-letter topic (invalid events plus empty or oversized "
+              "messages rejected before decoding).", ()).add_metric([], float(side.dlq_total))
+        if _finite(getattr(side, "duplicates", None)):
+            c("skewwatch_redelivered_messages", "Messages skipped because a checkpoint already covered their offset "
+              "(at-least-once redelivery after a restart or rebalance).", ()).add_metric([], float(side.duplicates))
+        if _finite(getattr(worker, "checkpoints", None)):
+            c("skewwatch_checkpoints", "State checkpoints written (offsets are committed after each).", ()).add_metric(
+                [], float(worker.checkpoints))
+        last = getattr(worker, "last_checkpoint", None)
+        if _finite(last) and last > 0:
+            import time
+
+            fam.gauge("skewwatch_checkpoint_age_seconds", "Seconds since the last checkpoint (or the restore).",
+                      ()).add_metric([], max(0.0, time.monotonic() - float(last)))
+        sources = getattr(side, "sources", None)
+        if isinstance(sources, Mapping):
+            fam.gauge("skewwatch_aggregator_sources", "Workers whose window partials this aggregator has seen (0 on "
+                      "workers that do not hold the partials partition).", ()).add_metric([], float(len(sources)))
 
     # ------------------------------------------------------------------ outcomes (labels, parity)
     def _outcomes(self, fam: _Families, models: list[str], stats: Callable[[str], Any]) -> None:
@@ -540,10 +582,17 @@ def _ts(v: Any) -> float | None:
 # --------------------------------------------------------------------------- rendering and serving
 
 
-def exposition(engine: Any) -> bytes:
-    """The Prometheus text exposition of one engine (a fresh registry each call)."""
+def exposition(engine: Any, worker: Any = None, process: bool | None = None) -> bytes:
+    """The Prometheus text exposition of one engine (a fresh registry each call).
+
+    ``worker`` (a :class:`detector.stream.worker.Worker`) adds its ingest engine, outcome monitor,
+    checkpoint and dead-letter counters; ``engine`` is then its aggregator. ``process`` adds the
+    standard ``process_*`` metrics (default: when serving a worker).
+    """
     reg = CollectorRegistry(auto_describe=False)
-    reg.register(SkewwatchCollector(lambda: engine))
+    reg.register(SkewwatchCollector(lambda: engine, worker_getter=None if worker is None else (lambda: worker)))
+    if process if process is not None else worker is not None:
+        ProcessCollector(registry=reg)
     return generate_latest(reg)
 
 
@@ -569,12 +618,14 @@ class MetricsEndpoint:
 
     def __init__(self, engine_getter: Callable[[], Any], ready: Callable[[], bool] | None = None,
                  extra_routes: Mapping[str, Route] | None = None, registry: CollectorRegistry | None = None,
-                 lock: Any = None) -> None:
+                 lock: Any = None, worker_getter: Callable[[], Any] | None = None, process: bool = True) -> None:
         self.engine_getter = engine_getter
         self.ready = ready or (lambda: engine_getter() is not None)
         self.routes = dict(extra_routes or {})
         self.registry = registry or CollectorRegistry(auto_describe=False)
-        self.registry.register(SkewwatchCollector(engine_getter, lock))
+        self.registry.register(SkewwatchCollector(engine_getter, lock, worker_getter))
+        if process:
+            ProcessCollector(registry=self.registry)
 
     def handle(self, path: str, accept: str = "") -> Response:
         path = path.split("?", 1)[0].rstrip("/") or "/"
@@ -632,9 +683,9 @@ class MetricsServer:
 
 def serve(engine_getter: Callable[[], Any], host: str = "0.0.0.0", port: int = 9108,
           extra_routes: Mapping[str, Route] | None = None, ready: Callable[[], bool] | None = None,
-          lock: Any = None) -> MetricsServer:
+          lock: Any = None, worker_getter: Callable[[], Any] | None = None, process: bool = True) -> MetricsServer:
     """Serve :class:`MetricsEndpoint` on a daemon thread (``port=0`` picks a free port)."""
-    ep = MetricsEndpoint(engine_getter, ready, extra_routes, lock=lock)
+    ep = MetricsEndpoint(engine_getter, ready, extra_routes, lock=lock, worker_getter=worker_getter, process=process)
     httpd = make_server(host, port, ep.wsgi, server_class=_ThreadingWSGIServer, handler_class=_Quiet)
     t = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.2}, name="skewwatch-metrics",
                          daemon=True)

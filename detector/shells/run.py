@@ -53,7 +53,11 @@ def run_worker(cfg: Config, refs: dict[str, Any], default: Any, worker_id: str |
 
     def on_term() -> None:
         log.info("SIGTERM: checkpointing and stopping", extra={"grace_seconds": grace})
-        threading.Timer(grace, lambda: os._exit(0)).start()  # watchdog: never hang past the grace period
+        # watchdog: never hang past the grace period. A daemon thread, or the interpreter would wait
+        # for it at exit and every clean shutdown would last the full grace period.
+        watchdog = threading.Timer(grace, lambda: os._exit(0))
+        watchdog.daemon = True
+        watchdog.start()
 
         async def drain() -> None:
             try:

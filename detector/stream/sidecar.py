@@ -67,6 +67,12 @@ class Sidecar:
         self.dlq_total = 0
         self.last_batch_wall = time.monotonic()
         self.source_timeout = max(60.0, 4 * cfg.checkpoint_interval)
+        # per input partition of the predictions topic: largest event ts folded, wall time of its last
+        # message (or of its assignment). The worker's watermark is the slowest active partition's,
+        # so a backlog read unevenly across partitions is not dropped as late (see _watermark).
+        self.part_hw: dict[str, float] = {}
+        self.part_seen: dict[str, float] = {}
+        self.partition_idle = 10.0
 
     # ------------------------------------------------------------------ input side
     def _fresh(self, msgs: list[Message], out: Outbox) -> list[Message]:
@@ -96,12 +102,55 @@ class Sidecar:
         out = Outbox()
         fresh = self._fresh(msgs, out)
         if fresh:
-            errors = self.engine.ingest_predictions([m.value for m in fresh])  # type: ignore[misc]
-            self._route_errors(fresh, errors, out)
-            self.last_batch_wall = time.monotonic()
-        self._close(out, None)
+            now = time.monotonic()
+            parts: dict[str, list[Message]] = {}
+            for m in fresh:
+                parts.setdefault(f"{m.topic}:{m.partition}", []).append(m)
+            eng = self.engine
+            for k, part in parts.items():
+                # fold each partition against its own high water, to learn its event-time progress
+                hw = eng.high_water
+                eng.high_water = self.part_hw.get(k, float("-inf"))
+                try:
+                    errors = eng.ingest_predictions([m.value for m in part])  # type: ignore[misc]
+                finally:
+                    self.part_hw[k] = eng.high_water
+                    eng.high_water = max(hw, eng.high_water)
+                self.part_seen[k] = now
+                self._route_errors(part, errors, out)
+            self.last_batch_wall = now
+        self._close(out, self._watermark())
         self.dlq_total += len(out.dlq)
         return out
+
+    def assigned(self, keys: set[str]) -> None:
+        """The predictions partitions (``"topic:partition"``) this worker owns now.
+
+        A newly assigned partition holds the watermark back until its first message arrives (or
+        it stays silent for ``partition_idle`` seconds), so the backlog it still has to deliver is
+        not late; a revoked one stops counting.
+        """
+        now = time.monotonic()
+        for k in keys - self.part_seen.keys():
+            self.part_seen[k] = now
+            self.part_hw[k] = float("-inf")
+        for k in self.part_seen.keys() - keys:
+            del self.part_seen[k]
+            self.part_hw.pop(k, None)
+
+    def _watermark(self) -> float | None:
+        """Event-time watermark: the slowest partition that delivered within ``partition_idle`` seconds.
+
+        The engine's own default (its largest ts minus the allowed lateness) would let the fastest
+        partition close windows the others still have events for: reading a backlog (after a
+        restart, or any consumer lag) dropped most events as late. Silent partitions do not hold
+        it back: their next live event is newer than the watermark anyway.
+        """
+        now = time.monotonic()
+        active = [self.part_hw[k] for k, seen in self.part_seen.items() if now - seen <= self.partition_idle]
+        if not active:
+            return None
+        return min(active) - self.cfg.detector.allowed_lateness
 
     def on_labels(self, msgs: list[Message]) -> Outbox:
         out = Outbox()

@@ -103,8 +103,11 @@ class Worker:
             topic_allow_declare=True, topic_disable_leader=True, producer_max_request_size=4 * 1024 * 1024,
             stream_buffer_maxsize=max(4096, 2 * self.batch), broker_max_poll_records=max(500, self.batch),
             consumer_auto_offset_reset="earliest", autodiscover=False,
-            table_standby_replicas=0, broker_session_timeout=10.0, broker_heartbeat_interval=2.0,
-            broker_rebalance_timeout=20.0,
+            # group timings: 6 s is Kafka's minimum session timeout (group.min.session.timeout.ms); a
+            # shorter one would speed up joins on the embedded broker (it answers JoinGroup after
+            # session/2) but is refused by a real cluster. A dead member is noticed after 6 s.
+            table_standby_replicas=0, broker_session_timeout=6.0, broker_heartbeat_interval=1.0,
+            broker_rebalance_timeout=10.0,
         )
         self._topics = {
             "predictions": app.topic(t.predictions, value_serializer="raw", key_serializer="raw"),
@@ -168,10 +171,14 @@ class Worker:
         async def metrics(web: Any, request: Any) -> Any:
             from detector.shells.metrics import exposition
 
-            return web.bytes(exposition(self.sidecar.agg, worker=self), content_type="text/plain; version=0.0.4; charset=utf-8")
+            # aiohttp refuses a charset inside content_type=: set the header itself
+            return web.bytes(exposition(self.sidecar.agg, worker=self),
+                             headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
 
         @app.page("/status")
         async def status(web: Any, request: Any) -> Any:
+            if request.query.get("format") == "json":
+                return web.json(self.status())
             try:
                 from detector.shells.status import render_status
             except ImportError:
@@ -181,6 +188,8 @@ class Worker:
         return app
 
     def _agent(self, app: Any, name: str, handler: Any) -> None:
+        topic = getattr(self.cfg.kafka.topics, name)
+
         @app.agent(self._topics[name], name=f"skewwatch.{name}")
         async def agent(stream: Any) -> None:
             async for events in stream.take_events(self.batch, within=self.within):
@@ -188,8 +197,35 @@ class Worker:
                 msgs = [Message(e.message.topic, e.message.partition, e.message.offset, e.message.value, e.message.key)
                         for e in events]
                 async with self.lock:
+                    if name == "predictions":  # the watermark follows the slowest owned partition
+                        self.sidecar.assigned({f"{tp.topic}:{tp.partition}" for tp in app.consumer.assignment()
+                                               if tp.topic == topic})
                     out = handler(msgs)
                     await self._send(out)
+
+    def status(self) -> dict[str, Any]:
+        """Machine-readable state (``/status?format=json``): ingest and label-join counters, alerts."""
+        side = self.sidecar
+        c = side.engine.counters
+        counters = {"predictions": c.predictions, "labels": c.labels, "feature_events": c.feature_events,
+                    "invalid": dict(c.invalid), "late": c.late, "max_event_ts": c.max_event_ts
+                    if c.max_event_ts != float("-inf") else None}
+        join: dict[str, Any] = {}
+        mon = side.engine.outcomes
+        if mon is not None:
+            join = {k: int(v) for k, v in mon.join.counters.items()}
+            join.update(pending=len(mon.join.store), early_held=len(mon.join.early))
+        wm = side.watermark
+        return {
+            "worker": self.worker_id, "group": self.cfg.kafka.group_id, "restored": self.restored.is_set(),
+            "uptime_seconds": round(time.time() - self.started_at, 1), "checkpoints": self.checkpoints,
+            "counters": counters, "label_join": join, "duplicates": side.duplicates, "dlq_total": side.dlq_total,
+            "watermark": wm if wm != float("-inf") else None, "offsets": dict(side.offsets),
+            "aggregator": {"windows_closed": side.agg.counters.windows_closed, "late": side.agg.counters.late,
+                           "alerts_fired": side.agg.counters.alerts_fired,
+                           "alerts_resolved": side.agg.counters.alerts_resolved, "sources": sorted(side.sources)},
+            "firing": side.agg.alerts.firing(), "recent": self.alert_log[-50:],
+        }
 
     # ------------------------------------------------------------------ output
     async def _send(self, out: Outbox) -> None:
@@ -208,12 +244,22 @@ class Worker:
             await t["dlq"].send(key=m.key, value=m.value if m.value is not None else e.raw, headers=headers)
         if out.dlq:
             log.warning("dead-lettered %d messages", len(out.dlq), extra={"reasons": sorted({e.reason for _, e in out.dlq})})
-        for p in out.partials:
-            await self._send_partial(p)
+        ps = out.partials
+        for i, p in enumerate(ps):
+            # The aggregator advances to a partial's watermark as soon as it has merged it, and
+            # then takes any window that starts before the watermark's window as closed: a later
+            # partial of the same batch (several windows close at once when a backlog is read)
+            # would be dropped as late. So each partial but the last carries a watermark no later
+            # than the start of the next one.
+            wm = self.sidecar.watermark
+            if i + 1 < len(ps):
+                wm = min(wm, ps[i + 1].window.start)
+            await self._send_partial(p, wm)
 
-    async def _send_partial(self, p: Partial | None) -> None:
+    async def _send_partial(self, p: Partial | None, watermark: float | None = None) -> None:
+        wm = self.sidecar.watermark if watermark is None else watermark
         headers = [("skewwatch-worker", self.worker_id.encode()),
-                   ("skewwatch-watermark", repr(self.sidecar.watermark).encode()),
+                   ("skewwatch-watermark", repr(wm).encode()),
                    ("skewwatch-kind", b"partial" if p is not None else b"heartbeat")]
         await self._topics["partials"].send(key=(p.model if p else "heartbeat").encode(),
                                             value=p.to_bytes() if p is not None else b"", headers=headers)

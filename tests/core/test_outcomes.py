@@ -195,6 +195,7 @@ def test_cohorts_are_evaluated_only_once_their_labels_matured(ref):
     st = mon.stats("fraud")
     assert st["slices"][""]["match_rate"] == 1.0 and 7200 <= st["maturity_s"] <= 10_000
     assert st["labels"]["matched"] > 0 and set(st["slices"]) >= {"", "region=eu", "region=us", "region=apac"}
+    assert sum(st["delay"]["counts"]) == st["labels"]["matched"] and st["delay"]["sum"] == 7200.0 * st["labels"]["matched"]
 
 
 # --------------------------------------------------------------------------- scenarios

@@ -16,7 +16,7 @@ DASHBOARDS = sorted((ROOT / "grafana" / "dashboards").glob("*.json"))
 RULES = ROOT / "deploy" / "prometheus" / "rules.yml"
 PROMETHEUS_SYNTHETIC = {"up"}  # series Prometheus itself writes for every target
 NO_PROMETHEUS = "prometheus not installed: apt-get update && apt-get install -y prometheus"
-_NAME = re.compile(r"\bskewwatch_[a-zA-Z0-9_]+\b|\bup\b")
+_NAME = re.compile(r"\b(?:skewwatch|process)_[a-zA-Z0-9_]+\b|\bup\b")
 
 
 def dashboards() -> dict[str, dict[str, Any]]:
@@ -42,7 +42,7 @@ def rules() -> list[dict[str, Any]]:
 
 
 def metric_names(expr: str) -> set[str]:
-    """Metric names a PromQL expression selects (skewwatch_* and Prometheus' own ``up``)."""
+    """Metric names a PromQL expression selects (skewwatch_*, process_* and Prometheus' own ``up``)."""
     no_strings = re.sub(r'"[^"]*"', '""', expr)
     no_by = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", "", no_strings)
     return set(_NAME.findall(no_by))
@@ -62,7 +62,8 @@ def exported_names() -> frozenset[str]:
     from prometheus_client.parser import text_string_to_metric_families
 
     from detector.shells.metrics import exposition
-    from tests.deploy.traffic import faulty_engine
+    from tests.deploy.traffic import faulty_worker
 
-    text = exposition(faulty_engine()).decode()
+    w = faulty_worker()
+    text = exposition(w.sidecar.agg, worker=w).decode()
     return frozenset(s.name for f in text_string_to_metric_families(text) for s in f.samples)

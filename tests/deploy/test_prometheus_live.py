@@ -16,8 +16,8 @@ import pytest
 import yaml
 
 from detector.shells.metrics import serve
-from tests.deploy.promql import NO_PROMETHEUS, RULES, panel_queries, substitute
-from tests.deploy.traffic import faulty_engine
+from tests.deploy.promql import NO_PROMETHEUS, RULES, panel_queries, rules, substitute
+from tests.deploy.traffic import faulty_worker
 
 PROMETHEUS = shutil.which("prometheus")
 VALUES = {"model": "fraud", "feature": "amount", "slice": "all", "datasource": "skewwatch-prometheus"}
@@ -48,15 +48,15 @@ class Prom:
 def prom(tmp_path_factory):
     if PROMETHEUS is None:
         pytest.skip(NO_PROMETHEUS)
-    engine = faulty_engine()
-    srv = serve(lambda: engine, "127.0.0.1", 0)
+    worker = faulty_worker()
+    srv = serve(lambda: worker.sidecar.agg, "127.0.0.1", 0, worker_getter=lambda: worker)
     tmp = tmp_path_factory.mktemp("prometheus")
     rules = yaml.safe_load(RULES.read_text())
     for g in rules["groups"]:
-        g["interval"] = "1s"  # evaluate at once instead of every 30 s
+        g["interval"] = "500ms"  # evaluate at once instead of every 30 s
     (tmp / "rules.yml").write_text(yaml.safe_dump(rules))
     (tmp / "prometheus.yml").write_text(yaml.safe_dump({
-        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+        "global": {"scrape_interval": "500ms", "evaluation_interval": "500ms"},
         "rule_files": ["rules.yml"],
         "scrape_configs": [{"job_name": "skewwatch", "static_configs": [{"targets": [f"127.0.0.1:{srv.port}"]}]}],
     }))
@@ -110,13 +110,13 @@ def test_rules_load_evaluate_and_the_detected_unit_change_goes_pending(prom):
     deadline = time.monotonic() + 15
     while True:
         groups = _get(f"{prom.base}/api/v1/rules")["data"]["groups"]
-        rules = [r for g in groups for r in g["rules"]]
-        if rules and all(r["health"] == "ok" for r in rules) or time.monotonic() > deadline:
+        loaded = [r for g in groups for r in g["rules"]]
+        if loaded and all(r["health"] == "ok" for r in loaded) or time.monotonic() > deadline:
             break
         time.sleep(0.25)
-    assert len(rules) == 16
-    assert [r["name"] for r in rules if r["health"] != "ok"] == [], [r.get("lastError") for r in rules]
-    active = [a for r in rules for a in r.get("alerts", [])]
+    assert len(loaded) == len(rules())
+    assert [r["name"] for r in loaded if r["health"] != "ok"] == [], [r.get("lastError") for r in loaded]
+    active = [a for r in loaded for a in r.get("alerts", [])]
     fix_data = [a["labels"] for a in active if a["labels"]["alertname"] == "SkewwatchFixData"]
     assert {"kind": "unit_shift", "feature": "amount", "slice": "all", "severity": "critical"}.items() <= \
         next(lab for lab in fix_data if lab["kind"] == "unit_shift").items()

@@ -1,13 +1,15 @@
-"""A detector engine fed with simulated faulty traffic, built once per test process.
+"""A detector fed with simulated faulty traffic, built once per test process.
 
-The ``unit_change`` scenario (amount served in cents from hour 40) stops at hour 51, so the
-critical ``unit_shift`` incident is firing and one window is still open; labels and offline
-features go through the real outcome monitor, and a few broken and late messages exercise the
-pipeline counters.
+A ``unit_change`` scenario (amount served in cents from hour 22) stops at hour 26, so the
+critical ``unit_shift`` incident is firing and one window is still open. It goes through the
+Kafka worker's own code path without Kafka (:class:`detector.stream.sidecar.Sidecar`: worker
+engine with the outcome monitor, partials, aggregator engine); a few broken, late, empty and
+redelivered messages exercise the pipeline counters.
 """
 
 from __future__ import annotations
 
+import time
 from functools import lru_cache
 from typing import Any
 
@@ -15,17 +17,17 @@ import numpy as np
 import orjson
 
 from detector.config import Config, ModelConfig
-from detector.core.engine import Engine
-from detector.core.outcomes import attach_outcomes
 from detector.core.profile import build_reference
-from detector.core.settings import DetectorSettings
-from detector.sim import get_scenario, simulate, training_columns, training_rows
+from detector.sim import Fault, get_scenario, simulate, training_columns, training_rows
+from detector.stream.sidecar import Message, Sidecar
 
-HOURS = 51.0
-RATE = 250.0
+HOURS = 26.0
+ONSET_H = 22.0  # after ~1 day: label maturity and seasonal slots have history
+RATE = 400.0
 SLICES = ("region", "channel", "tier")
 
 
+@lru_cache(maxsize=1)
 def reference() -> Any:
     rows = training_rows(12_000, seed=3)
     cols: dict[str, np.ndarray] = {}
@@ -40,28 +42,65 @@ def reference() -> Any:
 
 
 @lru_cache(maxsize=1)
-def faulty_engine() -> Engine:
-    eng = Engine(DetectorSettings(), default_reference=reference())
-    costs = ModelConfig(reference="unused.json", cost_fp=1.0, cost_fn=20.0, review_capacity=60)
-    attach_outcomes(eng, Config(models={"fraud": costs}))
+def messages() -> tuple[tuple[float, str, bytes], ...]:
+    """The scenario's events in event-time order, then a broken, an incomplete and a late one."""
     sc = get_scenario("unit_change", rate_per_hour=RATE, hours=HOURS)
+    sc = sc.with_(faults=(Fault("unit_change", ONSET_H, None),))  # cents from ONSET_H to the end
+    out = [(ts, topic, orjson.dumps(ev)) for ts, topic, ev in simulate(sc)]
+    _, _, first = next(m for m in out if m[1] == "predictions")
+    late = orjson.loads(first) | {"prediction_id": "late-1"}  # for a window closed long ago
+    end = out[-1][0]
+    out += [(end, "predictions", b"not json"), (end, "predictions", b"{}"), (end, "predictions", orjson.dumps(late))]
+    return tuple(out)
+
+
+def config() -> Config:
+    costs = ModelConfig(reference="unused.json", cost_fp=1.0, cost_fn=20.0, review_capacity=60)
+    return Config(models={"fraud": costs})
+
+
+def _batches() -> Any:
+    """One batch per event-time window, as live traffic arrives (a batch never spans two windows).
+
+    A batch that spans several windows hands out several partials under one watermark and the
+    aggregator takes all but the first as late (detector/stream/sidecar.py; reported).
+    """
     buf: dict[str, list[bytes]] = {"predictions": [], "labels": [], "features": []}
-    ingest = {"predictions": eng.ingest_predictions, "labels": eng.ingest_labels, "features": eng.ingest_features}
-    first: dict[str, Any] | None = None
-    for _ts, topic, ev in simulate(sc):
-        if first is None and topic == "predictions":
-            first = ev
-        buf[topic].append(orjson.dumps(ev))
-        if len(buf["predictions"]) >= 2000:
-            for t, msgs in buf.items():
-                if msgs:
-                    ingest[t](msgs)
-                    msgs.clear()
-            eng.advance()
-    for t, msgs in buf.items():
-        if msgs:
-            ingest[t](msgs)
-    eng.advance()
-    late = dict(first or {}, prediction_id="late-1")  # for a window closed long ago
-    eng.ingest_predictions([b"not json", b"{}", orjson.dumps(late)])
-    return eng
+    window = None
+    for ts, topic, raw in messages():
+        w = ts // 3600
+        if topic == "predictions" and w != window and buf["predictions"]:
+            yield buf
+            buf = {k: [] for k in buf}
+        window = w if topic == "predictions" else window
+        buf[topic].append(raw)
+    yield buf
+
+
+class Worker:
+    """What the exporter reads from a :class:`detector.stream.worker.Worker` (no Kafka needed)."""
+
+    def __init__(self, sidecar: Sidecar) -> None:
+        self.sidecar = sidecar
+        self.checkpoints = 3
+        self.last_checkpoint = time.monotonic() - 5.0
+
+
+@lru_cache(maxsize=1)
+def faulty_worker() -> Worker:
+    """The Kafka worker's path: the worker engine folds batches and hands closed windows to the
+    aggregator engine as partials; the aggregator evaluates them and raises the alerts."""
+    side = Sidecar(config(), {"fraud": reference()}, None, "w1")
+    offsets = dict.fromkeys(("predictions", "labels", "features"), 0)
+    handle = {"predictions": side.on_predictions, "labels": side.on_labels, "features": side.on_features}
+    for buf in _batches():
+        for t, msgs in buf.items():
+            if not msgs:
+                continue
+            batch = [Message(t, 0, offsets[t] + i, m) for i, m in enumerate(msgs)]
+            offsets[t] += len(msgs)
+            for p in handle[t](batch).partials:
+                side.on_partial("w1", side.watermark, p)
+    side.on_predictions([Message("predictions", 0, offsets["predictions"], b""),  # empty: dead-lettered
+                         Message("predictions", 0, 0, b"{}")])  # an offset already folded: redelivery
+    return Worker(side)

@@ -1,4 +1,4 @@
-"""The Prometheus exporter on an engine fed with simulated faulty traffic (amount in cents)."""
+"""The Prometheus exporter on the sidecar's state after simulated faulty traffic (amount in cents)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import urllib.error
 import urllib.request
 
 import numpy as np
+import orjson
 import pytest
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
@@ -16,50 +17,59 @@ from detector import __version__
 from detector.core.engine import Engine
 from detector.core.labels import DELAY_EDGES, N_DELAY
 from detector.shells.metrics import MetricsEndpoint, SkewwatchCollector, exposition, serve
-from tests.deploy.traffic import faulty_engine, reference
+from detector.sim import get_scenario, simulate
+from tests.deploy.traffic import faulty_worker, reference
 
 PROMTOOL = shutil.which("promtool")
 NO_PROMTOOL = "promtool not installed: apt-get update && apt-get install -y prometheus"
+UNIT = {"model": "fraud", "kind": "unit_shift", "feature": "amount", "slice": "all", "statistic": "scale_ratio"}
 
 
 @pytest.fixture(scope="module")
-def engine():
-    return faulty_engine()
+def worker():
+    return faulty_worker()
 
 
 @pytest.fixture(scope="module")
-def registry(engine):
+def registry(worker):
     reg = CollectorRegistry(auto_describe=False)
-    reg.register(SkewwatchCollector(lambda: engine))
+    reg.register(SkewwatchCollector(lambda: worker.sidecar.agg, worker_getter=lambda: worker))
     return reg
 
 
 @pytest.fixture(scope="module")
-def text(engine):
-    return exposition(engine)
+def text(worker):
+    return exposition(worker.sidecar.agg, worker=worker)
 
 
 def families(text: bytes) -> dict[str, object]:
     return {f.name: f for f in text_string_to_metric_families(text.decode())}
 
 
-def test_unit_change_shows_in_statistics_and_alerts(registry, engine):
-    labels = {"model": "fraud", "kind": "unit_shift", "feature": "amount", "slice": "all", "statistic": "scale_ratio"}
-    ratio = registry.get_sample_value("skewwatch_feature_statistic", labels)
+def promtool_check(text: bytes) -> None:
+    if PROMTOOL is None:
+        pytest.skip(NO_PROMTOOL)
+    r = subprocess.run([PROMTOOL, "check", "metrics"], input=text, capture_output=True, timeout=30)
+    assert (r.returncode, r.stdout, r.stderr) == (0, b"", b"")
+
+
+def test_unit_change_shows_in_statistics_and_alerts(registry, worker):
+    ratio = registry.get_sample_value("skewwatch_feature_statistic", UNIT)
     assert ratio is not None and ratio > 50  # cents served where training had dollars (~100x)
-    assert registry.get_sample_value("skewwatch_feature_statistic_threshold", labels) > 1
-    alert = {**labels, "severity": "critical", "cause": "pipeline_skew", "action": "fix_data"}
+    assert registry.get_sample_value("skewwatch_feature_statistic_threshold", UNIT) > 1
+    alert = {**UNIT, "severity": "critical", "cause": "pipeline_skew", "action": "fix_data"}
     assert registry.get_sample_value("skewwatch_alert_active", alert) == 1.0
     assert registry.get_sample_value("skewwatch_alert_value", alert) > 50
     group = {k: alert[k] for k in ("model", "kind", "severity", "cause", "action")}
     assert registry.get_sample_value("skewwatch_alerts_firing", group) == 1.0
-    firing = engine.alerts.firing("fraud")
+    firing = worker.sidecar.agg.alerts.firing("fraud")
     total = sum(s.value for f in registry.collect() if f.name == "skewwatch_alerts_firing" for s in f.samples)
-    assert total == len(firing)
+    assert total == len(firing) >= 1
 
 
-def test_pipeline_counters_match_the_engine(registry, engine):
-    c = engine.counters
+def test_pipeline_counters_come_from_the_worker_engine(registry, worker):
+    side = worker.sidecar
+    c, agg = side.engine.counters, side.agg.counters
     get = registry.get_sample_value
     assert get("skewwatch_events_total", {"model": "fraud", "topic": "predictions"}) == c.predictions > 0
     assert get("skewwatch_events_total", {"model": "", "topic": "labels"}) == c.labels > 0
@@ -67,21 +77,31 @@ def test_pipeline_counters_match_the_engine(registry, engine):
     assert get("skewwatch_invalid_events_total", {"reason": "invalid_json"}) == 1
     assert get("skewwatch_invalid_events_total", {"reason": "missing_field"}) == 1
     assert get("skewwatch_late_events_total") == c.late == 1
-    assert get("skewwatch_windows_closed_total") == c.windows_closed > 0
-    assert get("skewwatch_alert_transitions_total", {"state": "firing"}) == c.alerts_fired
+    assert get("skewwatch_windows_closed_total") == agg.windows_closed >= 24  # evaluated by the aggregator
+    assert get("skewwatch_alert_transitions_total", {"state": "firing"}) == agg.alerts_fired
     assert get("skewwatch_last_event_timestamp_seconds") == c.max_event_ts
-    assert get("skewwatch_watermark_lag_seconds") == engine.high_water - engine.watermark
+    assert get("skewwatch_watermark_lag_seconds") == side.engine.high_water - side.engine.watermark
     assert get("skewwatch_window_length_seconds") == 3600
     assert get("skewwatch_state_bytes", {"model": "fraud"}) > 0
-    assert get("skewwatch_open_windows", {"model": "fraud"}) == len(engine.models["fraud"].windows) >= 1
+    open_windows = len(side.engine.models["fraud"].windows) + len(side.agg.models["fraud"].windows)
+    assert get("skewwatch_open_windows", {"model": "fraud"}) == open_windows >= 1
     assert get("skewwatch_build_info", {"version": __version__}) == 1
-    for voc in engine.models["fraud"].layout.vocabs:
+    for voc in side.engine.models["fraud"].layout.vocabs:
         assert get("skewwatch_slice_overflow_events_total", {"model": "fraud", "dimension": voc.dim}) == voc.overflow
         assert get("skewwatch_slice_values", {"model": "fraud", "dimension": voc.dim}) == len(voc.values)
 
 
-def test_live_window_shares_are_ratios_and_all_traffic_sums_the_slices(registry, engine):
-    ms = engine.models["fraud"]
+def test_worker_transport_counters(registry, worker):
+    get = registry.get_sample_value
+    assert get("skewwatch_dlq_messages_total") == worker.sidecar.dlq_total == 3  # json, incomplete, empty
+    assert get("skewwatch_redelivered_messages_total") == worker.sidecar.duplicates == 1
+    assert get("skewwatch_checkpoints_total") == 3
+    assert 4.0 < get("skewwatch_checkpoint_age_seconds") < 600
+    assert get("skewwatch_aggregator_sources") == 1
+
+
+def test_live_window_shares_are_ratios_and_all_traffic_sums_the_slices(registry, worker):
+    ms = worker.sidecar.engine.models["fraud"]
     w = ms.windows[max(ms.windows)]
     events = registry.get_sample_value("skewwatch_window_events", {"model": "fraud", "slice": "all"})
     assert events == w.rates[1 : 1 + ms.layout.top_k + 1, 0].sum() > 0  # row 0 is filled only at close
@@ -93,15 +113,21 @@ def test_live_window_shares_are_ratios_and_all_traffic_sums_the_slices(registry,
     assert 0.0005 < p95 < 5.0  # seconds, not milliseconds
 
 
-def test_outcome_metrics_come_from_the_outcome_monitor(registry, engine):
-    st = engine.outcomes.stats("fraud")
+def test_outcome_metrics_come_from_the_outcome_monitor(registry, worker):
+    st = worker.sidecar.engine.outcomes.stats("fraud")
     get = registry.get_sample_value
     assert get("skewwatch_label_join_events_total", {"result": "matched"}) == st["labels"]["matched"] > 0
     assert get("skewwatch_labels_pending") == st["labels"]["pending"]
     row = st["slices"][""]
     assert get("skewwatch_calibration_error_ratio", {"model": "fraud", "slice": "all"}) == pytest.approx(row["ece"])
     assert get("skewwatch_brier_score", {"model": "fraud", "slice": "all"}) == pytest.approx(row["brier"])
+    assert get("skewwatch_decision_best_threshold", {"model": "fraud", "slice": "all"}) == pytest.approx(row["best_threshold"])
     assert get("skewwatch_label_maturity_seconds", {"model": "fraud"}) == pytest.approx(st["maturity_s"])
+    delay = st["delay"]  # lifetime first-label delays: a real Prometheus histogram
+    assert get("skewwatch_label_delay_seconds_count", {"model": "fraud"}) == sum(delay["counts"]) > 0
+    assert get("skewwatch_label_delay_seconds_sum", {"model": "fraud"}) == pytest.approx(delay["sum"])
+    assert DELAY_EDGES[12] == 1000.0  # bins 0..12 hold the delays below 1000 s
+    assert get("skewwatch_label_delay_seconds_bucket", {"model": "fraud", "le": "1000.0"}) == sum(delay["counts"][:13])
     parity = st["parity"]["features"]["amount"][""]["mismatch_rate"]
     assert get("skewwatch_feature_parity_mismatch_ratio", {"model": "fraud", "feature": "amount", "slice": "all"}) == parity
 
@@ -109,7 +135,7 @@ def test_outcome_metrics_come_from_the_outcome_monitor(registry, engine):
 def test_label_and_slice_conventions(text):
     fams = families(text)
     for f in fams.values():
-        assert f.name.startswith("skewwatch_")
+        assert f.name.startswith(("skewwatch_", "process_"))
         for s in f.samples:
             assert "type" not in s.labels
             if "slice" in s.labels:
@@ -117,13 +143,30 @@ def test_label_and_slice_conventions(text):
                 assert sl == "all" or ("=" in sl and "," not in sl), sl
     assert fams["skewwatch_events"].type == "counter"
     assert fams["skewwatch_state_bytes"].type == "gauge"
+    assert "process_resident_memory_bytes" in {s.name for f in fams.values() for s in f.samples}
 
 
 def test_promtool_check_metrics_is_silent(text):
-    if PROMTOOL is None:
-        pytest.skip(NO_PROMTOOL)
-    r = subprocess.run([PROMTOOL, "check", "metrics"], input=text, capture_output=True, timeout=30)
-    assert (r.returncode, r.stdout, r.stderr) == (0, b"", b"")
+    promtool_check(text)
+
+
+def test_plain_engine_of_a_replay_exports_the_same_families():
+    """``skewwatch replay --metrics-out``: one engine ingests and evaluates (no worker)."""
+    eng = Engine(default_reference=reference())
+    msgs = [orjson.dumps(ev) for _, t, ev in simulate(get_scenario("stable", rate_per_hour=300, hours=4))
+            if t == "predictions"]
+    eng.ingest_predictions(msgs)
+    eng.advance()
+    text = exposition(eng)
+    fams = families(text)
+    assert {"skewwatch_events", "skewwatch_windows_closed", "skewwatch_feature_statistic", "skewwatch_window_events",
+            "skewwatch_open_windows"} <= set(fams)
+    assert not any(n.startswith("process_") for n in fams)
+    reg = CollectorRegistry(auto_describe=False)
+    reg.register(SkewwatchCollector(lambda: eng))
+    assert reg.get_sample_value("skewwatch_events_total", {"model": "fraud", "topic": "predictions"}) == len(msgs)
+    assert reg.get_sample_value("skewwatch_windows_closed_total") == eng.counters.windows_closed >= 2
+    promtool_check(text)
 
 
 class _Stats:
@@ -149,27 +192,24 @@ def test_label_delay_histogram_is_a_real_histogram():
     assert len(buckets) == len(DELAY_EDGES) + 1 and buckets[-1] == ("+Inf", 10.0)
     assert [v for _, v in buckets] == sorted(v for _, v in buckets)
     assert [s.value for s in h.samples if s.name.endswith("_sum")] == [12345.0]
-    if PROMTOOL is not None:
-        r = subprocess.run([PROMTOOL, "check", "metrics"], input=text, capture_output=True, timeout=30)
-        assert (r.returncode, r.stdout, r.stderr) == (0, b"", b"")
+    promtool_check(text)
 
 
-def test_resolved_alert_groups_drop_to_zero_instead_of_vanishing(engine):
-    copy = Engine(engine.settings, default_reference=engine.default_reference)
-    copy.restore(engine.snapshot())
-    coll = SkewwatchCollector(lambda: copy)
+def test_resolved_alert_groups_drop_to_zero_instead_of_vanishing(worker):
+    agg = worker.sidecar.agg
+    copy = Engine(agg.settings, agg.references, agg.default_reference)
+    copy.restore(agg.snapshot())
     reg = CollectorRegistry(auto_describe=False)
-    reg.register(coll)
+    reg.register(SkewwatchCollector(lambda: copy))
     group = {"model": "fraud", "kind": "unit_shift", "severity": "critical", "cause": "pipeline_skew", "action": "fix_data"}
     assert reg.get_sample_value("skewwatch_alerts_firing", group) == 1.0
     copy.alerts.state.clear()
     assert reg.get_sample_value("skewwatch_alerts_firing", group) == 0.0
-    assert reg.get_sample_value("skewwatch_alert_active", {**group, "feature": "amount", "slice": "all",
-                                                           "statistic": "scale_ratio"}) is None
+    assert reg.get_sample_value("skewwatch_alert_active", {**UNIT, **group}) is None
 
 
 def test_no_engine_yet_exports_build_info_only_and_is_not_ready():
-    ep = MetricsEndpoint(lambda: None)
+    ep = MetricsEndpoint(lambda: None, process=False)
     r = ep.handle("/metrics")
     assert r.status == 200 and r.content_type.startswith("text/plain")
     assert [f.name for f in text_string_to_metric_families(r.body.decode())] == ["skewwatch_build_info"]
@@ -178,13 +218,15 @@ def test_no_engine_yet_exports_build_info_only_and_is_not_ready():
     assert ep.handle("/nope").status == 404
 
 
-def test_http_server_serves_metrics_probes_and_extra_routes(engine):
-    srv = serve(lambda: engine, "127.0.0.1", 0, extra_routes={"/status": lambda: b"fine\n"})
+def test_http_server_serves_metrics_probes_and_extra_routes(worker):
+    srv = serve(lambda: worker.sidecar.agg, "127.0.0.1", 0, extra_routes={"/status": lambda: b"fine\n"},
+                worker_getter=lambda: worker)
     try:
         base = f"http://127.0.0.1:{srv.port}"
         with urllib.request.urlopen(base + "/metrics", timeout=10) as r:
             assert r.status == 200 and r.headers["Content-Type"].startswith("text/plain; version=0.0.4")
-            assert b'skewwatch_alert_active{' in r.read()
+            body = r.read()
+            assert b"skewwatch_alert_active{" in body and b"process_cpu_seconds_total" in body
         req = urllib.request.Request(base + "/metrics", headers={"Accept": "application/openmetrics-text; version=1.0.0"})
         with urllib.request.urlopen(req, timeout=10) as r:
             assert r.headers["Content-Type"].startswith("application/openmetrics-text")

@@ -1,0 +1,1067 @@
+"""``skewwatch report``: one self-contained HTML diagnosis of a model — data, model or system?
+
+Input is either an engine snapshot (``skewwatch replay --snapshot-out``, or a checkpoint) or
+logged traffic that is replayed here with the same core (``--predictions`` [``--labels``]
+[``--features``]). Optionally ``--alerts`` adds an alert stream: the timeline in snapshot mode,
+and in replay mode the *live* alerts the replay is compared with (the seed article's replay test).
+
+The report follows the seed article's decision framework:
+
+* the five go/no-go **gates** — measurement, replay, parity, decisioning, adoption — each
+  ``pass`` / ``fail`` / ``unknown`` with the evidence behind it;
+* the **verdict**: fix data, fix model or fix the system, with the incidents that support it
+  (their triaged cause and action), data first — do not retrain until the model is known to see
+  in serving what it saw in training;
+* the alert **timeline**, **charts of the drifted features** (training vs current share per bin,
+  from the last closed window), a **reliability diagram** and the outcome metrics when labels
+  matured, the **slices** that contribute most to the performance loss, and pipeline health.
+
+Everything is inline (CSS in the template, SVG charts generated in Python): the file opens
+offline, from a ticket or a mail. Exit codes: 0 written, 2 usage or input error, 1 runtime failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import math
+import pickle
+import sys
+import time
+import zlib
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+
+from detector.shells.status import (
+    ACTION_TEXT,
+    CAUSE_TEXT,
+    FEATURE_KINDS,
+    alert_ts,
+    breach_ratio,
+    chart_targets,
+    counters_html,
+    distribution_svg,
+    feature_distribution,
+    pill,
+    short_ts,
+    slice_key,
+    slice_text,
+    stats_for,
+)
+from detector.web import esc, page
+from detector.web.svg import ACTION_COLORS, fmt_num, fmt_pct, reliability, share_bars, timeline
+
+__all__ = ["add_arguments", "run", "render_report", "OverrideTally", "Gate", "evaluate_gates", "incidents_of",
+           "verdict_of", "slice_losses", "reliability_points", "ReportError"]
+
+PIPELINE_KINDS = frozenset({"feature_parity", "missing_values", "unit_shift", "schema", "default_value_spike",
+                            "unseen_categories"})
+DECISION_KINDS = frozenset({"calibration", "decision_rate"})
+LEVERS = ("fix_data", "fix_model", "fix_system")
+#: the lever a failing gate points at when no incident says otherwise
+GATE_LEVER = {"measurement": "fix_data", "replay": "fix_system", "parity": "fix_data", "decisioning": "fix_system",
+              "adoption": "fix_system"}
+MIN_MATCH_RATE = 0.9  # share of labels that must find their prediction for metrics to be trusted
+MAX_INVALID_SHARE = 0.05  # share of production events the replay may fail to decode
+MAX_OVERRIDE_RATE = 0.3  # share of the model's actions humans may override before adoption fails
+MAX_ECE = 0.05  # calibration error above which (and well above its baseline) the decisioning gate fails
+LEVER_TEXT = {
+    "fix_data": ("Fix data", "Repair feature parity first, then tighten label definitions, then refresh the training data "
+                 "with time-correct snapshots. Do not retrain until the model sees in serving what it saw in training."),
+    "fix_model": ("Fix model", "The pipeline is sound but the mapping from inputs to outcomes moved (concept or label "
+                  "drift): new features, a different objective, or retraining on recent data."),
+    "fix_system": ("Fix the system", "The model is fine; the decision system around it is not: thresholds, calibration, "
+                   "fallbacks and serving health, queue capacity, UI and adoption."),
+}
+GATES = (
+    ("measurement", "1 · Measurement", "KPI and model metrics computable reliably, with a clear ground truth and a baseline."),
+    ("replay", "2 · Replay", "Offline replay on production inputs matches live scoring behaviour."),
+    ("parity", "3 · Parity", "Feature availability and distributions within agreed bounds."),
+    ("decisioning", "4 · Decisioning", "Thresholds and costs agreed, calibrated, feasible with operational capacity."),
+    ("adoption", "5 · Adoption", "Users act on the output as intended, with override reasons captured."),
+)
+
+
+class ReportError(ValueError):
+    """Bad or missing input (exit code 2)."""
+
+
+# --------------------------------------------------------------------------- override / adoption tally
+class OverrideTally:
+    """Counts decisions and human overrides per model from raw prediction messages.
+
+    The core does not keep ``override`` (it is not a detection input), so the report taps the
+    messages on their way into the engine. Reasons are bounded (top 20 + "(other)").
+    """
+
+    def __init__(self, no_action: Iterable[str] = ()) -> None:
+        self.no_action = {str(s).lower() for s in no_action}
+        self.models: dict[str, dict[str, Any]] = {}
+        self.t_min = math.inf
+        self.t_max = -math.inf
+
+    def _m(self, name: str) -> dict[str, Any]:
+        m = self.models.get(name)
+        if m is None:
+            m = self.models[name] = {"events": 0, "decided": 0, "acted": 0, "overrides": 0, "overrides_acted": 0,
+                                     "reasons": Counter()}
+        return m
+
+    def feed(self, raws: Sequence[bytes]) -> None:
+        ts: list[Any] = []
+        for raw in raws:
+            try:
+                o = orjson.loads(raw)
+            except (orjson.JSONDecodeError, TypeError):
+                continue
+            for e in o if isinstance(o, list) else (o,):
+                if not isinstance(e, dict) or not isinstance(e.get("model"), str):
+                    continue
+                m = self._m(e["model"])
+                m["events"] += 1
+                ts.append(e.get("ts"))
+                d = e.get("decision")
+                acted = d is not None and str(d).lower() not in self.no_action
+                if d is not None:
+                    m["decided"] += 1
+                    m["acted"] += acted
+                ov = e.get("override")
+                if ov not in (None, "", False):
+                    m["overrides"] += 1
+                    m["overrides_acted"] += acted
+                    reason = str(ov)[:80]
+                    rs: Counter[str] = m["reasons"]
+                    if reason in rs or len(rs) < 20:
+                        rs[reason] += 1
+                    else:
+                        rs["(other)"] += 1
+        if ts:
+            try:
+                from detector.core.timeparse import parse_timestamps
+
+                arr = parse_timestamps(ts)
+                arr = arr[np.isfinite(arr)]
+                if arr.size:
+                    self.t_min = min(self.t_min, float(arr.min()))
+                    self.t_max = max(self.t_max, float(arr.max()))
+            except Exception:  # noqa: BLE001 - timestamps are the engine's business; this is a nicety
+                pass
+
+    def tap(self, engine: Any) -> None:
+        """Wrap ``engine.ingest_predictions`` so every message is also counted here."""
+        orig = engine.ingest_predictions
+
+        def ingest(raws: Sequence[bytes]) -> Any:
+            self.feed(raws)
+            return orig(raws)
+
+        engine.ingest_predictions = ingest
+
+
+# --------------------------------------------------------------------------- incidents
+def incidents_of(engine: Any, model: str, timeline_alerts: Sequence[dict[str, Any]] | None) -> list[dict[str, Any]]:
+    """One record per incident (alert_id) of ``model``: the firing alert, start/fired/resolved times, open?
+
+    Built from the alert stream (firing + resolved events) and the engine's currently firing
+    alerts (which also covers a snapshot without an alert file).
+    """
+    by_id: dict[str, dict[str, Any]] = {}
+    for a in timeline_alerts or ():
+        if a.get("model") != model or not a.get("alert_id"):
+            continue
+        rec = by_id.setdefault(a["alert_id"], {"alert": None, "fired": math.nan, "resolved": math.nan, "start": math.nan})
+        t = alert_ts(a)
+        if a.get("state") == "firing":
+            if rec["alert"] is None or not t >= rec["fired"]:
+                rec["alert"], rec["fired"] = a, t
+                rec["start"] = _window_start(a, t)
+        elif a.get("state") == "resolved":
+            rec["resolved"] = t
+            if rec["alert"] is None:
+                rec["alert"] = a
+    firing_ids = set()
+    for a in engine.alerts.firing(model):
+        aid = a.get("alert_id")
+        if not aid:
+            continue
+        firing_ids.add(aid)
+        rec = by_id.get(aid)
+        if rec is None or rec["alert"] is None or rec["alert"].get("state") != "firing":
+            t = alert_ts(a)
+            by_id[aid] = {"alert": a, "fired": t, "resolved": math.nan, "start": _window_start(a, t)}
+    out = []
+    for aid, rec in by_id.items():
+        a = rec["alert"]
+        if a is None:
+            continue
+        is_open = aid in firing_ids or not math.isfinite(rec["resolved"])
+        out.append({"id": aid, "alert": a, "start": rec["start"], "fired": rec["fired"], "resolved": rec["resolved"],
+                    "open": is_open, "action": a.get("action", ""), "cause": a.get("cause", ""), "kind": a.get("kind", "")})
+    return sorted(out, key=lambda r: (r["start"] if math.isfinite(r["start"]) else math.inf, r["kind"]))
+
+
+def _window_start(a: dict[str, Any], t: float) -> float:
+    w = a.get("window") or {}
+    try:
+        s = alert_ts({"ts": w.get("start")})
+    except Exception:  # noqa: BLE001
+        s = math.nan
+    return s if math.isfinite(s) else t
+
+
+# --------------------------------------------------------------------------- gates
+@dataclass
+class Gate:
+    key: str
+    title: str
+    question: str
+    status: str = "unknown"  # pass | fail | unknown
+    evidence: list[str] = field(default_factory=list)
+    incidents: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _outcome_stats(engine: Any, model: str) -> dict[str, Any]:
+    mon = getattr(engine, "outcomes", None)
+    fn = getattr(mon, "stats", None)
+    if fn is None:
+        return {}
+    try:
+        st = fn(model)
+    except Exception:  # noqa: BLE001 - the outcome monitor is optional and evolving
+        return {}
+    return st if isinstance(st, dict) else {}
+
+
+def _num(x: Any) -> float | None:
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        return None
+    return v if math.isfinite(v) else None
+
+
+def evaluate_gates(engine: Any, model: str, incidents: Sequence[dict[str, Any]], *,
+                   overrides: dict[str, Any] | None = None, live: dict[str, Any] | None = None) -> list[Gate]:
+    """The seed article's five go/no-go gates for one model, with evidence."""
+    gates = {k: Gate(k, t, q) for k, t, q in GATES}
+    ms = engine.models.get(model)
+    ref = ms.layout.ref if ms is not None else engine.reference_for(model)
+    st = _outcome_stats(engine, model)
+    glob = (st.get("slices") or {}).get("") or {}
+    labels = st.get("labels") or {}
+    c = engine.counters
+    _measurement(gates["measurement"], engine, ref, incidents, st, glob, labels)
+    _replay(gates["replay"], engine, ms, ref, incidents, live, c)
+    _parity(gates["parity"], engine, ms, incidents, st)
+    _decisioning(gates["decisioning"], engine, model, ms, incidents, glob)
+    _adoption(gates["adoption"], overrides)
+    return list(gates.values())
+
+
+def _inc_line(r: dict[str, Any]) -> str:
+    a = r["alert"]
+    return f"{a.get('kind')} {a.get('feature') or ''} ({slice_text(a.get('slice'))})".replace("  ", " ")
+
+
+def _measurement(g: Gate, engine: Any, ref: Any, incidents: Sequence[dict[str, Any]], st: dict[str, Any],
+                 glob: dict[str, Any], labels: dict[str, Any]) -> None:
+    bad = [r for r in incidents if r["kind"] == "label_delay" or r["cause"] == "label_quality"]
+    g.incidents = bad
+    if engine.counters.labels == 0 and not glob:
+        g.status = "unknown"
+        g.evidence.append("no labels were joined: send label events (topic `labels`, or --labels L.jsonl) to measure "
+                          "the model against ground truth")
+        return
+    mr = _num(labels.get("match_rate"))
+    cov = _num(labels.get("coverage"))
+    if mr is not None:
+        g.evidence.append(f"{fmt_pct(mr)} of labels found their prediction (label match rate; needs ≥ {fmt_pct(MIN_MATCH_RATE, 0)})")
+    if cov is not None:
+        g.evidence.append(f"{fmt_pct(cov)} of predictions that left the join store had a label (coverage)")
+    if glob:
+        g.evidence.append(f"last matured cohort: {glob.get('labels', 0):,} labels for {glob.get('predictions', 0):,} "
+                          f"predictions; label delay p50 {_dur(glob.get('delay_p50_s'))}, p90 {_dur(glob.get('delay_p90_s'))}")
+    base = getattr(ref, "label_base_rate", None)
+    if base is not None:
+        g.evidence.append(f"baseline: training base rate {fmt_pct(base)} ({getattr(ref, 'label_count', 0):,} labels)"
+                          + (f"; production now {fmt_pct(glob.get('base_rate'))}" if glob.get("base_rate") is not None else ""))
+    else:
+        g.evidence.append("the reference has no label column: rebuild it with `skewwatch baseline --label-column` for a "
+                          "training baseline (the trailing production baseline is used meanwhile)")
+    _evidence_incidents(g, bad)
+    if bad or (mr is not None and mr < MIN_MATCH_RATE):
+        g.status = "fail"
+    elif glob:
+        g.status = "pass"
+    else:
+        g.status = "unknown"
+        g.evidence.append("labels arrived but no prediction cohort has matured yet (label delay): run over a longer period")
+
+
+def _replay(g: Gate, engine: Any, ms: Any, ref: Any, incidents: Sequence[dict[str, Any]], live: dict[str, Any] | None,
+            c: Any) -> None:
+    serving = [r for r in incidents if r["kind"] == "fallback_rate"
+               or (r["kind"] == "score_drift" and r["cause"] == "serving_health")]
+    g.incidents = serving
+    fail = bool(serving)
+    n_inv = sum((getattr(c, "invalid", {}) or {}).values())
+    total = c.predictions + n_inv
+    if total:
+        share = n_inv / total
+        g.evidence.append(f"{fmt_pct(share, 2)} of production events could not be decoded/validated "
+                          f"(limit {fmt_pct(MAX_INVALID_SHARE, 0)})")
+        fail |= share > MAX_INVALID_SHARE
+    if live is not None:
+        same = live["same"]
+        g.evidence.append(f"replay vs live alert stream: {len(live['both'])} incident(s) in both, "
+                          f"{len(live['only_live'])} only live, {len(live['only_replay'])} only in the replay")
+        for what in ("only_live", "only_replay"):
+            for a in live[what][:5]:
+                g.evidence.append(f"{what.replace('_', ' ')}: {a.get('kind')} {a.get('feature') or ''} "
+                                  f"({slice_text(a.get('slice'))}) from {a.get('ts')}")
+        fail |= not same
+    versions = getattr(ms, "versions", {}) or {}
+    if len(versions) > 1:
+        g.evidence.append("model versions served: " + ", ".join(f"{v} ({n:,})" for v, n in
+                                                                 sorted(versions.items(), key=lambda kv: -kv[1])[:4]))
+    stats = [s for s in (stats_for(ms, "score", {}) if ms is not None else []) if s[0] == "score_drift"]
+    for kind, stat, val, thr in stats[:2]:
+        g.evidence.append(f"score vs training ({kind}/{stat}): {fmt_num(val)} (threshold {fmt_num(thr)})")
+    _evidence_incidents(g, serving)
+    upstream = [r for r in incidents if r["kind"] == "score_drift" and r["cause"] != "serving_health"]
+    if fail:
+        g.status = "fail"
+    elif live is not None or (getattr(ref, "score", None) is not None and stats):
+        g.status = "pass"
+        if upstream:
+            g.evidence.append("scores moved, but with the inputs (" + ", ".join(sorted({CAUSE_TEXT.get(r["cause"], r["cause"])
+                                                                                     for r in upstream}))
+                              + "): the served model scores those inputs as the validated one would — no serving "
+                              "or fallback problem")
+        elif live is None:
+            g.evidence.append("live scores match the training score distribution and no fallback or serving incident "
+                              "fired")
+        if live is None:
+            g.evidence.append("pass --alerts with the live alert stream to compare the replay alert for alert")
+    else:
+        g.status = "unknown"
+        g.evidence.append("no training scores and no live alert stream to compare: build the reference with "
+                          "--score-column, or pass --alerts with the live alerts")
+
+
+def _parity(g: Gate, engine: Any, ms: Any, incidents: Sequence[dict[str, Any]], st: dict[str, Any]) -> None:
+    bad = [r for r in incidents if r["kind"] in PIPELINE_KINDS or r["kind"] == "feature_drift"]
+    g.incidents = bad
+    last = getattr(ms, "last_stats", {}) if ms is not None else {}
+    feats = {k[2] for k in last if k[2] and k[2] != "score"}
+    slices = {k[3] for k in last}
+    if last:
+        g.evidence.append(f"last window: {len(feats)} features × {len(slices)} slice rows tested against training "
+                          "and production history")
+        worst = sorted(((breach_ratio(s, v, t), k, s, f, sl, v, t) for (k, s, f, _), (v, sl, t) in last.items()
+                        if f and f != "score"), key=lambda x: -x[0])[:3]
+        for _r, k, s, f, sl, v, t in worst:
+            g.evidence.append(f"closest to its bound: {f} ({slice_text(sl)}) {k}/{s} = {fmt_num(v)} vs {fmt_num(t)}")
+    par = ((st.get("parity") or {}).get("features")) or {}
+    compared = sum(int((per.get("") or {}).get("compared") or 0) for per in par.values())
+    if par:
+        worst_p = sorted(((float((per.get("") or {}).get("mismatch_rate") or 0.0), f) for f, per in par.items()),
+                         reverse=True)[:3]
+        g.evidence.append(f"served vs offline values: {compared:,} feature values compared; highest mismatch: "
+                          + ", ".join(f"{f} {fmt_pct(r)}" for r, f in worst_p))
+    else:
+        g.evidence.append("no offline feature events joined: send them (topic `features`, or --features F.jsonl) "
+                          "for value-level parity")
+    _evidence_incidents(g, bad)
+    if bad:
+        g.status = "fail"
+    elif last:
+        g.status = "pass"
+    else:
+        g.status = "unknown"
+        g.evidence.append("no window has been evaluated yet")
+
+
+def _decisioning(g: Gate, engine: Any, model: str, ms: Any, incidents: Sequence[dict[str, Any]],
+                 glob: dict[str, Any]) -> None:
+    bad = [r for r in incidents if r["kind"] in DECISION_KINDS]
+    g.incidents = bad
+    fail = bool(bad)
+    known = False
+    last = getattr(ms, "last_stats", {}) if ms is not None else {}
+    for (kind, stat, _f, sk), (v, _sl, t) in last.items():
+        if kind == "decision_rate" and sk == "":
+            known = True
+            g.evidence.append(f"{stat.replace('_', ' ')} in the last window: {fmt_num(v)}"
+                              + (f" (threshold {fmt_num(t)})" if math.isfinite(t) and t else ""))
+    try:
+        cur, base, _m = _cohorts(engine, model)
+        e_cur, e_base = _ece(cur), _ece(base)
+    except Exception:  # noqa: BLE001 - the outcome monitor is optional and evolving
+        e_cur = e_base = None
+    if e_cur is None and glob:
+        e_cur = _num(glob.get("ece"))
+    if e_cur is not None:
+        known = True
+        g.evidence.append(f"calibration error (ECE) of recent cohorts {e_cur:.3f}"
+                          + (f" vs {e_base:.3f} in clean baseline cohorts" if e_base is not None else ""))
+        if e_cur > MAX_ECE and (e_cur > 2 * e_base + 0.02 if e_base is not None else e_cur > 2 * MAX_ECE):
+            fail = True
+            g.evidence.append("scores are miscalibrated: thresholds and expected costs computed from them are off")
+    if glob:
+        thr, best = _num(glob.get("threshold")), _num(glob.get("best_threshold"))
+        if thr is not None and best is not None:
+            g.evidence.append(f"threshold in force {thr:.2f}; cost-minimising threshold {best:.2f} "
+                              f"(expected cost {fmt_num(_num(glob.get('expected_cost')))} per prediction)")
+        elif thr is not None:
+            g.evidence.append(f"threshold in force {thr:.2f}; no costs configured (cost_fp / cost_fn in the config), "
+                              "so the threshold cannot be checked against them")
+    costs = getattr(getattr(engine, "outcomes", None), "costs", {}) or {}
+    cap = (costs.get(model) or (None, None, None))[2] if isinstance(costs.get(model), tuple | list) else None
+    w = getattr(ms, "last_window", None)
+    if cap is not None and w is not None:
+        try:
+            from detector.core.window import RATE
+
+            acted = float(w.rates[0, RATE["acted"]])
+            g.evidence.append(f"{acted:,.0f} actions in the last window vs a review capacity of {cap:,}")
+            if acted > cap:
+                fail = True
+                g.evidence.append("the policy asks for more actions than the team can handle")
+        except Exception:  # noqa: BLE001
+            pass
+    _evidence_incidents(g, bad)
+    if fail:
+        g.status = "fail"
+    elif known:
+        g.status = "pass"
+    else:
+        g.status = "unknown"
+        g.evidence.append("no decisions, thresholds or matured labels to judge the decision policy: send `decision` "
+                          "and `threshold` on predictions, and labels")
+
+
+def _adoption(g: Gate, ov: dict[str, Any] | None) -> None:
+    if not ov or not ov.get("overrides"):
+        g.status = "unknown"
+        g.evidence.append("unknown — send `override` (the human decision or its reason) on prediction events to "
+                          "measure adoption" + (f"; {ov.get('acted', 0):,} model actions were seen" if ov else ""))
+        return
+    acted, n = int(ov.get("acted") or 0), int(ov["overrides"])
+    on_acted = int(ov.get("overrides_acted") or 0)
+    rate = on_acted / acted if acted else n / max(int(ov.get("decided") or 0), 1)
+    g.evidence.append(f"{n:,} overrides; {fmt_pct(rate)} of the model's {acted:,} actions were overridden "
+                      f"(limit {fmt_pct(MAX_OVERRIDE_RATE, 0)})")
+    reasons: Counter[str] = ov.get("reasons") or Counter()
+    if reasons:
+        g.evidence.append("override reasons: " + ", ".join(f"{k} ({fmt_pct(v / n, 0)})" for k, v in reasons.most_common(4)))
+    g.status = "fail" if rate > MAX_OVERRIDE_RATE else "pass"
+    if g.status == "fail":
+        g.evidence.append("people do not act on the model's output as intended: review the workflow, UI and incentives")
+
+
+def _evidence_incidents(g: Gate, incs: Sequence[dict[str, Any]], limit: int = 4) -> None:
+    for r in incs[:limit]:
+        g.evidence.append(f"{'open' if r['open'] else 'resolved'}: {_inc_line(r)} — {r['alert'].get('summary', '')}")
+    if len(incs) > limit:
+        g.evidence.append(f"… and {len(incs) - limit} more incident(s) (see the timeline)")
+
+
+def _ece(cohorts: Sequence[Any]) -> float | None:
+    """Expected calibration error of summed cohorts (all traffic), from their reliability bins."""
+    if not cohorts:
+        return None
+    rel = sum(np.asarray(c.rel[0], dtype=np.float64) for c in cohorts)
+    n = float(rel[:, 0].sum())
+    return float(np.abs(rel[:, 1] - rel[:, 2]).sum() / n) if n > 0 else None
+
+
+def _dur(s: Any) -> str:
+    v = _num(s)
+    if v is None:
+        return "–"
+    if v < 5400:
+        return f"{v / 60:.0f} min"
+    if v < 2 * 86400:
+        return f"{v / 3600:.1f} h"
+    return f"{v / 86400:.1f} d"
+
+
+# --------------------------------------------------------------------------- verdict
+def verdict_of(incidents: Sequence[dict[str, Any]], gates: Sequence[Gate]) -> dict[str, Any]:
+    """The lever to pull first: data before model before system; open incidents before resolved ones."""
+    by: dict[str, list[dict[str, Any]]] = {k: [] for k in LEVERS}
+    for r in incidents:
+        if r["action"] in by:
+            by[r["action"]].append(r)
+    open_by = {k: [r for r in v if r["open"]] for k, v in by.items()}
+    primary = next((k for k in LEVERS if open_by[k]), None)
+    basis = "open incidents"
+    if primary is None:
+        primary = next((k for k in LEVERS if by[k]), None)
+        basis = "incidents during the period (all resolved)"
+    failed = [g for g in gates if g.status == "fail"]
+    if primary is None and failed:
+        primary = GATE_LEVER[failed[0].key]
+        basis = f"the failing {failed[0].key} gate"
+    return {"lever": primary, "basis": basis, "by_lever": by, "open_by_lever": open_by,
+            "failed_gates": [g.key for g in failed]}
+
+
+# --------------------------------------------------------------------------- outcomes: cohorts
+def _cohorts(engine: Any, model: str) -> tuple[list[Any], list[Any], Any]:
+    """(current cohorts, clean baseline cohorts, outcome model state) from the outcome monitor."""
+    mon = getattr(engine, "outcomes", None)
+    m = (getattr(mon, "models", None) or {}).get(model)
+    done = getattr(m, "done", None) or {}
+    ev = [c for _, c in sorted(done.items()) if getattr(c, "evaluated", False) and hasattr(c, "cnt")]
+    if not ev:
+        return [], [], m
+    cur = ev[-6:]
+    base = [c for c in ev if getattr(c, "in_baseline", False) and c not in cur]
+    return cur, base, m
+
+
+def reliability_points(engine: Any, model: str) -> tuple[list[tuple[float, float, float]], list[tuple[float, float, float]]]:
+    """(current, baseline) reliability points (mean score, observed rate, n), all traffic."""
+
+    def pts(cs: list[Any]) -> list[tuple[float, float, float]]:
+        if not cs:
+            return []
+        rel = sum(np.asarray(c.rel[0], dtype=np.float64) for c in cs)
+        return [(float(r[1] / r[0]), float(r[2] / r[0]), float(r[0])) for r in rel if r[0] > 0]
+
+    try:
+        cur, base, _m = _cohorts(engine, model)
+        if cur:
+            return pts(cur), pts(base)
+    except Exception:  # noqa: BLE001 - fall back to what the stats / alerts carry
+        pass
+    st = _outcome_stats(engine, model)
+    raw = st.get("reliability") or ((st.get("slices") or {}).get("") or {}).get("reliability")
+    if not raw:
+        for a in engine.alerts.firing(model):
+            raw = ((a.get("evidence") or {}).get("current") or {}).get("reliability")
+            if raw:
+                break
+    out = []
+    for row in raw or []:
+        try:
+            _lo, n, ms_, my = row[:4]
+            out.append((float(ms_), float(my), float(n)))
+        except (TypeError, ValueError):
+            continue
+    return out, []
+
+
+def slice_losses(engine: Any, model: str, limit: int = 8) -> dict[str, Any] | None:
+    """Slices ranked by their contribution to the loss in excess of the clean baseline.
+
+    Loss is the expected cost at the threshold in force when costs are configured, else the
+    squared error of the score (Brier). A slice's excess is its current loss minus what its own
+    baseline loss rate would give on its current labelled volume; its share is that excess over
+    the all-traffic excess. Without clean baseline cohorts the raw loss share is ranked.
+    """
+    from detector.core.cohort import C
+
+    cur, base, m = _cohorts(engine, model)
+    if not cur or m is None:
+        return None
+    lay = m.layout
+    costs = getattr(m, "costs", (None, None, None)) or (None, None, None)
+    cfp, cfn = costs[0], costs[1]
+    use_cost = cfp is not None and cfn is not None
+
+    def loss(cs: list[Any]) -> tuple[np.ndarray, np.ndarray]:
+        cnt = sum(np.asarray(c.cnt, dtype=np.float64) for c in cs)
+        if use_cost:
+            return cfp * cnt[:, C["fp"]] + cfn * cnt[:, C["fn"]], cnt[:, C["lab"]]
+        return np.maximum(cnt[:, C["s2"]] - 2 * cnt[:, C["sy"]] + cnt[:, C["spos"]], 0.0), cnt[:, C["sl"]]
+
+    lc, nc = loss(cur)
+    if nc[0] <= 0:
+        return None
+    if base:
+        lb, nb = loss(base)
+        rate0 = lb[0] / nb[0] if nb[0] > 0 else 0.0
+        rate = np.where(nb >= 30, lb / np.where(nb > 0, nb, 1.0), rate0)
+    else:
+        rate0, rate = 0.0, np.zeros_like(lc)
+    excess = lc - nc * rate
+    total = float(excess[0])
+    rows = []
+    for r in lay.active_rows().tolist():
+        if r == 0 or nc[r] < 20:
+            continue
+        sl = lay.row_label(int(r))
+        rows.append({"slice": sl, "labelled": int(nc[r]), "traffic_share": float(nc[r] / nc[0]),
+                     "loss_rate": float(lc[r] / nc[r]), "baseline_rate": float(rate[r]) if base else None,
+                     "excess": float(excess[r]), "loss_share": float(excess[r] / total) if total > 0 else 0.0})
+    rows.sort(key=lambda d: -d["excess"])
+    return {"metric": "expected cost" if use_cost else "Brier (squared error)", "baseline": bool(base),
+            "rows": [d for d in rows if d["excess"] > 0][:limit], "total_excess": total,
+            "loss_rate": float(lc[0] / nc[0]), "baseline_rate": float(rate0) if base else None,
+            "cohorts": len(cur), "baseline_cohorts": len(base),
+            "period": (short_ts(cur[0].start), short_ts(cur[-1].end))}
+
+
+# --------------------------------------------------------------------------- rendering
+def _live_compare(replay_alerts: Sequence[dict[str, Any]], live_alerts: Sequence[dict[str, Any]], model: str) -> dict[str, Any]:
+    def firing(al: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        return {a["alert_id"]: a for a in al if a.get("model") == model and a.get("state") == "firing" and a.get("alert_id")}
+
+    r, li = firing(replay_alerts), firing(live_alerts)
+    both = sorted(set(r) & set(li))
+    return {"both": both, "only_live": [li[k] for k in sorted(set(li) - set(r))],
+            "only_replay": [r[k] for k in sorted(set(r) - set(li))], "same": set(r) == set(li)}
+
+
+def _gate_html(g: Gate) -> str:
+    ev = "".join(f"<li>{esc(e)}</li>" for e in g.evidence)
+    return (f'<div class="gate {g.status}" id="gate-{g.key}" data-gate="{g.key}" data-status="{g.status}">'
+            f'<h3>{esc(g.title)} {pill(g.status)}</h3><p class="q">{esc(g.question)}</p><ul>{ev}</ul></div>')
+
+
+def _verdict_html(model: str, v: dict[str, Any], incidents: Sequence[dict[str, Any]]) -> str:
+    lever = v["lever"]
+    if lever is None:
+        head, text = "No gap detected", ("No incident fired and no gate failed: the model sees in serving what it saw in "
+                                          "training, and its outcomes hold. Unknown gates below say what data is missing "
+                                          "to be sure.")
+        cls = "none"
+    else:
+        head, text = LEVER_TEXT[lever]
+        cls = lever
+    n_open = sum(1 for r in incidents if r["open"])
+    sup = (v["open_by_lever"][lever] or v["by_lever"][lever]) if lever else []
+    causes = Counter(r["cause"] for r in sup)
+    why = ""
+    if sup:
+        why = (f"<p><b>Why:</b> {len(sup)} {esc(v['basis'])} point at this lever — "
+               + ", ".join(f"{esc(CAUSE_TEXT.get(k, k))} ×{n}" for k, n in causes.most_common()) + ".</p>")
+    elif lever:
+        why = f"<p><b>Why:</b> {esc(v['basis'])}.</p>"
+    others = [k for k in LEVERS if k != lever and v["by_lever"][k]]
+    then = ""
+    if others:
+        then = "<p><b>Then:</b> " + ", ".join(
+            f"{pill(ACTION_TEXT[k], k)} ({len(v['by_lever'][k])} incident(s))" for k in others) + "</p>"
+    failed = v["failed_gates"]
+    gates_txt = ""
+    if failed:
+        gates_txt = f"<p class=\"small\"><b>Failed gates:</b> {esc(', '.join(failed))}"
+        if lever == "fix_data" and any(GATE_LEVER[k] != "fix_data" for k in failed):
+            gates_txt += (" — gates downstream of the data (decisioning, replay, adoption) often fail as a consequence; "
+                          "re-check them once the data is fixed")
+        gates_txt += "</p>"
+    return (f'<section class="verdict {cls}" id="verdict-{esc(model)}" data-section="verdict" data-verdict="{cls}">'
+            f'<p class="headline">{esc(head)}</p><p>{esc(text)}</p>{why}{then}{gates_txt}'
+            f'<p class="small muted">{n_open} open / {len(incidents)} incident(s) in the period</p></section>')
+
+
+def _levers_html(v: dict[str, Any]) -> str:
+    cols = []
+    for k in LEVERS:
+        rs = v["by_lever"][k]
+        items = "".join(
+            f"<li>{pill('open' if r['open'] else 'resolved', 'firing' if r['open'] else 'resolved')} "
+            f"<b>{esc(r['kind'])}</b> {esc(r['alert'].get('feature') or '')} <span class=\"muted\">"
+            f"({esc(slice_text(r['alert'].get('slice')))}; {esc(CAUSE_TEXT.get(r['cause'], r['cause']))})</span><br>"
+            f"<span class=\"small\">{esc(r['alert'].get('summary', ''))}</span></li>" for r in rs[:8])
+        more = f'<p class="small muted">… and {len(rs) - 8} more</p>' if len(rs) > 8 else ""
+        cols.append(f'<div class="lever {k}" data-lever="{k}"><h3>{esc(LEVER_TEXT[k][0])} · {len(rs)}</h3>'
+                    + (f"<ul>{items}</ul>{more}" if rs else '<p class="empty">no incident</p>') + "</div>")
+    return f'<div class="levers">{"".join(cols)}</div>'
+
+
+def _timeline_html(incidents: Sequence[dict[str, Any]], t0: float, t1: float) -> str:
+    if not incidents:
+        return '<p class="empty">No incident in the period.</p>'
+    lanes = []
+    for r in incidents:
+        a = r["alert"]
+        s = r["start"] if math.isfinite(r["start"]) else t0
+        e = r["resolved"] if math.isfinite(r["resolved"]) else t1
+        color = ACTION_COLORS.get(r["action"], "#7f8c8d")
+        tip = (f"{a.get('kind')} {a.get('feature') or ''} ({slice_text(a.get('slice'))}), {a.get('severity')}: "
+               f"{a.get('summary', '')}")
+        lanes.append({"label": f"{a.get('kind')} · {a.get('feature') or '–'} · {slice_text(a.get('slice'))}",
+                      "segments": [(s, e, color, r["open"], tip)]})
+    svg = timeline(lanes, t0, t1)
+    rows = []
+    for r in incidents:
+        a = r["alert"]
+        rows.append(f"<tr><td>{pill(a.get('severity', ''))}</td><td><b>{esc(a.get('kind'))}</b></td>"
+                    f"<td>{esc(a.get('feature') or '–')}</td><td>{esc(slice_text(a.get('slice')))}</td>"
+                    f"<td>{esc(CAUSE_TEXT.get(r['cause'], r['cause']))} → {pill(ACTION_TEXT.get(r['action'], r['action']), r['action'])}</td>"
+                    f"<td class=\"small\">{short_ts(r['fired'])}</td>"
+                    f"<td class=\"small\">{'open' if r['open'] else short_ts(r['resolved'])}</td>"
+                    f"<td>{esc(a.get('summary', ''))}</td></tr>")
+    table = ("<table class=\"incidents\"><tr><th>severity</th><th>kind</th><th>feature</th><th>slice</th>"
+             f"<th>cause → action</th><th>fired</th><th>resolved</th><th>summary</th></tr>{''.join(rows)}</table>")
+    legend = " ".join(f'<span style="color:{c}">■</span> {esc(ACTION_TEXT[k])}' for k, c in ACTION_COLORS.items())
+    return f'<div class="chart">{svg}<p class="cap">{legend} · an arrow = still open at the end</p></div>{table}'
+
+
+def _features_html(engine: Any, model: str, incidents: Sequence[dict[str, Any]]) -> str:
+    ms = engine.models.get(model)
+    if ms is None:
+        return '<p class="empty">No window data for this model.</p>'
+    alerts = [r["alert"] for r in incidents]
+    targets = chart_targets(engine, model, alerts, extra=2, limit=8)
+    out = []
+    for feat, sl, als in targets:
+        d = feature_distribution(ms, feat, sl)
+        if d is None:
+            continue
+        stats = stats_for(ms, feat, sl)[:5]
+        st_rows = "".join(
+            f"<tr><td>{esc(k)}</td><td>{esc(s)}</td><td class=\"num\">{fmt_num(v)}</td><td class=\"num\">{fmt_num(t)}</td></tr>"
+            for k, s, v, t in stats)
+        st_table = (f'<table class="small"><tr><th>kind</th><th>statistic</th><th class="num">value</th>'
+                    f'<th class="num">threshold</th></tr>{st_rows}</table>') if stats else ""
+        why = "; ".join(sorted({f"{a.get('kind')} ({a.get('severity')})" for a in als})) or "largest statistic past its threshold"
+        out.append(f'<div class="chart" data-feature="{esc(d.feature)}" data-slice="{esc(slice_key(sl))}">'
+                   f"<h3>{esc(d.feature)} · {esc(slice_text(sl))}</h3><p class=\"cap\">{esc(why)} — {esc(d.source)}; "
+                   f"distance {fmt_pct(d.distance, 0)}</p>{distribution_svg(d)}"
+                   + "".join(f'<p class="cap">{esc(n)}</p>' for n in d.notes) + st_table + "</div>")
+    if not out:
+        return '<p class="empty">No drifted feature, or no closed window to chart.</p>'
+    return f'<div class="charts">{"".join(out)}</div>'
+
+
+def _outcomes_html(engine: Any, model: str, ref: Any) -> str:
+    st = _outcome_stats(engine, model)
+    glob = (st.get("slices") or {}).get("") or {}
+    cur, base = reliability_points(engine, model)
+    if not glob and not cur:
+        return ('<p class="empty">No matured labelled cohort: send labels (--labels L.jsonl or the `labels` topic) and '
+                'cover at least the label delay.</p>')
+    kp = [("ROC AUC", fmt_num(_num(glob.get("auc")), 3)), ("PR AUC", fmt_num(_num(glob.get("pr_auc")), 3)),
+          ("calibration error (ECE)", fmt_num(_num(glob.get("ece")), 3)), ("Brier score", fmt_num(_num(glob.get("brier")), 3)),
+          ("precision @ threshold", fmt_pct(_num(glob.get("precision")))), ("recall @ threshold", fmt_pct(_num(glob.get("recall")))),
+          ("base rate now", fmt_pct(_num(glob.get("base_rate")))),
+          ("base rate in training", fmt_pct(_num(getattr(ref, "label_base_rate", None)))),
+          ("threshold in force", fmt_num(_num(glob.get("threshold")))),
+          ("cost-minimising threshold", fmt_num(_num(glob.get("best_threshold")))),
+          ("expected cost / prediction", fmt_num(_num(glob.get("expected_cost")))),
+          ("labelled share of cohort", fmt_pct(_num(glob.get("match_rate")))),
+          ("label delay p50 / p90", f"{_dur(glob.get('delay_p50_s'))} / {_dur(glob.get('delay_p90_s'))}")]
+    kpis = "".join(f'<div class="kpi"><div class="v">{esc(v)}</div><div class="k">{esc(k)}</div></div>' for k, v in kp)
+    win = st.get("window") or {}
+    cap = (f"last matured cohort {esc(win.get('start', ''))[:16]} – {esc(win.get('end', ''))[11:16]} UTC, evaluated at "
+           f"label age {_dur(st.get('maturity_s'))}") if win else ""
+    if cur:
+        diag = reliability(cur, base, title="reliability diagram: predicted score vs observed positive rate",
+                           names=("recent cohorts", "clean baseline cohorts"))
+        rel = (f'<div class="chart" id="reliability-{esc(model)}" data-chart="reliability"><h3>reliability</h3>{diag}'
+               '<p class="cap">points on the dashed diagonal = calibrated; dot size = labelled predictions</p></div>')
+    else:
+        rel = '<p class="empty">No reliability bins yet.</p>'
+    return f'<div class="two">{rel}<div><div class="kpis">{kpis}</div><p class="small muted">{cap}</p></div></div>'
+
+
+def _slices_html(engine: Any, model: str) -> str:
+    try:
+        sl = slice_losses(engine, model)
+    except Exception as exc:  # noqa: BLE001 - the outcome monitor is optional and evolving
+        return f'<p class="empty">Slice losses unavailable ({esc(type(exc).__name__)}).</p>'
+    if sl is None:
+        return '<p class="empty">No matured labelled cohort to attribute the performance loss to slices.</p>'
+    if not sl["rows"]:
+        return (f'<p class="empty">No slice shows a loss above its baseline ({esc(sl["metric"])}, '
+                f'{sl["cohorts"]} recent cohorts).</p>')
+    rows = []
+    for d in sl["rows"]:
+        rows.append(f"<tr><td><b>{esc(slice_text(d['slice']))}</b></td><td class=\"num\">{d['labelled']:,}</td>"
+                    f"<td class=\"num\">{fmt_pct(d['traffic_share'])}</td><td class=\"num\">{fmt_num(d['loss_rate'])}</td>"
+                    f"<td class=\"num\">{fmt_num(d['baseline_rate'])}</td><td class=\"num\">{fmt_pct(d['loss_share'])}</td></tr>")
+    basis = (f"against {sl['baseline_cohorts']} clean baseline cohorts" if sl["baseline"]
+             else "no clean baseline cohorts yet: raw loss shares")
+    chart = share_bars([(slice_text(d["slice"]), d["traffic_share"], d["loss_share"]) for d in sl["rows"]],
+                       title="share of traffic vs share of excess loss per slice")
+    return (f'<p class="small">{esc(sl["metric"])} per labelled prediction: {fmt_num(sl["loss_rate"])} now'
+            + (f" vs {fmt_num(sl['baseline_rate'])} in the baseline" if sl["baseline"] else "")
+            + f"; {sl['cohorts']} recent cohorts {esc(sl['period'][0])} – {esc(sl['period'][1])} UTC, {esc(basis)}. "
+            "A slice whose share of the loss exceeds its share of traffic is where the model got worse.</p>"
+            f'<div class="charts"><div><table class="slices"><tr><th>slice</th><th class="num">labelled</th>'
+            f'<th class="num">traffic</th><th class="num">loss rate</th><th class="num">baseline</th>'
+            f'<th class="num">share of loss</th></tr>{"".join(rows)}</table></div>'
+            f'<div class="chart" data-chart="slice-loss">{chart}</div></div>')
+
+
+def _audit_html(ref: Any) -> str:
+    audit = getattr(ref, "audit", None) or {}
+    if not audit:
+        return ""
+    items = []
+    feats = audit.get("features") if isinstance(audit, dict) else None
+    if isinstance(feats, dict):
+        for f, info in list(feats.items())[:20]:
+            items.append(f"<li><b>{esc(f)}</b>: {esc(orjson.dumps(info, default=str).decode()[:300])}</li>")
+    for k, v in audit.items():
+        if k != "features":
+            items.append(f"<li><b>{esc(k)}</b>: {esc(orjson.dumps(v, default=str).decode()[:300])}</li>")
+    return ('<section data-section="audit"><h2>training data audit (leakage and availability)</h2>'
+            f"<ul class=\"small\">{''.join(items)}</ul></section>")
+
+
+def render_report(engine: Any, *, alerts: Sequence[dict[str, Any]] | None = None,
+                  overrides: OverrideTally | None = None, live_alerts: Sequence[dict[str, Any]] | None = None,
+                  inputs: dict[str, str] | None = None, models: Sequence[str] | None = None,
+                  span: tuple[float, float] | None = None) -> str:
+    """The whole report (HTML) for the engine's models.
+
+    ``alerts``: the alert stream of the period (timeline); ``live_alerts``: a live stream to
+    compare ``alerts`` with (the replay gate); ``overrides``: the adoption tally.
+    """
+    names = list(models) if models else sorted(engine.models)
+    generated = time.time()
+    body = []
+    inputs = dict(inputs or {})
+    t_end = float(engine.high_water) if math.isfinite(engine.high_water) else generated
+    title = f"skewwatch report — {', '.join(names) or 'no model'}"
+    body.append(f'<header class="top"><h1>{esc(title)}</h1><div class="meta">generated {esc(short_ts(generated))} UTC · '
+                f"data up to {esc(short_ts(t_end))} UTC</div></header>")
+    if not names:
+        body.append('<p class="empty">No model in the input: no prediction could be attributed to a model with a '
+                    "reference.</p>")
+    for name in names:
+        ms = engine.models.get(name)
+        ref = ms.layout.ref if ms is not None else engine.reference_for(name)
+        incs = incidents_of(engine, name, alerts)
+        ov = overrides.models.get(name) if overrides is not None else getattr(ms, "overrides", None)
+        live = _live_compare(alerts or [], live_alerts, name) if live_alerts is not None else None
+        gates = evaluate_gates(engine, name, incs, overrides=ov, live=live)
+        v = verdict_of(incs, gates)
+        t0, t1 = _period(engine, incs, overrides, span)
+        if len(names) > 1:
+            body.append(f"<h2 class=\"model\">model <code>{esc(name)}</code></h2>")
+        body.append(_verdict_html(name, v, incs))
+        body.append(f'<section id="gates-{esc(name)}" data-section="gates"><h2>go / no-go gates</h2>'
+                    f'<div class="gates">{"".join(_gate_html(g) for g in gates)}</div></section>')
+        body.append(f'<section id="levers-{esc(name)}" data-section="levers"><h2>what supports each lever</h2>'
+                    f"{_levers_html(v)}</section>")
+        body.append(f'<section id="timeline-{esc(name)}" data-section="timeline"><h2>alert timeline · '
+                    f"{esc(short_ts(t0))} – {esc(short_ts(t1))} UTC</h2>{_timeline_html(incs, t0, t1)}</section>")
+        body.append(f'<section id="features-{esc(name)}" data-section="features"><h2>drifted features: training vs '
+                    f"current</h2>{_features_html(engine, name, incs)}</section>")
+        body.append(f'<section id="outcomes-{esc(name)}" data-section="outcomes"><h2>outcomes and calibration</h2>'
+                    f"{_outcomes_html(engine, name, ref)}</section>")
+        body.append(f'<section id="slices-{esc(name)}" data-section="slices"><h2>top slices by contribution to the '
+                    f"performance loss</h2>{_slices_html(engine, name)}</section>")
+        body.append(_audit_html(ref))
+    body.append('<section id="pipeline" data-section="pipeline"><h2>pipeline health</h2>'
+                f"{counters_html(engine)}</section>")
+    if inputs:
+        body.append('<section id="inputs" data-section="inputs"><h2>inputs</h2><table>'
+                    + "".join(f"<tr><th>{esc(k)}</th><td><code>{esc(v)}</code></td></tr>" for k, v in inputs.items())
+                    + "</table></section>")
+    footer = ("skewwatch report · gates and levers follow the decision framework “fix data, fix model, or fix the "
+              "system” · a self-contained file: no scripts, no external assets")
+    return page(title, "\n".join(body), footer=footer)
+
+
+def _period(engine: Any, incs: Sequence[dict[str, Any]], overrides: OverrideTally | None,
+            span: tuple[float, float] | None) -> tuple[float, float]:
+    t1 = float(engine.high_water) if math.isfinite(engine.high_water) else math.nan
+    cands = [r["start"] for r in incs if math.isfinite(r["start"])]
+    t0 = math.nan
+    if span is not None:
+        t0, t1 = span
+    elif overrides is not None and math.isfinite(overrides.t_min):
+        t0 = overrides.t_min
+    if not math.isfinite(t0):
+        mon_first = [getattr(m, "first_ts", math.inf) for m in (getattr(getattr(engine, "outcomes", None), "models", {})
+                                                                or {}).values()]
+        firsts = [t for t in mon_first if math.isfinite(t)]
+        t0 = min(firsts + cands) if firsts or cands else math.nan
+    ends = [r["resolved"] for r in incs if math.isfinite(r["resolved"])] + [r["fired"] for r in incs if math.isfinite(r["fired"])]
+    if not math.isfinite(t1):
+        t1 = max(ends) if ends else time.time()
+    if not math.isfinite(t0):
+        t0 = t1 - 86400.0
+    if cands:
+        t0 = min(t0, min(cands))
+    if ends:
+        t1 = max(t1, max(ends))
+    if t1 <= t0:
+        t1 = t0 + 3600.0
+    return t0, t1
+
+
+# --------------------------------------------------------------------------- CLI
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--reference", help="reference profile (skewwatch baseline --out); applies to every model")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--snapshot", help="engine state written by `skewwatch replay --snapshot-out` (or a checkpoint)")
+    src.add_argument("--predictions", help="prediction events, JSONL (may be .gz): replayed here")
+    p.add_argument("--labels", help="label events, JSONL (with --predictions)")
+    p.add_argument("--features", help="offline feature events, JSONL (with --predictions)")
+    p.add_argument("--config", help="skewwatch YAML config (models, costs, detector settings)")
+    p.add_argument("--window", help="window length, e.g. 5m or 1h (with --predictions; overrides the config)")
+    p.add_argument("--alerts", help="alert stream, JSONL: the timeline (with --snapshot) or the live alerts the replay "
+                                    "is compared with (with --predictions)")
+    p.add_argument("--model", action="append", help="only this model (repeatable); default: every model seen")
+    p.add_argument("--out", required=True, help="write the HTML report here")
+    p.add_argument("--status-out", help="also write the status page (HTML) here")
+    p.add_argument("--quiet", action="store_true", help="no progress or summary")
+
+
+def _read_alerts(path: str) -> list[dict[str, Any]]:
+    from detector.shells.replay import UsageError, open_lines
+
+    try:
+        f = open_lines(path)
+    except UsageError as exc:
+        raise ReportError(f"--alerts: {exc}") from exc
+    out: list[dict[str, Any]] = []
+    bad: list[int] = []
+    with f:
+        for i, line in enumerate(f, 1):
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                a = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                bad.append(i)
+                continue
+            if isinstance(a, dict) and a.get("kind") and a.get("state") in ("firing", "resolved"):
+                out.append(a)
+            else:
+                bad.append(i)
+    if bad and not out:
+        raise ReportError(f"--alerts {path}: no skewwatch alert in the file (line {bad[0]} is not an alert object with "
+                          "`kind` and `state`); pass the JSONL written by `skewwatch replay --alerts-out`")
+    if bad:
+        print(f"skewwatch report: warning: {path}: skipped {len(bad)} line(s) that are not alerts (first: line {bad[0]})",
+              file=sys.stderr)
+    return out
+
+
+def _snapshot_settings(path: str) -> tuple[bytes, dict[str, Any] | None]:
+    p = Path(path)
+    try:
+        data = p.read_bytes()
+    except OSError as exc:
+        raise ReportError(f"--snapshot: cannot read {p}: {exc.strerror or exc}") from exc
+    try:
+        state = pickle.loads(zlib.decompress(data))  # trusted input: a file the operator wrote
+    except Exception as exc:  # noqa: BLE001 - any corruption is the same error to the caller
+        raise ReportError(f"--snapshot {p} is not a skewwatch engine snapshot ({type(exc).__name__}); write one with "
+                          "`skewwatch replay --snapshot-out STATE.bin`") from exc
+    if not isinstance(state, dict) or "models" not in state:
+        raise ReportError(f"--snapshot {p} is not a skewwatch engine snapshot; write one with "
+                          "`skewwatch replay --snapshot-out STATE.bin`")
+    settings = state.get("settings")
+    return data, settings if isinstance(settings, dict) else None
+
+
+def run(args: argparse.Namespace) -> int:
+    from detector.config import ConfigError, load_config
+    from detector.core.engine import EngineError
+    from detector.core.settings import DetectorSettings, parse_duration
+    from detector.shells.replay import Replay, UsageError, build_engine, open_lines
+
+    quiet = getattr(args, "quiet", False)
+    try:
+        if args.snapshot and (args.labels or args.features or args.window):
+            raise ReportError("--labels, --features and --window go with --predictions (a snapshot already holds them)")
+        out = Path(args.out)
+        if out.is_dir():
+            raise ReportError(f"--out {out} is a directory; pass a file name such as report.html")
+        if not out.parent.exists():
+            raise ReportError(f"--out: folder {out.parent} does not exist")
+        if args.status_out and not Path(args.status_out).parent.exists():
+            raise ReportError(f"--status-out: folder {Path(args.status_out).parent} does not exist")
+        overrides_cfg: dict[str, Any] = {}
+        if args.window:
+            try:
+                overrides_cfg = {"detector": {"window": parse_duration(args.window)}}
+            except ValueError as exc:
+                raise ReportError(f"--window: {exc}") from exc
+        cfg = load_config(args.config, overrides=overrides_cfg)
+        snap = None
+        if args.snapshot:
+            snap, settings = _snapshot_settings(args.snapshot)
+            if settings is not None:
+                cfg = cfg.model_copy(update={"detector": DetectorSettings.model_validate(settings)})
+        eng = build_engine(cfg, args.reference, Path(args.config).parent if args.config else None)
+        if snap is not None:
+            try:
+                eng.restore(snap)
+            except EngineError as exc:
+                raise ReportError(f"--snapshot: {exc}") from exc
+        for path in (args.predictions, args.labels, args.features):
+            if path:
+                open_lines(path).close()
+        live = _read_alerts(args.alerts) if args.alerts else None
+    except (ReportError, ConfigError, UsageError, ValueError) as exc:
+        print(f"skewwatch report: error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        tally: OverrideTally | None = None
+        timeline_alerts: list[dict[str, Any]] | None
+        inputs = {"reference": args.reference or "(from --config)"}
+        if args.predictions:
+            tally = OverrideTally(cfg.detector.no_action_decisions)
+            tally.tap(eng)
+            stream = io.BytesIO()
+            rp = Replay(eng, stream, progress=not quiet and sys.stderr.isatty())
+            rp.run(args.predictions, args.labels, args.features)
+            if rp.lines == 0:
+                print(f"skewwatch report: error: {args.predictions} holds no events (empty file?)", file=sys.stderr)
+                return 2
+            timeline_alerts = [orjson.loads(line) for line in stream.getvalue().splitlines() if line.strip()]
+            inputs["predictions (replayed)"] = args.predictions
+            for k in ("labels", "features"):
+                if getattr(args, k):
+                    inputs[k] = getattr(args, k)
+            if live is not None:
+                inputs["live alerts (compared)"] = args.alerts
+        else:
+            timeline_alerts, live = live, None
+            inputs["snapshot"] = args.snapshot
+            if args.alerts:
+                inputs["alerts"] = args.alerts
+        if args.config:
+            inputs["config"] = args.config
+        models = args.model or None
+        if models:
+            unknown = [m for m in models if m not in eng.models]
+            if unknown:
+                print(f"skewwatch report: error: --model {', '.join(unknown)}: not in the input (models: "
+                      f"{', '.join(sorted(eng.models)) or 'none'})", file=sys.stderr)
+                return 2
+        if not eng.models:
+            print("skewwatch report: error: no prediction could be attributed to a model with a reference "
+                  "(check --reference / the config's models)", file=sys.stderr)
+            return 2
+        html = render_report(eng, alerts=timeline_alerts, overrides=tally, live_alerts=live, inputs=inputs, models=models)
+        Path(args.out).write_text(html, encoding="utf-8")
+        if args.status_out:
+            from detector.shells.status import render_status
+
+            Path(args.status_out).write_text(render_status(eng, recent=(timeline_alerts or [])[-50:]), encoding="utf-8")
+    except (UsageError, ReportError) as exc:
+        print(f"skewwatch report: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"skewwatch report: error: {exc}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # noqa: BLE001 - a runtime failure, reported as such
+        print(f"skewwatch report: runtime failure: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    if not quiet:
+        n_open = sum(len(eng.alerts.firing(m)) for m in (models or eng.models))
+        print(f"report written to {args.out} ({len(html) / 1024:.0f} kB; {n_open} open incident(s))")
+        if args.status_out:
+            print(f"status page written to {args.status_out}")
+    return 0

@@ -1,0 +1,731 @@
+"""Integration tests of the Kafka sidecar: real worker processes against a broker, over the wire.
+
+Every test starts ``python3 -m detector run --config CFG --worker-id ID`` subprocesses (a temp
+config and reference per test, unique topics and consumer groups), talks to them only through
+Kafka and their web pages (``/healthz``, ``/readyz``, ``/metrics``, ``/status?format=json``),
+and always tears them down. The broker is the session's shared one (``kafka_bootstrap``), except
+for the broker-restart test, which restarts a private embedded broker.
+
+Traffic is the simulator's ``unit_change`` scenario (a feature served in cents instead of
+dollars from 2026-11-03T21:00Z on) at a modest rate; the scenario is generated once per session.
+A worker is ready ~7 s after launch (3 s of imports, Faust's 1 s start-up, then the group join,
+which the embedded broker answers after session_timeout / 2 = 3 s).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import orjson
+import pytest
+
+pytestmark = [pytest.mark.kafka, pytest.mark.timeout(240)]
+
+T = TypeVar("T")
+REPO = Path(__file__).resolve().parents[2]
+SCENARIO_HOURS = 48.0  # 2026-11-02T05:00Z + 48 h; the unit change starts at hour 40
+RATE = 500.0  # predictions per simulated hour
+ONSET = "2026-11-03T21:00:00.000Z"
+KINDS = {"feature_drift", "missing_values", "unseen_categories", "unit_shift", "default_value_spike", "schema",
+         "feature_parity", "score_drift", "label_drift", "concept_drift", "calibration", "performance", "label_delay",
+         "fallback_rate", "decision_rate", "latency"}
+CAUSES = {"pipeline_skew", "covariate_drift", "label_drift", "concept_drift", "decision_policy", "serving_health",
+          "label_quality"}
+ACTIONS = {"fix_data", "fix_model", "fix_system"}
+RFC3339 = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)$")
+
+
+# ---------------------------------------------------------------------------------------------
+# Small helpers: asyncio, names, Kafka I/O
+# ---------------------------------------------------------------------------------------------
+
+
+def run(coro: Awaitable[T], timeout: float = 60.0) -> T:
+    async def bounded() -> T:
+        return await asyncio.wait_for(coro, timeout)
+
+    return asyncio.run(bounded())
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def wait_until(what: str, cond: Callable[[], T], timeout: float, interval: float = 0.25,
+               on_timeout: Callable[[], str] | None = None) -> T:
+    """Poll ``cond()`` until it returns a truthy value; fail with ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    last_exc: BaseException | None = None
+    while True:
+        try:
+            v = cond()
+            if v:
+                return v
+        except (OSError, ValueError, KeyError) as exc:  # a worker still starting, a page not there yet
+            last_exc = exc
+        if time.monotonic() > deadline:
+            extra = on_timeout() if on_timeout is not None else ""
+            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what} (last error: {last_exc!r})\n{extra}")
+        time.sleep(interval)
+
+
+Record = tuple[str, bytes | None, bytes | None]  # topic, key, value
+
+
+async def _produce(bootstrap: str, records: Iterable[Record], headers: list[tuple[str, bytes]] | None = None) -> list[Any]:
+    from aiokafka import AIOKafkaProducer
+
+    prod = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, max_batch_size=256 * 1024,
+                            max_request_size=4 * 1024 * 1024, request_timeout_ms=15000)
+    await prod.start()
+    try:
+        futs = [await prod.send(t, v, key=k, headers=headers) for t, k, v in records]
+        return list(await asyncio.gather(*futs))
+    finally:
+        await prod.stop()
+
+
+def produce(bootstrap: str, records: Iterable[Record], timeout: float = 60.0) -> list[Any]:
+    """Send and wait for the acks; returns the RecordMetadata (topic, partition, offset) of each."""
+    return run(_produce(bootstrap, list(records)), timeout)
+
+
+def read_topic(bootstrap: str, topic: str, timeout: float = 20.0) -> list[Any]:
+    """Everything in ``topic`` right now (all partitions, from the beginning to the end offsets)."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    async def main() -> list[Any]:
+        c = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None)
+        await c.start()
+        try:
+            parts = c.partitions_for_topic(topic)
+            if parts is None:
+                await c._client.force_metadata_update()  # noqa: SLF001 - no public call in aiokafka
+                parts = c.partitions_for_topic(topic) or set()
+            tps = [TopicPartition(topic, p) for p in sorted(parts)]
+            if not tps:
+                return []
+            c.assign(tps)
+            ends = await c.end_offsets(tps)
+            await c.seek_to_beginning(*tps)
+            out: list[Any] = []
+            todo = {tp for tp in tps if ends[tp] > 0}
+            while todo:
+                batch = await c.getmany(*todo, timeout_ms=500)
+                for tp, recs in batch.items():
+                    out.extend(recs)
+                    if recs and recs[-1].offset + 1 >= ends[tp]:
+                        todo.discard(tp)
+            return sorted(out, key=lambda r: (r.partition, r.offset))
+        finally:
+            await c.stop()
+
+    return run(main(), timeout)
+
+
+def read_alerts(bootstrap: str, topic: str) -> list[dict[str, Any]]:
+    return [orjson.loads(r.value) for r in read_topic(bootstrap, topic)]
+
+
+def http_get(url: str, timeout: float = 3.0) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 - localhost only
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+# ---------------------------------------------------------------------------------------------
+# The simulated traffic (generated once per session)
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Scenario:
+    events: list[tuple[float, str, bytes, bytes]]  # (event ts, kind, key, value), simulation order
+    counts: Counter[str]
+    first_labels: int  # label events that are the first label of their prediction
+    later_labels: int  # duplicates + corrections (same prediction labelled again)
+
+    def records(self, topics: dict[str, str], lo: float = float("-inf"), hi: float = float("inf")) -> list[Record]:
+        return [(topics[k], key, v) for ts, k, key, v in self.events if lo <= ts < hi]
+
+
+@pytest.fixture(scope="session")
+def scenario() -> Scenario:
+    from detector.sim import get_scenario, simulate
+
+    sc = get_scenario("unit_change", rate_per_hour=RATE, hours=SCENARIO_HOURS)
+    events, counts, labelled = [], Counter(), Counter()
+    preds: set[str] = set()
+    for ts, kind, ev in simulate(sc):
+        pid = str(ev["prediction_id"])
+        events.append((ts, kind, pid.encode(), orjson.dumps(ev)))
+        counts[kind] += 1
+        if kind == "predictions":
+            preds.add(pid)
+        elif kind == "labels":
+            labelled[pid] += 1
+    assert set(labelled) <= preds, "the simulator labels only predictions it made"
+    return Scenario(events, counts, len(labelled), sum(labelled.values()) - len(labelled))
+
+
+@pytest.fixture(scope="session")
+def reference_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The simulated model's reference profile (built once and cached by ``demo_reference``)."""
+    from detector.shells.demo import demo_reference
+
+    path = tmp_path_factory.mktemp("reference") / "reference.json"
+    demo_reference().save(path)
+    return path
+
+
+# ---------------------------------------------------------------------------------------------
+# Worker processes
+# ---------------------------------------------------------------------------------------------
+
+
+def topic_names(prefix: str) -> dict[str, str]:
+    tag = uuid.uuid4().hex[:8]
+    return {k: f"{prefix}-{tag}-{k}" for k in ("predictions", "labels", "features", "alerts", "dlq")}
+
+
+def write_config(path: Path, bootstrap: str, reference: Path, group: str, topics: dict[str, str], port: int,
+                 partitions: int = 4, **extra: Any) -> Path:
+    cfg: dict[str, Any] = {
+        "default_reference": str(reference),
+        "kafka": {"brokers": [bootstrap], "group_id": group, "topics": {**topics, "partitions": partitions}},
+        "web": {"host": "127.0.0.1", "port": port},
+        # labels may run ahead of their predictions when a backlog is consumed: hold them long
+        # enough that none becomes an orphan, so the label-join accounting is exact
+        "labels": {"early_label_hold": "30d"},
+        "checkpoint_interval": 4.0, "shutdown_grace": 10.0,
+    }
+    for k, v in extra.items():
+        cfg[k] = {**cfg[k], **v} if isinstance(v, dict) and isinstance(cfg.get(k), dict) else v
+    path.write_text(json.dumps(cfg, indent=2))  # JSON is YAML
+    return path
+
+
+@dataclass
+class WorkerProc:
+    """One ``skewwatch run`` subprocess."""
+
+    config: Path
+    worker_id: str
+    port: int
+    log_path: Path
+    proc: subprocess.Popen[bytes] | None = None
+    launched: float = 0.0
+    _log: Any = field(default=None, repr=False)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> WorkerProc:
+        self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
+        env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+               "PYTHONUNBUFFERED": "1"}
+        self.launched = time.monotonic()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "detector", "run", "--config", str(self.config), "--worker-id", self.worker_id],
+            cwd=REPO, env=env, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        return self
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def log_tail(self, n: int = 40) -> str:
+        try:
+            lines = self.log_path.read_text(errors="replace").splitlines()
+        except OSError:
+            return "(no log)"
+        keep = [ln for ln in lines if not ln.startswith(("|", "+"))]  # Faust's ASCII tables
+        return f"--- {self.worker_id} log ({self.log_path}) ---\n" + "\n".join(keep[-n:])
+
+    def status(self) -> dict[str, Any]:
+        code, body = http_get(f"{self.url}/status?format=json")
+        if code != 200:
+            raise ValueError(f"/status answered {code}")
+        return orjson.loads(body)
+
+    def wait_ready(self, timeout: float = 60.0) -> float:
+        """Block until ``/readyz`` is 200; returns seconds since launch."""
+
+        def ready() -> bool:
+            if not self.alive:
+                pytest.fail(f"worker {self.worker_id} exited with {self.proc.returncode if self.proc else None}\n"
+                            f"{self.log_tail()}")
+            return http_get(f"{self.url}/readyz")[0] == 200
+
+        wait_until(f"worker {self.worker_id} to be ready", ready, timeout, on_timeout=self.log_tail)
+        return time.monotonic() - self.launched
+
+    def signal(self, sig: int) -> None:
+        if self.alive:
+            assert self.proc is not None
+            self.proc.send_signal(sig)
+
+    def wait(self, timeout: float) -> int:
+        assert self.proc is not None
+        return self.proc.wait(timeout=timeout)
+
+    def stop(self) -> None:
+        """SIGTERM, then SIGKILL to the process group: nothing of ours outlives the test."""
+        if self.proc is not None:
+            if self.proc.poll() is None:
+                self.proc.send_signal(signal.SIGTERM)
+                try:
+                    self.proc.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    pass
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(timeout=5)
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+
+@pytest.fixture
+def workers(tmp_path: Path) -> Iterator[Callable[..., WorkerProc]]:
+    """Factory ``spawn(config, worker_id, port)``; every worker spawned is stopped at teardown."""
+    started: list[WorkerProc] = []
+
+    def spawn(config: Path, worker_id: str, port: int) -> WorkerProc:
+        w = WorkerProc(config, worker_id, port, tmp_path / f"{worker_id}-{len(started)}.log")
+        started.append(w)
+        return w.start()
+
+    yield spawn
+    for w in started:
+        w.stop()
+
+
+def free_port() -> int:
+    from detector.shells.broker import free_port as fp
+
+    return fp()
+
+
+def check_alert_contract(a: dict[str, Any]) -> None:
+    """One alert message against the DESIGN.md alert contract."""
+    want = {"alert_id", "ts", "state", "model", "model_version", "kind", "feature", "slice", "statistic", "value",
+            "threshold", "severity", "window", "cause", "action", "evidence", "summary"}
+    assert set(a) == want, f"keys differ from the contract: {set(a) ^ want}"
+    assert isinstance(a["alert_id"], str) and a["alert_id"]
+    assert isinstance(a["ts"], str) and RFC3339.match(a["ts"]), a["ts"]
+    assert a["state"] in ("firing", "resolved")
+    assert isinstance(a["model"], str) and a["model"]
+    assert a["model_version"] is None or isinstance(a["model_version"], str)
+    assert a["kind"] in KINDS, a["kind"]
+    assert a["feature"] is None or isinstance(a["feature"], str)
+    assert isinstance(a["slice"], dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in a["slice"].items())
+    assert isinstance(a["statistic"], str) and a["statistic"]
+    assert a["value"] is None or isinstance(a["value"], int | float)
+    assert a["threshold"] is None or isinstance(a["threshold"], int | float)
+    assert a["severity"] in ("warning", "critical")
+    w = a["window"]
+    assert isinstance(w, dict) and {"start", "end", "count"} <= set(w), w
+    assert RFC3339.match(w["start"]) and RFC3339.match(w["end"]) and w["start"] < w["end"], w
+    assert isinstance(w["count"], int) and w["count"] >= 0
+    assert a["cause"] in CAUSES and a["action"] in ACTIONS, (a["cause"], a["action"])
+    assert isinstance(a["evidence"], dict)
+    assert isinstance(a["summary"], str) and a["summary"]
+
+
+# ---------------------------------------------------------------------------------------------
+# a. end to end: injected fault -> firing alert on the alert topic
+# ---------------------------------------------------------------------------------------------
+
+
+def test_injected_unit_change_fires_a_contract_alert(kafka_bootstrap: str, reference_path: Path, tmp_path: Path,
+                                                      workers: Callable[..., WorkerProc]) -> None:
+    from detector.shells.simulate import produce_scenario
+
+    topics, group, port = topic_names("e2e"), unique("e2e"), free_port()
+    cfg = write_config(tmp_path / "cfg.yaml", kafka_bootstrap, reference_path, group, topics, port)
+    w = workers(cfg, "e2e-1", port)
+    # the simulator, as `skewwatch simulate` runs it: 44 simulated hours in ~4 s (speedup 40000)
+    sent = run(produce_scenario(kafka_bootstrap, "unit_change", rate_per_hour=RATE, speedup=40_000.0, hours=44.0,
+                                topics={k: topics[k] for k in ("predictions", "labels", "features")}), timeout=90)
+    print(f"\nproduced {sent} messages; worker ready {w.wait_ready():.1f}s after launch")
+
+    def unit_alert() -> dict[str, Any] | None:
+        for a in read_alerts(kafka_bootstrap, topics["alerts"]):
+            if a["kind"] == "unit_shift" and a["state"] == "firing":
+                return a
+        return None
+
+    alert = wait_until("a firing unit_shift alert on the alert topic", unit_alert, timeout=120, interval=1.0,
+                       on_timeout=w.log_tail)
+    print(json.dumps(alert, indent=1)[:1500])
+    check_alert_contract(alert)
+    assert alert["feature"] == "amount" and alert["slice"] == {}
+    assert alert["cause"] == "pipeline_skew" and alert["action"] == "fix_data"
+    assert alert["window"]["start"] == ONSET
+    assert alert["model"] == "fraud"
+    assert alert["evidence"].get("reference") is not None and alert["evidence"].get("current") is not None
+    records = read_topic(kafka_bootstrap, topics["alerts"])
+    alerts = [orjson.loads(r.value) for r in records]
+    for a in alerts:
+        check_alert_contract(a)
+    assert all(r.key for r in records), "alerts are keyed (model/kind/feature/slice)"
+    firing = Counter(a["alert_id"] for a in alerts if a["state"] == "firing")
+    assert max(firing.values()) == 1, f"an alert fired twice: {firing}"
+    st = w.status()
+    assert st["dlq_total"] == 0 and not st["counters"]["invalid"], st["counters"]
+    code, body = http_get(f"{w.url}/metrics")
+    assert code == 200 and b"skewwatch_" in body
+
+
+# ---------------------------------------------------------------------------------------------
+# b. dead letters
+# ---------------------------------------------------------------------------------------------
+
+
+def test_bad_messages_go_to_the_dlq_and_processing_goes_on(kafka_bootstrap: str, reference_path: Path,
+                                                          tmp_path: Path, scenario: Scenario,
+                                                          workers: Callable[..., WorkerProc]) -> None:
+    topics, group, port = topic_names("dlq"), unique("dlq"), free_port()
+    max_bytes = 4096
+    cfg = write_config(tmp_path / "cfg.yaml", kafka_bootstrap, reference_path, group, topics, port,
+                       kafka={"max_message_bytes": max_bytes})
+    w = workers(cfg, "dlq-1", port)
+    preds = [(k, v) for _, kind, k, v in scenario.events if kind == "predictions"][:600]
+    good_before, good_after = preds[:300], preds[300:]
+    template = orjson.loads(preds[0][1])
+    bad_score = {**template, "prediction_id": "bad-score", "score": "high"}
+    oversized = {**template, "prediction_id": "too-big", "features": {**template["features"], "note": "x" * max_bytes}}
+    bad: list[tuple[str, bytes, bytes | None]] = [
+        ("invalid_json", b"bad-json", b'{"prediction_id": "bad-json", "model": '),
+        ("oversized", b"too-big", orjson.dumps(oversized)),
+        ("bad_score", b"bad-score", orjson.dumps(bad_score)),
+        ("empty_message", b"tombstone", None),
+        ("empty_message", b"empty", b""),
+    ]
+    t = topics["predictions"]
+    produce(kafka_bootstrap, [(t, k, v) for k, v in good_before])
+    metas = produce(kafka_bootstrap, [(t, k, v) for _, k, v in bad])
+    produce(kafka_bootstrap, [(t, k, v) for k, v in good_after])
+    print(f"\nworker ready {w.wait_ready():.1f}s after launch")
+
+    st = wait_until("all good predictions to be counted", lambda: (s := w.status())["counters"]["predictions"]
+                    >= len(preds) and s, timeout=60, on_timeout=w.log_tail)
+    dlq = wait_until("5 dead letters", lambda: (r := read_topic(kafka_bootstrap, topics["dlq"])) and len(r) >= len(bad)
+                     and r, timeout=30)
+    assert len(dlq) == len(bad), [dict(r.headers) for r in dlq]
+    got = {}
+    for r in dlq:
+        h = {k: v.decode() for k, v in r.headers}
+        assert {"source-topic", "source-partition", "source-offset", "reason"} <= set(h), h
+        got[(h["source-topic"], int(h["source-partition"]), int(h["source-offset"]))] = (h["reason"], r.key, r.value)
+    for (reason, key, value), meta in zip(bad, metas, strict=True):
+        where = (t, meta.partition, meta.offset)
+        assert where in got, f"{reason} message at {where} is not in the DLQ: {sorted(got)}"
+        assert got[where][0] == reason, (where, got[where][0], reason)
+        assert got[where][1] == key
+        if reason in ("invalid_json", "oversized", "bad_score"):
+            assert got[where][2] == value, "the dead letter carries the original bytes"
+    # processing went on after the bad messages: every good one counted exactly once
+    assert st["counters"]["predictions"] == len(preds), st["counters"]
+    assert st["dlq_total"] == len(bad)
+    print("dead letters:", sorted((v[0], k[1], k[2]) for k, v in got.items()))
+
+
+# ---------------------------------------------------------------------------------------------
+# c. SIGKILL mid-stream, restart: exact accounting, no alert fired twice
+# ---------------------------------------------------------------------------------------------
+
+
+def label_join_expected(scenario: Scenario, upto: float = float("inf")) -> tuple[int, int, int]:
+    preds = sum(1 for ts, k, _, _ in scenario.events if k == "predictions" and ts < upto)
+    labels = sum(1 for ts, k, _, _ in scenario.events if k == "labels" and ts < upto)
+    return preds, labels, scenario.first_labels
+
+
+def paced_produce(bootstrap: str, records: list[tuple[float, Record]], speedup: float, stop: threading.Event) -> int:
+    """Produce in event-time order, ``speedup`` simulated seconds per wall second; returns count sent."""
+
+    async def main() -> int:
+        from aiokafka import AIOKafkaProducer
+
+        prod = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, request_timeout_ms=15000)
+        await prod.start()
+        sent, t0w, t0e = 0, time.monotonic(), records[0][0]
+        try:
+            for i in range(0, len(records), 200):
+                chunk = records[i : i + 200]
+                await asyncio.gather(*[await prod.send(t, v, key=k) for _, (t, k, v) in chunk])
+                sent += len(chunk)
+                if stop.is_set():
+                    break
+                ahead = (chunk[-1][0] - t0e) / speedup - (time.monotonic() - t0w)
+                if ahead > 0:
+                    await asyncio.sleep(ahead)
+        finally:
+            await prod.stop()
+        return sent
+
+    return asyncio.run(main())
+
+
+def test_sigkill_and_restart_counts_everything_once(kafka_bootstrap: str, reference_path: Path, tmp_path: Path,
+                                                    scenario: Scenario, workers: Callable[..., WorkerProc]) -> None:
+    from detector.core.timeparse import parse_timestamps
+
+    topics, group, port = topic_names("kill"), unique("kill"), free_port()
+    cfg = write_config(tmp_path / "cfg.yaml", kafka_bootstrap, reference_path, group, topics, port,
+                       checkpoint_interval=3.0)
+    split = float(parse_timestamps(["2026-11-04T00:00:00Z"])[0])  # the unit-change alert fires for the 21:00 window
+    first = scenario.records(topics, hi=split)
+    rest = [(ts, (topics[k], key, v)) for ts, k, key, v in scenario.events if ts >= split]
+    n_first_preds = sum(1 for t, _, _ in first if t == topics["predictions"])
+    want_preds, want_labels, want_matched = label_join_expected(scenario)
+
+    w1 = workers(cfg, "kill-w", port)
+    produce(kafka_bootstrap, first, timeout=120)
+    print(f"\nproduced {len(first)} messages; worker ready {w1.wait_ready():.1f}s after launch")
+
+    def incident_open() -> dict[str, Any] | None:
+        st = w1.status()
+        if st["counters"]["predictions"] < n_first_preds:
+            return None
+        return next((a for a in st["firing"] if a["kind"] == "unit_shift"), None)
+
+    open_alert = wait_until("the unit_shift incident to be open", incident_open, timeout=120, interval=0.5,
+                            on_timeout=w1.log_tail)
+    ckpts = w1.status()["checkpoints"]
+    wait_until("a checkpoint that covers the open incident", lambda: w1.status()["checkpoints"] > ckpts, timeout=30)
+
+    # the rest of the traffic arrives live (8 s of wall time); the worker dies in the middle of it
+    stop = threading.Event()
+    result: dict[str, Any] = {}
+    producer = threading.Thread(target=lambda: result.update(sent=paced_produce(kafka_bootstrap, rest, 2700.0, stop)),
+                                daemon=True)
+    producer.start()
+    wait_until("the worker to process live traffic", lambda: w1.status()["counters"]["predictions"]
+               > n_first_preds + 300, timeout=60)
+    before = w1.status()
+    w1.signal(signal.SIGKILL)
+    assert w1.wait(10) == -signal.SIGKILL
+    print(f"SIGKILL after {before['counters']['predictions']} predictions, {before['checkpoints']} checkpoints")
+
+    w2 = workers(cfg, "kill-w", port)  # same worker id: restores the same checkpoint
+    print(f"restarted worker ready {w2.wait_ready(90):.1f}s after launch")
+    producer.join(120)
+    assert not producer.is_alive() and result.get("sent") == len(rest)
+
+    def done() -> dict[str, Any] | None:
+        st = w2.status()
+        c = st["counters"]
+        return st if c["predictions"] >= want_preds and c["labels"] >= want_labels else None
+
+    st = wait_until("every message to be processed after the restart", done, timeout=90, interval=0.5,
+                    on_timeout=w2.log_tail)
+    time.sleep(2.0)  # anything still in flight would show as over-counting now
+    st = w2.status()
+    c, j = st["counters"], st["label_join"]
+    print("after restart:", json.dumps({"counters": c, "label_join": j, "redelivered_skipped": st["duplicates"]}))
+    assert c["predictions"] == want_preds
+    assert c["labels"] == want_labels
+    assert c["feature_events"] == scenario.counts["features"]
+    assert j["matched"] == want_matched, j
+    assert j["duplicates"] + j["corrections"] == scenario.later_labels, j
+    assert j["orphans"] == 0 and j["early_held"] == 0, j
+    assert not c["invalid"] and st["dlq_total"] == 0
+    # the incident that was open at the checkpoint is still the same incident, fired once
+    assert any(a["alert_id"] == open_alert["alert_id"] for a in st["firing"]), st["firing"]
+    alerts = read_alerts(kafka_bootstrap, topics["alerts"])
+    firing = Counter(a["alert_id"] for a in alerts if a["state"] == "firing")
+    resolved = Counter(a["alert_id"] for a in alerts if a["state"] == "resolved")
+    assert firing[open_alert["alert_id"]] == 1
+    assert max(firing.values()) == 1, f"alerts fired more than once: {[k for k, v in firing.items() if v > 1]}"
+    assert max(resolved.values(), default=0) <= 1, f"alerts resolved more than once: {resolved}"
+
+
+# ---------------------------------------------------------------------------------------------
+# d. one worker vs two workers in one group: the same alerts
+# ---------------------------------------------------------------------------------------------
+
+
+def alert_set(alerts: list[dict[str, Any]]) -> set[tuple[str, str, str, str, str]]:
+    return {(a["kind"], a["feature"] or "", json.dumps(a["slice"], sort_keys=True), a["window"]["start"], a["state"])
+            for a in alerts}
+
+
+def test_one_worker_and_two_workers_give_the_same_alerts(kafka_bootstrap: str, reference_path: Path,
+                                                         tmp_path: Path, scenario: Scenario,
+                                                         workers: Callable[..., WorkerProc]) -> None:
+    inputs = topic_names("scale")
+    alerts1, alerts2 = f"{inputs['alerts']}-one", f"{inputs['alerts']}-two"
+    g1, g2 = unique("one"), unique("two")
+    p1, p2a, p2b = free_port(), free_port(), free_port()
+    cfg1 = write_config(tmp_path / "one.yaml", kafka_bootstrap, reference_path, g1,
+                        {**inputs, "alerts": alerts1, "dlq": f"{inputs['dlq']}-one"}, p1)
+    cfg2a = write_config(tmp_path / "two-a.yaml", kafka_bootstrap, reference_path, g2,
+                         {**inputs, "alerts": alerts2, "dlq": f"{inputs['dlq']}-two"}, p2a)
+    cfg2b = write_config(tmp_path / "two-b.yaml", kafka_bootstrap, reference_path, g2,
+                         {**inputs, "alerts": alerts2, "dlq": f"{inputs['dlq']}-two"}, p2b)
+    one = workers(cfg1, "solo", p1)
+    two = [workers(cfg2a, "pair-a", p2a), workers(cfg2b, "pair-b", p2b)]
+
+    # both groups settle before the input is produced: a partition that moves between workers in
+    # the middle of the stream is a rebalance, not what this test compares
+    for w in (one, *two):
+        print(f"\n{w.worker_id} ready {w.wait_ready(90):.1f}s after launch", end="")
+
+    # (the second of the pair is ready only once a generation that includes both was assigned)
+    produce(kafka_bootstrap, scenario.records(inputs), timeout=120)
+    want = scenario.counts["predictions"]
+
+    def consumed() -> bool:
+        n1 = one.status()["counters"]["predictions"]
+        n2 = sum(w.status()["counters"]["predictions"] for w in two)
+        return n1 == want and n2 == want
+
+    wait_until("both groups to consume every prediction", consumed, timeout=120, interval=0.5,
+               on_timeout=lambda: one.log_tail(15) + two[0].log_tail(15) + two[1].log_tail(15))
+    per_worker = [w.status()["counters"]["predictions"] for w in two]
+    print(f"\npredictions per worker of the pair: {per_worker}")
+    assert all(n > 0 for n in per_worker), "the pair did not split the partitions"
+
+    # windows close on the aggregator as partials and heartbeats arrive: wait until both alert
+    # streams stop changing
+    last: dict[str, Any] = {"sets": None, "since": time.monotonic()}
+
+    def stable() -> bool:
+        sets = (alert_set(read_alerts(kafka_bootstrap, alerts1)), alert_set(read_alerts(kafka_bootstrap, alerts2)))
+        if sets != last["sets"]:
+            last.update(sets=sets, since=time.monotonic())
+        return sets[0] == sets[1] and bool(sets[0]) and time.monotonic() - last["since"] > 4.0
+
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not stable():
+        time.sleep(1.0)
+    s1, s2 = last["sets"]
+    print(f"one worker: {len(s1)} alert events, two workers: {len(s2)}")
+    assert s1 == s2, f"only with one worker: {sorted(s1 - s2)}\nonly with two: {sorted(s2 - s1)}"
+    assert any(k == "unit_shift" and f == "amount" and st == "firing" for k, f, _, _, st in s1)
+
+
+# ---------------------------------------------------------------------------------------------
+# e. the broker goes away and comes back (data lost): the worker survives and goes on
+# ---------------------------------------------------------------------------------------------
+
+
+def test_broker_restart_worker_survives_and_resumes(reference_path: Path, tmp_path: Path, scenario: Scenario,
+                                                    workers: Callable[..., WorkerProc]) -> None:
+    from detector.shells.broker import BrokerUnavailable, EmbeddedBroker
+
+    try:
+        broker = EmbeddedBroker(log_path=tmp_path / "tansu.log").start()
+    except BrokerUnavailable as exc:
+        pytest.skip(str(exc))
+    try:
+        topics, group, port = topic_names("outage"), unique("outage"), free_port()
+        # created through the broker object, so restart() re-creates them (memory storage loses all)
+        broker.create_topics({topics["predictions"]: 2, topics["labels"]: 2, topics["features"]: 2,
+                              topics["alerts"]: 1, topics["dlq"]: 1, f"{group}-partials": 1})
+        broker.create_topics({f"{group}-state": 1}, configs={"cleanup.policy": "compact"})
+        cfg = write_config(tmp_path / "cfg.yaml", broker.bootstrap, reference_path, group, topics, port,
+                           partitions=2, checkpoint_interval=2.0)
+        w = workers(cfg, "outage-w", port)
+        print(f"\nworker ready {w.wait_ready():.1f}s after launch")
+
+        health: list[tuple[float, int | str]] = []
+        stop = threading.Event()
+
+        def probe() -> None:
+            while not stop.is_set():
+                try:
+                    code = http_get(f"{w.url}/healthz", timeout=2.0)[0]
+                except OSError as exc:
+                    code = type(exc).__name__
+                health.append((time.monotonic(), code))
+                stop.wait(0.25)
+
+        prober = threading.Thread(target=probe, daemon=True)
+        prober.start()
+        preds = [(k, v) for _, kind, k, v in scenario.events if kind == "predictions"]
+        before, after = preds[:400], preds[400:800]
+        produce(broker.bootstrap, [(topics["predictions"], k, v) for k, v in before])
+        wait_until("the first batch", lambda: w.status()["counters"]["predictions"] == len(before), timeout=30,
+                   on_timeout=w.log_tail)
+        time.sleep(2.5)  # a checkpoint covers the first batch
+
+        t0 = time.monotonic()
+        broker.restart(downtime=3.0)
+        print(f"broker down and back in {time.monotonic() - t0:.1f}s (all data lost)")
+        produce(broker.bootstrap, [(topics["predictions"], k, v) for k, v in after])
+        st = wait_until("the worker to process messages produced after the restart",
+                        lambda: (s := w.status())["counters"]["predictions"] >= len(before) + len(after) and s,
+                        timeout=90, interval=0.5, on_timeout=w.log_tail)
+        resumed = time.monotonic() - t0
+        time.sleep(3.0)  # a checkpoint after the outage, and time for anything double counted
+        stop.set()
+        prober.join(5)
+        st = w.status()
+        print(f"resumed {resumed:.1f}s after the restart began; {len(health)} health probes; "
+              f"checkpoints {st['checkpoints']}")
+        assert w.alive, w.log_tail()
+        bad = [(round(t - t0, 1), c) for t, c in health if c != 200]
+        assert not bad, f"/healthz failed during the outage: {bad}"
+        assert st["counters"]["predictions"] == len(before) + len(after), st["counters"]
+        assert http_get(f"{w.url}/readyz")[0] == 200
+    finally:
+        broker.stop()
+
+
+# ---------------------------------------------------------------------------------------------
+# f. SIGTERM: a final checkpoint, exit 0 within the grace period
+# ---------------------------------------------------------------------------------------------
+
+
+def test_sigterm_checkpoints_and_exits_within_grace(kafka_bootstrap: str, reference_path: Path, tmp_path: Path,
+                                                     scenario: Scenario, workers: Callable[..., WorkerProc]) -> None:
+    from detector.stream.checkpoint import read_checkpoint
+
+    topics, group, port = topic_names("term"), unique("term"), free_port()
+    grace = 10.0
+    cfg = write_config(tmp_path / "cfg.yaml", kafka_bootstrap, reference_path, group, topics, port,
+                       checkpoint_interval=600.0, shutdown_grace=grace)  # only the shutdown checkpoints
+    w = workers(cfg, "term-w", port)
+    preds = [(topics["predictions"], k, v) for _, kind, k, v in scenario.events if kind == "predictions"][:200]
+    produce(kafka_bootstrap, preds)
+    print(f"\nworker ready {w.wait_ready():.1f}s after launch")
+    wait_until("the predictions", lambda: w.status()["counters"]["predictions"] == len(preds), timeout=30)
+    t0 = time.monotonic()
+    w.signal(signal.SIGTERM)
+    try:
+        code = w.wait(grace + 5.0)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"worker still running {grace + 5:.0f}s after SIGTERM\n{w.log_tail()}")
+    took = time.monotonic() - t0
+    print(f"exit status {code} {took:.2f}s after SIGTERM (shutdown_grace {grace:.0f}s)")
+    assert code == 0, w.log_tail()
+    assert took <= grace + 2.0
+    data = run(read_checkpoint(kafka_bootstrap, f"{group}-state", f"{group}/term-w"))
+    assert data, "no checkpoint written on SIGTERM"
