@@ -21,7 +21,7 @@ from detector.core import stats
 from detector.core.hourly import hour_weights
 from detector.core.layout import SCORE, Layout
 from detector.core.reference import CategoricalProfile, NumericProfile, value_share
-from detector.core.seasonal import SeasonalBaseline, coarse_nonmissing
+from detector.core.seasonal import SeasonalBaseline
 from detector.core.settings import DetectorSettings
 from detector.core.window import N_CAND, RATE, WindowCounts
 

@@ -186,7 +186,7 @@ class Engine:
         if ms is not None:
             return ms
         ref = self.reference_for(name)
-        if ref is None:
+        if ref is None or len(self.models) >= self.settings.max_models:
             return None
         st = self.settings
         if st.slice_dims is not None:
@@ -219,9 +219,11 @@ class Engine:
         for model, evs in by_model.items():
             ms = self._model(model, evs)
             if ms is None:
-                for e in evs:
-                    errors.append(EventError("unknown_model", f"no reference for model {model!r}; add it to the config's models",
-                                             b"", -1))
+                why = (f"no reference for model {model!r}; add it to the config's models"
+                       if self.reference_for(model) is None else
+                       f"model {model!r} would exceed detector.max_models={self.settings.max_models}; raise it if intended")
+                for _e in evs:
+                    errors.append(EventError("unknown_model", why, b"", -1))
                 continue
             batch = ms.decoder.decode(model, evs, ms.layout.dims)
             errors.extend(self._fold(ms, batch, evs))
@@ -261,7 +263,8 @@ class Engine:
         self.high_water = max(self.high_water, float(b.ts.max()))
         self.counters.max_event_ts = max(self.counters.max_event_ts, self.high_water)
         for v, c in b.versions.items():
-            ms.versions[v] = ms.versions.get(v, 0) + c
+            if v in ms.versions or len(ms.versions) < 32:
+                ms.versions[v] = ms.versions.get(v, 0) + c
             ms.last_version = v
         ms.discover_candidates(b)
         lay = ms.layout
@@ -359,7 +362,7 @@ class Engine:
                 voc.codes(list(values))
         w = p.window
         if w.start < self.closed_before:
-            self.counters.late += w.events
+            self.counters.late += _partial_events(w, ms.layout)
             return
         rowmap = _row_map_values(p.dims, p.vocab_values, ms.layout)
         remapped = _remap(w, rowmap, ms.layout)
@@ -369,7 +372,7 @@ class Engine:
             ms.windows[w.start] = remapped
         else:
             cur.merge(remapped)
-        self.counters.predictions += w.events
+        self.counters.predictions += _partial_events(remapped, ms.layout)
         self.high_water = max(self.high_water, w.max_ts)
 
     def flush(self) -> list[Alert]:
@@ -558,6 +561,14 @@ class Partial:
         if not isinstance(p, Partial):
             raise EngineError("not a skewwatch window partial")
         return p
+
+
+def _partial_events(w: WindowCounts, lay: Layout) -> int:
+    """Events in a window that has not been finalised (row 0 is filled at close)."""
+    if not lay.dims:
+        return int(w.rates[0, 0])
+    off = lay.row_offset(0)
+    return int(w.rates[off : off + lay.top_k + 1, 0].sum())
 
 
 def _row_map_values(dims: list[str], vocab_values: list[list[str]], dst: Layout) -> np.ndarray:

@@ -56,7 +56,7 @@ from detector.core.checks import Result
 from detector.core.cohort import N_HIST, C, auc_se, average_precision, binned_auc, brier, ece
 from detector.core.labels import DELAY_EDGES, hist_quantile
 
-__all__ = ["OutcomeThresholds", "Arrays", "outcome_checks", "expected_positives"]
+__all__ = ["OutcomeThresholds", "Arrays", "outcome_checks", "expected_positives", "poisson_pvalue"]
 
 
 @dataclass(frozen=True)
@@ -81,6 +81,8 @@ class OutcomeThresholds:
     brier_ratio: float = 1.25
     brier_ratio_critical: float = 1.5
     river_brier_ratio: float = 1.2
+    critical_labels: int = 500  # "critical" (fires at once) needs at least this many labelled pairs
+    small_count: float = 30.0  # below this many expected events, p-values use exact Poisson tails
     match_ratio: float = 0.8
     match_ratio_critical: float = 0.5
     match_abs: float = 0.05
@@ -193,6 +195,8 @@ def outcome_checks(cur: Arrays, base: Arrays, th: OutcomeThresholds, *, ref_rate
     big = np.nan_to_num(cr) >= 2 * np.nan_to_num(crb)
     pv = stats.proportion_test(co, np.maximum(la, co), np.where(tested, np.clip(np.nan_to_num(crb), 0, 1), 0.5), "greater",
                                n0=np.maximum(lab_b, 1))
+    lam = np.nan_to_num(crb) * la
+    pv = np.where(lam < th.small_count, np.maximum(pv, poisson_pvalue(co, np.maximum(lam, 0.5), "greater")), pv)
     out.append(Result(
         "label_delay", None, "correction_rate", cr, tested, big & (d >= th.correction_delta),
         big & (d >= th.correction_delta_critical), np.asarray(pv), th.correction_delta,
@@ -210,6 +214,7 @@ def outcome_checks(cur: Arrays, base: Arrays, th: OutcomeThresholds, *, ref_rate
     warn, crit = _ratio_flags(ratio_l, th.base_rate_ratio, th.base_rate_ratio_critical, absd)
     z = _div(y - E, np.sqrt(V))
     pv = np.minimum(1.0, 2 * np.asarray(stats.norm_sf(np.abs(np.nan_to_num(z)))))
+    pv = np.where(E < th.small_count, poisson_pvalue(y, E, "two-sided"), pv)
     pe = _div(E, n)
     out.append(Result(
         "label_drift", None, "base_rate_ratio", ratio_l, tested, warn, crit, pv, th.base_rate_ratio,
@@ -350,7 +355,30 @@ def outcome_checks(cur: Arrays, base: Arrays, th: OutcomeThresholds, *, ref_rate
         lambda i: f"this slice's base rate is {_pct(dp[i])} where its training rate (scaled by the global change) gives "
                   f"{_pct(exp_s[i])}: check that the label means the same thing here",
         effect=_log_effect(ratio_s)))
+    big = np.maximum(n, np.nan_to_num(dn)) >= th.critical_labels
+    for r in out:  # a small sample may breach hugely by chance: let hysteresis confirm it
+        r.crit = r.crit & big
     return out
+
+
+def poisson_pvalue(x: np.ndarray, lam: np.ndarray, alternative: str) -> np.ndarray:
+    """Exact Poisson tail p-value of count ``x`` with mean ``lam`` (via the chi-square identity).
+
+    ``P(X >= x) = P(chi2(2x) <= 2 lam)``, ``P(X <= x) = P(chi2(2x + 2) > 2 lam)``; slightly
+    conservative for a binomial count, exact enough where the normal approximation is not.
+
+    >>> [round(float(v), 4) for v in poisson_pvalue(np.array([16.0, 0.0]), np.array([6.3, 6.3]), "greater")]
+    [0.0008, 1.0]
+    """
+    x = np.asarray(x, dtype=np.float64)
+    lam = np.maximum(np.asarray(lam, dtype=np.float64), 1e-12)
+    upper = np.where(x > 0, 1.0 - np.asarray(stats.chi2_sf(2 * lam, np.maximum(2 * x, 1e-9))), 1.0)
+    if alternative == "greater":
+        return upper
+    lower = np.asarray(stats.chi2_sf(2 * lam, 2 * x + 2))
+    if alternative == "less":
+        return lower
+    return np.minimum(1.0, 2 * np.minimum(upper, lower))
 
 
 def expected_positives(cur: Arrays, base: Arrays, prior: float = 5.0) -> tuple[np.ndarray, np.ndarray]:

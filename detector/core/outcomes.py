@@ -356,7 +356,7 @@ class OutcomeMonitor:
         incomplete = _incomplete(cur.cnt, bas.cnt, expected)
         if any(a.get("kind") == "label_delay" and a.get("statistic") in _DELAY_STATS for a in eng.alerts.firing(m.name)):
             incomplete[:] = True  # an open label-delay incident: labels at this age are not comparable
-        findings, delay_shift = self._explain(findings, rows, comp, stable, incomplete)
+        findings, delay_shift = self._explain(findings, rows, comp, stable, incomplete, "concept_drift" in firing)
         label_stable = not lab_unstable[0] and "label_drift" not in firing and not any(f.kind == "label_drift" for f in findings)
         kinds = {f.kind for f in findings} | firing | c.input_kinds
         version = max(c.versions.items(), key=lambda kv: kv[1])[0] if c.versions else None
@@ -388,22 +388,28 @@ class OutcomeMonitor:
         return alerts
 
     def _explain(self, findings: list[Finding], rows: np.ndarray, comp: np.ndarray, stable: np.ndarray,
-                 incomplete: np.ndarray) -> tuple[list[Finding], bool]:
-        """Delay shifts explain base-rate/calibration moves; stable inputs turn performance into concept drift."""
+                 incomplete: np.ndarray, concept_firing: bool) -> tuple[list[Finding], bool]:
+        """Attribute findings to the most specific explanation (see the module docstring)."""
         pos = {int(r): i for i, (r, cp) in enumerate(zip(rows.tolist(), comp.tolist(), strict=True)) if not cp}
+        # 1. incomplete labels explain base-rate and calibration moves
         delay_rows = {f.row for f in findings if f.kind == "label_delay" and f.statistic in _DELAY_STATS}
-        moved = [f for f in findings if f.kind in ("label_drift", "calibration")]
-        explained = {f.row for f in moved if incomplete[pos.get(f.row, 0)]}
-        delay_rows |= explained
+        delay_rows |= {f.row for f in findings if f.kind in ("label_drift", "calibration") and incomplete[pos.get(f.row, 0)]}
         if delay_rows:
             findings = [f for f in findings if not (f.kind in ("label_drift", "calibration") and (f.row in delay_rows or 0 in delay_rows))]
-        global_kinds = {f.kind for f in findings if f.row == 0}  # a global finding covers its slices (as in select)
-        findings = [f for f in findings if f.row == 0 or f.kind not in global_kinds]
+        # 2. performance fell while inputs and the base rate are stable: concept drift
         out: list[Finding] = []
         for f in findings:
             if f.kind == "performance" and stable[pos.get(f.row, 0)]:
                 f = replace(f, kind="concept_drift", summary=f.summary + " while inputs and the label base rate are stable")
             out.append(f)
+        # 3. while the relationship itself changes, outcome rates that move against the scores are part of it
+        if concept_firing or any(f.kind == "concept_drift" for f in out):
+            out = [replace(f, kind="concept_drift", summary=f.summary + " (alongside a change of the input-outcome relationship)")
+                   if f.kind == "label_drift" else f for f in out]
+        # 4. a global finding covers the slice findings of its kind (as in select)
+        global_kinds = {f.kind for f in out if f.row == 0}
+        out = [f for f in out if f.row == 0 or f.kind not in global_kinds]
+        # 5. one finding per row: the most specific
         best: dict[int, Finding] = {}
         also: dict[int, list[str]] = {}
         for f in sorted(out, key=lambda f: (_rank(f), -f.effect)):

@@ -80,6 +80,7 @@ class DetectorSettings(_Strict):
     slice_on_features: list[str] = Field(default_factory=list)
     slice_top_k: int = Field(10, ge=1, le=1000)
     max_slice_dims: int = Field(6, ge=0, le=32)
+    max_models: int = Field(32, ge=1, description="models tracked at once (bounds state against rogue producers)")
     category_top_k: int = Field(50, ge=2, le=5000)
     max_unknown_features: int = Field(64, ge=0)
     min_count: int = Field(100, ge=1, description="events a slice needs in a window for distribution tests")

@@ -41,7 +41,6 @@ import orjson
 from detector.shells.status import (
     ACTION_TEXT,
     CAUSE_TEXT,
-    FEATURE_KINDS,
     alert_ts,
     breach_ratio,
     chart_targets,
@@ -295,7 +294,7 @@ def _measurement(g: Gate, engine: Any, ref: Any, incidents: Sequence[dict[str, A
         g.evidence.append("the reference has no label column: rebuild it with `skewwatch baseline --label-column` for a "
                           "training baseline (the trailing production baseline is used meanwhile)")
     _evidence_incidents(g, bad)
-    if bad or (mr is not None and mr < MIN_MATCH_RATE):
+    if _open(bad) or (mr is not None and mr < MIN_MATCH_RATE):
         g.status = "fail"
     elif glob:
         g.status = "pass"
@@ -309,7 +308,7 @@ def _replay(g: Gate, engine: Any, ms: Any, ref: Any, incidents: Sequence[dict[st
     serving = [r for r in incidents if r["kind"] == "fallback_rate"
                or (r["kind"] == "score_drift" and r["cause"] == "serving_health")]
     g.incidents = serving
-    fail = bool(serving)
+    fail = bool(_open(serving))
     n_inv = sum((getattr(c, "invalid", {}) or {}).values())
     total = c.predictions + n_inv
     if total:
@@ -331,7 +330,7 @@ def _replay(g: Gate, engine: Any, ms: Any, ref: Any, incidents: Sequence[dict[st
         g.evidence.append("model versions served: " + ", ".join(f"{v} ({n:,})" for v, n in
                                                                  sorted(versions.items(), key=lambda kv: -kv[1])[:4]))
     stats = [s for s in (stats_for(ms, "score", {}) if ms is not None else []) if s[0] == "score_drift"]
-    for kind, stat, val, thr in stats[:2]:
+    for kind, stat, val, thr in stats[:1]:
         g.evidence.append(f"score vs training ({kind}/{stat}): {fmt_num(val)} (threshold {fmt_num(thr)})")
     _evidence_incidents(g, serving)
     upstream = [r for r in incidents if r["kind"] == "score_drift" and r["cause"] != "serving_health"]
@@ -364,10 +363,11 @@ def _parity(g: Gate, engine: Any, ms: Any, incidents: Sequence[dict[str, Any]], 
     if last:
         g.evidence.append(f"last window: {len(feats)} features × {len(slices)} slice rows tested against training "
                           "and production history")
-        worst = sorted(((breach_ratio(s, v, t), k, s, f, sl, v, t) for (k, s, f, _), (v, sl, t) in last.items()
+        worst = sorted(((breach_ratio(st_, v, t), k, st_, f, sl, v, t) for (k, st_, f, _), (v, sl, t) in last.items()
                         if f and f != "score"), key=lambda x: -x[0])[:3]
-        for _r, k, s, f, sl, v, t in worst:
-            g.evidence.append(f"closest to its bound: {f} ({slice_text(sl)}) {k}/{s} = {fmt_num(v)} vs {fmt_num(t)}")
+        for r, k, st_, f, sl, v, t in worst:
+            where = "past its bound" if r > 1 else "closest to its bound"
+            g.evidence.append(f"{where}: {f} ({slice_text(sl)}) {k}/{st_} = {fmt_num(v)} vs {fmt_num(t)}")
     par = ((st.get("parity") or {}).get("features")) or {}
     compared = sum(int((per.get("") or {}).get("compared") or 0) for per in par.values())
     if par:
@@ -379,7 +379,7 @@ def _parity(g: Gate, engine: Any, ms: Any, incidents: Sequence[dict[str, Any]], 
         g.evidence.append("no offline feature events joined: send them (topic `features`, or --features F.jsonl) "
                           "for value-level parity")
     _evidence_incidents(g, bad)
-    if bad:
+    if _open(bad):
         g.status = "fail"
     elif last:
         g.status = "pass"
@@ -392,14 +392,17 @@ def _decisioning(g: Gate, engine: Any, model: str, ms: Any, incidents: Sequence[
                  glob: dict[str, Any]) -> None:
     bad = [r for r in incidents if r["kind"] in DECISION_KINDS]
     g.incidents = bad
-    fail = bool(bad)
+    fail = bool(_open(bad))
     known = False
     last = getattr(ms, "last_stats", {}) if ms is not None else {}
     for (kind, stat, _f, sk), (v, _sl, t) in last.items():
         if kind == "decision_rate" and sk == "":
             known = True
-            g.evidence.append(f"{stat.replace('_', ' ')} in the last window: {fmt_num(v)}"
-                              + (f" (threshold {fmt_num(t)})" if math.isfinite(t) and t else ""))
+            if stat == "threshold":
+                g.evidence.append(f"decision threshold in force in the last window: {fmt_num(v)}")
+            else:
+                g.evidence.append(f"{stat.replace('_', ' ')} in the last window: {fmt_num(v)}"
+                                  + (f" (limit {fmt_num(t)})" if math.isfinite(t) and t else ""))
     try:
         cur, base, _m = _cohorts(engine, model)
         e_cur, e_base = _ece(cur), _ece(base)
@@ -409,7 +412,7 @@ def _decisioning(g: Gate, engine: Any, model: str, ms: Any, incidents: Sequence[
         e_cur = _num(glob.get("ece"))
     if e_cur is not None:
         known = True
-        g.evidence.append(f"calibration error (ECE) of recent cohorts {e_cur:.3f}"
+        g.evidence.append(f"calibration error (ECE) of the recent cohorts {e_cur:.3f}"
                           + (f" vs {e_base:.3f} in clean baseline cohorts" if e_base is not None else ""))
         if e_cur > MAX_ECE and (e_cur > 2 * e_base + 0.02 if e_base is not None else e_cur > 2 * MAX_ECE):
             fail = True
@@ -417,7 +420,7 @@ def _decisioning(g: Gate, engine: Any, model: str, ms: Any, incidents: Sequence[
     if glob:
         thr, best = _num(glob.get("threshold")), _num(glob.get("best_threshold"))
         if thr is not None and best is not None:
-            g.evidence.append(f"threshold in force {thr:.2f}; cost-minimising threshold {best:.2f} "
+            g.evidence.append(f"last matured cohort: threshold in force {thr:.2f}, cost-minimising threshold {best:.2f} "
                               f"(expected cost {fmt_num(_num(glob.get('expected_cost')))} per prediction)")
         elif thr is not None:
             g.evidence.append(f"threshold in force {thr:.2f}; no costs configured (cost_fp / cost_fn in the config), "
@@ -466,7 +469,12 @@ def _adoption(g: Gate, ov: dict[str, Any] | None) -> None:
         g.evidence.append("people do not act on the model's output as intended: review the workflow, UI and incentives")
 
 
-def _evidence_incidents(g: Gate, incs: Sequence[dict[str, Any]], limit: int = 4) -> None:
+def _open(incs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Incidents still open: a gate is go / no-go *now*; resolved ones stay as evidence."""
+    return [r for r in incs if r["open"]]
+
+
+def _evidence_incidents(g: Gate, incs: Sequence[dict[str, Any]], limit: int = 3) -> None:
     for r in incs[:limit]:
         g.evidence.append(f"{'open' if r['open'] else 'resolved'}: {_inc_line(r)} — {r['alert'].get('summary', '')}")
     if len(incs) > limit:
@@ -502,10 +510,10 @@ def verdict_of(incidents: Sequence[dict[str, Any]], gates: Sequence[Gate]) -> di
             by[r["action"]].append(r)
     open_by = {k: [r for r in v if r["open"]] for k, v in by.items()}
     primary = next((k for k in LEVERS if open_by[k]), None)
-    basis = "open incidents"
+    basis = "open incident(s)"
     if primary is None:
         primary = next((k for k in LEVERS if by[k]), None)
-        basis = "incidents during the period (all resolved)"
+        basis = "incident(s) during the period, all resolved,"
     failed = [g for g in gates if g.status == "fail"]
     if primary is None and failed:
         primary = GATE_LEVER[failed[0].key]
@@ -523,8 +531,16 @@ def _cohorts(engine: Any, model: str) -> tuple[list[Any], list[Any], Any]:
     ev = [c for _, c in sorted(done.items()) if getattr(c, "evaluated", False) and hasattr(c, "cnt")]
     if not ev:
         return [], [], m
-    cur = ev[-6:]
-    base = [c for c in ev if getattr(c, "in_baseline", False) and c not in cur]
+    # current: the trailing run of cohorts that belong to an incident (not clean), at most 6;
+    # when the latest cohort is clean, just that one
+    cur: list[Any] = []
+    for c in reversed(ev):
+        if getattr(c, "in_baseline", False) or len(cur) >= 6:
+            break
+        cur.insert(0, c)
+    if not cur:
+        cur = ev[-1:]
+    base = [c for c in ev if getattr(c, "in_baseline", False) and all(c is not x for x in cur)]
     return cur, base, m
 
 
@@ -561,12 +577,14 @@ def reliability_points(engine: Any, model: str) -> tuple[list[tuple[float, float
 
 
 def slice_losses(engine: Any, model: str, limit: int = 8) -> dict[str, Any] | None:
-    """Slices ranked by their contribution to the loss in excess of the clean baseline.
+    """Slices ranked by their contribution to the performance loss in excess of the clean baseline.
 
-    Loss is the expected cost at the threshold in force when costs are configured, else the
-    squared error of the score (Brier). A slice's excess is its current loss minus what its own
-    baseline loss rate would give on its current labelled volume; its share is that excess over
-    the all-traffic excess. Without clean baseline cohorts the raw loss share is ranked.
+    The loss is the squared error of the score (Brier: a proper scoring rule, so it sees
+    calibration and ranking damage alike); with costs configured, the excess expected cost at the
+    threshold in force is reported next to it. A slice's excess is its current loss minus what its
+    own baseline loss rate gives on its current labelled volume; its share is that excess over the
+    all-traffic excess (per slice dimension the shares add up to about 100%). Without clean
+    baseline cohorts the raw loss is ranked.
     """
     from detector.core.cohort import C
 
@@ -578,36 +596,44 @@ def slice_losses(engine: Any, model: str, limit: int = 8) -> dict[str, Any] | No
     cfp, cfn = costs[0], costs[1]
     use_cost = cfp is not None and cfn is not None
 
-    def loss(cs: list[Any]) -> tuple[np.ndarray, np.ndarray]:
-        cnt = sum(np.asarray(c.cnt, dtype=np.float64) for c in cs)
-        if use_cost:
-            return cfp * cnt[:, C["fp"]] + cfn * cnt[:, C["fn"]], cnt[:, C["lab"]]
-        return np.maximum(cnt[:, C["s2"]] - 2 * cnt[:, C["sy"]] + cnt[:, C["spos"]], 0.0), cnt[:, C["sl"]]
+    def sums(cs: list[Any]) -> np.ndarray:
+        return sum(np.asarray(c.cnt, dtype=np.float64) for c in cs)
 
-    lc, nc = loss(cur)
-    if nc[0] <= 0:
-        return None
-    if base:
-        lb, nb = loss(base)
+    def excess(lc: np.ndarray, nc: np.ndarray, lb: np.ndarray | None, nb: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, float]:
+        if lb is None or nb is None:
+            return lc, np.zeros_like(lc), 0.0
         rate0 = lb[0] / nb[0] if nb[0] > 0 else 0.0
         rate = np.where(nb >= 30, lb / np.where(nb > 0, nb, 1.0), rate0)
-    else:
-        rate0, rate = 0.0, np.zeros_like(lc)
-    excess = lc - nc * rate
-    total = float(excess[0])
+        return lc - nc * rate, rate, float(rate0)
+
+    cc = sums(cur)
+    cb = sums(base) if base else None
+    n_sc = cc[:, C["sl"]]
+    if n_sc[0] <= 0:
+        return None
+
+    def sq(cnt: np.ndarray) -> np.ndarray:
+        return np.maximum(cnt[:, C["s2"]] - 2 * cnt[:, C["sy"]] + cnt[:, C["spos"]], 0.0)
+
+    ex, rate, rate0 = excess(sq(cc), n_sc, sq(cb) if cb is not None else None, cb[:, C["sl"]] if cb is not None else None)
+    if use_cost:
+        cost_c = cfp * cc[:, C["fp"]] + cfn * cc[:, C["fn"]]
+        cost_b = cfp * cb[:, C["fp"]] + cfn * cb[:, C["fn"]] if cb is not None else None
+        cex, _cr, _c0 = excess(cost_c, cc[:, C["lab"]], cost_b, cb[:, C["lab"]] if cb is not None else None)
+    total = float(ex[0])
     rows = []
     for r in lay.active_rows().tolist():
-        if r == 0 or nc[r] < 20:
+        if r == 0 or n_sc[r] < 20:
             continue
-        sl = lay.row_label(int(r))
-        rows.append({"slice": sl, "labelled": int(nc[r]), "traffic_share": float(nc[r] / nc[0]),
-                     "loss_rate": float(lc[r] / nc[r]), "baseline_rate": float(rate[r]) if base else None,
-                     "excess": float(excess[r]), "loss_share": float(excess[r] / total) if total > 0 else 0.0})
+        rows.append({"slice": lay.row_label(int(r)), "labelled": int(n_sc[r]), "traffic_share": float(n_sc[r] / n_sc[0]),
+                     "loss_rate": float(sq(cc)[r] / n_sc[r]), "baseline_rate": float(rate[r]) if base else None,
+                     "excess": float(ex[r]), "loss_share": float(ex[r] / total) if total > 0 else 0.0,
+                     "excess_cost": float(cex[r]) if use_cost else None})
     rows.sort(key=lambda d: -d["excess"])
-    return {"metric": "expected cost" if use_cost else "Brier (squared error)", "baseline": bool(base),
+    return {"metric": "Brier score (squared error of the score)", "baseline": bool(base),
             "rows": [d for d in rows if d["excess"] > 0][:limit], "total_excess": total,
-            "loss_rate": float(lc[0] / nc[0]), "baseline_rate": float(rate0) if base else None,
-            "cohorts": len(cur), "baseline_cohorts": len(base),
+            "loss_rate": float(sq(cc)[0] / n_sc[0]), "baseline_rate": rate0 if base else None,
+            "excess_cost": float(cex[0]) if use_cost else None, "cohorts": len(cur), "baseline_cohorts": len(base),
             "period": (short_ts(cur[0].start), short_ts(cur[-1].end))}
 
 
@@ -726,7 +752,8 @@ def _features_html(engine: Any, model: str, incidents: Sequence[dict[str, Any]])
             for k, s, v, t in stats)
         st_table = (f'<table class="small"><tr><th>kind</th><th>statistic</th><th class="num">value</th>'
                     f'<th class="num">threshold</th></tr>{st_rows}</table>') if stats else ""
-        why = "; ".join(sorted({f"{a.get('kind')} ({a.get('severity')})" for a in als})) or "largest statistic past its threshold"
+        why = "; ".join(sorted({f"{a.get('kind')} ({a.get('severity')})" for a in als})) or \
+            "statistic well past its threshold, not (yet) an incident"
         out.append(f'<div class="chart" data-feature="{esc(d.feature)}" data-slice="{esc(slice_key(sl))}">'
                    f"<h3>{esc(d.feature)} · {esc(slice_text(sl))}</h3><p class=\"cap\">{esc(why)} — {esc(d.source)}; "
                    f"distance {fmt_pct(d.distance, 0)}</p>{distribution_svg(d)}"
@@ -778,21 +805,26 @@ def _slices_html(engine: Any, model: str) -> str:
         return (f'<p class="empty">No slice shows a loss above its baseline ({esc(sl["metric"])}, '
                 f'{sl["cohorts"]} recent cohorts).</p>')
     rows = []
+    cost = sl["excess_cost"] is not None
     for d in sl["rows"]:
         rows.append(f"<tr><td><b>{esc(slice_text(d['slice']))}</b></td><td class=\"num\">{d['labelled']:,}</td>"
                     f"<td class=\"num\">{fmt_pct(d['traffic_share'])}</td><td class=\"num\">{fmt_num(d['loss_rate'])}</td>"
-                    f"<td class=\"num\">{fmt_num(d['baseline_rate'])}</td><td class=\"num\">{fmt_pct(d['loss_share'])}</td></tr>")
+                    f"<td class=\"num\">{fmt_num(d['baseline_rate'])}</td><td class=\"num\">{fmt_pct(d['loss_share'])}</td>"
+                    + (f"<td class=\"num\">{fmt_num(d['excess_cost'])}</td>" if cost else "") + "</tr>")
     basis = (f"against {sl['baseline_cohorts']} clean baseline cohorts" if sl["baseline"]
              else "no clean baseline cohorts yet: raw loss shares")
     chart = share_bars([(slice_text(d["slice"]), d["traffic_share"], d["loss_share"]) for d in sl["rows"]],
                        title="share of traffic vs share of excess loss per slice")
     return (f'<p class="small">{esc(sl["metric"])} per labelled prediction: {fmt_num(sl["loss_rate"])} now'
             + (f" vs {fmt_num(sl['baseline_rate'])} in the baseline" if sl["baseline"] else "")
+            + (f"; expected cost at the threshold in force {fmt_num(abs(sl['excess_cost']))} "
+               f"{'above' if sl['excess_cost'] >= 0 else 'below'} what the baseline rate gives" if cost else "")
             + f"; {sl['cohorts']} recent cohorts {esc(sl['period'][0])} – {esc(sl['period'][1])} UTC, {esc(basis)}. "
             "A slice whose share of the loss exceeds its share of traffic is where the model got worse.</p>"
             f'<div class="charts"><div><table class="slices"><tr><th>slice</th><th class="num">labelled</th>'
-            f'<th class="num">traffic</th><th class="num">loss rate</th><th class="num">baseline</th>'
-            f'<th class="num">share of loss</th></tr>{"".join(rows)}</table></div>'
+            f'<th class="num">traffic</th><th class="num">Brier</th><th class="num">baseline</th>'
+            f'<th class="num">share of loss</th>' + ('<th class="num">excess cost</th>' if cost else "")
+            + f'</tr>{"".join(rows)}</table></div>'
             f'<div class="chart" data-chart="slice-loss">{chart}</div></div>')
 
 

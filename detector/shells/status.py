@@ -318,7 +318,7 @@ def chart_targets(engine: Any, model: str, alerts: Iterable[dict[str, Any]], *, 
             if not feat or kind not in FEATURE_KINDS:
                 continue
             r = breach_ratio(stat, val, thr)
-            if r > 1.0:
+            if r >= 1.5:  # well past: a statistic at its threshold without significance is noise
                 ranked.append((r, feat, dict(sl)))
         added = 0
         for _r, feat, sl in sorted(ranked, key=lambda x: -x[0]):

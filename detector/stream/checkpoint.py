@@ -17,7 +17,7 @@ import time
 import uuid
 from typing import Any
 
-__all__ = ["write_checkpoint", "read_checkpoint"]
+__all__ = ["write_checkpoint", "read_checkpoint", "read_published_alerts"]
 
 log = logging.getLogger("skewwatch.checkpoint")
 CHUNK = 512 * 1024
@@ -83,5 +83,55 @@ async def read_checkpoint(bootstrap: str, topic: str, key: str, timeout: float =
                 return b"".join(got[i] for i in range(total[cid]))
             log.warning("ignoring an incomplete checkpoint", extra={"checkpoint": cid, "chunks": len(got), "expected": total[cid]})
         return None
+    finally:
+        await consumer.stop()
+
+
+async def read_published_alerts(bootstrap: str, topic: str, tail: int = 10_000, timeout: float = 30.0,
+                                **client_kwargs: Any) -> set[tuple[str, str]]:
+    """``(alert_id, state)`` of the last ``tail`` alert messages of each partition of ``topic``.
+
+    A worker restored from a checkpoint replays what it had processed after that checkpoint, so
+    it re-raises the alerts it raised in that interval, with the same ids (an id is derived from
+    the alert key and the incident's first window). Whatever is already on the alert topic is not
+    sent again.
+    """
+    import orjson
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None, **client_kwargs)
+    await consumer.start()
+    out: set[tuple[str, str]] = set()
+    try:
+        parts = consumer.partitions_for_topic(topic)
+        if parts is None:
+            await consumer._client.force_metadata_update()  # noqa: SLF001 - aiokafka has no public call
+            parts = consumer.partitions_for_topic(topic)
+        tps = [TopicPartition(topic, p) for p in sorted(parts or ())]
+        if not tps:
+            return out
+        consumer.assign(tps)
+        ends = await consumer.end_offsets(tps)
+        starts = await consumer.beginning_offsets(tps)
+        todo = {}
+        for tp in tps:
+            if ends[tp] > starts[tp]:
+                consumer.seek(tp, max(starts[tp], ends[tp] - tail))
+                todo[tp] = ends[tp]
+        deadline = time.monotonic() + timeout
+        while todo and time.monotonic() < deadline:
+            batch = await consumer.getmany(*todo, timeout_ms=500, max_records=5000)
+            for tp, msgs in batch.items():
+                for msg in msgs:
+                    try:
+                        d = orjson.loads(msg.value or b"")
+                        out.add((str(d["alert_id"]), str(d["state"])))
+                    except (orjson.JSONDecodeError, KeyError, TypeError):
+                        continue
+                if msgs and msgs[-1].offset + 1 >= todo[tp]:
+                    del todo[tp]
+        if todo:
+            log.warning("alert topic not read to its end; alerts may be re-sent", extra={"topic": topic})
+        return out
     finally:
         await consumer.stop()

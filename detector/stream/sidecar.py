@@ -15,7 +15,6 @@ import pickle
 import time
 import zlib
 from dataclasses import dataclass, field
-from typing import Any
 
 from detector.config import Config
 from detector.core.alerts import Alert
@@ -190,7 +189,8 @@ class Sidecar:
         out = Outbox()
         if partial is not None:
             self.agg.ingest_partial(partial, source)
-        self.sources[source] = (watermark, time.monotonic())
+        prev = self.sources.get(source, (float("-inf"), 0.0))[0]
+        self.sources[source] = (max(prev, watermark), time.monotonic())
         now = time.monotonic()
         live = [wm for wm, seen in self.sources.values() if now - seen <= self.source_timeout]
         if live:

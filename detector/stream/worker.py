@@ -23,7 +23,7 @@ import orjson
 from detector.config import Config
 from detector.core.engine import Partial
 from detector.core.reference import Reference
-from detector.stream.checkpoint import read_checkpoint, write_checkpoint
+from detector.stream.checkpoint import read_checkpoint, read_published_alerts, write_checkpoint
 from detector.stream.sidecar import Message, Outbox, Sidecar
 
 __all__ = ["build_app", "Worker"]
@@ -82,6 +82,9 @@ class Worker:
         self.last_checkpoint = 0.0
         self.checkpoints = 0
         self.alert_log: list[dict[str, Any]] = []  # recent alerts, for the status page / demo
+        self.published: set[tuple[str, str]] = set()  # (alert_id, state) already on the alert topic at restore
+        self.restored_counts: dict[str, int] = {}  # ingest counters the checkpoint held (status page)
+        self.alerts_suppressed = 0
         self.app = self._build()
 
     @property
@@ -162,10 +165,16 @@ class Worker:
 
         @app.page("/readyz")
         async def readyz(web: Any, request: Any) -> Any:
-            assigned = bool(app.consumer.assignment()) if app.consumer is not None else False
-            ok = self.restored.is_set() and assigned
-            return web.json({"ready": ok, "restored": self.restored.is_set(), "partitions_assigned": assigned},
-                            status=200 if ok else 503)
+            # Ready once started and the state restore finished (or gave up: it is bounded by a
+            # timeout). Partition assignment is reported but never gates readiness, so a broker
+            # outage cannot take the model's pod out of its Service.
+            try:
+                assigned = bool(app.consumer.assignment())
+            except Exception:  # noqa: BLE001
+                assigned = False
+            ok = self.restored.is_set()
+            return web.json({"ready": ok, "restored": ok, "partitions_assigned": assigned,
+                             "checkpoints": self.checkpoints}, status=200 if ok else 503)
 
         @app.page("/metrics")
         async def metrics(web: Any, request: Any) -> Any:
@@ -220,6 +229,7 @@ class Worker:
             "worker": self.worker_id, "group": self.cfg.kafka.group_id, "restored": self.restored.is_set(),
             "uptime_seconds": round(time.time() - self.started_at, 1), "checkpoints": self.checkpoints,
             "counters": counters, "label_join": join, "duplicates": side.duplicates, "dlq_total": side.dlq_total,
+            "alerts_suppressed": self.alerts_suppressed, "restored_counts": self.restored_counts,
             "watermark": wm if wm != float("-inf") else None, "offsets": dict(side.offsets),
             "aggregator": {"windows_closed": side.agg.counters.windows_closed, "late": side.agg.counters.late,
                            "alerts_fired": side.agg.counters.alerts_fired,
@@ -231,6 +241,10 @@ class Worker:
     async def _send(self, out: Outbox) -> None:
         t = self._topics
         for a in out.alerts:
+            if self.published and (a.alert_id, a.state) in self.published:
+                self.alerts_suppressed += 1  # re-raised while replaying what followed the checkpoint
+                log.info("not re-sending alert %s %s", a.state, a.alert_id)
+                continue
             d = a.to_dict()
             self.alert_log.append(d)
             del self.alert_log[:-500]
@@ -276,8 +290,9 @@ class Worker:
         except Exception as exc:  # noqa: BLE001 - the broker may refuse configs; the topic may exist
             log.debug("state topic creation: %s", exc)
         try:
-            data = await read_checkpoint(",".join(self.cfg.kafka.brokers), self._state_topic, self.state_key,
-                                         **_client_kwargs(self.cfg))
+            data = await asyncio.wait_for(
+                read_checkpoint(",".join(self.cfg.kafka.brokers), self._state_topic, self.state_key, **_client_kwargs(self.cfg)),
+                timeout=45.0)
         except Exception as exc:  # noqa: BLE001
             log.error("could not read checkpoints (%s); starting from empty state", type(exc).__name__)
             data = None
@@ -287,6 +302,14 @@ class Worker:
                 log.info("restored state from checkpoint", extra={"bytes": len(data), "offsets": len(self.sidecar.offsets)})
             except Exception as exc:  # noqa: BLE001
                 log.error("checkpoint unusable (%s); starting from empty state", exc)
+            try:
+                self.published = await read_published_alerts(",".join(self.cfg.kafka.brokers), self.cfg.kafka.topics.alerts,
+                                                             **_client_kwargs(self.cfg))
+            except Exception as exc:  # noqa: BLE001 - worst case: an alert is sent twice
+                log.warning("could not read the alert topic (%s); alerts raised again after the checkpoint are re-sent",
+                            type(exc).__name__)
+        c = self.sidecar.engine.counters
+        self.restored_counts = {"predictions": c.predictions, "labels": c.labels, "feature_events": c.feature_events}
         self.last_checkpoint = time.monotonic()
         self.restored.set()
 

@@ -9,7 +9,13 @@ import numpy as np
 import orjson
 import pytest
 
-from detector.core.events import PredictionDecoder, Schema, decode_labels, parse_messages, validate_predictions
+from detector.core.events import (
+    PredictionDecoder,
+    Schema,
+    decode_labels,
+    parse_messages,
+    validate_predictions,
+)
 
 SCHEMA = Schema(numeric=["amount", "age"], categorical=["country"], vocab={"country": {"DE": 0, "FR": 1}})
 T = 1795615200.0

@@ -331,7 +331,10 @@ def test_top_slices_by_contribution_to_loss(report_html):
     assert len(rows) >= 3
     assert all(re.match(r"^(region|channel|tier)=", r.find("td").text()) for r in rows)
     assert sec.find("svg", cls="chart-share").find_all("rect")
-    assert "expected cost" in sec.text()  # costs are configured: loss = cost at the threshold in force
+    text = sec.text()
+    assert "Brier" in text and "excess cost" in text  # costs are configured: excess cost next to the Brier loss
+    shares = [float(r.find_all("td")[5].text().rstrip("%")) for r in rows]
+    assert shares == sorted(shares, reverse=True) and shares[0] > 0
 
 
 def test_pipeline_health_and_self_contained(report_html):
