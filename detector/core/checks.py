@@ -94,9 +94,23 @@ def build_view(lay: Layout, w: WindowCounts, sb: SeasonalBaseline, settings: Det
 
 
 def _ref_rows(lay: Layout, v: View, feature: str) -> list[Any]:
-    """Reference profile per pseudo-row (complements: derived from global - slice when possible)."""
-    out: list[Any] = []
+    """Reference profile per pseudo-row (complements: derived from global - slice when possible).
+
+    Cached on the layout: the same rows, hours and feature give the same profiles every window.
+    """
     hours = v.extra.get("hours")
+    key = (feature, None if hours is None else hours.tobytes(), v.rows.tobytes(), v.comp.tobytes(),
+           tuple(len(voc.values) for voc in lay.vocabs))
+    hit = lay._ref_rows_cache.get(key)
+    if hit is None:
+        if len(lay._ref_rows_cache) > 2048:
+            lay._ref_rows_cache.clear()
+        hit = lay._ref_rows_cache[key] = _ref_rows_uncached(lay, v, feature, hours)
+    return hit
+
+
+def _ref_rows_uncached(lay: Layout, v: View, feature: str, hours: Any) -> list[Any]:
+    out: list[Any] = []
     for r, c in zip(v.rows.tolist(), v.comp.tolist(), strict=True):
         if not c:
             out.append(lay.ref_for_row(r, feature, hours))

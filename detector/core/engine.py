@@ -526,15 +526,21 @@ def _gauges(lay: Layout, v: Any, results: list[Any]) -> dict[tuple[str, str, str
     """Latest tested value per (kind, statistic, feature, slice) for the metrics exporter."""
     out: dict[tuple[str, str, str, str], tuple[float, dict[str, str], float]] = {}
     real = np.flatnonzero(~v.comp)
+    labels = {int(k): lay.row_label(int(v.rows[k])) for k in real}
+    keys = {k: _slice_key(sl) for k, sl in labels.items()}
     for r in results:
-        for k in real[r.tested[real]].tolist():
-            val = float(r.value[k])
+        ks = real[r.tested[real]]
+        if ks.size == 0:
+            continue
+        vals = r.value[ks].tolist()
+        thr_arr = r.threshold[ks].tolist() if isinstance(r.threshold, np.ndarray) else None
+        feat = r.feature or ""
+        for i, k in enumerate(ks.tolist()):
+            val = vals[i]
             if not math.isfinite(val):
                 continue
-            row = int(v.rows[k])
-            sl = lay.row_label(row)
-            thr = float(r.threshold[k]) if isinstance(r.threshold, np.ndarray) else float(r.threshold)
-            out[(r.kind, r.statistic, r.feature or "", _slice_key(sl))] = (val, sl, thr)
+            thr = thr_arr[i] if thr_arr is not None else float(r.threshold)
+            out[(r.kind, r.statistic, feat, keys[k])] = (val, labels[k], thr)
     return out
 
 

@@ -125,6 +125,7 @@ class Layout:
         self.n_rows = 1 + len(dims) * (top_k + 1)
         self.lat_edges = _LAT_EDGES
         self._mix_cache: dict[Any, Any] = {}
+        self._ref_rows_cache: dict[Any, Any] = {}
 
     # ------------------------------------------------------------------ rows
     def row_offset(self, d: int) -> int:

@@ -403,7 +403,7 @@ class OutcomeMonitor:
                 f = replace(f, kind="concept_drift", summary=f.summary + " while inputs and the label base rate are stable")
             out.append(f)
         # 3. while the relationship itself changes, outcome rates that move against the scores are part of it
-        if concept_firing or any(f.kind == "concept_drift" for f in out):
+        if concept_firing or any(f.kind == "concept_drift" and f.row == 0 for f in out):
             out = [replace(f, kind="concept_drift", summary=f.summary + " (alongside a change of the input-outcome relationship)")
                    if f.kind == "label_drift" else f for f in out]
         # 4. a global finding covers the slice findings of its kind (as in select)

@@ -185,7 +185,7 @@ def incidents_of(engine: Any, model: str, timeline_alerts: Sequence[dict[str, An
             if rec["alert"] is None:
                 rec["alert"] = a
     firing_ids = set()
-    for a in engine.alerts.firing(model):
+    for a, first_start in _firing_with_start(engine, model):
         aid = a.get("alert_id")
         if not aid:
             continue
@@ -193,7 +193,8 @@ def incidents_of(engine: Any, model: str, timeline_alerts: Sequence[dict[str, An
         rec = by_id.get(aid)
         if rec is None or rec["alert"] is None or rec["alert"].get("state") != "firing":
             t = alert_ts(a)
-            by_id[aid] = {"alert": a, "fired": t, "resolved": math.nan, "start": _window_start(a, t)}
+            start = first_start if first_start is not None and math.isfinite(first_start) else t
+            by_id[aid] = {"alert": a, "fired": t, "resolved": math.nan, "start": start}
     out = []
     for aid, rec in by_id.items():
         a = rec["alert"]
@@ -203,6 +204,21 @@ def incidents_of(engine: Any, model: str, timeline_alerts: Sequence[dict[str, An
         out.append({"id": aid, "alert": a, "start": rec["start"], "fired": rec["fired"], "resolved": rec["resolved"],
                     "open": is_open, "action": a.get("action", ""), "cause": a.get("cause", ""), "kind": a.get("kind", "")})
     return sorted(out, key=lambda r: (r["start"] if math.isfinite(r["start"]) else math.inf, r["kind"]))
+
+
+def _firing_with_start(engine: Any, model: str) -> list[tuple[dict[str, Any], float | None]]:
+    """Currently firing alerts of ``model`` with the start of their first breaching window.
+
+    The firing alert's ``window`` is updated as the incident goes on, so the incident start comes
+    from the alert state (``first_start``) when the alert manager exposes it.
+    """
+    state = getattr(engine.alerts, "state", None)
+    if isinstance(state, dict):
+        out = [(s.last, getattr(s, "first_start", None)) for k, s in state.items()
+               if getattr(s, "firing", False) and k and k[0] == model and isinstance(getattr(s, "last", None), dict)]
+        if out:
+            return out
+    return [(a, None) for a in engine.alerts.firing(model)]
 
 
 def _window_start(a: dict[str, Any], t: float) -> float:
@@ -223,6 +239,7 @@ class Gate:
     status: str = "unknown"  # pass | fail | unknown
     evidence: list[str] = field(default_factory=list)
     incidents: list[dict[str, Any]] = field(default_factory=list)
+    lever: str = ""  # the lever a failure points at when no incident says otherwise ("" = GATE_LEVER)
 
 
 def _outcome_stats(engine: Any, model: str) -> dict[str, Any]:
@@ -258,7 +275,7 @@ def evaluate_gates(engine: Any, model: str, incidents: Sequence[dict[str, Any]],
     _measurement(gates["measurement"], engine, ref, incidents, st, glob, labels)
     _replay(gates["replay"], engine, ms, ref, incidents, live, c)
     _parity(gates["parity"], engine, ms, incidents, st)
-    _decisioning(gates["decisioning"], engine, model, ms, incidents, glob)
+    _decisioning(gates["decisioning"], engine, model, ms, incidents, glob, inputs_ok=gates["parity"].status == "pass")
     _adoption(gates["adoption"], overrides)
     return list(gates.values())
 
@@ -389,7 +406,7 @@ def _parity(g: Gate, engine: Any, ms: Any, incidents: Sequence[dict[str, Any]], 
 
 
 def _decisioning(g: Gate, engine: Any, model: str, ms: Any, incidents: Sequence[dict[str, Any]],
-                 glob: dict[str, Any]) -> None:
+                 glob: dict[str, Any], inputs_ok: bool = False) -> None:
     bad = [r for r in incidents if r["kind"] in DECISION_KINDS]
     g.incidents = bad
     fail = bool(_open(bad))
@@ -417,6 +434,10 @@ def _decisioning(g: Gate, engine: Any, model: str, ms: Any, incidents: Sequence[
         if e_cur > MAX_ECE and (e_cur > 2 * e_base + 0.02 if e_base is not None else e_cur > 2 * MAX_ECE):
             fail = True
             g.evidence.append("scores are miscalibrated: thresholds and expected costs computed from them are off")
+            if inputs_ok and not _open(bad):
+                g.lever = "fix_model"
+                g.evidence.append("with the inputs within bounds, calibration falling means the input → outcome "
+                                  "mapping moved (concept drift): recalibrate now, retrain if it persists")
     if glob:
         thr, best = _num(glob.get("threshold")), _num(glob.get("best_threshold"))
         if thr is not None and best is not None:
@@ -516,8 +537,8 @@ def verdict_of(incidents: Sequence[dict[str, Any]], gates: Sequence[Gate]) -> di
         basis = "incident(s) during the period, all resolved,"
     failed = [g for g in gates if g.status == "fail"]
     if primary is None and failed:
-        primary = GATE_LEVER[failed[0].key]
-        basis = f"the failing {failed[0].key} gate"
+        primary = failed[0].lever or GATE_LEVER[failed[0].key]
+        basis = f"no incident fired, but the {failed[0].key} gate fails"
     return {"lever": primary, "basis": basis, "by_lever": by, "open_by_lever": open_by,
             "failed_gates": [g.key for g in failed]}
 
@@ -932,7 +953,7 @@ def _period(engine: Any, incs: Sequence[dict[str, Any]], overrides: OverrideTall
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--reference", help="reference profile (skewwatch baseline --out); applies to every model")
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--snapshot", help="engine state written by `skewwatch replay --snapshot-out` (or a checkpoint)")
+    src.add_argument("--snapshot", help="engine state written by `skewwatch replay --snapshot-out`")
     src.add_argument("--predictions", help="prediction events, JSONL (may be .gz): replayed here")
     p.add_argument("--labels", help="label events, JSONL (with --predictions)")
     p.add_argument("--features", help="offline feature events, JSONL (with --predictions)")

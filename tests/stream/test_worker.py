@@ -271,13 +271,14 @@ class WorkerProc:
         return orjson.loads(body)
 
     def wait_ready(self, timeout: float = 60.0) -> float:
-        """Block until ``/readyz`` is 200; returns seconds since launch."""
+        """Block until ``/readyz`` is 200 and the worker holds partitions; returns seconds since launch."""
 
         def ready() -> bool:
             if not self.alive:
                 pytest.fail(f"worker {self.worker_id} exited with {self.proc.returncode if self.proc else None}\n"
                             f"{self.log_tail()}")
-            return http_get(f"{self.url}/readyz")[0] == 200
+            code, body = http_get(f"{self.url}/readyz")
+            return code == 200 and bool(orjson.loads(body).get("partitions_assigned", True))
 
         wait_until(f"worker {self.worker_id} to be ready", ready, timeout, on_timeout=self.log_tail)
         return time.monotonic() - self.launched
