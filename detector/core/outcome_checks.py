@@ -56,7 +56,7 @@ from detector.core.checks import Result
 from detector.core.cohort import N_HIST, C, auc_se, average_precision, binned_auc, brier, ece
 from detector.core.labels import DELAY_EDGES, hist_quantile
 
-__all__ = ["OutcomeThresholds", "Arrays", "outcome_checks", "expected_positives", "poisson_pvalue"]
+__all__ = ["OutcomeThresholds", "Arrays", "outcome_checks", "expected_positives", "base_rate_shift", "poisson_pvalue"]
 
 
 @dataclass(frozen=True)
@@ -207,14 +207,7 @@ def outcome_checks(cur: Arrays, base: Arrays, th: OutcomeThresholds, *, ref_rate
         effect=d))
 
     # ---- label drift vs the trailing baseline, for the current score mix
-    E, V = expected_positives(cur, base)
-    ratio_l = _div(y, E)
-    tested = (n >= mn) & (nb >= bmn) & (np.nan_to_num(pb) > 0) & (np.nan_to_num(pb, nan=1) < 1) & (E > 0)
-    absd = np.abs(np.nan_to_num(_div(y - E, n))) >= th.base_rate_abs
-    warn, crit = _ratio_flags(ratio_l, th.base_rate_ratio, th.base_rate_ratio_critical, absd)
-    z = _div(y - E, np.sqrt(V))
-    pv = np.minimum(1.0, 2 * np.asarray(stats.norm_sf(np.abs(np.nan_to_num(z)))))
-    pv = np.where(E < th.small_count, poisson_pvalue(y, E, "two-sided"), pv)
+    E, ratio_l, tested, warn, crit, pv = base_rate_shift(cur, base, th)
     pe = _div(E, n)
     out.append(Result(
         "label_drift", None, "base_rate_ratio", ratio_l, tested, warn, crit, pv, th.base_rate_ratio,
@@ -379,6 +372,23 @@ def poisson_pvalue(x: np.ndarray, lam: np.ndarray, alternative: str) -> np.ndarr
     if alternative == "less":
         return lower
     return np.minimum(1.0, 2 * np.minimum(upper, lower))
+
+
+def base_rate_shift(cur: Arrays, base: Arrays, th: OutcomeThresholds) -> tuple[np.ndarray, ...]:
+    """Observed vs expected positives (this score mix, baseline reliability): E, ratio, tested, warn, crit, p."""
+    n, y = cur.cnt[:, C["lab"]], cur.cnt[:, C["pos"]]
+    nb, yb = base.cnt[:, C["lab"]], base.cnt[:, C["pos"]]
+    pb = _div(yb, nb)
+    E, V = expected_positives(cur, base)
+    ratio = _div(y, E)
+    tested = (n >= th.min_labels) & (nb >= th.min_labels * th.base_factor) & (np.nan_to_num(pb) > 0) \
+        & (np.nan_to_num(pb, nan=1) < 1) & (E > 0)
+    absd = np.abs(np.nan_to_num(_div(y - E, n))) >= th.base_rate_abs
+    warn, crit = _ratio_flags(ratio, th.base_rate_ratio, th.base_rate_ratio_critical, absd)
+    z = _div(y - E, np.sqrt(V))
+    pv = np.minimum(1.0, 2 * np.asarray(stats.norm_sf(np.abs(np.nan_to_num(z)))))
+    pv = np.where(E < th.small_count, poisson_pvalue(y, E, "two-sided"), pv)
+    return E, ratio, tested, warn, crit, pv
 
 
 def expected_positives(cur: Arrays, base: Arrays, prior: float = 5.0) -> tuple[np.ndarray, np.ndarray]:

@@ -47,7 +47,7 @@ from detector.core.alerts import OUTCOME_KINDS, Alert
 from detector.core.cohort import C, Cohort, average_precision, best_threshold, binned_auc, brier, ece, fold
 from detector.core.events import FeatureBatch, LabelBatch, PredictionBatch
 from detector.core.labels import N_DELAY, PENDING, LabelJoin, Matches, delay_bins, hist_quantile
-from detector.core.outcome_checks import Arrays, OutcomeThresholds, expected_positives, outcome_checks
+from detector.core.outcome_checks import Arrays, OutcomeThresholds, base_rate_shift, outcome_checks
 from detector.core.parity import ParityMonitor
 from detector.core.select import Finding, select_findings
 from detector.core.timeparse import format_ts
@@ -338,11 +338,9 @@ class OutcomeMonitor:
             g_ratio = math.nan
         firing = eng.alerts.firing_kinds(m.name)
         inputs_stable = not ((c.input_kinds | firing) & INPUT_CHANGE)
-        # label stability per pseudo-row (needed by the concept-drift check): a quick pass first
-        expected, _ = expected_positives(cur, bas)
-        ratio = _div(cur.cnt[:, C["pos"]], expected)
-        lab_unstable = (cur.cnt[:, C["lab"]] >= th.min_labels) & ((np.nan_to_num(ratio, nan=1) >= th.base_rate_ratio)
-                                                                  | (np.nan_to_num(ratio, nan=1) <= 1 / th.base_rate_ratio))
+        # label stability per pseudo-row (the concept-drift check needs it): the base-rate test, at p < 0.01
+        expected, _, lt, lw, _, lp = base_rate_shift(cur, bas, th)
+        lab_unstable = lt & lw & (lp < 0.01)
         stable = ~lab_unstable & inputs_stable & ("label_drift" not in firing)
         ref_auc = getattr(ref, "auc", None)
         rp = (ref.label_count or 0) * (g_rate or 0.0)
@@ -399,7 +397,7 @@ class OutcomeMonitor:
         # 2. performance fell while inputs and the base rate are stable: concept drift
         out: list[Finding] = []
         for f in findings:
-            if f.kind == "performance" and stable[pos.get(f.row, 0)]:
+            if f.kind == "performance" and (stable[pos.get(f.row, 0)] or concept_firing):  # sticky while it lasts
                 f = replace(f, kind="concept_drift", summary=f.summary + " while inputs and the label base rate are stable")
             out.append(f)
         # 3. while the relationship itself changes, outcome rates that move against the scores are part of it

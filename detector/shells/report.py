@@ -1,6 +1,6 @@
 """``skewwatch report``: one self-contained HTML diagnosis of a model — data, model or system?
 
-Input is either an engine snapshot (``skewwatch replay --snapshot-out``, or a checkpoint) or
+Input is either an engine snapshot (``skewwatch replay --snapshot-out``) or
 logged traffic that is replayed here with the same core (``--predictions`` [``--labels``]
 [``--features``]). Optionally ``--alerts`` adds an alert stream: the timeline in snapshot mode,
 and in replay mode the *live* alerts the replay is compared with (the seed article's replay test).
@@ -747,8 +747,8 @@ def _timeline_html(incidents: Sequence[dict[str, Any]], t0: float, t1: float) ->
         rows.append(f"<tr><td>{pill(a.get('severity', ''))}</td><td><b>{esc(a.get('kind'))}</b></td>"
                     f"<td>{esc(a.get('feature') or '–')}</td><td>{esc(slice_text(a.get('slice')))}</td>"
                     f"<td>{esc(CAUSE_TEXT.get(r['cause'], r['cause']))} → {pill(ACTION_TEXT.get(r['action'], r['action']), r['action'])}</td>"
-                    f"<td class=\"small\">{short_ts(r['fired'])}</td>"
-                    f"<td class=\"small\">{'open' if r['open'] else short_ts(r['resolved'])}</td>"
+                    f"<td class=\"small nowrap\">{short_ts(r['fired'])}</td>"
+                    f"<td class=\"small nowrap\">{'open' if r['open'] else short_ts(r['resolved'])}</td>"
                     f"<td>{esc(a.get('summary', ''))}</td></tr>")
     table = ("<table class=\"incidents\"><tr><th>severity</th><th>kind</th><th>feature</th><th>slice</th>"
              f"<th>cause → action</th><th>fired</th><th>resolved</th><th>summary</th></tr>{''.join(rows)}</table>")
