@@ -192,7 +192,7 @@ class Worker:
                 from detector.shells.status import render_status
             except ImportError:
                 return web.json({"firing": self.sidecar.agg.alerts.firing(), "recent": self.alert_log[-50:]})
-            return web.html(render_status(self.sidecar.agg, recent=self.alert_log[-50:]))
+            return web.html(render_status(self.sidecar.agg, recent=self.alert_log[-50:], ingest=self.sidecar.engine))
 
         return app
 
