@@ -46,7 +46,7 @@ from detector.core.window import N_CAND, RATE, WindowCounts
 
 __all__ = ["Engine", "EngineError"]
 
-SNAPSHOT_VERSION = 1
+SNAPSHOT_VERSION = 2  # 2: override counts in the window rates
 
 
 @contextmanager
@@ -645,6 +645,7 @@ def _remap(w: WindowCounts, rowmap: np.ndarray, lay: Layout) -> WindowCounts:
     out.unseen = [dict(d) for d in w.unseen]
     out.unexpected, out.thresholds = dict(w.unexpected), dict(w.thresholds)
     out.versions, out.decisions = dict(w.versions), dict(w.decisions)
+    out.reasons = {k: dict(d) for k, d in w.reasons.items()}
     out.late, out.max_ts = w.late, w.max_ts
     return out
 

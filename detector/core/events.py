@@ -177,6 +177,9 @@ class PredictionBatch:
     unexpected: dict[str, int]  # feature names not in the schema -> events
     override: list[Any] | None = None
     decisions: dict[str, int] = field(default_factory=dict)  # decision value -> events (bounded)
+    # what the rules / manual process the model replaces would have decided (``baseline_decision``):
+    # 1 = act, 0 = no action, NaN = not sent; None when no event of the batch carries it
+    baseline: np.ndarray | None = None
     # sparse per-event record of feature-level problems: (event index, feature index, kind)
     # kind 0 = key absent, 1 = wrong type, 2 = non-finite; feature index: numeric then categorical
     flags: np.ndarray = field(default_factory=lambda: np.zeros((0, 3), dtype=np.int64))
@@ -212,6 +215,7 @@ class PredictionBatch:
             override=[self.override[i] for i in il] if self.override is not None else None,
             decisions={k: c for k, v in self.decisions.items() if (c := int(round(v * f)))},
             flags=flags, unexpected_rows=unexpected_rows,
+            baseline=self.baseline[idx] if self.baseline is not None else None,
         )
 
 
@@ -399,6 +403,8 @@ class PredictionDecoder:
                     decisions[sd] = decisions.get(sd, 0) + c_
             nan = float("nan")
             acted = np.fromiter(map(lut.get, draw, repeat(nan, n)), dtype=np.float64, count=n)
+        braw = column(events, "baseline_decision")
+        baseline = _acted(braw, self.no_action) if braw.count(None) < n else None
         threshold = _float_col(column(events, "threshold"))
         latency = _float_col(column(events, "latency_ms"))
         fallback = _float_col(column(events, "fallback"))
@@ -422,10 +428,25 @@ class PredictionDecoder:
             fallback=fallback, versions=versions, unexpected=unexpected,
             override=overrides if overrides.count(None) < n else None, decisions=decisions,
             flags=np.asarray(flag_list, dtype=np.int64).reshape(-1, 3), unexpected_rows=unexpected_rows,
+            baseline=baseline,
         )
 
 
 _EMPTY: dict[str, Any] = {}
+
+
+def _acted(raw: list[Any], no_action: set[str]) -> np.ndarray:
+    """Decision values -> 1.0 (an action), 0.0 (a no-action decision), NaN (absent)."""
+    nan = float("nan")
+    if not set(map(type, raw)) <= {str, bool, int, float, type(None)}:  # objects / lists are not decisions
+        raw = [d if isinstance(d, str | bool | int | float) else None for d in raw]
+    lut: dict[Any, float] = {}
+    for d in set(raw):
+        if d is None:
+            continue
+        sd = ("true" if d else "false") if isinstance(d, bool) else str(d).lower()
+        lut[d] = 0.0 if sd in no_action else 1.0
+    return np.fromiter(map(lut.get, raw, repeat(nan, len(raw))), dtype=np.float64, count=len(raw))
 
 
 def validate_predictions(

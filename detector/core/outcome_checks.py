@@ -133,7 +133,8 @@ def _log_effect(ratio: np.ndarray) -> np.ndarray:
 def outcome_checks(cur: Arrays, base: Arrays, th: OutcomeThresholds, *, ref_rate: np.ndarray, ref_n: np.ndarray,
                    ref_oe: np.ndarray, slice_ref_rate: np.ndarray, slice_ref_n: np.ndarray, global_ratio: float,
                    ref_auc: float | None, ref_auc_n: tuple[float, float], horizon: float, base_horizon: float,
-                   river_latched: bool, stable: np.ndarray, comp: np.ndarray, day: np.ndarray | None) -> list[Result]:
+                   river_latched: bool, stable: np.ndarray, comp: np.ndarray, day: np.ndarray | None,
+                   inputs_stable: bool = True) -> list[Result]:
     """All outcome checks; ``ref_*`` arrays are per pseudo-row (NaN = no training value).
 
     Comparisons with training have no complement rows (``comp``); those rows mirror the
@@ -207,7 +208,7 @@ def outcome_checks(cur: Arrays, base: Arrays, th: OutcomeThresholds, *, ref_rate
         effect=d))
 
     # ---- label drift vs the trailing baseline, for the current score mix
-    E, ratio_l, tested, warn, crit, pv = base_rate_shift(cur, base, th)
+    E, ratio_l, tested, warn, crit, pv = base_rate_shift(cur, base, th, inputs_stable)
     pe = _div(E, n)
     out.append(Result(
         "label_drift", None, "base_rate_ratio", ratio_l, tested, warn, crit, pv, th.base_rate_ratio,
@@ -374,8 +375,13 @@ def poisson_pvalue(x: np.ndarray, lam: np.ndarray, alternative: str) -> np.ndarr
     return np.minimum(1.0, 2 * np.minimum(upper, lower))
 
 
-def base_rate_shift(cur: Arrays, base: Arrays, th: OutcomeThresholds) -> tuple[np.ndarray, ...]:
-    """Observed vs expected positives (this score mix, baseline reliability): E, ratio, tested, warn, crit, p."""
+def base_rate_shift(cur: Arrays, base: Arrays, th: OutcomeThresholds, scores_trusted: bool = True) -> tuple[np.ndarray, ...]:
+    """Observed vs expected positives (this score mix, baseline reliability): E, ratio, tested, warn, crit, p.
+
+    With ``scores_trusted`` False (input or score alerts open) the raw base rate must also move
+    the same way by at least half the effect (in log terms): a broken score moves only the
+    adjusted ratio, a seasonal swing only the raw one, a change of the outcome prior both.
+    """
     n, y = cur.cnt[:, C["lab"]], cur.cnt[:, C["pos"]]
     nb, yb = base.cnt[:, C["lab"]], base.cnt[:, C["pos"]]
     pb = _div(yb, nb)
@@ -385,6 +391,11 @@ def base_rate_shift(cur: Arrays, base: Arrays, th: OutcomeThresholds) -> tuple[n
         & (np.nan_to_num(pb, nan=1) < 1) & (E > 0)
     absd = np.abs(np.nan_to_num(_div(y - E, n))) >= th.base_rate_abs
     warn, crit = _ratio_flags(ratio, th.base_rate_ratio, th.base_rate_ratio_critical, absd)
+    if not scores_trusted:
+        raw = np.log(np.nan_to_num(_div(_div(y, n), pb), nan=1.0) + 1e-12)
+        adj = np.log(np.nan_to_num(ratio, nan=1.0) + 1e-12)
+        agree = (np.sign(raw) == np.sign(adj)) & (np.abs(raw) >= 0.5 * math.log(th.base_rate_ratio))
+        warn, crit = warn & agree, crit & agree
     z = _div(y - E, np.sqrt(V))
     pv = np.minimum(1.0, 2 * np.asarray(stats.norm_sf(np.abs(np.nan_to_num(z)))))
     pv = np.where(E < th.small_count, poisson_pvalue(y, E, "two-sided"), pv)

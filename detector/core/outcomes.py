@@ -339,7 +339,7 @@ class OutcomeMonitor:
         firing = eng.alerts.firing_kinds(m.name)
         inputs_stable = not ((c.input_kinds | firing) & INPUT_CHANGE)
         # label stability per pseudo-row (the concept-drift check needs it): the base-rate test, at p < 0.01
-        expected, _, lt, lw, _, lp = base_rate_shift(cur, bas, th)
+        expected, _, lt, lw, _, lp = base_rate_shift(cur, bas, th, inputs_stable)
         lab_unstable = lt & lw & (lp < 0.01)
         stable = ~lab_unstable & inputs_stable & ("label_drift" not in firing)
         ref_auc = getattr(ref, "auc", None)
@@ -348,7 +348,7 @@ class OutcomeMonitor:
             cur, bas, th, ref_rate=ref_rate, ref_n=ref_n, ref_oe=ref_oe, slice_ref_rate=s_rate, slice_ref_n=s_n,
             global_ratio=g_ratio, ref_auc=ref_auc if isinstance(ref_auc, float) else None,
             ref_auc_n=(rp, (ref.label_count or 0) - rp), horizon=mat, base_horizon=base_h,
-            river_latched=m.latched, stable=stable, comp=comp, day=day)
+            river_latched=m.latched, stable=stable, comp=comp, day=day, inputs_stable=inputs_stable)
         view = _View(rows, comp, cur.cnt[:, C["lab"]])
         findings = select_findings(results, view, eng.settings.fdr_q)  # type: ignore[arg-type]
         incomplete = _incomplete(cur.cnt, bas.cnt, expected)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from detector.core.layout import Layout
-from detector.core.window import WindowCounts
+from detector.core.window import RATE, WindowCounts
 
 __all__ = ["SeasonalBaseline", "coarse_starts"]
 
@@ -51,7 +51,7 @@ class SeasonalBaseline:
         n_num = lay.n_num_blocks
         self.num = np.zeros((slots, r, n_coarse))
         self.cat = np.zeros((slots, r, lay.cat_total))
-        self.rates = np.zeros((slots, r, 6))
+        self.rates = np.zeros((slots, r, len(RATE)))
         self.lat = np.zeros((slots, r, len(lay.lat_edges) + 1))
         self.sx = np.zeros((slots, r, n_num))
         self.nx = np.zeros((slots, r, n_num))  # non-missing count per block (denominator of sx)

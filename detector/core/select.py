@@ -38,6 +38,10 @@ PRIORITY = [
 _RANK = {k: i for i, k in enumerate(PRIORITY)}
 COMPLEMENT_ALPHA = 0.01
 LOCALIZE_RATIO = 2.0
+# New category values come from encoders and lookups shared by all traffic; when they show in
+# all traffic, a slice that merely holds the renamed category (DE lives in region=eu) does not
+# make it a slice problem.
+GLOBAL_FIRST = frozenset({"unseen_categories"})
 
 
 def _rank(kind: str, stat: str) -> int:
@@ -99,7 +103,7 @@ def select_findings(results: list[Result], v: View, q: float, suppressed: list[F
             # the rest of the traffic is clean; if all traffic breaches too, only call it a slice
             # problem when the slice's effect clearly dominates (a fault that is merely correlated
             # with a slice — a renamed category that lives in one region — stays global)
-            if global_hit and effect[best_k] < LOCALIZE_RATIO * effect[0]:
+            if global_hit and (effect[best_k] < LOCALIZE_RATIO * effect[0] or r.kind in GLOBAL_FIRST):
                 keep = [0]
             else:
                 keep = [best_k]

@@ -64,6 +64,8 @@ class Thresholds(_Strict):
     fallback_rate_delta: float = 0.05
     latency_ratio: float = 2.0  # p95 latency vs its seasonal baseline
     mean_shift_sd: float = 0.25  # river change detector effect size (in reference SDs)
+    override_rate_delta: float = 0.1  # absolute change in the share of model actions humans override
+    capacity_starvation: float = 0.5  # flags below this share of the review capacity starve the queue
 
 
 class DetectorSettings(_Strict):

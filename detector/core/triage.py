@@ -12,9 +12,11 @@ The rules follow the decision framework of the domain brief:
 - label delay and corrections -> **label quality** -> ``fix_data``.
 
 Outcome findings (:mod:`detector.core.outcomes`) add ``inputs_stable`` (no input alert fired
-while the cohort matured), ``label_rate_stable`` and ``label_delay_shift`` to the context: a
-base-rate move during a label-delay shift is label quality, one that came with drifting inputs
-is covariate drift; concept drift is only concept drift while the inputs are stable.
+while the cohort matured), ``label_rate_stable`` and ``label_delay_shift`` to the context. While
+inputs are not stable, performance, calibration, label and concept drift are credited to the
+upstream cause (pipeline skew, covariate drift, or serving health for a score shift); a base-rate
+move during a label-delay shift is label quality; concept drift is only concept drift while the
+inputs are stable.
 
 ``context`` carries what else is breaching in the same model and window, so e.g. a score shift
 with drifting inputs is covariate drift, while a score shift with stable inputs points at the
@@ -78,25 +80,33 @@ def triage(finding: Any, context: dict[str, Any]) -> tuple[str, str]:
         return "decision_policy", "fix_system"
     if kind == "score_drift" and finding.statistic == "value_share":
         return "serving_health", "fix_system"  # one constant score: a fallback/default path
+    if kind in _OUTCOME and context.get("inputs_stable") is False:
+        up = _upstream(kinds)
+        if up is not None and (kind != "label_drift" or not context.get("label_delay_shift")):
+            return up  # outcomes moved because what the model was fed (or scored) moved
     if kind == "calibration" and context.get("inputs_stable") and context.get("label_rate_stable"):
         return "concept_drift", "fix_model"
     if kind == "performance":
-        if kinds & _PIPELINE:
-            return "pipeline_skew", "fix_data"
-        if "feature_drift" in kinds:
-            return "covariate_drift", "fix_data"
+        up = _upstream(kinds)
+        if up is not None:
+            return up
         if "label_drift" in kinds:
             return "label_drift", "fix_model"
         return "concept_drift", "fix_model"
-    if kind == "label_drift":
-        if context.get("label_delay_shift"):
-            return "label_quality", "fix_data"  # incomplete labels, not a different world
-        if context.get("inputs_stable") is False and "feature_drift" in kinds:
-            return "covariate_drift", "fix_data"  # the base rate moved with the inputs
-        return "label_drift", "fix_model"
-    if kind == "concept_drift" and context.get("inputs_stable") is False:
-        if kinds & _PIPELINE:
-            return "pipeline_skew", "fix_data"
-        if "feature_drift" in kinds:
-            return "covariate_drift", "fix_data"
+    if kind == "label_drift" and context.get("label_delay_shift"):
+        return "label_quality", "fix_data"  # incomplete labels, not a different world
     return _FIXED.get(kind, ("pipeline_skew", "fix_data"))
+
+
+_OUTCOME = {"performance", "calibration", "label_drift", "concept_drift"}
+
+
+def _upstream(kinds: set[str]) -> tuple[str, str] | None:
+    """The upstream cause among the input alerts open in the same model, if any."""
+    if kinds & _PIPELINE:
+        return "pipeline_skew", "fix_data"
+    if "feature_drift" in kinds:
+        return "covariate_drift", "fix_data"
+    if "score_drift" in kinds:
+        return "serving_health", "fix_system"  # inputs fine, scores moved: the served model/artefact
+    return None

@@ -19,7 +19,9 @@ from detector.core.layout import Layout
 __all__ = ["WindowCounts", "N_CAND"]
 
 N_CAND = 3  # exact-value candidates tracked per numeric feature (default / fallback spikes)
-_RATE_FIELDS = ("events", "acted", "decided", "fallback", "fallback_known", "latency_known")
+_RATE_FIELDS = ("events", "acted", "decided", "fallback", "fallback_known", "latency_known",
+                "overridden", "flag_overridden")  # human overrides: any / of a model action (adoption)
+MAX_REASONS = 16  # override reason codes tracked per window (the rest fold into __other__)
 
 
 @dataclass
@@ -49,6 +51,9 @@ class WindowCounts:
     thresholds: dict[float, int] = field(default_factory=dict)
     versions: dict[str, int] = field(default_factory=dict)
     decisions: dict[str, int] = field(default_factory=dict)
+    # override reason mix per slice row, keyed by the row's slice label ("" = all traffic,
+    # "dim=value"), so partials of workers with other slice codes merge by key (bounded)
+    reasons: dict[str, dict[str, int]] = field(default_factory=dict)
     late: int = 0
     max_ts: float = float("-inf")
 
@@ -110,9 +115,11 @@ class WindowCounts:
         acted_known = ~np.isnan(b.acted)
         fb_known = ~np.isnan(b.fallback)
         lat_known = ~np.isnan(b.latency_ms)
+        overridden = _overridden(b.override, n)
         rate_cols = np.stack([
             np.ones(n), np.where(acted_known, b.acted, 0.0), acted_known.astype(np.float64),
             np.where(fb_known, b.fallback, 0.0), fb_known.astype(np.float64), lat_known.astype(np.float64),
+            overridden, overridden * (b.acted == 1.0),
         ], axis=1)
         lat_bin = np.searchsorted(lay.lat_edges, np.where(lat_known, b.latency_ms, 0.0), side="right")
         groups: list[tuple[np.ndarray, int, int]] = []  # (codes, row offset, n rows in dim)
@@ -166,7 +173,24 @@ class WindowCounts:
         for k2, v in b.decisions.items():
             if k2 in self.decisions or len(self.decisions) < 32:
                 self.decisions[k2] = self.decisions.get(k2, 0) + v
+        if b.override is not None and overridden.any():
+            self._count_reasons(lay, b.override, np.flatnonzero(overridden), row_codes)
         self.max_ts = max(self.max_ts, float(b.ts.max()))
+
+    def _count_reasons(self, lay: Layout, override: list, rows: np.ndarray, row_codes: list[np.ndarray]) -> None:
+        """Reason codes of the overridden events, per slice row (all traffic and each dimension)."""
+        keys = [""] * len(rows)
+        per_dim = [[f"{dim}={voc.label(int(c))}" for c in codes[rows].tolist()]
+                   for dim, voc, codes in zip(lay.dims, lay.vocabs, row_codes, strict=False)]
+        for i, r in enumerate(rows.tolist()):
+            reason = str(override[r])[:80]
+            for key in [keys[i], *(p[i] for p in per_dim)]:
+                d = self.reasons.setdefault(key, {})
+                if reason not in d and len(d) >= MAX_REASONS:
+                    reason_key = "__other__"
+                else:
+                    reason_key = reason
+                d[reason_key] = d.get(reason_key, 0) + 1
 
     def finalize_global(self, lay: Layout) -> None:
         """Row 0 (all traffic) = the sum over the first dimension's rows, when there are slices."""
@@ -196,12 +220,24 @@ class WindowCounts:
             for k, v in theirs.items():
                 if k in mine or len(mine) < cap:
                     mine[k] = mine.get(k, 0) + v
+        for key, theirs in other.reasons.items():
+            mine = self.reasons.setdefault(key, {})
+            for k, v in theirs.items():
+                k = k if k in mine or len(mine) < MAX_REASONS else "__other__"
+                mine[k] = mine.get(k, 0) + v
         self.late += other.late
         self.max_ts = max(self.max_ts, other.max_ts)
 
     @property
     def events(self) -> int:
         return int(self.rates[0, 0])
+
+
+def _overridden(override: list | None, n: int) -> np.ndarray:
+    """1.0 where the event carries a human override (a non-empty ``override`` value), else 0.0."""
+    if override is None:
+        return np.zeros(n)
+    return np.fromiter((o is not None and o != "" and o is not False for o in override), dtype=np.float64, count=n)
 
 
 def _count_bounded(d: dict[str, int], values: list[str], cap: int) -> None:

@@ -17,7 +17,9 @@ The process runs in its own process group and is always torn down: :meth:`Embedd
 sends SIGTERM to the group, then SIGKILL after a grace period; ``stop`` is registered with
 :mod:`atexit`; and on Linux the broker also gets SIGKILL if the thread that started it dies
 (``PR_SET_PDEATHSIG``), so call :meth:`~EmbeddedBroker.start` from a long-lived thread (normally
-the main thread), not from a short-lived worker thread.
+the main thread), not from a short-lived worker thread. For outage tests there are
+:meth:`~EmbeddedBroker.restart` (data lost, topics re-created) and
+:meth:`~EmbeddedBroker.pause` / :meth:`~EmbeddedBroker.resume` (frozen, data kept).
 
 Only the standard library and aiokafka (imported lazily, for topic creation) are used.
 """
@@ -375,6 +377,7 @@ class EmbeddedBroker:
         cmd = [binary, "broker", "--listener-url", url, "--advertised-listener-url", url,
                "--storage-engine", "memory://tansu/"]  # fmt: skip
         env = {**os.environ, "NO_COLOR": "1"}
+        self._log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = open(self._log_path, "ab")  # closed in stop()
         self._log.write(f"\n--- skewwatch: starting {' '.join(cmd)}\n".encode())
         self._log.flush()
