@@ -593,6 +593,9 @@ def run_checks(lay: Layout, v: View, sb: SeasonalBaseline, st: DetectorSettings,
     results.extend(_rates(lay, v, sb, st))
     results.extend(_schema(lay, v, st))
     results.extend(_time_shift(lay, v, st))
+    from detector.core.audit import leak_serving_checks  # leak suspects constant at serving (schema)
+
+    results.extend(leak_serving_checks(lay, v, st, cands))
     return results
 
 

@@ -77,6 +77,7 @@ class Cohort:
     horizon: float = float("nan")  # label age at evaluation (the maturity used); NaN = not evaluated
     late: int = 0  # labels that arrived after the evaluation (counted, not folded in)
     in_baseline: bool = False
+    label_suspect: bool = False  # its labels were judged incomplete at evaluation (delay shift)
 
     def __post_init__(self) -> None:
         r = self.rows

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from detector.core.adoption import Adoption
 from detector.core.alerts import OUTCOME_KINDS, PARITY_KINDS, Alert, AlertManager
 from detector.core.checks import build_view, run_checks
 from detector.core.events import (
@@ -176,6 +177,7 @@ class Engine:
         self.high_water = float("-inf")  # largest accepted prediction ts
         self.closed_before = float("-inf")  # windows starting before this are closed
         self.outcomes: Any = None  # label join / outcome monitors (attached by detector.core.outcomes)
+        self.adoption = Adoption()  # override / review-capacity checks (capacities: detector.core.adoption.attach_adoption)
 
     # ------------------------------------------------------------------ models
     def reference_for(self, model: str) -> Reference | None:
@@ -390,6 +392,7 @@ class Engine:
         self.counters.windows_closed += 1
         v = build_view(lay, w, ms.seasonal, st)
         results = run_checks(lay, v, ms.seasonal, st, ms.cands, ms.cand_ref)
+        results.extend(self.adoption.results(ms.name, lay, v, st))
         ms.last_stats = _gauges(lay, v, results)
         suppressed: list[Finding] = []
         findings = select_findings(results, v, st.fdr_q, suppressed)

@@ -51,7 +51,7 @@ early labels at ~200 bytes each. Delays are binned on :data:`DELAY_EDGES` (log-s
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
@@ -109,6 +109,7 @@ class Rows:
     label: np.ndarray  # int8 PENDING / 0 / 1
     rev: np.ndarray  # int64 revision of the held label
     counted: np.ndarray  # int8 1 = the label is folded into its cohort's counts (set by the caller)
+    aux: np.ndarray | None = None  # int8 per-prediction value for outcome listeners (-1 = none; e.g. a rules decision)
 
 
 class PendingStore(Protocol):
@@ -118,7 +119,7 @@ class PendingStore(Protocol):
     evicted: int
 
     def put_many(self, model: int, ids: list[str], ts: np.ndarray, score: np.ndarray, pred: np.ndarray,
-                 codes: np.ndarray) -> np.ndarray:
+                 codes: np.ndarray, aux: np.ndarray | None = None) -> np.ndarray:
         """Hold predictions; returns the mask of those stored (False: id already held)."""
         ...
 
@@ -148,7 +149,7 @@ class PendingStore(Protocol):
 
 
 _COLS = (("model", np.int16), ("ts", np.float64), ("score", np.float64), ("pred", np.int8),
-         ("label", np.int8), ("rev", np.int64), ("counted", np.int8))
+         ("label", np.int8), ("rev", np.int64), ("counted", np.int8), ("aux", np.int8))
 
 
 class RingStore:
@@ -217,8 +218,10 @@ class RingStore:
         return labels
 
     def put_many(self, model: int, ids: list[str], ts: np.ndarray, score: np.ndarray, pred: np.ndarray,
-                 codes: np.ndarray) -> np.ndarray:
+                 codes: np.ndarray, aux: np.ndarray | None = None) -> np.ndarray:
         n = len(ids)
+        if aux is None:
+            aux = np.full(n, -1, dtype=np.int8)
         stored = np.ones(n, dtype=bool)
         if n == 0:
             return stored
@@ -230,7 +233,7 @@ class RingStore:
         if not stored.all():
             pos = np.flatnonzero(stored)
             ids = [ids[i] for i in pos.tolist()]
-            ts, score, pred, codes = ts[pos], score[pos], pred[pos], codes[pos]
+            ts, score, pred, codes, aux = ts[pos], score[pos], pred[pos], codes[pos], aux[pos]
             n = len(ids)
             if n == 0:
                 return stored
@@ -247,6 +250,7 @@ class RingStore:
         self.label[sl] = PENDING
         self.rev[sl] = 0
         self.counted[sl] = 0
+        self.aux[sl] = aux
         d = codes.shape[1]
         self.codes[sl, :d] = codes
         if d < self.dims:
@@ -274,7 +278,7 @@ class RingStore:
 
     def read(self, slots: np.ndarray) -> Rows:
         return Rows(self.model[slots], self.ts[slots], self.score[slots], self.pred[slots], self.codes[slots],
-                    self.label[slots], self.rev[slots], self.counted[slots])
+                    self.label[slots], self.rev[slots], self.counted[slots], self.aux[slots])
 
     def write(self, slots: np.ndarray, label: np.ndarray, rev: np.ndarray, counted: np.ndarray | None = None) -> None:
         self.label[slots] = label
@@ -312,7 +316,10 @@ class RingStore:
         n = len(st["ids"])
         self._alloc(max(min(1 << 14, self.max_pending), n))
         for name, _ in _COLS:
-            getattr(self, name)[:n] = st[name]
+            if name in st:  # "aux" is newer than some snapshots
+                getattr(self, name)[:n] = st[name]
+            elif name == "aux":
+                self.aux[:n] = -1
         self.codes[:n] = st["codes"]
         self.ids[:n] = st["ids"]
         self.head, self.size = 0, n
@@ -328,6 +335,7 @@ class Matches:
     old: np.ndarray  # previous label (int8), PENDING = this is the first label (a match)
     delay: np.ndarray  # label ts - prediction ts (seconds; NaN for corrections)
     rows: Rows  # the predictions, read before the change (``rows.label`` is the old label)
+    ids: list[str] = field(default_factory=list)  # prediction id per slot (for outcome listeners)
 
     @classmethod
     def empty(cls, store: PendingStore) -> Matches:
@@ -351,9 +359,10 @@ class LabelJoin:
 
     # ------------------------------------------------------------------ predictions
     def add_predictions(self, model: int, ids: list[str], ts: np.ndarray, score: np.ndarray, pred: np.ndarray,
-                        codes: np.ndarray) -> tuple[np.ndarray, Matches | None]:
+                        codes: np.ndarray, aux: np.ndarray | None = None) -> tuple[np.ndarray, Matches | None]:
         """Hold predictions; returns (stored mask, matches with labels that were waiting for them)."""
-        stored = self.store.put_many(model, ids, ts, score, pred, codes)
+        stored = (self.store.put_many(model, ids, ts, score, pred, codes, aux) if aux is not None
+                  else self.store.put_many(model, ids, ts, score, pred, codes))
         if not self.early:
             return stored, None
         hits = [i for i in ids if i in self.early]
@@ -400,6 +409,7 @@ class LabelJoin:
         if not found.any():
             return Matches.empty(st)
         s = slots[found]
+        sid = [ids[i] for i in np.flatnonzero(found).tolist()]
         yy = y[found].astype(np.int8)
         rr = rev[found].astype(np.int64)
         rows = st.read(s)
@@ -411,6 +421,7 @@ class LabelJoin:
         ch = first | newer
         if not ch.all():
             s, yy, rr, lts_f = s[ch], yy[ch], rr[ch], lts[found][ch]
+            sid = [i for i, keep in zip(sid, ch.tolist(), strict=True) if keep]
             rows = st.read(s)
             first = first[ch]
         else:
@@ -418,7 +429,7 @@ class LabelJoin:
         old = rows.label.copy()
         st.write(s, yy, rr)
         delay = np.where(first, lts_f - rows.ts, np.nan)
-        return Matches(s, yy, old, delay, rows)
+        return Matches(s, yy, old, delay, rows, sid)
 
     def _hold(self, pid: str, y: float, rev: int, ts: float) -> None:
         cur = self.early.get(pid)

@@ -379,8 +379,8 @@ def base_rate_shift(cur: Arrays, base: Arrays, th: OutcomeThresholds, scores_tru
     """Observed vs expected positives (this score mix, baseline reliability): E, ratio, tested, warn, crit, p.
 
     With ``scores_trusted`` False (input or score alerts open) the raw base rate must also move
-    the same way by at least half the effect (in log terms): a broken score moves only the
-    adjusted ratio, a seasonal swing only the raw one, a change of the outcome prior both.
+    the same way by the full effect: a broken score moves only the adjusted ratio (the outcomes
+    did not change), a seasonal swing mostly the raw one, a change of the outcome prior both.
     """
     n, y = cur.cnt[:, C["lab"]], cur.cnt[:, C["pos"]]
     nb, yb = base.cnt[:, C["lab"]], base.cnt[:, C["pos"]]
@@ -394,11 +394,16 @@ def base_rate_shift(cur: Arrays, base: Arrays, th: OutcomeThresholds, scores_tru
     if not scores_trusted:
         raw = np.log(np.nan_to_num(_div(_div(y, n), pb), nan=1.0) + 1e-12)
         adj = np.log(np.nan_to_num(ratio, nan=1.0) + 1e-12)
-        agree = (np.sign(raw) == np.sign(adj)) & (np.abs(raw) >= 0.5 * math.log(th.base_rate_ratio))
+        agree = (np.sign(raw) == np.sign(adj)) & (np.abs(raw) >= math.log(th.base_rate_ratio))
         warn, crit = warn & agree, crit & agree
     z = _div(y - E, np.sqrt(V))
     pv = np.minimum(1.0, 2 * np.asarray(stats.norm_sf(np.abs(np.nan_to_num(z)))))
     pv = np.where(E < th.small_count, poisson_pvalue(y, E, "two-sided"), pv)
+    if not scores_trusted:  # ... and the raw move must be significant on its own
+        p0 = np.where(tested, np.clip(np.nan_to_num(pb), 1e-9, 1 - 1e-9), 0.5)
+        pr = np.asarray(stats.proportion_test(y, n, p0, "two-sided", n0=np.maximum(nb, 1)))
+        pr = np.where(p0 * n < th.small_count, np.maximum(pr, poisson_pvalue(y, p0 * n, "two-sided")), pr)
+        pv = np.maximum(pv, pr)
     return E, ratio, tested, warn, crit, pv
 
 

@@ -22,7 +22,8 @@ end of each ``Engine.advance``. The monitor
    and slice localisation (:func:`~detector.core.select.select_findings`), then explains the
    findings (:meth:`OutcomeMonitor._explain`): a base-rate or calibration move is attributed to
    label delay - not reported as label drift - when a delay shift was found, a label-delay
-   incident is open, or a significant drop of the labelled share can account for it (see
+   incident is open, the maturity itself rose by more than 20% over the last day (delays still
+   growing), or a significant drop of the labelled share can account for it (see
    :func:`_incomplete`); performance falling while inputs (no input alert fired while the cohort
    matured) and the base rate are stable becomes ``concept_drift``; a global finding covers the
    slice findings of its kind; one finding per slice row survives (priority :data:`PRIORITY`,
@@ -133,6 +134,10 @@ class OutcomeMonitor:
         self.models: dict[str, _Model] = {}
         self.by_idx: list[_Model] = []
         self.now = -math.inf
+        # outcome listeners (rules baseline, counterexamples, slice contribution): objects with
+        # on_predictions(m, batch, stored, codes), on_matches(matches), on_cohort(m, cohort, baseline,
+        # real_rows, maturity, window), to_state() and load_state(state)
+        self.listeners: list[Any] = []
 
     @property
     def L(self) -> float:
@@ -158,7 +163,10 @@ class OutcomeMonitor:
         pred = np.where(~np.isnan(b.acted), b.acted,
                         np.where(~np.isnan(b.threshold), b.score >= b.threshold, b.score >= self.settings.default_threshold))
         pred = np.where(np.isnan(b.acted) & np.isnan(b.score), -1, pred).astype(np.int8)
-        stored, matches = self.join.add_predictions(m.idx, b.ids, b.ts, b.score, pred, codes.astype(np.int16))
+        aux = None if b.baseline is None else np.where(np.isnan(b.baseline), -1, b.baseline).astype(np.int8)
+        stored, matches = self.join.add_predictions(m.idx, b.ids, b.ts, b.score, pred, codes.astype(np.int16), aux)
+        for lis in self.listeners:
+            lis.on_predictions(m, b, stored, codes)
         ts, score, thr, c2 = b.ts, b.score, b.threshold, codes
         if not stored.all():
             k = np.flatnonzero(stored)
@@ -194,6 +202,8 @@ class OutcomeMonitor:
     def _fold(self, mt: Matches) -> None:
         if mt.slots.size == 0:
             return
+        for lis in self.listeners:
+            lis.on_matches(mt)
         store = self.join.store
         L = self.L
         for mi in np.unique(mt.rows.model).tolist():
@@ -328,7 +338,7 @@ class OutcomeMonitor:
                 if sp.score is not None and sp.score.mean:
                     ref_oe[i] = sp.label_base_rate / sp.score.mean
         n0 = c.cnt[0, C["lab"]]
-        recent = [d for d in m.done.values() if d.start > c.start - _DAY]
+        recent = [d for d in m.done.values() if d.start > c.start - _DAY and not d.label_suspect]
         day = None
         if (len(recent) + 1) * self.L >= _DAY:  # a full daily cycle of matured cohorts
             day_cnt = c.cnt + sum((d.cnt for d in recent), np.zeros_like(c.cnt))
@@ -352,7 +362,10 @@ class OutcomeMonitor:
         view = _View(rows, comp, cur.cnt[:, C["lab"]])
         findings = select_findings(results, view, eng.settings.fdr_q)  # type: ignore[arg-type]
         incomplete = _incomplete(cur.cnt, bas.cnt, expected)
-        if any(a.get("kind") == "label_delay" and a.get("statistic") in _DELAY_STATS for a in eng.alerts.firing(m.name)):
+        day_ago = [d.horizon for d in m.done.values() if d.start > c.start - _DAY]
+        rising = bool(day_ago) and mat > 1.2 * min(day_ago)  # the label delay is still growing
+        if rising or any(a.get("kind") == "label_delay" and a.get("statistic") in _DELAY_STATS
+                         for a in eng.alerts.firing(m.name)):
             incomplete[:] = True  # an open label-delay incident: labels at this age are not comparable
         findings, delay_shift = self._explain(findings, rows, comp, stable, incomplete, "concept_drift" in firing)
         label_stable = not lab_unstable[0] and "label_drift" not in firing and not any(f.kind == "label_drift" for f in findings)
@@ -371,6 +384,7 @@ class OutcomeMonitor:
                 eng.counters.alerts_resolved += 1
         # bookkeeping: the baseline learns only from clean cohorts; arrivals and delays roll on
         c.in_baseline = not findings and not (eng.alerts.firing_kinds(m.name) & OUTCOME_KINDS)
+        c.label_suspect = delay_shift or bool(incomplete[0])
         m.done[c.start] = c
         while len(m.done) > 2 * st.baseline_cohorts:
             del m.done[next(iter(m.done))]
@@ -383,6 +397,8 @@ class OutcomeMonitor:
         m.delay_all *= decay
         m.delay_cls *= decay
         m.stats = self._stats(m, c, real, mat, window)
+        for lis in self.listeners:
+            lis.on_cohort(m, c, base, real, mat, window)
         return alerts
 
     def _explain(self, findings: list[Finding], rows: np.ndarray, comp: np.ndarray, stable: np.ndarray,
@@ -508,7 +524,8 @@ class OutcomeMonitor:
                             "arr_hist": list(m.arr_hist), "first_ts": m.first_ts, "delay_cls": m.delay_cls,
                             "delay_total": m.delay_total, "delay_sum": m.delay_sum, "adwin": m.adwin, "latched": m.latched,
                             "stats": m.stats}
-        return {"join": self.join.to_state(), "models": models, "now": self.now, "parity": self.parity.to_state()}
+        return {"join": self.join.to_state(), "models": models, "now": self.now, "parity": self.parity.to_state(),
+                "listeners": [lis.to_state() for lis in self.listeners]}
 
     def load_state(self, state: dict[str, Any]) -> None:
         self.join.load_state(state["join"])
@@ -524,6 +541,8 @@ class OutcomeMonitor:
             m.delay_total, m.delay_sum = s.get("delay_total", m.delay_total), s.get("delay_sum", 0.0)
             m.arr_hist, m.first_ts, m.adwin, m.latched, m.stats = deque(s["arr_hist"]), s["first_ts"], s["adwin"], s["latched"], s["stats"]
         self.parity.load_state(state["parity"])
+        for lis, st in zip(self.listeners, state.get("listeners") or [], strict=False):
+            lis.load_state(st)
 
 
 def _incomplete(cur: np.ndarray, base: np.ndarray, expected: np.ndarray) -> np.ndarray:
@@ -579,4 +598,9 @@ def attach_outcomes(engine: Any, cfg: Any = None, settings: OutcomeSettings | No
         costs = {name: (mc.cost_fp, mc.cost_fn, mc.review_capacity) for name, mc in cfg.models.items()}
     mon = OutcomeMonitor(engine, st, costs)
     engine.outcomes = mon
+    from detector.core.adoption import RulesBaseline
+    from detector.core.contribution import SliceContribution
+    from detector.core.counterexamples import CounterexampleLibrary
+
+    mon.listeners.extend([RulesBaseline(mon), CounterexampleLibrary(mon), SliceContribution(mon)])
     return mon

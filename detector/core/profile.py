@@ -162,7 +162,18 @@ def build_reference(
         ref.slices[dim] = _slices(cols[dim], feats, label, score, qs, top_k_categories, ref)
     if time_column is not None:
         _add_hourly(ref, cols, feats, score, time_column, slice_columns)
+    if label is not None:  # leakage / availability / time-split audit (detector.core.audit)
+        from detector.core.audit import audit_training
+
+        ref.audit = {"label_column": label_column,
+                     **audit_training(feats, label, _times(cols[time_column]) if time_column is not None else None)}
     return ref
+
+
+def _times(t: np.ndarray) -> np.ndarray:
+    from detector.core.timeparse import parse_timestamps
+
+    return parse_timestamps(t if t.dtype.kind == "f" else t.tolist() if t.dtype.kind == "O" else t.astype(np.float64))
 
 
 def _add_hourly(

@@ -62,8 +62,8 @@ def test_every_firing_alert_is_explained(status_html):
     assert "scale_ratio" in cells[4] and "threshold 8" in cells[4]
     assert cells[5].startswith("pipeline skew") and "fix data" in cells[5]
     assert cells[7].startswith("2026-") and "ago" in cells[7]
-    eu = next(r for r in rows if "region=eu" in r.text())
-    assert "unseen_categories" in eu.text()
+    renamed = next(r for r in rows if "unseen_categories" in r.text())
+    assert "country" in renamed.text() and "GER" in renamed.text()
     assert "incident(s) firing" in dom.find("div", cls="verdict").text()
 
 

@@ -1,0 +1,393 @@
+"""Counterexample library: the worst recent false positives and false negatives, with context.
+
+The domain brief: "pull the top false positives and top false negatives, and review them with
+domain experts ... Create a counterexample library: each time the model fails in a meaningful
+way, capture that case with context, label, decision and why it failed."
+
+A :class:`CounterexampleLibrary` is an outcome listener (:mod:`detector.core.outcomes`). For every
+matured cohort it emits, per model x slice row (all traffic and each slice value) x error type,
+the :data:`TOP_K` labelled errors furthest from the decision threshold:
+
+* a **false positive** acted on a prediction whose label is 0; its margin is ``score - threshold``
+  (a confident false alarm ranks first);
+* a **false negative** did not act on a prediction whose label is 1; margin ``threshold - score``
+  (a confident miss ranks first).
+
+Which pairs count follows the outcome cohorts exactly (first labels while the cohort collects,
+corrections move a pair: one that stops being an error leaves the list), so the ranking is
+exact: it is computed from the label join's own records (score, decision, slice, label) of every
+labelled prediction. Ties rank by prediction id.
+
+Each record carries the served features (the :data:`MAX_FEATURES` most predictive ones by the
+training audit, see :mod:`detector.core.audit`, else the reference order), the label, score,
+threshold, decision, human override, slice values, model version, and the alerts that were
+firing when the prediction was made and when its cohort matured. Served features come from a
+bounded ring of recent predictions (:data:`RETAIN_MAX` rows per model, at most the label TTL);
+an error whose prediction already left the ring is still ranked and emitted, with
+``"features": null`` and ``"features_retained": false``.
+
+Memory: the ring holds about ``8 x numeric + 4 x categorical + ~250`` bytes per prediction
+(~50 MB at 25 features and the default bound); per open cohort at most ``rows x 2 x 2 x TOP_K``
+candidate records. The ring is not snapshotted (a restart loses the served features of the
+predictions before it, never the ranking); candidates and emitted records are.
+
+Records go out through :meth:`CounterexampleLibrary.drain` (``skewwatch replay
+--counterexamples-out``, the sidecar's ``skewwatch-counterexamples`` topic); the last
+:data:`KEEP_COHORTS` cohorts per model stay available for the report (:func:`counterexamples_for`).
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections import deque
+from typing import Any
+
+import numpy as np
+
+__all__ = ["CounterexampleLibrary", "counterexamples_for", "library_of", "TOP_K", "MAX_FEATURES", "RETAIN_MAX",
+           "KEEP_COHORTS"]
+
+TOP_K = 10
+MAX_FEATURES = 30
+RETAIN_MAX = 100_000
+KEEP_COHORTS = 6
+MAX_ALERTS = 10
+_KEEP = 2 * TOP_K  # candidates kept per list (a correction may remove some)
+_TYPES = ("false_positive", "false_negative")
+
+
+class _Ring:
+    """Served features of one model's recent predictions (columns + id -> slot), bounded."""
+
+    def __init__(self, layout: Any, retain_max: int) -> None:
+        self.layout = layout
+        self.fn, self.fc = len(layout.numeric), len(layout.categorical)
+        self.retain_max = retain_max
+        self.index: dict[str, int] = {}
+        self.head = self.size = 0
+        self._alloc(min(4096, retain_max))
+
+    def _alloc(self, cap: int) -> None:
+        self.cap = cap
+        self.ts = np.zeros(cap)
+        self.num = np.zeros((cap, self.fn))
+        self.cat = np.zeros((cap, self.fc), dtype=np.int32)
+        self.thr = np.full(cap, np.nan)
+        self.ids = np.empty(cap, dtype=object)
+        self.extra = np.empty(cap, dtype=object)  # (unseen {j: text} | None, override, version, alerts)
+
+    def _grow(self, need: int) -> None:
+        cap = self.cap
+        while cap < need and cap < self.retain_max:
+            cap = min(cap * 2, self.retain_max)
+        if cap == self.cap:
+            return
+        order = (self.head + np.arange(self.size)) % self.cap
+        old = [getattr(self, k)[order] for k in ("ts", "num", "cat", "thr", "ids", "extra")]
+        self._alloc(cap)
+        for k, a in zip(("ts", "num", "cat", "thr", "ids", "extra"), old, strict=True):
+            getattr(self, k)[: self.size] = a
+        self.head = 0
+        self.index = {i: s for s, i in enumerate(self.ids[: self.size].tolist()) if i is not None}
+
+    def _drop(self, k: int) -> None:
+        sl = (self.head + np.arange(k)) % self.cap
+        for s, i in zip(sl.tolist(), self.ids[sl].tolist(), strict=True):
+            if i is not None and self.index.get(i) == s:
+                del self.index[i]
+        self.ids[sl] = None
+        self.extra[sl] = None
+        self.head = (self.head + k) % self.cap
+        self.size -= k
+
+    def put(self, b: Any, alerts: tuple[Any, ...]) -> None:
+        n = b.n
+        if n == 0:
+            return
+        keep = np.arange(n)[-self.retain_max:]
+        m = len(keep)
+        if self.size + m > self.cap:
+            self._grow(self.size + m)
+        over = self.size + m - self.cap
+        if over > 0:
+            self._drop(over)
+        sl = (self.head + self.size + np.arange(m)) % self.cap
+        self.ts[sl] = b.ts[keep]
+        self.num[sl] = b.num[keep]
+        self.cat[sl] = b.cat_codes[keep]
+        self.thr[sl] = b.threshold[keep]
+        unseen = _unseen_rows(self.layout, b)
+        ov = b.override
+        version = max(b.versions.items(), key=lambda kv: kv[1])[0] if len(b.versions) == 1 else None
+        extra = [(unseen.get(int(i)), ov[i] if ov is not None else None, version, alerts) for i in keep.tolist()]
+        self.extra[sl] = _objects(extra)
+        ids = [b.ids[i] for i in keep.tolist()]
+        self.ids[sl] = ids
+        self.index.update(zip(ids, sl.tolist(), strict=True))
+        self.size += m
+
+    def expire(self, cutoff: float) -> None:
+        if self.size == 0:
+            return
+        order = (self.head + np.arange(self.size)) % self.cap
+        old = self.ts[order] < cutoff
+        k = self.size if old.all() else int(np.argmin(old))
+        if k:
+            self._drop(k)
+
+    def get(self, pid: str) -> int | None:
+        return self.index.get(pid)
+
+
+def _objects(items: list[Any]) -> np.ndarray:
+    out = np.empty(len(items), dtype=object)
+    out[:] = items
+    return out
+
+
+def _unseen_rows(layout: Any, b: Any) -> dict[int, dict[int, str]]:
+    """Event index -> {categorical feature index: unseen text} (when the batch's lists line up)."""
+    out: dict[int, dict[int, str]] = {}
+    for j, name in enumerate(layout.categorical):
+        code = len(layout.cat_vocab[name])
+        rows = np.flatnonzero(b.cat_codes[:, j] == code)
+        vals = b.unseen[j] if j < len(b.unseen) else []
+        if rows.size and len(vals) == rows.size:
+            for r, v in zip(rows.tolist(), vals, strict=True):
+                out.setdefault(r, {})[j] = v
+    return out
+
+
+class CounterexampleLibrary:
+    """Outcome listener: worst false positives / negatives per model x slice x type and cohort."""
+
+    def __init__(self, mon: Any, top_k: int = TOP_K, max_features: int = MAX_FEATURES,
+                 retain_max: int = RETAIN_MAX) -> None:
+        self.mon = mon
+        self.top_k = top_k
+        self.keep = 2 * top_k
+        self.max_features = max_features
+        self.retain_max = retain_max
+        self.rings: dict[str, _Ring] = {}
+        self.order: dict[str, list[int]] = {}  # model -> feature order (indices into numeric + categorical)
+        # (model, cohort start) -> {(row, type): min-heap of _Item (the worst kept on top)}; id -> record
+        self.cands: dict[tuple[str, float], dict[tuple[int, int], list[_Item]]] = {}
+        self.records: dict[tuple[str, float], dict[str, dict[str, Any]]] = {}
+        self.pending: list[dict[str, Any]] = []
+        self.latest: dict[str, deque[list[dict[str, Any]]]] = {}
+
+    # ---------------------------------------------------------------- listener protocol
+    def on_predictions(self, m: Any, b: Any, stored: np.ndarray, codes: np.ndarray) -> None:
+        ring = self.rings.get(m.name)
+        if ring is None:
+            ring = self.rings[m.name] = _Ring(m.layout, self.retain_max)
+            self.order[m.name] = _feature_order(m.layout)
+        ring.put(b, _alerts_now(self.mon.engine, m.name))
+        if b.n:
+            ring.expire(float(b.ts.max()) - self.mon.settings.ttl)
+
+    def on_matches(self, mt: Any) -> None:
+        rows = mt.rows
+        if mt.slots.size == 0 or not mt.ids:
+            return
+        mon = self.mon
+        L = mon.L
+        first = mt.old == -1
+        for mi in np.unique(rows.model).tolist():
+            m = mon.by_idx[mi]
+            sel = np.flatnonzero(rows.model == mi)
+            D = len(m.layout.dims)
+            ridx = m.ridx(rows.codes[sel, :D])
+            starts = np.floor(rows.ts[sel] / L) * L
+            for k, i in enumerate(sel.tolist()):
+                s = float(starts[k])
+                if s not in m.open:
+                    continue  # evaluated cohorts are frozen, as in the outcome cohorts
+                if not first[i] and rows.counted[i] != 1:
+                    continue
+                pred, y = int(rows.pred[i]), int(mt.label[i])
+                pid = mt.ids[i]
+                typ = 0 if (pred == 1 and y == 0) else 1 if (pred == 0 and y == 1) else -1
+                key = (m.name, s)
+                if typ < 0:
+                    if not first[i]:
+                        self._remove(key, pid)
+                    continue
+                recs = self.records.setdefault(key, {})
+                if pid in recs:
+                    continue  # already ranked (a correction that keeps it an error)
+                rec = recs[pid] = self._record(m, pid, rows, i, y, typ, ridx[k])
+                lists = self.cands.setdefault(key, {})
+                item = _Item(rec["margin"], pid)
+                for r in ridx[k].tolist():
+                    h = lists.setdefault((int(r), typ), [])
+                    if len(h) < self.keep:
+                        heapq.heappush(h, item)
+                    elif h[0] < item:
+                        heapq.heapreplace(h, item)
+
+    def on_cohort(self, m: Any, c: Any, base: Any, real: np.ndarray, mat: float, window: dict[str, Any]) -> None:
+        key = (m.name, c.start)
+        lists = self.cands.pop(key, {})
+        recs = self.records.pop(key, {})
+        for k in [k for k in self.cands if k[0] == m.name and k[1] < c.start]:
+            del self.cands[k]
+            self.records.pop(k, None)
+        now = _alerts_now(self.mon.engine, m.name)
+        win = {k: v for k, v in window.items() if not k.startswith("_")}
+        out: list[dict[str, Any]] = []
+        for (r, typ), h in sorted(lists.items()):
+            best: list[str] = []
+            for it in sorted(h, reverse=True):
+                if it.pid in recs and it.pid not in best:
+                    best.append(it.pid)
+            for rank, pid in enumerate(best[: self.top_k], 1):
+                rec = dict(recs[pid])
+                rec.update(slice=m.layout.row_label(r), rank=rank, cohort=win, alerts_at_evaluation=list(now))
+                out.append(rec)
+        if out:
+            self.pending.extend(out)
+            self.latest.setdefault(m.name, deque(maxlen=KEEP_COHORTS)).append(out)
+
+    # ---------------------------------------------------------------- output
+    def drain(self) -> list[dict[str, Any]]:
+        """Records emitted since the last call (each a JSON-ready dict)."""
+        out, self.pending = self.pending, []
+        return out
+
+    def recent(self, model: str, limit: int | None = None) -> list[dict[str, Any]]:
+        """The records of the last matured cohorts of ``model``, newest cohort first."""
+        recs = [r for batch in reversed(self.latest.get(model, ())) for r in batch]
+        return recs if limit is None else recs[:limit]
+
+    # ---------------------------------------------------------------- internals
+    def _remove(self, key: tuple[str, float], pid: str) -> None:
+        recs = self.records.get(key)
+        if recs is not None:
+            recs.pop(pid, None)  # heaps keep the entry; emission skips ids without a record
+
+    def _record(self, m: Any, pid: str, rows: Any, i: int, y: int, typ: int, ridx: np.ndarray) -> dict[str, Any]:
+        score = float(rows.score[i])
+        ring = self.rings.get(m.name)
+        slot = ring.get(pid) if ring is not None else None
+        thr = float(ring.thr[slot]) if slot is not None else math.nan
+        if not math.isfinite(thr):
+            thr = float(self.mon.settings.default_threshold)
+        margin = (score - thr if typ == 0 else thr - score) if math.isfinite(score) else 0.0
+        lay = m.layout
+        slices = {}
+        for d, dim in enumerate(lay.dims):
+            slices[dim] = lay.vocabs[d].label(int(ridx[d + 1]) - lay.row_offset(d))
+        rec: dict[str, Any] = {
+            "model": m.name, "prediction_id": pid, "type": _TYPES[typ], "ts": _iso(float(rows.ts[i])),
+            "score": _f(score), "threshold": _f(thr), "margin": round(float(margin), 6),
+            "decision": "act" if int(rows.pred[i]) == 1 else "no_action", "label": y, "slices": slices,
+            "features": None, "features_retained": False, "override": None, "model_version": None, "active_alerts": [],
+        }
+        if slot is not None and ring is not None:
+            unseen, override, version, alerts = ring.extra[slot]
+            rec.update(features=_features(lay, ring, slot, unseen, self.order[m.name][: self.max_features]),
+                       features_retained=True, override=override, model_version=version, active_alerts=list(alerts))
+        return rec
+
+    def to_state(self) -> dict[str, Any]:
+        return {"cands": self.cands, "records": self.records, "pending": self.pending,
+                "latest": {k: list(v) for k, v in self.latest.items()}}
+
+    def load_state(self, st: dict[str, Any]) -> None:
+        self.cands, self.records, self.pending = st["cands"], st["records"], st["pending"]
+        self.latest = {k: deque(v, maxlen=KEEP_COHORTS) for k, v in st["latest"].items()}
+
+
+class _Item:
+    """A ranked candidate: a larger margin is worse (ranks first); on equal margins the smaller id."""
+
+    __slots__ = ("margin", "pid")
+
+    def __init__(self, margin: float, pid: str) -> None:
+        self.margin, self.pid = margin, pid
+
+    def __lt__(self, other: _Item) -> bool:  # "ranks below"
+        return (self.margin, other.pid) < (other.margin, self.pid)
+
+    def __getstate__(self) -> tuple[float, str]:
+        return self.margin, self.pid
+
+    def __setstate__(self, st: tuple[float, str]) -> None:
+        self.margin, self.pid = st
+
+
+def _feature_order(lay: Any) -> list[int]:
+    """Feature indices (numeric, then categorical) by training-audit predictiveness, then reference order."""
+    names = [*lay.numeric, *lay.categorical]
+    audit = (lay.ref.audit or {}).get("features", {}) if isinstance(lay.ref.audit, dict) else {}
+
+    def power(i: int) -> float:
+        a = (audit.get(names[i]) or {}).get("auc")
+        return abs(float(a) - 0.5) if isinstance(a, int | float) else -1.0
+
+    return sorted(range(len(names)), key=lambda i: (-power(i), i))
+
+
+def _features(lay: Any, ring: _Ring, slot: int, unseen: dict[int, str] | None, idx: list[int]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    fn = len(lay.numeric)
+    for i in idx:
+        if i < fn:
+            x = float(ring.num[slot, i])
+            out[lay.numeric[i]] = x if math.isfinite(x) else None
+        else:
+            j = i - fn
+            name = lay.categorical[j]
+            code = int(ring.cat[slot, j])
+            vocab = lay.cat_vocab[name]
+            if code < len(vocab):
+                out[name] = _cat_text(lay, name, code)
+            elif code == len(vocab):
+                out[name] = (unseen or {}).get(j, "__unseen__")
+            else:
+                out[name] = None
+    return out
+
+
+def _cat_text(lay: Any, name: str, code: int) -> str:
+    cache = lay.__dict__.setdefault("_cx_inv", {})
+    inv = cache.get(name)
+    if inv is None:
+        inv = cache[name] = {v: k for k, v in lay.cat_vocab[name].items()}
+    return inv[code]
+
+
+def _alerts_now(engine: Any, model: str) -> tuple[dict[str, Any], ...]:
+    try:
+        firing = engine.alerts.firing(model)
+    except Exception:  # noqa: BLE001 - an engine without alert state
+        return ()
+    return tuple({"alert_id": a.get("alert_id"), "kind": a.get("kind"), "feature": a.get("feature"),
+                  "slice": a.get("slice"), "severity": a.get("severity"), "cause": a.get("cause")}
+                 for a in firing[:MAX_ALERTS])
+
+
+def _iso(t: float) -> str:
+    from detector.core.timeparse import format_ts
+
+    return format_ts(t)
+
+
+def _f(x: float) -> float | None:
+    return round(x, 6) if math.isfinite(x) else None
+
+
+def library_of(engine: Any) -> CounterexampleLibrary | None:
+    """The engine's counterexample library (installed by :func:`detector.core.outcomes.attach_outcomes`)."""
+    for lis in getattr(getattr(engine, "outcomes", None), "listeners", ()):
+        if isinstance(lis, CounterexampleLibrary):
+            return lis
+    return None
+
+
+def counterexamples_for(engine: Any, model: str, limit: int | None = None) -> list[dict[str, Any]]:
+    """Recent counterexample records of ``model`` (newest cohort first) for the report."""
+    lib = library_of(engine)
+    return lib.recent(model, limit) if lib is not None else []
