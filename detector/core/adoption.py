@@ -265,8 +265,9 @@ class RulesBaseline:
         trailing = sum((a for _, a in done), np.zeros_like(arr)) if done else None
         costs = m.costs[:2] if getattr(m, "costs", None) else (None, None)
         self.last[m.name] = _comparison(m.layout, arr, trailing, real, costs, window, len(done))
-        done.append((c.start, arr))
-        del done[:-KEEP_DONE]
+        if getattr(c, "in_baseline", True):  # only clean cohorts make the trailing comparison
+            done.append((c.start, arr))
+            del done[:-KEEP_DONE]
 
     def stats(self, model: str) -> dict[str, Any]:
         return dict(self.last.get(model, {}))
@@ -325,6 +326,22 @@ def diagnose(model_now: float | None, model_before: float | None, rules_now: flo
     return "world_harder" if dr >= dm / 2 else "model_worse"
 
 
+def _overall(per: dict[str, str], now: dict[str, Any], before: dict[str, Any], key_metric: str) -> str:
+    """The verdict of the metric on which the model degraded most (relative), or ``stable``."""
+    worst, worst_d = "stable", 0.0
+    for k, verdict in per.items():
+        if verdict in ("stable", "unknown"):
+            continue
+        a, b = now[k], before[k]
+        d = (a - b) if k in ("error_rate", "expected_cost") else (b - a)
+        d /= max(abs(b), 1e-9)
+        if d > worst_d:
+            worst, worst_d = verdict, d
+    if worst == "stable" and all(v == "unknown" for v in per.values()):
+        return "unknown"
+    return worst
+
+
 def _comparison(lay: Layout, arr: np.ndarray, trailing: np.ndarray | None, real: np.ndarray, costs: tuple[Any, Any],
                 window: dict[str, Any], n_trailing: int) -> dict[str, Any]:
     slices: dict[str, Any] = {}
@@ -337,7 +354,10 @@ def _comparison(lay: Layout, arr: np.ndarray, trailing: np.ndarray | None, real:
         if trailing is not None and trailing[r, BC["n"]] > 0:
             tm, tr = metrics_of(trailing[r], "m_", costs), metrics_of(trailing[r], "b_", costs)
             row["trailing"] = {"pairs": int(trailing[r, BC["n"]]), "model": tm, "rules": tr}
-            row["diagnosis"] = diagnose(model[key_metric], tm[key_metric], rules[key_metric], tr[key_metric])
+            per = {k: diagnose(model[k], tm[k], rules[k], tr[k], lower_is_better=k in ("error_rate", "expected_cost"))
+                   for k in ("precision", "recall", key_metric)}
+            row["diagnosis_by_metric"] = per
+            row["diagnosis"] = _overall(per, model, tm, key_metric)
         better = [k for k in ("precision", "recall") if _gt(rules[k], model[k])]
         better += [k for k in ("error_rate", "expected_cost") if _gt(model[k], rules[k])]
         row["rules_better_on"] = better

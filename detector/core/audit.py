@@ -26,7 +26,9 @@ model - logistic regression on standardised numeric features (median-imputed, wi
 indicators) and one-hot top categories, a few hundred full-batch gradient steps - is trained on
 a random 70% and scored on the other 30%, then trained on the earliest 70% and scored on the
 latest 30%. The AUC gap is how much of the offline score depends on not respecting time
-(leakage through time, drift, duplicated entities); a gap above :data:`GAP_WARNING` warns.
+(leakage through time, drift, duplicated entities). It warns when the gap is above
+:data:`GAP_WARNING` *and* more than twice its standard error (Hanley-McNeil for each test AUC),
+so a small training set's noise is not reported as dishonesty.
 
 >>> rng = np.random.default_rng(0)
 >>> y = (rng.random(2000) < 0.3).astype(float)
@@ -43,7 +45,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["audit_training", "univariate", "time_split_check", "roc_auc", "fit_logistic", "leak_serving_checks",
+__all__ = ["audit_training", "univariate", "time_split_check", "roc_auc", "fit_logistic", "leak_serving_checks", "summary_lines",
            "AUC_LEAK", "MI_LEAK", "ROBUST_Z", "GAP_WARNING", "MIN_ROWS"]
 
 AUC_LEAK = 0.95  # symmetric univariate AUC of a near-perfect predictor
@@ -292,13 +294,20 @@ class _Design:
         return np.column_stack(cols)
 
 
-def _split_auc(feats: Mapping[str, np.ndarray], y: np.ndarray, train: np.ndarray, test: np.ndarray, steps: int) -> float:
+def _split_auc(feats: Mapping[str, np.ndarray], y: np.ndarray, train: np.ndarray, test: np.ndarray,
+               steps: int) -> tuple[float, float]:
+    """(test AUC, its Hanley-McNeil standard error) of the model fitted on ``train``."""
+    from detector.core.cohort import auc_se
+
     design = _Design(feats, train)
     Xtr, Xte = design.matrix(feats, train), design.matrix(feats, test)
     if Xtr.shape[1] == 0:
-        return float("nan")
+        return float("nan"), float("nan")
     w = fit_logistic(Xtr, y[train], steps=steps)
-    return roc_auc(Xte @ w[:-1], y[test])
+    yt = y[test]
+    auc = roc_auc(Xte @ w[:-1], yt)
+    npos = float(yt.sum())
+    return auc, float(auc_se(np.array(auc), np.array(npos), np.array(yt.size - npos)))
 
 
 def time_split_check(feats: Mapping[str, np.ndarray], label: np.ndarray, times: np.ndarray, *,
@@ -327,22 +336,56 @@ def time_split_check(feats: Mapping[str, np.ndarray], label: np.ndarray, times: 
         if yt.min() == yt.max():
             out["skipped"] = f"the {name}-split test part has one label value only"
             return out
-    auc_r = _split_auc(feats, y, tr_r, te_r, steps)
-    auc_t = _split_auc(feats, y, tr_t, te_t, steps)
+    auc_r, se_r = _split_auc(feats, y, tr_r, te_r, steps)
+    auc_t, se_t = _split_auc(feats, y, tr_t, te_t, steps)
     gap = auc_r - auc_t
-    warn = bool(math.isfinite(gap) and gap > GAP_WARNING)
+    se = math.sqrt(se_r * se_r + se_t * se_t)
+    warn = bool(math.isfinite(gap) and gap > GAP_WARNING and gap > 2 * se)
     out.update(
-        random_split_auc=_r(auc_r), time_split_auc=_r(auc_t), gap=_r(gap), warning=warn,
+        random_split_auc=_r(auc_r), time_split_auc=_r(auc_t), gap=_r(gap), gap_se=_r(se), warning=warn,
         train_period=[format_ts(float(t[tr_t[0]])), format_ts(float(t[tr_t[-1]]))],
         test_period=[format_ts(float(t[te_t[0]])), format_ts(float(t[te_t[-1]]))],
         message=(f"the offline AUC falls from {auc_r:.3f} (random split) to {auc_t:.3f} when the model is tested on "
                  f"the latest {1 - train_share:.0%} of the data: {gap:.3f} of the offline score depends on not "
                  "respecting time; evaluate with a time split and look for features that leak the future"
                  if warn else
-                 f"random-split AUC {auc_r:.3f} vs time-split AUC {auc_t:.3f} (gap {gap:+.3f}): the offline score "
-                 "does not depend on mixing past and future"),
+                 f"random-split AUC {auc_r:.3f} vs time-split AUC {auc_t:.3f} (gap {gap:+.3f} ± {se:.3f}): no "
+                 "significant dependence of the offline score on mixing past and future"),
     )
     return out
+
+
+def summary_lines(audit: dict[str, Any], limit: int = 8) -> list[str]:
+    """Human-readable lines of an audit (for ``skewwatch baseline``'s summary).
+
+    >>> summary_lines({"features": {"x": {"auc": 0.99, "mi_norm": 0.8, "leak_suspect": True, "reason": "r"}},
+    ...                "leak_suspects": ["x"]})
+    ['  leakage audit: 1 of 1 features on their own predict the label suspiciously well (leak suspects):', '    x: r']
+    """
+    if not audit:
+        return []
+    if audit.get("skipped"):
+        return [f"  leakage audit skipped: {audit['skipped']}"]
+    feats = audit.get("features") or {}
+    sus = audit.get("leak_suspects") or []
+    lines = []
+    if sus:
+        lines.append(f"  leakage audit: {len(sus)} of {len(feats)} features on their own predict the label suspiciously well"
+                     " (leak suspects):")
+        lines += [f"    {k}: {feats[k].get('reason')}" for k in sus[:limit]]
+        if len(sus) > limit:
+            lines.append(f"    ... ({len(sus)} in all)")
+    else:
+        top = sorted(feats.items(), key=lambda kv: -abs((kv[1].get("auc") or 0.5) - 0.5))[:3]
+        shown = ", ".join(f"{k} (AUC {v.get('auc')})" for k, v in top)
+        lines.append(f"  leakage audit: no leak suspect among {len(feats)} features; most predictive: {shown}")
+    ts = audit.get("time_split")
+    if ts:
+        if ts.get("skipped"):
+            lines.append(f"  time-split check skipped: {ts['skipped']}")
+        else:
+            lines.append(f"  {'WARNING: ' if ts.get('warning') else ''}time-split check: {ts.get('message')}")
+    return lines
 
 
 # --------------------------------------------------------------------------- serving side

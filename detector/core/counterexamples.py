@@ -53,7 +53,6 @@ MAX_FEATURES = 30
 RETAIN_MAX = 100_000
 KEEP_COHORTS = 6
 MAX_ALERTS = 10
-_KEEP = 2 * TOP_K  # candidates kept per list (a correction may remove some)
 _TYPES = ("false_positive", "false_negative")
 
 
@@ -237,7 +236,7 @@ class CounterexampleLibrary:
         now = _alerts_now(self.mon.engine, m.name)
         win = {k: v for k, v in window.items() if not k.startswith("_")}
         out: list[dict[str, Any]] = []
-        for (r, typ), h in sorted(lists.items()):
+        for (r, _typ), h in sorted(lists.items()):
             best: list[str] = []
             for it in sorted(h, reverse=True):
                 if it.pid in recs and it.pid not in best:

@@ -22,8 +22,9 @@ end of each ``Engine.advance``. The monitor
    and slice localisation (:func:`~detector.core.select.select_findings`), then explains the
    findings (:meth:`OutcomeMonitor._explain`): a base-rate or calibration move is attributed to
    label delay - not reported as label drift - when a delay shift was found, a label-delay
-   incident is open, the maturity itself rose by more than 20% over the last day (delays still
-   growing), or a significant drop of the labelled share can account for it (see
+   incident is open, a delay shift was seen and the maturity is still catching up with it
+   (rose by more than 20% over the last day), or a significant drop of the labelled share can
+   account for it (see
    :func:`_incomplete`); performance falling while inputs (no input alert fired while the cohort
    matured) and the base rate are stable becomes ``concept_drift``; a global finding covers the
    slice findings of its kind; one finding per slice row survives (priority :data:`PRIORITY`,
@@ -110,6 +111,7 @@ class _Model:
         self.first_ts = math.inf
         self.adwin = drift.ADWIN(delta=river_delta)
         self.latched = False
+        self.delay_unsettled = False  # a delay shift was seen and the maturity is still rising
         self.stats: dict[str, Any] = {}
 
     def ridx(self, codes: np.ndarray) -> np.ndarray:
@@ -363,10 +365,11 @@ class OutcomeMonitor:
         findings = select_findings(results, view, eng.settings.fdr_q)  # type: ignore[arg-type]
         incomplete = _incomplete(cur.cnt, bas.cnt, expected)
         day_ago = [d.horizon for d in m.done.values() if d.start > c.start - _DAY]
-        rising = bool(day_ago) and mat > 1.2 * min(day_ago)  # the label delay is still growing
-        if rising or any(a.get("kind") == "label_delay" and a.get("statistic") in _DELAY_STATS
-                         for a in eng.alerts.firing(m.name)):
-            incomplete[:] = True  # an open label-delay incident: labels at this age are not comparable
+        rising = bool(day_ago) and mat > 1.2 * min(day_ago)  # the maturity is still catching up
+        m.delay_unsettled = m.delay_unsettled and rising
+        if m.delay_unsettled or any(a.get("kind") == "label_delay" and a.get("statistic") in _DELAY_STATS
+                                    for a in eng.alerts.firing(m.name)):
+            incomplete[:] = True  # after a delay shift: labels at this age are not comparable yet
         findings, delay_shift = self._explain(findings, rows, comp, stable, incomplete, "concept_drift" in firing)
         label_stable = not lab_unstable[0] and "label_drift" not in firing and not any(f.kind == "label_drift" for f in findings)
         kinds = {f.kind for f in findings} | firing | c.input_kinds
@@ -385,6 +388,7 @@ class OutcomeMonitor:
         # bookkeeping: the baseline learns only from clean cohorts; arrivals and delays roll on
         c.in_baseline = not findings and not (eng.alerts.firing_kinds(m.name) & OUTCOME_KINDS)
         c.label_suspect = delay_shift or bool(incomplete[0])
+        m.delay_unsettled |= delay_shift
         m.done[c.start] = c
         while len(m.done) > 2 * st.baseline_cohorts:
             del m.done[next(iter(m.done))]
@@ -522,7 +526,7 @@ class OutcomeMonitor:
         for name, m in self.models.items():
             models[name] = {"idx": m.idx, "open": m.open, "done": m.done, "delay_all": m.delay_all, "arrivals": m.arrivals,
                             "arr_hist": list(m.arr_hist), "first_ts": m.first_ts, "delay_cls": m.delay_cls,
-                            "delay_total": m.delay_total, "delay_sum": m.delay_sum, "adwin": m.adwin, "latched": m.latched,
+                            "delay_total": m.delay_total, "delay_sum": m.delay_sum, "delay_unsettled": m.delay_unsettled, "adwin": m.adwin, "latched": m.latched,
                             "stats": m.stats}
         return {"join": self.join.to_state(), "models": models, "now": self.now, "parity": self.parity.to_state(),
                 "listeners": [lis.to_state() for lis in self.listeners]}
@@ -539,6 +543,7 @@ class OutcomeMonitor:
             m.open, m.done, m.delay_all, m.arrivals = s["open"], s["done"], s["delay_all"], s["arrivals"]
             m.delay_cls = s.get("delay_cls", m.delay_cls)
             m.delay_total, m.delay_sum = s.get("delay_total", m.delay_total), s.get("delay_sum", 0.0)
+            m.delay_unsettled = s.get("delay_unsettled", False)
             m.arr_hist, m.first_ts, m.adwin, m.latched, m.stats = deque(s["arr_hist"]), s["first_ts"], s["adwin"], s["latched"], s["stats"]
         self.parity.load_state(state["parity"])
         for lis, st in zip(self.listeners, state.get("listeners") or [], strict=False):

@@ -280,6 +280,10 @@ def _summary(ref: Reference, table: Table, path: Path, seconds: float, out: Text
     seasonal = list((ref.hourly or {}).get("features", {}))
     if seasonal:
         lines.append(f"  hour-of-day profiles ({ref.time_column!r}): {len(seasonal)} seasonal: {_names(seasonal)}")
+    if ref.audit:
+        from detector.core.audit import summary_lines
+
+        lines += summary_lines(ref.audit)
     if ref.model:
         lines.append(f"  model: {ref.model}")
     lines.append(f"  wrote {path}")

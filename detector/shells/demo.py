@@ -34,11 +34,9 @@ _C = {"firing": "\033[1;31m", "resolved": "\033[32m", "dim": "\033[2m", "bold": 
 
 def demo_reference(cache_dir: Path | None = None, rows: int = 60_000) -> Any:
     """Reference profile of the simulated model's training data (built once, then cached)."""
-    import numpy as np
-
     from detector.core.profile import build_reference
     from detector.core.reference import Reference
-    from detector.sim import training_columns, training_rows
+    from detector.sim import training_table
 
     cache = (cache_dir or Path(tempfile.gettempdir())) / f"skewwatch-demo-reference-{rows}.json"
     if cache.exists():
@@ -46,14 +44,7 @@ def demo_reference(cache_dir: Path | None = None, rows: int = 60_000) -> Any:
             return Reference.load(cache)
         except Exception:  # noqa: BLE001 - rebuild a damaged cache
             pass
-    data = training_rows(rows, seed=1)
-    cols: dict[str, Any] = {}
-    for c in training_columns():
-        arr = np.array([r[c] for r in data], dtype=object)
-        try:
-            cols[c] = arr.astype(np.float64)
-        except (TypeError, ValueError):
-            cols[c] = arr
+    cols = training_table(rows, seed=1)
     ref = build_reference(cols, label_column="label", score_column="score", slice_columns=["region", "channel", "tier"],
                           time_column="ts", model="fraud", source="simulated training data")
     ref.save(cache)

@@ -21,6 +21,7 @@ from typing import IO, Any
 import orjson
 
 from detector.config import Config, ConfigError, load_config, load_references
+from detector.core.counterexamples import library_of
 from detector.core.engine import Engine
 from detector.core.events import EventError
 from detector.core.reference import Reference, ReferenceError
@@ -115,9 +116,11 @@ class Replay:
     """Run a replay; results land in ``alerts`` and ``errors``."""
 
     def __init__(self, engine: Engine, alerts_out: IO[bytes] | None, dlq_out: IO[bytes] | None = None,
-                 progress: bool = False) -> None:
+                 progress: bool = False, counterexamples_out: IO[bytes] | None = None) -> None:
         self.engine = engine
         self.alerts_out = alerts_out
+        self.counterexamples_out = counterexamples_out
+        self.counterexamples = 0
         self.dlq_out = dlq_out
         self.progress = progress
         self.alert_count: dict[str, int] = {}
@@ -131,6 +134,11 @@ class Replay:
             self.alert_count[key] = self.alert_count.get(key, 0) + 1
             if self.alerts_out is not None:
                 self.alerts_out.write(orjson.dumps(d) + b"\n")
+        lib = library_of(self.engine)
+        for rec in lib.drain() if lib is not None else []:
+            self.counterexamples += 1
+            if self.counterexamples_out is not None:
+                self.counterexamples_out.write(orjson.dumps(rec) + b"\n")
 
     def _errors(self, source: str, first_line: int, errors: list[EventError]) -> None:
         for e in errors:
@@ -184,6 +192,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--window", help="window length, e.g. 5m or 1h (overrides the config)")
     p.add_argument("--alerts-out", help="write the alert stream here (JSONL); default: stdout summary only")
     p.add_argument("--dlq-out", help="write rejected events with reasons here (JSONL)")
+    p.add_argument("--counterexamples-out",
+                   help="write the worst false positives / negatives of every matured cohort here (JSONL; needs --labels)")
     p.add_argument("--metrics-out", help="write the final Prometheus text exposition here")
     p.add_argument("--snapshot-out", help="write the engine state here (for `skewwatch report`)")
     p.add_argument("--quiet", action="store_true", help="no progress or summary")
@@ -202,6 +212,9 @@ def build_engine(cfg: Config, reference: str | None, base: Path | None) -> Engin
     from detector.core.outcomes import attach_outcomes
 
     attach_outcomes(eng, cfg)
+    from detector.core.adoption import attach_adoption
+
+    attach_adoption(eng, cfg)
     return eng
 
 
@@ -220,12 +233,13 @@ def run(args: argparse.Namespace) -> int:
         return 2
     out = open(args.alerts_out, "wb") if args.alerts_out else None
     dlq = open(args.dlq_out, "wb") if args.dlq_out else None
+    cx = open(args.counterexamples_out, "wb") if getattr(args, "counterexamples_out", None) else None
     t0 = time.perf_counter()
-    rp = Replay(eng, out, dlq, progress=not args.quiet and sys.stderr.isatty())
+    rp = Replay(eng, out, dlq, progress=not args.quiet and sys.stderr.isatty(), counterexamples_out=cx)
     try:
         rp.run(args.predictions, args.labels, args.features)
     finally:
-        for f in (out, dlq):
+        for f in (out, dlq, cx):
             if f is not None:
                 f.close()
     dt = time.perf_counter() - t0
@@ -253,4 +267,6 @@ def run(args: argparse.Namespace) -> int:
             print("alerts: none")
         if args.alerts_out:
             print(f"alert stream written to {args.alerts_out}")
+        if cx is not None:
+            print(f"{rp.counterexamples:,} counterexamples written to {args.counterexamples_out}")
     return 0

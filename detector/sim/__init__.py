@@ -20,7 +20,14 @@ Used by the demo, the benchmark and the detection tests. The pieces, in generati
 
 from detector.sim.cli import main
 from detector.sim.faults import KINDS, Fault
-from detector.sim.files import batch_bytes, training_columns, training_rows, write_jsonl, write_training
+from detector.sim.files import (
+    batch_bytes,
+    training_columns,
+    training_rows,
+    training_table,
+    write_jsonl,
+    write_training,
+)
 from detector.sim.scenario import Scenario
 from detector.sim.scenarios import SCENARIOS, get_scenario, list_scenarios
 from detector.sim.stream import TOPICS, Event, simulate
@@ -41,6 +48,7 @@ __all__ = [
     "write_training",
     "training_rows",
     "training_columns",
+    "training_table",
     "batch_bytes",
     "main",
     "DEFAULT_START",

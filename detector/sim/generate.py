@@ -131,6 +131,8 @@ class ChunkData:
     label_row: np.ndarray
     label_value: np.ndarray
     label_rev: np.ndarray
+    override_reason: np.ndarray | None = None  # per event (object), where a fault changed the reason
+    baseline_review: np.ndarray | None = None  # the rules engine's decision (World.rules_baseline)
 
     @property
     def n(self) -> int:
@@ -203,6 +205,8 @@ def generate_chunk(scenario: Scenario, seed: int, idx: int, t0_ms: int, t1_ms: i
     latency = world.latency_median_ms * np.exp(world.latency_sigma * mr[:, 1])
     versions: list[tuple[np.ndarray, str]] = []
     delay_factor = np.ones(n)
+    override_rate = np.full(n, world.override_rate)
+    override_reason = None
     for k, f, w in faults:
         if f.info.stage not in ("model", "arrival"):
             continue
@@ -219,10 +223,17 @@ def generate_chunk(scenario: Scenario, seed: int, idx: int, t0_ms: int, t1_ms: i
             latency = np.where(u < w, latency * float(f.params["factor"]), latency)
         elif f.kind == "label_delay_increase":
             delay_factor = np.where(u < w, float(f.params["factor"]), delay_factor)
+        elif f.kind == "override_surge":
+            hit = u < w
+            override_rate = np.where(hit, float(f.params["rate"]), override_rate)
+            if override_reason is None:
+                override_reason = np.full(n, "approved_manually", dtype=object)
+            override_reason[hit] = str(f.params["reason"])
     model_score = np.round(sigmoid(logit), 4)
     score = np.where(fallback, world.fallback_score, model_score)
     review = (score >= threshold) & ~fallback
-    override = review & (mu[:, 1] < world.override_rate)
+    override = review & (mu[:, 1] < override_rate)
+    baseline_review = _rules_review(world, cal, zs) if world.rules_baseline else None
     offline = mu[:, 2] < world.offline_sample
 
     # ---- label arrival
@@ -246,5 +257,27 @@ def generate_chunk(scenario: Scenario, seed: int, idx: int, t0_ms: int, t1_ms: i
         review=review, latency_ms=np.round(latency, 1), override=override, versions=versions, offline=offline,
         label_ms=np.concatenate([q[0] for q in parts]), label_row=np.concatenate([q[1] for q in parts]),
         label_value=np.concatenate([q[2] for q in parts]), label_rev=np.concatenate([q[3] for q in parts]),
+        override_reason=override_reason, baseline_review=baseline_review,
     )
+
+
+#: Terms a rules engine looks at (the behavioural and amount signals are the model's own).
+RULE_TERMS = ("account_age_days", "n_failed_logins_7d", "chargeback_rate_90d", "night", "country", "device",
+              "merchant_category", "card_type")
+
+
+def _rules_review(world: World, cal: Calibration, zs: np.ndarray) -> np.ndarray:
+    """The rules engine's decision: a fixed scorecard on a few served terms, cut to flag as often as the model."""
+    mask, cut = _rules(world)
+    return (zs[:, mask] @ TRUE_COEF[mask]) >= cut
+
+
+@lru_cache(maxsize=16)
+def _rules(world: World) -> tuple[np.ndarray, float]:
+    cal = calibration(world)
+    mask = np.array([t.name in RULE_TERMS for t in TERMS])
+    model_score = sigmoid(cal.z @ MODEL_COEF + cal.intercept_model + cal.noise)
+    share = float(np.mean(model_score >= world.threshold))
+    rule = cal.z[:, mask] @ TRUE_COEF[mask]
+    return mask, float(np.quantile(rule, 1.0 - max(share, 1e-3)))
 

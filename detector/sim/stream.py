@@ -157,8 +157,12 @@ def prediction_dicts(ch: ChunkData, scenario: Scenario, ts_format: str, pids: li
         _PREDICTION, pids, repeat(world.model, n), versions, ts_values(ch.t_ms, ts_format), feats,
         ch.score.tolist(), _DECISION[ch.review.view(np.int8)].tolist(), ch.threshold.tolist(), slices,
         ch.latency_ms.tolist(), ch.fallback.tolist()))
+    reasons = ch.override_reason
     for i in np.flatnonzero(ch.override).tolist():
-        out[i]["override"] = "approved_manually"
+        out[i]["override"] = "approved_manually" if reasons is None else reasons[i]
+    if ch.baseline_review is not None:
+        for e, d in zip(out, _DECISION[ch.baseline_review.view(np.int8)].tolist(), strict=True):
+            e["baseline_decision"] = d
     return out
 
 

@@ -77,6 +77,7 @@ class World:
     latency_median_ms: float = 15.0
     latency_sigma: float = 0.35
     override_rate: float = 0.15  # share of "review" decisions approved manually
+    rules_baseline: bool = False  # events carry `baseline_decision`: what a rules engine would decide
 
     def __post_init__(self) -> None:
         if self.n_numeric < 1 or self.n_categorical < 0:

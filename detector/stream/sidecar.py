@@ -15,6 +15,7 @@ import pickle
 import time
 import zlib
 from dataclasses import dataclass, field
+from typing import Any
 
 from detector.config import Config
 from detector.core.alerts import Alert
@@ -44,6 +45,7 @@ class Outbox:
     alerts: list[Alert] = field(default_factory=list)
     dlq: list[tuple[Message, EventError]] = field(default_factory=list)
     partials: list[Partial] = field(default_factory=list)
+    counterexamples: list[dict[str, Any]] = field(default_factory=list)  # worst FP/FN of matured cohorts
 
 
 class Sidecar:
@@ -58,6 +60,11 @@ class Sidecar:
             attach_outcomes = None
         if attach_outcomes is not None:
             attach_outcomes(self.engine, cfg)
+        from detector.core.adoption import attach_adoption
+        from detector.core.counterexamples import library_of
+
+        attach_adoption(self.agg, cfg)  # review capacities: the aggregator evaluates the windows
+        self._library = library_of(self.engine)
         # one alert state per process: outcome triage sees the input alerts the aggregator raised
         self.engine.alerts = self.agg.alerts
         self.offsets: dict[str, int] = {}  # "topic:partition" -> last folded offset
@@ -179,6 +186,8 @@ class Sidecar:
         out.partials.extend(self.engine.advance_partials(watermark))
         if self.engine.outcomes is not None and self.engine.watermark > float("-inf"):
             out.alerts.extend(self.engine.outcomes.advance(self.engine.watermark))
+        if self._library is not None:
+            out.counterexamples.extend(self._library.drain())
 
     @property
     def watermark(self) -> float:
@@ -208,6 +217,8 @@ class Sidecar:
         if self.engine.outcomes is not None:
             out.alerts.extend(self.engine.outcomes.advance(end))
         out.alerts.extend(self.agg.advance(end))
+        if self._library is not None:
+            out.counterexamples.extend(self._library.drain())
         return out
 
     # ------------------------------------------------------------------ checkpoint

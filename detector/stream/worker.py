@@ -119,6 +119,7 @@ class Worker:
             "partials": app.topic(f"{cfg.kafka.group_id}-partials", partitions=1, value_serializer="raw", key_serializer="raw"),
             "alerts": app.topic(t.alerts, value_serializer="raw", key_serializer="raw"),
             "dlq": app.topic(t.dlq, value_serializer="raw", key_serializer="raw"),
+            "counterexamples": app.topic(t.counterexamples, value_serializer="raw", key_serializer="raw"),
         }
         self._state_topic = f"{cfg.kafka.group_id}-state"
         handlers = {"predictions": self.sidecar.on_predictions, "labels": self.sidecar.on_labels,
@@ -258,6 +259,8 @@ class Worker:
             await t["dlq"].send(key=m.key, value=m.value if m.value is not None else e.raw, headers=headers)
         if out.dlq:
             log.warning("dead-lettered %d messages", len(out.dlq), extra={"reasons": sorted({e.reason for _, e in out.dlq})})
+        for rec in out.counterexamples:  # worst false positives / negatives of a matured cohort
+            await t["counterexamples"].send(key=f"{rec['model']}/{rec['prediction_id']}".encode(), value=orjson.dumps(rec))
         ps = out.partials
         for i, p in enumerate(ps):
             # The aggregator advances to a partial's watermark as soon as it has merged it, and

@@ -13,12 +13,11 @@ import time
 from functools import lru_cache
 from typing import Any
 
-import numpy as np
 import orjson
 
 from detector.config import Config, ModelConfig
 from detector.core.profile import build_reference
-from detector.sim import Fault, get_scenario, simulate, training_columns, training_rows
+from detector.sim import Fault, get_scenario, simulate, training_table
 from detector.stream.sidecar import Message, Sidecar
 
 HOURS = 26.0
@@ -29,14 +28,7 @@ SLICES = ("region", "channel", "tier")
 
 @lru_cache(maxsize=1)
 def reference() -> Any:
-    rows = training_rows(12_000, seed=3)
-    cols: dict[str, np.ndarray] = {}
-    for c in training_columns():
-        vals = [r.get(c) for r in rows]
-        if all(v is None or (isinstance(v, int | float) and not isinstance(v, bool)) for v in vals):
-            cols[c] = np.array([np.nan if v is None else float(v) for v in vals])
-        else:
-            cols[c] = np.array([None if v is None else str(v) for v in vals], dtype=object)
+    cols = training_table(12_000, seed=3)
     return build_reference(cols, label_column="label", score_column="score", slice_columns=SLICES,
                            time_column="ts", model="fraud")
 

@@ -2,28 +2,20 @@
 
 from __future__ import annotations
 
-import numpy as np
 import orjson
 import pytest
 
 from detector.core.engine import Engine
 from detector.core.profile import build_reference
 from detector.core.settings import DetectorSettings
-from detector.sim import get_scenario, simulate, training_columns, training_rows
+from detector.sim import get_scenario, simulate, training_table
 
 SLICES = ["region", "channel", "tier"]
 
 
 @pytest.fixture(scope="session")
 def sim_reference():
-    rows = training_rows(40_000, seed=1)
-    cols = {}
-    for c in training_columns():
-        arr = np.array([r[c] for r in rows], dtype=object)
-        try:
-            cols[c] = arr.astype(np.float64)
-        except (TypeError, ValueError):
-            cols[c] = arr
+    cols = training_table(40_000, seed=1)
     return build_reference(cols, label_column="label", score_column="score", slice_columns=SLICES,
                            time_column="ts", model="fraud")
 

@@ -20,7 +20,6 @@ from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import orjson
 import pytest
 
@@ -32,7 +31,7 @@ from detector.core.profile import build_reference
 from detector.core.settings import DetectorSettings
 from detector.shells import report as report_mod
 from detector.shells.report import OverrideTally, render_report
-from detector.sim import Fault, get_scenario, simulate, training_columns, training_rows
+from detector.sim import Fault, get_scenario, simulate, training_table
 
 CHROMIUM = "/usr/bin/chromium"
 NO_CHROMIUM = "chromium not installed: apt-get update && apt-get install -y chromium"
@@ -44,14 +43,7 @@ RATE = 300.0
 # --------------------------------------------------------------------------- the faulty scenario (built once)
 @lru_cache(maxsize=1)
 def reference() -> Any:
-    rows = training_rows(6000, seed=3)
-    cols: dict[str, np.ndarray] = {}
-    for c in training_columns():
-        vals = [r.get(c) for r in rows]
-        if all(v is None or (isinstance(v, int | float) and not isinstance(v, bool)) for v in vals):
-            cols[c] = np.array([np.nan if v is None else float(v) for v in vals])
-        else:
-            cols[c] = np.array([None if v is None else str(v) for v in vals], dtype=object)
+    cols = training_table(6000, seed=3)
     return build_reference(cols, label_column="label", score_column="score", slice_columns=SLICES,
                            time_column="ts", model="fraud")
 

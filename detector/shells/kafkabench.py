@@ -1,0 +1,341 @@
+"""``skewwatch bench --kafka``: throughput through a Kafka broker, JSON out.
+
+On the embedded broker (Tansu, memory only; started and stopped here) it produces ``--events``
+prediction events of the core benchmark's shape twice: as single-event messages, and as batch
+envelopes (a JSON array of 100 events per message). Then, each run in this process, with a
+fresh consumer group per measurement so every one reads its topic from the start:
+
+single-event messages
+    ``faust``         a Faust agent that only counts (``value_serializer="raw"``, the worker's
+                      ``stream.take_events`` batching and consumer settings): the transport ceiling
+    ``skewwatch``     the real sidecar :class:`~detector.stream.worker.Worker` (the same kind of
+                      agent handing each batch to ``Sidecar.on_predictions``; window partials go to
+                      the aggregator through Kafka, as in production)
+    ``ratio``         skewwatch / faust (target >= 0.85)
+envelopes
+    ``aiokafka``      a raw ``AIOKafkaConsumer.getmany`` loop that only counts: the ceiling
+    ``skewwatch``     the real Worker again, in events/s (target >= 100,000 events/s)
+    ``ratio``         skewwatch / aiokafka
+and, to show where the time goes, ``core`` (the same Sidecar fed from memory, no Kafka) and the
+CPU time per message / per event of every variant (``time.process_time`` of this process, which
+excludes the broker). Rates count from the moment the consumer holds its partitions (Faust: the
+group join done and, for the worker, its state restored; aiokafka: the first fetch) to the last
+message processed, so the group join (~4 s on this broker) is not in them. Every figure is the median of
+``--runs`` runs, with every run listed. The machine's load average is reported: on a shared
+machine wall-clock rates are noisy, CPU per message is the stabler number.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import resource
+import statistics
+import sys
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+
+__all__ = ["run", "measure_all"]
+
+ENVELOPE = 100  # events per envelope message
+PARTITIONS = 4
+POLL = 0.005  # seconds between progress samples
+
+
+def _progress(quiet: bool, msg: str) -> None:
+    if not quiet:
+        print(msg, file=sys.stderr, flush=True)
+
+
+async def _produce(bootstrap: str, topic: str, values: list[bytes], keys: list[bytes]) -> float:
+    """Send all values (key-partitioned); returns messages per second."""
+    from aiokafka import AIOKafkaProducer
+
+    prod = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, max_batch_size=1024 * 1024,
+                            max_request_size=16 * 1024 * 1024)
+    await prod.start()
+    try:
+        t0 = time.perf_counter()
+        for i in range(0, len(values), 5000):
+            futs = [await prod.send(topic, v, key=k) for v, k in zip(values[i : i + 5000], keys[i : i + 5000], strict=True)]
+            await asyncio.gather(*futs)
+        return len(values) / (time.perf_counter() - t0)
+    finally:
+        await prod.stop()
+
+
+async def _watch(count: Callable[[], int], total: int, timeout: float, started: Callable[[], bool]) -> dict[str, float]:
+    """Sample ``count()`` until it reaches ``total``, timing from when ``started()`` (partitions assigned)."""
+    t0 = c0 = cpu0 = None
+    deadline = time.monotonic() + timeout
+    while True:
+        now = time.perf_counter()
+        if t0 is None and started():
+            t0, c0, cpu0 = now, count(), time.process_time()
+        c = count()
+        if c >= total and t0 is not None:
+            now = time.perf_counter()
+            break
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"only {c:,} of {total:,} consumed after {timeout:.0f}s")
+        await asyncio.sleep(POLL)
+    assert t0 is not None and c0 is not None and cpu0 is not None
+    dt = max(now - t0, 1e-9)
+    n = max(total - c0, 1)
+    return {"rate": n / dt, "seconds": dt, "cpu_us": 1e6 * (time.process_time() - cpu0) / n, "counted": float(n)}
+
+
+def _assigned(app: Any) -> bool:
+    try:
+        return bool(app.consumer.assignment())
+    except Exception:  # noqa: BLE001 - consumer not created yet
+        return False
+
+
+def _faust_settings(batch: int) -> dict[str, Any]:
+    """The worker's consumer-side Faust settings (see ``detector.stream.worker.Worker._build``)."""
+    return dict(value_serializer="raw", key_serializer="raw", store="memory://", autodiscover=False,
+                broker_commit_every=10**9, broker_commit_interval=10**9, topic_disable_leader=True,
+                stream_buffer_maxsize=max(4096, 2 * batch), broker_max_poll_records=max(500, batch),
+                consumer_auto_offset_reset="earliest", table_standby_replicas=0, broker_session_timeout=6.0,
+                broker_heartbeat_interval=1.0, broker_rebalance_timeout=10.0)
+
+
+async def faust_count(bootstrap: str, topic: str, total: int, batch: int, within: float, timeout: float) -> dict[str, float]:
+    """A Faust agent that only counts the messages of ``topic``."""
+    import faust
+
+    app = faust.App(f"bench-faust-{uuid.uuid4().hex[:8]}", broker=f"kafka://{bootstrap}", web_enabled=False,
+                    **_faust_settings(batch))
+    src = app.topic(topic, value_serializer="raw", key_serializer="raw")
+    seen = [0]
+
+    @app.agent(src)
+    async def count(stream: Any) -> None:
+        async for events in stream.take_events(batch, within=within):
+            seen[0] += len(events)
+
+    await app.start()
+    try:
+        return await _watch(lambda: seen[0], total, timeout, lambda: _assigned(app))
+    finally:
+        await app.stop()
+
+
+async def aiokafka_count(bootstrap: str, topic: str, total: int, timeout: float, max_records: int = 10_000) -> dict[str, float]:
+    """A raw ``getmany`` loop over every partition of ``topic`` that only counts messages."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    c = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None,
+                         auto_offset_reset="earliest", max_partition_fetch_bytes=8 * 1024 * 1024,
+                         fetch_max_bytes=64 * 1024 * 1024)
+    await c.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
+        c.assign(tps)
+        await c.seek_to_beginning(*tps)
+        seen = 0
+        t0, cpu0 = time.perf_counter(), time.process_time()  # from the first fetch, as for Faust
+        deadline = time.monotonic() + timeout
+        while seen < total:
+            got = await c.getmany(timeout_ms=200, max_records=max_records)
+            seen += sum(len(v) for v in got.values())
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"aiokafka: only {seen:,} of {total:,} after {timeout:.0f}s")
+        dt = max(time.perf_counter() - t0, 1e-9)
+        return {"rate": total / dt, "seconds": dt, "cpu_us": 1e6 * (time.process_time() - cpu0) / total,
+                "counted": float(total)}
+    finally:
+        await c.stop()
+
+
+def _config(bootstrap: str, topic: str, window: str) -> Any:
+    from detector.config import Config
+    from detector.shells.broker import free_port
+
+    gid = f"bench-sw-{uuid.uuid4().hex[:8]}"
+    return Config.model_validate({
+        "kafka": {"brokers": [bootstrap], "group_id": gid, "max_message_bytes": 16 * 1024 * 1024,
+                  "topics": {"predictions": topic, "labels": f"{gid}-labels", "features": f"{gid}-features",
+                             "alerts": f"{gid}-alerts", "dlq": f"{gid}-dlq", "partitions": PARTITIONS}},
+        "web": {"host": "127.0.0.1", "port": free_port()},
+        "detector": {"window": window},
+        "checkpoint_interval": 3600.0, "shutdown_grace": 5.0,
+    })
+
+
+async def worker_rate(bootstrap: str, topic: str, total_events: int, ref: Any, batch: int, window: str,
+                      timeout: float) -> dict[str, float]:
+    """The real sidecar Worker (Faust app) reading ``topic``; rate in events/s."""
+    from detector.shells.broker import acreate_topics
+    from detector.stream.worker import Worker
+
+    cfg = _config(bootstrap, topic, window)
+    t = cfg.kafka.topics
+    await acreate_topics(bootstrap, {t.labels: PARTITIONS, t.features: PARTITIONS, t.alerts: 1, t.dlq: 1,
+                                     f"{cfg.kafka.group_id}-partials": 1})
+    w = Worker(cfg, {}, ref, worker_id="bench", batch=batch)
+    c = w.sidecar.engine.counters
+    await w.app.start()
+    try:
+        r = await _watch(lambda: c.predictions + sum(c.invalid.values()) + c.late, total_events, timeout,
+                         lambda: _assigned(w.app) and w.restored.is_set())
+        if c.predictions != total_events:
+            raise RuntimeError(f"the worker folded {c.predictions:,} of {total_events:,} events "
+                               f"(late {c.late}, invalid {dict(c.invalid)})")
+        r["windows_closed"] = float(w.sidecar.engine.counters.windows_closed)
+        return r
+    finally:
+        await w.app.stop()
+
+
+def core_rate(messages: list[bytes], ref: Any, batch: int, window: str, per_message: int) -> dict[str, float]:
+    """The same Sidecar fed from memory (no Kafka): ``Sidecar.on_predictions`` + the aggregator."""
+    import gc
+
+    from detector.config import Config
+    from detector.stream.sidecar import Message, Sidecar
+
+    side = Sidecar(Config.model_validate({"detector": {"window": window}}), {}, ref, "bench")
+    msgs = [Message("bench", i % PARTITIONS, i // PARTITIONS, v) for i, v in enumerate(messages)]
+    gc.collect()
+    t0, cpu0 = time.perf_counter(), time.process_time()
+    for i in range(0, len(msgs), batch):
+        ps = side.on_predictions(msgs[i : i + batch]).partials
+        for j, p in enumerate(ps):  # watermarks as the worker sends them (see Worker._send)
+            side.on_partial("bench", min(side.watermark, ps[j + 1].window.start) if j + 1 < len(ps) else side.watermark, p)
+    dt = time.perf_counter() - t0
+    n = len(messages) * per_message
+    if side.engine.counters.predictions != n:
+        raise RuntimeError(f"core folded {side.engine.counters.predictions:,} of {n:,}")
+    return {"rate": n / dt, "seconds": dt, "cpu_us": 1e6 * (time.process_time() - cpu0) / n, "counted": float(n)}
+
+
+async def measure_all(bootstrap: str, singles: str, envelopes: str, n_single: int, n_env: int, ref: Any,
+                      runs: int, batch: int, window: str, quiet: bool,
+                      single_values: list[bytes], env_values: list[bytes]) -> dict[str, list[dict[str, float]]]:
+    """Every variant ``runs`` times, interleaved (so load drifts spread over all of them)."""
+    timeout = 600.0
+    variants: list[tuple[str, Callable[[], Awaitable[dict[str, float]]]]] = [
+        ("single.faust", lambda: faust_count(bootstrap, singles, n_single, batch, 0.2, timeout)),
+        ("single.skewwatch", lambda: worker_rate(bootstrap, singles, n_single, ref, batch, window, timeout)),
+        ("single.aiokafka", lambda: aiokafka_count(bootstrap, singles, n_single, timeout)),
+        ("envelope.aiokafka", lambda: aiokafka_count(bootstrap, envelopes, n_env, timeout)),
+        ("envelope.faust", lambda: faust_count(bootstrap, envelopes, n_env, batch, 0.2, timeout)),
+        ("envelope.skewwatch", lambda: worker_rate(bootstrap, envelopes, n_env * ENVELOPE, ref, batch, window, timeout)),
+    ]
+    out: dict[str, list[dict[str, float]]] = {name: [] for name, _ in variants}
+    out["single.core"], out["envelope.core"] = [], []
+    for r in range(runs):
+        for name, fn in variants:
+            res = await fn()
+            if name.startswith("envelope.") and not name.endswith("skewwatch"):
+                res = {**res, "rate": res["rate"] * ENVELOPE, "cpu_us": res["cpu_us"] / ENVELOPE}  # per event
+            out[name].append(res)
+            _progress(quiet, f"  run {r + 1}/{runs} {name:20s} {res['rate']:>12,.0f} /s  {res['cpu_us']:8.2f} CPU us each")
+        for name, values, per in (("single.core", single_values, 1), ("envelope.core", env_values, ENVELOPE)):
+            res = core_rate(values, ref, batch if per == 1 else max(1, batch // ENVELOPE), window, per)
+            out[name].append(res)
+            _progress(quiet, f"  run {r + 1}/{runs} {name:20s} {res['rate']:>12,.0f} /s  {res['cpu_us']:8.2f} CPU us each")
+    return out
+
+
+def _summary(rs: list[dict[str, float]]) -> dict[str, Any]:
+    return {"median_per_s": round(statistics.median(r["rate"] for r in rs)),
+            "runs_per_s": [round(r["rate"]) for r in rs],
+            "cpu_us_median": round(statistics.median(r["cpu_us"] for r in rs), 2)}
+
+
+def run(args: argparse.Namespace) -> int:
+    from detector.shells.bench import make_events, reference
+    from detector.shells.broker import BrokerError, EmbeddedBroker, create_topics
+
+    n = (args.events // ENVELOPE) * ENVELOPE
+    if n < 1000 or args.runs < 1:
+        print("skewwatch bench --kafka: error: --events must be >= 1000 and --runs >= 1", file=sys.stderr)
+        return 2
+    quiet = bool(getattr(args, "quiet", False))
+    batch = int(getattr(args, "batch", 2000) or 2000)
+    window = getattr(args, "window", "5m") or "5m"
+    for name in ("aiokafka", "faust", "mode", "skewwatch.worker", "skewwatch.sidecar"):
+        logging.getLogger(name).setLevel(logging.ERROR)  # reconnect chatter would drown the progress
+    ref = reference()
+    events = make_events(n)
+    keys = [orjson.loads(e)["prediction_id"].encode() for e in events]
+    envelopes = [b"[" + b",".join(events[i : i + ENVELOPE]) + b"]" for i in range(0, n, ENVELOPE)]
+    env_keys = [keys[i] for i in range(0, n, ENVELOPE)]
+    try:
+        broker = EmbeddedBroker().start()
+    except BrokerError as exc:
+        print(f"skewwatch bench --kafka: error: {exc}", file=sys.stderr)
+        return 1
+    try:
+        singles, env_topic = f"bench-single-{uuid.uuid4().hex[:6]}", f"bench-envelope-{uuid.uuid4().hex[:6]}"
+        create_topics(broker.bootstrap, {singles: PARTITIONS, env_topic: PARTITIONS})
+        _progress(quiet, f"embedded broker {broker.bootstrap}: producing {n:,} single-event messages "
+                         f"({sum(map(len, events)) / n:.0f} bytes) and {len(envelopes):,} envelopes of {ENVELOPE}...")
+
+        async def main() -> tuple[float, float, dict[str, list[dict[str, float]]]]:
+            p1 = await _produce(broker.bootstrap, singles, events, keys)
+            p2 = await _produce(broker.bootstrap, env_topic, envelopes, env_keys)
+            _progress(quiet, f"produced: {p1:,.0f} msg/s singles, {p2 * ENVELOPE:,.0f} events/s in envelopes; "
+                             f"{args.runs} runs of each variant...")
+            res = await measure_all(broker.bootstrap, singles, env_topic, n, len(envelopes), ref, args.runs, batch,
+                                    window, quiet, events, envelopes)
+            return p1, p2, res
+
+        # warm up: the first model state imports river and builds its detectors (~3 s, once per process)
+        core_rate(events[:ENVELOPE], ref, batch, window, 1)
+        load0 = os.getloadavg()[0]
+        p1, p2, res = asyncio.run(main())
+        load1 = os.getloadavg()[0]
+    finally:
+        with contextlib.suppress(Exception):
+            broker.stop()
+    s = {k: _summary(v) for k, v in res.items()}
+
+    def ratio(a: str, b: str) -> dict[str, Any]:
+        per_run = [x["rate"] / y["rate"] for x, y in zip(res[a], res[b], strict=True)]
+        return {"median_of_medians": round(s[a]["median_per_s"] / s[b]["median_per_s"], 3),
+                "median_per_run": round(statistics.median(per_run), 3), "runs": [round(x, 3) for x in per_run]}
+
+    result = {
+        "benchmark": "kafka: embedded Tansu broker -> consumer -> skewwatch sidecar",
+        "events": n, "envelope_events": ENVELOPE, "partitions": PARTITIONS, "runs": args.runs,
+        "take_events_batch": batch, "window": window,
+        "bytes_per_event": round(sum(map(len, events)) / n, 1),
+        "produce": {"single_msgs_per_s": round(p1), "envelope_events_per_s": round(p2 * ENVELOPE)},
+        "single": {
+            "faust_msgs_per_s": s["single.faust"], "skewwatch_msgs_per_s": s["single.skewwatch"],
+            "ratio": ratio("single.skewwatch", "single.faust"), "target_ratio": 0.85,
+            "aiokafka_msgs_per_s": s["single.aiokafka"], "core_events_per_s": s["single.core"],
+        },
+        "envelope": {
+            "aiokafka_events_per_s": s["envelope.aiokafka"], "faust_events_per_s": s["envelope.faust"],
+            "skewwatch_events_per_s": s["envelope.skewwatch"],
+            "ratio": ratio("envelope.skewwatch", "envelope.aiokafka"), "target_events_per_s": 100_000,
+            "core_events_per_s": s["envelope.core"],
+        },
+        "cpu_note": "cpu_us_median: CPU microseconds of this process per message (single) or per event "
+                    "(envelope), broker excluded; skewwatch - faust (single) is the sidecar's own cost",
+        "load_average": [round(load0, 2), round(load1, 2)], "cpus": os.cpu_count(),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "python": sys.version.split()[0],
+    }
+    with contextlib.suppress(ImportError):
+        import faust
+
+        result["faust"] = faust.__version__
+    text = orjson.dumps(result, option=orjson.OPT_INDENT_2).decode()
+    print(text)
+    if getattr(args, "out", None):
+        with open(args.out, "w") as f:
+            f.write(text + "\n")
+    return 0
