@@ -303,43 +303,63 @@ def metrics_of(cnt: np.ndarray, prefix: str, costs: tuple[Any, Any]) -> dict[str
             "flag_share": _r((tp + fp) / n) if n > 0 else None}
 
 
-def diagnose(model_now: float | None, model_before: float | None, rules_now: float | None,
-             rules_before: float | None, lower_is_better: bool = True, tol: float = 0.1) -> str:
-    """``model_worse``, ``world_harder``, ``stable`` or ``unknown`` from a metric now and before.
+Counts = tuple[float, float]  # (successes, trials) of a proportion metric
 
-    The model got worse when its metric degraded by more than ``tol`` (relative) while the
-    baseline's did not degrade by even half as much; the world got harder when both degraded.
 
-    >>> diagnose(0.30, 0.10, 0.12, 0.12), diagnose(0.30, 0.10, 0.36, 0.12), diagnose(0.1, 0.1, 0.2, 0.2)
-    ('model_worse', 'world_harder', 'stable')
+def diagnose(model_now: Counts, model_before: Counts, rules_now: Counts, rules_before: Counts,
+             lower_is_better: bool = False, tol: float = 0.1, alpha: float = 0.01) -> str:
+    """``model_worse``, ``world_harder``, ``stable`` or ``unknown`` for one proportion metric.
+
+    Each argument is ``(successes, trials)`` (precision: TP of the flags, recall: TP of the
+    positives, error rate: errors of the labelled). The model *degraded* when its metric moved
+    the wrong way by more than ``tol`` (relative) and significantly (one-sided two-proportion test,
+    ``p < alpha``). A degraded model with a baseline that also degraded significantly, by at least
+    half as much (relative), means the world got harder; otherwise the model got worse.
+
+    >>> diagnose((10, 100), (60, 100), (28, 100), (30, 100))   # precision: only the model fell
+    'model_worse'
+    >>> diagnose((10, 100), (60, 100), (8, 100), (30, 100)), diagnose((58, 100), (60, 100), (8, 100), (30, 100))
+    ('world_harder', 'stable')
     """
-    if None in (model_now, model_before, rules_now, rules_before):
+    (xm, nm), (xm0, nm0), (xr, nr), (xr0, nr0) = model_now, model_before, rules_now, rules_before
+    if min(nm, nm0) <= 0:
         return "unknown"
-    sign = 1.0 if lower_is_better else -1.0
+    alt = "greater" if lower_is_better else "less"
 
-    def worse(now: float, before: float) -> float:
-        return sign * (now - before) / max(abs(before), 1e-9)
+    def degradation(x: float, n: float, x0: float, n0: float) -> tuple[float, float]:
+        now, before = x / n, x0 / n0
+        d = (now - before) if lower_is_better else (before - now)
+        p = float(stats.proportion_test(x, n, before, alt, n0=n0))
+        return d / max(before, 1e-9), p
 
-    dm, dr = worse(model_now, model_before), worse(rules_now, rules_before)  # type: ignore[arg-type]
-    if dm <= tol:
+    dm, pm = degradation(xm, nm, xm0, nm0)
+    if dm <= tol or pm >= alpha:
         return "stable"
-    return "world_harder" if dr >= dm / 2 else "model_worse"
+    if min(nr, nr0) > 0:
+        dr, pr = degradation(xr, nr, xr0, nr0)
+        if pr < alpha and dr >= dm / 2:
+            return "world_harder"
+    return "model_worse"
 
 
-def _overall(per: dict[str, str], now: dict[str, Any], before: dict[str, Any], key_metric: str) -> str:
-    """The verdict of the metric on which the model degraded most (relative), or ``stable``."""
-    worst, worst_d = "stable", 0.0
-    for k, verdict in per.items():
-        if verdict in ("stable", "unknown"):
-            continue
-        a, b = now[k], before[k]
-        d = (a - b) if k in ("error_rate", "expected_cost") else (b - a)
-        d /= max(abs(b), 1e-9)
-        if d > worst_d:
-            worst, worst_d = verdict, d
-    if worst == "stable" and all(v == "unknown" for v in per.values()):
-        return "unknown"
-    return worst
+def _counts(cnt: np.ndarray, prefix: str, metric: str) -> Counts:
+    tp, fp, fn, tn = (float(cnt[BC[prefix + k]]) for k in ("tp", "fp", "fn", "tn"))
+    if metric == "precision":
+        return tp, tp + fp
+    if metric == "recall":
+        return tp, tp + fn
+    return fp + fn, tp + fp + fn + tn
+
+
+def _overall(per: dict[str, str]) -> str:
+    """One verdict from the per-metric ones: ``model_worse`` / ``world_harder`` when the metrics that moved
+    agree, ``mixed`` when they disagree, else ``stable`` (or ``unknown`` without any comparison)."""
+    moved = {v for v in per.values() if v in ("model_worse", "world_harder")}
+    if len(moved) == 2:
+        return "mixed"
+    if moved:
+        return moved.pop()
+    return "unknown" if all(v == "unknown" for v in per.values()) else "stable"
 
 
 def _comparison(lay: Layout, arr: np.ndarray, trailing: np.ndarray | None, real: np.ndarray, costs: tuple[Any, Any],
@@ -354,10 +374,11 @@ def _comparison(lay: Layout, arr: np.ndarray, trailing: np.ndarray | None, real:
         if trailing is not None and trailing[r, BC["n"]] > 0:
             tm, tr = metrics_of(trailing[r], "m_", costs), metrics_of(trailing[r], "b_", costs)
             row["trailing"] = {"pairs": int(trailing[r, BC["n"]]), "model": tm, "rules": tr}
-            per = {k: diagnose(model[k], tm[k], rules[k], tr[k], lower_is_better=k in ("error_rate", "expected_cost"))
-                   for k in ("precision", "recall", key_metric)}
+            per = {k: diagnose(_counts(arr[r], "m_", k), _counts(trailing[r], "m_", k), _counts(arr[r], "b_", k),
+                               _counts(trailing[r], "b_", k), lower_is_better=k == "error_rate")
+                   for k in ("precision", "recall", "error_rate")}
             row["diagnosis_by_metric"] = per
-            row["diagnosis"] = _overall(per, model, tm, key_metric)
+            row["diagnosis"] = _overall(per)
         better = [k for k in ("precision", "recall") if _gt(rules[k], model[k])]
         better += [k for k in ("error_rate", "expected_cost") if _gt(model[k], rules[k])]
         row["rules_better_on"] = better

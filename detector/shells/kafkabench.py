@@ -254,7 +254,7 @@ def _summary(rs: list[dict[str, float]]) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from detector.shells.bench import make_events, reference
+    from detector.shells.bench import make_events, reference, stages
     from detector.shells.broker import BrokerError, EmbeddedBroker, create_topics
 
     n = (args.events // ENVELOPE) * ENVELOPE
@@ -316,6 +316,7 @@ def run(args: argparse.Namespace) -> int:
             "faust_msgs_per_s": s["single.faust"], "skewwatch_msgs_per_s": s["single.skewwatch"],
             "ratio": ratio("single.skewwatch", "single.faust"), "target_ratio": 0.85,
             "aiokafka_msgs_per_s": s["single.aiokafka"], "core_events_per_s": s["single.core"],
+            "core_stages_us_per_event": {k: round(v, 2) for k, v in stages(events, ref, batch).items()},
         },
         "envelope": {
             "aiokafka_events_per_s": s["envelope.aiokafka"], "faust_events_per_s": s["envelope.faust"],
