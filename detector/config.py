@@ -74,7 +74,7 @@ class Web(_Strict):
 
 class Labels(_Strict):
     ttl: Duration = Field(7 * 86400.0, gt=0, description="how long a prediction waits for its label")
-    max_pending: int = Field(5_000_000, ge=1000)
+    max_pending: int = Field(1_000_000, ge=1000, description="predictions waiting for labels (~200 bytes each)")
     early_label_hold: Duration = Field(3600.0, ge=0, description="how long a label may wait for its prediction")
 
 

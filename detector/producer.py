@@ -128,8 +128,12 @@ def prediction_event(model: str, features: Mapping[str, Any], *, score: float | 
                      ts: float | datetime | str | None = None, model_version: str | None = None,
                      decision: str | bool | None = None, threshold: float | None = None,
                      slices: Mapping[str, Any] | None = None, latency_ms: float | None = None,
-                     fallback: bool | None = None, override: str | None = None) -> dict[str, Any]:
+                     fallback: bool | None = None, override: str | None = None,
+                     baseline_decision: str | bool | None = None) -> dict[str, Any]:
     """A prediction event (topic ``predictions``); optional fields are left out when None.
+
+    ``override``: a human override / workflow outcome (its reason code); ``baseline_decision``:
+    what the rules or manual process the model replaces would have decided.
 
     ``prediction_id`` defaults to a random UUID (return it to the caller so labels can join);
     ``ts`` defaults to now.
@@ -161,6 +165,11 @@ def prediction_event(model: str, features: Mapping[str, Any], *, score: float | 
         ev["fallback"] = bool(_plain(fallback))
     if override is not None:
         ev["override"] = str(override)
+    if baseline_decision is not None:
+        b = _plain(baseline_decision)
+        if not isinstance(b, str | bool):
+            raise ContractError(f"baseline_decision={baseline_decision!r} must be a string (or a boolean)")
+        ev["baseline_decision"] = b
     return ev
 
 

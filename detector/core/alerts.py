@@ -142,6 +142,9 @@ class AlertManager:
             # second window to rule out noise
             fact = f.pvalue is None and f.statistic != "mean_shift"
             need = st.fire_after_critical if (f.severity == "critical" or fact) else st.fire_after
+            if f.kind in OUTCOME_KINDS and f.row_is_slice:
+                # a slice's labelled cohort is small and noisy: it must breach twice in a row
+                need = max(need, st.fire_after)
             cause, action = triage(f, context)
             if not s.firing and s.streak >= need:
                 s.firing = True

@@ -23,7 +23,8 @@ a leak suspect that is constant (:func:`leak_serving_checks`) is reported with i
 
 **Time-split honesty check** (:func:`time_split_check`, with a timestamp column). The same simple
 model - logistic regression on standardised numeric features (median-imputed, with missing
-indicators) and one-hot top categories, a few hundred full-batch gradient steps - is trained on
+indicators) and one-hot top categories, 200 accelerated full-batch gradient steps on at most
+:data:`MAX_FIT_ROWS` rows - is trained on
 a random 70% and scored on the other 30%, then trained on the earliest 70% and scored on the
 latest 30%. The AUC gap is how much of the offline score depends on not respecting time
 (leakage through time, drift, duplicated entities). It warns when the gap is above
@@ -55,7 +56,7 @@ OUTLIER_MIN_AUC = 0.8
 GAP_WARNING = 0.03  # random-split AUC minus time-split AUC
 MIN_ROWS = 100  # labelled rows (with both classes) needed for the audit
 MAX_ROWS = 200_000  # univariate audit sample
-MAX_FIT_ROWS = 50_000  # time-split check sample
+MAX_FIT_ROWS = 20_000  # time-split check sample
 TRAIN_SHARE = 0.7
 TOP_CATEGORIES = 20
 
@@ -219,11 +220,12 @@ def _target_encode(codes: np.ndarray, y: np.ndarray, rng: np.random.Generator, f
 
 
 # --------------------------------------------------------------------------- time split
-def fit_logistic(X: np.ndarray, y: np.ndarray, steps: int = 300, l2: float = 1e-4) -> np.ndarray:
-    """Weights (bias last) of an L2-regularised logistic regression by full-batch gradient descent.
+def fit_logistic(X: np.ndarray, y: np.ndarray, steps: int = 200, l2: float = 1e-4) -> np.ndarray:
+    """Weights (bias last) of an L2-regularised logistic regression by accelerated gradient descent.
 
-    The step is ``1 / L`` with ``L`` the gradient's Lipschitz bound (a quarter of the largest
-    eigenvalue of ``X'X / n``, by power iteration), so the descent is stable on any scaling.
+    Nesterov's momentum on full-batch gradients with the step ``1 / L``, ``L`` the gradient's
+    Lipschitz bound (a quarter of the largest eigenvalue of ``X'X / n``, by power iteration): stable
+    on any scaling and close to the optimum after a couple of hundred steps.
     """
     n, d = X.shape
     Xb = np.concatenate([X, np.ones((n, 1))], axis=1)
@@ -239,11 +241,15 @@ def fit_logistic(X: np.ndarray, y: np.ndarray, steps: int = 300, l2: float = 1e-
     w = np.zeros(d + 1)
     p0 = min(max(float(y.mean()), 1e-6), 1 - 1e-6)
     w[-1] = math.log(p0 / (1 - p0))
+    z, t = w.copy(), 1.0
     for _ in range(steps):
-        z = np.clip(Xb @ w, -35, 35)
-        g = Xb.T @ (1.0 / (1.0 + np.exp(-z)) - y) / n
-        g[:-1] += l2 * w[:-1]
-        w -= lr * g
+        p = 1.0 / (1.0 + np.exp(-np.clip(Xb @ z, -35, 35)))
+        g = Xb.T @ (p - y) / n
+        g[:-1] += l2 * z[:-1]
+        w_next = z - lr * g
+        t_next = (1.0 + math.sqrt(1.0 + 4.0 * t * t)) / 2.0
+        z = w_next + ((t - 1.0) / t_next) * (w_next - w)
+        w, t = w_next, t_next
     return w
 
 
@@ -311,7 +317,7 @@ def _split_auc(feats: Mapping[str, np.ndarray], y: np.ndarray, train: np.ndarray
 
 
 def time_split_check(feats: Mapping[str, np.ndarray], label: np.ndarray, times: np.ndarray, *,
-                     train_share: float = TRAIN_SHARE, steps: int = 300, seed: int = 0,
+                     train_share: float = TRAIN_SHARE, steps: int = 200, seed: int = 0,
                      max_rows: int = MAX_FIT_ROWS) -> dict[str, Any]:
     """Random-split vs time-split AUC of a simple logistic model (see the module docstring)."""
     from detector.core.timeparse import format_ts

@@ -239,9 +239,14 @@ def outcome_checks(cur: Arrays, base: Arrays, th: OutcomeThresholds, *, ref_rate
     # ---- concept drift (river): error stream changed while inputs and labels are stable
     br, brb = brier(cur.cnt), brier(base.cnt)
     sl, slb = cur.cnt[:, C["sl"]], base.cnt[:, C["sl"]]
-    se = np.sqrt(_div(_sq_err_var(cur.hist, br), sl) + _div(_sq_err_var(base.hist, brb), slb))
-    ratio_b = _div(br, brb)
-    pv_b = np.asarray(stats.norm_sf(np.nan_to_num(_div(br - brb, se))))
+    # Brier relative to what calibrated scores of the same mix would score, mean s(1-s): the
+    # outcome rate follows the time of day, and so does the raw Brier score — the ratio does not
+    eb = _div(cur.cnt[:, C["s"]] - cur.cnt[:, C["s2"]], sl)
+    ebb = _div(base.cnt[:, C["s"]] - base.cnt[:, C["s2"]], slb)
+    nb, nbb = _div(br, eb), _div(brb, ebb)
+    se = np.sqrt(_div(_div(_sq_err_var(cur.hist, br), sl), eb * eb) + _div(_div(_sq_err_var(base.hist, brb), slb), ebb * ebb))
+    ratio_b = _div(nb, nbb)
+    pv_b = np.asarray(stats.norm_sf(np.nan_to_num(_div(nb - nbb, se))))
     tested_b = (sl >= mn) & (slb >= bmn) & (np.nan_to_num(brb) > 0)
     rv = np.zeros(P, bool)
     rv[0] = river_latched
@@ -250,7 +255,8 @@ def outcome_checks(cur: Arrays, base: Arrays, th: OutcomeThresholds, *, ref_rate
         rv & (np.nan_to_num(ratio_b) >= th.river_brier_ratio), rv & (np.nan_to_num(ratio_b) >= th.brier_ratio_critical),
         pv_b, th.river_brier_ratio,
         lambda i: {"reference": {"brier": _r(brb[i])}, "current": {"brier": _r(br[i])}, "detector": "river ADWIN"},
-        lambda i: f"prediction error rose (Brier {br[i]:.3f} vs {brb[i]:.3f}, river ADWIN change point) while inputs "
+        lambda i: f"prediction error rose (Brier {br[i]:.3f} vs {brb[i]:.3f}, {ratio_b[i]:.2f}x relative to calibrated "
+                  "scores of the same mix; river ADWIN change point) while inputs "
                   "and the label base rate are stable: the input-outcome relationship changed",
         effect=_log_effect(ratio_b)))
 
@@ -296,7 +302,8 @@ def outcome_checks(cur: Arrays, base: Arrays, th: OutcomeThresholds, *, ref_rate
         "performance", None, "brier_ratio", ratio_b, tested_b, np.nan_to_num(ratio_b) >= th.brier_ratio,
         np.nan_to_num(ratio_b) >= th.brier_ratio_critical, pv_b, th.brier_ratio,
         lambda i: {"reference": {"brier": _r(brb[i])}, "current": {"brier": _r(br[i])}},
-        lambda i: f"the Brier score rose to {br[i]:.3f} from {brb[i]:.3f}", effect=_log_effect(ratio_b)))
+        lambda i: f"the Brier score rose to {br[i]:.3f} from {brb[i]:.3f} ({ratio_b[i]:.2f}x relative to calibrated "
+                  "scores of the same mix)", effect=_log_effect(ratio_b)))
 
     # ---- calibration: ECE vs baseline (chi-square of per-bin label rates)
     e, eb = ece(cur.rel), ece(base.rel)

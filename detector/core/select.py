@@ -62,6 +62,10 @@ class Finding:
     summary: str
     effect: float
 
+    @property
+    def row_is_slice(self) -> bool:
+        return self.row != 0
+
 
 def select_findings(results: list[Result], v: View, q: float, suppressed: list[Finding] | None = None) -> list[Finding]:
     real = ~v.comp

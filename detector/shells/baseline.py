@@ -18,6 +18,12 @@ With a timestamp column (``--time-column``, by default the first of ``ts``, ``ti
 ``time``, ``event_time`` that exists) the reference also gets hour-of-day profiles of the
 features whose distribution changes over the day (:mod:`detector.core.hourly`).
 
+With a label column the reference also gets an audit (``Reference.audit``, printed in the
+summary; :mod:`detector.core.audit`): every feature's predictiveness on its own (AUC, mutual
+information), leak suspects (near-perfect predictors, features populated only after the outcome)
+and, with a timestamp column, the random-split vs time-split AUC of a simple model (a warning
+when the gap is significant and above 0.03).
+
 Exit codes: 0 success, 2 bad input or usage (the one-line message on stderr says what and how to
 fix it), 1 unexpected runtime failure.
 """

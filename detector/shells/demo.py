@@ -52,10 +52,10 @@ def demo_reference(cache_dir: Path | None = None, rows: int = 60_000) -> Any:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--duration", type=float, default=240.0, help="stop after this many seconds (default 240)")
+    p.add_argument("--duration", type=float, default=300.0, help="stop after this many seconds (default 300)")
     p.add_argument("--bootstrap", help="use this Kafka cluster instead of the embedded broker")
     p.add_argument("--scenario", default="demo", help="simulated fault timeline (default: demo)")
-    p.add_argument("--rate", type=float, default=2400.0, help="simulated predictions per hour")
+    p.add_argument("--rate", type=float, default=1000.0, help="simulated predictions per hour")
     p.add_argument("--speedup", type=float, default=2400.0, help="simulated seconds per wall-clock second")
     p.add_argument("--port", type=int, default=9108, help="web port (metrics, status, health); 0 = any free port")
     p.add_argument("--window", default="1h", help="detector window (simulated time)")

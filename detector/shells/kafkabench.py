@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import resource
@@ -198,7 +199,6 @@ async def worker_rate(bootstrap: str, topic: str, total_events: int, ref: Any, b
 
 def core_rate(messages: list[bytes], ref: Any, batch: int, window: str, per_message: int) -> dict[str, float]:
     """The same Sidecar fed from memory (no Kafka): ``Sidecar.on_predictions`` + the aggregator."""
-    import gc
 
     from detector.config import Config
     from detector.stream.sidecar import Message, Sidecar
@@ -235,6 +235,7 @@ async def measure_all(bootstrap: str, singles: str, envelopes: str, n_single: in
     out["single.core"], out["envelope.core"] = [], []
     for r in range(runs):
         for name, fn in variants:
+            gc.collect()
             res = await fn()
             if name.startswith("envelope.") and not name.endswith("skewwatch"):
                 res = {**res, "rate": res["rate"] * ENVELOPE, "cpu_us": res["cpu_us"] / ENVELOPE}  # per event
@@ -302,9 +303,12 @@ def run(args: argparse.Namespace) -> int:
     s = {k: _summary(v) for k, v in res.items()}
 
     def ratio(a: str, b: str) -> dict[str, Any]:
+        """Wall-clock rate ratio a/b, and the CPU-bound one (b's CPU per item / a's)."""
         per_run = [x["rate"] / y["rate"] for x, y in zip(res[a], res[b], strict=True)]
+        cpu = [y["cpu_us"] / x["cpu_us"] for x, y in zip(res[a], res[b], strict=True)]
         return {"median_of_medians": round(s[a]["median_per_s"] / s[b]["median_per_s"], 3),
-                "median_per_run": round(statistics.median(per_run), 3), "runs": [round(x, 3) for x in per_run]}
+                "median_per_run": round(statistics.median(per_run), 3), "runs": [round(x, 3) for x in per_run],
+                "cpu_ratio_median": round(statistics.median(cpu), 3), "cpu_ratio_runs": [round(x, 3) for x in cpu]}
 
     result = {
         "benchmark": "kafka: embedded Tansu broker -> consumer -> skewwatch sidecar",
@@ -325,7 +329,8 @@ def run(args: argparse.Namespace) -> int:
             "core_events_per_s": s["envelope.core"],
         },
         "cpu_note": "cpu_us_median: CPU microseconds of this process per message (single) or per event "
-                    "(envelope), broker excluded; skewwatch - faust (single) is the sidecar's own cost",
+                    "(envelope), broker excluded; skewwatch - faust (single) is the sidecar's own cost; "
+                    "cpu_ratio: the rate ratio when one core is the limit (stabler than wall-clock on a busy machine)",
         "load_average": [round(load0, 2), round(load1, 2)], "cpus": os.cpu_count(),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "python": sys.version.split()[0],

@@ -147,11 +147,12 @@ def test_capacity_flood_fires_and_a_quiet_hour_is_not_starvation():
     assert eng.adoption.capacity == {"m": 300}
     alerts = run(eng, evs)
     fired = [a for a in alerts if a["state"] == "firing"]
-    assert [(a["feature"], a["statistic"], a["slice"], a["cause"]) for a in fired] == [
-        ("review_capacity", "capacity_use", {}, "decision_policy")]
-    a = fired[0]
+    # the share acted on tripled: the model's own decision-rate alert, and the queue flood as its own incident
+    assert sorted((a["feature"] or "", a["statistic"], str(a["slice"]), a["cause"]) for a in fired) == [
+        ("", "decision_rate_delta", "{}", "decision_policy"), ("review_capacity", "capacity_use", "{}", "decision_policy")]
+    a = next(a for a in fired if a["feature"] == "review_capacity")
     assert a["window"]["start"] == "2026-11-25T12:00:00.000Z" and a["value"] > 2.0 and a["severity"] == "critical"
-    assert "queue floods" in a["summary"]
+    assert "queue floods" in a["summary"] and a["evidence"]["current"]["flags"] > 600
 
 
 def test_starvation_needs_the_flag_share_to_fall():
@@ -228,5 +229,6 @@ def test_metrics_and_diagnosis():
     assert metrics_of(np.zeros(len(BC)), "b_", (None, None))["precision"] is None
     assert diagnose((1, 10), (60, 100), (30, 100), (30, 100)) == "model_worse"
     assert diagnose((0, 0), (60, 100), (30, 100), (30, 100)) == "unknown"
-    assert diagnose((20, 100), (10, 100), (10, 100), (10, 100), lower_is_better=True) == "model_worse"
+    assert diagnose((200, 1000), (100, 1000), (100, 1000), (100, 1000), lower_is_better=True) == "model_worse"
+    assert diagnose((20, 100), (10, 100), (10, 100), (10, 100), lower_is_better=True) == "stable"  # not significant
     assert diagnose((55, 100), (60, 100), (10, 100), (30, 100)) == "stable"  # within tolerance
