@@ -32,10 +32,12 @@ decision-rate and threshold alerts.
 For every matured outcome cohort, the pairs that carry one get the confusion matrix of the model
 *and* of the baseline on exactly the same labelled predictions, per slice row: precision, recall,
 error rate and (with ``cost_fp`` / ``cost_fn``) expected cost side by side, also against the
-trailing clean cohorts. When the model's metric fell but the baseline's fell as much, the world
-got harder; when only the model's fell, the model got worse (:func:`diagnose`). Label
-corrections move a pair exactly as in the outcome cohorts. State: one ``rows x 9`` array per open
-cohort plus the last :data:`KEEP_DONE` evaluated ones.
+trailing clean cohorts. Per metric (precision, recall, error rate): when the model's metric fell
+significantly and the baseline's fell (significantly) at least half as much, the world got
+harder; when only the model's fell, the model got worse (:func:`diagnose`); ``diagnosis``
+combines them (``mixed`` when they disagree). Label corrections move a pair exactly as in the
+outcome cohorts. State: one ``rows x 9`` array per open cohort plus the last :data:`KEEP_DONE`
+clean ones.
 """
 
 from __future__ import annotations

@@ -28,7 +28,7 @@ an error whose prediction already left the ring is still ranked and emitted, wit
 
 Memory: the ring holds about ``8 x numeric + 4 x categorical + ~250`` bytes per prediction
 (~50 MB at 25 features and the default bound); per open cohort at most ``rows x 2 x 2 x TOP_K``
-candidate records. The ring is not snapshotted (a restart loses the served features of the
+candidates (a record is dropped as soon as no list holds it). The ring is not snapshotted (a restart loses the served features of the
 predictions before it, never the ranking); candidates and emitted records are.
 
 Records go out through :meth:`CounterexampleLibrary.drain` (``skewwatch replay
@@ -193,38 +193,49 @@ class CounterexampleLibrary:
         mon = self.mon
         L = mon.L
         first = mt.old == -1
-        for mi in np.unique(rows.model).tolist():
+        pred, y = rows.pred.astype(np.int64), mt.label.astype(np.int64)
+        typ = np.where((pred == 1) & (y == 0), 0, np.where((pred == 0) & (y == 1), 1, -1))
+        # first labels that are errors, and every correction of a counted pair (it may leave or join)
+        touch = (first & (typ >= 0)) | (~first & (rows.counted == 1))
+        if not touch.any():
+            return
+        starts = np.floor(rows.ts / L) * L
+        for mi in np.unique(rows.model[touch]).tolist():
             m = mon.by_idx[mi]
-            sel = np.flatnonzero(rows.model == mi)
+            open_ = np.fromiter(m.open, dtype=np.float64, count=len(m.open))
+            sel = np.flatnonzero(touch & (rows.model == mi) & np.isin(starts, open_))
+            if sel.size == 0:
+                continue  # evaluated cohorts are frozen, as in the outcome cohorts
             D = len(m.layout.dims)
             ridx = m.ridx(rows.codes[sel, :D])
-            starts = np.floor(rows.ts[sel] / L) * L
             for k, i in enumerate(sel.tolist()):
-                s = float(starts[k])
-                if s not in m.open:
-                    continue  # evaluated cohorts are frozen, as in the outcome cohorts
-                if not first[i] and rows.counted[i] != 1:
-                    continue
-                pred, y = int(rows.pred[i]), int(mt.label[i])
+                key = (m.name, float(starts[i]))
                 pid = mt.ids[i]
-                typ = 0 if (pred == 1 and y == 0) else 1 if (pred == 0 and y == 1) else -1
-                key = (m.name, s)
-                if typ < 0:
-                    if not first[i]:
-                        self._remove(key, pid)
-                    continue
                 recs = self.records.setdefault(key, {})
-                if pid in recs:
-                    continue  # already ranked (a correction that keeps it an error)
-                rec = recs[pid] = self._record(m, pid, rows, i, y, typ, ridx[k])
+                held = recs.get(pid)
+                if typ[i] < 0 or held is not None:  # a correction: the pair became right (or wrong again)
+                    if held is not None:
+                        held["_removed"] = bool(typ[i] < 0)
+                    if typ[i] < 0:
+                        continue
+                if held is not None:
+                    continue
+                rec = self._record(m, pid, rows, i, int(y[i]), int(typ[i]), ridx[k])
                 lists = self.cands.setdefault(key, {})
                 item = _Item(rec["margin"], pid)
+                placed = 0
                 for r in ridx[k].tolist():
-                    h = lists.setdefault((int(r), typ), [])
+                    h = lists.setdefault((int(r), int(typ[i])), [])
                     if len(h) < self.keep:
                         heapq.heappush(h, item)
                     elif h[0] < item:
-                        heapq.heapreplace(h, item)
+                        self._deref(recs, heapq.heapreplace(h, item).pid)
+                    else:
+                        continue
+                    placed += 1
+                if placed:  # only candidates some list holds are kept: bounded by the lists
+                    rec["_refs"], rec["_removed"] = placed, False
+                    recs[pid] = rec
 
     def on_cohort(self, m: Any, c: Any, base: Any, real: np.ndarray, mat: float, window: dict[str, Any]) -> None:
         key = (m.name, c.start)
@@ -237,12 +248,9 @@ class CounterexampleLibrary:
         win = {k: v for k, v in window.items() if not k.startswith("_")}
         out: list[dict[str, Any]] = []
         for (r, _typ), h in sorted(lists.items()):
-            best: list[str] = []
-            for it in sorted(h, reverse=True):
-                if it.pid in recs and it.pid not in best:
-                    best.append(it.pid)
+            best = [it.pid for it in sorted(h, reverse=True) if it.pid in recs and not recs[it.pid]["_removed"]]
             for rank, pid in enumerate(best[: self.top_k], 1):
-                rec = dict(recs[pid])
+                rec = {k: v for k, v in recs[pid].items() if not k.startswith("_")}
                 rec.update(slice=m.layout.row_label(r), rank=rank, cohort=win, alerts_at_evaluation=list(now))
                 out.append(rec)
         if out:
@@ -261,10 +269,14 @@ class CounterexampleLibrary:
         return recs if limit is None else recs[:limit]
 
     # ---------------------------------------------------------------- internals
-    def _remove(self, key: tuple[str, float], pid: str) -> None:
-        recs = self.records.get(key)
-        if recs is not None:
-            recs.pop(pid, None)  # heaps keep the entry; emission skips ids without a record
+    @staticmethod
+    def _deref(recs: dict[str, dict[str, Any]], pid: str) -> None:
+        """A list dropped ``pid``; forget its record once no list holds it."""
+        rec = recs.get(pid)
+        if rec is not None:
+            rec["_refs"] -= 1
+            if rec["_refs"] <= 0:
+                del recs[pid]
 
     def _record(self, m: Any, pid: str, rows: Any, i: int, y: int, typ: int, ridx: np.ndarray) -> dict[str, Any]:
         score = float(rows.score[i])

@@ -233,11 +233,16 @@ class WindowCounts:
         return int(self.rates[0, 0])
 
 
+#: ``override`` values that mean "not overridden" (compared lower-cased)
+NO_OVERRIDE = frozenset({"", "none", "no", "false", "0", "null", "no_override", "not_overridden"})
+
+
 def _overridden(override: list | None, n: int) -> np.ndarray:
-    """1.0 where the event carries a human override (a non-empty ``override`` value), else 0.0."""
+    """1.0 where the event carries a human override (an ``override`` value not in :data:`NO_OVERRIDE`)."""
     if override is None:
         return np.zeros(n)
-    return np.fromiter((o is not None and o != "" and o is not False for o in override), dtype=np.float64, count=n)
+    return np.fromiter((o is not None and o is not False and o != 0 and str(o).strip().lower() not in NO_OVERRIDE
+                        for o in override), dtype=np.float64, count=n)
 
 
 def _count_bounded(d: dict[str, int], values: list[str], cap: int) -> None:

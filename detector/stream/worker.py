@@ -1,7 +1,8 @@
 """The Faust worker: thin agents around :class:`~detector.stream.sidecar.Sidecar`.
 
 Agents take raw bytes in batches (``stream.take_events``) and hand them to the sidecar; what
-comes back is produced to the alert, dead-letter and partials topics. A timer checkpoints the
+comes back is produced to the alert, dead-letter, counterexample (worst errors of matured
+cohorts, ``kafka.topics.counterexamples``) and partials topics. A timer checkpoints the
 state (engines + offsets) to the state topic and only then commits the consumer offsets, so a
 worker killed at any point restarts from a checkpoint whose offsets are never behind the
 committed ones (at-least-once without double counting). Web: ``/healthz`` (the event loop
@@ -150,9 +151,12 @@ class Worker:
             if not self.restored.is_set():
                 return
             async with self.lock:
-                out = self.sidecar.tick(self.idle_after)
-                await self._send(out)
-                await self._heartbeat()
+                try:
+                    out = self.sidecar.tick(self.idle_after)
+                    await self._send(out)
+                    await self._heartbeat()
+                except Exception as exc:  # noqa: BLE001 - an exception in a Faust timer crashes the app
+                    log.warning("tick failed (%s: %s); retrying at the next one", type(exc).__name__, exc)
                 if time.monotonic() - self.last_checkpoint >= cfg.checkpoint_interval:
                     await self._checkpoint()
 
@@ -319,7 +323,13 @@ class Worker:
     async def _checkpoint(self) -> None:
         """Snapshot (under the lock), write, then commit the offsets the snapshot covers."""
         data = self.sidecar.checkpoint()
-        await write_checkpoint(self.app.producer, self._state_topic, self.state_key, data)
+        try:
+            await write_checkpoint(self.app.producer, self._state_topic, self.state_key, data)
+        except Exception as exc:  # noqa: BLE001 - broker away: keep running, commit nothing, retry soon
+            log.warning("checkpoint not written (%s: %s); offsets not committed; retrying in 5 s",
+                        type(exc).__name__, exc)
+            self.last_checkpoint = time.monotonic() - self.cfg.checkpoint_interval + min(5.0, self.cfg.checkpoint_interval)
+            return
         try:
             await self.app.consumer.commit()
         except Exception as exc:  # noqa: BLE001 - a failed commit only means more redelivery (deduplicated)

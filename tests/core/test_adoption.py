@@ -94,6 +94,17 @@ def test_windows_count_overrides_per_slice_with_a_bounded_reason_mix():
     assert sum(sum(w.reasons[f"region={r}"].values()) for r in REGIONS) == flags + 1
 
 
+def test_override_values_that_mean_no_override_are_not_counted():
+    eng = Engine(settings(), default_reference=reference())
+    evs = [{"prediction_id": str(i), "model": "m", "ts": T0 + i, "features": {"x": 0.0}, "decision": "review",
+            "slices": {"region": "eu"}, "override": v}
+           for i, v in enumerate([None, "", "none", "No", False, 0, "not_overridden", "approved_manually", True])]
+    eng.ingest_predictions([orjson.dumps(e) for e in evs])
+    w = next(iter(eng.models["m"].windows.values()))
+    w.finalize_global(eng.models["m"].layout)
+    assert w.rates[0, RATE["overridden"]] == 2 and w.reasons[""] == {"approved_manually": 1, "True": 1}
+
+
 def test_partials_of_two_workers_merge_override_counts_and_reasons_exactly():
     msgs = stream(3, per_hour=600, override=lambda h, r: 0.3, reason=lambda h: f"why{h}")
     single = Engine(settings(), default_reference=reference())

@@ -124,3 +124,14 @@ def test_the_sidecar_hands_counterexamples_to_its_outbox():
                                                                "label": 0})) for k in range(200)])
     out = side.flush()
     assert len(out.counterexamples) == 8 and {r["type"] for r in out.counterexamples} == {"false_positive"}
+
+
+def test_candidates_stay_bounded_however_many_errors_a_cohort_has():
+    eng = Engine(DetectorSettings(), default_reference=reference())
+    attach_outcomes(eng)
+    eng.ingest_predictions([orjson.dumps(pred(i, T0 + i, 0.5 + i / 1000, True)) for i in range(300)])
+    eng.ingest_labels([orjson.dumps({"prediction_id": f"p{i:03d}", "ts": T0 + 400 + i, "label": 0}) for i in range(300)])
+    lib = library_of(eng)
+    recs = lib.records[("m", T0)]
+    assert len(recs) == lib.keep == 20  # the same 20 lead both lists (all traffic and region=eu)
+    assert set(recs) == {f"p{i:03d}" for i in range(280, 300)}
