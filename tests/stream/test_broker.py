@@ -182,15 +182,16 @@ async def send_retrying(producer: AIOKafkaProducer, topic: str, value: bytes, ti
 
 
 def test_restart_loses_data_and_clients_reconnect(own_broker: EmbeddedBroker) -> None:
-    broker, topic, group = own_broker, unique("restart"), unique("group")
+    broker, topic = own_broker, unique("restart")
     broker.create_topics({topic: 1})
 
     async def main() -> tuple[list[bytes], list[bytes], list[bytes]]:
         producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap, request_timeout_ms=5000)
-        consumer = AIOKafkaConsumer(
-            topic, bootstrap_servers=broker.bootstrap, group_id=group, **GROUP_SETTINGS
-        )
+        # no consumer group here: a group coordinator that vanishes with the broker makes the
+        # group client's shutdown flaky under load; group rebalancing is tested separately
+        consumer = AIOKafkaConsumer(bootstrap_servers=broker.bootstrap, auto_offset_reset="earliest")
         await asyncio.gather(producer.start(), consumer.start())
+        consumer.assign([TopicPartition(topic, 0)])
         try:
             for i in range(2):
                 await producer.send_and_wait(topic, b"before-%d" % i)
