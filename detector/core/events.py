@@ -251,8 +251,17 @@ def _numeric_matrix(rows: list[tuple[Any, ...]] | list[Any], n_feat: int,
                     err_at: list[tuple[int, int]] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Rows of feature values -> (float matrix, type-error count per column); positions of
     type errors are appended to ``err_at`` as (event, feature)."""
-    # numpy would silently parse numeric strings ("12.5"): only take the one-call path when every
-    # value is already a JSON number / bool / null (one C-level pass over the values).
+    # One C-level pass in the usual case: numpy infers a numeric dtype only when every value is
+    # a JSON number or bool (an explicit float64 would silently parse numeric strings such as
+    # "12.5"); nulls or other types give an object/str array and take the checked path below.
+    try:
+        a = np.array(rows)
+    except (TypeError, ValueError):
+        a = None
+    if a is not None and a.ndim == 2 and a.shape[1] == n_feat and a.dtype.kind in "fiub":
+        return a.astype(np.float64, copy=False), np.zeros(n_feat, dtype=np.int64)
+    if a is not None and a.ndim == 1 and n_feat == 1 and a.dtype.kind in "fiub":
+        return a.astype(np.float64).reshape(-1, 1), np.zeros(n_feat, dtype=np.int64)
     if set(map(type, chain.from_iterable(rows))) <= _NUMERIC_TYPES:
         m = np.array(rows, dtype=np.float64)
         if m.ndim == 1:
