@@ -26,11 +26,12 @@ from typing import IO, Any
 import numpy as np
 import orjson
 
+from detector.core.engine import gc_paused
 from detector.sim.features import CHANNELS, REGIONS, TIERS
 from detector.sim.generate import DOMAIN_TRAIN, generate_chunk, specs
 from detector.sim.scenario import Scenario
 from detector.sim.scenarios import get_scenario
-from detector.sim.stream import TOPICS, _cat_list, _dict_maker, _num_list, paused_gc, simulate, ts_values
+from detector.sim.stream import TOPICS, _cat_list, _dict_maker, _num_list, simulate, ts_values
 from detector.sim.world import DEFAULT_START, World, intensity, rng_for, to_epoch_ms
 
 __all__ = ["write_jsonl", "training_rows", "iter_training_rows", "write_training", "batch_bytes", "training_columns"]
@@ -115,7 +116,7 @@ def iter_training_rows(n: int, seed: int = 0, *, world: World | None = None, wee
         cols += [_cat_list(ch.world_cat[s.name], list(s.vocab)) for s in cspecs]
         cols += [reg[ch.ctx.region].tolist(), chan[ch.ctx.channel].tolist(), tier[ch.ctx.tier].tolist(),
                  ch.y.tolist(), ch.model_score.tolist()]
-        with paused_gc():
+        with gc_paused():
             rows = list(map(make, *cols))
         yield rows
 
