@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-from detector.shells.metrics import serve
+from detector.shells.metrics_http import serve
 from tests.deploy.promql import NO_PROMETHEUS, RULES, panel_queries, rules, substitute
 from tests.deploy.traffic import faulty_worker
 
