@@ -29,6 +29,7 @@ import numpy as np
 from detector.core.adoption import Adoption
 from detector.core.alerts import OUTCOME_KINDS, PARITY_KINDS, Alert, AlertManager
 from detector.core.checks import build_view, run_checks
+from detector.core.eventtime import EventClock
 from detector.core.events import (
     EventError,
     PredictionBatch,
@@ -173,11 +174,36 @@ class Engine:
         self.models: dict[str, ModelState] = {}
         self.alerts = AlertManager(self.settings)
         self.counters = Counters()
-        self.watermark = float("-inf")
-        self.high_water = float("-inf")  # largest accepted prediction ts
-        self.closed_before = float("-inf")  # windows starting before this are closed
+        st = self.settings
+        self.clock = EventClock(st.max_future, st.max_clock_skew, st.allowed_lateness, st.window)
         self.outcomes: Any = None  # label join / outcome monitors (attached by detector.core.outcomes)
         self.adoption = Adoption()  # override / review-capacity checks (capacities: detector.core.adoption.attach_adoption)
+
+    # ------------------------------------------------------------------ event time (detector.core.eventtime)
+    @property
+    def high_water(self) -> float:
+        """The stream's robust event-time progress (not the largest timestamp seen)."""
+        return self.clock.progress
+
+    @high_water.setter
+    def high_water(self, value: float) -> None:
+        self.clock.progress = value
+
+    @property
+    def watermark(self) -> float:
+        return self.clock.watermark
+
+    @watermark.setter
+    def watermark(self, value: float) -> None:
+        self.clock.watermark = value
+
+    @property
+    def closed_before(self) -> float:
+        return self.clock.closed_before
+
+    @closed_before.setter
+    def closed_before(self, value: float) -> None:
+        self.clock.closed_before = value
 
     # ------------------------------------------------------------------ models
     def reference_for(self, model: str) -> Reference | None:
@@ -209,12 +235,17 @@ class Engine:
         return ms
 
     # ------------------------------------------------------------------ ingest
-    def ingest_predictions(self, raws: Sequence[bytes]) -> list[EventError]:
-        """Decode and fold in prediction messages; returns the ones that could not be used."""
-        with gc_paused():
-            return self._ingest_predictions(raws)
+    def ingest_predictions(self, raws: Sequence[bytes], now: float | None = None) -> list[EventError]:
+        """Decode and fold in prediction messages; returns the ones that could not be used.
 
-    def _ingest_predictions(self, raws: Sequence[bytes]) -> list[EventError]:
+        ``now``: the driver's wall clock (Unix seconds) when it runs live; an event more than
+        ``max_clock_skew`` ahead of it is rejected. Without it (replay, notebooks) "ahead" is
+        judged against the stream's own progress (:mod:`detector.core.eventtime`).
+        """
+        with gc_paused():
+            return self._ingest_predictions(raws, now)
+
+    def _ingest_predictions(self, raws: Sequence[bytes], now: float | None = None) -> list[EventError]:
         events, origin, errors = parse_messages(raws)
         by_model, errs2 = validate_predictions(events, origin, raws, self.settings.min_epoch)
         errors.extend(errs2)
@@ -228,31 +259,29 @@ class Engine:
                     errors.append(EventError("unknown_model", why, b"", -1))
                 continue
             batch = ms.decoder.decode(model, evs, ms.layout.dims)
-            errors.extend(self._fold(ms, batch, evs))
+            errors.extend(self._fold(ms, batch, evs, now))
         self.counters.count_errors(errors)
         return errors
 
-    def ingest_batch(self, batch: PredictionBatch) -> list[EventError]:
+    def ingest_batch(self, batch: PredictionBatch, now: float | None = None) -> list[EventError]:
         """Fold in an already-decoded batch (benchmarks / shells that decode themselves)."""
         ms = self.models.get(batch.model)
         if ms is None:
             raise EngineError(f"model {batch.model!r} has no state yet; ingest raw messages first")
-        return self._fold(ms, batch, None)
+        return self._fold(ms, batch, None, now)
 
-    def _fold(self, ms: ModelState, b: PredictionBatch, evs: list[dict[str, Any]] | None) -> list[EventError]:
+    def _fold(self, ms: ModelState, b: PredictionBatch, evs: list[dict[str, Any]] | None,
+              now: float | None = None) -> list[EventError]:
         st = self.settings
         errors: list[EventError] = []
         ts = b.ts
-        anchor = self.high_water if math.isfinite(self.high_water) else float(np.median(ts))
-        future = ts > anchor + st.max_future
+        future = self.clock.future(ts, now)
         if future.any():
             for i in np.flatnonzero(future).tolist():
-                errors.append(EventError("future_timestamp",
-                                         f"ts is {(ts[i] - anchor) / 3600:.1f} h ahead of the stream; check the producer clock",
-                                         _raw(evs, i), -1))
+                errors.append(EventError("future_timestamp", self.clock.ahead_text(float(ts[i]), ts, now), _raw(evs, i), -1))
         W = st.window
         starts = np.floor(ts / W) * W
-        late = starts < self.closed_before
+        late = self.clock.late(starts)
         keep = ~future & ~late
         n_late = int((late & ~future).sum())
         self.counters.late += n_late
@@ -262,8 +291,8 @@ class Engine:
         if b.n == 0:
             return errors
         self.counters.predictions += b.n
-        self.high_water = max(self.high_water, float(b.ts.max()))
-        self.counters.max_event_ts = max(self.counters.max_event_ts, self.high_water)
+        self.clock.observe(b.ts)
+        self.counters.max_event_ts = max(self.counters.max_event_ts, float(b.ts.max()))
         for v, c in b.versions.items():
             if v in ms.versions or len(ms.versions) < 32:
                 ms.versions[v] = ms.versions.get(v, 0) + c
@@ -328,19 +357,15 @@ class Engine:
         return out
 
     def _due(self, watermark: float | None) -> list[tuple[float, ModelState]] | None:
-        """Windows the watermark has passed (None when the watermark did not move)."""
-        if watermark is None:
-            watermark = self.high_water - self.settings.allowed_lateness
-        if watermark <= self.watermark:
+        """Windows the watermark has passed, oldest first (None when the watermark did not move)."""
+        wm = self.clock.advance_to(watermark)
+        if wm is None:
             return None
-        self.watermark = watermark
         due: list[tuple[float, ModelState]] = []
         for ms in self.models.values():
             for s, w in ms.windows.items():
-                if w.end <= watermark:
+                if w.end <= wm:
                     due.append((s, ms))
-        W = self.settings.window
-        self.closed_before = max(self.closed_before, math.floor(watermark / W) * W)
         return sorted(due, key=lambda x: (x[0], x[1].name))
 
     # ------------------------------------------------------------------ scale-out: partials
@@ -470,7 +495,7 @@ class Engine:
         state = {
             "version": SNAPSHOT_VERSION, "settings": self.settings.model_dump(), "models": models,
             "alerts": self.alerts.to_state(), "counters": self.counters, "watermark": self.watermark,
-            "high_water": self.high_water, "closed_before": self.closed_before,
+            "high_water": self.high_water, "closed_before": self.closed_before, "clock_top": list(self.clock.top),
             "outcomes": self.outcomes.to_state() if self.outcomes is not None else None,
         }
         return zlib.compress(pickle.dumps(state, protocol=5), 3)
@@ -502,6 +527,7 @@ class Engine:
         self.alerts.load_state(state["alerts"])
         self.counters = state["counters"]
         self.watermark, self.high_water, self.closed_before = state["watermark"], state["high_water"], state["closed_before"]
+        self.clock.top = list(state.get("clock_top") or [])
         if self.outcomes is not None and state.get("outcomes") is not None:
             self.outcomes.load_state(state["outcomes"])
 

@@ -109,6 +109,7 @@ class Sidecar:
         fresh = self._fresh(msgs, out)
         if fresh:
             now = time.monotonic()
+            wall = time.time()  # live: "future" means ahead of this clock (detector.core.eventtime)
             parts: dict[str, list[Message]] = {}
             for m in fresh:
                 parts.setdefault(f"{m.topic}:{m.partition}", []).append(m)
@@ -118,7 +119,7 @@ class Sidecar:
                 hw = eng.high_water
                 eng.high_water = self.part_hw.get(k, float("-inf"))
                 try:
-                    errors = eng.ingest_predictions([m.value for m in part])  # type: ignore[misc]
+                    errors = eng.ingest_predictions([m.value for m in part], now=wall)  # type: ignore[misc]
                 finally:
                     self.part_hw[k] = eng.high_water
                     eng.high_water = max(hw, eng.high_water)
