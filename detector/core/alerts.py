@@ -183,6 +183,10 @@ class AlertManager:
     def firing_features(self, model: str) -> set[str]:
         return {k[2] for k, s in self.state.items() if s.firing and k[0] == model and k[2]}
 
+    def firing_keys(self, model: str) -> set[tuple[str, str]]:
+        """(kind, feature) of every open incident of the model ("" = no feature)."""
+        return {(k[1], k[2]) for k, s in self.state.items() if s.firing and k[0] == model}
+
     def firing_kinds(self, model: str) -> set[str]:
         return {k[1] for k, s in self.state.items() if s.firing and k[0] == model}
 

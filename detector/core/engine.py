@@ -27,9 +27,8 @@ from typing import Any
 import numpy as np
 
 from detector.core.adoption import Adoption
-from detector.core.alerts import OUTCOME_KINDS, PARITY_KINDS, Alert, AlertManager
+from detector.core.alerts import OUTCOME_KINDS, Alert, AlertManager
 from detector.core.checks import build_view, run_checks
-from detector.core.eventtime import EventClock
 from detector.core.events import (
     EventError,
     PredictionBatch,
@@ -39,9 +38,10 @@ from detector.core.events import (
     parse_messages,
     validate_predictions,
 )
+from detector.core.eventtime import EventClock
 from detector.core.layout import SCORE, Layout
 from detector.core.reference import Reference, value_share
-from detector.core.seasonal import SeasonalBaseline
+from detector.core.seasonal import Frozen, SeasonalBaseline
 from detector.core.select import Finding, select_findings
 from detector.core.settings import DetectorSettings
 from detector.core.window import N_CAND, RATE, WindowCounts
@@ -437,10 +437,10 @@ class Engine:
                 self.counters.alerts_fired += 1
             else:
                 self.counters.alerts_resolved += 1
-        # teach the seasonal baseline, except from windows that belong to an open incident
-        if not findings and not self.alerts.firing_kinds(ms.name) - OUTCOME_KINDS - PARITY_KINDS:
-            nb = lay.n_num_blocks
-            ms.seasonal.update(w, np.zeros(nb, dtype=bool), np.zeros(lay.cat_total, dtype=bool), False)
+        # teach the seasonal baseline, except the series that belong to a finding or an open incident
+        keys = {(f.kind, f.feature) for f in findings} | {(f.kind, f.feature) for f in suppressed}
+        keys |= {(k, f or None) for k, f in self.alerts.firing_keys(ms.name) if k not in OUTCOME_KINDS}
+        ms.seasonal.update(w, Frozen.of(ms.seasonal, lay, keys))
         ms.last_summary = {"window": window, "events": w.events, "findings": len(findings), "late": w.late}
         return alerts
 

@@ -7,18 +7,68 @@ exponential decay per day (``seasonal_decay``). A window is then compared with t
 its own slot, and only once that slot has ``seasonal_min_days`` of history. Counts are coarse
 (decile) bins so the state is small: ``slots x rows x (coarse bins + categories + rates)``.
 
-Windows that belong to an open incident do not teach the baseline (``freeze``), so a fault that
-persists keeps alerting instead of slowly becoming "normal".
+The series of a window that belong to an open incident do not teach the baseline (:class:`Frozen`),
+so a fault that persists keeps alerting instead of slowly becoming "normal" — and only those
+series: everything else keeps learning.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
 
 import numpy as np
 
 from detector.core.layout import Layout
 from detector.core.window import RATE, WindowCounts
 
-__all__ = ["SeasonalBaseline", "coarse_starts"]
+__all__ = ["SeasonalBaseline", "Frozen", "coarse_starts"]
+
+#: rate columns each serving-health / policy kind owns (the rest of the rates keep learning)
+_RATE_SERIES = {
+    "decision_rate": ("acted", "decided", "overridden", "flag_overridden"),
+    "fallback_rate": ("fallback", "fallback_known"),
+    "latency": ("latency_known",),
+}
+
+
+@dataclass
+class Frozen:
+    """Which series of a window must not teach the baseline (they belong to an open incident).
+
+    Freezing is per series, not per model: an incident on one feature keeps only that feature's
+    history as it was; every other feature, the score and the serving and policy rates go on
+    learning, so one long incident cannot starve the checks that need a clean history.
+    """
+
+    num: np.ndarray  # (numeric blocks incl. the score,) bool
+    cat: np.ndarray  # (categorical columns,) bool
+    rates: np.ndarray  # (rate columns,) bool
+    latency: bool = False
+    thresholds: bool = False
+
+    @classmethod
+    def none(cls, sb: SeasonalBaseline) -> Frozen:
+        return cls(np.zeros(len(sb.blocks), bool), np.zeros(sb.cat.shape[2], bool), np.zeros(len(RATE), bool))
+
+    @classmethod
+    def of(cls, sb: SeasonalBaseline, lay: Layout, keys: Iterable[tuple[str, str | None]]) -> Frozen:
+        """The series behind (kind, feature) pairs of findings and open incidents."""
+        fz = cls.none(sb)
+        for kind, feature in keys:
+            if kind in _RATE_SERIES:
+                fz.rates[[RATE[c] for c in _RATE_SERIES[kind]]] = True
+                fz.latency |= kind == "latency"
+                fz.thresholds |= kind == "decision_rate"
+            elif feature == "score":
+                fz.num[-1] = True
+            elif feature in lay.numeric:
+                fz.num[lay.numeric.index(feature)] = True
+            elif feature in lay.categorical:
+                j = lay.categorical.index(feature)
+                off = int(lay.cat_offsets[j])
+                fz.cat[off : off + int(lay.cat_sizes[j])] = True
+        return fz
 
 
 def coarse_starts(lay: Layout) -> tuple[np.ndarray, list[slice]]:
@@ -69,34 +119,35 @@ class SeasonalBaseline:
     def coarse(self, w: WindowCounts) -> np.ndarray:
         return np.add.reduceat(w.num, self.starts, axis=1)
 
-    def update(self, w: WindowCounts, frozen_num: np.ndarray, frozen_cat: np.ndarray, freeze_rates: bool) -> None:
-        """Fold a closed window into its slot. ``frozen_*`` are per-block / per-cat-column masks."""
+    def update(self, w: WindowCounts, frozen: Frozen | None = None) -> None:
+        """Fold a closed window into its slot, except the series ``frozen`` names (open incidents)."""
+        fz = frozen or Frozen.none(self)
         s = self.slot(w.start)
         k = self.decay_per_update
         coarse = self.coarse(w)
         nx = coarse_nonmissing(coarse, self.blocks)
         new_num = self.num[s] * k + coarse
         new_cat = self.cat[s] * k + w.cat
-        if frozen_num.any():
+        if fz.num.any():
             cols = np.zeros(new_num.shape[1], dtype=bool)
-            for j in np.flatnonzero(frozen_num).tolist():
+            for j in np.flatnonzero(fz.num).tolist():
                 cols[self.blocks[j]] = True
             new_num[:, cols] = self.num[s][:, cols]
-            keep_sx = frozen_num
-        else:
-            keep_sx = np.zeros(len(self.blocks), dtype=bool)
-        if frozen_cat.any():
-            new_cat[:, frozen_cat] = self.cat[s][:, frozen_cat]
+        if fz.cat.any():
+            new_cat[:, fz.cat] = self.cat[s][:, fz.cat]
         self.num[s] = new_num
         self.cat[s] = new_cat
         sx_new = self.sx[s] * k + w.sx
         nx_new = self.nx[s] * k + nx
-        sx_new[:, keep_sx] = self.sx[s][:, keep_sx]
-        nx_new[:, keep_sx] = self.nx[s][:, keep_sx]
+        sx_new[:, fz.num] = self.sx[s][:, fz.num]
+        nx_new[:, fz.num] = self.nx[s][:, fz.num]
         self.sx[s], self.nx[s] = sx_new, nx_new
-        if not freeze_rates:
-            self.rates[s] = self.rates[s] * k + w.rates
+        rates = self.rates[s] * k + w.rates
+        rates[:, fz.rates] = self.rates[s][:, fz.rates]
+        self.rates[s] = rates
+        if not fz.latency:
             self.lat[s] = self.lat[s] * k + w.lat
+        if not fz.thresholds:
             for v in list(self.thresholds):
                 self.thresholds[v] *= k
             for v, c in w.thresholds.items():
