@@ -18,7 +18,11 @@ categorical: not the same category; or missing on exactly one side), missing on 
 and the relative difference ``|served - offline| / max(|offline|, atol)`` (capped at 1e6).
 Unseen categories are compared by a hash of their text, so a renamed category mismatches.
 
-Pairs are evaluated per window of *join time* (the engine's window grid): a mismatch rate of at
+Pairs are evaluated per window of *join time* - the event time of the later of the prediction and
+its offline event, on the engine's window grid - as soon as the watermark passes the window, so an
+alert comes within two windows of the offline events' arrival whatever the batch sizes and never
+waits for labels. A window with fewer than ``min_count_rate`` joined pairs (a quiet model with a
+small offline subset) is judged together with the next ones, for up to :data:`MAX_CARRY`. A mismatch rate of at
 least 1% (effect; critical 10%) that is significantly above 1% (one-sided proportion test,
 Benjamini-Hochberg across features x slices) is a ``feature_parity`` finding, with at most
 :data:`MAX_EXAMPLES` served-vs-offline value examples (no payloads).
@@ -51,6 +55,7 @@ MAX_HELD = 20_000
 MAX_EXAMPLES = 3
 RTOL, ATOL = 1e-6, 1e-9
 MISMATCH_WARNING, MISMATCH_CRITICAL = 0.01, 0.1
+MAX_CARRY = 86400.0  # a window with too few joined pairs is judged together with the next ones, up to a day
 _UNSEEN = 1 << 40  # categorical code of an unseen value: _UNSEEN + crc32(text)
 _ABSENT = object()
 _NUMERIC = {int, float, bool, type(None)}
@@ -210,13 +215,23 @@ def _offline_columns(layout: Any, feats: list[dict[str, Any]]) -> tuple[np.ndarr
 
 
 class _Win:
-    """Joined pairs of one model in one join-time window."""
+    """Joined pairs of one model in one join-time window (``first``: start of the earliest window
+    whose pairs were carried into it because they were too few to judge on their own)."""
 
     def __init__(self, start: float, end: float, rows: int, nf: int) -> None:
         self.start, self.end = start, end
+        self.first = start
         self.acc = np.zeros((len(_FIELDS), rows, nf))
         self.examples: list[list[tuple[tuple[int, ...], dict[str, Any]]]] = [[] for _ in range(nf)]
         self.pairs = 0
+
+    def absorb(self, other: _Win) -> None:
+        self.first = min(self.first, other.first)
+        self.acc += other.acc
+        self.pairs += other.pairs
+        for mine, theirs in zip(self.examples, other.examples, strict=True):
+            mine[:0] = theirs[: MAX_EXAMPLES]
+            del mine[MAX_EXAMPLES:]
 
 
 class ParityMonitor:
@@ -231,6 +246,7 @@ class ParityMonitor:
         self.counters = {"joined": 0, "unjoined": 0, "duplicates": 0}
         self.latest: dict[str, dict[str, Any]] = {}
         self.now = -math.inf
+        self.open_from = -math.inf  # parity windows starting before this were evaluated
         self.enabled = False  # served features are retained once an offline feature event was seen
 
     def on_predictions(self, ms: Any, b: PredictionBatch, codes: np.ndarray) -> None:
@@ -247,7 +263,8 @@ class ParityMonitor:
             hits = [i for i in b.ids if i in self.held]
             if hits:
                 recs = [(i, *self.held.pop(i)) for i in dict.fromkeys(hits)]
-                self._join([r[0] for r in recs], [r[2] for r in recs], [r[3] for r in recs], hold=False)
+                self._join([r[0] for r in recs], [r[2] for r in recs], [r[3] for r in recs], hold=False,
+                           ts=np.array([r[1] for r in recs], dtype=np.float64))
 
     def on_features(self, batch: FeatureBatch, now: float) -> None:
         self.enabled = True
@@ -274,7 +291,8 @@ class ParityMonitor:
             if k.size:
                 s.joined[sl] = 1
                 self.counters["joined"] += int(k.size)
-                self._compare(name, s, sl, [ids[i] for i in k.tolist()], [feats[i] for i in k.tolist()])
+                t = s.ts[sl] if ts is None else np.maximum(s.ts[sl], np.nan_to_num(ts[k], nan=-np.inf))
+                self._compare(name, s, sl, [ids[i] for i in k.tolist()], [feats[i] for i in k.tolist()], t)
         for i in np.flatnonzero(left).tolist():
             if not hold:
                 self.counters["unjoined"] += 1
@@ -287,7 +305,10 @@ class ParityMonitor:
                 del self.held[next(iter(self.held))]
                 self.counters["unjoined"] += 1
 
-    def _compare(self, name: str, s: _Served, sl: np.ndarray, ids: list[str], feats: list[dict[str, Any]]) -> None:
+    def _compare(self, name: str, s: _Served, sl: np.ndarray, ids: list[str], feats: list[dict[str, Any]],
+                 t: np.ndarray) -> None:
+        """Compare joined pairs; each counts in the window of its join's event time ``t`` (the later
+        of the prediction and the offline event), or the first open window if that one closed."""
         lay = s.layout
         onum, onum_abs, ocat, ocat_abs, raws = _offline_columns(lay, feats)
         a = s.num[sl]
@@ -312,27 +333,29 @@ class ParityMonitor:
         for d in range(s.D):
             ridx[:, d + 1] = lay.row_offset(d) + codes[:, d]
         W = self.engine.settings.window
-        start = math.floor(self.now / W) * W if math.isfinite(self.now) else 0.0
+        starts = np.maximum(np.floor(t / W) * W, self.open_from)
         wins = self.windows[name]
-        w = wins.get(start)
-        if w is None:
-            w = wins[start] = _Win(start, start + W, lay.n_rows, s.fn + s.fc)
         nf = s.fn + s.fc
-        for f, col in enumerate(cols):
-            w.acc[f] += fold(ridx, lay.n_rows, nf, None, col)
-        w.pairs += sl.size
         mism = cols[1] > 0
-        for j in np.flatnonzero(mism.any(axis=0)).tolist():
-            ex = w.examples[j]
-            if len(ex) >= MAX_EXAMPLES:
-                continue
-            for i in np.flatnonzero(mism[:, j])[: MAX_EXAMPLES - len(ex)].tolist():
-                if j < s.fn:
-                    sv, ov = _num(a[i, j]), _num(onum[i, j])
-                else:
-                    jc = j - s.fn
-                    sv, ov = _cat_label(lay, jc, int(ac[i, jc])), raws[jc][i]
-                ex.append((tuple(ridx[i].tolist()), {"prediction_id": ids[i], "served": sv, "offline": ov}))
+        for start in np.unique(starts).tolist():
+            sel = np.flatnonzero(starts == start)
+            w = wins.get(start)
+            if w is None:
+                w = wins[start] = _Win(start, start + W, lay.n_rows, nf)
+            for f, col in enumerate(cols):
+                w.acc[f] += fold(ridx[sel], lay.n_rows, nf, None, col[sel])
+            w.pairs += sel.size
+            for j in np.flatnonzero(mism[sel].any(axis=0)).tolist():
+                ex = w.examples[j]
+                if len(ex) >= MAX_EXAMPLES:
+                    continue
+                for i in sel[np.flatnonzero(mism[sel, j])][: MAX_EXAMPLES - len(ex)].tolist():
+                    if j < s.fn:
+                        sv, ov = _num(a[i, j]), _num(onum[i, j])
+                    else:
+                        jc = j - s.fn
+                        sv, ov = _cat_label(lay, jc, int(ac[i, jc])), raws[jc][i]
+                    ex.append((tuple(ridx[i].tolist()), {"prediction_id": ids[i], "served": sv, "offline": ov}))
 
     def advance(self, watermark: float) -> list[Alert]:
         out: list[Alert] = []
@@ -347,12 +370,24 @@ class ParityMonitor:
         for k in gone:
             del self.held[k]
         self.counters["unjoined"] += len(gone)
+        W = self.engine.settings.window
+        self.open_from = max(self.open_from, math.floor(watermark / W) * W)
+        need = self.engine.settings.min_count_rate
         for name in sorted(self.windows):
             wins = self.windows[name]
-            for st in sorted(wins):
-                if wins[st].end > watermark:
+            while wins:
+                st = min(wins)
+                w = wins[st]
+                if w.end > watermark:
                     break
-                out.extend(self._evaluate(name, wins.pop(st)))
+                del wins[st]
+                if w.acc[0, 0].max() < need and w.end - w.first < MAX_CARRY:
+                    nxt = wins.get(w.end)  # too few pairs to judge: they count again with the next window
+                    if nxt is None:
+                        nxt = wins[w.end] = _Win(w.end, w.end + W, w.acc.shape[1], w.acc.shape[2])
+                    nxt.absorb(w)
+                    continue
+                out.extend(self._evaluate(name, w))
         return out
 
     def _evaluate(self, name: str, w: _Win) -> list[Alert]:
@@ -394,7 +429,7 @@ class ParityMonitor:
         view = _PView(rows, comp, A[0].max(axis=1))
         findings = select_findings(results, view, st.fdr_q)  # type: ignore[arg-type]
         evaluated = {_key(lay.row_label(int(r))) for r in real.tolist() if acc[0, r].max() >= st.min_count_rate}
-        window = {"start": format_ts(w.start), "end": format_ts(w.end), "count": int(w.pairs), "_start": w.start, "_end": w.end}
+        window = {"start": format_ts(w.first), "end": format_ts(w.end), "count": int(w.pairs), "_start": w.first, "_end": w.end}
         ctx = {"kinds": {f.kind for f in findings} | eng.alerts.firing_kinds(name), "model_version": None}
         alerts = eng.alerts.update(name, window, [(f, lay.row_label(f.row)) for f in findings], evaluated, ctx, scope=PARITY_KINDS)
         for a in alerts:
@@ -425,7 +460,8 @@ class ParityMonitor:
 
     def to_state(self) -> dict[str, Any]:
         return {"served": {k: s.state() for k, s in self.served.items()}, "windows": self.windows, "held": dict(self.held),
-                "counters": dict(self.counters), "latest": self.latest, "now": self.now, "enabled": self.enabled}
+                "counters": dict(self.counters), "latest": self.latest, "now": self.now, "enabled": self.enabled,
+                "open_from": self.open_from}
 
     def load_state(self, st: dict[str, Any]) -> None:
         self.served = {}
@@ -438,6 +474,7 @@ class ParityMonitor:
         self.windows = {k: v for k, v in st["windows"].items() if k in self.served}
         self.held, self.counters, self.latest, self.now = dict(st["held"]), dict(st["counters"]), st["latest"], st["now"]
         self.enabled = st["enabled"]
+        self.open_from = st.get("open_from", -math.inf)
 
 
 class _PView:

@@ -151,6 +151,8 @@ class Replay:
     def run(self, predictions: str, labels: str | None = None, features: str | None = None) -> None:
         eng = self.engine
         lab, fea = _Side(labels), _Side(features)
+        if features and eng.outcomes is not None:
+            eng.outcomes.parity.enabled = True  # an offline feed is coming: retain served features from the start
         t0 = time.monotonic()
         last = t0
         for first, lines in _chunks(open_lines(predictions), CHUNK):

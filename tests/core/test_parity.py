@@ -93,7 +93,11 @@ def test_join_rules_tolerances_missing_and_categories(ref):
     assert [e["prediction_id"] for _, e in w.examples[0]] == ["b", "f"]
     assert w.examples[3][0][1] == {"prediction_id": "c", "served": "DE", "offline": "GER"}
     eng.advance(t + 3600 * 3)
-    assert mon.parity.counters["unjoined"] == 1 and not mon.parity.held and not mon.parity.windows["fraud"]
+    assert mon.parity.counters["unjoined"] == 1 and not mon.parity.held
+    (carried,) = mon.parity.windows["fraud"].values()  # 7 pairs are too few to judge: carried on
+    assert carried.first == w.start and carried.pairs == 7 and carried.start > w.start
+    eng.advance(t + 86400 * 2)
+    assert not mon.parity.windows["fraud"]  # judged once a day of pairs was carried
 
 
 def test_retention_is_bounded_by_count_and_time(ref):
@@ -118,3 +122,32 @@ def test_retention_is_bounded_by_count_and_time(ref):
 def test_parity_scope_is_separate():
     assert PARITY_KINDS == frozenset({"feature_parity"})
     assert np.isclose(1.0, 1.0 + 1e-7)  # the tolerance we document is numpy's isclose rule
+
+
+def test_parity_fires_within_two_windows_of_the_offline_events_in_a_replay_of_big_chunks(ref, tmp_path):
+    """20,000-line chunks of a quiet model span days; parity is judged by the join's event time,
+    not by when a chunk happened to be read, and never waits for labels (there are none here)."""
+    from detector.shells.replay import Replay
+
+    rng = np.random.default_rng(3)
+    onset = T0 + 100 * 3600 + 1234.0  # mid-window, day five
+    preds, offl = [], []
+    t = T0 + np.sort(rng.random(150 * 160)) * 160 * 3600  # 150 predictions/h for 160 h
+    for i, ti in enumerate(t.tolist()):
+        x2 = round(float(rng.normal()), 4)
+        preds.append(_pred(f"p{i}", ti).replace(b'"x2":0.5', b'"x2":%r' % x2))
+        if rng.random() < 0.3:  # a 30% subset is recomputed offline ~20 min later
+            off = x2 if ti < onset else round(x2 * 1.1 + 0.05, 4)
+            offl.append((ti + 1200 + rng.normal(0, 60), _off(f"p{i}", ti + 1200, x2=off)))
+    (tmp_path / "p.jsonl").write_bytes(b"\n".join(preds) + b"\n")
+    (tmp_path / "f.jsonl").write_bytes(b"\n".join(m for _, m in sorted(offl)) + b"\n")
+    eng = Engine(DetectorSettings(), default_reference=ref)
+    attach_outcomes(eng)
+    rp = Replay(eng, None)
+    alerts = []
+    rp._emit = lambda a: alerts.extend(x.to_dict() for x in a)  # noqa: SLF001 - collect instead of writing
+    rp.run(str(tmp_path / "p.jsonl"), None, str(tmp_path / "f.jsonl"))
+    par = [a for a in alerts if a["state"] == "firing" and a["kind"] == "feature_parity"]
+    assert par and par[0]["feature"] == "x2"
+    end = np.datetime64(par[0]["window"]["end"].replace("Z", "")).astype("datetime64[s]").astype(float)
+    assert onset < end <= onset + 2 * 3600 + 1200 + 3600  # two windows after the first offline event
