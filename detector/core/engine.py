@@ -40,6 +40,7 @@ from detector.core.events import (
 )
 from detector.core.eventtime import EventClock
 from detector.core.layout import SCORE, Layout
+from detector.core.reconcile import NOTE, reconciled, served_as_text
 from detector.core.reference import Reference, value_share
 from detector.core.seasonal import Frozen, SeasonalBaseline
 from detector.core.select import Finding, select_findings
@@ -93,10 +94,13 @@ class Counters:
 class ModelState:
     """Everything the engine keeps for one model."""
 
-    def __init__(self, name: str, ref: Reference, settings: DetectorSettings, dims: list[str]) -> None:
+    def __init__(self, name: str, ref: Reference, settings: DetectorSettings, dims: list[str],
+                 codes: dict[str, dict[str, str]] | None = None) -> None:
         self.name = name
         self.settings = settings
-        self.layout = Layout(ref, dims, settings.slice_top_k, settings.category_top_k)
+        # code-like numeric features served as strings, compared as categories (detector.core.reconcile)
+        self.codes = dict(codes or {})
+        self.layout = Layout(reconciled(ref, self.codes), dims, settings.slice_top_k, settings.category_top_k)
         self.decoder = PredictionDecoder(self.layout.schema, settings.no_action_decisions, settings.max_unknown_features)
         self.windows: dict[float, WindowCounts] = {}
         slots = settings.season_slots
@@ -209,7 +213,8 @@ class Engine:
     def reference_for(self, model: str) -> Reference | None:
         return self.references.get(model) or self.default_reference
 
-    def _model(self, name: str, events: list[dict[str, Any]]) -> ModelState | None:
+    def _model(self, name: str, events: list[dict[str, Any]],
+               codes: dict[str, dict[str, str]] | None = None) -> ModelState | None:
         ms = self.models.get(name)
         if ms is not None:
             return ms
@@ -230,7 +235,7 @@ class Engine:
             dims = sorted(keys)
         dims = [d for d in dims if d not in st.slice_on_features] + [f for f in st.slice_on_features if f in ref.features]
         dims = dims[: st.max_slice_dims]
-        ms = ModelState(name, ref, st, dims)
+        ms = ModelState(name, ref, st, dims, served_as_text(ref, events) if codes is None else codes)
         self.models[name] = ms
         return ms
 
@@ -382,11 +387,14 @@ class Engine:
         """Merge one worker's partial window (aggregator side)."""
         ms = self.models.get(p.model)
         if ms is None:
-            ms = self._model(p.model, [])
+            ms = self._model(p.model, [], codes=p.codes)
             if ms is None:
                 raise EngineError(f"partial for model {p.model!r}, which has no reference here")
             for voc, values in zip(ms.layout.vocabs, p.vocab_values, strict=False):
                 voc.codes(list(values))
+        if p.codes != ms.codes:
+            raise EngineError(f"partial for model {p.model!r} compares {sorted(p.codes)} as categories, this engine "
+                              f"{sorted(ms.codes)}: the workers saw different payload types; restart them together")
         w = p.window
         if w.start < self.closed_before:
             self.counters.late += _partial_events(w, ms.layout)
@@ -429,6 +437,9 @@ class Engine:
         kinds = {f.kind for f in findings} | self.alerts.firing_kinds(ms.name)
         ctx = {"kinds": kinds, "model_version": _top(w.versions), "version_changed": version_changed}
         window = {"start": _fmt(w.start), "end": _fmt(w.end), "count": w.events, "_start": w.start, "_end": w.end}
+        for f in findings:
+            if f.feature in ms.codes:
+                f.evidence = {**f.evidence, "reconciled": NOTE}
         pairs = [(f, lay.row_label(f.row)) for f in findings]
         hold = {(ms.name, f.kind, f.feature or "", _slice_key(lay.row_label(f.row))) for f in suppressed}
         alerts = self.alerts.update(ms.name, window, pairs, evaluated, ctx, hold=hold)
@@ -485,7 +496,7 @@ class Engine:
         models = {}
         for name, ms in self.models.items():
             models[name] = {
-                "dims": ms.layout.dims,
+                "dims": ms.layout.dims, "codes": ms.codes,
                 "vocabs": [(v.values, v.overflow) for v in ms.layout.vocabs],
                 "windows": ms.windows, "seasonal": ms.seasonal, "cands": ms.cands, "cand_ref": ms.cand_ref,
                 "detectors": ms.detectors, "shift_active": ms.shift_active, "versions": ms.versions,
@@ -513,7 +524,7 @@ class Engine:
             ref = self.reference_for(name)
             if ref is None:
                 raise EngineError(f"snapshot has model {name!r} but no reference is configured for it")
-            ms = ModelState(name, ref, self.settings, m["dims"])
+            ms = ModelState(name, ref, self.settings, m["dims"], m.get("codes"))
             for voc, (values, overflow) in zip(ms.layout.vocabs, m["vocabs"], strict=True):
                 voc.values = list(values)
                 voc.overflow = overflow
@@ -536,7 +547,7 @@ class Engine:
         for name, oms in other.models.items():
             ms = self.models.get(name)
             if ms is None:
-                ms = self._model(name, [])
+                ms = self._model(name, [], codes=oms.codes)
                 if ms is None:
                     raise EngineError(f"cannot merge model {name!r}: no reference configured here")
             rowmap = _row_map(oms.layout, ms.layout)
@@ -582,10 +593,12 @@ class Partial:
     vocab_values: list[list[str]]
     cands: np.ndarray
     window: WindowCounts
+    codes: dict[str, dict[str, str]] = field(default_factory=dict)  # features reconciled as categories
 
     @classmethod
     def of(cls, ms: ModelState, w: WindowCounts) -> Partial:
-        return cls(ms.name, list(ms.layout.dims), [list(v.values) for v in ms.layout.vocabs], ms.cands.copy(), w)
+        return cls(ms.name, list(ms.layout.dims), [list(v.values) for v in ms.layout.vocabs], ms.cands.copy(), w,
+                   {k: dict(v) for k, v in ms.codes.items()})
 
     def to_bytes(self) -> bytes:
         return zlib.compress(pickle.dumps(self, protocol=5), 1)

@@ -19,6 +19,12 @@ Feature types (documented, deliberately simple)
 
 Missing values: NaN, +-inf (numeric) and None / the text missing tokens (categorical).
 
+Code-like numbers: a numeric feature with at most :data:`MAX_CODES` distinct values (version
+codes such as ``7.1``, small counts) also gets a categorical view of its values in their text
+form (``Reference.codes``, globally and per slice). A CSV cannot say whether ``7.1`` is a number
+or a code; when serving sends such a feature as JSON strings the engine compares it as
+categories (:mod:`detector.core.reconcile`) instead of paging a type change.
+
 Not features: the label, score and slice columns, id columns (:data:`ID_COLUMNS`), time columns
 (:data:`TIME_COLUMNS`) and ``exclude``.
 
@@ -57,6 +63,7 @@ from detector.core.reference import CategoricalProfile, NumericProfile, Referenc
 __all__ = [
     "ID_COLUMNS",
     "TIME_COLUMNS",
+    "MAX_CODES",
     "MAX_SLICE_VALUES",
     "MIN_SLICE_ROWS",
     "MISSING_TOKENS",
@@ -71,6 +78,7 @@ __all__ = [
 ID_COLUMNS = ("prediction_id", "id")
 TIME_COLUMNS = ("ts", "timestamp", "time", "event_time")
 MAX_SLICE_VALUES = 50  # per slice column, the most frequent values get a SliceProfile
+MAX_CODES = 50  # a numeric feature with at most this many distinct values also gets a category view
 MIN_SLICE_ROWS = 30  # ... if they have at least this many rows
 
 _TRUE = frozenset({"1", "1.0", "true"})  # label spellings accepted (after strip + lower)
@@ -154,6 +162,7 @@ def build_reference(
         source=source,
         created=datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
     )
+    ref.codes = {name: _categorical(_as_text(v), top_k_categories) for name, v in feats.items() if _code_like(v)}
     if label is not None:
         ref.label_base_rate, ref.label_count = _base_rate(label)
     if score is not None:
@@ -434,6 +443,14 @@ def _categorical(v: np.ndarray, top_k: int) -> CategoricalProfile:
     )
 
 
+def _code_like(v: np.ndarray) -> bool:
+    """A numeric column with few distinct values (codes, versions, small counts): see Reference.codes."""
+    if v.dtype.kind != "f":
+        return False
+    fin = v[np.isfinite(v)]
+    return fin.size > 0 and np.unique(fin).size <= MAX_CODES
+
+
 def _order(kv: tuple[str, int]) -> tuple[int, str]:
     return -kv[1], kv[0]  # most frequent first, ties by value
 
@@ -468,5 +485,6 @@ def _slices(
             features={name: _profile(a[rows], qs, top_k, ref.features[name]) for name, a in feats.items()},
             label_base_rate=_base_rate(label[rows])[0] if label is not None else None,
             score=_numeric(score[rows], qs, ref.score.edges) if score is not None and ref.score else None,
+            codes={name: _categorical(_as_text(feats[name][rows]), top_k) for name in ref.codes},
         )
     return out

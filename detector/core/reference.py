@@ -105,6 +105,7 @@ class SliceProfile:
     features: dict[str, Profile]
     label_base_rate: float | None = None
     score: NumericProfile | None = None
+    codes: dict[str, CategoricalProfile] = field(default_factory=dict)  # see Reference.codes
 
 
 @dataclass
@@ -125,6 +126,10 @@ class Reference:
     # {"counts": [24], "features": {name: [24 x profile|None]}, "slices": {dim: {value: {name: [24]}}}}
     hourly: dict[str, Any] = field(default_factory=dict)
     time_column: str | None = None
+    # numeric features with few distinct values (version codes 7.1, 7.2; counts): their values as
+    # categories (canonical text, e.g. "7.1", "3"), used when serving sends them as strings
+    # (detector.core.reconcile)
+    codes: dict[str, CategoricalProfile] = field(default_factory=dict)
     format: str = FORMAT
 
     # ------------------------------------------------------------------ (de)serialisation
@@ -157,6 +162,7 @@ class Reference:
                         features={k: _profile(v) for k, v in sp.get("features", {}).items()},
                         label_base_rate=sp.get("label_base_rate"),
                         score=_profile(sp["score"]) if sp.get("score") else None,
+                        codes={k: _profile(v) for k, v in (sp.get("codes") or {}).items()},  # type: ignore[misc]
                     )
                     for val, sp in vals.items()
                 }
@@ -178,6 +184,7 @@ class Reference:
                 audit=d.get("audit") or {},
                 hourly=_hourly(d.get("hourly") or {}),
                 time_column=d.get("time_column"),
+                codes={k: _profile(v) for k, v in (d.get("codes") or {}).items()},  # type: ignore[misc]
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ReferenceError(f"reference file is damaged ({type(exc).__name__}: {exc}); rebuild it") from exc

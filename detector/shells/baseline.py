@@ -283,6 +283,9 @@ def _summary(ref: Reference, table: Table, path: Path, seconds: float, out: Text
     if ref.slices:
         dims = ", ".join(f"{d} ({len(v)} value{'s' if len(v) != 1 else ''})" for d, v in ref.slices.items())
         lines.append(f"  slices: {dims}")
+    if ref.codes:
+        codes = [f"{n} ({len(p.categories)})" for n, p in ref.codes.items()]
+        lines.append(f"  numeric with few values (compared as categories if served as strings): {_names(codes)}")
     seasonal = list((ref.hourly or {}).get("features", {}))
     if seasonal:
         lines.append(f"  hour-of-day profiles ({ref.time_column!r}): {len(seasonal)} seasonal: {_names(seasonal)}")

@@ -12,8 +12,9 @@ Column types
 
     * CSV/TSV: a column is numeric when every non-missing value parses as a float. The missing
       tokens are the empty string, ``NA``, ``N/A``, ``null``, ``None`` and ``NaN`` (any case,
-      surrounding blanks ignored). Names in ``text_columns`` are always kept as exact text
-      (so a zip code ``"01234"`` keeps its leading zero).
+      surrounding blanks ignored). Names in ``text_columns`` are always kept as exact text, and so
+      is a column holding a zero-padded numeral (``01234``, ``007``): a zip or branch code keeps
+      its leading zero.
     * JSON: a column is numeric when every non-null value is a JSON number or boolean
       (``true``/``false`` -> 1/0). As soon as a column holds a string (or a nested object/list) it
       is text; numbers in a text column take their string form (``1234``, ``12.5``) and nested
@@ -42,6 +43,7 @@ import gc
 import gzip
 import io
 import itertools
+import re
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -269,8 +271,19 @@ def _text_array(values: Sequence[Any]) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------- CSV / TSV
+def _zero_padded(col: np.ndarray) -> bool:
+    """True when a value is a zero-padded numeral (``"01234"``, ``"007"``, not ``"0"`` or ``"0.5"``):
+    codes (zip, branch, account prefixes), which a number cannot spell."""
+    return any(map(_ZERO_PADDED.match, col.tolist()))
+
+
+_ZERO_PADDED = re.compile(r"\s*[+-]?0\d")
+
+
 def _csv_convert(col: np.ndarray, force_text: bool) -> np.ndarray:
     """One chunk of one CSV column (object array of str) -> float64, or object array of str/None."""
+    if not force_text and _zero_padded(col):
+        force_text = True
     if not force_text:
         try:
             return col.astype(np.float64)

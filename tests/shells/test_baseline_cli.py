@@ -86,7 +86,8 @@ def test_csv_baseline_end_to_end(tmp_path: Path, train_csv: Path) -> None:
             "--model", "fraud", "--out", out, cwd=tmp_path)  # fmt: skip
     assert r.returncode == 0, r.stderr
     assert r.stderr == ""  # small input: no progress lines
-    assert "600 rows" in r.stdout and "4 (3 numeric, 1 categorical)" in r.stdout
+    assert "600 rows" in r.stdout and "4 (2 numeric, 2 categorical)" in r.stdout
+    assert "numeric with few values (compared as categories if served as strings): n_tx" in r.stdout
     assert "base rate" in r.stdout and "slices: region (2 values)" in r.stdout and str(out) in r.stdout
     ref = Reference.load(out)
     rows = training_rows()
@@ -97,7 +98,9 @@ def test_csv_baseline_end_to_end(tmp_path: Path, train_csv: Path) -> None:
     amount = ref.features["amount"]
     assert isinstance(amount, NumericProfile)
     assert amount.missing == sum(row["amount"] is None for row in rows)
-    assert isinstance(ref.features["zip"], NumericProfile)  # digits only: numeric unless told otherwise
+    zip_ = ref.features["zip"]  # a zero-padded numeral is a code, not a number: kept as text
+    assert isinstance(zip_, CategoricalProfile) and set(zip_.categories) == {"01234", "99501", "10115"}
+    assert set(ref.codes) == {"n_tx"} and set(ref.codes["n_tx"].categories) <= {str(k) for k in range(20)}
     assert set(ref.slices["region"]) == {"eu", "us"}
 
 
