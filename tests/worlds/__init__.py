@@ -1,0 +1,1 @@
+"""Independent evaluation worlds for detection (see SPEC.md)."""
