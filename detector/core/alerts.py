@@ -187,6 +187,10 @@ class AlertManager:
         """(kind, feature) of every open incident of the model ("" = no feature)."""
         return {(k[1], k[2]) for k, s in self.state.items() if s.firing and k[0] == model}
 
+    def firing_stats(self, model: str) -> set[tuple[str, str, str]]:
+        """(kind, feature, statistic) of every open incident of the model."""
+        return {(k[1], k[2], str(s.last.get("statistic", ""))) for k, s in self.state.items() if s.firing and k[0] == model}
+
     def firing_kinds(self, model: str) -> set[str]:
         return {k[1] for k, s in self.state.items() if s.firing and k[0] == model}
 

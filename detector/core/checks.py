@@ -78,10 +78,12 @@ def build_view(lay: Layout, w: WindowCounts, sb: SeasonalBaseline, settings: Det
     base = None
     if sb.ready(w.start, settings.seasonal_min_days):
         s = sb.slot(w.start)
-        base = {name: _ext(getattr(sb, name)[s], real, slice_rows) for name in ("num", "cat", "rates", "lat", "sx", "nx")}
+        base = {name: _ext(getattr(sb, name)[s], real, slice_rows) for name in ("num", "cat", "rates", "lat", "sx", "nx", "cand", "cand_n")}
     rows = np.concatenate([real, slice_rows])
     comp = np.concatenate([np.zeros(len(real), bool), np.ones(len(slice_rows), bool)])
-    extra: dict[str, Any] = {"blocks": sb.blocks}
+    # without hour-of-day training profiles an hour is not comparable with training's whole days:
+    # distribution skew is then judged on the trailing day (detector.core.daily)
+    extra: dict[str, Any] = {"blocks": sb.blocks, "hourly_skew": bool(lay.ref.hourly) or w.end - w.start >= 86400}
     if base is None and sb.days.sum() * sb.slot_len >= 6 * 3600:  # >= 6 h of history, any hour
         extra["all_hours"] = {name: _ext(getattr(sb, name).sum(axis=0), real, slice_rows) for name in ("rates", "lat")}
     if lay.ref.hourly and lay.ref.hourly.get("features") and w.end - w.start < 86400:
@@ -178,7 +180,8 @@ def _numeric(lay: Layout, v: View, sb: SeasonalBaseline, st: DetectorSettings, j
     n0 = np.array([r.count if r is not None else 0 for r in refs], dtype=np.float64)
     rate = np.divide(miss, n_all, out=np.zeros(P), where=n_all > 0)
     delta = rate - np.nan_to_num(p0)
-    tested = has_ref & (n_all >= st.min_count_rate)
+    hourly = bool(v.extra.get("hourly_skew", True))
+    tested = has_ref & (n_all >= st.min_count_rate) & hourly
     pv = stats.proportion_test(miss, n_all, np.nan_to_num(p0), alternative="greater", n0=np.maximum(n0, 1))
     out.append(Result(
         "missing_values", feature, "missing_rate_delta", delta, tested, delta >= th.missing_delta_warning,
@@ -227,7 +230,7 @@ def _numeric(lay: Layout, v: View, sb: SeasonalBaseline, st: DetectorSettings, j
     what = ("a constant default score is being served (fallback?)" if name == SCORE
             else "a default or fallback value is being served")
     out.append(Result(
-        spike_kind, feature, "value_share", sh, (n_nm >= st.min_count_rate) & np.isfinite(dd), warn_d,
+        spike_kind, feature, "value_share", sh, (n_nm >= st.min_count_rate) & np.isfinite(dd) & hourly, warn_d,
         warn_d & (dd >= 2 * th.default_share_delta), pv_d, r0 + th.default_share_delta,
         lambda i: {"value": _r(vals[i]), "reference": {"share": _r(r0[i])}, "current": {"share": _r(sh[i]), "count": int(sh[i] * n_nm[i])}},
         lambda i: f"{feature} = {_fmt(vals[i])} in {sh[i]:.1%} of events (training: {r0[i]:.1%}): {what}",
@@ -246,7 +249,7 @@ def _numeric(lay: Layout, v: View, sb: SeasonalBaseline, st: DetectorSettings, j
         js = stats.js_distance(RC, coarse)
         oor = np.divide(fine[:, 0] + fine[:, -1], n_nm, out=np.zeros(P), where=n_nm > 0)
         pv_oor = stats.proportion_test(fine[:, 0] + fine[:, -1], n_nm, 1.0 / np.maximum(ref_n, 1), alternative="greater")
-        tested_r = ok_ref & enough
+        tested_r = ok_ref & enough & hourly
         out.append(Result(
             drift_kind, feature, "out_of_range_share", oor, tested_r, oor >= th.out_of_range_warning,
             oor >= 4 * th.out_of_range_warning, pv_oor, th.out_of_range_warning,
@@ -303,8 +306,9 @@ def _categorical(lay: Layout, v: View, st: DetectorSettings, j: int) -> list[Res
     rate = np.divide(miss, n_all, out=np.zeros(P), where=n_all > 0)
     delta = rate - np.nan_to_num(p0)
     pv = stats.proportion_test(miss, n_all, np.nan_to_num(p0), alternative="greater", n0=np.maximum(n0, 1))
+    hourly = bool(v.extra.get("hourly_skew", True))
     out.append(Result(
-        "missing_values", name, "missing_rate_delta", delta, ~np.isnan(p0) & (n_all >= st.min_count_rate),
+        "missing_values", name, "missing_rate_delta", delta, ~np.isnan(p0) & (n_all >= st.min_count_rate) & hourly,
         delta >= th.missing_delta_warning, delta >= th.missing_delta_critical, pv, th.missing_delta_warning,
         lambda i: {"reference": {"missing_rate": _r(p0[i])}, "current": {"missing_rate": _r(rate[i]), "count": int(n_all[i])}},
         lambda i: f"{name} is missing in {rate[i]:.1%} of events (training: {p0[i]:.1%}): check the feature pipeline / join that fills it",
@@ -356,7 +360,7 @@ def _categorical(lay: Layout, v: View, st: DetectorSettings, j: int) -> list[Res
         js = stats.js_distance(RSf, obs)
         _, _, pv_l = stats.gtest_gof(obs, RSf, ref_n=ref_n)
         out.append(Result(
-            "feature_drift", name, "linf", li, has & enough, li >= th.linf_warning, li >= th.linf_critical, pv_l, th.linf_warning,
+            "feature_drift", name, "linf", li, has & enough & hourly, li >= th.linf_warning, li >= th.linf_critical, pv_l, th.linf_warning,
             lambda i: {"reference": _cat_shares(cats, RSf[i]), "current": _cat_shares(cats, obs[i] / max(n_nm[i], 1)),
                        "js_distance": _r(js[i])},
             lambda i: f"{name} category mix moved away from training (L-inf {li[i]:.2f}, JS {js[i]:.2f})",

@@ -29,6 +29,7 @@ import numpy as np
 from detector.core.adoption import Adoption
 from detector.core.alerts import OUTCOME_KINDS, Alert, AlertManager
 from detector.core.checks import build_view, run_checks
+from detector.core.daily import DayRing, daily_checks
 from detector.core.events import (
     EventError,
     PredictionBatch,
@@ -43,7 +44,8 @@ from detector.core.layout import SCORE, Layout
 from detector.core.reconcile import NOTE, reconciled, served_as_text
 from detector.core.reference import Reference, value_share
 from detector.core.seasonal import Frozen, SeasonalBaseline
-from detector.core.select import Finding, select_findings
+from detector.core.seasonal_checks import seasonal_checks
+from detector.core.select import Finding, dedup, select_findings
 from detector.core.settings import DetectorSettings
 from detector.core.window import N_CAND, RATE, WindowCounts
 
@@ -107,6 +109,7 @@ class ModelState:
         period = 604800.0 if settings.seasonality == "weekly" else 86400.0
         slot_len = period / slots if slots > 1 else 86400.0
         self.seasonal = SeasonalBaseline(self.layout, slots, slot_len, settings.seasonal_decay, settings.window)
+        self.day = DayRing(86400.0)  # the trailing day, for skew vs training without hourly profiles
         nb = self.layout.n_num_blocks
         self.cands = np.full((nb, N_CAND), np.nan)
         self.cand_ref = np.zeros((nb, N_CAND))
@@ -147,9 +150,13 @@ class ModelState:
             free = np.flatnonzero(np.isnan(row))
             if free.size == 0:
                 continue
-            k = int(free[0])
-            row[k] = v
-            self.cand_ref[j, k] = value_share(self.layout.num_all_profiles[j], v)
+            self.assign_candidate(j, int(free[0]), v)
+
+    def assign_candidate(self, j: int, k: int, v: float) -> None:
+        """Track exact value ``v`` of numeric block ``j`` in candidate slot ``k`` from now on."""
+        self.cands[j, k] = v
+        self.cand_ref[j, k] = value_share(self.layout.num_all_profiles[j], v)
+        self.seasonal.reset_candidate(j, k)
 
 
 def _make_detectors(settings: DetectorSettings, n: int) -> list[Any]:
@@ -425,11 +432,21 @@ class Engine:
         self.counters.windows_closed += 1
         v = build_view(lay, w, ms.seasonal, st)
         results = run_checks(lay, v, ms.seasonal, st, ms.cands, ms.cand_ref)
+        results.extend(seasonal_checks(lay, v, ms.seasonal, st, ms.cands))
         results.extend(self.adoption.results(ms.name, lay, v, st))
-        ms.last_stats = _gauges(lay, v, results)
         suppressed: list[Finding] = []
         findings = select_findings(results, v, st.fdr_q, suppressed)
         findings.extend(self._change_detectors(ms, w, v))
+        # the trailing day (skew vs training without hourly profiles), with the series of this hour's
+        # findings and of open hourly incidents as they usually are at this time of day
+        hourly = {(f.kind, f.feature) for f in findings + suppressed}
+        hourly |= {(k, f or None) for k, f, s in self.alerts.firing_stats(ms.name) if k not in OUTCOME_KINDS and not s.endswith("_24h")}
+        ms.day.add(w, ms.seasonal.coarse(w), ms.seasonal, Frozen.of(ms.seasonal, lay, hourly))
+        if not v.extra["hourly_skew"] and ms.day.ready:
+            daily = daily_checks(lay, v, ms.day.total(), ms.seasonal, st, ms.cands)
+            results.extend(daily)
+            findings = dedup(findings + select_findings(daily, v, st.fdr_q, suppressed), suppressed)
+        ms.last_stats = _gauges(lay, v, results)
         evaluated = {_slice_key(lay.row_label(int(r))) for r, c, n in zip(v.rows, v.comp, v.events, strict=True)
                      if not c and n >= st.min_count_rate}
         version_changed = len(w.versions) > 1 or (ms.last_version is not None and bool(w.versions)
@@ -498,7 +515,7 @@ class Engine:
             models[name] = {
                 "dims": ms.layout.dims, "codes": ms.codes,
                 "vocabs": [(v.values, v.overflow) for v in ms.layout.vocabs],
-                "windows": ms.windows, "seasonal": ms.seasonal, "cands": ms.cands, "cand_ref": ms.cand_ref,
+                "windows": ms.windows, "seasonal": ms.seasonal, "day": ms.day, "cands": ms.cands, "cand_ref": ms.cand_ref,
                 "detectors": ms.detectors, "shift_active": ms.shift_active, "versions": ms.versions,
                 "last_version": ms.last_version,
                 "last_window": ms.last_window, "last_stats": ms.last_stats, "last_summary": ms.last_summary,
@@ -530,6 +547,7 @@ class Engine:
                 voc.overflow = overflow
                 voc.__post_init__()
             ms.windows, ms.seasonal, ms.cands, ms.cand_ref = m["windows"], m["seasonal"], m["cands"], m["cand_ref"]
+            ms.day = m.get("day") or ms.day
             ms.detectors, ms.shift_active, ms.versions = m["detectors"], m["shift_active"], m["versions"]
             ms.last_version = m["last_version"]
             ms.last_window = m.get("last_window")
@@ -653,8 +671,7 @@ def _remap_candidates(w: WindowCounts, cands: np.ndarray, ms: ModelState) -> Non
                 if free.size == 0:
                     continue
                 k = int(free[0])
-                ms.cands[j, k] = v
-                ms.cand_ref[j, k] = value_share(ms.layout.num_all_profiles[j], float(v))
+                ms.assign_candidate(j, k, float(v))
             else:
                 k = int(hit[0])
             out[:, j, k] += w.cand[:, j, c]

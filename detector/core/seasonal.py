@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from detector.core.layout import Layout
-from detector.core.window import RATE, WindowCounts
+from detector.core.window import N_CAND, RATE, WindowCounts
 
 __all__ = ["SeasonalBaseline", "Frozen", "coarse_starts"]
 
@@ -105,6 +105,9 @@ class SeasonalBaseline:
         self.lat = np.zeros((slots, r, len(lay.lat_edges) + 1))
         self.sx = np.zeros((slots, r, n_num))
         self.nx = np.zeros((slots, r, n_num))  # non-missing count per block (denominator of sx)
+        self.cand = np.zeros((slots, r, n_num, N_CAND))  # exact-value candidate hits (default values)
+        self.cand_n = np.zeros((slots, r, n_num, N_CAND))  # non-missing values since each candidate was assigned
+        self.cand_days = np.zeros((slots, n_num, N_CAND))  # history per slot since each candidate was assigned
         self.days = np.zeros(slots)  # history per slot, in days of observation
         self.thresholds: dict[float, float] = {}
 
@@ -142,6 +145,13 @@ class SeasonalBaseline:
         sx_new[:, fz.num] = self.sx[s][:, fz.num]
         nx_new[:, fz.num] = self.nx[s][:, fz.num]
         self.sx[s], self.nx[s] = sx_new, nx_new
+        cand = self.cand[s] * k + w.cand
+        cand[:, fz.num] = self.cand[s][:, fz.num]
+        self.cand[s] = cand
+        cand_n = self.cand_n[s] * k + nx[:, :, None]
+        cand_n[:, fz.num] = self.cand_n[s][:, fz.num]
+        self.cand_n[s] = cand_n
+        self.cand_days[s] += self.days_per_update
         rates = self.rates[s] * k + w.rates
         rates[:, fz.rates] = self.rates[s][:, fz.rates]
         self.rates[s] = rates
@@ -155,6 +165,12 @@ class SeasonalBaseline:
                     self.thresholds[v] = self.thresholds.get(v, 0.0) + c
         self.days[s] += self.days_per_update
 
+    def reset_candidate(self, j: int, k: int) -> None:
+        """A new exact value took candidate slot ``k`` of block ``j``: its history starts now."""
+        self.cand[:, :, j, k] = 0.0
+        self.cand_n[:, :, j, k] = 0.0
+        self.cand_days[:, j, k] = 0.0
+
     def established_threshold(self) -> float | None:
         if not self.thresholds:
             return None
@@ -162,9 +178,10 @@ class SeasonalBaseline:
 
     def merge(self, other: SeasonalBaseline) -> None:
         """Combine two workers' baselines (their windows were disjoint partitions of traffic)."""
-        for name in ("num", "cat", "rates", "lat", "sx", "nx"):
+        for name in ("num", "cat", "rates", "lat", "sx", "nx", "cand", "cand_n"):
             getattr(self, name)[...] += getattr(other, name)
         self.days = np.maximum(self.days, other.days)
+        self.cand_days = np.minimum(self.cand_days, other.cand_days)
         for v, c in other.thresholds.items():
             self.thresholds[v] = self.thresholds.get(v, 0.0) + c
 

@@ -24,14 +24,16 @@ import numpy as np
 from detector.core import stats
 from detector.core.checks import Result, View
 
-__all__ = ["Finding", "select_findings", "PRIORITY"]
+__all__ = ["Finding", "select_findings", "dedup", "PRIORITY"]
 
 # most specific first: the statistic that names a root cause wins over generic distribution shift
 PRIORITY = [
     ("schema", None), ("feature_drift", "time_shift_hours"), ("unit_shift", None), ("missing_values", None), ("default_value_spike", None),
     ("unseen_categories", None), ("fallback_rate", None), ("latency", None), ("decision_rate", "threshold"),
     ("decision_rate", None), ("score_drift", "value_share"), ("feature_drift", "out_of_range_share"), ("score_drift", "out_of_range_share"),
+    ("feature_drift", "out_of_range_share_24h"), ("score_drift", "out_of_range_share_24h"),
     ("feature_drift", "psi"), ("feature_drift", "linf"), ("score_drift", "psi"),
+    ("feature_drift", "psi_24h"), ("feature_drift", "linf_24h"), ("score_drift", "psi_24h"),
     ("feature_drift", "psi_vs_seasonal"), ("feature_drift", "linf_vs_seasonal"), ("score_drift", "psi_vs_seasonal"),
     ("feature_drift", "mean_shift"), ("score_drift", "mean_shift"),
 ]
@@ -123,7 +125,11 @@ def select_findings(results: list[Result], v: View, q: float, suppressed: list[F
                 threshold=thr, severity="critical" if r.crit[k] else "warning",
                 pvalue=None if np.isnan(pv) else pv, evidence=r.evidence(k), summary=r.summary(k), effect=float(effect[k]),
             ))
-    # ---- 3. one finding per (feature, row): the most specific kind
+    return dedup(out, suppressed)
+
+
+def dedup(out: list[Finding], suppressed: list[Finding] | None = None) -> list[Finding]:
+    """One finding per (feature, row): the most specific kind (the others go to ``suppressed``)."""
     best: dict[tuple[str | None, int, str], Finding] = {}
     for f in out:
         group = "feature" if f.feature is not None else f.kind

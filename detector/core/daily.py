@@ -1,0 +1,220 @@
+"""Skew over a full day: the trailing 24 h of closed windows against the training reference.
+
+Training data without timestamps is a sample of whole days. One hour of serving is not: at 03:00
+UTC a local-hour feature takes one value per region, the part of the day is "night" in one
+region and "morning" in another, the channel mix (and every feature that depends on the channel,
+such as a field that is null by design for card-present payments) follows the clock. Comparing
+that hour with the all-day training profile cries wolf every hour. So when the reference has no
+hour-of-day profiles (:mod:`detector.core.hourly`), the *distribution* skew statistics - missing
+rate, the share of one exact value, values outside the training range, PSI and L-infinity - are
+judged on the trailing day (:class:`DayRing`, the sum of the windows that closed in the last
+``period``), which covers every hour in the proportions training does. Statistics that time of
+day cannot produce stay hourly (unit changes, unseen categories, schema), and production's own
+history at the same time of day keeps hourly drift tests sensitive
+(:mod:`detector.core.seasonal_checks`).
+
+Memory: ``period / window`` windows of coarse bins, categories and exact-value hits per slice row.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+
+import numpy as np
+
+from detector.core import stats
+from detector.core.checks import Result, View, _cat_shares, _r, _ref_rows, _shares
+from detector.core.layout import SCORE, Layout
+from detector.core.reference import CategoricalProfile, NumericProfile, value_share
+from detector.core.seasonal import Frozen, SeasonalBaseline
+from detector.core.settings import DetectorSettings
+from detector.core.window import RATE, WindowCounts
+
+__all__ = ["DayRing", "daily_checks", "SPAN"]
+
+SPAN = "trailing 24 h"
+
+
+class DayRing:
+    """The last ``period`` seconds of closed windows (coarse bins, categories, value hits, events)."""
+
+    def __init__(self, period: float) -> None:
+        self.period = period
+        self.items: deque[tuple[float, dict[str, np.ndarray]]] = deque()
+        self.first = math.inf  # start of the first window ever added
+        self.last_end = -math.inf
+
+    def add(self, w: WindowCounts, coarse: np.ndarray, sb: SeasonalBaseline | None = None, frozen: Frozen | None = None) -> None:
+        """Add a closed window. The ``frozen`` series (those of an hourly finding or an open incident) are
+        added as they usually are at this time of day (the seasonal slot, scaled to the window's
+        counts): an incident the hourly checks already report must not linger in the day for 24 h
+        as a second alert, and dropping the hours instead would skew the day's time-of-day mix."""
+        num, cat, cand = coarse.astype(np.float64), w.cat.astype(np.float64), w.cand.copy()
+        if sb is not None and frozen is not None and sb.days[sb.slot(w.start)] > 0:
+            s = sb.slot(w.start)
+            for j in np.flatnonzero(frozen.num).tolist():
+                b = sb.blocks[j]
+                num[:, b] = _scaled(sb.num[s][:, b], num[:, b])
+                cand[:, j] = sb.cand[s][:, j] / np.maximum(sb.num[s][:, b][:, :-1].sum(1), 1e-12)[:, None] * num[:, b][:, :-1].sum(1)[:, None]
+            for lo, hi in _runs(frozen.cat):
+                cat[:, lo:hi] = _scaled(sb.cat[s][:, lo:hi], cat[:, lo:hi])
+        self.items.append((w.start, {"num": num, "cat": cat, "cand": cand, "events": w.rates[:, RATE["events"]].copy()}))
+        self.first = min(self.first, w.start)
+        self.last_end = max(self.last_end, w.end)
+        while self.items and self.items[0][0] < self.last_end - self.period:
+            self.items.popleft()
+
+    @property
+    def ready(self) -> bool:
+        """A full period of history (windows without traffic simply add nothing)."""
+        return self.last_end - self.first >= self.period
+
+    def total(self) -> dict[str, np.ndarray]:
+        out = {k: v.copy() for k, v in self.items[0][1].items()}
+        for _, arrs in list(self.items)[1:]:
+            for k, v in arrs.items():
+                out[k] += v
+        return out
+
+
+def _scaled(usual: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """``usual`` rows rescaled to the row totals of ``counts`` (rows without history keep ``counts``)."""
+    tot = usual.sum(axis=1, keepdims=True)
+    return np.where(tot > 0, usual / np.maximum(tot, 1e-12) * counts.sum(axis=1, keepdims=True), counts)
+
+
+def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    """[lo, hi) runs of True in a boolean vector."""
+    d = np.diff(np.concatenate([[0], mask.astype(np.int8), [0]]))
+    return list(zip(np.flatnonzero(d == 1).tolist(), np.flatnonzero(d == -1).tolist(), strict=True))
+
+
+def _ext(a: np.ndarray, v: View) -> np.ndarray:
+    real, srows = v.rows[~v.comp], v.rows[v.comp]
+    return np.concatenate([a[real], a[0][None] - a[srows]], axis=0)
+
+
+def daily_checks(lay: Layout, v: View, day: dict[str, np.ndarray], sb: SeasonalBaseline, st: DetectorSettings,
+                 cands: np.ndarray) -> list[Result]:
+    """Distribution skew of the trailing day per pseudo-row of ``v`` (see the module docstring)."""
+    D = {k: _ext(a, v) for k, a in day.items()}
+    out: list[Result] = []
+    for j in range(lay.n_num_blocks):
+        out.extend(_numeric(lay, v, D, sb, st, j, cands))
+    for j in range(len(lay.categorical)):
+        out.extend(_categorical(lay, v, D, st, j))
+    return out
+
+
+def _numeric(lay: Layout, v: View, D: dict[str, np.ndarray], sb: SeasonalBaseline, st: DetectorSettings, j: int,
+             cands: np.ndarray) -> list[Result]:
+    th = st.thresholds
+    name = SCORE if j == lay.n_num_blocks - 1 else lay.numeric[j]
+    feature = "score" if name == SCORE else name
+    cb = sb.blocks[j]
+    coarse = D["num"][:, cb.start : cb.stop - 1]
+    miss = D["num"][:, cb.stop - 1]
+    n_nm = coarse.sum(axis=1)
+    n_all = n_nm + miss
+    P = v.P
+    refs = _ref_rows(lay, v, name)
+    has = np.array([isinstance(r, NumericProfile) and r.n > 0 for r in refs])
+    out: list[Result] = []
+    # missing values
+    p0 = np.array([r.missing_rate if h else np.nan for r, h in zip(refs, has, strict=True)])
+    n0 = np.array([r.count if h else 0 for r, h in zip(refs, has, strict=True)], dtype=np.float64)
+    rate = np.divide(miss, n_all, out=np.zeros(P), where=n_all > 0)
+    delta = rate - np.nan_to_num(p0)
+    pv = stats.proportion_test(miss, n_all, np.nan_to_num(p0), alternative="greater", n0=np.maximum(n0, 1))
+    out.append(Result(
+        "missing_values", feature, "missing_rate_delta_24h", delta, has & (n_all >= st.min_count), delta >= th.missing_delta_warning,
+        delta >= th.missing_delta_critical, pv, th.missing_delta_warning,
+        lambda i: {"reference": {"missing_rate": _r(p0[i])}, "current": {"missing_rate": _r(rate[i]), "count": int(n_all[i]),
+                                                                        }, "span": SPAN},
+        lambda i: f"{feature} was missing in {rate[i]:.1%} of the last day's events (training: {p0[i]:.1%}): check the "
+                  "feature pipeline / join that fills it"))
+    # the share of one exact value (defaults, fallbacks)
+    shares = D["cand"][:, j, :] / np.maximum(n_nm, 1)[:, None]
+    r0 = np.array([[value_share(r, float(c)) if h and not np.isnan(c) else np.nan for c in cands[j]]
+                   for r, h in zip(refs, has, strict=True)])
+    d_all = np.where(np.isnan(r0), -np.inf, shares - np.nan_to_num(r0))
+    best = np.argmax(d_all, axis=1)
+    idx = np.arange(P)
+    sh, ref_sh, vals = shares[idx, best], r0[idx, best], cands[j][best]
+    dd = sh - np.nan_to_num(ref_sh)
+    pv_d = stats.proportion_test(sh * n_nm, n_nm, np.nan_to_num(ref_sh), alternative="greater")
+    warn_d = (dd >= th.default_share_delta) & (sh >= 2 * np.nan_to_num(ref_sh))
+    spike = "score_drift" if name == SCORE else "default_value_spike"
+    what = "a constant default score is being served (fallback?)" if name == SCORE else "a default or fallback value is being served"
+    out.append(Result(
+        spike, feature, "value_share_24h", sh, (n_nm >= st.min_count) & np.isfinite(d_all[idx, best]), warn_d,
+        warn_d & (dd >= 2 * th.default_share_delta), pv_d, np.nan_to_num(ref_sh) + th.default_share_delta,
+        lambda i: {"value": _r(vals[i]), "reference": {"share": _r(ref_sh[i])},
+                   "current": {"share": _r(sh[i]), "count": int(sh[i] * n_nm[i])}, "span": SPAN},
+        lambda i: f"{feature} = {vals[i]:.4g} in {sh[i]:.1%} of the last day's events (training: {ref_sh[i]:.1%}): {what}"))
+    # distribution: out of range, PSI
+    if has.any():
+        g = lay.coarse[j]
+        RC = np.stack([np.bincount(g, weights=np.asarray(r.freqs), minlength=coarse.shape[1]) if h and len(r.freqs) == len(g)
+                       else np.full(coarse.shape[1], np.nan) for r, h in zip(refs, has, strict=True)])
+        ok = has & ~np.isnan(RC[:, 0])
+        RC = np.where(ok[:, None], RC, 1.0 / coarse.shape[1])
+        ref_n = np.maximum(n0 - np.nan_to_num(p0) * n0, 1)
+        tested = ok & (n_nm >= st.min_count)
+        kind = "score_drift" if name == SCORE else "feature_drift"
+        oor = np.divide(coarse[:, 0] + coarse[:, -1], n_nm, out=np.zeros(P), where=n_nm > 0)
+        pv_o = stats.proportion_test(coarse[:, 0] + coarse[:, -1], n_nm, 1.0 / ref_n, alternative="greater")
+        out.append(Result(
+            kind, feature, "out_of_range_share_24h", oor, tested, oor >= th.out_of_range_warning, oor >= 4 * th.out_of_range_warning,
+            pv_o, th.out_of_range_warning,
+            lambda i: {"reference": {"min": _r(refs[i].min), "max": _r(refs[i].max)}, "current": {"outside": _r(oor[i])}, "span": SPAN},
+            lambda i: f"{oor[i]:.1%} of the last day's {feature} values fall outside the training range"))
+        psi = stats.psi(RC, coarse)
+        _, _, pv_p = stats.gtest_gof(coarse, RC, ref_n=ref_n)
+        out.append(Result(
+            kind, feature, "psi_24h", psi, tested, psi >= th.psi_warning, psi >= th.psi_critical, pv_p, th.psi_warning,
+            lambda i: {"reference": {"bins": _shares(RC[i])}, "current": {"bins": _shares(coarse[i]), "count": int(n_nm[i])}, "span": SPAN},
+            lambda i: f"over the last day {feature}'s distribution moved away from training (PSI {psi[i]:.2f})"))
+    return out
+
+
+def _categorical(lay: Layout, v: View, D: dict[str, np.ndarray], st: DetectorSettings, j: int) -> list[Result]:
+    th = st.thresholds
+    name = lay.categorical[j]
+    cats = list(lay.cat_vocab[name])
+    V = len(cats)
+    off = int(lay.cat_offsets[j])
+    cnt = D["cat"][:, off : off + V + 2]
+    obs, miss = cnt[:, : V + 1], cnt[:, V + 1]
+    n_nm = obs.sum(axis=1)
+    n_all = n_nm + miss
+    P = v.P
+    refs = _ref_rows(lay, v, name)
+    has = np.array([isinstance(r, CategoricalProfile) and r.n > 0 for r in refs])
+    out: list[Result] = []
+    p0 = np.array([r.missing_rate if h else np.nan for r, h in zip(refs, has, strict=True)])
+    n0 = np.array([r.count if h else 0 for r, h in zip(refs, has, strict=True)], dtype=np.float64)
+    rate = np.divide(miss, n_all, out=np.zeros(P), where=n_all > 0)
+    delta = rate - np.nan_to_num(p0)
+    pv = stats.proportion_test(miss, n_all, np.nan_to_num(p0), alternative="greater", n0=np.maximum(n0, 1))
+    out.append(Result(
+        "missing_values", name, "missing_rate_delta_24h", delta, has & (n_all >= st.min_count), delta >= th.missing_delta_warning,
+        delta >= th.missing_delta_critical, pv, th.missing_delta_warning,
+        lambda i: {"reference": {"missing_rate": _r(p0[i])}, "current": {"missing_rate": _r(rate[i]), "count": int(n_all[i]),
+                                                                        }, "span": SPAN},
+        lambda i: f"{name} was missing in {rate[i]:.1%} of the last day's events (training: {p0[i]:.1%}): check the "
+                  "feature pipeline / join that fills it"))
+    if has.any():
+        RS = np.stack([np.array([r.categories.get(c, 0.0) for c in cats] + [max(0.0, 1.0 - sum(r.categories.get(c, 0.0) for c in cats))])
+                       if h else np.full(V + 1, 1.0 / (V + 1)) for r, h in zip(refs, has, strict=True)])
+        ref_n = np.maximum(n0 * (1 - np.nan_to_num(p0)), 1)
+        li = stats.linf(RS, obs)
+        _, _, pv_l = stats.gtest_gof(obs, RS, ref_n=ref_n)
+        out.append(Result(
+            "feature_drift", name, "linf_24h", li, has & (n_nm >= st.min_count), li >= th.linf_warning, li >= th.linf_critical, pv_l,
+            th.linf_warning,
+            lambda i: {"reference": _cat_shares(cats, RS[i]), "current": _cat_shares(cats, obs[i] / max(n_nm[i], 1)), "span": SPAN},
+            lambda i: f"over the last day {name}'s category mix moved away from training (L-inf {li[i]:.2f})"))
+    return out
+
