@@ -98,7 +98,7 @@ def _ext(a: np.ndarray, v: View) -> np.ndarray:
 def daily_checks(lay: Layout, v: View, day: dict[str, np.ndarray], sb: SeasonalBaseline, st: DetectorSettings,
                  cands: np.ndarray) -> list[Result]:
     """Distribution skew of the trailing day per pseudo-row of ``v`` (see the module docstring)."""
-    D = {k: _ext(a, v) for k, a in day.items()}
+    D = {k: np.maximum(_ext(a, v), 0.0) for k, a in day.items()}  # substituted series are fractional
     out: list[Result] = []
     for j in range(lay.n_num_blocks):
         out.extend(_numeric(lay, v, D, sb, st, j, cands))
@@ -135,7 +135,7 @@ def _numeric(lay: Layout, v: View, D: dict[str, np.ndarray], sb: SeasonalBaselin
         lambda i: f"{feature} was missing in {rate[i]:.1%} of the last day's events (training: {p0[i]:.1%}): check the "
                   "feature pipeline / join that fills it"))
     # the share of one exact value (defaults, fallbacks)
-    shares = D["cand"][:, j, :] / np.maximum(n_nm, 1)[:, None]
+    shares = np.minimum(D["cand"][:, j, :] / np.maximum(n_nm, 1)[:, None], 1.0)
     r0 = np.array([[value_share(r, float(c)) if h and not np.isnan(c) else np.nan for c in cands[j]]
                    for r, h in zip(refs, has, strict=True)])
     d_all = np.where(np.isnan(r0), -np.inf, shares - np.nan_to_num(r0))
@@ -163,8 +163,9 @@ def _numeric(lay: Layout, v: View, D: dict[str, np.ndarray], sb: SeasonalBaselin
         ref_n = np.maximum(n0 - np.nan_to_num(p0) * n0, 1)
         tested = ok & (n_nm >= st.min_count)
         kind = "score_drift" if name == SCORE else "feature_drift"
-        oor = np.divide(coarse[:, 0] + coarse[:, -1], n_nm, out=np.zeros(P), where=n_nm > 0)
-        pv_o = stats.proportion_test(coarse[:, 0] + coarse[:, -1], n_nm, 1.0 / ref_n, alternative="greater")
+        out_n = np.minimum(coarse[:, 0] + coarse[:, -1], n_nm)
+        oor = np.divide(out_n, n_nm, out=np.zeros(P), where=n_nm > 0)
+        pv_o = stats.proportion_test(out_n, n_nm, 1.0 / ref_n, alternative="greater")
         out.append(Result(
             kind, feature, "out_of_range_share_24h", oor, tested, oor >= th.out_of_range_warning, oor >= 4 * th.out_of_range_warning,
             pv_o, th.out_of_range_warning,

@@ -50,7 +50,7 @@ def _missing(feature: str, miss: np.ndarray, n_all: np.ndarray, bmiss: np.ndarra
              P: int) -> Result:
     th = st.thresholds
     rate = np.divide(miss, n_all, out=np.zeros(P), where=n_all > 0)
-    brate = np.divide(bmiss, bn, out=np.zeros(P), where=bn > 0)
+    brate = np.clip(np.divide(bmiss, bn, out=np.zeros(P), where=bn > 0), 0.0, 1.0)
     delta = rate - brate
     pv = stats.proportion_test(miss, n_all, brate, alternative="greater", n0=np.maximum(bn, 1))
     return Result(
