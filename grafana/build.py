@@ -13,7 +13,8 @@ Prometheus histograms read with ``histogram_quantile`` (aggregated over replicas
 
 The same run packages the dashboards for Kubernetes: ``grafana/kubernetes/dashboards.yaml`` (one
 ConfigMap per dashboard with the ``grafana_dashboard: "1"`` label the kube-prometheus-stack
-Grafana sidecar loads) and ``deploy/helm/skewwatch/dashboards/`` (the chart's copies).
+Grafana sidecar loads) and ``deploy/helm/skewwatch/dashboards/`` plus the chart's copy of
+``deploy/prometheus/rules.yml`` (a chart can only read files inside itself).
 """
 
 from __future__ import annotations
@@ -543,6 +544,7 @@ def outputs() -> dict[Path, str]:
     out: dict[Path, str] = {OUT / name: text for name, text in rendered.items()}
     out.update({CHART_COPY / name: text for name, text in rendered.items()})
     out[CONFIGMAPS] = configmaps(rendered)
+    out[CHART_COPY.parent / "files" / "rules.yml"] = (HERE.parent / "deploy" / "prometheus" / "rules.yml").read_text()
     return out
 
 
