@@ -130,12 +130,14 @@ class ModelState:
         self.last_window: WindowCounts | None = None
 
     # ---------------------------------------------------------------- candidates for value spikes
-    def discover_candidates(self, b: PredictionBatch) -> None:
-        n = b.n
+    def discover_candidates(self, b: PredictionBatch, idx: np.ndarray | None = None) -> None:
+        """Start tracking exact values that hold >= 20% of a sample of the events (``idx``: one window's)."""
+        n = b.n if idx is None else idx.size
         if n < 50:
             return
-        m = min(n, 256)
-        X = np.concatenate([b.num[:m], b.score[:m, None]], axis=1)
+        pick = np.linspace(0, n - 1, min(n, 256)).astype(np.int64)  # spread over the window, not its start
+        rows = pick if idx is None else idx[pick]
+        X = np.concatenate([b.num[rows], b.score[rows, None]], axis=1)
         for j in range(X.shape[1]):
             col = X[:, j]
             col = col[~np.isnan(col)]
@@ -311,11 +313,11 @@ class Engine:
             if v in ms.versions or len(ms.versions) < 32:
                 ms.versions[v] = ms.versions.get(v, 0) + c
             ms.last_version = v
-        ms.discover_candidates(b)
         lay = ms.layout
         row_codes_all = [voc.codes(b.slices.get(d, [None] * b.n)) for d, voc in zip(lay.dims, lay.vocabs, strict=True)]
         uniq = np.unique(starts)
         for s in uniq.tolist():
+            ms.discover_candidates(b, None if len(uniq) == 1 else np.flatnonzero(starts == s))
             w = ms.windows.get(s)
             if w is None:
                 w = WindowCounts.empty(lay, s, s + W)

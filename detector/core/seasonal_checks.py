@@ -73,20 +73,27 @@ def _numeric(lay: Layout, v: View, sb: SeasonalBaseline, st: DetectorSettings, j
     base = v.base["num"][:, cb.start : cb.stop]  # type: ignore[index]
     n_nm, bn_nm = cur[:, :-1].sum(axis=1), base[:, :-1].sum(axis=1)
     out = [_missing(feature, cur[:, -1], n_nm + cur[:, -1], base[:, -1], bn_nm + base[:, -1], st, P)]
-    # one exact value's share against its share at this time of day
-    ok_c = ~np.isnan(cands[j]) & (sb.cand_days[slot, j] >= st.seasonal_min_days)
-    if ok_c.any():
+    # one exact value's share against its share at this time of day: the value's own history once it
+    # has been tracked long enough, before that the usual share of the bin it falls in (an upper bound)
+    known = ~np.isnan(cands[j])
+    if known.any():
+        edges = lay.score_edges if name == SCORE else lay.num_edges[j]
+        fine = np.searchsorted(edges, np.nan_to_num(cands[j]), side="right")
+        cbin = lay.coarse[j][np.minimum(fine, len(lay.coarse[j]) - 1)]
         sh = v.arrays["cand"][:, j, :] / np.maximum(n_nm, 1)[:, None]
         bnc = v.base["cand_n"][:, j, :]  # type: ignore[index]
-        bsh = v.base["cand"][:, j, :] / np.maximum(bnc, 1e-12)  # type: ignore[index]
-        ok_c = ok_c[None, :] & (bnc >= st.min_count)
-        d_all = np.where(ok_c, sh - bsh, -np.inf)
+        own = (sb.cand_days[slot, j] >= st.seasonal_min_days)[None, :] & (bnc >= st.min_count)
+        b_own = v.base["cand"][:, j, :] / np.maximum(bnc, 1e-12)  # type: ignore[index]
+        b_bin = base[:, cbin] / np.maximum(bn_nm, 1e-12)[:, None]
+        bsh = np.clip(np.where(own, b_own, b_bin), 0.0, 1.0)
+        bcount = np.where(own, bnc, bn_nm[:, None])
+        ok = known[None, :] & (bcount >= st.min_count)
+        d_all = np.where(ok, sh - bsh, -np.inf)
         best = np.argmax(d_all, axis=1)
         idx = np.arange(P)
-        s, b, vals = sh[idx, best], bsh[idx, best], cands[j][best]
+        s, b, vals, bn_c = sh[idx, best], bsh[idx, best], cands[j][best], bcount[idx, best]
         dd = s - b
-        bn_c = bnc[idx, best]
-        pv = stats.proportion_test(s * n_nm, n_nm, np.clip(b, 0, 1), alternative="greater", n0=np.maximum(bn_c, 1))
+        pv = stats.proportion_test(s * n_nm, n_nm, b, alternative="greater", n0=np.maximum(bn_c, 1))
         warn = (dd >= th.default_share_delta) & (s >= 2 * b)
         kind = "score_drift" if name == SCORE else "default_value_spike"
         what = ("a constant default score is being served (fallback?)" if name == SCORE
@@ -130,13 +137,14 @@ def _time_shift(lay: Layout, v: View, sb: SeasonalBaseline, st: DetectorSettings
         hist = sb.num if src == "coarse" else sb.cat
         every = np.concatenate([hist[:, real][:, :, cols], hist[:, 0][:, None, cols] - hist[:, srows][:, :, cols]], axis=1)
         own = _dist(src, every[slot], cur)
-        cand = np.flatnonzero(~v.comp & (n >= st.min_count) & (every[slot].sum(axis=1) >= st.min_count) & (own >= 2 * thr))
+        cand = np.flatnonzero(~v.comp & (n >= st.min_count_rate) & (every[slot].sum(axis=1) >= st.min_count_rate)
+                              & (own >= 2 * thr))
         for i in cand.tolist():
             scores = {}
             for k in range(1, per_day):
                 for shift in (k, -k):
                     s2 = (slot - shift) % sb.slots
-                    if every[s2, i].sum() >= st.min_count:
+                    if every[s2, i].sum() >= st.min_count_rate:
                         scores[shift] = float(_dist(src, every[s2, i][None], cur[i][None])[0])
             if not scores:
                 continue

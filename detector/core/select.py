@@ -5,9 +5,10 @@
    false discoveries bounded however many features and slices a model has. A finding also needs
    its effect size over the threshold, so huge volumes do not turn trivia into alerts.
 2. **Localisation.** A fault in one slice also moves the all-traffic row. For each statistic,
-   a breaching slice whose *complement* (all traffic minus that slice) is clean explains the
-   breach: the finding is reported for that slice alone (when all traffic breaches as well, only
-   if the slice's effect is at least ``LOCALIZE_RATIO`` times the all-traffic effect). If the rest
+   a breaching slice whose *complement* (all traffic minus that slice) was tested and is clean
+   (its effect under the threshold: a complement too small to show the effect is not "clean")
+   explains the breach: the finding is reported for that slice alone, whatever the all-traffic
+   row shows (a p95 latency x6 in one channel moves the overall p95 almost as much). If the rest
    of the traffic breaches too, the fault is global and slice rows are not reported separately.
 3. **De-duplication.** One root cause moves several statistics of a feature (a unit change also
    moves PSI and the out-of-range share). Per (feature, slice) only the most specific kind is
@@ -38,8 +39,6 @@ PRIORITY = [
     ("feature_drift", "mean_shift"), ("score_drift", "mean_shift"),
 ]
 _RANK = {k: i for i, k in enumerate(PRIORITY)}
-COMPLEMENT_ALPHA = 0.01
-LOCALIZE_RATIO = 2.0
 # New category values come from encoders and lookups shared by all traffic; when they show in
 # all traffic, a slice that merely holds the renamed category (DE lives in region=eu) does not
 # make it a slice problem.
@@ -101,18 +100,14 @@ def select_findings(results: list[Result], v: View, q: float, suppressed: list[F
             ci = comp_index.get(row)
             if ci is None:
                 continue
-            comp_breach = bool(r.tested[ci] and r.warn[ci] and (np.isnan(r.pvalue[ci]) or r.pvalue[ci] < COMPLEMENT_ALPHA))
-            if not comp_breach:
+            # the rest of the traffic was tested and is clean (its effect is under the threshold, so
+            # low power cannot pass for "clean"): the slice explains the breach
+            if bool(r.tested[ci]) and not bool(r.warn[ci]):
                 localized.append(k)
         if localized:
             best_k = max(localized, key=lambda k: (effect[k], -v.events[k]))
-            # the rest of the traffic is clean; if all traffic breaches too, only call it a slice
-            # problem when the slice's effect clearly dominates (a fault that is merely correlated
-            # with a slice — a renamed category that lives in one region — stays global)
-            if global_hit and (effect[best_k] < LOCALIZE_RATIO * effect[0] or r.kind in GLOBAL_FIRST):
-                keep = [0]
-            else:
-                keep = [best_k]
+            # new category values come from encoders shared by all traffic: they stay global
+            keep = [0] if global_hit and r.kind in GLOBAL_FIRST else [best_k]
         elif global_hit:
             keep = [0]
         else:
@@ -137,7 +132,11 @@ def dedup(out: list[Finding], suppressed: list[Finding] | None = None) -> list[F
         cur = best.get(key)
         if cur is None or _rank(f.kind, f.statistic) < _rank(cur.kind, cur.statistic):
             best[key] = f
-    kept = sorted(best.values(), key=lambda f: (_rank(f.kind, f.statistic), f.feature or "", f.row))
+    # a slice whose clock is shifted explains its feature's drift in all traffic
+    shifted = {f.feature for f in best.values() if f.statistic == "time_shift_hours" and f.row != 0}
+    kept = sorted((f for f in best.values() if not (f.row == 0 and f.feature in shifted and f.kind == "feature_drift"
+                                                    and f.statistic != "time_shift_hours")),
+                  key=lambda f: (_rank(f.kind, f.statistic), f.feature or "", f.row))
     if suppressed is not None:
         ids = {id(f) for f in kept}
         suppressed.extend(f for f in out if id(f) not in ids)
