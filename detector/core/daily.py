@@ -66,6 +66,11 @@ class DayRing:
             self.items.popleft()
 
     @property
+    def oldest(self) -> float:
+        """Start of the oldest window in the day (inf when empty)."""
+        return self.items[0][0] if self.items else np.inf
+
+    @property
     def ready(self) -> bool:
         """A full period of history (windows without traffic simply add nothing)."""
         return self.last_end - self.first >= self.period

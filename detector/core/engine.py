@@ -114,6 +114,9 @@ class ModelState:
         self.day = DayRing(86400.0)  # the trailing day, for skew vs training without hourly profiles
         nb = self.layout.n_num_blocks
         self.cands = np.full((nb, N_CAND), np.nan)
+        # windows starting at or after cand_since[j, k] counted every hit of candidate k (it was
+        # tracked before their first event): only those windows may judge it
+        self.cand_since = np.full((nb, N_CAND), -np.inf)
         self.cand_ref = np.zeros((nb, N_CAND))
         for j, p in enumerate(self.layout.num_all_profiles):
             if p is not None and p.top_value is not None and p.top_share >= 0.01:
@@ -130,7 +133,7 @@ class ModelState:
         self.last_window: WindowCounts | None = None
 
     # ---------------------------------------------------------------- candidates for value spikes
-    def discover_candidates(self, b: PredictionBatch, idx: np.ndarray | None = None) -> None:
+    def discover_candidates(self, b: PredictionBatch, idx: np.ndarray | None = None, start: float = -np.inf) -> None:
         """Start tracking exact values that hold >= 20% of a sample of the events (``idx``: one window's)."""
         n = b.n if idx is None else idx.size
         if n < 50:
@@ -154,13 +157,20 @@ class ModelState:
             free = np.flatnonzero(np.isnan(row))
             if free.size == 0:
                 continue
-            self.assign_candidate(j, int(free[0]), v)
+            self.assign_candidate(j, int(free[0]), v, start)
 
-    def assign_candidate(self, j: int, k: int, v: float) -> None:
-        """Track exact value ``v`` of numeric block ``j`` in candidate slot ``k`` from now on."""
+    def assign_candidate(self, j: int, k: int, v: float, start: float) -> None:
+        """Track exact value ``v`` of numeric block ``j`` in candidate slot ``k`` from the window at ``start``
+        on (from the window after the last open one, if windows at or after ``start`` already hold events)."""
         self.cands[j, k] = v
         self.cand_ref[j, k] = value_share(self.layout.num_all_profiles[j], v)
+        W = self.settings.window
+        self.cand_since[j, k] = max([start] + [s + W for s in self.windows if s >= start])
         self.seasonal.reset_candidate(j, k)
+
+    def cands_complete(self, since: float) -> np.ndarray:
+        """Candidate values whose hits are complete in windows from ``since`` on (NaN elsewhere)."""
+        return np.where(self.cand_since <= since, self.cands, np.nan)
 
 
 def _make_detectors(settings: DetectorSettings, n: int) -> list[Any]:
@@ -317,7 +327,7 @@ class Engine:
         row_codes_all = [voc.codes(b.slices.get(d, [None] * b.n)) for d, voc in zip(lay.dims, lay.vocabs, strict=True)]
         uniq = np.unique(starts)
         for s in uniq.tolist():
-            ms.discover_candidates(b, None if len(uniq) == 1 else np.flatnonzero(starts == s))
+            ms.discover_candidates(b, None if len(uniq) == 1 else np.flatnonzero(starts == s), s)
             w = ms.windows.get(s)
             if w is None:
                 w = WindowCounts.empty(lay, s, s + W)
@@ -442,8 +452,9 @@ class Engine:
         ms.last_window = w
         self.counters.windows_closed += 1
         v = build_view(lay, w, ms.seasonal, st)
-        results = run_checks(lay, v, ms.seasonal, st, ms.cands, ms.cand_ref)
-        results.extend(seasonal_checks(lay, v, ms.seasonal, st, ms.cands))
+        cands = ms.cands_complete(w.start)
+        results = run_checks(lay, v, ms.seasonal, st, cands, ms.cand_ref)
+        results.extend(seasonal_checks(lay, v, ms.seasonal, st, cands))
         results.extend(self.adoption.results(ms.name, lay, v, st))
         suppressed: list[Finding] = []
         findings = select_findings(results, v, st.fdr_q, suppressed)
@@ -454,7 +465,7 @@ class Engine:
         hourly |= {(k, f or None) for k, f, s in self.alerts.firing_stats(ms.name) if k not in OUTCOME_KINDS and not s.endswith("_24h")}
         ms.day.add(w, ms.seasonal.coarse(w), ms.seasonal, Frozen.of(ms.seasonal, lay, hourly))
         if not v.extra["hourly_skew"] and ms.day.ready:
-            daily = daily_checks(lay, v, ms.day.total(), ms.seasonal, st, ms.cands)
+            daily = daily_checks(lay, v, ms.day.total(), ms.seasonal, st, ms.cands_complete(ms.day.oldest))
             results.extend(daily)
             findings = dedup(findings + select_findings(daily, v, st.fdr_q, suppressed), suppressed)
         ms.last_stats = _gauges(lay, v, results)
@@ -479,7 +490,7 @@ class Engine:
         # teach the seasonal baseline, except the series that belong to a finding or an open incident
         keys = {(f.kind, f.feature) for f in findings} | {(f.kind, f.feature) for f in suppressed}
         keys |= {(k, f or None) for k, f in self.alerts.firing_keys(ms.name) if k not in OUTCOME_KINDS}
-        ms.seasonal.update(w, Frozen.of(ms.seasonal, lay, keys))
+        ms.seasonal.update(w, Frozen.of(ms.seasonal, lay, keys), ms.cand_since <= w.start)
         ms.last_summary = {"window": window, "events": w.events, "findings": len(findings), "late": w.late}
         return alerts
 
@@ -526,7 +537,7 @@ class Engine:
             models[name] = {
                 "dims": ms.layout.dims, "codes": ms.codes,
                 "vocabs": [(v.values, v.overflow) for v in ms.layout.vocabs],
-                "windows": ms.windows, "seasonal": ms.seasonal, "day": ms.day, "cands": ms.cands, "cand_ref": ms.cand_ref,
+                "windows": ms.windows, "seasonal": ms.seasonal, "day": ms.day, "cands": ms.cands, "cand_ref": ms.cand_ref, "cand_since": ms.cand_since,
                 "detectors": ms.detectors, "shift_active": ms.shift_active, "versions": ms.versions,
                 "last_version": ms.last_version,
                 "last_window": ms.last_window, "last_stats": ms.last_stats, "last_summary": ms.last_summary,
@@ -559,6 +570,7 @@ class Engine:
                 voc.__post_init__()
             ms.windows, ms.seasonal, ms.cands, ms.cand_ref = m["windows"], m["seasonal"], m["cands"], m["cand_ref"]
             ms.day = m.get("day") or ms.day
+            ms.cand_since = m.get("cand_since", ms.cand_since)
             ms.detectors, ms.shift_active, ms.versions = m["detectors"], m["shift_active"], m["versions"]
             ms.last_version = m["last_version"]
             ms.last_window = m.get("last_window")
@@ -682,7 +694,7 @@ def _remap_candidates(w: WindowCounts, cands: np.ndarray, ms: ModelState) -> Non
                 if free.size == 0:
                     continue
                 k = int(free[0])
-                ms.assign_candidate(j, k, float(v))
+                ms.assign_candidate(j, k, float(v), w.start)
             else:
                 k = int(hit[0])
             out[:, j, k] += w.cand[:, j, c]

@@ -124,8 +124,11 @@ class SeasonalBaseline:
     def coarse(self, w: WindowCounts) -> np.ndarray:
         return np.add.reduceat(w.num, self.starts, axis=1)
 
-    def update(self, w: WindowCounts, frozen: Frozen | None = None) -> None:
-        """Fold a closed window into its slot, except the series ``frozen`` names (open incidents)."""
+    def update(self, w: WindowCounts, frozen: Frozen | None = None, cands_ok: np.ndarray | None = None) -> None:
+        """Fold a closed window into its slot, except the series ``frozen`` names (open incidents).
+
+        ``cands_ok`` (blocks x candidates): candidates whose hits this window counted completely; the
+        others' history is left as it is."""
         fz = frozen or Frozen.none(self)
         s = self.slot(w.start)
         k = self.decay_per_update
@@ -147,13 +150,11 @@ class SeasonalBaseline:
         sx_new[:, fz.num] = self.sx[s][:, fz.num]
         nx_new[:, fz.num] = self.nx[s][:, fz.num]
         self.sx[s], self.nx[s] = sx_new, nx_new
-        cand = self.cand[s] * k + w.cand
-        cand[:, fz.num] = self.cand[s][:, fz.num]
-        self.cand[s] = cand
-        cand_n = self.cand_n[s] * k + nx[:, :, None]
-        cand_n[:, fz.num] = self.cand_n[s][:, fz.num]
-        self.cand_n[s] = cand_n
-        self.cand_days[s] += self.days_per_update
+        ok = np.ones(self.cand_days.shape[1:], bool) if cands_ok is None else cands_ok.copy()
+        ok[fz.num] = False
+        self.cand[s] = np.where(ok[None], self.cand[s] * k + w.cand, self.cand[s])
+        self.cand_n[s] = np.where(ok[None], self.cand_n[s] * k + nx[:, :, None], self.cand_n[s])
+        self.cand_days[s] += np.where(ok, self.days_per_update, 0.0)
         rates = self.rates[s] * k + w.rates
         rates[:, fz.rates] = self.rates[s][:, fz.rates]
         self.rates[s] = rates
