@@ -15,7 +15,7 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
-from detector.core.select import Finding
+from detector.core.select import Finding, is_generic
 from detector.core.settings import DetectorSettings
 from detector.core.timeparse import format_ts
 from detector.core.triage import triage
@@ -142,6 +142,10 @@ class AlertManager:
             # second window to rule out noise
             fact = f.pvalue is None and f.statistic != "mean_shift"
             need = st.fire_after_critical if (f.severity == "critical" or fact) else st.fire_after
+            if is_generic(f.kind, f.statistic):
+                # "a feature moved" waits a window even when large: a partial first hour of a unit change
+                # or a default value looks like drift, and the next one names the specific cause
+                need = max(need, st.fire_after)
             if f.kind in OUTCOME_KINDS and f.row_is_slice:
                 # a slice's labelled cohort is small and noisy: it must breach twice in a row
                 need = max(need, st.fire_after)

@@ -79,10 +79,6 @@ def build_view(lay: Layout, w: WindowCounts, sb: SeasonalBaseline, settings: Det
     if sb.ready(w.start, settings.seasonal_min_days):
         s = sb.slot(w.start)
         base = {name: _ext(getattr(sb, name)[s], real, slice_rows) for name in ("num", "cat", "rates", "lat", "sx", "nx", "cand", "cand_n")}
-        mixed = sb.remixed_global(s, lay, w.rates[:, RATE["events"]])
-        if mixed is not None:  # all traffic: compared with its usual mix re-weighted to this window's slice mix
-            for name, a in mixed.items():
-                base[name][0] = a
     rows = np.concatenate([real, slice_rows])
     comp = np.concatenate([np.zeros(len(real), bool), np.ones(len(slice_rows), bool)])
     # without hour-of-day training profiles an hour is not comparable with training's whole days:

@@ -43,9 +43,10 @@ from detector.core.eventtime import EventClock
 from detector.core.layout import SCORE, Layout
 from detector.core.reconcile import NOTE, reconciled, served_as_text
 from detector.core.reference import Reference, value_share
+from detector.core.remix import add_variants, collapse
 from detector.core.seasonal import Frozen, SeasonalBaseline
 from detector.core.seasonal_checks import seasonal_checks
-from detector.core.select import Finding, dedup, select_findings
+from detector.core.select import SPECIFIC, Finding, dedup, hold_generic, select_findings
 from detector.core.served import ServedTotals
 from detector.core.settings import DetectorSettings
 from detector.core.window import N_CAND, RATE, WindowCounts
@@ -452,10 +453,12 @@ class Engine:
         ms.last_window = w
         self.counters.windows_closed += 1
         v = build_view(lay, w, ms.seasonal, st)
+        add_variants(v, lay, ms.seasonal)  # all traffic also against its usual mix re-weighted (detector.core.remix)
         cands = ms.cands_complete(w.start)
         results = run_checks(lay, v, ms.seasonal, st, cands, ms.cand_ref)
         results.extend(seasonal_checks(lay, v, ms.seasonal, st, cands))
         results.extend(self.adoption.results(ms.name, lay, v, st))
+        results, v = collapse(results, v)
         suppressed: list[Finding] = []
         findings = select_findings(results, v, st.fdr_q, suppressed)
         findings.extend(self._change_detectors(ms, w, v))
@@ -468,6 +471,8 @@ class Engine:
             daily = daily_checks(lay, v, ms.day.total(), ms.seasonal, st, ms.cands_complete(ms.day.oldest))
             results.extend(daily)
             findings = dedup(findings + select_findings(daily, v, st.fdr_q, suppressed), suppressed)
+        specific = {f for k, f in self.alerts.firing_keys(ms.name) if k in SPECIFIC and f}
+        findings = hold_generic(findings, specific, suppressed)
         ms.last_stats = _gauges(lay, v, results)
         evaluated = {_slice_key(lay.row_label(int(r))) for r, c, n in zip(v.rows, v.comp, v.events, strict=True)
                      if not c and n >= st.min_count_rate}

@@ -24,8 +24,6 @@ from detector.core.window import N_CAND, RATE, WindowCounts
 
 __all__ = ["SeasonalBaseline", "Frozen", "coarse_starts"]
 
-REMIX_TV = 0.05  # slice-mix change (total variation) from which the usual all-traffic mix is re-weighted
-
 #: rate columns each serving-health / policy kind owns (the rest of the rates keep learning)
 _RATE_SERIES = {
     "decision_rate": ("acted", "decided", "overridden", "flag_overridden"),
@@ -167,37 +165,6 @@ class SeasonalBaseline:
                 if v in self.thresholds or len(self.thresholds) < 16:
                     self.thresholds[v] = self.thresholds.get(v, 0.0) + c
         self.days[s] += self.days_per_update
-
-    def remixed_global(self, s: int, lay: Layout, cur_events: np.ndarray) -> dict[str, np.ndarray] | None:
-        """The usual all-traffic arrays of slot ``s`` re-mixed to this window's slice composition.
-
-        At a given time of day the traffic usually comes from a given mix of regions and channels;
-        when the mix itself changes (a region's traffic stops, a holiday closes the branches), the
-        all-traffic distribution moves although no slice's does. Each slice row's usual counts are
-        scaled by (its share now / its usual share) along the dimension whose mix moved most (total
-        variation >= :data:`REMIX_TV`); None when no mix moved, or a value carries traffic it never
-        had at this time (a composition history cannot explain that).
-        """
-        if not lay.dims or cur_events[0] <= 0:
-            return None
-        base_ev = self.rates[s][:, RATE["events"]]
-        if base_ev[0] <= 0:
-            return None
-        best: tuple[float, np.ndarray] | None = None
-        for d in range(len(lay.dims)):
-            rows = np.arange(lay.row_offset(d), lay.row_offset(d) + lay.top_k + 1)
-            w, b = cur_events[rows] / cur_events[0], base_ev[rows] / base_ev[0]
-            tv = 0.5 * float(np.abs(w - b).sum())
-            if tv < REMIX_TV or np.any((b <= 0) & (w > 0)) or (best is not None and tv <= best[0]):
-                continue
-            f = np.zeros(self.rates.shape[1])
-            f[rows] = np.divide(w, b, out=np.zeros_like(w), where=b > 0)
-            best = (tv, f)
-        if best is None:
-            return None
-        f = best[1]
-        return {name: np.tensordot(f, getattr(self, name)[s], axes=(0, 0))
-                for name in ("num", "cat", "rates", "lat", "sx", "nx", "cand", "cand_n")}
 
     def reset_candidate(self, j: int, k: int) -> None:
         """A new exact value took candidate slot ``k`` of block ``j``: its history starts now."""

@@ -25,7 +25,7 @@ import numpy as np
 from detector.core import stats
 from detector.core.checks import Result, View
 
-__all__ = ["Finding", "select_findings", "dedup", "PRIORITY"]
+__all__ = ["Finding", "select_findings", "dedup", "hold_generic", "is_generic", "PRIORITY", "SPECIFIC"]
 
 # most specific first: the statistic that names a root cause wins over generic distribution shift
 PRIORITY = [
@@ -43,6 +43,26 @@ _RANK = {k: i for i, k in enumerate(PRIORITY)}
 # all traffic, a slice that merely holds the renamed category (DE lives in region=eu) does not
 # make it a slice problem.
 GLOBAL_FIRST = frozenset({"unseen_categories"})
+
+
+#: kinds that name a root cause in the feature pipeline (they win over generic drift of the same feature)
+SPECIFIC = frozenset({"schema", "unit_shift", "missing_values", "default_value_spike", "unseen_categories"})
+
+
+def is_generic(kind: str, statistic: str) -> bool:
+    """A distribution-shift statistic that says *that* a feature moved, not why (PSI, L-inf, range, mean)."""
+    return kind in ("feature_drift", "score_drift") and statistic not in ("time_shift_hours", "value_share",
+                                                                         "value_share_vs_seasonal", "value_share_24h")
+
+
+def hold_generic(findings: list[Finding], specific: set[str], suppressed: list[Finding]) -> list[Finding]:
+    """Generic drift of a feature that a specific check (this window, or an open incident) explains waits:
+    the page names the specific cause, and only the specific one."""
+    named = specific | {f.feature for f in findings if f.kind in SPECIFIC and f.feature is not None}
+    named |= {f.feature for f in findings if f.statistic == "time_shift_hours"}
+    held = [f for f in findings if f.feature in named and is_generic(f.kind, f.statistic)]
+    suppressed.extend(held)
+    return [f for f in findings if not any(f is h for h in held)]
 
 
 def _rank(kind: str, stat: str) -> int:
