@@ -124,6 +124,13 @@ def select_findings(results: list[Result], v: View, q: float, suppressed: list[F
             # low power cannot pass for "clean"): the slice explains the breach
             if bool(r.tested[ci]) and not bool(r.warn[ci]):
                 localized.append(k)
+        if not localized and global_hit and r.kind not in GLOBAL_FIRST:
+            # all traffic breaches and the rest of the traffic outside one slice was tested and is clean:
+            # that slice explains it, even when it is too small to be tested on its own in this window
+            for k in np.flatnonzero(real & (v.rows != 0)).tolist():
+                ci = comp_index.get(int(v.rows[k]))
+                if ci is not None and bool(r.tested[ci]) and not bool(r.warn[ci]) and v.events[k] > 0:
+                    localized.append(k)
         if localized:
             best_k = max(localized, key=lambda k: (effect[k], -v.events[k]))
             # new category values come from encoders shared by all traffic: they stay global
