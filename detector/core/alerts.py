@@ -114,6 +114,7 @@ class AlertManager:
         context: dict[str, Any],
         scope: frozenset[str] | None = None,
         hold: set[Key] | None = None,
+        ts: float | None = None,
     ) -> list[Alert]:
         """``findings``: (finding, slice dict); ``evaluated``: slice keys with enough events.
 
@@ -129,6 +130,7 @@ class AlertManager:
         out: list[Alert] = []
         seen: set[Key] = set()
         start, end = window["_start"], window["_end"]
+        at = end if ts is None else ts  # when the alert is raised (event time)
         win = {k: v for k, v in window.items() if not k.startswith("_")}
         for f, sl in findings:
             key: Key = (model, f.kind, f.feature or "", _slice_key(sl))
@@ -153,7 +155,7 @@ class AlertManager:
             if not s.firing and s.streak >= need:
                 s.firing = True
                 s.alert_id = _alert_id(key, s.first_start)
-                a = Alert(s.alert_id, end, "firing", model, context.get("model_version"), f.kind, f.feature, sl,
+                a = Alert(s.alert_id, at, "firing", model, context.get("model_version"), f.kind, f.feature, sl,
                           f.statistic, f.value, f.threshold, f.severity, win, cause, action,
                           {**f.evidence, **({"pvalue": f.pvalue} if f.pvalue is not None else {})}, f.summary)
                 s.last = a.to_dict()
@@ -172,7 +174,7 @@ class AlertManager:
             s.clean += 1
             if s.clean >= st.resolve_after:
                 last = s.last
-                a = Alert(s.alert_id, end, "resolved", model, last.get("model_version"), key[1], key[2] or None,
+                a = Alert(s.alert_id, at, "resolved", model, last.get("model_version"), key[1], key[2] or None,
                           last.get("slice", {}), last.get("statistic", ""), float("nan"), last.get("threshold") or float("nan"),
                           last.get("severity", "warning"), win, last.get("cause", ""), last.get("action", ""),
                           {"last_value": last.get("value"), "fired_at": last.get("ts")},

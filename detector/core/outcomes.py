@@ -80,9 +80,12 @@ class OutcomeSettings:
     max_pending: int = 5_000_000
     early_label_hold: float = 3600.0
     cohort: float | None = None  # cohort length; None = the engine window
-    baseline_cohorts: int = 24
+    baseline_cohorts: int = 48
     min_baseline_cohorts: int = 3
-    maturity_quantile: float = 0.9
+    maturity_quantile: float = 0.5
+    # labelled positives and negatives an evaluation needs before it stops pooling earlier cohorts: a
+    # base-rate change of x1.5 then shows at p < 0.001 with 80% power ((1.5 - 1) sqrt(E) >= 3.1 + 0.84 sqrt(1.5))
+    min_events: int = 70
     min_delays: int = 30
     delay_half_life: float = 7 * 86400.0
     default_threshold: float = 0.5  # decision rule when an event has neither decision nor threshold
@@ -264,7 +267,7 @@ class OutcomeMonitor:
         if hs:
             q = max(hist_quantile(h, st.maturity_quantile) for h in hs)
             if q < 0.5 * span:
-                return float(min(max(q, self.L), st.ttl))
+                return float(min(_grid(max(q, self.L), self.L), st.ttl))
         return float(st.ttl) if span >= st.ttl else None
 
     def advance(self, watermark: float) -> list[Alert]:
@@ -289,10 +292,26 @@ class OutcomeMonitor:
         return out
 
     # ------------------------------------------------------------------ evaluation
-    def _baseline(self, m: _Model, mat: float) -> tuple[Cohort | None, float]:
+    def _pool(self, m: _Model, c: Cohort, mat: float) -> list[Cohort]:
+        """``c`` and the cohorts evaluated just before it at a comparable label age, newest first, until the
+        pool holds ``min_events`` labelled positives and negatives (or spans a day): a quiet model or a
+        rare outcome is judged over enough pairs, a busy one cohort by cohort."""
+        pool = [c]
+        pos, lab = c.cnt[0, C["pos"]], c.cnt[0, C["lab"]]
+        for d in reversed(m.done.values()):
+            if min(pos, lab - pos) >= self.settings.min_events or d.start <= c.start - _DAY:
+                break
+            if d.horizon < mat / 1.5 or d.label_suspect:
+                break
+            pool.append(d)
+            pos, lab = pos + d.cnt[0, C["pos"]], lab + d.cnt[0, C["lab"]]
+        return pool
+
+    def _baseline(self, m: _Model, mat: float, before: float = math.inf, need: int = 0) -> tuple[Cohort | None, float]:
         st = self.settings
-        used = [c for c in reversed(m.done.values()) if c.in_baseline and c.horizon >= mat / 1.5][: st.baseline_cohorts]
-        if len(used) < st.min_baseline_cohorts:
+        used = [c for c in reversed(m.done.values()) if c.in_baseline and c.horizon >= mat / 1.5 and c.start < before]
+        used = used[: st.baseline_cohorts]
+        if len(used) < max(st.min_baseline_cohorts, need):
             return None, math.nan
         b = Cohort(0.0, 0.0, m.layout.n_rows)
         for c in used:
@@ -306,10 +325,15 @@ class OutcomeMonitor:
         lay, ref = m.layout, m.ref
         del m.open[c.start]
         c.horizon = mat
-        base, base_h = self._baseline(m, mat)
+        pool = self._pool(m, c, mat)
+        base, base_h = self._baseline(m, mat, before=pool[-1].start, need=len(pool))
         self._feed_river(m, c, base)
+        pooled = Cohort(pool[-1].start, c.end, lay.n_rows)
+        for d in pool:
+            for k in ("cnt", "rel", "hist", "delay"):
+                getattr(pooled, k)[...] += getattr(d, k)
         active = lay.active_rows()
-        real = active[c.cnt[active, C["pred"]] > 0]
+        real = active[pooled.cnt[active, C["pred"]] > 0]
         if real.size == 0 or real[0] != 0:
             real = np.concatenate([[0], real[real != 0]])
         srows = real[real != 0]
@@ -322,7 +346,7 @@ class OutcomeMonitor:
         arr_b = np.sum(list(m.arr_hist), axis=0) if m.arr_hist else np.zeros_like(m.arrivals)
         zero = Cohort(0.0, 0.0, lay.n_rows)
         b = base or zero
-        cur = Arrays(ext(c.cnt), ext(c.rel), ext(c.hist), ext(c.delay), ext(m.arrivals))
+        cur = Arrays(ext(pooled.cnt), ext(pooled.rel), ext(pooled.hist), ext(pooled.delay), ext(m.arrivals))
         bas = Arrays(ext(b.cnt), ext(b.rel), ext(b.hist), ext(b.delay), ext(arr_b))
         ref_rate, ref_n, ref_oe, s_rate, s_n = (np.full(rows.size, np.nan) for _ in range(5))
         g_rate = ref.label_base_rate
@@ -339,7 +363,6 @@ class OutcomeMonitor:
                 s_rate[i], s_n[i] = sp.label_base_rate, sp.count
                 if sp.score is not None and sp.score.mean:
                     ref_oe[i] = sp.label_base_rate / sp.score.mean
-        n0 = c.cnt[0, C["lab"]]
         recent = [d for d in m.done.values() if d.start > c.start - _DAY and not d.label_suspect]
         day = None
         if (len(recent) + 1) * self.L >= _DAY:  # a full daily cycle of matured cohorts
@@ -376,10 +399,14 @@ class OutcomeMonitor:
         version = max(c.versions.items(), key=lambda kv: kv[1])[0] if c.versions else None
         ctx = {"kinds": kinds, "inputs_stable": inputs_stable, "label_rate_stable": label_stable,
                "label_delay_shift": delay_shift, "model_version": version}
-        window = {"start": format_ts(c.start), "end": format_ts(c.end), "count": int(n0), "_start": c.start, "_end": c.end}
-        evaluated = {_slice_key(lay.row_label(int(r))) for r in real.tolist() if c.cnt[r, C["lab"]] >= th.min_labels}
+        window = {"start": format_ts(pooled.start), "end": format_ts(c.end), "count": int(pooled.cnt[0, C["lab"]]),
+                  "_start": pooled.start, "_end": c.end}
+        evaluated = {_slice_key(lay.row_label(int(r))) for r in real.tolist() if pooled.cnt[r, C["lab"]] >= th.min_labels}
+        for f in findings:
+            f.evidence = {**f.evidence, "label_age_s": round(mat), "cohorts": len(pool)}
         pairs = [(f, lay.row_label(f.row)) for f in findings]
-        alerts = eng.alerts.update(m.name, window, pairs, evaluated, ctx, scope=OUTCOME_KINDS)
+        # an outcome alert is raised when the cohorts matured: that is its time, not the cohort's end
+        alerts = eng.alerts.update(m.name, window, pairs, evaluated, ctx, scope=OUTCOME_KINDS, ts=max(self.now, c.end + mat))
         for a in alerts:
             if a.state == "firing":
                 eng.counters.alerts_fired += 1
@@ -387,6 +414,9 @@ class OutcomeMonitor:
                 eng.counters.alerts_resolved += 1
         # bookkeeping: the baseline learns only from clean cohorts; arrivals and delays roll on
         c.in_baseline = not findings and not (eng.alerts.firing_kinds(m.name) & OUTCOME_KINDS)
+        if not c.in_baseline:
+            for d in pool[1:]:  # pooled with a breach: none of them is a clean reference any more
+                d.in_baseline = False
         c.label_suspect = delay_shift or bool(incomplete[0])
         m.delay_unsettled |= delay_shift
         m.done[c.start] = c
@@ -548,6 +578,17 @@ class OutcomeMonitor:
         self.parity.load_state(state["parity"])
         for lis, st in zip(self.listeners, state.get("listeners") or [], strict=False):
             lis.load_state(st)
+
+
+def _grid(q: float, unit: float) -> float:
+    """``q`` rounded to the nearest step of a sqrt(2) grid of ``unit`` (1, 1.4, 2, 2.8, 4 ... cohorts): the
+    label age at which cohorts are compared moves in steps, so cohorts evaluated one step apart still
+    compare (``horizon >= maturity / 1.5``) while the delay estimate settles.
+
+    >>> [round(_grid(h * 3600.0, 3600.0) / 3600, 2) for h in (1, 1.6, 30, 41)]
+    [1.0, 1.41, 32.0, 45.25]
+    """
+    return unit * 2.0 ** (round(2 * math.log2(q / unit)) / 2)
 
 
 def _incomplete(cur: np.ndarray, base: np.ndarray, expected: np.ndarray) -> np.ndarray:
