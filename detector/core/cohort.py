@@ -76,6 +76,7 @@ class Cohort:
     input_kinds: set[str] = field(default_factory=set)  # input alert kinds firing while it matured
     horizon: float = float("nan")  # label age at evaluation (the maturity used); NaN = not evaluated
     late: int = 0  # labels that arrived after the evaluation (counted, not folded in)
+    late_pos: float = 0.0  # ... of which positive (the production delay profile: see OutcomeMonitor.censoring)
     in_baseline: bool = False
     label_suspect: bool = False  # its labels were judged incomplete at evaluation (delay shift)
 
@@ -145,6 +146,7 @@ class Cohort:
             self.versions[v] = self.versions.get(v, 0) + c
         self.input_kinds |= other.input_kinds
         self.late += other.late
+        self.late_pos += other.late_pos
 
 
 # --------------------------------------------------------------------------- metrics (vectorised over rows)

@@ -115,6 +115,7 @@ class _Model:
         self.adwin = drift.ADWIN(delta=river_delta)
         self.latched = False
         self.delay_unsettled = False  # a delay shift was seen and the maturity is still rising
+        self.horizon = 0.0  # the label age cohorts are evaluated at (ratchets up)
         self.stats: dict[str, Any] = {}
 
     def ridx(self, codes: np.ndarray) -> np.ndarray:
@@ -246,6 +247,7 @@ class OutcomeMonitor:
                         store.set_counted(slots[f], np.ones(f.size, dtype=np.int8))
                     elif target is not None:
                         target.late += int(f.size)
+                        target.late_pos += float(new[f].sum())
                 k = np.flatnonzero(here & ~first & (counted == 1))
                 if k.size and target is not None:  # a correction: move the pair to its new label
                     r, sc, pr = ridx[k], score[k], pred[k]
@@ -264,11 +266,19 @@ class OutcomeMonitor:
         st = self.settings
         span = watermark - m.first_ts
         hs = [h for h in m.delay_cls if h.sum() >= st.min_delays] or ([m.delay_all[0]] if m.delay_all[0].sum() >= st.min_delays else [])
+        mat = None
         if hs:
             q = max(hist_quantile(h, st.maturity_quantile) for h in hs)
             if q < 0.5 * span:
-                return float(min(_grid(max(q, self.L), self.L), st.ttl))
-        return float(st.ttl) if span >= st.ttl else None
+                mat = float(min(_grid(max(q, self.L), self.L), st.ttl))
+        if mat is None and span >= st.ttl:
+            mat = float(st.ttl)
+        if mat is None:
+            return None
+        # the age only ratchets up: early estimates are short (long delays are not observed yet), and
+        # cohorts are only ever compared with cohorts measured at the very same age
+        m.horizon = max(m.horizon, mat)
+        return m.horizon
 
     def advance(self, watermark: float) -> list[Alert]:
         self.now = max(self.now, watermark)
@@ -292,6 +302,22 @@ class OutcomeMonitor:
         return out
 
     # ------------------------------------------------------------------ evaluation
+    def censoring(self, m: _Model, mat: float) -> float:
+        """Observed base rate at label age ``mat`` over the (nearly) complete one, from production's own
+        delays: cohorts evaluated at ``mat`` and now at least twice as old, with the labels that came
+        after their evaluation. 1.0 when every label comes well within ``mat``; NaN until known.
+
+        Positives that take longer (chargebacks) make a cohort look negative-heavy at any fixed age;
+        the comparisons with training (which knows complete labels) scale the training rates by it.
+        """
+        old = [d for d in m.done.values() if math.isclose(d.horizon, mat) and d.end + 2 * mat <= self.now]
+        lab = sum(d.cnt[0, C["lab"]] for d in old)
+        pos = sum(d.cnt[0, C["pos"]] for d in old)
+        late, late_pos = sum(d.late for d in old), sum(d.late_pos for d in old)
+        if lab < self.settings.thresholds.min_labels or pos <= 0:
+            return math.nan
+        return float((pos / lab) / ((pos + late_pos) / (lab + late)))
+
     def _pool(self, m: _Model, c: Cohort, mat: float) -> list[Cohort]:
         """``c`` and the cohorts evaluated just before it at a comparable label age, newest first, until the
         pool holds ``min_events`` labelled positives and negatives (or spans a day): a quiet model or a
@@ -301,7 +327,7 @@ class OutcomeMonitor:
         for d in reversed(m.done.values()):
             if min(pos, lab - pos) >= self.settings.min_events or d.start <= c.start - _DAY:
                 break
-            if d.horizon < mat / 1.5 or d.label_suspect:
+            if not math.isclose(d.horizon, mat) or d.label_suspect:
                 break
             pool.append(d)
             pos, lab = pos + d.cnt[0, C["pos"]], lab + d.cnt[0, C["lab"]]
@@ -309,7 +335,7 @@ class OutcomeMonitor:
 
     def _baseline(self, m: _Model, mat: float, before: float = math.inf, need: int = 0) -> tuple[Cohort | None, float]:
         st = self.settings
-        used = [c for c in reversed(m.done.values()) if c.in_baseline and c.horizon >= mat / 1.5 and c.start < before]
+        used = [c for c in reversed(m.done.values()) if c.in_baseline and math.isclose(c.horizon, mat) and c.start < before]
         used = used[: st.baseline_cohorts]
         if len(used) < max(st.min_baseline_cohorts, need):
             return None, math.nan
@@ -349,7 +375,9 @@ class OutcomeMonitor:
         cur = Arrays(ext(pooled.cnt), ext(pooled.rel), ext(pooled.hist), ext(pooled.delay), ext(m.arrivals))
         bas = Arrays(ext(b.cnt), ext(b.rel), ext(b.hist), ext(b.delay), ext(arr_b))
         ref_rate, ref_n, ref_oe, s_rate, s_n = (np.full(rows.size, np.nan) for _ in range(5))
-        g_rate = ref.label_base_rate
+        # training knows complete labels; at this label age the slower label value is under-represented
+        k = self.censoring(m, mat)
+        g_rate = ref.label_base_rate * k if ref.label_base_rate is not None and k == k else None
         if g_rate is not None:
             ref_rate[0], ref_n[0] = g_rate, ref.label_count
             if ref.score is not None and ref.score.mean:
@@ -359,10 +387,10 @@ class OutcomeMonitor:
                 continue
             ((dim, val),) = lay.row_label(r).items()
             sp = ref.slices.get(dim, {}).get(val)
-            if sp is not None and sp.label_base_rate is not None:
-                s_rate[i], s_n[i] = sp.label_base_rate, sp.count
+            if sp is not None and sp.label_base_rate is not None and g_rate is not None:
+                s_rate[i], s_n[i] = sp.label_base_rate * k, sp.count
                 if sp.score is not None and sp.score.mean:
-                    ref_oe[i] = sp.label_base_rate / sp.score.mean
+                    ref_oe[i] = sp.label_base_rate * k / sp.score.mean
         recent = [d for d in m.done.values() if d.start > c.start - _DAY and not d.label_suspect]
         day = None
         if (len(recent) + 1) * self.L >= _DAY:  # a full daily cycle of matured cohorts
@@ -378,7 +406,7 @@ class OutcomeMonitor:
         lab_unstable = lt & lw & (lp < 0.01)
         stable = ~lab_unstable & inputs_stable & ("label_drift" not in firing)
         ref_auc = getattr(ref, "auc", None)
-        rp = (ref.label_count or 0) * (g_rate or 0.0)
+        rp = (ref.label_count or 0) * (ref.label_base_rate or 0.0)
         results = outcome_checks(
             cur, bas, th, ref_rate=ref_rate, ref_n=ref_n, ref_oe=ref_oe, slice_ref_rate=s_rate, slice_ref_n=s_n,
             global_ratio=g_ratio, ref_auc=ref_auc if isinstance(ref_auc, float) else None,
@@ -557,6 +585,7 @@ class OutcomeMonitor:
             models[name] = {"idx": m.idx, "open": m.open, "done": m.done, "delay_all": m.delay_all, "arrivals": m.arrivals,
                             "arr_hist": list(m.arr_hist), "first_ts": m.first_ts, "delay_cls": m.delay_cls,
                             "delay_total": m.delay_total, "delay_sum": m.delay_sum, "delay_unsettled": m.delay_unsettled, "adwin": m.adwin, "latched": m.latched,
+                            "horizon": m.horizon,
                             "stats": m.stats}
         return {"join": self.join.to_state(), "models": models, "now": self.now, "parity": self.parity.to_state(),
                 "listeners": [lis.to_state() for lis in self.listeners]}
@@ -574,6 +603,7 @@ class OutcomeMonitor:
             m.delay_cls = s.get("delay_cls", m.delay_cls)
             m.delay_total, m.delay_sum = s.get("delay_total", m.delay_total), s.get("delay_sum", 0.0)
             m.delay_unsettled = s.get("delay_unsettled", False)
+            m.horizon = s.get("horizon", 0.0)
             m.arr_hist, m.first_ts, m.adwin, m.latched, m.stats = deque(s["arr_hist"]), s["first_ts"], s["adwin"], s["latched"], s["stats"]
         self.parity.load_state(state["parity"])
         for lis, st in zip(self.listeners, state.get("listeners") or [], strict=False):
