@@ -383,6 +383,9 @@ class Engine:
             out.extend(self._close(ms, w))
         if self.outcomes is not None:
             out.extend(self.outcomes.advance(self.watermark))
+        # one watermark step can close many windows and mature many cohorts (a replay chunk, a backlog):
+        # hand the alerts out in the event-time order they were raised in
+        out.sort(key=lambda a: a.ts)
         return out
 
     def _due(self, watermark: float | None) -> list[tuple[float, ModelState]] | None:

@@ -434,7 +434,7 @@ class OutcomeMonitor:
             f.evidence = {**f.evidence, "label_age_s": round(mat), "cohorts": len(pool)}
         pairs = [(f, lay.row_label(f.row)) for f in findings]
         # an outcome alert is raised when the cohorts matured: that is its time, not the cohort's end
-        alerts = eng.alerts.update(m.name, window, pairs, evaluated, ctx, scope=OUTCOME_KINDS, ts=max(self.now, c.end + mat))
+        alerts = eng.alerts.update(m.name, window, pairs, evaluated, ctx, scope=OUTCOME_KINDS, ts=c.end + mat)
         for a in alerts:
             if a.state == "firing":
                 eng.counters.alerts_fired += 1
