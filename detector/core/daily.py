@@ -96,8 +96,10 @@ def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
 
 
 def _ext(a: np.ndarray, v: View) -> np.ndarray:
-    real, srows = v.rows[~v.comp], v.rows[v.comp]
-    return np.concatenate([a[real], a[0][None] - a[srows]], axis=0)
+    """``a``'s rows in the view's pseudo-row order (complements: all traffic minus the slice)."""
+    rows = a[v.rows]
+    comp = v.comp.reshape((-1,) + (1,) * (a.ndim - 1))
+    return np.where(comp, a[0][None] - rows, rows)
 
 
 def daily_checks(lay: Layout, v: View, day: dict[str, np.ndarray], sb: SeasonalBaseline, st: DetectorSettings,

@@ -121,7 +121,6 @@ def _time_shift(lay: Layout, v: View, sb: SeasonalBaseline, st: DetectorSettings
     if sb.slots < 2 or not np.all(sb.days >= st.seasonal_min_days):
         return []
     th = st.thresholds
-    real, srows = v.rows[~v.comp], v.rows[v.comp]
     out: list[Result] = []
     per_day = int(round(86400 / sb.slot_len)) if sb.slot_len < 86400 else 1
     feats: list[tuple[str, Any, Any, float]] = []
@@ -135,7 +134,8 @@ def _time_shift(lay: Layout, v: View, sb: SeasonalBaseline, st: DetectorSettings
         cur = (v.coarse if src == "coarse" else v.arrays["cat"])[:, cols].astype(np.float64)
         n = cur.sum(axis=1)
         hist = sb.num if src == "coarse" else sb.cat
-        every = np.concatenate([hist[:, real][:, :, cols], hist[:, 0][:, None, cols] - hist[:, srows][:, :, cols]], axis=1)
+        rows = hist[:, v.rows][:, :, cols]  # every slot, in the view's pseudo-row order
+        every = np.where(v.comp[None, :, None], hist[:, 0][:, None, cols] - rows, rows)
         own = _dist(src, every[slot], cur)
         cand = np.flatnonzero(~v.comp & (n >= st.min_count_rate) & (every[slot].sum(axis=1) >= st.min_count_rate)
                               & (own >= 2 * thr))
