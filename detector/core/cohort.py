@@ -77,6 +77,9 @@ class Cohort:
     horizon: float = float("nan")  # label age at evaluation (the maturity used); NaN = not evaluated
     late: int = 0  # labels that arrived after the evaluation (counted, not folded in)
     late_pos: float = 0.0  # ... of which positive (the production delay profile: see OutcomeMonitor.censoring)
+    # the smallest label age its labels were gated at when folded (0: before the age was known, so
+    # later labels are in too; inf: no label yet): it compares with others only at an age <= gate
+    gate: float = float("inf")
     in_baseline: bool = False
     label_suspect: bool = False  # its labels were judged incomplete at evaluation (delay shift)
 
@@ -147,6 +150,7 @@ class Cohort:
         self.input_kinds |= other.input_kinds
         self.late += other.late
         self.late_pos += other.late_pos
+        self.gate = min(self.gate, other.gate)
 
 
 # --------------------------------------------------------------------------- metrics (vectorised over rows)

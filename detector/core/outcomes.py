@@ -241,13 +241,22 @@ class OutcomeMonitor:
                 c = m.open.get(s)
                 target = c if c is not None else m.done.get(s)
                 f = np.flatnonzero(here & first)
-                if f.size:
-                    if c is not None:
+                if f.size and c is not None:
+                    # a cohort counts the labels that arrived by the age it is evaluated at, whenever the
+                    # evaluation runs (a replay evaluates days of cohorts at once; a live worker on time)
+                    c.gate = min(c.gate, m.horizon)
+                    if m.horizon > 0:
+                        in_time = ts[f] + mt.delay[sel][f] <= s + L + m.horizon
+                        late = f[~in_time]
+                        c.late += int(late.size)
+                        c.late_pos += float(new[late].sum())
+                        f = f[in_time]
+                    if f.size:
                         c.add_pairs(ridx[f], score[f], pred[f], new[f], np.ones(f.size), delay_bins(mt.delay[sel][f]))
                         store.set_counted(slots[f], np.ones(f.size, dtype=np.int8))
-                    elif target is not None:
-                        target.late += int(f.size)
-                        target.late_pos += float(new[f].sum())
+                elif f.size and target is not None:
+                    target.late += int(f.size)
+                    target.late_pos += float(new[f].sum())
                 k = np.flatnonzero(here & ~first & (counted == 1))
                 if k.size and target is not None:  # a correction: move the pair to its new label
                     r, sc, pr = ridx[k], score[k], pred[k]
@@ -350,9 +359,12 @@ class OutcomeMonitor:
         eng = self.engine
         lay, ref = m.layout, m.ref
         del m.open[c.start]
+        # labels folded before the label age was known (or at a smaller one): not measured at this age,
+        # so it is compared with nothing and nothing is compared with it (its metrics are still reported)
+        comparable = c.gate >= mat or math.isclose(c.gate, mat)
         c.horizon = mat
-        pool = self._pool(m, c, mat)
-        base, base_h = self._baseline(m, mat, before=pool[-1].start, need=len(pool))
+        pool = self._pool(m, c, mat) if comparable else [c]
+        base, base_h = self._baseline(m, mat, before=pool[-1].start, need=len(pool)) if comparable else (None, math.nan)
         self._feed_river(m, c, base)
         pooled = Cohort(pool[-1].start, c.end, lay.n_rows)
         for d in pool:
@@ -422,6 +434,8 @@ class OutcomeMonitor:
                                     for a in eng.alerts.firing(m.name)):
             incomplete[:] = True  # after a delay shift: labels at this age are not comparable yet
         findings, delay_shift = self._explain(findings, rows, comp, stable, incomplete, "concept_drift" in firing)
+        if not comparable:
+            findings = []
         label_stable = not lab_unstable[0] and "label_drift" not in firing and not any(f.kind == "label_drift" for f in findings)
         kinds = {f.kind for f in findings} | firing | c.input_kinds
         version = max(c.versions.items(), key=lambda kv: kv[1])[0] if c.versions else None
@@ -441,8 +455,10 @@ class OutcomeMonitor:
             else:
                 eng.counters.alerts_resolved += 1
         # bookkeeping: the baseline learns only from clean cohorts; arrivals and delays roll on
-        c.in_baseline = not findings and not (eng.alerts.firing_kinds(m.name) & OUTCOME_KINDS)
-        if not c.in_baseline:
+        c.in_baseline = comparable and not findings and not (eng.alerts.firing_kinds(m.name) & OUTCOME_KINDS)
+        if not comparable:
+            c.horizon = -1.0
+        elif not c.in_baseline:
             for d in pool[1:]:  # pooled with a breach: none of them is a clean reference any more
                 d.in_baseline = False
         c.label_suspect = delay_shift or bool(incomplete[0])

@@ -229,7 +229,8 @@ def test_rules_baseline_confusion_matches_brute_force_with_corrections_and_early
     assert first["model"] == metrics_of(cnt, "m_", (None, None)) and first["rules"] == metrics_of(cnt, "b_", (None, None))
     assert "trailing" not in first  # the first cohort has nothing to compare with
     later = seen[-1][1]["slices"][""]
-    assert later["trailing"]["pairs"] > 1000 and later["diagnosis"] in ("stable", "unknown")
+    # cohorts whose labels came in before the label age was known are no clean reference (outcomes.py)
+    assert later["trailing"]["pairs"] > 500 and later["diagnosis"] in ("stable", "unknown")
 
 
 def test_metrics_and_diagnosis():
