@@ -181,7 +181,9 @@ def _numeric(lay: Layout, v: View, sb: SeasonalBaseline, st: DetectorSettings, j
     rate = np.divide(miss, n_all, out=np.zeros(P), where=n_all > 0)
     delta = rate - np.nan_to_num(p0)
     hourly = bool(v.extra.get("hourly_skew", True))
-    tested = has_ref & (n_all >= st.min_count_rate) & hourly
+    # without hour-of-day profiles an hour is judged against training only for what no hour of training
+    # had at all (a feature never missing, a value never seen): time of day cannot produce that
+    tested = has_ref & (n_all >= st.min_count_rate) & (hourly | (np.nan_to_num(p0, nan=1.0) == 0))
     pv = stats.proportion_test(miss, n_all, np.nan_to_num(p0), alternative="greater", n0=np.maximum(n0, 1))
     out.append(Result(
         "missing_values", feature, "missing_rate_delta", delta, tested, delta >= th.missing_delta_warning,
@@ -230,7 +232,7 @@ def _numeric(lay: Layout, v: View, sb: SeasonalBaseline, st: DetectorSettings, j
     what = ("a constant default score is being served (fallback?)" if name == SCORE
             else "a default or fallback value is being served")
     out.append(Result(
-        spike_kind, feature, "value_share", sh, (n_nm >= st.min_count_rate) & np.isfinite(dd) & hourly, warn_d,
+        spike_kind, feature, "value_share", sh, (n_nm >= st.min_count_rate) & np.isfinite(dd) & (hourly | (r0 == 0)), warn_d,
         warn_d & (dd >= 2 * th.default_share_delta), pv_d, r0 + th.default_share_delta,
         lambda i: {"value": _r(vals[i]), "reference": {"share": _r(r0[i])}, "current": {"share": _r(sh[i]), "count": int(sh[i] * n_nm[i])}},
         lambda i: f"{feature} = {_fmt(vals[i])} in {sh[i]:.1%} of events (training: {r0[i]:.1%}): {what}",
@@ -306,7 +308,7 @@ def _categorical(lay: Layout, v: View, st: DetectorSettings, j: int) -> list[Res
     rate = np.divide(miss, n_all, out=np.zeros(P), where=n_all > 0)
     delta = rate - np.nan_to_num(p0)
     pv = stats.proportion_test(miss, n_all, np.nan_to_num(p0), alternative="greater", n0=np.maximum(n0, 1))
-    hourly = bool(v.extra.get("hourly_skew", True))
+    hourly = bool(v.extra.get("hourly_skew", True)) | (np.nan_to_num(p0, nan=1.0) == 0)  # see _numeric
     out.append(Result(
         "missing_values", name, "missing_rate_delta", delta, ~np.isnan(p0) & (n_all >= st.min_count_rate) & hourly,
         delta >= th.missing_delta_warning, delta >= th.missing_delta_critical, pv, th.missing_delta_warning,
@@ -360,7 +362,7 @@ def _categorical(lay: Layout, v: View, st: DetectorSettings, j: int) -> list[Res
         js = stats.js_distance(RSf, obs)
         _, _, pv_l = stats.gtest_gof(obs, RSf, ref_n=ref_n)
         out.append(Result(
-            "feature_drift", name, "linf", li, has & enough & hourly, li >= th.linf_warning, li >= th.linf_critical, pv_l, th.linf_warning,
+            "feature_drift", name, "linf", li, has & enough & bool(v.extra.get("hourly_skew", True)), li >= th.linf_warning, li >= th.linf_critical, pv_l, th.linf_warning,
             lambda i: {"reference": _cat_shares(cats, RSf[i]), "current": _cat_shares(cats, obs[i] / max(n_nm[i], 1)),
                        "js_distance": _r(js[i])},
             lambda i: f"{name} category mix moved away from training (L-inf {li[i]:.2f}, JS {js[i]:.2f})",
