@@ -246,7 +246,7 @@ class RulesBaseline:
             starts = np.floor(rows.ts[sel] / L) * L
             pred, bpred = rows.pred[sel], aux[sel]
             new, old = mt.label[sel].astype(np.int64), mt.old[sel].astype(np.int64)
-            fst, counted = first[sel], rows.counted[sel] == 1
+            fst, counted = first[sel], rows.counted[sel] >= 1  # in its cohort, or held / late (outcomes.HELD)
             for s in np.unique(starts).tolist():
                 here = starts == s
                 if s in m.open:  # the outcome cohort is still collecting: fold as it does

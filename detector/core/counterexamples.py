@@ -196,7 +196,7 @@ class CounterexampleLibrary:
         pred, y = rows.pred.astype(np.int64), mt.label.astype(np.int64)
         typ = np.where((pred == 1) & (y == 0), 0, np.where((pred == 0) & (y == 1), 1, -1))
         # first labels that are errors, and every correction of a counted pair (it may leave or join)
-        touch = (first & (typ >= 0)) | (~first & (rows.counted == 1))
+        touch = (first & (typ >= 0)) | (~first & (rows.counted >= 1))  # in its cohort, or held / late
         if not touch.any():
             return
         starts = np.floor(rows.ts / L) * L

@@ -49,6 +49,7 @@ from detector.core.alerts import OUTCOME_KINDS, Alert
 from detector.core.cohort import C, Cohort, average_precision, best_threshold, binned_auc, brier, ece, fold
 from detector.core.events import FeatureBatch, LabelBatch, PredictionBatch
 from detector.core.labels import N_DELAY, PENDING, LabelJoin, Matches, delay_bins, hist_quantile
+from detector.core.maturity import LabelAge
 from detector.core.outcome_checks import Arrays, OutcomeThresholds, base_rate_shift, outcome_checks
 from detector.core.parity import ParityMonitor
 from detector.core.select import Finding, select_findings
@@ -61,6 +62,7 @@ INPUT_CHANGE = frozenset({"feature_drift", "missing_values", "unseen_categories"
                           "schema", "feature_parity", "score_drift"})
 _DELAY_STATS = ("match_rate_ratio", "delay_median_ratio")
 _DAY = 86400.0
+HELD = 2  # label-store ``counted`` flag: matched, but not (yet) in its cohort's counts (held or late)
 #: per slice row, the most specific explanation wins
 PRIORITY = [("label_delay", "match_rate_ratio"), ("label_delay", "delay_median_ratio"), ("label_delay", "correction_rate"),
             ("label_drift", None), ("concept_drift", None), ("performance", None), ("calibration", None),
@@ -82,7 +84,6 @@ class OutcomeSettings:
     cohort: float | None = None  # cohort length; None = the engine window
     baseline_cohorts: int = 48
     min_baseline_cohorts: int = 3
-    maturity_quantile: float = 0.5
     # labelled positives and negatives an evaluation needs before it stops pooling earlier cohorts: a
     # base-rate change of x1.5 then shows at p < 0.001 with 80% power ((1.5 - 1) sqrt(E) >= 3.1 + 0.84 sqrt(1.5))
     min_events: int = 70
@@ -115,7 +116,7 @@ class _Model:
         self.adwin = drift.ADWIN(delta=river_delta)
         self.latched = False
         self.delay_unsettled = False  # a delay shift was seen and the maturity is still rising
-        self.horizon = 0.0  # the label age cohorts are evaluated at (ratchets up)
+        self.age = LabelAge()  # the label age cohorts are compared at (detector.core.maturity)
         self.stats: dict[str, Any] = {}
 
     def ridx(self, codes: np.ndarray) -> np.ndarray:
@@ -242,21 +243,21 @@ class OutcomeMonitor:
                 target = c if c is not None else m.done.get(s)
                 f = np.flatnonzero(here & first)
                 if f.size and c is not None:
-                    # a cohort counts the labels that arrived by the age it is evaluated at, whenever the
-                    # evaluation runs (a replay evaluates days of cohorts at once; a live worker on time)
-                    c.gate = min(c.gate, m.horizon)
-                    if m.horizon > 0:
-                        in_time = ts[f] + mt.delay[sel][f] <= s + L + m.horizon
-                        late = f[~in_time]
-                        c.late += int(late.size)
-                        c.late_pos += float(new[late].sum())
-                        f = f[in_time]
-                    if f.size:
-                        c.add_pairs(ridx[f], score[f], pred[f], new[f], np.ones(f.size), delay_bins(mt.delay[sel][f]))
-                        store.set_counted(slots[f], np.ones(f.size, dtype=np.int8))
+                    pairs = {"start": np.full(f.size, s), "ridx": ridx[f], "score": score[f], "pred": pred[f], "y": new[f],
+                             "delay": mt.delay[sel][f], "label_ts": ts[f] + mt.delay[sel][f], "slot": slots[f],
+                             "end": np.full(f.size, s + L)}
+                    if m.age.horizon > 0:
+                        self._fold_pairs(m, pairs)
+                    else:  # the label age is not known yet: hold them (detector.core.maturity)
+                        store.set_counted(slots[f], np.full(f.size, HELD, dtype=np.int8))
+                        for batch in m.age.hold(pairs):
+                            self._fold_pairs(m, batch, gated=False)
                 elif f.size and target is not None:
                     target.late += int(f.size)
                     target.late_pos += float(new[f].sum())
+                held = np.flatnonzero(here & ~first & (counted == HELD))
+                if held.size and m.age.horizon <= 0:  # a correction of a pair still held: fold it corrected
+                    m.age.correct(slots[held], new[held])
                 k = np.flatnonzero(here & ~first & (counted == 1))
                 if k.size and target is not None:  # a correction: move the pair to its new label
                     r, sc, pr = ridx[k], score[k], pred[k]
@@ -264,30 +265,41 @@ class OutcomeMonitor:
                     target.add_pairs(r, sc, pr, new[k], np.ones(k.size), None)
                     target.cnt[:, C["corr"]] += fold(r, R, 1, np.zeros(k.size, dtype=np.int64), np.ones(k.size))[:, 0]
 
+    def _fold_pairs(self, m: _Model, p: dict[str, np.ndarray], gated: bool = True) -> None:
+        """Fold first labels into their open cohorts: those that arrived by the cohort's end + the label
+        age (``gated``), so a cohort counts the same labels whenever it is evaluated (a replay evaluates
+        days of cohorts at once, a live worker on time); the others are late."""
+        A = m.age.horizon
+        store = self.join.store
+        for s in np.unique(p["start"]).tolist():
+            idx = np.flatnonzero(p["start"] == s)
+            c = m.open.get(s)
+            if c is None:
+                continue
+            c.gate = min(c.gate, A if gated else 0.0)
+            if gated:
+                in_time = p["label_ts"][idx] <= p["end"][idx] + A
+                late = idx[~in_time]
+                c.late += int(late.size)
+                c.late_pos += float(p["y"][late].sum())
+                store.set_counted(p["slot"][late], np.full(late.size, HELD, dtype=np.int8))
+                idx = idx[in_time]
+            if idx.size:
+                c.add_pairs(p["ridx"][idx], p["score"][idx], p["pred"][idx], p["y"][idx], np.ones(idx.size),
+                            delay_bins(p["delay"][idx]))
+                store.set_counted(p["slot"][idx], np.ones(idx.size, dtype=np.int8))
+
     # ------------------------------------------------------------------ time
     def maturity(self, m: _Model, watermark: float) -> float | None:
-        """Label age at which a cohort is evaluated, or None while it cannot be estimated yet.
-
-        The larger of the per-label-value quantiles (positives often take longer than
-        negatives; a cohort is mature when both are mostly in), trusted once the stream has run
-        twice as long as it.
-        """
-        st = self.settings
-        span = watermark - m.first_ts
-        hs = [h for h in m.delay_cls if h.sum() >= st.min_delays] or ([m.delay_all[0]] if m.delay_all[0].sum() >= st.min_delays else [])
-        mat = None
-        if hs:
-            q = max(hist_quantile(h, st.maturity_quantile) for h in hs)
-            if q < 0.5 * span:
-                mat = float(min(_grid(max(q, self.L), self.L), st.ttl))
-        if mat is None and span >= st.ttl:
-            mat = float(st.ttl)
-        if mat is None:
-            return None
-        # the age only ratchets up: early estimates are short (long delays are not observed yet), and
-        # cohorts are only ever compared with cohorts measured at the very same age
-        m.horizon = max(m.horizon, mat)
-        return m.horizon
+        """Label age at which cohorts are evaluated, or None while it cannot be chosen yet
+        (:class:`~detector.core.maturity.LabelAge`: once, from cohorts old enough to show it)."""
+        if m.age.horizon <= 0:
+            cohorts = [(c.end, float(c.cnt[0, C["pred"]])) for c in m.open.values()]
+            if m.age.choose(cohorts, watermark, m.first_ts, self.L, self.settings.ttl) <= 0:
+                return None
+            for batch in m.age.release():
+                self._fold_pairs(m, batch)
+        return m.age.horizon
 
     def advance(self, watermark: float) -> list[Alert]:
         self.now = max(self.now, watermark)
@@ -601,7 +613,7 @@ class OutcomeMonitor:
             models[name] = {"idx": m.idx, "open": m.open, "done": m.done, "delay_all": m.delay_all, "arrivals": m.arrivals,
                             "arr_hist": list(m.arr_hist), "first_ts": m.first_ts, "delay_cls": m.delay_cls,
                             "delay_total": m.delay_total, "delay_sum": m.delay_sum, "delay_unsettled": m.delay_unsettled, "adwin": m.adwin, "latched": m.latched,
-                            "horizon": m.horizon,
+                            "age": m.age.to_state(),
                             "stats": m.stats}
         return {"join": self.join.to_state(), "models": models, "now": self.now, "parity": self.parity.to_state(),
                 "listeners": [lis.to_state() for lis in self.listeners]}
@@ -619,22 +631,11 @@ class OutcomeMonitor:
             m.delay_cls = s.get("delay_cls", m.delay_cls)
             m.delay_total, m.delay_sum = s.get("delay_total", m.delay_total), s.get("delay_sum", 0.0)
             m.delay_unsettled = s.get("delay_unsettled", False)
-            m.horizon = s.get("horizon", 0.0)
+            m.age.load_state(s.get("age") or {})
             m.arr_hist, m.first_ts, m.adwin, m.latched, m.stats = deque(s["arr_hist"]), s["first_ts"], s["adwin"], s["latched"], s["stats"]
         self.parity.load_state(state["parity"])
         for lis, st in zip(self.listeners, state.get("listeners") or [], strict=False):
             lis.load_state(st)
-
-
-def _grid(q: float, unit: float) -> float:
-    """``q`` rounded to the nearest step of a sqrt(2) grid of ``unit`` (1, 1.4, 2, 2.8, 4 ... cohorts): the
-    label age at which cohorts are compared moves in steps, so cohorts evaluated one step apart still
-    compare (``horizon >= maturity / 1.5``) while the delay estimate settles.
-
-    >>> [round(_grid(h * 3600.0, 3600.0) / 3600, 2) for h in (1, 1.6, 30, 41)]
-    [1.0, 1.41, 32.0, 45.25]
-    """
-    return unit * 2.0 ** (round(2 * math.log2(q / unit)) / 2)
 
 
 def _incomplete(cur: np.ndarray, base: np.ndarray, expected: np.ndarray) -> np.ndarray:

@@ -169,7 +169,11 @@ def _run(preds, labs, order, cuts):
         batch = [m for _, m in msgs[i:k]]
         (eng.ingest_predictions if msgs[i][0] == 0 else eng.ingest_labels)(batch)
         i = k
-    (c,) = mon.models["m"].open.values()
+    m = mon.models["m"]
+    m.age.horizon = 1e9  # pairs matched before the label age is known are held; fold them (all in time)
+    for b in m.age.release():
+        mon._fold_pairs(m, b)
+    (c,) = m.open.values()
     store = mon.join.store
     got = {pid: int(store.label[s]) for pid, s in store.index.items() if store.label[s] != PENDING}
     return c, got
