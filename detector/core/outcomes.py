@@ -376,7 +376,7 @@ class OutcomeMonitor:
         comparable = c.gate >= mat or math.isclose(c.gate, mat)
         c.horizon = mat
         pool = self._pool(m, c, mat) if comparable else [c]
-        base, base_h = self._baseline(m, mat, before=pool[-1].start, need=len(pool)) if comparable else (None, math.nan)
+        base, base_h = self._baseline(m, mat, before=pool[-1].start, need=2 * len(pool)) if comparable else (None, math.nan)
         self._feed_river(m, c, base)
         pooled = Cohort(pool[-1].start, c.end, lay.n_rows)
         for d in pool:
