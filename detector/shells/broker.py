@@ -298,6 +298,9 @@ class EmbeddedBroker:
     :param stop_grace: seconds between SIGTERM and SIGKILL in :meth:`stop`. After SIGTERM Tansu waits
         ~5 s for open client connections to close; memory storage has nothing to flush, so 1 s is plenty.
     :param binary: explicit Tansu path; default :func:`find_tansu_binary`.
+    :param advertised: ``"host:port"`` the broker names in its metadata, where clients connect after
+        bootstrapping; default its own listener. Set it to put a proxy in front (e.g. a TLS- or
+        SASL-terminating one in tests: the embedded broker itself speaks neither).
     """
 
     def __init__(
@@ -309,8 +312,10 @@ class EmbeddedBroker:
         startup_timeout: float = 30.0,
         stop_grace: float = 1.0,
         binary: str | None = None,
+        advertised: str | None = None,
     ) -> None:
         self.host = host
+        self.advertised = advertised
         self.port = port
         self.startup_timeout = startup_timeout
         self.stop_grace = stop_grace
@@ -369,7 +374,8 @@ class EmbeddedBroker:
             os.close(fd)
             self._log_path = Path(name)
         url = f"tcp://{self.host}:{self.port}"
-        cmd = [binary, "broker", "--listener-url", url, "--advertised-listener-url", url,
+        adv = f"tcp://{self.advertised}" if self.advertised else url
+        cmd = [binary, "broker", "--listener-url", url, "--advertised-listener-url", adv,
                "--storage-engine", "memory://tansu/"]  # fmt: skip
         env = {**os.environ, "NO_COLOR": "1"}
         self._log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -405,9 +411,10 @@ class EmbeddedBroker:
                 )
             try:
                 brokers = _probe(self.host, self.port, timeout=1.0)
-                if (self.host, self.port) in {(h, p) for _, h, p in brokers}:
+                want = _split(self.advertised) if self.advertised else (self.host, self.port)
+                if want in {(h, p) for _, h, p in brokers}:
                     return
-                last = BrokerError(f"metadata lists {brokers}, not {self.bootstrap}")
+                last = BrokerError(f"metadata lists {brokers}, not {want}")
             except (OSError, BrokerError, struct.error) as exc:
                 last = exc
             time.sleep(0.02)
