@@ -47,6 +47,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sidecar", action="store_true",
                    help="never exit on a config error: serve health endpoints and the error instead, so the "
                         "model's pod starts anyway (Kubernetes native sidecar)")
+    p.add_argument("--config-retry", type=float, default=CONFIG_RETRY_SECONDS, metavar="SECONDS",
+                   help="sidecar mode: how often a broken config file is read again (default 30)")
     p.add_argument("--quiet", action="store_true")
 
 
@@ -79,7 +81,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"skewwatch run: error: {exc}", file=sys.stderr)
             return 2
         loaded, error = None, exc
-    return asyncio.run(serve(loaded, args.config, worker_id=args.worker_id, sidecar=args.sidecar, config_error=error))
+    return asyncio.run(serve(loaded, args.config, worker_id=args.worker_id, sidecar=args.sidecar, config_error=error,
+                             config_retry=max(0.1, args.config_retry)))
 
 
 def run_worker(cfg: Config, refs: dict[str, Any], default: Any, worker_id: str | None = None,
@@ -93,7 +96,7 @@ def run_worker(cfg: Config, refs: dict[str, Any], default: Any, worker_id: str |
 
 async def serve(loaded: Loaded | None, config_path: str | Path | None, *, worker_id: str | None = None,
                 sidecar: bool = False, config_error: ConfigError | None = None,
-                on_started: Callable[[Any], None] | None = None) -> int:
+                on_started: Callable[[Any], None] | None = None, config_retry: float = CONFIG_RETRY_SECONDS) -> int:
     """Steps 2-4 of the module docstring (and step 1's sidecar-mode wait when ``loaded`` is None)."""
     from detector.stream.health import Health
     from detector.stream.web import WebServer
@@ -111,7 +114,7 @@ async def serve(loaded: Loaded | None, config_path: str | Path | None, *, worker
             web = await _start_web(health, host, port)
             if web is None:
                 return 1
-            loaded = await _wait_for_config(config_path, health, stop, config_error)
+            loaded = await _wait_for_config(config_path, health, stop, config_error, config_retry)
             if loaded is None:
                 return 0
             grace = loaded.cfg.shutdown_grace
@@ -187,14 +190,15 @@ async def _drain(worker: Any, grace: float) -> None:
         log.warning("final checkpoint failed: %s", exc)
 
 
-async def _wait_for_config(path: str | Path, health: Any, stop: asyncio.Event, first: ConfigError) -> Loaded | None:
-    """Sidecar mode: log the error, read the file again every 30 s; the loaded config once valid."""
+async def _wait_for_config(path: str | Path, health: Any, stop: asyncio.Event, first: ConfigError,
+                           every: float = CONFIG_RETRY_SECONDS) -> Loaded | None:
+    """Sidecar mode: log the error, read the file again every ``every`` s; the loaded config once valid."""
     log.error("configuration error; sidecar mode: serving health endpoints and the error, not Kafka, until "
               "the config is fixed: %s", first, extra={"config": str(path)})
     last = str(first)
     while not stop.is_set():
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), CONFIG_RETRY_SECONDS)
+            await asyncio.wait_for(stop.wait(), every)
         if stop.is_set():
             return None
         try:

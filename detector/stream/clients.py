@@ -140,8 +140,8 @@ def build_ssl_context(sec: Security, environ: dict[str, str] | None = None) -> s
         certfile = _readable(sec.ssl_certfile, "ssl_certfile")
         keyfile = _readable(sec.ssl_keyfile, "ssl_keyfile")
         key_password = _secret(sec, "ssl_key_password", env)
-        try:
-            ctx.load_cert_chain(certfile, keyfile, password=key_password)
+        try:  # no password set: a callable answering "" (else OpenSSL would prompt on the terminal and hang)
+            ctx.load_cert_chain(certfile, keyfile, password=key_password if key_password is not None else _no_password)
         except ssl.SSLError as exc:
             raise ConfigError(
                 f"kafka.security.ssl_certfile/ssl_keyfile: cannot load the client certificate and key "
@@ -151,6 +151,10 @@ def build_ssl_context(sec: Security, environ: dict[str, str] | None = None) -> s
 
 
 # -------------------------------------------------------------------------------------------- helpers
+
+
+def _no_password() -> bytes:
+    return b""
 
 
 def _split(bootstrap: str) -> tuple[str, ...]:

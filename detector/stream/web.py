@@ -114,7 +114,7 @@ def _waiting_page(h: Health) -> str:
         body = (f"<h1>Configuration error</h1><p>skewwatch is running in sidecar mode without a usable "
                 f"configuration: it watches nothing until this is fixed. The model is not affected.</p>"
                 f"<pre>{esc(h.config_error)}</pre><p>Fix the config, then restart the container (or wait: "
-                f"the file is read again every 30 s).</p>")
+                f"the file is read again periodically).</p>")
     else:
         k = h.kafka
         state = "reachable" if k.reachable else f"not reached yet ({esc(k.reason) or 'connecting'})"
