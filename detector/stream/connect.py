@@ -165,8 +165,8 @@ def _classify(settings: ClientSettings, hostport: str, exc: BaseException, timeo
         return ClusterError("tls", f"TLS handshake with {hostport} failed ({exc.reason or what}); if the broker "
                                    "requires a client certificate, set ssl_certfile/ssl_keyfile")
     if isinstance(exc, TimeoutError):
-        hint = (" (a TLS listener answers a plaintext client with silence: use protocol SSL or SASL_SSL?)"
-                if not tls else "")
+        hint = (" (a TLS listener may answer a plaintext client with silence: set kafka.security.protocol "
+                "to SSL or SASL_SSL?)" if not tls else "")
         return ClusterError("unreachable", f"no answer from {hostport} within {timeout:.0f} s{hint}; check "
                                            "kafka.brokers and the network path (egress, firewall, DNS)")
     if isinstance(exc, OSError) and not _is_kafka_error(exc):
@@ -177,6 +177,6 @@ def _classify(settings: ClientSettings, hostport: str, exc: BaseException, timeo
                                               f"at {hostport} failed ({what}); check sasl_username, the password and "
                                               "sasl_mechanism (the broker must enable it)")
     if _is_kafka_error(exc) and "closed" in str(exc).lower():
-        return ClusterError("unreachable", f"{hostport} closed the connection ({what}); does the listener expect "
-                                           "TLS or SASL (kafka.security.protocol)?")
+        return ClusterError("unreachable", f"{hostport} closed the connection ({what}); if the listener uses TLS "
+                                           "or SASL, set kafka.security.protocol (SSL, SASL_SSL, SASL_PLAINTEXT)")
     return ClusterError("other", f"{hostport}: {what}")
