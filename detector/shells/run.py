@@ -227,7 +227,7 @@ async def _start_web(health: Any, host: str, port: int) -> Any:
 
 
 def _web_address_of(path: str | Path) -> tuple[str, int]:
-    """``web.host``/``web.port`` from a config that does not validate (defaults where unreadable)."""
+    """``web.host``/``web.port`` of a config that does not validate: environment, else file, else defaults."""
     from detector.config import Web
 
     host, port = Web().host, Web().port
@@ -235,11 +235,14 @@ def _web_address_of(path: str | Path) -> tuple[str, int]:
         import yaml
 
         web = (yaml.safe_load(Path(path).read_text()) or {}).get("web") or {}
-        host = str(os.environ.get("SKEWWATCH_WEB__HOST") or web.get("host") or host)
-        port = int(os.environ.get("SKEWWATCH_WEB__PORT") or web.get("port") or port)
+        host, port = str(web.get("host") or host), int(web.get("port") or port)
     except Exception:  # noqa: BLE001 - the file is broken: that is the error being served
         pass
-    return host, port
+    try:
+        port = int(os.environ.get("SKEWWATCH_WEB__PORT") or port)
+    except ValueError:
+        pass
+    return os.environ.get("SKEWWATCH_WEB__HOST") or host, port
 
 
 def _log_format_from_config(args: argparse.Namespace) -> None:
