@@ -36,6 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
     for name, (mod, help_) in COMMANDS.items():
         sp = sub.add_parser(name, help=help_, description=help_)
         importlib.import_module(mod).add_arguments(sp)
+        # also accepted after the command (`skewwatch run --log-format json`); SUPPRESS keeps the global one
+        sp.add_argument("--log-format", choices=["text", "json"], default=argparse.SUPPRESS, help="log line format")
         sp.set_defaults(_module=mod)
     return p
 
