@@ -307,3 +307,26 @@ def read_alerts(settings: ClientSettings, topic: str) -> list[dict[str, Any]]:
             await c.stop()
 
     return run(main(), 30)
+
+
+def test_simulate_cli_takes_the_cluster_and_its_security_from_a_config(secured: Secured, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from tests.stream.sidecar_proc import REPO
+
+    tag = uuid.uuid4().hex[:8]
+    cfg = tmp_path / "skewwatch.yaml"
+    cfg.write_text(json.dumps({"kafka": {"brokers": [secured.bootstrap], "security": secured.security(),
+                                         "topics": {"predictions": f"sim-{tag}-p", "labels": f"sim-{tag}-l",
+                                                    "features": f"sim-{tag}-f"}}}))
+    n = len(secured.front.seen.logins)
+    r = subprocess.run([sys.executable, "-m", "detector", "simulate", "--config", str(cfg), "--scenario", "stable",
+                        "--hours", "2", "--rate", "300", "--speedup", "1000000", "--quiet"],
+                       cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert ("SCRAM-SHA-512", USER, True) in secured.front.seen.logins[n:]
+    assert PASSWORD not in r.stderr + r.stdout
+    bad = subprocess.run([sys.executable, "-m", "detector", "simulate", "--bootstrap", secured.bootstrap, "--quiet",
+                          "--hours", "1"], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 1 and "kafka.security.protocol" in bad.stderr  # plaintext against the TLS listener
