@@ -95,6 +95,27 @@ def test_only_our_endpoints_are_served(reference: Path, tmp_path: Path, sidecars
     assert w.get("/healthz", method="HEAD")[0] == 200
     code, body, ctype = w.get("/metrics")
     assert code == 200 and ctype.startswith("text/plain") and b"process_resident_memory_bytes" in body
+    listening = listen_addresses(port)
+    if listening is not None:  # Linux: the socket is bound to web.host (127.0.0.1 here), not to every interface
+        assert listening == {"127.0.0.1"}, listening
+
+
+def listen_addresses(port: int) -> set[str] | None:
+    """Local IPv4 addresses with a listening TCP socket on ``port`` (from /proc/net/tcp; None elsewhere)."""
+    import socket
+    import struct
+
+    try:
+        lines = Path("/proc/net/tcp").read_text().splitlines()[1:]
+    except OSError:
+        return None
+    out = set()
+    for ln in lines:
+        local, state = ln.split()[1], ln.split()[3]
+        addr, p = local.split(":")
+        if int(p, 16) == port and state == "0A":  # 0A = LISTEN
+            out.add(socket.inet_ntoa(struct.pack("<I", int(addr, 16))))
+    return out
 
 
 def test_config_error_exits_2_in_plain_mode(reference: Path, tmp_path: Path, sidecars) -> None:
