@@ -101,6 +101,10 @@ async def serve(loaded: Loaded | None, config_path: str | Path | None, *, worker
     from detector.stream.health import Health
     from detector.stream.web import WebServer
 
+    if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
+        # Faust, mode and aiokafka narrate at INFO (timer drift, fetcher starts); their warnings stay
+        for name in ("faust", "mode", "aiokafka"):
+            logging.getLogger(name).setLevel(logging.WARNING)
     health = Health(sidecar=sidecar)
     stop = asyncio.Event()
     grace = loaded.cfg.shutdown_grace if loaded is not None else 10.0
