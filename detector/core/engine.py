@@ -44,6 +44,7 @@ from detector.core.seasonal import SeasonalBaseline
 from detector.core.select import Finding, select_findings
 from detector.core.settings import DetectorSettings
 from detector.core.window import N_CAND, RATE, WindowCounts
+from detector.core.wire import reject
 
 __all__ = ["Engine", "EngineError"]
 
@@ -78,6 +79,7 @@ class Counters:
     labels: int = 0
     feature_events: int = 0
     invalid: dict[str, int] = field(default_factory=dict)  # reason -> count
+    clipped: dict[str, int] = field(default_factory=dict)  # field -> retained strings cut to max_value_bytes
     late: int = 0
     windows_closed: int = 0
     alerts_fired: int = 0
@@ -88,6 +90,10 @@ class Counters:
         for e in errors:
             self.invalid[e.reason] = self.invalid.get(e.reason, 0) + 1
 
+    def count_clipped(self, clipped: dict[str, int]) -> None:
+        for k, v in clipped.items():
+            self.clipped[k] = self.clipped.get(k, 0) + v
+
 
 class ModelState:
     """Everything the engine keeps for one model."""
@@ -96,7 +102,8 @@ class ModelState:
         self.name = name
         self.settings = settings
         self.layout = Layout(ref, dims, settings.slice_top_k, settings.category_top_k)
-        self.decoder = PredictionDecoder(self.layout.schema, settings.no_action_decisions, settings.max_unknown_features)
+        self.decoder = PredictionDecoder(self.layout.schema, settings.no_action_decisions, settings.max_unknown_features,
+                                         settings.max_value_bytes)
         self.windows: dict[float, WindowCounts] = {}
         slots = settings.season_slots
         period = 604800.0 if settings.seasonality == "weekly" else 86400.0
@@ -215,22 +222,64 @@ class Engine:
             return self._ingest_predictions(raws)
 
     def _ingest_predictions(self, raws: Sequence[bytes]) -> list[EventError]:
-        events, origin, errors = parse_messages(raws)
-        by_model, errs2 = validate_predictions(events, origin, raws, self.settings.min_epoch)
+        st = self.settings
+        try:
+            events, origin, errors = parse_messages(raws)
+            by_model, errs2, origins = validate_predictions(events, origin, raws, st.min_epoch, st.max_id_bytes,
+                                                            st.max_value_bytes)
+        except Exception:  # noqa: BLE001 - a bug of ours, not the producer's: isolate the message that hits it
+            if len(raws) == 1:
+                errors = [EventError("internal_error", _INTERNAL, bytes(raws[0] or b""), 0)]
+                self.counters.count_errors(errors)
+                return errors
+            errors = []
+            for i, raw in enumerate(raws):
+                for e in self._ingest_predictions([raw]):
+                    e.index = i if e.index >= 0 else e.index
+                    errors.append(e)
+            return errors  # already counted, per message
         errors.extend(errs2)
         for model, evs in by_model.items():
+            org = origins[model]
             ms = self._model(model, evs)
             if ms is None:
-                why = (f"no reference for model {model!r}; add it to the config's models"
+                why = (f"no reference for model {model!r}; add it to the config's models (or set default_reference)"
                        if self.reference_for(model) is None else
-                       f"model {model!r} would exceed detector.max_models={self.settings.max_models}; raise it if intended")
-                for _e in evs:
-                    errors.append(EventError("unknown_model", why, b"", -1))
+                       f"model {model!r} would exceed detector.max_models={st.max_models}; raise it if intended")
+                errors.extend(reject("unknown_model", why, e, raws, org, i) for i, e in enumerate(evs))
                 continue
-            batch = ms.decoder.decode(model, evs, ms.layout.dims)
-            errors.extend(self._fold(ms, batch, evs))
+            batch = self._decode(ms, model, evs, org, raws, errors)
+            if batch is None:
+                continue
+            self.counters.count_clipped(batch.clipped)
+            try:
+                errors.extend(self._fold(ms, batch, evs))
+            except Exception:  # noqa: BLE001 - a bug of ours: the group is dead-lettered, the worker goes on
+                errors.extend(reject("internal_error", _INTERNAL, e, raws, org, i) for i, e in enumerate(evs))
         self.counters.count_errors(errors)
         return errors
+
+    def _decode(self, ms: ModelState, model: str, evs: list[dict[str, Any]], org: list[int],
+                raws: Sequence[bytes], errors: list[EventError]) -> PredictionBatch | None:
+        """Columns of one model's validated events. Decoding is pure, so should a bug of ours
+        raise on some event, each event is decoded alone to isolate it and the rest go on."""
+        dims = ms.layout.dims
+        try:
+            return ms.decoder.decode(model, evs, dims, org)
+        except Exception:  # noqa: BLE001 - see the docstring
+            pass
+        good = []
+        for i, e in enumerate(evs):
+            try:
+                ms.decoder.decode(model, [e], dims, [org[i]])
+                good.append(i)
+            except Exception:  # noqa: BLE001
+                errors.append(reject("internal_error", _INTERNAL, e, raws, org, i))
+        try:
+            return ms.decoder.decode(model, [evs[i] for i in good], dims, [org[i] for i in good]) if good else None
+        except Exception:  # noqa: BLE001 - events that decode alone but not together
+            errors.extend(reject("internal_error", _INTERNAL, evs[i], raws, org, i) for i in good)
+            return None
 
     def ingest_batch(self, batch: PredictionBatch) -> list[EventError]:
         """Fold in an already-decoded batch (benchmarks / shells that decode themselves)."""
@@ -249,7 +298,7 @@ class Engine:
             for i in np.flatnonzero(future).tolist():
                 errors.append(EventError("future_timestamp",
                                          f"ts is {(ts[i] - anchor) / 3600:.1f} h ahead of the stream; check the producer clock",
-                                         _raw(evs, i), -1))
+                                         _raw(evs, i), int(b.origin[i]) if b.origin is not None else -1))
         W = st.window
         starts = np.floor(ts / W) * W
         late = starts < self.closed_before
@@ -291,26 +340,45 @@ class Engine:
             return self._ingest_labels(raws)
 
     def _ingest_labels(self, raws: Sequence[bytes]) -> list[EventError]:
-        events, origin, errors = parse_messages(raws)
-        batch, errs = decode_labels(events, origin, raws, self.settings.min_epoch)
-        errors.extend(errs)
-        self.counters.labels += batch.n
-        if self.outcomes is not None and batch.n:
-            self.outcomes.on_labels(batch)
-        self.counters.count_errors(errors)
-        return errors
+        sink = self.outcomes.on_labels if self.outcomes is not None else None
+        return self._ingest_side(raws, decode_labels, sink, "labels")
 
     def ingest_features(self, raws: Sequence[bytes]) -> list[EventError]:
         with gc_paused():
             return self._ingest_features(raws)
 
     def _ingest_features(self, raws: Sequence[bytes]) -> list[EventError]:
-        events, origin, errors = parse_messages(raws)
-        batch, errs = decode_feature_events(events, origin, raws, self.settings.min_epoch)
+        sink = self.outcomes.on_features if self.outcomes is not None else None
+        return self._ingest_side(raws, decode_feature_events, sink, "feature_events")
+
+    def _ingest_side(self, raws: Sequence[bytes], decode: Any, sink: Any, counter: str) -> list[EventError]:
+        """Labels or offline features: decode (pure; a message that makes it raise is isolated
+        and dead-lettered alone), count, hand to the outcome monitor. Never raises."""
+        st = self.settings
+        try:
+            events, origin, errors = parse_messages(raws)
+            batch, errs = decode(events, origin, raws, st.min_epoch, st.max_id_bytes, st.max_value_bytes)
+        except Exception:  # noqa: BLE001 - a bug of ours: isolate the message that hits it
+            if len(raws) == 1:
+                errors = [EventError("internal_error", _INTERNAL, bytes(raws[0] or b""), 0)]
+                self.counters.count_errors(errors)
+                return errors
+            out: list[EventError] = []
+            for i, raw in enumerate(raws):
+                for e in self._ingest_side([raw], decode, sink, counter):
+                    e.index = i if e.index >= 0 else e.index
+                    out.append(e)
+            return out
         errors.extend(errs)
-        self.counters.feature_events += batch.n
-        if self.outcomes is not None and batch.n:
-            self.outcomes.on_features(batch)
+        setattr(self.counters, counter, getattr(self.counters, counter) + batch.n)
+        if sink is not None and batch.n:
+            try:
+                sink(batch)
+            except Exception:  # noqa: BLE001 - a bug of ours: dead-letter what was handed over, go on
+                setattr(self.counters, counter, getattr(self.counters, counter) - batch.n)
+                failed = {e.index for e in errors}
+                errors.extend(EventError("internal_error", _INTERNAL, bytes(raws[i] or b""), i)
+                              for i in sorted(set(origin) - failed))
         self.counters.count_errors(errors)
         return errors
 
@@ -662,6 +730,10 @@ def _raw(evs: list[dict[str, Any]] | None, i: int) -> bytes:
         return orjson.dumps(evs[i])
     except TypeError:
         return b""
+
+
+_INTERNAL = ("skewwatch could not process this event (a bug: please report it with the event); "
+             "it was set aside and the rest of the batch went on")
 
 
 def _top(d: dict[str, int]) -> str | None:

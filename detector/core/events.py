@@ -1,36 +1,50 @@
-"""Decoding wire events (DESIGN.md contract) into columnar batches, never raising on bad input.
+"""Decoding prediction events (DESIGN.md contract) into columnar batches, never raising on bad input.
 
-``parse_messages`` turns raw Kafka values / JSONL lines into dicts (a JSON array is a batch
-envelope of several events); every message or event that cannot be used becomes an
-:class:`EventError` carrying the reason and the raw bytes, so a shell can dead-letter it.
-``PredictionDecoder`` then extracts columns for one model with its schema in a handful of C-level
-passes (``itemgetter`` + ``np.array``) rather than per-event Python work.
+:func:`~detector.core.wire.parse_messages` turns raw Kafka values / JSONL lines into dicts (a
+JSON array is a batch envelope of several events); :func:`validate_predictions` checks every
+field an event must get right and turns each failure into an :class:`EventError` (reason +
+a sentence naming the problem and the fix) for the dead-letter topic; ``PredictionDecoder``
+then extracts one model's columns with its schema in a handful of C-level passes
+(``itemgetter`` + ``np.array``) rather than per-event Python work. Labels and offline features
+are decoded in :mod:`detector.core.feeds`.
 
 Defined outcomes, per DESIGN.md's "never silently dropped":
 
-=====================================  ==================================================
-input                                  outcome
-=====================================  ==================================================
-not JSON / not an object               error ``invalid_json`` / ``not_an_object``
-NaN / Infinity literals                parsed (stdlib fallback); non-finite feature values
-                                       count as *missing* and as ``nonfinite`` for the feature
-missing ``prediction_id``/``model``    error ``missing_field``
-``ts`` absent / unparseable            error ``bad_timestamp``
-``ts`` before ``min_epoch``            error ``ancient_timestamp``
-``ts`` > stream time + ``max_future``  error ``future_timestamp`` (checked by the engine)
-``score`` not a finite number          error ``bad_score`` (absent score is allowed)
-``features`` not an object             error ``bad_features``
-feature of the wrong type              event kept; value counted as a *type mismatch* for
-                                       that feature (schema signal), not as missing
-feature absent (key missing)           counted as missing *and* as absent (schema signal)
-feature not in the reference           event kept; name counted (bounded) as unexpected
-=====================================  ==================================================
+=========================================  ==================================================
+input                                      outcome
+=========================================  ==================================================
+not JSON / not an object / nested > 1024   error ``invalid_json`` / ``not_an_object``
+NaN / Infinity literals, 1e999             parsed (stdlib fallback); non-finite feature values
+                                           count as *missing* and as ``nonfinite``
+integers beyond float range                read as +-infinity (non-finite, as above)
+missing ``prediction_id``/``model``        error ``missing_field``
+``prediction_id`` / ``model`` not a        error ``bad_field``
+string (ids may be integers)
+``prediction_id`` > ``max_id_bytes``,      error ``oversized_field``
+``model`` > ``max_value_bytes``
+``ts`` absent / unparseable / > year 9999  error ``bad_timestamp``
+``ts`` before ``min_epoch``                error ``ancient_timestamp``
+``ts`` > stream time + ``max_future``      error ``future_timestamp`` (checked by the engine)
+``score`` not a finite number              error ``bad_score`` (absent score is allowed)
+``features`` not an object                 error ``bad_features``
+an optional field of the wrong type        error ``bad_field`` naming the field: a list or
+(``decision``, ``model_version``,          object where a scalar belongs, a non-number (or a
+``override``, ``baseline_decision``,       non-finite one) for ``threshold`` / ``latency_ms``,
+``threshold``, ``latency_ms``,             anything but true/false/0/1 for ``fallback``
+``fallback``, ``slices`` and its values)
+feature of the wrong type (incl. a list    event kept; value counted as a *type mismatch* for
+or object for a category)                  that feature (schema signal), not as missing
+feature absent (key missing)               counted as missing *and* as absent (schema signal)
+feature not in the reference               event kept; name counted (bounded) as unexpected
+a retained string longer than              kept, cut to ``max_value_bytes`` and counted in
+``max_value_bytes`` (unseen category,      ``PredictionBatch.clipped`` (the engine's
+slice value, version, decision, override   ``counters.clipped``)
+reason, unexpected feature name)
+=========================================  ==================================================
 """
 
 from __future__ import annotations
 
-import json
-import math
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -39,9 +53,19 @@ from operator import itemgetter
 from typing import Any
 
 import numpy as np
-import orjson
 
 from detector.core.timeparse import parse_timestamps
+from detector.core.wire import (
+    DEFAULT_MAX_ID_BYTES,
+    DEFAULT_MAX_VALUE_BYTES,
+    EventError,
+    clip,
+    column,
+    float_or_nan,
+    parse_messages,
+    raw_of,
+    text_of,
+)
 
 __all__ = [
     "EventError",
@@ -49,84 +73,16 @@ __all__ = [
     "Schema",
     "PredictionBatch",
     "PredictionDecoder",
+    "validate_predictions",
     "LabelBatch",
     "decode_labels",
     "FeatureBatch",
     "decode_feature_events",
+    "DEFAULT_MAX_ID_BYTES",
+    "DEFAULT_MAX_VALUE_BYTES",
 ]
 
-
-@dataclass(slots=True)
-class EventError:
-    """One message or event that could not be used, with why (for the dead-letter topic)."""
-
-    reason: str  # short machine code, e.g. "invalid_json"
-    detail: str  # human sentence: what is wrong and how to fix it
-    raw: bytes = b""  # the offending payload (shells decide what to do with it; never logged)
-    index: int = -1  # position of the message in the input batch
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"reason": self.reason, "detail": self.detail, "index": self.index}
-
-
-def _loads(raw: bytes) -> Any:
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        # Python's json writes NaN/Infinity by default; accept them rather than lose the event.
-        return json.loads(raw)
-
-
-def parse_messages(raws: Sequence[bytes]) -> tuple[list[dict[str, Any]], list[int], list[EventError]]:
-    """JSON-decode messages. Returns (events, message index per event, errors).
-
-    The common case (every message is one valid JSON object) is a single C-level ``map``; only
-    a batch holding a bad message or an envelope takes the per-message path.
-    """
-    try:
-        objs = list(map(orjson.loads, raws))
-        if set(map(type, objs)) <= {dict}:
-            return objs, list(range(len(objs))), []
-    except (orjson.JSONDecodeError, TypeError):
-        pass
-    return _parse_slow(raws)
-
-
-def _parse_slow(raws: Sequence[bytes]) -> tuple[list[dict[str, Any]], list[int], list[EventError]]:
-    events: list[dict[str, Any]] = []
-    origin: list[int] = []
-    errors: list[EventError] = []
-    for i, raw in enumerate(raws):
-        if raw is None or len(raw) == 0:
-            errors.append(EventError("empty_message", "empty message or tombstone; send a JSON object", b"", i))
-            continue
-        try:
-            obj = _loads(raw)
-        except (ValueError, TypeError, UnicodeDecodeError) as exc:
-            errors.append(EventError("invalid_json", f"not valid JSON ({str(exc)[:80]}); send one JSON object per message",
-                                     bytes(raw), i))
-            continue
-        if type(obj) is dict:
-            events.append(obj)
-            origin.append(i)
-        elif type(obj) is list:
-            for j, item in enumerate(obj):
-                if type(item) is dict:
-                    events.append(item)
-                    origin.append(i)
-                else:
-                    errors.append(EventError("not_an_object", f"batch envelope item {j} is {type(item).__name__}, expected an object",
-                                             orjson.dumps(item), i))
-        else:
-            errors.append(EventError("not_an_object",
-                                     f"message is a JSON {type(obj).__name__}; expected an object or an array of objects",
-                                     bytes(raw), i))
-    return events, origin, errors
-
-
-def column(events: list[dict[str, Any]], key: str) -> list[Any]:
-    """``[e.get(key) for e in events]`` at C speed."""
-    return list(map(dict.get, events, repeat(key, len(events))))
+_raw_of = raw_of  # kept for callers of the old private name
 
 
 # --------------------------------------------------------------------------- schema
@@ -184,6 +140,8 @@ class PredictionBatch:
     # kind 0 = key absent, 1 = wrong type, 2 = non-finite; feature index: numeric then categorical
     flags: np.ndarray = field(default_factory=lambda: np.zeros((0, 3), dtype=np.int64))
     unexpected_rows: list[tuple[int, str]] = field(default_factory=list)
+    origin: np.ndarray | None = None  # message index per event (to attribute engine-level errors)
+    clipped: dict[str, int] = field(default_factory=dict)  # field -> retained values cut to max_value_bytes
 
     @property
     def n(self) -> int:
@@ -216,6 +174,7 @@ class PredictionBatch:
             decisions={k: c for k, v in self.decisions.items() if (c := int(round(v * f)))},
             flags=flags, unexpected_rows=unexpected_rows,
             baseline=self.baseline[idx] if self.baseline is not None else None,
+            origin=self.origin[idx] if self.origin is not None else None, clipped=dict(self.clipped),
         )
 
 
@@ -236,15 +195,11 @@ def _count_names(rows: list[tuple[int, str]]) -> dict[str, int]:
 
 
 def _float_col(values: list[Any]) -> np.ndarray:
-    """Optional numeric field -> float64 (None -> NaN); non-numbers -> NaN."""
+    """Optional numeric field -> float64 (None -> NaN); non-numbers -> NaN; beyond float range -> +-inf."""
     try:
         return np.array(values, dtype=np.float64)
-    except (TypeError, ValueError):
-        out = np.full(len(values), np.nan)
-        for i, v in enumerate(values):
-            if isinstance(v, int | float):
-                out[i] = float(v)
-        return out
+    except (TypeError, ValueError, OverflowError):
+        return np.fromiter(map(float_or_nan, values), dtype=np.float64, count=len(values))
 
 
 def _numeric_matrix(rows: list[tuple[Any, ...]] | list[Any], n_feat: int,
@@ -256,51 +211,87 @@ def _numeric_matrix(rows: list[tuple[Any, ...]] | list[Any], n_feat: int,
     # "12.5"); nulls or other types give an object/str array and take the checked path below.
     try:
         a = np.array(rows)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         a = None
     if a is not None and a.ndim == 2 and a.shape[1] == n_feat and a.dtype.kind in "fiub":
         return a.astype(np.float64, copy=False), np.zeros(n_feat, dtype=np.int64)
     if a is not None and a.ndim == 1 and n_feat == 1 and a.dtype.kind in "fiub":
         return a.astype(np.float64).reshape(-1, 1), np.zeros(n_feat, dtype=np.int64)
     if set(map(type, chain.from_iterable(rows))) <= _NUMERIC_TYPES:
-        m = np.array(rows, dtype=np.float64)
-        if m.ndim == 1:
-            m = m.reshape(-1, n_feat)
-        return m, np.zeros(n_feat, dtype=np.int64)
+        try:
+            m = np.array(rows, dtype=np.float64)
+            if m.ndim == 1:
+                m = m.reshape(-1, n_feat)
+            return m, np.zeros(n_feat, dtype=np.int64)
+        except (OverflowError, ValueError):
+            pass  # an integer beyond float range: per column below
     n = len(rows)
     m = np.full((n, n_feat), np.nan)
     err = np.zeros(n_feat, dtype=np.int64)
     cols = list(zip(*rows, strict=True)) if n_feat > 1 else [rows]
     for j, col in enumerate(cols):
         if set(map(type, col)) <= _NUMERIC_TYPES:
-            m[:, j] = np.array(col, dtype=np.float64)
-        else:
-            for i, v in enumerate(col):
-                if v is None:
-                    continue
-                if isinstance(v, int | float):  # bool is an int: True -> 1.0
-                    m[i, j] = float(v)
-                else:
-                    err[j] += 1
-                    if err_at is not None:
-                        err_at.append((i, j))
+            try:
+                m[:, j] = np.array(col, dtype=np.float64)
+                continue
+            except (OverflowError, ValueError):
+                pass
+        for i, v in enumerate(col):
+            if v is None:
+                continue
+            if type(v) is bool:
+                m[i, j] = float(v)  # True -> 1.0
+            elif type(v) is int or type(v) is float:
+                m[i, j] = float_or_nan(v)  # beyond float range -> +-inf (counted non-finite)
+            else:
+                err[j] += 1
+                if err_at is not None:
+                    err_at.append((i, j))
     return m, err
 
 
 _MISSING = object()
 _NUMERIC_TYPES = {float, int, bool, type(None)}
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
+class _Clipper:
+    """Cuts retained strings to ``max_bytes`` and counts, per field, how many were cut."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self.counts: dict[str, int] = {}
+
+    def __call__(self, s: str, what: str) -> str:
+        if len(s) * 4 <= self.max_bytes:
+            return s
+        out, cut = clip(s, self.max_bytes)
+        if cut:
+            self.counts[what] = self.counts.get(what, 0) + 1
+        return out
+
+    def column(self, col: list[Any], what: str) -> list[str | None]:
+        """Scalars -> their text (clipped), anything else -> None."""
+        out = list(map(text_of, col))
+        if self.max_bytes < 1 << 20 and any(s is not None and len(s) * 4 > self.max_bytes for s in out):
+            out = [s if s is None else self(s, what) for s in out]
+        return out
 
 
 class PredictionDecoder:
-    """Extract one model's columns from decoded prediction events."""
+    """Extract one model's columns from validated prediction events (see :func:`validate_predictions`)."""
 
-    def __init__(self, schema: Schema, no_action: Iterable[str], max_unexpected: int = 64) -> None:
+    def __init__(self, schema: Schema, no_action: Iterable[str], max_unexpected: int = 64,
+                 max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES) -> None:
         self.schema = schema
         self.no_action = {s.lower() for s in no_action}
         self.max_unexpected = max_unexpected
+        self.max_value_bytes = max_value_bytes
 
-    def decode(self, model: str, events: list[dict[str, Any]], slice_dims: Sequence[str]) -> PredictionBatch:
+    def decode(self, model: str, events: list[dict[str, Any]], slice_dims: Sequence[str],
+               origin: Sequence[int] | None = None) -> PredictionBatch:
         sch = self.schema
+        clipper = _Clipper(self.max_value_bytes)
         n = len(events)
         fs = column(events, "features")
         n_num, n_cat = len(sch.numeric), len(sch.categorical)
@@ -355,7 +346,11 @@ class PredictionDecoder:
             unseen_code = len(vocab)
             missing_code = unseen_code + 1
             col = cat_cols[j]
-            c = np.fromiter(map(vocab.get, col, repeat(unseen_code, n)), dtype=np.int32, count=n)
+            try:
+                c = np.fromiter(map(vocab.get, col, repeat(unseen_code, n)), dtype=np.int32, count=n)
+            except TypeError:  # a list / object as a category (unhashable): per value
+                c = np.fromiter((vocab.get(v, unseen_code) if type(v) in _SCALARS else unseen_code for v in col),
+                                dtype=np.int32, count=n)
             bad = np.flatnonzero(c == unseen_code)
             uns: list[str] = []
             for i in bad.tolist():
@@ -366,17 +361,16 @@ class PredictionDecoder:
                     c[i] = missing_code
                     cat_absent[j] += 1
                     flag_list.append((i, n_num + j, 0))
-                elif isinstance(v, str):
-                    uns.append(v)
-                elif isinstance(v, bool) or not isinstance(v, int | float):
+                elif type(v) is str:
+                    uns.append(clipper(v, "category"))
+                elif type(v) is bool or (sv := text_of(v)) is None:  # bools, lists, objects, non-finite
                     c[i] = missing_code
                     cat_type_err[j] += 1
                     flag_list.append((i, n_num + j, 1))
                 else:  # numbers for a categorical: compare by their text form
-                    sv = str(int(v)) if isinstance(v, float) and v.is_integer() else str(v)
                     code = vocab.get(sv)
                     if code is None:
-                        uns.append(sv)
+                        uns.append(clipper(sv, "category"))
                     else:
                         c[i] = code
             codes[:, j] = c
@@ -387,10 +381,12 @@ class PredictionDecoder:
         odd = np.flatnonzero(lens != n_known) if (num_absent.any() or cat_absent.any()) else np.flatnonzero(lens > n_known)
         for i in odd.tolist():
             for k in fs[i]:
-                if k not in sch.known and (k in unexpected or len(unexpected) < self.max_unexpected):
-                    unexpected[k] = unexpected.get(k, 0) + 1
-                    unexpected_rows.append((i, k))
-        # --- top-level fields
+                if k not in sch.known:
+                    k = clipper(k, "feature_name")
+                    if k in unexpected or len(unexpected) < self.max_unexpected:
+                        unexpected[k] = unexpected.get(k, 0) + 1
+                        unexpected_rows.append((i, k))
+        # --- top-level fields (their types were checked by validate_predictions)
         ids = list(map(str, column(events, "prediction_id")))
         ts = parse_timestamps(column(events, "ts"))
         sc = column(events, "score")
@@ -401,14 +397,16 @@ class PredictionDecoder:
         decisions: dict[str, int] = {}
         draw = column(events, "decision")
         if draw.count(None) < n:
+            draw = [d if type(d) in _SCALARS else None for d in draw]
             counts = Counter(draw)
             lut: dict[Any, float] = {}
             for d, c_ in counts.items():
-                if d is None:
+                td = text_of(d)
+                if td is None:
                     continue
-                sd = ("true" if d else "false") if isinstance(d, bool) else str(d).lower()
+                sd = clipper(td.lower(), "decision")
                 lut[d] = 0.0 if sd in self.no_action else 1.0
-                if len(decisions) < 32:
+                if len(decisions) < 32 or sd in decisions:
                     decisions[sd] = decisions.get(sd, 0) + c_
             nan = float("nan")
             acted = np.fromiter(map(lut.get, draw, repeat(nan, n)), dtype=np.float64, count=n)
@@ -417,27 +415,39 @@ class PredictionDecoder:
         threshold = _float_col(column(events, "threshold"))
         latency = _float_col(column(events, "latency_ms"))
         fallback = _float_col(column(events, "fallback"))
-        versions = {str(k): v for k, v in Counter(column(events, "model_version")).items() if k is not None}
+        vcol = column(events, "model_version")
+        versions: dict[str, int] = {}
+        if vcol.count(None) < n:
+            for k, v in Counter(clipper.column(vcol, "model_version")).items():
+                if k is not None:
+                    versions[k] = versions.get(k, 0) + v
         if len(versions) > 16:
             versions = dict(sorted(versions.items(), key=lambda kv: -kv[1])[:16])
         slices: dict[str, list[Any]] = {}
         sl: list[Any] | None = None
         for dim in slice_dims:
             if dim in sch.known:
-                slices[dim] = list(map(dict.get, fs, repeat(dim, n)))
+                raw_sl = list(map(dict.get, fs, repeat(dim, n)))
             else:
                 if sl is None:
                     sl = [x if type(x) is dict else _EMPTY for x in column(events, "slices")]
-                slices[dim] = list(map(dict.get, sl, repeat(dim, n)))
+                raw_sl = list(map(dict.get, sl, repeat(dim, n)))
+            slices[dim] = raw_sl if set(map(type, raw_sl)) <= {str, type(None)} and \
+                not any(s is not None and len(s) * 4 > self.max_value_bytes for s in raw_sl) \
+                else clipper.column(raw_sl, "slice")
         overrides = column(events, "override")
+        has_override = overrides.count(None) < n
+        if has_override:
+            overrides = clipper.column(overrides, "override")
         return PredictionBatch(
             model=model, ids=ids, ts=ts, num=num, num_absent=num_absent, num_nonfinite=num_nonfinite,
             num_type_err=num_type_err, cat_codes=codes, cat_absent=cat_absent, cat_type_err=cat_type_err,
             unseen=unseen, slices=slices, score=score, acted=acted, threshold=threshold, latency_ms=latency,
             fallback=fallback, versions=versions, unexpected=unexpected,
-            override=overrides if overrides.count(None) < n else None, decisions=decisions,
+            override=overrides if has_override else None, decisions=decisions,
             flags=np.asarray(flag_list, dtype=np.int64).reshape(-1, 3), unexpected_rows=unexpected_rows,
-            baseline=baseline,
+            baseline=baseline, origin=np.asarray(origin, dtype=np.int64) if origin is not None else None,
+            clipped=clipper.counts,
         )
 
 
@@ -447,167 +457,16 @@ _EMPTY: dict[str, Any] = {}
 def _acted(raw: list[Any], no_action: set[str]) -> np.ndarray:
     """Decision values -> 1.0 (an action), 0.0 (a no-action decision), NaN (absent)."""
     nan = float("nan")
-    if not set(map(type, raw)) <= {str, bool, int, float, type(None)}:  # objects / lists are not decisions
-        raw = [d if isinstance(d, str | bool | int | float) else None for d in raw]
+    if not set(map(type, raw)) <= _SCALARS:  # objects / lists are not decisions
+        raw = [d if type(d) in _SCALARS else None for d in raw]
     lut: dict[Any, float] = {}
     for d in set(raw):
-        if d is None:
-            continue
-        sd = ("true" if d else "false") if isinstance(d, bool) else str(d).lower()
-        lut[d] = 0.0 if sd in no_action else 1.0
+        td = text_of(d)
+        if td is not None:
+            lut[d] = 0.0 if td.lower() in no_action else 1.0
     return np.fromiter(map(lut.get, raw, repeat(nan, len(raw))), dtype=np.float64, count=len(raw))
 
 
-def validate_predictions(
-    events: list[dict[str, Any]], origin: list[int], raws: Sequence[bytes], min_epoch: float
-) -> tuple[dict[str, list[dict[str, Any]]], list[EventError]]:
-    """Envelope checks per event; returns events grouped by model and the errors.
-
-    Vectorised: the per-event Python path runs only for events that fail a check.
-    """
-    n = len(events)
-    if n == 0:
-        return {}, []
-    pids = column(events, "prediction_id")
-    models = column(events, "model")
-    feats = column(events, "features")
-    ts = parse_timestamps(column(events, "ts"))
-    scores = column(events, "score")
-    bad = np.zeros(n, dtype=bool)
-    if None in pids or "" in pids or None in models or "" in models:
-        bad |= np.fromiter((p is None or p == "" or m is None or m == "" for p, m in zip(pids, models, strict=True)), bool, n)
-    ftypes = set(map(type, feats))
-    if ftypes != {dict}:
-        bad |= np.fromiter((type(f) is not dict for f in feats), bool, n)
-    bad |= np.isnan(ts) | (ts < min_epoch)
-    stypes = set(map(type, scores))
-    if stypes <= {float, int, type(None)}:
-        sc = np.array(scores, dtype=np.float64)  # None -> NaN
-        nan = np.isnan(sc)
-        if nan.any():  # NaN sent as a value (stdlib JSON) vs absent score
-            nan &= np.fromiter((s is not None for s in scores), bool, n)
-        bad |= nan | np.isinf(sc)
-    else:
-        bad |= np.fromiter((s is not None and (type(s) is bool or not isinstance(s, int | float) or not math.isfinite(s))
-                            for s in scores), bool, n)
-    errors: list[EventError] = []
-    if bad.any():
-        for i in np.flatnonzero(bad).tolist():
-            e = events[i]
-            pid, model = pids[i], models[i]
-            s = scores[i]
-            if pid is None or pid == "" or model is None or model == "":
-                missing = [k for k in ("prediction_id", "model") if e.get(k) in (None, "")]
-                reason = ("missing_field", f"event has no {' or '.join(missing)}; every prediction needs both")
-            elif type(feats[i]) is not dict:
-                reason = ("bad_features", "'features' must be an object of feature name -> value")
-            elif math.isnan(ts[i]):
-                reason = ("bad_timestamp", f"ts={str(e.get('ts'))[:40]!r} is not RFC 3339 or epoch seconds")
-            elif ts[i] < min_epoch:
-                reason = ("ancient_timestamp", f"ts={str(e.get('ts'))[:40]!r} is before {min_epoch:.0f} (epoch); check the clock/unit")
-            else:
-                reason = ("bad_score", f"score={str(s)[:40]!r} must be a finite number")
-            errors.append(EventError(reason[0], reason[1], _raw_of(e, raws, origin, i), origin[i]))
-        good = np.flatnonzero(~bad).tolist()
-        events = [events[i] for i in good]
-        models = [models[i] for i in good]
-    by_model: dict[str, list[dict[str, Any]]] = {}
-    if not events:
-        return by_model, errors
-    first = models[0]
-    if models.count(first) == len(models):
-        by_model[str(first)] = events
-    else:
-        for e, m in zip(events, models, strict=True):
-            by_model.setdefault(str(m), []).append(e)
-    return by_model, errors
-
-
-def _raw_of(e: dict[str, Any], raws: Sequence[bytes], origin: list[int], i: int) -> bytes:
-    o = origin[i]
-    # one event per message: keep the producer's exact bytes; envelope item: re-encode just it
-    single = (i == 0 or origin[i - 1] != o) and (i + 1 == len(origin) or origin[i + 1] != o)
-    if single:
-        return bytes(raws[o])
-    try:
-        return orjson.dumps(e)
-    except TypeError:
-        return b""
-
-
-# --------------------------------------------------------------------------- labels / offline features
-
-
-@dataclass
-class LabelBatch:
-    ids: list[str]
-    ts: np.ndarray
-    label: np.ndarray  # float64 0/1
-    revision: np.ndarray  # int64, 0 when absent
-    model: list[str | None]
-
-    @property
-    def n(self) -> int:
-        return len(self.ids)
-
-
-def decode_labels(
-    events: list[dict[str, Any]], origin: list[int], raws: Sequence[bytes], min_epoch: float
-) -> tuple[LabelBatch, list[EventError]]:
-    ok: list[int] = []
-    errors: list[EventError] = []
-    ts = parse_timestamps([e.get("ts") for e in events])
-    labels = np.empty(len(events))
-    for i, e in enumerate(events):
-        y = e.get("label")
-        if e.get("prediction_id") in (None, ""):
-            errors.append(EventError("missing_field", "label event has no prediction_id", _raw_of(e, raws, origin, i), origin[i]))
-        elif math.isnan(ts[i]) or ts[i] < min_epoch:
-            errors.append(EventError("bad_timestamp", f"label ts={str(e.get('ts'))[:40]!r} is not a valid time", _raw_of(e, raws, origin, i), origin[i]))
-        elif y in (0, 1) or y is True or y is False:  # 0/1, 0.0/1.0, bools
-            labels[i] = float(y)
-            ok.append(i)
-        else:
-            errors.append(EventError("bad_label", f"label={str(y)[:40]!r}: binary labels must be 0/1 or true/false",
-                                     _raw_of(e, raws, origin, i), origin[i]))
-    idx = np.asarray(ok, dtype=np.int64)
-    rev = np.array([int(events[i].get("revision") or 0) if isinstance(events[i].get("revision"), int | float) else 0 for i in ok],
-                   dtype=np.int64)
-    return LabelBatch(
-        ids=[str(events[i]["prediction_id"]) for i in ok], ts=ts[idx], label=labels[idx], revision=rev,
-        model=[events[i].get("model") for i in ok],
-    ), errors
-
-
-@dataclass
-class FeatureBatch:
-    ids: list[str]
-    ts: np.ndarray
-    features: list[dict[str, Any]]
-    model: list[str | None]
-
-    @property
-    def n(self) -> int:
-        return len(self.ids)
-
-
-def decode_feature_events(
-    events: list[dict[str, Any]], origin: list[int], raws: Sequence[bytes], min_epoch: float
-) -> tuple[FeatureBatch, list[EventError]]:
-    ok: list[int] = []
-    errors: list[EventError] = []
-    ts = parse_timestamps([e.get("ts") for e in events])
-    for i, e in enumerate(events):
-        if e.get("prediction_id") in (None, ""):
-            errors.append(EventError("missing_field", "feature event has no prediction_id", _raw_of(e, raws, origin, i), origin[i]))
-        elif not isinstance(e.get("features"), dict):
-            errors.append(EventError("bad_features", "'features' must be an object", _raw_of(e, raws, origin, i), origin[i]))
-        elif math.isnan(ts[i]) or ts[i] < min_epoch:
-            errors.append(EventError("bad_timestamp", f"feature ts={str(e.get('ts'))[:40]!r} is not a valid time", _raw_of(e, raws, origin, i), origin[i]))
-        else:
-            ok.append(i)
-    idx = np.asarray(ok, dtype=np.int64)
-    return FeatureBatch(
-        ids=[str(events[i]["prediction_id"]) for i in ok], ts=ts[idx], features=[events[i]["features"] for i in ok],
-        model=[events[i].get("model") for i in ok],
-    ), errors
+# the other event kinds and the checks live next door; importable from here as before
+from detector.core.feeds import FeatureBatch, LabelBatch, decode_feature_events, decode_labels  # noqa: E402
+from detector.core.validate import validate_predictions  # noqa: E402

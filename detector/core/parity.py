@@ -40,6 +40,7 @@ from detector.core.cohort import fold
 from detector.core.events import FeatureBatch, PredictionBatch
 from detector.core.select import select_findings
 from detector.core.timeparse import format_ts
+from detector.core.wire import float_or_nan, text_of
 
 __all__ = ["ParityMonitor", "RETAIN_SECONDS", "RETAIN_MAX", "OFFLINE_HOLD", "MAX_HELD", "MAX_EXAMPLES", "RTOL", "ATOL",
            "MISMATCH_WARNING", "MISMATCH_CRITICAL"]
@@ -183,10 +184,12 @@ def _offline_columns(layout: Any, feats: list[dict[str, Any]]) -> tuple[np.ndarr
         ab = np.fromiter((v is _ABSENT for v in col), dtype=bool, count=n)
         num_abs[:, j] = ab
         vals = [None if v is _ABSENT else v for v in col] if ab.any() else col
-        if set(map(type, vals)) <= _NUMERIC:
+        try:
+            if not set(map(type, vals)) <= _NUMERIC:
+                raise TypeError
             num[:, j] = np.array(vals, dtype=np.float64)
-        else:
-            num[:, j] = [float(v) if isinstance(v, int | float) and not isinstance(v, bool) else np.nan for v in vals]
+        except (TypeError, ValueError, OverflowError):  # wrong types, or integers beyond float range
+            num[:, j] = [float_or_nan(v) for v in vals]
     num[np.isinf(num)] = np.nan
     cat = np.zeros((n, len(layout.categorical)), dtype=np.int64)
     cat_abs = np.zeros(cat.shape, dtype=bool)
@@ -200,10 +203,9 @@ def _offline_columns(layout: Any, feats: list[dict[str, Any]]) -> tuple[np.ndarr
             if v is _ABSENT:
                 cat_abs[i, j] = True
                 cat[i, j] = missing
-            elif v is None or isinstance(v, bool) or not isinstance(v, str | int | float):
+            elif isinstance(v, bool) or (sv := text_of(v)) is None:  # null, lists, objects, non-finite
                 cat[i, j] = missing
             else:
-                sv = v if isinstance(v, str) else (str(int(v)) if isinstance(v, float) and v.is_integer() else str(v))
                 code = vocab.get(sv)
                 cat[i, j] = code if code is not None else _hash(sv)
     return num, num_abs, cat, cat_abs, raws

@@ -122,7 +122,7 @@ def _stage_loop(eng: Any, ms: Any, events: list[bytes], batch: int) -> tuple[flo
         t = time.perf_counter()
         evs, origin, _ = parse_messages(raws)
         t1 = time.perf_counter()
-        by_model, _ = validate_predictions(evs, origin, raws, 0.0)
+        by_model, _, _ = validate_predictions(evs, origin, raws, 0.0)
         b = ms.decoder.decode("bench", by_model["bench"], ms.layout.dims)
         t2 = time.perf_counter()
         eng.ingest_batch(b)
