@@ -28,7 +28,7 @@ from detector.core.reference import Reference, ReferenceError
 from detector.core.settings import parse_duration
 from detector.core.timeparse import parse_timestamps
 
-__all__ = ["add_arguments", "run", "Replay", "open_lines"]
+__all__ = ["add_arguments", "run", "Replay", "open_lines", "read_chunks"]
 
 CHUNK = 20_000
 
@@ -54,62 +54,74 @@ def open_lines(path: str | Path) -> IO[bytes]:
     return io.BufferedReader(f) if not isinstance(f, io.BufferedReader) else f
 
 
-def _chunks(f: IO[bytes], size: int) -> Iterator[tuple[int, list[bytes]]]:
-    """(first line number, non-blank lines) chunks."""
+Chunk = tuple[list[int], list[bytes]]  # (line number of each record, the raw records)
+
+
+def read_chunks(f: IO[bytes], size: int) -> Iterator[Chunk]:
+    """Non-blank lines of a JSONL stream in chunks of ``size``, each with its line number.
+
+    This is the one reading loop of a replay: another input format only has to yield the same
+    chunks (one raw JSON event per record, with the record's position for error reports).
+    """
     buf: list[bytes] = []
-    first = 1
-    lineno = 0
-    for line in f:
-        lineno += 1
+    nums: list[int] = []
+    for lineno, line in enumerate(f, 1):
         line = line.strip()
         if not line:
             continue
-        if not buf:
-            first = lineno
         buf.append(line)
+        nums.append(lineno)
         if len(buf) >= size:
-            yield first, buf
-            buf = []
+            yield nums, buf
+            buf, nums = [], []
     if buf:
-        yield first, buf
+        yield nums, buf
+
+
+def _event_ts(lines: list[bytes]) -> list[float]:
+    """Event time of each record (-inf when it has none: such lines go through at once and the
+    engine reports them)."""
+    ts: list[Any] = []
+    for ln in lines:
+        try:
+            v = orjson.loads(ln)
+            ts.append(v.get("ts") if type(v) is dict else None)
+        except orjson.JSONDecodeError:
+            ts.append(None)
+    arr = parse_timestamps(ts)
+    return [float("-inf") if x != x else x for x in arr.tolist()]
 
 
 class _Side:
     """A lazily read, timestamp-ordered side stream (labels or offline features)."""
 
     def __init__(self, path: str | None) -> None:
-        self.it = _chunks(open_lines(path), 5000) if path else None
+        self.it = read_chunks(open_lines(path), 5000) if path else None
         self.pending: list[bytes] = []
+        self.nums: list[int] = []
         self.ts: list[float] = []
         self.pos = 0
         self.done = path is None
 
-    def take_until(self, t: float) -> list[bytes]:
+    def take_until(self, t: float) -> Chunk:
+        nums: list[int] = []
         out: list[bytes] = []
         while True:
             while self.pos < len(self.pending):
                 if self.ts[self.pos] > t:
-                    return out
+                    return nums, out
                 out.append(self.pending[self.pos])
+                nums.append(self.nums[self.pos])
                 self.pos += 1
             if self.done or self.it is None:
-                return out
+                return nums, out
             try:
-                _, lines = next(self.it)
+                self.nums, self.pending = next(self.it)
             except StopIteration:
                 self.done = True
-                return out
-            self.pending, self.pos = lines, 0
-            ts = []
-            for ln in lines:
-                try:
-                    v = orjson.loads(ln)
-                    ts.append(v.get("ts") if isinstance(v, dict) else None)
-                except orjson.JSONDecodeError:
-                    ts.append(None)
-            arr = parse_timestamps(ts)
-            # undated / broken lines go through immediately (the engine reports them)
-            self.ts = [float("-inf") if x != x else float(x) for x in arr.tolist()]
+                return nums, out
+            self.pos = 0
+            self.ts = _event_ts(self.pending)
 
 
 class Replay:
@@ -140,9 +152,11 @@ class Replay:
             if self.counterexamples_out is not None:
                 self.counterexamples_out.write(orjson.dumps(rec) + b"\n")
 
-    def _errors(self, source: str, first_line: int, errors: list[EventError]) -> None:
+    def _errors(self, source: str, nums: list[int], errors: list[EventError]) -> None:
         for e in errors:
-            where = f"{source}:{first_line + e.index}" if e.index >= 0 else source
+            where = f"{source}:{nums[e.index]}" if 0 <= e.index < len(nums) else source
+            if e.item >= 0:
+                where += f" item {e.item}"
             if len(self.first_errors) < 5:
                 self.first_errors.append(f"{where}: {e.reason}: {e.detail}")
             if self.dlq_out is not None:
@@ -153,31 +167,26 @@ class Replay:
         lab, fea = _Side(labels), _Side(features)
         t0 = time.monotonic()
         last = t0
-        for first, lines in _chunks(open_lines(predictions), CHUNK):
+        for nums, lines in read_chunks(open_lines(predictions), CHUNK):
             self.lines += len(lines)
-            self._errors(predictions, first, eng.ingest_predictions(lines))
+            self._errors(predictions, nums, eng.ingest_predictions(lines))
             hw = eng.high_water
             for side, path, ingest in ((lab, labels, eng.ingest_labels), (fea, features, eng.ingest_features)):
-                batch = side.take_until(hw)
+                snums, batch = side.take_until(hw)
                 if batch:
-                    self._errors(str(path), 0, [_noline(e) for e in ingest(batch)])
+                    self._errors(str(path), snums, ingest(batch))
             self._emit(eng.advance())
             now = time.monotonic()
             if self.progress and now - last > 1.0:
                 last = now
                 print(f"\r  {self.lines:,} predictions, {sum(self.alert_count.values())} alerts...", end="", file=sys.stderr)
         for side, path, ingest in ((lab, labels, eng.ingest_labels), (fea, features, eng.ingest_features)):
-            rest = side.take_until(float("inf"))
+            snums, rest = side.take_until(float("inf"))
             if rest:
-                self._errors(str(path), 0, [_noline(e) for e in ingest(rest)])
+                self._errors(str(path), snums, ingest(rest))
         self._emit(eng.flush())
         if self.progress:
             print("\r" + " " * 60 + "\r", end="", file=sys.stderr)
-
-
-def _noline(e: EventError) -> EventError:
-    e.index = -1
-    return e
 
 
 # --------------------------------------------------------------------------- CLI
