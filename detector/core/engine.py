@@ -33,11 +33,13 @@ from detector.core.events import (
     EventError,
     PredictionBatch,
     PredictionDecoder,
+    concat,
     decode_feature_events,
     decode_labels,
     parse_messages,
     validate_predictions,
 )
+from detector.core.fastdecode import TypedDecoder
 from detector.core.layout import SCORE, Layout
 from detector.core.reference import Reference, value_share
 from detector.core.seasonal import SeasonalBaseline
@@ -125,6 +127,7 @@ class ModelState:
         self.last_version: str | None = None
         # the last closed window's counts (bounded: one window), for the status page and report charts
         self.last_window: WindowCounts | None = None
+        self.typed: TypedDecoder | None = None  # built when this model's events dominate a batch
 
     # ---------------------------------------------------------------- candidates for value spikes
     def discover_candidates(self, b: PredictionBatch) -> None:
@@ -185,6 +188,7 @@ class Engine:
         self.closed_before = float("-inf")  # windows starting before this are closed
         self.outcomes: Any = None  # label join / outcome monitors (attached by detector.core.outcomes)
         self.adoption = Adoption()  # override / review-capacity checks (capacities: detector.core.adoption.attach_adoption)
+        self._typed: TypedDecoder | None = None  # typed decoder of the usual model (detector.core.fastdecode)
 
     # ------------------------------------------------------------------ models
     def reference_for(self, model: str) -> Reference | None:
@@ -223,24 +227,23 @@ class Engine:
 
     def _ingest_predictions(self, raws: Sequence[bytes]) -> list[EventError]:
         st = self.settings
+        typed, rest = self._typed_decode(raws)
+        sub = raws if len(rest) == len(raws) else [raws[i] for i in rest]
         try:
-            events, origin, errors = parse_messages(raws)
+            events, origin, errors = parse_messages(sub)
+            if sub is not raws:  # message indexes of the subset -> of the batch
+                origin = [rest[o] for o in origin]
+                for e in errors:
+                    e.index = rest[e.index] if e.index >= 0 else e.index
             by_model, errs2, origins = validate_predictions(events, origin, raws, st.min_epoch, st.max_id_bytes,
                                                             st.max_value_bytes)
         except Exception:  # noqa: BLE001 - a bug of ours, not the producer's: isolate the message that hits it
-            if len(raws) == 1:
-                errors = [EventError("internal_error", _INTERNAL, bytes(raws[0] or b""), 0)]
-                self.counters.count_errors(errors)
-                return errors
-            errors = []
-            for i, raw in enumerate(raws):
-                for e in self._ingest_predictions([raw]):
-                    e.index = i if e.index >= 0 else e.index
-                    errors.append(e)
-            return errors  # already counted, per message
+            return self._isolate(raws)
         errors.extend(errs2)
+        if typed is not None and typed.events:
+            by_model.setdefault(self._typed.model, [])  # type: ignore[union-attr]
         for model, evs in by_model.items():
-            org = origins[model]
+            org = origins.get(model, [])
             ms = self._model(model, evs)
             if ms is None:
                 why = (f"no reference for model {model!r}; add it to the config's models (or set default_reference)"
@@ -248,7 +251,8 @@ class Engine:
                        f"model {model!r} would exceed detector.max_models={st.max_models}; raise it if intended")
                 errors.extend(reject("unknown_model", why, e, raws, org, i) for i, e in enumerate(evs))
                 continue
-            batch = self._decode(ms, model, evs, org, raws, errors)
+            fast = typed if typed is not None and typed.events and model == self._typed.model else None  # type: ignore[union-attr]
+            batch = self._decode(ms, model, evs, org, raws, errors, fast)
             if batch is None:
                 continue
             self.counters.count_clipped(batch.clipped)
@@ -256,18 +260,76 @@ class Engine:
                 errors.extend(self._fold(ms, batch, evs))
             except Exception:  # noqa: BLE001 - a bug of ours: the group is dead-lettered, the worker goes on
                 errors.extend(reject("internal_error", _INTERNAL, e, raws, org, i) for i, e in enumerate(evs))
+        self._choose_typed(by_model, len(raws), 0 if typed is None else len(typed.events))
         self.counters.count_errors(errors)
         return errors
 
-    def _decode(self, ms: ModelState, model: str, evs: list[dict[str, Any]], org: list[int],
-                raws: Sequence[bytes], errors: list[EventError]) -> PredictionBatch | None:
-        """Columns of one model's validated events. Decoding is pure, so should a bug of ours
-        raise on some event, each event is decoded alone to isolate it and the rest go on."""
-        dims = ms.layout.dims
+    def _isolate(self, raws: Sequence[bytes]) -> list[EventError]:
+        """Ingest message by message, so that a defect of ours costs only the message that hits it."""
+        if len(raws) == 1:
+            errors = [EventError("internal_error", _INTERNAL, bytes(raws[0] or b""), 0)]
+            self.counters.count_errors(errors)
+            return errors
+        out: list[EventError] = []
+        for i, raw in enumerate(raws):
+            for e in self._ingest_predictions([raw]):
+                e.index = i if e.index >= 0 else e.index
+                out.append(e)
+        return out  # already counted, per message
+
+    def _typed_decode(self, raws: Sequence[bytes]) -> tuple[Any, list[int]]:
+        """Clean events of the usual model, decoded typed from bytes (see detector.core.fastdecode),
+        and the messages left for the general path."""
+        td = self._typed
+        if td is None or not self.settings.typed_decode:
+            return None, list(range(len(raws)))
+        st = self.settings
         try:
-            return ms.decoder.decode(model, evs, dims, org)
-        except Exception:  # noqa: BLE001 - see the docstring
-            pass
+            return td.decode(raws, st.min_epoch, st.max_id_bytes, st.max_value_bytes)
+        except Exception:  # noqa: BLE001 - the general path decides about every message
+            return None, list(range(len(raws)))
+
+    def _choose_typed(self, by_model: dict[str, list[Any]], n_msgs: int, n_typed: int) -> None:
+        """Use the typed decoder of the model most events belong to, once the general path did
+        most of a batch's work for it."""
+        if not by_model or n_typed >= n_msgs // 2:
+            return
+        top = max(by_model, key=lambda m: len(by_model[m]))
+        ms = self.models.get(top)
+        if ms is not None and len(by_model[top]) >= n_msgs // 2 and (self._typed is None or self._typed.model != top):
+            if ms.typed is None:
+                sch = ms.layout.schema
+                ms.typed = TypedDecoder(top, sch.numeric, sch.categorical)
+            self._typed = ms.typed
+
+    def _decode(self, ms: ModelState, model: str, evs: list[dict[str, Any]], org: list[int],
+                raws: Sequence[bytes], errors: list[EventError], typed: Any = None) -> PredictionBatch | None:
+        """Columns of one model's validated events (and of its typed ones). Decoding is pure, so
+        should a bug of ours raise on some event, each event is decoded alone to isolate it."""
+        dims = ms.layout.dims
+        parts = []
+        if typed is not None:
+            try:
+                parts.append(ms.decoder.decode_typed(model, typed, self._typed, dims))
+            except Exception:  # noqa: BLE001 - the general path takes these events instead
+                idx = sorted(set(typed.origin))
+                more, morg, errs = parse_messages([raws[i] for i in idx])
+                st = self.settings
+                by_model, errs2, origins = validate_predictions(more, [idx[o] for o in morg], raws, st.min_epoch,
+                                                                st.max_id_bytes, st.max_value_bytes)
+                errors.extend(errs2)
+                evs, org = evs + by_model.get(model, []), org + origins.get(model, [])
+        if evs:
+            try:
+                parts.append(ms.decoder.decode(model, evs, dims, org))
+            except Exception:  # noqa: BLE001 - see the docstring
+                parts.append(self._decode_alone(ms, model, evs, org, raws, errors))
+        parts = [p for p in parts if p is not None and p.n]
+        return concat(parts) if parts else None
+
+    def _decode_alone(self, ms: ModelState, model: str, evs: list[dict[str, Any]], org: list[int],
+                      raws: Sequence[bytes], errors: list[EventError]) -> PredictionBatch | None:
+        dims = ms.layout.dims
         good = []
         for i, e in enumerate(evs):
             try:

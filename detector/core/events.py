@@ -46,14 +46,16 @@ reason, unexpected feature name)
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from itertools import chain, repeat
-from operator import itemgetter
+from operator import attrgetter, itemgetter
 from typing import Any
 
 import numpy as np
 
+from detector.core.fastdecode import Typed, TypedDecoder
 from detector.core.timeparse import parse_timestamps
 from detector.core.wire import (
     DEFAULT_MAX_ID_BYTES,
@@ -178,6 +180,49 @@ class PredictionBatch:
         )
 
 
+def concat(batches: list[PredictionBatch]) -> PredictionBatch:
+    """One batch of the rows of several batches of the same model, in order."""
+    if len(batches) == 1:
+        return batches[0]
+    b0 = batches[0]
+    offs = np.cumsum([0] + [b.n for b in batches[:-1]])
+    flags = np.concatenate([b.flags + np.array([o, 0, 0]) for b, o in zip(batches, offs, strict=True)]).astype(np.int64)
+
+    def add(dicts: list[dict[str, int]]) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for d in dicts:
+            for k, v in d.items():
+                out[k] = out.get(k, 0) + v
+        return out
+
+    has_override = any(b.override is not None for b in batches)
+    has_baseline = any(b.baseline is not None for b in batches)
+    return PredictionBatch(
+        model=b0.model, ids=[i for b in batches for i in b.ids], ts=np.concatenate([b.ts for b in batches]),
+        num=np.concatenate([b.num for b in batches]), num_absent=sum(b.num_absent for b in batches),
+        num_nonfinite=sum(b.num_nonfinite for b in batches), num_type_err=sum(b.num_type_err for b in batches),
+        cat_codes=np.concatenate([b.cat_codes for b in batches]), cat_absent=sum(b.cat_absent for b in batches),
+        cat_type_err=sum(b.cat_type_err for b in batches),
+        unseen=[[v for b in batches for v in b.unseen[j]] for j in range(len(b0.unseen))],
+        slices={d: [v for b in batches for v in b.slices[d]] for d in b0.slices},
+        score=np.concatenate([b.score for b in batches]), acted=np.concatenate([b.acted for b in batches]),
+        threshold=np.concatenate([b.threshold for b in batches]),
+        latency_ms=np.concatenate([b.latency_ms for b in batches]),
+        fallback=np.concatenate([b.fallback for b in batches]),
+        versions=dict(sorted(add([b.versions for b in batches]).items(), key=lambda kv: -kv[1])[:16]),
+        unexpected=add([b.unexpected for b in batches]),
+        override=[v for b in batches for v in (b.override if b.override is not None else [None] * b.n)]
+        if has_override else None,
+        decisions=add([b.decisions for b in batches]),
+        baseline=np.concatenate([b.baseline if b.baseline is not None else np.full(b.n, np.nan) for b in batches])
+        if has_baseline else None,
+        flags=flags.reshape(-1, 3),
+        unexpected_rows=[(i + int(o), k) for b, o in zip(batches, offs, strict=True) for i, k in b.unexpected_rows],
+        origin=np.concatenate([b.origin if b.origin is not None else np.full(b.n, -1) for b in batches]).astype(np.int64),
+        clipped=add([b.clipped for b in batches]),
+    )
+
+
 def _tallies(flags: np.ndarray, nn: int, nc: int) -> list[np.ndarray]:
     """Per-feature counts of each problem kind from the sparse flag records."""
     out = []
@@ -255,6 +300,15 @@ _NUMERIC_TYPES = {float, int, bool, type(None)}
 _SCALARS = frozenset({str, int, float, bool, type(None)})
 
 
+def _short_strings(col: list[Any], max_bytes: int) -> bool:
+    """Every value is None or a string that is surely within ``max_bytes`` (C-level checks)."""
+    types = set(map(type, col))
+    if not types <= {str, type(None)}:
+        return False
+    strs = col if type(None) not in types else list(filter(None, col))
+    return not strs or max(map(len, strs)) * 4 <= max_bytes
+
+
 class _Clipper:
     """Cuts retained strings to ``max_bytes`` and counts, per field, how many were cut."""
 
@@ -272,6 +326,8 @@ class _Clipper:
 
     def column(self, col: list[Any], what: str) -> list[str | None]:
         """Scalars -> their text (clipped), anything else -> None."""
+        if _short_strings(col, self.max_bytes):
+            return col
         out = list(map(text_of, col))
         if self.max_bytes < 1 << 20 and any(s is not None and len(s) * 4 > self.max_bytes for s in out):
             out = [s if s is None else self(s, what) for s in out]
@@ -290,33 +346,79 @@ class PredictionDecoder:
 
     def decode(self, model: str, events: list[dict[str, Any]], slice_dims: Sequence[str],
                origin: Sequence[int] | None = None) -> PredictionBatch:
+        """Columns of validated event dicts (the general path: any shape the contract allows)."""
         sch = self.schema
-        clipper = _Clipper(self.max_value_bytes)
         n = len(events)
         fs = column(events, "features")
         n_num, n_cat = len(sch.numeric), len(sch.categorical)
-        num_absent = np.zeros(n_num, dtype=np.int64)
-        cat_absent = np.zeros(n_cat, dtype=np.int64)
-        flag_list: list[tuple[int, int, int]] = []
+        cols = _Cols(n, n_num, n_cat)
         lens = np.fromiter(map(len, fs), dtype=np.int64, count=n)
-        n_known = n_num + n_cat
         # --- numeric block: one itemgetter pass when every key is present (the usual case)
         if n_num:
-            rows: Any = None
             try:
-                rows = list(map(sch._num_get, fs)) if sch._num_get else [(f[sch.numeric[0]],) for f in fs]
+                cols.num_rows = list(map(sch._num_get, fs)) if sch._num_get else [(f[sch.numeric[0]],) for f in fs]
             except KeyError:
-                cols = []
+                per = []
                 for j, name in enumerate(sch.numeric):
                     col = list(map(dict.get, fs, repeat(name, n), repeat(_MISSING, n)))
-                    num_absent[j] = col.count(_MISSING)
-                    if num_absent[j]:
-                        flag_list.extend((i, j, 0) for i, v in enumerate(col) if v is _MISSING)
+                    cols.num_absent[j] = col.count(_MISSING)
+                    if cols.num_absent[j]:
+                        cols.flags.extend((i, j, 0) for i, v in enumerate(col) if v is _MISSING)
                         col = [None if v is _MISSING else v for v in col]
-                    cols.append(col)
-                rows = list(zip(*cols, strict=True))
+                    per.append(col)
+                cols.num_rows = list(zip(*per, strict=True))
+        if n_cat:
+            try:
+                crow = list(map(sch._cat_get, fs)) if sch._cat_get else [(f[sch.categorical[0]],) for f in fs]
+                cols.cat_cols = list(zip(*crow, strict=True)) if n else [[] for _ in sch.categorical]
+            except KeyError:
+                cols.cat_cols = [list(map(dict.get, fs, repeat(name, n), repeat(_MISSING, n))) for name in sch.categorical]
+        # --- unexpected feature names: only events whose key count differs from the schema's
+        n_known = n_num + n_cat
+        odd = np.flatnonzero(lens != n_known) if cols.num_absent.any() or any(_MISSING in c for c in cols.cat_cols) \
+            else np.flatnonzero(lens > n_known)
+        clipper = _Clipper(self.max_value_bytes)
+        for i in odd.tolist():
+            for k in fs[i]:
+                if k not in sch.known:
+                    k = clipper(k, "feature_name")
+                    if k in cols.unexpected or len(cols.unexpected) < self.max_unexpected:
+                        cols.unexpected[k] = cols.unexpected.get(k, 0) + 1
+                        cols.unexpected_rows.append((i, k))
+
+        def feature(dim: str) -> list[Any]:
+            return list(map(dict.get, fs, repeat(dim, n)))
+
+        return self._finish(model, n, partial(column, events), cols, feature, None, slice_dims, origin, clipper)
+
+    def decode_typed(self, model: str, typed: Typed, td: TypedDecoder, slice_dims: Sequence[str]) -> PredictionBatch:
+        """Columns of events the typed decoder accepted (all features present, types exact)."""
+        evs = typed.events
+        n = len(evs)
+        cols = _Cols(n, len(td.numeric), len(td.categorical))
+        cols.num_rows = td.num_rows(evs)
+        cols.cat_cols = td.cat_columns(evs)
+        feats = list(map(_FEATURES, evs))
+
+        def get(key: str) -> list[Any]:
+            return list(map(attrgetter(key), evs))
+
+        def feature(dim: str) -> list[Any]:
+            return list(map(attrgetter(dim), feats))
+
+        return self._finish(model, n, get, cols, feature, typed.ts, slice_dims, typed.origin,
+                            _Clipper(self.max_value_bytes))
+
+    def _finish(self, model: str, n: int, get: Callable[[str], list[Any]], cols: _Cols,
+                feature: Callable[[str], list[Any]], ts: np.ndarray | None, slice_dims: Sequence[str],
+                origin: Sequence[int] | None, clipper: _Clipper) -> PredictionBatch:
+        """Everything after feature extraction, shared by both decoding paths."""
+        sch = self.schema
+        n_num = len(sch.numeric)
+        flag_list = cols.flags
+        if n_num:
             err_at: list[tuple[int, int]] = []
-            num, num_type_err = _numeric_matrix(rows, n_num, err_at)
+            num, num_type_err = _numeric_matrix(cols.num_rows, n_num, err_at)
             flag_list.extend((i, j, 1) for i, j in err_at)
             nonfinite_mask = np.isinf(num)
             num_nonfinite = nonfinite_mask.sum(axis=0)
@@ -328,24 +430,65 @@ class PredictionDecoder:
             num = np.empty((n, 0))
             num_type_err = np.zeros(0, dtype=np.int64)
             num_nonfinite = np.zeros(0, dtype=np.int64)
-        # --- categorical block
+        codes, cat_type_err, unseen = self._categories(n, cols, clipper)
+        # --- top-level fields (their types were checked by validate_predictions or the typed decoder)
+        ids = get("prediction_id")
+        if set(map(type, ids)) != {str}:
+            ids = list(map(str, ids))
+        if ts is None:
+            ts = parse_timestamps(get("ts"))
+        sc = get("score")
+        if sc.count(None) == n:
+            sc = get("prediction")
+        score = _float_col(sc)
+        acted, decisions = self._decisions(get("decision"), n, clipper)
+        braw = get("baseline_decision")
+        baseline = _acted(braw, self.no_action) if braw.count(None) < n else None
+        vcol = get("model_version")
+        versions: dict[str, int] = {}
+        if vcol.count(None) < n:
+            for k, v in Counter(clipper.column(vcol, "model_version")).items():
+                if k is not None:
+                    versions[k] = versions.get(k, 0) + v
+        if len(versions) > 16:
+            versions = dict(sorted(versions.items(), key=lambda kv: -kv[1])[:16])
+        slices: dict[str, list[Any]] = {}
+        sl: list[Any] | None = None
+        for dim in slice_dims:
+            if dim in sch.known:
+                raw_sl = feature(dim)
+            else:
+                if sl is None:
+                    sl = [x if type(x) is dict else _EMPTY for x in get("slices")]
+                raw_sl = list(map(dict.get, sl, repeat(dim, n)))
+            slices[dim] = raw_sl if _short_strings(raw_sl, self.max_value_bytes) else clipper.column(raw_sl, "slice")
+        overrides = get("override")
+        has_override = overrides.count(None) < n
+        if has_override:
+            overrides = clipper.column(overrides, "override")
+        return PredictionBatch(
+            model=model, ids=ids, ts=ts, num=num, num_absent=cols.num_absent, num_nonfinite=num_nonfinite,
+            num_type_err=num_type_err, cat_codes=codes, cat_absent=cols.cat_absent, cat_type_err=cat_type_err,
+            unseen=unseen, slices=slices, score=score, acted=acted, threshold=_float_col(get("threshold")),
+            latency_ms=_float_col(get("latency_ms")), fallback=_float_col(get("fallback")), versions=versions,
+            unexpected=cols.unexpected, override=overrides if has_override else None, decisions=decisions,
+            flags=np.asarray(flag_list, dtype=np.int64).reshape(-1, 3), unexpected_rows=cols.unexpected_rows,
+            baseline=baseline, origin=np.asarray(origin, dtype=np.int64) if origin is not None else None,
+            clipped=clipper.counts,
+        )
+
+    def _categories(self, n: int, cols: _Cols, clipper: _Clipper) -> tuple[np.ndarray, np.ndarray, list[list[str]]]:
+        """Category codes per feature (unseen = K, missing = K+1), type errors, unseen values."""
+        sch = self.schema
+        n_num, n_cat = len(sch.numeric), len(sch.categorical)
         codes = np.empty((n, n_cat), dtype=np.int32)
         cat_type_err = np.zeros(n_cat, dtype=np.int64)
         unseen: list[list[str]] = []
-        cat_cols: list[Any]
-        if n_cat:
-            try:
-                crow = list(map(sch._cat_get, fs)) if sch._cat_get else [(f[sch.categorical[0]],) for f in fs]
-                cat_cols = list(zip(*crow, strict=True))
-            except KeyError:
-                cat_cols = [list(map(dict.get, fs, repeat(name, n), repeat(_MISSING, n))) for name in sch.categorical]
-        else:
-            cat_cols = []
         for j, name in enumerate(sch.categorical):
             vocab = sch.vocab[name]
             unseen_code = len(vocab)
             missing_code = unseen_code + 1
-            col = cat_cols[j]
+            col = cols.cat_cols[j]
             try:
                 c = np.fromiter(map(vocab.get, col, repeat(unseen_code, n)), dtype=np.int32, count=n)
             except TypeError:  # a list / object as a category (unhashable): per value
@@ -359,14 +502,14 @@ class PredictionDecoder:
                     c[i] = missing_code
                 elif v is _MISSING:
                     c[i] = missing_code
-                    cat_absent[j] += 1
-                    flag_list.append((i, n_num + j, 0))
+                    cols.cat_absent[j] += 1
+                    cols.flags.append((i, n_num + j, 0))
                 elif type(v) is str:
                     uns.append(clipper(v, "category"))
                 elif type(v) is bool or (sv := text_of(v)) is None:  # bools, lists, objects, non-finite
                     c[i] = missing_code
                     cat_type_err[j] += 1
-                    flag_list.append((i, n_num + j, 1))
+                    cols.flags.append((i, n_num + j, 1))
                 else:  # numbers for a categorical: compare by their text form
                     code = vocab.get(sv)
                     if code is None:
@@ -375,80 +518,40 @@ class PredictionDecoder:
                         c[i] = code
             codes[:, j] = c
             unseen.append(uns)
-        # --- unexpected feature names: only events whose key count differs from the schema's
-        unexpected: dict[str, int] = {}
-        unexpected_rows: list[tuple[int, str]] = []
-        odd = np.flatnonzero(lens != n_known) if (num_absent.any() or cat_absent.any()) else np.flatnonzero(lens > n_known)
-        for i in odd.tolist():
-            for k in fs[i]:
-                if k not in sch.known:
-                    k = clipper(k, "feature_name")
-                    if k in unexpected or len(unexpected) < self.max_unexpected:
-                        unexpected[k] = unexpected.get(k, 0) + 1
-                        unexpected_rows.append((i, k))
-        # --- top-level fields (their types were checked by validate_predictions)
-        ids = list(map(str, column(events, "prediction_id")))
-        ts = parse_timestamps(column(events, "ts"))
-        sc = column(events, "score")
-        if sc.count(None) == n:
-            sc = column(events, "prediction")
-        score = _float_col(sc)
-        acted = np.full(n, np.nan)
+        return codes, cat_type_err, unseen
+
+    def _decisions(self, draw: list[Any], n: int, clipper: _Clipper) -> tuple[np.ndarray, dict[str, int]]:
+        """``acted`` per event (1 action, 0 no action, NaN none) and the counts per decision value."""
         decisions: dict[str, int] = {}
-        draw = column(events, "decision")
-        if draw.count(None) < n:
-            draw = [d if type(d) in _SCALARS else None for d in draw]
-            counts = Counter(draw)
-            lut: dict[Any, float] = {}
-            for d, c_ in counts.items():
-                td = text_of(d)
-                if td is None:
-                    continue
-                sd = clipper(td.lower(), "decision")
-                lut[d] = 0.0 if sd in self.no_action else 1.0
-                if len(decisions) < 32 or sd in decisions:
-                    decisions[sd] = decisions.get(sd, 0) + c_
-            nan = float("nan")
-            acted = np.fromiter(map(lut.get, draw, repeat(nan, n)), dtype=np.float64, count=n)
-        braw = column(events, "baseline_decision")
-        baseline = _acted(braw, self.no_action) if braw.count(None) < n else None
-        threshold = _float_col(column(events, "threshold"))
-        latency = _float_col(column(events, "latency_ms"))
-        fallback = _float_col(column(events, "fallback"))
-        vcol = column(events, "model_version")
-        versions: dict[str, int] = {}
-        if vcol.count(None) < n:
-            for k, v in Counter(clipper.column(vcol, "model_version")).items():
-                if k is not None:
-                    versions[k] = versions.get(k, 0) + v
-        if len(versions) > 16:
-            versions = dict(sorted(versions.items(), key=lambda kv: -kv[1])[:16])
-        slices: dict[str, list[Any]] = {}
-        sl: list[Any] | None = None
-        for dim in slice_dims:
-            if dim in sch.known:
-                raw_sl = list(map(dict.get, fs, repeat(dim, n)))
-            else:
-                if sl is None:
-                    sl = [x if type(x) is dict else _EMPTY for x in column(events, "slices")]
-                raw_sl = list(map(dict.get, sl, repeat(dim, n)))
-            slices[dim] = raw_sl if set(map(type, raw_sl)) <= {str, type(None)} and \
-                not any(s is not None and len(s) * 4 > self.max_value_bytes for s in raw_sl) \
-                else clipper.column(raw_sl, "slice")
-        overrides = column(events, "override")
-        has_override = overrides.count(None) < n
-        if has_override:
-            overrides = clipper.column(overrides, "override")
-        return PredictionBatch(
-            model=model, ids=ids, ts=ts, num=num, num_absent=num_absent, num_nonfinite=num_nonfinite,
-            num_type_err=num_type_err, cat_codes=codes, cat_absent=cat_absent, cat_type_err=cat_type_err,
-            unseen=unseen, slices=slices, score=score, acted=acted, threshold=threshold, latency_ms=latency,
-            fallback=fallback, versions=versions, unexpected=unexpected,
-            override=overrides if has_override else None, decisions=decisions,
-            flags=np.asarray(flag_list, dtype=np.int64).reshape(-1, 3), unexpected_rows=unexpected_rows,
-            baseline=baseline, origin=np.asarray(origin, dtype=np.int64) if origin is not None else None,
-            clipped=clipper.counts,
-        )
+        if draw.count(None) == n:
+            return np.full(n, np.nan), decisions
+        draw = [d if type(d) in _SCALARS else None for d in draw]
+        lut: dict[Any, float] = {}
+        for d, c_ in Counter(draw).items():
+            td = text_of(d)
+            if td is None:
+                continue
+            sd = clipper(td.lower(), "decision")
+            lut[d] = 0.0 if sd in self.no_action else 1.0
+            if len(decisions) < 32 or sd in decisions:
+                decisions[sd] = decisions.get(sd, 0) + c_
+        return np.fromiter(map(lut.get, draw, repeat(np.nan, n)), dtype=np.float64, count=n), decisions
+
+
+class _Cols:
+    """Feature columns as extracted by one of the decoding paths."""
+
+    def __init__(self, n: int, n_num: int, n_cat: int) -> None:
+        self.num_rows: list[Any] = []
+        self.num_absent = np.zeros(n_num, dtype=np.int64)
+        self.cat_cols: list[Any] = []
+        self.cat_absent = np.zeros(n_cat, dtype=np.int64)
+        self.flags: list[tuple[int, int, int]] = []
+        self.unexpected: dict[str, int] = {}
+        self.unexpected_rows: list[tuple[int, str]] = []
+
+
+_FEATURES = attrgetter("features")
 
 
 _EMPTY: dict[str, Any] = {}

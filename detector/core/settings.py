@@ -85,6 +85,8 @@ class DetectorSettings(_Strict):
     max_models: int = Field(32, ge=1, description="models tracked at once (bounds state against rogue producers)")
     category_top_k: int = Field(50, ge=2, le=5000)
     max_unknown_features: int = Field(64, ge=0)
+    typed_decode: bool = Field(True, description="decode clean events straight into typed records (faster; the "
+                                                 "results are the same either way)")
     # byte budgets: what an untrusted producer can make the sidecar hold (see README "Limits")
     max_id_bytes: int = Field(256, ge=8, le=65536, description="longest prediction_id accepted (UTF-8 bytes)")
     max_value_bytes: int = Field(256, ge=8, le=65536,
