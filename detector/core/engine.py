@@ -46,7 +46,7 @@ from detector.core.seasonal import SeasonalBaseline
 from detector.core.select import Finding, select_findings
 from detector.core.settings import DetectorSettings
 from detector.core.window import N_CAND, RATE, WindowCounts
-from detector.core.wire import reject
+from detector.core.wire import reject, row_error
 
 __all__ = ["Engine", "EngineError"]
 
@@ -235,8 +235,8 @@ class Engine:
                 origin = [rest[o] for o in origin]
                 for e in errors:
                     e.index = rest[e.index] if e.index >= 0 else e.index
-            by_model, errs2, origins = validate_predictions(events, origin, raws, st.min_epoch, st.max_id_bytes,
-                                                            st.max_value_bytes)
+            by_model, errs2, origins, items = validate_predictions(events, origin, raws, st.min_epoch,
+                                                                   st.max_id_bytes, st.max_value_bytes)
         except Exception:  # noqa: BLE001 - a bug of ours, not the producer's: isolate the message that hits it
             return self._isolate(raws)
         errors.extend(errs2)
@@ -252,14 +252,16 @@ class Engine:
                 errors.extend(reject("unknown_model", why, e, raws, org, i) for i, e in enumerate(evs))
                 continue
             fast = typed if typed is not None and typed.events and model == self._typed.model else None  # type: ignore[union-attr]
-            batch = self._decode(ms, model, evs, org, raws, errors, fast)
+            batch = self._decode(ms, model, evs, org, items.get(model, []), raws, errors, fast)
             if batch is None:
                 continue
             self.counters.count_clipped(batch.clipped)
             try:
-                errors.extend(self._fold(ms, batch, evs))
-            except Exception:  # noqa: BLE001 - a bug of ours: the group is dead-lettered, the worker goes on
-                errors.extend(reject("internal_error", _INTERNAL, e, raws, org, i) for i, e in enumerate(evs))
+                errors.extend(self._fold(ms, batch, raws))
+            except Exception:  # noqa: BLE001 - a bug of ours: the batch is dead-lettered, the worker goes on
+                assert batch.origin is not None and batch.item is not None
+                pairs = sorted(set(zip(batch.origin.tolist(), batch.item.tolist(), strict=True)))
+                errors.extend(row_error("internal_error", _INTERNAL, raws, o, it) for o, it in pairs)
         self._choose_typed(by_model, len(raws), 0 if typed is None else len(typed.events))
         self.counters.count_errors(errors)
         return errors
@@ -302,7 +304,7 @@ class Engine:
                 ms.typed = TypedDecoder(top, sch.numeric, sch.categorical)
             self._typed = ms.typed
 
-    def _decode(self, ms: ModelState, model: str, evs: list[dict[str, Any]], org: list[int],
+    def _decode(self, ms: ModelState, model: str, evs: list[dict[str, Any]], org: list[int], its: list[int],
                 raws: Sequence[bytes], errors: list[EventError], typed: Any = None) -> PredictionBatch | None:
         """Columns of one model's validated events (and of its typed ones). Decoding is pure, so
         should a bug of ours raise on some event, each event is decoded alone to isolate it."""
@@ -315,30 +317,32 @@ class Engine:
                 idx = sorted(set(typed.origin))
                 more, morg, errs = parse_messages([raws[i] for i in idx])
                 st = self.settings
-                by_model, errs2, origins = validate_predictions(more, [idx[o] for o in morg], raws, st.min_epoch,
-                                                                st.max_id_bytes, st.max_value_bytes)
+                by_model, errs2, origins, items = validate_predictions(more, [idx[o] for o in morg], raws,
+                                                                       st.min_epoch, st.max_id_bytes, st.max_value_bytes)
                 errors.extend(errs2)
                 evs, org = evs + by_model.get(model, []), org + origins.get(model, [])
+                its = its + items.get(model, [])
         if evs:
             try:
-                parts.append(ms.decoder.decode(model, evs, dims, org))
+                parts.append(ms.decoder.decode(model, evs, dims, org, its))
             except Exception:  # noqa: BLE001 - see the docstring
-                parts.append(self._decode_alone(ms, model, evs, org, raws, errors))
+                parts.append(self._decode_alone(ms, model, evs, org, its, raws, errors))
         parts = [p for p in parts if p is not None and p.n]
         return concat(parts) if parts else None
 
-    def _decode_alone(self, ms: ModelState, model: str, evs: list[dict[str, Any]], org: list[int],
+    def _decode_alone(self, ms: ModelState, model: str, evs: list[dict[str, Any]], org: list[int], its: list[int],
                       raws: Sequence[bytes], errors: list[EventError]) -> PredictionBatch | None:
         dims = ms.layout.dims
         good = []
         for i, e in enumerate(evs):
             try:
-                ms.decoder.decode(model, [e], dims, [org[i]])
+                ms.decoder.decode(model, [e], dims, [org[i]], [its[i]])
                 good.append(i)
             except Exception:  # noqa: BLE001
                 errors.append(reject("internal_error", _INTERNAL, e, raws, org, i))
         try:
-            return ms.decoder.decode(model, [evs[i] for i in good], dims, [org[i] for i in good]) if good else None
+            return (ms.decoder.decode(model, [evs[i] for i in good], dims, [org[i] for i in good], [its[i] for i in good])
+                    if good else None)
         except Exception:  # noqa: BLE001 - events that decode alone but not together
             errors.extend(reject("internal_error", _INTERNAL, evs[i], raws, org, i) for i in good)
             return None
@@ -350,7 +354,7 @@ class Engine:
             raise EngineError(f"model {batch.model!r} has no state yet; ingest raw messages first")
         return self._fold(ms, batch, None)
 
-    def _fold(self, ms: ModelState, b: PredictionBatch, evs: list[dict[str, Any]] | None) -> list[EventError]:
+    def _fold(self, ms: ModelState, b: PredictionBatch, raws: Sequence[bytes] | None) -> list[EventError]:
         st = self.settings
         errors: list[EventError] = []
         ts = b.ts
@@ -358,9 +362,9 @@ class Engine:
         future = ts > anchor + st.max_future
         if future.any():
             for i in np.flatnonzero(future).tolist():
-                errors.append(EventError("future_timestamp",
-                                         f"ts is {(ts[i] - anchor) / 3600:.1f} h ahead of the stream; check the producer clock",
-                                         _raw(evs, i), int(b.origin[i]) if b.origin is not None else -1))
+                errors.append(_row_error(
+                    "future_timestamp", f"ts is {(ts[i] - anchor) / 3600:.1f} h ahead of the stream; check the producer clock",
+                    raws, b, i))
         W = st.window
         starts = np.floor(ts / W) * W
         late = starts < self.closed_before
@@ -783,15 +787,11 @@ def _remap(w: WindowCounts, rowmap: np.ndarray, lay: Layout) -> WindowCounts:
     return out
 
 
-def _raw(evs: list[dict[str, Any]] | None, i: int) -> bytes:
-    if evs is None:
-        return b""
-    import orjson
-
-    try:
-        return orjson.dumps(evs[i])
-    except TypeError:
-        return b""
+def _row_error(reason: str, detail: str, raws: Sequence[bytes] | None, b: PredictionBatch, i: int) -> EventError:
+    """An error for row ``i`` of a decoded batch, with its message's bytes (or its envelope item's)."""
+    msg = int(b.origin[i]) if b.origin is not None else -1
+    item = int(b.item[i]) if b.item is not None else -1
+    return row_error(reason, detail, raws, msg, item)
 
 
 _INTERNAL = ("skewwatch could not process this event (a bug: please report it with the event); "

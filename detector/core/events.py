@@ -143,6 +143,7 @@ class PredictionBatch:
     flags: np.ndarray = field(default_factory=lambda: np.zeros((0, 3), dtype=np.int64))
     unexpected_rows: list[tuple[int, str]] = field(default_factory=list)
     origin: np.ndarray | None = None  # message index per event (to attribute engine-level errors)
+    item: np.ndarray | None = None  # position inside its batch envelope per event, -1 = a single-event message
     clipped: dict[str, int] = field(default_factory=dict)  # field -> retained values cut to max_value_bytes
 
     @property
@@ -177,6 +178,7 @@ class PredictionBatch:
             flags=flags, unexpected_rows=unexpected_rows,
             baseline=self.baseline[idx] if self.baseline is not None else None,
             origin=self.origin[idx] if self.origin is not None else None, clipped=dict(self.clipped),
+            item=self.item[idx] if self.item is not None else None,
         )
 
 
@@ -219,6 +221,7 @@ def concat(batches: list[PredictionBatch]) -> PredictionBatch:
         flags=flags.reshape(-1, 3),
         unexpected_rows=[(i + int(o), k) for b, o in zip(batches, offs, strict=True) for i, k in b.unexpected_rows],
         origin=np.concatenate([b.origin if b.origin is not None else np.full(b.n, -1) for b in batches]).astype(np.int64),
+        item=np.concatenate([b.item if b.item is not None else np.full(b.n, -1) for b in batches]).astype(np.int64),
         clipped=add([b.clipped for b in batches]),
     )
 
@@ -345,7 +348,7 @@ class PredictionDecoder:
         self.max_value_bytes = max_value_bytes
 
     def decode(self, model: str, events: list[dict[str, Any]], slice_dims: Sequence[str],
-               origin: Sequence[int] | None = None) -> PredictionBatch:
+               origin: Sequence[int] | None = None, items: Sequence[int] | None = None) -> PredictionBatch:
         """Columns of validated event dicts (the general path: any shape the contract allows)."""
         sch = self.schema
         n = len(events)
@@ -389,7 +392,7 @@ class PredictionDecoder:
         def feature(dim: str) -> list[Any]:
             return list(map(dict.get, fs, repeat(dim, n)))
 
-        return self._finish(model, n, partial(column, events), cols, feature, None, slice_dims, origin, clipper)
+        return self._finish(model, n, partial(column, events), cols, feature, None, slice_dims, origin, items, clipper)
 
     def decode_typed(self, model: str, typed: Typed, td: TypedDecoder, slice_dims: Sequence[str]) -> PredictionBatch:
         """Columns of events the typed decoder accepted (all features present, types exact)."""
@@ -406,12 +409,12 @@ class PredictionDecoder:
         def feature(dim: str) -> list[Any]:
             return list(map(attrgetter(dim), feats))
 
-        return self._finish(model, n, get, cols, feature, typed.ts, slice_dims, typed.origin,
+        return self._finish(model, n, get, cols, feature, typed.ts, slice_dims, typed.origin, typed.item,
                             _Clipper(self.max_value_bytes))
 
     def _finish(self, model: str, n: int, get: Callable[[str], list[Any]], cols: _Cols,
                 feature: Callable[[str], list[Any]], ts: np.ndarray | None, slice_dims: Sequence[str],
-                origin: Sequence[int] | None, clipper: _Clipper) -> PredictionBatch:
+                origin: Sequence[int] | None, items: Sequence[int] | None, clipper: _Clipper) -> PredictionBatch:
         """Everything after feature extraction, shared by both decoding paths."""
         sch = self.schema
         n_num = len(sch.numeric)
@@ -438,8 +441,10 @@ class PredictionDecoder:
         if ts is None:
             ts = parse_timestamps(get("ts"))
         sc = get("score")
-        if sc.count(None) == n:
-            sc = get("prediction")
+        if sc.count(None):  # regression models send "prediction": per event, the score else the prediction
+            pc = get("prediction")
+            if pc.count(None) < n:
+                sc = [p if s is None else s for s, p in zip(sc, pc, strict=True)]
         score = _float_col(sc)
         acted, decisions = self._decisions(get("decision"), n, clipper)
         braw = get("baseline_decision")
@@ -474,7 +479,7 @@ class PredictionDecoder:
             unexpected=cols.unexpected, override=overrides if has_override else None, decisions=decisions,
             flags=np.asarray(flag_list, dtype=np.int64).reshape(-1, 3), unexpected_rows=cols.unexpected_rows,
             baseline=baseline, origin=np.asarray(origin, dtype=np.int64) if origin is not None else None,
-            clipped=clipper.counts,
+            item=np.asarray(items, dtype=np.int64) if items is not None else None, clipped=clipper.counts,
         )
 
     def _categories(self, n: int, cols: _Cols, clipper: _Clipper) -> tuple[np.ndarray, np.ndarray, list[list[str]]]:

@@ -35,10 +35,10 @@ _SliceValue = str | int | float | bool | None
 class Typed:
     """Clean events of one batch: the Structs, and the message index of each."""
 
-    __slots__ = ("events", "origin", "ts")
+    __slots__ = ("events", "origin", "item", "ts")
 
-    def __init__(self, events: list[Any], origin: list[int], ts: np.ndarray) -> None:
-        self.events, self.origin, self.ts = events, origin, ts
+    def __init__(self, events: list[Any], origin: list[int], item: list[int], ts: np.ndarray) -> None:
+        self.events, self.origin, self.item, self.ts = events, origin, item, ts
 
 
 class TypedDecoder:
@@ -68,11 +68,12 @@ class TypedDecoder:
         try:
             evs = list(map(one.decode, raws))  # type: ignore[arg-type]
             origin = list(range(len(evs)))
+            item = [-1] * len(evs)
             rest: list[int] = []
         except Exception:  # noqa: BLE001 - some message is not clean: sort them one by one
-            evs, origin, rest = self._one_by_one(raws)
+            evs, origin, item, rest = self._one_by_one(raws)
         if not evs:
-            return Typed([], [], np.empty(0)), rest
+            return Typed([], [], [], np.empty(0)), rest
         ts = parse_timestamps(list(map(_ts, evs)))
         bad = np.isnan(ts) | (ts < min_epoch)
         models = list(map(_model, evs))
@@ -90,13 +91,15 @@ class TypedDecoder:
             keep = [i for i in range(len(evs)) if not bad[i] and origin[i] not in out]
             evs = [evs[i] for i in keep]
             origin = [origin[i] for i in keep]
+            item = [item[i] for i in keep]
             ts = ts[keep]
             rest = sorted(out)
-        return Typed(evs, origin, ts), rest
+        return Typed(evs, origin, item, ts), rest
 
-    def _one_by_one(self, raws: Sequence[bytes | None]) -> tuple[list[Any], list[int], list[int]]:
+    def _one_by_one(self, raws: Sequence[bytes | None]) -> tuple[list[Any], list[int], list[int], list[int]]:
         evs: list[Any] = []
         origin: list[int] = []
+        item: list[int] = []
         rest: list[int] = []
         for i, r in enumerate(raws):
             try:
@@ -106,12 +109,14 @@ class TypedDecoder:
                         raise ValueError("empty envelope")
                     evs.extend(items)
                     origin.extend([i] * len(items))
+                    item.extend(range(len(items)) if len(items) > 1 else [-1])
                 else:
                     evs.append(self.one.decode(r))  # type: ignore[arg-type]
                     origin.append(i)
+                    item.append(-1)
             except Exception:  # noqa: BLE001 - the general path will say what is wrong
                 rest.append(i)
-        return evs, origin, rest
+        return evs, origin, item, rest
 
     # ------------------------------------------------------------------ columns
     def num_rows(self, evs: list[Any]) -> list[Any]:

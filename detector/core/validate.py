@@ -23,6 +23,7 @@ from detector.core.wire import (
     float_or_nan,
     id_problem,
     ids_ok,
+    item_of,
     name_problem,
     preview,
     reject,
@@ -81,16 +82,18 @@ def _bad_slices(v: Any) -> str | None:
 def validate_predictions(
     events: list[dict[str, Any]], origin: list[int], raws: Sequence[bytes | None], min_epoch: float,
     max_id_bytes: int = DEFAULT_MAX_ID_BYTES, max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES,
-) -> tuple[dict[str, list[dict[str, Any]]], list[EventError], dict[str, list[int]]]:
+) -> tuple[dict[str, list[dict[str, Any]]], list[EventError], dict[str, list[int]], dict[str, list[int]]]:
     """Envelope checks per event; returns events grouped by model, the errors, and the
-    message index (``origin``) of every grouped event.
+    message index (``origin``) and envelope position (``item``, -1 for a single-event message)
+    of every grouped event.
 
     Vectorised: each field's column is checked with one ``set(map(type, ...))``; the per-event
     Python path runs only for the columns and events that fail.
     """
     n = len(events)
     if n == 0:
-        return {}, [], {}
+        return {}, [], {}, {}
+    items = [item_of(origin, i) for i in range(n)] if len(set(origin)) != n else [-1] * n
     pids = column(events, "prediction_id")
     models = column(events, "model")
     feats = column(events, "features")
@@ -168,16 +171,20 @@ def validate_predictions(
         events = [events[i] for i in good]
         models = [models[i] for i in good]
         origin = [origin[i] for i in good]
+        items = [items[i] for i in good]
     by_model: dict[str, list[dict[str, Any]]] = {}
     by_origin: dict[str, list[int]] = {}
+    by_item: dict[str, list[int]] = {}
     if not events:
-        return by_model, errors, by_origin
+        return by_model, errors, by_origin, by_item
     first = models[0]
     if models.count(first) == len(models):
         by_model[first] = events
         by_origin[first] = list(origin)
+        by_item[first] = items
     else:
-        for e, m, o in zip(events, models, origin, strict=True):
+        for e, m, o, it in zip(events, models, origin, items, strict=True):
             by_model.setdefault(m, []).append(e)
             by_origin.setdefault(m, []).append(o)
-    return by_model, errors, by_origin
+            by_item.setdefault(m, []).append(it)
+    return by_model, errors, by_origin, by_item

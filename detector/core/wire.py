@@ -39,7 +39,7 @@ from typing import Any
 import orjson
 
 __all__ = [
-    "EventError", "REASONS", "DEFAULT_MAX_ID_BYTES", "DEFAULT_MAX_VALUE_BYTES", "MAX_DEPTH", "parse_messages", "column", "raw_of", "item_of", "clip", "text_of",
+    "EventError", "REASONS", "DEFAULT_MAX_ID_BYTES", "DEFAULT_MAX_VALUE_BYTES", "MAX_DEPTH", "parse_messages", "column", "raw_of", "item_of", "row_error", "clip", "text_of",
     "id_problem", "name_problem", "float_or_nan", "is_number", "NUMBER_TYPES",
 ]
 
@@ -198,6 +198,20 @@ def raw_of(e: dict[str, Any], raws: Sequence[bytes | None], origin: list[int], i
     if item_of(origin, i) < 0:
         return _bytes(raws[origin[i]])
     return _dumps(e)
+
+
+def row_error(reason: str, detail: str, raws: Sequence[bytes | None] | None, msg: int, item: int) -> EventError:
+    """An error for the event at (message, envelope item) of ``raws``: its exact bytes, or - for
+    an envelope item - that item re-encoded. For errors found after decoding (engine rules)."""
+    raw = b""
+    if raws is not None and 0 <= msg < len(raws):
+        raw = _bytes(raws[msg])
+        if item >= 0:
+            try:
+                raw = _dumps(_loads(raw)[item])
+            except Exception:  # noqa: BLE001 - keep the whole envelope rather than nothing
+                pass
+    return EventError(reason, detail, raw, msg, item)
 
 
 def reject(reason: str, detail: str, e: dict[str, Any], raws: Sequence[bytes | None], origin: list[int],

@@ -299,3 +299,15 @@ def test_fuzz_every_single_event_is_accounted_for_once(ref, data):
         per_msg[e.index] = per_msg.get(e.index, 0) + 1
     assert all(v == 1 for v in per_msg.values()), per_msg
     assert eng.counters.predictions + eng.counters.late + len(errors) == len(msgs)
+
+
+def test_engine_rejections_name_the_envelope_item(ref):
+    """Errors found after decoding (a far-future ts) still point at the message and the item."""
+    eng = engine(ref)
+    eng.ingest_predictions([orjson.dumps(pred(0))])
+    far = pred(2, ts=T + 30 * 86400)
+    env = orjson.dumps([pred(1), far, pred(3)])
+    for _ in range(2):  # the general path, then the typed one (chosen after the first batch)
+        errors = eng.ingest_predictions([orjson.dumps(pred(4)), env])
+        assert [(e.reason, e.index, e.item) for e in errors] == [("future_timestamp", 1, 1)]
+        assert orjson.loads(errors[0].raw) == far
