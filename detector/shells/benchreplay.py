@@ -158,6 +158,9 @@ def _array_bytes(obj: Any, depth: int = 0) -> int:
 
 def bench_whylogs(n: int, runs: int) -> dict[str, Any]:
     """whylogs profiling a ready pandas DataFrame of the same columns (no JSON parsing at all)."""
+    import os
+
+    os.environ.setdefault("WHYLOGS_NO_ANALYTICS", "1")  # whylogs phones home otherwise; a benchmark must not
     try:
         import numpy
 
