@@ -96,15 +96,15 @@ class WindowCounts:
         nb = X.shape[1]
         # fine-bin index per value, offset into the flat numeric block space
         idx = np.empty((n, nb), dtype=np.int64)
+        XT = np.ascontiguousarray(X.T)  # one contiguous row per block: searchsorted reads it linearly
+        finite = ~np.isnan(X)
+        missing_any = (~finite).any(axis=0)
         for j in range(nb):
             edges = lay.num_edges[j] if j < nb - 1 else lay.score_edges
-            col = X[:, j]
-            bj = np.searchsorted(edges, col, side="right")
-            miss = np.isnan(col)
-            if miss.any():
-                bj[miss] = len(edges) + 1
+            bj = np.searchsorted(edges, XT[j], side="right")
+            if missing_any[j]:
+                bj[np.isnan(XT[j])] = len(edges) + 1
             idx[:, j] = bj + lay.num_offsets[j]
-        finite = ~np.isnan(X)
         ax = np.abs(X)
         nzm = finite & (ax > 0)
         logs = np.log(np.where(nzm, ax, 1.0))
