@@ -407,7 +407,7 @@ class PredictionDecoder:
             return list(map(attrgetter(key), evs))
 
         def feature(dim: str) -> list[Any]:
-            return list(map(attrgetter(dim), feats))
+            return list(map(attrgetter(td.attr[dim]), feats))
 
         return self._finish(model, n, get, cols, feature, typed.ts, slice_dims, typed.origin, typed.item,
                             _Clipper(self.max_value_bytes))

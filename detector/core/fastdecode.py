@@ -47,8 +47,12 @@ class TypedDecoder:
     def __init__(self, model: str, numeric: Sequence[str], categorical: Sequence[str]) -> None:
         self.model = model
         self.numeric, self.categorical = list(numeric), list(categorical)
-        feats = [(k, float | None) for k in self.numeric] + [(k, str | None) for k in self.categorical]
-        self.Features = msgspec.defstruct("Features", feats, forbid_unknown_fields=True, gc=False)  # type: ignore[arg-type]
+        # feature names are any strings ("amount (usd)", "class"): fields get safe names, renamed on the wire
+        names = [*self.numeric, *self.categorical]
+        self.attr = {k: f"f{j}" for j, k in enumerate(names)}
+        feats = [(self.attr[k], float | None) for k in self.numeric] + [(self.attr[k], str | None) for k in self.categorical]
+        self.Features = msgspec.defstruct("Features", feats, forbid_unknown_fields=True, gc=False,  # type: ignore[arg-type]
+                                          rename={v: k for k, v in self.attr.items()})
         self.Event = msgspec.defstruct("Event", [
             ("prediction_id", str), ("model", str), ("ts", float | str), ("features", self.Features),
             ("score", float | None, None), ("prediction", float | None, None), ("model_version", str | None, None),
@@ -58,8 +62,8 @@ class TypedDecoder:
         ], gc=False)  # type: ignore[arg-type]
         self.one = msgspec.json.Decoder(self.Event)
         self.many = msgspec.json.Decoder(list[self.Event])  # type: ignore[name-defined]
-        self.num_get = attrgetter(*self.numeric) if len(self.numeric) > 1 else None
-        self.cat_get = attrgetter(*self.categorical) if len(self.categorical) > 1 else None
+        self.num_get = attrgetter(*(self.attr[k] for k in self.numeric)) if len(self.numeric) > 1 else None
+        self.cat_get = attrgetter(*(self.attr[k] for k in self.categorical)) if len(self.categorical) > 1 else None
 
     def decode(self, raws: Sequence[bytes | None], min_epoch: float, max_id_bytes: int,
                max_value_bytes: int) -> tuple[Typed, list[int]]:
@@ -124,7 +128,7 @@ class TypedDecoder:
         if self.num_get is not None:
             return list(map(self.num_get, fs))
         if self.numeric:
-            name = self.numeric[0]
+            name = self.attr[self.numeric[0]]
             return [(getattr(f, name),) for f in fs]
         return []
 
@@ -133,7 +137,7 @@ class TypedDecoder:
         if self.cat_get is not None:
             return [list(c) for c in zip(*map(self.cat_get, fs), strict=True)] if fs else [[] for _ in self.categorical]
         if self.categorical:
-            name = self.categorical[0]
+            name = self.attr[self.categorical[0]]
             return [[getattr(f, name) for f in fs]]
         return []
 

@@ -146,7 +146,10 @@ class Ingest:
         if ms is not None and len(by_model[top]) >= n_msgs // 2 and (self._typed is None or self._typed.model != top):
             if ms.typed is None:
                 sch = ms.layout.schema
-                ms.typed = TypedDecoder(top, sch.numeric, sch.categorical)
+                try:
+                    ms.typed = TypedDecoder(top, sch.numeric, sch.categorical)
+                except Exception:  # noqa: BLE001 - a schema msgspec cannot express: the general path does it all
+                    return
             self._typed = ms.typed
 
     def _decode(self, ms: Any, model: str, evs: list[dict[str, Any]], org: list[int], its: list[int],

@@ -159,3 +159,17 @@ def test_clean_batches_take_the_typed_path(ref):
     del e["features"]["age"]
     typed, rest = eng._typed_decode([orjson.dumps(clean(1)), orjson.dumps(e)])  # noqa: SLF001
     assert len(typed.events) == 1 and rest == [1]  # an absent feature needs the general path's count
+
+
+def test_feature_names_that_are_not_identifiers(ref):
+    rng = np.random.default_rng(5)
+    n = 2000
+    odd = build_reference({"amount (usd)": rng.random(n), "class": np.array(rng.choice(["a", "b"], n), dtype=object),
+                           "score": rng.random(n)}, score_column="score")
+    eng = Engine(DetectorSettings(slice_on_features=["class"]), default_reference=odd)
+    evs = [orjson.dumps({"prediction_id": f"p{i}", "model": "m", "ts": T + i, "score": 0.3,
+                         "features": {"amount (usd)": 0.5, "class": "ab"[i % 2]}}) for i in range(100)]
+    assert eng.ingest_predictions(evs[:50]) == [] and eng.ingest_predictions(evs[50:]) == []
+    typed, rest = eng._typed_decode(evs)  # noqa: SLF001
+    assert len(typed.events) == 100 and rest == []
+    assert eng.counters.predictions == 100 and eng.models["m"].layout.vocabs[0].values == ["a", "b"]
