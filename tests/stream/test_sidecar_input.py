@@ -83,3 +83,36 @@ def test_a_bug_in_ingest_dead_letters_the_batch_instead_of_stopping_the_worker(r
     assert [(m.offset, e.reason) for m, e in out.dlq] == [(0, "internal_error"), (1, "internal_error")]
     out = side.on_predictions(msgs("predictions", [pred(0), pred(1)]))  # the worker goes on
     assert out.dlq == [] and side.engine.counters.predictions == 2
+
+
+def test_fuzz_through_the_sidecar_every_message_is_folded_or_dead_lettered(ref):
+    """Hostile messages on all three topics through the sidecar's handlers: nothing raises, every
+    dead letter names its source message, and the well-formed messages around them are folded."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from tests.core.test_hostile_input import _encode, hostile_features, hostile_label, hostile_prediction
+
+    @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(data=st.data())
+    def check(data):
+        side = Sidecar(Config(), {}, ref, "w1")
+        draw = data.draw
+        for topic, strat, handler, count in (
+                ("predictions", hostile_prediction, side.on_predictions, lambda: side.engine.counters.predictions),
+                ("labels", hostile_label, side.on_labels, lambda: side.engine.counters.labels),
+                ("features", hostile_features, side.on_features, lambda: side.engine.counters.feature_events)):
+            bad = _encode(draw, [draw(strat(50 + i)) for i in range(draw(st.integers(1, 3)))])
+            good = {"predictions": [pred(k) for k in range(3)],
+                    "labels": [json.dumps({"prediction_id": f"p{k}", "ts": T + 60, "label": 1}).encode() for k in range(3)],
+                    "features": [json.dumps({"prediction_id": f"p{k}", "ts": T, "features": {"amount": 1.0}}).encode()
+                                 for k in range(3)]}[topic]
+            values = [good[0], *bad, good[1], good[2]]
+            before = count()
+            out = handler(msgs(topic, values, start=100))
+            offsets = {m.offset for m, _ in out.dlq}
+            assert offsets <= set(range(101, 101 + len(bad))), (topic, sorted(offsets))
+            assert all(m.topic == topic and e.reason and e.detail for m, e in out.dlq)
+            assert count() - before >= 3  # the well-formed batch-mates
+
+    check()
