@@ -399,6 +399,7 @@ class PredictionDecoder:
         evs = typed.events
         n = len(evs)
         cols = _Cols(n, len(td.numeric), len(td.categorical))
+        cols.typed = True
         cols.num_rows = td.num_rows(evs)
         cols.cat_cols = td.cat_columns(evs)
         feats = list(map(_FEATURES, evs))
@@ -421,7 +422,15 @@ class PredictionDecoder:
         flag_list = cols.flags
         if n_num:
             err_at: list[tuple[int, int]] = []
-            num, num_type_err = _numeric_matrix(cols.num_rows, n_num, err_at)
+            num = None
+            if cols.typed:  # floats or None only (the typed decoder checked): one C pass when no None
+                try:
+                    num = np.fromiter(chain.from_iterable(cols.num_rows), np.float64, n * n_num).reshape(n, n_num)
+                    num_type_err = np.zeros(n_num, dtype=np.int64)
+                except TypeError:
+                    num = None
+            if num is None:
+                num, num_type_err = _numeric_matrix(cols.num_rows, n_num, err_at)
             flag_list.extend((i, j, 1) for i, j in err_at)
             nonfinite_mask = np.isinf(num)
             num_nonfinite = nonfinite_mask.sum(axis=0)
@@ -554,6 +563,7 @@ class _Cols:
         self.flags: list[tuple[int, int, int]] = []
         self.unexpected: dict[str, int] = {}
         self.unexpected_rows: list[tuple[int, str]] = []
+        self.typed = False  # values come from the typed decoder: numbers are floats (or None)
 
 
 _FEATURES = attrgetter("features")
