@@ -65,7 +65,6 @@ from detector.core.wire import (
     column,
     float_or_nan,
     parse_messages,
-    raw_of,
     text_of,
 )
 
@@ -84,7 +83,6 @@ __all__ = [
     "DEFAULT_MAX_VALUE_BYTES",
 ]
 
-_raw_of = raw_of  # kept for callers of the old private name
 
 
 # --------------------------------------------------------------------------- schema

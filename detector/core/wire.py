@@ -39,8 +39,9 @@ from typing import Any
 import orjson
 
 __all__ = [
-    "EventError", "REASONS", "DEFAULT_MAX_ID_BYTES", "DEFAULT_MAX_VALUE_BYTES", "MAX_DEPTH", "parse_messages", "column", "raw_of", "item_of", "row_error", "clip", "text_of",
-    "id_problem", "name_problem", "float_or_nan", "is_number", "NUMBER_TYPES",
+    "EventError", "REASONS", "DEFAULT_MAX_ID_BYTES", "DEFAULT_MAX_VALUE_BYTES", "MAX_DEPTH", "parse_messages",
+    "column", "raw_of", "item_of", "row_error", "reject", "clip", "text_of", "preview", "id_problem", "name_problem",
+    "ids_ok", "float_or_nan",
 ]
 
 DEFAULT_MAX_ID_BYTES = 256  # prediction ids (detector.max_id_bytes)
@@ -49,7 +50,6 @@ MAX_DEPTH = 1024  # orjson's nesting limit; deeper JSON is rejected, never recur
 REASONS = ("empty_message", "invalid_json", "not_an_object", "missing_field", "bad_field", "oversized_field",
            "bad_timestamp", "ancient_timestamp", "future_timestamp", "bad_score", "bad_features", "bad_label",
            "unknown_model", "internal_error", "oversized")
-NUMBER_TYPES = frozenset({int, float})
 
 
 @dataclass(slots=True)
@@ -220,11 +220,6 @@ def reject(reason: str, detail: str, e: dict[str, Any], raws: Sequence[bytes | N
 
 
 # --------------------------------------------------------------------------- values
-
-
-def is_number(v: Any) -> bool:
-    """A JSON number (bools are not numbers here)."""
-    return type(v) is int or type(v) is float
 
 
 def float_or_nan(v: Any) -> float:
