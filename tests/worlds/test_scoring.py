@@ -115,3 +115,28 @@ def test_any_rejected_line_fails_the_targets(share: float) -> None:
     clean = {"scenario": "c", "world": "A", "seed": 1, "rate": 300.0, "days": 14.0, "fault": None, "false_alarms": 0,
              "per_14d": 0.0, "false_alarm_list": [], "rejected_share": share, "late_share": 0.0}
     assert summarise([clean])["targets"]["met"] is (share == 0.0)
+
+
+def test_the_full_matrix_covers_every_fault_with_two_seeds_and_two_rates() -> None:
+    from tests.worlds.evaluate import plan
+    from tests.worlds.faults import faults_of
+    from tests.worlds.generator import WORLDS
+
+    rates = {w: list(WORLDS[w].rates) for w in WORLDS}
+    scenarios = plan(["A", "B"], [1, 2], rates, None, fast=False)
+    for w in ("A", "B"):
+        names = {s.fault for s in scenarios if s.world == w}
+        assert names == {None, *(f.name for f in faults_of(w))}
+        for name in names:
+            runs = {(s.seed, s.rate) for s in scenarios if s.world == w and s.fault == name}
+            assert len(runs) == 4
+    assert plan(["A"], [1], {"A": [300.0]}, ["clean", "unit_shift"], fast=False) == [
+        type(scenarios[0])("A", 1, 300.0, None), type(scenarios[0])("A", 1, 300.0, "unit_shift")]
+
+
+def test_unknown_world_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.worlds.evaluate import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["--worlds", "C"])
+    assert exc.value.code == 2 and "unknown world 'C'" in capsys.readouterr().err
