@@ -53,21 +53,43 @@ def local_parts(t: np.ndarray, offset_h: np.ndarray, holiday: float | None) -> t
 
 
 class World(Protocol):
-    """What a world module provides (see world_a.py / world_b.py)."""
+    """What a world module provides (see world_a.py / world_b.py and SPEC.md)."""
 
     name: str
     model: str
     version: str
-    regions: tuple[tuple[str, float, float], ...]  # (name, UTC offset h, share)
+    regions: tuple[tuple[str, float, float], ...]  # (name, UTC offset h, share of traffic)
     channels: tuple[str, ...]
     default_rate: float
+    rates: tuple[float, ...]  # the evaluation matrix's rates
     threshold: float
-    decisions: tuple[str, str]  # (action at/above threshold, no action)
+    decisions: tuple[str, str]  # (action at/above the threshold, no action)
+    numeric: tuple[str, ...]
+    integer: tuple[str, ...]  # numeric features written as JSON integers
+    categorical: tuple[str, ...]
+    score_noise: float  # sd of the model's error in log-odds
+    fallback_share: float
+    label_median: tuple[float, float]  # seconds: negatives, positives
+    label_sigma: float
+    never_labelled: float
+    duplicate_labels: float
+    offline_share: float
+    out_of_order: float  # share of log lines held back
+    train_rows: int
+    train_days: int
+    train_timestamps: bool
+    outcome_deadline_h: float
+    outcome_onset_day: float
 
+    def holiday(self, start: float) -> float | None: ...
     def volume(self, hour: np.ndarray, wday: np.ndarray, hol: np.ndarray, region: int) -> np.ndarray: ...
     def populate(self, f: Frame, rng: np.random.Generator) -> None: ...
     def true_logit(self, f: Frame) -> np.ndarray: ...
     def model_logit(self, f: Frame) -> np.ndarray: ...
+    def rules_score(self, f: Frame) -> np.ndarray: ...
+    def latency(self, f: Frame, rng: np.random.Generator) -> np.ndarray: ...
+    def wire_ts(self, ts: np.ndarray, f: Frame) -> list[object]: ...
+    def offline_lag(self, rng: np.random.Generator, n: int) -> np.ndarray: ...
 
 
 @dataclass

@@ -23,15 +23,13 @@ import numpy as np
 
 from tests.worlds import wire
 from tests.worlds.faults import DEADLINE_H, FAULTS, Fault, faults_of
-from tests.worlds.frame import DAY, Frame, arrivals, stream_rng
+from tests.worlds.frame import DAY, Frame, World, arrivals, stream_rng
 from tests.worlds.world_a import WORLD_A
 from tests.worlds.world_b import WORLD_B
 
-__all__ = ["Scenario", "WORLDS", "build", "generate", "write_training", "log_start", "onset_of", "deadline_of",
-           "FALLBACK_SHARE"]
+__all__ = ["Scenario", "WORLDS", "build", "generate", "write_training", "log_start", "onset_of", "deadline_of"]
 
-WORLDS: dict[str, Any] = {"A": WORLD_A, "B": WORLD_B}
-FALLBACK_SHARE = 0.004
+WORLDS: dict[str, World] = {"A": WORLD_A, "B": WORLD_B}
 CLEAN_DAYS = 14.0
 _EPOCH0 = datetime(2025, 2, 3, 6, 17, tzinfo=UTC).timestamp()
 
@@ -113,8 +111,7 @@ def build(scn: Scenario) -> tuple[Frame, list[str], dict[str, Any]]:
     key = (scn.world, scn.seed, int(round(scn.rate)))
     start = log_start(scn.seed)
     days = scn.length_days()
-    holiday = world.holiday(start) if hasattr(world, "holiday") else None
-    f = arrivals(world, stream_rng(*key, "arrivals"), start, days, scn.rate, holiday)
+    f = arrivals(world, stream_rng(*key, "arrivals"), start, days, scn.rate, world.holiday(start))
     n = f.n
     world.populate(f, stream_rng(*key, "features"))
     fault = scn.spec()
@@ -126,14 +123,14 @@ def build(scn: Scenario) -> tuple[Frame, list[str], dict[str, Any]]:
     f.offline = {k: v.copy() for k, v in f.observed.items()}
     _stage("served", fault, world, f, w, frng)
 
-    noise = (0.35 if scn.world == "A" else 0.3) * stream_rng(*key, "noise").standard_normal(n)
+    noise = world.score_noise * stream_rng(*key, "noise").standard_normal(n)
     f.score = world.model_logit(f) + noise  # log-odds during the model stage
     f.model_version = np.full(n, world.version, dtype=object)
     _stage("model", fault, world, f, w, frng)
     f.score = np.round(np.clip(_sigmoid(f.score), 1e-4, 1 - 1e-4), 4)
 
     srng = stream_rng(*key, "serving")
-    f.fallback = srng.random(n) < (FALLBACK_SHARE if scn.world == "A" else 0.003)
+    f.fallback = srng.random(n) < world.fallback_share
     f.latency = world.latency(f, srng)
     fb_lat = 3.0 + 5.0 * srng.random(n)
     _stage("serving", fault, world, f, w, frng)
@@ -202,7 +199,7 @@ def write_training(world_name: str, seed: int, out: Path) -> Path:
     world.populate(f, stream_rng(world_name, seed, "train", "features"))
     f.served = f.observed
     rng = stream_rng(world_name, seed, "train", "rest")
-    score = np.round(_sigmoid(world.model_logit(f) + (0.35 if world_name == "A" else 0.3) * rng.standard_normal(f.n)), 4)
+    score = np.round(_sigmoid(world.model_logit(f) + world.score_noise * rng.standard_normal(f.n)), 4)
     label = (rng.random(f.n) < _sigmoid(world.true_logit(f))).astype(np.int64)
     keep = np.sort(rng.choice(f.n, size=min(world.train_rows, f.n), replace=False))
     sub = Frame(t=f.t[keep], region=f.region[keep], hour=f.hour[keep], wday=f.wday[keep], holiday=f.holiday[keep],

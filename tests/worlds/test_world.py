@@ -225,3 +225,15 @@ def test_fault_changes_only_rows_after_its_onset(key: tuple[str, str]) -> None:
         assert same[pre].all(), f"{k} changed before the onset"
         changed_after |= not same[post].all()
     assert changed_after, f"{name} changed nothing after its onset"
+
+
+def test_generator_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.worlds.generator import main
+
+    assert main(["--world", "A", "--fault", "nope", "--out", str(tmp_path)]) == 2
+    assert "no fault 'nope'" in capsys.readouterr().err
+    assert main(["--world", "B", "--list"]) == 0
+    assert "decision_threshold" in capsys.readouterr().out
+    assert main(["--world", "A", "--seed", "1", "--rate", "100", "--days", "1", "--gz", "--out", str(tmp_path)]) == 0
+    assert {p.name for p in tmp_path.iterdir()} == {"predictions.jsonl.gz", "labels.jsonl.gz", "features.jsonl.gz",
+                                                    "scenario.json", "train.csv"}

@@ -49,6 +49,8 @@ class WorldA:
     rates = (150.0, 400.0)
     threshold = 0.7
     decisions = ("review", "approve")
+    score_noise = 0.35
+    fallback_share = 0.004
     numeric = ("amount", "merchant_risk", "items", "prior_chargebacks", "account_age_days", "distance_km",
                "velocity_1h", "device_trust", "local_hour")
     integer = ("items", "prior_chargebacks", "account_age_days", "velocity_1h", "local_hour")

@@ -40,6 +40,8 @@ class WorldB:
     rates = (700.0, 1300.0)
     threshold = 0.6
     decisions = ("refer", "approve")
+    score_noise = 0.3
+    fallback_share = 0.003
     numeric = ("income", "utilization", "open_accounts", "delinquencies_24m", "employment_months",
                "requested_limit", "age", "application_hour")
     integer = ("open_accounts", "delinquencies_24m", "employment_months", "age", "application_hour")
