@@ -53,7 +53,16 @@ import numpy as np
 
 from detector.core import stats
 from detector.core.checks import Result
-from detector.core.cohort import N_HIST, C, auc_se, average_precision, binned_auc, brier, ece
+from detector.core.cohort import (
+    N_HIST,
+    C,
+    auc_se,
+    average_precision,
+    binned_auc,
+    brier,
+    calibration_slope,
+    ece,
+)
 from detector.core.labels import DELAY_EDGES, hist_quantile
 
 __all__ = ["OutcomeThresholds", "Arrays", "outcome_checks", "expected_positives", "base_rate_shift", "poisson_pvalue"]
@@ -134,7 +143,7 @@ def outcome_checks(cur: Arrays, base: Arrays, th: OutcomeThresholds, *, ref_rate
                    ref_oe: np.ndarray, slice_ref_rate: np.ndarray, slice_ref_n: np.ndarray, global_ratio: float,
                    ref_auc: float | None, ref_auc_n: tuple[float, float], horizon: float, base_horizon: float,
                    river_latched: bool, stable: np.ndarray, comp: np.ndarray, day: np.ndarray | None,
-                   inputs_stable: bool = True) -> list[Result]:
+                   inputs_stable: bool = True, ref_slope: tuple[float, float] | None = None) -> list[Result]:
     """All outcome checks; ``ref_*`` arrays are per pseudo-row (NaN = no training value).
 
     Comparisons with training have no complement rows (``comp``); those rows mirror the
@@ -320,6 +329,9 @@ def outcome_checks(cur: Arrays, base: Arrays, th: OutcomeThresholds, *, ref_rate
         lambda i: {"reference": {"ece": _r(eb[i])}, "current": {"ece": _r(e[i]), "reliability": _reliability(cur.rel[i])}},
         lambda i: f"calibration worsened: ECE {e[i]:.3f} vs {eb[i]:.3f} usually (a score no longer means the same risk)"))
 
+    # ---- calibration slope (spread of the outcomes around the scores) vs baseline and training
+    out.extend(_slope_checks(cur, base, th, comp, ref_slope))
+
     # ---- calibration-in-the-large vs training
     obs, E, S2 = cur.cnt[:, C["spos"]], cur.cnt[:, C["s"]], cur.cnt[:, C["s2"]]
     oe = _div(obs, E)
@@ -359,6 +371,39 @@ def outcome_checks(cur: Arrays, base: Arrays, th: OutcomeThresholds, *, ref_rate
     big = np.maximum(n, np.nan_to_num(dn)) >= th.critical_labels
     for r in out:  # a small sample may breach hugely by chance: let hysteresis confirm it
         r.crit = r.crit & big
+    return out
+
+
+def _slope_checks(cur: Arrays, base: Arrays, th: OutcomeThresholds, comp: np.ndarray,
+                  ref_slope: tuple[float, float] | None) -> list[Result]:
+    """Cox calibration slope against the baseline's and training's: x1.3 (critical x2) either way, z-test.
+    A rank-preserving change of how extreme outcomes are (scores too timid or too extreme) moves it;
+    late labels do not (see :func:`~detector.core.cohort.calibration_slope`)."""
+    P = cur.cnt.shape[0]
+    b, se = calibration_slope(cur.hist[:, 0, :], cur.hist[:, 1, :])
+    out = []
+    refs = [("baseline", *calibration_slope(base.hist[:, 0, :], base.hist[:, 1, :]), np.ones(P, bool))]
+    if ref_slope is not None:
+        b0 = np.full(P, np.nan)
+        b0[0] = ref_slope[0]
+        refs.append(("training", b0, np.full(P, ref_slope[1]), np.zeros(P, bool)))
+    n_min = (cur.hist[:, 1, :].sum(1) >= th.min_class) & (cur.hist[:, 0, :].sum(1) >= th.min_class)
+    for name, b0, se0, per_row in refs:
+        ratio = _div(b, b0)
+        z = _div(b - b0, np.sqrt(se * se + se0 * se0))
+        tested = n_min & np.isfinite(ratio) & (np.nan_to_num(b0) > 0)
+        warn, crit = _ratio_flags(ratio, th.oe_ratio, th.oe_ratio_critical, np.ones(P, bool))
+        pv = np.minimum(1.0, 2 * np.asarray(stats.norm_sf(np.abs(np.nan_to_num(z)))))
+        if not per_row.any():
+            _mirror(comp, tested, warn, crit, pv)
+        out.append(Result(
+            "calibration", None, "calibration_slope", b, tested, warn, crit, pv, th.oe_ratio,
+            lambda i, b0=b0, name=name: {"reference": {"calibration_slope": _r(b0[i]), "source": name},
+                                         "current": {"calibration_slope": _r(b[i]), "se": _r(se[i])}},
+            lambda i, b0=b0, name=name: (
+                f"outcomes are {'more' if b[i] > b0[i] else 'less'} extreme than the scores say: calibration slope "
+                f"{b[i]:.2f} vs {b0[i]:.2f} ({name}); the score's meaning changed"),
+            effect=_log_effect(ratio)))
     return out
 
 

@@ -430,12 +430,14 @@ class OutcomeMonitor:
         expected, _, lt, lw, _, lp = base_rate_shift(cur, bas, th, inputs_stable)
         lab_unstable = lt & lw & (lp < 0.01)
         stable = ~lab_unstable & inputs_stable & ("label_drift" not in firing)
-        ref_auc = getattr(ref, "auc", None)
+        ref_auc = ref.outcome.get("auc")
+        ref_slope = (ref.outcome["slope"], ref.outcome.get("slope_se", 0.0)) if "slope" in ref.outcome else None
         rp = (ref.label_count or 0) * (ref.label_base_rate or 0.0)
         results = outcome_checks(
             cur, bas, th, ref_rate=ref_rate, ref_n=ref_n, ref_oe=ref_oe, slice_ref_rate=s_rate, slice_ref_n=s_n,
             global_ratio=g_ratio, ref_auc=ref_auc if isinstance(ref_auc, float) else None,
-            ref_auc_n=(rp, (ref.label_count or 0) - rp), horizon=mat, base_horizon=base_h,
+            ref_auc_n=(ref.outcome.get("positives", rp), ref.outcome.get("negatives", (ref.label_count or 0) - rp)),
+            horizon=mat, base_horizon=base_h, ref_slope=ref_slope,
             river_latched=m.latched, stable=stable, comp=comp, day=day, inputs_stable=inputs_stable)
         view = _View(rows, comp, cur.cnt[:, C["lab"]])
         findings = select_findings(results, view, eng.settings.fdr_q)  # type: ignore[arg-type]
@@ -501,10 +503,11 @@ class OutcomeMonitor:
         delay_rows |= {f.row for f in findings if f.kind in ("label_drift", "calibration") and incomplete[pos.get(f.row, 0)]}
         if delay_rows:
             findings = [f for f in findings if not (f.kind in ("label_drift", "calibration") and (f.row in delay_rows or 0 in delay_rows))]
-        # 2. performance fell while inputs and the base rate are stable: concept drift
+        # 2. performance or calibration moved while inputs and the base rate are stable: the input-outcome
+        #    relationship changed (concept drift)
         out: list[Finding] = []
         for f in findings:
-            if f.kind == "performance" and (stable[pos.get(f.row, 0)] or concept_firing):  # sticky while it lasts
+            if f.kind in ("performance", "calibration") and (stable[pos.get(f.row, 0)] or concept_firing):  # sticky while it lasts
                 f = replace(f, kind="concept_drift", summary=f.summary + " while inputs and the label base rate are stable")
             out.append(f)
         # 3. while the relationship itself changes, outcome rates that move against the scores are part of it

@@ -167,6 +167,8 @@ def build_reference(
         ref.label_base_rate, ref.label_count = _base_rate(label)
     if score is not None:
         ref.score = _numeric(score, qs)
+    if score is not None and label is not None:
+        ref.outcome = _score_fit(score, label)
     for dim in slice_columns:
         ref.slices[dim] = _slices(cols[dim], feats, label, score, qs, top_k_categories, ref)
     if time_column is not None:
@@ -441,6 +443,23 @@ def _categorical(v: np.ndarray, top_k: int) -> CategoricalProfile:
         top_value=top[0][0] if top else None,
         top_share=top[0][1] / n if top else 0.0,
     )
+
+
+def _score_fit(score: np.ndarray, label: np.ndarray) -> dict[str, float]:
+    """How the training scores rank and spread the labels: ROC AUC and Cox calibration slope (100 bins),
+    the production cohorts' yardsticks that late labels do not bias (detector.core.outcome_checks)."""
+    from detector.core.cohort import N_HIST, binned_auc, calibration_slope, score_bins
+
+    ok = np.isfinite(score) & ~np.isnan(label)
+    if ok.sum() == 0:
+        return {}
+    y = label[ok].astype(np.int64)
+    hist = np.bincount(score_bins(score[ok], N_HIST) + N_HIST * y, minlength=2 * N_HIST).reshape(2, N_HIST)
+    auc, _ = binned_auc(hist[0], hist[1])
+    slope, se = calibration_slope(hist[0], hist[1])
+    out = {"auc": float(auc), "slope": float(slope), "slope_se": float(se), "positives": int(y.sum()),
+           "negatives": int((1 - y).sum())}
+    return {k: v for k, v in out.items() if v == v}
 
 
 def _code_like(v: np.ndarray) -> bool:

@@ -130,6 +130,8 @@ class Reference:
     # categories (canonical text, e.g. "7.1", "3"), used when serving sends them as strings
     # (detector.core.reconcile)
     codes: dict[str, CategoricalProfile] = field(default_factory=dict)
+    # the score against the label in training: {"auc", "slope", "slope_se", "positives", "negatives"}
+    outcome: dict[str, Any] = field(default_factory=dict)
     format: str = FORMAT
 
     # ------------------------------------------------------------------ (de)serialisation
@@ -185,6 +187,7 @@ class Reference:
                 hourly=_hourly(d.get("hourly") or {}),
                 time_column=d.get("time_column"),
                 codes={k: _profile(v) for k, v in (d.get("codes") or {}).items()},  # type: ignore[misc]
+                outcome=dict(d.get("outcome") or {}),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ReferenceError(f"reference file is damaged ({type(exc).__name__}: {exc}); rebuild it") from exc
