@@ -278,3 +278,17 @@ def test_snapshot_restore_continues_identically(ref):
 
 def test_outcome_and_parity_kinds_are_scoped():
     assert "label_drift" in OUTCOME_KINDS and "feature_parity" in PARITY_KINDS
+
+
+def test_outcomes_more_extreme_than_the_scores_is_caught_by_the_calibration_slope(ref):
+    """Ranking and base rate unchanged, the outcomes twice as extreme as the scores say: the base rate
+    and AUC barely move, the calibration slope doubles; with stable inputs it is concept drift."""
+    def truth(h, x1, x2):
+        z = B0 + 1.5 * x1 + 1.0 * x2
+        return z if h < ONSET else 2.0 * z + 2.2  # steeper, re-centred to about the same base rate
+
+    alerts, _ = run(ref, simulate(truth=truth))
+    f = fired(alerts)
+    assert f, "missed"
+    assert f[0]["kind"] == "concept_drift" and f[0]["cause"] == "concept_drift"
+    assert f[0]["statistic"] in ("calibration_slope", "ece_delta", "observed_expected_ratio")
