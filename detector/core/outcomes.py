@@ -512,8 +512,9 @@ class OutcomeMonitor:
             out.append(f)
         # 3. while the relationship itself changes, outcome rates that move against the scores are part of it
         if concept_firing or any(f.kind == "concept_drift" and f.row == 0 for f in out):
+            # (a slice whose outcome rate disagrees with its training rate is the same change seen in a slice)
             out = [replace(f, kind="concept_drift", summary=f.summary + " (alongside a change of the input-outcome relationship)")
-                   if f.kind == "label_drift" else f for f in out]
+                   if f.kind == "label_drift" or f.statistic == "base_rate_inconsistency" else f for f in out]
         # 4. a global finding covers the slice findings of its kind (as in select)
         global_kinds = {f.kind for f in out if f.row == 0}
         out = [f for f in out if f.row == 0 or f.kind not in global_kinds]
