@@ -16,7 +16,7 @@ import orjson
 import pytest
 
 from detector.core.reference import CategoricalProfile, NumericProfile, Reference
-from detector.shells import baseline, tables
+from detector.shells import baseline, csvread, tables
 from detector.shells.tables import TableError, read_table
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -322,15 +322,19 @@ def test_csv_types_and_missing_tokens(tmp_path: Path) -> None:
     assert t.format == "csv" and t.path == p and not t.is_events
 
 
-def test_csv_column_that_turns_text_after_the_first_chunk(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setattr(tables, "CHUNK_ROWS", 4)
+@pytest.mark.parametrize("arrow", [False, True])
+def test_csv_column_that_turns_text_after_the_first_chunk(tmp_path: Path, monkeypatch, arrow: bool) -> None:
+    if arrow:
+        pytest.importorskip("pyarrow")
+    monkeypatch.setattr(csvread, "CHUNK_ROWS", 4)
+    monkeypatch.setattr(csvread, "_ARROW_BLOCK", 24)  # bytes: a few rows per Arrow block
     p = tmp_path / "t.csv"
     p.write_text("code,x\n" + "".join(f"0{i},{i}\n" for i in range(10)) + "A1,10\n")
     seen: list[int] = []
-    t = read_table(p, progress=seen.append)
+    t = read_table(p, progress=seen.append, arrow=arrow)
     assert t["code"].tolist() == [f"0{i}" for i in range(10)] + ["A1"]  # exact spelling, re-read as text
     assert t["x"].dtype == np.float64 and t["x"].tolist() == list(range(11))
-    assert seen == [4, 8, 11]
+    assert len(seen) > 2 and seen[-1] == 11 and seen == sorted(seen)
 
 
 def test_csv_errors(tmp_path: Path) -> None:
@@ -448,14 +452,19 @@ def test_parquet_without_pyarrow_says_how_to_install(tmp_path: Path, monkeypatch
         read_table(tmp_path / "t.parquet")
 
 
-def test_large_csv_is_read_in_chunks(tmp_path: Path) -> None:
+@pytest.mark.parametrize("arrow", [False, True])
+def test_large_csv_is_read_in_chunks(tmp_path: Path, arrow: bool) -> None:
+    if arrow:
+        pytest.importorskip("pyarrow")
     n = 3 * tables.CHUNK_ROWS + 17
     r = np.random.default_rng(7)
     x = r.normal(size=n).round(6)
     body = "\n".join(f"{v},{'a' if v > 0 else ''}" for v in x.tolist())
     (tmp_path / "big.csv.gz").write_bytes(gzip.compress(("x,c\n" + body + "\n").encode()))
     seen: list[int] = []
-    t = read_table(tmp_path / "big.csv.gz", progress=seen.append)
-    assert seen == [tables.CHUNK_ROWS, 2 * tables.CHUNK_ROWS, 3 * tables.CHUNK_ROWS, n]
+    t = read_table(tmp_path / "big.csv.gz", progress=seen.append, arrow=arrow)
+    if not arrow:
+        assert seen == [tables.CHUNK_ROWS, 2 * tables.CHUNK_ROWS, 3 * tables.CHUNK_ROWS, n]
+    assert seen[-1] == n and seen == sorted(seen)
     np.testing.assert_array_equal(t["x"], x)
     assert t["c"].tolist() == ["a" if v > 0 else None for v in x.tolist()]
