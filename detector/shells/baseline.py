@@ -204,16 +204,17 @@ def scan(
     sample_rows: int = SAMPLE_ROWS,
     seed: int = 0,
     progress: Callable[[TableReader], None] | None = None,
+    arrow: bool | None = None,
 ) -> Scanned:
     """Read ``path`` once, chunk by chunk, into exact summaries and a row sample (bounded memory).
 
     ``label``/``score``/``slices`` name the columns the user chose (a bad value in them is an
     error); left out, the skewwatch-event defaults (``label``, ``score``, the events' slices) are
     tracked too and used only if they turn out to fit. Columns that are numeric at first and text
-    later are read a second time, as text.
+    later are read a second time, as text. ``arrow=False`` reads CSV with the csv module.
     """
     types = dict(types or {})
-    reader = TableReader(path, text_columns=[n for n, t in types.items() if t == "categorical"])
+    reader = TableReader(path, text_columns=[n for n, t in types.items() if t == "categorical"], arrow=arrow)
     profiler = TableProfiler(
         sample_rows=sample_rows, seed=seed, types=types,
         label=label or "label", label_strict=label is not None,
