@@ -6,7 +6,7 @@ is a uniform random sample without replacement of every prefix of the table, and
 depend on how the rows were cut into chunks (the keys are one stream), so two readers of the
 same file (Arrow or the pure-Python one) give the same sample.
 
-Memory: the kept rows plus a pending buffer of at most ``size // 4`` candidate rows (``max_cells``
+Memory: the kept rows plus a pending buffer of at most ``size // 8`` candidate rows (``max_cells``
 lowers ``size`` to ``max_cells // columns`` for wide tables; fewer rows of the smallest keys are
 still a uniform sample); text values are shared between rows (one ``str`` per distinct value of
 a column, up to 200,000 of them), so a categorical cell costs a pointer. Once the
@@ -73,9 +73,10 @@ class RowSample:
         else:
             cols = dict(columns)
             rows = np.arange(start, start + n, dtype=np.int64)
+        cols = {k: self._intern(k, a) if a.dtype.kind == "O" else a for k, a in cols.items()}
         self._pending.append((keys, rows, cols))
         self._pending_n += len(keys)
-        if self._pending_n >= max(self.size // 4, 1) or (
+        if self._pending_n >= max(self.size // 8, 1) or (
             self._cut == np.inf and len(self._keys) + self._pending_n > self.size
         ):
             self._compact()
@@ -125,21 +126,23 @@ class RowSample:
         if not self._pending:
             return
         parts = [(self._keys, self._rows, self._cols)] + self._pending
-        self._pending, self._pending_n = [], 0
+        self._pending, self._pending_n, self._cols = [], 0, {}
         keys = np.concatenate([p[0] for p in parts])
         rows = np.concatenate([p[1] for p in parts])
         names = list(dict.fromkeys(k for p in parts for k in p[2]))
-        cols = {name: _join([(len(p[0]), p[2].get(name)) for p in parts]) for name in names}
         if self.max_cells is not None and names:
             self.size = max(1, min(self.size, self.max_cells // len(names)))
+        keep = None
         if len(keys) > self.size:
             keep = np.sort(np.argpartition(keys, self.size - 1)[: self.size])
             keys, rows = keys[keep], rows[keep]
-            cols = {k: a[keep] for k, a in cols.items()}
             self._cut = float(keys.max())
-        for name, a in cols.items():
-            if a.dtype.kind == "O":
-                cols[name] = self._intern(name, a)
+        cols: dict[str, np.ndarray] = {}
+        for name in names:  # one column at a time: the transient copy is one column, not the sample
+            col = _join([(len(p[0]), p[2].pop(name, None)) for p in parts])
+            if keep is not None:
+                col = col[keep]
+            cols[name] = col
         self._keys, self._rows, self._cols = keys, rows, cols
 
     def _intern(self, name: str, a: np.ndarray) -> np.ndarray:

@@ -4,9 +4,17 @@
 
     skewwatch baseline --data TRAIN.{csv,jsonl,json,parquet}[.gz] [--label-column y]
         [--score-column s] [--slice-column region ...] [--types-config types.yaml]
-        [--exclude col ...] [--time-column ts|none] [--model NAME] --out reference.json [--quiet]
+        [--exclude col ...] [--time-column ts|none] [--model NAME] [--sample-rows N] [--seed S]
+        --out reference.json [--quiet]
 
 ``--types-config`` is YAML: ``{features: {zip: categorical, age: numeric}}``.
+
+The table is read once, chunk by chunk (:func:`scan`; CSV through Arrow's streaming reader when
+pyarrow is installed), into exact per-column summaries and a seeded uniform sample of
+``--sample-rows`` rows (:mod:`detector.core.streamprofile` says what comes from which and why
+one million rows is enough), so memory does not grow with the file. A table no larger than the
+sample is profiled from every row. Progress (on a terminal) is the share of the file's bytes
+read -- compressed bytes for ``.gz`` -- with rate and ETA.
 
 When the data are skewwatch prediction events (rows with a ``features`` object), the features are
 exactly the keys of ``features``; ``score`` is the score column, ``label`` the label column and the

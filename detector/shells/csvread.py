@@ -36,8 +36,10 @@ from detector.core.profile import MISSING_TOKENS
 
 __all__ = ["CHUNK_ROWS", "CsvFile", "TableError", "csv_values", "have_arrow"]
 
-CHUNK_ROWS = 65_536  # rows per chunk of the csv-module reader
-_ARROW_BLOCK = 8 << 20  # bytes per Arrow block (a chunk of ~40,000 rows of 200 bytes)
+CHUNK_ROWS = 65_536  # rows per chunk (Arrow blocks are joined up to at least this many rows)
+#: bytes per Arrow block. Arrow's streaming reader keeps about 40 blocks read ahead whatever the
+#: thread settings, so this is what bounds its memory (about 40 MiB); blocks are joined into chunks.
+_ARROW_BLOCK = 1 << 20
 
 
 class TableError(ValueError):
@@ -129,18 +131,24 @@ class CsvFile:
                     strings_can_be_null=False, quoted_strings_can_be_null=False, null_values=[],
                 ),
             )  # fmt: skip
-            first = 0
+            first, parts, rows = 0, [], 0
             while True:
                 try:
                     batch = reader.read_next_batch()
                 except StopIteration:
-                    return
+                    batch = None
                 except (pa.ArrowException, OSError) as exc:  # ragged row, bad UTF-8, corrupt gzip ...
+                    if parts:  # hand over what was read: the csv module carries on after it
+                        yield first, first + 2, _joined(pa, parts)
                     raise _ArrowFailed(str(exc)) from exc
-                if batch.num_rows == 0:
-                    continue
-                yield first, first + 2, list(batch.columns)
-                first += batch.num_rows
+                if batch is not None and batch.num_rows:
+                    parts.append(batch)
+                    rows += batch.num_rows
+                if parts and (batch is None or rows >= CHUNK_ROWS):
+                    yield first, first + 2, _joined(pa, parts)
+                    first, parts, rows = first + rows, [], 0
+                if batch is None:
+                    return
         except (pa.ArrowException, OSError) as exc:
             raise _ArrowFailed(str(exc)) from exc
         finally:
@@ -227,6 +235,13 @@ class _TextFile:
     def __exit__(self, *exc: object) -> None:
         self.f.close()
         self.owner._raw.close()
+
+
+def _joined(pa: Any, batches: list[Any]) -> list[Any]:
+    """Columns of consecutive record batches as one array each."""
+    if len(batches) == 1:
+        return list(batches[0].columns)
+    return [pa.concat_arrays([b.column(i) for b in batches]) for i in range(batches[0].num_columns)]
 
 
 class _ArrowFailed(Exception):

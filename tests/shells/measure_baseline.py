@@ -35,7 +35,8 @@ def run_once(data: Path, mode: str, out: Path, old_src: str | None, sample_rows:
     if sample_rows and mode != "old":
         args += ["--sample-rows", str(sample_rows)]
     t0 = time.perf_counter()
-    proc = subprocess.Popen(args, env=env, stderr=subprocess.PIPE)
+    # cwd: not a checkout, so that "old" imports the code in --old-src and the others the installed one
+    proc = subprocess.Popen(args, env=env, stderr=subprocess.PIPE, cwd=data.parent)
     _pid, status, ru = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - t0
     err = proc.stderr.read().decode() if proc.stderr else ""

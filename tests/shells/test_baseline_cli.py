@@ -353,7 +353,7 @@ def test_csv_column_that_turns_text_after_the_first_chunk(tmp_path: Path, monkey
     t = read_table(p, progress=seen.append, arrow=arrow)
     assert t["code"].tolist() == [f"0{i}" for i in range(10)] + ["A1"]  # exact spelling, re-read as text
     assert t["x"].dtype == np.float64 and t["x"].tolist() == list(range(11))
-    assert len(seen) > 2 and seen[-1] == 11 and seen == sorted(seen)
+    assert len(seen) >= 2 and seen[-1] == 11 and seen == sorted(seen)
 
 
 def test_csv_errors(tmp_path: Path) -> None:
