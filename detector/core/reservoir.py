@@ -57,9 +57,10 @@ class RowSample:
         self._interned: dict[str, dict[str, str] | None] = {}
 
     # ------------------------------------------------------------------ feeding
-    def add(self, start: int, columns: Mapping[str, np.ndarray]) -> None:
+    def add(self, start: int, columns: Mapping[str, np.ndarray], n: int | None = None) -> None:
         """Rows ``start .. start + n - 1`` as columns (float64 or object arrays, all of length n)."""
-        n = len(next(iter(columns.values()))) if columns else 0
+        if n is None:
+            n = len(next(iter(columns.values()))) if columns else 0
         if start != self.rows_seen:
             raise ValueError(f"rows must arrive in order: expected row {self.rows_seen}, got {start}")
         keys = self._rng.random(n)

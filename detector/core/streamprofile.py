@@ -133,9 +133,13 @@ class TableProfiler:
         self.slices: dict[str, _SliceCounts] = {}
 
     # ------------------------------------------------------------------ feeding
-    def update(self, start: int, columns: Mapping[str, np.ndarray], slice_columns: Sequence[str] = ()) -> None:
-        """Rows ``start ..`` of the table; ``slice_columns`` names the chunk's event slice columns."""
-        n = len(next(iter(columns.values()))) if columns else 0
+    def update(
+        self, start: int, columns: Mapping[str, np.ndarray], slice_columns: Sequence[str] = (), n: int | None = None
+    ) -> None:
+        """Rows ``start .. start + n - 1`` of the table (``n`` defaults to the columns' length; a
+        chunk may have no columns at all); ``slice_columns`` names the chunk's event slice columns."""
+        if n is None:
+            n = len(next(iter(columns.values()))) if columns else 0
         if start != self.rows:
             raise ValueError(f"chunks must arrive in order: expected row {self.rows}, got {start}")
         typed = {name: self._typed(name, a, start) for name, a in columns.items()}
@@ -149,7 +153,7 @@ class TableProfiler:
                 tracker.update(typed_values(dim, typed[dim], "categorical"), label)
             elif tracker.counts is not None:
                 tracker.update(np.full(n, None, dtype=object), label)
-        self.sample.add(start, typed)
+        self.sample.add(start, typed, n)
         self.rows += n
 
     def reread(self, start: int, columns: Mapping[str, np.ndarray]) -> None:

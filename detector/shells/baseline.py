@@ -230,7 +230,7 @@ def scan(
         slices=slices,
     )  # fmt: skip
     for start, cols, slice_cols in reader.chunks():
-        profiler.update(start, cols, slice_cols)
+        profiler.update(start, cols, slice_cols, n=reader.rows - start)
         if progress is not None:
             progress(reader)
     if profiler.rows == 0:

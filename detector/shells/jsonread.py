@@ -45,9 +45,9 @@ class JsonRows:
 
     def chunks(
         self, rows: int, want: set[str] | None, force_text: frozenset[str]
-    ) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
-        """``(first row, {column: values})`` for chunks of ``rows`` rows; a column absent from every
-        row of a chunk is absent from it (missing there)."""
+    ) -> Iterator[tuple[int, int, dict[str, np.ndarray]]]:
+        """``(first row, rows, {column: values})`` for chunks of ``rows`` rows; a column absent from
+        every row of a chunk is absent from it (missing there)."""
         start = 0
         buf: list[dict[str, Any]] = []
         with open(self.path, "rb") as raw:
@@ -56,11 +56,11 @@ class JsonRows:
             for where, obj in _json_objects(self.path, f, self.gz):
                 buf.append(self.flatten(obj, where))
                 if len(buf) >= rows:
-                    yield start, _columns(buf, want, force_text)
+                    yield start, len(buf), _columns(buf, want, force_text)
                     start += len(buf)
                     buf = []
             if buf:
-                yield start, _columns(buf, want, force_text)
+                yield start, len(buf), _columns(buf, want, force_text)
 
 
 def _columns(rows: list[dict[str, Any]], want: set[str] | None, force_text: frozenset[str]) -> dict[str, np.ndarray]:

@@ -159,14 +159,14 @@ class TableReader:
             gc_was_enabled = gc.isenabled()
             gc.disable()  # millions of short-lived strings/lists: the cyclic GC would dominate the run time
             try:
-                for start, cols in self._chunks(self.want, self.force_text):
+                for start, n, cols in self._chunks(self.want, self.force_text):
                     for name, a in cols.items():
                         kinds = self._seen_kinds.setdefault(name, set())
                         if a.dtype.kind == "O":
                             kinds.add("O")
                         elif "num" not in kinds and not np.isnan(a).all():
                             kinds.add("num")
-                    self.rows = start + len(next(iter(cols.values()))) if cols else self.rows
+                    self.rows = start + n
                     yield start, cols, list(self.slice_columns or [])
             finally:
                 if gc_was_enabled:
@@ -175,12 +175,14 @@ class TableReader:
     def reread_as_text(self, names: Sequence[str]) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
         """Columns ``names`` again, from the first row, as exact text (after a type flip)."""
         with _errors(self.path):
-            yield from self._chunks(list(names), frozenset(names), again=True)
+            for start, _n, cols in self._chunks(list(names), frozenset(names), again=True):
+                yield start, cols
 
     # ------------------------------------------------------------------ per format
     def _chunks(
         self, want: list[str] | None, force_text: frozenset[str], again: bool = False
-    ) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
+    ) -> Iterator[tuple[int, int, dict[str, np.ndarray]]]:
+        """``(first row, rows, {column: values})`` chunk by chunk, for every format."""
         if self.format in ("csv", "tsv"):
             yield from self._csv(want, force_text, again)
         elif self.format in ("jsonl", "json"):
@@ -188,11 +190,11 @@ class TableReader:
             if not again:
                 self._source, self.reader = src, "json"
             wanted = set(want) if want is not None else None
-            for start, cols in src.chunks(CHUNK_ROWS, wanted, force_text):
+            for start, n, cols in src.chunks(CHUNK_ROWS, wanted, force_text):
                 if src.flatten.events and not again:
                     self.feature_columns = list(src.flatten.features)
                     self.slice_columns = list(src.flatten.slices)
-                yield start, cols
+                yield start, n, cols
             if want is not None and not again:
                 missing = [c for c in want if c not in self._seen_kinds]
                 if missing:
@@ -200,7 +202,9 @@ class TableReader:
         else:
             yield from self._parquet(want)
 
-    def _csv(self, want: list[str] | None, force_text: frozenset[str], again: bool) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
+    def _csv(
+        self, want: list[str] | None, force_text: frozenset[str], again: bool
+    ) -> Iterator[tuple[int, int, dict[str, np.ndarray]]]:
         src = CsvFile(self.path, "\t" if self.format == "tsv" else ",", arrow=self.arrow)
         if not again:
             self._source = src
@@ -220,9 +224,9 @@ class TableReader:
                 if values.dtype.kind == "O":
                     text.add(names[i])  # once text, always text: skip the float attempts from now on
                 out[names[i]] = values
-            yield start, out
+            yield start, len(cols[0]), out
 
-    def _parquet(self, want: list[str] | None) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
+    def _parquet(self, want: list[str] | None) -> Iterator[tuple[int, int, dict[str, np.ndarray]]]:
         try:
             import pyarrow as pa
             import pyarrow.parquet as pq
@@ -260,7 +264,7 @@ class TableReader:
                         self.feature_columns, self.slice_columns = list(feature_cols), list(slice_cols)
                     if want is not None:
                         out = {c: v for c, v in out.items() if c in want}
-                    yield start, out
+                    yield start, batch.num_rows, out
                     start += batch.num_rows
             except pa.ArrowException as exc:
                 raise TableError(f"{self.path}: cannot read the Parquet data ({exc})") from exc
