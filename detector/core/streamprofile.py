@@ -278,6 +278,34 @@ class TableProfiler:
                     for k, p in slice_codes.items():
                         slice_codes[k] = _rescale(p, count, scale[0])
                 sp.count = count
+        self._align_edges(ref)
+
+    @staticmethod
+    def _align_edges(ref: Reference) -> None:
+        """Slice and hour-of-day profiles are binned on the global edges: give them the global
+        edges as corrected (only the outer two moved, to the exact min and max)."""
+        edges = {k: p.edges for k, p in ref.features.items() if isinstance(p, NumericProfile)}
+        if ref.score is not None and ref.score_column is not None:
+            edges[ref.score_column] = ref.score.edges
+
+        def align(name: str, p: Any) -> Any:
+            e = edges.get(name)
+            if isinstance(p, NumericProfile) and e is not None and len(p.edges) == len(e) and p.edges != e:
+                return replace(p, edges=list(e))
+            return p
+
+        for values in ref.slices.values():
+            for sp in values.values():
+                sp.features = {k: align(k, p) for k, p in sp.features.items()}
+                if sp.score is not None and ref.score_column is not None:
+                    sp.score = align(ref.score_column, sp.score)
+        hourly = ref.hourly or {}
+        for name, hours in hourly.get("features", {}).items():
+            hourly["features"][name] = [align(name, p) for p in hours]
+        for per_value in hourly.get("slices", {}).values():
+            for per_feature in per_value.values():
+                for name, hours in per_feature.items():
+                    per_feature[name] = [align(name, p) for p in hours]
 
     def _global(self, name: str, p: Any, n: int, m: int, top_k: int) -> Any:
         if isinstance(p, NumericProfile):

@@ -114,6 +114,11 @@ def test_sampled_reference_keeps_exact_statistics_from_every_row() -> None:
         assert f.count == ws.count and f.missing == pytest.approx(ws.features["amount"].missing, rel=0.3, abs=30)
     assert sum(sp.count for sp in ref.slices["region"].values()) == n  # global and slices on one scale
     assert ref.hourly and ref.audit  # computed on the sample
+    for sp in ref.slices["region"].values():  # binned on the global edges, as corrected
+        assert sp.features["amount"].edges == ref.features["amount"].edges
+        assert sp.score.edges == ref.score.edges
+    for name, hours in ref.hourly.get("features", {}).items():
+        assert all(h is None or h.type != "numeric" or h.edges == ref.features[name].edges for h in hours)
 
 
 def test_sampled_quantile_edges_are_within_the_stated_rank_error() -> None:
