@@ -73,6 +73,7 @@ class CsvFile:
         self.size = self.path.stat().st_size
         self.arrow = have_arrow() if arrow is None else arrow
         self.reader_used = ""  # "arrow" or "csv" once reading started
+        self.lines: list[int] = []  # with chunks(lines=True): the last chunk's line number per record
         self._raw: Any = None
         with self._text() as f:
             reader = csv.reader(f, delimiter=delimiter)
@@ -95,11 +96,18 @@ class CsvFile:
             return 0
 
     def chunks(
-        self, select: Sequence[int] | None = None, ragged: Literal["error", "pad"] = "error"
+        self, select: Sequence[int] | None = None, ragged: Literal["error", "pad"] = "error", lines: bool = False
     ) -> Iterator[tuple[int, int, list[Any]]]:
         """``(first record index, its line number, columns)``; a column is an Arrow string array
-        or an object array of ``str``, in ``select`` order (default: every column)."""
+        or an object array of ``str``, in ``select`` order (default: every column).
+
+        ``lines=True`` reads with the csv module, which knows every record's physical line: the
+        chunk's line numbers are then :attr:`lines` (one per record, blank lines and quoted
+        newlines counted)."""
         sel = list(range(len(self.names))) if select is None else list(select)
+        if lines:
+            yield from self._csv_chunks(sel, ragged, skip=0, lines=True)
+            return
         done = 0
         if self.arrow and self.header_lines == 1 and sel:
             try:
@@ -155,7 +163,9 @@ class CsvFile:
             raw.close()
 
     # ------------------------------------------------------------------ csv module
-    def _csv_chunks(self, sel: list[int], ragged: str, skip: int) -> Iterator[tuple[int, int, list[Any]]]:
+    def _csv_chunks(
+        self, sel: list[int], ragged: str, skip: int, lines: bool = False
+    ) -> Iterator[tuple[int, int, list[Any]]]:
         self.reader_used = "csv"
         ncols = len(self.names)
         with self._text() as f:
@@ -165,8 +175,15 @@ class CsvFile:
             records = 0  # records read after the header, blank ones included (for line numbers)
             while True:
                 line = reader.line_num + 1
+                nums: list[int] = []
                 try:
-                    rows = list(itertools.islice(reader, CHUNK_ROWS))
+                    if lines:
+                        rows = []
+                        for r in itertools.islice(reader, CHUNK_ROWS):
+                            rows.append(r)
+                            nums.append(reader.line_num)
+                    else:
+                        rows = list(itertools.islice(reader, CHUNK_ROWS))
                 except csv.Error as exc:
                     raise TableError(
                         f"{self.path}:{reader.line_num}: CSV parse error ({exc}); check the quoting on that line"
@@ -175,7 +192,8 @@ class CsvFile:
                     return
                 n_records = len(rows)
                 if set(map(len, rows)) != {ncols}:
-                    rows = self._fix_rows(rows, ragged, records)
+                    rows, kept = self._fix_rows(rows, ragged, records)
+                    nums = [nums[i] for i in kept] if lines else nums
                 records += n_records
                 if skip > rows_done:  # carrying on after Arrow: these rows were read already
                     drop = min(skip - rows_done, len(rows))
@@ -185,25 +203,29 @@ class CsvFile:
                     continue
                 grid = np.empty((len(rows), ncols), dtype=object)  # rows x columns of str, built in C
                 grid[:] = rows
-                yield rows_done, line, [grid[:, i] for i in sel]
+                self.lines = nums
+                yield rows_done, nums[0] if nums else line, [grid[:, i] for i in sel]
                 rows_done += len(rows)
 
-    def _fix_rows(self, rows: list[list[str]], ragged: str, records: int) -> list[list[str]]:
+    def _fix_rows(self, rows: list[list[str]], ragged: str, records: int) -> tuple[list[list[str]], list[int]]:
+        """Rows without blank lines (and padded/cut when ``ragged="pad"``), with their indices."""
         ncols = len(self.names)
-        keep = []
+        keep, kept = [], []
         for i, r in enumerate(rows):
             if len(r) == ncols:
                 keep.append(r)
+                kept.append(i)
             elif not r or (len(r) == 1 and not r[0].strip()):
                 continue  # blank line
             elif ragged == "pad":
                 keep.append((r + [""] * ncols)[:ncols])
+                kept.append(i)
             else:
                 raise TableError(
                     f"{self.path}:{self._line_of(records + i)}: row has {len(r)} field(s) but the header has {ncols}; "
                     "quote values that contain the delimiter, or give every row the header's field count"
                 )
-        return keep
+        return keep, kept
 
     def _line_of(self, k: int) -> int:
         """Physical line number (1-based) where data record ``k`` (0-based, after the header) ends."""

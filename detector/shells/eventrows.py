@@ -13,9 +13,9 @@ event by these rules, the same for ``skewwatch replay`` on CSV/Parquet and for
 * every other column is a feature (of predictions and offline feature events; ignored on labels).
 
 Missing values (NaN, None, NaT, empty CSV cells and the tokens ``NA``/``null``/...) are left out
-(a missing feature). CSV files go through :mod:`detector.shells.csvread` (Arrow's streaming
-reader when pyarrow is installed); a row with too few or too many fields is padded or cut to the
-header's width, and line numbers in messages count one line per record. Timestamps (``datetime``, pandas ``Timestamp``) become RFC 3339 text, naive
+(a missing feature). CSV files go through :mod:`detector.shells.csvread` (its csv-module
+reader, which knows each record's physical line for dead-letter messages); a row with too few or
+too many fields is padded or cut to the header's width. Timestamps (``datetime``, pandas ``Timestamp``) become RFC 3339 text, naive
 ones read as UTC. CSV cells are typed one by one, independently of their neighbours: a number
 unless it keeps a leading zero (``"01234"``) or is not one.
 
@@ -164,8 +164,9 @@ class EventFile:
         except (OSError, ValueError):
             return 0
 
-    def chunks(self, size: int) -> Iterator[tuple[int, list[bytes]]]:
-        """``(first line or row number, encoded events)`` chunks of at most ``size`` events."""
+    def chunks(self, size: int) -> Iterator[tuple[list[int], list[bytes]]]:
+        """``(line or row number of each event, encoded events)`` chunks of at most ``size`` events
+        (blank JSONL lines are skipped, so the numbers are not always consecutive)."""
         if self.format == "parquet":
             yield from self._parquet(size)
             return
@@ -182,43 +183,50 @@ class EventFile:
         finally:
             raw.close()
 
-    def _csv(self, size: int) -> Iterator[tuple[int, list[bytes]]]:
-        """Records from the shared CSV reader (Arrow when installed); a ragged row is padded or cut
-        to the header's width (missing values), as a bad line must not stop a replay."""
+    def _csv(self, size: int) -> Iterator[tuple[list[int], list[bytes]]]:
+        """Records from the shared CSV reader with each record's physical line (so a dead-lettered
+        row is named exactly, blank lines and quoted newlines counted); a ragged row is padded or
+        cut to the header's width (missing values): a bad line must not stop a replay."""
         src = self._csv_file = CsvFile(self.path, "\t" if self.format == "tsv" else ",")
         names = src.names
-        for _start, line, cols in src.chunks(ragged="pad"):
+        for _start, _line, cols in src.chunks(ragged="pad", lines=True):
             lists = [c.tolist() if isinstance(c, np.ndarray) else c.to_pylist() for c in cols]
             rows = list(zip(*lists, strict=True))
+            nums = src.lines
             for i in range(0, len(rows), size):
-                typed = ({k: _csv_value(v) for k, v in zip(names, row, strict=True)} for row in rows[i : i + size])
-                yield line + i, [orjson.dumps(e) for e in to_events(typed, self.kind, self.slice_names)]
+                buf: list[bytes] = []
+                where: list[int] = []
+                for row, line in zip(rows[i : i + size], nums[i : i + size], strict=True):
+                    typed = {k: _csv_value(v) for k, v in zip(names, row, strict=True)}
+                    evs = [orjson.dumps(e) for e in to_events([typed], self.kind, self.slice_names)]
+                    buf.extend(evs)
+                    where.extend([line] * len(evs))
+                yield where, buf
         self._csv_done = True
 
-    def _parquet(self, size: int) -> Iterator[tuple[int, list[bytes]]]:
+    def _parquet(self, size: int) -> Iterator[tuple[list[int], list[bytes]]]:
         for batch in self._pf.iter_batches(batch_size=size):
             first = self._rows_done + 1
             rows = batch.to_pylist()
             self._rows_done += len(rows)
-            yield first, [orjson.dumps(e, default=str) for e in to_events(rows, self.kind, self.slice_names)]
+            evs = [orjson.dumps(e, default=str) for e in to_events(rows, self.kind, self.slice_names)]
+            yield list(range(first, first + len(evs))), evs
 
 
-def _json_chunks(f: IO[bytes], size: int) -> Iterator[tuple[int, list[bytes]]]:
+def _json_chunks(f: IO[bytes], size: int) -> Iterator[tuple[list[int], list[bytes]]]:
     buf: list[bytes] = []
-    first = lineno = 0
-    for line in f:
-        lineno += 1
+    nums: list[int] = []
+    for lineno, line in enumerate(f, 1):
         line = line.strip()
         if not line:
             continue
-        if not buf:
-            first = lineno
         buf.append(line)
+        nums.append(lineno)
         if len(buf) >= size:
-            yield first, buf
-            buf = []
+            yield nums, buf
+            buf, nums = [], []
     if buf:
-        yield first, buf
+        yield nums, buf
 
 
 def _csv_value(s: str | None) -> Any:

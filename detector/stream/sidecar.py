@@ -100,9 +100,29 @@ class Sidecar:
         return keep
 
     def _route_errors(self, msgs: list[Message], errors: list[EventError], out: Outbox) -> None:
+        """Each error to the DLQ with its source message; for an item of a batch envelope the
+        dead letter carries just that item (its batch-mates were folded in: re-driving the
+        whole envelope would count them twice)."""
         for e in errors:
-            m = msgs[e.index] if 0 <= e.index < len(msgs) else Message("?", -1, -1, e.raw)
+            if 0 <= e.index < len(msgs):
+                m = msgs[e.index]
+                if e.item >= 0:
+                    m = Message(m.topic, m.partition, m.offset, e.raw, m.key)
+            else:
+                m = Message("?", -1, -1, e.raw)
             out.dlq.append((m, e))
+
+    def _ingest(self, ingest: Any, part: list[Message], out: Outbox) -> None:
+        """Hand a batch to the engine (which never raises on input); should a bug of ours raise
+        anyway, the batch is dead-lettered with the reason instead of stopping the worker."""
+        try:
+            errors = ingest([m.value for m in part])
+        except Exception:  # noqa: BLE001 - see the docstring
+            log.exception("ingest failed; dead-lettering %d messages", len(part))
+            errors = [EventError("internal_error", "skewwatch failed on this batch (a bug: please report it); "
+                                 "the messages were set aside and processing went on", m.value or b"", i)
+                      for i, m in enumerate(part)]
+        self._route_errors(part, errors, out)
 
     def on_predictions(self, msgs: list[Message]) -> Outbox:
         out = Outbox()
@@ -118,12 +138,11 @@ class Sidecar:
                 hw = eng.high_water
                 eng.high_water = self.part_hw.get(k, float("-inf"))
                 try:
-                    errors = eng.ingest_predictions([m.value for m in part])  # type: ignore[misc]
+                    self._ingest(eng.ingest_predictions, part, out)
                 finally:
                     self.part_hw[k] = eng.high_water
                     eng.high_water = max(hw, eng.high_water)
                 self.part_seen[k] = now
-                self._route_errors(part, errors, out)
             self.last_batch_wall = now
         self._close(out, self._watermark())
         self.dlq_total += len(out.dlq)
@@ -162,7 +181,7 @@ class Sidecar:
         out = Outbox()
         fresh = self._fresh(msgs, out)
         if fresh:
-            self._route_errors(fresh, self.engine.ingest_labels([m.value for m in fresh]), out)  # type: ignore[misc]
+            self._ingest(self.engine.ingest_labels, fresh, out)
         self.dlq_total += len(out.dlq)
         return out
 
@@ -170,7 +189,7 @@ class Sidecar:
         out = Outbox()
         fresh = self._fresh(msgs, out)
         if fresh:
-            self._route_errors(fresh, self.engine.ingest_features([m.value for m in fresh]), out)  # type: ignore[misc]
+            self._ingest(self.engine.ingest_features, fresh, out)
         self.dlq_total += len(out.dlq)
         return out
 

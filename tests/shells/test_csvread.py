@@ -80,14 +80,15 @@ def test_arrow_number_parsing_decides_exactly_as_python() -> None:
             assert py.tolist() == ar.tolist(), chunk
 
 
-def test_replay_rows_are_the_same_events_with_or_without_arrow(tmp_path: Path, monkeypatch) -> None:
+def test_replay_rows_carry_their_physical_line_numbers(tmp_path: Path) -> None:
     p = tmp_path / "pred.csv"
     p.write_text("prediction_id,ts,score,amount,region,zip\n"
                  "a,2026-11-25T14:00:00Z,0.5,12.5,eu,01234\n"
-                 "b,2026-11-25T14:00:01Z,0.7,,us,99501\n"
+                 "\n"
+                 'b,2026-11-25T14:00:01Z,0.7,,"us\nwest",99501\n'
                  "c,2026-11-25T14:00:02Z,0.1,NA,eu\n")  # a short row: padded
-    with_arrow = [(first, lines) for first, lines in EventFile(p, slice_names=["region"]).chunks(2)]
-    monkeypatch.setattr(csvread, "have_arrow", lambda: False)
-    without = [(first, lines) for first, lines in EventFile(p, slice_names=["region"]).chunks(2)]
-    assert with_arrow == without and [f for f, _ in with_arrow] == [2, 4]
-    assert b'"zip":"01234"' in with_arrow[0][1][0] and b'"amount"' not in with_arrow[1][1][0]
+    chunks = list(EventFile(p, slice_names=["region"]).chunks(2))
+    assert [nums for nums, _ in chunks] == [[2, 5], [6]]
+    (first, second), (third,) = (evs for _, evs in chunks)
+    assert b'"zip":"01234"' in first and b'"amount"' not in second and b'"region":"us\\nwest"' in second
+    assert b'"prediction_id":"c"' in third
