@@ -5,9 +5,9 @@ comes back is produced to the alert, dead-letter, counterexample (worst errors o
 cohorts, ``kafka.topics.counterexamples``) and partials topics. A timer checkpoints the
 state (engines + offsets) to the state topic and only then commits the consumer offsets, so a
 worker killed at any point restarts from a checkpoint whose offsets are never behind the
-committed ones (at-least-once without double counting). Web: ``/healthz`` (the event loop
-answers), ``/readyz`` (started, state restored, partitions assigned) — neither touches the
-broker — ``/metrics`` and ``/status``.
+committed ones (at-least-once without double counting). Every Kafka client here takes its
+settings from :mod:`detector.stream.clients`. Faust's own web server is off: the HTTP endpoints
+are :mod:`detector.stream.web`'s, started before the worker by ``skewwatch run``.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from detector.config import Config
 from detector.core.engine import Partial
 from detector.core.reference import Reference
 from detector.stream.checkpoint import read_checkpoint, read_published_alerts, write_checkpoint
+from detector.stream.clients import ClientSettings, client_settings
 from detector.stream.sidecar import Message, Outbox, Sidecar
 
 __all__ = ["build_app", "Worker"]
@@ -32,46 +33,14 @@ __all__ = ["build_app", "Worker"]
 log = logging.getLogger("skewwatch.worker")
 
 
-def _client_kwargs(cfg: Config) -> dict[str, Any]:
-    """Security settings for raw aiokafka clients (checkpoint reader)."""
-    sec = cfg.kafka.security
-    kw: dict[str, Any] = {"security_protocol": sec.protocol}
-    if sec.sasl_mechanism:
-        kw.update(sasl_mechanism=sec.sasl_mechanism, sasl_plain_username=sec.sasl_username,
-                  sasl_plain_password=sec.sasl_password)
-    if sec.protocol in ("SSL", "SASL_SSL"):
-        from aiokafka.helpers import create_ssl_context
-
-        kw["ssl_context"] = create_ssl_context(cafile=sec.ssl_cafile, certfile=sec.ssl_certfile, keyfile=sec.ssl_keyfile)
-    return kw
-
-
-def _faust_credentials(cfg: Config) -> Any:
-    import faust
-
-    sec = cfg.kafka.security
-    ssl_context = None
-    if sec.protocol in ("SSL", "SASL_SSL"):
-        from aiokafka.helpers import create_ssl_context
-
-        ssl_context = create_ssl_context(cafile=sec.ssl_cafile, certfile=sec.ssl_certfile, keyfile=sec.ssl_keyfile)
-    if sec.sasl_mechanism:
-        if sec.sasl_mechanism == "PLAIN":
-            return faust.SASLCredentials(username=sec.sasl_username, password=sec.sasl_password, ssl_context=ssl_context,
-                                         mechanism="PLAIN")
-        return faust.SASLCredentials(username=sec.sasl_username, password=sec.sasl_password, ssl_context=ssl_context,
-                                     mechanism=sec.sasl_mechanism)
-    if ssl_context is not None:
-        return faust.SSLCredentials(ssl_context)
-    return None
-
-
 class Worker:
     """Builds the Faust app for one sidecar process."""
 
     def __init__(self, cfg: Config, refs: dict[str, Reference], default: Reference | None, *,
-                 worker_id: str | None = None, batch: int = 2000, within: float = 0.2, idle_after: float | None = None) -> None:
+                 worker_id: str | None = None, batch: int = 2000, within: float = 0.2, idle_after: float | None = None,
+                 settings: ClientSettings | None = None) -> None:
         self.cfg = cfg
+        self.settings = settings if settings is not None else client_settings(cfg.kafka)
         self.worker_id = worker_id or os.environ.get("HOSTNAME") or socket.gethostname()
         self.sidecar = Sidecar(cfg, refs, default, self.worker_id)
         self.batch = batch
@@ -98,13 +67,15 @@ class Worker:
 
         cfg = self.cfg
         t = cfg.kafka.topics
-        brokers = [b if "://" in b else f"kafka://{b}" for b in cfg.kafka.brokers]
         app = faust.App(
-            cfg.kafka.group_id, broker=brokers, broker_credentials=_faust_credentials(cfg),
+            cfg.kafka.group_id, broker=self.settings.faust_brokers(), broker_credentials=self.settings.faust_credentials(),
+            broker_client_id=self.settings.client_id,
             value_serializer="raw", key_serializer="raw", store="memory://", topic_partitions=t.partitions,
-            web_enabled=True, web_host=cfg.web.host, web_port=cfg.web.port, web_in_thread=False,
+            # no Faust web server (detector.stream.web serves the endpoints); its /router and /table off regardless
+            web_enabled=False, web_router_enabled=False, web_tables_enabled=False,
             broker_commit_every=10**9, broker_commit_interval=10**9,  # we commit after checkpoints
-            topic_allow_declare=True, topic_disable_leader=True, producer_max_request_size=4 * 1024 * 1024,
+            topic_allow_declare=cfg.kafka.create_topics, topic_replication_factor=cfg.kafka.replication_factor or 1,
+            topic_disable_leader=True, producer_max_request_size=4 * 1024 * 1024,
             stream_buffer_maxsize=max(4096, 2 * self.batch), broker_max_poll_records=max(500, self.batch),
             consumer_auto_offset_reset="earliest", autodiscover=False,
             # group timings: 6 s is Kafka's minimum session timeout (group.min.session.timeout.ms); a
@@ -163,41 +134,6 @@ class Worker:
         @app.task
         async def restore() -> None:
             await self._restore()
-
-        @app.page("/healthz")
-        async def healthz(web: Any, request: Any) -> Any:
-            return web.json({"status": "ok", "uptime_seconds": round(time.time() - self.started_at, 1)})
-
-        @app.page("/readyz")
-        async def readyz(web: Any, request: Any) -> Any:
-            # Ready once started and the state restore finished (or gave up: it is bounded by a
-            # timeout). Partition assignment is reported but never gates readiness, so a broker
-            # outage cannot take the model's pod out of its Service.
-            try:
-                assigned = bool(app.consumer.assignment())
-            except Exception:  # noqa: BLE001
-                assigned = False
-            ok = self.restored.is_set()
-            return web.json({"ready": ok, "restored": ok, "partitions_assigned": assigned,
-                             "checkpoints": self.checkpoints}, status=200 if ok else 503)
-
-        @app.page("/metrics")
-        async def metrics(web: Any, request: Any) -> Any:
-            from detector.shells.metrics import exposition
-
-            # aiohttp refuses a charset inside content_type=: set the header itself
-            return web.bytes(exposition(self.sidecar.agg, worker=self),
-                             headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
-
-        @app.page("/status")
-        async def status(web: Any, request: Any) -> Any:
-            if request.query.get("format") == "json":
-                return web.json(self.status())
-            try:
-                from detector.shells.status import render_status
-            except ImportError:
-                return web.json({"firing": self.sidecar.agg.alerts.firing(), "recent": self.alert_log[-50:]})
-            return web.html(render_status(self.sidecar.agg, recent=self.alert_log[-50:], ingest=self.sidecar.engine))
 
         return app
 
@@ -290,16 +226,18 @@ class Worker:
 
     # ------------------------------------------------------------------ state
     async def _restore(self) -> None:
-        try:
-            from detector.shells.broker import acreate_topics
+        from detector.stream.topics import ensure_topics, required_topics
 
-            await acreate_topics(",".join(self.cfg.kafka.brokers), {self._state_topic: 1}, configs={"cleanup.policy": "compact"})
+        try:  # `skewwatch run` checked every topic before starting; this covers workers built directly
+            spec = [s for s in required_topics(self.cfg) if s.name == self._state_topic]
+            await ensure_topics(self.settings, spec, create=self.cfg.kafka.create_topics,
+                                replication_factor=self.cfg.kafka.replication_factor)
         except Exception as exc:  # noqa: BLE001 - the broker may refuse configs; the topic may exist
-            log.debug("state topic creation: %s", exc)
+            log.debug("state topic check: %s", exc)
+        kw = self.settings.aiokafka()
+        bootstrap = kw.pop("bootstrap_servers")
         try:
-            data = await asyncio.wait_for(
-                read_checkpoint(",".join(self.cfg.kafka.brokers), self._state_topic, self.state_key, **_client_kwargs(self.cfg)),
-                timeout=45.0)
+            data = await asyncio.wait_for(read_checkpoint(bootstrap, self._state_topic, self.state_key, **kw), timeout=45.0)
         except Exception as exc:  # noqa: BLE001
             log.error("could not read checkpoints (%s); starting from empty state", type(exc).__name__)
             data = None
@@ -310,8 +248,7 @@ class Worker:
             except Exception as exc:  # noqa: BLE001
                 log.error("checkpoint unusable (%s); starting from empty state", exc)
             try:
-                self.published = await read_published_alerts(",".join(self.cfg.kafka.brokers), self.cfg.kafka.topics.alerts,
-                                                             **_client_kwargs(self.cfg))
+                self.published = await read_published_alerts(bootstrap, self.cfg.kafka.topics.alerts, **kw)
             except Exception as exc:  # noqa: BLE001 - worst case: an alert is sent twice
                 log.warning("could not read the alert topic (%s); alerts raised again after the checkpoint are re-sent",
                             type(exc).__name__)
