@@ -82,6 +82,8 @@ def parse_timestamps(values: Sequence[object]) -> np.ndarray:
     n = len(values)
     if n == 0:
         return np.empty(0, dtype=np.float64)
+    if isinstance(values, np.ndarray) and values.dtype.kind in "fiu":  # a numeric column (baseline's epochs)
+        return _bounded(_scale_epoch(values.astype(np.float64)))
     types = set(map(type, values))
     if types <= _NUMS:
         try:
