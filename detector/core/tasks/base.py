@@ -42,7 +42,7 @@ from detector.core.checks import Result
 from detector.core.cohort import fold
 
 __all__ = ["Task", "Counters", "LabelDecode", "PredictionColumns", "CheckContext", "Ranking", "fold", "column",
-           "COUNTERS_FORMAT"]
+           "COUNTERS_FORMAT", "labels_moved"]
 
 COUNTERS_FORMAT = "skewwatch.counters/1"
 
@@ -126,6 +126,24 @@ class CheckContext:
     day: Counters | None = None
     reference: Mapping[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+def labels_moved(results: Sequence[Result], alpha: float = 0.01) -> np.ndarray:
+    """Per pseudo-row: did the outcome's distribution move (any ``label_drift`` result tested, at p < ``alpha``
+    and with at least half its warning effect)? Concept drift needs this to be False: performance that
+    falls while the labels move is explained by the labels. (For binary models the monitor uses
+    :func:`~detector.core.outcome_checks.base_rate_shift` the same way.)
+    """
+    out: np.ndarray | None = None
+    for r in results:
+        if r.kind != "label_drift":
+            continue
+        thr = float(np.max(r.threshold)) if isinstance(r.threshold, np.ndarray) else float(r.threshold)
+        eff = r.effect if r.effect is not None else np.abs(np.nan_to_num(r.value))
+        half = np.log(thr) / 2 if thr > 1 else thr / 2
+        m = r.tested & (np.nan_to_num(r.pvalue, nan=1.0) < alpha) & (eff >= half)
+        out = m if out is None else out | m
+    return out if out is not None else np.zeros(0, bool)
 
 
 class Counters:

@@ -7,6 +7,15 @@ predicted class, ``P_base(true | predicted)`` (shrunk towards the baseline's lab
 ``prior`` pseudo-pairs). The expected confusion matrix of the cohort is
 ``E[i, j] = n_j P_base(i | j)`` and every baseline check compares with it.
 
+Label drift (a change of class priors) and concept drift (a change of what the inputs mean)
+both move the confusion matrix away from ``E``; they move it differently. A pure prior shift
+reweights the true classes of every predicted class by the same factors:
+``P_new(i | j) ~ P_base(i | j) w_i``. The factors ``w`` are fitted to the cohort by iterative
+proportional fitting (the maximum-likelihood fit of that model); what the fit leaves
+unexplained is the *confusion shift*. A class-prior finding is reported only when the prior
+shift explains the move (the residual is not significant at ``explained_alpha`` or is small);
+a confusion shift is the residual itself, so a concept change is not mistaken for label drift.
+
 =================  ===============================  ==========================================================
 kind               statistic                        effect (warning / critical) and test
 =================  ===============================  ==========================================================
@@ -16,10 +25,12 @@ kind               statistic                        effect (warning / critical) 
                                                     delta-method z-test
 ``performance``    ``recall_drop``,                 one class's recall / precision down 0.1 / 0.2 vs the
                    ``precision_drop`` (per class)   baseline; one-sided two-proportion test
-``performance``    ``confusion_shift`` (baseline)   total variation between observed and expected confusion
-                                                    >= 0.1 / 0.2; G-test per predicted class, summed
+``performance``    ``confusion_shift`` (baseline)   total variation between observed and prior-adjusted
+                                                    expected confusion >= 0.1 / 0.2; G-test per predicted
+                                                    class, summed (df minus the fitted priors)
 ``label_drift``    ``class_prior_ratio`` (baseline  a class's label share vs what the predictions expect:
-                   and training, trailing day)      ratio >= 1.5 or <= 1/1.5 (2) and |delta| >= 0.01; G-test
+                   and training, trailing day)      ratio >= 1.5 or <= 1/1.5 (2) and |delta| >= 0.01; G-test;
+                                                    vs the baseline only when a prior shift explains it
 ``score_drift``    ``predicted_class_psi``          trailing-day predicted class mix vs training: PSI 0.2 /
                    (training)                       0.5; G-test
 ``calibration``    ``ece_delta`` (baseline)         top-label ECE up 0.05 / 0.1; chi-square of per-bin accuracy
@@ -56,12 +67,12 @@ from detector.core.tasks.common import (
     safe_inv,
     two_sided_z,
 )
-from detector.core.tasks.multiclass import I, confusion_metrics, macro_f1_se
+from detector.core.tasks.multiclass import confusion_metrics, macro_f1_se
 
 if TYPE_CHECKING:
     from detector.core.tasks.multiclass import MulticlassTask
 
-__all__ = ["MulticlassThresholds", "multiclass_checks", "expected_confusion"]
+__all__ = ["MulticlassThresholds", "multiclass_checks", "expected_confusion", "prior_shift"]
 
 
 @dataclass(frozen=True)
@@ -81,6 +92,7 @@ class MulticlassThresholds:
     class_drop_critical: float = 0.2
     confusion_tvd: float = 0.1
     confusion_tvd_critical: float = 0.2
+    explained_alpha: float = 0.001  # a prior shift "explains" the move unless its residual is this significant
     prior_ratio: float = 1.5
     prior_ratio_critical: float = 2.0
     prior_abs: float = 0.01
@@ -99,6 +111,24 @@ def expected_confusion(conf_c: np.ndarray, conf_b: np.ndarray, prior: float) -> 
     pri = div(conf_b.sum(-1), nb[..., None])  # baseline label priors (P, C)
     cond = (conf_b + prior * np.nan_to_num(pri)[..., :, None]) / (conf_b.sum(-2) + prior)[..., None, :]
     return cond * conf_c.sum(-2)[..., None, :], cond
+
+
+def prior_shift(conf: np.ndarray, cond: np.ndarray, iters: int = 50) -> tuple[np.ndarray, np.ndarray]:
+    """Class-prior factors ``w`` (P, C) and the prior-shifted expected confusion (P, C, C).
+
+    Maximises the likelihood of ``conf`` under ``P(i | j) ~ cond[i, j] w_i`` by iterative
+    proportional fitting on the true-class margins (each step matches them exactly; the fit is
+    the model's MLE when it converges, which it does for any positive ``cond``).
+    """
+    ncj = conf.sum(-2)[..., None, :]
+    lab = conf.sum(-1)
+    w = np.ones(lab.shape)
+    for _ in range(iters):
+        e = cond * w[..., :, None]
+        e = e / np.maximum(e.sum(-2, keepdims=True), 1e-300) * ncj
+        w = w * np.nan_to_num(div(lab, e.sum(-1)), nan=1.0)
+    e = cond * w[..., :, None]
+    return w, e / np.maximum(e.sum(-2, keepdims=True), 1e-300) * ncj
 
 
 def _class_ratio(obs: np.ndarray, exp: np.ndarray, th: MulticlassThresholds) -> tuple[np.ndarray, np.ndarray]:
@@ -165,29 +195,31 @@ def multiclass_checks(t: MulticlassTask, cur: Counters, base: Counters, ctx: Che
                 "reference": {word: rnd(vb[i])}, "current": {word: rnd(v[i]), "pairs": int(k[i])}, "class": names[j]})
             out.append(r)
 
-    # ---- confusion shift: per predicted class, the distribution of true classes moved
+    # ---- confusion shift: what a change of class priors cannot explain (per predicted class, summed)
+    _, Ew = prior_shift(conf_c, cond)
     obs = np.moveaxis(conf_c, 2, 1).reshape(P * C, C)
-    expd = np.moveaxis(cond, 2, 1).reshape(P * C, C)
-    g, df, _ = stats.gtest_gof(obs, expd, ref_n=np.maximum(colb.reshape(P * C), 1.0))
+    expd = np.moveaxis(Ew, 2, 1).reshape(P * C, C)
+    g, df, _ = stats.gtest_gof(obs, expd + 1e-12, ref_n=np.maximum(colb.reshape(P * C), 1.0))
     used = obs.sum(1) > 0
     G = np.where(used, np.nan_to_num(np.asarray(g, dtype=np.float64)), 0.0).reshape(P, C).sum(1)
-    DF = np.where(used, np.asarray(df), 0).reshape(P, C).sum(1)
+    DF = np.where(used, np.asarray(df), 0).reshape(P, C).sum(1) - (C - 1)
     pv = np.where(DF > 0, np.asarray(stats.chi2_sf(G, np.maximum(DF, 1))), 1.0)
-    tvd = div(0.5 * np.abs(conf_c - E).sum((1, 2)), n)
+    tvd = div(0.5 * np.abs(conf_c - Ew).sum((1, 2)), n)
+    explained = (pv >= th.explained_alpha) | (np.nan_to_num(tvd) < 0.5 * th.confusion_tvd)
     out.append(Result(
         "performance", None, "confusion_shift", tvd, tested_b, np.nan_to_num(tvd) >= th.confusion_tvd,
         (np.nan_to_num(tvd) >= th.confusion_tvd_critical) & big, pv, th.confusion_tvd,
-        lambda i: {"reference": {"source": "production baseline, for this predicted-class mix"},
-                   "current": {"total_variation": rnd(tvd[i]), "labelled": int(n[i]), "largest_moves": _moves(conf_c[i], E[i], names)}},
-        lambda i: f"the pattern of errors changed: {pct(tvd[i])} of labelled predictions moved cells of the confusion "
-                  "matrix compared with the baseline for these predicted classes",
+        lambda i: {"reference": {"source": "production baseline, for these predicted classes, after the best class-prior change"},
+                   "current": {"total_variation": rnd(tvd[i]), "labelled": int(n[i]), "largest_moves": _moves(conf_c[i], Ew[i], names)}},
+        lambda i: f"the pattern of errors changed: {pct(tvd[i])} of labelled predictions sit in other cells of the "
+                  "confusion matrix than the baseline expects for these predicted classes, beyond any change of class priors",
         effect=np.nan_to_num(tvd)))
 
     # ---- label drift: class priors vs what the predictions expect (baseline), and vs training (trailing day)
     lab_c, lab_e = conf_c.sum(2), E.sum(2)
     ratio, k = _class_ratio(lab_c, lab_e, th)
     pv = gtest_vs_expected(lab_c, lab_e, nb)
-    warn, crit = ratio_flags(ratio, th.prior_ratio, th.prior_ratio_critical, np.ones(P, bool))
+    warn, crit = ratio_flags(ratio, th.prior_ratio, th.prior_ratio_critical, explained)
     if not ctx.inputs_stable:  # the predicted mix may be broken: the raw label share must move the same way
         raw = div(div(lab_c, n[:, None]), div(conf_b.sum(2), nb[:, None]))
         rk = np.take_along_axis(raw, k[:, None], 1)[:, 0]
@@ -207,7 +239,7 @@ def multiclass_checks(t: MulticlassTask, cur: Counters, base: Counters, ctx: Che
         ratio_t, kt = _class_ratio(dl, de, th)
         pv_t = gtest_vs_expected(dl, np.broadcast_to(rp, dl.shape), np.full(P, rn))
         w_t, c_t = ratio_flags(ratio_t, th.prior_ratio, th.prior_ratio_critical, np.ones(P, bool))
-        tested_t = (dl.sum(1) >= th.min_labels) & (rn >= th.min_labels)
+        tested_t = (dl.sum(1) >= th.min_labels) & (rn >= th.min_labels) & (np.arange(P) == 0)
         mirror(ctx.comp, ratio_t, tested_t, w_t, c_t, pv_t)
         out.append(_prior_result("class_prior_ratio", ratio_t, kt, dl, de, tested_t, w_t, c_t, pv_t, th, names,
                                  "training (trailing day)"))
@@ -218,7 +250,7 @@ def multiclass_checks(t: MulticlassTask, cur: Counters, base: Counters, ctx: Che
         rn = float(ref["predictions"].get("n") or 0)
         psi = np.asarray(stats.psi(rp, dp), dtype=np.float64)
         pv_p = gtest_vs_expected(dp, np.broadcast_to(rp, dp.shape), np.full(P, rn))
-        tested_p = (dp.sum(1) >= th.min_predictions) & (rn >= th.min_predictions)
+        tested_p = (dp.sum(1) >= th.min_predictions) & (rn >= th.min_predictions) & (np.arange(P) == 0)
         w_p, c_p = np.nan_to_num(psi) >= th.psi, np.nan_to_num(psi) >= th.psi_critical
         mirror(ctx.comp, psi, tested_p, w_p, c_p, pv_p)
         sh = div(dp, dp.sum(1, keepdims=True))
@@ -286,8 +318,7 @@ def _calibration(cur: Counters, base: Counters, ref: Any, th: MulticlassThreshol
     rr = ref.get("reliability")
     if rr and sum(rr["count"]) > 0 and sum(rr["confidence"]) > 0:
         ref_oe = sum(rr["correct"]) / sum(rr["confidence"])
-        cnt = cur["cnt"]
-        obs, E, S2 = cnt[:, I["conf_y"]], cnt[:, I["conf_s"]], (rel_c[..., 1] ** 2 / np.maximum(nbin, 1)).sum(1)
+        obs, E, S2 = obin.sum(1), rel_c[..., 1].sum(1), (rel_c[..., 1] ** 2 / np.maximum(nbin, 1)).sum(1)
         ratio = div(div(obs, E), ref_oe)
         v = np.maximum(ref_oe * E - ref_oe**2 * S2, ref_oe * E * 0.05)
         pv = two_sided_z(div(obs - ref_oe * E, np.sqrt(v)))

@@ -177,7 +177,7 @@ def multiclass_reference(labels: Sequence[Any], predicted: Sequence[Any] | None 
                          scores: Sequence[Mapping[str, Any] | None] | None = None, top_k: int = 20) -> dict[str, Any]:
     """Classes, priors, confusion, accuracy / macro-F1, reliability and per-class calibration maps."""
     lab = [None if v is None or (isinstance(v, float) and v != v) else str(v) for v in labels]
-    prd = [None if v is None or (isinstance(v, float) and v != v) else str(v) for v in (predicted or [None] * len(lab))]
+    prd = [None if v is None or (isinstance(v, float) and v != v) else str(v) for v in (list(predicted) if predicted is not None else [None] * len(lab))]
     freq = Counter(v for v in lab if v is not None) + Counter(v for v in prd if v is not None)
     if not freq:
         raise TaskReferenceError("no class labels or predicted classes to profile; pass --label-column or --prediction-column")

