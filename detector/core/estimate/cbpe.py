@@ -15,6 +15,7 @@ Binary (from the ``(acted x 100 score bins)`` histogram of all predictions):
   scores (``sum c (1 - c)``; recall by the delta method) plus the calibration map's own
   uncertainty (each bin's ``var(c)``, shared by all predictions in the bin:
   ``sum_b (count_b)^2 var(c_b)``). The AUC error is Hanley-McNeil's for the expected counts.
+  Both tasks add the reference's hour-of-day systematic error when it has one (:mod:`.stated_error`).
 
 Multiclass (from the expected confusion matrix, built at ingest from per-class calibration maps
 applied to the class scores and normalised to sum to 1): accuracy (standard error: Bernoulli
@@ -46,8 +47,8 @@ import numpy as np
 
 from detector.core.checks import Result
 from detector.core.cohort import auc_se, binned_auc
+from detector.core.effects import div, log_effect, mirror, one_sided_z, pct, rnd
 from detector.core.estimate.calibration import calibration_arrays, score_bin
-from detector.core.tasks.common import div, log_effect, mirror, one_sided_z, pct, rnd
 
 __all__ = ["EstimateThresholds", "binary_estimates", "calibrated_classes", "multiclass_estimates", "estimate_checks",
            "N_CAL_BINS", "coarse_calibration_var"]
@@ -70,8 +71,12 @@ class EstimateThresholds:
     error_ratio_critical: float = 1.5
 
 
-def binary_estimates(phist: np.ndarray, cal: Mapping[str, Any]) -> dict[str, np.ndarray]:
-    """Expected metrics and their standard errors per row of ``phist`` (P, 2 [not acted, acted], bins)."""
+def binary_estimates(phist: np.ndarray, cal: Mapping[str, Any], tau: Mapping[str, float] | None = None) -> dict[str, np.ndarray]:
+    """Expected metrics and their standard errors per row of ``phist`` (P, 2 [not acted, acted], bins).
+
+    ``tau``: per metric, the systematic error measured on the reference (:mod:`.stated_error`), added
+    to the variance.
+    """
     c, v = calibration_arrays(cal)
     h0, h1 = phist[..., 0, :], phist[..., 1, :]
     h = h0 + h1
@@ -95,6 +100,13 @@ def binary_estimates(phist: np.ndarray, cal: Mapping[str, Any]) -> dict[str, np.
     out["auc"] = auc
     out["auc_se"] = auc_se(auc, P.sum(-1), N.sum(-1))
     out["positives"] = pos
+    return _with_tau(out, tau)
+
+
+def _with_tau(out: dict[str, np.ndarray], tau: Mapping[str, float] | None) -> dict[str, np.ndarray]:
+    for k, t in (tau or {}).items():
+        if f"{k}_se" in out and t:
+            out[f"{k}_se"] = np.sqrt(out[f"{k}_se"] ** 2 + float(t) ** 2)
     return out
 
 
@@ -118,7 +130,7 @@ def coarse_calibration_var(cals: Sequence[Mapping[str, Any]]) -> np.ndarray:
 
 
 def multiclass_estimates(cbpe: np.ndarray, cbpe_v: np.ndarray, cal_cnt: np.ndarray | None = None,
-                         cal_var: np.ndarray | None = None) -> dict[str, np.ndarray]:
+                         cal_var: np.ndarray | None = None, tau: Mapping[str, float] | None = None) -> dict[str, np.ndarray]:
     """Expected accuracy and macro-F1 (with standard errors) from the expected confusion (P, C, C)."""
     from detector.core.tasks.multiclass import confusion_metrics, macro_f1_se
 
@@ -127,8 +139,8 @@ def multiclass_estimates(cbpe: np.ndarray, cbpe_v: np.ndarray, cal_cnt: np.ndarr
     samp = cbpe_v[..., 1]
     cal = (cal_cnt**2 * cal_var).sum((-2, -1)) if cal_cnt is not None and cal_var is not None else np.zeros_like(n)
     inflate = np.sqrt(1.0 + np.nan_to_num(div(cal, samp)))
-    return {"n": n, "accuracy": m["accuracy"], "accuracy_se": np.sqrt(samp + cal) / np.where(n > 0, n, np.nan),
-            "macro_f1": m["macro_f1"], "macro_f1_se": macro_f1_se(cbpe) * inflate}
+    return _with_tau({"n": n, "accuracy": m["accuracy"], "accuracy_se": np.sqrt(samp + cal) / np.where(n > 0, n, np.nan),
+                      "macro_f1": m["macro_f1"], "macro_f1_se": macro_f1_se(cbpe) * inflate}, tau)
 
 
 def _ref_se(metric: str, ref: Mapping[str, Any]) -> float:

@@ -10,15 +10,19 @@ coefficients as plain data (``format = "skewwatch.dle/1"``).
 
 Five-fold cross-fitting measures how far the model is from the truth on rows it did not see:
 
-* ``kappa = sum (|e| - m)^2 / sum m^2`` (out-of-fold): the variance of a pair's |e| around its
-  estimate is taken as ``kappa m^2`` (errors scale with their expected size);
+* a second additive model ``v(x, prediction)`` of the squared out-of-fold deviation
+  ``(|e| - m)^2``: the variance of a pair's |e| around its estimate (errors vary more where
+  they are larger, and more in some regions than others); ``kappa = sum (|e| - m)^2 / sum m^2``
+  summarises it;
 * ``rho = sum e^2 / sum m^2``: the expected squared error of a pair is ``rho m^2``, so the
   window's expected RMSE is ``sqrt(rho sum m^2 / n)``; ``kappa4`` is the matching variance
   factor of ``e^2`` around ``rho m^2``;
-* ``bias`` (mean of ``|e| - m``) and its standard error: the systematic error of the estimate.
+* ``bias`` (mean of ``|e| - m``) and its standard error: the systematic error of the estimate;
+* ``tau_rel``: with timestamps, the extra spread of an hour's MAE around its estimate beyond
+  sampling (:mod:`.stated_error`), relative to the MAE - the model's misfit at some times of day.
 
-Per window the counters hold ``n, sum m, sum m^2, sum m^4`` (additive), so the estimated MAE is
-``sum m / n`` with standard error ``sqrt(kappa sum m^2 / n^2 + bias_se^2)`` - the error of the
+Per window the counters hold ``n, sum m, sum m^2, sum m^4, sum v`` (additive), so the estimated
+MAE is ``sum m / n`` with standard error ``sqrt(sum v / n^2 + bias_se^2 + (tau_rel MAE)^2)`` - the error of the
 estimate against the MAE the labels will show, if the error process is unchanged.
 
 Honest limits: the estimate assumes the distribution of the error *given the inputs* is what it
@@ -45,7 +49,8 @@ from typing import Any
 
 import numpy as np
 
-from detector.core.tasks.common import bin_of, div
+from detector.core.effects import bin_of, div
+from detector.core.estimate.stated_error import MIN_GROUP_ROWS, systematic_error
 
 __all__ = ["DLE_FORMAT", "fit_dle", "DLEModel", "estimated_errors", "PREDICTION"]
 
@@ -124,12 +129,14 @@ def _solve(codes: np.ndarray, target: np.ndarray, D: int, ridge: float) -> tuple
 
 
 def fit_dle(features: Mapping[str, np.ndarray], prediction: np.ndarray, target: np.ndarray, *, ridge: float = 10.0,
-            folds: int = 5, max_categories: int = 20, max_rows: int = 200_000, seed: int = 0) -> dict[str, Any]:
+            folds: int = 5, max_categories: int = 20, max_rows: int = 200_000, seed: int = 0,
+            groups: np.ndarray | None = None) -> dict[str, Any]:
     """Fit the expected-|error| model on reference rows (see the module docstring); plain data out.
 
     ``features``: name -> column (float for numeric, str/None objects for categorical). Rows
     without a finite prediction and target are skipped; above ``max_rows`` a seeded uniform
-    sample of that many rows is used.
+    sample of that many rows is used. ``groups`` (hour of day per row, -1 unknown) measures the
+    systematic error term ``tau_rel``.
     """
     pred = np.asarray(prediction, dtype=np.float64)
     y = np.asarray(target, dtype=np.float64)
@@ -142,6 +149,7 @@ def fit_dle(features: Mapping[str, np.ndarray], prediction: np.ndarray, target: 
         keep = np.sort(rng.choice(keep, max_rows, replace=False))
     cols = {k: np.asarray(v)[keep] for k, v in features.items()}
     pred, y = pred[keep], y[keep]
+    grp = np.asarray(groups)[keep] if groups is not None else None
     inputs: list[dict[str, Any]] = []
     for name, x in cols.items():
         inp = _numeric_input(name, x.astype(np.float64)) if x.dtype.kind in "fiub" else _categorical_input(name, x, max_categories)
@@ -161,11 +169,23 @@ def fit_dle(features: Mapping[str, np.ndarray], prediction: np.ndarray, target: 
     mu, beta = _solve(codes, ae, D, ridge)
     m2 = float((oof * oof).sum())
     resid = ae - oof
+    vfloor = 0.05 * float((resid * resid).mean())
+    vmu, vbeta = _solve(codes, resid * resid, D, ridge)
     rho = float((ae * ae).sum() / m2)
     kappa4 = float(((ae * ae - rho * oof * oof) ** 2).sum() / (rho * rho * (oof**4).sum()))
+    kappa = float((resid * resid).sum() / m2)
+    tau_rel = 0.0
+    if grp is not None:
+        gs = [g for g in np.unique(grp[grp >= 0]).tolist() if (grp == g).sum() >= MIN_GROUP_ROWS]
+        real = np.array([ae[grp == g].mean() for g in gs])
+        est = np.array([oof[grp == g].mean() for g in gs])
+        vv = np.maximum(vmu + vbeta[codes].sum(1), vfloor)
+        se = np.array([np.sqrt(vv[grp == g].sum()) / (grp == g).sum() for g in gs])
+        tau_rel = systematic_error(real, est, se) / float(oof.mean()) if gs else 0.0
     return {
-        "format": DLE_FORMAT, "inputs": inputs, "intercept": mu, "coef": [float(b) for b in beta], "floor": floor,
-        "ridge": ridge, "kappa": float((resid * resid).sum() / m2), "rho": rho, "kappa4": kappa4,
+        "format": DLE_FORMAT, "inputs": inputs, "tau_rel": tau_rel, "intercept": mu, "coef": [float(b) for b in beta], "floor": floor,
+        "var_intercept": vmu, "var_coef": [float(b) for b in vbeta], "var_floor": vfloor,
+        "ridge": ridge, "kappa": kappa, "rho": rho, "kappa4": kappa4,
         "bias": float(resid.mean()), "bias_se": float(resid.std(ddof=1) / np.sqrt(len(y))),
         "rows": int(len(y)), "mae": float(ae.mean()), "rmse": float(np.sqrt((ae * ae).mean())),
         "oof_mae_estimate": float(oof.mean()),
@@ -183,22 +203,30 @@ class DLEModel:
         self.mu = float(spec["intercept"])
         self.beta = np.asarray(spec["coef"], dtype=np.float64)
         self.floor = float(spec["floor"])
-        if len(self.beta) != sum(_width(i) for i in self.inputs):
+        self.vmu, self.vbeta = float(spec["var_intercept"]), np.asarray(spec["var_coef"], dtype=np.float64)
+        self.vfloor = float(spec["var_floor"])
+        if len(self.beta) != sum(_width(i) for i in self.inputs) or len(self.vbeta) != len(self.beta):
             raise ValueError("DLE model: the number of coefficients does not match its inputs")
 
     def predict(self, features: Mapping[str, np.ndarray], prediction: np.ndarray) -> np.ndarray:
         """Expected |error| per row (an input absent from ``features`` counts as missing)."""
+        return self.predict_with_var(features, prediction)[0]
+
+    def predict_with_var(self, features: Mapping[str, np.ndarray], prediction: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(expected |error|, variance of |error| around it) per row."""
         codes = _design(self.inputs, features, np.asarray(prediction, dtype=np.float64))
-        return np.maximum(self.mu + self.beta[codes].sum(1), self.floor)
+        return (np.maximum(self.mu + self.beta[codes].sum(1), self.floor),
+                np.maximum(self.vmu + self.vbeta[codes].sum(1), self.vfloor))
 
 
 def estimated_errors(model: DLEModel, dle: np.ndarray) -> dict[str, np.ndarray]:
-    """Estimated MAE / RMSE and their standard errors per row of ``dle`` counters ``(n, sum m, m^2, m^4)``."""
+    """Estimated MAE / RMSE and their standard errors per row of ``dle`` counters ``(n, sum m, m^2, m^4, v)``."""
     s = model.spec
-    n, s1, s2, s4 = dle[..., 0], dle[..., 1], dle[..., 2], dle[..., 3]
+    n, s1, s2, s4, sv = dle[..., 0], dle[..., 1], dle[..., 2], dle[..., 3], dle[..., 4]
+    tau = float(s.get("tau_rel") or 0.0)
     mae = div(s1, n)
-    mae_se = np.sqrt(div(s["kappa"] * s2, n * n) + s["bias_se"] ** 2)
+    mae_se = np.sqrt(div(sv, n * n) + s["bias_se"] ** 2 + (tau * mae) ** 2)
     mse = div(s["rho"] * s2, n)
-    mse_se = np.sqrt(div(s["kappa4"] * s["rho"] ** 2 * s4, n * n))
+    mse_se = np.sqrt(div(s["kappa4"] * s["rho"] ** 2 * s4, n * n) + (2 * tau * mse) ** 2)
     rmse = np.sqrt(mse)
     return {"mae": mae, "mae_se": mae_se, "rmse": rmse, "rmse_se": div(mse_se, 2 * rmse), "n": n}

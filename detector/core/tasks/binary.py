@@ -41,6 +41,7 @@ from detector.core.cohort import (
     brier,
     ece,
 )
+from detector.core.effects import div
 from detector.core.estimate.calibration import score_bin
 from detector.core.outcome_checks import Arrays, OutcomeThresholds, outcome_checks
 from detector.core.tasks.base import (
@@ -52,7 +53,6 @@ from detector.core.tasks.base import (
     column,
     fold,
 )
-from detector.core.tasks.common import div
 
 __all__ = ["BinaryTask"]
 
@@ -155,7 +155,7 @@ class BinaryTask:
         if self.cal is None:
             raise ValueError("no calibration map in the reference: run `skewwatch baseline` with --label-column and "
                              "--score-column to estimate performance before labels")
-        return binary_estimates(c["phist"], self.cal)
+        return binary_estimates(c["phist"], self.cal, self.ref.get("estimate_tau"))
 
     def checks(self, cur: Counters, base: Counters, ctx: CheckContext) -> list[Result]:
         """Today's :func:`outcome_checks`; ``ctx.extra`` carries the cohort's generic arrays and training values.

@@ -40,6 +40,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from detector.core.checks import Result
+from detector.core.effects import div
 from detector.core.estimate.calibration import score_bin
 from detector.core.estimate.cbpe import (
     N_CAL_BINS,
@@ -56,7 +57,6 @@ from detector.core.tasks.base import (
     column,
     fold,
 )
-from detector.core.tasks.common import div
 
 __all__ = ["MulticlassTask", "CNT", "N_REL", "confusion_metrics", "macro_f1_se"]
 
@@ -260,7 +260,7 @@ class MulticlassTask:
 
     def estimates(self, c: Counters) -> dict[str, np.ndarray]:
         """Accuracy and macro-F1 expected from the calibrated class scores (before labels), per row."""
-        return multiclass_estimates(c["cbpe"], c["cbpe_v"], c["cbpe_c"], self.cal_var)
+        return multiclass_estimates(c["cbpe"], c["cbpe_v"], c["cbpe_c"], self.cal_var, self.ref.get("estimate_tau"))
 
     def checks(self, cur: Counters, base: Counters, ctx: CheckContext) -> list[Result]:
         from detector.core.tasks.multiclass_checks import multiclass_checks

@@ -54,8 +54,7 @@ import numpy as np
 from detector.core import stats
 from detector.core.checks import Result
 from detector.core.cohort import ece
-from detector.core.tasks.base import CheckContext, Counters
-from detector.core.tasks.common import (
+from detector.core.effects import (
     div,
     gtest_vs_expected,
     log_effect,
@@ -67,6 +66,7 @@ from detector.core.tasks.common import (
     safe_inv,
     two_sided_z,
 )
+from detector.core.tasks.base import CheckContext, Counters
 from detector.core.tasks.multiclass import confusion_metrics, macro_f1_se
 
 if TYPE_CHECKING:

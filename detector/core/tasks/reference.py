@@ -33,8 +33,9 @@ from typing import Any
 import numpy as np
 
 from detector.core.cohort import N_HIST, binned_auc
+from detector.core.effects import bin_of
 from detector.core.estimate.calibration import fit_calibration, score_bin
-from detector.core.tasks.common import bin_of
+from detector.core.estimate.stated_error import MIN_GROUP_ROWS, hour_groups, systematic_error
 
 __all__ = ["TASK_FORMAT", "OTHER_CLASS", "MAX_CLASSES_NUMERIC", "TaskReferenceError", "infer_task", "binary_reference",
            "multiclass_reference", "regression_reference", "numeric_summary", "scores_matrix"]
@@ -119,8 +120,13 @@ def _labels01(y: Sequence[Any]) -> np.ndarray:
     return out
 
 
-def binary_reference(labels: Sequence[Any], score: np.ndarray | None = None, threshold: float = 0.5) -> dict[str, Any]:
-    """Base rate, score histogram, calibration map and realised metrics at ``threshold``."""
+def binary_reference(labels: Sequence[Any], score: np.ndarray | None = None, threshold: float = 0.5,
+                     ts: Sequence[Any] | np.ndarray | None = None) -> dict[str, Any]:
+    """Base rate, score histogram, calibration map and realised metrics at ``threshold``.
+
+    With row timestamps ``ts``, also ``estimate_tau``: how far each metric's estimate strays from
+    the realised value at some hours of day beyond sampling (:mod:`detector.core.estimate.stated_error`).
+    """
     y = _labels01(list(labels))
     out: dict[str, Any] = {"format": TASK_FORMAT, "task": "binary", "threshold": float(threshold)}
     known = ~np.isnan(y)
@@ -147,7 +153,36 @@ def binary_reference(labels: Sequence[Any], score: np.ndarray | None = None, thr
         out["metrics"] = {"n": int(both.sum()), "positives": int(tp + fn), "acted": int(tp + fp),
                           "accuracy": (tp + tn) / both.sum(), "precision": tp / (tp + fp) if tp + fp else None,
                           "recall": tp / (tp + fn) if tp + fn else None, "auc": float(auc) if auc == auc else None}
+        hours = hour_groups(ts, len(y))
+        if hours is not None:
+            out["estimate_tau"] = _binary_tau(ss, yy, act, hours[both], out["calibration"])
     return out
+
+
+def _per_hour(hours: np.ndarray) -> list[np.ndarray]:
+    return [m for m in (hours == g for g in range(24)) if m.sum() >= MIN_GROUP_ROWS]
+
+
+def _binary_tau(s: np.ndarray, y: np.ndarray, act: np.ndarray, hours: np.ndarray, cal: dict[str, Any]) -> dict[str, float]:
+    from detector.core.estimate.cbpe import binary_estimates
+
+    groups = _per_hour(hours)
+    if not groups:
+        return {}
+    ph = np.stack([np.bincount(score_bin(s[m], N_HIST) + N_HIST * act[m], minlength=2 * N_HIST).reshape(2, N_HIST)
+                   for m in groups]).astype(np.float64)
+    est = binary_estimates(ph, cal)
+    real = {"accuracy": [], "precision": [], "recall": [], "auc": []}
+    for m in groups:
+        yy, aa = y[m], act[m]
+        tp = float((aa & (yy == 1)).sum())
+        real["accuracy"].append(float((aa == (yy == 1)).mean()))
+        real["precision"].append(tp / aa.sum() if aa.sum() else np.nan)
+        real["recall"].append(tp / (yy == 1).sum() if (yy == 1).sum() else np.nan)
+        b = score_bin(s[m], N_HIST)
+        auc, _ = binned_auc(np.bincount(b[yy == 0], minlength=N_HIST).astype(float), np.bincount(b[yy == 1], minlength=N_HIST).astype(float))
+        real["auc"].append(float(auc))
+    return {k: systematic_error(np.array(v), est[k], est[f"{k}_se"]) for k, v in real.items()}
 
 
 def scores_matrix(scores: Sequence[Mapping[str, Any] | None], classes: Sequence[str]) -> np.ndarray:
@@ -174,8 +209,12 @@ def scores_matrix(scores: Sequence[Mapping[str, Any] | None], classes: Sequence[
 
 
 def multiclass_reference(labels: Sequence[Any], predicted: Sequence[Any] | None = None,
-                         scores: Sequence[Mapping[str, Any] | None] | None = None, top_k: int = 20) -> dict[str, Any]:
-    """Classes, priors, confusion, accuracy / macro-F1, reliability and per-class calibration maps."""
+                         scores: Sequence[Mapping[str, Any] | None] | None = None, top_k: int = 20,
+                         ts: Sequence[Any] | np.ndarray | None = None) -> dict[str, Any]:
+    """Classes, priors, confusion, accuracy / macro-F1, reliability and per-class calibration maps.
+
+    With row timestamps ``ts`` and class scores, also ``estimate_tau`` (see :func:`binary_reference`).
+    """
     lab = [None if v is None or (isinstance(v, float) and v != v) else str(v) for v in labels]
     prd = [None if v is None or (isinstance(v, float) and v != v) else str(v) for v in (list(predicted) if predicted is not None else [None] * len(lab))]
     freq = Counter(v for v in lab if v is not None) + Counter(v for v in prd if v is not None)
@@ -215,12 +254,43 @@ def multiclass_reference(labels: Sequence[Any], predicted: Sequence[Any] | None 
             out["reliability"] = {"count": np.bincount(rb, minlength=10).tolist(),
                                   "confidence": np.bincount(rb, weights=conf_s, minlength=10).tolist(),
                                   "correct": np.bincount(rb, weights=correct, minlength=10).tolist()}
+            hours = hour_groups(ts, len(lab))
+            if hours is not None:
+                out["estimate_tau"] = _multiclass_tau(S[k], yl[k], pl[k], hours[k], out["calibration"], C)
     return out
 
 
+def _multiclass_tau(S: np.ndarray, y: np.ndarray, pred: np.ndarray, hours: np.ndarray, cals: list[dict[str, Any]],
+                    C: int) -> dict[str, float]:
+    from detector.core.estimate.cbpe import calibrated_classes, multiclass_estimates
+    from detector.core.tasks.multiclass import confusion_metrics
+
+    groups = _per_hour(hours)
+    if not groups:
+        return {}
+    q = calibrated_classes(cals, S)
+    exp, real, nv = [], [], []
+    for m in groups:
+        e = np.zeros((C, C))
+        for j in np.unique(pred[m]).tolist():
+            e[:, j] = q[m & (pred == j)].sum(0)
+        exp.append(e)
+        real.append(np.bincount(y[m] * C + pred[m], minlength=C * C).reshape(C, C))
+        qp = q[m, pred[m]]
+        nv.append([m.sum(), float((qp * (1 - qp)).sum())])
+    est = multiclass_estimates(np.asarray(exp), np.asarray(nv, dtype=np.float64))
+    rm = confusion_metrics(np.asarray(real, dtype=np.float64))
+    return {k: systematic_error(rm[k], est[k], est[f"{k}_se"]) for k in ("accuracy", "macro_f1")}
+
+
 def regression_reference(target: np.ndarray | None, prediction: np.ndarray | None = None,
-                         features: Mapping[str, np.ndarray] | None = None, dle: bool = True) -> dict[str, Any]:
-    """Target / prediction distributions, error statistics per prediction bin and the DLE model."""
+                         features: Mapping[str, np.ndarray] | None = None, dle: bool = True,
+                         ts: Sequence[Any] | np.ndarray | None = None) -> dict[str, Any]:
+    """Target / prediction distributions, error statistics per prediction bin and the DLE model.
+
+    ``ts`` (row timestamps, optional) lets the estimates measure their error at each hour of day
+    (:mod:`detector.core.estimate.stated_error`).
+    """
     out: dict[str, Any] = {"format": TASK_FORMAT, "task": "regression"}
     if target is None and prediction is None:
         raise TaskReferenceError("a regression reference needs --label-column (the target) or --prediction-column")
@@ -254,7 +324,7 @@ def regression_reference(target: np.ndarray | None, prediction: np.ndarray | Non
         from detector.core.estimate.dle import fit_dle
 
         try:
-            out["dle"] = fit_dle(features, p, y)
+            out["dle"] = fit_dle(features, p, y, groups=hour_groups(ts, len(p)))
         except ValueError as exc:
             out["dle"] = None
             out["dle_skipped"] = str(exc)

@@ -12,10 +12,11 @@ array       shape           what
 ``joint``   (R, B, T)       labelled pairs: prediction bin x target bin (target drift, label histogram)
 ``perr``    (R, B, 4)       per prediction bin: sum |e|, e^2, e, prediction (errors for this prediction mix)
 ``ehist``   (R, 2, E)       |e| on fixed log-spaced bins (relative to the reference error scale), by sign
-``dle``     (R, 4)          with a DLE model only: predictions estimated, sum m, m^2, m^4 of the expected |e|
+``dle``     (R, 5)          with a DLE model only: predictions estimated, sum m, m^2, m^4 of the expected |e|,
+                            sum of its variance
 ==========  ==============  ===========================================================================
 
-Memory: ``(11 + B + B T + 4 B + 2 E + 4) x 8`` bytes per row (~2.7 kB with 10 x 10 bins and
+Memory: ``(11 + B + B T + 4 B + 2 E + 5) x 8`` bytes per row (~2.7 kB with 10 x 10 bins and
 ``E = 72``). Error quantiles come from ``ehist``: within one bin, i.e. 10 bins per decade, so
 a quantile is exact to a factor ``10 ** 0.1`` (+-12%), log-linearly interpolated inside it;
 MAE, RMSE and bias are exact (from the sums). Everything is a sum: workers merge by addition.
@@ -43,6 +44,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from detector.core.checks import Result
+from detector.core.effects import bin_of, div, hist_quantile
 from detector.core.tasks.base import (
     CheckContext,
     Counters,
@@ -52,7 +54,6 @@ from detector.core.tasks.base import (
     column,
     fold,
 )
-from detector.core.tasks.common import bin_of, div, hist_quantile
 
 __all__ = ["RegressionTask", "CNT", "ERR_EDGES_REL"]
 
@@ -150,7 +151,7 @@ class RegressionTask:
                   "joint": np.zeros((rows, self.B, self.T)), "perr": np.zeros((rows, self.B, 4)),
                   "ehist": np.zeros((rows, 2, self.E))}
         if self.dle is not None:
-            arrays["dle"] = np.zeros((rows, 4))
+            arrays["dle"] = np.zeros((rows, 5))
         return Counters(self.name, arrays)
 
     def add_predictions(self, c: Counters, ridx: np.ndarray, p: PredictionColumns,
@@ -166,8 +167,8 @@ class RegressionTask:
             c["phist"] += fold(ridx[k], R, self.B, bin_of(v[k], self.p_edges), np.ones(k.size))
         if self.dle is not None and features is not None and fin.any():
             k = np.flatnonzero(fin)
-            m = self.dle.predict({name: col[k] for name, col in features.items()}, v[k])
-            c["dle"] += fold(ridx[k], R, 4, None, np.stack([np.ones(k.size), m, m * m, m**4], axis=1))
+            m, var = self.dle.predict_with_var({name: col[k] for name, col in features.items()}, v[k])
+            c["dle"] += fold(ridx[k], R, 5, None, np.stack([np.ones(k.size), m, m * m, m**4, var], axis=1))
 
     def add_pairs(self, c: Counters, ridx: np.ndarray, value: np.ndarray, klass: np.ndarray, y: np.ndarray,
                   weight: np.ndarray) -> None:

@@ -39,8 +39,8 @@ import numpy as np
 
 from detector.core import stats
 from detector.core.checks import Result
+from detector.core.effects import div, log_effect, mirror, one_sided_z, pct, rnd, two_sided_z
 from detector.core.tasks.base import CheckContext, Counters
-from detector.core.tasks.common import div, log_effect, mirror, one_sided_z, pct, rnd, two_sided_z
 
 if TYPE_CHECKING:
     from detector.core.tasks.regression import RegressionTask

@@ -1,4 +1,4 @@
-"""Small numeric helpers shared by the task checks (one copy each, vectorised over pseudo-rows).
+"""Small numeric helpers shared by the outcome-task checks and the estimators (one copy each, vectorised over pseudo-rows).
 
 >>> div(np.array([1.0, 2.0]), np.array([2.0, 0.0])).tolist()
 [0.5, nan]
