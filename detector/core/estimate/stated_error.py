@@ -19,7 +19,7 @@ its hours are not production's, so some misfit only shows in production.
 
 >>> real = np.array([0.50, 0.62, 0.55, 0.41, 0.52, 0.52]); est = np.full(6, 0.52); se = np.full(6, 0.01)
 >>> round(systematic_error(real, est, se), 3)
-0.061
+0.062
 >>> systematic_error(real[:1], est[:1], se[:1])   # too few groups to say
 0.0
 """
