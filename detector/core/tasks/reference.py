@@ -312,6 +312,8 @@ def regression_reference(target: np.ndarray | None, prediction: np.ndarray | Non
     B = len(pe) + 1
     out["errors"] = {
         "n": int(e.size), "mae": float(ae.mean()), "rmse": float(np.sqrt((e * e).mean())), "bias": float(e.mean()),
+        "mae_se": float(ae.std() / np.sqrt(e.size)),
+        "rmse_se": float((e * e).std() / (2 * max(np.sqrt((e * e).mean()), 1e-12) * np.sqrt(e.size))),
         "abs_quantiles": {f"p{q}": float(np.quantile(ae, q / 100)) for q in (50, 90, 99)},
         "scale": float(ae.mean()) if ae.mean() > 0 else float(np.std(y[ok]) or 1.0),
         "by_prediction_bin": {"n": np.bincount(pb, minlength=B).tolist(),

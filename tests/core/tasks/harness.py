@@ -83,10 +83,13 @@ def traffic(task: Any, events: list[tuple[float, str, dict[str, Any]]], slice_di
     dec = task.decode_labels([e["label"] for _, e in labs])
     label_y = np.full(len(preds), np.nan)
     label_ts = np.full(len(preds), np.inf)
+    rev = np.full(len(preds), -1)
     for (t, e), y, ok in zip(labs, dec.y.tolist(), dec.ok.tolist(), strict=True):
         i = pos[e["prediction_id"]]
-        if ok and np.isinf(label_ts[i]):
-            label_y[i], label_ts[i] = y, t
+        r = int(e.get("revision") or 0)
+        if ok and r >= rev[i]:  # the final label: highest revision (the join's rule); time of the first label
+            label_y[i], rev[i] = y, r
+            label_ts[i] = min(label_ts[i], t)
     return Traffic(ts, ridx, labels_rows, p, feats, label_y, label_ts)
 
 
