@@ -97,8 +97,8 @@ class BinaryTask:
     def prediction_columns(self, events: Sequence[Mapping[str, Any]]) -> PredictionColumns:
         """``score`` (``prediction`` when no score is sent): a probability in [0, 1]; optional ``threshold``."""
         raw = column(events, "score")
-        if raw.count(None) == len(raw):
-            raw = column(events, "prediction")
+        if None in raw:  # per event: "prediction" stands in for an absent "score"
+            raw = [p if s is None else s for s, p in zip(raw, column(events, "prediction"), strict=True)]
         n = len(raw)
         value = np.full(n, np.nan)
         ok = np.ones(n, bool)

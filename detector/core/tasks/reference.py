@@ -38,7 +38,7 @@ from detector.core.estimate.calibration import fit_calibration, score_bin
 from detector.core.estimate.stated_error import MIN_GROUP_ROWS, hour_groups, systematic_error
 
 __all__ = ["TASK_FORMAT", "OTHER_CLASS", "MAX_CLASSES_NUMERIC", "TaskReferenceError", "infer_task", "binary_reference",
-           "multiclass_reference", "regression_reference", "numeric_summary", "scores_matrix"]
+           "multiclass_reference", "regression_reference", "numeric_summary", "scores_matrix", "plain"]
 
 TASK_FORMAT = "skewwatch.task/1"
 OTHER_CLASS = "__other__"
@@ -66,6 +66,21 @@ def _as_number(v: Any) -> float | None:
         except ValueError:
             return None
     return None
+
+
+def plain(obj: Any) -> Any:
+    """The same structure with numpy scalars and arrays as Python numbers and lists (JSON-ready)."""
+    if isinstance(obj, dict):
+        return {str(k): plain(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [plain(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return plain(obj.tolist())
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, np.floating):
+        return float(obj)
+    return obj
 
 
 def infer_task(values: Sequence[Any]) -> str:
@@ -132,7 +147,7 @@ def binary_reference(labels: Sequence[Any], score: np.ndarray | None = None, thr
     known = ~np.isnan(y)
     out["labels"] = {"n": int(known.sum()), "base_rate": float(y[known].mean()) if known.any() else None}
     if score is None:
-        return out
+        return plain(out)
     s = np.asarray(score, dtype=np.float64)
     if np.any((s[np.isfinite(s)] < 0) | (s[np.isfinite(s)] > 1)):
         raise TaskReferenceError("binary scores must lie in [0, 1]; pass the model's probability as --score-column "
@@ -156,7 +171,7 @@ def binary_reference(labels: Sequence[Any], score: np.ndarray | None = None, thr
         hours = hour_groups(ts, len(y))
         if hours is not None:
             out["estimate_tau"] = _binary_tau(ss, yy, act, hours[both], out["calibration"])
-    return out
+    return plain(out)
 
 
 def _per_hour(hours: np.ndarray) -> list[np.ndarray]:
@@ -257,7 +272,7 @@ def multiclass_reference(labels: Sequence[Any], predicted: Sequence[Any] | None 
             hours = hour_groups(ts, len(lab))
             if hours is not None:
                 out["estimate_tau"] = _multiclass_tau(S[k], yl[k], pl[k], hours[k], out["calibration"], C)
-    return out
+    return plain(out)
 
 
 def _multiclass_tau(S: np.ndarray, y: np.ndarray, pred: np.ndarray, hours: np.ndarray, cals: list[dict[str, Any]],
@@ -301,11 +316,11 @@ def regression_reference(target: np.ndarray | None, prediction: np.ndarray | Non
     if p is not None:
         out["prediction"] = numeric_summary(p)
     if y is None or p is None:
-        return out
+        return plain(out)
     ok = np.isfinite(y) & np.isfinite(p)
     e = p[ok] - y[ok]
     if e.size == 0:
-        return out
+        return plain(out)
     ae = np.abs(e)
     pe = np.asarray(out["prediction"]["edges"], dtype=np.float64)
     pb = bin_of(p[ok], pe)
@@ -330,4 +345,4 @@ def regression_reference(target: np.ndarray | None, prediction: np.ndarray | Non
         except ValueError as exc:
             out["dle"] = None
             out["dle_skipped"] = str(exc)
-    return out
+    return plain(out)

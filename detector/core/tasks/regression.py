@@ -122,8 +122,8 @@ class RegressionTask:
     def prediction_columns(self, events: Sequence[Mapping[str, Any]]) -> PredictionColumns:
         """``prediction`` (a finite number; ``score`` is accepted when ``prediction`` is absent)."""
         raw = column(events, "prediction")
-        if raw.count(None) == len(raw):
-            raw = column(events, "score")
+        if None in raw:  # per event: "score" stands in for an absent "prediction"
+            raw = [s if p is None else p for p, s in zip(raw, column(events, "score"), strict=True)]
         n = len(raw)
         ok = np.ones(n, bool)
         errors: list[tuple[int, str, str]] = []
