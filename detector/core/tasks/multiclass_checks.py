@@ -218,7 +218,8 @@ def multiclass_checks(t: MulticlassTask, cur: Counters, base: Counters, ctx: Che
     # ---- label drift: class priors vs what the predictions expect (baseline), and vs training (trailing day)
     lab_c, lab_e = conf_c.sum(2), E.sum(2)
     ratio, k = _class_ratio(lab_c, lab_e, th)
-    pv = gtest_vs_expected(lab_c, lab_e, nb)
+    # a class-prior move counts as evidence of label drift only where a prior shift explains it
+    pv = np.where(explained, gtest_vs_expected(lab_c, lab_e, nb), 1.0)
     warn, crit = ratio_flags(ratio, th.prior_ratio, th.prior_ratio_critical, explained)
     if not ctx.inputs_stable:  # the predicted mix may be broken: the raw label share must move the same way
         raw = div(div(lab_c, n[:, None]), div(conf_b.sum(2), nb[:, None]))

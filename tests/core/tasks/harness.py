@@ -171,3 +171,33 @@ def alerts(wins: list[Window]) -> list[dict[str, Any]]:
                               "at": w.evaluated_at, "severity": f.severity, "summary": f.summary}
         prev = now
     return sorted(fired.values(), key=lambda a: a["at"])
+
+
+def multivariate(model: Any, tr: Traffic, *, window: float = 3600.0, fdr_q: float = 0.001) -> list[Window]:
+    """Multivariate drift per window over ``tr`` (history: recent clean windows, or the same hour on previous days
+    when the model has no hourly standardisation)."""
+    from detector.core.multivariate.check import add_rows, multivariate_checks, multivariate_counters
+
+    rows = len(tr.row_labels)
+    start = np.floor(tr.ts / window) * window
+    hours = np.floor(np.mod(tr.ts, 86400.0) / 3600.0).astype(np.int64)
+    clean: list[tuple[float, Counters]] = []
+    out = []
+    for s in np.unique(start).tolist():
+        sel = np.flatnonzero(start == s)
+        c = multivariate_counters(model, rows)
+        add_rows(c, tr.ridx[sel], model, {k: v[sel] for k, v in tr.features.items() if v.dtype.kind == "f"}, hours[sel])
+        active = np.flatnonzero(c.arrays["err"][:, 0] > 0)
+        real = np.concatenate([[0], active[active != 0]])
+        srows = real[real != 0]
+        comp = np.concatenate([np.zeros(real.size, bool), np.ones(srows.size, bool)])
+        cur = c.pseudo(real, srows)
+        past = [h for _, h in clean[-24:]] if model.hourly is not None else [h for t, h in clean if (s - t) % 86400 == 0][-7:]
+        hist = np.stack([h.pseudo(real, srows).arrays["err"] for h in past]) if past else None
+        res = multivariate_checks(model, cur, hist, comp)
+        found = select_findings(res, View(np.concatenate([real, srows]), comp, cur.arrays["err"][:, 0]), fdr_q)  # type: ignore[arg-type]
+        w = Window(s, s + window, c, found, res, True)
+        out.append(w)
+        if not found:
+            clean.append((s, c))
+    return out
