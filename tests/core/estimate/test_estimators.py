@@ -125,3 +125,26 @@ def test_stated_error_helpers():
     assert systematic_error(np.ones(8), np.ones(8), np.full(8, 0.1)) == 0.0
     assert systematic_error(np.array([1.0, 1.2] * 4), np.full(8, 1.1), np.full(8, 0.01)) == pytest.approx(np.sqrt(0.01 - 0.0001))
     assert inflation(np.array([3.0] * 20)) == 3.0 and inflation(np.array([0.1] * 20)) == 1.0
+
+
+def test_an_input_shift_towards_larger_errors_is_an_estimated_mae_rise():
+    rng = np.random.default_rng(6)
+    f, pred, y = _heteroscedastic(40_000, rng)
+    model = DLEModel(fit_dle(f, pred, y))
+    e = np.abs(pred - y)
+    ref = {"mae": float(e.mean()), "mae_se": float(e.std() / np.sqrt(e.size)), "n": e.size}
+
+    def est(shift: bool):
+        f2, p2, _ = _heteroscedastic(5000, rng)
+        if shift:  # the world moved to where the model is least sure (large x)
+            f2["x"] = f2["x"] ** 0.25
+            p2 = 10 * f2["x"]
+        m, v = model.predict_with_var(f2, p2)
+        return estimated_errors(model, np.array([[m.size, m.sum(), (m * m).sum(), (m**4).sum(), v.sum()]]))
+
+    quiet = estimate_checks(est(False), ref, EstimateThresholds(), np.zeros(1, bool))
+    assert not any(r.warn[0] and r.pvalue[0] < 0.001 for r in quiet)
+    loud = estimate_checks(est(True), ref, EstimateThresholds(), np.zeros(1, bool))
+    r = next(r for r in loud if r.statistic == "estimated_mae_ratio")
+    assert r.warn[0] and r.pvalue[0] < 0.001 and r.value[0] > 1.25
+    assert r.evidence(0)["current"]["method"] == "expected-error model"
