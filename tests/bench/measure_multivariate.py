@@ -46,7 +46,9 @@ def _window(model, n: int, seed: int, fault: str | None) -> tuple[dict[str, np.n
         fault, share = fault[: -len("_25pct")], 0.25
     faults = {fault: (rng.uniform(0, 1, n) < share).astype(float)} if fault else {}
     d = model.draw(seed, DOMAIN_SERVE, seed, t, -5, faults, {})
-    return d.num, np.floor(np.mod(t / 1000.0, 86400) / 3600).astype(int)
+    # served values are rounded as in the training table (else a classifier learns the rounding)
+    cols = {k: np.round(v, d.decimals.get(k, 3)) for k, v in d.num.items()}
+    return cols, np.floor(np.mod(t / 1000.0, 86400) / 3600).astype(int)
 
 
 def _scores(m: PCAModel, cols: dict[str, np.ndarray], hours: np.ndarray) -> np.ndarray:
