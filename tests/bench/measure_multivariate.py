@@ -23,16 +23,13 @@ Run: ``OMP_NUM_THREADS=1 python -m tests.bench.measure_multivariate [--quick]`` 
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 
 import numpy as np
 
-os.environ.setdefault("OMP_NUM_THREADS", "1")
-
-from detector.core.multivariate.pca import PCAModel, _matrix, _standardise, fit_pca  # noqa: E402
-from detector.sim.tasks.world import DOMAIN_SERVE, model_of, task_training  # noqa: E402
+from detector.core.multivariate.pca import PCAModel, _matrix, _standardise, fit_pca
+from detector.sim.tasks.world import DOMAIN_SERVE, model_of, task_training
 
 RESERVOIR = 2000
 
