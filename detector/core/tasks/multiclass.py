@@ -185,7 +185,7 @@ class MulticlassTask:
                     klass[i] = self._codes([_class_name(best) or str(best)])[0]
         bad_class = np.array([v is not None and nm is None for v, nm in zip(column(events, "predicted_class"), names, strict=True)],
                              dtype=bool)
-        for i in np.flatnonzero(bad_class | (klass < 0) & ok).tolist():
+        for i in np.flatnonzero((bad_class | (klass < 0)) & ok).tolist():  # one error per event
             ok[i] = False
             errors.append((i, "bad_prediction", "a multiclass prediction needs \"predicted_class\" (a class name) "
                                                 "or \"scores\" ({class: probability})"))
