@@ -41,7 +41,7 @@ def hour_groups(ts: np.ndarray | list | None, n: int) -> np.ndarray | None:
     """UTC hour of day (0..23) of each row's timestamp (epoch s/ms or RFC 3339), -1 when unknown; None without ts."""
     if ts is None:
         return None
-    t = np.asarray(parse_timestamps(list(ts)), dtype=np.float64)
+    t = np.asarray(parse_timestamps(ts if isinstance(ts, np.ndarray) else list(ts)), dtype=np.float64)
     if t.size != n:
         raise ValueError(f"timestamps: {t.size} values for {n} rows")
     return np.where(np.isfinite(t), np.floor(np.mod(t, 86400.0) / 3600.0), -1).astype(np.int64)
