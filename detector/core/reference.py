@@ -132,6 +132,9 @@ class Reference:
     codes: dict[str, CategoricalProfile] = field(default_factory=dict)
     # the score against the label in training: {"auc", "slope", "slope_se", "positives", "negatives"}
     outcome: dict[str, Any] = field(default_factory=dict)
+    # how the profile was read: {"rows_read", "rows_sampled", "seed", "method", "quantile_rank_error",
+    # "confidence", "exact", "sampled"} (detector.core.streamprofile); {} = every row profiled
+    sample: dict[str, Any] = field(default_factory=dict)
     format: str = FORMAT
 
     # ------------------------------------------------------------------ (de)serialisation
@@ -188,6 +191,7 @@ class Reference:
                 time_column=d.get("time_column"),
                 codes={k: _profile(v) for k, v in (d.get("codes") or {}).items()},  # type: ignore[misc]
                 outcome=dict(d.get("outcome") or {}),
+                sample=d.get("sample") or {},
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ReferenceError(f"reference file is damaged ({type(exc).__name__}: {exc}); rebuild it") from exc
