@@ -29,7 +29,7 @@ PARITY_KINDS = frozenset({"feature_parity"})
 ALL_KINDS = frozenset({
     "feature_drift", "missing_values", "unseen_categories", "unit_shift", "default_value_spike", "schema",
     "feature_parity", "score_drift", "label_drift", "concept_drift", "calibration", "performance", "label_delay",
-    "fallback_rate", "decision_rate", "latency",
+    "fallback_rate", "decision_rate", "latency", "multivariate_drift",
 })
 INPUT_SCOPE = ALL_KINDS - OUTCOME_KINDS - PARITY_KINDS  # model, kind, feature, slice "dim=value" ("" = all traffic)
 

@@ -37,6 +37,7 @@ from detector.core.eventtime import EventClock
 from detector.core.fastdecode import TypedDecoder
 from detector.core.ingest import Ingest, gc_paused
 from detector.core.layout import SCORE, Layout
+from detector.core.multivariate.window import JointDrift, remap_counters
 from detector.core.reconcile import NOTE, reconciled, served_as_text
 from detector.core.reference import Reference, value_share
 from detector.core.remix import add_variants, collapse
@@ -45,6 +46,7 @@ from detector.core.seasonal_checks import seasonal_checks
 from detector.core.select import SPECIFIC, Finding, dedup, hold_generic, select_findings
 from detector.core.served import ServedTotals
 from detector.core.settings import DetectorSettings
+from detector.core.triage import PIPELINE_KINDS
 from detector.core.window import N_CAND, RATE, WindowCounts
 from detector.core.wire import row_error
 
@@ -118,6 +120,8 @@ class ModelState:
         # the last closed window's counts (bounded: one window), for the status page and report charts
         self.last_window: WindowCounts | None = None
         self.typed: TypedDecoder | None = None  # built when this model's events dominate a batch
+        # joint structure of the numeric features (detector.core.multivariate.window), when the reference has it
+        self.joint = JointDrift(ref.multivariate, self.layout.numeric, settings.window) if ref.multivariate else None
 
     # ---------------------------------------------------------------- candidates for value spikes
     def discover_candidates(self, b: PredictionBatch, idx: np.ndarray | None = None, start: float = -np.inf) -> None:
@@ -311,10 +315,16 @@ class Engine(Ingest):
                 w = WindowCounts.empty(lay, s, s + W)
                 ms.windows[s] = w
             if len(uniq) == 1:
-                w.add_batch(lay, b, row_codes_all, ms.cands)
+                bs, codes = b, row_codes_all
             else:
                 idx = np.flatnonzero(starts == s)
-                w.add_batch(lay, b.take(idx), [c[idx] for c in row_codes_all], ms.cands)
+                bs, codes = b.take(idx), [c[idx] for c in row_codes_all]
+            w.add_batch(lay, bs, codes, ms.cands)
+            if ms.joint is not None:
+                if w.mv is None:
+                    w.mv = ms.joint.counters(lay.n_rows)
+                rows = np.stack([c + lay.row_offset(d) for d, c in enumerate(codes)], axis=1) if codes else None
+                ms.joint.fold(w.mv, bs.num, bs.ts, rows)
         if self.outcomes is not None:
             self.outcomes.on_predictions(ms, b, row_codes_all)
         return errors
@@ -411,6 +421,8 @@ class Engine(Ingest):
         results.extend(seasonal_checks(lay, v, ms.seasonal, st, cands))
         results.extend(self.adoption.results(ms.name, lay, v, st))
         results, v = collapse(results, v)
+        if ms.joint is not None:  # joint structure of the numeric features, same pseudo-rows, same BH
+            results.extend(ms.joint.results(w.mv, w.start, v.rows, v.comp))
         suppressed: list[Finding] = []
         findings = select_findings(results, v, st.fdr_q, suppressed)
         findings.extend(self._change_detectors(ms, w, v))
@@ -431,7 +443,10 @@ class Engine(Ingest):
         version_changed = len(w.versions) > 1 or (ms.last_version is not None and bool(w.versions)
                                                   and ms.last_version not in w.versions)
         kinds = {f.kind for f in findings} | self.alerts.firing_kinds(ms.name)
-        ctx = {"kinds": kinds, "model_version": _top(w.versions), "version_changed": version_changed}
+        pipeline = {f.feature for f in findings if f.kind in PIPELINE_KINDS and f.feature}
+        pipeline |= {f for k, f in self.alerts.firing_keys(ms.name) if k in PIPELINE_KINDS and f}
+        ctx = {"kinds": kinds, "model_version": _top(w.versions), "version_changed": version_changed,
+               "pipeline_features": pipeline}
         window = {"start": _fmt(w.start), "end": _fmt(w.end), "count": w.events, "_start": w.start, "_end": w.end}
         for f in findings:
             if f.feature in ms.codes:
@@ -448,6 +463,8 @@ class Engine(Ingest):
         keys = {(f.kind, f.feature) for f in findings} | {(f.kind, f.feature) for f in suppressed}
         keys |= {(k, f or None) for k, f in self.alerts.firing_keys(ms.name) if k not in OUTCOME_KINDS}
         ms.seasonal.update(w, Frozen.of(ms.seasonal, lay, keys), ms.cand_since <= w.start)
+        if ms.joint is not None and not any(k == "multivariate_drift" for k, _ in keys):
+            ms.joint.learn(w.mv, w.start)
         ms.last_summary = {"window": window, "events": w.events, "findings": len(findings), "late": w.late}
         return alerts
 
@@ -498,6 +515,7 @@ class Engine(Ingest):
                 "detectors": ms.detectors, "shift_active": ms.shift_active, "versions": ms.versions,
                 "last_version": ms.last_version,
                 "last_window": ms.last_window, "last_stats": ms.last_stats, "last_summary": ms.last_summary,
+                "joint": ms.joint.to_state() if ms.joint is not None else None,
             }
         state = {
             "version": SNAPSHOT_VERSION, "settings": self.settings.model_dump(), "models": models,
@@ -532,6 +550,8 @@ class Engine(Ingest):
             ms.last_version = m["last_version"]
             ms.last_window = m.get("last_window")
             ms.last_stats, ms.last_summary = m.get("last_stats") or {}, m.get("last_summary") or {}
+            if ms.joint is not None and m.get("joint") is not None:
+                ms.joint.load_state(m["joint"], ms.layout.n_rows)
             self.models[name] = ms
         self.alerts.load_state(state["alerts"])
         self.counters = state["counters"]
@@ -686,6 +706,8 @@ def _remap(w: WindowCounts, rowmap: np.ndarray, lay: Layout) -> WindowCounts:
     out.versions, out.decisions = dict(w.versions), dict(w.decisions)
     out.reasons = {k: dict(d) for k, d in w.reasons.items()}
     out.late, out.max_ts = w.late, w.max_ts
+    if w.mv is not None:
+        out.mv = remap_counters(w.mv, rowmap, lay.n_rows)
     return out
 
 

@@ -107,6 +107,7 @@ def build_reference(
     source: str | None = None,
     model: str | None = None,
     time_column: str | None = None,
+    multivariate: bool = True,
 ) -> Reference:
     """Profile every feature column (plus label, score and slices) into a :class:`Reference`.
 
@@ -114,6 +115,7 @@ def build_reference(
     quantiles (1%..99% for the default 100). ``top_k_categories`` caps the stored categories.
     ``time_column`` (epoch seconds/ms or RFC 3339 strings) adds hour-of-day profiles of the
     seasonal features (:func:`detector.core.hourly.build_hourly`) and is never a feature.
+    ``multivariate`` fits the joint structure of the numeric features (:func:`add_multivariate`).
     """
     if n_fine < 2:
         raise ProfileError(f"n_fine must be >= 2 (got {n_fine})")
@@ -174,12 +176,38 @@ def build_reference(
         ref.slices[dim] = _slices(cols[dim], feats, label, score, qs, top_k_categories, ref)
     if time_column is not None:
         _add_hourly(ref, cols, feats, score, time_column, slice_columns)
+    if multivariate:
+        add_multivariate(ref, feats, _times(cols[time_column]) if time_column is not None else None)
     if label is not None:  # leakage / availability / time-split audit (detector.core.audit)
         from detector.core.audit import audit_training
 
         ref.audit = {"label_column": label_column,
                      **audit_training(feats, label, _times(cols[time_column]) if time_column is not None else None)}
     return ref
+
+
+MULTIVARIATE_MIN_ROWS = 400  # half fits the components, half measures the error: 200 rows each at least
+
+
+def add_multivariate(ref: Reference, feats: Mapping[str, np.ndarray], ts: np.ndarray | None = None) -> None:
+    """Fit the joint structure of the numeric features into ``ref.multivariate`` (:mod:`detector.core.multivariate.pca`).
+
+    Features standardised by their UTC hour of day when ``ts`` (epoch seconds, NaN unknown) is
+    given. Left empty - and the multivariate check off - with fewer than two varying numeric
+    features or fewer than :data:`MULTIVARIATE_MIN_ROWS` rows.
+    """
+    from detector.core.multivariate.pca import fit_pca, hours_of
+
+    num = {k: v for k, v in feats.items() if v.dtype.kind == "f" and isinstance(ref.features.get(k), NumericProfile)
+           and ref.features[k].n > 0}
+    n = len(next(iter(num.values()))) if num else 0
+    if len(num) < 2 or n < MULTIVARIATE_MIN_ROWS:
+        ref.multivariate = {}
+        return
+    try:
+        ref.multivariate = fit_pca(num, hours=None if ts is None else hours_of(ts))
+    except ValueError:  # fewer than two features that vary: no joint structure to watch
+        ref.multivariate = {}
 
 
 def _times(t: np.ndarray) -> np.ndarray:

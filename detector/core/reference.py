@@ -135,6 +135,9 @@ class Reference:
     # how the profile was read: {"rows_read", "rows_sampled", "seed", "method", "quantile_rank_error",
     # "confidence", "exact", "sampled"} (detector.core.streamprofile); {} = every row profiled
     sample: dict[str, Any] = field(default_factory=dict)
+    # the joint structure of the numeric features (detector.core.multivariate.pca: fit_pca's plain
+    # dict, standardised by hour of day when the data has a time column); {} = not fitted
+    multivariate: dict[str, Any] = field(default_factory=dict)
     format: str = FORMAT
 
     # ------------------------------------------------------------------ (de)serialisation
@@ -192,6 +195,7 @@ class Reference:
                 codes={k: _profile(v) for k, v in (d.get("codes") or {}).items()},  # type: ignore[misc]
                 outcome=dict(d.get("outcome") or {}),
                 sample=d.get("sample") or {},
+                multivariate=dict(d.get("multivariate") or {}),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ReferenceError(f"reference file is damaged ({type(exc).__name__}: {exc}); rebuild it") from exc

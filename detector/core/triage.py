@@ -54,6 +54,7 @@ _FIXED = {
 }
 
 _PIPELINE = {"missing_values", "unseen_categories", "unit_shift", "default_value_spike", "schema", "feature_parity"}
+PIPELINE_KINDS = frozenset(_PIPELINE)  # kinds that name a fault in the feature pipeline
 
 
 def triage(finding: Any, context: dict[str, Any]) -> tuple[str, str]:
@@ -78,6 +79,13 @@ def triage(finding: Any, context: dict[str, Any]) -> tuple[str, str]:
         if kinds & {"feature_drift", "score_drift"}:
             return "covariate_drift", "fix_data"
         return "decision_policy", "fix_system"
+    if kind == "multivariate_drift":
+        # the features that no longer move together: broken plumbing when one of them is also
+        # broken on its own (a parity mismatch, a schema fault), else the world moved
+        named = {x.get("feature") for x in (getattr(finding, "evidence", None) or {}).get("features", [])}
+        if named & set(context.get("pipeline_features", ())):
+            return "pipeline_skew", "fix_data"
+        return "covariate_drift", "fix_data"
     if kind == "score_drift" and finding.statistic == "value_share":
         return "serving_health", "fix_system"  # one constant score: a fallback/default path
     if kind in _OUTCOME and context.get("inputs_stable") is False:

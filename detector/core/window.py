@@ -11,12 +11,16 @@ Memory: ``Layout.cells() * 8`` bytes per open window.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy.sparse import csr_matrix
 
 from detector.core.events import PredictionBatch
 from detector.core.layout import Layout
+
+if TYPE_CHECKING:
+    from detector.core.tasks.base import Counters
 
 __all__ = ["WindowCounts", "N_CAND"]
 
@@ -58,6 +62,8 @@ class WindowCounts:
     reasons: dict[str, dict[str, int]] = field(default_factory=dict)
     late: int = 0
     max_ts: float = float("-inf")
+    # multivariate drift sums per slice row (detector.core.multivariate.window), None = not watched
+    mv: Counters | None = None
 
     def __post_init__(self) -> None:
         r, nn = self.rows, self.n_num
@@ -235,6 +241,11 @@ class WindowCounts:
             for k, v in theirs.items():
                 k = k if k in mine or len(mine) < MAX_REASONS else "__other__"
                 mine[k] = mine.get(k, 0) + v
+        if other.mv is not None:
+            if self.mv is None:
+                self.mv = other.mv.copy()
+            else:
+                self.mv.merge(other.mv)
         self.late += other.late
         self.max_ts = max(self.max_ts, other.max_ts)
 

@@ -42,9 +42,20 @@ import numpy as np
 from detector.core.estimate.stated_error import MIN_GROUP_ROWS, systematic_error
 from detector.core.multivariate.transform import normal_scores, quantile_knots
 
-__all__ = ["PCA_FORMAT", "fit_pca", "PCAModel"]
+__all__ = ["PCA_FORMAT", "fit_pca", "PCAModel", "hours_of"]
 
 PCA_FORMAT = "skewwatch.pca/1"
+
+
+def hours_of(ts: np.ndarray) -> np.ndarray:
+    """UTC hour of day (0..23) of epoch seconds; -1 where unknown (NaN).
+
+    >>> hours_of(np.array([0.0, 3600.0 * 25 + 1, np.nan])).tolist()
+    [0, 1, -1]
+    """
+    t = np.asarray(ts, dtype=np.float64)
+    ok = np.isfinite(t)
+    return np.where(ok, np.floor(np.mod(np.where(ok, t, 0.0), 86400.0) / 3600.0), -1).astype(np.int64)
 
 
 def _matrix(columns: Mapping[str, np.ndarray], names: list[str], knots: list[dict[str, list[float]]]) -> np.ndarray:

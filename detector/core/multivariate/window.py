@@ -1,0 +1,114 @@
+"""Multivariate drift in the engine's window path: fold at ingest, check at close, learn from clean windows.
+
+One :class:`JointDrift` per model whose reference holds a fitted joint structure
+(``Reference.multivariate``, :func:`detector.core.profile.add_multivariate`):
+
+* **ingest** - :meth:`JointDrift.fold` adds a batch's reconstruction-error sums to the window's
+  :class:`~detector.core.tasks.base.Counters` (``WindowCounts.mv``), for all traffic and every
+  slice row the event belongs to. Additive, so worker partials merge exactly.
+* **close** - :meth:`JointDrift.results` runs :func:`~detector.core.multivariate.check.multivariate_checks`
+  over the window's pseudo-rows (the same rows and complements as every other check of the
+  window, so its results join the window's Benjamini-Hochberg selection and slice localisation).
+* **learning** - :meth:`JointDrift.learn` keeps the error sums of *clean* windows (no
+  multivariate finding, no open multivariate incident): the last :data:`RECENT` windows when the
+  reference was standardised by hour of day, else the last :data:`DAYS` windows of each hour of
+  day (the check compares a window only with the same hour on previous days).
+
+Memory: ``(3 + F) x 8`` bytes per slice row per open window; history at most ``24 x DAYS`` (or
+:data:`RECENT`) windows of ``3 x 8`` bytes per slice row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from detector.core.multivariate.check import MultivariateThresholds, add_rows, multivariate_checks, multivariate_counters
+from detector.core.multivariate.pca import PCAModel, hours_of
+from detector.core.tasks.base import Counters
+
+__all__ = ["JointDrift", "RECENT", "DAYS"]
+
+RECENT = 24  # clean windows kept as the production baseline (hourly-standardised reference)
+DAYS = 7  # clean windows kept per hour of day (reference without timestamps)
+
+
+class JointDrift:
+    """The multivariate drift check of one model (see the module docstring)."""
+
+    def __init__(self, spec: Mapping[str, Any], numeric: list[str], window: float,
+                 thresholds: MultivariateThresholds | None = None) -> None:
+        self.model = PCAModel(spec)
+        pos = {name: j for j, name in enumerate(numeric)}
+        # feature -> column of the decoded batch's numeric block (features served as text are absent: missing)
+        self.columns = [(name, pos[name]) for name in self.model.features if name in pos]
+        self.window = float(window)
+        self.th = thresholds or MultivariateThresholds()
+        self.hourly = self.model.hourly is not None
+        # clean windows' err sums per real slice row: (start, (rows, 3))
+        self.history: list[tuple[float, np.ndarray]] = []
+
+    # ------------------------------------------------------------------ ingest
+    def counters(self, rows: int) -> Counters:
+        return multivariate_counters(self.model, rows)
+
+    def fold(self, c: Counters, num: np.ndarray, ts: np.ndarray, rows: np.ndarray | None) -> None:
+        """Add a batch (decoded numeric block ``num``, timestamps, slice rows per event ``(n, D)`` or None)."""
+        n = num.shape[0]
+        if n == 0:
+            return
+        ridx = np.zeros((n, 1), dtype=np.int64) if rows is None else np.concatenate(
+            [np.zeros((n, 1), dtype=np.int64), rows], axis=1)
+        cols = {name: num[:, j] for name, j in self.columns}
+        add_rows(c, ridx, self.model, cols, hours_of(ts) if self.hourly else None)
+
+    # ------------------------------------------------------------------ close
+    def _past(self, start: float) -> list[np.ndarray]:
+        if self.hourly:
+            return [h for _, h in self.history[-RECENT:]]
+        return [h for s, h in self.history if (start - s) % 86400.0 == 0.0][-DAYS:]
+
+    def results(self, c: Counters | None, start: float, rows: np.ndarray, comp: np.ndarray) -> list[Any]:
+        """The window's results over its pseudo-rows (``rows``: real row per pseudo-row, ``comp``: complement)."""
+        if c is None:
+            return []
+        real, srows = rows[~comp], rows[comp]
+        cur = c.pseudo(real, srows)
+        past = self._past(start)
+        hist = np.stack([np.concatenate([h[real], h[0][None] - h[srows]], axis=0) for h in past]) if past else None
+        return multivariate_checks(self.model, cur, hist, comp, self.th)
+
+    def learn(self, c: Counters | None, start: float) -> None:
+        """Remember a clean window's error sums (bounded: see the module docstring)."""
+        if c is None or c["err"][0, 0] <= 0:
+            return
+        self.history.append((float(start), c["err"].copy()))
+        if self.hourly:
+            del self.history[:-RECENT]
+        else:
+            cap = DAYS * max(1, int(round(86400.0 / self.window)))
+            del self.history[:-cap]
+
+    # ------------------------------------------------------------------ state
+    def to_state(self) -> dict[str, Any]:
+        return {"starts": [s for s, _ in self.history],
+                "err": np.stack([h for _, h in self.history]) if self.history else np.zeros((0, 0, 3))}
+
+    def load_state(self, st: Mapping[str, Any], rows: int) -> None:
+        starts, err = list(st["starts"]), np.asarray(st["err"], dtype=np.float64)
+        if err.size and (err.ndim != 3 or err.shape[0] != len(starts) or err.shape[1:] != (rows, 3)):
+            raise ValueError(f"multivariate history of shape {err.shape} does not fit {rows} slice rows")
+        self.history = [(float(s), err[i].copy()) for i, s in enumerate(starts)]
+
+
+def remap_counters(c: Counters, rowmap: np.ndarray, rows: int) -> Counters:
+    """``c``'s rows added into a layout of ``rows`` rows (``rowmap[src_row] = dst_row``)."""
+    out = Counters(c.task, {k: np.zeros((rows, *a.shape[1:])) for k, a in c.arrays.items()})
+    for k, a in c.arrays.items():
+        np.add.at(out.arrays[k], rowmap, a)
+    return out
+
+
+__all__ += ["remap_counters"]
