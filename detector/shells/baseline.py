@@ -107,6 +107,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         " every row; memory stays flat however large the file",
     )  # fmt: skip
     parser.add_argument("--seed", type=int, default=0, help="seed of the row sample (default 0)")
+    parser.add_argument(
+        "--no-multivariate", dest="multivariate", action="store_false",
+        help="do not fit the joint structure of the numeric features (turns the multivariate_drift check off)",
+    )  # fmt: skip
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress and no summary (errors still go to stderr)")
 
 
@@ -173,6 +177,7 @@ def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         source=str(table.path),
         model=model,
         time_column=time_column,
+        multivariate=getattr(args, "multivariate", True),
     )
     _write(ref, out_path)
     if not args.quiet:
@@ -371,6 +376,11 @@ def _summary(ref: Reference, table: Scanned, path: Path, seconds: float, out: Te
     seasonal = list((ref.hourly or {}).get("features", {}))
     if seasonal:
         lines.append(f"  hour-of-day profiles ({ref.time_column!r}): {len(seasonal)} seasonal: {_names(seasonal)}")
+    mv = ref.multivariate
+    if mv:
+        by = "by hour of day" if mv.get("hourly") else "whole days (no time column)"
+        lines.append(f"  joint structure: {len(mv['features'])} numeric features, {len(mv['components'])} components"
+                     f" ({sum(mv['explained']):.0%} of the variance), standardised {by}")
     if ref.audit:
         from detector.core.audit import summary_lines
 

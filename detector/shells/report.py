@@ -63,6 +63,7 @@ from detector.shells.status import (
     slice_text,
     stats_for,
 )
+from detector.shells.report_joint import joint_html
 from detector.web import esc, page
 from detector.web.svg import ACTION_COLORS, fmt_num, fmt_pct, reliability, share_bars, timeline
 
@@ -553,6 +554,8 @@ def render_report(engine: Any, *, alerts: Sequence[dict[str, Any]] | None = None
                     f"{esc(short_ts(t0))} – {esc(short_ts(t1))} UTC</h2>{_timeline_html(incs, t0, t1)}</section>")
         body.append(f'<section id="features-{esc(name)}" data-section="features"><h2>drifted features: training vs '
                     f"current</h2>{_features_html(engine, name, incs)}</section>")
+        body.append(f'<section id="joint-{esc(name)}" data-section="joint"><h2>joint structure of the numeric features'
+                    f"</h2>{joint_html(engine, name, incs)}</section>")
         body.append(f'<section id="outcomes-{esc(name)}" data-section="outcomes"><h2>outcomes and calibration</h2>'
                     f"{_outcomes_html(engine, name, ref)}</section>")
         body.append(f'<section id="slices-{esc(name)}" data-section="slices"><h2>top slices by contribution to the '
