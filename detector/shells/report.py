@@ -49,6 +49,7 @@ from detector.shells.gates import (
     evaluate_gates,
     verdict_of,
 )
+from detector.shells.report_joint import joint_html
 from detector.shells.status import (
     ACTION_TEXT,
     CAUSE_TEXT,
@@ -63,7 +64,6 @@ from detector.shells.status import (
     slice_text,
     stats_for,
 )
-from detector.shells.report_joint import joint_html
 from detector.web import esc, page
 from detector.web.svg import ACTION_COLORS, fmt_num, fmt_pct, reliability, share_bars, timeline
 

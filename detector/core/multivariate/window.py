@@ -25,7 +25,12 @@ from typing import Any
 
 import numpy as np
 
-from detector.core.multivariate.check import MultivariateThresholds, add_rows, multivariate_checks, multivariate_counters
+from detector.core.multivariate.check import (
+    MultivariateThresholds,
+    add_rows,
+    multivariate_checks,
+    multivariate_counters,
+)
 from detector.core.multivariate.pca import PCAModel, hours_of
 from detector.core.tasks.base import Counters
 
