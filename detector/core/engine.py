@@ -39,7 +39,7 @@ from detector.core.ingest import Ingest, gc_paused
 from detector.core.layout import SCORE, Layout
 from detector.core.reconcile import NOTE, reconciled, served_as_text
 from detector.core.reference import Reference, value_share
-from detector.core.remix import add_variants, collapse
+from detector.core.remix import add_variants, collapse, hold_mixed
 from detector.core.seasonal import Frozen, SeasonalBaseline
 from detector.core.seasonal_checks import seasonal_checks
 from detector.core.select import SPECIFIC, Finding, dedup, hold_generic, select_findings
@@ -110,6 +110,8 @@ class ModelState:
                 self.cand_ref[j, 0] = p.top_share
         self.detectors = _make_detectors(settings, nb)
         self.shift_active = np.zeros(nb, dtype=bool)
+        # clock shifts seen in the last closed window: "feature|slice key" -> hours (see _persistent_shifts)
+        self.clock_shifts: dict[str, float] = {}
         self.last_summary: dict[str, Any] = {}
         # latest value of every tested statistic: (kind, statistic, feature, slice key) -> (value, slice, threshold)
         self.last_stats: dict[tuple[str, str, str, str], tuple[float, dict[str, str], float]] = {}
@@ -423,6 +425,8 @@ class Engine(Ingest):
             daily = daily_checks(lay, v, ms.day.total(), ms.seasonal, st, ms.cands_complete(ms.day.oldest))
             results.extend(daily)
             findings = dedup(findings + select_findings(daily, v, st.fdr_q, suppressed), suppressed)
+        findings = _persistent_shifts(ms, lay, findings, suppressed)
+        findings = hold_mixed(findings, v, suppressed)
         specific = {f for k, f in self.alerts.firing_keys(ms.name) if k in SPECIFIC and f}
         findings = hold_generic(findings, specific, suppressed)
         ms.last_stats = _gauges(lay, v, results)
@@ -496,6 +500,7 @@ class Engine(Ingest):
                 "vocabs": [(v.values, v.overflow) for v in ms.layout.vocabs],
                 "windows": ms.windows, "seasonal": ms.seasonal, "day": ms.day, "cands": ms.cands, "cand_ref": ms.cand_ref, "cand_since": ms.cand_since,
                 "detectors": ms.detectors, "shift_active": ms.shift_active, "versions": ms.versions,
+                "clock_shifts": ms.clock_shifts,
                 "last_version": ms.last_version,
                 "last_window": ms.last_window, "last_stats": ms.last_stats, "last_summary": ms.last_summary,
             }
@@ -530,6 +535,7 @@ class Engine(Ingest):
             ms.cand_since = m.get("cand_since", ms.cand_since)
             ms.detectors, ms.shift_active, ms.versions = m["detectors"], m["shift_active"], m["versions"]
             ms.last_version = m["last_version"]
+            ms.clock_shifts = dict(m.get("clock_shifts") or {})
             ms.last_window = m.get("last_window")
             ms.last_stats, ms.last_summary = m.get("last_stats") or {}, m.get("last_summary") or {}
             self.models[name] = ms
@@ -558,6 +564,40 @@ class Engine(Ingest):
                 _remap_candidates(remapped, oms.cands, ms)
                 w.merge(remapped)
         self.high_water = max(self.high_water, other.high_water)
+
+
+def _persistent_shifts(ms: ModelState, lay: Layout, findings: list[Finding], suppressed: list[Finding]) -> list[Finding]:
+    """A clock shift is a lasting fact of a producer: the same shift, on the same feature and rows, in
+    two consecutive windows. One hour that happens to look like another hour of the usual day (a
+    weekend or a holiday against weekday history: the branches close, the channel mix turns over)
+    does not repeat with the same shift the next hour; a producer's clock error does. A first sighting
+    waits (held: the feature's generic drift waits with it) and is remembered for the next window.
+
+    When training showed features that the clock sets (a local hour, a weekday: ``hourly["clock"]``),
+    they witness the clock directly: a shift of another feature counts only when a clock feature of
+    the same rows is shifted too (a wrong clock moves them all; a mix that looks like another hour does not).
+    """
+    clock = set((lay.ref.hourly or {}).get("clock") or ())
+    shifts = [f for f in findings + suppressed if f.statistic == "time_shift_hours"]
+    witnessed = {f.row for f in shifts if f.feature in clock}
+    seen: dict[str, float] = {}
+    out: list[Finding] = []
+    for f in findings:
+        if f.statistic != "time_shift_hours":
+            out.append(f)
+            continue
+        key = f"{f.feature}|{_slice_key(lay.row_label(f.row))}"
+        seen[key] = f.value
+        prev = ms.clock_shifts.get(key)
+        if prev is not None and math.isclose(prev, f.value) and (not clock or f.feature in clock or f.row in witnessed):
+            out.append(f)
+        else:
+            suppressed.append(f)
+    for f in suppressed:  # a shift held by a more specific finding is still a sighting
+        if f.statistic == "time_shift_hours":
+            seen.setdefault(f"{f.feature}|{_slice_key(lay.row_label(f.row))}", f.value)
+    ms.clock_shifts = seen
+    return out
 
 
 def _gauges(lay: Layout, v: Any, results: list[Any]) -> dict[tuple[str, str, str, str], tuple[float, dict[str, str], float]]:
