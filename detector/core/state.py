@@ -157,9 +157,10 @@ def _ext(code: int, data: bytes) -> Any:
         shape = [_U64.unpack_from(data, 2 + 8 * i)[0] for i in range(ndim)]
         dt = _DT_OF[dt_code]
         body = len(data) - 2 - 8 * ndim
+        empty = 0 in shape
         count = 1
-        for k in shape:
-            if k > len(data):  # no dimension is larger than the bytes (0-size axes aside)
+        for k in shape:  # an axis longer than the bytes needs an empty array (and stays below 2**40)
+            if k > (1 << 40 if empty else len(data)):
                 raise StateError(f"array dimension {k} exceeds its data")
             count *= k
         if count * dt.itemsize != body:
