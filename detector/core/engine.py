@@ -199,6 +199,7 @@ class Engine:
         self.alerts = AlertManager(self.settings)
         self.counters = Counters()
         self.watermark = float("-inf")
+        self.now: float | None = None  # a live driver's wall clock: "future" is then ahead of it (+ max_future)
         self.high_water = float("-inf")  # largest accepted prediction ts
         self.closed_before = float("-inf")  # windows starting before this are closed
         self.outcomes: Any = None  # label join / outcome monitors (attached by detector.core.outcomes)
@@ -269,11 +270,14 @@ class Engine:
         errors: list[EventError] = []
         ts = b.ts
         anchor = self.high_water if math.isfinite(self.high_water) else float(np.median(ts))
+        if self.now is not None:  # live: ahead of the wall clock (a lone far-future event cannot anchor anything)
+            anchor = self.now
         future = ts > anchor + st.max_future
         if future.any():
             for i in np.flatnonzero(future).tolist():
                 errors.append(EventError("future_timestamp",
-                                         f"ts is {(ts[i] - anchor) / 3600:.1f} h ahead of the stream; check the producer clock",
+                                         f"ts is {(ts[i] - anchor) / 3600:.1f} h ahead of the "
+                                         f"{'wall clock' if self.now is not None else 'stream'}; check the producer clock",
                                          _raw(evs, i), -1))
         W = st.window
         starts = np.floor(ts / W) * W

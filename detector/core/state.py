@@ -7,8 +7,9 @@ numpy arrays of bool, int8..64, uint8..64, float32 or float64 (never objects).
 
 A blob is a 24-byte header - magic ``SWST``, format version, flags (bit 0: zlib), payload length,
 CRC-32 of the payload - and the (optionally zlib-compressed) payload, which is MessagePack with
-two extension types: 1 = numpy array (dtype code, ndim, u64 per dimension, raw little-endian
-bytes) and 2 = an integer beyond 64 bits (decimal text, at most 4,300 digits). MessagePack was
+three extension types: 1 = numpy array (dtype code, ndim, u64 per dimension, raw little-endian
+bytes), 2 = an integer beyond 64 bits (decimal text, at most 4,300 digits) and 3 = an array of
+zeros (dtype code, ndim, dimensions: empty counters cost nothing to write). MessagePack was
 chosen over a hand-written tagged format of the same types after measuring both on a checkpoint
 holding 54,000 predictions waiting for labels (``python -m tests.core.bench_state`` builds it):
 the same size (2.6 MB), about 3.5x faster to write and to read (170 vs 620 ms and 145 vs 550 ms
@@ -21,7 +22,8 @@ length is checked against ``max_bytes`` before decompressing (and decompression 
 MessagePack's own reader refuses any length or count larger than the bytes that remain, limits
 nesting, and accepts only str map keys; an array's dtype must be on the list and its shape must
 match its bytes. Any malformed input raises :class:`StateError` and nothing else. Decoded memory
-is at most a small constant times the payload length.
+is at most a small constant times the payload length, plus zero arrays of at most 256 MiB + 256
+bytes per payload byte in all.
 
 >>> import numpy as np
 >>> blob = pack("example", 1, {"n": 3, "x": np.arange(3.0), "ids": ["a", "b"], "nan": float("nan")})
@@ -53,7 +55,9 @@ MAX_INT_DIGITS = 4300  # Python's own limit for int <-> str conversion
 DEFAULT_MAX_BYTES = 2 << 30  # 2 GiB of decoded payload
 _HEADER = struct.Struct("<4sBBHQII")  # magic, format, flags, reserved, payload length, crc32, reserved
 _FLAG_ZLIB = 1
-_EXT_ARRAY, _EXT_BIGINT = 1, 2
+_EXT_ARRAY, _EXT_BIGINT, _EXT_ZEROS = 1, 2, 3
+_ZEROS_MIN = 64  # arrays of at least this many zeros are written as dtype + shape only
+_ZEROS_BUDGET = 256 << 20  # bytes of such arrays a blob may expand to, beyond 256 x its payload
 _U64 = struct.Struct("<Q")
 _DTYPES = ("bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "float32", "float64")
 _DT_CODE = {np.dtype(n): i for i, n in enumerate(_DTYPES)}
@@ -89,8 +93,10 @@ def _default(o: Any) -> Any:
             raise StateError(f"numpy array of dtype {o.dtype}: only bool, int, uint and float arrays are state")
         if o.ndim > MAX_NDIM:
             raise StateError(f"numpy array with {o.ndim} dimensions (at most {MAX_NDIM})")
+        head = bytes((code, o.ndim)) + b"".join(_U64.pack(k) for k in o.shape)
+        if o.size >= _ZEROS_MIN and not o.any():  # empty counters (a unit's seasonal slots, a drained cohort)
+            return msgpack.ExtType(_EXT_ZEROS, head)
         a = np.ascontiguousarray(o, dtype=_DT_OF[code])
-        head = bytes((code, a.ndim)) + b"".join(_U64.pack(k) for k in a.shape)
         return msgpack.ExtType(_EXT_ARRAY, head + a.tobytes())
     if isinstance(o, int) and not isinstance(o, bool):  # beyond 64 bits (msgpack packs the rest itself)
         txt = str(o).encode()
@@ -137,15 +143,32 @@ def decode(blob: bytes, max_bytes: int = DEFAULT_MAX_BYTES) -> Any:
         raise StateError(f"state payload length does not match its header ({len(payload)} != {n} bytes)")
     if zlib.crc32(payload) != crc:
         raise StateError("state payload is corrupt (CRC-32 mismatch)")
+    budget = [_ZEROS_BUDGET + 256 * n]
+
+    def ext(code: int, data: bytes) -> Any:
+        return _ext(code, data, budget)
+
     try:
-        return msgpack.unpackb(payload, raw=False, strict_map_key=True, ext_hook=_ext, use_list=True)
+        return msgpack.unpackb(payload, raw=False, strict_map_key=True, ext_hook=ext, use_list=True)
     except StateError:
         raise
     except (ValueError, TypeError, OverflowError, MemoryError) as exc:  # every msgpack.UnpackException is a ValueError
         raise StateError(f"state payload is malformed: {type(exc).__name__}: {exc}") from exc
 
 
-def _ext(code: int, data: bytes) -> Any:
+def _ext(code: int, data: bytes, budget: list[int]) -> Any:
+    if code == _EXT_ZEROS:
+        if len(data) < 2 or data[0] >= len(_DT_OF) or data[1] > MAX_NDIM or len(data) != 2 + 8 * data[1]:
+            raise StateError("malformed zero-array header")
+        dt = _DT_OF[data[0]]
+        shape = [_U64.unpack_from(data, 2 + 8 * i)[0] for i in range(data[1])]
+        nbytes = dt.itemsize
+        for k in shape:
+            nbytes *= k
+            if nbytes > budget[0]:
+                raise StateError(f"zero array of shape {tuple(shape)} exceeds what this blob may allocate")
+        budget[0] -= nbytes
+        return np.zeros(shape, dtype=dt.newbyteorder("="))
     if code == _EXT_ARRAY:
         if len(data) < 2:
             raise StateError("truncated array header")

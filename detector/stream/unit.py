@@ -1,0 +1,226 @@
+"""One input partition's state: its own engine, offsets, event-time marks and outbox.
+
+A *unit* owns partition ``k`` of the predictions, labels and features topics (they are
+co-partitioned by ``prediction_id``, and Faust's assignor gives partition ``k`` of topics with the
+same partition count to the same worker). It folds its predictions into windows, joins its labels
+and offline features (through :class:`~detector.core.exchange.OutcomeGate`), and at every window
+boundary its watermark passes it packs a *step*: the windows that closed, the outcome and parity
+contributions (:func:`~detector.core.exchange.take_outcome_step`). Steps wait in the unit's
+*outbox*, which is part of its checkpoint: the worker sends them to the aggregator only once the
+checkpoint holding them is durable, and the aggregator ignores a step whose sequence number it has
+already applied. A step is therefore sent exactly as it was checkpointed, whatever happens later.
+
+Event time: the unit's watermark is the slowest of its topic-partitions that are *active* (a
+message in the last ``partition_idle`` seconds, or assigned that recently and still silent), each
+at its newest accepted event time minus ``allowed_lateness``; events dated beyond the wall clock
+plus ``max_future`` are rejected (predictions, to the dead-letter topic) or joined at once
+(labels, offline features) and never move a mark. When no message arrives for ``idle_after``
+seconds, event time goes on at wall-clock speed.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from detector.config import Config
+from detector.core.engine import Engine
+from detector.core.events import EventError
+from detector.core.exchange import CorrectionTap, OutcomeGate, take_outcome_step
+from detector.core.reference import Reference
+from detector.core.snapshot import engine_state, load_engine_state
+from detector.core.state import check, encode, pack
+
+__all__ = ["Unit", "Message", "KINDS", "UNIT_VERSION"]
+
+KINDS = ("predictions", "labels", "features")
+UNIT_VERSION = 1
+PARTITION_IDLE = 10.0  # seconds without a message after which a topic-partition stops holding event time back
+
+
+@dataclass(slots=True)
+class Message:
+    topic: str
+    partition: int
+    offset: int
+    value: bytes | None
+    key: bytes | None = None
+
+
+class Unit:
+    """The state of input partition ``name`` (see the module docstring)."""
+
+    def __init__(self, name: str, cfg: Config, refs: dict[str, Reference], default: Reference | None) -> None:
+        from detector.core.outcomes import attach_outcomes
+
+        self.name = name
+        self.cfg = cfg
+        self.engine = Engine(cfg.detector, refs, default)
+        mon = attach_outcomes(self.engine, cfg)
+        mon.listeners.append(CorrectionTap(mon))
+        self.gate = OutcomeGate(mon)
+        self.engine.outcomes = self.gate
+        self.offsets: dict[str, int] = {}  # "topic:partition" -> last offset folded
+        self.marks: dict[str, float] = {}  # "topic:partition" -> newest accepted event time
+        self.seen: dict[str, float] = {}  # "topic:partition" -> monotonic time of its last message (or assignment)
+        self.boundary = -math.inf  # the last step taken: everything before it has been packed
+        self.seq = 0  # sequence number of the last step packed
+        self.outbox: list[tuple[int, float, bytes]] = []  # (seq, boundary, packed step) not yet sent
+        self.duplicates = 0
+        self.last_input = time.monotonic()
+        self.partition_idle = PARTITION_IDLE
+        self.dirty = True
+
+    @property
+    def window(self) -> float:
+        return float(self.cfg.detector.window)
+
+    def assigned(self, tps: list[str], now: float) -> None:
+        """The topic-partitions this unit reads (they hold the watermark back until they speak)."""
+        for tp in tps:
+            self.seen.setdefault(tp, now)
+
+    # ------------------------------------------------------------------ input
+    def on_messages(self, kind: str, msgs: list[Message], wall: float | None = None) -> list[tuple[Message, EventError]]:
+        """Fold one topic-partition's messages; returns the ones for the dead-letter topic."""
+        wall = time.time() if wall is None else wall
+        dlq: list[tuple[Message, EventError]] = []
+        fresh: list[Message] = []
+        limit = self.cfg.kafka.max_message_bytes
+        for m in msgs:
+            k = f"{m.topic}:{m.partition}"
+            if m.offset <= self.offsets.get(k, -1):
+                self.duplicates += 1
+                continue
+            self.offsets[k] = m.offset
+            if m.value is None or len(m.value) == 0:
+                dlq.append((m, EventError("empty_message", "empty message or tombstone; send a JSON object")))
+            elif len(m.value) > limit:
+                dlq.append((m, EventError("oversized", f"message of {len(m.value)} bytes exceeds kafka.max_message_bytes="
+                                                       f"{limit}")))
+            else:
+                fresh.append(m)
+        if not msgs:
+            return dlq
+        self.dirty = True
+        now = time.monotonic()
+        tp = f"{msgs[0].topic}:{msgs[0].partition}"
+        self.seen[tp] = self.last_input = now
+        if not fresh:
+            return dlq
+        ceiling = wall + float(self.cfg.detector.max_future)
+        eng, gate = self.engine, self.gate
+        raws = [m.value for m in fresh]
+        if kind == "predictions":
+            eng.now = wall  # the live rule: "future" is ahead of the wall clock (plus max_future)
+            errors = eng.ingest_predictions(raws)  # type: ignore[arg-type]
+            hw = eng.high_water
+        else:
+            gate.ceiling, gate.newest = ceiling, -math.inf
+            errors = eng.ingest_labels(raws) if kind == "labels" else eng.ingest_features(raws)  # type: ignore[arg-type]
+            hw = gate.newest
+        if math.isfinite(hw):
+            self.marks[tp] = max(self.marks.get(tp, -math.inf), min(hw, ceiling))
+        for e in errors:
+            m = fresh[e.index] if 0 <= e.index < len(fresh) else Message("?", -1, -1, e.raw)
+            dlq.append((m, e))
+        return dlq
+
+    # ------------------------------------------------------------------ event time
+    def watermark(self, now: float | None = None) -> float | None:
+        """The unit's event-time watermark (None while every topic-partition is idle)."""
+        now = time.monotonic() if now is None else now
+        idle = self.partition_idle
+        marks = [self.marks.get(tp, -math.inf) for tp, seen in self.seen.items() if now - seen <= idle]
+        if not marks:
+            return None
+        return min(marks) - float(self.cfg.detector.allowed_lateness)
+
+    def idle_watermark(self, idle_after: float, now: float | None = None) -> float | None:
+        """When no message came for ``idle_after`` seconds: the newest event time plus the idle time."""
+        now = time.monotonic() if now is None else now
+        idle = now - self.last_input
+        top = max(self.marks.values(), default=-math.inf)
+        if idle < idle_after or not math.isfinite(top):
+            return None
+        return top + idle - float(self.cfg.detector.allowed_lateness)
+
+    def advance(self, watermark: float | None) -> int:
+        """Take a step at every window boundary up to ``watermark`` that has something to pack; returns steps taken."""
+        if watermark is None or not math.isfinite(watermark):
+            return 0
+        W = self.window
+        B = math.floor(watermark / W) * W
+        if B <= self.boundary:
+            return 0
+        taken = 0
+        T = self._next_boundary(B)
+        while T is not None:
+            if self._step(T):
+                taken += 1
+            self.boundary = T
+            T = self._next_boundary(B)
+        self.boundary = B
+        self.dirty = True
+        return taken
+
+    def _next_boundary(self, B: float) -> float | None:
+        """The next boundary after the last step where something is due (None: nothing more up to ``B``)."""
+        W = self.window
+        lo = self.boundary + W if math.isfinite(self.boundary) else -math.inf
+        due = [w.end for ms in self.engine.models.values() for w in ms.windows.values()]
+        for batches in (self.gate.labels, self.gate.features):
+            due.extend(math.floor(float(b.ts.min()) / W) * W + W for b in batches if b.n)
+        if math.isfinite(lo) and self._collected():
+            due.append(lo)
+        nxt = max(lo, min(due, default=B))
+        if nxt > B or (math.isfinite(self.boundary) and nxt <= self.boundary):
+            return None
+        return nxt
+
+    def _collected(self) -> bool:
+        mon = self.gate.monitor
+        return any(c.cnt.any() for m in mon.models.values() for c in m.open.values()) or any(
+            mon.join.counters[k] != self.gate.sent_join[k] for k in self.gate.sent_join)
+
+    def _step(self, T: float) -> bool:
+        partials = self.engine.advance_partials(T)
+        outcome = take_outcome_step(self.gate, self.engine, T)
+        if not partials and outcome is None:
+            return False
+        self.seq += 1
+        data = {"unit": self.name, "seq": self.seq, "boundary": T, "partials": [p.to_state() for p in partials],
+                "outcome": encode(outcome) if outcome is not None else None}
+        self.outbox.append((self.seq, T, pack("step", 1, data)))
+        return True
+
+    def sent(self, upto: int) -> None:
+        """The steps up to ``upto`` are on the partials topic (after a durable checkpoint held them)."""
+        before = len(self.outbox)
+        self.outbox = [o for o in self.outbox if o[0] > upto]
+        self.dirty |= len(self.outbox) != before
+
+    # ------------------------------------------------------------------ state
+    def to_state(self) -> dict[str, Any]:
+        return {"name": self.name, "engine": engine_state(self.engine), "offsets": dict(self.offsets),
+                "marks": dict(self.marks), "boundary": self.boundary, "seq": self.seq,
+                "outbox": [[s, b, blob] for s, b, blob in self.outbox], "duplicates": self.duplicates}
+
+    def load_state(self, st: Any) -> None:
+        """Restore (``EngineError``/``StateError`` if it does not fit: then use a fresh unit)."""
+        check(isinstance(st, dict) and st.get("name") == self.name, f"state of unit {self.name!r}")
+        check(isinstance(st["offsets"], dict) and isinstance(st["marks"], dict) and isinstance(st["outbox"], list),
+              "unit offsets, marks and outbox")
+        outbox = []
+        for row in st["outbox"]:
+            check(isinstance(row, list) and len(row) == 3 and isinstance(row[2], bytes), "unit outbox entry")
+            outbox.append((int(row[0]), float(row[1]), row[2]))
+        load_engine_state(self.engine, st["engine"])
+        self.offsets = {str(k): int(v) for k, v in st["offsets"].items()}
+        self.marks = {str(k): float(v) for k, v in st["marks"].items()}
+        self.boundary, self.seq, self.outbox = float(st["boundary"]), int(st["seq"]), outbox
+        self.duplicates = int(st.get("duplicates", 0))
+        self.dirty = False
+
