@@ -57,6 +57,7 @@ class Aggregator:
         attach_adoption(self.engine, cfg)
         self.sources: dict[str, dict[str, float]] = {}  # unit -> {"claim", "seq", "step"}: latest claim, seq applied, its boundary
         self.seen: dict[str, float] = {}  # unit -> monotonic time of its last message (not state)
+        self.first: dict[str, float] = {}  # unit -> monotonic time it was first counted (not state)
         self.expected: set[str] = set()  # the group's units (from the input topics' partition counts)
         self.local: dict[str, tuple[float, int]] = {}  # units this worker owns: (claim, seq) as sent
         self.pending: dict[float, list[bytes]] = {}  # boundary -> packed outcome steps not applied yet
@@ -68,6 +69,7 @@ class Aggregator:
         self.started = time.monotonic()
         self.source_timeout = max(60.0, 4 * float(cfg.checkpoint_interval))
         self.duplicates = self.rejected = self.capped = 0
+        self.behind = False  # advance() stopped at its budget with boundaries left to evaluate
         self.dirty = True
 
     # ------------------------------------------------------------------ input
@@ -220,18 +222,27 @@ class Aggregator:
         claims = []
         for unit in self.expected | set(self.sources) | set(self.local):
             if unit not in self.local and now - self.seen.get(unit, self.started) > self.source_timeout:
-                continue
-            claims.append(self.sources.get(unit, {}).get("claim", -math.inf))
+                continue  # silent: given up on (it rejoins with its next message)
+            claim = self.sources.get(unit, {}).get("claim", -math.inf)
+            if not math.isfinite(claim) and now - self.first.setdefault(unit, now) > self.source_timeout:
+                continue  # has claimed nothing for that long (a partition without predictions)
+            claims.append(claim)
         if not claims:
             return None
         wm = min(claims)
         return wm if math.isfinite(wm) else None
 
-    def advance(self, now: float | None = None) -> list[Alert]:
-        """Advance boundary by boundary to the watermark; returns the alerts."""
+    def advance(self, now: float | None = None, budget: float | None = None) -> list[Alert]:
+        """Advance boundary by boundary to the watermark; returns the alerts.
+
+        ``budget``: stop after about this many seconds (``behind`` then says there is more to do),
+        so a worker catching up on a backlog keeps answering its probes.
+        """
+        self.behind = False
         wm = self.watermark(now)
         if wm is None or wm <= self.boundary:
             return []
+        t0 = time.monotonic()
         W = float(self.cfg.detector.window)
         A = math.floor(wm / W) * W
         out: list[Alert] = []
@@ -246,8 +257,11 @@ class Aggregator:
                         log.error("ignoring an outcome step: %s", exc)
             out.extend(self.engine.advance(T))
             self.boundary = T
+            self.dirty = True
             T = self._next(A)
-        self.dirty = True
+            if T is not None and budget is not None and time.monotonic() - t0 > budget:
+                self.behind = True
+                break
         return out
 
     def _next(self, A: float) -> float | None:

@@ -59,6 +59,7 @@ class Sidecar:
         self.dlq_total = 0
         self.last_batch_wall = time.monotonic()
         self._idle_evaluator: Any = None
+        self.budget: float | None = None  # seconds of work per call before yielding (the worker sets it)
 
     # ------------------------------------------------------------------ units
     @property
@@ -93,8 +94,13 @@ class Sidecar:
         return Unit(name, self.cfg, self.refs, self.default)
 
     def add_unit(self, unit: Unit, tps: list[str]) -> None:
-        unit.assigned(tps, time.monotonic())
         self.units[unit.name] = unit
+        self.assign_tps(unit.name, tps)
+
+    def assign_tps(self, name: str, tps: list[str]) -> None:
+        """The ``"topic:partition"`` inputs unit ``name`` reads."""
+        self.units[name].assigned({tp: self.kind_of.get(tp.rpartition(":")[0], "predictions") for tp in tps},
+                                  time.monotonic())
 
     def drop_unit(self, name: str) -> None:
         self.units.pop(name, None)
@@ -116,20 +122,25 @@ class Sidecar:
             raise KeyError(f"no unit holds {topic}:{partition} on this worker")
         out.dlq.extend(unit.on_messages(kind, msgs))  # type: ignore[arg-type]
         self.last_batch_wall = time.monotonic()
-        unit.advance(unit.watermark())
+        unit.advance(unit.watermark(), self.budget)
         self.dlq_total += len(out.dlq)
         if self.agg is not None and unit.marks:
             self.agg.note_local(max(unit.marks.values()))
         return out
 
     def tick(self, idle_after: float) -> None:
-        """Wall-clock timer: units whose partitions went quiet move on (event time at wall speed)."""
+        """Wall-clock timer: units catch up, and units whose partitions went quiet move on (at wall speed)."""
         for unit in self.units.values():
             wm = unit.watermark()
             idle = unit.idle_watermark(idle_after)
             if idle is not None and (wm is None or idle > wm):
                 wm = idle
-            unit.advance(wm)
+            unit.advance(wm, self.budget)
+
+    @property
+    def behind(self) -> bool:
+        """Some unit or the aggregator stopped at its time budget with work left (call tick/aggregate again)."""
+        return any(u.behind for u in self.units.values()) or (self.agg is not None and self.agg.behind)
 
     # ------------------------------------------------------------------ aggregator
     def on_partials(self, topic: str, partition: int, offset: int, headers: dict[str, str], value: bytes | None) -> None:
@@ -141,7 +152,7 @@ class Sidecar:
         out = Outbox()
         if self.agg is None:
             return out
-        out.alerts.extend(self.agg.advance())
+        out.alerts.extend(self.agg.advance(budget=self.budget))
         from detector.core.counterexamples import library_of
 
         lib = library_of(self.agg.engine)
@@ -186,6 +197,7 @@ class Sidecar:
         if not math.isfinite(top):
             return out
         end = top + 2 * W
+        self.budget = None
         for unit in self.units.values():
             unit.advance(end)
         if self.agg is not None:
@@ -224,7 +236,7 @@ class Sidecar:
                 unit = self.units.get(name) or self.new_unit(name)
                 fresh = self.new_unit(name)
                 fresh.load_state(data["unit"])
-                fresh.seen = dict(unit.seen)
+                fresh.seen, fresh.kinds = dict(unit.seen), dict(unit.kinds)
                 self.units[name] = fresh
         except (KeyError, TypeError, ValueError) as exc:
             if isinstance(exc, StateError | EngineError):

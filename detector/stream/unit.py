@@ -10,10 +10,11 @@ contributions (:func:`~detector.core.exchange.take_outcome_step`). Steps wait in
 checkpoint holding them is durable, and the aggregator ignores a step whose sequence number it has
 already applied. A step is therefore sent exactly as it was checkpointed, whatever happens later.
 
-Event time: the unit's watermark is the slowest of its topic-partitions that are *active* (a
-message in the last ``partition_idle`` seconds, or assigned that recently and still silent), each
-at its newest accepted event time minus ``allowed_lateness``; events dated beyond the wall clock
-plus ``max_future`` are rejected (predictions, to the dead-letter topic) or joined at once
+Event time: the unit's watermark is its predictions' newest accepted event time minus
+``allowed_lateness`` (only predictions fill windows, so only they move it), held back by its labels
+and offline-features partitions while they are *active* (a message in the last ``partition_idle``
+seconds, or assigned that recently and still silent) and behind. Events dated beyond the wall
+clock plus ``max_future`` are rejected (predictions, to the dead-letter topic) or joined at once
 (labels, offline features) and never move a mark. When no message arrives for ``idle_after``
 seconds, event time goes on at wall-clock speed.
 """
@@ -65,22 +66,25 @@ class Unit:
         self.offsets: dict[str, int] = {}  # "topic:partition" -> last offset folded
         self.marks: dict[str, float] = {}  # "topic:partition" -> newest accepted event time
         self.seen: dict[str, float] = {}  # "topic:partition" -> monotonic time of its last message (or assignment)
+        self.kinds: dict[str, str] = {}  # "topic:partition" -> predictions / labels / features
         self.boundary = -math.inf  # the last step taken: everything before it has been packed
         self.seq = 0  # sequence number of the last step packed
         self.outbox: list[tuple[int, float, bytes]] = []  # (seq, boundary, packed step) not yet sent
         self.duplicates = 0
         self.last_input = time.monotonic()
         self.partition_idle = PARTITION_IDLE
+        self.behind = False  # advance() stopped at its budget with boundaries left
         self.dirty = True
 
     @property
     def window(self) -> float:
         return float(self.cfg.detector.window)
 
-    def assigned(self, tps: list[str], now: float) -> None:
-        """The topic-partitions this unit reads (they hold the watermark back until they speak)."""
-        for tp in tps:
+    def assigned(self, tps: dict[str, str], now: float) -> None:
+        """The topic-partitions this unit reads, ``{"topic:partition": kind}`` (they hold event time back until they speak)."""
+        for tp, kind in tps.items():
             self.seen.setdefault(tp, now)
+            self.kinds[tp] = kind
 
     # ------------------------------------------------------------------ input
     def on_messages(self, kind: str, msgs: list[Message], wall: float | None = None) -> list[tuple[Message, EventError]]:
@@ -108,6 +112,7 @@ class Unit:
         now = time.monotonic()
         tp = f"{msgs[0].topic}:{msgs[0].partition}"
         self.seen[tp] = self.last_input = now
+        self.kinds[tp] = kind
         if not fresh:
             return dlq
         ceiling = wall + float(self.cfg.detector.max_future)
@@ -133,8 +138,11 @@ class Unit:
         """The unit's event-time watermark (None while every topic-partition is idle)."""
         now = time.monotonic() if now is None else now
         idle = self.partition_idle
-        marks = [self.marks.get(tp, -math.inf) for tp, seen in self.seen.items() if now - seen <= idle]
-        if not marks:
+        preds = [tp for tp in self.seen if self.kinds.get(tp) == "predictions"]
+        marks = [self.marks.get(tp, -math.inf) for tp in preds]
+        marks += [self.marks.get(tp, -math.inf) for tp, seen in self.seen.items()
+                  if tp not in preds and now - seen <= idle]
+        if not marks or not math.isfinite(min(marks)):
             return None
         return min(marks) - float(self.cfg.detector.allowed_lateness)
 
@@ -147,21 +155,30 @@ class Unit:
             return None
         return top + idle - float(self.cfg.detector.allowed_lateness)
 
-    def advance(self, watermark: float | None) -> int:
-        """Take a step at every window boundary up to ``watermark`` that has something to pack; returns steps taken."""
+    def advance(self, watermark: float | None, budget: float | None = None) -> int:
+        """Take a step at every window boundary up to ``watermark`` that has something to pack; returns steps taken.
+
+        ``budget``: stop after about this many seconds (``behind`` is then True; call again).
+        """
+        self.behind = False
         if watermark is None or not math.isfinite(watermark):
             return 0
         W = self.window
         B = math.floor(watermark / W) * W
         if B <= self.boundary:
             return 0
+        t0 = time.monotonic()
         taken = 0
         T = self._next_boundary(B)
         while T is not None:
             if self._step(T):
                 taken += 1
             self.boundary = T
+            self.dirty = True
             T = self._next_boundary(B)
+            if T is not None and budget is not None and time.monotonic() - t0 > budget:
+                self.behind = True
+                return taken
         self.boundary = B
         self.dirty = True
         return taken

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 import socket
 import time
@@ -104,6 +105,8 @@ class Worker:
         self.cfg = cfg
         self.worker_id = worker_id or os.environ.get("HOSTNAME") or socket.gethostname()
         self.sidecar = Sidecar(cfg, refs, default, self.worker_id)
+        self.sidecar.budget = 0.25  # seconds of stepping per call: the loop keeps answering while catching up
+        self.catch_up = asyncio.Event()
         self.batch = batch
         self.within = within
         self.idle_after = idle_after if idle_after is not None else max(10.0, cfg.detector.allowed_lateness)
@@ -169,6 +172,8 @@ class Worker:
                         h = {k: v.decode("utf-8", "replace") for k, v in (msg.headers or [])}
                         self.sidecar.on_partials(msg.topic, msg.partition, msg.offset, h, msg.value)
                     await self._send(self.sidecar.aggregate())
+                    if self.sidecar.behind:
+                        self.catch_up.set()
 
         @app.timer(interval=max(0.5, min(5.0, cfg.checkpoint_interval / 4)))
         async def ticker() -> None:
@@ -176,6 +181,8 @@ class Worker:
                 try:
                     self.sidecar.tick(self.idle_after)
                     await self._send(self.sidecar.aggregate())
+                    if self.sidecar.behind:
+                        self.catch_up.set()
                 except Exception as exc:  # noqa: BLE001 - an exception in a Faust timer crashes the app
                     log.warning("tick failed (%s: %s); retrying at the next one", type(exc).__name__, exc)
                 if time.monotonic() - self.last_checkpoint >= cfg.checkpoint_interval:
@@ -186,6 +193,24 @@ class Worker:
             await self._create_state_topic()
             self.last_checkpoint = time.monotonic()
             self.restored.set()
+
+        @app.task
+        async def catch_up() -> None:  # a backlog is stepped through in slices, yielding the loop in between
+            while True:
+                await self.catch_up.wait()
+                self.catch_up.clear()
+                while True:
+                    async with self.lock:
+                        try:
+                            self.sidecar.tick(self.idle_after)
+                            await self._send(self.sidecar.aggregate())
+                        except Exception as exc:  # noqa: BLE001 - a crash here would stop the app
+                            log.warning("catching up failed (%s: %s)", type(exc).__name__, exc)
+                            break
+                        more = self.sidecar.behind
+                    if not more:
+                        break
+                    await asyncio.sleep(0)
 
         @app.on_partitions_revoked.connect
         async def on_revoked(app_: Any, revoked: Any = None, **kw: Any) -> None:
@@ -251,6 +276,8 @@ class Worker:
                             continue
                         out.dlq.extend(o.dlq)
                     await self._send(out)
+                    if self.sidecar.behind:
+                        self.catch_up.set()
 
     def status(self) -> dict[str, Any]:
         """Machine-readable state (``/status?format=json``): ingest and label-join counters, alerts."""
@@ -272,8 +299,9 @@ class Worker:
         return {
             "worker": self.worker_id, "group": self.cfg.kafka.group_id, "restored": self.restored.is_set(),
             "uptime_seconds": round(time.time() - self.started_at, 1), "checkpoints": self.checkpoints,
-            "units": {n: {"boundary": u.boundary if u.boundary != float("-inf") else None, "seq": u.seq,
-                          "outbox": len(u.outbox)} for n, u in sorted(side.units.items())},
+            "units": {n: {"boundary": _ts(u.boundary), "watermark": _ts(u.watermark()), "seq": u.seq,
+                          "outbox": len(u.outbox), "marks": {tp: _ts(m) for tp, m in u.marks.items()}}
+                      for n, u in sorted(side.units.items())},
             "counters": counters, "label_join": join, "duplicates": side.duplicates, "dlq_total": side.dlq_total,
             "alerts_suppressed": self.alerts_suppressed, "restored_counts": self.restored_counts,
             "restore_errors": self.restore_errors,
@@ -282,7 +310,9 @@ class Worker:
                 "windows_closed": evaluator.counters.windows_closed, "late": evaluator.counters.late,
                 "alerts_fired": evaluator.counters.alerts_fired, "alerts_resolved": evaluator.counters.alerts_resolved,
                 "boundary": agg.boundary if agg.boundary != float("-inf") else None, "sources": sorted(agg.sources),
-                "duplicate_steps": agg.duplicates, "rejected": agg.rejected, "capped_claims": agg.capped},
+                "duplicate_steps": agg.duplicates, "rejected": agg.rejected, "capped_claims": agg.capped,
+                # days of history of each model's seasonal baseline (its best-known time-of-day slot)
+                "baseline_days": {n: float(ms.seasonal.days.max()) for n, ms in evaluator.models.items()}},
             "firing": evaluator.alerts.firing(), "recent": self.alert_log[-50:],
         }
 
@@ -378,7 +408,6 @@ class Worker:
                     log.error("checkpoint of %s unusable (%s: %s); it starts from empty state", name, type(exc).__name__, exc)
             if name != AGGREGATOR:
                 u = side.units[name]
-                u.assigned(tps[name], time.monotonic())
                 for k, attr in (("predictions", "predictions"), ("labels", "labels"), ("feature_events", "feature_events")):
                     self.restored_counts[k] += int(getattr(u.engine.counters, attr))
         if AGGREGATOR in todo and side.agg is not None:
@@ -389,7 +418,7 @@ class Worker:
                 log.warning("could not read the alert topic (%s); alerts raised again after the checkpoint are re-sent",
                             type(exc).__name__)
         for name, t_ in tps.items():
-            side.units[name].assigned(t_, time.monotonic())
+            side.assign_tps(name, t_)
 
     async def _checkpoint(self, all_units: bool = False) -> None:
         """Checkpoint (caller holds the lock), send what the checkpoints hold, then commit what they cover."""
@@ -433,6 +462,10 @@ class Worker:
     async def checkpoint_now(self) -> None:
         async with self.lock:
             await self._checkpoint(all_units=True)
+
+
+def _ts(t: float | None) -> float | None:
+    return t if t is not None and math.isfinite(t) else None
 
 
 def build_app(cfg: Config, refs: dict[str, Reference], default: Reference | None, **kw: Any) -> Worker:

@@ -495,8 +495,10 @@ def paced_produce(bootstrap: str, records: list[tuple[float, Record]], speedup: 
     return asyncio.run(main())
 
 
-def test_sigkill_and_restart_counts_everything_once(kafka_bootstrap: str, reference_path: Path, tmp_path: Path,
-                                                    scenario: Scenario, workers: Callable[..., WorkerProc]) -> None:
+def test_sigkill_and_restart_under_a_new_worker_id_counts_everything_once(
+        kafka_bootstrap: str, reference_path: Path, tmp_path: Path, scenario: Scenario,
+        workers: Callable[..., WorkerProc]) -> None:
+    """A rollout gives the replacement pod a new name: state follows the partitions, not the worker id."""
     from detector.core.timeparse import parse_timestamps
 
     topics, group, port = topic_names("kill"), unique("kill"), free_port()
@@ -508,7 +510,7 @@ def test_sigkill_and_restart_counts_everything_once(kafka_bootstrap: str, refere
     n_first_preds = sum(1 for t, _, _ in first if t == topics["predictions"])
     want_preds, want_labels, want_matched = label_join_expected(scenario)
 
-    w1 = workers(cfg, "kill-w", port)
+    w1 = workers(cfg, "pod-7f9c2-abcde", port)
     produce(kafka_bootstrap, first, timeout=120)
     print(f"\nproduced {len(first)} messages; worker ready {w1.wait_ready():.1f}s after launch")
 
@@ -518,10 +520,12 @@ def test_sigkill_and_restart_counts_everything_once(kafka_bootstrap: str, refere
             return None
         return next((a for a in st["firing"] if a["kind"] == "unit_shift"), None)
 
-    open_alert = wait_until("the unit_shift incident to be open", incident_open, timeout=120, interval=0.5,
+    open_alert = wait_until("the unit_shift incident to be open", incident_open, timeout=180, interval=0.5,
                             on_timeout=w1.log_tail)
     ckpts = w1.status()["checkpoints"]
-    wait_until("a checkpoint that covers the open incident", lambda: w1.status()["checkpoints"] > ckpts, timeout=30)
+    wait_until("a checkpoint that covers the open incident", lambda: w1.status()["checkpoints"] > ckpts + 1, timeout=30)
+    baseline_days = w1.status()["aggregator"]["baseline_days"]
+    assert baseline_days["fraud"] > 1.0, baseline_days  # a seasonal baseline with history (it takes days to build)
 
     # the rest of the traffic arrives live (8 s of wall time); the worker dies in the middle of it
     stop = threading.Event()
@@ -534,19 +538,26 @@ def test_sigkill_and_restart_counts_everything_once(kafka_bootstrap: str, refere
     before = w1.status()
     w1.signal(signal.SIGKILL)
     assert w1.wait(10) == -signal.SIGKILL
-    print(f"SIGKILL after {before['counters']['predictions']} predictions, {before['checkpoints']} checkpoints")
+    print(f"SIGKILL after {before['counters']['predictions']} predictions, {before['checkpoints']} checkpoints, "
+          f"{before['label_join']['pending']} predictions held for labels")
 
-    w2 = workers(cfg, "kill-w", port)  # same worker id: restores the same checkpoint
-    print(f"restarted worker ready {w2.wait_ready(90):.1f}s after launch")
+    w2 = workers(cfg, "pod-3b1d8-vwxyz", port)  # the replacement has another name: it restores by partition
+    print(f"replacement worker ready {w2.wait_ready(90):.1f}s after launch")
     producer.join(120)
     assert not producer.is_alive() and result.get("sent") == len(rest)
+    restored = wait_until("the aggregator to be restored", lambda: (st := w2.status())["aggregator"] and st, timeout=60)
+    assert restored["restore_errors"] == 0
+    assert restored["aggregator"]["baseline_days"]["fraud"] >= baseline_days["fraud"]  # baselines kept
 
     def done() -> dict[str, Any] | None:
         st = w2.status()
-        c = st["counters"]
-        return st if c["predictions"] >= want_preds and c["labels"] >= want_labels else None
+        c, j = st["counters"], st["label_join"]
+        # labels are joined in event-time order once the watermark passes their window (after the
+        # stream stops, when the worker has been idle for idle_after): wait for the last ones
+        full = c["predictions"] >= want_preds and c["labels"] >= want_labels and j["matched"] >= want_matched
+        return st if full else None
 
-    st = wait_until("every message to be processed after the restart", done, timeout=90, interval=0.5,
+    st = wait_until("every message to be processed after the restart", done, timeout=180, interval=0.5,
                     on_timeout=w2.log_tail)
     time.sleep(2.0)  # anything still in flight would show as over-counting now
     st = w2.status()
@@ -560,7 +571,7 @@ def test_sigkill_and_restart_counts_everything_once(kafka_bootstrap: str, refere
     assert c["predictions"] == want_preds
     assert c["labels"] == want_labels
     assert c["feature_events"] == scenario.counts["features"]
-    assert j["matched"] == want_matched, j
+    assert j["matched"] == want_matched, j  # labels after the kill found predictions held before it
     assert j["duplicates"] + j["corrections"] == scenario.later_labels, j
     assert j["orphans"] == 0 and j["early_held"] == 0, j
     assert not c["invalid"] and st["dlq_total"] == 0
@@ -778,7 +789,7 @@ def test_broker_restart_worker_survives_and_resumes(reference_path: Path, tmp_pa
 
 def test_sigterm_checkpoints_and_exits_within_grace(kafka_bootstrap: str, reference_path: Path, tmp_path: Path,
                                                      scenario: Scenario, workers: Callable[..., WorkerProc]) -> None:
-    from detector.stream.checkpoint import read_checkpoint
+    from detector.stream.checkpoint import read_checkpoints
 
     topics, group, port = topic_names("term"), unique("term"), free_port()
     grace = 10.0
@@ -799,5 +810,6 @@ def test_sigterm_checkpoints_and_exits_within_grace(kafka_bootstrap: str, refere
     print(f"exit status {code} {took:.2f}s after SIGTERM (shutdown_grace {grace:.0f}s)")
     assert code == 0, w.log_tail()
     assert took <= grace + 2.0
-    data = run(read_checkpoint(kafka_bootstrap, f"{group}-state", f"{group}/term-w"))
-    assert data, "no checkpoint written on SIGTERM"
+    units = {f"p{k}" for k in range(4)} | {"aggregator"}
+    found = run(read_checkpoints(kafka_bootstrap, f"{group}-state", group, units))
+    assert all(isinstance(found[u], tuple) for u in units), f"not every unit checkpointed on SIGTERM: {found}"
