@@ -112,6 +112,14 @@ class Sidecar:
         agg.expected = self.expected_units()
         return agg
 
+    def update_lags(self, end_offset: Any) -> None:
+        """``end_offset(topic, partition)`` -> the next offset to be written (None if unknown): units learn their lag."""
+        for u in self.units.values():
+            for tp in u.seen:
+                topic, _, part = tp.rpartition(":")
+                end = end_offset(topic, int(part))
+                u.lags[tp] = None if end is None else max(0, int(end) - (u.offsets.get(tp, -1) + 1))
+
     # ------------------------------------------------------------------ input
     def on_messages(self, topic: str, partition: int, msgs: list[Message]) -> Outbox:
         """Messages of one input topic-partition (its unit must be held here)."""

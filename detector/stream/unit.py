@@ -12,8 +12,10 @@ already applied. A step is therefore sent exactly as it was checkpointed, whatev
 
 Event time: the unit's watermark is its predictions' newest accepted event time minus
 ``allowed_lateness`` (only predictions fill windows, so only they move it), held back by its labels
-and offline-features partitions while they are *active* (a message in the last ``partition_idle``
-seconds, or assigned that recently and still silent) and behind. Events dated beyond the wall
+and offline-features partitions while they have unread messages (consumer lag, as the worker last
+saw it) - or, while their lag is not known yet, for ``partition_idle`` seconds after their last
+message (or assignment). A caught-up labels partition never holds it back: a label that arrives
+later is late by nature. Events dated beyond the wall
 clock plus ``max_future`` are rejected (predictions, to the dead-letter topic) or joined at once
 (labels, offline features) and never move a mark. When no message arrives for ``idle_after``
 seconds, event time goes on at wall-clock speed.
@@ -67,6 +69,7 @@ class Unit:
         self.marks: dict[str, float] = {}  # "topic:partition" -> newest accepted event time
         self.seen: dict[str, float] = {}  # "topic:partition" -> monotonic time of its last message (or assignment)
         self.kinds: dict[str, str] = {}  # "topic:partition" -> predictions / labels / features
+        self.lags: dict[str, int | None] = {}  # "topic:partition" -> unread messages (None: not known)
         self.boundary = -math.inf  # the last step taken: everything before it has been packed
         self.seq = 0  # sequence number of the last step packed
         self.outbox: list[tuple[int, float, bytes]] = []  # (seq, boundary, packed step) not yet sent
@@ -140,8 +143,12 @@ class Unit:
         idle = self.partition_idle
         preds = [tp for tp in self.seen if self.kinds.get(tp) == "predictions"]
         marks = [self.marks.get(tp, -math.inf) for tp in preds]
-        marks += [self.marks.get(tp, -math.inf) for tp, seen in self.seen.items()
-                  if tp not in preds and now - seen <= idle]
+        for tp, seen in self.seen.items():
+            if tp in preds:
+                continue
+            lag = self.lags.get(tp)
+            if (lag is not None and lag > 0) or (lag is None and now - seen <= idle):
+                marks.append(self.marks.get(tp, -math.inf))
         if not marks or not math.isfinite(min(marks)):
             return None
         return min(marks) - float(self.cfg.detector.allowed_lateness)

@@ -179,6 +179,7 @@ class Worker:
         async def ticker() -> None:
             async with self.lock:
                 try:
+                    self._lags()
                     self.sidecar.tick(self.idle_after)
                     await self._send(self.sidecar.aggregate())
                     if self.sidecar.behind:
@@ -266,6 +267,7 @@ class Worker:
                     m = e.message
                     groups.setdefault((m.topic, m.partition), []).append(Message(m.topic, m.partition, m.offset, m.value, m.key))
                 async with self.lock:
+                    self._lags()
                     out = Outbox()
                     for (topic, part), msgs in groups.items():
                         try:
@@ -278,6 +280,20 @@ class Worker:
                     await self._send(out)
                     if self.sidecar.behind:
                         self.catch_up.set()
+
+    def _lags(self) -> None:
+        """Tell the units how many messages of each of their topic-partitions are still unread."""
+        from faust.types import TP
+
+        consumer = self.app.consumer
+
+        def end(topic: str, partition: int) -> int | None:
+            try:
+                return consumer.highwater(TP(topic, partition))
+            except Exception:  # noqa: BLE001 - not assigned (any more) or not fetched yet: unknown
+                return None
+
+        self.sidecar.update_lags(end)
 
     def status(self) -> dict[str, Any]:
         """Machine-readable state (``/status?format=json``): ingest and label-join counters, alerts."""

@@ -625,7 +625,8 @@ def scale_out(kafka_bootstrap: str, reference_path: Path, tmp_path_factory: pyte
                                          ("two-b", g2, alerts2, "pair-b")):
             port = free_port()
             cfg = write_config(tmp / f"{name}.yaml", kafka_bootstrap, reference_path, group,
-                               {**inputs, "alerts": alerts, "dlq": f"{alerts}-dlq"}, port)
+                               {**inputs, "alerts": alerts, "dlq": f"{alerts}-dlq"}, port,
+                               detector={"allowed_lateness": "10s"})
             started.append(WorkerProc(cfg, wid, port, tmp / f"{wid}.log").start())
         one, two = started[0], started[1:]
         # Both groups settle before the input is produced: a partition that moves between workers
@@ -646,8 +647,17 @@ def scale_out(kafka_bootstrap: str, reference_path: Path, tmp_path_factory: pyte
                                                 for w in started))
         per_worker = [w.status()["counters"]["predictions"] for w in two]
         print(f"\npredictions per worker of the pair: {per_worker}")
-        # windows close on the aggregator as partials and heartbeats arrive, outcome cohorts as
-        # labels mature: wait until both alert streams have stopped changing for a few seconds
+        # Every window with data closes once the aggregator's event time passes the last one (the
+        # units move on at wall speed after idle_after = 10 s without input): wait for that in both
+        # groups, then until both alert streams have stopped changing for a few seconds.
+        end = (max(ts for ts, k, _, _ in scenario.events if k == "predictions") // 3600 + 1) * 3600
+
+        def covered() -> bool:
+            aggs = [st["aggregator"] for st in (w.status() for w in started) if st["aggregator"]]
+            return len(aggs) == 2 and all((a["boundary"] or 0) >= end for a in aggs)
+
+        wait_until("both aggregators to evaluate every window", covered, timeout=120, interval=1.0,
+                   on_timeout=lambda: "\n".join(json.dumps(w.status()["units"]) + "\n" + w.log_tail(15) for w in started))
         last: dict[str, Any] = {"streams": None, "since": time.monotonic()}
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -665,6 +675,7 @@ def scale_out(kafka_bootstrap: str, reference_path: Path, tmp_path_factory: pyte
             w.stop()
 
 
+@pytest.mark.timeout(480)  # the module's two groups are built by the first test that uses them
 def test_one_worker_and_two_workers_give_the_same_alerts(scale_out: ScaleOut) -> None:
     """Window-evaluated kinds (input drift and skew, scores, serving health): merged partials."""
     from detector.core.alerts import INPUT_SCOPE
@@ -681,9 +692,6 @@ def test_one_worker_and_two_workers_give_the_same_alerts(scale_out: ScaleOut) ->
     assert max(firing.values()) == 1
 
 
-@pytest.mark.xfail(reason="outcome (labels: calibration, performance, label drift...) and feature-parity checks run "
-                          "on each worker's own partitions; only window counts are merged across workers",
-                   strict=False)
 def test_outcome_alerts_are_the_same_with_two_workers(scale_out: ScaleOut) -> None:
     from detector.core.alerts import INPUT_SCOPE
 
@@ -691,6 +699,8 @@ def test_outcome_alerts_are_the_same_with_two_workers(scale_out: ScaleOut) -> No
     s2 = alert_set([a for a in scale_out.two if a["kind"] not in INPUT_SCOPE])
     print(f"\noutcome/parity alerts: only with one worker {sorted(s1 - s2)}; only with two {sorted(s2 - s1)}")
     assert s1 == s2
+    # not a comparison of two empty sets: the served amount (cents) differs from the offline one (dollars)
+    assert any(k == "feature_parity" and f == "amount" and st == "firing" for k, f, _, _, st in s1), sorted(s1)
     firing = Counter(a["alert_id"] for a in scale_out.two if a["state"] == "firing" and a["kind"] not in INPUT_SCOPE)
     assert max(firing.values(), default=1) == 1, "both workers fired the same outcome alert"
 
