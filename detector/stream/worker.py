@@ -76,6 +76,16 @@ def _faust_credentials(cfg: Config) -> Any:
     return None
 
 
+def _warm_up() -> None:
+    """Import what the units, the aggregator and the web pages import lazily (river alone takes seconds)."""
+    import importlib
+
+    for mod in ("river.drift", "detector.core.drift_state", "detector.core.outcomes", "detector.core.snapshot",
+                "detector.core.exchange", "detector.core.counterexamples", "detector.core.contribution",
+                "detector.core.adoption", "detector.core.checks", "detector.shells.metrics", "detector.shells.status"):
+        importlib.import_module(mod)
+
+
 def gated_consumer(base: type) -> type:
     """Faust's consumer class without Faust's own offset commits.
 
@@ -105,6 +115,7 @@ class Worker:
         self.cfg = cfg
         self.worker_id = worker_id or os.environ.get("HOSTNAME") or socket.gethostname()
         self.sidecar = Sidecar(cfg, refs, default, self.worker_id)
+        _warm_up()  # imports now, not on the event loop at the first assignment or checkpoint
         self.sidecar.budget = 0.25  # seconds of stepping per call: the loop keeps answering while catching up
         self.catch_up = asyncio.Event()
         self.batch = batch
