@@ -13,7 +13,8 @@ from collections.abc import Sequence
 
 from detector import __version__
 
-# subcommand -> (module, help); each module has add_arguments(parser) and run(args) -> int
+# subcommand -> (module, help); each module has add_arguments(parser) and run(args) -> int. Every module
+# is part of the package: a missing one is a packaging bug and must fail loudly, not hide a command.
 COMMANDS = {
     "demo": ("detector.shells.demo", "the main job: simulated model + injected faults + detector, live view"),
     "baseline": ("detector.shells.baseline", "build a reference profile (and audits) from training data"),
@@ -26,20 +27,12 @@ COMMANDS = {
 }
 
 
-def _available() -> dict[str, tuple[str, str]]:
-    out = {}
-    for name, (mod, help_) in COMMANDS.items():
-        if importlib.util.find_spec(mod) is not None:
-            out[name] = (mod, help_)
-    return out
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="skewwatch", description="Is the production gap data, model or system?")
     p.add_argument("--version", action="version", version=f"skewwatch {__version__}")
     p.add_argument("--log-format", choices=["text", "json"], default="text", help="log line format")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
-    for name, (mod, help_) in _available().items():
+    for name, (mod, help_) in COMMANDS.items():
         sp = sub.add_parser(name, help=help_, description=help_)
         importlib.import_module(mod).add_arguments(sp)
         sp.set_defaults(_module=mod)

@@ -4,32 +4,60 @@ The JSON files are committed (Grafana provisions them as they are); this script 
 so every panel gets the same datasource variable, unit, description and legend conventions.
 Run ``python3 grafana/build.py`` after editing; ``tests/deploy`` fails when the files are stale.
 
-Conventions: one ``datasource`` variable (type datasource, Prometheus); ``model``, ``feature``
-and ``slice`` query variables read label values from the exporter; every ``rate()`` uses
-``$__rate_interval``; ``slice="all"`` is the whole traffic, ``slice="region=eu"`` one slice.
+Conventions: one ``datasource`` variable (type datasource, Prometheus); ``cluster`` and
+``namespace`` variables (the labels kube-prometheus-stack puts on every scraped series; "All"
+matches series without them too) scope every query; ``model``, ``feature`` and ``slice`` query
+variables read label values from the exporter; every ``rate()`` uses ``$__rate_interval``;
+``slice="all"`` is the whole traffic, ``slice="region=eu"`` one slice. Distributions are
+Prometheus histograms read with ``histogram_quantile`` (aggregated over replicas first).
+
+The same run packages the dashboards for Kubernetes: ``grafana/kubernetes/dashboards.yaml`` (one
+ConfigMap per dashboard with the ``grafana_dashboard: "1"`` label the kube-prometheus-stack
+Grafana sidecar loads) and ``deploy/helm/skewwatch/dashboards/`` plus the chart's copy of
+``deploy/prometheus/rules.yml`` (a chart can only read files inside itself).
 """
 
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
 
-OUT = Path(__file__).resolve().parent / "dashboards"
+import yaml
+
+HERE = Path(__file__).resolve().parent
+OUT = HERE / "dashboards"
+CONFIGMAPS = HERE / "kubernetes" / "dashboards.yaml"
+CHART_COPY = HERE.parent / "deploy" / "helm" / "skewwatch" / "dashboards"
 DS = {"type": "prometheus", "uid": "${datasource}"}
 SCHEMA_VERSION = 39
 M = 'model=~"$model"'
 MS = 'model=~"$model", slice=~"$slice"'
 MFS = 'model=~"$model", feature=~"$feature", slice=~"$slice"'
 OUTCOME_KINDS = "calibration|performance|label_drift|concept_drift|label_delay"
+SCOPE = 'cluster=~"$cluster", namespace=~"$namespace"'
+_METRIC = re.compile(r"\b((?:skewwatch|process)_[a-zA-Z0-9_]+)(\{)?")
+
+
+def scoped(expr: str) -> str:
+    """Add the cluster / namespace matchers to every skewwatch_* / process_* selector of ``expr``.
+
+    >>> scoped('sum(rate(skewwatch_events_total[5m])) / skewwatch_x{model="a"}')
+    'sum(rate(skewwatch_events_total{cluster=~"$cluster", namespace=~"$namespace"}[5m])) / skewwatch_x{cluster=~"$cluster", namespace=~"$namespace", model="a"}'
+    """
+    def add(m: re.Match[str]) -> str:
+        return f"{m.group(1)}{{{SCOPE}, " if m.group(2) else f"{m.group(1)}{{{SCOPE}}}"
+
+    return _METRIC.sub(add, expr).replace(", }", "}")
 
 
 # --------------------------------------------------------------------------- building blocks
 
 
 def target(expr: str, legend: str = "", ref: str = "A", instant: bool = False, fmt: str = "time_series") -> dict[str, Any]:
-    t: dict[str, Any] = {"datasource": DS, "expr": expr, "legendFormat": legend or "__auto", "refId": ref,
+    t: dict[str, Any] = {"datasource": DS, "expr": scoped(expr), "legendFormat": legend or "__auto", "refId": ref,
                          "range": not instant, "instant": instant, "editorMode": "code"}
     if fmt != "time_series":
         t["format"] = fmt
@@ -87,6 +115,8 @@ def layout(panels: list[dict[str, Any]]) -> list[dict[str, Any]]:
     x = y = row_h = 0
     for i, p in enumerate(panels, start=1):
         g = p["gridPos"]
+        if p["type"] == "row" and x > 0:
+            x, y, row_h = 0, y + row_h, 0
         if x + g["w"] > 24:
             x, y, row_h = 0, y + row_h, 0
         g["x"], g["y"] = x, y
@@ -96,13 +126,23 @@ def layout(panels: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return panels
 
 
+def row(title: str, repeat: str | None = None) -> dict[str, Any]:
+    """A (non-collapsed) row: the panels after it, up to the next row, belong to it; ``repeat`` makes
+    one copy of the row and its panels per selected value of that variable."""
+    r: dict[str, Any] = {"type": "row", "title": title, "collapsed": False, "panels": [],
+                         "gridPos": {"h": 1, "w": 24, "x": 0, "y": 0}}
+    if repeat:
+        r["repeat"] = repeat
+    return r
+
+
 def var_query(name: str, label: str, query: str, multi: bool, include_all: bool, description: str,
-              default: str | None = None) -> dict[str, Any]:
+              default: str | None = None, hide: int = 0) -> dict[str, Any]:
     v: dict[str, Any] = {
         "name": name, "label": label, "type": "query", "description": description, "datasource": DS,
         "definition": query,
         "query": {"qryType": 1, "query": query, "refId": "PrometheusVariableQueryEditor-VariableQuery"},
-        "refresh": 2, "sort": 1, "multi": multi, "includeAll": include_all, "hide": 0, "regex": "", "options": [],
+        "refresh": 2, "sort": 1, "multi": multi, "includeAll": include_all, "hide": hide, "regex": "", "options": [],
         "current": {},
     }
     if include_all:
@@ -118,15 +158,24 @@ def variables(*names: str) -> list[dict[str, Any]]:
         "description": "Prometheus that scrapes the skewwatch sidecars", "hide": 0, "refresh": 1, "regex": "",
         "options": [], "current": {"selected": True, "text": "Prometheus (skewwatch)", "value": "skewwatch-prometheus"},
     }]
+    out.append(var_query("cluster", "Cluster", "label_values(skewwatch_build_info, cluster)", True, True,
+                         "Kubernetes cluster (the `cluster` label, e.g. a Prometheus external label); All also "
+                         "matches series without it"))
+    out.append(var_query("namespace", "Namespace", 'label_values(skewwatch_build_info{cluster=~"$cluster"}, '
+                         "namespace)", True, True, "Kubernetes namespace of the skewwatch pods (set by the "
+                         "ServiceMonitor); All also matches series without it"))
     if "model" in names:
-        out.append(var_query("model", "Model", "label_values(skewwatch_open_windows, model)", True, True,
+        out.append(var_query("model", "Model", f"label_values(skewwatch_open_windows{{{SCOPE}}}, model)", True, True,
                              "Model(s) watched by skewwatch"))
     if "feature" in names:
-        out.append(var_query("feature", "Feature", 'label_values(skewwatch_feature_statistic{model=~"$model"}, feature)',
-                             True, True, "Feature(s) of the reference profile (score = the model score)"))
+        out.append(var_query("feature", "Feature", f'label_values(skewwatch_feature_statistic{{{SCOPE}, '
+                             'model=~"$model"}, feature)', True, True,
+                             "Feature(s) of the reference profile (score = the model score); the per-feature "
+                             "rows repeat for each one selected"))
     if "slice" in names:
-        out.append(var_query("slice", "Slice", 'label_values(skewwatch_window_events{model=~"$model"}, slice)',
-                             True, True, 'Traffic slice: "all" = whole traffic, "region=eu" = one slice row', "all"))
+        out.append(var_query("slice", "Slice", f'label_values(skewwatch_window_events{{{SCOPE}, model=~"$model"}}, '
+                             "slice)", True, True, 'Traffic slice: "all" = whole traffic, "region=eu" = one slice row',
+                             "all"))
     return out
 
 
@@ -144,6 +193,20 @@ def dashboard(uid: str, title: str, description: str, panels: list[dict[str, Any
                    "tooltip": "", "url": ""}],
         "templating": {"list": vars_}, "panels": layout(panels),
     }
+
+
+def drill_down_links() -> list[dict[str, Any]]:
+    """Data links of an incident row: the feature, outcome and serving dashboards for its model,
+    feature and slice, keeping the time range, datasource, cluster and namespace."""
+    keep = "${datasource:queryparam}&${cluster:queryparam}&${namespace:queryparam}&${__url_time_range}"
+    row = "var-model=${__data.fields.model}&var-slice=${__data.fields.slice}"
+    return [
+        {"title": "Feature drift & skew: ${__data.fields.feature} [${__data.fields.slice}]",
+         "url": f"/d/skewwatch-features?{row}&var-feature=${{__data.fields.feature}}&{keep}"},
+        {"title": "Outcomes of ${__data.fields.model} [${__data.fields.slice}]",
+         "url": f"/d/skewwatch-outcomes?{row}&{keep}"},
+        {"title": "Serving & pipeline health of ${__data.fields.model}", "url": f"/d/skewwatch-pipeline?{row}&{keep}"},
+    ]
 
 
 # --------------------------------------------------------------------------- dashboards
@@ -165,7 +228,8 @@ def overview() -> dict[str, Any]:
         stat("Critical incidents", "skewwatch incidents firing with severity critical (all actions).", "short",
              f'sum(skewwatch_alerts_firing{{{M}, severity="critical"}}) or vector(0)', [("green", None), ("red", 1)]),
         panel("table", "What is wrong now", "Every incident skewwatch has firing, with the lever to pull (action), "
-              "the diagnosed cause, the statistic and its threshold. The alert event on the skewwatch-alerts topic "
+              "the diagnosed cause, the statistic and its threshold. Click a row to open the feature, outcome or "
+              "serving dashboard on its model, feature and slice. The alert event on the skewwatch-alerts topic "
               "carries the evidence and a summary.", "none",
               [target(f"max by ({alert_by}) (skewwatch_alert_value{{{M}}})", ref="A", instant=True, fmt="table"),
                target(f"max by ({alert_by}) (skewwatch_alert_threshold{{{M}}})", ref="B", instant=True, fmt="table"),
@@ -179,6 +243,7 @@ def overview() -> dict[str, Any]:
                                                               "indexByName": {"action": 0, "cause": 1, "kind": 2,
                                                                               "feature": 3, "slice": 4, "severity": 5}}},
                                {"id": "sortBy", "options": {"sort": [{"field": "action"}]}}],
+              defaults={"links": drill_down_links()},
               overrides=[{"matcher": {"id": "byName", "options": "firing since"},
                           "properties": [{"id": "unit", "value": "dateTimeAsIso"}]}]),
         ts("Incidents firing by cause", "Number of firing incidents per diagnosed cause (pipeline_skew, "
@@ -263,11 +328,41 @@ def features() -> dict[str, Any]:
            "because the dimension's top-K was full: raise slice_top_k if it matters.", "cps",
            target(f"sum by (dimension) (rate(skewwatch_slice_overflow_events_total{{{M}}}[$__rate_interval]))",
                   "{{dimension}}")),
+        *per_feature(),
     ]
     return dashboard("skewwatch-features", "skewwatch / Feature drift & skew",
                      "Per feature and slice: skew against training, drift against production's own history, "
                      "missing/unseen/default values and served-vs-offline parity, with the alerting thresholds.",
                      panels, variables("model", "feature", "slice"))
+
+
+def per_feature() -> list[dict[str, Any]]:
+    """A row repeated for every selected feature: its statistics, shares and parity side by side."""
+    one = 'model=~"$model", feature=~"$feature", slice=~"$slice"'
+    return [
+        row("Feature: $feature", repeat="feature"),
+        ts("$feature: statistics / threshold", "Every statistic tested on this feature in the last closed window, "
+           "divided by its threshold: above 1 breaches the effect size (an alert also needs significance and "
+           "persistence).", "none",
+           target(f"max by (statistic, slice) (skewwatch_feature_statistic{{{one}}} / on (model, kind, feature, slice, "
+                  f"statistic) skewwatch_feature_statistic_threshold{{{one}}})", "{{statistic}} [{{slice}}]"),
+           w=8, defaults={"custom": {"drawStyle": "line", "showPoints": "never", "thresholdsStyle": {"mode": "dashed"}},
+                          "thresholds": {"mode": "absolute", "steps": [{"color": "green", "value": None},
+                                                                       {"color": "red", "value": 1}]}}),
+        ts("$feature: missing / unseen / default share (current window)", "Current window: share missing, share "
+           "of unseen categories (categorical) and share of the most frequent exact value (numeric).",
+           "percentunit",
+           target(" or ".join(f'label_replace(skewwatch_feature_{m}_ratio{{{one}}}, "share", "{label}", "", "")'
+                              for m, label in (("missing", "missing"), ("unseen", "unseen"),
+                                               ("default_value", "top value"))),
+                  "{{share}} [{{slice}}]"),
+           w=8, defaults=ratio_max1()),
+        ts("$feature: served vs offline parity", "Share of joined predictions whose served value differs from the "
+           "offline value, and the share missing on one side only.", "percentunit",
+           target(f"skewwatch_feature_parity_mismatch_ratio{{{one}}}", "mismatch [{{slice}}]", "A"),
+           target(f"skewwatch_feature_parity_missing_ratio{{{one}}}", "one side missing [{{slice}}]", "B"),
+           w=8, defaults=ratio_max1()),
+    ]
 
 
 def outcomes() -> dict[str, Any]:
@@ -293,13 +388,16 @@ def outcomes() -> dict[str, Any]:
         ts("Expected cost per labelled prediction", "Configured cost of false positives and false negatives per "
            "labelled prediction, at the threshold in force.", "none",
            target(f"skewwatch_expected_cost{{{MS}}}", "{{slice}}")),
-        ts("Label delay", "Median and 90th percentile delay from prediction to label (decayed, half-life 7 days), "
-           "the lifetime median from the delay histogram, and the label age at which cohorts are evaluated.", "s",
-           target(f"skewwatch_label_delay_p50_seconds{{{MS}}}", "p50 [{{slice}}]", "A"),
-           target(f"skewwatch_label_delay_p90_seconds{{{MS}}}", "p90 [{{slice}}]", "B"),
-           target(f"skewwatch_label_maturity_seconds{{{M}}}", "evaluated at", "C"),
-           target(f"histogram_quantile(0.5, sum by (le) (skewwatch_label_delay_seconds_bucket{{{M}}}))",
-                  "lifetime p50", "D")),
+        ts("Label delay", "Median and 90th percentile delay from prediction to its first label, over labels that "
+           "arrived in the interval (histogram skewwatch_label_delay_seconds, summed over replicas), the lifetime "
+           "median, and the label age at which cohorts are evaluated.", "s",
+           target(f"histogram_quantile(0.5, sum by (model, le) (rate(skewwatch_label_delay_seconds_bucket{{{M}}}"
+                  "[$__rate_interval])))", "p50 {{model}}", "A"),
+           target(f"histogram_quantile(0.9, sum by (model, le) (rate(skewwatch_label_delay_seconds_bucket{{{M}}}"
+                  "[$__rate_interval])))", "p90 {{model}}", "B"),
+           target(f"skewwatch_label_maturity_seconds{{{M}}}", "evaluated at {{model}}", "C"),
+           target(f"histogram_quantile(0.5, sum by (model, le) (skewwatch_label_delay_seconds_bucket{{{M}}}))",
+                  "lifetime p50 {{model}}", "D")),
         panel("heatmap", "Label delay distribution", "How long labels take to arrive: label events per delay bucket "
               "over time (lifetime histogram skewwatch_label_delay_seconds, all traffic). A shift to the right delays "
               "every outcome check.", "s",
@@ -369,10 +467,21 @@ def pipeline() -> dict[str, Any]:
            target(f"skewwatch_decision_positive_ratio{{{MS}}}", "{{slice}}"), defaults=ratio_max1()),
         ts("Fallback rate (current window)", "Share of predictions served by a fallback instead of the model.",
            "percentunit", target(f"skewwatch_fallback_ratio{{{MS}}}", "{{slice}}"), defaults=ratio_max1()),
-        ts("Serving latency p95 (current window)", "95th percentile of latency_ms reported by the model service.",
-           "s", target(f"skewwatch_latency_p95_seconds{{{MS}}}", "{{slice}}")),
-        ts("Mean score (current window)", "Mean model score (probability) in the window being filled now.",
-           "none", target(f"skewwatch_score_mean{{{MS}}}", "{{slice}}"), defaults=ratio_max1()),
+        ts("Serving latency p50 / p95", "Quantiles of latency_ms reported by the model service over the interval "
+           "(histogram skewwatch_latency_seconds, summed over replicas).", "s",
+           target(f"histogram_quantile(0.95, sum by (slice, le) (rate(skewwatch_latency_seconds_bucket{{{MS}}}"
+                  "[$__rate_interval])))", "p95 [{{slice}}]", "A"),
+           target(f"histogram_quantile(0.5, sum by (slice, le) (rate(skewwatch_latency_seconds_bucket{{{MS}}}"
+                  "[$__rate_interval])))", "p50 [{{slice}}]", "B")),
+        ts("Score quantiles", "10th, 50th and 90th percentile of the model score over the interval (histogram "
+           "skewwatch_score, summed over replicas), and the mean score of the current window.", "none",
+           target(f"histogram_quantile(0.1, sum by (slice, le) (rate(skewwatch_score_bucket{{{MS}}}"
+                  "[$__rate_interval])))", "p10 [{{slice}}]", "A"),
+           target(f"histogram_quantile(0.5, sum by (slice, le) (rate(skewwatch_score_bucket{{{MS}}}"
+                  "[$__rate_interval])))", "p50 [{{slice}}]", "B"),
+           target(f"histogram_quantile(0.9, sum by (slice, le) (rate(skewwatch_score_bucket{{{MS}}}"
+                  "[$__rate_interval])))", "p90 [{{slice}}]", "C"),
+           target(f"skewwatch_score_mean{{{MS}}}", "mean, current window [{{slice}}]", "D"), defaults=ratio_max1()),
         ts("Serving statistics vs their baseline", "Last closed window: decision-rate change and fallback rate vs "
            "production at the same time of day, p95 latency ratio, threshold in force; dashed = threshold.",
            "none",
@@ -402,22 +511,55 @@ DASHBOARDS = {"overview.json": overview, "features.json": features, "outcomes.js
 
 
 def render() -> dict[str, str]:
+    """Dashboard file name -> JSON text."""
     return {name: json.dumps(build(), indent=2, sort_keys=False) + "\n" for name, build in DASHBOARDS.items()}
+
+
+class _Literal(str):
+    """A multi-line string dumped as a YAML literal block (readable JSON inside the ConfigMap)."""
+
+
+yaml.SafeDumper.add_representer(_Literal, lambda d, v: d.represent_scalar("tag:yaml.org,2002:str", v, style="|"))
+
+
+def configmaps(rendered: dict[str, str]) -> str:
+    """The dashboards as ConfigMaps for the kube-prometheus-stack Grafana sidecar (label grafana_dashboard)."""
+    docs = ["# Generated by grafana/build.py: the skewwatch dashboards as ConfigMaps for the Grafana dashboard\n"
+            "# sidecar of kube-prometheus-stack (it loads ConfigMaps labelled grafana_dashboard: \"1\").\n"
+            "# kubectl apply -n monitoring -f grafana/kubernetes/dashboards.yaml"]
+    for name, text in rendered.items():
+        cm = {"apiVersion": "v1", "kind": "ConfigMap",
+              "metadata": {"name": f"skewwatch-dashboard-{name.removesuffix('.json')}",
+                           "labels": {"grafana_dashboard": "1", "app.kubernetes.io/name": "skewwatch",
+                                      "app.kubernetes.io/component": "dashboards"},
+                           "annotations": {"grafana_folder": "skewwatch"}},
+              "data": {f"skewwatch-{name}": _Literal(text)}}
+        docs.append(yaml.safe_dump(cm, sort_keys=False, width=1_000_000))
+    return "\n---\n".join(docs)
+
+
+def outputs() -> dict[Path, str]:
+    """Every generated file and its text."""
+    rendered = render()
+    out: dict[Path, str] = {OUT / name: text for name, text in rendered.items()}
+    out.update({CHART_COPY / name: text for name, text in rendered.items()})
+    out[CONFIGMAPS] = configmaps(rendered)
+    out[CHART_COPY.parent / "files" / "rules.yml"] = (HERE.parent / "deploy" / "prometheus" / "rules.yml").read_text()
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    OUT.mkdir(parents=True, exist_ok=True)
     stale = []
-    for name, text in render().items():
-        path = OUT / name
+    for path, text in outputs().items():
         if "--check" in args:
             if not path.exists() or path.read_text() != text:
-                stale.append(name)
+                stale.append(str(path.relative_to(HERE.parent)))
         else:
+            path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(text)
     if stale:
-        print(f"stale dashboards: {', '.join(stale)}; run python3 grafana/build.py", file=sys.stderr)
+        print(f"stale generated files: {', '.join(stale)}; run python3 grafana/build.py", file=sys.stderr)
         return 1
     return 0
 

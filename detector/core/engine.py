@@ -49,6 +49,7 @@ from detector.core.partials import (
 from detector.core.reference import Reference, value_share
 from detector.core.seasonal import SeasonalBaseline
 from detector.core.select import Finding, select_findings
+from detector.core.served import ServedTotals
 from detector.core.settings import DetectorSettings
 from detector.core.state import StateError
 from detector.core.window import N_CAND, RATE, WindowCounts
@@ -123,6 +124,7 @@ class ModelState:
         self.layout = Layout(ref, dims, settings.slice_top_k, settings.category_top_k)
         self.decoder = PredictionDecoder(self.layout.schema, settings.no_action_decisions, settings.max_unknown_features)
         self.windows: dict[float, WindowCounts] = {}
+        self.served = ServedTotals(self.layout)  # lifetime latency / score histograms (exporter)
         slots = settings.season_slots
         period = 604800.0 if settings.seasonality == "weekly" else 86400.0
         slot_len = period / slots if slots > 1 else 86400.0
@@ -351,7 +353,9 @@ class Engine:
             return []
         out: list[Alert] = []
         for s, ms in due:
-            out.extend(self._close(ms, ms.windows.pop(s)))
+            w = ms.windows.pop(s)
+            ms.served.add(w)
+            out.extend(self._close(ms, w))
         if self.outcomes is not None:
             out.extend(self.outcomes.advance(self.watermark))
         return out
@@ -380,7 +384,12 @@ class Engine:
         (:meth:`ingest_partial`) merges the partials of every worker and evaluates the merged
         window, so global and per-slice statistics equal those of a single worker.
         """
-        return [Partial.of(ms, ms.windows.pop(s)) for s, ms in self._due(watermark) or []]
+        out = []
+        for s, ms in self._due(watermark) or []:
+            w = ms.windows.pop(s)
+            ms.served.add(w)
+            out.append(Partial.of(ms, w))
+        return out
 
     def ingest_partial(self, p: Partial, source: str) -> None:
         """Merge one worker's partial window (aggregator side)."""

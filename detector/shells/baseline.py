@@ -47,7 +47,6 @@ from detector.shells.tables import Table, TableError, read_table
 __all__ = ["PROG", "TypesConfig", "add_arguments", "main", "run"]
 
 PROG = "skewwatch baseline"
-PROGRESS_EVERY_S = 0.5
 
 
 class TypesConfig(BaseModel):
@@ -132,7 +131,7 @@ def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if out_path.is_dir():
         raise _InputError(f"--out {out_path} is a directory; give a file name such as {out_path / 'reference.json'}")
 
-    progress = _Progress(err, quiet=args.quiet)
+    progress = _Progress(err, quiet=args.quiet, data=str(args.data))
     table = read_table(
         args.data, progress=progress, text_columns=[n for n, t in types.items() if t == "categorical"]
     )
@@ -301,33 +300,31 @@ def _names(names: list[str], limit: int = 8) -> str:
 
 
 class _Progress:
-    """Rows-read progress on stderr, at most every PROGRESS_EVERY_S (silent for quick reads)."""
+    """Rows read, as a progress bar on an interactive stderr (percentage and ETA when the row count is
+    known up front: Parquet metadata); silent with --quiet, in pipes and in CI."""
 
-    def __init__(self, err: TextIO, quiet: bool) -> None:
-        self.err = err
-        self.quiet = quiet
-        self.t0 = time.monotonic()
-        self.last = self.t0
-        self.shown = False
-        self.tty = bool(getattr(err, "isatty", lambda: False)())
+    def __init__(self, err: TextIO, quiet: bool, data: str = "") -> None:
+        from detector.shells.progress import interactive, progress_bar
+
+        self.shown = interactive(quiet) and err is sys.stderr
+        self.bar = progress_bar(_rows_known(data), "rows", PROG, quiet=not self.shown)
 
     def __call__(self, rows: int) -> None:
-        if self.quiet:
-            return
-        now = time.monotonic()
-        if now - self.last < PROGRESS_EVERY_S:
-            return
-        self.last = now
-        self.shown = True
-        msg = f"{PROG}: read {rows:,} rows ({now - self.t0:.1f}s)"
-        if self.tty:
-            print(f"\r{msg}", end="", file=self.err, flush=True)
-        else:
-            print(msg, file=self.err, flush=True)
+        self.bar.update_to(rows)
 
     def done(self) -> None:
-        if self.shown and self.tty:
-            print(file=self.err, flush=True)
+        self.bar.close()
+
+
+def _rows_known(path: str) -> int | None:
+    if not path.lower().endswith(".parquet"):
+        return None
+    try:
+        import pyarrow.parquet as pq
+
+        return int(pq.ParquetFile(path).metadata.num_rows)
+    except Exception:  # noqa: BLE001 - no pyarrow or not readable yet: read_table reports it properly
+        return None
 
 
 if __name__ == "__main__":

@@ -112,6 +112,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"  status      http://127.0.0.1:{port}/status")
         print(f"  health      http://127.0.0.1:{port}/healthz  http://127.0.0.1:{port}/readyz")
         print(f"  topics      predictions, labels, features -> {cfg.kafka.topics.alerts}, {cfg.kafka.topics.dlq}")
+        if broker is not None:
+            print(f"  clients     the embedded broker answers aiokafka/kafka-python clients; librdkafka-based ones\n"
+                  f"              (kcat, confluent-kafka) fail with 'ApiVersionRequest failed: Read underflow'.\n"
+                  f"              Feed it your own events with: skewwatch simulate --bootstrap {bootstrap} "
+                  f"--from-file events.jsonl")
         from detector.sim import get_scenario
 
         sc = get_scenario(args.scenario, rate_per_hour=args.rate)

@@ -54,6 +54,7 @@ True
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import math
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
@@ -64,15 +65,19 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 
 from detector import __version__
+from detector.core.served import all_traffic_row
 
-__all__ = ["SkewwatchCollector", "exposition", "ALL", "MAX_MODELS",
-           "MAX_VERSIONS", "slice_label"]
+__all__ = ["SkewwatchCollector", "exposition", "ALL", "MAX_MODELS", "MAX_VERSIONS", "UNEXPECTED", "FeatureLabels",
+           "bounded", "slice_label", "LATENCY_BUCKETS_MS"]
 
 ALL = "all"  # slice label of the whole traffic
 MAX_MODELS = 100
 MAX_VERSIONS = 10
 MAX_REASONS = 64
+MAX_LABEL_CHARS = 120  # longer slice / version label values are shortened (start + hash)
+SCORE_BUCKETS = 12  # exported score histogram buckets (+Inf)
 OTHER = "__other__"
+UNEXPECTED = "__unexpected__"  # feature label of every feature name the reference does not know
 _ARRAYS = ("num", "cat", "nz", "slog", "slog2", "sx", "cand", "rates", "lat", "absent", "type_err", "nonfinite")
 _JOIN = {"matched": "matched", "duplicates": "duplicate", "corrections": "correction", "expired": "expired",
          "evicted": "evicted", "orphans": "orphan", "joined": "joined", "unjoined": "unjoined"}
@@ -91,8 +96,6 @@ _OUTCOME = (  # OutcomeMonitor.stats()["slices"][slice] key -> (family, help); l
      "and review capacity (score units)."),
     ("expected_cost", "skewwatch_expected_cost", "Expected cost per labelled prediction at the threshold in force "
      "(configured cost units)."),
-    ("delay_p50_s", "skewwatch_label_delay_p50_seconds", "Median label delay (decayed histogram, half-life 7 days)."),
-    ("delay_p90_s", "skewwatch_label_delay_p90_seconds", "90th percentile label delay (decayed histogram)."),
 )
 _PARITY = (  # stats()["parity"]["features"][feature][slice] key -> (family, help)
     ("mismatch_rate", "skewwatch_feature_parity_mismatch_ratio", "Share of joined predictions whose served value "
@@ -111,14 +114,50 @@ _LABEL_GAUGES = (  # stats()["labels"] key -> (family, help); the label join is 
 
 
 def slice_label(key: str | Mapping[str, str]) -> str:
-    """The ``slice`` label value of a core slice key or dict.
+    """The ``slice`` label value of a core slice key or dict (long values shortened, see :func:`bounded`).
 
     >>> slice_label(""), slice_label({}), slice_label("region=eu"), slice_label({"region": "eu"})
     ('all', 'all', 'region=eu', 'region=eu')
     """
     if isinstance(key, Mapping):
         key = ",".join(f"{k}={v}" for k, v in sorted(key.items()))
-    return key or ALL
+    return bounded(key) if key else ALL
+
+
+def bounded(value: str, limit: int = MAX_LABEL_CHARS) -> str:
+    """A label value of at most ``limit`` characters: longer ones keep their start and a hash of the
+    whole, so distinct values stay distinct and one hostile value cannot bloat every scrape.
+
+    >>> bounded("eu"), len(bounded("x" * 5000)), bounded("x" * 5000) != bounded("x" * 4999)
+    ('eu', 120, True)
+    """
+    if len(value) <= limit:
+        return value
+    digest = hashlib.blake2b(value.encode("utf-8", "replace"), digest_size=6).hexdigest()
+    return value[: limit - len(digest) - 1] + "~" + digest
+
+
+class FeatureLabels:
+    """``feature`` label values: the reference's features (and ``score``) as they are; any other
+    name (an unexpected feature in the payload, i.e. producer-chosen text) folds into
+    :data:`UNEXPECTED`, so the label set stays bounded by the reference.
+
+    >>> f = FeatureLabels(["amount", "country"])
+    >>> f("amount"), f("score"), f(""), f("x" * 5000)
+    ('amount', 'score', '', '__unexpected__')
+    """
+
+    def __init__(self, known: Iterable[str]) -> None:
+        self.known = frozenset(known) | {"score", ""}
+
+    def __call__(self, name: str | None) -> str:
+        name = name or ""
+        return name if name in self.known else UNEXPECTED
+
+
+def _feature_labels(ms: Any) -> FeatureLabels:
+    lay = getattr(ms, "layout", None)
+    return FeatureLabels([*getattr(lay, "numeric", ()), *getattr(lay, "categorical", ())])
 
 
 def _finite(x: Any) -> bool:
@@ -216,6 +255,7 @@ class SkewwatchCollector(Collector):
                         src.models.get(name) or eng.models[name], eng.models.get(name) or src.models[name])
             if name in src.models:
                 self._live_window(fam, name, src.models[name])
+                self._served(fam, name, src.models[name])
         self._alerts(fam, eng, names)
         stats = getattr(getattr(src, "outcomes", None) or getattr(eng, "outcomes", None), "stats", None)
         if callable(stats):
@@ -290,7 +330,7 @@ class SkewwatchCollector(Collector):
                           "versions; the rest are __other__).", ("model", "model_version"))
         items = list(ms.versions.items())
         for v, n in items[:MAX_VERSIONS]:
-            ver.add_metric([name, str(v)], float(n))
+            ver.add_metric([name, bounded(str(v))], float(n))
         if len(items) > MAX_VERSIONS:
             ver.add_metric([name, OTHER], float(sum(n for _, n in items[MAX_VERSIONS:])))
         summ = evaluated.last_summary or {}
@@ -309,16 +349,24 @@ class SkewwatchCollector(Collector):
                        ("model", "kind", "slice", "statistic"))
         mt = fam.gauge("skewwatch_model_statistic_threshold", "Threshold of skewwatch_model_statistic.",
                        ("model", "kind", "slice", "statistic"))
+        feat = _feature_labels(evaluated)
+        fvals: dict[tuple[str, ...], float] = {}
+        fthrs: dict[tuple[str, ...], float] = {}
         for (kind, stat, feature, skey), (value, _sl, thr) in list(evaluated.last_stats.items()):
             sl = slice_label(skey)
             if feature:
-                fv.add_metric([name, kind, feature, sl, stat], float(value))
+                key = (name, kind, feat(feature), sl, stat)
+                _keep_max(fvals, key, value)
                 if _finite(thr):
-                    ft.add_metric([name, kind, feature, sl, stat], float(thr))
+                    _keep_max(fthrs, key, thr)
             else:
                 mv.add_metric([name, kind, sl, stat], float(value))
                 if _finite(thr):
                     mt.add_metric([name, kind, sl, stat], float(thr))
+        for key, v in fvals.items():
+            fv.add_metric(list(key), v)
+        for key, v in fthrs.items():
+            ft.add_metric(list(key), v)
 
     # ------------------------------------------------------------------ the open window (live view)
     def _live_window(self, fam: _Families, name: str, ms: Any) -> None:
@@ -343,8 +391,6 @@ class SkewwatchCollector(Collector):
                         "no-action decision), current window.", ("model", "slice"))
         fb = fam.gauge("skewwatch_fallback_ratio", "Share of predictions served by a fallback, current window.",
                        ("model", "slice"))
-        lat = fam.gauge("skewwatch_latency_p95_seconds", "95th percentile serving latency in the current window.",
-                        ("model", "slice"))
         nb = lay.n_num_blocks
         arr = _RowView(w, lay)
         for r in rows:
@@ -379,37 +425,81 @@ class SkewwatchCollector(Collector):
             fk = float(rates[RATE["fallback_known"]])
             if fk > 0:
                 fb.add_metric([name, sl], float(rates[RATE["fallback"]]) / fk)
-            p95 = _hist_quantile(arr("lat", r), lay.lat_edges, 0.95)
-            if p95 is not None:
-                lat.add_metric([name, sl], p95 / 1000.0)
+
+    # ------------------------------------------------------------------ served distributions (histograms)
+    def _served(self, fam: _Families, name: str, ms: Any) -> None:
+        """Lifetime latency and score histograms per slice row (handed-on windows + open ones)."""
+        totals = getattr(ms, "served", None)
+        if totals is None:
+            return
+        lay = ms.layout
+        lat, score, ssum = totals.with_open(list(ms.windows.values()))
+        lh = fam.histogram("skewwatch_latency_seconds", "Serving latency reported by the model (latency_ms), "
+                           "per slice; _sum is estimated from the bin midpoints (10 bins per decade).",
+                           ("model", "slice"))
+        sh = fam.histogram("skewwatch_score", "Model score distribution per slice (buckets: every few of the "
+                           "training score's quantile edges, so each holds a similar share of training).",
+                           ("model", "slice"))
+        lat_idx, lat_le = _latency_buckets(lay.lat_edges)
+        mids = _midpoints(np.asarray(lay.lat_edges, dtype=np.float64))
+        score_idx = _score_buckets(len(lay.score_edges))
+        score_le = [_le(float(lay.score_edges[k])) for k in score_idx]
+        for r in [int(r) for r in lay.active_rows()]:
+            sl = slice_label(lay.row_label(r))
+            n_lat = float(lat[r].sum())
+            if n_lat > 0:
+                cum = np.cumsum(lat[r])
+                buckets = [(le, float(cum[k])) for k, le in zip(lat_idx, lat_le, strict=True)]
+                buckets.append(("+Inf", n_lat))
+                lh.add_metric([name, sl], buckets, float((lat[r] * mids).sum()) / 1000.0)
+            n_score = float(score[r].sum())
+            if n_score > 0:
+                cum = np.cumsum(score[r])
+                # bin k covers [edges[k-1], edges[k]): the count below edge k is cum[k]
+                buckets = [(le, float(cum[k])) for k, le in zip(score_idx, score_le, strict=True)]
+                buckets.append(("+Inf", n_score))
+                sh.add_metric([name, sl], buckets, float(ssum[r]))
 
     # ------------------------------------------------------------------ alerts
     def _alerts(self, fam: _Families, eng: Any, models: list[str]) -> None:
         groups = fam.gauge("skewwatch_alerts_firing", "skewwatch incidents currently firing (0 once a group seen "
                            "firing has resolved).", ("model", "kind", "severity", "cause", "action"))
         labels = ("model", "kind", "feature", "slice", "statistic", "severity", "cause", "action")
-        active = fam.gauge("skewwatch_alert_active", "One series per firing incident (value 1); the alert event on "
-                           "the alerts topic carries the evidence.", labels)
+        active = fam.gauge("skewwatch_alert_active", "One series per firing incident (value 1; incidents on features "
+                           "the reference does not know share feature=\"__unexpected__\" and add up); the alert "
+                           "event on the alerts topic carries the evidence.", labels)
         value = fam.gauge("skewwatch_alert_value", "Latest value of a firing incident's statistic.", labels)
         thr = fam.gauge("skewwatch_alert_threshold", "Threshold of a firing incident's statistic.", labels)
         since = fam.gauge("skewwatch_alert_started_timestamp_seconds", "When a firing incident fired (event time, "
                           "Unix seconds).", labels)
         counts: dict[tuple[str, ...], int] = {}
+        rows: dict[tuple[str, ...], list[float]] = {}  # label values -> [incidents, value, threshold, since]
         for m in models:
+            ms = eng.models.get(m)
+            feat = _feature_labels(ms)
             for a in eng.alerts.firing(m):
                 g = (m, str(a.get("kind", "")), str(a.get("severity", "")), str(a.get("cause", "")),
                      str(a.get("action", "")))
                 counts[g] = counts.get(g, 0) + 1
-                lv = [m, g[1], a.get("feature") or "", slice_label(a.get("slice") or {}), str(a.get("statistic", "")),
-                      g[2], g[3], g[4]]
-                active.add_metric(lv, 1.0)
+                lv = (m, g[1], feat(a.get("feature")), slice_label(a.get("slice") or {}),
+                      str(a.get("statistic", "")), g[2], g[3], g[4])
+                row = rows.setdefault(lv, [0.0, math.nan, math.nan, math.inf])
+                row[0] += 1
                 if _finite(a.get("value")):
-                    value.add_metric(lv, float(a["value"]))
+                    row[1] = float(a["value"]) if math.isnan(row[1]) else max(row[1], float(a["value"]))
                 if _finite(a.get("threshold")):
-                    thr.add_metric(lv, float(a["threshold"]))
+                    row[2] = float(a["threshold"]) if math.isnan(row[2]) else max(row[2], float(a["threshold"]))
                 t = _ts(a.get("ts"))
                 if t is not None:
-                    since.add_metric(lv, t)
+                    row[3] = min(row[3], t)
+        for lv, (n, v, th, t0) in rows.items():
+            active.add_metric(list(lv), n)
+            if not math.isnan(v):
+                value.add_metric(list(lv), v)
+            if not math.isnan(th):
+                thr.add_metric(list(lv), th)
+            if math.isfinite(t0):
+                since.add_metric(list(lv), t0)
         if len(self._alert_groups) < 10_000:
             self._alert_groups.update(counts)
         for g in sorted(self._alert_groups | set(counts)):
@@ -525,9 +615,13 @@ def _delay_buckets(d: Any) -> tuple[list[tuple[str, float]], float] | None:
     return buckets, float(total)
 
 
+def _keep_max(d: dict[tuple[str, ...], float], key: tuple[str, ...], value: Any) -> None:
+    v = float(value)
+    d[key] = v if key not in d else max(d[key], v)
+
+
 class _RowView:
-    """Row ``r`` of an open window's array; row 0 (all traffic) is summed over the first dimension's
-    rows until the window closes (the core fills it only at close)."""
+    """Row ``r`` of an open window's array (row 0, all traffic, as the core will fill it at close)."""
 
     def __init__(self, w: Any, lay: Any) -> None:
         self.w, self.lay = w, lay
@@ -538,8 +632,7 @@ class _RowView:
         if r != 0 or not self.lay.dims:
             return a[r]
         if name not in self._all:
-            off = self.lay.row_offset(0)
-            self._all[name] = a[off : off + self.lay.top_k + 1].sum(axis=0)
+            self._all[name] = all_traffic_row(a, self.lay)
         return self._all[name]
 
 
@@ -547,20 +640,37 @@ def _le(x: float) -> str:
     return repr(float(round(x, 6)))
 
 
-def _hist_quantile(h: np.ndarray, edges: np.ndarray, q: float) -> float | None:
-    """Quantile of a histogram whose bin i covers ``[edges[i-1], edges[i])`` (bin 0: below edges[0])."""
-    n = float(h.sum())
-    if n <= 0:
-        return None
-    c = np.cumsum(h)
-    k = int(np.searchsorted(c, q * n, side="left"))
-    k = min(k, len(edges))
-    if k == 0:
-        return float(edges[0])
-    lo = float(edges[k - 1])
-    hi = float(edges[k]) if k < len(edges) else lo
-    frac = (q * n - (c[k] - h[k])) / h[k] if h[k] > 0 else 1.0
-    return lo + (hi - lo) * float(frac)
+#: exported latency bucket bounds (ms): 1-2-5 per decade from 1 ms to 100 s, picked from the
+#: window's 10-per-decade edges (so every bucket count is exact)
+LATENCY_BUCKETS_MS = tuple(10.0 ** (d + k / 10) for d in range(0, 5) for k in (0, 3, 7)) + (1e5,)
+
+
+def _latency_buckets(edges: np.ndarray) -> tuple[list[int], list[str]]:
+    """Bin indices whose cumulative count is ``<= le`` and the ``le`` labels (seconds)."""
+    e = np.asarray(edges, dtype=np.float64)
+    idx, labels = [], []
+    for b in LATENCY_BUCKETS_MS:
+        k = int(np.argmin(np.abs(e - b)))
+        if abs(e[k] - b) <= 1e-9 * b:
+            idx.append(k)  # bins 0..k lie below edges[k]
+            labels.append(f"{e[k] / 1000.0:.4g}")
+    return idx, labels
+
+
+def _score_buckets(n_edges: int, n: int = SCORE_BUCKETS) -> list[int]:
+    """Edge indices for the exported score buckets: evenly spaced through the reference's quantile
+    edges (similar training mass per bucket), last edge included.
+
+    >>> _score_buckets(92)[:3], _score_buckets(92)[-1], len(_score_buckets(92)), _score_buckets(3)
+    ([0, 8, 17], 91, 12, [0, 1, 2])
+    """
+    return sorted({int(round(x)) for x in np.linspace(0, n_edges - 1, min(n, n_edges))})
+
+
+def _midpoints(edges: np.ndarray) -> np.ndarray:
+    """A representative value per bin of ``np.searchsorted(edges, x, 'right')`` (geometric inside)."""
+    inner = np.sqrt(np.maximum(edges[:-1], edges[1:] * 0.5) * edges[1:])
+    return np.concatenate([[0.0], inner, [edges[-1]]])
 
 
 def _ts(v: Any) -> float | None:

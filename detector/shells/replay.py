@@ -27,6 +27,8 @@ from detector.core.events import EventError
 from detector.core.reference import Reference, ReferenceError
 from detector.core.settings import parse_duration
 from detector.core.timeparse import parse_timestamps
+from detector.shells.eventrows import EventFile, Kind
+from detector.shells.progress import progress_bar
 
 __all__ = ["add_arguments", "run", "Replay", "open_lines"]
 
@@ -77,8 +79,8 @@ def _chunks(f: IO[bytes], size: int) -> Iterator[tuple[int, list[bytes]]]:
 class _Side:
     """A lazily read, timestamp-ordered side stream (labels or offline features)."""
 
-    def __init__(self, path: str | None) -> None:
-        self.it = _chunks(open_lines(path), 5000) if path else None
+    def __init__(self, path: str | None, kind: Kind = "labels") -> None:
+        self.it = EventFile(path, kind).chunks(5000) if path else None
         self.pending: list[bytes] = []
         self.ts: list[float] = []
         self.pos = 0
@@ -150,10 +152,11 @@ class Replay:
 
     def run(self, predictions: str, labels: str | None = None, features: str | None = None) -> None:
         eng = self.engine
-        lab, fea = _Side(labels), _Side(features)
-        t0 = time.monotonic()
-        last = t0
-        for first, lines in _chunks(open_lines(predictions), CHUNK):
+        lab, fea = _Side(labels, "labels"), _Side(features, "features")
+        src = EventFile(predictions, "predictions", _slice_names(eng))
+        bar = progress_bar(src.size, src.unit, "replay", quiet=not self.progress)
+        for first, lines in src.chunks(CHUNK):
+            bar.update_to(src.position())
             self.lines += len(lines)
             self._errors(predictions, first, eng.ingest_predictions(lines))
             hw = eng.high_water
@@ -162,17 +165,20 @@ class Replay:
                 if batch:
                     self._errors(str(path), 0, [_noline(e) for e in ingest(batch)])
             self._emit(eng.advance())
-            now = time.monotonic()
-            if self.progress and now - last > 1.0:
-                last = now
-                print(f"\r  {self.lines:,} predictions, {sum(self.alert_count.values())} alerts...", end="", file=sys.stderr)
+            bar.set_postfix_str(f"{self.lines:,} predictions, {sum(self.alert_count.values())} alerts", refresh=False)
         for side, path, ingest in ((lab, labels, eng.ingest_labels), (fea, features, eng.ingest_features)):
             rest = side.take_until(float("inf"))
             if rest:
                 self._errors(str(path), 0, [_noline(e) for e in ingest(rest)])
         self._emit(eng.flush())
-        if self.progress:
-            print("\r" + " " * 60 + "\r", end="", file=sys.stderr)
+        bar.update_to(src.size)
+        bar.close()
+
+
+def _slice_names(eng: Engine) -> list[str]:
+    """Slice dimensions of the references: such columns of a flat table are slices, not features."""
+    refs = [*eng.references.values(), eng.default_reference]
+    return sorted({d for r in refs if r is not None for d in (r.slices or {})})
 
 
 def _noline(e: EventError) -> EventError:
@@ -185,9 +191,10 @@ def _noline(e: EventError) -> EventError:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--reference", help="reference profile (skewwatch baseline --out); applies to every model")
-    p.add_argument("--predictions", required=True, help="prediction events, JSONL (may be .gz)")
-    p.add_argument("--labels", help="label events, JSONL (may be .gz)")
-    p.add_argument("--features", help="offline feature events, JSONL (may be .gz)")
+    p.add_argument("--predictions", required=True,
+                   help="prediction events: JSONL, or a flat CSV/TSV/Parquet table (one column per feature); may be .gz")
+    p.add_argument("--labels", help="label events: JSONL, CSV/TSV or Parquet (prediction_id, ts, label)")
+    p.add_argument("--features", help="offline feature events: JSONL, CSV/TSV or Parquet")
     p.add_argument("--config", help="skewwatch YAML config (models, detector settings)")
     p.add_argument("--window", help="window length, e.g. 5m or 1h (overrides the config)")
     p.add_argument("--alerts-out", help="write the alert stream here (JSONL); default: stdout summary only")
@@ -228,6 +235,8 @@ def run(args: argparse.Namespace) -> int:
         for p in (args.predictions, args.labels, args.features):
             if p:
                 open_lines(p).close()
+                if p.lower().removesuffix(".gz").endswith(".parquet"):
+                    EventFile(p)  # pyarrow present and the file readable
     except (ConfigError, UsageError, ValueError) as exc:
         print(f"skewwatch replay: error: {exc}", file=sys.stderr)
         return 2
@@ -235,7 +244,7 @@ def run(args: argparse.Namespace) -> int:
     dlq = open(args.dlq_out, "wb") if args.dlq_out else None
     cx = open(args.counterexamples_out, "wb") if getattr(args, "counterexamples_out", None) else None
     t0 = time.perf_counter()
-    rp = Replay(eng, out, dlq, progress=not args.quiet and sys.stderr.isatty(), counterexamples_out=cx)
+    rp = Replay(eng, out, dlq, progress=not args.quiet, counterexamples_out=cx)
     try:
         rp.run(args.predictions, args.labels, args.features)
     finally:

@@ -20,7 +20,7 @@ import orjson
 
 from detector.sim import get_scenario, list_scenarios, simulate
 
-__all__ = ["add_arguments", "run", "produce_scenario"]
+__all__ = ["add_arguments", "run", "produce_scenario", "produce_file"]
 
 log = logging.getLogger("skewwatch.simulate")
 
@@ -75,8 +75,43 @@ async def produce_scenario(
     return sent
 
 
+async def produce_file(bootstrap: str, path: str, topic: str = "predictions") -> int:
+    """Send a file of events as they are (the way any client would); ``topic`` fields pick the topic."""
+    from aiokafka import AIOKafkaProducer
+
+    from detector.shells.eventrows import EventFile
+
+    prod = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=20)
+    await prod.start()
+    sent = 0
+    try:
+        for _, chunk in EventFile(path, "predictions").chunks(500):
+            futs = []
+            for raw in chunk:
+                try:
+                    ev = orjson.loads(raw)
+                except orjson.JSONDecodeError:
+                    ev = None  # sent as it is: the sidecar dead-letters it, as it would from any producer
+                to, key = topic, None
+                if isinstance(ev, dict):
+                    named = ev.pop("topic", None)
+                    to = named if isinstance(named, str) and named else topic
+                    key = str(ev.get("prediction_id", "")).encode() or None
+                    raw = orjson.dumps(ev)
+                futs.append(await prod.send(to, raw, key=key))
+            await asyncio.gather(*futs)
+            sent += len(chunk)
+        await prod.flush()
+    finally:
+        await prod.stop()
+    return sent
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bootstrap", required=True, help="Kafka bootstrap servers, HOST:PORT[,HOST:PORT]")
+    p.add_argument("--from-file", metavar="EVENTS", help="send these events instead of the simulator's: JSONL, CSV or "
+                   "Parquet; each event goes to the topic named by its `topic` field (or --topic), keyed by prediction_id")
+    p.add_argument("--topic", default="predictions", help="topic for --from-file events without a `topic` field")
     p.add_argument("--scenario", default="demo", choices=list_scenarios(), help="fault timeline (default: demo)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--rate", type=float, default=3600.0, help="predictions per simulated hour")
@@ -104,8 +139,11 @@ def run(args: argparse.Namespace) -> int:
             print(f"\r  simulated time {format_ts(ts)[:16]}Z, {n:,} messages sent", end="", file=sys.stderr)
 
     try:
-        n = asyncio.run(produce_scenario(args.bootstrap, args.scenario, seed=args.seed, rate_per_hour=args.rate,
-                                         speedup=args.speedup, hours=args.hours, on_progress=progress))
+        if getattr(args, "from_file", None):
+            n = asyncio.run(produce_file(args.bootstrap, args.from_file, args.topic))
+        else:
+            n = asyncio.run(produce_scenario(args.bootstrap, args.scenario, seed=args.seed, rate_per_hour=args.rate,
+                                             speedup=args.speedup, hours=args.hours, on_progress=progress))
     except KeyboardInterrupt:
         return 130
     if not args.quiet:

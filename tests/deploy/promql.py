@@ -24,8 +24,10 @@ def dashboards() -> dict[str, dict[str, Any]]:
 
 
 def panels(dash: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """Every panel that shows data (rows are containers: their collapsed children are yielded)."""
     for p in dash["panels"]:
-        yield p
+        if p["type"] != "row":
+            yield p
         yield from p.get("panels", [])  # collapsed rows
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import re
 
 import pytest
@@ -21,14 +22,64 @@ from tests.deploy.promql import (
 RATE = re.compile(r"\b(rate|irate|increase|delta|idelta|deriv)\s*\([^\[]*\[([^\]]+)\]")
 
 
-def test_generated_dashboards_are_up_to_date():
+def _build():
     spec = importlib.util.spec_from_file_location("grafana_build", ROOT / "grafana" / "build.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
-    rendered = mod.render()
-    assert sorted(rendered) == [p.name for p in DASHBOARDS]
-    stale = [name for name, text in rendered.items() if (ROOT / "grafana" / "dashboards" / name).read_text() != text]
+    return mod
+
+
+def test_generated_dashboards_configmaps_and_chart_copies_are_up_to_date():
+    mod = _build()
+    assert sorted(mod.render()) == [p.name for p in DASHBOARDS]
+    stale = [str(path) for path, text in mod.outputs().items() if not path.exists() or path.read_text() != text]
     assert not stale, f"{stale} differ from grafana/build.py: run python3 grafana/build.py"
+
+
+def test_dashboards_are_packaged_as_configmaps_for_the_grafana_sidecar():
+    docs = [d for d in yaml.safe_load_all((ROOT / "grafana/kubernetes/dashboards.yaml").read_text()) if d]
+    assert len(docs) == len(DASHBOARDS)
+    for cm in docs:
+        assert cm["kind"] == "ConfigMap" and cm["metadata"]["labels"]["grafana_dashboard"] == "1"
+        ((key, text),) = cm["data"].items()
+        assert key.endswith(".json") and json.loads(text)["uid"].startswith("skewwatch-")
+    assert sorted(p.name for p in (ROOT / "deploy/helm/skewwatch/dashboards").glob("*.json")) == [p.name for p in DASHBOARDS]
+
+
+def test_every_query_is_scoped_to_the_cluster_and_namespace_variables():
+    for dash, title, expr in panel_queries():
+        for sel in re.findall(r"\b(?:skewwatch|process)_\w+(\{[^}]*\})?", expr):
+            assert 'cluster=~"$cluster", namespace=~"$namespace"' in sel, (dash, title, expr)
+
+
+def test_overview_incidents_drill_down_to_the_feature_dashboard():
+    d = dashboards()["overview.json"]
+    table = next(p for p in panels(d) if p["title"] == "What is wrong now")
+    links = table["fieldConfig"]["defaults"]["links"]
+    uids = {x["uid"] for x in dashboards().values()}
+    feature = next(x for x in links if "/d/skewwatch-features?" in x["url"])
+    for var in ("var-model=${__data.fields.model}", "var-feature=${__data.fields.feature}",
+                "var-slice=${__data.fields.slice}", "${__url_time_range}", "${namespace:queryparam}"):
+        assert var in feature["url"]
+    assert {x["url"].split("?")[0].removeprefix("/d/") for x in links} <= uids
+
+
+def test_feature_dashboard_repeats_a_row_per_selected_feature():
+    d = dashboards()["features.json"]
+    rows = [p for p in d["panels"] if p["type"] == "row"]
+    assert [r.get("repeat") for r in rows] == ["feature"]
+    after = d["panels"][d["panels"].index(rows[0]) + 1:]
+    assert len(after) >= 3 and all("$feature" in p["title"] for p in after)
+    feature_var = next(v for v in d["templating"]["list"] if v["name"] == "feature")
+    assert feature_var["multi"] and feature_var["includeAll"]  # repeating needs a multi-value variable
+
+
+def test_distributions_are_read_with_histogram_quantile():
+    exprs = [e for _, _, e in panel_queries()]
+    for family in ("skewwatch_latency_seconds_bucket", "skewwatch_label_delay_seconds_bucket", "skewwatch_score_bucket"):
+        uses = [e for e in exprs if family in e]
+        assert uses and all("histogram_quantile" in e or "increase(" in e for e in uses), family
+        assert all(re.search(r"by \([^)]*\ble\b", e) for e in uses), family  # aggregate over replicas, keep le
 
 
 def test_four_dashboards_with_unique_uids_and_titles():

@@ -20,7 +20,8 @@ from tests.deploy.promql import NO_PROMETHEUS, RULES, panel_queries, rules, subs
 from tests.deploy.traffic import faulty_worker
 
 PROMETHEUS = shutil.which("prometheus")
-VALUES = {"model": "fraud", "feature": "amount", "slice": "all", "datasource": "skewwatch-prometheus"}
+VALUES = {"model": "fraud", "feature": "amount", "slice": "all", "datasource": "skewwatch-prometheus",
+          "cluster": ".*", "namespace": ".*"}  # "All": also matches series without the label
 
 
 def _free_port() -> int:

@@ -14,7 +14,7 @@ from tests.deploy.promql import PROMETHEUS_SYNTHETIC, ROOT, RULES, exported_name
 PROMTOOL = shutil.which("promtool")
 AMTOOL = shutil.which("amtool")
 NO_PROMTOOL = "promtool not installed: apt-get update && apt-get install -y prometheus"
-README_BASE = "https://github.com/skewwatch/skewwatch/blob/main/README.md#"
+README_BASE = "https://runbooks.example.com/skewwatch#"
 
 
 def _promtool(*args: str) -> subprocess.CompletedProcess[str]:

@@ -274,18 +274,38 @@ def test_add_arguments_in_a_subcommand_parser(tmp_path: Path, train_csv: Path, c
     assert "wrote" in capsys.readouterr().out
 
 
-def test_progress_lines(monkeypatch) -> None:
-    err = io.StringIO()
-    monkeypatch.setattr(baseline, "PROGRESS_EVERY_S", 0.0)
-    p = baseline._Progress(err, quiet=False)
-    p(65_536)
-    p(131_072)
+def test_progress_bar_with_percentage_only_on_a_terminal(monkeypatch, tmp_path: Path) -> None:
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    data = tmp_path / "t.parquet"
+    pq.write_table(pa.table({"x": list(range(1000))}), data)
+
+    class Tty(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    tty = Tty()
+    monkeypatch.setattr(sys, "stderr", tty)
+    monkeypatch.delenv("CI", raising=False)
+    p = baseline._Progress(tty, quiet=False, data=str(data))
+    p(500)
+    p.bar.refresh()
+    p(1000)
     p.done()
-    lines = err.getvalue().splitlines()
-    assert lines[0].startswith("skewwatch baseline: read 65,536 rows") and "131,072" in lines[1]
-    q = io.StringIO()
-    baseline._Progress(q, quiet=True)(10)
-    assert q.getvalue() == ""
+    shown = tty.getvalue()
+    assert "skewwatch baseline" in shown and "50%" in shown and "500/1000" in shown, shown
+    for quiet, ci in ((True, None), (False, "true")):  # --quiet, CI: nothing
+        if ci:
+            monkeypatch.setenv("CI", ci)
+        q = Tty()
+        monkeypatch.setattr(sys, "stderr", q)
+        baseline._Progress(q, quiet=quiet, data=str(data))(10)
+        assert q.getvalue() == ""
+    pipe = io.StringIO()  # not a terminal
+    monkeypatch.delenv("CI", raising=False)
+    monkeypatch.setattr(sys, "stderr", pipe)
+    baseline._Progress(pipe, quiet=False, data=str(data))(10)
+    assert pipe.getvalue() == ""
 
 
 # ----------------------------------------------------------------------------- the table reader

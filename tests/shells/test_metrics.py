@@ -110,8 +110,34 @@ def test_live_window_shares_are_ratios_and_all_traffic_sums_the_slices(registry,
                 "skewwatch_decision_positive_ratio", "skewwatch_fallback_ratio"):
         values = [s.value for f in registry.collect() if f.name == fam for s in f.samples]
         assert values and all(0.0 <= v <= 1.0 for v in values), fam
-    p95 = registry.get_sample_value("skewwatch_latency_p95_seconds", {"model": "fraud", "slice": "all"})
-    assert 0.0005 < p95 < 5.0  # seconds, not milliseconds
+
+
+def _buckets(registry, family, labels):
+    return [(s.labels["le"], s.value) for f in registry.collect() if f.name == family for s in f.samples
+            if s.name == family + "_bucket" and all(s.labels.get(k) == v for k, v in labels.items())]
+
+
+def test_latency_and_score_are_cumulative_histograms_per_slice(registry, worker):
+    """Every prediction the worker ever folded (windows handed on + open ones) is in the buckets."""
+    ms = worker.sidecar.engine.models["fraud"]
+    get = registry.get_sample_value
+    all_ = {"model": "fraud", "slice": "all"}
+    lat = _buckets(registry, "skewwatch_latency_seconds", all_)
+    assert [le for le, _ in lat][:4] == ["0.001", "0.001995", "0.005012", "0.01"] and lat[-1][0] == "+Inf"
+    counts = [v for _, v in lat]
+    assert counts == sorted(counts) and counts[0] < counts[-1]
+    with_latency = worker.sidecar.engine.counters.predictions  # the simulator always sends latency_ms
+    assert get("skewwatch_latency_seconds_count", all_) == counts[-1] == with_latency
+    mean = get("skewwatch_latency_seconds_sum", all_) / counts[-1]
+    assert 0.001 < mean < 1.0  # seconds, not milliseconds (the simulator serves ~10-60 ms)
+    score = _buckets(registry, "skewwatch_score", all_)
+    assert len(score) == min(12, len(ms.layout.score_edges)) + 1 and score[-2][0] == "1.0"  # scores <= 1
+    assert get("skewwatch_score_count", all_) == score[-1][1] == with_latency
+    assert 0.0 < get("skewwatch_score_sum", all_) / score[-1][1] < 1.0
+    # slices add up to all traffic, per dimension
+    region = [s for f in registry.collect() if f.name == "skewwatch_score" for s in f.samples
+              if s.name == "skewwatch_score_count" and s.labels["slice"].startswith("region=")]
+    assert len(region) >= 2 and sum(s.value for s in region) == with_latency
 
 
 def test_outcome_metrics_come_from_the_outcome_monitor(registry, worker):
@@ -240,3 +266,29 @@ def test_http_server_serves_metrics_probes_and_extra_routes(worker):
         assert exc.value.code == 404
     finally:
         srv.close()
+
+
+def test_only_reference_features_become_label_values():
+    """64 unexpected feature names of 5 KB each fold into one bounded series (issue: 2 MB /metrics)."""
+    eng = Engine(default_reference=reference())
+    hostile = {f"{i:02d}" + "x" * 5000: 1.0 for i in range(64)}
+    msgs = [orjson.dumps(ev | {"features": {**ev["features"], **hostile}, "model_version": "v" * 5000})
+            for _, t, ev in simulate(get_scenario("stable", rate_per_hour=300, hours=3)) if t == "predictions"]
+    eng.ingest_predictions(msgs)
+    eng.advance()
+    clean = Engine(default_reference=reference())
+    clean.ingest_predictions([orjson.dumps(ev) for _, t, ev in simulate(get_scenario("stable", rate_per_hour=300, hours=3))
+                              if t == "predictions"])
+    clean.advance()
+    text, base = exposition(eng), exposition(clean)
+    assert len(text) < len(base) + 20_000, (len(text), len(base))  # not + 64 x 5 KB per series
+    fams = families(text)
+    known = set(reference().features) | {"score", "", "__unexpected__"}
+    feats = {s.labels["feature"] for f in fams.values() for s in f.samples if "feature" in s.labels}
+    assert feats <= known and "__unexpected__" in feats
+    unexpected = [s for s in fams["skewwatch_feature_statistic"].samples if s.labels["feature"] == "__unexpected__"]
+    assert len({tuple(sorted(s.labels.items())) for s in unexpected}) == len(unexpected)  # no duplicate series
+    active = fams["skewwatch_alert_active"].samples if "skewwatch_alert_active" in fams else []
+    assert all(s.value >= 1 for s in active if s.labels["feature"] == "__unexpected__")
+    assert all(len(v) <= 120 for f in fams.values() for s in f.samples for v in s.labels.values())
+    promtool_check(text)
