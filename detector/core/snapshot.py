@@ -28,7 +28,8 @@ __all__ = ["engine_state", "load_engine_state", "engine_snapshot", "engine_resto
 ENGINE_VERSION = 3
 
 
-def engine_state(eng: Any) -> dict[str, Any]:
+def engine_state(eng: Any, served: bool = True) -> dict[str, Any]:
+    """``served=False`` leaves out the lifetime served histograms (a sidecar unit counts them per process)."""
     from detector.core.drift_state import detector_to_state
 
     models = {}
@@ -42,6 +43,8 @@ def engine_state(eng: Any) -> dict[str, Any]:
             "last_stats": [[*k, v, sl, thr] for k, (v, sl, thr) in ms.last_stats.items()],
             "last_summary": ms.last_summary,
         }
+        if served:
+            models[name]["served"] = ms.served.to_state()
     adoption = getattr(eng, "adoption", None)
     return {
         "settings": eng.settings.model_dump(), "models": models, "alerts": eng.alerts.to_state(),
@@ -103,6 +106,8 @@ def _load(eng: Any, st: Any) -> None:
                          for r in m["last_stats"]}
         check(isinstance(m["last_summary"], dict), "last summary")
         ms.last_summary = m["last_summary"]
+        if m.get("served") is not None:
+            ms.served.load_state(m["served"])
         models[name] = ms
     check(isinstance(st["alerts"], list), "alert state")
     rows = st["alerts"]

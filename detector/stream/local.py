@@ -86,11 +86,14 @@ class LocalGroup:
 
     def redeliver(self, kind: str, partition: int, msgs: list[Message]) -> None:
         side = self.sidecars[self.owner[f"p{partition}"]]
+        side.update_lags(lambda t, p: self.offsets.get((t, p), 0))  # everything produced is delivered at once here
         self.dlq.extend(side.on_messages(self.topics[kind], partition, msgs).dlq)
 
     def checkpoint(self, side: Sidecar | None = None) -> None:
         """What the worker does every ``checkpoint_interval``: store, send outboxes and claims, then pump."""
         for s in [side] if side is not None else list(self.sidecars.values()):
+            s.update_lags(lambda t, p: self.offsets.get((t, p), 0))
+            s.tick(float("inf"))
             for name in s.dirty():
                 self.store[name] = s.checkpoint(name)
                 (s.agg if name == AGGREGATOR else s.units[name]).dirty = False  # type: ignore[union-attr]

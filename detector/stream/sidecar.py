@@ -60,6 +60,7 @@ class Sidecar:
         self.last_batch_wall = time.monotonic()
         self._idle_evaluator: Any = None
         self.budget: float | None = None  # seconds of work per call before yielding (the worker sets it)
+        self.departed: dict[str, tuple[Any, Any]] = {}  # model -> (layout, ServedTotals) of units that left
 
     # ------------------------------------------------------------------ units
     @property
@@ -103,9 +104,18 @@ class Sidecar:
                                   time.monotonic())
 
     def drop_unit(self, name: str) -> None:
-        self.units.pop(name, None)
+        unit = self.units.pop(name, None)
         if self.agg is not None:
             self.agg.drop_local(name)
+        if unit is not None:  # what it served while here stays in this worker's lifetime histograms
+            from detector.core.partials import row_map
+
+            for model, ms in unit.engine.models.items():
+                kept = self.departed.get(model)
+                if kept is None:
+                    self.departed[model] = (ms.layout, ms.served)
+                else:
+                    kept[1].add_rows(ms.served, row_map(ms.layout, kept[0]))
 
     def new_aggregator(self) -> Aggregator:
         agg = Aggregator(self.cfg, self.refs, self.default)
@@ -275,6 +285,16 @@ class Sidecar:
 
             self._idle_evaluator = Engine(self.cfg.detector, self.refs, self.default)
         return self._idle_evaluator
+
+    def counts(self) -> dict[str, int]:
+        """Predictions folded, rejected and late on this worker's units (cheap: no view)."""
+        out = {"predictions": 0, "invalid": 0, "late": 0}
+        for u in self.units.values():
+            c = u.engine.counters
+            out["predictions"] += c.predictions
+            out["invalid"] += sum(c.invalid.values())
+            out["late"] += c.late
+        return out
 
     @property
     def duplicates(self) -> int:

@@ -228,7 +228,7 @@ class Unit:
 
     # ------------------------------------------------------------------ state
     def to_state(self) -> dict[str, Any]:
-        return {"name": self.name, "engine": engine_state(self.engine), "offsets": dict(self.offsets),
+        return {"name": self.name, "engine": engine_state(self.engine, served=False), "offsets": dict(self.offsets),
                 "marks": dict(self.marks), "boundary": self.boundary, "seq": self.seq,
                 "outbox": [[s, b, blob] for s, b, blob in self.outbox], "duplicates": self.duplicates}
 

@@ -3,7 +3,8 @@
 A worker folds its input in one engine per unit (input partition). The status page and the
 Prometheus exporter read "the ingest engine" of a worker: :func:`ingest_view` builds one from the
 units - open windows merged onto one set of slice rows (the same re-keying as partials), counters,
-model versions and slice overflow summed, the newest event time and the slowest watermark - and
+model versions, slice overflow and lifetime served histograms summed (those of units this worker
+has handed on stay: a histogram never goes down), the newest event time and the slowest watermark - and
 an outcome view whose label-join and parity counters are this worker's (units) while the evaluated
 values (maturity, per-slice outcome metrics, parity mismatch rates) come from the aggregator when
 this worker holds it. Counters stay per worker, as Prometheus expects (sum them across workers).
@@ -18,6 +19,7 @@ from typing import Any
 
 from detector.core.engine import Counters, Engine
 from detector.core.labels import LabelJoin
+from detector.core.partials import row_map
 
 __all__ = ["ingest_view"]
 
@@ -52,6 +54,12 @@ def ingest_view(side: Any) -> Engine:
             for vv, uv in zip(vm.layout.vocabs, ms.layout.vocabs, strict=False):
                 vv.overflow += uv.overflow
     view.counters = c
+    for name, vm in view.models.items():  # lifetime served histograms of this process: units here and gone
+        parts = [(u.engine.models[name].layout, u.engine.models[name].served) for u in units if name in u.engine.models]
+        if name in side.departed:
+            parts.append(side.departed[name])
+        for lay, totals in parts:
+            vm.served.add_rows(totals, row_map(lay, vm.layout))
     marks = [u.engine.high_water for u in units if math.isfinite(u.engine.high_water)]
     view.high_water = max(marks, default=-math.inf)
     wms = [u.engine.watermark for u in units if math.isfinite(u.engine.watermark)]
