@@ -72,7 +72,7 @@ class StateError(ValueError):
 def encode(obj: Any, compress: int = 1) -> bytes:
     """One plain value as a blob; ``compress`` is the zlib level (0 = none)."""
     try:
-        payload = msgpack.packb(obj, default=_default, use_bin_type=True)
+        payload = msgpack.packb(obj, default=_default, use_bin_type=True, unicode_errors="surrogatepass")
     except StateError:
         raise
     except (TypeError, ValueError, OverflowError) as exc:
@@ -149,7 +149,8 @@ def decode(blob: bytes, max_bytes: int = DEFAULT_MAX_BYTES) -> Any:
         return _ext(code, data, budget)
 
     try:
-        return msgpack.unpackb(payload, raw=False, strict_map_key=True, ext_hook=ext, use_list=True)
+        return msgpack.unpackb(payload, raw=False, strict_map_key=True, ext_hook=ext, use_list=True,
+                              unicode_errors="surrogatepass")
     except StateError:
         raise
     except (ValueError, TypeError, OverflowError, MemoryError) as exc:  # every msgpack.UnpackException is a ValueError
