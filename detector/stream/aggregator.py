@@ -10,7 +10,11 @@ step``, ``skewwatch-unit``, ``skewwatch-seq``, ``skewwatch-part`` and ``skewwatc
 after each checkpoint a *claim* (``skewwatch-kind: claim``, ``skewwatch-seq``,
 ``skewwatch-watermark``): "everything before this boundary is in the steps up to this seq". A
 step whose seq the aggregator has already applied is a duplicate (a unit resending its outbox
-after a restart) and is ignored, which makes every step count exactly once.
+after a restart) and is ignored, which makes every step count exactly once. Sequence numbers
+belong to a unit's *life* (``skewwatch-life``, a random id drawn when a unit starts without a
+checkpoint and kept in its checkpoints): a unit that had to start from empty state counts from 1
+again. A step is taken as applied only once it decoded, so bytes that are not a step (garbage, a
+pickle) are counted as rejected and cannot block the unit's real steps.
 
 The aggregator's event time is the smallest claim of the live units (a unit silent for
 ``source_timeout`` seconds stops holding it back; a unit never heard of holds it back for that long
@@ -55,7 +59,7 @@ class Aggregator:
         self.engine = Engine(cfg.detector, refs, default)
         attach_outcomes(self.engine, cfg)
         attach_adoption(self.engine, cfg)
-        self.sources: dict[str, dict[str, float]] = {}  # unit -> {"claim", "seq", "step"}: latest claim, seq applied, its boundary
+        self.sources: dict[str, dict[str, Any]] = {}  # unit -> latest claim, seq applied and its boundary, life
         self.seen: dict[str, float] = {}  # unit -> monotonic time of its last message (not state)
         self.first: dict[str, float] = {}  # unit -> monotonic time it was first counted (not state)
         self.expected: set[str] = set()  # the group's units (from the input topics' partition counts)
@@ -65,8 +69,9 @@ class Aggregator:
         self.offsets: dict[str, int] = {}  # partials topic-partition -> last offset read
         self.boundary = -math.inf  # event time: windows and cohorts are evaluated up to here
         self.evidence = -math.inf  # newest event time seen in data (see the module docstring)
-        self.evidence_at = time.monotonic()
-        self.started = time.monotonic()
+        self.clock = time.monotonic  # wall time for liveness and claim caps (a test may simulate it)
+        self.evidence_at = self.clock()
+        self.started = self.clock()
         self.source_timeout = max(60.0, 4 * float(cfg.checkpoint_interval))
         self.duplicates = self.rejected = self.capped = 0
         self.behind = False  # advance() stopped at its budget with boundaries left to evaluate
@@ -76,7 +81,7 @@ class Aggregator:
     def on_message(self, topic: str, partition: int, offset: int, headers: dict[str, str], value: bytes | None,
                    now: float | None = None) -> None:
         """One message of the partials topic (a step chunk or a claim)."""
-        now = time.monotonic() if now is None else now
+        now = self.clock() if now is None else now
         k = f"{topic}:{partition}"
         if offset <= self.offsets.get(k, -1):
             return
@@ -93,7 +98,8 @@ class Aggregator:
             return
         if unit not in self.local:
             self.seen[unit] = now
-        src = self.sources.setdefault(unit, {"claim": -math.inf, "seq": 0, "step": -math.inf})
+        src = self._source(unit)
+        life = headers.get("skewwatch-life", "")
         if kind == "claim":
             if unit in self.local:
                 return  # this worker knows its own units' progress
@@ -101,17 +107,20 @@ class Aggregator:
                 claim = float(headers.get("skewwatch-watermark", "nan"))
             except ValueError:
                 claim = math.nan
-            if math.isnan(claim):
-                self.rejected += 1
+            if math.isnan(claim) or life != src["life"]:
+                self.rejected += int(math.isnan(claim))
                 return
             # a claim speaks for steps up to its seq: while some are missing, only the applied ones count
             src["claim"] = self._cap(claim, now) if seq <= src["seq"] else src["step"]
             return
-        self._chunk(unit, seq, headers, value or b"")
+        self._chunk(unit, seq, life, headers, value or b"")
 
-    def _chunk(self, unit: str, seq: int, headers: dict[str, str], value: bytes) -> None:
+    def _source(self, unit: str) -> dict[str, Any]:
+        return self.sources.setdefault(unit, {"claim": -math.inf, "seq": 0, "step": -math.inf, "life": ""})
+
+    def _chunk(self, unit: str, seq: int, life: str, headers: dict[str, str], value: bytes) -> None:
         src = self.sources[unit]
-        if seq <= src["seq"]:
+        if seq <= src["seq"] and life == src["life"]:
             self.duplicates += 1
             return
         try:
@@ -136,15 +145,25 @@ class Aggregator:
 
     def on_step(self, unit: str, seq: int, blob: bytes) -> None:
         """A whole step of ``unit`` (reassembled, or handed over in-process)."""
-        src = self.sources.setdefault(unit, {"claim": -math.inf, "seq": 0, "step": -math.inf})
+        src = self._source(unit)
+        try:
+            data = unpack(blob, "step", {1})
+            check(isinstance(data, dict) and data.get("unit") == unit and data.get("seq") == seq
+                  and isinstance(data.get("life"), str), "step unit, seq and life")
+        except StateError as exc:
+            self.rejected += 1
+            log.error("ignoring step %d of %s: %s", seq, unit, exc)
+            return
+        if data["life"] != src["life"]:
+            if src["life"]:
+                log.warning("unit %s starts a new life (it had no checkpoint): its steps count from 1 again", unit)
+            src["life"], src["seq"] = data["life"], 0
         if seq <= src["seq"]:
             self.duplicates += 1
             return
         self.dirty = True
         src["seq"] = seq  # consumed, whatever happens below: a step is applied at most once
         try:
-            data = unpack(blob, "step", {1})
-            check(isinstance(data, dict) and data.get("unit") == unit and data.get("seq") == seq, "step unit and seq")
             self._apply_step(unit, seq, data)
         except (StateError, EngineError, KeyError, TypeError, ValueError) as exc:
             self.rejected += 1
@@ -170,7 +189,7 @@ class Aggregator:
             if local[1] <= seq:
                 src["claim"] = local[0]
         else:
-            src["claim"] = max(src["claim"], self._cap(T, time.monotonic()))
+            src["claim"] = max(src["claim"], self._cap(T, self.clock()))
 
     def _apply_outcome(self, blob: bytes) -> None:
         step = decode(blob)
@@ -179,7 +198,7 @@ class Aggregator:
 
     def _note(self, ts: float) -> None:
         if math.isfinite(ts) and ts > self.evidence:
-            self.evidence, self.evidence_at = ts, time.monotonic()
+            self.evidence, self.evidence_at = ts, self.clock()
 
     def note_local(self, ts: float) -> None:
         """Event time seen by this worker's own units (evidence for capping claims)."""
@@ -207,10 +226,10 @@ class Aggregator:
     def set_local(self, unit: str, claim: float, seq: int) -> None:
         """A unit this worker owns has sent its steps up to ``seq``; everything before ``claim`` is in them."""
         self.local[unit] = (claim, seq)
-        src = self.sources.setdefault(unit, {"claim": -math.inf, "seq": 0, "step": -math.inf})
+        src = self._source(unit)
         if src["seq"] >= seq:
             src["claim"] = claim
-        self.seen[unit] = time.monotonic()
+        self.seen[unit] = self.clock()
 
     def drop_local(self, unit: str) -> None:
         self.local.pop(unit, None)
@@ -218,7 +237,7 @@ class Aggregator:
     # ------------------------------------------------------------------ event time
     def watermark(self, now: float | None = None) -> float | None:
         """The smallest claim of the live units (None while one of them has claimed nothing)."""
-        now = time.monotonic() if now is None else now
+        now = self.clock() if now is None else now
         claims = []
         for unit in self.expected | set(self.sources) | set(self.local):
             if unit not in self.local and now - self.seen.get(unit, self.started) > self.source_timeout:
@@ -285,7 +304,8 @@ class Aggregator:
     # ------------------------------------------------------------------ state
     def to_state(self) -> dict[str, Any]:
         return {"engine": engine_state(self.engine),
-                "sources": {u: {k: float(v) for k, v in s.items()} for u, s in self.sources.items()},
+                "sources": {u: {"claim": s["claim"], "seq": int(s["seq"]), "step": s["step"], "life": s["life"]}
+                            for u, s in self.sources.items()},
                 "pending": [[b, list(v)] for b, v in self.pending.items()],
                 "parts": {k: {"parts": e["parts"], "chunks": [[i, c] for i, c in e["chunks"].items()]}
                           for k, e in self.parts.items()},
@@ -298,7 +318,8 @@ class Aggregator:
         sources = {}
         for u, s in st["sources"].items():
             check(isinstance(s, dict), "aggregator source")
-            sources[str(u)] = {"claim": float(s["claim"]), "seq": float(s["seq"]), "step": float(s.get("step", -math.inf))}
+            sources[str(u)] = {"claim": float(s["claim"]), "seq": int(s["seq"]), "step": float(s["step"]),
+                               "life": str(s["life"])}
         pending: dict[float, list[bytes]] = {}
         for b, blobs in st["pending"]:
             check(isinstance(blobs, list) and all(isinstance(x, bytes) for x in blobs), "pending outcome steps")
@@ -311,7 +332,7 @@ class Aggregator:
         self.sources, self.pending, self.parts = sources, pending, parts
         self.offsets = {str(k): int(v) for k, v in st["offsets"].items()}
         self.boundary, self.evidence = float(st["boundary"]), float(st["evidence"])
-        self.evidence_at = self.started = time.monotonic()
+        self.evidence_at = self.started = self.clock()
         counts = st.get("counts") or {}
         self.duplicates, self.rejected, self.capped = (int(counts.get(k, 0)) for k in ("duplicates", "rejected", "capped"))
         self.dirty = False

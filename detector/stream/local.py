@@ -37,6 +37,7 @@ class LocalGroup:
         self.alerts: list[Alert] = []
         self.counterexamples: list[dict[str, Any]] = []
         self.dlq: list[Any] = []
+        self.time = 0.0  # simulated wall time for the aggregator (liveness, claim caps)
         self.assign({f"w{i}": [k for k in range(partitions) if k % workers == i] for i in range(workers)}, aggregator="w0")
 
     # ------------------------------------------------------------------ membership
@@ -65,6 +66,8 @@ class LocalGroup:
                 side.agg = side.new_aggregator()
                 if AGGREGATOR in self.store:
                     side.restore(AGGREGATOR, self.store[AGGREGATOR])
+                side.agg.clock = lambda: self.time
+                side.agg.started = side.agg.evidence_at = self.time
                 self.read = side.agg.offsets.get("partials:0", -1) + 1
                 self.owner[AGGREGATOR] = wid
 
@@ -107,18 +110,17 @@ class LocalGroup:
     def finish(self, quiet: float) -> None:
         """The input stops and ``quiet`` seconds pass: every unit moves on, the aggregator follows.
 
-        (Event time then goes on at wall speed; here the wall time is simulated, so the claims the
-        units make are not capped as running ahead of the evidence.)
+        (Event time then goes on at wall speed: the simulated wall clock moves on by ``quiet`` too.)
         """
-        for side in self.sidecars.values():
-            for u in side.units.values():
-                top = max(u.marks.values(), default=float("-inf"))
-                u.advance(top + quiet - float(self.cfg.detector.allowed_lateness))
-        agg = self.aggregator
-        if agg is not None:
-            agg.evidence_at -= quiet
-        self.checkpoint()
-        self.checkpoint()
+        W = float(self.cfg.detector.window)
+        for until in (W, quiet):  # the last windows close (their steps arrive), then time goes on
+            for side in self.sidecars.values():
+                for u in side.units.values():
+                    top = max(u.marks.values(), default=float("-inf"))
+                    u.advance(top + until - float(self.cfg.detector.allowed_lateness))
+            self.time += until
+            self.checkpoint()
+            self.checkpoint()
 
     def tick(self, idle_after: float) -> None:
         for side in self.sidecars.values():

@@ -187,15 +187,17 @@ class Sidecar:
         unit = self.units[name]
         key = name.encode()
         wid = self.worker_id.encode()
+        life = unit.life.encode()
         out = []
         for seq, _, blob in unit.outbox:
             parts = [blob[i : i + chunk] for i in range(0, len(blob), chunk)] or [b""]
             for i, part in enumerate(parts):
                 out.append((key, part, [("skewwatch-kind", b"step"), ("skewwatch-unit", key), ("skewwatch-seq", str(seq).encode()),
                                         ("skewwatch-part", str(i).encode()), ("skewwatch-parts", str(len(parts)).encode()),
-                                        ("skewwatch-worker", wid)]))
+                                        ("skewwatch-life", life), ("skewwatch-worker", wid)]))
         out.append((key, b"", [("skewwatch-kind", b"claim"), ("skewwatch-unit", key), ("skewwatch-seq", str(unit.seq).encode()),
-                               ("skewwatch-watermark", repr(unit.boundary).encode()), ("skewwatch-worker", wid)]))
+                               ("skewwatch-watermark", repr(unit.boundary).encode()), ("skewwatch-life", life),
+                               ("skewwatch-worker", wid)]))
         return out, unit.seq, unit.boundary
 
     def sent(self, name: str, upto: int, claim: float) -> None:

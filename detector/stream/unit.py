@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 import time
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -72,6 +73,7 @@ class Unit:
         self.lags: dict[str, int | None] = {}  # "topic:partition" -> unread messages (None: not known)
         self.boundary = -math.inf  # the last step taken: everything before it has been packed
         self.seq = 0  # sequence number of the last step packed
+        self.life = uuid.uuid4().hex[:16]  # this unit's life: drawn when it starts empty, kept in its checkpoints
         self.outbox: list[tuple[int, float, bytes]] = []  # (seq, boundary, packed step) not yet sent
         self.duplicates = 0
         self.last_input = time.monotonic()
@@ -215,7 +217,7 @@ class Unit:
         if not partials and outcome is None:
             return False
         self.seq += 1
-        data = {"unit": self.name, "seq": self.seq, "boundary": T, "partials": [p.to_state() for p in partials],
+        data = {"unit": self.name, "seq": self.seq, "life": self.life, "boundary": T, "partials": [p.to_state() for p in partials],
                 "outcome": encode(outcome) if outcome is not None else None}
         self.outbox.append((self.seq, T, pack("step", 1, data)))
         return True
@@ -229,7 +231,7 @@ class Unit:
     # ------------------------------------------------------------------ state
     def to_state(self) -> dict[str, Any]:
         return {"name": self.name, "engine": engine_state(self.engine, served=False), "offsets": dict(self.offsets),
-                "marks": dict(self.marks), "boundary": self.boundary, "seq": self.seq,
+                "marks": dict(self.marks), "boundary": self.boundary, "seq": self.seq, "life": self.life,
                 "outbox": [[s, b, blob] for s, b, blob in self.outbox], "duplicates": self.duplicates}
 
     def load_state(self, st: Any) -> None:
@@ -245,6 +247,7 @@ class Unit:
         self.offsets = {str(k): int(v) for k, v in st["offsets"].items()}
         self.marks = {str(k): float(v) for k, v in st["marks"].items()}
         self.boundary, self.seq, self.outbox = float(st["boundary"]), int(st["seq"]), outbox
+        self.life = str(st["life"])
         self.duplicates = int(st.get("duplicates", 0))
         self.dirty = False
 
