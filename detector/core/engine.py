@@ -498,7 +498,7 @@ class Engine:
 
     # ------------------------------------------------------------------ state
     def snapshot(self) -> bytes:
-        """All state as a versioned plain-data blob (:mod:`detector.core.state`; never pickle)."""
+        """All state as a versioned plain-data blob (:mod:`detector.core.state`)."""
         from detector.core.snapshot import engine_snapshot
 
         return engine_snapshot(self)

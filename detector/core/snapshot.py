@@ -4,7 +4,7 @@
 ``engine_snapshot`` / ``engine_restore`` wrap it as a versioned blob (:mod:`detector.core.state`,
 kind ``"engine"``) for ``skewwatch replay --snapshot-out`` and ``skewwatch report --snapshot``.
 
-Layout of version 3 (the first plain one; versions 1-2 were pickles and are refused)::
+Layout of version 3 (the first plain-data one; older versions are refused)::
 
     settings      DetectorSettings as a dict (informative: the engine keeps its own)
     models        {model: {dims, vocabs, windows, seasonal, cands, cand_ref, detectors, shift_active,

@@ -27,7 +27,8 @@ log = logging.getLogger("skewwatch.run")
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", required=True, help="skewwatch YAML config")
-    p.add_argument("--worker-id", help="stable id of this worker (default: $HOSTNAME); names its checkpoint")
+    p.add_argument("--worker-id", help="name of this worker in logs and messages (default: $HOSTNAME); state is kept "
+                   "per partition, so a new name keeps it")
     p.add_argument("--quiet", action="store_true")
 
 

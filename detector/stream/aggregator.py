@@ -13,8 +13,8 @@ step whose seq the aggregator has already applied is a duplicate (a unit resendi
 after a restart) and is ignored, which makes every step count exactly once. Sequence numbers
 belong to a unit's *life* (``skewwatch-life``, a random id drawn when a unit starts without a
 checkpoint and kept in its checkpoints): a unit that had to start from empty state counts from 1
-again. A step is taken as applied only once it decoded, so bytes that are not a step (garbage, a
-pickle) are counted as rejected and cannot block the unit's real steps.
+again. A step is taken as applied only once it decoded, so bytes that are not a step (garbage, or
+foreign serialisations) are counted as rejected and cannot block the unit's real steps.
 
 The aggregator's event time is the smallest claim of the live units (a unit silent for
 ``source_timeout`` seconds stops holding it back; a unit never heard of holds it back for that long
