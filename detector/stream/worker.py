@@ -40,6 +40,7 @@ from detector.stream.sidecar import AGGREGATOR, Message, Outbox, Sidecar
 __all__ = ["build_app", "Worker"]
 
 log = logging.getLogger("skewwatch.worker")
+STEP_FLUSH = 1.0  # seconds: how soon a unit with steps waiting is checkpointed (so the steps can be sent)
 
 
 def _client_kwargs(cfg: Config) -> dict[str, Any]:
@@ -125,6 +126,7 @@ class Worker:
         self.restored = asyncio.Event()  # the start-up work is done (never waits for the broker)
         self.started_at = time.time()
         self.last_checkpoint = 0.0
+        self.last_flush = 0.0
         self.checkpoints = 0
         self.chunks: dict[str, list[str]] = {}  # unit -> chunk keys of its last durable checkpoint
         self.alert_log: list[dict[str, Any]] = []  # recent alerts, for the status page / demo
@@ -197,8 +199,13 @@ class Worker:
                         self.catch_up.set()
                 except Exception as exc:  # noqa: BLE001 - an exception in a Faust timer crashes the app
                     log.warning("tick failed (%s: %s); retrying at the next one", type(exc).__name__, exc)
-                if time.monotonic() - self.last_checkpoint >= cfg.checkpoint_interval:
+                now = time.monotonic()
+                if now - self.last_checkpoint >= cfg.checkpoint_interval:
                     await self._checkpoint()
+                elif now - self.last_flush >= STEP_FLUSH and any(u.outbox for u in self.sidecar.units.values()):
+                    # steps wait for a durable checkpoint of their unit: write those units now, not in
+                    # checkpoint_interval, so windows close (and alerts fire) soon after their end
+                    await self._checkpoint(only=sorted(n for n, u in self.sidecar.units.items() if u.outbox))
 
         @app.task
         async def startup() -> None:
@@ -447,10 +454,20 @@ class Worker:
         for name, t_ in tps.items():
             side.assign_tps(name, t_)
 
-    async def _checkpoint(self, all_units: bool = False) -> None:
-        """Checkpoint (caller holds the lock), send what the checkpoints hold, then commit what they cover."""
+    async def _checkpoint(self, all_units: bool = False, only: list[str] | None = None) -> None:
+        """Checkpoint (caller holds the lock), send what the checkpoints hold, then commit what they cover.
+
+        ``only``: just these units (their steps are waiting); otherwise every unit and the aggregator
+        that changed (``all_units``: all of them).
+        """
         side = self.sidecar
-        names = sorted(side.units) + ([AGGREGATOR] if side.agg is not None else []) if all_units else side.dirty()
+        self.last_flush = time.monotonic()
+        if only is not None:
+            names = [n for n in only if n in side.units]
+        elif all_units:
+            names = sorted(side.units) + ([AGGREGATOR] if side.agg is not None else [])
+        else:
+            names = side.dirty()
         written: list[str] = []
         try:
             for name in names:
@@ -468,7 +485,8 @@ class Worker:
             log.warning("checkpoint not completed (%s: %s); offsets not committed; retrying in 5 s", type(exc).__name__, exc)
             for name in written:
                 (side.agg if name == AGGREGATOR else side.units.get(name)).dirty = True  # type: ignore[union-attr]
-            self.last_checkpoint = time.monotonic() - self.cfg.checkpoint_interval + min(5.0, self.cfg.checkpoint_interval)
+            if only is None:
+                self.last_checkpoint = time.monotonic() - self.cfg.checkpoint_interval + min(5.0, self.cfg.checkpoint_interval)
             return
         offsets: dict[Any, int] = {}
         from faust.types import TP
@@ -483,7 +501,8 @@ class Worker:
             await self.app.consumer.commit_durable(offsets)
         except Exception as exc:  # noqa: BLE001 - a failed commit only means more redelivery (skipped by offset)
             log.warning("offset commit failed: %s", exc)
-        self.last_checkpoint = time.monotonic()
+        if only is None:
+            self.last_checkpoint = time.monotonic()
         self.checkpoints += 1
 
     async def checkpoint_now(self) -> None:
