@@ -395,7 +395,7 @@ class Engine:
         """Merge one worker's partial window (aggregator side)."""
         ms = self.models.get(p.model)
         if ms is None:
-            ms = self._model(p.model, [])
+            ms = self._model(p.model, [{"slices": dict.fromkeys(p.dims)}])  # dims as the sender discovered them
             if ms is None:
                 raise EngineError(f"partial for model {p.model!r}, which has no reference here")
             for voc, values in zip(ms.layout.vocabs, p.vocab_values, strict=False):
@@ -518,7 +518,7 @@ class Engine:
         for name, oms in other.models.items():
             ms = self.models.get(name)
             if ms is None:
-                ms = self._model(name, [])
+                ms = self._model(name, [{"slices": dict.fromkeys(oms.layout.dims)}])
                 if ms is None:
                     raise EngineError(f"cannot merge model {name!r}: no reference configured here")
             rowmap = row_map(oms.layout, ms.layout)

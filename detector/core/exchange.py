@@ -83,6 +83,7 @@ class OutcomeGate:
 
     def on_features(self, batch: FeatureBatch) -> None:
         self._mark(batch.ts)
+        self.monitor.parity.enabled = True  # retain served features from now on (they are joined at release)
         now = batch.ts > self.ceiling
         if now.any():
             self._features(_take_features(batch, np.flatnonzero(now)), None)
@@ -266,7 +267,14 @@ def take_outcome_step(gate: OutcomeGate, engine: Any, boundary: float) -> dict[s
         wins = par.windows.get(name, {})
         st["parity"] = [wins.pop(s).to_state() for s in sorted(wins) if wins[s].end <= boundary]
         models[name] = st
-    par.advance(boundary)  # evicts served rows and expires held offline events (its windows were taken)
+    # evict served rows and expire held offline events relative to the step, not to the newest
+    # prediction (which runs ahead while a backlog is read): the windows were taken above
+    saved = par.now
+    par.now = min(par.now, boundary)
+    try:
+        par.advance(boundary)
+    finally:
+        par.now = max(saved, par.now) if math.isfinite(saved) else par.now
     join = {k: mon.join.counters[k] - gate.sent_join[k] for k in _JOIN}
     gate.sent_join = dict(mon.join.counters)
     parity = {k: par.counters[k] - gate.sent_parity[k] for k in _PARITY}
@@ -308,7 +316,8 @@ def apply_outcome_step(engine: Any, step: dict[str, Any]) -> None:
     for name, st in step["models"].items():
         ms = engine.models.get(name)
         if ms is None:
-            ms = engine._model(name, [])  # noqa: SLF001 - the aggregator learns models from its units
+            # the aggregator learns models (and slice dimensions, when they are discovered) from its units
+            ms = engine._model(name, [{"slices": dict.fromkeys(st["dims"])}])  # noqa: SLF001
             if ms is None:
                 raise EngineError(f"outcome step for model {name!r}, which has no reference here")
             for voc, values in zip(ms.layout.vocabs, st["vocab_values"], strict=False):

@@ -321,3 +321,18 @@ def test_one_event_dated_2100_cannot_anchor_a_partition():
     alerts, counts = baseline()
     assert totals(g) == counts  # nothing was dropped as late behind it
     assert alert_set(g) == alerts
+
+
+def test_topics_that_are_not_co_partitioned_get_a_unit_per_topic_partition_and_an_error(caplog):
+    from detector.stream.sidecar import Sidecar
+
+    side = Sidecar(config(), {}, reference(), "w")
+    t = config().kafka.topics
+    side.set_partitions({t.predictions: 4, t.labels: 4, t.features: 4})
+    assert side.copartitioned and side.unit_of(t.labels, 2) == "p2" and side.expected_units() == {"p0", "p1", "p2", "p3"}
+    with caplog.at_level("ERROR", logger="skewwatch.sidecar"):
+        side.set_partitions({t.predictions: 4, t.labels: 2, t.features: 4})
+    assert not side.copartitioned
+    assert side.unit_of(t.predictions, 1) == "predictions-p1" and side.unit_of(t.labels, 1) == "labels-p1"
+    assert len(side.expected_units()) == 10
+    assert "not co-partitioned" in caplog.text and f"{t.labels}: 2 partitions" in caplog.text
