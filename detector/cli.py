@@ -30,11 +30,14 @@ COMMANDS = {
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="skewwatch", description="Is the production gap data, model or system?")
     p.add_argument("--version", action="version", version=f"skewwatch {__version__}")
-    p.add_argument("--log-format", choices=["text", "json"], default="text", help="log line format")
+    p.add_argument("--log-format", choices=["text", "json"], default=None,
+                   help="log line format (default: the config's log_format for `run`, else text)")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     for name, (mod, help_) in COMMANDS.items():
         sp = sub.add_parser(name, help=help_, description=help_)
         importlib.import_module(mod).add_arguments(sp)
+        # also accepted after the command (`skewwatch run --log-format json`); SUPPRESS keeps the global one
+        sp.add_argument("--log-format", choices=["text", "json"], default=argparse.SUPPRESS, help="log line format")
         sp.set_defaults(_module=mod)
     return p
 
@@ -47,7 +50,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     from detector.shells.logs import setup_logging
 
-    setup_logging(args.log_format, quiet=getattr(args, "quiet", False))
+    setup_logging(args.log_format or "text", quiet=getattr(args, "quiet", False))
     try:
         return int(importlib.import_module(args._module).run(args))
     except KeyboardInterrupt:

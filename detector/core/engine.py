@@ -15,10 +15,8 @@ mergeable across workers (``merge``).
 
 from __future__ import annotations
 
-import gc
 import math
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,11 +29,9 @@ from detector.core.events import (
     EventError,
     PredictionBatch,
     PredictionDecoder,
-    decode_feature_events,
-    decode_labels,
-    parse_messages,
-    validate_predictions,
 )
+from detector.core.fastdecode import TypedDecoder
+from detector.core.ingest import Ingest, gc_paused
 from detector.core.layout import SCORE, Layout
 from detector.core.partials import (
     Partial,
@@ -53,27 +49,10 @@ from detector.core.served import ServedTotals
 from detector.core.settings import DetectorSettings
 from detector.core.state import StateError
 from detector.core.window import N_CAND, RATE, WindowCounts
+from detector.core.wire import row_error
 
-__all__ = ["Engine", "EngineError"]
+__all__ = ["Engine", "EngineError", "gc_paused"]
 
-
-
-@contextmanager
-def gc_paused() -> Iterator[None]:
-    """Pause the cyclic garbage collector while a batch is decoded.
-
-    A batch allocates tens of thousands of short-lived, acyclic dicts and tuples (freed by
-    reference counting anyway); letting the cyclic collector scan them on every allocation
-    threshold roughly doubles decode time. The previous state is always restored.
-    """
-    was = gc.isenabled()
-    if was:
-        gc.disable()
-    try:
-        yield
-    finally:
-        if was:
-            gc.enable()
 
 
 class EngineError(ValueError):
@@ -86,6 +65,7 @@ class Counters:
     labels: int = 0
     feature_events: int = 0
     invalid: dict[str, int] = field(default_factory=dict)  # reason -> count
+    clipped: dict[str, int] = field(default_factory=dict)  # field -> retained strings cut to max_value_bytes
     late: int = 0
     windows_closed: int = 0
     alerts_fired: int = 0
@@ -114,6 +94,10 @@ class Counters:
                 setattr(c, k, type(cur)(v))
         return c
 
+    def count_clipped(self, clipped: dict[str, int]) -> None:
+        for k, v in clipped.items():
+            self.clipped[k] = self.clipped.get(k, 0) + v
+
 
 class ModelState:
     """Everything the engine keeps for one model."""
@@ -122,7 +106,8 @@ class ModelState:
         self.name = name
         self.settings = settings
         self.layout = Layout(ref, dims, settings.slice_top_k, settings.category_top_k)
-        self.decoder = PredictionDecoder(self.layout.schema, settings.no_action_decisions, settings.max_unknown_features)
+        self.decoder = PredictionDecoder(self.layout.schema, settings.no_action_decisions, settings.max_unknown_features,
+                                         settings.max_value_bytes)
         self.windows: dict[float, WindowCounts] = {}
         self.served = ServedTotals(self.layout)  # lifetime latency / score histograms (exporter)
         slots = settings.season_slots
@@ -145,6 +130,7 @@ class ModelState:
         self.last_version: str | None = None
         # the last closed window's counts (bounded: one window), for the status page and report charts
         self.last_window: WindowCounts | None = None
+        self.typed: TypedDecoder | None = None  # built when this model's events dominate a batch
 
     # ---------------------------------------------------------------- candidates for value spikes
     def discover_candidates(self, b: PredictionBatch) -> None:
@@ -185,7 +171,7 @@ def _make_detectors(settings: DetectorSettings, n: int) -> list[Any]:
     return [PageHinkley(delta=0.005, threshold=50.0) for _ in range(n)]
 
 
-class Engine:
+class Engine(Ingest):
     """Drive with ``ingest_*`` then ``advance``; collect the returned alerts."""
 
     def __init__(
@@ -206,6 +192,7 @@ class Engine:
         self.closed_before = float("-inf")  # windows starting before this are closed
         self.outcomes: Any = None  # label join / outcome monitors (attached by detector.core.outcomes)
         self.adoption = Adoption()  # override / review-capacity checks (capacities: detector.core.adoption.attach_adoption)
+        self._typed: TypedDecoder | None = None  # typed decoder of the usual model (detector.core.fastdecode)
 
     # ------------------------------------------------------------------ models
     def reference_for(self, model: str) -> Reference | None:
@@ -237,29 +224,6 @@ class Engine:
         return ms
 
     # ------------------------------------------------------------------ ingest
-    def ingest_predictions(self, raws: Sequence[bytes]) -> list[EventError]:
-        """Decode and fold in prediction messages; returns the ones that could not be used."""
-        with gc_paused():
-            return self._ingest_predictions(raws)
-
-    def _ingest_predictions(self, raws: Sequence[bytes]) -> list[EventError]:
-        events, origin, errors = parse_messages(raws)
-        by_model, errs2 = validate_predictions(events, origin, raws, self.settings.min_epoch)
-        errors.extend(errs2)
-        for model, evs in by_model.items():
-            ms = self._model(model, evs)
-            if ms is None:
-                why = (f"no reference for model {model!r}; add it to the config's models"
-                       if self.reference_for(model) is None else
-                       f"model {model!r} would exceed detector.max_models={self.settings.max_models}; raise it if intended")
-                for _e in evs:
-                    errors.append(EventError("unknown_model", why, b"", -1))
-                continue
-            batch = ms.decoder.decode(model, evs, ms.layout.dims)
-            errors.extend(self._fold(ms, batch, evs))
-        self.counters.count_errors(errors)
-        return errors
-
     def ingest_batch(self, batch: PredictionBatch) -> list[EventError]:
         """Fold in an already-decoded batch (benchmarks / shells that decode themselves)."""
         ms = self.models.get(batch.model)
@@ -267,7 +231,7 @@ class Engine:
             raise EngineError(f"model {batch.model!r} has no state yet; ingest raw messages first")
         return self._fold(ms, batch, None)
 
-    def _fold(self, ms: ModelState, b: PredictionBatch, evs: list[dict[str, Any]] | None) -> list[EventError]:
+    def _fold(self, ms: ModelState, b: PredictionBatch, raws: Sequence[bytes] | None) -> list[EventError]:
         st = self.settings
         errors: list[EventError] = []
         ts = b.ts
@@ -277,10 +241,9 @@ class Engine:
         future = ts > anchor + st.max_future
         if future.any():
             for i in np.flatnonzero(future).tolist():
-                errors.append(EventError("future_timestamp",
-                                         f"ts is {(ts[i] - anchor) / 3600:.1f} h ahead of the "
-                                         f"{'wall clock' if self.now is not None else 'stream'}; check the producer clock",
-                                         _raw(evs, i), -1))
+                errors.append(_row_error(
+                    "future_timestamp", f"ts is {(ts[i] - anchor) / 3600:.1f} h ahead of the "
+                    f"{'wall clock' if self.now is not None else 'stream'}; check the producer clock", raws, b, i))
         W = st.window
         starts = np.floor(ts / W) * W
         late = starts < self.closed_before
@@ -315,34 +278,6 @@ class Engine:
                 w.add_batch(lay, b.take(idx), [c[idx] for c in row_codes_all], ms.cands)
         if self.outcomes is not None:
             self.outcomes.on_predictions(ms, b, row_codes_all)
-        return errors
-
-    def ingest_labels(self, raws: Sequence[bytes]) -> list[EventError]:
-        with gc_paused():
-            return self._ingest_labels(raws)
-
-    def _ingest_labels(self, raws: Sequence[bytes]) -> list[EventError]:
-        events, origin, errors = parse_messages(raws)
-        batch, errs = decode_labels(events, origin, raws, self.settings.min_epoch)
-        errors.extend(errs)
-        self.counters.labels += batch.n
-        if self.outcomes is not None and batch.n:
-            self.outcomes.on_labels(batch)
-        self.counters.count_errors(errors)
-        return errors
-
-    def ingest_features(self, raws: Sequence[bytes]) -> list[EventError]:
-        with gc_paused():
-            return self._ingest_features(raws)
-
-    def _ingest_features(self, raws: Sequence[bytes]) -> list[EventError]:
-        events, origin, errors = parse_messages(raws)
-        batch, errs = decode_feature_events(events, origin, raws, self.settings.min_epoch)
-        errors.extend(errs)
-        self.counters.feature_events += batch.n
-        if self.outcomes is not None and batch.n:
-            self.outcomes.on_features(batch)
-        self.counters.count_errors(errors)
         return errors
 
     # ------------------------------------------------------------------ time
@@ -555,15 +490,11 @@ def _gauges(lay: Layout, v: Any, results: list[Any]) -> dict[tuple[str, str, str
     return out
 
 
-def _raw(evs: list[dict[str, Any]] | None, i: int) -> bytes:
-    if evs is None:
-        return b""
-    import orjson
-
-    try:
-        return orjson.dumps(evs[i])
-    except TypeError:
-        return b""
+def _row_error(reason: str, detail: str, raws: Sequence[bytes] | None, b: PredictionBatch, i: int) -> EventError:
+    """An error for row ``i`` of a decoded batch, with its message's bytes (or its envelope item's)."""
+    msg = int(b.origin[i]) if b.origin is not None else -1
+    item = int(b.item[i]) if b.item is not None else -1
+    return row_error(reason, detail, raws, msg, item)
 
 
 def _top(d: dict[str, int]) -> str | None:

@@ -1,47 +1,72 @@
-"""Decoding wire events (DESIGN.md contract) into columnar batches, never raising on bad input.
+"""Decoding prediction events (DESIGN.md contract) into columnar batches, never raising on bad input.
 
-``parse_messages`` turns raw Kafka values / JSONL lines into dicts (a JSON array is a batch
-envelope of several events); every message or event that cannot be used becomes an
-:class:`EventError` carrying the reason and the raw bytes, so a shell can dead-letter it.
-``PredictionDecoder`` then extracts columns for one model with its schema in a handful of C-level
-passes (``itemgetter`` + ``np.array``) rather than per-event Python work.
+:func:`~detector.core.wire.parse_messages` turns raw Kafka values / JSONL lines into dicts (a
+JSON array is a batch envelope of several events); :func:`validate_predictions` checks every
+field an event must get right and turns each failure into an :class:`EventError` (reason +
+a sentence naming the problem and the fix) for the dead-letter topic; ``PredictionDecoder``
+then extracts one model's columns with its schema in a handful of C-level passes
+(``itemgetter`` + ``np.array``) rather than per-event Python work. Labels and offline features
+are decoded in :mod:`detector.core.feeds`.
 
 Defined outcomes, per DESIGN.md's "never silently dropped":
 
-=====================================  ==================================================
-input                                  outcome
-=====================================  ==================================================
-not JSON / not an object               error ``invalid_json`` / ``not_an_object``
-NaN / Infinity literals                parsed (stdlib fallback); non-finite feature values
-                                       count as *missing* and as ``nonfinite`` for the feature
-missing ``prediction_id``/``model``    error ``missing_field``
-``ts`` absent / unparseable            error ``bad_timestamp``
-``ts`` before ``min_epoch``            error ``ancient_timestamp``
-``ts`` > stream time + ``max_future``  error ``future_timestamp`` (checked by the engine)
-``score`` not a finite number          error ``bad_score`` (absent score is allowed)
-``features`` not an object             error ``bad_features``
-feature of the wrong type              event kept; value counted as a *type mismatch* for
-                                       that feature (schema signal), not as missing
-feature absent (key missing)           counted as missing *and* as absent (schema signal)
-feature not in the reference           event kept; name counted (bounded) as unexpected
-=====================================  ==================================================
+=========================================  ==================================================
+input                                      outcome
+=========================================  ==================================================
+not JSON / not an object / nested > 1024   error ``invalid_json`` / ``not_an_object``
+NaN / Infinity literals, 1e999             parsed (stdlib fallback); non-finite feature values
+                                           count as *missing* and as ``nonfinite``
+integers beyond float range                read as +-infinity (non-finite, as above)
+missing ``prediction_id``/``model``        error ``missing_field``
+``prediction_id`` / ``model`` not a        error ``bad_field``
+string (ids may be integers)
+``prediction_id`` > ``max_id_bytes``,      error ``oversized_field``
+``model`` > ``max_value_bytes``
+``ts`` absent / unparseable / > year 9999  error ``bad_timestamp``
+``ts`` before ``min_epoch``                error ``ancient_timestamp``
+``ts`` > stream time + ``max_future``      error ``future_timestamp`` (checked by the engine)
+``score`` not a finite number              error ``bad_score`` (absent score is allowed)
+``features`` not an object                 error ``bad_features``
+an optional field of the wrong type        error ``bad_field`` naming the field: a list or
+(``decision``, ``model_version``,          object where a scalar belongs, a non-number (or a
+``override``, ``baseline_decision``,       non-finite one) for ``threshold`` / ``latency_ms``,
+``threshold``, ``latency_ms``,             anything but true/false/0/1 for ``fallback``
+``fallback``, ``slices`` and its values)
+feature of the wrong type (incl. a list    event kept; value counted as a *type mismatch* for
+or object for a category)                  that feature (schema signal), not as missing
+feature absent (key missing)               counted as missing *and* as absent (schema signal)
+feature not in the reference               event kept; name counted (bounded) as unexpected
+a retained string longer than              kept, cut to ``max_value_bytes`` and counted in
+``max_value_bytes`` (unseen category,      ``PredictionBatch.clipped`` (the engine's
+slice value, version, decision, override   ``counters.clipped``)
+reason, unexpected feature name)
+=========================================  ==================================================
 """
 
 from __future__ import annotations
 
-import json
-import math
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from itertools import chain, repeat
-from operator import itemgetter
+from operator import attrgetter, itemgetter
 from typing import Any
 
 import numpy as np
-import orjson
 
+from detector.core.fastdecode import Typed, TypedDecoder
 from detector.core.timeparse import parse_timestamps
+from detector.core.wire import (
+    DEFAULT_MAX_ID_BYTES,
+    DEFAULT_MAX_VALUE_BYTES,
+    EventError,
+    clip,
+    column,
+    float_or_nan,
+    parse_messages,
+    text_of,
+)
 
 __all__ = [
     "EventError",
@@ -49,84 +74,15 @@ __all__ = [
     "Schema",
     "PredictionBatch",
     "PredictionDecoder",
+    "validate_predictions",
     "LabelBatch",
     "decode_labels",
     "FeatureBatch",
     "decode_feature_events",
+    "DEFAULT_MAX_ID_BYTES",
+    "DEFAULT_MAX_VALUE_BYTES",
 ]
 
-
-@dataclass(slots=True)
-class EventError:
-    """One message or event that could not be used, with why (for the dead-letter topic)."""
-
-    reason: str  # short machine code, e.g. "invalid_json"
-    detail: str  # human sentence: what is wrong and how to fix it
-    raw: bytes = b""  # the offending payload (shells decide what to do with it; never logged)
-    index: int = -1  # position of the message in the input batch
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"reason": self.reason, "detail": self.detail, "index": self.index}
-
-
-def _loads(raw: bytes) -> Any:
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        # Python's json writes NaN/Infinity by default; accept them rather than lose the event.
-        return json.loads(raw)
-
-
-def parse_messages(raws: Sequence[bytes]) -> tuple[list[dict[str, Any]], list[int], list[EventError]]:
-    """JSON-decode messages. Returns (events, message index per event, errors).
-
-    The common case (every message is one valid JSON object) is a single C-level ``map``; only
-    a batch holding a bad message or an envelope takes the per-message path.
-    """
-    try:
-        objs = list(map(orjson.loads, raws))
-        if set(map(type, objs)) <= {dict}:
-            return objs, list(range(len(objs))), []
-    except (orjson.JSONDecodeError, TypeError):
-        pass
-    return _parse_slow(raws)
-
-
-def _parse_slow(raws: Sequence[bytes]) -> tuple[list[dict[str, Any]], list[int], list[EventError]]:
-    events: list[dict[str, Any]] = []
-    origin: list[int] = []
-    errors: list[EventError] = []
-    for i, raw in enumerate(raws):
-        if raw is None or len(raw) == 0:
-            errors.append(EventError("empty_message", "empty message or tombstone; send a JSON object", b"", i))
-            continue
-        try:
-            obj = _loads(raw)
-        except (ValueError, TypeError, UnicodeDecodeError) as exc:
-            errors.append(EventError("invalid_json", f"not valid JSON ({str(exc)[:80]}); send one JSON object per message",
-                                     bytes(raw), i))
-            continue
-        if type(obj) is dict:
-            events.append(obj)
-            origin.append(i)
-        elif type(obj) is list:
-            for j, item in enumerate(obj):
-                if type(item) is dict:
-                    events.append(item)
-                    origin.append(i)
-                else:
-                    errors.append(EventError("not_an_object", f"batch envelope item {j} is {type(item).__name__}, expected an object",
-                                             orjson.dumps(item), i))
-        else:
-            errors.append(EventError("not_an_object",
-                                     f"message is a JSON {type(obj).__name__}; expected an object or an array of objects",
-                                     bytes(raw), i))
-    return events, origin, errors
-
-
-def column(events: list[dict[str, Any]], key: str) -> list[Any]:
-    """``[e.get(key) for e in events]`` at C speed."""
-    return list(map(dict.get, events, repeat(key, len(events))))
 
 
 # --------------------------------------------------------------------------- schema
@@ -184,6 +140,9 @@ class PredictionBatch:
     # kind 0 = key absent, 1 = wrong type, 2 = non-finite; feature index: numeric then categorical
     flags: np.ndarray = field(default_factory=lambda: np.zeros((0, 3), dtype=np.int64))
     unexpected_rows: list[tuple[int, str]] = field(default_factory=list)
+    origin: np.ndarray | None = None  # message index per event (to attribute engine-level errors)
+    item: np.ndarray | None = None  # position inside its batch envelope per event, -1 = a single-event message
+    clipped: dict[str, int] = field(default_factory=dict)  # field -> retained values cut to max_value_bytes
 
     @property
     def n(self) -> int:
@@ -216,7 +175,53 @@ class PredictionBatch:
             decisions={k: c for k, v in self.decisions.items() if (c := int(round(v * f)))},
             flags=flags, unexpected_rows=unexpected_rows,
             baseline=self.baseline[idx] if self.baseline is not None else None,
+            origin=self.origin[idx] if self.origin is not None else None, clipped=dict(self.clipped),
+            item=self.item[idx] if self.item is not None else None,
         )
+
+
+def concat(batches: list[PredictionBatch]) -> PredictionBatch:
+    """One batch of the rows of several batches of the same model, in order."""
+    if len(batches) == 1:
+        return batches[0]
+    b0 = batches[0]
+    offs = np.cumsum([0] + [b.n for b in batches[:-1]])
+    flags = np.concatenate([b.flags + np.array([o, 0, 0]) for b, o in zip(batches, offs, strict=True)]).astype(np.int64)
+
+    def add(dicts: list[dict[str, int]]) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for d in dicts:
+            for k, v in d.items():
+                out[k] = out.get(k, 0) + v
+        return out
+
+    has_override = any(b.override is not None for b in batches)
+    has_baseline = any(b.baseline is not None for b in batches)
+    return PredictionBatch(
+        model=b0.model, ids=[i for b in batches for i in b.ids], ts=np.concatenate([b.ts for b in batches]),
+        num=np.concatenate([b.num for b in batches]), num_absent=sum(b.num_absent for b in batches),
+        num_nonfinite=sum(b.num_nonfinite for b in batches), num_type_err=sum(b.num_type_err for b in batches),
+        cat_codes=np.concatenate([b.cat_codes for b in batches]), cat_absent=sum(b.cat_absent for b in batches),
+        cat_type_err=sum(b.cat_type_err for b in batches),
+        unseen=[[v for b in batches for v in b.unseen[j]] for j in range(len(b0.unseen))],
+        slices={d: [v for b in batches for v in b.slices[d]] for d in b0.slices},
+        score=np.concatenate([b.score for b in batches]), acted=np.concatenate([b.acted for b in batches]),
+        threshold=np.concatenate([b.threshold for b in batches]),
+        latency_ms=np.concatenate([b.latency_ms for b in batches]),
+        fallback=np.concatenate([b.fallback for b in batches]),
+        versions=dict(sorted(add([b.versions for b in batches]).items(), key=lambda kv: -kv[1])[:16]),
+        unexpected=add([b.unexpected for b in batches]),
+        override=[v for b in batches for v in (b.override if b.override is not None else [None] * b.n)]
+        if has_override else None,
+        decisions=add([b.decisions for b in batches]),
+        baseline=np.concatenate([b.baseline if b.baseline is not None else np.full(b.n, np.nan) for b in batches])
+        if has_baseline else None,
+        flags=flags.reshape(-1, 3),
+        unexpected_rows=[(i + int(o), k) for b, o in zip(batches, offs, strict=True) for i, k in b.unexpected_rows],
+        origin=np.concatenate([b.origin if b.origin is not None else np.full(b.n, -1) for b in batches]).astype(np.int64),
+        item=np.concatenate([b.item if b.item is not None else np.full(b.n, -1) for b in batches]).astype(np.int64),
+        clipped=add([b.clipped for b in batches]),
+    )
 
 
 def _tallies(flags: np.ndarray, nn: int, nc: int) -> list[np.ndarray]:
@@ -236,15 +241,11 @@ def _count_names(rows: list[tuple[int, str]]) -> dict[str, int]:
 
 
 def _float_col(values: list[Any]) -> np.ndarray:
-    """Optional numeric field -> float64 (None -> NaN); non-numbers -> NaN."""
+    """Optional numeric field -> float64 (None -> NaN); non-numbers -> NaN; beyond float range -> +-inf."""
     try:
         return np.array(values, dtype=np.float64)
-    except (TypeError, ValueError):
-        out = np.full(len(values), np.nan)
-        for i, v in enumerate(values):
-            if isinstance(v, int | float):
-                out[i] = float(v)
-        return out
+    except (TypeError, ValueError, OverflowError):
+        return np.fromiter(map(float_or_nan, values), dtype=np.float64, count=len(values))
 
 
 def _numeric_matrix(rows: list[tuple[Any, ...]] | list[Any], n_feat: int,
@@ -256,76 +257,178 @@ def _numeric_matrix(rows: list[tuple[Any, ...]] | list[Any], n_feat: int,
     # "12.5"); nulls or other types give an object/str array and take the checked path below.
     try:
         a = np.array(rows)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         a = None
     if a is not None and a.ndim == 2 and a.shape[1] == n_feat and a.dtype.kind in "fiub":
         return a.astype(np.float64, copy=False), np.zeros(n_feat, dtype=np.int64)
     if a is not None and a.ndim == 1 and n_feat == 1 and a.dtype.kind in "fiub":
         return a.astype(np.float64).reshape(-1, 1), np.zeros(n_feat, dtype=np.int64)
     if set(map(type, chain.from_iterable(rows))) <= _NUMERIC_TYPES:
-        m = np.array(rows, dtype=np.float64)
-        if m.ndim == 1:
-            m = m.reshape(-1, n_feat)
-        return m, np.zeros(n_feat, dtype=np.int64)
+        try:
+            m = np.array(rows, dtype=np.float64)
+            if m.ndim == 1:
+                m = m.reshape(-1, n_feat)
+            return m, np.zeros(n_feat, dtype=np.int64)
+        except (OverflowError, ValueError):
+            pass  # an integer beyond float range: per column below
     n = len(rows)
     m = np.full((n, n_feat), np.nan)
     err = np.zeros(n_feat, dtype=np.int64)
     cols = list(zip(*rows, strict=True)) if n_feat > 1 else [rows]
     for j, col in enumerate(cols):
         if set(map(type, col)) <= _NUMERIC_TYPES:
-            m[:, j] = np.array(col, dtype=np.float64)
-        else:
-            for i, v in enumerate(col):
-                if v is None:
-                    continue
-                if isinstance(v, int | float):  # bool is an int: True -> 1.0
-                    m[i, j] = float(v)
-                else:
-                    err[j] += 1
-                    if err_at is not None:
-                        err_at.append((i, j))
+            try:
+                m[:, j] = np.array(col, dtype=np.float64)
+                continue
+            except (OverflowError, ValueError):
+                pass
+        for i, v in enumerate(col):
+            if v is None:
+                continue
+            if type(v) is bool:
+                m[i, j] = float(v)  # True -> 1.0
+            elif type(v) is int or type(v) is float:
+                m[i, j] = float_or_nan(v)  # beyond float range -> +-inf (counted non-finite)
+            else:
+                err[j] += 1
+                if err_at is not None:
+                    err_at.append((i, j))
     return m, err
 
 
 _MISSING = object()
 _NUMERIC_TYPES = {float, int, bool, type(None)}
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
+def _short_strings(col: list[Any], max_bytes: int) -> bool:
+    """Every value is None or a string that is surely within ``max_bytes`` (C-level checks)."""
+    types = set(map(type, col))
+    if not types <= {str, type(None)}:
+        return False
+    strs = col if type(None) not in types else list(filter(None, col))
+    return not strs or max(map(len, strs)) * 4 <= max_bytes
+
+
+class _Clipper:
+    """Cuts retained strings to ``max_bytes`` and counts, per field, how many were cut."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self.counts: dict[str, int] = {}
+
+    def __call__(self, s: str, what: str) -> str:
+        if len(s) * 4 <= self.max_bytes:
+            return s
+        out, cut = clip(s, self.max_bytes)
+        if cut:
+            self.counts[what] = self.counts.get(what, 0) + 1
+        return out
+
+    def column(self, col: list[Any], what: str) -> list[str | None]:
+        """Scalars -> their text (clipped), anything else -> None."""
+        if _short_strings(col, self.max_bytes):
+            return col
+        out = list(map(text_of, col))
+        if self.max_bytes < 1 << 20 and any(s is not None and len(s) * 4 > self.max_bytes for s in out):
+            out = [s if s is None else self(s, what) for s in out]
+        return out
 
 
 class PredictionDecoder:
-    """Extract one model's columns from decoded prediction events."""
+    """Extract one model's columns from validated prediction events (see :func:`validate_predictions`)."""
 
-    def __init__(self, schema: Schema, no_action: Iterable[str], max_unexpected: int = 64) -> None:
+    def __init__(self, schema: Schema, no_action: Iterable[str], max_unexpected: int = 64,
+                 max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES) -> None:
         self.schema = schema
         self.no_action = {s.lower() for s in no_action}
         self.max_unexpected = max_unexpected
+        self.max_value_bytes = max_value_bytes
 
-    def decode(self, model: str, events: list[dict[str, Any]], slice_dims: Sequence[str]) -> PredictionBatch:
+    def decode(self, model: str, events: list[dict[str, Any]], slice_dims: Sequence[str],
+               origin: Sequence[int] | None = None, items: Sequence[int] | None = None) -> PredictionBatch:
+        """Columns of validated event dicts (the general path: any shape the contract allows)."""
         sch = self.schema
         n = len(events)
         fs = column(events, "features")
         n_num, n_cat = len(sch.numeric), len(sch.categorical)
-        num_absent = np.zeros(n_num, dtype=np.int64)
-        cat_absent = np.zeros(n_cat, dtype=np.int64)
-        flag_list: list[tuple[int, int, int]] = []
+        cols = _Cols(n, n_num, n_cat)
         lens = np.fromiter(map(len, fs), dtype=np.int64, count=n)
-        n_known = n_num + n_cat
         # --- numeric block: one itemgetter pass when every key is present (the usual case)
         if n_num:
-            rows: Any = None
             try:
-                rows = list(map(sch._num_get, fs)) if sch._num_get else [(f[sch.numeric[0]],) for f in fs]
+                cols.num_rows = list(map(sch._num_get, fs)) if sch._num_get else [(f[sch.numeric[0]],) for f in fs]
             except KeyError:
-                cols = []
+                per = []
                 for j, name in enumerate(sch.numeric):
                     col = list(map(dict.get, fs, repeat(name, n), repeat(_MISSING, n)))
-                    num_absent[j] = col.count(_MISSING)
-                    if num_absent[j]:
-                        flag_list.extend((i, j, 0) for i, v in enumerate(col) if v is _MISSING)
+                    cols.num_absent[j] = col.count(_MISSING)
+                    if cols.num_absent[j]:
+                        cols.flags.extend((i, j, 0) for i, v in enumerate(col) if v is _MISSING)
                         col = [None if v is _MISSING else v for v in col]
-                    cols.append(col)
-                rows = list(zip(*cols, strict=True))
+                    per.append(col)
+                cols.num_rows = list(zip(*per, strict=True))
+        if n_cat:
+            try:
+                crow = list(map(sch._cat_get, fs)) if sch._cat_get else [(f[sch.categorical[0]],) for f in fs]
+                cols.cat_cols = list(zip(*crow, strict=True)) if n else [[] for _ in sch.categorical]
+            except KeyError:
+                cols.cat_cols = [list(map(dict.get, fs, repeat(name, n), repeat(_MISSING, n))) for name in sch.categorical]
+        # --- unexpected feature names: only events whose key count differs from the schema's
+        n_known = n_num + n_cat
+        odd = np.flatnonzero(lens != n_known) if cols.num_absent.any() or any(_MISSING in c for c in cols.cat_cols) \
+            else np.flatnonzero(lens > n_known)
+        clipper = _Clipper(self.max_value_bytes)
+        for i in odd.tolist():
+            for k in fs[i]:
+                if k not in sch.known:
+                    k = clipper(k, "feature_name")
+                    if k in cols.unexpected or len(cols.unexpected) < self.max_unexpected:
+                        cols.unexpected[k] = cols.unexpected.get(k, 0) + 1
+                        cols.unexpected_rows.append((i, k))
+
+        def feature(dim: str) -> list[Any]:
+            return list(map(dict.get, fs, repeat(dim, n)))
+
+        return self._finish(model, n, partial(column, events), cols, feature, None, slice_dims, origin, items, clipper)
+
+    def decode_typed(self, model: str, typed: Typed, td: TypedDecoder, slice_dims: Sequence[str]) -> PredictionBatch:
+        """Columns of events the typed decoder accepted (all features present, types exact)."""
+        evs = typed.events
+        n = len(evs)
+        cols = _Cols(n, len(td.numeric), len(td.categorical))
+        cols.typed = True
+        cols.num_rows = td.num_rows(evs)
+        cols.cat_cols = td.cat_columns(evs)
+        feats = list(map(_FEATURES, evs))
+
+        def get(key: str) -> list[Any]:
+            return list(map(attrgetter(key), evs))
+
+        def feature(dim: str) -> list[Any]:
+            return list(map(attrgetter(td.attr[dim]), feats))
+
+        return self._finish(model, n, get, cols, feature, typed.ts, slice_dims, typed.origin, typed.item,
+                            _Clipper(self.max_value_bytes))
+
+    def _finish(self, model: str, n: int, get: Callable[[str], list[Any]], cols: _Cols,
+                feature: Callable[[str], list[Any]], ts: np.ndarray | None, slice_dims: Sequence[str],
+                origin: Sequence[int] | None, items: Sequence[int] | None, clipper: _Clipper) -> PredictionBatch:
+        """Everything after feature extraction, shared by both decoding paths."""
+        sch = self.schema
+        n_num = len(sch.numeric)
+        flag_list = cols.flags
+        if n_num:
             err_at: list[tuple[int, int]] = []
-            num, num_type_err = _numeric_matrix(rows, n_num, err_at)
+            num = None
+            if cols.typed:  # floats or None only (the typed decoder checked): one C pass when no None
+                try:
+                    num = np.fromiter(chain.from_iterable(cols.num_rows), np.float64, n * n_num).reshape(n, n_num)
+                    num_type_err = np.zeros(n_num, dtype=np.int64)
+                except TypeError:
+                    num = None
+            if num is None:
+                num, num_type_err = _numeric_matrix(cols.num_rows, n_num, err_at)
             flag_list.extend((i, j, 1) for i, j in err_at)
             nonfinite_mask = np.isinf(num)
             num_nonfinite = nonfinite_mask.sum(axis=0)
@@ -337,25 +440,72 @@ class PredictionDecoder:
             num = np.empty((n, 0))
             num_type_err = np.zeros(0, dtype=np.int64)
             num_nonfinite = np.zeros(0, dtype=np.int64)
-        # --- categorical block
+        codes, cat_type_err, unseen = self._categories(n, cols, clipper)
+        # --- top-level fields (their types were checked by validate_predictions or the typed decoder)
+        ids = get("prediction_id")
+        if set(map(type, ids)) != {str}:
+            ids = list(map(str, ids))
+        if ts is None:
+            ts = parse_timestamps(get("ts"))
+        sc = get("score")
+        if sc.count(None):  # regression models send "prediction": per event, the score else the prediction
+            pc = get("prediction")
+            if pc.count(None) < n:
+                sc = [p if s is None else s for s, p in zip(sc, pc, strict=True)]
+        score = _float_col(sc)
+        acted, decisions = self._decisions(get("decision"), n, clipper)
+        braw = get("baseline_decision")
+        baseline = _acted(braw, self.no_action) if braw.count(None) < n else None
+        vcol = get("model_version")
+        versions: dict[str, int] = {}
+        if vcol.count(None) < n:
+            for k, v in Counter(clipper.column(vcol, "model_version")).items():
+                if k is not None:
+                    versions[k] = versions.get(k, 0) + v
+        if len(versions) > 16:
+            versions = dict(sorted(versions.items(), key=lambda kv: -kv[1])[:16])
+        slices: dict[str, list[Any]] = {}
+        sl: list[Any] | None = None
+        for dim in slice_dims:
+            if dim in sch.known:
+                raw_sl = feature(dim)
+            else:
+                if sl is None:
+                    sl = [x if type(x) is dict else _EMPTY for x in get("slices")]
+                raw_sl = list(map(dict.get, sl, repeat(dim, n)))
+            slices[dim] = raw_sl if _short_strings(raw_sl, self.max_value_bytes) else clipper.column(raw_sl, "slice")
+        overrides = get("override")
+        has_override = overrides.count(None) < n
+        if has_override:
+            overrides = clipper.column(overrides, "override")
+        return PredictionBatch(
+            model=model, ids=ids, ts=ts, num=num, num_absent=cols.num_absent, num_nonfinite=num_nonfinite,
+            num_type_err=num_type_err, cat_codes=codes, cat_absent=cols.cat_absent, cat_type_err=cat_type_err,
+            unseen=unseen, slices=slices, score=score, acted=acted, threshold=_float_col(get("threshold")),
+            latency_ms=_float_col(get("latency_ms")), fallback=_float_col(get("fallback")), versions=versions,
+            unexpected=cols.unexpected, override=overrides if has_override else None, decisions=decisions,
+            flags=np.asarray(flag_list, dtype=np.int64).reshape(-1, 3), unexpected_rows=cols.unexpected_rows,
+            baseline=baseline, origin=np.asarray(origin, dtype=np.int64) if origin is not None else None,
+            item=np.asarray(items, dtype=np.int64) if items is not None else None, clipped=clipper.counts,
+        )
+
+    def _categories(self, n: int, cols: _Cols, clipper: _Clipper) -> tuple[np.ndarray, np.ndarray, list[list[str]]]:
+        """Category codes per feature (unseen = K, missing = K+1), type errors, unseen values."""
+        sch = self.schema
+        n_num, n_cat = len(sch.numeric), len(sch.categorical)
         codes = np.empty((n, n_cat), dtype=np.int32)
         cat_type_err = np.zeros(n_cat, dtype=np.int64)
         unseen: list[list[str]] = []
-        cat_cols: list[Any]
-        if n_cat:
-            try:
-                crow = list(map(sch._cat_get, fs)) if sch._cat_get else [(f[sch.categorical[0]],) for f in fs]
-                cat_cols = list(zip(*crow, strict=True))
-            except KeyError:
-                cat_cols = [list(map(dict.get, fs, repeat(name, n), repeat(_MISSING, n))) for name in sch.categorical]
-        else:
-            cat_cols = []
         for j, name in enumerate(sch.categorical):
             vocab = sch.vocab[name]
             unseen_code = len(vocab)
             missing_code = unseen_code + 1
-            col = cat_cols[j]
-            c = np.fromiter(map(vocab.get, col, repeat(unseen_code, n)), dtype=np.int32, count=n)
+            col = cols.cat_cols[j]
+            try:
+                c = np.fromiter(map(vocab.get, col, repeat(unseen_code, n)), dtype=np.int32, count=n)
+            except TypeError:  # a list / object as a category (unhashable): per value
+                c = np.fromiter((vocab.get(v, unseen_code) if type(v) in _SCALARS else unseen_code for v in col),
+                                dtype=np.int32, count=n)
             bad = np.flatnonzero(c == unseen_code)
             uns: list[str] = []
             for i in bad.tolist():
@@ -364,81 +514,57 @@ class PredictionDecoder:
                     c[i] = missing_code
                 elif v is _MISSING:
                     c[i] = missing_code
-                    cat_absent[j] += 1
-                    flag_list.append((i, n_num + j, 0))
-                elif isinstance(v, str):
-                    uns.append(v)
-                elif isinstance(v, bool) or not isinstance(v, int | float):
+                    cols.cat_absent[j] += 1
+                    cols.flags.append((i, n_num + j, 0))
+                elif type(v) is str:
+                    uns.append(clipper(v, "category"))
+                elif type(v) is bool or (sv := text_of(v)) is None:  # bools, lists, objects, non-finite
                     c[i] = missing_code
                     cat_type_err[j] += 1
-                    flag_list.append((i, n_num + j, 1))
+                    cols.flags.append((i, n_num + j, 1))
                 else:  # numbers for a categorical: compare by their text form
-                    sv = str(int(v)) if isinstance(v, float) and v.is_integer() else str(v)
                     code = vocab.get(sv)
                     if code is None:
-                        uns.append(sv)
+                        uns.append(clipper(sv, "category"))
                     else:
                         c[i] = code
             codes[:, j] = c
             unseen.append(uns)
-        # --- unexpected feature names: only events whose key count differs from the schema's
-        unexpected: dict[str, int] = {}
-        unexpected_rows: list[tuple[int, str]] = []
-        odd = np.flatnonzero(lens != n_known) if (num_absent.any() or cat_absent.any()) else np.flatnonzero(lens > n_known)
-        for i in odd.tolist():
-            for k in fs[i]:
-                if k not in sch.known and (k in unexpected or len(unexpected) < self.max_unexpected):
-                    unexpected[k] = unexpected.get(k, 0) + 1
-                    unexpected_rows.append((i, k))
-        # --- top-level fields
-        ids = list(map(str, column(events, "prediction_id")))
-        ts = parse_timestamps(column(events, "ts"))
-        sc = column(events, "score")
-        if sc.count(None) == n:
-            sc = column(events, "prediction")
-        score = _float_col(sc)
-        acted = np.full(n, np.nan)
+        return codes, cat_type_err, unseen
+
+    def _decisions(self, draw: list[Any], n: int, clipper: _Clipper) -> tuple[np.ndarray, dict[str, int]]:
+        """``acted`` per event (1 action, 0 no action, NaN none) and the counts per decision value."""
         decisions: dict[str, int] = {}
-        draw = column(events, "decision")
-        if draw.count(None) < n:
-            counts = Counter(draw)
-            lut: dict[Any, float] = {}
-            for d, c_ in counts.items():
-                if d is None:
-                    continue
-                sd = ("true" if d else "false") if isinstance(d, bool) else str(d).lower()
-                lut[d] = 0.0 if sd in self.no_action else 1.0
-                if len(decisions) < 32:
-                    decisions[sd] = decisions.get(sd, 0) + c_
-            nan = float("nan")
-            acted = np.fromiter(map(lut.get, draw, repeat(nan, n)), dtype=np.float64, count=n)
-        braw = column(events, "baseline_decision")
-        baseline = _acted(braw, self.no_action) if braw.count(None) < n else None
-        threshold = _float_col(column(events, "threshold"))
-        latency = _float_col(column(events, "latency_ms"))
-        fallback = _float_col(column(events, "fallback"))
-        versions = {str(k): v for k, v in Counter(column(events, "model_version")).items() if k is not None}
-        if len(versions) > 16:
-            versions = dict(sorted(versions.items(), key=lambda kv: -kv[1])[:16])
-        slices: dict[str, list[Any]] = {}
-        sl: list[Any] | None = None
-        for dim in slice_dims:
-            if dim in sch.known:
-                slices[dim] = list(map(dict.get, fs, repeat(dim, n)))
-            else:
-                if sl is None:
-                    sl = [x if type(x) is dict else _EMPTY for x in column(events, "slices")]
-                slices[dim] = list(map(dict.get, sl, repeat(dim, n)))
-        overrides = column(events, "override")
-        return PredictionBatch(
-            model=model, ids=ids, ts=ts, num=num, num_absent=num_absent, num_nonfinite=num_nonfinite,
-            num_type_err=num_type_err, cat_codes=codes, cat_absent=cat_absent, cat_type_err=cat_type_err,
-            unseen=unseen, slices=slices, score=score, acted=acted, threshold=threshold, latency_ms=latency,
-            fallback=fallback, versions=versions, unexpected=unexpected,
-            override=overrides if overrides.count(None) < n else None, decisions=decisions,
-            flags=np.asarray(flag_list, dtype=np.int64).reshape(-1, 3), unexpected_rows=unexpected_rows,
-            baseline=baseline,
-        )
+        if draw.count(None) == n:
+            return np.full(n, np.nan), decisions
+        draw = [d if type(d) in _SCALARS else None for d in draw]
+        lut: dict[Any, float] = {}
+        for d, c_ in Counter(draw).items():
+            td = text_of(d)
+            if td is None:
+                continue
+            sd = clipper(td.lower(), "decision")
+            lut[d] = 0.0 if sd in self.no_action else 1.0
+            if len(decisions) < 32 or sd in decisions:
+                decisions[sd] = decisions.get(sd, 0) + c_
+        return np.fromiter(map(lut.get, draw, repeat(np.nan, n)), dtype=np.float64, count=n), decisions
+
+
+class _Cols:
+    """Feature columns as extracted by one of the decoding paths."""
+
+    def __init__(self, n: int, n_num: int, n_cat: int) -> None:
+        self.num_rows: list[Any] = []
+        self.num_absent = np.zeros(n_num, dtype=np.int64)
+        self.cat_cols: list[Any] = []
+        self.cat_absent = np.zeros(n_cat, dtype=np.int64)
+        self.flags: list[tuple[int, int, int]] = []
+        self.unexpected: dict[str, int] = {}
+        self.unexpected_rows: list[tuple[int, str]] = []
+        self.typed = False  # values come from the typed decoder: numbers are floats (or None)
+
+
+_FEATURES = attrgetter("features")
 
 
 _EMPTY: dict[str, Any] = {}
@@ -447,167 +573,16 @@ _EMPTY: dict[str, Any] = {}
 def _acted(raw: list[Any], no_action: set[str]) -> np.ndarray:
     """Decision values -> 1.0 (an action), 0.0 (a no-action decision), NaN (absent)."""
     nan = float("nan")
-    if not set(map(type, raw)) <= {str, bool, int, float, type(None)}:  # objects / lists are not decisions
-        raw = [d if isinstance(d, str | bool | int | float) else None for d in raw]
+    if not set(map(type, raw)) <= _SCALARS:  # objects / lists are not decisions
+        raw = [d if type(d) in _SCALARS else None for d in raw]
     lut: dict[Any, float] = {}
     for d in set(raw):
-        if d is None:
-            continue
-        sd = ("true" if d else "false") if isinstance(d, bool) else str(d).lower()
-        lut[d] = 0.0 if sd in no_action else 1.0
+        td = text_of(d)
+        if td is not None:
+            lut[d] = 0.0 if td.lower() in no_action else 1.0
     return np.fromiter(map(lut.get, raw, repeat(nan, len(raw))), dtype=np.float64, count=len(raw))
 
 
-def validate_predictions(
-    events: list[dict[str, Any]], origin: list[int], raws: Sequence[bytes], min_epoch: float
-) -> tuple[dict[str, list[dict[str, Any]]], list[EventError]]:
-    """Envelope checks per event; returns events grouped by model and the errors.
-
-    Vectorised: the per-event Python path runs only for events that fail a check.
-    """
-    n = len(events)
-    if n == 0:
-        return {}, []
-    pids = column(events, "prediction_id")
-    models = column(events, "model")
-    feats = column(events, "features")
-    ts = parse_timestamps(column(events, "ts"))
-    scores = column(events, "score")
-    bad = np.zeros(n, dtype=bool)
-    if None in pids or "" in pids or None in models or "" in models:
-        bad |= np.fromiter((p is None or p == "" or m is None or m == "" for p, m in zip(pids, models, strict=True)), bool, n)
-    ftypes = set(map(type, feats))
-    if ftypes != {dict}:
-        bad |= np.fromiter((type(f) is not dict for f in feats), bool, n)
-    bad |= np.isnan(ts) | (ts < min_epoch)
-    stypes = set(map(type, scores))
-    if stypes <= {float, int, type(None)}:
-        sc = np.array(scores, dtype=np.float64)  # None -> NaN
-        nan = np.isnan(sc)
-        if nan.any():  # NaN sent as a value (stdlib JSON) vs absent score
-            nan &= np.fromiter((s is not None for s in scores), bool, n)
-        bad |= nan | np.isinf(sc)
-    else:
-        bad |= np.fromiter((s is not None and (type(s) is bool or not isinstance(s, int | float) or not math.isfinite(s))
-                            for s in scores), bool, n)
-    errors: list[EventError] = []
-    if bad.any():
-        for i in np.flatnonzero(bad).tolist():
-            e = events[i]
-            pid, model = pids[i], models[i]
-            s = scores[i]
-            if pid is None or pid == "" or model is None or model == "":
-                missing = [k for k in ("prediction_id", "model") if e.get(k) in (None, "")]
-                reason = ("missing_field", f"event has no {' or '.join(missing)}; every prediction needs both")
-            elif type(feats[i]) is not dict:
-                reason = ("bad_features", "'features' must be an object of feature name -> value")
-            elif math.isnan(ts[i]):
-                reason = ("bad_timestamp", f"ts={str(e.get('ts'))[:40]!r} is not RFC 3339 or epoch seconds")
-            elif ts[i] < min_epoch:
-                reason = ("ancient_timestamp", f"ts={str(e.get('ts'))[:40]!r} is before {min_epoch:.0f} (epoch); check the clock/unit")
-            else:
-                reason = ("bad_score", f"score={str(s)[:40]!r} must be a finite number")
-            errors.append(EventError(reason[0], reason[1], _raw_of(e, raws, origin, i), origin[i]))
-        good = np.flatnonzero(~bad).tolist()
-        events = [events[i] for i in good]
-        models = [models[i] for i in good]
-    by_model: dict[str, list[dict[str, Any]]] = {}
-    if not events:
-        return by_model, errors
-    first = models[0]
-    if models.count(first) == len(models):
-        by_model[str(first)] = events
-    else:
-        for e, m in zip(events, models, strict=True):
-            by_model.setdefault(str(m), []).append(e)
-    return by_model, errors
-
-
-def _raw_of(e: dict[str, Any], raws: Sequence[bytes], origin: list[int], i: int) -> bytes:
-    o = origin[i]
-    # one event per message: keep the producer's exact bytes; envelope item: re-encode just it
-    single = (i == 0 or origin[i - 1] != o) and (i + 1 == len(origin) or origin[i + 1] != o)
-    if single:
-        return bytes(raws[o])
-    try:
-        return orjson.dumps(e)
-    except TypeError:
-        return b""
-
-
-# --------------------------------------------------------------------------- labels / offline features
-
-
-@dataclass
-class LabelBatch:
-    ids: list[str]
-    ts: np.ndarray
-    label: np.ndarray  # float64 0/1
-    revision: np.ndarray  # int64, 0 when absent
-    model: list[str | None]
-
-    @property
-    def n(self) -> int:
-        return len(self.ids)
-
-
-def decode_labels(
-    events: list[dict[str, Any]], origin: list[int], raws: Sequence[bytes], min_epoch: float
-) -> tuple[LabelBatch, list[EventError]]:
-    ok: list[int] = []
-    errors: list[EventError] = []
-    ts = parse_timestamps([e.get("ts") for e in events])
-    labels = np.empty(len(events))
-    for i, e in enumerate(events):
-        y = e.get("label")
-        if e.get("prediction_id") in (None, ""):
-            errors.append(EventError("missing_field", "label event has no prediction_id", _raw_of(e, raws, origin, i), origin[i]))
-        elif math.isnan(ts[i]) or ts[i] < min_epoch:
-            errors.append(EventError("bad_timestamp", f"label ts={str(e.get('ts'))[:40]!r} is not a valid time", _raw_of(e, raws, origin, i), origin[i]))
-        elif y in (0, 1) or y is True or y is False:  # 0/1, 0.0/1.0, bools
-            labels[i] = float(y)
-            ok.append(i)
-        else:
-            errors.append(EventError("bad_label", f"label={str(y)[:40]!r}: binary labels must be 0/1 or true/false",
-                                     _raw_of(e, raws, origin, i), origin[i]))
-    idx = np.asarray(ok, dtype=np.int64)
-    rev = np.array([int(events[i].get("revision") or 0) if isinstance(events[i].get("revision"), int | float) else 0 for i in ok],
-                   dtype=np.int64)
-    return LabelBatch(
-        ids=[str(events[i]["prediction_id"]) for i in ok], ts=ts[idx], label=labels[idx], revision=rev,
-        model=[events[i].get("model") for i in ok],
-    ), errors
-
-
-@dataclass
-class FeatureBatch:
-    ids: list[str]
-    ts: np.ndarray
-    features: list[dict[str, Any]]
-    model: list[str | None]
-
-    @property
-    def n(self) -> int:
-        return len(self.ids)
-
-
-def decode_feature_events(
-    events: list[dict[str, Any]], origin: list[int], raws: Sequence[bytes], min_epoch: float
-) -> tuple[FeatureBatch, list[EventError]]:
-    ok: list[int] = []
-    errors: list[EventError] = []
-    ts = parse_timestamps([e.get("ts") for e in events])
-    for i, e in enumerate(events):
-        if e.get("prediction_id") in (None, ""):
-            errors.append(EventError("missing_field", "feature event has no prediction_id", _raw_of(e, raws, origin, i), origin[i]))
-        elif not isinstance(e.get("features"), dict):
-            errors.append(EventError("bad_features", "'features' must be an object", _raw_of(e, raws, origin, i), origin[i]))
-        elif math.isnan(ts[i]) or ts[i] < min_epoch:
-            errors.append(EventError("bad_timestamp", f"feature ts={str(e.get('ts'))[:40]!r} is not a valid time", _raw_of(e, raws, origin, i), origin[i]))
-        else:
-            ok.append(i)
-    idx = np.asarray(ok, dtype=np.int64)
-    return FeatureBatch(
-        ids=[str(events[i]["prediction_id"]) for i in ok], ts=ts[idx], features=[events[i]["features"] for i in ok],
-        model=[events[i].get("model") for i in ok],
-    ), errors
+# the other event kinds and the checks live next door; importable from here as before
+from detector.core.feeds import FeatureBatch, LabelBatch, decode_feature_events, decode_labels  # noqa: E402
+from detector.core.validate import validate_predictions  # noqa: E402

@@ -31,7 +31,8 @@ arrival order: a record expires once it and every record that arrived before it 
 
 Memory: per held prediction ``33 + 2 * dims`` bytes of columns plus the id string and its dict
 entry (~100-150 bytes in CPython), so ``max_pending`` (default 5M) bounds it at roughly 1 GB;
-early labels at ~200 bytes each. Delays are binned on :data:`DELAY_EDGES` (log-spaced).
+early labels at ``EARLY_OVERHEAD`` (300) bytes plus their id each, bounded both in number
+(``max_early``) and in bytes (``max_early_bytes``, ``detector.max_early_label_bytes``). Delays are binned on :data:`DELAY_EDGES` (log-spaced).
 
 >>> j = LabelJoin(ttl=86400.0, max_pending=1000, early_hold=3600.0)
 >>> from detector.core.events import LabelBatch
@@ -361,6 +362,16 @@ class Matches:
         return cls(z, z.astype(np.int8), z.astype(np.int8), z.astype(np.float64), store.read(z))
 
 
+#: CPython bytes of one held early label besides its id's characters: the id str header (49),
+#: the [label, revision, ts] list (56 + 3 x 8) and its floats (3 x 24), and the dict slot (~100)
+EARLY_OVERHEAD = 300
+
+
+def early_cost(pid: str) -> int:
+    """Estimated bytes an early label with this id holds (the unit of ``max_early_bytes``)."""
+    return EARLY_OVERHEAD + len(pid)
+
+
 _COUNTERS = ("matched", "duplicates", "corrections", "expired", "evicted", "orphans")
 
 
@@ -368,11 +379,13 @@ class LabelJoin:
     """Match label events to held predictions (see the module docstring for the semantics)."""
 
     def __init__(self, ttl: float, max_pending: int, early_hold: float, max_early: int = 100_000,
-                 store: PendingStore | None = None) -> None:
+                 store: PendingStore | None = None, max_early_bytes: int = 64 << 20) -> None:
         self.store: PendingStore = store if store is not None else RingStore(ttl, max_pending)
         self.early_hold = float(early_hold)
         self.max_early = int(max_early)
+        self.max_early_bytes = int(max_early_bytes)
         self.early: dict[str, list[float]] = {}  # id -> [label, revision, label ts]
+        self.early_bytes = 0  # estimated memory of ``early`` (see early_cost)
         self.counters = dict.fromkeys(_COUNTERS, 0)
 
     # ------------------------------------------------------------------ predictions
@@ -387,6 +400,7 @@ class LabelJoin:
         if not hits:
             return stored, None
         recs = [self.early.pop(i) for i in dict.fromkeys(hits)]
+        self.early_bytes -= sum(map(early_cost, dict.fromkeys(hits)))
         arr = np.array(recs, dtype=np.float64).reshape(-1, 3)
         return stored, self._apply(list(dict.fromkeys(hits)), arr[:, 0], arr[:, 1].astype(np.int64), arr[:, 2], hold=False)
 
@@ -453,8 +467,12 @@ class LabelJoin:
         cur = self.early.get(pid)
         if cur is None:
             self.early[pid] = [y, float(rev), ts]
-            if len(self.early) > self.max_early:  # bound: the oldest held label becomes an orphan
-                del self.early[next(iter(self.early))]
+            self.early_bytes += early_cost(pid)
+            # bounds, in items and in bytes: the oldest held labels become orphans
+            while self.early and (len(self.early) > self.max_early or self.early_bytes > self.max_early_bytes):
+                old = next(iter(self.early))
+                del self.early[old]
+                self.early_bytes -= early_cost(old)
                 self.counters["orphans"] += 1
         elif rev > cur[1] or (rev == cur[1] and y != cur[0]):
             cur[0], cur[1] = y, float(rev)
@@ -476,6 +494,7 @@ class LabelJoin:
             gone.append(k)
         for k in gone:
             del self.early[k]
+            self.early_bytes -= early_cost(k)
         self.counters["orphans"] += len(gone)
         return n
 
@@ -509,6 +528,11 @@ class LabelJoin:
             early[str(k)] = [float(x) for x in v]
         while len(early) > self.max_early:
             del early[next(iter(early))]
+        total = sum(map(early_cost, early))
+        while early and total > self.max_early_bytes:
+            total -= early_cost(old := next(iter(early)))
+            del early[old]
         self.store.load_state(st["store"])
         self.early = early
         self.counters = {**dict.fromkeys(_COUNTERS, 0), **{k: int(st["counters"][k]) for k in _COUNTERS if k in st["counters"]}}
+        self.early_bytes = sum(map(early_cost, self.early))

@@ -131,7 +131,8 @@ class OutcomeMonitor:
         self.engine = engine
         self.settings = st = settings or OutcomeSettings()
         self.costs = dict(costs or {})
-        self.join = LabelJoin(st.ttl, st.max_pending, st.early_label_hold)
+        self.join = LabelJoin(st.ttl, st.max_pending, st.early_label_hold,
+                              max_early_bytes=getattr(engine.settings, "max_early_label_bytes", 64 << 20))
         self.parity = ParityMonitor(engine)
         self.models: dict[str, _Model] = {}
         self.by_idx: list[_Model] = []
@@ -516,7 +517,8 @@ class OutcomeMonitor:
         if m is not None:
             out["delay"] = {"counts": m.delay_total.tolist(), "sum": m.delay_sum}
         out["labels"] = {**self.join.counters, "coverage": _f(self.join.coverage), "match_rate": _f(self.join.match_rate),
-                         "pending": len(self.join.store), "early_held": len(self.join.early)}
+                         "pending": len(self.join.store), "early_held": len(self.join.early),
+                         "early_held_bytes": self.join.early_bytes}
         out["parity"] = self.parity.stats(model)
         return out
 

@@ -6,11 +6,14 @@ as unjoined), the served features of recent predictions are retained per model -
 matrix, categorical codes, slice codes - for at most :data:`RETAIN_SECONDS` (2 h) of event time
 and at most
 :data:`RETAIN_MAX` (200,000) predictions, whichever is smaller (memory: about
-``(8 x features + 40) bytes`` of columns plus ~100 bytes of id and dict entry per prediction,
-~70 MB for 25 features at the bound). An offline feature event (``source: offline``) joins to
+``(8 x features + 40) bytes`` of columns plus ~150 bytes of id and dict entry per prediction,
+~70 MB for 25 features at the bound) and at most three quarters of ``detector.max_parity_bytes``
+(shared by the models; the oldest rows leave first). An offline feature event (``source: offline``) joins to
 them by ``prediction_id`` in either arrival order: one that comes before its prediction is held
 (at most :data:`MAX_HELD`) until the stream is :data:`OFFLINE_HOLD` (10 min) past its ts, then
-counted as *unjoined*. A second offline event for the same prediction is a *duplicate*.
+counted as *unjoined* - as is the oldest held event when more than :data:`MAX_HELD` of them, or
+more than a quarter of ``detector.max_parity_bytes`` (about 4x their JSON size each), wait.
+A second offline event for the same prediction is a *duplicate*.
 
 Per feature and slice row, each join counts: compared (the offline event carried the key),
 mismatch (numeric: ``|served - offline| > atol + rtol * |offline|``, rtol 1e-6, atol 1e-9;
@@ -32,6 +35,7 @@ from itertools import repeat
 from typing import Any
 
 import numpy as np
+import orjson
 
 from detector.core import stats
 from detector.core.alerts import PARITY_KINDS, Alert
@@ -41,6 +45,7 @@ from detector.core.events import FeatureBatch, PredictionBatch
 from detector.core.select import select_findings
 from detector.core.state import check, load_arrays
 from detector.core.timeparse import format_ts
+from detector.core.wire import float_or_nan, text_of
 
 __all__ = ["ParityMonitor", "RETAIN_SECONDS", "RETAIN_MAX", "OFFLINE_HOLD", "MAX_HELD", "MAX_EXAMPLES", "RTOL", "ATOL",
            "MISMATCH_WARNING", "MISMATCH_CRITICAL"]
@@ -63,15 +68,26 @@ def _hash(v: str) -> int:
 
 
 class _Served:
-    """Ring of one model's served features (columns + id -> slot)."""
+    """Ring of one model's served features (columns + id -> slot), bounded in rows and in bytes.
 
-    def __init__(self, layout: Any, retain_max: int) -> None:
+    A row costs :attr:`row_bytes` (its columns, the id's str header and dict slot) plus the
+    id's characters; ``max_bytes`` bounds the sum (oldest rows leave first).
+    """
+
+    def __init__(self, layout: Any, retain_max: int, max_bytes: int = 1 << 62) -> None:
         self.layout = layout
         self.fn, self.fc, self.D = len(layout.numeric), len(layout.categorical), len(layout.dims)
-        self.retain_max = retain_max
+        self.row_bytes = 8 + 8 * (self.fn + self.fc) + 2 * self.D + 1 + 8 + 49 + 100
+        self.max_bytes = max_bytes
+        self.retain_max = max(1, min(retain_max, max_bytes // self.row_bytes))
+        self.id_bytes = 0
         self.index: dict[str, int] = {}
         self.head = self.size = 0
-        self._alloc(min(4096, retain_max))
+        self._alloc(min(4096, self.retain_max))
+
+    @property
+    def nbytes(self) -> int:
+        return self.size * self.row_bytes + self.id_bytes
 
     def _alloc(self, cap: int) -> None:
         self.cap = cap
@@ -91,6 +107,7 @@ class _Served:
         for i in self.ids[sl].tolist():
             if i is not None:  # every id in the ring is indexed to its slot
                 del idx[i]
+                self.id_bytes -= len(i)
         self.ids[sl] = None
         self.head = (self.head + k) % self.cap
         self.size -= k
@@ -139,14 +156,23 @@ class _Served:
         slots = sl.tolist()
         self.index.update(zip(ids, slots, strict=True))
         self.size += n
+        self.id_bytes += sum(map(len, ids))
         if len(self.index) - before != n:  # the same id twice in this batch: the first copy stays
             first: dict[str, int] = {}
             for s, i in zip(slots, ids, strict=True):
                 if i in first:
                     self.ids[s] = None
+                    self.id_bytes -= len(i)
                 else:
                     first[i] = s
             self.index.update(first)
+        self.trim()
+
+    def trim(self) -> None:
+        """Drop the oldest rows while over the byte budget."""
+        while self.size and self.nbytes > self.max_bytes:
+            avg = self.nbytes / self.size
+            self._drop(min(self.size, max(1, int((self.nbytes - self.max_bytes) / avg) + 1)))
 
     def evict(self, before: float) -> None:
         while self.size:
@@ -181,6 +207,20 @@ class _Served:
         self.ids[:n] = ids
         self.head, self.size = 0, n
         self.index = {i: s for s, i in enumerate(ids) if i is not None}
+        self.id_bytes = sum(map(len, self.index))
+
+
+def held_cost(pid: str, nbytes: int) -> int:
+    """Estimated bytes of one held offline event: its decoded features as Python objects (about
+    4x their JSON), the id and the dict slot."""
+    return 300 + len(pid) + 4 * int(nbytes)
+
+
+def _json_size(v: Any) -> int:
+    try:
+        return len(orjson.dumps(v))
+    except Exception:  # noqa: BLE001 - an estimate; values we cannot encode count as small
+        return 64
 
 
 def _offline_columns(layout: Any, feats: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[list[Any]]]:
@@ -193,10 +233,12 @@ def _offline_columns(layout: Any, feats: list[dict[str, Any]]) -> tuple[np.ndarr
         ab = np.fromiter((v is _ABSENT for v in col), dtype=bool, count=n)
         num_abs[:, j] = ab
         vals = [None if v is _ABSENT else v for v in col] if ab.any() else col
-        if set(map(type, vals)) <= _NUMERIC:
+        try:
+            if not set(map(type, vals)) <= _NUMERIC:
+                raise TypeError
             num[:, j] = np.array(vals, dtype=np.float64)
-        else:
-            num[:, j] = [float(v) if isinstance(v, int | float) and not isinstance(v, bool) else np.nan for v in vals]
+        except (TypeError, ValueError, OverflowError):  # wrong types, or integers beyond float range
+            num[:, j] = [float_or_nan(v) for v in vals]
     num[np.isinf(num)] = np.nan
     cat = np.zeros((n, len(layout.categorical)), dtype=np.int64)
     cat_abs = np.zeros(cat.shape, dtype=bool)
@@ -210,10 +252,9 @@ def _offline_columns(layout: Any, feats: list[dict[str, Any]]) -> tuple[np.ndarr
             if v is _ABSENT:
                 cat_abs[i, j] = True
                 cat[i, j] = missing
-            elif v is None or isinstance(v, bool) or not isinstance(v, str | int | float):
+            elif isinstance(v, bool) or (sv := text_of(v)) is None:  # null, lists, objects, non-finite
                 cat[i, j] = missing
             else:
-                sv = v if isinstance(v, str) else (str(int(v)) if isinstance(v, float) and v.is_integer() else str(v))
                 code = vocab.get(sv)
                 cat[i, j] = code if code is not None else _hash(sv)
     return num, num_abs, cat, cat_abs, raws
@@ -258,6 +299,11 @@ class ParityMonitor:
         self.served: dict[str, _Served] = {}
         self.windows: dict[str, dict[float, _Win]] = {}
         self.held: dict[str, tuple[float, dict[str, Any], str | None]] = {}
+        self.held_cost: dict[str, int] = {}  # id -> estimated bytes (held_cost)
+        self.held_bytes = 0
+        # byte budget (detector.max_parity_bytes): a quarter for held offline events, the rest
+        # shared by the models' served-feature rings
+        self.max_bytes = int(getattr(engine.settings, "max_parity_bytes", 256 << 20))
         self.counters = {"joined": 0, "unjoined": 0, "duplicates": 0}
         self.latest: dict[str, dict[str, Any]] = {}
         self.now = -math.inf
@@ -268,8 +314,10 @@ class ParityMonitor:
             return
         s = self.served.get(ms.name)
         if s is None:
-            s = self.served[ms.name] = _Served(ms.layout, self.retain_max)
+            s = self.served[ms.name] = _Served(ms.layout, self.retain_max, self._served_budget(len(self.served) + 1))
             self.windows[ms.name] = {}
+            for other in self.served.values():  # every model's share shrinks with a new one
+                other.max_bytes = s.max_bytes
         s.put(b, codes.astype(np.int16))
         if b.n:
             self.now = max(self.now, float(b.ts.max()))
@@ -277,15 +325,20 @@ class ParityMonitor:
             hits = [i for i in b.ids if i in self.held]
             if hits:
                 recs = [(i, *self.held.pop(i)) for i in dict.fromkeys(hits)]
+                self.held_bytes -= sum(self.held_cost.pop(r[0], 0) for r in recs)
                 self._join([r[0] for r in recs], [r[2] for r in recs], [r[3] for r in recs], hold=False)
+
+    def _served_budget(self, models: int) -> int:
+        return max(1 << 16, (self.max_bytes - self.max_bytes // 4) // max(1, models))
 
     def on_features(self, batch: FeatureBatch, now: float) -> None:
         self.enabled = True
         self.now = max(self.now, now)
-        self._join(batch.ids, batch.features, batch.model, hold=True, ts=batch.ts)
+        self._join(batch.ids, batch.features, batch.model, hold=True, ts=batch.ts,
+                   nbytes=batch.nbytes if len(batch.nbytes) == batch.n else None)
 
     def _join(self, ids: list[str], feats: list[dict[str, Any]], models: list[str | None], hold: bool,
-              ts: np.ndarray | None = None) -> None:
+              ts: np.ndarray | None = None, nbytes: np.ndarray | None = None) -> None:
         left = np.ones(len(ids), dtype=bool)
         for name, s in self.served.items():
             slots = np.fromiter(map(s.index.get, ids, repeat(-1, len(ids))), dtype=np.int64, count=len(ids))
@@ -313,8 +366,13 @@ class ParityMonitor:
                 self.counters["duplicates"] += 1
                 continue
             self.held[ids[i]] = (float(ts[i]) if ts is not None else self.now, feats[i], models[i])
-            if len(self.held) > MAX_HELD:
-                del self.held[next(iter(self.held))]
+            cost = held_cost(ids[i], int(nbytes[i]) if nbytes is not None else _json_size(feats[i]))
+            self.held_cost[ids[i]] = cost
+            self.held_bytes += cost
+            while self.held and (len(self.held) > MAX_HELD or self.held_bytes > self.max_bytes // 4):
+                old = next(iter(self.held))
+                del self.held[old]
+                self.held_bytes -= self.held_cost.pop(old, 0)
                 self.counters["unjoined"] += 1
 
     def _compare(self, name: str, s: _Served, sl: np.ndarray, ids: list[str], feats: list[dict[str, Any]]) -> None:
@@ -376,6 +434,7 @@ class ParityMonitor:
             gone.append(k)
         for k in gone:
             del self.held[k]
+            self.held_bytes -= self.held_cost.pop(k, 0)
         self.counters["unjoined"] += len(gone)
         for name in sorted(self.windows):
             wins = self.windows[name]
@@ -451,6 +510,7 @@ class ParityMonitor:
     def stats(self, model: str) -> dict[str, Any]:
         """Latest evaluated window: ``features[feature][slice_key]`` -> rates; plus join counters."""
         return {"features": self.latest.get(model, {}), **self.counters, "held": len(self.held),
+                "held_bytes": self.held_bytes, "retained_bytes": self.served[model].nbytes if model in self.served else 0,
                 "retained": self.served[model].size if model in self.served else 0}
 
     def to_state(self) -> dict[str, Any]:
@@ -468,7 +528,7 @@ class ParityMonitor:
             ms = self.engine.models.get(name)
             if ms is None:
                 continue
-            s = served[name] = _Served(ms.layout, self.retain_max)
+            s = served[name] = _Served(ms.layout, self.retain_max, self._served_budget(len(st["served"])))
             s.load(ss)
             rows, nf = ms.layout.n_rows, s.fn + s.fc
             check(isinstance(st["windows"].get(name, []), list), "parity windows")
@@ -483,6 +543,8 @@ class ParityMonitor:
         self.served, self.windows, self.held = served, windows, held
         self.counters = {k: int(st["counters"].get(k, 0)) for k in self.counters}
         self.latest, self.now, self.enabled = st["latest"], float(st["now"]), bool(st["enabled"])
+        self.held_cost = {k: held_cost(k, _json_size(v[1])) for k, v in self.held.items()}
+        self.held_bytes = sum(self.held_cost.values())
 
 
 def _scalars(feats: dict[str, Any]) -> dict[str, Any]:

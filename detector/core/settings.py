@@ -85,6 +85,17 @@ class DetectorSettings(_Strict):
     max_models: int = Field(32, ge=1, description="models tracked at once (bounds state against rogue producers)")
     category_top_k: int = Field(50, ge=2, le=5000)
     max_unknown_features: int = Field(64, ge=0)
+    typed_decode: bool = Field(True, description="decode clean events straight into typed records (faster; the "
+                                                 "results are the same either way)")
+    # byte budgets: what an untrusted producer can make the sidecar hold (see README "Limits")
+    max_id_bytes: int = Field(256, ge=8, le=65536, description="longest prediction_id accepted (UTF-8 bytes)")
+    max_value_bytes: int = Field(256, ge=8, le=65536,
+                                 description="longest model name accepted; other retained strings (categories, slice "
+                                             "values, versions, decisions, feature names) are cut to this")
+    max_early_label_bytes: int = Field(64 << 20, ge=1 << 16,
+                                       description="memory for labels that arrive before their prediction")
+    max_parity_bytes: int = Field(256 << 20, ge=1 << 16,
+                                  description="memory for served features kept for parity plus offline events waiting")
     min_count: int = Field(100, ge=1, description="events a slice needs in a window for distribution tests")
     min_count_rate: int = Field(50, ge=1, description="events needed for rate and scale tests (missing, units, defaults...)")
     fdr_q: float = Field(0.001, gt=0, lt=1, description="Benjamini-Hochberg false discovery rate per window")

@@ -1,20 +1,22 @@
 """Vectorised timestamp parsing: RFC 3339 strings or epoch numbers -> float64 epoch seconds.
 
 Accepted, per value:
-- numbers: epoch seconds; values above 1e11 are read as epoch *milliseconds* and above 1e14 as
-  *microseconds* (the units Java and JavaScript producers send), so 1795615200123 is
-  2026-11-25T14:00:00.123Z;
+- numbers: epoch seconds; values above 1e11 are read as epoch *milliseconds*, above 1e14 as
+  *microseconds* and above 1e17 as *nanoseconds* (the units Java, JavaScript, Go and Kafka
+  producers send), so 1795615200123 is 2026-11-25T14:00:00.123Z;
 - strings: RFC 3339 / ISO 8601 with ``Z`` or a numeric offset (``2026-11-25T14:00:00.123Z``,
   ``2026-11-25T15:00:00+01:00``, ``2026-11-25 14:00:00Z``); a string without an offset is UTC.
 
-Anything else (bools, nulls, garbage strings) becomes NaN, and the caller turns NaN into an
-error record naming the field. The common case (all strings end in ``Z``) is parsed by numpy in
-one call; other strings fall back to :func:`datetime.fromisoformat` one by one.
+Anything else (bools, nulls, lists, garbage strings, integers beyond float range, NaN,
+infinities, and any time after 9999-12-31 once the unit is applied) becomes NaN, and the caller
+turns NaN into an error record naming the field. Never raises. The common case (all numbers,
+or all strings ending in ``Z``) is parsed by numpy in one call; other values fall back to
+:func:`datetime.fromisoformat` one by one.
 
 >>> parse_timestamps(["2026-11-25T14:00:00.123Z", 1795615200, "bad", None]).tolist()
 [1795615200.123, 1795615200.0, nan, nan]
->>> parse_timestamps(["2026-11-25T15:00:00+01:00"]).tolist()
-[1795615200.0]
+>>> parse_timestamps(["2026-11-25T15:00:00+01:00", 1795615200 * 10**9, True, 10**400]).tolist()
+[1795615200.0, 1795615200.0, nan, nan]
 """
 
 from __future__ import annotations
@@ -28,64 +30,77 @@ __all__ = ["parse_timestamps", "format_ts"]
 
 _MS_ABOVE = 1e11
 _US_ABOVE = 1e14
-
-
-def _numeric(values: Sequence[object]) -> np.ndarray | None:
-    try:
-        arr = np.array(values, dtype=np.float64)
-    except (TypeError, ValueError):
-        return None
-    if arr.ndim != 1:
-        return None
-    return _scale_epoch(arr)
+_NS_ABOVE = 1e17
+MAX_EPOCH = 253402300799.0  # 9999-12-31T23:59:59Z: later times cannot be formatted (and are not times)
+_NUMS = frozenset({int, float})
 
 
 def _scale_epoch(arr: np.ndarray) -> np.ndarray:
     big = arr > _MS_ABOVE
     if big.any():
         arr = arr.copy()
-        us = arr > _US_ABOVE
-        arr[big & ~us] /= 1e3
+        ms = big & (arr <= _US_ABOVE)
+        us = (arr > _US_ABOVE) & (arr <= _NS_ABOVE)
+        ns = arr > _NS_ABOVE
+        arr[ms] /= 1e3
         arr[us] /= 1e6
+        arr[ns] /= 1e9
+    return arr
+
+
+def _bounded(arr: np.ndarray) -> np.ndarray:
+    bad = ~(np.abs(arr) <= MAX_EPOCH)  # NaN, infinities, and beyond year 9999 (or before -9999)
+    if bad.any():
+        arr = arr.copy() if not arr.flags.writeable else arr
+        arr[bad] = np.nan
     return arr
 
 
 def _one(v: object) -> float:
-    if isinstance(v, bool) or v is None:
+    t = type(v)
+    if t is float or t is int:
+        try:
+            return float(_scale_epoch(np.array([float(v)], dtype=np.float64))[0])  # type: ignore[arg-type]
+        except OverflowError:  # an integer beyond float range
+            return np.nan
+    if t is not str:
+        return np.nan  # bools, nulls, lists, objects
+    s = v.strip()  # type: ignore[union-attr]
+    if len(s) > 64:
         return np.nan
-    if isinstance(v, int | float):
-        return float(_scale_epoch(np.array([v], dtype=np.float64))[0])
-    if not isinstance(v, str):
-        return np.nan
-    s = v.strip()
     try:
         dt = datetime.fromisoformat(s)
-    except ValueError:
+        if dt.tzinfo is None:
+            dt = dt.replace(tzinfo=UTC)
+        return dt.timestamp()
+    except (ValueError, OverflowError, OSError):
         return np.nan
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=UTC)
-    return dt.timestamp()
 
 
 def parse_timestamps(values: Sequence[object]) -> np.ndarray:
-    """Parse a column of timestamps; NaN marks an unparseable value."""
+    """Parse a column of timestamps; NaN marks an unparseable value. Never raises."""
     n = len(values)
     if n == 0:
         return np.empty(0, dtype=np.float64)
-    first = values[0]
-    if isinstance(first, int | float) and not isinstance(first, bool):
-        arr = _numeric(values)
-        if arr is not None and not any(isinstance(v, bool) for v in values[:1]):
-            return arr
-    elif isinstance(first, str):
+    types = set(map(type, values))
+    if types <= _NUMS:
+        try:
+            return _bounded(_scale_epoch(np.array(values, dtype=np.float64)))
+        except (OverflowError, ValueError, TypeError):
+            pass  # an integer beyond float range: per value below
+    elif types == {str}:
         # Fast path: every value is "...Z" (the contract's form); numpy parses naive ISO strings.
         try:
-            if all(isinstance(s, str) and s.endswith("Z") for s in values):
-                naive = np.array([s[:-1] for s in values], dtype="datetime64[us]")
-                return naive.astype(np.int64) / 1e6
-        except ValueError:
+            if all(s.endswith("Z") for s in values):  # type: ignore[union-attr]
+                naive = np.array([s[:-1] for s in values], dtype="datetime64[us]")  # type: ignore[index]
+                out = naive.astype(np.int64) / 1e6
+                nat = np.isnat(naive)
+                if nat.any():
+                    out[nat] = np.nan
+                return _bounded(out)
+        except (ValueError, OverflowError, TypeError):
             pass  # e.g. a space separator or garbage: fall through to the exact path
-    return np.fromiter((_one(v) for v in values), dtype=np.float64, count=n)
+    return _bounded(np.fromiter(map(_one, values), dtype=np.float64, count=n))
 
 
 def format_ts(epoch: float) -> str:

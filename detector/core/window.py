@@ -1,8 +1,9 @@
 """One model's counts for one event-time window: dense, additive, mergeable.
 
 A :class:`WindowCounts` is a bag of numpy arrays whose first axis is the layout's slice rows
-(see :mod:`detector.core.layout`). ``add_batch`` folds a decoded batch in with one
-``np.bincount`` per slice dimension per block (not per feature, not per event); ``merge`` is
+(see :mod:`detector.core.layout`). ``add_batch`` folds a decoded batch in with one sparse
+matrix product for every weighted sum of every slice row and one ``np.bincount`` per slice
+dimension per histogram block (not per feature, not per event, not per slice value); ``merge`` is
 element-wise addition, so windows from workers owning different partitions combine exactly.
 Memory: ``Layout.cells() * 8`` bytes per open window.
 """
@@ -13,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from scipy.sparse import csr_matrix
 
 from detector.core.events import PredictionBatch
 from detector.core.layout import Layout
@@ -96,15 +98,15 @@ class WindowCounts:
         nb = X.shape[1]
         # fine-bin index per value, offset into the flat numeric block space
         idx = np.empty((n, nb), dtype=np.int64)
+        XT = np.ascontiguousarray(X.T)  # one contiguous row per block: searchsorted reads it linearly
+        finite = ~np.isnan(X)
+        missing_any = (~finite).any(axis=0)
         for j in range(nb):
             edges = lay.num_edges[j] if j < nb - 1 else lay.score_edges
-            col = X[:, j]
-            bj = np.searchsorted(edges, col, side="right")
-            miss = np.isnan(col)
-            if miss.any():
-                bj[miss] = len(edges) + 1
+            bj = np.searchsorted(edges, XT[j], side="right")
+            if missing_any[j]:
+                bj[np.isnan(XT[j])] = len(edges) + 1
             idx[:, j] = bj + lay.num_offsets[j]
-        finite = ~np.isnan(X)
         ax = np.abs(X)
         nzm = finite & (ax > 0)
         logs = np.log(np.where(nzm, ax, 1.0))
@@ -124,33 +126,41 @@ class WindowCounts:
             overridden, overridden * (b.acted == 1.0),
         ], axis=1)
         lat_bin = np.searchsorted(lay.lat_edges, np.where(lat_known, b.latency_ms, 0.0), side="right")
-        groups: list[tuple[np.ndarray, int, int]] = []  # (codes, row offset, n rows in dim)
+        # Slice rows of every event: one column per slice dimension (row 0 = all traffic is the
+        # sum of the first dimension's rows, filled at close), or row 0 alone without slices.
         if row_codes:
-            for d, codes in enumerate(row_codes):
-                groups.append((codes, lay.row_offset(d), lay.top_k + 1))
+            rows = np.stack([codes + lay.row_offset(d) for d, codes in enumerate(row_codes)], axis=1)
         else:
-            groups.append((np.zeros(n, dtype=np.int64), 0, 1))
-        for codes, off, k in groups:
-            sl = slice(off, off + k)
-            self.num[sl] += np.bincount((codes[:, None] * self.num_total + idx).ravel(),
-                                        minlength=k * self.num_total).reshape(k, self.num_total)
+            rows = np.zeros((n, 1), dtype=np.int64)
+        D = rows.shape[1]
+        # Every weighted sum (non-zero counts, log sums, sums, exact-value hits, rates) of every
+        # row at once: a sparse (rows x events) membership matrix times an (events x stats)
+        # matrix - one pass over D x n x stats values, whatever the number of slices.
+        member = csr_matrix((np.ones(n * D), rows.ravel(), np.arange(0, n * D + 1, D)), shape=(n, self.rows)).T
+        nzf = nzm.astype(np.float64)
+        lz = logs * nzf
+        stats = np.concatenate([nzf, lz, lz * logs, x0, *[h.astype(np.float64) for h in hits], rate_cols], axis=1)
+        agg = member @ stats
+        self.nz += agg[:, :nb]
+        self.slog += agg[:, nb : 2 * nb]
+        self.slog2 += agg[:, 2 * nb : 3 * nb]
+        self.sx += agg[:, 3 * nb : 4 * nb]
+        for c in range(N_CAND):
+            self.cand[:, :, c] += agg[:, (4 + c) * nb : (5 + c) * nb]
+        self.rates += agg[:, (4 + N_CAND) * nb :]
+        # Histograms (integer counts): one bincount per dimension over its (event, bin) pairs.
+        lat_rows = rows[lat_known] if lat_known.any() and not lat_known.all() else (rows if lat_known.all() else None)
+        for d in range(D):
+            r = rows[:, d]
+            self.num += np.bincount((r[:, None] * self.num_total + idx).ravel(),
+                                    minlength=self.rows * self.num_total).reshape(self.rows, self.num_total)
             if self.cat_total:
-                self.cat[sl] += np.bincount((codes[:, None] * self.cat_total + cidx).ravel(),
-                                            minlength=k * self.cat_total).reshape(k, self.cat_total)
-            flat = (codes[:, None] * nb + np.arange(nb)[None, :]).ravel()
-            m = k * nb
-            self.nz[sl] += np.bincount(flat, weights=nzm.ravel(), minlength=m).reshape(k, nb)
-            self.slog[sl] += np.bincount(flat, weights=logs.ravel() * nzm.ravel(), minlength=m).reshape(k, nb)
-            self.slog2[sl] += np.bincount(flat, weights=(logs * logs * nzm).ravel(), minlength=m).reshape(k, nb)
-            self.sx[sl] += np.bincount(flat, weights=x0.ravel(), minlength=m).reshape(k, nb)
-            for c in range(N_CAND):
-                self.cand[sl, :, c] += np.bincount(flat, weights=hits[c].ravel(), minlength=m).reshape(k, nb)
-            rflat = (codes[:, None] * rate_cols.shape[1] + np.arange(rate_cols.shape[1])[None, :]).ravel()
-            self.rates[sl] += np.bincount(rflat, weights=rate_cols.ravel(),
-                                          minlength=k * rate_cols.shape[1]).reshape(k, rate_cols.shape[1])
-            if lat_known.any():
-                self.lat[sl] += np.bincount(codes[lat_known] * self.n_lat + lat_bin[lat_known],
-                                            minlength=k * self.n_lat).reshape(k, self.n_lat)
+                self.cat += np.bincount((r[:, None] * self.cat_total + cidx).ravel(),
+                                        minlength=self.rows * self.cat_total).reshape(self.rows, self.cat_total)
+            if lat_rows is not None:
+                lb = lat_bin if lat_rows is rows else lat_bin[lat_known]
+                self.lat += np.bincount(lat_rows[:, d] * self.n_lat + lb,
+                                        minlength=self.rows * self.n_lat).reshape(self.rows, self.n_lat)
         # global-only bookkeeping
         nn = len(lay.numeric)
         self.absent[:nn] += b.num_absent

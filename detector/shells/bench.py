@@ -5,8 +5,13 @@ dimensions region/channel/tier with ~5 values each, score/decision/threshold/lat
 are generated once with a fixed seed, encoded with orjson, then pushed through
 ``Engine.ingest_predictions`` (JSON decode -> columns -> window counts) in batches, closing a
 window every ``--window`` of event time. Generation is not timed. Each run uses a fresh engine;
-the figure reported is the median of ``--runs`` runs, with every run listed, plus a per-stage
-breakdown and the peak resident memory of the process.
+the figure reported is the median of ``--runs`` runs, with every run listed. Interleaved with
+the runs, bare ``orjson.loads`` of the same events gives the parse floor (``ratio_to_orjson_loads``),
+and whylogs profiling a ready DataFrame of the same rows gives a reference point when it is
+installed; then a per-stage breakdown, the bytes of state per feature x slice row, ``skewwatch
+replay`` end to end over a 2-week gzip'd log (predictions, labels, offline features) with its
+resident memory against the number of windows closed (see :mod:`detector.shells.benchreplay`),
+and the peak resident memory of the process.
 """
 
 from __future__ import annotations
@@ -23,11 +28,11 @@ import numpy as np
 import orjson
 
 from detector.core.engine import Engine, gc_paused
-from detector.core.events import parse_messages, validate_predictions
 from detector.core.profile import build_reference
 from detector.core.settings import DetectorSettings
+from detector.shells.benchreplay import bench_replay, bench_whylogs, state_bytes
 
-__all__ = ["add_arguments", "run", "make_events", "bench_core"]
+__all__ = ["add_arguments", "run", "make_events", "bench_core", "parse_floor"]
 
 REGIONS = ["eu", "us", "apac", "latam", "mea"]
 CHANNELS = ["web", "ios", "android", "pos", "api"]
@@ -99,38 +104,46 @@ def bench_core(events: list[bytes], ref: Any, batch: int, window: str) -> dict[s
     return {"seconds": dt, "events_per_s": len(events) / dt, "windows": eng.counters.windows_closed, "alerts": alerts}
 
 
-def stages(events: list[bytes], ref: Any, batch: int) -> dict[str, float]:
-    """Microseconds per event in each stage, on one pass."""
-    eng = Engine(DetectorSettings(), default_reference=ref)
-    eng.ingest_predictions(events[:batch])  # creates the model state
-    ms = next(iter(eng.models.values()))
-    t_parse = t_decode = t_fold = 0.0
-    with gc_paused():  # as Engine.ingest_predictions does
-        t_parse, t_decode, t_fold = _stage_loop(eng, ms, events, batch)
-    t = time.perf_counter()
-    eng.flush()
-    t_close = time.perf_counter() - t
-    n = len(events)
-    return {"parse_us": 1e6 * t_parse / n, "decode_us": 1e6 * t_decode / n, "fold_us": 1e6 * t_fold / n,
-            "close_us": 1e6 * t_close / n}
-
-
-def _stage_loop(eng: Any, ms: Any, events: list[bytes], batch: int) -> tuple[float, float, float]:
-    t_parse = t_decode = t_fold = 0.0
-    for i in range(0, len(events), batch):
-        raws = events[i : i + batch]
+def parse_floor(events: list[bytes], batch: int) -> float:
+    """Events/s of bare ``orjson.loads`` over the same events and batches (the parse floor)."""
+    gc.collect()
+    with gc_paused():
         t = time.perf_counter()
-        evs, origin, _ = parse_messages(raws)
-        t1 = time.perf_counter()
-        by_model, _ = validate_predictions(evs, origin, raws, 0.0)
-        b = ms.decoder.decode("bench", by_model["bench"], ms.layout.dims)
-        t2 = time.perf_counter()
-        eng.ingest_batch(b)
-        t3 = time.perf_counter()
-        t_parse += t1 - t
-        t_decode += t2 - t1
-        t_fold += t3 - t2
-    return t_parse, t_decode, t_fold
+        for i in range(0, len(events), batch):
+            list(map(orjson.loads, events[i : i + batch]))
+        return len(events) / (time.perf_counter() - t)
+
+
+def stages(events: list[bytes], ref: Any, batch: int) -> tuple[dict[str, float], Engine]:
+    """Microseconds per event in each stage of the usual (typed) path, on one pass, with bare
+    ``orjson.loads`` of the same batches for scale."""
+    eng = Engine(DetectorSettings(), default_reference=ref)
+    eng.ingest_predictions(events[:batch])  # creates the model state and its typed decoder
+    ms = next(iter(eng.models.values()))
+    td = eng._typed  # noqa: SLF001 - the benchmark times the engine's own stages
+    st = eng.settings
+    t = dict.fromkeys(("orjson_loads", "typed_decode", "columns", "fold"), 0.0)
+    with gc_paused():  # as Engine.ingest_predictions does
+        for i in range(0, len(events), batch):
+            raws = events[i : i + batch]
+            t0 = time.perf_counter()
+            list(map(orjson.loads, raws))
+            t1 = time.perf_counter()
+            typed, _rest = td.decode(raws, st.min_epoch, st.max_id_bytes, st.max_value_bytes)
+            t2 = time.perf_counter()
+            b = ms.decoder.decode_typed("bench", typed, td, ms.layout.dims)
+            t3 = time.perf_counter()
+            eng.ingest_batch(b)
+            t4 = time.perf_counter()
+            t["orjson_loads"] += t1 - t0
+            t["typed_decode"] += t2 - t1
+            t["columns"] += t3 - t2
+            t["fold"] += t4 - t3
+    t0 = time.perf_counter()
+    eng.flush()
+    t["close"] = time.perf_counter() - t0
+    n = len(events)
+    return {f"{k}_us": 1e6 * v / n for k, v in t.items()}, eng
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -139,6 +152,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch", type=int, default=5000, help="messages per ingest call")
     p.add_argument("--window", default="1h", help="window length (event time; events are 50/s, so 1 h = 180,000 events)")
     p.add_argument("--kafka", action="store_true", help="benchmark through the embedded Kafka broker")
+    p.add_argument("--replay-events", type=int, default=300_000,
+                   help="predictions in the 2-week replay log (plus a label each and 10%% offline features); 0 = skip")
+    p.add_argument("--replay-days", type=float, default=14.0, help="event-time span of the replay log")
+    p.add_argument("--no-whylogs", action="store_true", help="do not measure whylogs even if it is installed")
     p.add_argument("--out", help="also write the JSON here")
     p.add_argument("--quiet", action="store_true")
 
@@ -156,17 +173,35 @@ def run(args: argparse.Namespace) -> int:
     if not args.quiet:
         print(f"generated {len(events):,} events ({sum(map(len, events)) / len(events):.0f} bytes each); "
               f"running {args.runs} runs...", file=sys.stderr)
-    runs = [bench_core(events, ref, args.batch, args.window) for _ in range(args.runs)]
+    runs, floor = [], []
+    for _ in range(args.runs):  # interleaved, so both see the same machine load
+        floor.append(parse_floor(events, args.batch))
+        runs.append(bench_core(events, ref, args.batch, args.window))
     eps = [r["events_per_s"] for r in runs]
+    med, floor_med = statistics.median(eps), statistics.median(floor)
+    stage, eng = stages(events, ref, args.batch)
+    wl = {"available": False, "why": "--no-whylogs"} if args.no_whylogs else bench_whylogs(min(len(events), 50_000), 3)
+    rp = None
+    if args.replay_events > 0:
+        if not args.quiet:
+            print(f"replaying a {args.replay_days:g}-day log of {args.replay_events:,} predictions...", file=sys.stderr)
+        rp = bench_replay(ref, args.replay_events, args.replay_days)
     result = {
         "benchmark": "core decode+ingest+window close",
         "shape": {"numeric_features": 20, "categorical_features": 5, "slice_dims": {"region": 5, "channel": 5, "tier": 5},
                   "bytes_per_event": round(sum(map(len, events)) / len(events), 1)},
         "events": len(events), "batch": args.batch, "window": args.window, "runs": args.runs,
-        "events_per_s_median": round(statistics.median(eps)),
+        "events_per_s_median": round(med),
         "events_per_s_runs": [round(x) for x in eps],
+        "orjson_loads_events_per_s_median": round(floor_med),
+        "orjson_loads_events_per_s_runs": [round(x) for x in floor],
+        "ratio_to_orjson_loads": round(med / floor_med, 3),
+        "whylogs": wl,
+        "ratio_to_whylogs": round(med / wl["rows_per_s_median"], 2) if wl.get("available") else None,
         "windows_closed": runs[0]["windows"], "alerts": runs[0]["alerts"],
-        "stages_us_per_event": {k: round(v, 3) for k, v in stages(events, ref, args.batch).items()},
+        "stages_us_per_event": {k: round(v, 3) for k, v in stage.items()},
+        "state": state_bytes(eng),
+        "replay": rp,
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "python": sys.version.split()[0], "numpy": np.__version__,
     }

@@ -22,6 +22,7 @@ the main thread), not from a short-lived worker thread. For outage tests there a
 :meth:`~EmbeddedBroker.pause` / :meth:`~EmbeddedBroker.resume` (frozen, data kept).
 
 Only the standard library and aiokafka (imported lazily, for topic creation) are used.
+``$SKEWWATCH_TANSU_BIN`` is read here only; it is not a config setting.
 """
 
 from __future__ import annotations
@@ -61,7 +62,6 @@ BINARY_ENV = "SKEWWATCH_TANSU_BIN"
 
 _T = TypeVar("_T")
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
-_TOPIC_ALREADY_EXISTS = 36
 
 
 class BrokerError(RuntimeError):
@@ -218,27 +218,22 @@ async def acreate_topics(
     configs: Mapping[str, str] | None = None,
     timeout: float = 30.0,
 ) -> None:
-    """Create ``{name: partitions}`` topics; topics that already exist are left as they are."""
-    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+    """Create ``{name: partitions}`` topics on an unsecured cluster; existing topics are left as they are.
+
+    The one implementation is :func:`detector.stream.topics.create_topics` (it takes client
+    settings, for secured clusters); this is its plaintext shorthand for the embedded broker.
+    """
+    from detector.stream.clients import plaintext
+    from detector.stream.topics import TopicsError
+    from detector.stream.topics import create_topics as _create
 
     if not topics:
         return
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout * 1000))
     try:
-        await asyncio.wait_for(admin.start(), timeout)
-        new = [
-            NewTopic(n, p, replication_factor, topic_configs=dict(configs or {})) for n, p in topics.items()
-        ]
-        response = await asyncio.wait_for(admin.create_topics(new, timeout_ms=int(timeout * 1000)), timeout)
-        failed = [  # entries are (topic, error_code[, error_message]) depending on the API version
-            f"{e[0]}: error {e[1]} {e[2] if len(e) > 2 else ''}".strip()
-            for e in map(tuple, response.topic_errors)
-            if e[1] not in (0, _TOPIC_ALREADY_EXISTS)
-        ]
-        if failed:
-            raise BrokerError(f"create_topics on {bootstrap} failed: {'; '.join(failed)}")
-    finally:
-        await admin.close()
+        await _create(plaintext(bootstrap), topics, replication_factor=replication_factor, configs=configs,
+                      timeout=timeout)
+    except TopicsError as exc:
+        raise BrokerError(f"create_topics on {bootstrap} failed: {exc}") from exc
 
 
 def create_topics(bootstrap: str, topics: Mapping[str, int], **kwargs: Any) -> None:
@@ -303,6 +298,9 @@ class EmbeddedBroker:
     :param stop_grace: seconds between SIGTERM and SIGKILL in :meth:`stop`. After SIGTERM Tansu waits
         ~5 s for open client connections to close; memory storage has nothing to flush, so 1 s is plenty.
     :param binary: explicit Tansu path; default :func:`find_tansu_binary`.
+    :param advertised: ``"host:port"`` the broker names in its metadata, where clients connect after
+        bootstrapping; default its own listener. Set it to put a proxy in front (e.g. a TLS- or
+        SASL-terminating one in tests: the embedded broker itself speaks neither).
     """
 
     def __init__(
@@ -314,8 +312,10 @@ class EmbeddedBroker:
         startup_timeout: float = 30.0,
         stop_grace: float = 1.0,
         binary: str | None = None,
+        advertised: str | None = None,
     ) -> None:
         self.host = host
+        self.advertised = advertised
         self.port = port
         self.startup_timeout = startup_timeout
         self.stop_grace = stop_grace
@@ -374,7 +374,8 @@ class EmbeddedBroker:
             os.close(fd)
             self._log_path = Path(name)
         url = f"tcp://{self.host}:{self.port}"
-        cmd = [binary, "broker", "--listener-url", url, "--advertised-listener-url", url,
+        adv = f"tcp://{self.advertised}" if self.advertised else url
+        cmd = [binary, "broker", "--listener-url", url, "--advertised-listener-url", adv,
                "--storage-engine", "memory://tansu/"]  # fmt: skip
         env = {**os.environ, "NO_COLOR": "1"}
         self._log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -410,9 +411,10 @@ class EmbeddedBroker:
                 )
             try:
                 brokers = _probe(self.host, self.port, timeout=1.0)
-                if (self.host, self.port) in {(h, p) for _, h, p in brokers}:
+                want = _split(self.advertised) if self.advertised else (self.host, self.port)
+                if want in {(h, p) for _, h, p in brokers}:
                     return
-                last = BrokerError(f"metadata lists {brokers}, not {self.bootstrap}")
+                last = BrokerError(f"metadata lists {brokers}, not {want}")
             except (OSError, BrokerError, struct.error) as exc:
                 last = exc
             time.sleep(0.02)

@@ -1,8 +1,10 @@
 """``skewwatch check-config C.yaml``: validate a config and print the effective settings.
 
 Environment overrides (``SKEWWATCH_…``) are applied first, so what is printed is what ``run``
-would use. Secrets (SASL password) are masked. Exit 0 when valid, 2 with the field and the fix
-when not.
+would use; variables with the prefix that name no setting are listed as ignored. The Kafka
+security settings are checked as ``run`` builds them (secret files and variables present, CA and
+client certificate loadable), without connecting. Secrets are never printed. Exit 0 when valid,
+2 with the field and the fix when not.
 """
 
 from __future__ import annotations
@@ -25,8 +27,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from detector.stream.clients import client_settings
+
     try:
         cfg = load_config(args.config)
+        client = client_settings(cfg.kafka).describe()
         if not args.no_references:
             refs, default = load_references(cfg, Path(args.config).parent)
         else:
@@ -36,11 +41,11 @@ def run(args: argparse.Namespace) -> int:
         return 2
     if args.quiet:
         return 0
-    data = cfg.model_dump(mode="json")
-    sec = data["kafka"]["security"]
-    if sec.get("sasl_password"):
-        sec["sasl_password"] = "***"
+    data = cfg.model_dump(mode="json")  # SecretStr fields come out as "**********"
     print(f"# {args.config}: valid; effective settings (environment overrides applied)")
+    if cfg.ignored_env:
+        print(f"# ignored environment variables (they name no setting): {', '.join(cfg.ignored_env)}")
+    print(f"# Kafka clients: {', '.join(f'{k}={v}' for k, v in client.items())}")
     for name, ref in refs.items():
         print(f"# model {name}: reference with {len(ref.features)} features, {ref.n_rows:,} training rows")
     if default is not None:

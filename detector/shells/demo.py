@@ -54,6 +54,7 @@ def demo_reference(cache_dir: Path | None = None, rows: int = 60_000) -> Any:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--duration", type=float, default=300.0, help="stop after this many seconds (default 300)")
     p.add_argument("--bootstrap", help="use this Kafka cluster instead of the embedded broker")
+    p.add_argument("--config", help="with --bootstrap: a skewwatch config whose kafka.security (TLS, SASL) to use")
     p.add_argument("--scenario", default="demo", help="simulated fault timeline (default: demo)")
     p.add_argument("--rate", type=float, default=1000.0, help="simulated predictions per hour")
     p.add_argument("--speedup", type=float, default=2400.0, help="simulated seconds per wall-clock second")
@@ -69,8 +70,21 @@ def _free_port() -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    from detector.config import ConfigError, load_config
     from detector.shells.broker import BrokerError, EmbeddedBroker
 
+    security: dict[str, Any] = {}
+    if args.config:
+        if not args.bootstrap:
+            print("skewwatch demo: error: --config (the cluster's security settings) needs --bootstrap", file=sys.stderr)
+            return 2
+        try:
+            security = load_config(args.config).kafka.security.model_dump(exclude_unset=True)
+        except ConfigError as exc:
+            print(f"skewwatch demo: error: {exc}", file=sys.stderr)
+            return 2
+    if not args.quiet:  # the live view is the output; the worker's own info logs would interleave with it
+        logging.getLogger().setLevel(logging.WARNING)
     color = sys.stdout.isatty() and not os.environ.get("NO_COLOR")
 
     def c(k: str) -> str:
@@ -99,14 +113,12 @@ def run(args: argparse.Namespace) -> int:
         ref = demo_reference()
         group = f"skewwatch-demo-{int(time.time())}"
         cfg = Config.model_validate({
-            "kafka": {"brokers": [bootstrap], "group_id": group, "topics": {"partitions": 2}},
+            "kafka": {"brokers": [bootstrap], "group_id": group, "topics": {"partitions": 2}, "security": security},
             "web": {"host": "127.0.0.1", "port": port},
             "detector": {"window": args.window},
             "checkpoint_interval": 10.0, "shutdown_grace": 10.0,
         })
-        from detector.shells.run import ensure_topics, run_worker
-
-        ensure_topics(cfg)
+        from detector.shells.run import run_worker
         print(f"  broker      {bootstrap}{' (embedded, in memory)' if broker else ''}")
         print(f"  metrics     http://127.0.0.1:{port}/metrics")
         print(f"  status      http://127.0.0.1:{port}/status")
@@ -130,9 +142,9 @@ def run(args: argparse.Namespace) -> int:
 
         def on_started(worker: Any) -> None:
             loop = asyncio.get_event_loop()
-            loop.create_task(_drive(worker, cfg, bootstrap, args, state, c))
+            loop.create_task(_drive(worker, cfg, args, state, c))
 
-        code = run_worker(cfg, {}, ref, worker_id="demo", on_started=on_started, loglevel="error")
+        code = run_worker(cfg, {}, ref, worker_id="demo", on_started=on_started)
         print(f"\n{c('bold')}done{c('end')}: {state['sent']:,} messages simulated, {state['shown']} alert events shown.")
         return code
     finally:
@@ -140,7 +152,7 @@ def run(args: argparse.Namespace) -> int:
             broker.stop()
 
 
-async def _drive(worker: Any, cfg: Config, bootstrap: str, args: argparse.Namespace, state: dict[str, Any], c: Any) -> None:
+async def _drive(worker: Any, cfg: Config, args: argparse.Namespace, state: dict[str, Any], c: Any) -> None:
     from detector.core.timeparse import format_ts
     from detector.shells.simulate import produce_scenario
 
@@ -182,7 +194,7 @@ async def _drive(worker: Any, cfg: Config, bootstrap: str, args: argparse.Namesp
     shower = asyncio.ensure_future(show())
     stopper_task = asyncio.ensure_future(stopper())
     try:
-        await produce_scenario(bootstrap, args.scenario, rate_per_hour=args.rate, speedup=args.speedup, stop=stop,
+        await produce_scenario(worker.settings, args.scenario, rate_per_hour=args.rate, speedup=args.speedup, stop=stop,
                                on_progress=progress)
         state["done"] = True
         # let the worker drain what was produced, then close the remaining windows

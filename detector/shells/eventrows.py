@@ -158,8 +158,9 @@ class EventFile:
         except (OSError, ValueError):
             return 0
 
-    def chunks(self, size: int) -> Iterator[tuple[int, list[bytes]]]:
-        """``(first line or row number, encoded events)`` chunks of at most ``size`` events."""
+    def chunks(self, size: int) -> Iterator[tuple[list[int], list[bytes]]]:
+        """``(line or row number of each event, encoded events)`` chunks of at most ``size`` events
+        (blank JSONL lines are skipped, so the numbers are not always consecutive)."""
         if self.format == "parquet":
             yield from self._parquet(size)
             return
@@ -176,46 +177,45 @@ class EventFile:
         finally:
             raw.close()
 
-    def _csv(self, f: IO[bytes], size: int) -> Iterator[tuple[int, list[bytes]]]:
+    def _csv(self, f: IO[bytes], size: int) -> Iterator[tuple[list[int], list[bytes]]]:
         text = io.TextIOWrapper(f, encoding="utf-8-sig", newline="")
         reader = csv.DictReader(text, delimiter="\t" if self.format == "tsv" else ",")
         buf: list[bytes] = []
-        first = 2
+        nums: list[int] = []
         for row in reader:
-            if not buf:
-                first = reader.line_num
             typed = {k: _csv_value(v) for k, v in row.items() if k is not None}
-            buf.extend(orjson.dumps(e) for e in to_events([typed], self.kind, self.slice_names))
+            evs = [orjson.dumps(e) for e in to_events([typed], self.kind, self.slice_names)]
+            buf.extend(evs)
+            nums.extend([reader.line_num] * len(evs))
             if len(buf) >= size:
-                yield first, buf
-                buf = []
+                yield nums, buf
+                buf, nums = [], []
         if buf:
-            yield first, buf
+            yield nums, buf
 
-    def _parquet(self, size: int) -> Iterator[tuple[int, list[bytes]]]:
+    def _parquet(self, size: int) -> Iterator[tuple[list[int], list[bytes]]]:
         for batch in self._pf.iter_batches(batch_size=size):
             first = self._rows_done + 1
             rows = batch.to_pylist()
             self._rows_done += len(rows)
-            yield first, [orjson.dumps(e, default=str) for e in to_events(rows, self.kind, self.slice_names)]
+            evs = [orjson.dumps(e, default=str) for e in to_events(rows, self.kind, self.slice_names)]
+            yield list(range(first, first + len(evs))), evs
 
 
-def _json_chunks(f: IO[bytes], size: int) -> Iterator[tuple[int, list[bytes]]]:
+def _json_chunks(f: IO[bytes], size: int) -> Iterator[tuple[list[int], list[bytes]]]:
     buf: list[bytes] = []
-    first = lineno = 0
-    for line in f:
-        lineno += 1
+    nums: list[int] = []
+    for lineno, line in enumerate(f, 1):
         line = line.strip()
         if not line:
             continue
-        if not buf:
-            first = lineno
         buf.append(line)
+        nums.append(lineno)
         if len(buf) >= size:
-            yield first, buf
-            buf = []
+            yield nums, buf
+            buf, nums = [], []
     if buf:
-        yield first, buf
+        yield nums, buf
 
 
 def _csv_value(s: str | None) -> Any:

@@ -59,8 +59,10 @@ async def _produce(bootstrap: str, topic: str, values: list[bytes], keys: list[b
     """Send all values (key-partitioned); returns messages per second."""
     from aiokafka import AIOKafkaProducer
 
-    prod = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, max_batch_size=1024 * 1024,
-                            max_request_size=16 * 1024 * 1024)
+    from detector.stream.clients import plaintext
+
+    prod = AIOKafkaProducer(**plaintext(bootstrap).aiokafka(linger_ms=5, max_batch_size=1024 * 1024,
+                                                            max_request_size=16 * 1024 * 1024))
     await prod.start()
     try:
         t0 = time.perf_counter()
@@ -113,7 +115,9 @@ async def faust_count(bootstrap: str, topic: str, total: int, batch: int, within
     """A Faust agent that only counts the messages of ``topic``."""
     import faust
 
-    app = faust.App(f"bench-faust-{uuid.uuid4().hex[:8]}", broker=f"kafka://{bootstrap}", web_enabled=False,
+    from detector.stream.clients import plaintext
+
+    app = faust.App(f"bench-faust-{uuid.uuid4().hex[:8]}", broker=plaintext(bootstrap).faust_brokers(), web_enabled=False,
                     **_faust_settings(batch))
     src = app.topic(topic, value_serializer="raw", key_serializer="raw")
     seen = [0]
@@ -134,9 +138,11 @@ async def aiokafka_count(bootstrap: str, topic: str, total: int, timeout: float,
     """A raw ``getmany`` loop over every partition of ``topic`` that only counts messages."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
-    c = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None,
-                         auto_offset_reset="earliest", max_partition_fetch_bytes=8 * 1024 * 1024,
-                         fetch_max_bytes=64 * 1024 * 1024)
+    from detector.stream.clients import plaintext
+
+    c = AIOKafkaConsumer(**plaintext(bootstrap).aiokafka(enable_auto_commit=False, group_id=None,
+                                                         auto_offset_reset="earliest", max_partition_fetch_bytes=8 * 1024 * 1024,
+                                                         fetch_max_bytes=64 * 1024 * 1024))
     await c.start()
     try:
         tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]

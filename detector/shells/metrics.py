@@ -110,6 +110,8 @@ _LABEL_GAUGES = (  # stats()["labels"] key -> (family, help); the label join is 
      "are orphans)."),
     ("pending", "skewwatch_labels_pending", "Predictions held waiting for their label."),
     ("early_held", "skewwatch_labels_early_held", "Labels held waiting for their prediction."),
+    ("early_held_bytes", "skewwatch_labels_early_held_bytes", "Estimated memory of the labels held waiting for "
+     "their prediction (bounded by detector.max_early_label_bytes)."),
 )
 
 
@@ -288,6 +290,11 @@ class SkewwatchCollector(Collector):
             inv.add_metric([r], float(v))
         if other:
             inv.add_metric([OTHER], float(other))
+        clipped = getattr(c, "clipped", None) or {}
+        cl = fam.counter("skewwatch_clipped_values", "Retained strings (categories, slice values, versions, decisions, "
+                         "override reasons, feature names) cut to detector.max_value_bytes, by field.", ("field",))
+        for k, v in sorted(clipped.items())[:MAX_REASONS]:
+            cl.add_metric([k], float(v))
         fam.counter("skewwatch_late_events", "Events for a window that had already closed (counted, not folded in).",
                     ()).add_metric([], float(c.late))
         fam.counter("skewwatch_windows_closed", "Event-time windows closed and evaluated.", ()).add_metric(
@@ -589,6 +596,10 @@ class SkewwatchCollector(Collector):
         if _finite(par.get("held")):
             fam.gauge("skewwatch_parity_held", "Offline feature events waiting for their prediction.", ()).add_metric(
                 [], float(par["held"]))
+        if _finite(par.get("held_bytes")):
+            fam.gauge("skewwatch_parity_held_bytes", "Estimated memory of the offline feature events waiting for their "
+                      "prediction (bounded by a quarter of detector.max_parity_bytes).", ()).add_metric(
+                [], float(par["held_bytes"]))
 
 
 def _delay_buckets(d: Any) -> tuple[list[tuple[str, float]], float] | None:

@@ -14,7 +14,6 @@ import gzip
 import io
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -56,24 +55,21 @@ def open_lines(path: str | Path) -> IO[bytes]:
     return io.BufferedReader(f) if not isinstance(f, io.BufferedReader) else f
 
 
-def _chunks(f: IO[bytes], size: int) -> Iterator[tuple[int, list[bytes]]]:
-    """(first line number, non-blank lines) chunks."""
-    buf: list[bytes] = []
-    first = 1
-    lineno = 0
-    for line in f:
-        lineno += 1
-        line = line.strip()
-        if not line:
-            continue
-        if not buf:
-            first = lineno
-        buf.append(line)
-        if len(buf) >= size:
-            yield first, buf
-            buf = []
-    if buf:
-        yield first, buf
+Chunk = tuple[list[int], list[bytes]]  # (line or row number of each record, the raw records)
+
+
+def _event_ts(lines: list[bytes]) -> list[float]:
+    """Event time of each record (-inf when it has none: such lines go through at once and the
+    engine reports them)."""
+    ts: list[Any] = []
+    for ln in lines:
+        try:
+            v = orjson.loads(ln)
+            ts.append(v.get("ts") if type(v) is dict else None)
+        except orjson.JSONDecodeError:
+            ts.append(None)
+    arr = parse_timestamps(ts)
+    return [float("-inf") if x != x else x for x in arr.tolist()]
 
 
 class _Side:
@@ -82,36 +78,30 @@ class _Side:
     def __init__(self, path: str | None, kind: Kind = "labels") -> None:
         self.it = EventFile(path, kind).chunks(5000) if path else None
         self.pending: list[bytes] = []
+        self.nums: list[int] = []
         self.ts: list[float] = []
         self.pos = 0
         self.done = path is None
 
-    def take_until(self, t: float) -> list[bytes]:
+    def take_until(self, t: float) -> Chunk:
+        nums: list[int] = []
         out: list[bytes] = []
         while True:
             while self.pos < len(self.pending):
                 if self.ts[self.pos] > t:
-                    return out
+                    return nums, out
                 out.append(self.pending[self.pos])
+                nums.append(self.nums[self.pos])
                 self.pos += 1
             if self.done or self.it is None:
-                return out
+                return nums, out
             try:
-                _, lines = next(self.it)
+                self.nums, self.pending = next(self.it)
             except StopIteration:
                 self.done = True
-                return out
-            self.pending, self.pos = lines, 0
-            ts = []
-            for ln in lines:
-                try:
-                    v = orjson.loads(ln)
-                    ts.append(v.get("ts") if isinstance(v, dict) else None)
-                except orjson.JSONDecodeError:
-                    ts.append(None)
-            arr = parse_timestamps(ts)
-            # undated / broken lines go through immediately (the engine reports them)
-            self.ts = [float("-inf") if x != x else float(x) for x in arr.tolist()]
+                return nums, out
+            self.pos = 0
+            self.ts = _event_ts(self.pending)
 
 
 class Replay:
@@ -142,9 +132,11 @@ class Replay:
             if self.counterexamples_out is not None:
                 self.counterexamples_out.write(orjson.dumps(rec) + b"\n")
 
-    def _errors(self, source: str, first_line: int, errors: list[EventError]) -> None:
+    def _errors(self, source: str, nums: list[int], errors: list[EventError]) -> None:
         for e in errors:
-            where = f"{source}:{first_line + e.index}" if e.index >= 0 else source
+            where = f"{source}:{nums[e.index]}" if 0 <= e.index < len(nums) else source
+            if e.item >= 0:
+                where += f" item {e.item}"
             if len(self.first_errors) < 5:
                 self.first_errors.append(f"{where}: {e.reason}: {e.detail}")
             if self.dlq_out is not None:
@@ -155,21 +147,21 @@ class Replay:
         lab, fea = _Side(labels, "labels"), _Side(features, "features")
         src = EventFile(predictions, "predictions", _slice_names(eng))
         bar = progress_bar(src.size, src.unit, "replay", quiet=not self.progress)
-        for first, lines in src.chunks(CHUNK):
+        for nums, lines in src.chunks(CHUNK):
             bar.update_to(src.position())
             self.lines += len(lines)
-            self._errors(predictions, first, eng.ingest_predictions(lines))
+            self._errors(predictions, nums, eng.ingest_predictions(lines))
             hw = eng.high_water
             for side, path, ingest in ((lab, labels, eng.ingest_labels), (fea, features, eng.ingest_features)):
-                batch = side.take_until(hw)
+                snums, batch = side.take_until(hw)
                 if batch:
-                    self._errors(str(path), 0, [_noline(e) for e in ingest(batch)])
+                    self._errors(str(path), snums, ingest(batch))
             self._emit(eng.advance())
             bar.set_postfix_str(f"{self.lines:,} predictions, {sum(self.alert_count.values())} alerts", refresh=False)
         for side, path, ingest in ((lab, labels, eng.ingest_labels), (fea, features, eng.ingest_features)):
-            rest = side.take_until(float("inf"))
+            snums, rest = side.take_until(float("inf"))
             if rest:
-                self._errors(str(path), 0, [_noline(e) for e in ingest(rest)])
+                self._errors(str(path), snums, ingest(rest))
         self._emit(eng.flush())
         bar.update_to(src.size)
         bar.close()
@@ -179,11 +171,6 @@ def _slice_names(eng: Engine) -> list[str]:
     """Slice dimensions of the references: such columns of a flat table are slices, not features."""
     refs = [*eng.references.values(), eng.default_reference]
     return sorted({d for r in refs if r is not None for d in (r.slices or {})})
-
-
-def _noline(e: EventError) -> EventError:
-    e.index = -1
-    return e
 
 
 # --------------------------------------------------------------------------- CLI

@@ -4,6 +4,10 @@ Events keep their simulated event times; wall-clock pacing compresses the scenar
 by ``--speedup`` (the demo's 86 hours play in about three minutes by default), so windows close
 and faults show within a minute or two. Predictions, labels and offline features are keyed by
 ``prediction_id`` so the three topics are co-partitioned, as the sidecar expects.
+
+``--config C.yaml`` takes the cluster (``kafka.brokers``), its security settings (TLS, SASL) and the
+topic names from a skewwatch config, so the traffic goes where ``skewwatch run --config C.yaml``
+reads; ``--bootstrap`` alone is an unsecured cluster.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ log = logging.getLogger("skewwatch.simulate")
 
 
 async def produce_scenario(
-    bootstrap: str,
+    bootstrap: Any,
     scenario: str = "demo",
     *,
     seed: int = 0,
@@ -38,13 +42,18 @@ async def produce_scenario(
     on_progress: Callable[[float, int], None] | None = None,
     producer_kwargs: dict[str, Any] | None = None,
 ) -> int:
-    """Produce a scenario's events; returns the number of messages sent."""
+    """Produce a scenario's events; returns the number of messages sent.
+
+    ``bootstrap`` is ``"host:port[,…]"`` (unsecured) or a :class:`~detector.stream.clients.ClientSettings`.
+    """
     from aiokafka import AIOKafkaProducer
 
+    from detector.stream.clients import ClientSettings, plaintext
+
+    settings = bootstrap if isinstance(bootstrap, ClientSettings) else plaintext(str(bootstrap))
     names = {"predictions": "predictions", "labels": "labels", "features": "features", **(topics or {})}
     sc = get_scenario(scenario, seed=seed, rate_per_hour=rate_per_hour, hours=hours)
-    prod = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, max_batch_size=512 * 1024,
-                            **(producer_kwargs or {}))
+    prod = AIOKafkaProducer(**settings.aiokafka(linger_ms=20, max_batch_size=512 * 1024, **(producer_kwargs or {})))
     await prod.start()
     sent = 0
     t_wall0 = time.monotonic()
@@ -75,13 +84,18 @@ async def produce_scenario(
     return sent
 
 
-async def produce_file(bootstrap: str, path: str, topic: str = "predictions") -> int:
-    """Send a file of events as they are (the way any client would); ``topic`` fields pick the topic."""
+async def produce_file(bootstrap: Any, path: str, topic: str = "predictions") -> int:
+    """Send a file of events as they are (the way any client would); ``topic`` fields pick the topic.
+
+    ``bootstrap`` is ``"host:port[,…]"`` (unsecured) or a :class:`~detector.stream.clients.ClientSettings`.
+    """
     from aiokafka import AIOKafkaProducer
 
     from detector.shells.eventrows import EventFile
+    from detector.stream.clients import ClientSettings, plaintext
 
-    prod = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=20)
+    settings = bootstrap if isinstance(bootstrap, ClientSettings) else plaintext(str(bootstrap))
+    prod = AIOKafkaProducer(**settings.aiokafka(linger_ms=20))
     await prod.start()
     sent = 0
     try:
@@ -108,10 +122,12 @@ async def produce_file(bootstrap: str, path: str, topic: str = "predictions") ->
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--bootstrap", required=True, help="Kafka bootstrap servers, HOST:PORT[,HOST:PORT]")
+    p.add_argument("--bootstrap", help="Kafka bootstrap servers, HOST:PORT[,HOST:PORT] (unsecured; overrides the config's)")
+    p.add_argument("--config", help="skewwatch YAML config: its kafka brokers, security and topic names")
     p.add_argument("--from-file", metavar="EVENTS", help="send these events instead of the simulator's: JSONL, CSV or "
                    "Parquet; each event goes to the topic named by its `topic` field (or --topic), keyed by prediction_id")
-    p.add_argument("--topic", default="predictions", help="topic for --from-file events without a `topic` field")
+    p.add_argument("--topic", default=None, help="topic for --from-file events without a `topic` field "
+                   "(default: the config's predictions topic, else predictions)")
     p.add_argument("--scenario", default="demo", choices=list_scenarios(), help="fault timeline (default: demo)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--rate", type=float, default=3600.0, help="predictions per simulated hour")
@@ -124,11 +140,31 @@ def run(args: argparse.Namespace) -> int:
     if args.speedup <= 0 or args.rate <= 0:
         print("skewwatch simulate: error: --speedup and --rate must be positive", file=sys.stderr)
         return 2
-    from detector.shells.broker import BrokerUnavailable, wait_for_kafka
+    from detector.config import ConfigError
+    from detector.stream.clients import plaintext
 
+    if not args.bootstrap and not args.config:
+        print("skewwatch simulate: error: give --bootstrap HOST:PORT or --config C.yaml", file=sys.stderr)
+        return 2
+    topics: dict[str, str] = {}
     try:
-        wait_for_kafka(args.bootstrap, timeout=20)
-    except BrokerUnavailable as exc:
+        if args.config:
+            from detector.config import load_config
+            from detector.stream.clients import client_settings
+
+            cfg = load_config(args.config)
+            kafka = cfg.kafka.model_copy(update={"brokers": args.bootstrap.split(",")}) if args.bootstrap else cfg.kafka
+            settings = client_settings(kafka)
+            t = cfg.kafka.topics
+            topics = {"predictions": t.predictions, "labels": t.labels, "features": t.features}
+        else:
+            settings = plaintext(args.bootstrap)
+    except ConfigError as exc:
+        print(f"skewwatch simulate: error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        asyncio.run(_reachable(settings))
+    except Exception as exc:  # noqa: BLE001 - ClusterError names the reason and the fix
         print(f"skewwatch simulate: error: {exc}", file=sys.stderr)
         return 1
 
@@ -140,12 +176,27 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         if getattr(args, "from_file", None):
-            n = asyncio.run(produce_file(args.bootstrap, args.from_file, args.topic))
+            n = asyncio.run(produce_file(settings, args.from_file, args.topic or topics.get("predictions", "predictions")))
         else:
-            n = asyncio.run(produce_scenario(args.bootstrap, args.scenario, seed=args.seed, rate_per_hour=args.rate,
-                                             speedup=args.speedup, hours=args.hours, on_progress=progress))
+            n = asyncio.run(produce_scenario(settings, args.scenario, seed=args.seed, rate_per_hour=args.rate,
+                                             speedup=args.speedup, hours=args.hours, topics=topics, on_progress=progress))
     except KeyboardInterrupt:
         return 130
     if not args.quiet:
         print(f"\nsent {n:,} messages", file=sys.stderr)
     return 0
+
+
+async def _reachable(settings: Any, timeout: float = 20.0) -> None:
+    """Fail fast with the reason (unreachable, TLS, SASL) instead of a producer timing out later."""
+    from detector.stream.connect import ClusterError, handshake
+
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        try:
+            await handshake(settings, timeout=5.0)
+            return
+        except ClusterError as exc:
+            if exc.reason != "unreachable" or asyncio.get_running_loop().time() > deadline:
+                raise
+        await asyncio.sleep(0.5)

@@ -23,6 +23,7 @@ seconds, event time goes on at wall-clock speed.
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 import uuid
@@ -39,6 +40,7 @@ from detector.core.state import check, encode, pack
 
 __all__ = ["Unit", "Message", "KINDS", "UNIT_VERSION"]
 
+log = logging.getLogger("skewwatch.unit")
 KINDS = ("predictions", "labels", "features")
 UNIT_VERSION = 1
 PARTITION_IDLE = 10.0  # seconds without a message after which a topic-partition stops holding event time back
@@ -123,18 +125,30 @@ class Unit:
         ceiling = wall + float(self.cfg.detector.max_future)
         eng, gate = self.engine, self.gate
         raws = [m.value for m in fresh]
-        if kind == "predictions":
-            eng.now = wall  # the live rule: "future" is ahead of the wall clock (plus max_future)
-            errors = eng.ingest_predictions(raws)  # type: ignore[arg-type]
-            hw = eng.high_water
-        else:
-            gate.ceiling, gate.newest = ceiling, -math.inf
-            errors = eng.ingest_labels(raws) if kind == "labels" else eng.ingest_features(raws)  # type: ignore[arg-type]
-            hw = gate.newest
+        hw = -math.inf
+        try:  # the engine never raises on input; should a bug of ours raise anyway, the batch is set aside
+            if kind == "predictions":
+                eng.now = wall  # the live rule: "future" is ahead of the wall clock (plus max_future)
+                errors = eng.ingest_predictions(raws)  # type: ignore[arg-type]
+                hw = eng.high_water
+            else:
+                gate.ceiling, gate.newest = ceiling, -math.inf
+                errors = eng.ingest_labels(raws) if kind == "labels" else eng.ingest_features(raws)  # type: ignore[arg-type]
+                hw = gate.newest
+        except Exception:  # noqa: BLE001 - see above
+            log.exception("ingest failed; dead-lettering %d messages", len(fresh))
+            errors = [EventError("internal_error", "skewwatch failed on this batch (a bug: please report it); "
+                                 "the messages were set aside and processing went on", m.value or b"", i)
+                      for i, m in enumerate(fresh)]
         if math.isfinite(hw):
             self.marks[tp] = max(self.marks.get(tp, -math.inf), min(hw, ceiling))
-        for e in errors:
-            m = fresh[e.index] if 0 <= e.index < len(fresh) else Message("?", -1, -1, e.raw)
+        for e in errors:  # the dead letter of an item of a batch envelope carries just that item
+            if 0 <= e.index < len(fresh):
+                m = fresh[e.index]
+                if e.item >= 0:
+                    m = Message(m.topic, m.partition, m.offset, e.raw, m.key)
+            else:
+                m = Message("?", -1, -1, e.raw)
             dlq.append((m, e))
         return dlq
 

@@ -15,9 +15,9 @@ So a committed offset is always covered by a durable checkpoint, and a worker ki
 is replaced from checkpoints whose offsets are at or past the committed ones: redelivered messages
 are skipped by offset (at-least-once delivery, exactly-once counting). On assignment the worker
 reads the state topic once and restores the units (and the aggregator, with partition 0 of the
-partials topic) it was given, whichever worker held them before. Web: ``/healthz`` (the event
-loop answers), ``/readyz`` (started; partitions assigned is reported, never required) - neither
-touches the broker - ``/metrics`` and ``/status``.
+partials topic) it was given, whichever worker held them before. Every Kafka client here takes its
+settings from :mod:`detector.stream.clients`. Faust's own web server is off: the HTTP endpoints are
+:mod:`detector.stream.web`'s, started before the worker by ``skewwatch run``.
 """
 
 from __future__ import annotations
@@ -35,46 +35,13 @@ import orjson
 from detector.config import Config
 from detector.core.reference import Reference
 from detector.stream.checkpoint import CHUNK, read_checkpoints, read_published_alerts, write_checkpoint
+from detector.stream.clients import ClientSettings, client_settings
 from detector.stream.sidecar import AGGREGATOR, Message, Outbox, Sidecar
 
 __all__ = ["build_app", "Worker"]
 
 log = logging.getLogger("skewwatch.worker")
 STEP_FLUSH = 1.0  # seconds: how soon a unit with steps waiting is checkpointed (so the steps can be sent)
-
-
-def _client_kwargs(cfg: Config) -> dict[str, Any]:
-    """Security settings for raw aiokafka clients (checkpoint reader)."""
-    sec = cfg.kafka.security
-    kw: dict[str, Any] = {"security_protocol": sec.protocol}
-    if sec.sasl_mechanism:
-        kw.update(sasl_mechanism=sec.sasl_mechanism, sasl_plain_username=sec.sasl_username,
-                  sasl_plain_password=sec.sasl_password)
-    if sec.protocol in ("SSL", "SASL_SSL"):
-        from aiokafka.helpers import create_ssl_context
-
-        kw["ssl_context"] = create_ssl_context(cafile=sec.ssl_cafile, certfile=sec.ssl_certfile, keyfile=sec.ssl_keyfile)
-    return kw
-
-
-def _faust_credentials(cfg: Config) -> Any:
-    import faust
-
-    sec = cfg.kafka.security
-    ssl_context = None
-    if sec.protocol in ("SSL", "SASL_SSL"):
-        from aiokafka.helpers import create_ssl_context
-
-        ssl_context = create_ssl_context(cafile=sec.ssl_cafile, certfile=sec.ssl_certfile, keyfile=sec.ssl_keyfile)
-    if sec.sasl_mechanism:
-        if sec.sasl_mechanism == "PLAIN":
-            return faust.SASLCredentials(username=sec.sasl_username, password=sec.sasl_password, ssl_context=ssl_context,
-                                         mechanism="PLAIN")
-        return faust.SASLCredentials(username=sec.sasl_username, password=sec.sasl_password, ssl_context=ssl_context,
-                                     mechanism=sec.sasl_mechanism)
-    if ssl_context is not None:
-        return faust.SSLCredentials(ssl_context)
-    return None
 
 
 def _warm_up() -> None:
@@ -112,8 +79,10 @@ class Worker:
     """Builds the Faust app for one sidecar process."""
 
     def __init__(self, cfg: Config, refs: dict[str, Reference], default: Reference | None, *,
-                 worker_id: str | None = None, batch: int = 2000, within: float = 0.2, idle_after: float | None = None) -> None:
+                 worker_id: str | None = None, batch: int = 2000, within: float = 0.2, idle_after: float | None = None,
+                 settings: ClientSettings | None = None) -> None:
         self.cfg = cfg
+        self.settings = settings if settings is not None else client_settings(cfg.kafka)
         self.worker_id = worker_id or os.environ.get("HOSTNAME") or socket.gethostname()
         self.sidecar = Sidecar(cfg, refs, default, self.worker_id)
         _warm_up()  # imports now, not on the event loop at the first assignment or checkpoint
@@ -146,13 +115,15 @@ class Worker:
 
         cfg = self.cfg
         t = cfg.kafka.topics
-        brokers = [b if "://" in b else f"kafka://{b}" for b in cfg.kafka.brokers]
         app = faust.App(
-            cfg.kafka.group_id, broker=brokers, broker_credentials=_faust_credentials(cfg),
+            cfg.kafka.group_id, broker=self.settings.faust_brokers(), broker_credentials=self.settings.faust_credentials(),
+            broker_client_id=self.settings.client_id,
             value_serializer="raw", key_serializer="raw", store="memory://", topic_partitions=t.partitions,
-            web_enabled=True, web_host=cfg.web.host, web_port=cfg.web.port, web_in_thread=False,
+            # no Faust web server (detector.stream.web serves the endpoints); its /router and /table off regardless
+            web_enabled=False, web_router_enabled=False, web_tables_enabled=False,
             broker_commit_every=10**9, broker_commit_interval=10**9,  # never reached: see gated_consumer
-            topic_allow_declare=True, topic_disable_leader=True, producer_max_request_size=4 * 1024 * 1024,
+            topic_allow_declare=cfg.kafka.create_topics, topic_replication_factor=cfg.kafka.replication_factor or 1,
+            topic_disable_leader=True, producer_max_request_size=4 * 1024 * 1024,
             stream_buffer_maxsize=max(4096, 2 * self.batch), broker_max_poll_records=max(500, self.batch),
             consumer_auto_offset_reset="earliest", autodiscover=False,
             # group timings: 6 s is Kafka's minimum session timeout (group.min.session.timeout.ms); a
@@ -240,39 +211,6 @@ class Worker:
         async def on_assigned(app_: Any, assigned: Any = None, **kw: Any) -> None:
             async with self.lock:
                 await self._assign(set(assigned or ()))
-
-        @app.page("/healthz")
-        async def healthz(web: Any, request: Any) -> Any:
-            return web.json({"status": "ok", "uptime_seconds": round(time.time() - self.started_at, 1)})
-
-        @app.page("/readyz")
-        async def readyz(web: Any, request: Any) -> Any:
-            # Ready once started. Partition assignment is reported but never gates readiness, so a
-            # broker outage cannot take the model's pod out of its Service.
-            try:
-                assigned = bool(app.consumer.assignment())
-            except Exception:  # noqa: BLE001
-                assigned = False
-            ok = self.restored.is_set()
-            return web.json({"ready": ok, "restored": ok, "partitions_assigned": assigned, "units": sorted(self.sidecar.units),
-                             "aggregator": self.sidecar.agg is not None, "checkpoints": self.checkpoints},
-                            status=200 if ok else 503)
-
-        @app.page("/metrics")
-        async def metrics(web: Any, request: Any) -> Any:
-            from detector.shells.metrics import exposition
-
-            # aiohttp refuses a charset inside content_type=: set the header itself
-            return web.bytes(exposition(self.sidecar.evaluator, worker=self),
-                             headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
-
-        @app.page("/status")
-        async def status(web: Any, request: Any) -> Any:
-            if request.query.get("format") == "json":
-                return web.json(self.status())
-            from detector.shells.status import render_status
-
-            return web.html(render_status(self.sidecar.evaluator, recent=self.alert_log[-50:], ingest=self.sidecar.engine))
 
         return app
 
@@ -384,12 +322,19 @@ class Worker:
 
     # ------------------------------------------------------------------ state
     async def _create_state_topic(self) -> None:
-        try:
-            from detector.shells.broker import acreate_topics
+        from detector.stream.topics import ensure_topics, required_topics
 
-            await acreate_topics(",".join(self.cfg.kafka.brokers), {self._state_topic: 1}, configs={"cleanup.policy": "compact"})
+        try:  # `skewwatch run` checked every topic before starting; this covers workers built directly
+            spec = [s for s in required_topics(self.cfg) if s.name == self._state_topic]
+            await ensure_topics(self.settings, spec, create=self.cfg.kafka.create_topics,
+                                replication_factor=self.cfg.kafka.replication_factor)
         except Exception as exc:  # noqa: BLE001 - the broker may refuse configs; the topic may exist
-            log.debug("state topic creation: %s", exc)
+            log.debug("state topic check: %s", exc)
+
+    def _client(self) -> tuple[str, dict[str, Any]]:
+        """Bootstrap servers and the other settings for a raw aiokafka client (checkpoint and alert readers)."""
+        kw = self.settings.aiokafka()
+        return kw.pop("bootstrap_servers"), kw
 
     async def _assign(self, assigned: set[Any]) -> None:
         """Hold exactly the units (and the aggregator) of ``assigned``, restoring the new ones."""
@@ -413,11 +358,11 @@ class Worker:
             self.chunks.pop(AGGREGATOR, None)
         todo = {n for n in tps if n not in side.units} | ({AGGREGATOR} if want_agg and side.agg is None else set())
         found: dict[str, Any] = {}
+        bootstrap, kw = self._client()
         if todo:
             try:
                 found = await asyncio.wait_for(
-                    read_checkpoints(",".join(self.cfg.kafka.brokers), self._state_topic, self.state_prefix, todo,
-                                     **_client_kwargs(self.cfg)), timeout=60.0)
+                    read_checkpoints(bootstrap, self._state_topic, self.state_prefix, todo, **kw), timeout=60.0)
             except Exception as exc:  # noqa: BLE001 - broker trouble: start these units fresh, loudly
                 log.error("could not read checkpoints (%s: %s); starting %s from empty state", type(exc).__name__, exc,
                           sorted(todo))
@@ -446,8 +391,7 @@ class Worker:
                     self.restored_counts[k] += int(getattr(u.engine.counters, attr))
         if AGGREGATOR in todo and side.agg is not None:
             try:
-                self.published = await read_published_alerts(",".join(self.cfg.kafka.brokers), self.cfg.kafka.topics.alerts,
-                                                             **_client_kwargs(self.cfg))
+                self.published = await read_published_alerts(bootstrap, self.cfg.kafka.topics.alerts, **kw)
             except Exception as exc:  # noqa: BLE001 - worst case: an alert is sent twice
                 log.warning("could not read the alert topic (%s); alerts raised again after the checkpoint are re-sent",
                             type(exc).__name__)

@@ -102,7 +102,7 @@ def test_override_values_that_mean_no_override_are_not_counted():
     eng.ingest_predictions([orjson.dumps(e) for e in evs])
     w = next(iter(eng.models["m"].windows.values()))
     w.finalize_global(eng.models["m"].layout)
-    assert w.rates[0, RATE["overridden"]] == 2 and w.reasons[""] == {"approved_manually": 1, "True": 1}
+    assert w.rates[0, RATE["overridden"]] == 2 and w.reasons[""] == {"approved_manually": 1, "true": 1}  # JSON text of the value
 
 
 def test_partials_of_two_workers_merge_override_counts_and_reasons_exactly():

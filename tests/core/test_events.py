@@ -31,7 +31,7 @@ def ev(**kw):
 def decode(events, dims=("region",)):
     raws = [orjson.dumps(e) if not isinstance(e, bytes) else e for e in events]
     evs, origin, errors = parse_messages(raws)
-    by_model, errs = validate_predictions(evs, origin, raws, 946684800.0)
+    by_model, errs, _, _ = validate_predictions(evs, origin, raws, 946684800.0)
     errors += errs
     dec = PredictionDecoder(SCHEMA, ["approve"])
     batch = dec.decode("fraud", by_model.get("fraud", []), list(dims)) if by_model else None
@@ -43,7 +43,7 @@ def test_envelope_and_single_messages_decode_to_the_same_columns():
     single, e1 = decode(events)
     env, origin, errs = parse_messages([orjson.dumps(events)])
     assert not e1 and not errs and origin == [0] * 5
-    by_model, _ = validate_predictions(env, origin, [orjson.dumps(events)], 0)
+    by_model, _, _, _ = validate_predictions(env, origin, [orjson.dumps(events)], 0)
     batch = PredictionDecoder(SCHEMA, ["approve"]).decode("fraud", by_model["fraud"], ["region"])
     np.testing.assert_array_equal(single.num, batch.num)
     assert single.ids == batch.ids == [f"p{i}" for i in range(5)]

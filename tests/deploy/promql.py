@@ -67,5 +67,19 @@ def exported_names() -> frozenset[str]:
     from tests.deploy.traffic import faulty_worker
 
     w = faulty_worker()
-    text = exposition(w.sidecar.evaluator, worker=w).decode()
+    text = exposition(w.sidecar.evaluator, worker=w).decode() + _health_exposition()
     return frozenset(s.name for f in text_string_to_metric_families(text) for s in f.samples)
+
+
+def _health_exposition() -> str:
+    """What the sidecar's web server adds to the exporter: process health (detector.stream.health)."""
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from detector.stream.health import Health, HealthCollector
+
+    h = Health()
+    h.kafka.ok()
+    h.kafka.failed("unreachable", "refused")
+    reg = CollectorRegistry(auto_describe=False)
+    reg.register(HealthCollector(h))
+    return generate_latest(reg).decode()

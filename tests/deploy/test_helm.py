@@ -122,6 +122,9 @@ def test_sidecar_mode_secrets_and_a_valid_injection_snippet(tmp_path):
     snippet = yaml.safe_load(re.search(r"^  initContainers:\n.*?(?=^\nand on the pod)", notes, re.S | re.M).group(0))
     (side,) = snippet["initContainers"]
     assert side["restartPolicy"] == "Always" and side["name"] == "skewwatch"
+    assert side["args"][-1] == "--sidecar"  # never exits on a config error
+    assert "startupProbe" not in side and "readinessProbe" not in side  # cannot hold the model back
+    assert side["livenessProbe"]["httpGet"]["path"] == "/healthz"
     env = {e["name"]: e for e in side["env"]}
     assert env["SKEWWATCH_KAFKA__SECURITY__SASL_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == "sw-skewwatch-kafka"
     deployment = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "fraud-model"},

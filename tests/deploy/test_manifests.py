@@ -61,9 +61,17 @@ def test_dockerignore_keeps_the_build_context_small_but_complete():
 # --------------------------------------------------------------------------- Kubernetes
 
 
+def test_dockerfile_installs_the_built_wheel_without_extras():
+    """The image runs what .ci/wheel-smoke tests: the wheel, no editable install, no dev extras."""
+    runs = [v for k, v in dockerfile_instructions() if k == "RUN"]
+    assert any("pip wheel --wheel-dir /wheels ." in r for r in runs)
+    (install,) = [r for r in runs if "pip install" in r]
+    assert "--no-index --find-links=/wheels skewwatch" in install and "[" not in install and " -e " not in install
+
+
 def test_k8s_manifests_parse_with_the_expected_objects():
     kinds = [d["kind"] for d in k8s_docs()]
-    assert sorted(kinds) == ["ConfigMap", "Deployment", "Service", "ServiceMonitor"]
+    assert sorted(kinds) == ["ConfigMap", "Deployment", "NetworkPolicy", "Service", "ServiceMonitor"]
     for d in k8s_docs():
         assert d["apiVersion"] and d["metadata"]["name"]
 
@@ -75,17 +83,18 @@ def _sidecar():
     return dep, spec, sc
 
 
-def test_skewwatch_is_a_native_sidecar_with_broker_free_probes():
+def test_skewwatch_is_a_native_sidecar_that_cannot_hold_the_model_back():
     dep, spec, sc = _sidecar()
     assert sc["restartPolicy"] == "Always"
-    assert sc["args"] == ["run", "--config", "/etc/skewwatch/skewwatch.yaml"]
+    assert sc["args"] == ["run", "--config", "/etc/skewwatch/config/skewwatch.yaml", "--sidecar"]
     port = {p["name"]: p["containerPort"] for p in sc["ports"]}
     assert port["metrics"] == 9108
-    assert sc["livenessProbe"]["httpGet"]["path"] == "/healthz"
-    assert sc["readinessProbe"]["httpGet"]["path"] == "/readyz"
-    for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
-        assert set(sc[probe]) - {"periodSeconds", "timeoutSeconds", "failureThreshold"} == {"httpGet"}
-        assert sc[probe]["httpGet"]["port"] == "metrics"
+    # no startupProbe: the kubelet starts model-server once the skewwatch process runs; no
+    # readinessProbe: a native sidecar's readiness would be the Pod's (README: "Why skewwatch ...")
+    assert "startupProbe" not in sc and "readinessProbe" not in sc
+    live = sc["livenessProbe"]
+    assert live["httpGet"] == {"path": "/healthz", "port": "metrics"}
+    assert live["initialDelaySeconds"] >= 5 and live["periodSeconds"] * live["failureThreshold"] >= 30
     assert spec["containers"] and all(c["name"] != "skewwatch" for c in spec["containers"])
     assert dep["spec"]["template"]["metadata"]["labels"].items() >= dep["spec"]["selector"]["matchLabels"].items()
 
@@ -110,17 +119,70 @@ def test_sidecar_config_validates_and_mounts_line_up():
     with tempfile.TemporaryDirectory() as d:
         p = Path(d) / "skewwatch.yaml"
         p.write_text(cfg_text)
-        cfg = load_config(p, environ={"SKEWWATCH_KAFKA__SECURITY__SASL_PASSWORD": "x"})
-    assert cfg.web.port == 9108 and cfg.kafka.security.sasl_password == "x"
-    mounts = {m["mountPath"]: m["name"] for m in sc["volumeMounts"]}
-    assert mounts["/etc/skewwatch/skewwatch.yaml"] == "skewwatch-config"
-    ref_dir = str(Path(cfg.models["fraud"].reference).parent)
-    assert ref_dir in mounts
+        cfg = load_config(p, environ={})
+    sec = cfg.kafka.security
+    assert cfg.web.port == 9108 and cfg.web.host == "0.0.0.0" and cfg.log_format == "json"
+    assert sec.protocol == "SASL_SSL" and sec.sasl_password is None and sec.ssl_check_hostname
+    mounts = {m["mountPath"]: m for m in sc["volumeMounts"]}
+    assert all(m.get("readOnly") for path, m in mounts.items() if path.startswith("/etc/"))
+    assert "subPath" not in mounts["/etc/skewwatch/config"]  # a directory: ConfigMap edits reach the pod
+    assert sc["args"][2] == "/etc/skewwatch/config/" + next(iter(cm["data"]))
     volumes = {v["name"]: v for v in spec["volumes"]}
-    assert volumes["skewwatch-config"]["configMap"]["name"] == cm["metadata"]["name"]
-    assert set(mounts.values()) <= set(volumes)
-    env = {e["name"]: e for e in sc["env"]}
-    assert "secretKeyRef" in env["SKEWWATCH_KAFKA__SECURITY__SASL_PASSWORD"]["valueFrom"]
+    assert volumes[mounts["/etc/skewwatch/config"]["name"]]["configMap"]["name"] == cm["metadata"]["name"]
+    for path in (cfg.models["fraud"].reference, sec.ssl_cafile, sec.sasl_password_file):
+        assert str(Path(path).parent) in mounts, path  # every file the config names is mounted
+    secret = volumes[mounts[str(Path(sec.sasl_password_file).parent)]["name"]]["secret"]
+    assert [i["path"] for i in secret["items"]] == [Path(sec.sasl_password_file).name]
+    assert {m["name"] for m in mounts.values()} <= set(volumes)
+    assert "env" not in sc  # the password comes from the mounted Secret, not an environment variable
+
+
+def test_pod_has_no_service_account_token_and_no_service_links():
+    _, spec, _ = _sidecar()
+    assert spec["automountServiceAccountToken"] is False
+    assert spec["enableServiceLinks"] is False
+
+
+def test_network_policy_admits_only_prometheus_to_the_metrics_port():
+    (dep,) = by_kind("Deployment")
+    (np,) = by_kind("NetworkPolicy")
+    pod_labels = dep["spec"]["template"]["metadata"]["labels"]
+    assert np["spec"]["podSelector"]["matchLabels"].items() <= pod_labels.items()
+    assert np["spec"]["policyTypes"] == ["Ingress"]  # egress is pod-wide: it would restrict the model too
+    rules = np["spec"]["ingress"]
+    by_port = {p["port"]: r for r in rules for p in r["ports"]}
+    assert set(by_port) == {"http", "metrics"}
+    metrics_rule = by_port["metrics"]
+    (peer,) = metrics_rule["from"]
+    assert peer["namespaceSelector"]["matchLabels"] == {"kubernetes.io/metadata.name": "monitoring"}
+    assert peer["podSelector"]["matchLabels"] == {"app.kubernetes.io/name": "prometheus"}
+    _, _, sc = _sidecar()
+    names = {p["name"] for c in dep["spec"]["template"]["spec"]["initContainers"] + dep["spec"]["template"]["spec"][
+        "containers"] for p in c.get("ports", [])}
+    assert set(by_port) <= names  # named ports resolve to container ports of the pod
+
+
+@pytest.mark.parametrize("version", ["1.29", "1.33"])
+def test_k8s_manifests_validate_against_the_kubernetes_schema(version):
+    kv = pytest.importorskip("kubernetes_validate", reason="pip install kubernetes-validate (dev extra)")
+    from kubernetes_validate.utils import SchemaNotFoundError
+
+    checked = []
+    for doc in k8s_docs():
+        try:
+            kv.validate(doc, version, strict=True)  # raises ValidationError with the path on a bad field
+        except SchemaNotFoundError:
+            assert doc["apiVersion"].startswith("monitoring.coreos.com/"), doc["kind"]  # CRDs: no schema offline
+            continue
+        checked.append(doc["kind"])
+    assert sorted(checked) == ["ConfigMap", "Deployment", "NetworkPolicy", "Service"]
+    import copy
+
+    (dep,) = by_kind("Deployment")
+    bad = copy.deepcopy(dep)
+    bad["spec"]["template"]["spec"]["automountServiceAcountToken"] = False  # a typo the API server would drop
+    with pytest.raises(kv.utils.ValidationError):
+        kv.validate(bad, version, strict=True)
 
 
 def test_service_and_servicemonitor_scrape_the_sidecar_as_job_skewwatch():

@@ -120,6 +120,43 @@ def test_config_errors_name_the_field(files, tmp_path):
     assert r.returncode == 2 and "did you mean 'window'" in r.stderr
 
 
+def test_poison_in_every_input_file_is_dead_lettered_with_its_line_and_the_replay_finishes(files, tmp_path):
+    """Hostile lines (each once ended a replay with a traceback) in gzip'd predictions, labels and
+    offline features, between blank lines: every one lands in the DLQ file with file:line."""
+    src = (files / "p.jsonl").read_bytes().splitlines()[:600]
+    lab = (files / "l.jsonl").read_bytes().splitlines()[:600]
+    big = b"9" * 400
+    preds = list(src)
+    preds[10:10] = [b"", b'{"prediction_id": "a", "model": "m", "ts": 1795564900, "score": ' + big + b', "features": {}}']
+    preds[20:20] = [json.dumps({"prediction_id": "b", "model": "m", "ts": T0 + 200, "features": {},
+                                "decision": ["review"]}).encode()]
+    preds[30:30] = [b"[" * 3000 + b"]" * 3000, b"   "]
+    preds[40:40] = [b"[" + src[0] + b"," + json.dumps({"prediction_id": "c", "model": "m", "ts": T0, "features": {},
+                                                         "slices": {"region": ["eu"]}}).encode() + b"]"]
+    labels = list(lab)
+    labels[5:5] = [b'{"prediction_id": "0-1", "ts": 1795564900, "label": 1, "revision": NaN}', b""]
+    labels[50:50] = [b'{"prediction_id": "0-2", "ts": 1795564900, "label": 1, "revision": 1e999}']
+    feats = [json.dumps({"prediction_id": f"0-{i}", "ts": T0 + i * 10, "features": {"amount": 1.0, "country": "DE"}}).encode()
+             for i in range(100)]
+    feats[7:7] = [json.dumps({"prediction_id": {"id": 1}, "ts": T0 + 70, "features": {}}).encode()]
+    feats[20:20] = [b'{"prediction_id": "0-3", "ts": ' + big + b', "features": {}}']
+    for name, lines in (("p.jsonl.gz", preds), ("l.jsonl.gz", labels), ("f.jsonl.gz", feats)):
+        with gzip.open(tmp_path / name, "wb") as f:
+            f.write(b"\n".join(lines) + b"\n")
+    dlq = tmp_path / "dlq.jsonl"
+    r = skewwatch("replay", "--reference", str(files / "ref.json"), "--predictions", str(tmp_path / "p.jsonl.gz"),
+                  "--labels", str(tmp_path / "l.jsonl.gz"), "--features", str(tmp_path / "f.jsonl.gz"),
+                  "--dlq-out", str(dlq))
+    assert r.returncode == 0, r.stderr
+    assert "Traceback" not in r.stderr
+    rows = {(x["source"], x["reason"]) for x in map(json.loads, dlq.read_text().splitlines())}
+    p, l_, f = (str(tmp_path / n) for n in ("p.jsonl.gz", "l.jsonl.gz", "f.jsonl.gz"))
+    assert rows == {(f"{p}:12", "bad_score"), (f"{p}:21", "bad_field"), (f"{p}:31", "invalid_json"),
+                    (f"{p}:41 item 1", "bad_field"), (f"{l_}:6", "bad_field"), (f"{l_}:51", "bad_field"),
+                    (f"{f}:8", "bad_field"), (f"{f}:21", "bad_timestamp")}, sorted(rows)
+    assert "invalid events: 8" in r.stdout and "598 predictions" not in r.stdout
+
+
 @pytest.mark.parametrize("fmt", ["csv", "parquet"])
 def test_replay_reads_flat_tables_like_the_same_events_in_jsonl(files, tmp_path, fmt):
     """One column per feature (CSV or Parquet) gives the same alerts as the nested JSONL events."""

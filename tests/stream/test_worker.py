@@ -458,6 +458,69 @@ def test_bad_messages_go_to_the_dlq_and_processing_goes_on(kafka_bootstrap: str,
     print("dead letters:", sorted((v[0], k[1], k[2]) for k, v in got.items()))
 
 
+def test_poison_batch_on_every_topic_is_dead_lettered_and_the_worker_goes_on(
+        kafka_bootstrap: str, reference_path: Path, tmp_path: Path, scenario: Scenario,
+        workers: Callable[..., WorkerProc]) -> None:
+    """Messages that once crashed ingest (unhashable values, 400-digit numbers, JSON nested 5,000
+    deep, NaN / 1e999 revisions, list ids), produced in one batch with good ones on the three
+    input topics: each becomes a dead letter with its reason and source position, every good
+    event is counted, and the worker stays up and keeps consuming."""
+    topics, group, port = topic_names("poison"), unique("poison"), free_port()
+    cfg = write_config(tmp_path / "cfg.yaml", kafka_bootstrap, reference_path, group, topics, port, partitions=1)
+    w = workers(cfg, "poison-1", port)
+    preds = [(k, v) for _, kind, k, v in scenario.events if kind == "predictions"][:400]
+    tpl = orjson.loads(preds[0][1])
+    big = b"9" * 400
+
+    def variant(pid: str, **kw: Any) -> bytes:
+        return json.dumps({**tpl, "prediction_id": pid, **kw}).encode()
+
+    poison_p = [
+        ("bad_field", variant("px-1", decision=["review"])),
+        ("bad_field", variant("px-2", model_version={"v": 1})),
+        ("bad_field", variant("px-3", slices={"region": ["eu"]})),
+        ("bad_score", variant("px-4", score=0.5).replace(b'"score": 0.5', b'"score": ' + big)),
+        ("invalid_json", b'{"prediction_id": "px-5", "x": ' + b"[" * 5000 + b"]" * 5000 + b"}"),
+        ("bad_timestamp", variant("px-6", ts=True)),
+    ]
+    from detector.core.timeparse import parse_timestamps
+
+    t10 = float(parse_timestamps([orjson.loads(preds[10][1])["ts"]])[0])
+    ns_epoch = variant("ok-ns", ts=int(t10 * 10**9))  # nanoseconds are a valid epoch unit
+    records: list[Record] = []
+    for i, (k, v) in enumerate(preds[:200]):
+        records.append((topics["predictions"], k, v))
+        if i % 30 == 5 and poison_p:
+            reason, pv = poison_p.pop(0)
+            records.append((topics["predictions"], reason.encode(), pv))
+    records.append((topics["predictions"], b"ok-ns", ns_epoch))
+    records.append((topics["labels"], b"l-nan", b'{"prediction_id": "x", "ts": 1795615260, "label": 1, "revision": NaN}'))
+    records.append((topics["labels"], b"l-inf", b'{"prediction_id": "x", "ts": 1795615260, "label": 1, "revision": 1e999}'))
+    records.append((topics["features"], b"f-list", b'{"prediction_id": ["x"], "ts": 1795615260, "features": {}}'))
+    metas = produce(kafka_bootstrap, records)
+    expected = {(m.topic, m.offset): r[1] for m, r in zip(metas, records, strict=True)
+                if r[1] in (b"bad_field", b"bad_score", b"invalid_json", b"bad_timestamp", b"l-nan", b"l-inf", b"f-list")}
+    print(f"\nworker ready {w.wait_ready():.1f}s after launch")
+    st = wait_until("the good predictions to be counted", lambda: (s := w.status())["counters"]["predictions"] >= 201 and s,
+                    timeout=60, on_timeout=w.log_tail)
+    dlq = wait_until(f"{len(expected)} dead letters",
+                     lambda: (r := read_topic(kafka_bootstrap, topics["dlq"])) and len(r) >= len(expected) and r, timeout=30)
+    got = {}
+    for r in dlq:
+        h = {k: v.decode() for k, v in r.headers}
+        assert h["detail"] and h["reason"], h
+        got[(h["source-topic"], int(h["source-offset"]))] = h["reason"]
+    want = {k: {b"l-nan": "bad_field", b"l-inf": "bad_field", b"f-list": "bad_field"}.get(v, v.decode())
+            for k, v in expected.items()}
+    assert got == want, (sorted(got.items()), sorted(want.items()))
+    assert st["counters"]["predictions"] == 201, st["counters"]  # 200 good + the nanosecond epoch
+    assert w.alive and http_get(f"{w.url}/healthz")[0] == 200
+    # and it keeps consuming after the poison
+    produce(kafka_bootstrap, [(topics["predictions"], k, v) for k, v in preds[200:]])
+    wait_until("the later predictions to be counted", lambda: w.status()["counters"]["predictions"] == len(preds) + 1,
+               timeout=60, on_timeout=w.log_tail)
+
+
 # ---------------------------------------------------------------------------------------------
 # c. SIGKILL mid-stream, restart: exact accounting, no alert fired twice
 # ---------------------------------------------------------------------------------------------

@@ -35,7 +35,7 @@ imagePullPolicy: {{ .Values.image.pullPolicy }}
 {{- if eq .Values.mode "sidecar" }}
 restartPolicy: Always
 {{- end }}
-args: ["run", "--config", "/etc/skewwatch/skewwatch.yaml", "--worker-id", "$(POD_NAME)"]
+args: ["run", "--config", "/etc/skewwatch/skewwatch.yaml", "--worker-id", "$(POD_NAME)"{{ if eq .Values.mode "sidecar" }}, "--sidecar"{{ end }}]
 env:
   - name: POD_NAME
     valueFrom: {fieldRef: {fieldPath: metadata.name}}
@@ -49,6 +49,16 @@ env:
   {{- end }}
 ports:
   - {name: metrics, containerPort: {{ .Values.config.web.port | default 9108 }}, protocol: TCP}
+{{- if eq .Values.mode "sidecar" }}
+{{- /* a native sidecar must not hold the model back: no startupProbe (the model starts once this
+     process runs), no readinessProbe (it would be the Pod's); README "Why skewwatch cannot hold the
+     model back" */}}
+livenessProbe:
+  httpGet: {path: /healthz, port: metrics}
+  initialDelaySeconds: 10
+  periodSeconds: 10
+  timeoutSeconds: 3
+{{- else }}
 startupProbe:
   httpGet: {path: /healthz, port: metrics}
   periodSeconds: 2
@@ -61,6 +71,7 @@ readinessProbe:
   httpGet: {path: /readyz, port: metrics}
   periodSeconds: 5
   timeoutSeconds: 3
+{{- end }}
 resources: {{- toYaml .Values.resources | nindent 2 }}
 securityContext: {{- toYaml .Values.securityContext | nindent 2 }}
 volumeMounts:

@@ -1,0 +1,243 @@
+"""Ingest: raw messages -> validated, decoded batches -> the engine's fold. Never raises on input.
+
+:class:`Ingest` is the part of :class:`~detector.core.engine.Engine` that takes bytes in. For
+predictions, clean events of the usual model are decoded typed straight from bytes
+(:mod:`detector.core.fastdecode`); every other message takes the general path
+(:mod:`detector.core.wire`, :mod:`detector.core.validate`, :mod:`detector.core.events`), which
+owns the error records. Labels and offline features take the general path
+(:mod:`detector.core.feeds`). A defect of ours that raises on some event is contained: decoding
+is pure, so the batch is decoded again event by event and only the event that raises is
+dead-lettered (``internal_error``); a failing fold dead-letters its batch. Either way the
+caller gets error records, never an exception, and the worker goes on.
+"""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from detector.core.events import (
+    EventError,
+    PredictionBatch,
+    concat,
+    decode_feature_events,
+    decode_labels,
+    parse_messages,
+    validate_predictions,
+)
+from detector.core.fastdecode import TypedDecoder
+from detector.core.wire import reject, row_error
+
+__all__ = ["Ingest", "gc_paused"]
+
+
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while a batch is decoded.
+
+    A batch allocates tens of thousands of short-lived, acyclic dicts and tuples (freed by
+    reference counting anyway); letting the cyclic collector scan them on every allocation
+    threshold roughly doubles decode time. The previous state is always restored.
+    """
+    was = gc.isenabled()
+    if was:
+        gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
+_INTERNAL = ("skewwatch could not process this event (a bug: please report it with the event); "
+             "it was set aside and the rest of the batch went on")
+
+
+class Ingest:
+    """The ``ingest_*`` half of the engine (see the module docstring). Expects the engine's
+    ``settings``, ``counters``, ``models``, ``outcomes``, ``_model``, ``reference_for``, ``_fold``."""
+
+    settings: Any
+    counters: Any
+    models: dict[str, Any]
+    outcomes: Any
+    _typed: TypedDecoder | None = None
+
+    def ingest_predictions(self, raws: Sequence[bytes]) -> list[EventError]:
+        """Decode and fold in prediction messages; returns the ones that could not be used."""
+        with gc_paused():
+            return self._ingest_predictions(raws)
+
+    def _ingest_predictions(self, raws: Sequence[bytes]) -> list[EventError]:
+        st = self.settings
+        typed, rest = self._typed_decode(raws)
+        sub = raws if len(rest) == len(raws) else [raws[i] for i in rest]
+        try:
+            events, origin, errors = parse_messages(sub)
+            if sub is not raws:  # message indexes of the subset -> of the batch
+                origin = [rest[o] for o in origin]
+                for e in errors:
+                    e.index = rest[e.index] if e.index >= 0 else e.index
+            by_model, errs2, origins, items = validate_predictions(events, origin, raws, st.min_epoch,
+                                                                   st.max_id_bytes, st.max_value_bytes)
+        except Exception:  # noqa: BLE001 - a bug of ours, not the producer's: isolate the message that hits it
+            return self._isolate(raws)
+        errors.extend(errs2)
+        if typed is not None and typed.events:
+            by_model.setdefault(self._typed.model, [])  # type: ignore[union-attr]
+        for model, evs in by_model.items():
+            org = origins.get(model, [])
+            ms = self._model(model, evs)
+            if ms is None:
+                why = (f"no reference for model {model!r}; add it to the config's models (or set default_reference)"
+                       if self.reference_for(model) is None else
+                       f"model {model!r} would exceed detector.max_models={st.max_models}; raise it if intended")
+                errors.extend(reject("unknown_model", why, e, raws, org, i) for i, e in enumerate(evs))
+                continue
+            fast = typed if typed is not None and typed.events and model == self._typed.model else None  # type: ignore[union-attr]
+            batch = self._decode(ms, model, evs, org, items.get(model, []), raws, errors, fast)
+            if batch is None:
+                continue
+            self.counters.count_clipped(batch.clipped)
+            try:
+                errors.extend(self._fold(ms, batch, raws))
+            except Exception:  # noqa: BLE001 - a bug of ours: the batch is dead-lettered, the worker goes on
+                assert batch.origin is not None and batch.item is not None
+                pairs = sorted(set(zip(batch.origin.tolist(), batch.item.tolist(), strict=True)))
+                errors.extend(row_error("internal_error", _INTERNAL, raws, o, it) for o, it in pairs)
+        self._choose_typed(by_model, len(raws), 0 if typed is None else len(typed.events))
+        self.counters.count_errors(errors)
+        return errors
+
+    def _isolate(self, raws: Sequence[bytes]) -> list[EventError]:
+        """Ingest message by message, so that a defect of ours costs only the message that hits it."""
+        if len(raws) == 1:
+            errors = [EventError("internal_error", _INTERNAL, bytes(raws[0] or b""), 0)]
+            self.counters.count_errors(errors)
+            return errors
+        out: list[EventError] = []
+        for i, raw in enumerate(raws):
+            for e in self._ingest_predictions([raw]):
+                e.index = i if e.index >= 0 else e.index
+                out.append(e)
+        return out  # already counted, per message
+
+    def _typed_decode(self, raws: Sequence[bytes]) -> tuple[Any, list[int]]:
+        """Clean events of the usual model, decoded typed from bytes (see detector.core.fastdecode),
+        and the messages left for the general path."""
+        td = self._typed
+        if td is None or not self.settings.typed_decode:
+            return None, list(range(len(raws)))
+        st = self.settings
+        try:
+            return td.decode(raws, st.min_epoch, st.max_id_bytes, st.max_value_bytes)
+        except Exception:  # noqa: BLE001 - the general path decides about every message
+            return None, list(range(len(raws)))
+
+    def _choose_typed(self, by_model: dict[str, list[Any]], n_msgs: int, n_typed: int) -> None:
+        """Use the typed decoder of the model most events belong to, once the general path did
+        most of a batch's work for it."""
+        if not by_model or n_typed >= n_msgs // 2:
+            return
+        top = max(by_model, key=lambda m: len(by_model[m]))
+        ms = self.models.get(top)
+        if ms is not None and len(by_model[top]) >= n_msgs // 2 and (self._typed is None or self._typed.model != top):
+            if ms.typed is None:
+                sch = ms.layout.schema
+                try:
+                    ms.typed = TypedDecoder(top, sch.numeric, sch.categorical)
+                except Exception:  # noqa: BLE001 - a schema msgspec cannot express: the general path does it all
+                    return
+            self._typed = ms.typed
+
+    def _decode(self, ms: Any, model: str, evs: list[dict[str, Any]], org: list[int], its: list[int],
+                raws: Sequence[bytes], errors: list[EventError], typed: Any = None) -> PredictionBatch | None:
+        """Columns of one model's validated events (and of its typed ones). Decoding is pure, so
+        should a bug of ours raise on some event, each event is decoded alone to isolate it."""
+        dims = ms.layout.dims
+        parts = []
+        if typed is not None:
+            try:
+                parts.append(ms.decoder.decode_typed(model, typed, self._typed, dims))
+            except Exception:  # noqa: BLE001 - the general path takes these events instead
+                idx = sorted(set(typed.origin))
+                more, morg, errs = parse_messages([raws[i] for i in idx])
+                st = self.settings
+                by_model, errs2, origins, items = validate_predictions(more, [idx[o] for o in morg], raws,
+                                                                       st.min_epoch, st.max_id_bytes, st.max_value_bytes)
+                errors.extend(errs2)
+                evs, org = evs + by_model.get(model, []), org + origins.get(model, [])
+                its = its + items.get(model, [])
+        if evs:
+            try:
+                parts.append(ms.decoder.decode(model, evs, dims, org, its))
+            except Exception:  # noqa: BLE001 - see the docstring
+                parts.append(self._decode_alone(ms, model, evs, org, its, raws, errors))
+        parts = [p for p in parts if p is not None and p.n]
+        return concat(parts) if parts else None
+
+    def _decode_alone(self, ms: Any, model: str, evs: list[dict[str, Any]], org: list[int], its: list[int],
+                      raws: Sequence[bytes], errors: list[EventError]) -> PredictionBatch | None:
+        dims = ms.layout.dims
+        good = []
+        for i, e in enumerate(evs):
+            try:
+                ms.decoder.decode(model, [e], dims, [org[i]], [its[i]])
+                good.append(i)
+            except Exception:  # noqa: BLE001
+                errors.append(reject("internal_error", _INTERNAL, e, raws, org, i))
+        try:
+            return (ms.decoder.decode(model, [evs[i] for i in good], dims, [org[i] for i in good], [its[i] for i in good])
+                    if good else None)
+        except Exception:  # noqa: BLE001 - events that decode alone but not together
+            errors.extend(reject("internal_error", _INTERNAL, evs[i], raws, org, i) for i in good)
+            return None
+
+    def ingest_labels(self, raws: Sequence[bytes]) -> list[EventError]:
+        with gc_paused():
+            return self._ingest_labels(raws)
+
+    def _ingest_labels(self, raws: Sequence[bytes]) -> list[EventError]:
+        sink = self.outcomes.on_labels if self.outcomes is not None else None
+        return self._ingest_side(raws, decode_labels, sink, "labels")
+
+    def ingest_features(self, raws: Sequence[bytes]) -> list[EventError]:
+        with gc_paused():
+            return self._ingest_features(raws)
+
+    def _ingest_features(self, raws: Sequence[bytes]) -> list[EventError]:
+        sink = self.outcomes.on_features if self.outcomes is not None else None
+        return self._ingest_side(raws, decode_feature_events, sink, "feature_events")
+
+    def _ingest_side(self, raws: Sequence[bytes], decode: Any, sink: Any, counter: str) -> list[EventError]:
+        """Labels or offline features: decode (pure; a message that makes it raise is isolated
+        and dead-lettered alone), count, hand to the outcome monitor. Never raises."""
+        st = self.settings
+        try:
+            events, origin, errors = parse_messages(raws)
+            batch, errs = decode(events, origin, raws, st.min_epoch, st.max_id_bytes, st.max_value_bytes)
+        except Exception:  # noqa: BLE001 - a bug of ours: isolate the message that hits it
+            if len(raws) == 1:
+                errors = [EventError("internal_error", _INTERNAL, bytes(raws[0] or b""), 0)]
+                self.counters.count_errors(errors)
+                return errors
+            out: list[EventError] = []
+            for i, raw in enumerate(raws):
+                for e in self._ingest_side([raw], decode, sink, counter):
+                    e.index = i if e.index >= 0 else e.index
+                    out.append(e)
+            return out
+        errors.extend(errs)
+        setattr(self.counters, counter, getattr(self.counters, counter) + batch.n)
+        if sink is not None and batch.n:
+            try:
+                sink(batch)
+            except Exception:  # noqa: BLE001 - a bug of ours: dead-letter what was handed over, go on
+                setattr(self.counters, counter, getattr(self.counters, counter) - batch.n)
+                failed = {e.index for e in errors}
+                errors.extend(EventError("internal_error", _INTERNAL, bytes(raws[i] or b""), i)
+                              for i in sorted(set(origin) - failed))
+        self.counters.count_errors(errors)
+        return errors

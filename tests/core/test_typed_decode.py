@@ -1,0 +1,175 @@
+"""The typed (msgspec) decoding path changes speed, never results.
+
+Property: any mix of clean and imperfect events, as single messages or envelopes, gives the same
+window counts, counters, slice vocabularies, label-join state and error records (reason, message,
+envelope item) with the typed path on as with every event taking the general dict path.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import orjson
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from detector.core.engine import Engine
+from detector.core.outcomes import attach_outcomes
+from detector.core.profile import build_reference
+from detector.core.settings import DetectorSettings
+
+T = 1795615200.0
+ARRAYS = ("num", "cat", "nz", "slog", "slog2", "sx", "cand", "rates", "lat", "absent", "type_err", "nonfinite")
+
+
+@pytest.fixture(scope="module")
+def ref():
+    rng = np.random.default_rng(4)
+    n = 3000
+    return build_reference({"amount": rng.lognormal(3, 1, n).round(2), "age": rng.integers(0, 90, n).astype(float),
+                            "country": np.array(rng.choice(["DE", "FR", "US"], n), dtype=object),
+                            "device": np.array(rng.choice(["ios", "web"], n), dtype=object),
+                            "region": np.array(rng.choice(["eu", "us"], n), dtype=object),
+                            "score": rng.random(n).round(3), "label": (rng.random(n) < 0.2).astype(float)},
+                           score_column="score", label_column="label", slice_columns=["region"])
+
+
+def clean(i: int) -> dict:
+    return {"prediction_id": f"p{i}", "model": "m", "model_version": "v1", "ts": T + 7 * i,
+            "features": {"amount": 10.0 + i, "age": 30, "country": "DE", "device": "ios"}, "score": (i % 10) / 10,
+            "decision": "approve" if i % 3 else "review", "threshold": 0.5, "slices": {"region": "eu" if i % 2 else "us"},
+            "latency_ms": 3.0 + i % 7, "fallback": False}
+
+
+_value = st.one_of(st.none(), st.booleans(), st.integers(-5, 5), st.sampled_from([9 * 10**30, 1e308, -0.0, 2.5]),
+                   st.floats(allow_nan=True, allow_infinity=True), st.sampled_from(["DE", "XX", "", "12.5", "é" * 200]),
+                   st.lists(st.integers(), max_size=2))
+_change = st.sampled_from([
+    "drop_feature", "feature_value", "extra_feature", "ts_string", "ts_millis", "ts_bad", "id_int", "id_empty",
+    "other_model", "decision_bool", "version_int", "fallback_int", "slices_extra", "slice_number", "no_score",
+    "prediction_instead", "override", "baseline",
+])
+
+
+def mutate(e: dict, change: str, v, i: int) -> dict:
+    f = e["features"]
+    if change == "drop_feature":
+        f.pop(["amount", "age", "country", "device"][i % 4], None)
+    elif change == "feature_value":
+        f[["amount", "age", "country", "device"][i % 4]] = v
+    elif change == "extra_feature":
+        f[f"new_{i % 3}"] = v
+    elif change == "ts_string":
+        e["ts"] = f"2026-11-25T14:{i % 60:02d}:{i % 60:02d}Z"
+    elif change == "ts_millis":
+        if type(e["ts"]) in (int, float) and abs(e["ts"]) < 1e15:
+            e["ts"] = int(e["ts"] * 1000)
+    elif change == "ts_bad":
+        e["ts"] = v
+    elif change == "id_int":
+        e["prediction_id"] = 10_000 + i
+    elif change == "id_empty":
+        e["prediction_id"] = ""
+    elif change == "other_model":
+        e["model"] = "other"
+    elif change == "decision_bool":
+        e["decision"] = bool(i % 2)
+    elif change == "version_int":
+        e["model_version"] = 3
+    elif change == "fallback_int":
+        e["fallback"] = i % 2
+    elif change == "slices_extra":
+        e["slices"]["tier"] = v
+    elif change == "slice_number":
+        e["slices"]["region"] = 7
+    elif change == "no_score":
+        e.pop("score", None)
+    elif change == "prediction_instead":
+        e["prediction"] = e.pop("score", 0.5)
+    elif change == "override":
+        e["override"] = v
+    elif change == "baseline":
+        e["baseline_decision"] = v
+    return e
+
+
+def run(ref, msgs: list[bytes], typed: bool, labels: list[bytes]):
+    eng = Engine(DetectorSettings(typed_decode=typed, window=3600.0), default_reference=ref)
+    attach_outcomes(eng)
+    warm = [orjson.dumps(clean(i)) for i in range(1000, 1040)]
+    out = [eng.ingest_predictions(warm)]  # the typed decoder is chosen after this batch
+    out.append(eng.ingest_predictions(msgs))
+    out.append(eng.ingest_labels(labels))
+    return eng, out
+
+
+def state(eng):
+    ms = eng.models["m"]
+    wins = {s: {a: getattr(w, a) for a in ARRAYS} | {"unseen": [sorted(u.items()) for u in w.unseen], "unexpected": w.unexpected,
+                                                               "versions": w.versions, "decisions": w.decisions,
+                                                               "thresholds": w.thresholds, "reasons": w.reasons}
+            for s, w in ms.windows.items()}
+    c = eng.counters
+    join = eng.outcomes.join
+    return {"windows": wins, "vocab": [v.values for v in ms.layout.vocabs], "counters": (c.predictions, c.late, c.invalid,
+            c.clipped), "join": (dict(join.counters), sorted(join.store.index)), "models": sorted(eng.models),
+            "cands": np.nan_to_num(ms.cands, nan=-12345.0).tolist()}
+
+
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_typed_and_general_paths_agree(ref, data):
+    draw = data.draw
+    n = draw(st.integers(1, 30))
+    events = []
+    for i in range(n):
+        e = clean(i)
+        for change in draw(st.lists(_change, max_size=2)):
+            e = mutate(e, change, draw(_value), i)
+        events.append(e)
+    if draw(st.booleans()) and n > 3:  # some of them in an envelope
+        k = draw(st.integers(2, n))
+        msgs = [json.dumps(events[:k]).encode()] + [json.dumps(e).encode() for e in events[k:]]
+    else:
+        msgs = [json.dumps(e).encode() for e in events]
+    labels = [orjson.dumps({"prediction_id": f"p{i}", "ts": T + 9000, "label": i % 2}) for i in range(n)]
+    a, ea = run(ref, msgs, True, labels)
+    b, eb = run(ref, msgs, False, labels)
+    assert a._typed is not None and b._typed is not None  # noqa: SLF001 - the typed path really ran in `a`
+    sa, sb = state(a), state(b)
+    assert sa.keys() == sb.keys()
+    assert sa["windows"].keys() == sb["windows"].keys()
+    for w, wa in sa["windows"].items():
+        for k, v in wa.items():  # events are summed in another order: floats agree to rounding
+            assert np.allclose(v, sb["windows"][w][k], rtol=1e-12, atol=1e-12) if k in ARRAYS else v == sb["windows"][w][k], k
+    for k in sa:
+        assert k == "windows" or sa[k] == sb[k], k
+    errs = [[(e.reason, e.index, e.item, e.raw) for e in batch] for batch in ea]
+    assert errs == [[(e.reason, e.index, e.item, e.raw) for e in batch] for batch in eb]
+
+
+def test_clean_batches_take_the_typed_path(ref):
+    eng = Engine(DetectorSettings(), default_reference=ref)
+    eng.ingest_predictions([orjson.dumps(clean(i)) for i in range(50)])
+    typed, rest = eng._typed_decode([orjson.dumps(clean(i)) for i in range(50, 100)])  # noqa: SLF001
+    assert len(typed.events) == 50 and rest == []
+    e = clean(7)
+    del e["features"]["age"]
+    typed, rest = eng._typed_decode([orjson.dumps(clean(1)), orjson.dumps(e)])  # noqa: SLF001
+    assert len(typed.events) == 1 and rest == [1]  # an absent feature needs the general path's count
+
+
+def test_feature_names_that_are_not_identifiers(ref):
+    rng = np.random.default_rng(5)
+    n = 2000
+    odd = build_reference({"amount (usd)": rng.random(n), "class": np.array(rng.choice(["a", "b"], n), dtype=object),
+                           "score": rng.random(n)}, score_column="score")
+    eng = Engine(DetectorSettings(slice_on_features=["class"]), default_reference=odd)
+    evs = [orjson.dumps({"prediction_id": f"p{i}", "model": "m", "ts": T + i, "score": 0.3,
+                         "features": {"amount (usd)": 0.5, "class": "ab"[i % 2]}}) for i in range(100)]
+    assert eng.ingest_predictions(evs[:50]) == [] and eng.ingest_predictions(evs[50:]) == []
+    typed, rest = eng._typed_decode(evs)  # noqa: SLF001
+    assert len(typed.events) == 100 and rest == []
+    assert eng.counters.predictions == 100 and eng.models["m"].layout.vocabs[0].values == ["a", "b"]

@@ -1,0 +1,35 @@
+"""``skewwatch bench`` through the console script: the JSON a user gets (no timing assertions)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+
+def test_bench_reports_floor_stages_state_and_an_end_to_end_replay(tmp_path):
+    out = tmp_path / "bench.json"
+    r = subprocess.run([sys.executable, "-m", "detector", "bench", "--events", "3000", "--runs", "2", "--batch", "1000",
+                        "--replay-events", "3000", "--replay-days", "2", "--no-whylogs", "--quiet", "--out", str(out)],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    d = json.loads(out.read_text())
+    assert d == json.loads(r.stdout)
+    assert d["events_per_s_median"] > 0 and len(d["events_per_s_runs"]) == 2
+    assert d["orjson_loads_events_per_s_median"] > 0
+    assert d["ratio_to_orjson_loads"] == round(d["events_per_s_median"] / d["orjson_loads_events_per_s_median"], 3)
+    assert d["whylogs"] == {"available": False, "why": "--no-whylogs"} and d["ratio_to_whylogs"] is None
+    assert set(d["stages_us_per_event"]) == {"orjson_loads_us", "typed_decode_us", "columns_us", "fold_us", "close_us"}
+    st = d["state"]["bench"]
+    assert st["features_incl_score"] == 26 and st["slice_rows"] == 34 and st["window_bytes_per_feature_row"] > 0
+    rp = d["replay"]
+    assert rp["log"]["predictions"] == 3000 and rp["log"]["labels"] == 3000 and rp["log"]["days"] == 2
+    assert rp["accepted"] == {"predictions": 3000, "labels": 3000, "feature_events": rp["log"]["features"]}
+    assert rp["invalid"] == 0 and rp["windows_closed"] >= 47 and rp["events_per_s"] > 0
+    assert rp["rss"]["max_mb"] >= rp["rss"]["start_mb"] > 0
+
+
+def test_bench_rejects_tiny_runs():
+    r = subprocess.run([sys.executable, "-m", "detector", "bench", "--events", "10"], capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 2 and "--events must be >= 1000" in r.stderr

@@ -1,0 +1,134 @@
+"""The sidecar's error routing without a broker: poison messages become dead letters with their
+source position and reason, their batch-mates are folded, and nothing raises out of a handler."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import orjson
+import pytest
+
+from detector.config import Config
+from detector.core.profile import build_reference
+from detector.stream.sidecar import Message, Sidecar
+
+T = 1795615200.0
+
+
+@pytest.fixture(scope="module")
+def ref():
+    rng = np.random.default_rng(2)
+    n = 2000
+    return build_reference({"amount": rng.lognormal(3, 1, n).round(2),
+                            "country": np.array(rng.choice(["DE", "FR"], n), dtype=object),
+                            "score": rng.random(n).round(3), "label": (rng.random(n) < 0.2).astype(float)},
+                           score_column="score", label_column="label")
+
+
+def pred(i, **kw):
+    e = {"prediction_id": f"p{i}", "model": "m", "ts": T + i, "features": {"amount": 12.0, "country": "DE"},
+         "score": 0.3, "decision": "approve", "slices": {"region": "eu"}}
+    e.update(kw)
+    return json.dumps(e).encode()
+
+
+def msgs(topic, values, start=0):
+    return [Message(topic, 0, start + k, v, f"k{start + k}".encode()) for k, v in enumerate(values)]
+
+
+def sidecar(ref):
+    """A worker's sidecar holding partition 0 (unit ``p0``) of the three input topics."""
+    side = Sidecar(Config(), {}, ref, "w1")
+    side.set_partitions(dict.fromkeys(("predictions", "labels", "features"), 1))
+    side.add_unit(side.new_unit("p0"), ["predictions:0", "labels:0", "features:0"])
+    return side
+
+
+def handler(side, topic):
+    return lambda ms: side.on_messages(topic, 0, ms)
+
+
+def test_poison_predictions_are_dead_lettered_and_batch_mates_folded(ref):
+    side = sidecar(ref)
+    poison = {2: pred(900, decision=["x"]), 5: b'{"prediction_id": "q", "model": "m", "ts": 1e999, "features": {}}',
+              7: b"[" * 50_000, 9: pred(901, slices={"region": {"a": 1}}), 11: pred(902, score=9 * 10**399)}
+    values = [poison.get(k, pred(k)) for k in range(14)]
+    values[12] = b"[" + b",".join([pred(100), pred(101, model_version=[1]), pred(102)]) + b"]"  # envelope
+    out = side.on_messages("predictions", 0, msgs("predictions", values))
+    got = {(m.offset, e.reason): m for m, e in out.dlq}
+    assert set(got) == {(2, "bad_field"), (5, "bad_timestamp"), (7, "invalid_json"), (9, "bad_field"),
+                        (11, "bad_score"), (12, "bad_field")}, sorted(got)
+    for (off, _), m in got.items():
+        assert m.topic == "predictions" and m.partition == 0 and m.key == f"k{off}".encode()
+        if off != 12:
+            assert m.value == values[off]  # the producer's exact bytes
+    assert orjson.loads(got[(12, "bad_field")].value)["prediction_id"] == "p101"  # only the bad envelope item
+    assert side.units["p0"].engine.counters.predictions == 14 - 5 - 1 + 2
+    assert side.dlq_total == 6
+
+
+def test_poison_labels_and_offline_features_are_dead_lettered(ref):
+    side = sidecar(ref)
+    unit = side.units["p0"]
+    side.on_messages("predictions", 0, msgs("predictions", [pred(k) for k in range(4)]))
+    labels = [json.dumps({"prediction_id": "p0", "ts": T + 60, "label": 1}).encode(),
+              b'{"prediction_id": "p1", "ts": 1795615260, "label": 1, "revision": NaN}',
+              json.dumps({"prediction_id": "p2", "ts": T + 60, "label": 0, "revision": 2}).encode()]
+    out = side.on_messages("labels", 0, msgs("labels", labels))
+    assert [(m.offset, e.reason) for m, e in out.dlq] == [(1, "bad_field")]
+    unit.advance(T + 2 * 3600)  # labels reach the join once event time passes their window
+    assert unit.gate.monitor.join.counters["matched"] == 2
+    feats = [json.dumps({"prediction_id": "p0", "ts": T, "features": {"amount": 9 * 10**399, "country": ["DE"]}}).encode(),
+             json.dumps({"prediction_id": ["p1"], "ts": T, "features": {}}).encode()]
+    out = side.on_messages("features", 0, msgs("features", feats))
+    assert [(m.offset, e.reason) for m, e in out.dlq] == [(1, "bad_field")]
+    assert unit.engine.counters.feature_events == 1
+
+
+def test_a_bug_in_ingest_dead_letters_the_batch_instead_of_stopping_the_worker(ref, monkeypatch):
+    side = sidecar(ref)
+    unit = side.units["p0"]
+
+    def boom(raws):
+        raise RuntimeError("simulated defect")
+
+    monkeypatch.setattr(unit.engine, "ingest_labels", boom)
+    out = side.on_messages("labels", 0, msgs("labels", [b'{"prediction_id": "p0", "ts": 1795615260, "label": 1}'] * 2))
+    assert [(m.offset, e.reason) for m, e in out.dlq] == [(0, "internal_error"), (1, "internal_error")]
+    out = side.on_messages("predictions", 0, msgs("predictions", [pred(0), pred(1)]))  # the worker goes on
+    assert out.dlq == [] and unit.engine.counters.predictions == 2
+
+
+def test_fuzz_through_the_sidecar_every_message_is_folded_or_dead_lettered(ref):
+    """Hostile messages on all three topics through the sidecar's handlers: nothing raises, every
+    dead letter names its source message, and the well-formed messages around them are folded."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from tests.core.test_hostile_input import _encode, hostile_features, hostile_label, hostile_prediction
+
+    @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(data=st.data())
+    def check(data):
+        side = sidecar(ref)
+        c = side.units["p0"].engine.counters
+        draw = data.draw
+        for topic, strat, count in (
+                ("predictions", hostile_prediction, lambda: c.predictions),
+                ("labels", hostile_label, lambda: c.labels),
+                ("features", hostile_features, lambda: c.feature_events)):
+            bad = _encode(draw, [draw(strat(50 + i)) for i in range(draw(st.integers(1, 3)))])
+            good = {"predictions": [pred(k) for k in range(3)],
+                    "labels": [json.dumps({"prediction_id": f"p{k}", "ts": T + 60, "label": 1}).encode() for k in range(3)],
+                    "features": [json.dumps({"prediction_id": f"p{k}", "ts": T, "features": {"amount": 1.0}}).encode()
+                                 for k in range(3)]}[topic]
+            values = [good[0], *bad, good[1], good[2]]
+            before = count()
+            out = handler(side, topic)(msgs(topic, values, start=100))
+            offsets = {m.offset for m, _ in out.dlq}
+            assert offsets <= set(range(101, 101 + len(bad))), (topic, sorted(offsets))
+            assert all(m.topic == topic and e.reason and e.detail for m, e in out.dlq)
+            assert count() - before >= 3  # the well-formed batch-mates
+
+    check()
