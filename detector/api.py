@@ -50,13 +50,20 @@ def build_reference(data: Any, label: str | None = None, score: str | None = Non
     profiles); ``time="none"`` turns that off. ``types`` overrides inferred types
     (``{"zip": "categorical"}``).
     """
-    source = None
-    if isinstance(data, str | Path):
-        from detector.shells.tables import read_table
+    if isinstance(data, str | Path):  # streamed: bounded memory however large the file
+        from detector.shells.baseline import scan
 
-        table = read_table(data, text_columns=[k for k, v in (types or {}).items() if v == "categorical"])
-        cols, source = table.columns, str(table.path)
-    elif hasattr(data, "columns") and hasattr(data, "to_numpy"):
+        table = scan(data, types=dict(types or {}), label=label, score=score, slices=list(slices) or None)
+        if time is None:
+            time = next((c for c in TIME_COLUMNS if c in table and c not in exclude), None)
+        elif time.lower() == "none":
+            time = None
+        _check_roles(table.names, label, score, time, slices)
+        return table.profiler.reference(label_column=label, score_column=score, slice_columns=list(slices),
+                                        exclude=exclude, types=types, source=str(table.path), model=model,
+                                        time_column=time)
+    source = None
+    if hasattr(data, "columns") and hasattr(data, "to_numpy"):
         cols, source = _frame_columns(data), "DataFrame"
     elif isinstance(data, Mapping):
         cols = {str(k): np.asarray(v) for k, v in data.items()}
@@ -67,11 +74,16 @@ def build_reference(data: Any, label: str | None = None, score: str | None = Non
         time = next((c for c in TIME_COLUMNS if c in cols and c not in exclude), None)
     elif time.lower() == "none":
         time = None
-    for what, name in (("label", label), ("score", score), ("time", time), *(("slices", s) for s in slices)):
-        if name is not None and name not in cols:
-            raise KeyError(f"{what}={name!r}: no such column; columns are {', '.join(list(cols)[:50])}")
+    _check_roles(list(cols), label, score, time, slices)
     return _profile(cols, label_column=label, score_column=score, slice_columns=list(slices), exclude=exclude,
                     types=types, source=source, model=model, time_column=time)
+
+
+def _check_roles(names: list[str], label: str | None, score: str | None, time: str | None,
+                 slices: Sequence[str]) -> None:
+    for what, name in (("label", label), ("score", score), ("time", time), *(("slices", s) for s in slices)):
+        if name is not None and name not in names:
+            raise KeyError(f"{what}={name!r}: no such column; columns are {', '.join(names[:50])}")
 
 
 def _frame_columns(df: Any) -> dict[str, np.ndarray]:

@@ -66,6 +66,7 @@ __all__ = [
     "label_values",
     "numeric_profile",
     "to_text",
+    "typed_values",
 ]
 
 ID_COLUMNS = ("prediction_id", "id")
@@ -210,6 +211,12 @@ def numeric_profile(values: np.ndarray, n_fine: int = 100) -> NumericProfile:
 def categorical_profile(values: np.ndarray | Sequence[Any], top_k: int = 1000) -> CategoricalProfile:
     """The :class:`CategoricalProfile` of one text array (None / NaN = missing)."""
     return _categorical(_as_text(np.asarray(values, dtype=object)), top_k)
+
+
+def typed_values(name: str, values: np.ndarray, kind: str | None = None) -> np.ndarray:
+    """A column as :func:`build_reference` profiles it: float64 when numeric (``kind="numeric"``
+    parses text, raising :class:`ProfileError` on a non-number), else object str/None."""
+    return _typed(name, np.asarray(values), kind)
 
 
 def label_values(name: str, values: np.ndarray) -> np.ndarray:

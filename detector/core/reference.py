@@ -125,6 +125,9 @@ class Reference:
     # {"counts": [24], "features": {name: [24 x profile|None]}, "slices": {dim: {value: {name: [24]}}}}
     hourly: dict[str, Any] = field(default_factory=dict)
     time_column: str | None = None
+    # how the profile was read: {"rows_read", "rows_sampled", "seed", "method", "quantile_rank_error",
+    # "confidence", "exact", "sampled"} (detector.core.streamprofile); {} = every row profiled
+    sample: dict[str, Any] = field(default_factory=dict)
     format: str = FORMAT
 
     # ------------------------------------------------------------------ (de)serialisation
@@ -178,6 +181,7 @@ class Reference:
                 audit=d.get("audit") or {},
                 hourly=_hourly(d.get("hourly") or {}),
                 time_column=d.get("time_column"),
+                sample=d.get("sample") or {},
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ReferenceError(f"reference file is damaged ({type(exc).__name__}: {exc}); rebuild it") from exc

@@ -32,7 +32,7 @@ _MS_ABOVE = 1e11
 _US_ABOVE = 1e14
 _NS_ABOVE = 1e17
 MAX_EPOCH = 253402300799.0  # 9999-12-31T23:59:59Z: later times cannot be formatted (and are not times)
-_NUMS = frozenset({int, float})
+_NUMS = frozenset({int, float, np.float64, np.float32, np.int64, np.int32})  # numpy scalars from a listed array
 
 
 def _scale_epoch(arr: np.ndarray) -> np.ndarray:
@@ -58,7 +58,7 @@ def _bounded(arr: np.ndarray) -> np.ndarray:
 
 def _one(v: object) -> float:
     t = type(v)
-    if t is float or t is int:
+    if t in _NUMS:
         try:
             return float(_scale_epoch(np.array([float(v)], dtype=np.float64))[0])  # type: ignore[arg-type]
         except OverflowError:  # an integer beyond float range
@@ -82,6 +82,8 @@ def parse_timestamps(values: Sequence[object]) -> np.ndarray:
     n = len(values)
     if n == 0:
         return np.empty(0, dtype=np.float64)
+    if isinstance(values, np.ndarray) and values.dtype.kind in "fiu":  # a numeric column (baseline's epochs)
+        return _bounded(_scale_epoch(values.astype(np.float64)))
     types = set(map(type, values))
     if types <= _NUMS:
         try:

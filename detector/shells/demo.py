@@ -125,9 +125,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"  health      http://127.0.0.1:{port}/healthz  http://127.0.0.1:{port}/readyz")
         print(f"  topics      predictions, labels, features -> {cfg.kafka.topics.alerts}, {cfg.kafka.topics.dlq}")
         if broker is not None:
-            print(f"  clients     the embedded broker answers aiokafka/kafka-python clients; librdkafka-based ones\n"
-                  f"              (kcat, confluent-kafka) fail with 'ApiVersionRequest failed: Read underflow'.\n"
-                  f"              Feed it your own events with: skewwatch simulate --bootstrap {bootstrap} "
+            print(f"  clients     any Kafka client: aiokafka, kafka-python, confluent-kafka and librdkafka 2.2+\n"
+                  f"              (kcat, other librdkafka-based clients). librdkafka older than 2.2 (e.g. kcat\n"
+                  f"              1.7 from Debian 12, on 2.0.2) fails with 'ApiVersionRequest failed: Read\n"
+                  f"              underflow' (its bug, fixed in 2.2); there only kcat -L works, with\n"
+                  f"              -X api.version.request=false -X broker.version.fallback=0.9.0.\n"
+                  f"              Or feed it a file: skewwatch simulate --bootstrap {bootstrap} "
                   f"--from-file events.jsonl")
         from detector.sim import get_scenario
 

@@ -13,7 +13,9 @@ event by these rules, the same for ``skewwatch replay`` on CSV/Parquet and for
 * every other column is a feature (of predictions and offline feature events; ignored on labels).
 
 Missing values (NaN, None, NaT, empty CSV cells and the tokens ``NA``/``null``/...) are left out
-(a missing feature). Timestamps (``datetime``, pandas ``Timestamp``) become RFC 3339 text, naive
+(a missing feature). CSV files go through :mod:`detector.shells.csvread` (its csv-module
+reader, which knows each record's physical line for dead-letter messages); a row with too few or
+too many fields is padded or cut to the header's width. Timestamps (``datetime``, pandas ``Timestamp``) become RFC 3339 text, naive
 ones read as UTC. CSV cells are typed one by one, independently of their neighbours: a number
 unless it keeps a leading zero (``"01234"``) or is not one.
 
@@ -24,18 +26,18 @@ unless it keeps a leading zero (``"01234"``) or is not one.
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 import gzip
-import io
 import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any, Literal
 
+import numpy as np
 import orjson
 
 from detector.core.profile import MISSING_TOKENS
+from detector.shells.csvread import CsvFile
 
 __all__ = ["EventFile", "Kind", "FORMATS", "to_events", "event_format"]
 
@@ -142,6 +144,8 @@ class EventFile:
         self.slice_names = list(slice_names)
         self.format = event_format(self.path)
         self._raw: IO[bytes] | None = None
+        self._csv_file: CsvFile | None = None
+        self._csv_done = False
         self._rows_done = 0
         if self.format == "parquet":
             pq = _pyarrow_parquet(self.path)
@@ -153,6 +157,8 @@ class EventFile:
     def position(self) -> int:
         if self.format == "parquet":
             return self._rows_done
+        if self._csv_file is not None:
+            return self._csv_file.position() or (self.size if self._csv_done else 0)
         try:
             return self._raw.tell() if self._raw is not None and not self._raw.closed else self.size
         except (OSError, ValueError):
@@ -164,34 +170,39 @@ class EventFile:
         if self.format == "parquet":
             yield from self._parquet(size)
             return
+        if self.format in ("csv", "tsv"):
+            yield from self._csv(size)
+            return
         raw = self.path.open("rb")
         self._raw = raw
         try:
             head = raw.read(2)
             raw.seek(0)
             f: IO[bytes] = gzip.GzipFile(fileobj=raw) if head == b"\x1f\x8b" else raw  # type: ignore[assignment]
-            if self.format == "jsonl":
-                yield from _json_chunks(f, size)
-            else:
-                yield from self._csv(f, size)
+            yield from _json_chunks(f, size)
         finally:
             raw.close()
 
-    def _csv(self, f: IO[bytes], size: int) -> Iterator[tuple[list[int], list[bytes]]]:
-        text = io.TextIOWrapper(f, encoding="utf-8-sig", newline="")
-        reader = csv.DictReader(text, delimiter="\t" if self.format == "tsv" else ",")
-        buf: list[bytes] = []
-        nums: list[int] = []
-        for row in reader:
-            typed = {k: _csv_value(v) for k, v in row.items() if k is not None}
-            evs = [orjson.dumps(e) for e in to_events([typed], self.kind, self.slice_names)]
-            buf.extend(evs)
-            nums.extend([reader.line_num] * len(evs))
-            if len(buf) >= size:
-                yield nums, buf
-                buf, nums = [], []
-        if buf:
-            yield nums, buf
+    def _csv(self, size: int) -> Iterator[tuple[list[int], list[bytes]]]:
+        """Records from the shared CSV reader with each record's physical line (so a dead-lettered
+        row is named exactly, blank lines and quoted newlines counted); a ragged row is padded or
+        cut to the header's width (missing values): a bad line must not stop a replay."""
+        src = self._csv_file = CsvFile(self.path, "\t" if self.format == "tsv" else ",")
+        names = src.names
+        for _start, _line, cols in src.chunks(ragged="pad", lines=True):
+            lists = [c.tolist() if isinstance(c, np.ndarray) else c.to_pylist() for c in cols]
+            rows = list(zip(*lists, strict=True))
+            nums = src.lines
+            for i in range(0, len(rows), size):
+                buf: list[bytes] = []
+                where: list[int] = []
+                for row, line in zip(rows[i : i + size], nums[i : i + size], strict=True):
+                    typed = {k: _csv_value(v) for k, v in zip(names, row, strict=True)}
+                    evs = [orjson.dumps(e) for e in to_events([typed], self.kind, self.slice_names)]
+                    buf.extend(evs)
+                    where.extend([line] * len(evs))
+                yield where, buf
+        self._csv_done = True
 
     def _parquet(self, size: int) -> Iterator[tuple[list[int], list[bytes]]]:
         for batch in self._pf.iter_batches(batch_size=size):

@@ -1,25 +1,33 @@
-"""Read a training table (CSV, JSON lines, JSON array or Parquet; optionally gzipped) into columns.
+"""Read a training table (CSV, JSON lines, JSON array or Parquet; optionally gzipped) in chunks of columns.
 
-This is the I/O shell in front of :func:`detector.core.profile.build_reference`:
+This is the I/O shell in front of :mod:`detector.core.profile` / :mod:`detector.core.streamprofile`:
 
 >>> t = read_table("train.csv")                                      # doctest: +SKIP
 >>> t.n_rows, sorted(t.columns)                                      # doctest: +SKIP
 (1000000, ['amount', 'country', 'y'])
+>>> for start, cols, slices in TableReader("huge.csv.gz").chunks():   # doctest: +SKIP
+...     profiler.update(start, cols, slices)                         # bounded memory
 
 Column types
     Numeric columns are ``float64`` arrays with NaN for missing values; text columns are
     ``dtype=object`` arrays holding ``str`` or ``None``.
 
-    * CSV/TSV: a column is numeric when every non-missing value parses as a float. The missing
-      tokens are the empty string, ``NA``, ``N/A``, ``null``, ``None`` and ``NaN`` (any case,
-      surrounding blanks ignored). Names in ``text_columns`` are always kept as exact text
-      (so a zip code ``"01234"`` keeps its leading zero).
-    * JSON: a column is numeric when every non-null value is a JSON number or boolean
-      (``true``/``false`` -> 1/0). As soon as a column holds a string (or a nested object/list) it
-      is text; numbers in a text column take their string form (``1234``, ``12.5``) and nested
-      values their JSON text. The missing tokens above count as missing in strings too.
+    * CSV/TSV (:mod:`detector.shells.csvread`): a column is numeric when every non-missing value
+      parses as a float. The missing tokens are the empty string, ``NA``, ``N/A``, ``null``,
+      ``None`` and ``NaN`` (any case, surrounding blanks ignored). Names in ``text_columns`` are
+      always kept as exact text (so a zip code ``"01234"`` keeps its leading zero). Read by Arrow's
+      streaming CSV reader when pyarrow is installed, else by the csv module: same records, same types.
+    * JSON (:mod:`detector.shells.jsonread`): a column is numeric when every non-null value is a
+      JSON number or boolean (``true``/``false`` -> 1/0). As soon as a column holds a string (or a
+      nested object/list) it is text; numbers in a text column take their string form (``1234``,
+      ``12.5``) and nested values their JSON text. The missing tokens above count as missing in
+      strings too.
     * Parquet: by Arrow type (integers, floats, decimals, booleans -> numeric; strings,
       dictionaries, timestamps/dates (ISO text) and nested types (JSON text) -> text).
+
+    A chunk's column is typed from that chunk; a column that is numeric in early chunks and text
+    later (:attr:`TableReader.flipped` tells) is read again as text by :func:`read_table` (the
+    numbers' exact spelling, ``"01234"``, is gone from the numeric chunks).
 
 skewwatch prediction events
     A JSON row with a ``features`` object is a skewwatch event: each feature becomes a column,
@@ -28,31 +36,34 @@ skewwatch prediction events
     :attr:`Table.feature_columns` / :attr:`Table.slice_columns` record which columns came from
     ``features`` / ``slices`` so callers can tell features from event metadata. A line may also
     hold a JSON array of such objects (the batch envelope), and a ``.json`` file may be one JSON
-    array (or one object).
+    array (or one object). Parquet ``features``/``slices`` struct columns work the same way.
 
-Large files are read in chunks of :data:`CHUNK_ROWS` rows; ``progress(rows_done)`` is called after
-each chunk. Every problem raises :class:`TableError` naming the file, the line where relevant,
-what is wrong and how to fix it.
+Memory: :class:`TableReader` holds one chunk (CSV: one Arrow block or :data:`CHUNK_ROWS` rows;
+JSON lines and Parquet: :data:`CHUNK_ROWS` rows) -- except a ``.json`` file that is one document,
+and a gzipped Parquet file, which is unpacked to a temporary file first. :func:`read_table` holds
+the whole table as columns. Every problem raises :class:`TableError` naming the file, the line
+where relevant, what is wrong and how to fix it.
 """
 
 from __future__ import annotations
 
-import csv
 import gc
 import gzip
-import io
 import itertools
+import shutil
+import tempfile
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
-import orjson
 
 from detector.core.profile import MISSING_TOKENS, to_text
+from detector.shells.csvread import CHUNK_ROWS, CsvFile, TableError, csv_values, is_gzip
+from detector.shells.jsonread import JsonRows
 
 __all__ = [
     "CHUNK_ROWS",
@@ -60,17 +71,13 @@ __all__ = [
     "SUPPORTED_SUFFIXES",
     "Table",
     "TableError",
+    "TableReader",
     "read_table",
 ]
 
-CHUNK_ROWS = 65_536
 SUPPORTED_SUFFIXES = (".csv", ".tsv", ".jsonl", ".ndjson", ".json", ".parquet")
 
 _PARQUET_HINT = "reading parquet needs pyarrow: pip install 'skewwatch[parquet]'"
-
-
-class TableError(ValueError):
-    """The training table cannot be read; the message names the file, the problem and the fix."""
 
 
 @dataclass
@@ -100,57 +107,212 @@ class Table:
         return name in self.columns
 
 
-# ----------------------------------------------------------------------------- public entry point
+# ----------------------------------------------------------------------------- the chunked reader
+class TableReader:
+    """A training table as chunks of typed columns: ``for start, columns, slice_columns in reader.chunks()``.
+
+    ``columns`` keeps only those columns (a missing one is an error listing the available ones);
+    ``text_columns`` are kept as exact text even when every value looks like a number.
+    Progress: :meth:`position` against :attr:`size` (bytes of the file as stored, compressed
+    ones for ``.gz``; rows for Parquet, :attr:`unit` says which).
+    """
+
+    def __init__(
+        self, path: str | Path, columns: Sequence[str] | None = None, *, text_columns: Iterable[str] = (),
+        arrow: bool | None = None,
+    ) -> None:  # fmt: skip
+        self.path = Path(path)
+        self.format = _format_of(self.path)
+        _check_readable(self.path)
+        self.gz = is_gzip(self.path)
+        self.want = list(dict.fromkeys(columns)) if columns is not None else None
+        self.force_text = frozenset(text_columns)
+        self.arrow = arrow
+        self.rows = 0  # rows read so far
+        self.feature_columns: list[str] | None = None
+        self.slice_columns: list[str] | None = None
+        self.reader = ""  # "arrow", "csv", "json" or "parquet" once reading started
+        self._source: Any = None
+        self._seen_kinds: dict[str, set[str]] = {}
+        if self.format == "parquet":
+            self.size, self.unit = _parquet_rows(self.path, self.gz), "rows"
+        else:
+            self.size, self.unit = self.path.stat().st_size, "B"
+
+    @property
+    def is_events(self) -> bool:
+        return self.feature_columns is not None
+
+    @property
+    def flipped(self) -> list[str]:
+        """Columns that were numeric in some chunk and text in another (read them again as text)."""
+        return [n for n, kinds in self._seen_kinds.items() if {"num", "O"} <= kinds]
+
+    def position(self) -> int:
+        if self.format == "parquet":
+            return self.rows
+        return self._source.position() if self._source is not None else 0
+
+    def chunks(self) -> Iterator[tuple[int, dict[str, np.ndarray], list[str]]]:
+        """``(first row, {column: values}, slice columns so far)`` chunk by chunk."""
+        with _errors(self.path):
+            gc_was_enabled = gc.isenabled()
+            gc.disable()  # millions of short-lived strings/lists: the cyclic GC would dominate the run time
+            try:
+                for start, n, cols in self._chunks(self.want, self.force_text):
+                    for name, a in cols.items():
+                        kinds = self._seen_kinds.setdefault(name, set())
+                        if a.dtype.kind == "O":
+                            kinds.add("O")
+                        elif "num" not in kinds and not np.isnan(a).all():
+                            kinds.add("num")
+                    self.rows = start + n
+                    yield start, cols, list(self.slice_columns or [])
+            finally:
+                if gc_was_enabled:
+                    gc.enable()
+
+    def reread_as_text(self, names: Sequence[str]) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
+        """Columns ``names`` again, from the first row, as exact text (after a type flip)."""
+        with _errors(self.path):
+            for start, _n, cols in self._chunks(list(names), frozenset(names), again=True):
+                yield start, cols
+
+    # ------------------------------------------------------------------ per format
+    def _chunks(
+        self, want: list[str] | None, force_text: frozenset[str], again: bool = False
+    ) -> Iterator[tuple[int, int, dict[str, np.ndarray]]]:
+        """``(first row, rows, {column: values})`` chunk by chunk, for every format."""
+        if self.format in ("csv", "tsv"):
+            yield from self._csv(want, force_text, again)
+        elif self.format in ("jsonl", "json"):
+            src = JsonRows(self.path, self.gz, self.format)
+            if not again:
+                self._source, self.reader = src, "json"
+            wanted = set(want) if want is not None else None
+            for start, n, cols in src.chunks(CHUNK_ROWS, wanted, force_text):
+                if src.flatten.events and not again:
+                    self.feature_columns = list(src.flatten.features)
+                    self.slice_columns = list(src.flatten.slices)
+                yield start, n, cols
+            if want is not None and not again:
+                missing = [c for c in want if c not in self._seen_kinds]
+                if missing:
+                    raise TableError(_missing_columns_message(self.path, missing, list(self._seen_kinds)))
+        else:
+            yield from self._parquet(want)
+
+    def _csv(
+        self, want: list[str] | None, force_text: frozenset[str], again: bool
+    ) -> Iterator[tuple[int, int, dict[str, np.ndarray]]]:
+        src = CsvFile(self.path, "\t" if self.format == "tsv" else ",", arrow=self.arrow)
+        if not again:
+            self._source = src
+        names = src.names
+        if want is not None:
+            missing = [c for c in want if c not in names]
+            if missing:
+                raise TableError(_missing_columns_message(self.path, missing, names))
+        selected = [i for i, n in enumerate(names) if want is None or n in set(want)]
+        text = set(force_text)
+        for start, _line, cols in src.chunks(selected):
+            if not again:
+                self.reader = src.reader_used
+            out = {}
+            for i, col in zip(selected, cols, strict=True):
+                values = csv_values(col, names[i] in text)
+                if values.dtype.kind == "O":
+                    text.add(names[i])  # once text, always text: skip the float attempts from now on
+                out[names[i]] = values
+            yield start, len(cols[0]), out
+
+    def _parquet(self, want: list[str] | None) -> Iterator[tuple[int, int, dict[str, np.ndarray]]]:
+        try:
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+        except ImportError as exc:
+            raise TableError(f"{self.path}: {_PARQUET_HINT}") from exc
+        self.reader = "parquet"
+        with _parquet_source(self.path, self.gz) as source:
+            try:
+                pf = pq.ParquetFile(source)
+            except (pa.ArrowException, OSError) as exc:
+                raise TableError(f"{self.path}: not a readable Parquet file ({exc}); check the file or its suffix") from exc
+            top = pf.schema_arrow.names
+            nested = {n for n in ("features", "slices") if n in top and pa.types.is_struct(pf.schema_arrow.field(n).type)}
+            read_cols = None
+            if want is not None and not nested:
+                missing = [c for c in want if c not in top]
+                if missing:
+                    raise TableError(_missing_columns_message(self.path, missing, list(top)))
+                read_cols = want
+            feature_cols: dict[str, None] = {}
+            slice_cols: dict[str, None] = {}
+            start = 0
+            try:
+                for batch in pf.iter_batches(batch_size=CHUNK_ROWS, columns=read_cols):
+                    out: dict[str, np.ndarray] = {}
+                    for name, arr in zip(batch.schema.names, batch.columns, strict=True):
+                        if name in nested:
+                            target = feature_cols if name == "features" else slice_cols
+                            for child_field, child in zip(arr.type, arr.flatten(), strict=True):
+                                target.setdefault(child_field.name, None)
+                                out[child_field.name] = _arrow_to_numpy(pa, child)
+                        else:
+                            out[name] = _arrow_to_numpy(pa, arr)
+                    if "features" in nested:
+                        self.feature_columns, self.slice_columns = list(feature_cols), list(slice_cols)
+                    if want is not None:
+                        out = {c: v for c, v in out.items() if c in want}
+                    yield start, batch.num_rows, out
+                    start += batch.num_rows
+            except pa.ArrowException as exc:
+                raise TableError(f"{self.path}: cannot read the Parquet data ({exc})") from exc
+
+
+# ----------------------------------------------------------------------------- whole tables
 def read_table(
     path: str | Path,
     columns: Sequence[str] | None = None,
     progress: Callable[[int], None] | None = None,
     *,
     text_columns: Iterable[str] = (),
+    arrow: bool | None = None,
 ) -> Table:
-    """Read ``path`` into a :class:`Table`.
+    """Read ``path`` into a :class:`Table` (every row in memory: see :class:`TableReader` for streaming).
 
     ``columns`` keeps only those columns (a missing one is an error listing the available ones);
     ``progress(rows_done)`` is called after every chunk; ``text_columns`` are kept as exact text
     even when every value looks like a number.
     """
-    p = Path(path)
-    fmt = _format_of(p)
-    _check_readable(p)
-    gz = _is_gzip(p)
-    want = list(dict.fromkeys(columns)) if columns is not None else None
-    force_text = frozenset(text_columns)
+    reader = TableReader(path, columns, text_columns=text_columns, arrow=arrow)
     report = progress or (lambda _n: None)
-    gc_was_enabled = gc.isenabled()
-    gc.disable()  # millions of short-lived lists/tuples: the cyclic GC would dominate the run time
-    try:
-        if fmt in ("csv", "tsv"):
-            table = _read_csv(p, gz, fmt, want, force_text, report)
-        elif fmt in ("jsonl", "json"):
-            table = _read_json(p, gz, fmt, want, force_text, report)
-        else:
-            table = _read_parquet(p, gz, want, report)
-    except TableError:
-        raise
-    except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
-        raise TableError(f"{p}: the gzip data is truncated or corrupt ({exc}); re-create or re-download the file") from exc
-    except UnicodeDecodeError as exc:
-        raise TableError(
-            f"{p}: not UTF-8 text ({exc.reason} at byte {exc.start}); re-export the file as UTF-8"
-        ) from exc
-    except OSError as exc:
-        raise TableError(f"cannot read {p}: {exc.strerror or exc}; check the path and permissions") from exc
-    finally:
-        if gc_was_enabled:
-            gc.enable()
-    if table.n_rows == 0:
-        raise TableError(f"{p}: no data rows; the file is empty or has only a header - point --data at the training data")
-    if want is not None:
-        missing = [c for c in want if c not in table.columns]
+    acc = _Columns()
+    n_rows = 0
+    for start, cols, _slices in reader.chunks():
+        for name, a in cols.items():
+            acc.add(name, start, a)
+        n_rows = reader.rows
+        report(n_rows)
+    if n_rows == 0:
+        raise TableError(f"{reader.path}: no data rows; the file is empty or has only a header - point --data at the training data")
+    table = acc.finish(n_rows)
+    flipped = reader.flipped
+    if flipped:
+        again = _Columns()
+        for start, cols in reader.reread_as_text(flipped):
+            for name, a in cols.items():
+                again.add(name, start, a)
+        table.update(again.finish(n_rows))
+    if reader.want is not None:
+        missing = [c for c in reader.want if c not in table]
         if missing:
-            raise TableError(_missing_columns_message(p, missing, table.names))
-        table.columns = {c: table.columns[c] for c in want}
-    return table
+            raise TableError(_missing_columns_message(reader.path, missing, list(table)))
+        table = {c: table[c] for c in reader.want}
+    return Table(
+        columns=table, n_rows=n_rows, path=reader.path, format=reader.format,
+        feature_columns=reader.feature_columns, slice_columns=reader.slice_columns,
+    )  # fmt: skip
 
 
 # ----------------------------------------------------------------------------- helpers: files
@@ -181,28 +343,43 @@ def _check_readable(p: Path) -> None:
         raise TableError(f"cannot read {p}: {exc.strerror or exc}; check the file permissions") from exc
 
 
-def _is_gzip(p: Path) -> bool:
-    with open(p, "rb") as f:
-        return f.read(2) == b"\x1f\x8b"
+@contextmanager
+def _errors(p: Path) -> Iterator[None]:
+    """Low-level read failures -> one TableError naming the file and the fix."""
+    try:
+        yield
+    except TableError:
+        raise
+    except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
+        raise TableError(f"{p}: the gzip data is truncated or corrupt ({exc}); re-create or re-download the file") from exc
+    except UnicodeDecodeError as exc:
+        raise TableError(f"{p}: not UTF-8 text ({exc.reason} at byte {exc.start}); re-export the file as UTF-8") from exc
+    except OSError as exc:
+        raise TableError(f"cannot read {p}: {exc.strerror or exc}; check the path and permissions") from exc
 
 
 @contextmanager
-def _open_binary(p: Path, gz: bool) -> Iterator[IO[bytes]]:
-    f: IO[bytes] = gzip.open(p, "rb") if gz else open(p, "rb")
-    try:
-        yield f
-    finally:
-        f.close()
+def _parquet_source(p: Path, gz: bool) -> Iterator[Any]:
+    """The Parquet file, or a gzipped one unpacked to a temporary file (Parquet needs random access)."""
+    if not gz:
+        yield p
+        return
+    with tempfile.TemporaryFile() as tmp:
+        with gzip.open(p, "rb") as f:
+            shutil.copyfileobj(f, tmp, 1 << 20)
+        tmp.seek(0)
+        yield tmp
 
 
-@contextmanager
-def _open_text(p: Path, gz: bool) -> Iterator[IO[str]]:
-    raw: IO[bytes] = gzip.open(p, "rb") if gz else open(p, "rb")
-    f = io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
+def _parquet_rows(p: Path, gz: bool) -> int | None:
+    if gz:
+        return None
     try:
-        yield f
-    finally:
-        f.close()
+        import pyarrow.parquet as pq
+
+        return int(pq.ParquetFile(p).metadata.num_rows)
+    except Exception:  # noqa: BLE001 - no pyarrow or not readable: reading reports it properly
+        return None
 
 
 def _missing_columns_message(p: Path, missing: list[str], available: list[str]) -> str:
@@ -220,15 +397,6 @@ class _Columns:
 
     def add(self, name: str, start: int, values: np.ndarray) -> None:
         self.parts.setdefault(name, []).append((start, values))
-
-    def flipped(self) -> list[str]:
-        """Columns that were numeric in some chunk with real values and text in another."""
-        out = []
-        for name, parts in self.parts.items():
-            kinds = {a.dtype.kind for _, a in parts}
-            if "O" in kinds and any(a.dtype.kind == "f" and not np.isnan(a).all() for _, a in parts):
-                out.append(name)
-        return out
 
     def finish(self, n_rows: int) -> dict[str, np.ndarray]:
         cols: dict[str, np.ndarray] = {}
@@ -262,352 +430,8 @@ def _floats_to_text(a: np.ndarray) -> np.ndarray:
     return out
 
 
-def _text_array(values: Sequence[Any]) -> np.ndarray:
-    out = np.empty(len(values), dtype=object)
-    out[:] = [to_text(v) for v in values]
-    return out
 
-
-# ----------------------------------------------------------------------------- CSV / TSV
-def _csv_convert(col: np.ndarray, force_text: bool) -> np.ndarray:
-    """One chunk of one CSV column (object array of str) -> float64, or object array of str/None."""
-    if not force_text:
-        try:
-            return col.astype(np.float64)
-        except ValueError:
-            pass
-        # the usual missing value is the empty string: a vectorised compare finds it
-        filled = col.copy()
-        filled[col == ""] = "nan"
-        try:
-            return filled.astype(np.float64)
-        except ValueError:
-            pass
-        miss = _missing_mask(col.tolist())
-        filled[miss] = "nan"
-        try:
-            return filled.astype(np.float64)
-        except ValueError:
-            pass
-    else:
-        miss = _missing_mask(col.tolist())
-    out = col.copy()
-    out[miss] = None
-    return out
-
-
-#: every upper/lower-case spelling of every missing token ("na", "Na", "nA", "NA", ...): 49 strings
-_MISSING_SPELLINGS = frozenset(
-    "".join(chars) for tok in MISSING_TOKENS for chars in itertools.product(*({c.lower(), c.upper()} for c in tok))
-)
-
-
-def _missing_mask(col: Sequence[str]) -> np.ndarray:
-    """True where a text value is a missing token (C-level iteration: no per-value Python code)."""
-    return np.fromiter(map(_MISSING_SPELLINGS.__contains__, map(str.strip, col)), dtype=bool, count=len(col))
-
-
-def _read_csv(
-    p: Path, gz: bool, fmt: str, want: list[str] | None, force_text: frozenset[str], report: Callable[[int], None]
-) -> Table:
-    delimiter = "\t" if fmt == "tsv" else ","
-    acc = _Columns()
-    n_rows = 0
-    with _open_text(p, gz) as f:
-        reader = csv.reader(f, delimiter=delimiter)
-        try:
-            header = next(reader)
-        except StopIteration:
-            raise TableError(f"{p}: the file is empty (no header line, no rows); point --data at the training data") from None
-        except csv.Error as exc:
-            raise TableError(f"{p}:{reader.line_num}: cannot parse the header ({exc})") from exc
-        names = [h.strip() or f"unnamed_{i}" for i, h in enumerate(header)]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise TableError(f"{p}:1: duplicate column name(s) {', '.join(map(repr, dupes))} in the header; rename them")
-        ncols = len(names)
-        if want is not None:
-            missing = [c for c in want if c not in names]
-            if missing:
-                raise TableError(_missing_columns_message(p, missing, names))
-            selected = [i for i, n in enumerate(names) if n in set(want)]
-        else:
-            selected = list(range(ncols))
-        records = 0  # records read after the header, blank ones included (for line numbers)
-        text = set(force_text)
-        while True:
-            try:
-                rows = list(itertools.islice(reader, CHUNK_ROWS))
-            except csv.Error as exc:
-                raise TableError(
-                    f"{p}:{reader.line_num}: CSV parse error ({exc}); check the quoting on that line"
-                ) from exc
-            if not rows:
-                break
-            lens = set(map(len, rows))
-            if lens != {ncols}:
-                keep = []
-                for i, r in enumerate(rows):
-                    if len(r) == ncols:
-                        keep.append(r)
-                    elif not r or (len(r) == 1 and not r[0].strip()):
-                        continue  # blank line
-                    else:
-                        line = _csv_line_of_record(p, gz, delimiter, records + i)
-                        raise TableError(
-                            f"{p}:{line}: row has {len(r)} field(s) but the header has {ncols}; "
-                            "quote values that contain the delimiter, or give every row the header's field count"
-                        )
-                records += len(rows)
-                rows = keep
-                if not rows:
-                    continue
-            else:
-                records += len(rows)
-            grid = np.empty((len(rows), ncols), dtype=object)  # rows x columns of str, built in C
-            grid[:] = rows
-            del rows
-            for i in selected:
-                values = _csv_convert(grid[:, i], names[i] in text)
-                if values.dtype.kind == "O":
-                    text.add(names[i])  # once text, always text: skip the float attempts from now on
-                acc.add(names[i], n_rows, values)
-            n_rows += len(grid)
-            del grid
-            report(n_rows)
-    if n_rows == 0:
-        return Table(columns={}, n_rows=0, path=p, format=fmt)
-    columns = acc.finish(n_rows)
-    flipped = acc.flipped()
-    if flipped:
-        # A column looked numeric in early chunks and turned out to be text later: the numbers'
-        # exact spelling ("01234", "1.50") is gone, so read those columns again as text.
-        again = _read_csv(p, gz, fmt, flipped, frozenset(flipped), lambda _n: None)
-        columns.update(again.columns)
-    return Table(columns=columns, n_rows=n_rows, path=p, format=fmt)
-
-
-def _csv_line_of_record(p: Path, gz: bool, delimiter: str, k: int) -> int:
-    """Physical line number (1-based) where data record ``k`` (0-based, after the header) ends."""
-    with _open_text(p, gz) as f:
-        reader = csv.reader(f, delimiter=delimiter)
-        next(reader)
-        for j, _ in enumerate(reader):
-            if j == k:
-                return reader.line_num
-    return reader.line_num
-
-
-# ----------------------------------------------------------------------------- JSON lines / JSON
-_NUMERIC_TYPES = frozenset({int, float, bool, type(None)})
-
-
-def _json_convert(values: list[Any], force_text: bool) -> np.ndarray:
-    if not force_text and set(map(type, values)) <= _NUMERIC_TYPES:
-        try:
-            return np.array(values, dtype=np.float64)
-        except (OverflowError, ValueError, TypeError):
-            pass
-    return _text_array(values)
-
-
-class _EventFlattener:
-    """Row dict -> flat dict; events' `features` / `slices` objects become columns."""
-
-    def __init__(self) -> None:
-        self.features: dict[str, None] = {}
-        self.slices: dict[str, None] = {}
-        self.events = False
-
-    def __call__(self, obj: dict[str, Any], where: str) -> dict[str, Any]:
-        if "features" not in obj and "slices" not in obj:
-            return obj
-        feats = obj.get("features")
-        slices = obj.get("slices")
-        if not isinstance(feats, dict | None) or not isinstance(slices, dict | None):
-            return obj  # not skewwatch's `features`/`slices` objects: leave the row as it is
-        flat = {k: v for k, v in obj.items() if k not in ("features", "slices")}
-        for group, names in ((feats, self.features), (slices, self.slices)):
-            if not isinstance(group, dict):
-                continue
-            for k, v in group.items():
-                if k in flat and flat[k] != v:
-                    raise TableError(
-                        f"{where}: {k!r} appears both inside `features`/`slices` and as another field"
-                        " with a different value; rename one of them"
-                    )
-                flat[k] = v
-                if k not in names:
-                    names[k] = None
-        if isinstance(feats, dict):
-            self.events = True
-        return flat
-
-
-def _read_json(
-    p: Path, gz: bool, fmt: str, want: list[str] | None, force_text: frozenset[str], report: Callable[[int], None]
-) -> Table:
-    flatten = _EventFlattener()
-    acc = _Columns()
-    n_rows = 0
-    wanted = set(want) if want is not None else None
-
-    def flush(rows: list[dict[str, Any]]) -> None:
-        nonlocal n_rows
-        keys = dict.fromkeys(itertools.chain.from_iterable(rows))
-        for k in keys:
-            if wanted is not None and k not in wanted:
-                continue
-            acc.add(k, n_rows, _json_convert([r.get(k) for r in rows], k in force_text))
-        n_rows += len(rows)
-        report(n_rows)
-
-    rows: list[dict[str, Any]] = []
-    for where, obj in _json_objects(p, gz):
-        rows.append(flatten(obj, where))
-        if len(rows) >= CHUNK_ROWS:
-            flush(rows)
-            rows = []
-    if rows:
-        flush(rows)
-    columns = acc.finish(n_rows)
-    return Table(
-        columns=columns,
-        n_rows=n_rows,
-        path=p,
-        format=fmt,
-        feature_columns=list(flatten.features) if flatten.events else None,
-        slice_columns=list(flatten.slices) if flatten.events else None,
-    )
-
-
-def _json_objects(p: Path, gz: bool) -> Iterator[tuple[str, dict[str, Any]]]:
-    """Yield (location, object) for every row object; lines may hold a batch (JSON array)."""
-    with _open_binary(p, gz) as f:
-        first = True
-        for lineno, line in enumerate(f, 1):
-            if first and lineno == 1 and line.startswith(b"\xef\xbb\xbf"):
-                line = line[3:]
-            if not line.strip():
-                continue
-            where = f"{p}:{lineno}"
-            try:
-                obj = orjson.loads(line)
-            except orjson.JSONDecodeError as exc:
-                if first and _looks_like_document(line):
-                    yield from _json_document(p, gz)
-                    return
-                raise TableError(
-                    f"{where}: malformed JSON ({_json_problem(line)}); every line must be one complete JSON object"
-                ) from exc
-            first = False
-            if isinstance(obj, dict):
-                yield where, obj
-            elif isinstance(obj, list):
-                for i, o in enumerate(obj):
-                    if not isinstance(o, dict):
-                        raise TableError(
-                            f"{where}: item {i} of the JSON array is {_json_kind(o)}, not an object; "
-                            "every row must be a JSON object"
-                        )
-                    yield where, o
-            else:
-                raise TableError(f"{where}: the line holds {_json_kind(obj)}, not a JSON object; every row must be a JSON object")
-
-
-def _json_problem(line: bytes) -> str:
-    """orjson's complaint about one line, positioned within that line."""
-    try:
-        orjson.loads(line.strip())
-    except orjson.JSONDecodeError as exc:
-        return f"{exc.msg} at column {exc.colno}" if exc.colno else exc.msg
-    return "invalid JSON"
-
-
-def _looks_like_document(line: bytes) -> bool:
-    s = line.strip()
-    return s in (b"[", b"{") or (s.startswith(b"[") and not s.endswith(b"]"))
-
-
-def _json_document(p: Path, gz: bool) -> Iterator[tuple[str, dict[str, Any]]]:
-    with _open_binary(p, gz) as f:
-        raw = f.read()
-    try:
-        doc = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        line = getattr(exc, "lineno", None)
-        raise TableError(
-            f"{p}:{line}: malformed JSON ({exc}); the file must be one JSON array of objects or one object per line"
-        ) from exc
-    items = doc if isinstance(doc, list) else [doc]
-    for i, o in enumerate(items):
-        if not isinstance(o, dict):
-            raise TableError(f"{p}: item {i} of the JSON array is {_json_kind(o)}, not an object; every row must be a JSON object")
-        yield f"{p}: item {i}", o
-
-
-def _json_kind(o: Any) -> str:
-    if o is None:
-        return "null"
-    return {bool: "a boolean", int: "a number", float: "a number", str: "a string", list: "an array"}.get(
-        type(o), type(o).__name__
-    )
-
-
-# ----------------------------------------------------------------------------- Parquet
-def _read_parquet(p: Path, gz: bool, want: list[str] | None, report: Callable[[int], None]) -> Table:
-    try:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-    except ImportError as exc:
-        raise TableError(f"{p}: {_PARQUET_HINT}") from exc
-    source: Any = p
-    if gz:
-        with gzip.open(p, "rb") as f:
-            source = io.BytesIO(f.read())
-    try:
-        pf = pq.ParquetFile(source)
-    except (pa.ArrowException, OSError) as exc:
-        raise TableError(f"{p}: not a readable Parquet file ({exc}); check the file or its suffix") from exc
-    top = pf.schema_arrow.names
-    nested = {n for n in ("features", "slices") if n in top and pa.types.is_struct(pf.schema_arrow.field(n).type)}
-    read_cols = None
-    if want is not None and not nested:
-        missing = [c for c in want if c not in top]
-        if missing:
-            raise TableError(_missing_columns_message(p, missing, list(top)))
-        read_cols = want
-    acc = _Columns()
-    feature_cols: dict[str, None] = {}
-    slice_cols: dict[str, None] = {}
-    n_rows = 0
-    try:
-        for batch in pf.iter_batches(batch_size=CHUNK_ROWS, columns=read_cols):
-            for name, arr in zip(batch.schema.names, batch.columns, strict=True):
-                if name in nested:
-                    target = feature_cols if name == "features" else slice_cols
-                    for child_field, child in zip(arr.type, arr.flatten(), strict=True):
-                        target.setdefault(child_field.name, None)
-                        acc.add(child_field.name, n_rows, _arrow_to_numpy(pa, child))
-                else:
-                    acc.add(name, n_rows, _arrow_to_numpy(pa, arr))
-            n_rows += batch.num_rows
-            report(n_rows)
-    except pa.ArrowException as exc:
-        raise TableError(f"{p}: cannot read the Parquet data ({exc})") from exc
-    columns = acc.finish(n_rows)
-    if want is not None:
-        columns = {c: columns[c] for c in want if c in columns}
-    return Table(
-        columns=columns,
-        n_rows=n_rows,
-        path=p,
-        format="parquet",
-        feature_columns=list(feature_cols) if "features" in nested else None,
-        slice_columns=list(slice_cols) if "features" in nested else None,
-    )
-
-
+# ----------------------------------------------------------------------------- Parquet values
 def _arrow_to_numpy(pa: Any, arr: Any) -> np.ndarray:
     t = arr.type
     if pa.types.is_dictionary(t):
@@ -620,3 +444,9 @@ def _arrow_to_numpy(pa: Any, arr: Any) -> np.ndarray:
     if pa.types.is_temporal(t):
         return _text_array([None if v is None else (v.isoformat() if hasattr(v, "isoformat") else str(v)) for v in arr.to_pylist()])
     return _text_array(arr.to_pylist())
+
+
+def _text_array(values: Sequence[Any]) -> np.ndarray:
+    out = np.empty(len(values), dtype=object)
+    out[:] = [to_text(v) for v in values]
+    return out

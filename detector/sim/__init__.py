@@ -11,7 +11,9 @@ Used by the demo, the benchmark and the detection tests. The pieces, in generati
 * :mod:`~detector.sim.scenario` / :mod:`~detector.sim.scenarios` — :class:`Scenario`, ground
   truth, the named registry;
 * :mod:`~detector.sim.files` — JSONL/CSV writers, training rows, benchmark messages;
-* :mod:`~detector.sim.cli` — ``python -m detector.sim``.
+* :mod:`~detector.sim.cli` — ``python -m detector.sim``;
+* :mod:`~detector.sim.tasks` — two more models on the same clock: ``eta`` (regression) and
+  ``intent`` (multiclass), with concept change, class prior drift and joint-structure faults.
 
 >>> sc = get_scenario("unit_change", rate_per_hour=50)
 >>> sc.ground_truth()[0]["kind"], sc.ground_truth()[0]["feature"]

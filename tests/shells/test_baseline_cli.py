@@ -16,7 +16,7 @@ import orjson
 import pytest
 
 from detector.core.reference import CategoricalProfile, NumericProfile, Reference
-from detector.shells import baseline, tables
+from detector.shells import baseline, csvread, tables
 from detector.shells.tables import TableError, read_table
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -258,7 +258,7 @@ def test_unexpected_failure_exits_1(tmp_path: Path, train_csv: Path, monkeypatch
     def boom(*_a, **_k):
         raise RuntimeError("disk on fire\nsecond line")
 
-    monkeypatch.setattr(baseline, "build_reference", boom)
+    monkeypatch.setattr(baseline.TableProfiler, "reference", boom)
     assert baseline.main(["--data", str(train_csv), "--out", str(tmp_path / "r.json")]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(PREFIX) and "RuntimeError: disk on fire second line" in err[0]
@@ -274,38 +274,57 @@ def test_add_arguments_in_a_subcommand_parser(tmp_path: Path, train_csv: Path, c
     assert "wrote" in capsys.readouterr().out
 
 
+class Tty(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def _progress_seen(monkeypatch, data: Path, quiet: bool = False, ci: str | None = None, tty: bool = True) -> str:
+    """What `baseline._Progress` writes while a real TableReader goes through ``data``."""
+    stream = Tty() if tty else io.StringIO()
+    monkeypatch.setattr(sys, "stderr", stream)
+    if ci:
+        monkeypatch.setenv("CI", ci)
+    else:
+        monkeypatch.delenv("CI", raising=False)
+    p = baseline._Progress(stream, quiet=quiet)
+    reader = tables.TableReader(data)
+    for _ in reader.chunks():
+        p(reader)
+        if p.bar is not None:
+            p.bar.refresh()
+    p.done()
+    return stream.getvalue()
+
+
 def test_progress_bar_with_percentage_only_on_a_terminal(monkeypatch, tmp_path: Path) -> None:
     pa = pytest.importorskip("pyarrow")
     pq = pytest.importorskip("pyarrow.parquet")
     data = tmp_path / "t.parquet"
-    pq.write_table(pa.table({"x": list(range(1000))}), data)
-
-    class Tty(io.StringIO):
-        def isatty(self) -> bool:
-            return True
-
-    tty = Tty()
-    monkeypatch.setattr(sys, "stderr", tty)
-    monkeypatch.delenv("CI", raising=False)
-    p = baseline._Progress(tty, quiet=False, data=str(data))
-    p(500)
-    p.bar.refresh()
-    p(1000)
-    p.done()
-    shown = tty.getvalue()
-    assert "skewwatch baseline" in shown and "50%" in shown and "500/1000" in shown, shown
+    pq.write_table(pa.table({"x": list(range(100_000))}), data, row_group_size=40_000)
+    shown = _progress_seen(monkeypatch, data)
+    assert "skewwatch baseline" in shown and "65536/100000" in shown and "100%" in shown, shown
     for quiet, ci in ((True, None), (False, "true")):  # --quiet, CI: nothing
-        if ci:
-            monkeypatch.setenv("CI", ci)
-        q = Tty()
-        monkeypatch.setattr(sys, "stderr", q)
-        baseline._Progress(q, quiet=quiet, data=str(data))(10)
-        assert q.getvalue() == ""
-    pipe = io.StringIO()  # not a terminal
-    monkeypatch.delenv("CI", raising=False)
-    monkeypatch.setattr(sys, "stderr", pipe)
-    baseline._Progress(pipe, quiet=False, data=str(data))(10)
-    assert pipe.getvalue() == ""
+        assert _progress_seen(monkeypatch, data, quiet=quiet, ci=ci) == ""
+    assert _progress_seen(monkeypatch, data, tty=False) == ""  # a pipe: nothing
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".csv.gz", ".jsonl.gz"])
+def test_progress_of_text_files_is_bytes_read_with_eta(monkeypatch, tmp_path: Path, suffix: str) -> None:
+    n = 3 * tables.CHUNK_ROWS
+    x = np.random.default_rng(3).random(n)
+    if ".csv" in suffix:
+        text = "x,y\n" + "".join(f"{v:.6f},{i % 7}\n" for i, v in enumerate(x.tolist()))
+    else:
+        text = "".join(f'{{"x": {v:.6f}, "y": {i % 7}}}\n' for i, v in enumerate(x.tolist()))
+    data = tmp_path / f"t{suffix}"
+    data.write_bytes(gzip.compress(text.encode(), compresslevel=1) if suffix.endswith(".gz") else text.encode())
+    monkeypatch.setattr(csvread, "_ARROW_BLOCK", 1 << 15)  # many blocks (Arrow reads a few ahead)
+    shown = _progress_seen(monkeypatch, data)
+    size = data.stat().st_size
+    assert "skewwatch baseline" in shown and "rows" in shown and "<" in shown, shown  # "<" precedes the ETA
+    percents = [int(p) for p in __import__("re").findall(r"(\d+)%\|", shown)]
+    assert percents and percents[-1] == 100 and any(0 < p < 100 for p in percents), (percents, size)
 
 
 # ----------------------------------------------------------------------------- the table reader
@@ -322,15 +341,19 @@ def test_csv_types_and_missing_tokens(tmp_path: Path) -> None:
     assert t.format == "csv" and t.path == p and not t.is_events
 
 
-def test_csv_column_that_turns_text_after_the_first_chunk(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setattr(tables, "CHUNK_ROWS", 4)
+@pytest.mark.parametrize("arrow", [False, True])
+def test_csv_column_that_turns_text_after_the_first_chunk(tmp_path: Path, monkeypatch, arrow: bool) -> None:
+    if arrow:
+        pytest.importorskip("pyarrow")
+    monkeypatch.setattr(csvread, "CHUNK_ROWS", 4)
+    monkeypatch.setattr(csvread, "_ARROW_BLOCK", 24)  # bytes: a few rows per Arrow block
     p = tmp_path / "t.csv"
     p.write_text("code,x\n" + "".join(f"0{i},{i}\n" for i in range(10)) + "A1,10\n")
     seen: list[int] = []
-    t = read_table(p, progress=seen.append)
+    t = read_table(p, progress=seen.append, arrow=arrow)
     assert t["code"].tolist() == [f"0{i}" for i in range(10)] + ["A1"]  # exact spelling, re-read as text
     assert t["x"].dtype == np.float64 and t["x"].tolist() == list(range(11))
-    assert seen == [4, 8, 11]
+    assert len(seen) >= 2 and seen[-1] == 11 and seen == sorted(seen)
 
 
 def test_csv_errors(tmp_path: Path) -> None:
@@ -448,14 +471,19 @@ def test_parquet_without_pyarrow_says_how_to_install(tmp_path: Path, monkeypatch
         read_table(tmp_path / "t.parquet")
 
 
-def test_large_csv_is_read_in_chunks(tmp_path: Path) -> None:
+@pytest.mark.parametrize("arrow", [False, True])
+def test_large_csv_is_read_in_chunks(tmp_path: Path, arrow: bool) -> None:
+    if arrow:
+        pytest.importorskip("pyarrow")
     n = 3 * tables.CHUNK_ROWS + 17
     r = np.random.default_rng(7)
     x = r.normal(size=n).round(6)
     body = "\n".join(f"{v},{'a' if v > 0 else ''}" for v in x.tolist())
     (tmp_path / "big.csv.gz").write_bytes(gzip.compress(("x,c\n" + body + "\n").encode()))
     seen: list[int] = []
-    t = read_table(tmp_path / "big.csv.gz", progress=seen.append)
-    assert seen == [tables.CHUNK_ROWS, 2 * tables.CHUNK_ROWS, 3 * tables.CHUNK_ROWS, n]
+    t = read_table(tmp_path / "big.csv.gz", progress=seen.append, arrow=arrow)
+    if not arrow:
+        assert seen == [tables.CHUNK_ROWS, 2 * tables.CHUNK_ROWS, 3 * tables.CHUNK_ROWS, n]
+    assert seen[-1] == n and seen == sorted(seen)
     np.testing.assert_array_equal(t["x"], x)
     assert t["c"].tolist() == ["a" if v > 0 else None for v in x.tolist()]
