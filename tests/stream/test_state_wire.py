@@ -173,7 +173,7 @@ def test_a_compacted_state_topic_restores_a_replacement_with_a_new_name(kafka_bo
     wait_until("the first part", lambda: w1.status()["counters"]["predictions"] == n_first, timeout=150, interval=0.5,
                on_timeout=w1.log_tail)
     ckpts = w1.status()["checkpoints"]
-    wait_until("several checkpoints", lambda: w1.status()["checkpoints"] >= ckpts + 3, timeout=60)
+    wait_until("several checkpoints", lambda: w1.status()["checkpoints"] >= ckpts + 3, timeout=120)
     w1.signal(signal.SIGTERM)
     assert w1.wait(30) == 0
     total, kept = run(_rebuild_compacted(kafka_bootstrap, f"{group}-state"), timeout=120)
@@ -181,9 +181,9 @@ def test_a_compacted_state_topic_restores_a_replacement_with_a_new_name(kafka_bo
     assert kept < total
 
     w2 = workers(cfg, "pod-new-bbbbb", port)
-    print(f"replacement ready {w2.wait_ready(90):.1f}s after launch")
+    print(f"replacement ready {w2.wait_ready(150):.1f}s after launch")
     restored = wait_until("the restore", lambda: (st := w2.status())["aggregator"] and len(st["units"]) == 4 and st,
-                          timeout=60)
+                          timeout=120)
     assert restored["restore_errors"] == 0 and restored["restored_counts"]["predictions"] == n_first
     produce(kafka_bootstrap, rest, timeout=120)
 
