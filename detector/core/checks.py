@@ -122,7 +122,10 @@ def _ref_rows(lay: Layout, v: View, feature: str) -> list[Any]:
                 continue
             profs = [lay.ref_for_row(int(r), feature, hours) if x > 0 else None for r, x in zip(rows.tolist(), w.tolist(), strict=True)]
             keep = w > 0
-            mixed = mix_profiles([p for p, use in zip(profs, keep.tolist(), strict=True) if use], w[keep], hit[k])
+            used = [p for p, use in zip(profs, keep.tolist(), strict=True) if use]
+            if any(isinstance(p, NumericProfile) and (p.n == 0 or p.min is None) for p in used):
+                continue  # a slice without a single training value (null by design there): no mixture to form
+            mixed = mix_profiles(used, w[keep], hit[k])
             if mixed is not None:
                 hit[k] = mixed
     return hit
