@@ -250,6 +250,8 @@ def take_outcome_step(gate: OutcomeGate, engine: Any, boundary: float) -> dict[s
             "delay_all": m.delay_all.copy(), "delay_cls": m.delay_cls.copy(), "delay_total": m.delay_total.copy(),
             "delay_sum": m.delay_sum, "arrivals": m.arrivals.copy(), "first_ts": m.first_ts,
         }
+        # first pairs the unit held for the label age: the aggregator chooses the age and gates them
+        st["held"] = [{k: np.asarray(v) for k, v in b.items()} for b in mon.take_held(m)] if hasattr(mon, "take_held") else []
         m.delay_all[...] = 0.0
         m.delay_cls[...] = 0.0
         m.delay_total[...] = 0.0
@@ -340,6 +342,13 @@ def apply_outcome_step(engine: Any, step: dict[str, Any]) -> None:
                 np.add.at(getattr(target, k), rmap, getattr(c, k))
             for v, n in c.versions.items():
                 target.versions[v] = target.versions.get(v, 0) + n
+        for b in st.get("held", []):
+            check(isinstance(b, dict) and {"start", "ridx", "score", "pred", "y", "delay", "label_ts", "end"} <= set(b)
+                  and all(isinstance(a, np.ndarray) and 1 <= a.ndim <= 2 and a.dtype.kind in "biuf" for a in b.values())
+                  and len({len(a) for a in b.values()}) == 1, "held label pairs")
+            ridx = b["ridx"].astype(np.int64)
+            check(bool(((ridx >= 0) & (ridx < len(rmap))).all()), "held label pairs' rows")
+            mon.add_held(m, {**{k: np.asarray(v) for k, v in b.items()}, "ridx": rmap[ridx], "slot": np.full(len(ridx), -1)})
         for k in ("delay_all", "arrivals"):
             np.add.at(getattr(m, k), rmap, _arr(st[k], (len(rmap), getattr(m, k).shape[1]), k))
         for k in ("delay_cls", "delay_total"):

@@ -109,7 +109,7 @@ class LabelAge:
         held = []
         for b in st.get("held") or []:
             check(isinstance(b, dict) and "label_ts" in b and "end" in b
-                  and all(isinstance(v, np.ndarray) and v.ndim == 1 and v.dtype.kind in "biuf" for v in b.values())
+                  and all(isinstance(v, np.ndarray) and 1 <= v.ndim <= 2 and v.dtype.kind in "biuf" for v in b.values())
                   and len({len(v) for v in b.values()}) == 1, "held label pairs: equal-length numeric arrays")
             held.append({str(k): v for k, v in b.items()})
         self.horizon = float(st.get("horizon", 0.0))

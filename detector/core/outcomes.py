@@ -283,12 +283,31 @@ class OutcomeMonitor:
                 late = idx[~in_time]
                 c.late += int(late.size)
                 c.late_pos += float(p["y"][late].sum())
-                store.set_counted(p["slot"][late], np.full(late.size, HELD, dtype=np.int8))
+                local = late[p["slot"][late] >= 0]  # pairs another worker joined have no slot here
+                store.set_counted(p["slot"][local], np.full(local.size, HELD, dtype=np.int8))
                 idx = idx[in_time]
             if idx.size:
                 c.add_pairs(p["ridx"][idx], p["score"][idx], p["pred"][idx], p["y"][idx], np.ones(idx.size),
                             delay_bins(p["delay"][idx]))
-                store.set_counted(p["slot"][idx], np.ones(idx.size, dtype=np.int8))
+                local = idx[p["slot"][idx] >= 0]
+                store.set_counted(p["slot"][local], np.ones(local.size, dtype=np.int8))
+
+    def take_held(self, m: _Model) -> list[dict[str, np.ndarray]]:
+        """A unit's first pairs held for the label age, handed on whole (an aggregator chooses the age
+        and gates them: see :func:`detector.core.exchange.take_outcome_step`)."""
+        out = m.age.release()
+        for b in out:
+            self.join.store.set_counted(b["slot"], np.ones(len(b["slot"]), dtype=np.int8))
+        return out
+
+    def add_held(self, m: _Model, batch: dict[str, np.ndarray]) -> None:
+        """First pairs another worker joined (``slot`` -1, rows already re-keyed): folded gated once the
+        label age is known, held with this monitor's own until then."""
+        if m.age.horizon > 0:
+            self._fold_pairs(m, batch)
+        else:
+            for b in m.age.hold(batch):
+                self._fold_pairs(m, b, gated=False)
 
     # ------------------------------------------------------------------ time
     def maturity(self, m: _Model, watermark: float) -> float | None:
