@@ -18,14 +18,14 @@ from typing import Any
 import numpy as np
 
 from detector.core import stats
-from detector.core.hourly import hour_weights
+from detector.core.hourly import hour_weights, mix_profiles
 from detector.core.layout import SCORE, Layout
 from detector.core.reference import CategoricalProfile, NumericProfile, value_share
 from detector.core.seasonal import SeasonalBaseline
 from detector.core.settings import DetectorSettings
 from detector.core.window import N_CAND, RATE, WindowCounts
 
-__all__ = ["Result", "View", "build_view", "run_checks"]
+__all__ = ["Result", "View", "build_view", "is_clock", "run_checks"]
 
 
 @dataclass
@@ -92,6 +92,12 @@ def build_view(lay: Layout, w: WindowCounts, sb: SeasonalBaseline, settings: Det
                 events=arrays["rates"][:, RATE["events"]], extra=extra)
 
 
+def is_clock(lay: Layout, feature: str) -> bool:
+    """A feature the calendar sets (a local hour, a weekday), recognised from timestamped training
+    (:func:`detector.core.hourly.clock_features`): no distribution or value-share tests."""
+    return feature in ((lay.ref.hourly or {}).get("clock") or ())
+
+
 # --------------------------------------------------------------------------- reference per pseudo-row
 
 
@@ -108,6 +114,20 @@ def _ref_rows(lay: Layout, v: View, feature: str) -> list[Any]:
         if len(lay._ref_rows_cache) > 2048:
             lay._ref_rows_cache.clear()
         hit = lay._ref_rows_cache[key] = _ref_rows_uncached(lay, v, feature, hours)
+    mixes = v.extra.get("variant_mix")
+    if mixes:  # re-mixed all-traffic rows (detector.core.remix): training in this window's slice shares
+        hit = list(hit)
+        for k, (rows, w) in zip(v.extra["variants"], mixes, strict=True):
+            if hit[k] is None:
+                continue
+            profs = [lay.ref_for_row(int(r), feature, hours) if x > 0 else None for r, x in zip(rows.tolist(), w.tolist(), strict=True)]
+            keep = w > 0
+            used = [p for p, use in zip(profs, keep.tolist(), strict=True) if use]
+            if any(isinstance(p, NumericProfile) and (p.n == 0 or p.min is None) for p in used):
+                continue  # a slice without a single training value (null by design there): no mixture to form
+            mixed = mix_profiles(used, w[keep], hit[k])
+            if mixed is not None:
+                hit[k] = mixed
     return hit
 
 
@@ -181,6 +201,8 @@ def _numeric(lay: Layout, v: View, sb: SeasonalBaseline, st: DetectorSettings, j
     rate = np.divide(miss, n_all, out=np.zeros(P), where=n_all > 0)
     delta = rate - np.nan_to_num(p0)
     hourly = bool(v.extra.get("hourly_skew", True))
+    # a feature set by the clock (a local hour) has no sampling distribution to test (detector.core.hourly)
+    dist = hourly and not is_clock(lay, name)
     # without hour-of-day profiles an hour is judged against training only for what no hour of training
     # had at all (a feature never missing, a value never seen): time of day cannot produce that
     tested = has_ref & (n_all >= st.min_count_rate) & (hourly | (np.nan_to_num(p0, nan=1.0) == 0))
@@ -232,7 +254,7 @@ def _numeric(lay: Layout, v: View, sb: SeasonalBaseline, st: DetectorSettings, j
     what = ("a constant default score is being served (fallback?)" if name == SCORE
             else "a default or fallback value is being served")
     out.append(Result(
-        spike_kind, feature, "value_share", sh, (n_nm >= st.min_count_rate) & np.isfinite(dd) & (hourly | (r0 == 0)), warn_d,
+        spike_kind, feature, "value_share", sh, (n_nm >= st.min_count_rate) & np.isfinite(dd) & (dist | (r0 == 0)), warn_d,
         warn_d & (dd >= 2 * th.default_share_delta), pv_d, r0 + th.default_share_delta,
         lambda i: {"value": _r(vals[i]), "reference": {"share": _r(r0[i])}, "current": {"share": _r(sh[i]), "count": int(sh[i] * n_nm[i])}},
         lambda i: f"{feature} = {_fmt(vals[i])} in {sh[i]:.1%} of events (training: {r0[i]:.1%}): {what}",
@@ -251,7 +273,7 @@ def _numeric(lay: Layout, v: View, sb: SeasonalBaseline, st: DetectorSettings, j
         js = stats.js_distance(RC, coarse)
         oor = np.divide(fine[:, 0] + fine[:, -1], n_nm, out=np.zeros(P), where=n_nm > 0)
         pv_oor = stats.proportion_test(fine[:, 0] + fine[:, -1], n_nm, 1.0 / np.maximum(ref_n, 1), alternative="greater")
-        tested_r = ok_ref & enough & hourly
+        tested_r = ok_ref & enough & dist
         out.append(Result(
             drift_kind, feature, "out_of_range_share", oor, tested_r, oor >= th.out_of_range_warning,
             oor >= 4 * th.out_of_range_warning, pv_oor, th.out_of_range_warning,
@@ -274,7 +296,7 @@ def _numeric(lay: Layout, v: View, sb: SeasonalBaseline, st: DetectorSettings, j
             bp = bc / bn[:, None]
         psi_s = stats.psi(np.nan_to_num(bp), coarse)
         _, _, pv_s = stats.gtest_gof(coarse, np.nan_to_num(bp), ref_n=np.maximum(bn, 1))
-        tested_s = enough & (bn >= st.min_count)
+        tested_s = enough & (bn >= st.min_count) & (name == SCORE or not is_clock(lay, name))
         out.append(Result(
             drift_kind, feature, "psi_vs_seasonal", psi_s, tested_s, psi_s >= th.psi_warning, psi_s >= th.psi_critical,
             pv_s, th.psi_warning,
@@ -362,7 +384,7 @@ def _categorical(lay: Layout, v: View, st: DetectorSettings, j: int) -> list[Res
         js = stats.js_distance(RSf, obs)
         _, _, pv_l = stats.gtest_gof(obs, RSf, ref_n=ref_n)
         out.append(Result(
-            "feature_drift", name, "linf", li, has & enough & bool(v.extra.get("hourly_skew", True)), li >= th.linf_warning, li >= th.linf_critical, pv_l, th.linf_warning,
+            "feature_drift", name, "linf", li, has & enough & bool(v.extra.get("hourly_skew", True)) & (not is_clock(lay, name)), li >= th.linf_warning, li >= th.linf_critical, pv_l, th.linf_warning,
             lambda i: {"reference": _cat_shares(cats, RSf[i]), "current": _cat_shares(cats, obs[i] / max(n_nm[i], 1)),
                        "js_distance": _r(js[i])},
             lambda i: f"{name} category mix moved away from training (L-inf {li[i]:.2f}, JS {js[i]:.2f})",
@@ -375,7 +397,7 @@ def _categorical(lay: Layout, v: View, st: DetectorSettings, j: int) -> list[Res
         li_s = stats.linf(bp, obs)
         _, _, pv_s = stats.gtest_gof(obs, bp, ref_n=np.maximum(bn, 1))
         out.append(Result(
-            "feature_drift", name, "linf_vs_seasonal", li_s, enough & (bn >= st.min_count), li_s >= th.linf_warning,
+            "feature_drift", name, "linf_vs_seasonal", li_s, enough & (bn >= st.min_count) & (not is_clock(lay, name)), li_s >= th.linf_warning,
             li_s >= th.linf_critical, pv_s, th.linf_warning,
             lambda i: {"reference": _cat_shares(cats + ["__unseen__"], bp[i]), "current": _cat_shares(cats + ["__unseen__"], obs[i] / max(n_nm[i], 1))},
             lambda i: f"{name} category mix differs from its usual mix at this time of day (L-inf {li_s[i]:.2f})",

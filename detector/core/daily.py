@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from typing import Any
 
 import numpy as np
 
@@ -74,6 +75,25 @@ class DayRing:
     def ready(self) -> bool:
         """A full period of history (windows without traffic simply add nothing)."""
         return self.last_end - self.first >= self.period
+
+    def to_state(self) -> dict[str, Any]:
+        return {"period": self.period, "first": self.first, "last_end": self.last_end,
+                "items": [[start, arrs] for start, arrs in self.items]}
+
+    def load_state(self, st: Any, rows: int) -> None:
+        """Restore :meth:`to_state` (``rows``: the layout's slice rows, which every array must have)."""
+        from detector.core.state import check
+
+        check(isinstance(st, dict) and isinstance(st.get("items"), list), "trailing day state")
+        items: deque[tuple[float, dict[str, np.ndarray]]] = deque()
+        for it in st["items"]:
+            check(isinstance(it, list) and len(it) == 2 and isinstance(it[1], dict)
+                  and set(it[1]) == {"num", "cat", "cand", "events"}
+                  and all(isinstance(a, np.ndarray) and a.ndim >= 1 and a.shape[0] == rows and a.dtype.kind == "f"
+                          for a in it[1].values()), "trailing day window")
+            items.append((float(it[0]), {k: np.asarray(a, dtype=np.float64) for k, a in it[1].items()}))
+        self.period, self.first, self.last_end = float(st["period"]), float(st["first"]), float(st["last_end"])
+        self.items = items
 
     def total(self) -> dict[str, np.ndarray]:
         out = {k: v.copy() for k, v in self.items[0][1].items()}

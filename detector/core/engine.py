@@ -16,8 +16,6 @@ mergeable across workers (``merge``).
 from __future__ import annotations
 
 import math
-import pickle
-import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,22 +35,31 @@ from detector.core.eventtime import EventClock
 from detector.core.fastdecode import TypedDecoder
 from detector.core.ingest import Ingest, gc_paused
 from detector.core.layout import SCORE, Layout
-from detector.core.multivariate.window import JointDrift, remap_counters
+from detector.core.multivariate.window import JointDrift, hold_explained
+from detector.core.partials import (
+    Partial,
+    check_window_fits,
+    partial_events,
+    remap,
+    remap_candidates,
+    row_map,
+    row_map_values,
+)
 from detector.core.reconcile import NOTE, reconciled, served_as_text
 from detector.core.reference import Reference, value_share
-from detector.core.remix import add_variants, collapse
+from detector.core.remix import add_variants, collapse, hold_mixed
 from detector.core.seasonal import Frozen, SeasonalBaseline
 from detector.core.seasonal_checks import seasonal_checks
 from detector.core.select import SPECIFIC, Finding, dedup, hold_generic, select_findings
 from detector.core.served import ServedTotals
 from detector.core.settings import DetectorSettings
+from detector.core.state import StateError
 from detector.core.triage import PIPELINE_KINDS
 from detector.core.window import N_CAND, RATE, WindowCounts
 from detector.core.wire import row_error
 
 __all__ = ["Engine", "EngineError", "gc_paused"]
 
-SNAPSHOT_VERSION = 2  # 2: override counts in the window rates
 
 
 class EngineError(ValueError):
@@ -75,6 +82,24 @@ class Counters:
     def count_errors(self, errors: list[EventError]) -> None:
         for e in errors:
             self.invalid[e.reason] = self.invalid.get(e.reason, 0) + 1
+
+    def to_state(self) -> dict[str, Any]:
+        return {k: (dict(v) if isinstance(v, dict) else v) for k, v in vars(self).items()}
+
+    @classmethod
+    def from_state(cls, st: dict[str, Any]) -> Counters:
+        c = cls()
+        for k, cur in vars(cls()).items():  # unknown keys are ignored, missing ones keep their default
+            if k not in st:
+                continue
+            v = st[k]
+            if isinstance(cur, dict):
+                if not isinstance(v, dict):
+                    raise StateError(f"counters: {k} must be a dict")
+                setattr(c, k, {str(a): int(b) for a, b in v.items()})
+            else:
+                setattr(c, k, type(cur)(v))
+        return c
 
     def count_clipped(self, clipped: dict[str, int]) -> None:
         for k, v in clipped.items():
@@ -112,6 +137,8 @@ class ModelState:
                 self.cand_ref[j, 0] = p.top_share
         self.detectors = _make_detectors(settings, nb)
         self.shift_active = np.zeros(nb, dtype=bool)
+        # clock shifts seen in the last closed window: "feature|slice key" -> hours (see _persistent_shifts)
+        self.clock_shifts: dict[str, float] = {}
         self.last_summary: dict[str, Any] = {}
         # latest value of every tested statistic: (kind, statistic, feature, slice key) -> (value, slice, threshold)
         self.last_stats: dict[tuple[str, str, str, str], tuple[float, dict[str, str], float]] = {}
@@ -167,12 +194,12 @@ class ModelState:
 def _make_detectors(settings: DetectorSettings, n: int) -> list[Any]:
     if settings.change_detector == "none":
         return []
-    from river import drift
+    from detector.core.drift_state import ADWIN, PageHinkley  # river's, with plain restorable state
 
     delta = settings.change_detector_delta / max(n, 1)  # Bonferroni across the model's series
     if settings.change_detector == "adwin":
-        return [drift.ADWIN(delta=delta) for _ in range(n)]
-    return [drift.PageHinkley(delta=0.005, threshold=50.0) for _ in range(n)]
+        return [ADWIN(delta=delta) for _ in range(n)]
+    return [PageHinkley(delta=0.005, threshold=50.0) for _ in range(n)]
 
 
 class Engine(Ingest):
@@ -192,7 +219,9 @@ class Engine(Ingest):
         self.counters = Counters()
         st = self.settings
         self.clock = EventClock(st.max_future, st.max_clock_skew, st.allowed_lateness, st.window)
-        self._now: float | None = None  # the driver's wall clock during one ingest (live), else None
+        # a live driver's wall clock (set before each ingest, or passed to it): "future" is then ahead of it
+        self.now: float | None = None
+        self._now: float | None = None  # the wall clock of the ingest under way (live), else None
         self.outcomes: Any = None  # label join / outcome monitors (attached by detector.core.outcomes)
         self.adoption = Adoption()  # override / review-capacity checks (capacities: detector.core.adoption.attach_adoption)
         self._typed: TypedDecoder | None = None  # typed decoder of the usual model (detector.core.fastdecode)
@@ -261,7 +290,7 @@ class Engine(Ingest):
         ``max_clock_skew`` ahead of it is rejected. Without it (replay, notebooks) "ahead" is
         judged against the stream's own progress (:mod:`detector.core.eventtime`).
         """
-        self._now = now
+        self._now = now if now is not None else self.now
         try:
             return Ingest.ingest_predictions(self, raws)
         finally:
@@ -272,7 +301,7 @@ class Engine(Ingest):
         ms = self.models.get(batch.model)
         if ms is None:
             raise EngineError(f"model {batch.model!r} has no state yet; ingest raw messages first")
-        self._now = now
+        self._now = now if now is not None else self.now
         try:
             return self._fold(ms, batch, None)
         finally:
@@ -378,7 +407,7 @@ class Engine(Ingest):
         """Merge one worker's partial window (aggregator side)."""
         ms = self.models.get(p.model)
         if ms is None:
-            ms = self._model(p.model, [], codes=p.codes)
+            ms = self._model(p.model, [{"slices": dict.fromkeys(p.dims)}], codes=p.codes)  # dims as the sender discovered them
             if ms is None:
                 raise EngineError(f"partial for model {p.model!r}, which has no reference here")
             for voc, values in zip(ms.layout.vocabs, p.vocab_values, strict=False):
@@ -388,17 +417,23 @@ class Engine(Ingest):
                               f"{sorted(ms.codes)}: the workers saw different payload types; restart them together")
         w = p.window
         if w.start < self.closed_before:
-            self.counters.late += _partial_events(w, ms.layout)
+            self.counters.late += partial_events(w, ms.layout)
             return
-        rowmap = _row_map_values(p.dims, p.vocab_values, ms.layout)
-        remapped = _remap(w, rowmap, ms.layout)
-        _remap_candidates(remapped, p.cands, ms)
+        try:
+            check_window_fits(w, p.dims, ms.layout, p.cands, ms.cands)
+            if ms.joint is not None:
+                ms.joint.adopt(w)
+        except StateError as exc:
+            raise EngineError(str(exc)) from exc
+        rowmap = row_map_values(p.dims, p.vocab_values, ms.layout)
+        remapped = remap(w, rowmap, ms.layout)
+        remap_candidates(remapped, p.cands, ms)
         cur = ms.windows.get(w.start)
         if cur is None:
             ms.windows[w.start] = remapped
         else:
             cur.merge(remapped)
-        self.counters.predictions += _partial_events(remapped, ms.layout)
+        self.counters.predictions += partial_events(remapped, ms.layout)
         self.high_water = max(self.high_water, w.max_ts)
 
     def flush(self) -> list[Alert]:
@@ -435,8 +470,13 @@ class Engine(Ingest):
             daily = daily_checks(lay, v, ms.day.total(), ms.seasonal, st, ms.cands_complete(ms.day.oldest))
             results.extend(daily)
             findings = dedup(findings + select_findings(daily, v, st.fdr_q, suppressed), suppressed)
+        findings = _persistent_shifts(ms, lay, findings, suppressed)
+        findings = hold_mixed(findings, v, suppressed)
         specific = {f for k, f in self.alerts.firing_keys(ms.name) if k in SPECIFIC and f}
         findings = hold_generic(findings, specific, suppressed)
+        if ms.joint is not None:  # a joint change led by features that moved on their own is theirs
+            moved = {f.feature for f in findings + suppressed if f.feature and f.kind != "multivariate_drift"}
+            findings = hold_explained(findings, moved | self.alerts.firing_features(ms.name), suppressed)
         ms.last_stats = _gauges(lay, v, results)
         evaluated = {_slice_key(lay.row_label(int(r))) for r, c, n in zip(v.rows, v.comp, v.events, strict=True)
                      if not c and n >= st.min_count_rate}
@@ -505,79 +545,73 @@ class Engine(Ingest):
 
     # ------------------------------------------------------------------ state
     def snapshot(self) -> bytes:
-        """All state as bytes (zlib-compressed pickle of plain data and numpy arrays)."""
-        models = {}
-        for name, ms in self.models.items():
-            models[name] = {
-                "dims": ms.layout.dims, "codes": ms.codes,
-                "vocabs": [(v.values, v.overflow) for v in ms.layout.vocabs],
-                "windows": ms.windows, "seasonal": ms.seasonal, "day": ms.day, "cands": ms.cands, "cand_ref": ms.cand_ref, "cand_since": ms.cand_since,
-                "detectors": ms.detectors, "shift_active": ms.shift_active, "versions": ms.versions,
-                "last_version": ms.last_version,
-                "last_window": ms.last_window, "last_stats": ms.last_stats, "last_summary": ms.last_summary,
-                "joint": ms.joint.to_state() if ms.joint is not None else None,
-            }
-        state = {
-            "version": SNAPSHOT_VERSION, "settings": self.settings.model_dump(), "models": models,
-            "alerts": self.alerts.to_state(), "counters": self.counters, "watermark": self.watermark,
-            "high_water": self.high_water, "closed_before": self.closed_before, "clock_top": list(self.clock.top),
-            "outcomes": self.outcomes.to_state() if self.outcomes is not None else None,
-        }
-        return zlib.compress(pickle.dumps(state, protocol=5), 3)
+        """All state as a versioned plain-data blob (:mod:`detector.core.state`)."""
+        from detector.core.snapshot import engine_snapshot
+
+        return engine_snapshot(self)
 
     def restore(self, data: bytes) -> None:
-        """Load a snapshot taken by an engine with the same references (trusted bytes only)."""
-        try:
-            state = pickle.loads(zlib.decompress(data))
-        except Exception as exc:  # noqa: BLE001 - any corruption is the same error to the caller
-            raise EngineError(f"snapshot is unreadable ({type(exc).__name__}); discard it and start fresh") from exc
-        if state.get("version") != SNAPSHOT_VERSION:
-            raise EngineError(f"snapshot version {state.get('version')} is not {SNAPSHOT_VERSION}")
-        self.models = {}
-        for name, m in state["models"].items():
-            ref = self.reference_for(name)
-            if ref is None:
-                raise EngineError(f"snapshot has model {name!r} but no reference is configured for it")
-            ms = ModelState(name, ref, self.settings, m["dims"], m.get("codes"))
-            for voc, (values, overflow) in zip(ms.layout.vocabs, m["vocabs"], strict=True):
-                voc.values = list(values)
-                voc.overflow = overflow
-                voc.__post_init__()
-            ms.windows, ms.seasonal, ms.cands, ms.cand_ref = m["windows"], m["seasonal"], m["cands"], m["cand_ref"]
-            ms.day = m.get("day") or ms.day
-            ms.cand_since = m.get("cand_since", ms.cand_since)
-            ms.detectors, ms.shift_active, ms.versions = m["detectors"], m["shift_active"], m["versions"]
-            ms.last_version = m["last_version"]
-            ms.last_window = m.get("last_window")
-            ms.last_stats, ms.last_summary = m.get("last_stats") or {}, m.get("last_summary") or {}
-            if ms.joint is not None and m.get("joint") is not None:
-                ms.joint.load_state(m["joint"], ms.layout.n_rows)
-            self.models[name] = ms
-        self.alerts.load_state(state["alerts"])
-        self.counters = state["counters"]
-        self.watermark, self.high_water, self.closed_before = state["watermark"], state["high_water"], state["closed_before"]
-        self.clock.top = list(state.get("clock_top") or [])
-        if self.outcomes is not None and state.get("outcomes") is not None:
-            self.outcomes.load_state(state["outcomes"])
+        """Load a :meth:`snapshot` taken with the same references; :class:`EngineError` if it is not one.
+
+        Safe for untrusted bytes: nothing is executed, sizes are bounded by the input, shapes are
+        checked against this engine's layouts. After an error the engine must be discarded.
+        """
+        from detector.core.snapshot import engine_restore
+
+        engine_restore(self, data)
 
     def merge_windows(self, other: Engine) -> None:
         """Add another worker's open windows (its partitions) into this engine's, per model."""
         for name, oms in other.models.items():
             ms = self.models.get(name)
             if ms is None:
-                ms = self._model(name, [], codes=oms.codes)
+                ms = self._model(name, [{"slices": dict.fromkeys(oms.layout.dims)}], codes=oms.codes)
                 if ms is None:
                     raise EngineError(f"cannot merge model {name!r}: no reference configured here")
-            rowmap = _row_map(oms.layout, ms.layout)
+            rowmap = row_map(oms.layout, ms.layout)
             for s, ow in oms.windows.items():
                 w = ms.windows.get(s)
                 if w is None:
                     w = WindowCounts.empty(ms.layout, ow.start, ow.end)
                     ms.windows[s] = w
-                remapped = _remap(ow, rowmap, ms.layout)
-                _remap_candidates(remapped, oms.cands, ms)
+                remapped = remap(ow, rowmap, ms.layout)
+                remap_candidates(remapped, oms.cands, ms)
                 w.merge(remapped)
         self.high_water = max(self.high_water, other.high_water)
+
+
+def _persistent_shifts(ms: ModelState, lay: Layout, findings: list[Finding], suppressed: list[Finding]) -> list[Finding]:
+    """A clock shift is a lasting fact of a producer: the same shift, on the same feature and rows, in
+    two consecutive windows. One hour that happens to look like another hour of the usual day (a
+    weekend or a holiday against weekday history: the branches close, the channel mix turns over)
+    does not repeat with the same shift the next hour; a producer's clock error does. A first sighting
+    waits (held: the feature's generic drift waits with it) and is remembered for the next window.
+
+    When training showed features that the clock sets (a local hour, a weekday: ``hourly["clock"]``),
+    they witness the clock directly: a shift of another feature counts only when a clock feature of
+    the same rows is shifted too (a wrong clock moves them all; a mix that looks like another hour does not).
+    """
+    clock = set((lay.ref.hourly or {}).get("clock") or ())
+    shifts = [f for f in findings + suppressed if f.statistic == "time_shift_hours"]
+    witnessed = {f.row for f in shifts if f.feature in clock}
+    seen: dict[str, float] = {}
+    out: list[Finding] = []
+    for f in findings:
+        if f.statistic != "time_shift_hours":
+            out.append(f)
+            continue
+        key = f"{f.feature}|{_slice_key(lay.row_label(f.row))}"
+        seen[key] = f.value
+        prev = ms.clock_shifts.get(key)
+        if prev is not None and math.isclose(prev, f.value) and (not clock or f.feature in clock or f.row in witnessed):
+            out.append(f)
+        else:
+            suppressed.append(f)
+    for f in suppressed:  # a shift held by a more specific finding is still a sighting
+        if f.statistic == "time_shift_hours":
+            seen.setdefault(f"{f.feature}|{_slice_key(lay.row_label(f.row))}", f.value)
+    ms.clock_shifts = seen
+    return out
 
 
 def _gauges(lay: Layout, v: Any, results: list[Any]) -> dict[tuple[str, str, str, str], tuple[float, dict[str, str], float]]:
@@ -599,115 +633,6 @@ def _gauges(lay: Layout, v: Any, results: list[Any]) -> dict[tuple[str, str, str
                 continue
             thr = thr_arr[i] if thr_arr is not None else float(r.threshold)
             out[(r.kind, r.statistic, feat, keys[k])] = (val, labels[k], thr)
-    return out
-
-
-@dataclass
-class Partial:
-    """One worker's counts for one closed window, with what is needed to re-key its rows."""
-
-    model: str
-    dims: list[str]
-    vocab_values: list[list[str]]
-    cands: np.ndarray
-    window: WindowCounts
-    codes: dict[str, dict[str, str]] = field(default_factory=dict)  # features reconciled as categories
-
-    @classmethod
-    def of(cls, ms: ModelState, w: WindowCounts) -> Partial:
-        return cls(ms.name, list(ms.layout.dims), [list(v.values) for v in ms.layout.vocabs], ms.cands.copy(), w,
-                   {k: dict(v) for k, v in ms.codes.items()})
-
-    def to_bytes(self) -> bytes:
-        return zlib.compress(pickle.dumps(self, protocol=5), 1)
-
-    @staticmethod
-    def from_bytes(b: bytes) -> Partial:
-        p = pickle.loads(zlib.decompress(b))
-        if not isinstance(p, Partial):
-            raise EngineError("not a skewwatch window partial")
-        return p
-
-
-def _partial_events(w: WindowCounts, lay: Layout) -> int:
-    """Events in a window that has not been finalised (row 0 is filled at close)."""
-    if not lay.dims:
-        return int(w.rates[0, 0])
-    off = lay.row_offset(0)
-    return int(w.rates[off : off + lay.top_k + 1, 0].sum())
-
-
-def _row_map_values(dims: list[str], vocab_values: list[list[str]], dst: Layout) -> np.ndarray:
-    """Row index in ``dst`` for every row of a partial laid out with ``dims``/``vocab_values``."""
-    top_k = dst.top_k
-    m = np.zeros(1 + len(dims) * (top_k + 1), dtype=np.int64)
-    for d, dim in enumerate(dims):
-        if dim not in dst.dims:
-            raise EngineError(f"cannot merge: slice dimension {dim!r} is not in the destination layout {dst.dims}")
-        dd = dst.dims.index(dim)
-        values = vocab_values[d]
-        for code in range(top_k + 1):
-            if code < len(values):
-                tgt = int(dst.vocabs[dd].codes([values[code]])[0])
-            else:
-                tgt = top_k
-            m[1 + d * (top_k + 1) + code] = dst.row_offset(dd) + tgt
-    return m
-
-
-def _remap_candidates(w: WindowCounts, cands: np.ndarray, ms: ModelState) -> None:
-    """Re-key exact-value candidate counts by value (workers discover candidates independently)."""
-    if np.array_equal(cands, ms.cands, equal_nan=True):
-        return
-    out = np.zeros_like(w.cand)
-    for j in range(cands.shape[0]):
-        for c in range(cands.shape[1]):
-            v = cands[j, c]
-            if np.isnan(v):
-                continue
-            hit = np.flatnonzero(ms.cands[j] == v)
-            if hit.size == 0:
-                free = np.flatnonzero(np.isnan(ms.cands[j]))
-                if free.size == 0:
-                    continue
-                k = int(free[0])
-                ms.assign_candidate(j, k, float(v), w.start)
-            else:
-                k = int(hit[0])
-            out[:, j, k] += w.cand[:, j, c]
-    w.cand = out
-
-
-def _row_map(src: Layout, dst: Layout) -> np.ndarray:
-    """Row index in ``dst`` for every row of ``src`` (admitting values into dst's vocab)."""
-    m = np.zeros(src.n_rows, dtype=np.int64)
-    for d, dim in enumerate(src.dims):
-        if dim not in dst.dims:
-            raise EngineError(f"cannot merge: slice dimension {dim!r} is not in the destination layout {dst.dims}")
-        dd = dst.dims.index(dim)
-        dvoc = dst.vocabs[dd]
-        for code in range(src.top_k + 1):
-            label = src.vocabs[d].label(code)
-            if label == "__other__" or code >= len(src.vocabs[d].values):
-                tgt = dst.top_k
-            else:
-                tgt = int(dvoc.codes([label])[0])
-            m[src.row_offset(d) + code] = dst.row_offset(dd) + tgt
-    return m
-
-
-def _remap(w: WindowCounts, rowmap: np.ndarray, lay: Layout) -> WindowCounts:
-    out = WindowCounts.empty(lay, w.start, w.end)
-    for name in ("num", "cat", "nz", "slog", "slog2", "sx", "cand", "rates", "lat"):
-        np.add.at(getattr(out, name), rowmap, getattr(w, name))
-    out.absent, out.type_err, out.nonfinite = w.absent.copy(), w.type_err.copy(), w.nonfinite.copy()
-    out.unseen = [dict(d) for d in w.unseen]
-    out.unexpected, out.thresholds = dict(w.unexpected), dict(w.thresholds)
-    out.versions, out.decisions = dict(w.versions), dict(w.decisions)
-    out.reasons = {k: dict(d) for k, d in w.reasons.items()}
-    out.late, out.max_ts = w.late, w.max_ts
-    if w.mv is not None:
-        out.mv = remap_counters(w.mv, rowmap, lay.n_rows)
     return out
 
 

@@ -13,6 +13,16 @@ L-infinity >= max(0.05, 3 / sqrt(rows)) for categories. Other features keep the 
 (no extra state). Hours with fewer than ``MIN_ROWS`` training rows have no profile; a window
 that falls in them gets no skew test for that feature (drift against production's own history
 still runs).
+
+A feature is *set by the clock* (``hourly["clock"]``) when, in training, one calendar hour (UTC
+hour of one day) together with one value of a slice dimension, or the calendar hour alone, almost
+fixes its value (the rows' most common value within such groups is >= :data:`CLOCK_SHARE` of
+them) while the slice value alone does not (a local hour or weekday: one value per region and hour;
+a currency set by the region is not a clock feature). Its distribution in a window is then a fact
+of the calendar (which weekday it is, which regions are awake), not a sample to test against
+training or against other days: the engine skips its distribution and value-share tests and keeps
+the checks that a clock cannot fail (missing, unseen, schema, parity, a value never seen in
+training) and the clock-shift check, which such a feature serves best.
 """
 
 from __future__ import annotations
@@ -25,10 +35,12 @@ import numpy as np
 
 from detector.core.reference import CategoricalProfile, NumericProfile, Reference, coarse_groups
 
-__all__ = ["build_hourly", "mix_profiles", "hour_weights", "MIN_ROWS"]
+__all__ = ["build_hourly", "clock_features", "mix_profiles", "hour_weights", "MIN_ROWS", "CLOCK_SHARE"]
 
 MIN_ROWS = 30
 HOURS = 24
+CLOCK_SHARE = 0.95  # within-(calendar hour, slice) share of the most common value of a clock feature
+SLICE_SHARE = 0.8  # a feature the slice alone fixes this well is a slice attribute, not a clock one
 
 
 def _numeric_on_edges(x: np.ndarray, g: NumericProfile) -> NumericProfile | None:
@@ -130,6 +142,61 @@ def build_hourly(columns: dict[str, Any], ts: np.ndarray, ref: Reference, slice_
                 per[name] = [_one(col, np.flatnonzero(mask & (hour == h)), g, edges_from=feats[name]) for h in range(HOURS)]
             out.setdefault(dim, {})[val] = per
     ref.hourly["slices"] = out
+
+
+def clock_features(columns: dict[str, Any], ts: np.ndarray, names: Sequence[str], slice_columns: Sequence[str] = ()) -> list[str]:
+    """Features whose value the calendar hour (with one slice value) fixes (see the module docstring).
+
+    >>> ts = np.arange(2000) * 180.0  # 100 hours, 20 rows an hour
+    >>> region = np.array(["a", "b"] * 1000, dtype=object)
+    >>> local = (ts // 3600 + np.where(region == "a", 0, 5)) % 24
+    >>> noise = np.random.default_rng(0).integers(0, 24, 2000).astype(float)
+    >>> clock_features({"local": local, "noise": noise, "region": region}, ts, ["local", "noise"], ["region"])
+    ['local']
+    """
+    ok = np.isfinite(ts)
+    if ok.sum() < MIN_ROWS * 4:
+        return []
+    bucket = np.unique(np.where(ok, ts // 3600, -1), return_inverse=True)[1].astype(np.int64)
+    groupings: list[tuple[np.ndarray, np.ndarray | None]] = [(bucket, None)]
+    for dim in slice_columns:
+        sv = columns.get(dim)
+        if sv is None:
+            continue
+        code = np.unique(np.asarray([str(x) for x in sv], dtype=object), return_inverse=True)[1].astype(np.int64)
+        groupings.append((bucket * (int(code.max()) + 1) + code, code))
+    out = []
+    for name in names:
+        col = columns.get(name)
+        if col is None:
+            continue
+        a = np.asarray(col)
+        if a.dtype.kind == "f":
+            known = ok & np.isfinite(a)
+            vals = np.unique(a[known], return_inverse=True)[1]
+        else:
+            known = ok & np.array([x is not None for x in a.tolist()], dtype=bool)
+            vals = np.unique(np.asarray([str(x) for x in a[known].tolist()], dtype=object), return_inverse=True)[1]
+        n = int(known.sum())
+        if n < MIN_ROWS * 4 or np.bincount(vals).max() / n >= 0.5:
+            continue  # too few values to judge, or mostly one value anyway
+        for group, slice_code in groupings:
+            if _modal_share(group[known], vals) >= CLOCK_SHARE and (
+                    slice_code is None or _modal_share(slice_code[known], vals, min_size=1) < SLICE_SHARE):
+                out.append(name)
+                break
+    return out
+
+
+def _modal_share(group: np.ndarray, vals: np.ndarray, min_size: int = 2) -> float:
+    """Share of rows holding their group's most common value (groups of at least ``min_size`` rows)."""
+    pair = np.unique(group * (int(vals.max()) + 1) + vals, return_counts=True)
+    g_of_pair = pair[0] // (int(vals.max()) + 1)
+    size = np.bincount(group)
+    modal = np.zeros(len(size))
+    np.maximum.at(modal, g_of_pair, pair[1])
+    use = size >= min_size
+    return float(modal[use].sum() / size[use].sum()) if use.any() and size[use].sum() >= MIN_ROWS * 4 else 0.0
 
 
 def _one(col: Any, idx: np.ndarray, g: Any, edges_from: Any = None) -> Any:

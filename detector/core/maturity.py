@@ -103,7 +103,16 @@ class LabelAge:
         return {"horizon": self.horizon, "held": self.held}
 
     def load_state(self, st: dict[str, Any]) -> None:
+        from detector.core.state import check
+
+        check(isinstance(st, dict) and isinstance(st.get("held", []), list), "label age state")
+        held = []
+        for b in st.get("held") or []:
+            check(isinstance(b, dict) and "label_ts" in b and "end" in b
+                  and all(isinstance(v, np.ndarray) and 1 <= v.ndim <= 2 and v.dtype.kind in "biuf" for v in b.values())
+                  and len({len(v) for v in b.values()}) == 1, "held label pairs: equal-length numeric arrays")
+            held.append({str(k): v for k, v in b.items()})
         self.horizon = float(st.get("horizon", 0.0))
-        self.held = list(st.get("held") or [])
+        self.held = held
         self.n_held = sum(len(b["label_ts"]) for b in self.held)
 

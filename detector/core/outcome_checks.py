@@ -13,7 +13,8 @@ kind                      statistic                         effect (warning / cr
 ``label_drift``           ``base_rate_ratio`` (baseline)    positives vs those the baseline's reliability
                                                             curve expects for this score mix: ratio >= 1.5
                                                             or <= 1/1.5 and |delta| >= 0.01 / 2; z-test
-``label_drift``           ``base_rate_ratio`` (training)    trailing-day base rate vs training, same
+``label_drift``           ``base_rate_ratio`` (training)    trailing-day base rate vs training's for the
+                                                            day's score mix (O/E x mean score), same
                                                             effect; two-proportion test, two-sided
 ``calibration``           ``ece_delta`` (baseline)          ECE up by 0.05 / 0.1; chi-square of per-bin
                                                             label rates, current vs baseline
@@ -227,22 +228,31 @@ def outcome_checks(cur: Arrays, base: Arrays, th: OutcomeThresholds, *, ref_rate
         lambda i: f"the outcome base rate is {_pct(p[i])} where the recent relationship between scores and outcomes "
                   f"predicts {_pct(pe[i])} for these inputs (baseline base rate {_pct(pb[i])}): the outcome prior moved",
         effect=_log_effect(ratio_l)))
-    # ---- label drift vs training: trailing day (a full daily cycle) against the training base rate
+    # ---- label drift vs training: trailing day (a full daily cycle) against the training base rate for
+    # the day's score mix (training's outcomes per unit of score, O/E, times the day's mean score): a day
+    # of riskier traffic (a weekend, a holiday, another channel mix) has more positives that its
+    # scores announce, and that is not a moved prior
     dn = day[:, C["lab"]] if day is not None else np.zeros(P)
     dy = day[:, C["pos"]] if day is not None else np.zeros(P)
+    dsl = day[:, C["sl"]] if day is not None else np.zeros(P)
+    ds = day[:, C["s"]] if day is not None else np.zeros(P)
     dp = _div(dy, dn)
-    ratio_t = _div(dp, ref_rate)
-    tested = (dn >= mn) & (np.nan_to_num(ref_n) >= mn) & (np.nan_to_num(ref_rate) > 0) & (np.nan_to_num(ref_rate, nan=1) < 1)
-    absd = np.abs(np.nan_to_num(dp - ref_rate)) >= th.base_rate_abs
+    mix = np.isfinite(ref_oe) & (dsl >= mn)
+    exp_t = np.where(mix, np.clip(np.nan_to_num(ref_oe) * _div(ds, np.maximum(dsl, 1)), 1e-6, 1 - 1e-6), ref_rate)
+    ratio_t = _div(dp, exp_t)
+    tested = (dn >= mn) & (np.nan_to_num(ref_n) >= mn) & (np.nan_to_num(exp_t) > 0) & (np.nan_to_num(exp_t, nan=1) < 1)
+    absd = np.abs(np.nan_to_num(dp - exp_t)) >= th.base_rate_abs
     warn, crit = _ratio_flags(ratio_t, th.base_rate_ratio, th.base_rate_ratio_critical, absd)
-    pv = np.asarray(stats.proportion_test(dy, dn, np.where(tested, np.nan_to_num(ref_rate), 0.5), "two-sided",
+    pv = np.asarray(stats.proportion_test(dy, dn, np.where(tested, np.nan_to_num(exp_t), 0.5), "two-sided",
                                           n0=np.maximum(np.nan_to_num(ref_n), 1)))
     _mirror(comp, tested, warn, crit, pv)
     out.append(Result(
         "label_drift", None, "base_rate_ratio", ratio_t, tested, warn, crit, pv, th.base_rate_ratio,
-        lambda i: {"reference": {"base_rate": _r(ref_rate[i]), "source": "training"},
+        lambda i: {"reference": {"base_rate": _r(ref_rate[i]), "expected_base_rate": _r(exp_t[i]),
+                                 "source": "training, for this score mix" if mix[i] else "training"},
                    "current": {"base_rate": _r(dp[i]), "labelled": int(dn[i]), "span": "trailing day"}},
-        lambda i: f"over the last day the outcome base rate is {_pct(dp[i])} (training: {_pct(ref_rate[i])})",
+        lambda i: f"over the last day the outcome base rate is {_pct(dp[i])} where training's outcomes for these scores "
+                  f"predict {_pct(exp_t[i])} (training base rate: {_pct(ref_rate[i])})",
         effect=_log_effect(ratio_t)))
 
     # ---- concept drift (river): error stream changed while inputs and labels are stable

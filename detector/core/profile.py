@@ -224,7 +224,7 @@ def _add_hourly(
     time_column: str,
     slice_columns: Sequence[str],
 ) -> None:
-    from detector.core.hourly import build_hourly
+    from detector.core.hourly import build_hourly, clock_features
     from detector.core.timeparse import parse_timestamps
 
     t = cols[time_column]
@@ -239,6 +239,9 @@ def _add_hourly(
     with_values = replace(ref, features={k: p for k, p in ref.features.items() if p.n > 0})
     build_hourly(typed, ts, with_values, slice_columns)
     ref.hourly = with_values.hourly
+    clock = clock_features(typed, ts, list(with_values.features), slice_columns)
+    if ref.hourly and clock:
+        ref.hourly["clock"] = clock
 
 
 # ----------------------------------------------------------------------------- public helpers

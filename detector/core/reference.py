@@ -123,7 +123,8 @@ class Reference:
     created: str | None = None
     audit: dict[str, Any] = field(default_factory=dict)  # leakage / availability findings
     # hour-of-day profiles of seasonal features (see detector.core.hourly):
-    # {"counts": [24], "features": {name: [24 x profile|None]}, "slices": {dim: {value: {name: [24]}}}}
+    # {"counts": [24], "features": {name: [24 x profile|None]}, "slices": {dim: {value: {name: [24]}}},
+    #  "clock": [features the calendar sets, e.g. a local hour or weekday]}
     hourly: dict[str, Any] = field(default_factory=dict)
     time_column: str | None = None
     # numeric features with few distinct values (version codes 7.1, 7.2; counts): their values as
@@ -228,6 +229,7 @@ def _hourly(h: dict[str, Any]) -> dict[str, Any]:
         "features": {k: _list(v) for k, v in h.get("features", {}).items()},
         "slices": {dim: {val: {k: _list(v) for k, v in per.items()} for val, per in vals.items()}
                    for dim, vals in h.get("slices", {}).items()},
+        **({"clock": [str(k) for k in h["clock"]]} if h.get("clock") else {}),
     }
 
 

@@ -5,7 +5,9 @@ the mix itself changes - one region's traffic stops, a holiday closes the branch
 floods one channel - the all-traffic distributions move although no slice's does. For every slice
 dimension whose mix moved (total variation >= :data:`MIX_TV`), :func:`add_variants` appends a
 pseudo-row to the window's view: all traffic again, but compared with the usual (same time of day)
-counts of that dimension's slices re-weighted to their shares in this window. After the checks,
+counts of that dimension's slices re-weighted to their shares in this window, and with training
+likewise (the training profiles of that dimension's slices mixed in this window's shares: a Sunday
+without branch traffic is compared with training's non-branch channels). After the checks,
 :func:`collapse` keeps, for every test of the all-traffic row, the most charitable of the plain
 and the re-mixed comparisons (a clean one if any, else the smallest effect): a shift that the slice
 mix along one dimension explains is not reported; one it does not explain still is, and the slice
@@ -22,9 +24,10 @@ import numpy as np
 
 from detector.core.layout import Layout
 from detector.core.seasonal import SeasonalBaseline
+from detector.core.select import Finding, is_generic
 from detector.core.window import RATE
 
-__all__ = ["add_variants", "collapse", "MIX_TV", "BASE_ARRAYS"]
+__all__ = ["add_variants", "collapse", "hold_mixed", "MIX_TV", "BASE_ARRAYS"]
 
 MIX_TV = 0.05
 BASE_ARRAYS = ("num", "cat", "rates", "lat", "sx", "nx", "cand", "cand_n")
@@ -49,11 +52,16 @@ def add_variants(v: Any, lay: Layout, sb: SeasonalBaseline) -> None:
     if v.base is None or not lay.dims:
         return
     s = sb.slot(v.w.start)
-    mixes = [m for d in range(len(lay.dims)) if (m := remixed(sb, s, lay, v.w.rates[:, RATE["events"]], d)) is not None]
-    if not mixes:
+    events = v.w.rates[:, RATE["events"]]
+    found = [(d, m) for d in range(len(lay.dims)) if (m := remixed(sb, s, lay, events, d)) is not None]
+    if not found:
         return
+    mixes = [m for _, m in found]
     k = len(mixes)
     v.extra["variants"] = list(range(v.P, v.P + k))
+    # the window's own slice shares per variant: training is re-mixed to them too (checks._ref_rows)
+    v.extra["variant_mix"] = [(rows, events[rows] / events[0])
+                              for d, _ in found for rows in [np.arange(lay.row_offset(d), lay.row_offset(d) + lay.top_k + 1)]]
     v.rows = np.concatenate([v.rows, np.zeros(k, dtype=v.rows.dtype)])
     v.comp = np.concatenate([v.comp, np.zeros(k, bool)])
     v.arrays = {n: np.concatenate([a, np.repeat(a[:1], k, axis=0)]) for n, a in v.arrays.items()}
@@ -65,19 +73,25 @@ def add_variants(v: Any, lay: Layout, sb: SeasonalBaseline) -> None:
 
 
 def collapse(results: list[Any], v: Any) -> tuple[list[Any], Any]:
-    """Fold the variant pseudo-rows back into the all-traffic row; returns (results, view without them)."""
+    """Fold the variant pseudo-rows back into the all-traffic row; returns (results, view without them).
+
+    ``view.extra["mix_explained"]``: features whose all-traffic shift the slice mix explained in this
+    window (the plain comparison breaches, a re-mixed one is clean), see :func:`hold_mixed`."""
     var = v.extra.get("variants")
     if not var:
         return results, v
     P = var[0]
     cand = np.array([0, *var])
     out = []
+    explained: set[str] = set()
     for r in results:
         tested = r.tested[cand]
         warn = r.warn[cand] & tested
         eff = np.abs(np.nan_to_num(r.value if r.effect is None else r.effect))[cand]
         order = np.lexsort((eff, warn, ~tested))  # tested first, then clean first, then the smallest effect
         pick = int(cand[order[0]])
+        if warn[0] and pick and not r.warn[pick] and r.feature is not None and is_generic(r.kind, r.statistic):
+            explained.add(r.feature)
         fields = {}
         for name in ("value", "tested", "warn", "crit", "pvalue", "effect", "threshold"):
             a = getattr(r, name)
@@ -91,9 +105,24 @@ def collapse(results: list[Any], v: Any) -> tuple[list[Any], Any]:
             fields["summary"] = lambda i, sm=sm, pick=pick: sm(pick if i == 0 else i)
         out.append(replace(r, **fields))
     keep = {n: a[:P] for n, a in v.arrays.items()}
-    extra = {k: x for k, x in v.extra.items() if k != "variants"}
+    extra = {k: x for k, x in v.extra.items() if k not in ("variants", "variant_mix")}
+    extra["mix_explained"] = explained
     if "all_hours" in extra:
         extra["all_hours"] = {n: a[:P] for n, a in extra["all_hours"].items()}
     view = replace(v, rows=v.rows[:P], comp=v.comp[:P], arrays=keep, base={n: a[:P] for n, a in v.base.items()},
                    coarse=v.coarse[:P], events=v.events[:P], extra=extra)
     return out, view
+
+
+def hold_mixed(findings: list[Finding], v: Any, suppressed: list[Finding]) -> list[Finding]:
+    """Generic drift of a feature in slice rows waits when the slice mix explained that feature's
+    all-traffic shift this window: the mix of one dimension moved (a Saturday afternoon without
+    branch traffic) and moved the feature with it, in every slicing of another dimension too (each
+    region's share of branch traffic fell) - there is no per-region cross-count to re-mix them with,
+    and a drift confined to one slice does not move the all-traffic row enough to be explained away."""
+    explained = v.extra.get("mix_explained") or set()
+    if not explained:
+        return findings
+    held = [f for f in findings if f.row != 0 and f.feature in explained and is_generic(f.kind, f.statistic)]
+    suppressed.extend(held)
+    return [f for f in findings if not any(f is h for h in held)]

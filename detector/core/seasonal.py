@@ -16,10 +16,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from detector.core.layout import Layout
+from detector.core.state import check, load_arrays, pairs, unpairs
 from detector.core.window import N_CAND, RATE, WindowCounts
 
 __all__ = ["SeasonalBaseline", "Frozen", "coarse_starts"]
@@ -177,6 +179,18 @@ class SeasonalBaseline:
             return None
         return max(self.thresholds.items(), key=lambda kv: kv[1])[0]
 
+    # ------------------------------------------------------------------ state (plain data)
+    def to_state(self) -> dict[str, Any]:
+        st: dict[str, Any] = {k: getattr(self, k) for k in _STATE_ARRAYS}
+        st["thresholds"] = pairs(self.thresholds)
+        return st
+
+    def load_state(self, st: dict[str, Any]) -> None:
+        """Restore from :meth:`to_state` (the baseline was built for the same layout and settings)."""
+        check(isinstance(st, dict), "seasonal baseline state must be a dict")
+        load_arrays(self, st, _STATE_ARRAYS, "seasonal baseline")
+        self.thresholds = {float(k): float(v) for k, v in unpairs(st["thresholds"]).items()}
+
     def merge(self, other: SeasonalBaseline) -> None:
         """Combine two workers' baselines (their windows were disjoint partitions of traffic)."""
         for name in ("num", "cat", "rates", "lat", "sx", "nx", "cand", "cand_n"):
@@ -185,6 +199,9 @@ class SeasonalBaseline:
         self.cand_days = np.minimum(self.cand_days, other.cand_days)
         for v, c in other.thresholds.items():
             self.thresholds[v] = self.thresholds.get(v, 0.0) + c
+
+
+_STATE_ARRAYS = ("num", "cat", "rates", "lat", "sx", "nx", "cand", "cand_n", "cand_days", "days")
 
 
 def coarse_nonmissing(coarse: np.ndarray, blocks: list[slice]) -> np.ndarray:

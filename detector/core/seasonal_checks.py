@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from detector.core import stats
-from detector.core.checks import Result, View, _r
+from detector.core.checks import Result, View, _r, is_clock
 from detector.core.layout import SCORE, Layout
 from detector.core.seasonal import SeasonalBaseline
 from detector.core.settings import DetectorSettings
@@ -76,7 +76,7 @@ def _numeric(lay: Layout, v: View, sb: SeasonalBaseline, st: DetectorSettings, j
     # one exact value's share against its share at this time of day: the value's own history once it
     # has been tracked long enough, before that the usual share of the bin it falls in (an upper bound)
     known = ~np.isnan(cands[j])
-    if known.any():
+    if known.any() and (name == SCORE or not is_clock(lay, name)):
         edges = lay.score_edges if name == SCORE else lay.num_edges[j]
         fine = np.searchsorted(edges, np.nan_to_num(cands[j]), side="right")
         cbin = lay.coarse[j][np.minimum(fine, len(lay.coarse[j]) - 1)]

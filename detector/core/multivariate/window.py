@@ -9,6 +9,9 @@ One :class:`JointDrift` per model whose reference holds a fitted joint structure
 * **close** - :meth:`JointDrift.results` runs :func:`~detector.core.multivariate.check.multivariate_checks`
   over the window's pseudo-rows (the same rows and complements as every other check of the
   window, so its results join the window's Benjamini-Hochberg selection and slice localisation).
+* **explained** - :func:`hold_explained` holds a joint finding whose leading features moved on
+  their own (a unit change of one feature also breaks its fit with the others): the per-feature
+  alert names the cause.
 * **learning** - :meth:`JointDrift.learn` keeps the error sums of *clean* windows (no
   multivariate finding, no open multivariate incident): the last :data:`RECENT` windows when the
   reference was standardised by hour of day, else the last :data:`DAYS` windows of each hour of
@@ -32,6 +35,7 @@ from detector.core.multivariate.check import (
     multivariate_counters,
 )
 from detector.core.multivariate.pca import PCAModel, hours_of
+from detector.core.state import StateError
 from detector.core.tasks.base import Counters
 
 __all__ = ["JointDrift", "RECENT", "DAYS"]
@@ -97,6 +101,13 @@ class JointDrift:
             del self.history[:-cap]
 
     # ------------------------------------------------------------------ state
+    def adopt(self, w: Any) -> None:
+        """Check the sums of a window read from state (a checkpoint, another worker's partial) fit this model."""
+        c = w.mv
+        if c is not None and c["res"].shape[1] != self.model.F:
+            raise StateError(f"window multivariate sums over {c['res'].shape[1]} features do not fit this reference's "
+                             f"{self.model.F}: built from another reference")
+
     def to_state(self) -> dict[str, Any]:
         return {"starts": [s for s, _ in self.history],
                 "err": np.stack([h for _, h in self.history]) if self.history else np.zeros((0, 0, 3))}
@@ -104,8 +115,27 @@ class JointDrift:
     def load_state(self, st: Mapping[str, Any], rows: int) -> None:
         starts, err = list(st["starts"]), np.asarray(st["err"], dtype=np.float64)
         if err.size and (err.ndim != 3 or err.shape[0] != len(starts) or err.shape[1:] != (rows, 3)):
-            raise ValueError(f"multivariate history of shape {err.shape} does not fit {rows} slice rows")
+            raise StateError(f"multivariate history of shape {err.shape} does not fit {rows} slice rows")
         self.history = [(float(s), err[i].copy()) for i, s in enumerate(starts)]
+
+
+def hold_explained(findings: list[Any], moved: set[str], suppressed: list[Any], top: int = 2) -> list[Any]:
+    """Hold ``multivariate_drift`` findings whose leading features (``top`` of the evidence) moved on their own.
+
+    ``moved``: features with a finding of their own this window or an open alert. A feature whose
+    marginal moved (a unit change, a default value, drift) also stops fitting the joint structure;
+    that alert already names it, so the joint one waits (in ``suppressed``: it neither fires nor
+    counts as clean, and the history does not learn the window). A joint change among features
+    whose marginals hold is still reported.
+    """
+    out = []
+    for f in findings:
+        lead = {x.get("feature") for x in (f.evidence or {}).get("features", [])[:top]}
+        if f.kind == "multivariate_drift" and lead & moved:
+            suppressed.append(f)
+        else:
+            out.append(f)
+    return out
 
 
 def remap_counters(c: Counters, rowmap: np.ndarray, rows: int) -> Counters:
@@ -116,4 +146,4 @@ def remap_counters(c: Counters, rowmap: np.ndarray, rows: int) -> Counters:
     return out
 
 
-__all__ += ["remap_counters"]
+__all__ += ["remap_counters", "hold_explained"]
