@@ -503,8 +503,10 @@ class Engine(Ingest):
         keys = {(f.kind, f.feature) for f in findings} | {(f.kind, f.feature) for f in suppressed}
         keys |= {(k, f or None) for k, f in self.alerts.firing_keys(ms.name) if k not in OUTCOME_KINDS}
         ms.seasonal.update(w, Frozen.of(ms.seasonal, lay, keys), ms.cand_since <= w.start)
-        if ms.joint is not None and not any(k == "multivariate_drift" for k, _ in keys):
-            ms.joint.learn(w.mv, w.start)
+        if ms.joint is not None:
+            if not any(k == "multivariate_drift" for k, _ in keys):
+                ms.joint.learn(w.mv, w.start)
+            ms.joint.closed(w.events)
         ms.last_summary = {"window": window, "events": w.events, "findings": len(findings), "late": w.late}
         return alerts
 

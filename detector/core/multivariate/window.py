@@ -17,6 +17,10 @@ One :class:`JointDrift` per model whose reference holds a fitted joint structure
   reference was standardised by hour of day, else the last :data:`DAYS` windows of each hour of
   day (the check compares a window only with the same hour on previous days).
 
+A busy model folds a sample: at most about :data:`ROWS` events per window, chosen by a hash of
+each event's timestamp (:func:`sampled`; the rate follows the last window's count, and before
+the first window closes, the rate of the first batch of at least 1,000 events).
+
 Memory: ``(3 + F) x 8`` bytes per slice row per open window; history at most ``24 x DAYS`` (or
 :data:`RECENT`) windows of ``3 x 8`` bytes per slice row.
 """
@@ -38,10 +42,37 @@ from detector.core.multivariate.pca import PCAModel, hours_of
 from detector.core.state import StateError
 from detector.core.tasks.base import Counters
 
-__all__ = ["JointDrift", "RECENT", "DAYS"]
+__all__ = ["JointDrift", "RECENT", "DAYS", "ROWS", "sample_rate", "sampled"]
 
 RECENT = 24  # clean windows kept as the production baseline (hourly-standardised reference)
 DAYS = 7  # clean windows kept per hour of day (reference without timestamps)
+ROWS = 8192  # rows a busy window folds in (a sample): the mean error's sampling error is then far below
+# the window-to-window spread the check allows for, so more rows add cost, not power
+
+
+def sample_rate(events: int, rows: int = ROWS) -> float:
+    """Share of events to fold, from the last window's count: 1, 1/2, 1/4, ... (at least ``rows`` kept).
+
+    >>> sample_rate(500), sample_rate(20_000), sample_rate(180_000)
+    (1.0, 0.5, 0.0625)
+    """
+    if events <= rows:
+        return 1.0
+    return 0.5 ** int(np.floor(np.log2(events / rows)))
+
+
+def sampled(ts: np.ndarray, rate: float) -> np.ndarray | None:
+    """Rows kept at ``rate``, decided by a hash of each event's millisecond timestamp (None = all).
+
+    The same event is kept or not whatever batch it arrives in (live and replay agree), and the
+    choice has nothing to do with the features, so sums over the kept rows are an unbiased sample
+    of the window; workers that sample at different rates still add up to unbiased moments.
+    """
+    if rate >= 1.0:
+        return None
+    ms = np.round(np.nan_to_num(np.asarray(ts, dtype=np.float64)) * 1000.0).astype(np.int64).view(np.uint64)
+    h = (ms * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(40)  # Fibonacci hashing, top 24 bits
+    return np.flatnonzero(h < np.uint64(int(rate * (1 << 24))))
 
 
 class JointDrift:
@@ -58,6 +89,8 @@ class JointDrift:
         self.hourly = self.model.hourly is not None
         # clean windows' err sums per real slice row: (start, (rows, 3))
         self.history: list[tuple[float, np.ndarray]] = []
+        self.rate = 1.0  # share of events folded (sample_rate of the last closed window's count)
+        self.paced = False  # rate set from a closed window (or a first big batch)
 
     # ------------------------------------------------------------------ ingest
     def counters(self, rows: int) -> Counters:
@@ -65,6 +98,13 @@ class JointDrift:
 
     def fold(self, c: Counters, num: np.ndarray, ts: np.ndarray, rows: np.ndarray | None) -> None:
         """Add a batch (decoded numeric block ``num``, timestamps, slice rows per event ``(n, D)`` or None)."""
+        if not self.paced and num.shape[0] >= 1000:  # before any window closed: pace from the first big batch
+            span = float(np.nanmax(ts) - np.nanmin(ts))
+            self.rate = sample_rate(int(num.shape[0] * self.window / max(span, 1.0)))
+            self.paced = True
+        keep = sampled(ts, self.rate)
+        if keep is not None:
+            num, ts, rows = num[keep], ts[keep], None if rows is None else rows[keep]
         n = num.shape[0]
         if n == 0:
             return
@@ -89,6 +129,10 @@ class JointDrift:
         hist = np.stack([np.concatenate([h[real], h[0][None] - h[srows]], axis=0) for h in past]) if past else None
         return multivariate_checks(self.model, cur, hist, comp, self.th)
 
+    def closed(self, events: int) -> None:
+        """A window of ``events`` predictions closed: the sample rate of the windows to come."""
+        self.rate, self.paced = sample_rate(events), True
+
     def learn(self, c: Counters | None, start: float) -> None:
         """Remember a clean window's error sums (bounded: see the module docstring)."""
         if c is None or c["err"][0, 0] <= 0:
@@ -109,7 +153,7 @@ class JointDrift:
                              f"{self.model.F}: built from another reference")
 
     def to_state(self) -> dict[str, Any]:
-        return {"starts": [s for s, _ in self.history],
+        return {"rate": self.rate, "paced": self.paced, "starts": [s for s, _ in self.history],
                 "err": np.stack([h for _, h in self.history]) if self.history else np.zeros((0, 0, 3))}
 
     def load_state(self, st: Mapping[str, Any], rows: int) -> None:
@@ -117,6 +161,8 @@ class JointDrift:
         if err.size and (err.ndim != 3 or err.shape[0] != len(starts) or err.shape[1:] != (rows, 3)):
             raise StateError(f"multivariate history of shape {err.shape} does not fit {rows} slice rows")
         self.history = [(float(s), err[i].copy()) for i, s in enumerate(starts)]
+        self.rate = min(1.0, max(float(st.get("rate", 1.0)), 1.0 / (1 << 20)))
+        self.paced = bool(st.get("paced", False))
 
 
 def hold_explained(findings: list[Any], moved: set[str], suppressed: list[Any], top: int = 2) -> list[Any]:
