@@ -591,11 +591,12 @@ def _persistent_shifts(ms: ModelState, lay: Layout, findings: list[Finding], sup
 
     When training showed features that the clock sets (a local hour, a weekday: ``hourly["clock"]``),
     they witness the clock directly: a shift of another feature counts only when a clock feature of
-    the same rows is shifted too (a wrong clock moves them all; a mix that looks like another hour does not).
+    the same rows shows the same shift (a wrong clock moves them all by as much; a mix that looks like
+    another hour does not).
     """
     clock = set((lay.ref.hourly or {}).get("clock") or ())
     shifts = [f for f in findings + suppressed if f.statistic == "time_shift_hours"]
-    witnessed = {f.row for f in shifts if f.feature in clock}
+    witnessed = {(f.row, round(f.value, 6)) for f in shifts if f.feature in clock}
     seen: dict[str, float] = {}
     out: list[Finding] = []
     for f in findings:
@@ -605,7 +606,8 @@ def _persistent_shifts(ms: ModelState, lay: Layout, findings: list[Finding], sup
         key = f"{f.feature}|{_slice_key(lay.row_label(f.row))}"
         seen[key] = f.value
         prev = ms.clock_shifts.get(key)
-        if prev is not None and math.isclose(prev, f.value) and (not clock or f.feature in clock or f.row in witnessed):
+        if prev is not None and math.isclose(prev, f.value) and (not clock or f.feature in clock
+                                                                          or (f.row, round(f.value, 6)) in witnessed):
             out.append(f)
         else:
             suppressed.append(f)

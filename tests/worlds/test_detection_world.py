@@ -5,7 +5,8 @@ profiled with ``skewwatch baseline`` and replayed with ``skewwatch replay`` as s
 the evaluation harness (``tests/worlds/evaluate.py``), scenarios two at a time. The full matrix is
 ``python -m tests.worlds.evaluate``.
 
-Today's detector fails these (the mark says how); the marks come off as the fixes land.
+These were expected failures (issue 9) until the detector learned event time at any rate, time
+structure and reconciled codes; they now hold.
 """
 
 from __future__ import annotations
@@ -22,10 +23,6 @@ pytestmark = pytest.mark.timeout(1200)
 
 CLEAN_DAYS = 5.0
 FAULTS = ("unit_shift", "missing_values", "decision_threshold", "feature_parity")
-
-TODAY = ("issue 9: today's replay rejects most events of a low-rate log as future_timestamp, and the world's "
-         "time structure (local-hour feature, time-zone slice mix, channel-dependent nulls) and its "
-         "numeric-looking codes raise false alarms")
 
 
 @pytest.fixture(scope="module")
@@ -50,20 +47,17 @@ def test_harness_ran_every_scenario(results: dict[str | None, dict[str, Any]]) -
         assert r["written"]["predictions"] > 0 and "replay" in r  # the harness itself must not fail
 
 
-@pytest.mark.xfail(strict=False, reason=TODAY)
 def test_every_line_is_accepted(results: dict[str | None, dict[str, Any]]) -> None:
     rejected = {r["scenario"]: r["rejected"] for r in results.values() if r["rejected_share"] > 0}
     assert not rejected
     assert all(r["late_share"] < 0.001 for r in results.values())
 
 
-@pytest.mark.xfail(strict=False, reason=TODAY)
 def test_no_firing_alert_on_clean_traffic(results: dict[str | None, dict[str, Any]]) -> None:
     clean = results[None]
     assert clean["false_alarms"] == 0, clean["false_alarm_list"]
 
 
-@pytest.mark.xfail(strict=False, reason=TODAY)
 @pytest.mark.parametrize("fault", FAULTS)
 def test_fault_caught_by_deadline_with_the_right_cause_first(results: dict[str | None, dict[str, Any]], fault: str) -> None:
     r = results[fault]
