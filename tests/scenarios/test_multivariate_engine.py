@@ -47,6 +47,31 @@ def events(model: str, fault: str | None = None, seed: int = 0, onset: float = O
     return sc.start_ms / 1000, [orjson.dumps(e) for _, topic, e in simulate_task(sc) if topic == "predictions"]
 
 
+def alert_validator():
+    import json
+    from importlib import resources
+
+    jsonschema = pytest.importorskip("jsonschema", reason="jsonschema not installed: pip install 'jsonschema>=4.18'")
+    s = json.loads((resources.files("detector") / "schemas" / "alert.schema.json").read_text())
+    jsonschema.Draft202012Validator.check_schema(s)
+    return jsonschema.Draft202012Validator(s, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)
+
+
+def test_the_alert_schema_refuses_a_joint_alert_that_names_a_feature_or_no_evidence():
+    check = alert_validator()
+    ok = {"alert_id": "a", "ts": "2026-11-03T22:00:00.000Z", "state": "firing", "model": "eta", "model_version": None,
+          "kind": "multivariate_drift", "feature": None, "slice": {}, "statistic": "reconstruction_error_ratio",
+          "value": 1.4, "threshold": 1.1, "severity": "critical",
+          "window": {"start": "2026-11-03T21:00:00.000Z", "end": "2026-11-03T22:00:00.000Z", "count": 1000},
+          "cause": "covariate_drift", "action": "fix_data",
+          "evidence": {"reference": {"mean_error": 1.0, "source": "training"}, "current": {"mean_error": 1.4, "rows": 1000},
+                       "features": [{"feature": "courier_load", "residual_ratio": 3.2}]}, "summary": "…"}
+    check.validate(ok)
+    for bad in ({**ok, "feature": "courier_load"}, {**ok, "evidence": {}}, {**ok, "kind": "joint_drift"},
+                {**ok, "cause": "concept_drift"}):
+        assert not check.is_valid(bad)
+
+
 def run(eng: Engine, raws: list[bytes], chunk: int = 2000, flush: bool = True) -> list[dict]:
     out = []
     for i in range(0, len(raws), chunk):
@@ -107,6 +132,9 @@ def test_a_joint_change_with_unchanged_marginals_is_caught_within_24h(model, fau
     assert set(named[:2]) & PAIR[model], named
     assert "no longer move together" in first["summary"]
     assert any(a["state"] == "resolved" for a in alerts)  # the fault ends at 56 h
+    check = alert_validator()
+    for a in alerts:
+        check.validate(a)  # the alert contract's JSON Schema, firing and resolved
     # the report names the incident and the features behind it
     html = render_report(eng, alerts=alerts)
     joint = html.split('data-section="joint"')[1].split("</section>")[0]
