@@ -36,6 +36,9 @@ from typing import Any, TypeVar
 import orjson
 import pytest
 
+from detector.core import kinds
+from detector.core.kinds import ALL_KINDS
+
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(240)]
 
 T = TypeVar("T")
@@ -43,12 +46,7 @@ REPO = Path(__file__).resolve().parents[2]
 SCENARIO_HOURS = 48.0  # 2026-11-02T05:00Z + 48 h; the unit change starts at hour 40
 RATE = 500.0  # predictions per simulated hour
 ONSET = "2026-11-03T21:00:00.000Z"
-KINDS = {"feature_drift", "missing_values", "unseen_categories", "unit_shift", "default_value_spike", "schema",
-         "feature_parity", "score_drift", "label_drift", "concept_drift", "calibration", "performance", "label_delay",
-         "fallback_rate", "decision_rate", "latency"}
-CAUSES = {"pipeline_skew", "covariate_drift", "label_drift", "concept_drift", "decision_policy", "serving_health",
-          "label_quality"}
-ACTIONS = {"fix_data", "fix_model", "fix_system"}
+KINDS, CAUSES, ACTIONS = ALL_KINDS, set(kinds.CAUSES), set(kinds.ACTIONS)
 RFC3339 = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)$")
 
 
