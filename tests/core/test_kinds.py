@@ -195,3 +195,14 @@ def test_priority_puts_specific_causes_before_generic_drift() -> None:
 def test_ratio_statistics_are_declared_not_guessed_from_a_suffix() -> None:
     assert kinds.is_ratio("scale_ratio") and kinds.is_ratio("estimated_auc_ratio")
     assert not kinds.is_ratio("match_rate_ratio") and not kinds.is_ratio("psi")
+
+
+def test_the_readme_kind_table_agrees_with_the_registry() -> None:
+    readme = (PKG.parent / "README.md").read_text()
+    table = readme.split("## What each alert kind means", 1)[1].split("\n## ", 1)[0]
+    rows = {m.group(1): m.group(2) for m in re.finditer(r"^\| `(\w+)` \|[^|]*\| ([^|]*) \|", table, re.M)}
+    assert set(rows) == set(KINDS), set(rows) ^ set(KINDS)
+    for name, text in rows.items():
+        k = KINDS[name]
+        if name not in ("performance", "score_drift", "decision_rate"):  # triaged by what else moved
+            assert text.startswith(f"{k.cause} → {k.action}"), (name, text)
