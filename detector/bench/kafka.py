@@ -165,7 +165,7 @@ async def aiokafka_count(bootstrap: str, topic: str, total: int, timeout: float,
 
 def _config(bootstrap: str, topic: str, window: str) -> Any:
     from detector.config import Config
-    from detector.shells.broker import free_port
+    from detector.stream.broker import free_port
 
     gid = f"bench-sw-{uuid.uuid4().hex[:8]}"
     return Config.model_validate({
@@ -181,7 +181,7 @@ def _config(bootstrap: str, topic: str, window: str) -> Any:
 async def worker_rate(bootstrap: str, topic: str, total_events: int, ref: Any, batch: int, window: str,
                       timeout: float) -> dict[str, float]:
     """The real sidecar Worker (Faust app) reading ``topic``; rate in events/s."""
-    from detector.shells.broker import acreate_topics
+    from detector.stream.broker import acreate_topics
     from detector.stream.worker import Worker
 
     cfg = _config(bootstrap, topic, window)
@@ -261,8 +261,8 @@ def _summary(rs: list[dict[str, float]]) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from detector.shells.bench import make_events, reference, stages
-    from detector.shells.broker import BrokerError, EmbeddedBroker, create_topics
+    from detector.cli.bench import make_events, reference, stages
+    from detector.stream.broker import BrokerError, EmbeddedBroker, create_topics
 
     n = (args.events // ENVELOPE) * ENVELOPE
     if n < 1000 or args.runs < 1:

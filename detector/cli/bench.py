@@ -10,7 +10,7 @@ the runs, bare ``orjson.loads`` of the same events gives the parse floor (``rati
 and whylogs profiling a ready DataFrame of the same rows gives a reference point when it is
 installed; then a per-stage breakdown, the bytes of state per feature x slice row, ``skewwatch
 replay`` end to end over a 2-week gzip'd log (predictions, labels, offline features) with its
-resident memory against the number of windows closed (see :mod:`detector.shells.benchreplay`),
+resident memory against the number of windows closed (see :mod:`detector.bench.replay`),
 and the peak resident memory of the process.
 """
 
@@ -27,10 +27,10 @@ from typing import Any
 import numpy as np
 import orjson
 
+from detector.bench.replay import bench_replay, bench_whylogs, state_bytes
 from detector.core.engine import Engine, gc_paused
 from detector.core.profile import build_reference
 from detector.core.settings import DetectorSettings
-from detector.shells.benchreplay import bench_replay, bench_whylogs, state_bytes
 
 __all__ = ["add_arguments", "run", "make_events", "bench_core", "parse_floor"]
 
@@ -162,7 +162,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.kafka:
-        from detector.shells import kafkabench
+        from detector.bench import kafka as kafkabench
 
         return kafkabench.run(args)
     if args.events < 1000 or args.runs < 1:

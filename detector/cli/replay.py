@@ -19,6 +19,7 @@ from typing import IO, Any
 
 import orjson
 
+from detector.cli.progress import progress_bar
 from detector.config import Config, ConfigError, load_config, load_references
 from detector.core.counterexamples import library_of
 from detector.core.engine import Engine
@@ -26,8 +27,7 @@ from detector.core.events import EventError
 from detector.core.reference import Reference, ReferenceError
 from detector.core.settings import parse_duration
 from detector.core.timeparse import parse_timestamps
-from detector.shells.eventrows import EventFile, Kind
-from detector.shells.progress import progress_bar
+from detector.io.eventrows import EventFile, Kind
 
 __all__ = ["add_arguments", "run", "Replay", "open_lines"]
 
@@ -243,7 +243,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"skewwatch replay: error: {args.predictions} holds no events (empty file?)", file=sys.stderr)
         return 2
     if args.metrics_out:
-        from detector.shells.metrics import exposition
+        from detector.exporters.prometheus import exposition
 
         Path(args.metrics_out).write_bytes(exposition(eng))
     if args.snapshot_out:

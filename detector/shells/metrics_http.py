@@ -1,6 +1,6 @@
 """Serving the exposition without a web framework: ``/metrics``, ``/healthz``, ``/readyz``.
 
-The Kafka worker mounts :func:`detector.shells.metrics.exposition` in its own web server; this
+The Kafka worker mounts :func:`detector.exporters.prometheus.exposition` in its own web server; this
 module is for shells that have none (replay-driven tests, a standalone exporter): a WSGI
 endpoint and a threaded server on the standard library.
 """
@@ -17,7 +17,7 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 from prometheus_client import CollectorRegistry, ProcessCollector
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, choose_encoder
 
-from detector.shells.metrics import SkewwatchCollector
+from detector.exporters.prometheus import SkewwatchCollector
 
 __all__ = ["MetricsEndpoint", "MetricsServer", "Response", "serve"]
 

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from detector.core import kinds
-from detector.shells.status import CAUSE_TEXT, breach_ratio, slice_text, stats_for
+from detector.web.status import CAUSE_TEXT, breach_ratio, slice_text, stats_for
 from detector.web.svg import fmt_num, fmt_pct
 
 PIPELINE_KINDS = kinds.PIPELINE_KINDS

@@ -7,7 +7,7 @@ pipeline health counters; the Kafka worker serves it at ``/status`` and ``skewwa
 --status-out`` writes it to a file. The page reloads itself every 10 seconds.
 
 The helpers here (distributions of a feature in the last closed window, alert formatting,
-counters) are shared with :mod:`detector.shells.report`.
+counters) are shared with :mod:`detector.web.report`.
 """
 
 from __future__ import annotations

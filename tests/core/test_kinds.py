@@ -153,8 +153,8 @@ def test_bad_records_are_refused_with_the_reason() -> None:
 # --------------------------------------------------------------------------- the registry is the only table
 def test_readers_take_their_tables_from_the_registry() -> None:
     from detector.core import alerts
-    from detector.shells import gates, status
     from detector.sim import faults
+    from detector.web import gates, status
 
     assert alerts.ALL_KINDS is kinds.ALL_KINDS and alerts.OUTCOME_KINDS is kinds.OUTCOME_KINDS
     assert outcomes.INPUT_CHANGE is kinds.INPUT_CHANGE and status.FEATURE_KINDS is kinds.FEATURE_KINDS

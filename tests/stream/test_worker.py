@@ -188,7 +188,7 @@ def scenario() -> Scenario:
 @pytest.fixture(scope="session")
 def reference_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The simulated model's reference profile (built once and cached by ``demo_reference``)."""
-    from detector.shells.demo import demo_reference
+    from detector.cli.demo import demo_reference
 
     path = tmp_path_factory.mktemp("reference") / "reference.json"
     demo_reference().save(path)
@@ -326,7 +326,7 @@ def workers(tmp_path: Path) -> Iterator[Callable[..., WorkerProc]]:
 
 
 def free_port() -> int:
-    from detector.shells.broker import free_port as fp
+    from detector.stream.broker import free_port as fp
 
     return fp()
 
@@ -364,7 +364,7 @@ def check_alert_contract(a: dict[str, Any]) -> None:
 
 def test_injected_unit_change_fires_a_contract_alert(kafka_bootstrap: str, reference_path: Path, tmp_path: Path,
                                                       workers: Callable[..., WorkerProc]) -> None:
-    from detector.shells.simulate import produce_scenario
+    from detector.cli.simulate import produce_scenario
 
     topics, group, port = topic_names("e2e"), unique("e2e"), free_port()
     cfg = write_config(tmp_path / "cfg.yaml", kafka_bootstrap, reference_path, group, topics, port)
@@ -752,7 +752,7 @@ def test_outcome_alerts_are_the_same_with_two_workers(scale_out: ScaleOut) -> No
 
 def test_broker_restart_worker_survives_and_resumes(reference_path: Path, tmp_path: Path, scenario: Scenario,
                                                     workers: Callable[..., WorkerProc]) -> None:
-    from detector.shells.broker import BrokerUnavailable, EmbeddedBroker
+    from detector.stream.broker import BrokerUnavailable, EmbeddedBroker
 
     try:
         broker = EmbeddedBroker(log_path=tmp_path / "tansu.log").start()
