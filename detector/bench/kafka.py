@@ -261,7 +261,7 @@ def _summary(rs: list[dict[str, float]]) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from detector.cli.bench import make_events, reference, stages
+    from detector.bench.workload import make_events, reference, stages
     from detector.stream.broker import BrokerError, EmbeddedBroker, create_topics
 
     n = (args.events // ENVELOPE) * ENVELOPE

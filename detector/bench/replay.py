@@ -39,7 +39,7 @@ def rss_bytes() -> int:
 
 def write_log(d: Path, n: int, days: float, seed: int = 5) -> dict[str, Any]:
     """Predictions, labels and offline features for ``days`` of event time, gzip'd JSONL."""
-    from detector.cli.bench import make_events
+    from detector.bench.workload import make_events
 
     start = 1795615200.0
     rate = n / (days * 86400.0)
@@ -184,7 +184,7 @@ def bench_whylogs(n: int, runs: int) -> dict[str, Any]:
         import whylogs as why
     except Exception as exc:  # noqa: BLE001 - optional: report why it is missing
         return {"available": False, "why": f"{type(exc).__name__}: {exc}"[:200]}
-    from detector.cli.bench import _columns
+    from detector.bench.workload import columns as _columns
 
     df = pd.DataFrame(_columns(n, np.random.default_rng(7)))
     why.log(pandas=df.head(1000))  # warm-up (lazy imports)
