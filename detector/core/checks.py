@@ -5,7 +5,8 @@ a slice row: all traffic minus that slice) the statistic's value, whether it was
 events, a reference to compare with), whether the effect crosses the warning / critical
 threshold, and a p-value for the observed difference at this sample size. Selection
 (:mod:`detector.core.select`) then applies false-discovery-rate control and localises findings
-to the slice that explains them. Nothing here keeps state.
+to the slice that explains them. Nothing here keeps detection state (the reference profile of each
+pseudo-row is cached on the layout: the same rows, hours and feature give the same profiles).
 """
 
 from __future__ import annotations
