@@ -5,7 +5,7 @@ The replay log is the benchmark's event shape spread over ``days`` of event time
 336 of them for two weeks), with a label for every prediction (delays of minutes to days, so
 labels interleave with later predictions) and an offline feature event for a tenth of them,
 gzip'd JSONL as a user would have it. The replay runs in a fresh process; while
-:class:`~detector.cli.replay.Replay` runs there, a sampler thread records the resident memory
+:class:`~detector.replay.Replay` runs there, a sampler thread records the resident memory
 against the number of windows closed, so growth with the number of windows (a leak, or state
 that is not bounded) shows as a slope. State that legitimately fills up first - the label store
 up to its TTL (7 days), the bounded caches of reference mixes - makes the first half rise.
@@ -85,7 +85,7 @@ def bench_replay(ref: Any, n: int, days: float, window: str = "1h") -> dict[str,
 
 
 def _replay_child(d: str, window: str) -> dict[str, Any]:
-    from detector.cli.replay import Replay, build_engine
+    from detector.replay import Replay, build_engine
     from detector.config import Config
 
     rss_imports = rss_bytes()

@@ -388,14 +388,14 @@ class _Progress:
     pipes and in CI."""
 
     def __init__(self, err: TextIO, quiet: bool) -> None:
-        from detector.cli.progress import interactive
+        from detector.progress import interactive
 
         self.shown = interactive(quiet) and err is sys.stderr
         self.bar: Any = None
 
     def __call__(self, reader: TableReader) -> None:
         if self.bar is None:
-            from detector.cli.progress import progress_bar
+            from detector.progress import progress_bar
 
             self.bar = progress_bar(reader.size, reader.unit, PROG, quiet=not self.shown)
         self.bar.update_to(reader.position())

@@ -617,7 +617,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _read_alerts(path: str) -> list[dict[str, Any]]:
-    from detector.cli.replay import UsageError, open_lines
+    from detector.replay import UsageError, open_lines
 
     try:
         f = open_lines(path)
@@ -667,7 +667,7 @@ def _snapshot_settings(path: str) -> tuple[bytes, dict[str, Any] | None]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from detector.cli.replay import Replay, UsageError, build_engine, open_lines
+    from detector.replay import Replay, UsageError, build_engine, open_lines
     from detector.config import ConfigError, load_config
     from detector.core.engine import EngineError
     from detector.core.settings import DetectorSettings, parse_duration

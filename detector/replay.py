@@ -19,7 +19,7 @@ from typing import IO, Any
 
 import orjson
 
-from detector.cli.progress import progress_bar
+from detector.progress import progress_bar
 from detector.config import Config, ConfigError, load_config, load_references
 from detector.core.counterexamples import library_of
 from detector.core.engine import Engine
