@@ -85,8 +85,8 @@ def bench_replay(ref: Any, n: int, days: float, window: str = "1h") -> dict[str,
 
 
 def _replay_child(d: str, window: str) -> dict[str, Any]:
-    from detector.replay import Replay, build_engine
     from detector.config import Config
+    from detector.replay import Replay, build_engine
 
     rss_imports = rss_bytes()
     p = Path(d)

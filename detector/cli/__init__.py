@@ -18,7 +18,7 @@ from detector import __version__
 COMMANDS = {
     "demo": ("detector.cli.demo", "the main job: simulated model + injected faults + detector, live view"),
     "baseline": ("detector.cli.baseline", "build a reference profile (and audits) from training data"),
-    "replay": ("detector.replay", "run the detector over logged traffic, offline"),
+    "replay": ("detector.cli.replay", "run the detector over logged traffic, offline"),
     "run": ("detector.cli.run", "the sidecar worker against a Kafka cluster"),
     "simulate": ("detector.cli.simulate", "produce the demo's simulated traffic into any broker"),
     "bench": ("detector.cli.bench", "reproducible throughput / memory benchmark (JSON)"),

@@ -667,10 +667,10 @@ def _snapshot_settings(path: str) -> tuple[bytes, dict[str, Any] | None]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from detector.replay import Replay, UsageError, build_engine, open_lines
     from detector.config import ConfigError, load_config
     from detector.core.engine import EngineError
     from detector.core.settings import DetectorSettings, parse_duration
+    from detector.replay import Replay, UsageError, build_engine, open_lines
 
     quiet = getattr(args, "quiet", False)
     try:
