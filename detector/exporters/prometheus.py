@@ -16,12 +16,13 @@ vocabularies, model versions are capped at :data:`MAX_VERSIONS` (first come; the
 * an empty label value means "not applicable" (``feature=""`` on an alert about the decision
   rate; ``model=""`` on label and feature events, which are counted before they are joined).
 
-Two topologies: a replay has one engine that ingests and evaluates; the Kafka worker
-(:mod:`detector.stream.worker`) has a *worker engine* that ingests its partitions (counters,
-open windows, slice vocabularies, the outcome monitor) and an *aggregator engine* that merges
-every worker's closed windows and evaluates them (statistics, alerts). ``exposition(agg,
-worker=w)`` reads each from where it lives and adds the worker's dead-letter, redelivery and
-checkpoint counters and the standard ``process_*`` metrics.
+Two topologies: a replay has one engine that ingests and evaluates; a Kafka worker
+(:mod:`detector.stream.worker`) folds its input in one engine per *unit* (input partition), read
+here as one ingest view (:func:`detector.stream.views.ingest_view`: counters, open windows, slice
+vocabularies, label-join counters), while the evaluating engine is the group's aggregator's
+(statistics, alerts, outcome values; only on the worker that holds the aggregator role).
+``exposition(evaluator, worker=w)`` reads each from where it lives and adds the worker's
+dead-letter, redelivery and checkpoint counters and the standard ``process_*`` metrics.
 
 Serving it: :func:`exposition` renders one engine as text (``skewwatch replay --metrics-out``); the
 worker's HTTP server (:mod:`detector.stream.web`, the one production serves) registers
