@@ -19,7 +19,7 @@ monitor:
 Counters are dense arrays indexed by slice row (row 0 = all traffic), so a batch folds in with a
 few ``np.bincount`` calls (:func:`fold`), two workers' counters merge by addition, a complement
 row is ``row 0 - row``, and the state is plain data (:meth:`Counters.to_state`: dtype, shape
-and bytes per array, with a format version; never pickle).
+and bytes per array, with a format version; never an executable format).
 
 >>> c = Counters("demo", {"n": np.zeros((3, 2))})
 >>> c.arrays["n"][0] += [1, 2]; c.arrays["n"][2] += [1, 0]
