@@ -11,6 +11,7 @@ over the wire against the real worker are in ``test_worker.py``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import pickle
 import zlib
 from collections import Counter
@@ -408,3 +409,41 @@ def test_a_tampered_checkpoint_is_refused_or_restores_a_unit_that_keeps_working(
             side.checkpoint(name)
             side.restore(name, blob)
     assert outcomes["refused"] > 10 and outcomes["restored"] > 10, outcomes
+
+
+class CrashingProducer(RecordingProducer):
+    """A producer whose process dies after ``left`` more records."""
+
+    def __init__(self, log: list[tuple[str, bytes | None]], left: int) -> None:
+        super().__init__()
+        self.log, self.left = log, left
+
+    async def send(self, topic: str, key: bytes, value: bytes | None, partition: int, timestamp: Any,
+                   headers: Any) -> Any:
+        if self.left <= 0:
+            raise ConnectionError("killed")
+        self.left -= 1
+        return await super().send(topic, key, value, partition, timestamp, headers)
+
+
+def test_a_checkpoint_torn_by_a_crash_leaves_the_previous_one_readable_after_compaction():
+    """A kill at any record of a checkpoint write: compaction keeps a complete checkpoint, old or new."""
+    g = LocalGroup(config(), {}, reference(), P, workers=1)
+    events = traffic()
+    side = g.sidecars["w0"]
+    feed(g, events[: len(events) // 4])
+    old = side.checkpoint("p0")
+    prod = RecordingProducer()
+    keys = asyncio.run(write_checkpoint(prod, "state", "grp", "p0", old, chunk_bytes=4096))
+    feed(g, events[len(events) // 4 : len(events) // 2])
+    new = side.checkpoint("p0")
+    n_chunks = -(-len(new) // 4096)
+    assert len(keys) > 2 and n_chunks > 2
+    base = list(prod.log)
+    # chunks, then the manifest, then one tombstone per chunk of the previous checkpoint
+    for sent in range(n_chunks + 1 + len(keys) + 1):
+        log = list(base)
+        with pytest.raises(ConnectionError) if sent <= n_chunks + len(keys) else contextlib.nullcontext():
+            asyncio.run(write_checkpoint(CrashingProducer(log, sent), "state", "grp", "p0", new, keys, chunk_bytes=4096))
+        data, _ = assemble(compacted(log), "grp", "p0")
+        assert data == (new if sent > n_chunks else old), f"killed after {sent} records"
