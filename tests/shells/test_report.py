@@ -439,6 +439,25 @@ def test_cli_usage_errors_exit_2_with_a_clear_message(files, tmp_path, capsys):
         assert not Path(out).exists()
 
 
+def test_a_pickle_given_as_snapshot_is_refused_and_never_run(files, tmp_path, capsys):
+    import pickle
+
+    marker = tmp_path / "pwned"
+
+    class Exploit:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    for name, blob in (("state.pkl", pickle.dumps(Exploit())), ("state.pkl.z", zlib.compress(pickle.dumps(Exploit())))):
+        snap = tmp_path / name
+        snap.write_bytes(blob)
+        out = tmp_path / "r.html"
+        rc = cli_main(["report", "--reference", str(files["reference"]), "--snapshot", str(snap), "--out", str(out)])
+        err = _err(capsys)
+        assert rc == 2 and "not a skewwatch engine snapshot" in err and "no SWST header" in err, err
+        assert not marker.exists() and not out.exists()
+
+
 def test_cli_argument_errors_exit_2(files, tmp_path, capsys):
     ref, snap, pred = str(files["reference"]), str(files["snapshot"]), str(files["predictions"])
     for argv in (["--reference", ref, "--out", "x.html"],  # neither --snapshot nor --predictions
