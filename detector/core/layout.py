@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from detector.core.binning import Bins
 from detector.core.events import Schema
 from detector.core.hourly import mix_profiles
 from detector.core.reference import CategoricalProfile, NumericProfile, Reference, coarse_groups
@@ -93,6 +94,7 @@ class Layout:
         self.num_sizes = sizes
         self.num_offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]])
         self.num_total = int(sizes.sum())
+        self.bins = Bins(blocks)  # fine bin lookup of every block at once (detector.core.binning)
         self.coarse = [coarse_groups(e) for e in blocks]  # fine bin -> coarse bin (missing excluded)
         self.n_num_blocks = len(blocks)  # numeric features + score
         # reference share per coarse bin and per fine bin
