@@ -53,11 +53,11 @@ class Bins:
 
     def index(self, XT: np.ndarray) -> np.ndarray:
         """``(k, n)`` values (one row per column) -> ``(k, n)`` int64 ``searchsorted(edges, x, "right")``."""
-        k, n = XT.shape
-        u = (XT - self.lo[:, None]) * self.scale[:, None]
-        np.clip(u, 0, self.grid - 1, out=u)
-        u[np.isnan(u)] = 0  # NaN: any cell (the check below fails)
-        cell = u.astype(np.int64)
+        with np.errstate(over="ignore", invalid="ignore"):  # huge values: clipped to the last cell
+            u = (XT - self.lo[:, None]) * self.scale[:, None]
+            np.clip(u, 0, self.grid - 1, out=u)
+            u[np.isnan(u)] = 0  # NaN: any cell (the check below fails)
+            cell = u.astype(np.int64)
         cell += self.table_off[:, None]
         guess = self.table[cell].astype(np.int64)
         pos = guess + self.ext_off[:, None]
