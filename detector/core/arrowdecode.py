@@ -29,7 +29,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pj
 
-from detector.core.events import PredictionBatch, Schema
+from detector.core.events import CodedColumn, PredictionBatch, Schema
 from detector.core.timeparse import parse_timestamps
 from detector.core.wire import text_of
 
@@ -74,6 +74,9 @@ class ArrowDecoder:
         try:
             msgs, buf = _lines(raws)
             table = self._read(buf, len(msgs))
+            if table is None and (buf.count(b"\n") > len(msgs) - 1 or b"\r" in buf):
+                msgs, buf = _one_line(raws, msgs)  # a message spanning lines: without it
+                table = self._read(buf, len(msgs))
             if table is None:
                 return None, list(range(n))
             b, bad = self._columns(table, msgs, min_epoch, max_id_bytes, max_value_bytes)
@@ -124,12 +127,13 @@ class ArrowDecoder:
         ok &= ~np.isnan(ts) & (ts >= min_epoch)
         nn = len(self.sch.numeric)
         num = np.empty((n, nn))
+        fcols = feats.flatten()  # children with the parent's nulls
         for j in range(nn):
-            c = feats.field(j)
+            c = fcols[j]
             num[:, j] = c.to_numpy(zero_copy_only=False)
             ok &= _valid(c)
         ok &= np.isfinite(num).all(axis=1)  # non-finite values and nulls: the other paths count them
-        cats = [feats.field(nn + j) for j in range(len(self.sch.categorical))]
+        cats = fcols[nn:]
         for c in cats:
             ok &= _valid(c) & _short(c, max_value_bytes)
         floats = {}
@@ -139,7 +143,7 @@ class ArrowDecoder:
             floats[k] = v
         for k in _STRINGS:
             ok &= _short(col[k], max_value_bytes)
-        sl = [slices.field(d) for d in self.slice_dims] if slices is not None else []
+        sl = [slices.flatten()[slices.type.get_field_index(d)] for d in self.slice_dims] if slices is not None else []
         for c in sl:
             ok &= _short(c, max_value_bytes)
         if not ok.all():
@@ -246,13 +250,17 @@ def _lines(raws: Sequence[Any]) -> tuple[list[int], bytes]:
     else:
         s, e = starts[ok], ends[ok]
         ok[ok] = (a[s] == _OPEN) & (a[e - 1] == _CLOSE)
-    if buf.count(b"\n") != len(raws) - 1 or b"\r" in buf:  # a message spanning lines
-        ok &= np.fromiter((b"\n" not in r and b"\r" not in r for r in raws), bool, len(raws))
     if not ok.all():
         keep = np.flatnonzero(ok).tolist()
         msgs = [msgs[i] for i in keep]
         buf = b"\n".join([raws[i] for i in keep])
     return msgs, buf
+
+
+def _one_line(raws: Sequence[Any], msgs: list[int]) -> tuple[list[int], bytes]:
+    """The messages of ``msgs`` without a line break inside, joined."""
+    keep = [i for i in msgs if b"\n" not in raws[i] and b"\r" not in raws[i]]
+    return keep, b"\n".join([raws[i] for i in keep])
 
 
 def _valid(a: pa.Array) -> np.ndarray:
@@ -276,10 +284,9 @@ def _short(a: pa.Array, max_bytes: int) -> np.ndarray | bool:
 
 
 def _pylist(a: pa.Array) -> list[Any]:
-    """A low-cardinality string column as a list whose equal values are one Python object."""
+    """A low-cardinality string column as a list that carries its dictionary encoding (distinct
+    values in order of first appearance, null included)."""
     if a.null_count == len(a):
         return [None] * len(a)
-    enc = a.dictionary_encode()
-    values = enc.dictionary.to_pylist() + [None]
-    idx = enc.indices.fill_null(len(values) - 1).to_numpy(zero_copy_only=False)
-    return list(map(values.__getitem__, idx.tolist()))
+    enc = a.dictionary_encode(null_encoding="encode")
+    return CodedColumn(enc.dictionary.to_pylist(), enc.indices.to_numpy(zero_copy_only=False).astype(np.int64))

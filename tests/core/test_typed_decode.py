@@ -50,7 +50,7 @@ _value = st.one_of(st.none(), st.booleans(), st.integers(-5, 5), st.sampled_from
 _change = st.sampled_from([
     "drop_feature", "feature_value", "extra_feature", "ts_string", "ts_millis", "ts_bad", "id_int", "id_empty",
     "other_model", "decision_bool", "version_int", "fallback_int", "slices_extra", "slice_number", "no_score",
-    "prediction_instead", "override", "baseline", "features_null", "extra_top", "ts_null", "model_null",
+    "prediction_instead", "override", "baseline", "features_null", "extra_top", "ts_null", "model_null", "slices_null",
 ])
 _form = st.sampled_from(["compact", "spaced", "indent", "trailing_space", "leading_space", "two_objects", "empty"])
 
@@ -82,6 +82,8 @@ def _orjson_ok(e: dict) -> bool:
 
 def mutate(e: dict, change: str, v, i: int) -> dict:
     f = e["features"] if type(e["features"]) is dict else {}
+    if change in ("slices_extra", "slice_number") and type(e["slices"]) is not dict:
+        e["slices"] = {}
     if change == "drop_feature":
         f.pop(["amount", "age", "country", "device"][i % 4], None)
     elif change == "feature_value":
@@ -127,6 +129,8 @@ def mutate(e: dict, change: str, v, i: int) -> dict:
         e["ts"] = None
     elif change == "model_null":
         e["model"] = None
+    elif change == "slices_null":
+        e["slices"] = None
     return e
 
 
@@ -146,14 +150,24 @@ def run(ref, msgs: list[bytes], mode: str, labels: list[bytes]):
 
 
 def state(eng):
+    """What the engine holds, with slice rows in the order of their labels: the paths fold events in
+    another order (columnar, then typed, then general), so new slice values may get other codes."""
     ms = eng.models["m"]
-    wins = {s: {a: getattr(w, a) for a in ARRAYS} | {"unseen": [sorted(u.items()) for u in w.unseen], "unexpected": w.unexpected,
+    lay = ms.layout
+    active = lay.active_rows()
+    order = active[np.argsort([json.dumps(lay.row_label(int(r)), sort_keys=True) for r in active], kind="stable")]
+
+    def rows(w, a):
+        v = getattr(w, a)
+        return v[order] if v.ndim >= 2 and v.shape[0] == lay.n_rows else v
+
+    wins = {s: {a: rows(w, a) for a in ARRAYS} | {"unseen": [sorted(u.items()) for u in w.unseen], "unexpected": w.unexpected,
                                                                "versions": w.versions, "decisions": w.decisions,
                                                                "thresholds": w.thresholds, "reasons": w.reasons}
             for s, w in ms.windows.items()}
     c = eng.counters
     join = eng.outcomes.join
-    return {"windows": wins, "vocab": [v.values for v in ms.layout.vocabs], "counters": (c.predictions, c.late, c.invalid,
+    return {"windows": wins, "vocab": [sorted(v.values) for v in ms.layout.vocabs], "counters": (c.predictions, c.late, c.invalid,
             c.clipped), "join": (dict(join.counters), sorted(join.store.index)), "models": sorted(eng.models),
             "cands": np.nan_to_num(ms.cands, nan=-12345.0).tolist()}
 
@@ -220,7 +234,10 @@ def test_clean_batches_take_the_columnar_path(ref):
     pretty = json.dumps(clean(8), indent=1).encode()
     msgs = [orjson.dumps(clean(i)) for i in range(40)] + [orjson.dumps(e), pretty, b"", b"[]"]
     b, rest = eng._arrow_decode(msgs)  # noqa: SLF001
-    assert b.n == 40 and rest == [40, 41, 42, 43]  # absent feature, lines, empty, envelope: the other paths
+    assert b.n == 41 and rest == [40, 42, 43]  # absent feature, empty, envelope: the other paths (a pretty one is fine)
+    two = orjson.dumps(clean(9)) + b"\n" + orjson.dumps(clean(10))  # two events in one message: not JSON
+    b, rest = eng._arrow_decode(msgs[:40] + [two])  # noqa: SLF001
+    assert b.n == 40 and rest == [40]
     assert eng._arrow_decode(msgs[:38] + [b'{"prediction_id": "x", "ts": true}'])[0] is None  # noqa: SLF001 - refused
 
 
@@ -236,3 +253,19 @@ def test_feature_names_that_are_not_identifiers(ref):
     typed, rest = eng._typed_decode(evs)  # noqa: SLF001
     assert len(typed.events) == 100 and rest == []
     assert eng.counters.predictions == 100 and eng.models["m"].layout.vocabs[0].values == ["a", "b"]
+
+
+@settings(max_examples=100, deadline=None)
+@given(vals=st.lists(st.sampled_from(["a", "b", "c", "d", None, "__other__", "e"]), max_size=40),
+       seed=st.lists(st.sampled_from(["a", "x"]), max_size=2, unique=True), top_k=st.integers(1, 4))
+def test_a_coded_column_gets_the_codes_of_its_plain_list(vals, seed, top_k):
+    import pyarrow as pa
+
+    from detector.core.arrowdecode import _pylist
+    from detector.core.layout import SliceVocab
+
+    col = _pylist(pa.array(vals, type=pa.string()))
+    assert list(col) == vals
+    plain, coded = SliceVocab("d", top_k, list(seed)), SliceVocab("d", top_k, list(seed))
+    assert plain.codes(list(vals)).tolist() == coded.codes(col).tolist()
+    assert (plain.values, plain.overflow) == (coded.values, coded.overflow)
