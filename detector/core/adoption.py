@@ -118,6 +118,13 @@ class Adoption:
         """The last closed window's adoption numbers per slice key (``""`` = all traffic)."""
         return dict(self.last.get(model, {}))
 
+    def to_state(self) -> dict[str, Any]:
+        return {"last": self.last}  # the capacities come from the config
+
+    def load_state(self, st: dict[str, Any]) -> None:
+        if isinstance(st, dict) and isinstance(st.get("last"), dict):
+            self.last = st["last"]
+
 
 def _capacity(cap: float, acted: np.ndarray, decided: np.ndarray, share: np.ndarray, b_share: np.ndarray | None,
               b_dec: np.ndarray | None, src: str, v: View, st: DetectorSettings) -> list[Result]:
@@ -275,10 +282,23 @@ class RulesBaseline:
         return dict(self.last.get(model, {}))
 
     def to_state(self) -> dict[str, Any]:
-        return {"open": self.open, "done": self.done, "last": self.last}
+        return {"open": [[m, s, a] for (m, s), a in self.open.items()],
+                "done": {m: [[s, a] for s, a in lst] for m, lst in self.done.items()}, "last": self.last}
 
     def load_state(self, st: dict[str, Any]) -> None:
-        self.open, self.done, self.last = st["open"], st["done"], st["last"]
+        from detector.core.state import check
+
+        check(isinstance(st, dict) and isinstance(st.get("open"), list) and isinstance(st.get("done"), dict)
+              and isinstance(st.get("last"), dict), "rules baseline state")
+        n = len(_BC)
+
+        def arr(a: Any) -> np.ndarray:
+            check(isinstance(a, np.ndarray) and a.ndim == 2 and a.shape[1] == n, "rules baseline counts")
+            return a.astype(np.float64)
+
+        self.open = {(str(m), float(s)): arr(a) for m, s, a in st["open"]}
+        self.done = {str(m): [(float(s), arr(a)) for s, a in lst][-KEEP_DONE:] for m, lst in st["done"].items()}
+        self.last = st["last"]
 
 
 def _fold(arr: np.ndarray, ridx: np.ndarray, pred: np.ndarray, bpred: np.ndarray, y: np.ndarray, w: float) -> None:

@@ -31,10 +31,12 @@ Binned metrics and their error (scores are binned on ``[0, 1]`` in 100 bins of w
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from detector.core.labels import N_DELAY
+from detector.core.state import check, load_arrays
 
 __all__ = ["Cohort", "C", "N_REL", "N_HIST", "binned_auc", "auc_se", "average_precision", "ece", "brier",
            "best_threshold", "fold", "score_bins"]
@@ -134,6 +136,24 @@ class Cohort:
             self.hist += fold(r, self.rows, 2 * N_HIST, hb, ww).reshape(self.rows, 2, N_HIST)
         if delay_bin is not None:
             self.delay += fold(ridx, self.rows, N_DELAY, delay_bin, weight)
+
+    def to_state(self) -> dict[str, Any]:
+        return {"start": self.start, "end": self.end, "cnt": self.cnt, "rel": self.rel, "hist": self.hist, "delay": self.delay,
+                "versions": dict(self.versions), "input_kinds": sorted(self.input_kinds), "horizon": self.horizon,
+                "late": self.late, "in_baseline": self.in_baseline, "label_suspect": self.label_suspect}
+
+    @classmethod
+    def from_state(cls, st: dict[str, Any], rows: int) -> Cohort:
+        """A cohort of ``rows`` slice rows from :meth:`to_state` (arrays must fit)."""
+        check(isinstance(st, dict), "cohort state must be a dict")
+        c = cls(float(st["start"]), float(st["end"]), rows)
+        load_arrays(c, st, ("cnt", "rel", "hist", "delay"), "cohort")
+        check(isinstance(st["versions"], dict) and isinstance(st["input_kinds"], list), "cohort versions / input kinds")
+        c.versions = {str(k): int(v) for k, v in st["versions"].items()}
+        c.input_kinds = {str(k) for k in st["input_kinds"]}
+        c.horizon, c.late = float(st["horizon"]), int(st["late"])
+        c.in_baseline, c.label_suspect = bool(st["in_baseline"]), bool(st["label_suspect"])
+        return c
 
     def merge(self, other: Cohort) -> None:
         if (other.start, other.end, other.rows) != (self.start, self.end, self.rows):

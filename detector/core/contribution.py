@@ -135,7 +135,8 @@ class SliceContribution:
         return {"last": self.last}
 
     def load_state(self, st: dict[str, Any]) -> None:
-        self.last = st["last"]
+        if isinstance(st, dict) and isinstance(st.get("last"), dict):
+            self.last = st["last"]
 
 
 def contributions_for(engine: Any, model: str) -> dict[str, Any]:

@@ -303,12 +303,34 @@ class CounterexampleLibrary:
         return rec
 
     def to_state(self) -> dict[str, Any]:
-        return {"cands": self.cands, "records": self.records, "pending": self.pending,
-                "latest": {k: list(v) for k, v in self.latest.items()}}
+        """Candidates, their records, unsent and recent records (the served-feature rings are not state)."""
+        return {"cands": [[m, s, [[r, t, [[it.margin, it.pid] for it in h]] for (r, t), h in lists.items()]]
+                          for (m, s), lists in self.cands.items()],
+                "records": [[m, s, recs] for (m, s), recs in self.records.items()],
+                "pending": list(self.pending), "latest": {k: list(v) for k, v in self.latest.items()}}
 
     def load_state(self, st: dict[str, Any]) -> None:
-        self.cands, self.records, self.pending = st["cands"], st["records"], st["pending"]
-        self.latest = {k: deque(v, maxlen=KEEP_COHORTS) for k, v in st["latest"].items()}
+        from detector.core.state import check
+
+        check(isinstance(st, dict) and isinstance(st.get("cands"), list) and isinstance(st.get("records"), list)
+              and isinstance(st.get("pending"), list) and isinstance(st.get("latest"), dict), "counterexample state")
+        cands: dict[tuple[str, float], dict[tuple[int, int], list[_Item]]] = {}
+        for m, s, lists in st["cands"]:
+            check(isinstance(lists, list), "counterexample candidate lists")
+            key = (str(m), float(s))
+            cands[key] = {}
+            for r, t, items in lists:
+                h = [_Item(float(mg), str(pid)) for mg, pid in items][: self.keep]
+                heapq.heapify(h)
+                cands[key][(int(r), int(t))] = h
+        records: dict[tuple[str, float], dict[str, dict[str, Any]]] = {}
+        for m, s, recs in st["records"]:
+            check(isinstance(recs, dict) and all(isinstance(v, dict) for v in recs.values()), "counterexample records")
+            records[(str(m), float(s))] = recs
+        self.cands, self.records = cands, records
+        self.pending = [r for r in st["pending"] if isinstance(r, dict)]
+        self.latest = {str(k): deque([b for b in v if isinstance(b, list)], maxlen=KEEP_COHORTS)
+                       for k, v in st["latest"].items() if isinstance(v, list)}
 
 
 class _Item:
@@ -321,12 +343,6 @@ class _Item:
 
     def __lt__(self, other: _Item) -> bool:  # "ranks below"
         return (self.margin, other.pid) < (other.margin, self.pid)
-
-    def __getstate__(self) -> tuple[float, str]:
-        return self.margin, self.pid
-
-    def __setstate__(self, st: tuple[float, str]) -> None:
-        self.margin, self.pid = st
 
 
 def _feature_order(lay: Any) -> list[int]:

@@ -16,8 +16,6 @@ mergeable across workers (``merge``).
 from __future__ import annotations
 
 import math
-import pickle
-import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,17 +33,26 @@ from detector.core.events import (
 from detector.core.fastdecode import TypedDecoder
 from detector.core.ingest import Ingest, gc_paused
 from detector.core.layout import SCORE, Layout
+from detector.core.partials import (
+    Partial,
+    check_window_fits,
+    partial_events,
+    remap,
+    remap_candidates,
+    row_map,
+    row_map_values,
+)
 from detector.core.reference import Reference, value_share
 from detector.core.seasonal import SeasonalBaseline
 from detector.core.select import Finding, select_findings
 from detector.core.served import ServedTotals
 from detector.core.settings import DetectorSettings
+from detector.core.state import StateError
 from detector.core.window import N_CAND, RATE, WindowCounts
 from detector.core.wire import row_error
 
 __all__ = ["Engine", "EngineError", "gc_paused"]
 
-SNAPSHOT_VERSION = 2  # 2: override counts in the window rates
 
 
 class EngineError(ValueError):
@@ -68,6 +75,24 @@ class Counters:
     def count_errors(self, errors: list[EventError]) -> None:
         for e in errors:
             self.invalid[e.reason] = self.invalid.get(e.reason, 0) + 1
+
+    def to_state(self) -> dict[str, Any]:
+        return {k: (dict(v) if isinstance(v, dict) else v) for k, v in vars(self).items()}
+
+    @classmethod
+    def from_state(cls, st: dict[str, Any]) -> Counters:
+        c = cls()
+        for k, cur in vars(cls()).items():  # unknown keys are ignored, missing ones keep their default
+            if k not in st:
+                continue
+            v = st[k]
+            if isinstance(cur, dict):
+                if not isinstance(v, dict):
+                    raise StateError(f"counters: {k} must be a dict")
+                setattr(c, k, {str(a): int(b) for a, b in v.items()})
+            else:
+                setattr(c, k, type(cur)(v))
+        return c
 
     def count_clipped(self, clipped: dict[str, int]) -> None:
         for k, v in clipped.items():
@@ -139,12 +164,12 @@ class ModelState:
 def _make_detectors(settings: DetectorSettings, n: int) -> list[Any]:
     if settings.change_detector == "none":
         return []
-    from river import drift
+    from detector.core.drift_state import ADWIN, PageHinkley  # river's, with plain restorable state
 
     delta = settings.change_detector_delta / max(n, 1)  # Bonferroni across the model's series
     if settings.change_detector == "adwin":
-        return [drift.ADWIN(delta=delta) for _ in range(n)]
-    return [drift.PageHinkley(delta=0.005, threshold=50.0) for _ in range(n)]
+        return [ADWIN(delta=delta) for _ in range(n)]
+    return [PageHinkley(delta=0.005, threshold=50.0) for _ in range(n)]
 
 
 class Engine(Ingest):
@@ -163,6 +188,7 @@ class Engine(Ingest):
         self.alerts = AlertManager(self.settings)
         self.counters = Counters()
         self.watermark = float("-inf")
+        self.now: float | None = None  # a live driver's wall clock: "future" is then ahead of it (+ max_future)
         self.high_water = float("-inf")  # largest accepted prediction ts
         self.closed_before = float("-inf")  # windows starting before this are closed
         self.outcomes: Any = None  # label join / outcome monitors (attached by detector.core.outcomes)
@@ -211,12 +237,14 @@ class Engine(Ingest):
         errors: list[EventError] = []
         ts = b.ts
         anchor = self.high_water if math.isfinite(self.high_water) else float(np.median(ts))
+        if self.now is not None:  # live: ahead of the wall clock (a lone far-future event cannot anchor anything)
+            anchor = self.now
         future = ts > anchor + st.max_future
         if future.any():
             for i in np.flatnonzero(future).tolist():
                 errors.append(_row_error(
-                    "future_timestamp", f"ts is {(ts[i] - anchor) / 3600:.1f} h ahead of the stream; check the producer clock",
-                    raws, b, i))
+                    "future_timestamp", f"ts is {(ts[i] - anchor) / 3600:.1f} h ahead of the "
+                    f"{'wall clock' if self.now is not None else 'stream'}; check the producer clock", raws, b, i))
         W = st.window
         starts = np.floor(ts / W) * W
         late = starts < self.closed_before
@@ -303,24 +331,28 @@ class Engine(Ingest):
         """Merge one worker's partial window (aggregator side)."""
         ms = self.models.get(p.model)
         if ms is None:
-            ms = self._model(p.model, [])
+            ms = self._model(p.model, [{"slices": dict.fromkeys(p.dims)}])  # dims as the sender discovered them
             if ms is None:
                 raise EngineError(f"partial for model {p.model!r}, which has no reference here")
             for voc, values in zip(ms.layout.vocabs, p.vocab_values, strict=False):
                 voc.codes(list(values))
         w = p.window
         if w.start < self.closed_before:
-            self.counters.late += _partial_events(w, ms.layout)
+            self.counters.late += partial_events(w, ms.layout)
             return
-        rowmap = _row_map_values(p.dims, p.vocab_values, ms.layout)
-        remapped = _remap(w, rowmap, ms.layout)
-        _remap_candidates(remapped, p.cands, ms)
+        try:
+            check_window_fits(w, p.dims, ms.layout, p.cands, ms.cands)
+        except StateError as exc:
+            raise EngineError(str(exc)) from exc
+        rowmap = row_map_values(p.dims, p.vocab_values, ms.layout)
+        remapped = remap(w, rowmap, ms.layout)
+        remap_candidates(remapped, p.cands, ms)
         cur = ms.windows.get(w.start)
         if cur is None:
             ms.windows[w.start] = remapped
         else:
             cur.merge(remapped)
-        self.counters.predictions += _partial_events(remapped, ms.layout)
+        self.counters.predictions += partial_events(remapped, ms.layout)
         self.high_water = max(self.high_water, w.max_ts)
 
     def flush(self) -> list[Alert]:
@@ -402,71 +434,37 @@ class Engine(Ingest):
 
     # ------------------------------------------------------------------ state
     def snapshot(self) -> bytes:
-        """All state as bytes (zlib-compressed pickle of plain data and numpy arrays)."""
-        models = {}
-        for name, ms in self.models.items():
-            models[name] = {
-                "dims": ms.layout.dims,
-                "vocabs": [(v.values, v.overflow) for v in ms.layout.vocabs],
-                "windows": ms.windows, "seasonal": ms.seasonal, "cands": ms.cands, "cand_ref": ms.cand_ref,
-                "detectors": ms.detectors, "shift_active": ms.shift_active, "versions": ms.versions,
-                "last_version": ms.last_version,
-                "last_window": ms.last_window, "last_stats": ms.last_stats, "last_summary": ms.last_summary,
-            }
-        state = {
-            "version": SNAPSHOT_VERSION, "settings": self.settings.model_dump(), "models": models,
-            "alerts": self.alerts.to_state(), "counters": self.counters, "watermark": self.watermark,
-            "high_water": self.high_water, "closed_before": self.closed_before,
-            "outcomes": self.outcomes.to_state() if self.outcomes is not None else None,
-        }
-        return zlib.compress(pickle.dumps(state, protocol=5), 3)
+        """All state as a versioned plain-data blob (:mod:`detector.core.state`)."""
+        from detector.core.snapshot import engine_snapshot
+
+        return engine_snapshot(self)
 
     def restore(self, data: bytes) -> None:
-        """Load a snapshot taken by an engine with the same references (trusted bytes only)."""
-        try:
-            state = pickle.loads(zlib.decompress(data))
-        except Exception as exc:  # noqa: BLE001 - any corruption is the same error to the caller
-            raise EngineError(f"snapshot is unreadable ({type(exc).__name__}); discard it and start fresh") from exc
-        if state.get("version") != SNAPSHOT_VERSION:
-            raise EngineError(f"snapshot version {state.get('version')} is not {SNAPSHOT_VERSION}")
-        self.models = {}
-        for name, m in state["models"].items():
-            ref = self.reference_for(name)
-            if ref is None:
-                raise EngineError(f"snapshot has model {name!r} but no reference is configured for it")
-            ms = ModelState(name, ref, self.settings, m["dims"])
-            for voc, (values, overflow) in zip(ms.layout.vocabs, m["vocabs"], strict=True):
-                voc.values = list(values)
-                voc.overflow = overflow
-                voc.__post_init__()
-            ms.windows, ms.seasonal, ms.cands, ms.cand_ref = m["windows"], m["seasonal"], m["cands"], m["cand_ref"]
-            ms.detectors, ms.shift_active, ms.versions = m["detectors"], m["shift_active"], m["versions"]
-            ms.last_version = m["last_version"]
-            ms.last_window = m.get("last_window")
-            ms.last_stats, ms.last_summary = m.get("last_stats") or {}, m.get("last_summary") or {}
-            self.models[name] = ms
-        self.alerts.load_state(state["alerts"])
-        self.counters = state["counters"]
-        self.watermark, self.high_water, self.closed_before = state["watermark"], state["high_water"], state["closed_before"]
-        if self.outcomes is not None and state.get("outcomes") is not None:
-            self.outcomes.load_state(state["outcomes"])
+        """Load a :meth:`snapshot` taken with the same references; :class:`EngineError` if it is not one.
+
+        Safe for untrusted bytes: nothing is executed, sizes are bounded by the input, shapes are
+        checked against this engine's layouts. After an error the engine must be discarded.
+        """
+        from detector.core.snapshot import engine_restore
+
+        engine_restore(self, data)
 
     def merge_windows(self, other: Engine) -> None:
         """Add another worker's open windows (its partitions) into this engine's, per model."""
         for name, oms in other.models.items():
             ms = self.models.get(name)
             if ms is None:
-                ms = self._model(name, [])
+                ms = self._model(name, [{"slices": dict.fromkeys(oms.layout.dims)}])
                 if ms is None:
                     raise EngineError(f"cannot merge model {name!r}: no reference configured here")
-            rowmap = _row_map(oms.layout, ms.layout)
+            rowmap = row_map(oms.layout, ms.layout)
             for s, ow in oms.windows.items():
                 w = ms.windows.get(s)
                 if w is None:
                     w = WindowCounts.empty(ms.layout, ow.start, ow.end)
                     ms.windows[s] = w
-                remapped = _remap(ow, rowmap, ms.layout)
-                _remap_candidates(remapped, oms.cands, ms)
+                remapped = remap(ow, rowmap, ms.layout)
+                remap_candidates(remapped, oms.cands, ms)
                 w.merge(remapped)
         self.high_water = max(self.high_water, other.high_water)
 
@@ -490,112 +488,6 @@ def _gauges(lay: Layout, v: Any, results: list[Any]) -> dict[tuple[str, str, str
                 continue
             thr = thr_arr[i] if thr_arr is not None else float(r.threshold)
             out[(r.kind, r.statistic, feat, keys[k])] = (val, labels[k], thr)
-    return out
-
-
-@dataclass
-class Partial:
-    """One worker's counts for one closed window, with what is needed to re-key its rows."""
-
-    model: str
-    dims: list[str]
-    vocab_values: list[list[str]]
-    cands: np.ndarray
-    window: WindowCounts
-
-    @classmethod
-    def of(cls, ms: ModelState, w: WindowCounts) -> Partial:
-        return cls(ms.name, list(ms.layout.dims), [list(v.values) for v in ms.layout.vocabs], ms.cands.copy(), w)
-
-    def to_bytes(self) -> bytes:
-        return zlib.compress(pickle.dumps(self, protocol=5), 1)
-
-    @staticmethod
-    def from_bytes(b: bytes) -> Partial:
-        p = pickle.loads(zlib.decompress(b))
-        if not isinstance(p, Partial):
-            raise EngineError("not a skewwatch window partial")
-        return p
-
-
-def _partial_events(w: WindowCounts, lay: Layout) -> int:
-    """Events in a window that has not been finalised (row 0 is filled at close)."""
-    if not lay.dims:
-        return int(w.rates[0, 0])
-    off = lay.row_offset(0)
-    return int(w.rates[off : off + lay.top_k + 1, 0].sum())
-
-
-def _row_map_values(dims: list[str], vocab_values: list[list[str]], dst: Layout) -> np.ndarray:
-    """Row index in ``dst`` for every row of a partial laid out with ``dims``/``vocab_values``."""
-    top_k = dst.top_k
-    m = np.zeros(1 + len(dims) * (top_k + 1), dtype=np.int64)
-    for d, dim in enumerate(dims):
-        if dim not in dst.dims:
-            raise EngineError(f"cannot merge: slice dimension {dim!r} is not in the destination layout {dst.dims}")
-        dd = dst.dims.index(dim)
-        values = vocab_values[d]
-        for code in range(top_k + 1):
-            if code < len(values):
-                tgt = int(dst.vocabs[dd].codes([values[code]])[0])
-            else:
-                tgt = top_k
-            m[1 + d * (top_k + 1) + code] = dst.row_offset(dd) + tgt
-    return m
-
-
-def _remap_candidates(w: WindowCounts, cands: np.ndarray, ms: ModelState) -> None:
-    """Re-key exact-value candidate counts by value (workers discover candidates independently)."""
-    if np.array_equal(cands, ms.cands, equal_nan=True):
-        return
-    out = np.zeros_like(w.cand)
-    for j in range(cands.shape[0]):
-        for c in range(cands.shape[1]):
-            v = cands[j, c]
-            if np.isnan(v):
-                continue
-            hit = np.flatnonzero(ms.cands[j] == v)
-            if hit.size == 0:
-                free = np.flatnonzero(np.isnan(ms.cands[j]))
-                if free.size == 0:
-                    continue
-                k = int(free[0])
-                ms.cands[j, k] = v
-                ms.cand_ref[j, k] = value_share(ms.layout.num_all_profiles[j], float(v))
-            else:
-                k = int(hit[0])
-            out[:, j, k] += w.cand[:, j, c]
-    w.cand = out
-
-
-def _row_map(src: Layout, dst: Layout) -> np.ndarray:
-    """Row index in ``dst`` for every row of ``src`` (admitting values into dst's vocab)."""
-    m = np.zeros(src.n_rows, dtype=np.int64)
-    for d, dim in enumerate(src.dims):
-        if dim not in dst.dims:
-            raise EngineError(f"cannot merge: slice dimension {dim!r} is not in the destination layout {dst.dims}")
-        dd = dst.dims.index(dim)
-        dvoc = dst.vocabs[dd]
-        for code in range(src.top_k + 1):
-            label = src.vocabs[d].label(code)
-            if label == "__other__" or code >= len(src.vocabs[d].values):
-                tgt = dst.top_k
-            else:
-                tgt = int(dvoc.codes([label])[0])
-            m[src.row_offset(d) + code] = dst.row_offset(dd) + tgt
-    return m
-
-
-def _remap(w: WindowCounts, rowmap: np.ndarray, lay: Layout) -> WindowCounts:
-    out = WindowCounts.empty(lay, w.start, w.end)
-    for name in ("num", "cat", "nz", "slog", "slog2", "sx", "cand", "rates", "lat"):
-        np.add.at(getattr(out, name), rowmap, getattr(w, name))
-    out.absent, out.type_err, out.nonfinite = w.absent.copy(), w.type_err.copy(), w.nonfinite.copy()
-    out.unseen = [dict(d) for d in w.unseen]
-    out.unexpected, out.thresholds = dict(w.unexpected), dict(w.thresholds)
-    out.versions, out.decisions = dict(w.versions), dict(w.decisions)
-    out.reasons = {k: dict(d) for k, d in w.reasons.items()}
-    out.late, out.max_ts = w.late, w.max_ts
     return out
 
 

@@ -313,18 +313,36 @@ class RingStore:
         return st
 
     def load_state(self, st: dict[str, Any]) -> None:
-        self.ttl, self.max_pending, self.evicted, self.dims = st["ttl"], st["max_pending"], st["evicted"], st["dims"]
-        n = len(st["ids"])
+        """Restore from :meth:`to_state`. TTL and bound stay this store's (the config may have changed);
+        a state holding more than ``max_pending`` records keeps the newest."""
+        from detector.core.state import check
+
+        check(isinstance(st, dict) and isinstance(st.get("ids"), list), "pending store state")
+        ids = st["ids"]
+        n = len(ids)
+        dims = int(st["dims"])
+        check(0 <= dims <= 64, f"pending store with {dims} slice dimensions")
+        check(all(i is None or isinstance(i, str) for i in ids), "pending store ids must be str (or None for a dead slot)")
+        cols = {}
+        for name, dt in _COLS:
+            a = st.get(name)
+            if a is None and name == "aux":  # "aux" is newer than some states
+                a = np.full(n, -1, dtype=dt)
+            check(isinstance(a, np.ndarray) and a.shape == (n,), f"pending store column {name} of {n} records")
+            cols[name] = a.astype(dt)
+        codes = st.get("codes")
+        check(isinstance(codes, np.ndarray) and codes.shape == (n, dims), "pending store slice codes")
+        keep = slice(max(0, n - self.max_pending), n)
+        ids = ids[keep]
+        n = len(ids)
+        self.evicted, self.dims = int(st["evicted"]), max(self.dims, dims)
         self._alloc(max(min(1 << 14, self.max_pending), n))
         for name, _ in _COLS:
-            if name in st:  # "aux" is newer than some snapshots
-                getattr(self, name)[:n] = st[name]
-            elif name == "aux":
-                self.aux[:n] = -1
-        self.codes[:n] = st["codes"]
-        self.ids[:n] = st["ids"]
+            getattr(self, name)[:n] = cols[name][keep]
+        self.codes[:n, :dims] = codes[keep].astype(np.int16)
+        self.ids[:n] = ids
         self.head, self.size = 0, n
-        self.index = {i: s for s, i in enumerate(st["ids"]) if i is not None}
+        self.index = {i: s for s, i in enumerate(ids) if i is not None}
 
 
 @dataclass
@@ -499,8 +517,22 @@ class LabelJoin:
                 "counters": dict(self.counters), "early_hold": self.early_hold, "max_early": self.max_early}
 
     def load_state(self, st: dict[str, Any]) -> None:
+        """Restore from :meth:`to_state` (hold time and bounds stay this join's, from the config)."""
+        from detector.core.state import check
+
+        check(isinstance(st, dict) and isinstance(st.get("early"), dict) and isinstance(st.get("counters"), dict),
+              "label join state")
+        early = {}
+        for k, v in st["early"].items():
+            check(isinstance(v, list) and len(v) == 3, "held early label")
+            early[str(k)] = [float(x) for x in v]
+        while len(early) > self.max_early:
+            del early[next(iter(early))]
+        total = sum(map(early_cost, early))
+        while early and total > self.max_early_bytes:
+            total -= early_cost(old := next(iter(early)))
+            del early[old]
         self.store.load_state(st["store"])
-        self.early = {k: list(v) for k, v in st["early"].items()}
+        self.early = early
+        self.counters = {**dict.fromkeys(_COUNTERS, 0), **{k: int(st["counters"][k]) for k in _COUNTERS if k in st["counters"]}}
         self.early_bytes = sum(map(early_cost, self.early))
-        self.counters = dict(st["counters"])
-        self.early_hold, self.max_early = st["early_hold"], st["max_early"]

@@ -80,6 +80,20 @@ class SliceVocab:
             return self.top_k
         return self._codes.get(value)
 
+    def to_state(self) -> dict[str, Any]:
+        return {"values": list(self.values), "overflow": self.overflow}
+
+    def load_state(self, st: dict[str, Any]) -> None:
+        """Restore the admitted values (in code order) and the overflow count."""
+        values = st.get("values") if isinstance(st, dict) else None
+        if not isinstance(values, list) or not all(isinstance(v, str) for v in values) or len(values) > self.top_k:
+            raise ValueError(f"slice vocabulary state of {self.dim!r} must list at most {self.top_k} str values")
+        if len(set(values)) != len(values):
+            raise ValueError(f"slice vocabulary state of {self.dim!r} repeats a value")
+        self.values = list(values)
+        self.overflow = int(st.get("overflow", 0))
+        self.__post_init__()
+
 
 class Layout:
     """Feature order, bins and slice rows of one model (derived from its reference)."""

@@ -95,7 +95,7 @@ class _Model:
     """Outcome state of one model."""
 
     def __init__(self, idx: int, name: str, layout: Any, ref: Any, costs: tuple[Any, Any, Any], river_delta: float) -> None:
-        from river import drift
+        from detector.core.drift_state import ADWIN  # river's, with plain restorable state
 
         self.idx, self.name, self.layout, self.ref = idx, name, layout, ref
         self.costs = costs
@@ -109,7 +109,7 @@ class _Model:
         self.arrivals = np.zeros((R, 2))
         self.arr_hist: deque[np.ndarray] = deque()
         self.first_ts = math.inf
-        self.adwin = drift.ADWIN(delta=river_delta)
+        self.adwin = ADWIN(delta=river_delta)
         self.latched = False
         self.delay_unsettled = False  # a delay shift was seen and the maturity is still rising
         self.stats: dict[str, Any] = {}
@@ -524,29 +524,47 @@ class OutcomeMonitor:
 
     # ------------------------------------------------------------------ state
     def to_state(self) -> dict[str, Any]:
+        """Plain data (see :mod:`detector.core.state`); the river ADWIN through its inputs."""
+        from detector.core.drift_state import detector_to_state
+
         models = {}
         for name, m in self.models.items():
-            models[name] = {"idx": m.idx, "open": m.open, "done": m.done, "delay_all": m.delay_all, "arrivals": m.arrivals,
-                            "arr_hist": list(m.arr_hist), "first_ts": m.first_ts, "delay_cls": m.delay_cls,
-                            "delay_total": m.delay_total, "delay_sum": m.delay_sum, "delay_unsettled": m.delay_unsettled, "adwin": m.adwin, "latched": m.latched,
-                            "stats": m.stats}
+            models[name] = {"idx": m.idx, "open": [c.to_state() for c in m.open.values()],
+                            "done": [c.to_state() for c in m.done.values()], "delay_all": m.delay_all,
+                            "arrivals": m.arrivals, "arr_hist": list(m.arr_hist), "first_ts": m.first_ts,
+                            "delay_cls": m.delay_cls, "delay_total": m.delay_total, "delay_sum": m.delay_sum,
+                            "delay_unsettled": m.delay_unsettled, "adwin": detector_to_state(m.adwin),
+                            "latched": m.latched, "stats": m.stats}
         return {"join": self.join.to_state(), "models": models, "now": self.now, "parity": self.parity.to_state(),
                 "listeners": [lis.to_state() for lis in self.listeners]}
 
     def load_state(self, state: dict[str, Any]) -> None:
+        from detector.core.drift_state import detector_from_state
+        from detector.core.state import check, load_arrays
+
+        check(isinstance(state, dict) and isinstance(state.get("models"), dict), "outcome monitor state")
         self.join.load_state(state["join"])
-        self.now = state["now"]
+        self.now = float(state["now"])
         self.models, self.by_idx = {}, []
-        for name, s in sorted(state["models"].items(), key=lambda kv: kv[1]["idx"]):
+        for name, s in sorted(state["models"].items(), key=lambda kv: int(kv[1]["idx"])):
             ms = self.engine.models.get(name)
             if ms is None:
                 continue
             m = self._model(ms)
-            m.open, m.done, m.delay_all, m.arrivals = s["open"], s["done"], s["delay_all"], s["arrivals"]
-            m.delay_cls = s.get("delay_cls", m.delay_cls)
-            m.delay_total, m.delay_sum = s.get("delay_total", m.delay_total), s.get("delay_sum", 0.0)
-            m.delay_unsettled = s.get("delay_unsettled", False)
-            m.arr_hist, m.first_ts, m.adwin, m.latched, m.stats = deque(s["arr_hist"]), s["first_ts"], s["adwin"], s["latched"], s["stats"]
+            R = m.layout.n_rows
+            check(isinstance(s["open"], list) and isinstance(s["done"], list), "outcome cohorts")
+            m.open = {c.start: c for c in (Cohort.from_state(x, R) for x in s["open"])}
+            m.done = {c.start: c for c in (Cohort.from_state(x, R) for x in s["done"])}
+            load_arrays(m, s, ("delay_all", "arrivals", "delay_cls", "delay_total"), "outcome model")
+            check(isinstance(s["arr_hist"], list), "outcome arrival history")
+            for a in s["arr_hist"]:
+                check(isinstance(a, np.ndarray) and a.shape == m.arrivals.shape, "outcome arrival history shape")
+            m.arr_hist = deque(np.asarray(a, dtype=np.float64) for a in s["arr_hist"])
+            m.delay_sum, m.first_ts = float(s["delay_sum"]), float(s["first_ts"])
+            m.delay_unsettled, m.latched = bool(s["delay_unsettled"]), bool(s["latched"])
+            m.adwin = detector_from_state(s["adwin"])
+            check(isinstance(s["stats"], dict), "outcome stats")
+            m.stats = s["stats"]
         self.parity.load_state(state["parity"])
         for lis, st in zip(self.listeners, state.get("listeners") or [], strict=False):
             lis.load_state(st)

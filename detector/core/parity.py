@@ -43,6 +43,7 @@ from detector.core.checks import Result
 from detector.core.cohort import fold
 from detector.core.events import FeatureBatch, PredictionBatch
 from detector.core.select import select_findings
+from detector.core.state import check, load_arrays
 from detector.core.timeparse import format_ts
 from detector.core.wire import float_or_nan, text_of
 
@@ -191,12 +192,21 @@ class _Served:
                 "ids": self.ids[o].tolist()}
 
     def load(self, st: dict[str, Any]) -> None:
-        n = len(st["ids"])
+        ids = st.get("ids") if isinstance(st, dict) else None
+        check(isinstance(ids, list) and all(i is None or isinstance(i, str) for i in ids), "served feature ring ids")
+        n = len(ids)
+        want = {"ts": (n,), "num": (n, self.fn), "cat": (n, self.fc), "codes": (n, self.D), "joined": (n,)}
+        for k, shape in want.items():
+            check(isinstance(st.get(k), np.ndarray) and st[k].shape == shape, f"served feature ring {k} of shape {shape}")
+        keep = slice(max(0, n - self.retain_max), n)
+        ids = ids[keep]
+        n = len(ids)
         self._alloc(max(min(4096, self.retain_max), n))
-        self.ts[:n], self.num[:n], self.cat[:n], self.codes[:n], self.joined[:n] = st["ts"], st["num"], st["cat"], st["codes"], st["joined"]
-        self.ids[:n] = st["ids"]
+        self.ts[:n], self.num[:n], self.cat[:n] = st["ts"][keep], st["num"][keep], st["cat"][keep]
+        self.codes[:n], self.joined[:n] = st["codes"][keep], st["joined"][keep]
+        self.ids[:n] = ids
         self.head, self.size = 0, n
-        self.index = {i: s for s, i in enumerate(st["ids"]) if i is not None}
+        self.index = {i: s for s, i in enumerate(ids) if i is not None}
         self.id_bytes = sum(map(len, self.index))
 
 
@@ -258,6 +268,26 @@ class _Win:
         self.acc = np.zeros((len(_FIELDS), rows, nf))
         self.examples: list[list[tuple[tuple[int, ...], dict[str, Any]]]] = [[] for _ in range(nf)]
         self.pairs = 0
+
+    def to_state(self) -> dict[str, Any]:
+        return {"start": self.start, "end": self.end, "acc": self.acc, "pairs": self.pairs,
+                "examples": [[[list(r), e] for r, e in ex] for ex in self.examples]}
+
+    @classmethod
+    def from_state(cls, st: dict[str, Any], rows: int, nf: int) -> _Win:
+        check(isinstance(st, dict), "parity window state must be a dict")
+        w = cls(float(st["start"]), float(st["end"]), rows, nf)
+        load_arrays(w, st, ("acc",), "parity window")
+        w.pairs = int(st["pairs"])
+        ex = st["examples"]
+        check(isinstance(ex, list) and len(ex) == nf, "parity examples per feature")
+        for j, lst in enumerate(ex):
+            check(isinstance(lst, list), "parity examples")
+            for row in lst[:MAX_EXAMPLES]:
+                check(isinstance(row, list) and len(row) == 2 and isinstance(row[0], list) and isinstance(row[1], dict),
+                      "parity example")
+                w.examples[j].append((tuple(int(r) for r in row[0]), row[1]))
+        return w
 
 
 class ParityMonitor:
@@ -484,22 +514,42 @@ class ParityMonitor:
                 "retained": self.served[model].size if model in self.served else 0}
 
     def to_state(self) -> dict[str, Any]:
-        return {"served": {k: s.state() for k, s in self.served.items()}, "windows": self.windows, "held": dict(self.held),
+        return {"served": {k: s.state() for k, s in self.served.items()},
+                "windows": {k: [w.to_state() for w in ws.values()] for k, ws in self.windows.items()},
+                "held": {k: [ts, _scalars(f), m] for k, (ts, f, m) in self.held.items()},
                 "counters": dict(self.counters), "latest": self.latest, "now": self.now, "enabled": self.enabled}
 
     def load_state(self, st: dict[str, Any]) -> None:
-        self.served = {}
+        check(isinstance(st, dict) and isinstance(st.get("served"), dict) and isinstance(st.get("windows"), dict)
+              and isinstance(st.get("held"), dict) and isinstance(st.get("latest"), dict), "parity state")
+        served: dict[str, _Served] = {}
+        windows: dict[str, dict[float, _Win]] = {}
         for name, ss in st["served"].items():
             ms = self.engine.models.get(name)
             if ms is None:
                 continue
-            s = self.served[name] = _Served(ms.layout, self.retain_max, self._served_budget(len(st["served"])))
+            s = served[name] = _Served(ms.layout, self.retain_max, self._served_budget(len(st["served"])))
             s.load(ss)
-        self.windows = {k: v for k, v in st["windows"].items() if k in self.served}
-        self.held, self.counters, self.latest, self.now = dict(st["held"]), dict(st["counters"]), st["latest"], st["now"]
+            rows, nf = ms.layout.n_rows, s.fn + s.fc
+            check(isinstance(st["windows"].get(name, []), list), "parity windows")
+            windows[name] = {w.start: w for w in (_Win.from_state(x, rows, nf) for x in st["windows"].get(name, []))}
+        held: dict[str, tuple[float, dict[str, Any], str | None]] = {}
+        for k, v in st["held"].items():
+            check(isinstance(v, list) and len(v) == 3 and isinstance(v[1], dict) and (v[2] is None or isinstance(v[2], str)),
+                  "held offline feature event")
+            held[str(k)] = (float(v[0]), v[1], v[2])
+        while len(held) > MAX_HELD:
+            del held[next(iter(held))]
+        self.served, self.windows, self.held = served, windows, held
+        self.counters = {k: int(st["counters"].get(k, 0)) for k in self.counters}
+        self.latest, self.now, self.enabled = st["latest"], float(st["now"]), bool(st["enabled"])
         self.held_cost = {k: held_cost(k, _json_size(v[1])) for k, v in self.held.items()}
         self.held_bytes = sum(self.held_cost.values())
-        self.enabled = st["enabled"]
+
+
+def _scalars(feats: dict[str, Any]) -> dict[str, Any]:
+    """A held offline event's features as plain scalars: a nested value compares like a missing one."""
+    return {str(k): v if v is None or isinstance(v, bool | int | float | str) else None for k, v in feats.items()}
 
 
 class _PView:

@@ -13,9 +13,12 @@ persists keeps alerting instead of slowly becoming "normal".
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from detector.core.layout import Layout
+from detector.core.state import check, load_arrays, pairs, unpairs
 from detector.core.window import RATE, WindowCounts
 
 __all__ = ["SeasonalBaseline", "coarse_starts"]
@@ -109,6 +112,18 @@ class SeasonalBaseline:
             return None
         return max(self.thresholds.items(), key=lambda kv: kv[1])[0]
 
+    # ------------------------------------------------------------------ state (plain data)
+    def to_state(self) -> dict[str, Any]:
+        st: dict[str, Any] = {k: getattr(self, k) for k in _STATE_ARRAYS}
+        st["thresholds"] = pairs(self.thresholds)
+        return st
+
+    def load_state(self, st: dict[str, Any]) -> None:
+        """Restore from :meth:`to_state` (the baseline was built for the same layout and settings)."""
+        check(isinstance(st, dict), "seasonal baseline state must be a dict")
+        load_arrays(self, st, _STATE_ARRAYS, "seasonal baseline")
+        self.thresholds = {float(k): float(v) for k, v in unpairs(st["thresholds"]).items()}
+
     def merge(self, other: SeasonalBaseline) -> None:
         """Combine two workers' baselines (their windows were disjoint partitions of traffic)."""
         for name in ("num", "cat", "rates", "lat", "sx", "nx"):
@@ -116,6 +131,9 @@ class SeasonalBaseline:
         self.days = np.maximum(self.days, other.days)
         for v, c in other.thresholds.items():
             self.thresholds[v] = self.thresholds.get(v, 0.0) + c
+
+
+_STATE_ARRAYS = ("num", "cat", "rates", "lat", "sx", "nx", "days")
 
 
 def coarse_nonmissing(coarse: np.ndarray, blocks: list[slice]) -> np.ndarray:

@@ -62,6 +62,20 @@ class ServedTotals:
         self.score += score
         self.score_sum += ssum
 
+    def to_state(self) -> dict[str, Any]:
+        return {"lat": self.lat, "score": self.score, "score_sum": self.score_sum}
+
+    def load_state(self, st: dict[str, Any]) -> None:
+        from detector.core.state import load_arrays
+
+        load_arrays(self, st, ("lat", "score", "score_sum"), "served totals")
+
+    def add_rows(self, other: ServedTotals, rowmap: np.ndarray) -> None:
+        """Add another layout's totals, its rows mapped onto ours (``rowmap[src row] = dst row``)."""
+        np.add.at(self.lat, rowmap, other.lat)
+        np.add.at(self.score, rowmap, other.score)
+        np.add.at(self.score_sum, rowmap, other.score_sum)
+
     def with_open(self, windows: Iterable[Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Totals plus the open windows: ``(lat, score, score_sum)`` per slice row."""
         lat, score, ssum = self.lat.copy(), self.score.copy(), self.score_sum.copy()

@@ -11,12 +11,14 @@ Memory: ``Layout.cells() * 8`` bytes per open window.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from scipy.sparse import csr_matrix
 
 from detector.core.events import PredictionBatch
 from detector.core.layout import Layout
+from detector.core.state import check, load_arrays, pairs, unpairs
 
 __all__ = ["WindowCounts", "N_CAND"]
 
@@ -254,6 +256,29 @@ class WindowCounts:
     def events(self) -> int:
         return int(self.rates[0, 0])
 
+    # ------------------------------------------------------------------ state (plain data)
+    def to_state(self) -> dict[str, Any]:
+        st: dict[str, Any] = {k: getattr(self, k) for k in _STATE_ARRAYS}
+        st.update(start=self.start, end=self.end, unseen=[dict(d) for d in self.unseen], unexpected=dict(self.unexpected),
+                  thresholds=pairs(self.thresholds), versions=dict(self.versions), decisions=dict(self.decisions),
+                  reasons={k: dict(d) for k, d in self.reasons.items()}, late=self.late, max_ts=self.max_ts)
+        return st
+
+    @classmethod
+    def from_state(cls, st: dict[str, Any], layout: Layout) -> WindowCounts:
+        """A window of ``layout`` from :meth:`to_state` (arrays must have this layout's shapes)."""
+        check(isinstance(st, dict), "window state must be a dict")
+        w = cls.empty(layout, float(st["start"]), float(st["end"]))
+        load_arrays(w, st, _STATE_ARRAYS, "window")
+        check(isinstance(st["unseen"], list) and len(st["unseen"]) == len(w.unseen), "window unseen per categorical feature")
+        w.unseen = [_counts(d) for d in st["unseen"]]
+        w.unexpected, w.versions, w.decisions = _counts(st["unexpected"]), _counts(st["versions"]), _counts(st["decisions"])
+        w.thresholds = {float(k): int(v) for k, v in unpairs(st["thresholds"]).items()}
+        check(isinstance(st["reasons"], dict), "window reasons")
+        w.reasons = {str(k): _counts(d) for k, d in st["reasons"].items()}
+        w.late, w.max_ts = int(st["late"]), float(st["max_ts"])
+        return w
+
 
 #: ``override`` values that mean "not overridden" (compared lower-cased)
 NO_OVERRIDE = frozenset({"", "none", "no", "false", "0", "null", "no_override", "not_overridden"})
@@ -275,4 +300,10 @@ def _count_bounded(d: dict[str, int], values: list[str], cap: int) -> None:
             d[v] = 1
 
 
+def _counts(d: Any) -> dict[str, int]:
+    check(isinstance(d, dict), "a dict of counts")
+    return {str(k): int(v) for k, v in d.items()}
+
+
+_STATE_ARRAYS = ("num", "cat", "nz", "slog", "slog2", "sx", "cand", "rates", "lat", "absent", "type_err", "nonfinite")
 RATE = {name: i for i, name in enumerate(_RATE_FIELDS)}

@@ -185,7 +185,7 @@ async def _drive(worker: Any, cfg: Config, args: argparse.Namespace, state: dict
             now = time.monotonic()
             if sys.stdout.isatty() and now - last_status > 1 and state["sim_ts"]:
                 last_status = now
-                firing = len(worker.sidecar.agg.alerts.firing())
+                firing = len(worker.sidecar.evaluator.alerts.firing())
                 print(f"{c('dim')}  .. simulated {format_ts(state['sim_ts'])[5:16]}, {state['sent']:,} msgs, "
                       f"{firing} firing, {now - t0:.0f}s{c('end')}\r", end="", flush=True)
             await asyncio.sleep(0.25)

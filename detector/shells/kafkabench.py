@@ -189,38 +189,43 @@ async def worker_rate(bootstrap: str, topic: str, total_events: int, ref: Any, b
     await acreate_topics(bootstrap, {t.labels: PARTITIONS, t.features: PARTITIONS, t.alerts: 1, t.dlq: 1,
                                      f"{cfg.kafka.group_id}-partials": 1})
     w = Worker(cfg, {}, ref, worker_id="bench", batch=batch)
-    c = w.sidecar.engine.counters
+    side = w.sidecar
     await w.app.start()
     try:
-        r = await _watch(lambda: c.predictions + sum(c.invalid.values()) + c.late, total_events, timeout,
+        r = await _watch(lambda: sum(side.counts().values()), total_events, timeout,
                          lambda: _assigned(w.app) and w.restored.is_set())
-        if c.predictions != total_events:
-            raise RuntimeError(f"the worker folded {c.predictions:,} of {total_events:,} events "
-                               f"(late {c.late}, invalid {dict(c.invalid)})")
-        r["windows_closed"] = float(w.sidecar.engine.counters.windows_closed)
+        c = side.counts()
+        if c["predictions"] != total_events:
+            raise RuntimeError(f"the worker folded {c['predictions']:,} of {total_events:,} events ({c})")
+        r["windows_closed"] = float(side.evaluator.counters.windows_closed)
         return r
     finally:
         await w.app.stop()
 
 
 def core_rate(messages: list[bytes], ref: Any, batch: int, window: str, per_message: int) -> dict[str, float]:
-    """The same Sidecar fed from memory (no Kafka): ``Sidecar.on_predictions`` + the aggregator."""
+    """The worker's own path fed from memory (no Kafka): one unit per partition, checkpoints, the aggregator."""
 
     from detector.config import Config
-    from detector.stream.sidecar import Message, Sidecar
+    from detector.stream.local import LocalGroup
 
-    side = Sidecar(Config.model_validate({"detector": {"window": window}}), {}, ref, "bench")
-    msgs = [Message("bench", i % PARTITIONS, i // PARTITIONS, v) for i, v in enumerate(messages)]
+    g = LocalGroup(Config.model_validate({"detector": {"window": window}}), {}, ref, PARTITIONS)
+    parts = [messages[k::PARTITIONS] for k in range(PARTITIONS)]
+    step = max(1, batch // PARTITIONS)
     gc.collect()
     t0, cpu0 = time.perf_counter(), time.process_time()
-    for i in range(0, len(msgs), batch):
-        ps = side.on_predictions(msgs[i : i + batch]).partials
-        for j, p in enumerate(ps):  # watermarks as the worker sends them (see Worker._send)
-            side.on_partial("bench", min(side.watermark, ps[j + 1].window.start) if j + 1 < len(ps) else side.watermark, p)
+    for n_batch, i in enumerate(range(0, max(map(len, parts)), step)):
+        for k, vals in enumerate(parts):
+            if vals[i : i + step]:
+                g.feed("predictions", k, vals[i : i + step])
+        if n_batch % 10 == 9:  # the worker checkpoints (and hands steps to the aggregator) periodically
+            g.checkpoint()
+    g.checkpoint()
     dt = time.perf_counter() - t0
     n = len(messages) * per_message
-    if side.engine.counters.predictions != n:
-        raise RuntimeError(f"core folded {side.engine.counters.predictions:,} of {n:,}")
+    got = sum(s.counts()["predictions"] for s in g.sidecars.values())
+    if got != n:
+        raise RuntimeError(f"core folded {got:,} of {n:,}")
     return {"rate": n / dt, "seconds": dt, "cpu_us": 1e6 * (time.process_time() - cpu0) / n, "counted": float(n)}
 
 

@@ -25,10 +25,8 @@ from __future__ import annotations
 import argparse
 import io
 import math
-import pickle
 import sys
 import time
-import zlib
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -654,10 +652,13 @@ def _snapshot_settings(path: str) -> tuple[bytes, dict[str, Any] | None]:
         data = p.read_bytes()
     except OSError as exc:
         raise ReportError(f"--snapshot: cannot read {p}: {exc.strerror or exc}") from exc
-    try:
-        state = pickle.loads(zlib.decompress(data))  # trusted input: a file the operator wrote
-    except Exception as exc:  # noqa: BLE001 - any corruption is the same error to the caller
-        raise ReportError(f"--snapshot {p} is not a skewwatch engine snapshot ({type(exc).__name__}); write one with "
+    from detector.core.snapshot import ENGINE_VERSION
+    from detector.core.state import StateError, unpack
+
+    try:  # plain data only: a snapshot file is never executed, whoever wrote it
+        state = unpack(data, "engine", {ENGINE_VERSION})
+    except StateError as exc:
+        raise ReportError(f"--snapshot {p} is not a skewwatch engine snapshot ({exc}); write one with "
                           "`skewwatch replay --snapshot-out STATE.bin`") from exc
     if not isinstance(state, dict) or "models" not in state:
         raise ReportError(f"--snapshot {p} is not a skewwatch engine snapshot; write one with "

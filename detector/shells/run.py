@@ -43,7 +43,8 @@ CONFIG_RETRY_SECONDS = 30.0
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", required=True, help="skewwatch YAML config")
-    p.add_argument("--worker-id", help="stable id of this worker (default: $HOSTNAME); names its checkpoint")
+    p.add_argument("--worker-id", help="name of this worker in logs and messages (default: $HOSTNAME); state is kept "
+                   "per partition, so a new name keeps it")
     p.add_argument("--sidecar", action="store_true",
                    help="never exit on a config error: serve health endpoints and the error instead, so the "
                         "model's pod starts anyway (Kubernetes native sidecar)")

@@ -1,263 +1,317 @@
-"""What a sidecar worker does with its batches, without the transport (testable without Kafka).
+"""What a sidecar worker does with its messages, without the transport (testable without Kafka).
 
-A worker owns some input partitions. Its *worker engine* folds prediction, label and feature
-batches (skipping offsets its checkpoint already covers, so at-least-once redelivery is not
-double counted) and hands closed windows out as partials. The *aggregator engine* merges the
-partials of every worker in the consumer group and evaluates the merged windows, so global and
-per-slice statistics equal those of one worker; it closes a window once the slowest live worker's
-watermark has passed it. Both engines and the offsets snapshot together into one checkpoint.
+A worker holds the *units* of the input partitions assigned to it (:mod:`detector.stream.unit`)
+and, when it owns partition 0 of the partials topic, the group's *aggregator*
+(:mod:`detector.stream.aggregator`). Units fold their partitions and pack steps; the worker sends
+the steps after a durable checkpoint; the aggregator merges every unit's steps and evaluates. The
+state of each unit and of the aggregator is checkpointed under its own key, so whichever worker is
+assigned a partition next restores it: state follows partitions, not workers.
+
+Unit names: when the predictions, labels and features topics have the same partition count they
+are co-partitioned and partition ``k`` of all three is unit ``p<k>`` (a label meets its prediction
+there). When they do not, each topic-partition is its own unit ``<kind>-p<k>``; window checks work
+as usual, but labels and offline features cannot be joined to their predictions (they would reach
+another unit), so the worker logs an error that names the topics and their partition counts.
 """
 
 from __future__ import annotations
 
 import logging
-import pickle
+import math
 import time
-import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
 from detector.config import Config
 from detector.core.alerts import Alert
-from detector.core.engine import Engine, Partial
 from detector.core.events import EventError
 from detector.core.reference import Reference
+from detector.core.state import StateError, pack, unpack
+from detector.stream.aggregator import Aggregator
+from detector.stream.unit import KINDS, Message, Unit
 
-__all__ = ["Sidecar", "Message", "Outbox"]
+__all__ = ["Sidecar", "Message", "Outbox", "AGGREGATOR", "CHECKPOINT_VERSION"]
 
 log = logging.getLogger("skewwatch.sidecar")
+AGGREGATOR = "aggregator"
 CHECKPOINT_VERSION = 1
-
-
-@dataclass(slots=True)
-class Message:
-    topic: str
-    partition: int
-    offset: int
-    value: bytes | None
-    key: bytes | None = None
 
 
 @dataclass
 class Outbox:
-    """What the transport must send after a batch."""
+    """What the transport must send now."""
 
     alerts: list[Alert] = field(default_factory=list)
     dlq: list[tuple[Message, EventError]] = field(default_factory=list)
-    partials: list[Partial] = field(default_factory=list)
     counterexamples: list[dict[str, Any]] = field(default_factory=list)  # worst FP/FN of matured cohorts
 
 
 class Sidecar:
     def __init__(self, cfg: Config, refs: dict[str, Reference], default: Reference | None, worker_id: str) -> None:
         self.cfg = cfg
+        self.refs, self.default = refs, default
         self.worker_id = worker_id
-        self.engine = Engine(cfg.detector, refs, default)
-        self.agg = Engine(cfg.detector, refs, default)
-        try:
-            from detector.core.outcomes import attach_outcomes
-        except ImportError:  # pragma: no cover - outcomes are part of the package
-            attach_outcomes = None
-        if attach_outcomes is not None:
-            attach_outcomes(self.engine, cfg)
-        from detector.core.adoption import attach_adoption
-        from detector.core.counterexamples import library_of
-
-        attach_adoption(self.agg, cfg)  # review capacities: the aggregator evaluates the windows
-        self._library = library_of(self.engine)
-        # one alert state per process: outcome triage sees the input alerts the aggregator raised
-        self.engine.alerts = self.agg.alerts
-        self.offsets: dict[str, int] = {}  # "topic:partition" -> last folded offset
-        self.sources: dict[str, tuple[float, float]] = {}  # worker id -> (watermark, wall time seen)
-        self.duplicates = 0
+        t = cfg.kafka.topics
+        self.kind_of = {t.predictions: "predictions", t.labels: "labels", t.features: "features"}
+        self.partitions: dict[str, int] = {}  # input topic -> partition count (from the cluster)
+        self.units: dict[str, Unit] = {}
+        self.agg: Aggregator | None = None
         self.dlq_total = 0
         self.last_batch_wall = time.monotonic()
-        self.source_timeout = max(60.0, 4 * cfg.checkpoint_interval)
-        # per input partition of the predictions topic: largest event ts folded, wall time of its last
-        # message (or of its assignment). The worker's watermark is the slowest active partition's,
-        # so a backlog read unevenly across partitions is not dropped as late (see _watermark).
-        self.part_hw: dict[str, float] = {}
-        self.part_seen: dict[str, float] = {}
-        self.partition_idle = 10.0
+        self._idle_evaluator: Any = None
+        self.budget: float | None = None  # seconds of work per call before yielding (the worker sets it)
+        self.departed: dict[str, tuple[Any, Any]] = {}  # model -> (layout, ServedTotals) of units that left
 
-    # ------------------------------------------------------------------ input side
-    def _fresh(self, msgs: list[Message], out: Outbox) -> list[Message]:
-        keep: list[Message] = []
-        for m in msgs:
-            k = f"{m.topic}:{m.partition}"
-            if m.offset <= self.offsets.get(k, -1):
-                self.duplicates += 1
-                continue
-            self.offsets[k] = m.offset
-            if m.value is None or len(m.value) == 0:
-                out.dlq.append((m, EventError("empty_message", "empty message or tombstone; send a JSON object")))
-                continue
-            if len(m.value) > self.cfg.kafka.max_message_bytes:
-                out.dlq.append((m, EventError("oversized", f"message of {len(m.value)} bytes exceeds kafka.max_message_bytes="
-                                                           f"{self.cfg.kafka.max_message_bytes}")))
-                continue
-            keep.append(m)
-        return keep
+    # ------------------------------------------------------------------ units
+    @property
+    def copartitioned(self) -> bool:
+        counts = {self.partitions.get(t) for t in self.kind_of}
+        return len(counts) == 1 and None not in counts
 
-    def _route_errors(self, msgs: list[Message], errors: list[EventError], out: Outbox) -> None:
-        """Each error to the DLQ with its source message; for an item of a batch envelope the
-        dead letter carries just that item (its batch-mates were folded in: re-driving the
-        whole envelope would count them twice)."""
-        for e in errors:
-            if 0 <= e.index < len(msgs):
-                m = msgs[e.index]
-                if e.item >= 0:
-                    m = Message(m.topic, m.partition, m.offset, e.raw, m.key)
-            else:
-                m = Message("?", -1, -1, e.raw)
-            out.dlq.append((m, e))
+    def unit_of(self, topic: str, partition: int) -> str:
+        if self.copartitioned or not self.partitions:
+            return f"p{partition}"
+        return f"{self.kind_of[topic]}-p{partition}"
 
-    def _ingest(self, ingest: Any, part: list[Message], out: Outbox) -> None:
-        """Hand a batch to the engine (which never raises on input); should a bug of ours raise
-        anyway, the batch is dead-lettered with the reason instead of stopping the worker."""
+    def expected_units(self) -> set[str]:
+        if not self.partitions:
+            return set()
+        if self.copartitioned:
+            return {f"p{k}" for k in range(next(iter(self.partitions.values())))}
+        return {f"{self.kind_of[t]}-p{k}" for t, n in self.partitions.items() for k in range(n)}
+
+    def set_partitions(self, counts: dict[str, int]) -> None:
+        """The input topics' partition counts (checked for co-partitioning)."""
+        self.partitions = {t: n for t, n in counts.items() if t in self.kind_of and n}
+        if self.partitions and not self.copartitioned:
+            log.error("input topics are not co-partitioned (%s): labels and offline features cannot be joined to "
+                      "their predictions; create the predictions, labels and features topics with the same partition "
+                      "count and key every message by prediction_id",
+                      ", ".join(f"{t}: {n} partitions" for t, n in sorted(self.partitions.items())))
+        if self.agg is not None:
+            self.agg.expected = self.expected_units()
+
+    def new_unit(self, name: str) -> Unit:
+        return Unit(name, self.cfg, self.refs, self.default)
+
+    def add_unit(self, unit: Unit, tps: list[str]) -> None:
+        self.units[unit.name] = unit
+        self.assign_tps(unit.name, tps)
+
+    def assign_tps(self, name: str, tps: list[str]) -> None:
+        """The ``"topic:partition"`` inputs unit ``name`` reads."""
+        self.units[name].assigned({tp: self.kind_of.get(tp.rpartition(":")[0], "predictions") for tp in tps},
+                                  time.monotonic())
+
+    def drop_unit(self, name: str) -> None:
+        unit = self.units.pop(name, None)
+        if self.agg is not None:
+            self.agg.drop_local(name)
+        if unit is not None:  # what it served while here stays in this worker's lifetime histograms
+            from detector.core.partials import row_map
+
+            for model, ms in unit.engine.models.items():
+                kept = self.departed.get(model)
+                if kept is None:
+                    self.departed[model] = (ms.layout, ms.served)
+                else:
+                    kept[1].add_rows(ms.served, row_map(ms.layout, kept[0]))
+
+    def new_aggregator(self) -> Aggregator:
+        agg = Aggregator(self.cfg, self.refs, self.default)
+        agg.expected = self.expected_units()
+        return agg
+
+    def update_lags(self, end_offset: Any) -> None:
+        """``end_offset(topic, partition)`` -> the next offset to be written (None if unknown): units learn their lag."""
+        for u in self.units.values():
+            for tp in u.seen:
+                topic, _, part = tp.rpartition(":")
+                end = end_offset(topic, int(part))
+                u.lags[tp] = None if end is None else max(0, int(end) - (u.offsets.get(tp, -1) + 1))
+
+    # ------------------------------------------------------------------ input
+    def on_messages(self, topic: str, partition: int, msgs: list[Message]) -> Outbox:
+        """Messages of one input topic-partition (its unit must be held here)."""
+        out = Outbox()
+        kind = self.kind_of.get(topic)
+        unit = self.units.get(self.unit_of(topic, partition)) if kind is not None else None
+        if unit is None:
+            raise KeyError(f"no unit holds {topic}:{partition} on this worker")
+        out.dlq.extend(unit.on_messages(kind, msgs))  # type: ignore[arg-type]
+        self.last_batch_wall = time.monotonic()
+        unit.advance(unit.watermark(), self.budget)
+        self.dlq_total += len(out.dlq)
+        if self.agg is not None and unit.marks:
+            self.agg.note_local(max(unit.marks.values()))
+        return out
+
+    def tick(self, idle_after: float) -> None:
+        """Wall-clock timer: units catch up, and units whose partitions went quiet move on (at wall speed)."""
+        for unit in self.units.values():
+            wm = unit.watermark()
+            idle = unit.idle_watermark(idle_after)
+            if idle is not None and (wm is None or idle > wm):
+                wm = idle
+            unit.advance(wm, self.budget)
+
+    @property
+    def behind(self) -> bool:
+        """Some unit or the aggregator stopped at its time budget with work left (call tick/aggregate again)."""
+        return any(u.behind for u in self.units.values()) or (self.agg is not None and self.agg.behind)
+
+    # ------------------------------------------------------------------ aggregator
+    def on_partials(self, topic: str, partition: int, offset: int, headers: dict[str, str], value: bytes | None) -> None:
+        if self.agg is not None:
+            self.agg.on_message(topic, partition, offset, headers, value)
+
+    def aggregate(self) -> Outbox:
+        """Advance the aggregator (if held here); returns the alerts and counterexamples to send."""
+        out = Outbox()
+        if self.agg is None:
+            return out
+        out.alerts.extend(self.agg.advance(budget=self.budget))
+        from detector.core.counterexamples import library_of
+
+        lib = library_of(self.agg.engine)
+        if lib is not None:
+            out.counterexamples.extend(lib.drain())
+        return out
+
+    def outgoing(self, name: str, chunk: int = 512 * 1024) -> tuple[list[tuple[bytes, bytes, list[tuple[str, bytes]]]], int, float]:
+        """Unit ``name``'s outbox as partials-topic messages ``(key, value, headers)``, then its claim.
+
+        Returns the messages, the last seq they carry and the claim; once they are on the topic call
+        :meth:`sent` with the last two. Only send what a durable checkpoint holds.
+        """
+        unit = self.units[name]
+        key = name.encode()
+        wid = self.worker_id.encode()
+        life = unit.life.encode()
+        out = []
+        for seq, _, blob in unit.outbox:
+            parts = [blob[i : i + chunk] for i in range(0, len(blob), chunk)] or [b""]
+            for i, part in enumerate(parts):
+                out.append((key, part, [("skewwatch-kind", b"step"), ("skewwatch-unit", key), ("skewwatch-seq", str(seq).encode()),
+                                        ("skewwatch-part", str(i).encode()), ("skewwatch-parts", str(len(parts)).encode()),
+                                        ("skewwatch-life", life), ("skewwatch-worker", wid)]))
+        out.append((key, b"", [("skewwatch-kind", b"claim"), ("skewwatch-unit", key), ("skewwatch-seq", str(unit.seq).encode()),
+                               ("skewwatch-watermark", repr(unit.boundary).encode()), ("skewwatch-life", life),
+                               ("skewwatch-worker", wid)]))
+        return out, unit.seq, unit.boundary
+
+    def sent(self, name: str, upto: int, claim: float) -> None:
+        """Unit ``name``'s steps up to seq ``upto`` are on the partials topic; ``claim`` covers them."""
+        unit = self.units.get(name)
+        if unit is not None:
+            unit.sent(upto)
+        if self.agg is not None:
+            self.agg.set_local(name, claim, upto)
+
+    def flush(self) -> Outbox:
+        """End of a bounded run (demo): every unit packs everything, and a local aggregator evaluates it all."""
+        out = Outbox()
+        W = float(self.cfg.detector.window)
+        ends = [max(u.marks.values(), default=-math.inf) for u in self.units.values()]
+        top = max(ends, default=-math.inf)
+        if not math.isfinite(top):
+            return out
+        end = top + 2 * W
+        self.budget = None
+        for unit in self.units.values():
+            unit.advance(end)
+        if self.agg is not None:
+            for unit in self.units.values():
+                for seq, _, blob in unit.outbox:
+                    self.agg.on_step(unit.name, seq, blob)
+                self.agg.set_local(unit.name, end, unit.seq)
+            out = self.aggregate()
+        return out
+
+    # ------------------------------------------------------------------ checkpoints
+    def checkpoint(self, name: str) -> bytes:
+        """The checkpoint blob of unit ``name`` or of the aggregator (:data:`AGGREGATOR`)."""
+        if name == AGGREGATOR:
+            if self.agg is None:
+                raise KeyError("the aggregator is not held here")
+            data = {"worker": self.worker_id, "aggregator": self.agg.to_state()}
+        else:
+            data = {"worker": self.worker_id, "unit": self.units[name].to_state()}
+        return pack("checkpoint", CHECKPOINT_VERSION, data)
+
+    def restore(self, name: str, blob: bytes) -> None:
+        """Load unit ``name``'s (or the aggregator's) checkpoint; raises ``StateError``/``EngineError`` if unusable.
+
+        The held unit (or aggregator) is replaced only when the checkpoint loads completely.
+        """
+        from detector.core.engine import EngineError
+
         try:
-            errors = ingest([m.value for m in part])
-        except Exception:  # noqa: BLE001 - see the docstring
-            log.exception("ingest failed; dead-lettering %d messages", len(part))
-            errors = [EventError("internal_error", "skewwatch failed on this batch (a bug: please report it); "
-                                 "the messages were set aside and processing went on", m.value or b"", i)
-                      for i, m in enumerate(part)]
-        self._route_errors(part, errors, out)
+            data = unpack(blob, "checkpoint", {CHECKPOINT_VERSION})
+            if name == AGGREGATOR:
+                agg = self.new_aggregator()
+                agg.load_state(data["aggregator"])
+                self.agg = agg
+            else:
+                unit = self.units.get(name) or self.new_unit(name)
+                fresh = self.new_unit(name)
+                fresh.load_state(data["unit"])
+                fresh.seen, fresh.kinds = dict(unit.seen), dict(unit.kinds)
+                self.units[name] = fresh
+        except (KeyError, TypeError, ValueError) as exc:
+            if isinstance(exc, StateError | EngineError):
+                raise
+            raise StateError(f"checkpoint of {name} is invalid ({type(exc).__name__}: {exc})") from exc
 
-    def on_predictions(self, msgs: list[Message]) -> Outbox:
-        out = Outbox()
-        fresh = self._fresh(msgs, out)
-        if fresh:
-            now = time.monotonic()
-            parts: dict[str, list[Message]] = {}
-            for m in fresh:
-                parts.setdefault(f"{m.topic}:{m.partition}", []).append(m)
-            eng = self.engine
-            for k, part in parts.items():
-                # fold each partition against its own high water, to learn its event-time progress
-                hw = eng.high_water
-                eng.high_water = self.part_hw.get(k, float("-inf"))
-                try:
-                    self._ingest(eng.ingest_predictions, part, out)
-                finally:
-                    self.part_hw[k] = eng.high_water
-                    eng.high_water = max(hw, eng.high_water)
-                self.part_seen[k] = now
-            self.last_batch_wall = now
-        self._close(out, self._watermark())
-        self.dlq_total += len(out.dlq)
+    def dirty(self) -> list[str]:
+        names = [n for n, u in self.units.items() if u.dirty or u.outbox]
+        if self.agg is not None and self.agg.dirty:
+            names.append(AGGREGATOR)
+        return names
+
+    # ------------------------------------------------------------------ views
+    @property
+    def engine(self) -> Any:
+        """This worker's ingest, as one engine-like view over its units (status page, metrics)."""
+        from detector.stream.views import ingest_view
+
+        return ingest_view(self)
+
+    @property
+    def evaluator(self) -> Any:
+        """The engine that evaluates (the aggregator's, or an empty one on workers that do not hold it)."""
+        if self.agg is not None:
+            return self.agg.engine
+        if self._idle_evaluator is None:
+            from detector.core.engine import Engine
+
+            self._idle_evaluator = Engine(self.cfg.detector, self.refs, self.default)
+        return self._idle_evaluator
+
+    def counts(self) -> dict[str, int]:
+        """Predictions folded, rejected and late on this worker's units (cheap: no view)."""
+        out = {"predictions": 0, "invalid": 0, "late": 0}
+        for u in self.units.values():
+            c = u.engine.counters
+            out["predictions"] += c.predictions
+            out["invalid"] += sum(c.invalid.values())
+            out["late"] += c.late
         return out
 
-    def assigned(self, keys: set[str]) -> None:
-        """The predictions partitions (``"topic:partition"``) this worker owns now.
+    @property
+    def duplicates(self) -> int:
+        """Input messages skipped because a checkpoint already covered their offset."""
+        return sum(u.duplicates for u in self.units.values())
 
-        A newly assigned partition holds the watermark back until its first message arrives (or
-        it stays silent for ``partition_idle`` seconds), so the backlog it still has to deliver is
-        not late; a revoked one stops counting.
-        """
-        now = time.monotonic()
-        for k in keys - self.part_seen.keys():
-            self.part_seen[k] = now
-            self.part_hw[k] = float("-inf")
-        for k in self.part_seen.keys() - keys:
-            del self.part_seen[k]
-            self.part_hw.pop(k, None)
-
-    def _watermark(self) -> float | None:
-        """Event-time watermark: the slowest partition that delivered within ``partition_idle`` seconds.
-
-        The engine's own default (its largest ts minus the allowed lateness) would let the fastest
-        partition close windows the others still have events for: reading a backlog (after a
-        restart, or any consumer lag) dropped most events as late. Silent partitions do not hold
-        it back: their next live event is newer than the watermark anyway.
-        """
-        now = time.monotonic()
-        active = [self.part_hw[k] for k, seen in self.part_seen.items() if now - seen <= self.partition_idle]
-        if not active:
-            return None
-        return min(active) - self.cfg.detector.allowed_lateness
-
-    def on_labels(self, msgs: list[Message]) -> Outbox:
-        out = Outbox()
-        fresh = self._fresh(msgs, out)
-        if fresh:
-            self._ingest(self.engine.ingest_labels, fresh, out)
-        self.dlq_total += len(out.dlq)
-        return out
-
-    def on_features(self, msgs: list[Message]) -> Outbox:
-        out = Outbox()
-        fresh = self._fresh(msgs, out)
-        if fresh:
-            self._ingest(self.engine.ingest_features, fresh, out)
-        self.dlq_total += len(out.dlq)
-        return out
-
-    def tick(self, idle_after: float) -> Outbox:
-        """Wall-clock timer: when traffic stops, event time is assumed to go on at wall speed."""
-        out = Outbox()
-        idle = time.monotonic() - self.last_batch_wall
-        if idle >= idle_after and self.engine.high_water > float("-inf"):
-            self._close(out, self.engine.high_water + idle - self.cfg.detector.allowed_lateness)
-        return out
-
-    def _close(self, out: Outbox, watermark: float | None) -> None:
-        out.partials.extend(self.engine.advance_partials(watermark))
-        if self.engine.outcomes is not None and self.engine.watermark > float("-inf"):
-            out.alerts.extend(self.engine.outcomes.advance(self.engine.watermark))
-        if self._library is not None:
-            out.counterexamples.extend(self._library.drain())
+    @property
+    def sources(self) -> dict[str, Any]:
+        """The units the aggregator has heard from (empty on workers that do not hold it)."""
+        return dict(self.agg.sources) if self.agg is not None else {}
 
     @property
     def watermark(self) -> float:
-        return self.engine.watermark
+        marks = [u.engine.watermark for u in self.units.values()]
+        return min(marks) if marks else -math.inf
 
-    # ------------------------------------------------------------------ aggregator side
-    def on_partial(self, source: str, watermark: float, partial: Partial | None) -> Outbox:
-        out = Outbox()
-        if partial is not None:
-            self.agg.ingest_partial(partial, source)
-        prev = self.sources.get(source, (float("-inf"), 0.0))[0]
-        self.sources[source] = (max(prev, watermark), time.monotonic())
-        now = time.monotonic()
-        live = [wm for wm, seen in self.sources.values() if now - seen <= self.source_timeout]
-        if live:
-            wm = min(live)
-            if wm > float("-inf"):
-                out.alerts.extend(self.agg.advance(wm))
-        return out
 
-    def flush(self) -> Outbox:
-        """End of a bounded run (demo): close everything that is open, locally."""
-        out = Outbox()
-        end = self.engine.high_water + self.cfg.detector.window * 2
-        for p in self.engine.advance_partials(end):
-            self.agg.ingest_partial(p, self.worker_id)
-        if self.engine.outcomes is not None:
-            out.alerts.extend(self.engine.outcomes.advance(end))
-        out.alerts.extend(self.agg.advance(end))
-        if self._library is not None:
-            out.counterexamples.extend(self._library.drain())
-        return out
-
-    # ------------------------------------------------------------------ checkpoint
-    def checkpoint(self) -> bytes:
-        state = {
-            "version": CHECKPOINT_VERSION, "worker": self.worker_id, "offsets": dict(self.offsets),
-            "engine": self.engine.snapshot(), "agg": self.agg.snapshot(), "sources": {k: v[0] for k, v in self.sources.items()},
-            "duplicates": self.duplicates, "dlq_total": self.dlq_total,
-        }
-        return zlib.compress(pickle.dumps(state, protocol=5), 1)
-
-    def restore(self, data: bytes) -> None:
-        state = pickle.loads(zlib.decompress(data))
-        if state.get("version") != CHECKPOINT_VERSION:
-            raise ValueError(f"checkpoint version {state.get('version')} is not {CHECKPOINT_VERSION}; starting fresh")
-        self.engine.restore(state["engine"])
-        self.agg.restore(state["agg"])
-        self.engine.alerts = self.agg.alerts
-        self.offsets = dict(state["offsets"])
-        now = time.monotonic()
-        self.sources = {k: (wm, now) for k, wm in state["sources"].items()}
-        self.duplicates = state.get("duplicates", 0)
-        self.dlq_total = state.get("dlq_total", 0)
+__all__ += ["KINDS"]

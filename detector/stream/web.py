@@ -47,7 +47,7 @@ class WebServer:
 
     def _aggregator(self) -> Any:
         w = self.health.worker
-        return None if w is None else w.sidecar.agg
+        return None if w is None else w.sidecar.evaluator
 
     async def start(self) -> WebServer:
         from aiohttp import web
@@ -103,7 +103,7 @@ class WebServer:
             return web.Response(text=_waiting_page(h), content_type="text/html")
         from detector.shells.status import render_status
 
-        html = render_status(w.sidecar.agg, recent=w.alert_log[-50:], ingest=w.sidecar.engine)
+        html = render_status(w.sidecar.evaluator, recent=w.alert_log[-50:], ingest=w.sidecar.engine)
         return web.Response(text=html, content_type="text/html")
 
 

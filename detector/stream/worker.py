@@ -1,19 +1,30 @@
 """The Faust worker: thin agents around :class:`~detector.stream.sidecar.Sidecar`.
 
-Agents take raw bytes in batches (``stream.take_events``) and hand them to the sidecar; what
-comes back is produced to the alert, dead-letter, counterexample (worst errors of matured
-cohorts, ``kafka.topics.counterexamples``) and partials topics. A timer checkpoints the
-state (engines + offsets) to the state topic and only then commits the consumer offsets, so a
-worker killed at any point restarts from a checkpoint whose offsets are never behind the
-committed ones (at-least-once without double counting). Every Kafka client here takes its
-settings from :mod:`detector.stream.clients`. Faust's own web server is off: the HTTP endpoints
-are :mod:`detector.stream.web`'s, started before the worker by ``skewwatch run``.
+Agents take raw bytes in batches (``stream.take_events``) and hand them to the sidecar; alerts,
+dead letters and counterexamples are produced at once. Every ``checkpoint_interval`` seconds (and
+on every rebalance, and on SIGTERM) the worker, holding its lock:
+
+1. writes the checkpoint of every unit and of the aggregator that changed (:mod:`.checkpoint`);
+2. sends the steps those checkpoints hold in their outboxes to the partials topic, then each
+   unit's claim, and flushes the producer;
+3. commits, for each unit, the offsets its checkpoint covers - and nothing else: Faust's own
+   commits (its commit timer, every-N-acks, after an agent error, on revocation, on stop) are
+   disabled (:func:`gated_consumer`).
+
+So a committed offset is always covered by a durable checkpoint, and a worker killed at any point
+is replaced from checkpoints whose offsets are at or past the committed ones: redelivered messages
+are skipped by offset (at-least-once delivery, exactly-once counting). On assignment the worker
+reads the state topic once and restores the units (and the aggregator, with partition 0 of the
+partials topic) it was given, whichever worker held them before. Every Kafka client here takes its
+settings from :mod:`detector.stream.clients`. Faust's own web server is off: the HTTP endpoints are
+:mod:`detector.stream.web`'s, started before the worker by ``skewwatch run``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 import socket
 import time
@@ -22,15 +33,46 @@ from typing import Any
 import orjson
 
 from detector.config import Config
-from detector.core.engine import Partial
 from detector.core.reference import Reference
-from detector.stream.checkpoint import read_checkpoint, read_published_alerts, write_checkpoint
+from detector.stream.checkpoint import CHUNK, read_checkpoints, read_published_alerts, write_checkpoint
 from detector.stream.clients import ClientSettings, client_settings
-from detector.stream.sidecar import Message, Outbox, Sidecar
+from detector.stream.sidecar import AGGREGATOR, Message, Outbox, Sidecar
 
 __all__ = ["build_app", "Worker"]
 
 log = logging.getLogger("skewwatch.worker")
+STEP_FLUSH = 1.0  # seconds: how soon a unit with steps waiting is checkpointed (so the steps can be sent)
+
+
+def _warm_up() -> None:
+    """Import what the units, the aggregator and the web pages import lazily (river alone takes seconds)."""
+    import importlib
+
+    for mod in ("river.drift", "detector.core.drift_state", "detector.core.outcomes", "detector.core.snapshot",
+                "detector.core.exchange", "detector.core.counterexamples", "detector.core.contribution",
+                "detector.core.adoption", "detector.core.checks", "detector.shells.metrics", "detector.shells.status"):
+        importlib.import_module(mod)
+
+
+def gated_consumer(base: type) -> type:
+    """Faust's consumer class without Faust's own offset commits.
+
+    Every commit Faust makes on its own - its commit timer, ``broker_commit_every``, after an agent
+    error (``on_task_error``), while draining (``wait_empty``, on revocation and on stop) - goes
+    through ``Consumer.commit``; here it commits nothing. :meth:`commit_durable` commits the
+    offsets the worker names, after the checkpoint that covers them is durable.
+    """
+
+    class GatedConsumer(base):  # type: ignore[valid-type, misc]
+        async def commit(self, topics: Any = None, start_new_transaction: bool = True) -> bool:  # noqa: ARG002
+            return False
+
+        async def commit_durable(self, offsets: dict[Any, int]) -> bool:
+            if not offsets:
+                return False
+            return bool(await self._commit(offsets))
+
+    return GatedConsumer
 
 
 class Worker:
@@ -43,23 +85,29 @@ class Worker:
         self.settings = settings if settings is not None else client_settings(cfg.kafka)
         self.worker_id = worker_id or os.environ.get("HOSTNAME") or socket.gethostname()
         self.sidecar = Sidecar(cfg, refs, default, self.worker_id)
+        _warm_up()  # imports now, not on the event loop at the first assignment or checkpoint
+        self.sidecar.budget = 0.25  # seconds of stepping per call: the loop keeps answering while catching up
+        self.catch_up = asyncio.Event()
         self.batch = batch
         self.within = within
         self.idle_after = idle_after if idle_after is not None else max(10.0, cfg.detector.allowed_lateness)
         self.lock = asyncio.Lock()
-        self.restored = asyncio.Event()
+        self.restored = asyncio.Event()  # the start-up work is done (never waits for the broker)
         self.started_at = time.time()
         self.last_checkpoint = 0.0
+        self.last_flush = 0.0
         self.checkpoints = 0
+        self.chunks: dict[str, list[str]] = {}  # unit -> chunk keys of its last durable checkpoint
         self.alert_log: list[dict[str, Any]] = []  # recent alerts, for the status page / demo
         self.published: set[tuple[str, str]] = set()  # (alert_id, state) already on the alert topic at restore
-        self.restored_counts: dict[str, int] = {}  # ingest counters the checkpoint held (status page)
+        self.restored_counts: dict[str, int] = {"predictions": 0, "labels": 0, "feature_events": 0}
+        self.restore_errors = 0
         self.alerts_suppressed = 0
         self.app = self._build()
 
     @property
-    def state_key(self) -> str:
-        return f"{self.cfg.kafka.group_id}/{self.worker_id}"
+    def state_prefix(self) -> str:
+        return self.cfg.kafka.group_id
 
     # ------------------------------------------------------------------ app
     def _build(self) -> Any:
@@ -73,7 +121,7 @@ class Worker:
             value_serializer="raw", key_serializer="raw", store="memory://", topic_partitions=t.partitions,
             # no Faust web server (detector.stream.web serves the endpoints); its /router and /table off regardless
             web_enabled=False, web_router_enabled=False, web_tables_enabled=False,
-            broker_commit_every=10**9, broker_commit_interval=10**9,  # we commit after checkpoints
+            broker_commit_every=10**9, broker_commit_interval=10**9,  # never reached: see gated_consumer
             topic_allow_declare=cfg.kafka.create_topics, topic_replication_factor=cfg.kafka.replication_factor or 1,
             topic_disable_leader=True, producer_max_request_size=4 * 1024 * 1024,
             stream_buffer_maxsize=max(4096, 2 * self.batch), broker_max_poll_records=max(500, self.batch),
@@ -84,98 +132,160 @@ class Worker:
             table_standby_replicas=0, broker_session_timeout=6.0, broker_heartbeat_interval=1.0,
             broker_rebalance_timeout=10.0,
         )
+        app.transport.Consumer = gated_consumer(app.transport.Consumer)
+        self._partials_topic = f"{cfg.kafka.group_id}-partials"
         self._topics = {
             "predictions": app.topic(t.predictions, value_serializer="raw", key_serializer="raw"),
             "labels": app.topic(t.labels, value_serializer="raw", key_serializer="raw"),
             "features": app.topic(t.features, value_serializer="raw", key_serializer="raw"),
-            "partials": app.topic(f"{cfg.kafka.group_id}-partials", partitions=1, value_serializer="raw", key_serializer="raw"),
+            "partials": app.topic(self._partials_topic, partitions=1, value_serializer="raw", key_serializer="raw"),
             "alerts": app.topic(t.alerts, value_serializer="raw", key_serializer="raw"),
             "dlq": app.topic(t.dlq, value_serializer="raw", key_serializer="raw"),
             "counterexamples": app.topic(t.counterexamples, value_serializer="raw", key_serializer="raw"),
         }
         self._state_topic = f"{cfg.kafka.group_id}-state"
-        handlers = {"predictions": self.sidecar.on_predictions, "labels": self.sidecar.on_labels,
-                    "features": self.sidecar.on_features}
-        for name, handler in handlers.items():
-            self._agent(app, name, handler)
+        for name in ("predictions", "labels", "features"):
+            self._agent(app, name)
 
         @app.agent(self._topics["partials"], name="skewwatch.partials")
         async def partials(stream: Any) -> None:
-            async for events in stream.take_events(64, within=self.within):
-                await self.restored.wait()
+            async for events in stream.take_events(256, within=self.within):
                 async with self.lock:
-                    out = Outbox()
                     for ev in events:
                         msg = ev.message
-                        h = {k: v.decode() for k, v in (msg.headers or [])}
-                        off_key = f"{msg.topic}:{msg.partition}"
-                        if msg.offset <= self.sidecar.offsets.get(off_key, -1):
-                            continue
-                        self.sidecar.offsets[off_key] = msg.offset
-                        p = Partial.from_bytes(msg.value) if h.get("skewwatch-kind") == "partial" else None
-                        o = self.sidecar.on_partial(h.get("skewwatch-worker", "?"), float(h.get("skewwatch-watermark", "-inf")), p)
-                        out.alerts.extend(o.alerts)
-                    await self._send(out)
+                        h = {k: v.decode("utf-8", "replace") for k, v in (msg.headers or [])}
+                        self.sidecar.on_partials(msg.topic, msg.partition, msg.offset, h, msg.value)
+                    await self._send(self.sidecar.aggregate())
+                    if self.sidecar.behind:
+                        self.catch_up.set()
 
         @app.timer(interval=max(0.5, min(5.0, cfg.checkpoint_interval / 4)))
         async def ticker() -> None:
-            if not self.restored.is_set():
-                return
             async with self.lock:
                 try:
-                    out = self.sidecar.tick(self.idle_after)
-                    await self._send(out)
-                    await self._heartbeat()
+                    self._lags()
+                    self.sidecar.tick(self.idle_after)
+                    await self._send(self.sidecar.aggregate())
+                    if self.sidecar.behind:
+                        self.catch_up.set()
                 except Exception as exc:  # noqa: BLE001 - an exception in a Faust timer crashes the app
                     log.warning("tick failed (%s: %s); retrying at the next one", type(exc).__name__, exc)
-                if time.monotonic() - self.last_checkpoint >= cfg.checkpoint_interval:
+                now = time.monotonic()
+                if now - self.last_checkpoint >= cfg.checkpoint_interval:
                     await self._checkpoint()
+                elif now - self.last_flush >= STEP_FLUSH and any(u.outbox for u in self.sidecar.units.values()):
+                    # steps wait for a durable checkpoint of their unit: write those units now, not in
+                    # checkpoint_interval, so windows close (and alerts fire) soon after their end
+                    await self._checkpoint(only=sorted(n for n, u in self.sidecar.units.items() if u.outbox))
 
         @app.task
-        async def restore() -> None:
-            await self._restore()
+        async def startup() -> None:
+            await self._create_state_topic()
+            self.last_checkpoint = time.monotonic()
+            self.restored.set()
+
+        @app.task
+        async def catch_up() -> None:  # a backlog is stepped through in slices, yielding the loop in between
+            while True:
+                await self.catch_up.wait()
+                self.catch_up.clear()
+                while True:
+                    async with self.lock:
+                        try:
+                            self.sidecar.tick(self.idle_after)
+                            await self._send(self.sidecar.aggregate())
+                        except Exception as exc:  # noqa: BLE001 - a crash here would stop the app
+                            log.warning("catching up failed (%s: %s)", type(exc).__name__, exc)
+                            break
+                        more = self.sidecar.behind
+                    if not more:
+                        break
+                    await asyncio.sleep(0)
+
+        @app.on_partitions_revoked.connect
+        async def on_revoked(app_: Any, revoked: Any = None, **kw: Any) -> None:
+            async with self.lock:
+                await self._checkpoint(all_units=True)
+
+        @app.on_partitions_assigned.connect
+        async def on_assigned(app_: Any, assigned: Any = None, **kw: Any) -> None:
+            async with self.lock:
+                await self._assign(set(assigned or ()))
 
         return app
 
-    def _agent(self, app: Any, name: str, handler: Any) -> None:
-        topic = getattr(self.cfg.kafka.topics, name)
-
+    def _agent(self, app: Any, name: str) -> None:
         @app.agent(self._topics[name], name=f"skewwatch.{name}")
         async def agent(stream: Any) -> None:
             async for events in stream.take_events(self.batch, within=self.within):
-                await self.restored.wait()
-                msgs = [Message(e.message.topic, e.message.partition, e.message.offset, e.message.value, e.message.key)
-                        for e in events]
+                groups: dict[tuple[str, int], list[Message]] = {}
+                for e in events:
+                    m = e.message
+                    groups.setdefault((m.topic, m.partition), []).append(Message(m.topic, m.partition, m.offset, m.value, m.key))
                 async with self.lock:
-                    if name == "predictions":  # the watermark follows the slowest owned partition
-                        self.sidecar.assigned({f"{tp.topic}:{tp.partition}" for tp in app.consumer.assignment()
-                                               if tp.topic == topic})
-                    out = handler(msgs)
+                    self._lags()
+                    out = Outbox()
+                    for (topic, part), msgs in groups.items():
+                        try:
+                            o = self.sidecar.on_messages(topic, part, msgs)
+                        except KeyError:  # not ours (any more): its owner reads it from the committed offset
+                            log.info("skipping %d messages of %s:%d, a partition this worker does not hold",
+                                     len(msgs), topic, part)
+                            continue
+                        out.dlq.extend(o.dlq)
                     await self._send(out)
+                    if self.sidecar.behind:
+                        self.catch_up.set()
+
+    def _lags(self) -> None:
+        """Tell the units how many messages of each of their topic-partitions are still unread."""
+        from faust.types import TP
+
+        consumer = self.app.consumer
+
+        def end(topic: str, partition: int) -> int | None:
+            try:
+                return consumer.highwater(TP(topic, partition))
+            except Exception:  # noqa: BLE001 - not assigned (any more) or not fetched yet: unknown
+                return None
+
+        self.sidecar.update_lags(end)
 
     def status(self) -> dict[str, Any]:
         """Machine-readable state (``/status?format=json``): ingest and label-join counters, alerts."""
         side = self.sidecar
-        c = side.engine.counters
+        view = side.engine
+        c = view.counters
         counters = {"predictions": c.predictions, "labels": c.labels, "feature_events": c.feature_events,
                     "invalid": dict(c.invalid), "late": c.late, "max_event_ts": c.max_event_ts
                     if c.max_event_ts != float("-inf") else None}
-        join: dict[str, Any] = {}
-        mon = side.engine.outcomes
-        if mon is not None:
-            join = {k: int(v) for k, v in mon.join.counters.items()}
-            join.update(pending=len(mon.join.store), early_held=len(mon.join.early))
+        j = view.outcomes.join
+        join = {k: int(v) for k, v in j.counters.items()}
+        join.update(pending=len(j.store), early_held=len(j.early))
         wm = side.watermark
+        agg = side.agg
+        evaluator = side.evaluator
+        offsets: dict[str, int] = {}
+        for u in side.units.values():
+            offsets.update(u.offsets)
         return {
             "worker": self.worker_id, "group": self.cfg.kafka.group_id, "restored": self.restored.is_set(),
             "uptime_seconds": round(time.time() - self.started_at, 1), "checkpoints": self.checkpoints,
+            "units": {n: {"boundary": _ts(u.boundary), "watermark": _ts(u.watermark()), "seq": u.seq,
+                          "outbox": len(u.outbox), "marks": {tp: _ts(m) for tp, m in u.marks.items()}}
+                      for n, u in sorted(side.units.items())},
             "counters": counters, "label_join": join, "duplicates": side.duplicates, "dlq_total": side.dlq_total,
             "alerts_suppressed": self.alerts_suppressed, "restored_counts": self.restored_counts,
-            "watermark": wm if wm != float("-inf") else None, "offsets": dict(side.offsets),
-            "aggregator": {"windows_closed": side.agg.counters.windows_closed, "late": side.agg.counters.late,
-                           "alerts_fired": side.agg.counters.alerts_fired,
-                           "alerts_resolved": side.agg.counters.alerts_resolved, "sources": sorted(side.sources)},
-            "firing": side.agg.alerts.firing(), "recent": self.alert_log[-50:],
+            "restore_errors": self.restore_errors,
+            "watermark": wm if wm != float("-inf") else None, "offsets": offsets,
+            "aggregator": None if agg is None else {
+                "windows_closed": evaluator.counters.windows_closed, "late": evaluator.counters.late,
+                "alerts_fired": evaluator.counters.alerts_fired, "alerts_resolved": evaluator.counters.alerts_resolved,
+                "boundary": agg.boundary if agg.boundary != float("-inf") else None, "sources": sorted(agg.sources),
+                "duplicate_steps": agg.duplicates, "rejected": agg.rejected, "capped_claims": agg.capped,
+                # days of history of each model's seasonal baseline (its best-known time-of-day slot)
+                "baseline_days": {n: float(ms.seasonal.days.max()) for n, ms in evaluator.models.items()}},
+            "firing": evaluator.alerts.firing(), "recent": self.alert_log[-50:],
         }
 
     # ------------------------------------------------------------------ output
@@ -183,7 +293,7 @@ class Worker:
         t = self._topics
         for a in out.alerts:
             if self.published and (a.alert_id, a.state) in self.published:
-                self.alerts_suppressed += 1  # re-raised while replaying what followed the checkpoint
+                self.alerts_suppressed += 1  # re-raised while re-evaluating what followed the checkpoint
                 log.info("not re-sending alert %s %s", a.state, a.alert_id)
                 continue
             d = a.to_dict()
@@ -201,31 +311,17 @@ class Worker:
             log.warning("dead-lettered %d messages", len(out.dlq), extra={"reasons": sorted({e.reason for _, e in out.dlq})})
         for rec in out.counterexamples:  # worst false positives / negatives of a matured cohort
             await t["counterexamples"].send(key=f"{rec['model']}/{rec['prediction_id']}".encode(), value=orjson.dumps(rec))
-        ps = out.partials
-        for i, p in enumerate(ps):
-            # The aggregator advances to a partial's watermark as soon as it has merged it, and
-            # then takes any window that starts before the watermark's window as closed: a later
-            # partial of the same batch (several windows close at once when a backlog is read)
-            # would be dropped as late. So each partial but the last carries a watermark no later
-            # than the start of the next one.
-            wm = self.sidecar.watermark
-            if i + 1 < len(ps):
-                wm = min(wm, ps[i + 1].window.start)
-            await self._send_partial(p, wm)
 
-    async def _send_partial(self, p: Partial | None, watermark: float | None = None) -> None:
-        wm = self.sidecar.watermark if watermark is None else watermark
-        headers = [("skewwatch-worker", self.worker_id.encode()),
-                   ("skewwatch-watermark", repr(wm).encode()),
-                   ("skewwatch-kind", b"partial" if p is not None else b"heartbeat")]
-        await self._topics["partials"].send(key=(p.model if p else "heartbeat").encode(),
-                                            value=p.to_bytes() if p is not None else b"", headers=headers)
-
-    async def _heartbeat(self) -> None:
-        await self._send_partial(None)
+    async def _send_steps(self, name: str) -> None:
+        """A unit's outbox (chunked), then its claim; only called right after a durable checkpoint."""
+        msgs, upto, claim = self.sidecar.outgoing(name, CHUNK)
+        futs = [await self.app.producer.send(self._partials_topic, key=k, value=v, partition=0, timestamp=None, headers=h)
+                for k, v, h in msgs]
+        await asyncio.gather(*futs)
+        self.sidecar.sent(name, upto, claim)
 
     # ------------------------------------------------------------------ state
-    async def _restore(self) -> None:
+    async def _create_state_topic(self) -> None:
         from detector.stream.topics import ensure_topics, required_topics
 
         try:  # `skewwatch run` checked every topic before starting; this covers workers built directly
@@ -234,49 +330,132 @@ class Worker:
                                 replication_factor=self.cfg.kafka.replication_factor)
         except Exception as exc:  # noqa: BLE001 - the broker may refuse configs; the topic may exist
             log.debug("state topic check: %s", exc)
+
+    def _client(self) -> tuple[str, dict[str, Any]]:
+        """Bootstrap servers and the other settings for a raw aiokafka client (checkpoint and alert readers)."""
         kw = self.settings.aiokafka()
-        bootstrap = kw.pop("bootstrap_servers")
+        return kw.pop("bootstrap_servers"), kw
+
+    async def _assign(self, assigned: set[Any]) -> None:
+        """Hold exactly the units (and the aggregator) of ``assigned``, restoring the new ones."""
+        side = self.sidecar
+        inputs = set(side.kind_of)
         try:
-            data = await asyncio.wait_for(read_checkpoint(bootstrap, self._state_topic, self.state_key, **kw), timeout=45.0)
-        except Exception as exc:  # noqa: BLE001
-            log.error("could not read checkpoints (%s); starting from empty state", type(exc).__name__)
-            data = None
-        if data:
+            side.set_partitions({tp: self.app.consumer.topic_partitions(tp) or 0 for tp in inputs})
+        except Exception as exc:  # noqa: BLE001 - metadata not there yet: keep the last known counts
+            log.debug("partition counts: %s", exc)
+        tps: dict[str, list[str]] = {}
+        for tp in assigned:
+            if tp.topic in inputs:
+                tps.setdefault(side.unit_of(tp.topic, tp.partition), []).append(f"{tp.topic}:{tp.partition}")
+        want_agg = any(tp.topic == self._partials_topic and tp.partition == 0 for tp in assigned)
+        for name in list(side.units):
+            if name not in tps:
+                side.drop_unit(name)
+                self.chunks.pop(name, None)
+        if not want_agg and side.agg is not None:
+            side.agg = None
+            self.chunks.pop(AGGREGATOR, None)
+        todo = {n for n in tps if n not in side.units} | ({AGGREGATOR} if want_agg and side.agg is None else set())
+        found: dict[str, Any] = {}
+        bootstrap, kw = self._client()
+        if todo:
             try:
-                self.sidecar.restore(data)
-                log.info("restored state from checkpoint", extra={"bytes": len(data), "offsets": len(self.sidecar.offsets)})
-            except Exception as exc:  # noqa: BLE001
-                log.error("checkpoint unusable (%s); starting from empty state", exc)
+                found = await asyncio.wait_for(
+                    read_checkpoints(bootstrap, self._state_topic, self.state_prefix, todo, **kw), timeout=60.0)
+            except Exception as exc:  # noqa: BLE001 - broker trouble: start these units fresh, loudly
+                log.error("could not read checkpoints (%s: %s); starting %s from empty state", type(exc).__name__, exc,
+                          sorted(todo))
+                self.restore_errors += 1
+        for name in sorted(todo):
+            got = found.get(name)
+            if name == AGGREGATOR:
+                side.agg = side.new_aggregator()
+            else:
+                side.add_unit(side.new_unit(name), tps[name])
+            if isinstance(got, Exception):
+                self.restore_errors += 1
+                log.error("checkpoint of %s refused (%s); it starts from empty state", name, got)
+            elif got is not None:
+                blob, keys = got
+                self.chunks[name] = keys  # tombstoned by the next checkpoint
+                try:
+                    side.restore(name, blob)
+                    log.info("restored %s from its checkpoint", name, extra={"bytes": len(blob)})
+                except Exception as exc:  # noqa: BLE001 - never trust a checkpoint enough to crash on it
+                    self.restore_errors += 1
+                    log.error("checkpoint of %s unusable (%s: %s); it starts from empty state", name, type(exc).__name__, exc)
+            if name != AGGREGATOR:
+                u = side.units[name]
+                for k, attr in (("predictions", "predictions"), ("labels", "labels"), ("feature_events", "feature_events")):
+                    self.restored_counts[k] += int(getattr(u.engine.counters, attr))
+        if AGGREGATOR in todo and side.agg is not None:
             try:
                 self.published = await read_published_alerts(bootstrap, self.cfg.kafka.topics.alerts, **kw)
             except Exception as exc:  # noqa: BLE001 - worst case: an alert is sent twice
                 log.warning("could not read the alert topic (%s); alerts raised again after the checkpoint are re-sent",
                             type(exc).__name__)
-        c = self.sidecar.engine.counters
-        self.restored_counts = {"predictions": c.predictions, "labels": c.labels, "feature_events": c.feature_events}
-        self.last_checkpoint = time.monotonic()
-        self.restored.set()
+        for name, t_ in tps.items():
+            side.assign_tps(name, t_)
 
-    async def _checkpoint(self) -> None:
-        """Snapshot (under the lock), write, then commit the offsets the snapshot covers."""
-        data = self.sidecar.checkpoint()
+    async def _checkpoint(self, all_units: bool = False, only: list[str] | None = None) -> None:
+        """Checkpoint (caller holds the lock), send what the checkpoints hold, then commit what they cover.
+
+        ``only``: just these units (their steps are waiting); otherwise every unit and the aggregator
+        that changed (``all_units``: all of them).
+        """
+        side = self.sidecar
+        self.last_flush = time.monotonic()
+        if only is not None:
+            names = [n for n in only if n in side.units]
+        elif all_units:
+            names = sorted(side.units) + ([AGGREGATOR] if side.agg is not None else [])
+        else:
+            names = side.dirty()
+        written: list[str] = []
         try:
-            await write_checkpoint(self.app.producer, self._state_topic, self.state_key, data)
+            for name in names:
+                blob = side.checkpoint(name)
+                self.chunks[name] = await write_checkpoint(self.app.producer, self._state_topic, self.state_prefix, name,
+                                                           blob, self.chunks.get(name), worker=self.worker_id)
+                written.append(name)
+                if name == AGGREGATOR:
+                    side.agg.dirty = False  # type: ignore[union-attr]
+                else:
+                    side.units[name].dirty = False
+            for name in sorted(side.units):  # steps the durable checkpoints hold, and every unit's claim (liveness)
+                await self._send_steps(name)
         except Exception as exc:  # noqa: BLE001 - broker away: keep running, commit nothing, retry soon
-            log.warning("checkpoint not written (%s: %s); offsets not committed; retrying in 5 s",
-                        type(exc).__name__, exc)
-            self.last_checkpoint = time.monotonic() - self.cfg.checkpoint_interval + min(5.0, self.cfg.checkpoint_interval)
+            log.warning("checkpoint not completed (%s: %s); offsets not committed; retrying in 5 s", type(exc).__name__, exc)
+            for name in written:
+                (side.agg if name == AGGREGATOR else side.units.get(name)).dirty = True  # type: ignore[union-attr]
+            if only is None:
+                self.last_checkpoint = time.monotonic() - self.cfg.checkpoint_interval + min(5.0, self.cfg.checkpoint_interval)
             return
+        offsets: dict[Any, int] = {}
+        from faust.types import TP
+
+        for name in written:
+            src = side.agg.offsets if name == AGGREGATOR else side.units[name].offsets  # type: ignore[union-attr]
+            for key, off in src.items():
+                topic, _, part = key.rpartition(":")
+                if part.isdigit():
+                    offsets[TP(topic, int(part))] = off + 1
         try:
-            await self.app.consumer.commit()
-        except Exception as exc:  # noqa: BLE001 - a failed commit only means more redelivery (deduplicated)
+            await self.app.consumer.commit_durable(offsets)
+        except Exception as exc:  # noqa: BLE001 - a failed commit only means more redelivery (skipped by offset)
             log.warning("offset commit failed: %s", exc)
-        self.last_checkpoint = time.monotonic()
+        if only is None:
+            self.last_checkpoint = time.monotonic()
         self.checkpoints += 1
 
     async def checkpoint_now(self) -> None:
         async with self.lock:
-            await self._checkpoint()
+            await self._checkpoint(all_units=True)
+
+
+def _ts(t: float | None) -> float | None:
+    return t if t is not None and math.isfinite(t) else None
 
 
 def build_app(cfg: Config, refs: dict[str, Reference], default: Reference | None, **kw: Any) -> Worker:

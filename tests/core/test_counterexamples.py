@@ -12,7 +12,7 @@ from detector.core.engine import Engine
 from detector.core.outcomes import attach_outcomes
 from detector.core.profile import build_reference
 from detector.core.settings import DetectorSettings
-from detector.stream.sidecar import Message, Sidecar
+from detector.stream.local import LocalGroup
 
 T0 = 1795564800.0
 H = 3600.0
@@ -111,19 +111,16 @@ def test_output_is_drained_once_and_snapshots_keep_it():
 
 
 def test_the_sidecar_hands_counterexamples_to_its_outbox():
-    side = Sidecar(Config(models={"m": ModelConfig(reference="unused.json", review_capacity=50)}),
-                   {"m": reference()}, None, "w1")
-    assert side.agg.adoption.capacity == {"m": 50}
-    msgs = [Message("predictions", 0, k, orjson.dumps(pred(k, T0 + k * 10, 0.9, True))) for k in range(4)]
-    side.on_predictions(msgs)
-    side.on_labels([Message("labels", 0, k, orjson.dumps({"prediction_id": f"p{k:03d}", "ts": T0 + 50 + k, "label": 0}))
-                    for k in range(4)])
-    side.on_predictions([Message("predictions", 0, 100 + k, orjson.dumps(pred(100 + k, T0 + H + k * 60, 0.1, False)))
+    g = LocalGroup(Config(models={"m": ModelConfig(reference="unused.json", review_capacity=50)}), {"m": reference()}, None,
+                   partitions=1)
+    assert g.aggregator.engine.adoption.capacity == {"m": 50}
+    g.feed("predictions", 0, [orjson.dumps(pred(k, T0 + k * 10, 0.9, True)) for k in range(4)])
+    g.feed("labels", 0, [orjson.dumps({"prediction_id": f"p{k:03d}", "ts": T0 + 50 + k, "label": 0}) for k in range(4)])
+    g.feed("predictions", 0, [orjson.dumps(pred(100 + k, T0 + H + k * 60, 0.1, False)) for k in range(200)])
+    g.feed("labels", 0, [orjson.dumps({"prediction_id": f"p{100 + k:03d}", "ts": T0 + H + k * 60 + 5, "label": 0})
                          for k in range(200)])
-    side.on_labels([Message("labels", 0, 100 + k, orjson.dumps({"prediction_id": f"p{100 + k:03d}", "ts": T0 + H + k * 60 + 5,
-                                                               "label": 0})) for k in range(200)])
-    out = side.flush()
-    assert len(out.counterexamples) == 8 and {r["type"] for r in out.counterexamples} == {"false_positive"}
+    g.finish(quiet=6 * H)  # the unit's joins reach the aggregator, which evaluates the matured cohorts
+    assert len(g.counterexamples) == 8 and {r["type"] for r in g.counterexamples} == {"false_positive"}
 
 
 def test_candidates_stay_bounded_however_many_errors_a_cohort_has():

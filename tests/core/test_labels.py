@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import pickle
-
 import numpy as np
 import orjson
 from hypothesis import HealthCheck, given, settings
@@ -16,6 +14,7 @@ from detector.core.labels import PENDING, LabelJoin, RingStore, delay_bins, hist
 from detector.core.outcomes import OutcomeSettings, attach_outcomes
 from detector.core.profile import build_reference
 from detector.core.settings import DetectorSettings
+from detector.core.state import decode, encode
 
 T0 = 1795564800.0
 
@@ -111,11 +110,15 @@ def test_ring_growth_and_state_roundtrip_keep_every_id():
     for k in range(5):  # grows 16384 -> 20000, then wraps around evicting the oldest
         put(j, [f"{k}-{i}" for i in range(9000)], np.full(9000, float(k)))
     assert len(j.store) == 20_000 and j.store.evicted == 25_000
-    j2 = LabelJoin(ttl=1.0, max_pending=1000, early_hold=1.0)
-    j2.load_state(pickle.loads(pickle.dumps(j.to_state())))
+    j2 = LabelJoin(ttl=1e9, max_pending=20_000, early_hold=10.0)
+    j2.load_state(decode(encode(j.to_state())))  # through the plain state format
     probe = ["0-5", "3-8999", "4-0", "nope"]
     assert (j2.store.get_many(probe) >= 0).tolist() == (j.store.get_many(probe) >= 0).tolist() == [False, True, True, False]
     assert len(j2.store) == len(j.store) and j2.counters == j.counters
+    # a store configured smaller keeps the newest records of a larger state (the bound is the config's)
+    j3 = LabelJoin(ttl=1e9, max_pending=1000, early_hold=10.0)
+    j3.load_state(decode(encode(j.to_state())))
+    assert len(j3.store) == 1000 and (j3.store.get_many(["4-8999", "4-7999", "4-7000"]) >= 0).tolist() == [True, False, False]
 
 
 def test_delay_bins_and_quantiles():

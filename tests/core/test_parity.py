@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import pickle
-
 import numpy as np
 import orjson
 import pytest
@@ -13,6 +11,7 @@ from detector.core.engine import Engine
 from detector.core.outcomes import attach_outcomes
 from detector.core.parity import ParityMonitor
 from detector.core.settings import DetectorSettings
+from detector.core.state import decode, encode
 from tests.core.test_outcomes import T0, fired, reference, run, simulate
 
 
@@ -109,7 +108,7 @@ def test_retention_is_bounded_by_count_and_time(ref):
     eng.ingest_predictions([_pred("late", T0 + 1000)])
     eng.advance(T0 + 1000)
     assert s.size == 1 and list(s.index) == ["late"]
-    state = pickle.loads(pickle.dumps(mon.parity.to_state()))
+    state = decode(encode(mon.parity.to_state()))
     p2 = ParityMonitor(eng, retain_seconds=600.0, retain_max=50)
     p2.load_state(state)
     assert p2.served["fraud"].index == {"late": 0} and p2.stats("fraud")["retained"] == 1

@@ -67,7 +67,7 @@ def exported_names() -> frozenset[str]:
     from tests.deploy.traffic import faulty_worker
 
     w = faulty_worker()
-    text = exposition(w.sidecar.agg, worker=w).decode() + _health_exposition()
+    text = exposition(w.sidecar.evaluator, worker=w).decode() + _health_exposition()
     return frozenset(s.name for f in text_string_to_metric_families(text) for s in f.samples)
 
 

@@ -50,7 +50,7 @@ def prom(tmp_path_factory):
     if PROMETHEUS is None:
         pytest.skip(NO_PROMETHEUS)
     worker = faulty_worker()
-    srv = serve(lambda: worker.sidecar.agg, "127.0.0.1", 0, worker_getter=lambda: worker)
+    srv = serve(lambda: worker.sidecar.evaluator, "127.0.0.1", 0, worker_getter=lambda: worker)
     tmp = tmp_path_factory.mktemp("prometheus")
     rules = yaml.safe_load(RULES.read_text())
     for g in rules["groups"]:

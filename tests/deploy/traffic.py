@@ -2,8 +2,8 @@
 
 A ``unit_change`` scenario (amount served in cents from hour 22) stops at hour 26, so the
 critical ``unit_shift`` incident is firing and one window is still open. It goes through the
-Kafka worker's own code path without Kafka (:class:`detector.stream.sidecar.Sidecar`: worker
-engine with the outcome monitor, partials, aggregator engine); a few broken, late, empty and
+Kafka worker's own code path without Kafka (:class:`detector.stream.local.LocalGroup`: a unit
+with the outcome monitor, steps after checkpoints, the aggregator); a few broken, late, empty and
 redelivered messages exercise the pipeline counters.
 """
 
@@ -18,6 +18,7 @@ import orjson
 from detector.config import Config, ModelConfig
 from detector.core.profile import build_reference
 from detector.sim import Fault, get_scenario, simulate, training_table
+from detector.stream.local import LocalGroup
 from detector.stream.sidecar import Message, Sidecar
 
 HOURS = 26.0
@@ -80,19 +81,17 @@ class Worker:
 
 @lru_cache(maxsize=1)
 def faulty_worker() -> Worker:
-    """The Kafka worker's path: the worker engine folds batches and hands closed windows to the
-    aggregator engine as partials; the aggregator evaluates them and raises the alerts."""
-    side = Sidecar(config(), {"fraud": reference()}, None, "w1")
-    offsets = dict.fromkeys(("predictions", "labels", "features"), 0)
-    handle = {"predictions": side.on_predictions, "labels": side.on_labels, "features": side.on_features}
+    """The Kafka worker's path without Kafka (:class:`detector.stream.local.LocalGroup`, one partition):
+    the unit folds batches and packs closed windows and joins into steps; after each checkpoint the
+    aggregator applies them, evaluates and raises the alerts."""
+    g = LocalGroup(config(), {"fraud": reference()}, None, partitions=1)
     for buf in _batches():
         for t, msgs in buf.items():
-            if not msgs:
-                continue
-            batch = [Message(t, 0, offsets[t] + i, m) for i, m in enumerate(msgs)]
-            offsets[t] += len(msgs)
-            for p in handle[t](batch).partials:
-                side.on_partial("w1", side.watermark, p)
-    side.on_predictions([Message("predictions", 0, offsets["predictions"], b""),  # empty: dead-lettered
-                         Message("predictions", 0, 0, b"{}")])  # an offset already folded: redelivery
+            if msgs:
+                g.feed(t, 0, list(msgs))
+        g.checkpoint()
+    side = g.sidecars["w0"]
+    g.feed("predictions", 0, [b""])  # empty: dead-lettered
+    g.redeliver("predictions", 0, [Message(g.topics["predictions"], 0, 0, b"{}")])  # an offset already folded: redelivery
+    g.checkpoint()
     return Worker(side)

@@ -34,13 +34,13 @@ def worker():
 @pytest.fixture(scope="module")
 def registry(worker):
     reg = CollectorRegistry(auto_describe=False)
-    reg.register(SkewwatchCollector(lambda: worker.sidecar.agg, worker_getter=lambda: worker))
+    reg.register(SkewwatchCollector(lambda: worker.sidecar.evaluator, worker_getter=lambda: worker))
     return reg
 
 
 @pytest.fixture(scope="module")
 def text(worker):
-    return exposition(worker.sidecar.agg, worker=worker)
+    return exposition(worker.sidecar.evaluator, worker=worker)
 
 
 def families(text: bytes) -> dict[str, object]:
@@ -63,14 +63,14 @@ def test_unit_change_shows_in_statistics_and_alerts(registry, worker):
     assert registry.get_sample_value("skewwatch_alert_value", alert) > 50
     group = {k: alert[k] for k in ("model", "kind", "severity", "cause", "action")}
     assert registry.get_sample_value("skewwatch_alerts_firing", group) == 1.0
-    firing = worker.sidecar.agg.alerts.firing("fraud")
+    firing = worker.sidecar.evaluator.alerts.firing("fraud")
     total = sum(s.value for f in registry.collect() if f.name == "skewwatch_alerts_firing" for s in f.samples)
     assert total == len(firing) >= 1
 
 
 def test_pipeline_counters_come_from_the_worker_engine(registry, worker):
     side = worker.sidecar
-    c, agg = side.engine.counters, side.agg.counters
+    c, agg = side.engine.counters, side.evaluator.counters
     get = registry.get_sample_value
     assert get("skewwatch_events_total", {"model": "fraud", "topic": "predictions"}) == c.predictions > 0
     assert get("skewwatch_events_total", {"model": "", "topic": "labels"}) == c.labels > 0
@@ -84,7 +84,7 @@ def test_pipeline_counters_come_from_the_worker_engine(registry, worker):
     assert get("skewwatch_watermark_lag_seconds") == side.engine.high_water - side.engine.watermark
     assert get("skewwatch_window_length_seconds") == 3600
     assert get("skewwatch_state_bytes", {"model": "fraud"}) > 0
-    open_windows = len(side.engine.models["fraud"].windows) + len(side.agg.models["fraud"].windows)
+    open_windows = len(side.engine.models["fraud"].windows) + len(side.evaluator.models["fraud"].windows)
     assert get("skewwatch_open_windows", {"model": "fraud"}) == open_windows >= 1
     assert get("skewwatch_build_info", {"version": __version__}) == 1
     for voc in side.engine.models["fraud"].layout.vocabs:
@@ -223,7 +223,7 @@ def test_label_delay_histogram_is_a_real_histogram():
 
 
 def test_resolved_alert_groups_drop_to_zero_instead_of_vanishing(worker):
-    agg = worker.sidecar.agg
+    agg = worker.sidecar.evaluator
     copy = Engine(agg.settings, agg.references, agg.default_reference)
     copy.restore(agg.snapshot())
     reg = CollectorRegistry(auto_describe=False)
@@ -246,7 +246,7 @@ def test_no_engine_yet_exports_build_info_only_and_is_not_ready():
 
 
 def test_http_server_serves_metrics_probes_and_extra_routes(worker):
-    srv = serve(lambda: worker.sidecar.agg, "127.0.0.1", 0, extra_routes={"/status": lambda: b"fine\n"},
+    srv = serve(lambda: worker.sidecar.evaluator, "127.0.0.1", 0, extra_routes={"/status": lambda: b"fine\n"},
                 worker_getter=lambda: worker)
     try:
         base = f"http://127.0.0.1:{srv.port}"

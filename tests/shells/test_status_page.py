@@ -17,7 +17,7 @@ from detector.core.engine import Engine
 from detector.core.settings import DetectorSettings
 from detector.core.timeparse import parse_timestamps
 from detector.shells.status import feature_distribution, render_status
-from detector.stream.sidecar import Message, Sidecar
+from detector.stream.local import LocalGroup
 from tests.shells.test_report import (
     CHROMIUM,
     NO_CHROMIUM,
@@ -109,18 +109,16 @@ def test_empty_engine_is_all_clear():
 
 def test_kafka_worker_topology_aggregator_plus_worker_engine():
     """The worker serves the aggregator (windows, alerts) with its worker engine's ingest counters."""
-    side = Sidecar(config(), {"fraud": reference()}, None, "w1")
+    g = LocalGroup(config(), {"fraud": reference()}, None, partitions=1)
     preds = [raw for topic, raw in messages() if topic == "predictions"][:8000]  # ~27 h: cents from hour 24
     hours = (parse_timestamps([orjson.loads(p)["ts"] for p in preds]) // 3600).astype(int)
-    recent, offset = [], 0
     for h in np.unique(hours):  # one batch per window, as live traffic arrives
-        batch = [preds[i] for i in np.flatnonzero(hours == h)]
-        out = side.on_predictions([Message("predictions", 0, offset + k, m) for k, m in enumerate(batch)])
-        offset += len(batch)
-        for p in out.partials:
-            recent += [a.to_dict() for a in side.on_partial("w1", side.watermark, p).alerts]
+        g.feed("predictions", 0, [preds[i] for i in np.flatnonzero(hours == h)])
+        g.checkpoint()
+    recent = [a.to_dict() for a in g.alerts]
     assert any(a["kind"] == "unit_shift" for a in recent)
-    dom = parse(render_status(side.agg, recent=recent, ingest=side.engine))
+    side = g.sidecars["w0"]
+    dom = parse(render_status(side.evaluator, recent=recent, ingest=side.engine))
     assert "amount · all traffic" in [h.text() for h in dom.find_all("h3")]
     assert f"{len(preds):,}" in dom.find("section", id="pipeline").text()
 

@@ -37,13 +37,25 @@ def msgs(topic, values, start=0):
     return [Message(topic, 0, start + k, v, f"k{start + k}".encode()) for k, v in enumerate(values)]
 
 
-def test_poison_predictions_are_dead_lettered_and_batch_mates_folded(ref):
+def sidecar(ref):
+    """A worker's sidecar holding partition 0 (unit ``p0``) of the three input topics."""
     side = Sidecar(Config(), {}, ref, "w1")
+    side.set_partitions(dict.fromkeys(("predictions", "labels", "features"), 1))
+    side.add_unit(side.new_unit("p0"), ["predictions:0", "labels:0", "features:0"])
+    return side
+
+
+def handler(side, topic):
+    return lambda ms: side.on_messages(topic, 0, ms)
+
+
+def test_poison_predictions_are_dead_lettered_and_batch_mates_folded(ref):
+    side = sidecar(ref)
     poison = {2: pred(900, decision=["x"]), 5: b'{"prediction_id": "q", "model": "m", "ts": 1e999, "features": {}}',
               7: b"[" * 50_000, 9: pred(901, slices={"region": {"a": 1}}), 11: pred(902, score=9 * 10**399)}
     values = [poison.get(k, pred(k)) for k in range(14)]
     values[12] = b"[" + b",".join([pred(100), pred(101, model_version=[1]), pred(102)]) + b"]"  # envelope
-    out = side.on_predictions(msgs("predictions", values))
+    out = side.on_messages("predictions", 0, msgs("predictions", values))
     got = {(m.offset, e.reason): m for m, e in out.dlq}
     assert set(got) == {(2, "bad_field"), (5, "bad_timestamp"), (7, "invalid_json"), (9, "bad_field"),
                         (11, "bad_score"), (12, "bad_field")}, sorted(got)
@@ -52,37 +64,40 @@ def test_poison_predictions_are_dead_lettered_and_batch_mates_folded(ref):
         if off != 12:
             assert m.value == values[off]  # the producer's exact bytes
     assert orjson.loads(got[(12, "bad_field")].value)["prediction_id"] == "p101"  # only the bad envelope item
-    assert side.engine.counters.predictions == 14 - 5 - 1 + 2
+    assert side.units["p0"].engine.counters.predictions == 14 - 5 - 1 + 2
     assert side.dlq_total == 6
 
 
 def test_poison_labels_and_offline_features_are_dead_lettered(ref):
-    side = Sidecar(Config(), {}, ref, "w1")
-    side.on_predictions(msgs("predictions", [pred(k) for k in range(4)]))
+    side = sidecar(ref)
+    unit = side.units["p0"]
+    side.on_messages("predictions", 0, msgs("predictions", [pred(k) for k in range(4)]))
     labels = [json.dumps({"prediction_id": "p0", "ts": T + 60, "label": 1}).encode(),
               b'{"prediction_id": "p1", "ts": 1795615260, "label": 1, "revision": NaN}',
               json.dumps({"prediction_id": "p2", "ts": T + 60, "label": 0, "revision": 2}).encode()]
-    out = side.on_labels(msgs("labels", labels))
+    out = side.on_messages("labels", 0, msgs("labels", labels))
     assert [(m.offset, e.reason) for m, e in out.dlq] == [(1, "bad_field")]
-    assert side.engine.outcomes.join.counters["matched"] == 2
+    unit.advance(T + 2 * 3600)  # labels reach the join once event time passes their window
+    assert unit.gate.monitor.join.counters["matched"] == 2
     feats = [json.dumps({"prediction_id": "p0", "ts": T, "features": {"amount": 9 * 10**399, "country": ["DE"]}}).encode(),
              json.dumps({"prediction_id": ["p1"], "ts": T, "features": {}}).encode()]
-    out = side.on_features(msgs("features", feats))
+    out = side.on_messages("features", 0, msgs("features", feats))
     assert [(m.offset, e.reason) for m, e in out.dlq] == [(1, "bad_field")]
-    assert side.engine.counters.feature_events == 1
+    assert unit.engine.counters.feature_events == 1
 
 
 def test_a_bug_in_ingest_dead_letters_the_batch_instead_of_stopping_the_worker(ref, monkeypatch):
-    side = Sidecar(Config(), {}, ref, "w1")
+    side = sidecar(ref)
+    unit = side.units["p0"]
 
     def boom(raws):
         raise RuntimeError("simulated defect")
 
-    monkeypatch.setattr(side.engine, "ingest_labels", boom)
-    out = side.on_labels(msgs("labels", [b'{"prediction_id": "p0", "ts": 1795615260, "label": 1}'] * 2))
+    monkeypatch.setattr(unit.engine, "ingest_labels", boom)
+    out = side.on_messages("labels", 0, msgs("labels", [b'{"prediction_id": "p0", "ts": 1795615260, "label": 1}'] * 2))
     assert [(m.offset, e.reason) for m, e in out.dlq] == [(0, "internal_error"), (1, "internal_error")]
-    out = side.on_predictions(msgs("predictions", [pred(0), pred(1)]))  # the worker goes on
-    assert out.dlq == [] and side.engine.counters.predictions == 2
+    out = side.on_messages("predictions", 0, msgs("predictions", [pred(0), pred(1)]))  # the worker goes on
+    assert out.dlq == [] and unit.engine.counters.predictions == 2
 
 
 def test_fuzz_through_the_sidecar_every_message_is_folded_or_dead_lettered(ref):
@@ -96,12 +111,13 @@ def test_fuzz_through_the_sidecar_every_message_is_folded_or_dead_lettered(ref):
     @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
     @given(data=st.data())
     def check(data):
-        side = Sidecar(Config(), {}, ref, "w1")
+        side = sidecar(ref)
+        c = side.units["p0"].engine.counters
         draw = data.draw
-        for topic, strat, handler, count in (
-                ("predictions", hostile_prediction, side.on_predictions, lambda: side.engine.counters.predictions),
-                ("labels", hostile_label, side.on_labels, lambda: side.engine.counters.labels),
-                ("features", hostile_features, side.on_features, lambda: side.engine.counters.feature_events)):
+        for topic, strat, count in (
+                ("predictions", hostile_prediction, lambda: c.predictions),
+                ("labels", hostile_label, lambda: c.labels),
+                ("features", hostile_features, lambda: c.feature_events)):
             bad = _encode(draw, [draw(strat(50 + i)) for i in range(draw(st.integers(1, 3)))])
             good = {"predictions": [pred(k) for k in range(3)],
                     "labels": [json.dumps({"prediction_id": f"p{k}", "ts": T + 60, "label": 1}).encode() for k in range(3)],
@@ -109,7 +125,7 @@ def test_fuzz_through_the_sidecar_every_message_is_folded_or_dead_lettered(ref):
                                  for k in range(3)]}[topic]
             values = [good[0], *bad, good[1], good[2]]
             before = count()
-            out = handler(msgs(topic, values, start=100))
+            out = handler(side, topic)(msgs(topic, values, start=100))
             offsets = {m.offset for m, _ in out.dlq}
             assert offsets <= set(range(101, 101 + len(bad))), (topic, sorted(offsets))
             assert all(m.topic == topic and e.reason and e.detail for m, e in out.dlq)

@@ -271,7 +271,7 @@ class WorkerProc:
             raise ValueError(f"/status answered {code}")
         return orjson.loads(body)
 
-    def wait_ready(self, timeout: float = 60.0) -> float:
+    def wait_ready(self, timeout: float = 120.0) -> float:
         """Block until ``/readyz`` is 200 and the worker holds partitions; returns seconds since launch."""
 
         def ready() -> bool:
@@ -436,9 +436,9 @@ def test_bad_messages_go_to_the_dlq_and_processing_goes_on(kafka_bootstrap: str,
     print(f"\nworker ready {w.wait_ready():.1f}s after launch")
 
     st = wait_until("all good predictions to be counted", lambda: (s := w.status())["counters"]["predictions"]
-                    >= len(preds) and s, timeout=60, on_timeout=w.log_tail)
+                    >= len(preds) and s, timeout=120, on_timeout=w.log_tail)
     dlq = wait_until("5 dead letters", lambda: (r := read_topic(kafka_bootstrap, topics["dlq"])) and len(r) >= len(bad)
-                     and r, timeout=30)
+                     and r, timeout=120)
     assert len(dlq) == len(bad), [dict(r.headers) for r in dlq]
     got = {}
     for r in dlq:
@@ -502,9 +502,9 @@ def test_poison_batch_on_every_topic_is_dead_lettered_and_the_worker_goes_on(
                 if r[1] in (b"bad_field", b"bad_score", b"invalid_json", b"bad_timestamp", b"l-nan", b"l-inf", b"f-list")}
     print(f"\nworker ready {w.wait_ready():.1f}s after launch")
     st = wait_until("the good predictions to be counted", lambda: (s := w.status())["counters"]["predictions"] >= 201 and s,
-                    timeout=60, on_timeout=w.log_tail)
+                    timeout=120, on_timeout=w.log_tail)
     dlq = wait_until(f"{len(expected)} dead letters",
-                     lambda: (r := read_topic(kafka_bootstrap, topics["dlq"])) and len(r) >= len(expected) and r, timeout=30)
+                     lambda: (r := read_topic(kafka_bootstrap, topics["dlq"])) and len(r) >= len(expected) and r, timeout=120)
     got = {}
     for r in dlq:
         h = {k: v.decode() for k, v in r.headers}
@@ -518,7 +518,7 @@ def test_poison_batch_on_every_topic_is_dead_lettered_and_the_worker_goes_on(
     # and it keeps consuming after the poison
     produce(kafka_bootstrap, [(topics["predictions"], k, v) for k, v in preds[200:]])
     wait_until("the later predictions to be counted", lambda: w.status()["counters"]["predictions"] == len(preds) + 1,
-               timeout=60, on_timeout=w.log_tail)
+               timeout=120, on_timeout=w.log_tail)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -558,8 +558,11 @@ def paced_produce(bootstrap: str, records: list[tuple[float, Record]], speedup: 
     return asyncio.run(main())
 
 
-def test_sigkill_and_restart_counts_everything_once(kafka_bootstrap: str, reference_path: Path, tmp_path: Path,
-                                                    scenario: Scenario, workers: Callable[..., WorkerProc]) -> None:
+@pytest.mark.timeout(600)  # several generous waits in a row: the machine may be loaded
+def test_sigkill_and_restart_under_a_new_worker_id_counts_everything_once(
+        kafka_bootstrap: str, reference_path: Path, tmp_path: Path, scenario: Scenario,
+        workers: Callable[..., WorkerProc]) -> None:
+    """A rollout gives the replacement pod a new name: state follows the partitions, not the worker id."""
     from detector.core.timeparse import parse_timestamps
 
     topics, group, port = topic_names("kill"), unique("kill"), free_port()
@@ -571,7 +574,7 @@ def test_sigkill_and_restart_counts_everything_once(kafka_bootstrap: str, refere
     n_first_preds = sum(1 for t, _, _ in first if t == topics["predictions"])
     want_preds, want_labels, want_matched = label_join_expected(scenario)
 
-    w1 = workers(cfg, "kill-w", port)
+    w1 = workers(cfg, "pod-7f9c2-abcde", port)
     produce(kafka_bootstrap, first, timeout=120)
     print(f"\nproduced {len(first)} messages; worker ready {w1.wait_ready():.1f}s after launch")
 
@@ -581,10 +584,12 @@ def test_sigkill_and_restart_counts_everything_once(kafka_bootstrap: str, refere
             return None
         return next((a for a in st["firing"] if a["kind"] == "unit_shift"), None)
 
-    open_alert = wait_until("the unit_shift incident to be open", incident_open, timeout=120, interval=0.5,
+    open_alert = wait_until("the unit_shift incident to be open", incident_open, timeout=180, interval=0.5,
                             on_timeout=w1.log_tail)
     ckpts = w1.status()["checkpoints"]
-    wait_until("a checkpoint that covers the open incident", lambda: w1.status()["checkpoints"] > ckpts, timeout=30)
+    wait_until("a checkpoint that covers the open incident", lambda: w1.status()["checkpoints"] > ckpts + 1, timeout=120)
+    baseline_days = w1.status()["aggregator"]["baseline_days"]
+    assert baseline_days["fraud"] > 1.0, baseline_days  # a seasonal baseline with history (it takes days to build)
 
     # the rest of the traffic arrives live (8 s of wall time); the worker dies in the middle of it
     stop = threading.Event()
@@ -593,23 +598,30 @@ def test_sigkill_and_restart_counts_everything_once(kafka_bootstrap: str, refere
                                 daemon=True)
     producer.start()
     wait_until("the worker to process live traffic", lambda: w1.status()["counters"]["predictions"]
-               > n_first_preds + 300, timeout=60)
+               > n_first_preds + 300, timeout=120)
     before = w1.status()
     w1.signal(signal.SIGKILL)
     assert w1.wait(10) == -signal.SIGKILL
-    print(f"SIGKILL after {before['counters']['predictions']} predictions, {before['checkpoints']} checkpoints")
+    print(f"SIGKILL after {before['counters']['predictions']} predictions, {before['checkpoints']} checkpoints, "
+          f"{before['label_join']['pending']} predictions held for labels")
 
-    w2 = workers(cfg, "kill-w", port)  # same worker id: restores the same checkpoint
-    print(f"restarted worker ready {w2.wait_ready(90):.1f}s after launch")
+    w2 = workers(cfg, "pod-3b1d8-vwxyz", port)  # the replacement has another name: it restores by partition
+    print(f"replacement worker ready {w2.wait_ready(150):.1f}s after launch")
     producer.join(120)
     assert not producer.is_alive() and result.get("sent") == len(rest)
+    restored = wait_until("the aggregator to be restored", lambda: (st := w2.status())["aggregator"] and st, timeout=120)
+    assert restored["restore_errors"] == 0
+    assert restored["aggregator"]["baseline_days"]["fraud"] >= baseline_days["fraud"]  # baselines kept
 
     def done() -> dict[str, Any] | None:
         st = w2.status()
-        c = st["counters"]
-        return st if c["predictions"] >= want_preds and c["labels"] >= want_labels else None
+        c, j = st["counters"], st["label_join"]
+        # labels are joined in event-time order once the watermark passes their window (after the
+        # stream stops, when the worker has been idle for idle_after): wait for the last ones
+        full = c["predictions"] >= want_preds and c["labels"] >= want_labels and j["matched"] >= want_matched
+        return st if full else None
 
-    st = wait_until("every message to be processed after the restart", done, timeout=90, interval=0.5,
+    st = wait_until("every message to be processed after the restart", done, timeout=180, interval=0.5,
                     on_timeout=w2.log_tail)
     time.sleep(2.0)  # anything still in flight would show as over-counting now
     st = w2.status()
@@ -623,7 +635,7 @@ def test_sigkill_and_restart_counts_everything_once(kafka_bootstrap: str, refere
     assert c["predictions"] == want_preds
     assert c["labels"] == want_labels
     assert c["feature_events"] == scenario.counts["features"]
-    assert j["matched"] == want_matched, j
+    assert j["matched"] == want_matched, j  # labels after the kill found predictions held before it
     assert j["duplicates"] + j["corrections"] == scenario.later_labels, j
     assert j["orphans"] == 0 and j["early_held"] == 0, j
     assert not c["invalid"] and st["dlq_total"] == 0
@@ -677,14 +689,15 @@ def scale_out(kafka_bootstrap: str, reference_path: Path, tmp_path_factory: pyte
                                          ("two-b", g2, alerts2, "pair-b")):
             port = free_port()
             cfg = write_config(tmp / f"{name}.yaml", kafka_bootstrap, reference_path, group,
-                               {**inputs, "alerts": alerts, "dlq": f"{alerts}-dlq"}, port)
+                               {**inputs, "alerts": alerts, "dlq": f"{alerts}-dlq"}, port,
+                               detector={"allowed_lateness": "10s"})
             started.append(WorkerProc(cfg, wid, port, tmp / f"{wid}.log").start())
         one, two = started[0], started[1:]
         # Both groups settle before the input is produced: a partition that moves between workers
         # in the middle of the stream is a rebalance, not what this compares. (A worker holds
         # partitions only once a generation that includes every member was assigned.)
         for w in started:
-            print(f"\n{w.worker_id} ready {w.wait_ready(90):.1f}s after launch", end="")
+            print(f"\n{w.worker_id} ready {w.wait_ready(150):.1f}s after launch", end="")
         produce(kafka_bootstrap, scenario.records(inputs), timeout=120)
         want = scenario.counts["predictions"]
 
@@ -698,8 +711,17 @@ def scale_out(kafka_bootstrap: str, reference_path: Path, tmp_path_factory: pyte
                                                 for w in started))
         per_worker = [w.status()["counters"]["predictions"] for w in two]
         print(f"\npredictions per worker of the pair: {per_worker}")
-        # windows close on the aggregator as partials and heartbeats arrive, outcome cohorts as
-        # labels mature: wait until both alert streams have stopped changing for a few seconds
+        # Every window with data closes once the aggregator's event time passes the last one (the
+        # units move on at wall speed after idle_after = 10 s without input): wait for that in both
+        # groups, then until both alert streams have stopped changing for a few seconds.
+        end = (max(ts for ts, k, _, _ in scenario.events if k == "predictions") // 3600 + 1) * 3600
+
+        def covered() -> bool:
+            aggs = [st["aggregator"] for st in (w.status() for w in started) if st["aggregator"]]
+            return len(aggs) == 2 and all((a["boundary"] or 0) >= end for a in aggs)
+
+        wait_until("both aggregators to evaluate every window", covered, timeout=120, interval=1.0,
+                   on_timeout=lambda: "\n".join(json.dumps(w.status()["units"]) + "\n" + w.log_tail(15) for w in started))
         last: dict[str, Any] = {"streams": None, "since": time.monotonic()}
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -717,6 +739,7 @@ def scale_out(kafka_bootstrap: str, reference_path: Path, tmp_path_factory: pyte
             w.stop()
 
 
+@pytest.mark.timeout(480)  # the module's two groups are built by the first test that uses them
 def test_one_worker_and_two_workers_give_the_same_alerts(scale_out: ScaleOut) -> None:
     """Window-evaluated kinds (input drift and skew, scores, serving health): merged partials."""
     from detector.core.alerts import INPUT_SCOPE
@@ -733,9 +756,6 @@ def test_one_worker_and_two_workers_give_the_same_alerts(scale_out: ScaleOut) ->
     assert max(firing.values()) == 1
 
 
-@pytest.mark.xfail(reason="outcome (labels: calibration, performance, label drift...) and feature-parity checks run "
-                          "on each worker's own partitions; only window counts are merged across workers",
-                   strict=False)
 def test_outcome_alerts_are_the_same_with_two_workers(scale_out: ScaleOut) -> None:
     from detector.core.alerts import INPUT_SCOPE
 
@@ -743,6 +763,8 @@ def test_outcome_alerts_are_the_same_with_two_workers(scale_out: ScaleOut) -> No
     s2 = alert_set([a for a in scale_out.two if a["kind"] not in INPUT_SCOPE])
     print(f"\noutcome/parity alerts: only with one worker {sorted(s1 - s2)}; only with two {sorted(s2 - s1)}")
     assert s1 == s2
+    # not a comparison of two empty sets: the served amount (cents) differs from the offline one (dollars)
+    assert any(k == "feature_parity" and f == "amount" and st == "firing" for k, f, _, _, st in s1), sorted(s1)
     firing = Counter(a["alert_id"] for a in scale_out.two if a["state"] == "firing" and a["kind"] not in INPUT_SCOPE)
     assert max(firing.values(), default=1) == 1, "both workers fired the same outcome alert"
 
@@ -752,6 +774,7 @@ def test_outcome_alerts_are_the_same_with_two_workers(scale_out: ScaleOut) -> No
 # ---------------------------------------------------------------------------------------------
 
 
+@pytest.mark.timeout(600)  # several generous waits in a row: the machine may be loaded
 def test_broker_restart_worker_survives_and_resumes(reference_path: Path, tmp_path: Path, scenario: Scenario,
                                                     workers: Callable[..., WorkerProc]) -> None:
     from detector.shells.broker import BrokerUnavailable, EmbeddedBroker
@@ -790,10 +813,10 @@ def test_broker_restart_worker_survives_and_resumes(reference_path: Path, tmp_pa
         t = topics["predictions"]
         metas = produce(broker.bootstrap, [(t, k, v) for k, v in before])
         per_part_before = Counter(m.partition for m in metas)
-        wait_until("the first batch", lambda: w.status()["counters"]["predictions"] == len(before), timeout=30,
+        wait_until("the first batch", lambda: w.status()["counters"]["predictions"] == len(before), timeout=120,
                    on_timeout=w.log_tail)
         c0 = w.status()["checkpoints"]
-        wait_until("a checkpoint of the first batch", lambda: w.status()["checkpoints"] > c0, timeout=30)
+        wait_until("a checkpoint of the first batch", lambda: w.status()["checkpoints"] > c0, timeout=120)
         ckpts = w.status()["checkpoints"]
 
         t0 = time.monotonic()
@@ -817,7 +840,7 @@ def test_broker_restart_worker_survives_and_resumes(reference_path: Path, tmp_pa
         st = wait_until("the worker to read the records produced after the restart", caught_up, timeout=90,
                         interval=0.5, on_timeout=lambda: json.dumps(w.status()["offsets"]) + "\n" + w.log_tail())
         resumed = time.monotonic() - t0
-        wait_until("a checkpoint after the outage", lambda: w.status()["checkpoints"] > ckpts + 1, timeout=30)
+        wait_until("a checkpoint after the outage", lambda: w.status()["checkpoints"] > ckpts + 1, timeout=120)
         time.sleep(1.0)
         stop.set()
         prober.join(5)
@@ -841,7 +864,7 @@ def test_broker_restart_worker_survives_and_resumes(reference_path: Path, tmp_pa
 
 def test_sigterm_checkpoints_and_exits_within_grace(kafka_bootstrap: str, reference_path: Path, tmp_path: Path,
                                                      scenario: Scenario, workers: Callable[..., WorkerProc]) -> None:
-    from detector.stream.checkpoint import read_checkpoint
+    from detector.stream.checkpoint import read_checkpoints
 
     topics, group, port = topic_names("term"), unique("term"), free_port()
     grace = 10.0
@@ -851,7 +874,7 @@ def test_sigterm_checkpoints_and_exits_within_grace(kafka_bootstrap: str, refere
     preds = [(topics["predictions"], k, v) for _, kind, k, v in scenario.events if kind == "predictions"][:200]
     produce(kafka_bootstrap, preds)
     print(f"\nworker ready {w.wait_ready():.1f}s after launch")
-    wait_until("the predictions", lambda: w.status()["counters"]["predictions"] == len(preds), timeout=30)
+    wait_until("the predictions", lambda: w.status()["counters"]["predictions"] == len(preds), timeout=120)
     t0 = time.monotonic()
     w.signal(signal.SIGTERM)
     try:
@@ -862,5 +885,6 @@ def test_sigterm_checkpoints_and_exits_within_grace(kafka_bootstrap: str, refere
     print(f"exit status {code} {took:.2f}s after SIGTERM (shutdown_grace {grace:.0f}s)")
     assert code == 0, w.log_tail()
     assert took <= grace + 2.0
-    data = run(read_checkpoint(kafka_bootstrap, f"{group}-state", f"{group}/term-w"))
-    assert data, "no checkpoint written on SIGTERM"
+    units = {f"p{k}" for k in range(4)} | {"aggregator"}
+    found = run(read_checkpoints(kafka_bootstrap, f"{group}-state", group, units))
+    assert all(isinstance(found[u], tuple) for u in units), f"not every unit checkpointed on SIGTERM: {found}"

@@ -1,0 +1,267 @@
+"""One input partition's state: its own engine, offsets, event-time marks and outbox.
+
+A *unit* owns partition ``k`` of the predictions, labels and features topics (they are
+co-partitioned by ``prediction_id``, and Faust's assignor gives partition ``k`` of topics with the
+same partition count to the same worker). It folds its predictions into windows, joins its labels
+and offline features (through :class:`~detector.core.exchange.OutcomeGate`), and at every window
+boundary its watermark passes it packs a *step*: the windows that closed, the outcome and parity
+contributions (:func:`~detector.core.exchange.take_outcome_step`). Steps wait in the unit's
+*outbox*, which is part of its checkpoint: the worker sends them to the aggregator only once the
+checkpoint holding them is durable, and the aggregator ignores a step whose sequence number it has
+already applied. A step is therefore sent exactly as it was checkpointed, whatever happens later.
+
+Event time: the unit's watermark is its predictions' newest accepted event time minus
+``allowed_lateness`` (only predictions fill windows, so only they move it), held back by its labels
+and offline-features partitions while they have unread messages (consumer lag, as the worker last
+saw it) - or, while their lag is not known yet, for ``partition_idle`` seconds after their last
+message (or assignment). A caught-up labels partition never holds it back: a label that arrives
+later is late by nature. Events dated beyond the wall
+clock plus ``max_future`` are rejected (predictions, to the dead-letter topic) or joined at once
+(labels, offline features) and never move a mark. When no message arrives for ``idle_after``
+seconds, event time goes on at wall-clock speed.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from detector.config import Config
+from detector.core.engine import Engine
+from detector.core.events import EventError
+from detector.core.exchange import CorrectionTap, OutcomeGate, take_outcome_step
+from detector.core.reference import Reference
+from detector.core.snapshot import engine_state, load_engine_state
+from detector.core.state import check, encode, pack
+
+__all__ = ["Unit", "Message", "KINDS", "UNIT_VERSION"]
+
+log = logging.getLogger("skewwatch.unit")
+KINDS = ("predictions", "labels", "features")
+UNIT_VERSION = 1
+PARTITION_IDLE = 10.0  # seconds without a message after which a topic-partition stops holding event time back
+
+
+@dataclass(slots=True)
+class Message:
+    topic: str
+    partition: int
+    offset: int
+    value: bytes | None
+    key: bytes | None = None
+
+
+class Unit:
+    """The state of input partition ``name`` (see the module docstring)."""
+
+    def __init__(self, name: str, cfg: Config, refs: dict[str, Reference], default: Reference | None) -> None:
+        from detector.core.outcomes import attach_outcomes
+
+        self.name = name
+        self.cfg = cfg
+        self.engine = Engine(cfg.detector, refs, default)
+        mon = attach_outcomes(self.engine, cfg)
+        mon.listeners.append(CorrectionTap(mon))
+        self.gate = OutcomeGate(mon)
+        self.engine.outcomes = self.gate
+        self.offsets: dict[str, int] = {}  # "topic:partition" -> last offset folded
+        self.marks: dict[str, float] = {}  # "topic:partition" -> newest accepted event time
+        self.seen: dict[str, float] = {}  # "topic:partition" -> monotonic time of its last message (or assignment)
+        self.kinds: dict[str, str] = {}  # "topic:partition" -> predictions / labels / features
+        self.lags: dict[str, int | None] = {}  # "topic:partition" -> unread messages (None: not known)
+        self.boundary = -math.inf  # the last step taken: everything before it has been packed
+        self.seq = 0  # sequence number of the last step packed
+        self.life = uuid.uuid4().hex[:16]  # this unit's life: drawn when it starts empty, kept in its checkpoints
+        self.outbox: list[tuple[int, float, bytes]] = []  # (seq, boundary, packed step) not yet sent
+        self.duplicates = 0
+        self.last_input = time.monotonic()
+        self.partition_idle = PARTITION_IDLE
+        self.behind = False  # advance() stopped at its budget with boundaries left
+        self.dirty = True
+
+    @property
+    def window(self) -> float:
+        return float(self.cfg.detector.window)
+
+    def assigned(self, tps: dict[str, str], now: float) -> None:
+        """The topic-partitions this unit reads, ``{"topic:partition": kind}`` (they hold event time back until they speak)."""
+        for tp, kind in tps.items():
+            self.seen.setdefault(tp, now)
+            self.kinds[tp] = kind
+
+    # ------------------------------------------------------------------ input
+    def on_messages(self, kind: str, msgs: list[Message], wall: float | None = None) -> list[tuple[Message, EventError]]:
+        """Fold one topic-partition's messages; returns the ones for the dead-letter topic."""
+        wall = time.time() if wall is None else wall
+        dlq: list[tuple[Message, EventError]] = []
+        fresh: list[Message] = []
+        limit = self.cfg.kafka.max_message_bytes
+        for m in msgs:
+            k = f"{m.topic}:{m.partition}"
+            if m.offset <= self.offsets.get(k, -1):
+                self.duplicates += 1
+                continue
+            self.offsets[k] = m.offset
+            if m.value is None or len(m.value) == 0:
+                dlq.append((m, EventError("empty_message", "empty message or tombstone; send a JSON object")))
+            elif len(m.value) > limit:
+                dlq.append((m, EventError("oversized", f"message of {len(m.value)} bytes exceeds kafka.max_message_bytes="
+                                                       f"{limit}")))
+            else:
+                fresh.append(m)
+        if not msgs:
+            return dlq
+        self.dirty = True
+        now = time.monotonic()
+        tp = f"{msgs[0].topic}:{msgs[0].partition}"
+        self.seen[tp] = self.last_input = now
+        self.kinds[tp] = kind
+        if not fresh:
+            return dlq
+        ceiling = wall + float(self.cfg.detector.max_future)
+        eng, gate = self.engine, self.gate
+        raws = [m.value for m in fresh]
+        hw = -math.inf
+        try:  # the engine never raises on input; should a bug of ours raise anyway, the batch is set aside
+            if kind == "predictions":
+                eng.now = wall  # the live rule: "future" is ahead of the wall clock (plus max_future)
+                errors = eng.ingest_predictions(raws)  # type: ignore[arg-type]
+                hw = eng.high_water
+            else:
+                gate.ceiling, gate.newest = ceiling, -math.inf
+                errors = eng.ingest_labels(raws) if kind == "labels" else eng.ingest_features(raws)  # type: ignore[arg-type]
+                hw = gate.newest
+        except Exception:  # noqa: BLE001 - see above
+            log.exception("ingest failed; dead-lettering %d messages", len(fresh))
+            errors = [EventError("internal_error", "skewwatch failed on this batch (a bug: please report it); "
+                                 "the messages were set aside and processing went on", m.value or b"", i)
+                      for i, m in enumerate(fresh)]
+        if math.isfinite(hw):
+            self.marks[tp] = max(self.marks.get(tp, -math.inf), min(hw, ceiling))
+        for e in errors:  # the dead letter of an item of a batch envelope carries just that item
+            if 0 <= e.index < len(fresh):
+                m = fresh[e.index]
+                if e.item >= 0:
+                    m = Message(m.topic, m.partition, m.offset, e.raw, m.key)
+            else:
+                m = Message("?", -1, -1, e.raw)
+            dlq.append((m, e))
+        return dlq
+
+    # ------------------------------------------------------------------ event time
+    def watermark(self, now: float | None = None) -> float | None:
+        """The unit's event-time watermark (None while every topic-partition is idle)."""
+        now = time.monotonic() if now is None else now
+        idle = self.partition_idle
+        preds = [tp for tp in self.seen if self.kinds.get(tp) == "predictions"]
+        marks = [self.marks.get(tp, -math.inf) for tp in preds]
+        for tp, seen in self.seen.items():
+            if tp in preds:
+                continue
+            lag = self.lags.get(tp)
+            if (lag is not None and lag > 0) or (lag is None and now - seen <= idle):
+                marks.append(self.marks.get(tp, -math.inf))
+        if not marks or not math.isfinite(min(marks)):
+            return None
+        return min(marks) - float(self.cfg.detector.allowed_lateness)
+
+    def idle_watermark(self, idle_after: float, now: float | None = None) -> float | None:
+        """When no message came for ``idle_after`` seconds: the newest event time plus the idle time."""
+        now = time.monotonic() if now is None else now
+        idle = now - self.last_input
+        top = max(self.marks.values(), default=-math.inf)
+        if idle < idle_after or not math.isfinite(top):
+            return None
+        return top + idle - float(self.cfg.detector.allowed_lateness)
+
+    def advance(self, watermark: float | None, budget: float | None = None) -> int:
+        """Take a step at every window boundary up to ``watermark`` that has something to pack; returns steps taken.
+
+        ``budget``: stop after about this many seconds (``behind`` is then True; call again).
+        """
+        self.behind = False
+        if watermark is None or not math.isfinite(watermark):
+            return 0
+        W = self.window
+        B = math.floor(watermark / W) * W
+        if B <= self.boundary:
+            return 0
+        t0 = time.monotonic()
+        taken = 0
+        T = self._next_boundary(B)
+        while T is not None:
+            if self._step(T):
+                taken += 1
+            self.boundary = T
+            self.dirty = True
+            T = self._next_boundary(B)
+            if T is not None and budget is not None and time.monotonic() - t0 > budget:
+                self.behind = True
+                return taken
+        self.boundary = B
+        self.dirty = True
+        return taken
+
+    def _next_boundary(self, B: float) -> float | None:
+        """The next boundary after the last step where something is due (None: nothing more up to ``B``)."""
+        W = self.window
+        lo = self.boundary + W if math.isfinite(self.boundary) else -math.inf
+        due = [w.end for ms in self.engine.models.values() for w in ms.windows.values()]
+        for batches in (self.gate.labels, self.gate.features):
+            due.extend(math.floor(float(b.ts.min()) / W) * W + W for b in batches if b.n)
+        if math.isfinite(lo) and self._collected():
+            due.append(lo)
+        nxt = max(lo, min(due, default=B))
+        if nxt > B or (math.isfinite(self.boundary) and nxt <= self.boundary):
+            return None
+        return nxt
+
+    def _collected(self) -> bool:
+        mon = self.gate.monitor
+        return any(c.cnt.any() for m in mon.models.values() for c in m.open.values()) or any(
+            mon.join.counters[k] != self.gate.sent_join[k] for k in self.gate.sent_join)
+
+    def _step(self, T: float) -> bool:
+        partials = self.engine.advance_partials(T)
+        outcome = take_outcome_step(self.gate, self.engine, T)
+        if not partials and outcome is None:
+            return False
+        self.seq += 1
+        data = {"unit": self.name, "seq": self.seq, "life": self.life, "boundary": T, "partials": [p.to_state() for p in partials],
+                "outcome": encode(outcome) if outcome is not None else None}
+        self.outbox.append((self.seq, T, pack("step", 1, data)))
+        return True
+
+    def sent(self, upto: int) -> None:
+        """The steps up to ``upto`` are on the partials topic (after a durable checkpoint held them)."""
+        before = len(self.outbox)
+        self.outbox = [o for o in self.outbox if o[0] > upto]
+        self.dirty |= len(self.outbox) != before
+
+    # ------------------------------------------------------------------ state
+    def to_state(self) -> dict[str, Any]:
+        return {"name": self.name, "engine": engine_state(self.engine, served=False), "offsets": dict(self.offsets),
+                "marks": dict(self.marks), "boundary": self.boundary, "seq": self.seq, "life": self.life,
+                "outbox": [[s, b, blob] for s, b, blob in self.outbox], "duplicates": self.duplicates}
+
+    def load_state(self, st: Any) -> None:
+        """Restore (``EngineError``/``StateError`` if it does not fit: then use a fresh unit)."""
+        check(isinstance(st, dict) and st.get("name") == self.name, f"state of unit {self.name!r}")
+        check(isinstance(st["offsets"], dict) and isinstance(st["marks"], dict) and isinstance(st["outbox"], list),
+              "unit offsets, marks and outbox")
+        outbox = []
+        for row in st["outbox"]:
+            check(isinstance(row, list) and len(row) == 3 and isinstance(row[2], bytes), "unit outbox entry")
+            outbox.append((int(row[0]), float(row[1]), row[2]))
+        load_engine_state(self.engine, st["engine"])
+        self.offsets = {str(k): int(v) for k, v in st["offsets"].items()}
+        self.marks = {str(k): float(v) for k, v in st["marks"].items()}
+        self.boundary, self.seq, self.outbox = float(st["boundary"]), int(st["seq"]), outbox
+        self.life = str(st["life"])
+        self.duplicates = int(st.get("duplicates", 0))
+        self.dirty = False
+
