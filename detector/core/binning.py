@@ -35,10 +35,11 @@ class Bins:
         self.ext_off = np.zeros(k, dtype=np.int64)
         off = 0
         for j, e in enumerate(self.edges):
-            ok = e.size >= 2 and np.isfinite(e[[0, -1]]).all() and e[-1] > e[0]
-            if ok:
+            with np.errstate(over="ignore", invalid="ignore"):
+                span = float(e[-1] - e[0]) if e.size >= 2 else 0.0
+            if np.isfinite(span) and span > 0:
                 self.lo[j] = e[0]
-                self.scale[j] = grid / (e[-1] - e[0])
+                self.scale[j] = grid / span
                 starts = e[0] + np.arange(grid) / self.scale[j]
                 tables.append(np.searchsorted(e, starts, side="right"))
             else:  # too few or infinite edges: every value takes the exact search
