@@ -10,8 +10,9 @@ prediction ids.
 
 Only what this reader can decide exactly is kept; everything else goes back, *per message*, to
 the typed and general paths (:mod:`detector.core.fastdecode`, :mod:`detector.core.validate`),
-which own every outcome of the bad-input table. A message goes back when it is not a single JSON
-object on one line, or its event has a null or absent required field or feature (Arrow cannot
+which own every outcome of the bad-input table. A message goes back when it is neither one JSON
+object nor a compact batch envelope (``[{...},{...}]``), or any of its events has a null or absent
+required field or feature (Arrow cannot
 tell an absent key from a null), a NaN/infinite number, an empty or too long id, another model,
 a timestamp the engine would reject, or a string longer than the byte budget. The whole batch
 goes back when Arrow refuses it (a value of another type, a duplicate key, invalid UTF-8, an
@@ -35,7 +36,7 @@ from detector.core.wire import text_of
 
 __all__ = ["ArrowDecoder"]
 
-_OPEN, _CLOSE = ord("{"), ord("}")
+_OPEN, _CLOSE, _LBRACKET, _RBRACKET = ord("{"), ord("}"), ord("["), ord("]")
 _FLOATS = ("score", "prediction", "threshold", "latency_ms")
 _STRINGS = ("model_version", "decision", "baseline_decision", "override")
 _PRIMITIVE = (pa.types.is_string, pa.types.is_floating, pa.types.is_integer, pa.types.is_boolean, pa.types.is_null,
@@ -72,21 +73,19 @@ class ArrowDecoder:
         if len(self.model.encode("utf-8", "surrogatepass")) > max_value_bytes:
             return None, list(range(n))  # the general path rejects every event of this model
         try:
-            msgs, buf = _lines(raws)
-            table = self._read(buf, len(msgs))
-            if table is None and (buf.count(b"\n") > len(msgs) - 1 or b"\r" in buf):
-                msgs, buf = _one_line(raws, msgs)  # a message spanning lines: without it
-                table = self._read(buf, len(msgs))
+            row_msg, row_item, buf = _lines(raws)
+            table = self._read(buf, len(row_msg))
+            if table is None and (buf.count(b"\n") > len(row_msg) - 1 or b"\r" in buf):
+                row_msg, row_item, buf = _lines(_one_line(raws))  # a message spanning lines: without it
+                table = self._read(buf, len(row_msg))
             if table is None:
                 return None, list(range(n))
-            b, bad = self._columns(table, msgs, min_epoch, max_id_bytes, max_value_bytes)
+            b = self._columns(table, row_msg, row_item, min_epoch, max_id_bytes, max_value_bytes)
         except Exception:  # noqa: BLE001 - the other paths decide about every message
             return None, list(range(n))
         if b is None:
             return None, list(range(n))
-        if len(msgs) == n and not bad:
-            return b, []
-        keep = set(msgs) - set(bad)
+        keep = set(b.origin.tolist())
         return b, [i for i in range(n) if i not in keep]
 
     def _read(self, buf: bytes, rows: int) -> pa.Table | None:
@@ -105,18 +104,19 @@ class ArrowDecoder:
         return None
 
     # ------------------------------------------------------------------ columns
-    def _columns(self, t: pa.Table, msgs: list[int], min_epoch: float, max_id_bytes: int,
-                 max_value_bytes: int) -> tuple[PredictionBatch | None, list[int]]:
-        """The batch of the clean rows, and the message indexes of the others."""
+    def _columns(self, t: pa.Table, row_msg: np.ndarray, row_item: np.ndarray, min_epoch: float, max_id_bytes: int,
+                 max_value_bytes: int) -> PredictionBatch | None:
+        """The batch of the clean rows (a message with an unclean row is left out whole: the other
+        paths take all of it)."""
         t = t.combine_chunks()
         n = t.num_rows
         col = {name: t.column(name).chunk(0) if t.column(name).num_chunks else None for name in t.column_names}
         feats, slices = col["features"], col["slices"]
         if feats is None or feats.type.num_fields != self.n_feat:
-            return None, []  # an unknown feature: counted by the other paths
+            return None  # an unknown feature: counted by the other paths
         if slices is not None and (slices.type.num_fields != self.n_slices and not all(
                 any(p(slices.type.field(j).type) for p in _PRIMITIVE) for j in range(slices.type.num_fields))):
-            return None, []  # a slice value that is an object or a list
+            return None  # a slice value that is an object or a list
         ok = _valid(feats)
         pid = col["prediction_id"]
         plen = pc.binary_length(pid).to_numpy(zero_copy_only=False)
@@ -147,24 +147,24 @@ class ArrowDecoder:
         for c in sl:
             ok &= _short(c, max_value_bytes)
         if not ok.all():
+            if (row_item >= 0).any():  # every item of an envelope with an unclean item goes back with it
+                ok &= ~np.isin(row_msg, row_msg[~ok])
             good = np.flatnonzero(ok)
             if not good.size:
-                return None, msgs
-            bad = [msgs[i] for i in np.flatnonzero(~ok).tolist()]
+                return None
             gi = pa.array(good)
             pid, ts, num = pid.take(gi), ts[good], num[good]
             cats = [c.take(gi) for c in cats]
             col = {k: col[k].take(gi) for k in (*_STRINGS, "fallback")}
             floats = {k: v[good] for k, v in floats.items()}
             sl = [c.take(gi) for c in sl]
-            msgs = [msgs[i] for i in good.tolist()]
+            row_msg, row_item = row_msg[good], row_item[good]
             n = good.size
-        else:
-            bad = []
-        return self._batch(n, pid, ts, num, cats, floats, col, sl, msgs), bad
+        return self._batch(n, pid, ts, num, cats, floats, col, sl, row_msg, row_item)
 
     def _batch(self, n: int, pid: pa.Array, ts: np.ndarray, num: np.ndarray, cats: list[pa.Array],
-               floats: dict[str, np.ndarray], col: dict[str, Any], sl: list[pa.Array], msgs: list[int]) -> PredictionBatch:
+               floats: dict[str, np.ndarray], col: dict[str, Any], sl: list[pa.Array], row_msg: np.ndarray,
+               row_item: np.ndarray) -> PredictionBatch:
         sch = self.sch
         nn, nc = len(sch.numeric), len(sch.categorical)
         codes = np.empty((n, nc), dtype=np.int32)
@@ -207,8 +207,7 @@ class ArrowDecoder:
             num_type_err=z.copy(), cat_codes=codes, cat_absent=zc, cat_type_err=zc.copy(), unseen=unseen,
             slices=slices, score=score, acted=acted, threshold=floats["threshold"], latency_ms=floats["latency_ms"],
             fallback=fallback, versions=versions, unexpected={}, override=ov.to_pylist() if ov.null_count < n else None,
-            decisions=decisions, baseline=baseline, origin=np.asarray(msgs, dtype=np.int64),
-            item=np.full(n, -1, dtype=np.int64))
+            decisions=decisions, baseline=baseline, origin=row_msg, item=row_item)
 
     def _decisions(self, c: pa.Array, n: int) -> tuple[np.ndarray, dict[str, int]]:
         """``acted`` per event (1 action, 0 no action, NaN none) and the events per decision value."""
@@ -231,36 +230,52 @@ class ArrowDecoder:
         return lut[idx], decisions
 
 
-def _lines(raws: Sequence[Any]) -> tuple[list[int], bytes]:
-    """The messages that are one JSON object on one line (by their first and last byte), joined."""
+def _lines(raws: Sequence[Any]) -> tuple[np.ndarray, np.ndarray, bytes]:
+    """The messages that are one JSON object, or a compact batch envelope ``[{...},{...}]``, as
+    newline-delimited rows: (message index per row, envelope item per row or -1, the rows joined).
+
+    An envelope's items are split at ``},{``. Should that sequence be inside a string, the split
+    puts a raw line break into the string, which JSON forbids: Arrow refuses the batch, and the
+    other paths take it. Messages in any other form are left out (the other paths take them)."""
     n = len(raws)
     if None in raws:
-        msgs = [i for i in range(n) if raws[i] is not None]
-        raws = [raws[i] for i in msgs]
+        idx = [i for i in range(n) if raws[i] is not None]
+        sub = [raws[i] for i in idx]
     else:
-        msgs = list(range(n))
-    buf = b"\n".join(raws)
-    lens = np.fromiter(map(len, raws), dtype=np.int64, count=len(raws))
+        idx, sub = list(range(n)), raws
+    buf = b"\n".join(sub)
+    lens = np.fromiter(map(len, sub), dtype=np.int64, count=len(sub))
     ends = np.cumsum(lens + 1) - 1  # position of each message's trailing separator
     starts = ends - lens
     a = np.frombuffer(buf, dtype=np.uint8)
     ok = lens >= 2
-    if ok.all():
-        ok = (a[starts] == _OPEN) & (a[ends - 1] == _CLOSE)
-    else:
-        s, e = starts[ok], ends[ok]
-        ok[ok] = (a[s] == _OPEN) & (a[e - 1] == _CLOSE)
-    if not ok.all():
-        keep = np.flatnonzero(ok).tolist()
-        msgs = [msgs[i] for i in keep]
-        buf = b"\n".join([raws[i] for i in keep])
-    return msgs, buf
+    first = np.where(ok, a[np.minimum(starts, max(a.size - 1, 0))] if a.size else 0, 0)
+    last = np.where(ok, a[np.maximum(ends - 1, 0)] if a.size else 0, 0)
+    single = ok & (first == _OPEN) & (last == _CLOSE)
+    if single.all():
+        return np.asarray(idx, dtype=np.int64), np.full(len(idx), -1, dtype=np.int64), buf
+    env = ok & (first == _LBRACKET) & (last == _RBRACKET)
+    parts: list[bytes] = []
+    row_msg: list[int] = []
+    row_item: list[int] = []
+    for j in np.flatnonzero(single | env).tolist():
+        r = sub[j]
+        if single[j]:
+            parts.append(r)
+            row_msg.append(idx[j])
+            row_item.append(-1)
+        elif r[:2] == b"[{" and r[-2:] == b"}]":
+            body = r[1:-1]
+            k = body.count(b"},{") + 1
+            parts.append(body.replace(b"},{", b"}\n{") if k > 1 else body)
+            row_msg.extend([idx[j]] * k)
+            row_item.extend(range(k) if k > 1 else [-1])
+    return np.asarray(row_msg, dtype=np.int64), np.asarray(row_item, dtype=np.int64), b"\n".join(parts)
 
 
-def _one_line(raws: Sequence[Any], msgs: list[int]) -> tuple[list[int], bytes]:
-    """The messages of ``msgs`` without a line break inside, joined."""
-    keep = [i for i in msgs if b"\n" not in raws[i] and b"\r" not in raws[i]]
-    return keep, b"\n".join([raws[i] for i in keep])
+def _one_line(raws: Sequence[Any]) -> list[Any]:
+    """The messages, those with a line break inside replaced by None (left to the other paths)."""
+    return [None if r is None or b"\n" in r or b"\r" in r else r for r in raws]
 
 
 def _valid(a: pa.Array) -> np.ndarray:

@@ -145,7 +145,8 @@ class Ingest:
         per call is that of ~20 events), and so do the next batches after one it refused."""
         ad = self._arrow
         st = self.settings
-        if ad is None or not st.columnar_decode or not st.typed_decode or len(raws) < ARROW_MIN_BATCH:
+        if ad is None or not st.columnar_decode or not st.typed_decode or (
+                len(raws) < ARROW_MIN_BATCH and not (raws and raws[0] and raws[0][:1] == b"[")):  # envelopes are many events
             return None, list(range(len(raws)))
         if self._arrow_skip > 0:
             self._arrow_skip -= 1

@@ -188,7 +188,8 @@ def test_typed_and_general_paths_agree(ref, data):
     forms = [draw(_form) if draw(st.integers(0, 3)) < level else "compact" for _ in range(n)]
     if draw(st.booleans()) and n > 3:  # some of them in an envelope
         k = draw(st.integers(2, n))
-        msgs = [json.dumps(events[:k]).encode()] + [encode(e, f) for e, f in zip(events[k:], forms[k:], strict=True)]
+        env = orjson.dumps(events[:k]) if draw(st.booleans()) and all(map(_orjson_ok, events[:k])) else json.dumps(events[:k]).encode()
+        msgs = [env] + [encode(e, f) for e, f in zip(events[k:], forms[k:], strict=True)]
     else:
         msgs = [encode(e, f) for e, f in zip(events, forms, strict=True)]
     labels = [orjson.dumps({"prediction_id": f"p{i}", "ts": T + 9000, "label": i % 2}) for i in range(n)]
@@ -238,6 +239,10 @@ def test_clean_batches_take_the_columnar_path(ref):
     two = orjson.dumps(clean(9)) + b"\n" + orjson.dumps(clean(10))  # two events in one message: not JSON
     b, rest = eng._arrow_decode(msgs[:40] + [two])  # noqa: SLF001
     assert b.n == 40 and rest == [40]
+    env = orjson.dumps([clean(60), clean(61), clean(62)])
+    bad_env = orjson.dumps([clean(63), e])  # one item needs the general path: the whole envelope goes there
+    b, rest = eng._arrow_decode(msgs[:38] + [env, bad_env])  # noqa: SLF001
+    assert b.n == 41 and rest == [39] and b.item.tolist()[-3:] == [0, 1, 2] and b.origin.tolist()[-3:] == [38] * 3
     assert eng._arrow_decode(msgs[:38] + [b'{"prediction_id": "x", "ts": true}'])[0] is None  # noqa: SLF001 - refused
 
 
