@@ -22,9 +22,9 @@ from detector.core.engine import Engine
 from detector.core.profile import build_reference
 from detector.core.reference import Reference
 from detector.core.settings import DetectorSettings
-from detector.shells.metrics import SkewwatchCollector
-from detector.shells.report import render_report
+from detector.exporters.prometheus import SkewwatchCollector
 from detector.sim.tasks.world import TaskFault, TaskScenario, simulate_task, task_training
+from detector.web.report import render_report
 
 DIMS = {"eta": ["region", "vehicle"], "intent": ["channel", "language"]}
 PAIR = {"eta": {"courier_load", "prep_time_min"}, "intent": {"order_value", "days_since_order"}}
