@@ -14,7 +14,7 @@ import pytest
 from detector.core.engine import Engine
 from detector.core.eventtime import SUPPORT, EventClock
 from detector.core.settings import DetectorSettings
-from detector.shells.replay import CHUNK
+from detector.replay import CHUNK
 from tests.core.test_engine import T0, training
 
 DAY = 86400.0

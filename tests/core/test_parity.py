@@ -126,7 +126,7 @@ def test_parity_scope_is_separate():
 def test_parity_fires_within_two_windows_of_the_offline_events_in_a_replay_of_big_chunks(ref, tmp_path):
     """20,000-line chunks of a quiet model span days; parity is judged by the join's event time,
     not by when a chunk happened to be read, and never waits for labels (there are none here)."""
-    from detector.shells.replay import Replay
+    from detector.replay import Replay
 
     rng = np.random.default_rng(3)
     onset = T0 + 100 * 3600 + 1234.0  # mid-window, day five
