@@ -233,13 +233,17 @@ def _numeric(lay: Layout, v: View, sb: SeasonalBaseline, st: DetectorSettings, j
     r0 = np.array([value_share(r, float(vals[i])) if isinstance(r, NumericProfile) else np.nan
                    for i, r in enumerate(refs)])  # no reference for this row: no skew test
     dd = sh - r0
+    # a value training never had: for a clock feature, at no hour at all (its hour is the clock's business)
+    g = lay.num_all_profiles[j] if j < len(lay.num_all_profiles) else None
+    never = (r0 == 0) if dist or not isinstance(g, NumericProfile) else np.array(
+        [value_share(g, float(x)) == 0 for x in vals.tolist()]) & (r0 == 0)
     pv_d = stats.proportion_test(sh * n_nm, n_nm, np.nan_to_num(r0), alternative="greater")
     warn_d = (dd >= th.default_share_delta) & (sh >= 2 * r0)
     spike_kind = "score_drift" if name == SCORE else "default_value_spike"
     what = ("a constant default score is being served (fallback?)" if name == SCORE
             else "a default or fallback value is being served")
     out.append(Result(
-        spike_kind, feature, "value_share", sh, (n_nm >= st.min_count_rate) & np.isfinite(dd) & (dist | (r0 == 0)), warn_d,
+        spike_kind, feature, "value_share", sh, (n_nm >= st.min_count_rate) & np.isfinite(dd) & (dist | never), warn_d,
         warn_d & (dd >= 2 * th.default_share_delta), pv_d, r0 + th.default_share_delta,
         lambda i: {"value": _r(vals[i]), "reference": {"share": _r(r0[i])}, "current": {"share": _r(sh[i]), "count": int(sh[i] * n_nm[i])}},
         lambda i: f"{feature} = {_fmt(vals[i])} in {sh[i]:.1%} of events (training: {r0[i]:.1%}): {what}",
@@ -572,14 +576,14 @@ def _time_shift(lay: Layout, v: View, st: DetectorSettings) -> list[Result]:
         best = min((k for k in scores if k != 0), key=lambda k: scores[k])
         if scores[best] <= min(0.1, own / 5):
             val = np.zeros(P)
-            val[0] = best
+            val[0] = -best  # as the seasonal check says it: +k = looks like the data of k hours earlier
             m = np.zeros(P, bool)
             m[0] = True
             feature = "score" if name == SCORE else name
             out.append(Result(
                 "feature_drift", feature, "time_shift_hours", val, m, m.copy(), m.copy(), np.full(P, np.nan), 0.0,
                 lambda i, own=own, best=best, sc=scores[best]: {"reference": {"distance_own_hours": round(own, 4)},
-                                                              "current": {"best_shift_hours": best, "distance_shifted": round(sc, 4)}},
+                                                              "current": {"best_shift_hours": -best, "distance_shifted": round(sc, 4)}},
                 lambda i, feature=feature, best=best: (
                     f"{feature} looks like training data from {abs(best)} h {'later' if best > 0 else 'earlier'}: "
                     "a clock / timezone shift in the feature pipeline (UTC vs local time?)"),

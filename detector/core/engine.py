@@ -139,8 +139,8 @@ class ModelState:
                 self.cand_ref[j, 0] = p.top_share
         self.detectors = _make_detectors(settings, nb)
         self.shift_active = np.zeros(nb, dtype=bool)
-        # clock shifts seen in the last closed window: "feature|slice key" -> hours (see _persistent_shifts)
-        self.clock_shifts: dict[str, float] = {}
+        # clock shifts seen lately: "feature|slice key" -> [hours, start of the window it was seen in] (_persistent_shifts)
+        self.clock_shifts: dict[str, list[float]] = {}
         self.last_summary: dict[str, Any] = {}
         # latest value of every tested statistic: (kind, statistic, feature, slice key) -> (value, slice, threshold)
         self.last_stats: dict[tuple[str, str, str, str], tuple[float, dict[str, str], float]] = {}
@@ -473,7 +473,7 @@ class Engine(Ingest):
             daily = daily_checks(lay, v, ms.day.total(), ms.seasonal, st, ms.cands_complete(ms.day.oldest))
             results.extend(daily)
             findings = dedup(findings + select_findings(daily, v, st.fdr_q, suppressed), suppressed)
-        findings = _persistent_shifts(ms, lay, findings, suppressed)
+        findings = _persistent_shifts(ms, lay, findings, suppressed, w.start)
         findings = hold_mixed(findings, v, suppressed)
         specific = {f for k, f in self.alerts.firing_keys(ms.name) if k in SPECIFIC and f}
         findings = hold_generic(findings, specific, suppressed)
@@ -586,12 +586,18 @@ class Engine(Ingest):
         self.high_water = max(self.high_water, other.high_water)
 
 
-def _persistent_shifts(ms: ModelState, lay: Layout, findings: list[Finding], suppressed: list[Finding]) -> list[Finding]:
-    """A clock shift is a lasting fact of a producer: the same shift, on the same feature and rows, in
-    two consecutive windows. One hour that happens to look like another hour of the usual day (a
-    weekend or a holiday against weekday history: the branches close, the channel mix turns over)
-    does not repeat with the same shift the next hour; a producer's clock error does. A first sighting
-    waits (held: the feature's generic drift waits with it) and is remembered for the next window.
+#: a clock shift must be seen again, with the same shift, within this many windows (a one-hour shift of a
+#: local-hour feature can fall inside one histogram bin every other hour)
+SHIFT_MEMORY = 3
+
+
+def _persistent_shifts(ms: ModelState, lay: Layout, findings: list[Finding], suppressed: list[Finding],
+                       start: float) -> list[Finding]:
+    """A clock shift is a lasting fact of a producer: the same shift, on the same feature and rows, seen
+    again within :data:`SHIFT_MEMORY` windows. One hour that happens to look like another hour of the
+    usual day (a weekend or a holiday against weekday history: the branches close, the channel mix
+    turns over) does not come back with the same shift; a producer's clock error does. A first
+    sighting waits (held: the feature's generic drift waits with it) and is remembered.
 
     When training showed features that the clock sets (a local hour, a weekday: ``hourly["clock"]``),
     they witness the clock directly: a shift of another feature counts only when a clock feature of
@@ -601,23 +607,24 @@ def _persistent_shifts(ms: ModelState, lay: Layout, findings: list[Finding], sup
     clock = set((lay.ref.hourly or {}).get("clock") or ())
     shifts = [f for f in findings + suppressed if f.statistic == "time_shift_hours"]
     witnessed = {(f.row, round(f.value, 6)) for f in shifts if f.feature in clock}
-    seen: dict[str, float] = {}
+    horizon = SHIFT_MEMORY * ms.settings.window
+    seen = {k: v for k, v in ms.clock_shifts.items() if start - v[1] < horizon}
     out: list[Finding] = []
     for f in findings:
         if f.statistic != "time_shift_hours":
             out.append(f)
             continue
         key = f"{f.feature}|{_slice_key(lay.row_label(f.row))}"
-        seen[key] = f.value
-        prev = ms.clock_shifts.get(key)
-        if prev is not None and math.isclose(prev, f.value) and (not clock or f.feature in clock
-                                                                          or (f.row, round(f.value, 6)) in witnessed):
+        prev = seen.get(key)
+        again = prev is not None and math.isclose(prev[0], f.value) and prev[1] < start
+        if again and (not clock or f.feature in clock or (f.row, round(f.value, 6)) in witnessed):
             out.append(f)
         else:
             suppressed.append(f)
+        seen[key] = [f.value, start]
     for f in suppressed:  # a shift held by a more specific finding is still a sighting
         if f.statistic == "time_shift_hours":
-            seen.setdefault(f"{f.feature}|{_slice_key(lay.row_label(f.row))}", f.value)
+            seen.setdefault(f"{f.feature}|{_slice_key(lay.row_label(f.row))}", [f.value, start])
     ms.clock_shifts = seen
     return out
 

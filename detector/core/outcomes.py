@@ -507,8 +507,11 @@ class OutcomeMonitor:
         m.delay_all *= decay
         m.delay_cls *= decay
         m.stats = self._stats(m, c, real, mat, window)
+        # listeners rank this cohort against the clean cohorts before it (the checks' baseline, which
+        # starts before the whole pool, may not exist yet while the pool is being filled)
+        lis_base = base if base is not None or not comparable else self._baseline(m, mat, before=c.start)[0]
         for lis in self.listeners:
-            lis.on_cohort(m, c, base, real, mat, window)
+            lis.on_cohort(m, c, lis_base, real, mat, window)
         return alerts
 
     def _explain(self, findings: list[Finding], rows: np.ndarray, comp: np.ndarray, stable: np.ndarray,

@@ -8,8 +8,8 @@ Layout of version 3 (the first plain-data one; older versions are refused)::
 
     settings      DetectorSettings as a dict (informative: the engine keeps its own)
     models        {model: {dims, vocabs, windows, seasonal, cands, cand_ref, cand_since, detectors, shift_active,
-                   versions, last_version, last_window, last_stats, last_summary, joint, codes (reconciled
-                   features), day (trailing-day ring), clock_shifts (last window's clock shifts)}}
+                   versions, last_version, last_window, last_stats, last_summary, joint (multivariate drift history), codes (reconciled
+                   features), day (trailing-day ring), clock_shifts (recent clock-shift sightings)}}
     alerts        AlertManager rows
     counters, watermark, high_water (robust event-time progress), closed_before, clock_top
     outcomes      OutcomeMonitor state or None;  adoption: last window's adoption numbers
@@ -108,7 +108,8 @@ def _load(eng: Any, st: Any) -> None:
         load_arrays(ms, m, ("cands", "cand_ref", "cand_since", "shift_active"), f"model {name!r}")
         ms.day.load_state(m["day"], ms.layout.n_rows)
         check(isinstance(m["clock_shifts"], dict), "clock shifts")
-        ms.clock_shifts = {str(k): float(v) for k, v in m["clock_shifts"].items()}
+        check(all(isinstance(v, list) and len(v) == 2 for v in m["clock_shifts"].values()), "clock shift sightings")
+        ms.clock_shifts = {str(k): [float(v[0]), float(v[1])] for k, v in m["clock_shifts"].items()}
         check(isinstance(m["detectors"], list), "change detectors")
         if len(m["detectors"]) == len(ms.detectors):  # else the config changed the detector: start it fresh
             ms.detectors = [detector_from_state(d) for d in m["detectors"]]
