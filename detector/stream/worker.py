@@ -50,7 +50,7 @@ def _warm_up() -> None:
 
     for mod in ("river.drift", "detector.core.drift_state", "detector.core.outcomes", "detector.core.snapshot",
                 "detector.core.exchange", "detector.core.counterexamples", "detector.core.contribution",
-                "detector.core.adoption", "detector.core.checks", "detector.shells.metrics", "detector.shells.status"):
+                "detector.core.adoption", "detector.core.checks", "detector.exporters.prometheus", "detector.web.status"):
         importlib.import_module(mod)
 
 

@@ -192,3 +192,23 @@ plain = st.recursive(
 @given(plain)
 def test_fuzz_round_trip_of_plain_values(v):
     assert same(v, decode(encode(v)))
+
+
+def test_the_package_has_no_executable_serialisation():
+    """No module of the package imports a format that runs code or builds objects when read."""
+    import ast
+
+    import detector
+
+    banned = {"pickle", "cPickle", "_pickle", "dill", "cloudpickle", "joblib", "shelve", "marshal", "jsonpickle"}
+    root = Path(detector.__file__).parent
+    found = []
+    for path in sorted(root.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            found += [f"{path.relative_to(root)}:{node.lineno} {n}" for n in names if n.split(".")[0] in banned]
+            if isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "load" \
+                    and getattr(getattr(node.func, "value", None), "id", None) == "yaml":
+                found.append(f"{path.relative_to(root)}:{node.lineno} yaml.load")  # safe_load only
+    assert len(list(root.rglob("*.py"))) > 50 and not found, found

@@ -29,9 +29,9 @@ from detector.core.engine import Engine
 from detector.core.outcomes import attach_outcomes
 from detector.core.profile import build_reference
 from detector.core.settings import DetectorSettings
-from detector.shells import report as report_mod
-from detector.shells.report import OverrideTally, render_report
 from detector.sim import Fault, get_scenario, simulate, training_table
+from detector.web import report as report_mod
+from detector.web.report import OverrideTally, render_report
 
 CHROMIUM = "/usr/bin/chromium"
 NO_CHROMIUM = "chromium not installed: apt-get update && apt-get install -y chromium"
@@ -437,6 +437,25 @@ def test_cli_usage_errors_exit_2_with_a_clear_message(files, tmp_path, capsys):
         assert rc == 2, (argv, err)
         assert msg in err and err.startswith("skewwatch report: error:"), (argv, err)
         assert not Path(out).exists()
+
+
+def test_a_pickle_given_as_snapshot_is_refused_and_never_run(files, tmp_path, capsys):
+    import pickle
+
+    marker = tmp_path / "pwned"
+
+    class Exploit:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    for name, blob in (("state.pkl", pickle.dumps(Exploit())), ("state.pkl.z", zlib.compress(pickle.dumps(Exploit())))):
+        snap = tmp_path / name
+        snap.write_bytes(blob)
+        out = tmp_path / "r.html"
+        rc = cli_main(["report", "--reference", str(files["reference"]), "--snapshot", str(snap), "--out", str(out)])
+        err = _err(capsys)
+        assert rc == 2 and "not a skewwatch engine snapshot" in err and "no SWST header" in err, err
+        assert not marker.exists() and not out.exists()
 
 
 def test_cli_argument_errors_exit_2(files, tmp_path, capsys):

@@ -11,6 +11,7 @@ over the wire against the real worker are in ``test_worker.py``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import pickle
 import zlib
 from collections import Counter
@@ -41,7 +42,7 @@ def traffic() -> tuple[tuple[float, str, int, bytes], ...]:
 
 @lru_cache(maxsize=1)
 def reference() -> Any:
-    from detector.shells.demo import demo_reference
+    from detector.cli.demo import demo_reference
 
     return demo_reference()
 
@@ -336,3 +337,113 @@ def test_topics_that_are_not_co_partitioned_get_a_unit_per_topic_partition_and_a
     assert side.unit_of(t.predictions, 1) == "predictions-p1" and side.unit_of(t.labels, 1) == "labels-p1"
     assert len(side.expected_units()) == 10
     assert "not co-partitioned" in caplog.text and f"{t.labels}: 2 partitions" in caplog.text
+
+
+def _leaf_paths(obj: Any, path: tuple[Any, ...] = ()) -> Any:
+    """Every path into a plain value (the first few items of each list)."""
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            yield from _leaf_paths(v, (*path, k))
+    elif isinstance(obj, list):
+        for i, v in enumerate(obj[:4]):
+            yield from _leaf_paths(v, (*path, i))
+    if path:
+        yield path
+
+
+def test_a_tampered_checkpoint_is_refused_or_restores_a_unit_that_keeps_working(caplog):
+    """One value anywhere in a real checkpoint replaced by a value of another type or range.
+
+    Restoring it raises StateError/EngineError (and the held state is untouched), or what it
+    restores keeps working: the unit folds more traffic without an internal error and is
+    checkpointed again; the aggregator evaluates and is checkpointed again.
+    """
+    import random
+
+    import numpy as np
+
+    from detector.core.engine import EngineError
+    from detector.core.state import pack, unpack
+    from detector.stream.sidecar import CHECKPOINT_VERSION
+
+    g = LocalGroup(config(), {}, reference(), P, workers=1)
+    events = traffic()
+    half = len(events) // 2
+    feed(g, events[:half])
+    side = g.sidecars["w0"]
+    later = [(kind, raw) for _, kind, p, raw in events[half:half + 400] if p == 0]
+    values = [None, True, -1, 0, 2**63, 1e300, float("nan"), float("-inf"), "x", b"\x00", [], {}, [1.5], {"a": 1},
+              np.zeros(3), np.full((2, 2), -1, np.int64)]
+    rng = random.Random(10)
+    outcomes: Counter[str] = Counter()
+    offset = 10**6
+    for name, n in (("p0", 60), (AGGREGATOR, 40)):
+        blob = side.checkpoint(name)
+        paths = list(_leaf_paths(unpack(blob, "checkpoint", {CHECKPOINT_VERSION})))
+        for _ in range(n):
+            data = unpack(blob, "checkpoint", {CHECKPOINT_VERSION})
+            path, value = rng.choice(paths), rng.choice(values)
+            at = data
+            for key in path[:-1]:
+                at = at[key]
+            at[path[-1]] = value
+            before = side.checkpoint(name)
+            try:
+                side.restore(name, pack("checkpoint", CHECKPOINT_VERSION, data))
+            except (StateError, EngineError):
+                assert side.checkpoint(name) == before, f"a refused checkpoint changed {name} ({path})"
+                outcomes["refused"] += 1
+                continue
+            outcomes["restored"] += 1
+            if name == AGGREGATOR:
+                side.aggregate()
+            else:
+                dlq = []
+                for kind, raw in later:
+                    topic = g.topics[kind]
+                    offset += 1
+                    dlq.extend(side.on_messages(topic, 0, [Message(topic, 0, offset, raw)]).dlq)
+                side.tick(float("inf"))
+                internal = [e for _, e in dlq if e.reason == "internal_error"]
+                assert not internal, f"restored from a checkpoint with {path} = {value!r}, the unit fails: {internal[:1]}"
+            side.checkpoint(name)
+            side.restore(name, blob)
+    assert outcomes["refused"] > 10 and outcomes["restored"] > 10, outcomes
+
+
+class CrashingProducer(RecordingProducer):
+    """A producer whose process dies after ``left`` more records."""
+
+    def __init__(self, log: list[tuple[str, bytes | None]], left: int) -> None:
+        super().__init__()
+        self.log, self.left = log, left
+
+    async def send(self, topic: str, key: bytes, value: bytes | None, partition: int, timestamp: Any,
+                   headers: Any) -> Any:
+        if self.left <= 0:
+            raise ConnectionError("killed")
+        self.left -= 1
+        return await super().send(topic, key, value, partition, timestamp, headers)
+
+
+def test_a_checkpoint_torn_by_a_crash_leaves_the_previous_one_readable_after_compaction():
+    """A kill at any record of a checkpoint write: compaction keeps a complete checkpoint, old or new."""
+    g = LocalGroup(config(), {}, reference(), P, workers=1)
+    events = traffic()
+    side = g.sidecars["w0"]
+    feed(g, events[: len(events) // 4])
+    old = side.checkpoint("p0")
+    prod = RecordingProducer()
+    keys = asyncio.run(write_checkpoint(prod, "state", "grp", "p0", old, chunk_bytes=4096))
+    feed(g, events[len(events) // 4 : len(events) // 2])
+    new = side.checkpoint("p0")
+    n_chunks = -(-len(new) // 4096)
+    assert len(keys) > 2 and n_chunks > 2
+    base = list(prod.log)
+    # chunks, then the manifest, then one tombstone per chunk of the previous checkpoint
+    for sent in range(n_chunks + 1 + len(keys) + 1):
+        log = list(base)
+        with pytest.raises(ConnectionError) if sent <= n_chunks + len(keys) else contextlib.nullcontext():
+            asyncio.run(write_checkpoint(CrashingProducer(log, sent), "state", "grp", "p0", new, keys, chunk_bytes=4096))
+        data, _ = assemble(compacted(log), "grp", "p0")
+        assert data == (new if sent > n_chunks else old), f"killed after {sent} records"

@@ -19,7 +19,7 @@ monitor:
 Counters are dense arrays indexed by slice row (row 0 = all traffic), so a batch folds in with a
 few ``np.bincount`` calls (:func:`fold`), two workers' counters merge by addition, a complement
 row is ``row 0 - row``, and the state is plain data (:meth:`Counters.to_state`: dtype, shape
-and bytes per array, with a format version; never pickle).
+and bytes per array, with a format version; never an executable format).
 
 >>> c = Counters("demo", {"n": np.zeros((3, 2))})
 >>> c.arrays["n"][0] += [1, 2]; c.arrays["n"][2] += [1, 0]
@@ -31,6 +31,7 @@ and bytes per array, with a format version; never pickle).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import repeat
@@ -40,11 +41,14 @@ import numpy as np
 
 from detector.core.checks import Result
 from detector.core.cohort import fold
+from detector.core.state import StateError, check
 
 __all__ = ["Task", "Counters", "LabelDecode", "PredictionColumns", "CheckContext", "Ranking", "fold", "column",
            "COUNTERS_FORMAT", "labels_moved"]
 
 COUNTERS_FORMAT = "skewwatch.counters/1"
+_COUNTER_DTYPES = frozenset(np.dtype(f"{o}{k}{n}").str for o in "<>" for k, n in (
+    ("b", 1), ("i", 1), ("i", 2), ("i", 4), ("i", 8), ("u", 1), ("u", 2), ("u", 4), ("u", 8), ("f", 4), ("f", 8)))
 
 
 def column(events: Sequence[Mapping[str, Any]], key: str) -> list[Any]:
@@ -215,13 +219,29 @@ class Counters:
 
     @classmethod
     def from_state(cls, st: Mapping[str, Any]) -> Counters:
+        """Counters from :meth:`to_state`; state that is not exactly that raises :class:`StateError`.
+
+        The state may come from a checkpoint anyone with write access to the state topic could
+        forge: only numeric dtypes are read, and the bytes must be exactly what the shape says.
+        """
+        check(isinstance(st, Mapping), "counters state must be a map")
         if st.get("format") != COUNTERS_FORMAT:
-            raise ValueError(f"counters state has format {st.get('format')!r}; expected {COUNTERS_FORMAT!r}")
-        arrays = {}
-        for k, a in st["arrays"].items():
-            arr = np.frombuffer(a["data"], dtype=np.dtype(a["dtype"])).reshape(a["shape"]).copy()
-            arrays[k] = arr
-        return cls(str(st["task"]), arrays)
+            raise StateError(f"counters state has format {st.get('format')!r}; expected {COUNTERS_FORMAT!r}")
+        check(isinstance(st.get("task"), str) and isinstance(st.get("arrays"), Mapping), "counters task / arrays")
+        return cls(st["task"], {str(k): _counter_array(k, a) for k, a in st["arrays"].items()})
+
+
+def _counter_array(name: Any, a: Any) -> np.ndarray:
+    check(isinstance(a, Mapping), f"counters array {name!r} must be a map")
+    dtype, shape, data = a.get("dtype"), a.get("shape"), a.get("data")
+    check(dtype in _COUNTER_DTYPES, f"counters array {name!r} has dtype {dtype!r}; expected a numeric dtype")
+    check(isinstance(shape, list) and len(shape) <= 8 and all(type(n) is int and n >= 0 for n in shape),
+          f"counters array {name!r} has shape {shape!r}")
+    dt = np.dtype(dtype)
+    check(isinstance(data, bytes) and len(data) == math.prod(shape) * dt.itemsize,
+          f"counters array {name!r}: {type(data).__name__} of {len(data) if isinstance(data, bytes) else '?'} bytes "
+          f"for shape {shape} of {dt}")
+    return np.frombuffer(data, dtype=dt).reshape(shape).copy()
 
 
 class Task(Protocol):

@@ -145,3 +145,21 @@ def test_labels_moved_reads_only_label_drift_results_with_half_the_effect():
     moved = labels_moved([res("label_drift", [1.3, 1.1, 1.3], [0.001, 0.001, 0.5], 1.5), res("performance", [9, 9, 9], [0, 0, 0], 1.5)])
     assert moved.tolist() == [True, False, False]
     assert labels_moved([res("label_drift", [0.2, 0.1], [0.0, 0.0], 0.25)]).tolist() == [True, False]
+
+
+@pytest.mark.parametrize("array,why", [
+    ({"dtype": "|O", "shape": [1], "data": b"\0" * 8}, "dtype"),  # object arrays are never read
+    ({"dtype": "<U2", "shape": [1], "data": b"\0" * 8}, "dtype"),
+    ({"dtype": "<f8", "shape": [10**18], "data": b""}, "bytes for shape"),  # nothing is allocated for it
+    ({"dtype": "<f8", "shape": [2], "data": b"\0" * 8}, "bytes for shape"),
+    ({"dtype": "<f8", "shape": [-1], "data": b"\0" * 8}, "shape"),
+    ({"dtype": "<f8", "shape": [1], "data": "not bytes"}, "bytes for shape"),
+    ([1, 2], "must be a map"),
+])
+def test_forged_counters_state_is_refused_with_a_state_error(array, why):
+    from detector.core.state import StateError
+
+    with pytest.raises(StateError, match=why):
+        Counters.from_state({"format": "skewwatch.counters/1", "task": "binary", "arrays": {"n": array}})
+    with pytest.raises(StateError):
+        Counters.from_state({"format": "skewwatch.counters/1", "task": None, "arrays": {}})
