@@ -602,6 +602,14 @@ def test_sigkill_and_restart_under_a_new_worker_id_counts_everything_once(
     before = w1.status()
     w1.signal(signal.SIGKILL)
     assert w1.wait(10) == -signal.SIGKILL
+    # killed in the middle of live traffic: everything the group had committed is covered by a durable checkpoint
+    from detector.stream.checkpoint import read_checkpoints
+
+    units = {f"p{k}" for k in range(4)}
+    committed = committed_offsets(kafka_bootstrap, group, [topics[k] for k in ("predictions", "labels", "features")])
+    covered = checkpointed_offsets(run(read_checkpoints(kafka_bootstrap, f"{group}-state", group, units)))
+    print(f"at the kill: {sum(committed.values())} offsets committed, {sum(covered.values())} covered by checkpoints")
+    assert committed and all(off <= covered.get(tp, 0) for tp, off in committed.items()), (committed, covered)
     print(f"SIGKILL after {before['counters']['predictions']} predictions, {before['checkpoints']} checkpoints, "
           f"{before['label_join']['pending']} predictions held for labels")
 
