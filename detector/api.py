@@ -7,7 +7,7 @@
 
 It drives the same synchronous core as the Kafka sidecar and ``skewwatch replay`` (so a notebook
 finds what the sidecar would have found), without Kafka, threads or files. Rows become events by
-the rules of :mod:`detector.shells.eventrows`. Windows close on event time: ``observe`` returns
+the rules of :mod:`detector.io.eventrows`. Windows close on event time: ``observe`` returns
 the alerts of the windows the new data closed, and :meth:`Monitor.flush` closes the rest at the
 end of the data. pandas is optional: without it, pass lists of dicts and read
 :meth:`Monitor.summary` as a list of dicts.
@@ -31,7 +31,7 @@ from detector.core.profile import TIME_COLUMNS, to_text
 from detector.core.profile import build_reference as _profile
 from detector.core.reference import Reference
 from detector.core.settings import DetectorSettings, parse_duration
-from detector.shells.eventrows import Kind, to_events
+from detector.io.eventrows import Kind, to_events
 
 __all__ = ["build_reference", "Monitor"]
 
@@ -51,7 +51,7 @@ def build_reference(data: Any, label: str | None = None, score: str | None = Non
     (``{"zip": "categorical"}``).
     """
     if isinstance(data, str | Path):  # streamed: bounded memory however large the file
-        from detector.shells.baseline import scan
+        from detector.cli.baseline import scan
 
         table = scan(data, types=dict(types or {}), label=label, score=score, slices=list(slices) or None)
         if time is None:
@@ -199,7 +199,7 @@ class Monitor:
     def summary(self) -> Any:
         """Every statistic tested in each model's last closed window against its threshold, the
         furthest over first: a pandas DataFrame when pandas is installed, else a list of dicts."""
-        from detector.shells.metrics import slice_label
+        from detector.exporters.prometheus import slice_label
 
         rows = []
         for name, ms in self.engine.models.items():

@@ -28,6 +28,9 @@ from typing import Any
 import yaml
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))  # the checkout's own package, installed or not
+from detector.core import kinds  # noqa: E402 - after the path above
+
 OUT = HERE / "dashboards"
 CONFIGMAPS = HERE / "kubernetes" / "dashboards.yaml"
 CHART_COPY = HERE.parent / "deploy" / "helm" / "skewwatch" / "dashboards"
@@ -36,7 +39,7 @@ SCHEMA_VERSION = 39
 M = 'model=~"$model"'
 MS = 'model=~"$model", slice=~"$slice"'
 MFS = 'model=~"$model", feature=~"$feature", slice=~"$slice"'
-OUTCOME_KINDS = "calibration|performance|label_drift|concept_drift|label_delay"
+OUTCOME_KINDS = "|".join(k for k in kinds.KINDS if k in kinds.OUTCOME_KINDS)
 SCOPE = 'cluster=~"$cluster", namespace=~"$namespace"'
 _METRIC = re.compile(r"\b((?:skewwatch|process)_[a-zA-Z0-9_]+)(\{)?")
 
@@ -300,9 +303,10 @@ def features() -> dict[str, Any]:
         stat_vs_threshold("Distribution shift (PSI / L-infinity)", "PSI (numeric) and L-infinity (categorical) of "
                           "the feature against training, and against production at the same time of day "
                           "(*_vs_seasonal). 0.2 PSI / 0.15 L-inf are the warning thresholds.", "none",
-                          "psi|linf|psi_vs_seasonal|linf_vs_seasonal"),
+                          "|".join(kinds.statistics_for_chart("feature_drift", "distribution"))),
         stat_vs_threshold("Unit change (scale ratio vs training)", "Geometric-mean ratio of |x| against training: "
-                          "~100 or ~0.01 is cents vs dollars, ~1000 s vs ms.", "none", "scale_ratio",
+                          "~100 or ~0.01 is cents vs dollars, ~1000 s vs ms.", "none",
+                          "|".join(kinds.statistics_for_chart("unit_shift", "scale")),
                           defaults={"custom": {"drawStyle": "line", "showPoints": "never",
                                                "scaleDistribution": {"type": "log", "log": 10}}}),
         ts("Missing values (current window)", "Share of events with the feature missing (null, NaN or key absent) "

@@ -15,6 +15,7 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
+from detector.core.kinds import ALL_KINDS, INPUT_KINDS, OUTCOME_KINDS, PARITY_KINDS
 from detector.core.select import Finding
 from detector.core.settings import DetectorSettings
 from detector.core.timeparse import format_ts
@@ -24,14 +25,8 @@ __all__ = ["Alert", "AlertManager", "OUTCOME_KINDS", "PARITY_KINDS", "INPUT_SCOP
 
 Key = tuple[str, str, str, str]
 
-OUTCOME_KINDS = frozenset({"calibration", "performance", "label_drift", "concept_drift", "label_delay"})
-PARITY_KINDS = frozenset({"feature_parity"})
-ALL_KINDS = frozenset({
-    "feature_drift", "missing_values", "unseen_categories", "unit_shift", "default_value_spike", "schema",
-    "feature_parity", "score_drift", "label_drift", "concept_drift", "calibration", "performance", "label_delay",
-    "fallback_rate", "decision_rate", "latency",
-})
-INPUT_SCOPE = ALL_KINDS - OUTCOME_KINDS - PARITY_KINDS  # model, kind, feature, slice "dim=value" ("" = all traffic)
+# the kinds and their families live in detector.core.kinds; re-exported for the alert manager's callers
+INPUT_SCOPE = INPUT_KINDS  # model, kind, feature, slice "dim=value" ("" = all traffic)
 
 
 @dataclass

@@ -46,6 +46,8 @@ from typing import Any
 
 import numpy as np
 
+from detector.core.results import Result
+
 __all__ = ["audit_training", "univariate", "time_split_check", "roc_auc", "fit_logistic", "leak_serving_checks", "summary_lines",
            "AUC_LEAK", "MI_LEAK", "ROBUST_Z", "GAP_WARNING", "MIN_ROWS"]
 
@@ -401,8 +403,6 @@ def leak_serving_checks(lay: Any, v: Any, st: Any, cands: np.ndarray) -> list[An
     A feature that predicted the label almost perfectly in training and carries no information at
     serving was not available at decision time: the model's offline score relied on it.
     """
-    from detector.core.checks import Result
-
     audit = lay.ref.audit if isinstance(lay.ref.audit, dict) else {}
     suspects = {k: a for k, a in (audit.get("features") or {}).items() if isinstance(a, dict) and a.get("leak_suspect")}
     n = float(v.w.events)

@@ -5,13 +5,13 @@ a slice row: all traffic minus that slice) the statistic's value, whether it was
 events, a reference to compare with), whether the effect crosses the warning / critical
 threshold, and a p-value for the observed difference at this sample size. Selection
 (:mod:`detector.core.select`) then applies false-discovery-rate control and localises findings
-to the slice that explains them. Nothing here keeps state.
+to the slice that explains them. Nothing here keeps detection state (the reference profile of each
+pseudo-row is cached on the layout: the same rows, hours and feature give the same profiles).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,27 +21,12 @@ from detector.core import stats
 from detector.core.hourly import hour_weights
 from detector.core.layout import SCORE, Layout
 from detector.core.reference import CategoricalProfile, NumericProfile, value_share
+from detector.core.results import Result
 from detector.core.seasonal import SeasonalBaseline
 from detector.core.settings import DetectorSettings
 from detector.core.window import N_CAND, RATE, WindowCounts
 
 __all__ = ["Result", "View", "build_view", "run_checks"]
-
-
-@dataclass
-class Result:
-    kind: str
-    feature: str | None
-    statistic: str
-    value: np.ndarray  # (P,)
-    tested: np.ndarray  # (P,) bool
-    warn: np.ndarray  # (P,) bool
-    crit: np.ndarray  # (P,) bool
-    pvalue: np.ndarray  # (P,) NaN = decided without a test (deterministic facts)
-    threshold: float | np.ndarray
-    evidence: Callable[[int], dict[str, Any]]
-    summary: Callable[[int], str]
-    effect: np.ndarray | None = None  # ranking key (defaults to |value|)
 
 
 @dataclass

@@ -9,8 +9,10 @@ than ``max_future`` ahead of the stream is rejected as a bad clock.
 
 State per model: open windows (:class:`~detector.core.window.WindowCounts`), the seasonal
 baseline, change detectors, default-value candidates and the alert state. All of it is
-bounded (slice and category top-K, fixed bins), serialisable (``snapshot``/``restore``) and
-mergeable across workers (``merge``).
+bounded (slice and category top-K, fixed bins) and serialisable as declared plain data
+(``snapshot``/``restore``, :mod:`detector.core.state`). Across workers, closed windows travel as
+partials (``advance_partials`` on the worker that folded them, ``ingest_partial`` on the one
+that evaluates).
 """
 
 from __future__ import annotations
@@ -131,6 +133,7 @@ class ModelState:
         # the last closed window's counts (bounded: one window), for the status page and report charts
         self.last_window: WindowCounts | None = None
         self.typed: TypedDecoder | None = None  # built when this model's events dominate a batch
+        self.arrow: Any = None  # its columnar reader (detector.core.arrowdecode), built with it
 
     # ---------------------------------------------------------------- candidates for value spikes
     def discover_candidates(self, b: PredictionBatch) -> None:
@@ -397,7 +400,8 @@ class Engine(Ingest):
         return alerts
 
     def _change_detectors(self, ms: ModelState, w: WindowCounts, v: Any) -> list[Finding]:
-        """river ADWIN per numeric series on the seasonal residual of the window mean (all traffic)."""
+        """A river change detector (``settings.change_detector``: ADWIN or Page-Hinkley) per numeric series, on
+        the seasonal residual of the window mean (all traffic)."""
         if not ms.detectors or v.base is None:
             return []
         st = self.settings

@@ -45,6 +45,7 @@ from typing import Any
 
 import numpy as np
 
+from detector.core import kinds
 from detector.core.alerts import OUTCOME_KINDS, Alert
 from detector.core.cohort import C, Cohort, average_precision, best_threshold, binned_auc, brier, ece, fold
 from detector.core.events import FeatureBatch, LabelBatch, PredictionBatch
@@ -57,14 +58,11 @@ from detector.core.timeparse import format_ts
 __all__ = ["OutcomeMonitor", "OutcomeSettings", "attach_outcomes", "PRIORITY", "INPUT_CHANGE"]
 
 #: input alert kinds that mean "the inputs changed" (for concept vs covariate drift)
-INPUT_CHANGE = frozenset({"feature_drift", "missing_values", "unseen_categories", "unit_shift", "default_value_spike",
-                          "schema", "feature_parity", "score_drift"})
+INPUT_CHANGE = kinds.INPUT_CHANGE
 _DELAY_STATS = ("match_rate_ratio", "delay_median_ratio")
 _DAY = 86400.0
 #: per slice row, the most specific explanation wins
-PRIORITY = [("label_delay", "match_rate_ratio"), ("label_delay", "delay_median_ratio"), ("label_delay", "correction_rate"),
-            ("label_drift", None), ("concept_drift", None), ("performance", None), ("calibration", None),
-            ("label_delay", None)]
+PRIORITY = kinds.priority("outcome")
 
 
 def _rank(f: Finding) -> int:

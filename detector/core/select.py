@@ -21,20 +21,13 @@ from typing import Any
 
 import numpy as np
 
-from detector.core import stats
+from detector.core import kinds, stats
 from detector.core.checks import Result, View
 
 __all__ = ["Finding", "select_findings", "PRIORITY"]
 
 # most specific first: the statistic that names a root cause wins over generic distribution shift
-PRIORITY = [
-    ("schema", None), ("feature_drift", "time_shift_hours"), ("unit_shift", None), ("missing_values", None), ("default_value_spike", None),
-    ("unseen_categories", None), ("fallback_rate", None), ("latency", None), ("decision_rate", "threshold"),
-    ("decision_rate", None), ("score_drift", "value_share"), ("feature_drift", "out_of_range_share"), ("score_drift", "out_of_range_share"),
-    ("feature_drift", "psi"), ("feature_drift", "linf"), ("score_drift", "psi"),
-    ("feature_drift", "psi_vs_seasonal"), ("feature_drift", "linf_vs_seasonal"), ("score_drift", "psi_vs_seasonal"),
-    ("feature_drift", "mean_shift"), ("score_drift", "mean_shift"),
-]
+PRIORITY = kinds.priority("input")
 _RANK = {k: i for i, k in enumerate(PRIORITY)}
 COMPLEMENT_ALPHA = 0.01
 LOCALIZE_RATIO = 2.0

@@ -32,28 +32,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from detector.core.kinds import ACTIONS, CAUSES, KINDS, OUTCOME_KINDS, PIPELINE_KINDS
+
 __all__ = ["triage", "CAUSES", "ACTIONS"]
 
-CAUSES = ("pipeline_skew", "covariate_drift", "label_drift", "concept_drift", "decision_policy", "serving_health", "label_quality")
-ACTIONS = ("fix_data", "fix_model", "fix_system")
-
-_FIXED = {
-    "missing_values": ("pipeline_skew", "fix_data"),
-    "unseen_categories": ("pipeline_skew", "fix_data"),
-    "unit_shift": ("pipeline_skew", "fix_data"),
-    "default_value_spike": ("pipeline_skew", "fix_data"),
-    "schema": ("pipeline_skew", "fix_data"),
-    "feature_parity": ("pipeline_skew", "fix_data"),
-    "fallback_rate": ("serving_health", "fix_system"),
-    "latency": ("serving_health", "fix_system"),
-    "decision_rate": ("decision_policy", "fix_system"),
-    "calibration": ("decision_policy", "fix_system"),
-    "label_drift": ("label_drift", "fix_model"),
-    "concept_drift": ("concept_drift", "fix_model"),
-    "label_delay": ("label_quality", "fix_data"),
-}
-
-_PIPELINE = {"missing_values", "unseen_categories", "unit_shift", "default_value_spike", "schema", "feature_parity"}
+# each kind's default cause and action, and which kinds are pipeline faults: detector.core.kinds
+_PIPELINE = PIPELINE_KINDS
 
 
 def triage(finding: Any, context: dict[str, Any]) -> tuple[str, str]:
@@ -95,10 +79,11 @@ def triage(finding: Any, context: dict[str, Any]) -> tuple[str, str]:
         return "concept_drift", "fix_model"
     if kind == "label_drift" and context.get("label_delay_shift"):
         return "label_quality", "fix_data"  # incomplete labels, not a different world
-    return _FIXED.get(kind, ("pipeline_skew", "fix_data"))
+    k = KINDS.get(kind)
+    return (k.cause, k.action) if k is not None else ("pipeline_skew", "fix_data")
 
 
-_OUTCOME = {"performance", "calibration", "label_drift", "concept_drift"}
+_OUTCOME = OUTCOME_KINDS - {"label_delay"}  # outcome moves that an upstream change can explain
 
 
 def _upstream(kinds: set[str]) -> tuple[str, str] | None:

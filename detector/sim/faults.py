@@ -10,9 +10,9 @@ to 1 over the ramp. Share-type faults hit ``share * w`` of the events; magnitude
 Each kind belongs to a *stage* of generation: ``world`` (the world itself changes; the offline
 pipeline sees it too), ``label`` (the truth changes), ``serving`` (only the served features
 break; offline features keep the true values), ``model`` (the score/decision/serving health), and
-``arrival`` (only label arrival). :data:`KINDS` also carries the expected alert ``kind``,
-``cause`` and ``action`` in DESIGN.md's vocabulary, and the alert kinds that may legitimately
-fire as a *consequence* (``also``).
+``arrival`` (only label arrival). :data:`KINDS` also carries the expected alert ``kind`` (its
+``cause`` and ``action`` are the kind's, from :mod:`detector.core.kinds`, unless the fault sets
+another cause), and the alert kinds that may legitimately fire as a *consequence* (``also``).
 
 >>> f = Fault("unit_change", onset_h=40, end_h=52)
 >>> f.features, f.params["factor"]
@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from detector.core.kinds import ACTION_OF, kind
 from detector.sim.features import GROUPS, SLICE_DIMS
 
 __all__ = ["Fault", "KindInfo", "KINDS", "intensity", "slice_mask"]
@@ -38,70 +39,78 @@ __all__ = ["Fault", "KindInfo", "KINDS", "intensity", "slice_mask"]
 @dataclass(frozen=True)
 class KindInfo:
     stage: str  # world | label | serving | model | arrival
-    alert: str  # expected alert kind (DESIGN.md vocabulary)
-    cause: str
-    action: str
+    alert: str  # expected alert kind (registered in detector.core.kinds)
     features: tuple[str, ...]  # default features ((): the fault is not about a feature)
     params: Mapping[str, Any]
     also: tuple[str, ...] = ()  # alert kinds that may follow as a consequence
     ramp_h: float = 0.0  # default ramp
     summary: str = ""
+    cause: str = ""  # "" = the alert kind's default cause (a fault whose statistic names another cause sets it)
+    action: str = ""  # "" = the action that goes with the cause
+
+    def __post_init__(self) -> None:
+        k = kind(self.alert)
+        for a in self.also:
+            kind(a)
+        cause = self.cause or k.cause
+        object.__setattr__(self, "cause", cause)
+        object.__setattr__(self, "action", self.action or ACTION_OF[cause])
 
 
 _PIPE = ("feature_parity", "score_drift", "decision_rate", "performance", "calibration")
 KINDS: dict[str, KindInfo] = {
-    "unit_change": KindInfo("serving", "unit_shift", "pipeline_skew", "fix_data", ("amount",),
+    "unit_change": KindInfo("serving", "unit_shift", ("amount",),
                             {"factor": 100.0}, ("feature_drift",) + _PIPE,
                             summary="a feature is served in other units (x factor, e.g. dollars -> cents)"),
-    "missing_jump": KindInfo("serving", "missing_values", "pipeline_skew", "fix_data", ("ip_risk_score",),
+    "missing_jump": KindInfo("serving", "missing_values", ("ip_risk_score",),
                              {"share": 0.4}, _PIPE, summary="a feature is null in `share` of events"),
-    "default_spike": KindInfo("serving", "default_value_spike", "pipeline_skew", "fix_data", ("account_age_days",),
+    "default_spike": KindInfo("serving", "default_value_spike", ("account_age_days",),
                               {"share": 0.3, "value": 0.0}, ("feature_drift",) + _PIPE,
                               summary="a feature is replaced by a default value in `share` of events"),
-    "new_category": KindInfo("serving", "unseen_categories", "pipeline_skew", "fix_data", ("device",),
+    "new_category": KindInfo("serving", "unseen_categories", ("device",),
                              {"share": 0.2, "value": "harmonyos"}, ("feature_drift",) + _PIPE,
                              summary="a brand-new category takes `share` of a categorical feature"),
-    "renamed_category": KindInfo("serving", "unseen_categories", "pipeline_skew", "fix_data", ("country",),
+    "renamed_category": KindInfo("serving", "unseen_categories", ("country",),
                                  {"old": "DE", "new": "GER"}, ("feature_drift",) + _PIPE,
                                  summary="a category is renamed (old -> new) by the serving pipeline"),
-    "join_failure": KindInfo("serving", "missing_values", "pipeline_skew", "fix_data", GROUPS["account"],
+    "join_failure": KindInfo("serving", "missing_values", GROUPS["account"],
                              {"share": 0.3}, _PIPE, summary="a join fails: a group of related features null together"),
-    "covariate_drift": KindInfo("world", "feature_drift", "covariate_drift", "fix_data",
+    "covariate_drift": KindInfo("world", "feature_drift",
                                 ("amount", "distance_from_home_km"), {"magnitude": 1.0, "category": None},
                                 ("score_drift", "decision_rate", "label_drift"), ramp_h=8.0,
                                 summary="input distributions shift gradually (world change)"),
-    "slice_drift": KindInfo("world", "feature_drift", "covariate_drift", "fix_data", ("amount",),
+    "slice_drift": KindInfo("world", "feature_drift", ("amount",),
                             {"magnitude": 1.5, "category": None}, ("score_drift", "decision_rate", "label_drift"),
                             ramp_h=4.0, summary="drift in one slice only"),
-    "timezone_shift": KindInfo("serving", "feature_drift", "pipeline_skew", "fix_data", ("hour_of_day",),
-                               {"hours": None}, _PIPE, summary="hour_of_day computed in UTC instead of local time"),
-    "score_drift": KindInfo("model", "score_drift", "serving_health", "fix_system", (),
+    "timezone_shift": KindInfo("serving", "feature_drift", ("hour_of_day",),
+                               {"hours": None}, _PIPE, cause="pipeline_skew", summary="hour_of_day computed in UTC instead of local time"),
+    "score_drift": KindInfo("model", "score_drift", (),
                             {"shift": 1.2, "model_version": None}, ("decision_rate", "calibration", "performance"),
                             summary="the served model's scores shift up (a bad model artifact)"),
-    "threshold_change": KindInfo("model", "decision_rate", "decision_policy", "fix_system", (),
+    "threshold_change": KindInfo("model", "decision_rate", (),
                                  {"threshold": 0.3}, (), summary="the decision threshold changes"),
-    "override_surge": KindInfo("model", "decision_rate", "decision_policy", "fix_system", (),
+    "override_surge": KindInfo("model", "decision_rate", (),
                                {"rate": 0.6, "reason": "not_fraud_per_reviewer"}, (),
                                summary="reviewers override a much larger share of the model's flags (alert fatigue)"),
-    "fallback_surge": KindInfo("model", "fallback_rate", "serving_health", "fix_system", (),
+    "fallback_surge": KindInfo("model", "fallback_rate", (),
                                {"share": 0.25}, ("score_drift", "decision_rate", "performance", "calibration"),
                                summary="the service falls back to a default score"),
-    "latency_spike": KindInfo("model", "latency", "serving_health", "fix_system", (),
+    "latency_spike": KindInfo("model", "latency", (),
                               {"factor": 5.0}, (), summary="serving latency multiplies"),
-    "label_drift": KindInfo("label", "label_drift", "label_drift", "fix_data", (),
+    "label_drift": KindInfo("label", "label_drift", (),
                             {"factor": 2.0}, ("calibration", "performance"),
                             summary="the true base rate changes (x factor); inputs stable"),
-    "concept_drift": KindInfo("label", "concept_drift", "concept_drift", "fix_model",
+    "concept_drift": KindInfo("label", "concept_drift",
                               ("behavior_score_1", "ip_risk_score", "amount"), {}, ("performance", "calibration"),
                               ramp_h=2.0, summary="the effect of some features on the label flips sign"),
-    "label_delay_increase": KindInfo("arrival", "label_delay", "label_quality", "fix_data", (),
+    "label_delay_increase": KindInfo("arrival", "label_delay", (),
                                      {"factor": 5.0}, (), summary="labels arrive `factor` times later"),
-    "parity_skew": KindInfo("serving", "feature_parity", "pipeline_skew", "fix_data", ("n_tx_24h",),
+    "parity_skew": KindInfo("serving", "feature_parity", ("n_tx_24h",),
                             {"share": 0.5, "mode": "stale", "delta": 1.0, "digits": -1},
                             ("performance", "calibration"), summary="served values differ from the offline pipeline's"),
-    "feature_absent": KindInfo("serving", "schema", "pipeline_skew", "fix_data", ("device_trust_score",),
+    "feature_absent": KindInfo("serving", "schema", ("device_trust_score",),
                                {}, ("missing_values",) + _PIPE, summary="a feature key disappears from serving"),
-    "unexpected_feature": KindInfo("serving", "schema", "pipeline_skew", "fix_data", ("promo_code_used",),
+    "unexpected_feature": KindInfo("serving", "schema", ("promo_code_used",),
                                    {}, (), summary="a new, unknown feature key appears in serving"),
 }
 

@@ -22,7 +22,7 @@ from typing import Any
 import orjson
 from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
 
-from detector.shells.metrics import SkewwatchCollector
+from detector.exporters.prometheus import SkewwatchCollector
 from detector.stream.health import Health, HealthCollector
 from detector.web import esc, page
 
@@ -101,7 +101,7 @@ class WebServer:
             return web.Response(body=orjson.dumps(body, default=str), content_type="application/json")
         if w is None or h.config_error:
             return web.Response(text=_waiting_page(h), content_type="text/html")
-        from detector.shells.status import render_status
+        from detector.web.status import render_status
 
         html = render_status(w.sidecar.evaluator, recent=w.alert_log[-50:], ingest=w.sidecar.engine)
         return web.Response(text=html, content_type="text/html")

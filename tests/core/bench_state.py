@@ -24,9 +24,9 @@ import numpy as np
 def realistic_engine(hours: float = 14.0, rate: float = 5000.0) -> Any:
     import orjson
 
+    from detector.cli.demo import demo_reference
     from detector.core.engine import Engine
     from detector.core.outcomes import attach_outcomes
-    from detector.shells.demo import demo_reference
     from detector.sim import get_scenario, simulate
 
     eng = Engine(None, {}, demo_reference())

@@ -257,7 +257,7 @@ FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=[HealthChe
 @FUZZ
 @given(data=st.data())
 def test_fuzz_predictions_labels_features_never_raise_and_lose_nothing(ref, data):
-    from detector.shells.metrics import exposition
+    from detector.exporters.prometheus import exposition
 
     eng = engine(ref)
     eng.ingest_features([raw({"prediction_id": "zz", "ts": T, "features": {}})])  # parity on

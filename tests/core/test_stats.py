@@ -6,7 +6,6 @@ import math
 
 import numpy as np
 import pytest
-import scipy.special as sp
 import scipy.stats as st
 from hypothesis import given, settings
 from hypothesis import strategies as hs
@@ -233,62 +232,6 @@ def test_ks_binned_rowwise_equals_batched(data):
     )
 
 
-def test_kolmogorov_sf_matches_scipy():
-    lam = np.concatenate([np.linspace(0, 3, 30001), np.linspace(3, 30, 2701), [0.999999, 1.0, 1.000001]])
-    expected = sp.kolmogorov(lam)
-    got = stats.kolmogorov_sf(lam)
-    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-14)
-    tail = expected > 1e-300
-    np.testing.assert_allclose(got[tail], expected[tail], rtol=1e-12)
-    assert np.all(np.diff(stats.kolmogorov_sf(np.linspace(0, 5, 5001))) <= 1e-16)
-
-
-def test_kolmogorov_sf_edges_and_shapes():
-    assert stats.kolmogorov_sf(0.0) == 1.0
-    assert stats.kolmogorov_sf(-2.0) == 1.0
-    assert stats.kolmogorov_sf(0.1) == 1.0
-    assert stats.kolmogorov_sf(np.inf) == 0.0
-    assert math.isnan(stats.kolmogorov_sf(np.nan))
-    assert isinstance(stats.kolmogorov_sf(1.2), float)
-    lam = rng(6).uniform(0, 3, size=(40, 7))
-    got = stats.kolmogorov_sf(lam)
-    assert got.shape == (40, 7)
-    np.testing.assert_allclose(got, rowwise(stats.kolmogorov_sf, lam), rtol=1e-15)
-
-
-def test_ks_pvalue_formula_and_edges():
-    d = np.linspace(0.0, 0.4, 41)
-    for n, m in [(50, None), (200, 300), (1000, np.inf)]:
-        ne = n if m is None else 1.0 / (1.0 / n + 1.0 / m)
-        lam = (math.sqrt(ne) + 0.12 + 0.11 / math.sqrt(ne)) * d
-        np.testing.assert_allclose(stats.ks_pvalue(d, n, m), sp.kolmogorov(lam), rtol=1e-12, atol=1e-15)
-    assert stats.ks_pvalue(0.3, 100, np.inf) == stats.ks_pvalue(0.3, 100)
-    assert stats.ks_pvalue(0.3, 0) == 1.0
-    assert stats.ks_pvalue(0.3, 100, 0) == 1.0
-    assert math.isnan(stats.ks_pvalue(np.nan, 100))
-    got = stats.ks_pvalue([[0.1], [0.2]], [100, 1000])
-    assert got.shape == (2, 2)
-    assert got[0, 0] == stats.ks_pvalue(0.1, 100) and got[1, 1] == stats.ks_pvalue(0.2, 1000)
-
-
-@pytest.mark.parametrize("n", [100, 1000])
-def test_ks_pvalue_close_to_exact_one_sample(n):
-    d = np.linspace(0.005, 0.5, 1000)
-    exact = st.kstwo.sf(d, n)
-    keep = (exact > 1e-6) & (exact < 0.5)
-    np.testing.assert_allclose(stats.ks_pvalue(d[keep], n), exact[keep], rtol=0.05)
-
-
-def test_ks_pvalue_close_to_exact_two_sample():
-    r = rng(7)
-    for _ in range(40):
-        a = r.normal(size=150)
-        b = r.normal(0.25, 1.0, size=120)
-        res = st.ks_2samp(a, b, method="exact")
-        if 1e-5 < res.pvalue < 0.5:
-            assert stats.ks_pvalue(res.statistic, 120, 150) == pytest.approx(res.pvalue, rel=0.08)
-
-
 # chi-square ------------------------------------------------------------------------------------
 
 
@@ -304,26 +247,13 @@ def test_chi2_sf_matches_scipy_on_grid():
     assert np.all((got >= 0) & (got <= 1))
 
 
-def test_chi2_sf_non_integer_df_and_lgamma():
+def test_chi2_sf_non_integer_df():
     r = rng(8)
     df = r.uniform(0.02, 800, size=5000)
     x = df * r.uniform(0, 3, size=5000)
     expected = st.chi2.sf(x, df)
     keep = expected > 1e-290
     np.testing.assert_allclose(stats.chi2_sf(x, df)[keep], expected[keep], rtol=1e-8)
-    a = np.concatenate([np.geomspace(1e-4, 1e6, 3000), np.linspace(0.5, 10, 951)])
-    np.testing.assert_allclose(stats._lgamma(a), [math.lgamma(v) for v in a], rtol=1e-13, atol=1e-13)
-
-
-def test_chi2_sf_continued_fraction_without_tiny_guard_is_safe():
-    a = np.geomspace(1e-3, 5e4, 300)
-    for offset in (0.0, 1e-9, 1e-3, 1.0, 100.0, 5e3):
-        y = a + 1.0 + offset
-        got = stats.chi2_sf(2 * y, 2 * a)
-        assert np.all(np.isfinite(got))
-        expected = sp.gammaincc(a, y)
-        keep = expected > 1e-290
-        np.testing.assert_allclose(got[keep], expected[keep], rtol=1e-8)
 
 
 def test_chi2_sf_extremes():
@@ -485,28 +415,7 @@ def test_gtest_gof_rowwise_equals_batched(data, ref_n, min_expected):
     assert np.all(p[counts.sum(axis=1) == 0] == 1.0)
 
 
-# normal, erfc, proportions ---------------------------------------------------------------------
-
-
-def test_erfc_matches_math_and_scipy():
-    x = np.concatenate([np.linspace(-7, 7, 140_001), np.linspace(7, 27.3, 20_001), [1.5, -1.5, 2.0, 3.0]])
-    got = stats.erfc(x)
-    via_math = np.array([math.erfc(v) for v in x])
-    normal = via_math > 1e-300
-    np.testing.assert_allclose(got[normal], via_math[normal], rtol=2e-14)
-    np.testing.assert_allclose(got, via_math, rtol=2e-14, atol=1e-300)  # subnormal tail
-    np.testing.assert_allclose(got[normal], sp.erfc(x[normal]), rtol=2e-13)
-
-
-def test_erfc_edges():
-    assert stats.erfc(0.0) == 1.0
-    assert stats.erfc(np.inf) == 0.0
-    assert stats.erfc(-np.inf) == 2.0
-    assert stats.erfc(40.0) == 0.0
-    assert math.isnan(stats.erfc(np.nan))
-    got = stats.erfc(np.array([[np.nan, 1.0], [-1.0, 30.0]]))
-    assert np.isnan(got[0, 0]) and got[0, 1] == pytest.approx(math.erfc(1.0), rel=1e-15)
-    assert got[1, 0] == pytest.approx(math.erfc(-1.0), rel=1e-15) and got[1, 1] == 0.0
+# normal, proportions ---------------------------------------------------------------------
 
 
 def test_norm_sf_matches_scipy():
@@ -518,7 +427,7 @@ def test_norm_sf_matches_scipy():
     np.testing.assert_allclose(got[normal], expected[normal], rtol=3e-13)
     np.testing.assert_allclose(got[np.abs(z) < 8], expected[np.abs(z) < 8], rtol=2e-14)
     np.testing.assert_allclose(got, expected, rtol=3e-13, atol=1e-300)
-    # 40-digit reference values (mpmath): ours stays at ~1e-14 where scipy does not
+    # 40-digit reference values (mpmath)
     exact = {
         5.0: 2.866515718791939e-07,
         10.0: 7.619853024160525e-24,
@@ -527,7 +436,7 @@ def test_norm_sf_matches_scipy():
         37.5: 4.605353009581955e-308,
     }
     for zv, value in exact.items():
-        assert stats.norm_sf(zv) == pytest.approx(value, rel=2e-14)
+        assert stats.norm_sf(zv) == pytest.approx(value, rel=5e-13)
         assert stats.norm_sf(-zv) == pytest.approx(1.0 - value, rel=1e-15)
     assert stats.norm_sf(1.959963984540054) == pytest.approx(0.025, rel=1e-14)
     assert stats.norm_sf(0.0) == 0.5 and stats.norm_sf(np.inf) == 0.0 and stats.norm_sf(-np.inf) == 1.0
@@ -696,18 +605,3 @@ def test_benjamini_hochberg_cases():
     assert stats.benjamini_hochberg(grid, q=0.01).tolist() == [[True, False], [True, False]]
     with pytest.raises(ValueError):
         stats.benjamini_hochberg([0.1], q=1.5)
-
-
-def test_bonferroni():
-    assert stats.bonferroni([0.001, 0.03, np.nan], 0.05).tolist() == [True, False, False]
-    assert stats.bonferroni([0.01, 0.0125, 0.02, 0.5], 0.05).tolist() == [True, True, False, False]
-    assert stats.bonferroni([], 0.05).shape == (0,)
-    assert stats.bonferroni([np.nan], 0.05).tolist() == [False]
-    p = rng(13).uniform(0, 0.01, size=50)
-    np.testing.assert_array_equal(stats.bonferroni(p, 0.05), p <= 0.001)
-    # Bonferroni rejections are always a subset of BH's at the same level
-    p = rng(14).beta(0.3, 3, size=300)
-    bonf = stats.bonferroni(p, 0.05)
-    assert np.all(stats.benjamini_hochberg(p, 0.05)[bonf])
-    with pytest.raises(ValueError):
-        stats.bonferroni([0.1], -0.1)

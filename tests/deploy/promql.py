@@ -63,7 +63,7 @@ def exported_names() -> frozenset[str]:
     """Every sample name the exporter emits for the faulty-traffic engine (with _total, _bucket, ...)."""
     from prometheus_client.parser import text_string_to_metric_families
 
-    from detector.shells.metrics import exposition
+    from detector.exporters.prometheus import exposition
     from tests.deploy.traffic import faulty_worker
 
     w = faulty_worker()

@@ -9,6 +9,8 @@ redelivered messages exercise the pipeline counters.
 
 from __future__ import annotations
 
+import asyncio
+import threading
 import time
 from functools import lru_cache
 from typing import Any
@@ -18,8 +20,10 @@ import orjson
 from detector.config import Config, ModelConfig
 from detector.core.profile import build_reference
 from detector.sim import Fault, get_scenario, simulate, training_table
+from detector.stream.health import Health
 from detector.stream.local import LocalGroup
 from detector.stream.sidecar import Message, Sidecar
+from detector.stream.web import WebServer
 
 HOURS = 26.0
 ONSET_H = 22.0  # after ~1 day: label maturity and seasonal slots have history
@@ -71,12 +75,44 @@ def _batches() -> Any:
 
 
 class Worker:
-    """What the exporter reads from a :class:`detector.stream.worker.Worker` (no Kafka needed)."""
+    """What the exporter and the HTTP server read from a :class:`detector.stream.worker.Worker` (no Kafka needed)."""
 
     def __init__(self, sidecar: Sidecar) -> None:
         self.sidecar = sidecar
         self.checkpoints = 3
         self.last_checkpoint = time.monotonic() - 5.0
+        self.restored = threading.Event()
+        self.restored.set()
+        self.app = None  # no Kafka consumer: the server reports no partitions assigned
+        self.alert_log: list[dict[str, Any]] = []
+
+    def status(self) -> dict[str, Any]:
+        return {"worker": "w0", "checkpoints": self.checkpoints}
+
+
+class Served:
+    """The worker's own HTTP server (:class:`detector.stream.web.WebServer`, what ``skewwatch run`` serves)
+    on an event loop in a thread, for tests that speak HTTP to it. ``worker=None``: still starting."""
+
+    def __init__(self, worker: Any, phase: str = "running") -> None:
+        self.health = Health(phase=phase)
+        self.health.worker = worker
+        if worker is not None:
+            self.health.kafka.ok()
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="web", daemon=True)
+        self.thread.start()
+        self.server = self._run(WebServer(self.health, "127.0.0.1", 0).start())
+        self.port = self.server.port
+        self.base = f"http://127.0.0.1:{self.port}"
+
+    def _run(self, coro: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(60)
+
+    def close(self) -> None:
+        self._run(self.server.stop())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
 
 
 @lru_cache(maxsize=1)

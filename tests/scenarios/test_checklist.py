@@ -16,6 +16,8 @@ import numpy as np
 import orjson
 import pytest
 
+from detector.cli import baseline as baseline_cli
+from detector.cli import replay as replay_cli
 from detector.core.adoption import baseline_stats
 from detector.core.contribution import contributions_for
 from detector.core.engine import Engine
@@ -23,8 +25,6 @@ from detector.core.outcomes import attach_outcomes
 from detector.core.profile import build_reference
 from detector.core.settings import DetectorSettings
 from detector.core.timeparse import format_ts, parse_timestamps
-from detector.shells import baseline as baseline_cli
-from detector.shells import replay as replay_cli
 from detector.sim import DEFAULT_START, Scenario, World, simulate, training_columns, training_rows
 from detector.sim.faults import Fault
 

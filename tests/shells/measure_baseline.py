@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 HIDE_PYARROW = "import sys; sys.modules['pyarrow'] = None; "
-RUN = "from detector.shells.baseline import main; raise SystemExit(main())"
+RUN = "from detector.cli.baseline import main; raise SystemExit(main())"
 
 
 def run_once(data: Path, mode: str, out: Path, old_src: str | None, sample_rows: int | None) -> dict[str, float]:

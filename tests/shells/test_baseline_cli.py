@@ -15,9 +15,10 @@ import numpy as np
 import orjson
 import pytest
 
+from detector.cli import baseline
 from detector.core.reference import CategoricalProfile, NumericProfile, Reference
-from detector.shells import baseline, csvread, tables
-from detector.shells.tables import TableError, read_table
+from detector.io import csvread, tables
+from detector.io.tables import TableError, read_table
 
 ROOT = Path(__file__).resolve().parents[2]
 PREFIX = "skewwatch baseline: error: "
@@ -26,7 +27,7 @@ PREFIX = "skewwatch baseline: error: "
 def cli(*args: object, cwd: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     return subprocess.run(
-        [sys.executable, "-m", "detector.shells.baseline", *map(str, args)],
+        [sys.executable, "-m", "detector.cli.baseline", *map(str, args)],
         capture_output=True, text=True, cwd=cwd, env=env, timeout=120,
     )  # fmt: skip
 

@@ -16,9 +16,9 @@ import numpy as np
 import orjson
 import pytest
 
+from detector.cli.baseline import scan
 from detector.core.reference import Reference
-from detector.shells import csvread, tables
-from detector.shells.baseline import scan
+from detector.io import csvread, tables
 from tests.shells import tablegen
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -66,7 +66,7 @@ def test_cli_says_rows_read_and_sampled(tmp_path: Path) -> None:
     data = tablegen.write(tmp_path / "train.csv.gz", 8_000, seed=1)
     env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     r = subprocess.run(
-        [sys.executable, "-m", "detector.shells.baseline", "--data", str(data), "--out", "ref.json",
+        [sys.executable, "-m", "detector.cli.baseline", "--data", str(data), "--out", "ref.json",
          "--label-column", "y", "--score-column", "score", "--slice-column", "region", "--sample-rows", "2000"],
         capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300,
     )  # fmt: skip

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from detector.shells import csvread
-from detector.shells.csvread import CsvFile, TableError, csv_values
-from detector.shells.eventrows import EventFile
+from detector.io import csvread
+from detector.io.csvread import CsvFile, TableError, csv_values
+from detector.io.eventrows import EventFile
 
 pa = pytest.importorskip("pyarrow")
 

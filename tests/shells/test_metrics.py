@@ -16,10 +16,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from detector import __version__
 from detector.core.engine import Engine
 from detector.core.labels import DELAY_EDGES, N_DELAY
-from detector.shells.metrics import SkewwatchCollector, exposition
-from detector.shells.metrics_http import MetricsEndpoint, serve
+from detector.exporters.prometheus import SkewwatchCollector, exposition
 from detector.sim import get_scenario, simulate
-from tests.deploy.traffic import faulty_worker, reference
+from tests.deploy.traffic import Served, faulty_worker, reference
 
 PROMTOOL = shutil.which("promtool")
 NO_PROMTOOL = "promtool not installed: apt-get update && apt-get install -y prometheus"
@@ -235,35 +234,46 @@ def test_resolved_alert_groups_drop_to_zero_instead_of_vanishing(worker):
     assert reg.get_sample_value("skewwatch_alert_active", {**UNIT, **group}) is None
 
 
-def test_no_engine_yet_exports_build_info_only_and_is_not_ready():
-    ep = MetricsEndpoint(lambda: None, process=False)
-    r = ep.handle("/metrics")
-    assert r.status == 200 and r.content_type.startswith("text/plain")
-    assert [f.name for f in text_string_to_metric_families(r.body.decode())] == ["skewwatch_build_info"]
-    assert ep.handle("/healthz").status == 200
-    assert ep.handle("/readyz").status == 503
-    assert ep.handle("/nope").status == 404
-
-
-def test_http_server_serves_metrics_probes_and_extra_routes(worker):
-    srv = serve(lambda: worker.sidecar.evaluator, "127.0.0.1", 0, extra_routes={"/status": lambda: b"fine\n"},
-                worker_getter=lambda: worker)
+def _get(url: str, **headers: str) -> tuple[int, dict[str, str], bytes]:
     try:
-        base = f"http://127.0.0.1:{srv.port}"
-        with urllib.request.urlopen(base + "/metrics", timeout=10) as r:
-            assert r.status == 200 and r.headers["Content-Type"].startswith("text/plain; version=0.0.4")
-            body = r.read()
-            assert b"skewwatch_alert_active{" in body and b"process_cpu_seconds_total" in body
-        req = urllib.request.Request(base + "/metrics", headers={"Accept": "application/openmetrics-text; version=1.0.0"})
-        with urllib.request.urlopen(req, timeout=10) as r:
-            assert r.headers["Content-Type"].startswith("application/openmetrics-text")
-            assert r.read().rstrip().endswith(b"# EOF")
-        for path, body in (("/healthz", b"ok\n"), ("/readyz", b"ready\n"), ("/status", b"fine\n")):
-            with urllib.request.urlopen(base + path, timeout=10) as r:
-                assert (r.status, r.read()) == (200, body)
-        with pytest.raises(urllib.error.HTTPError) as exc:
-            urllib.request.urlopen(base + "/missing", timeout=10)
-        assert exc.value.code == 404
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=10) as r:
+            return r.status, dict(r.headers), r.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, dict(exc.headers), exc.read()
+
+
+def test_before_the_worker_runs_only_build_info_and_health_are_exported():
+    srv = Served(None, phase="starting")  # the server starts before any Kafka I/O
+    try:
+        status, hdr, body = _get(srv.base + "/metrics")
+        assert status == 200 and hdr["Content-Type"].startswith("text/plain; version=0.0.4")
+        names = {f.name for f in text_string_to_metric_families(body.decode())}
+        assert "skewwatch_build_info" in names and "skewwatch_kafka_reachable" in names
+        assert not {n for n in names if n.startswith(("skewwatch_alert", "skewwatch_feature", "skewwatch_events"))}
+        assert _get(srv.base + "/healthz")[0] == 200
+        status, _, body = _get(srv.base + "/readyz")  # ready while starting: never gated on the broker
+        assert status == 200 and orjson.loads(body)["phase"] == "starting"
+        srv.health.phase = "stopping"
+        assert _get(srv.base + "/readyz")[0] == 503
+        assert _get(srv.base + "/nope")[0] == 404
+    finally:
+        srv.close()
+
+
+def test_the_worker_http_server_serves_metrics_probes_and_status(worker):
+    srv = Served(worker)
+    try:
+        status, hdr, body = _get(srv.base + "/metrics")
+        assert status == 200 and hdr["Content-Type"].startswith("text/plain; version=0.0.4")
+        assert b"skewwatch_alert_active{" in body and b"process_cpu_seconds_total" in body
+        assert b"skewwatch_kafka_reachable 1.0" in body
+        assert orjson.loads(_get(srv.base + "/healthz")[2])["status"] == "ok"
+        status, _, body = _get(srv.base + "/readyz")
+        assert status == 200 and orjson.loads(body)["ready"] is True
+        status, hdr, body = _get(srv.base + "/status")
+        assert status == 200 and hdr["Content-Type"].startswith("text/html") and b"amount" in body
+        assert orjson.loads(_get(srv.base + "/status?format=json")[2])["health"]["phase"] == "running"
+        assert _get(srv.base + "/missing")[0] == 404
     finally:
         srv.close()
 

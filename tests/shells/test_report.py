@@ -29,9 +29,9 @@ from detector.core.engine import Engine
 from detector.core.outcomes import attach_outcomes
 from detector.core.profile import build_reference
 from detector.core.settings import DetectorSettings
-from detector.shells import report as report_mod
-from detector.shells.report import OverrideTally, render_report
 from detector.sim import Fault, get_scenario, simulate, training_table
+from detector.web import report as report_mod
+from detector.web.report import OverrideTally, render_report
 
 CHROMIUM = "/usr/bin/chromium"
 NO_CHROMIUM = "chromium not installed: apt-get update && apt-get install -y chromium"

@@ -16,8 +16,8 @@ import pytest
 from detector.core.engine import Engine
 from detector.core.settings import DetectorSettings
 from detector.core.timeparse import parse_timestamps
-from detector.shells.status import feature_distribution, render_status
 from detector.stream.local import LocalGroup
+from detector.web.status import feature_distribution, render_status
 from tests.shells.test_report import (
     CHROMIUM,
     NO_CHROMIUM,

@@ -17,6 +17,8 @@ import numpy as np
 import orjson
 import pytest
 
+from detector.core import kinds
+from detector.core.kinds import ALL_KINDS
 from detector.sim import (
     KINDS,
     Fault,
@@ -35,12 +37,7 @@ from detector.sim.scenarios import END_H, ONSET_H
 from detector.sim.stream import hex_ids, iter_chunks, offline_dicts, prediction_dicts
 
 RATE = 1500.0
-ALERT_KINDS = {"feature_drift", "missing_values", "unseen_categories", "unit_shift", "default_value_spike", "schema",
-               "feature_parity", "score_drift", "label_drift", "concept_drift", "calibration", "performance",
-               "label_delay", "fallback_rate", "decision_rate", "latency"}
-CAUSES = {"pipeline_skew", "covariate_drift", "label_drift", "concept_drift", "decision_policy", "serving_health",
-          "label_quality"}
-ACTIONS = {"fix_data", "fix_model", "fix_system"}
+ALERT_KINDS, CAUSES, ACTIONS = ALL_KINDS, set(kinds.CAUSES), set(kinds.ACTIONS)
 
 
 # --------------------------------------------------------------------------- helpers

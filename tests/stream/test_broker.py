@@ -20,7 +20,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
-from detector.shells.broker import (
+from detector.stream.broker import (
     BrokerError,
     BrokerUnavailable,
     EmbeddedBroker,

@@ -12,7 +12,7 @@ import uuid
 
 import pytest
 
-from detector.shells.broker import create_topics
+from detector.stream.broker import create_topics
 
 pytestmark = pytest.mark.kafka
 

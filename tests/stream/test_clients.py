@@ -157,7 +157,7 @@ def test_password_never_in_repr_describe_or_logs(pki, caplog):
 def test_the_worker_builds_faust_with_the_shared_settings_and_no_web(pki, tmp_path):
     from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
 
-    from detector.shells.demo import demo_reference
+    from detector.cli.demo import demo_reference
     from detector.stream.worker import Worker
 
     cfg = load_config(None, environ={}, overrides={"kafka": {

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 
-from detector.shells.broker import free_port
+from detector.stream.broker import free_port
 from detector.stream.clients import plaintext
 from detector.stream.connect import backoff_delays, connect
 from detector.stream.health import Health, HealthCollector

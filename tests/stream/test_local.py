@@ -42,7 +42,7 @@ def traffic() -> tuple[tuple[float, str, int, bytes], ...]:
 
 @lru_cache(maxsize=1)
 def reference() -> Any:
-    from detector.shells.demo import demo_reference
+    from detector.cli.demo import demo_reference
 
     return demo_reference()
 

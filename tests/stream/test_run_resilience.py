@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from detector.shells.broker import EmbeddedBroker, free_port
+from detector.stream.broker import EmbeddedBroker, free_port
 from tests.stream.sidecar_proc import metric, wait_until
 
 pytestmark = [pytest.mark.timeout(240)]
@@ -27,7 +27,7 @@ pytestmark = [pytest.mark.timeout(240)]
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from detector.shells.demo import demo_reference
+    from detector.cli.demo import demo_reference
 
     path = tmp_path_factory.mktemp("ref") / "reference.json"
     demo_reference().save(path)

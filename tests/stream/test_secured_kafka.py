@@ -18,7 +18,7 @@ import orjson
 import pytest
 
 from detector.config import Kafka
-from detector.shells.broker import EmbeddedBroker, free_port
+from detector.stream.broker import EmbeddedBroker, free_port
 from detector.stream.clients import ClientSettings, client_settings
 from detector.stream.connect import ClusterError, check_cluster, handshake
 from detector.stream.topics import TopicSpec
@@ -211,8 +211,8 @@ def test_create_topics_false_names_the_missing_topics_and_the_fix(secured: Secur
 def test_skewwatch_run_end_to_end_over_sasl_ssl_with_mutual_tls(secured: Secured, tmp_path: Path, sidecars) -> None:
     """The shipped k8s setup (SASL_SSL, SCRAM-SHA-512, CA file), plus a client certificate with an
     encrypted key: the worker creates its topics, consumes, and its alert reaches the alert topic."""
-    from detector.shells.demo import demo_reference
-    from detector.shells.simulate import produce_scenario
+    from detector.cli.demo import demo_reference
+    from detector.cli.simulate import produce_scenario
 
     ref = tmp_path / "reference.json"
     demo_reference().save(ref)
@@ -258,7 +258,7 @@ def test_skewwatch_run_end_to_end_over_sasl_ssl_with_mutual_tls(secured: Secured
 
 
 def test_sidecar_with_a_wrong_password_stays_up_and_says_why(secured: Secured, tmp_path: Path, sidecars) -> None:
-    from detector.shells.demo import demo_reference
+    from detector.cli.demo import demo_reference
 
     ref = tmp_path / "reference.json"
     demo_reference().save(ref)

@@ -267,7 +267,7 @@ def test_a_pickle_on_the_state_topic_is_refused_and_never_run(kafka_bootstrap: s
 
     evil = pickle.dumps(Exploit())
     state = f"{group}-state"
-    from detector.shells.broker import create_topics
+    from detector.stream.broker import create_topics
 
     create_topics(kafka_bootstrap, {state: 1}, configs={"cleanup.policy": "compact"})
     produce(kafka_bootstrap, [(state, f"{group}/p0".encode(), evil), (state, f"{group}/aggregator".encode(), evil),

@@ -36,6 +36,9 @@ from typing import Any, TypeVar
 import orjson
 import pytest
 
+from detector.core import kinds
+from detector.core.kinds import ALL_KINDS
+
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(240)]
 
 T = TypeVar("T")
@@ -43,12 +46,7 @@ REPO = Path(__file__).resolve().parents[2]
 SCENARIO_HOURS = 48.0  # 2026-11-02T05:00Z + 48 h; the unit change starts at hour 40
 RATE = 500.0  # predictions per simulated hour
 ONSET = "2026-11-03T21:00:00.000Z"
-KINDS = {"feature_drift", "missing_values", "unseen_categories", "unit_shift", "default_value_spike", "schema",
-         "feature_parity", "score_drift", "label_drift", "concept_drift", "calibration", "performance", "label_delay",
-         "fallback_rate", "decision_rate", "latency"}
-CAUSES = {"pipeline_skew", "covariate_drift", "label_drift", "concept_drift", "decision_policy", "serving_health",
-          "label_quality"}
-ACTIONS = {"fix_data", "fix_model", "fix_system"}
+KINDS, CAUSES, ACTIONS = ALL_KINDS, set(kinds.CAUSES), set(kinds.ACTIONS)
 RFC3339 = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)$")
 
 
@@ -190,7 +188,7 @@ def scenario() -> Scenario:
 @pytest.fixture(scope="session")
 def reference_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The simulated model's reference profile (built once and cached by ``demo_reference``)."""
-    from detector.shells.demo import demo_reference
+    from detector.cli.demo import demo_reference
 
     path = tmp_path_factory.mktemp("reference") / "reference.json"
     demo_reference().save(path)
@@ -328,7 +326,7 @@ def workers(tmp_path: Path) -> Iterator[Callable[..., WorkerProc]]:
 
 
 def free_port() -> int:
-    from detector.shells.broker import free_port as fp
+    from detector.stream.broker import free_port as fp
 
     return fp()
 
@@ -366,7 +364,7 @@ def check_alert_contract(a: dict[str, Any]) -> None:
 
 def test_injected_unit_change_fires_a_contract_alert(kafka_bootstrap: str, reference_path: Path, tmp_path: Path,
                                                       workers: Callable[..., WorkerProc]) -> None:
-    from detector.shells.simulate import produce_scenario
+    from detector.cli.simulate import produce_scenario
 
     topics, group, port = topic_names("e2e"), unique("e2e"), free_port()
     cfg = write_config(tmp_path / "cfg.yaml", kafka_bootstrap, reference_path, group, topics, port)
@@ -785,7 +783,7 @@ def test_outcome_alerts_are_the_same_with_two_workers(scale_out: ScaleOut) -> No
 @pytest.mark.timeout(600)  # several generous waits in a row: the machine may be loaded
 def test_broker_restart_worker_survives_and_resumes(reference_path: Path, tmp_path: Path, scenario: Scenario,
                                                     workers: Callable[..., WorkerProc]) -> None:
-    from detector.shells.broker import BrokerUnavailable, EmbeddedBroker
+    from detector.stream.broker import BrokerUnavailable, EmbeddedBroker
 
     try:
         broker = EmbeddedBroker(log_path=tmp_path / "tansu.log").start()

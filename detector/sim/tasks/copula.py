@@ -19,18 +19,15 @@ was - invisible to any per-feature check:
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
-
-from detector.core.stats import erfc
+from scipy import special
 
 __all__ = ["correlated_uniforms", "norm_cdf", "shuffle_rows"]
 
 
 def norm_cdf(z: np.ndarray) -> np.ndarray:
-    """Standard normal CDF (the core's vectorised erfc)."""
-    return 0.5 * np.asarray(erfc(-np.asarray(z, dtype=np.float64) / math.sqrt(2.0)), dtype=np.float64)
+    """Standard normal CDF."""
+    return special.ndtr(np.asarray(z, dtype=np.float64))
 
 
 def correlated_uniforms(rng: np.random.Generator, n: int, rho: float, flip: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -51,7 +51,7 @@ KINDS: dict[str, tuple[str, str, str, str]] = {
     "concept_change": ("label", "concept_drift", "concept_drift", "fix_model"),
     "correlation_flip": ("world", "multivariate_drift", "covariate_drift", "fix_data"),
     "shuffled_join": ("serving", "multivariate_drift", "pipeline_skew", "fix_data"),
-    "class_prior_drift": ("label", "label_drift", "label_drift", "fix_data"),
+    "class_prior_drift": ("label", "label_drift", "label_drift", "fix_model"),
 }
 
 

@@ -165,7 +165,7 @@ async def aiokafka_count(bootstrap: str, topic: str, total: int, timeout: float,
 
 def _config(bootstrap: str, topic: str, window: str) -> Any:
     from detector.config import Config
-    from detector.shells.broker import free_port
+    from detector.stream.broker import free_port
 
     gid = f"bench-sw-{uuid.uuid4().hex[:8]}"
     return Config.model_validate({
@@ -181,7 +181,7 @@ def _config(bootstrap: str, topic: str, window: str) -> Any:
 async def worker_rate(bootstrap: str, topic: str, total_events: int, ref: Any, batch: int, window: str,
                       timeout: float) -> dict[str, float]:
     """The real sidecar Worker (Faust app) reading ``topic``; rate in events/s."""
-    from detector.shells.broker import acreate_topics
+    from detector.stream.broker import acreate_topics
     from detector.stream.worker import Worker
 
     cfg = _config(bootstrap, topic, window)
@@ -266,8 +266,8 @@ def _summary(rs: list[dict[str, float]]) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from detector.shells.bench import make_events, reference, stages
-    from detector.shells.broker import BrokerError, EmbeddedBroker, create_topics
+    from detector.bench.workload import make_events, reference, stages
+    from detector.stream.broker import BrokerError, EmbeddedBroker, create_topics
 
     n = (args.events // ENVELOPE) * ENVELOPE
     if n < 1000 or args.runs < 1:
@@ -331,7 +331,7 @@ def run(args: argparse.Namespace) -> int:
             "faust_msgs_per_s": s["single.faust"], "skewwatch_msgs_per_s": s["single.skewwatch"],
             "ratio": ratio("single.skewwatch", "single.faust"), "target_ratio": 0.85,
             "aiokafka_msgs_per_s": s["single.aiokafka"], "core_events_per_s": s["single.core"],
-            "core_stages_us_per_event": {k: round(v, 2) for k, v in stages(events, ref, batch).items()},
+            "core_stages_us_per_event": {k: round(v, 2) for k, v in stages(events, ref, batch)[0].items() if k.endswith("_us")},
         },
         "envelope": {
             "aiokafka_events_per_s": s["envelope.aiokafka"], "faust_events_per_s": s["envelope.faust"],

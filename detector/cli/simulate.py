@@ -91,7 +91,7 @@ async def produce_file(bootstrap: Any, path: str, topic: str = "predictions") ->
     """
     from aiokafka import AIOKafkaProducer
 
-    from detector.shells.eventrows import EventFile
+    from detector.io.eventrows import EventFile
     from detector.stream.clients import ClientSettings, plaintext
 
     settings = bootstrap if isinstance(bootstrap, ClientSettings) else plaintext(str(bootstrap))

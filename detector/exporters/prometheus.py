@@ -16,25 +16,18 @@ vocabularies, model versions are capped at :data:`MAX_VERSIONS` (first come; the
 * an empty label value means "not applicable" (``feature=""`` on an alert about the decision
   rate; ``model=""`` on label and feature events, which are counted before they are joined).
 
-Two topologies: a replay has one engine that ingests and evaluates; the Kafka worker
-(:mod:`detector.stream.worker`) has a *worker engine* that ingests its partitions (counters,
-open windows, slice vocabularies, the outcome monitor) and an *aggregator engine* that merges
-every worker's closed windows and evaluates them (statistics, alerts). ``exposition(agg,
-worker=w)`` reads each from where it lives and adds the worker's dead-letter, redelivery and
-checkpoint counters and the standard ``process_*`` metrics.
+Two topologies: a replay has one engine that ingests and evaluates; a Kafka worker
+(:mod:`detector.stream.worker`) folds its input in one engine per *unit* (input partition), read
+here as one ingest view (:func:`detector.stream.views.ingest_view`: counters, open windows, slice
+vocabularies, label-join counters), while the evaluating engine is the group's aggregator's
+(statistics, alerts, outcome values; only on the worker that holds the aggregator role).
+``exposition(evaluator, worker=w)`` reads each from where it lives and adds the worker's
+dead-letter, redelivery and checkpoint counters and the standard ``process_*`` metrics.
 
-Serving it: :func:`exposition` renders one engine as text (``--metrics-out``);
-:class:`~detector.shells.metrics_http.MetricsEndpoint` answers ``/metrics``, ``/healthz`` and ``/readyz`` as plain
-``(status, content type, bytes)`` so any web framework can mount it, e.g. aiohttp::
-
-    ep = MetricsEndpoint(lambda: worker.engine)
-    async def handler(request):
-        r = ep.handle(request.path, request.headers.get("Accept", ""))
-        return web.Response(body=r.body, status=r.status, headers={"Content-Type": r.content_type})
-
-and :func:`~detector.shells.metrics_http.serve` runs it on a small threaded WSGI server (the container's port 9108). Liveness
-and readiness never depend on the Kafka broker: a broker outage shows up in the metrics, not as
-a restart loop.
+Serving it: :func:`exposition` renders one engine as text (``skewwatch replay --metrics-out``); the
+worker's HTTP server (:mod:`detector.stream.web`, the one production serves) registers
+:class:`SkewwatchCollector` next to the health and process collectors. Liveness and readiness never
+depend on the Kafka broker: a broker outage shows up in the metrics, not as a restart loop.
 
 Outcome metrics come from ``engine.outcomes.stats(model)`` when an outcome monitor is attached
 (:class:`detector.core.outcomes.OutcomeMonitor`; read defensively, every key optional):

@@ -35,7 +35,8 @@ from typing import Any
 import numpy as np
 import orjson
 
-from detector.shells.gates import (
+from detector.web import esc, page
+from detector.web.gates import (
     GATE_LEVER,
     LEVER_TEXT,
     LEVERS,
@@ -47,7 +48,7 @@ from detector.shells.gates import (
     evaluate_gates,
     verdict_of,
 )
-from detector.shells.status import (
+from detector.web.status import (
     ACTION_TEXT,
     CAUSE_TEXT,
     alert_ts,
@@ -61,7 +62,6 @@ from detector.shells.status import (
     slice_text,
     stats_for,
 )
-from detector.web import esc, page
 from detector.web.svg import ACTION_COLORS, fmt_num, fmt_pct, reliability, share_bars, timeline
 
 __all__ = ["add_arguments", "run", "render_report", "OverrideTally", "Gate", "evaluate_gates", "incidents_of",
@@ -615,7 +615,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _read_alerts(path: str) -> list[dict[str, Any]]:
-    from detector.shells.replay import UsageError, open_lines
+    from detector.replay import UsageError, open_lines
 
     try:
         f = open_lines(path)
@@ -671,7 +671,7 @@ def run(args: argparse.Namespace) -> int:
     from detector.config import ConfigError, load_config
     from detector.core.engine import EngineError
     from detector.core.settings import DetectorSettings, parse_duration
-    from detector.shells.replay import Replay, UsageError, build_engine, open_lines
+    from detector.replay import Replay, UsageError, build_engine, open_lines
 
     quiet = getattr(args, "quiet", False)
     try:
@@ -750,7 +750,7 @@ def run(args: argparse.Namespace) -> int:
         html = render_report(eng, alerts=timeline_alerts, overrides=tally, live_alerts=live, inputs=inputs, models=models)
         Path(args.out).write_text(html, encoding="utf-8")
         if args.status_out:
-            from detector.shells.status import render_status
+            from detector.web.status import render_status
 
             Path(args.status_out).write_text(render_status(eng, recent=(timeline_alerts or [])[-50:]), encoding="utf-8")
     except (UsageError, ReportError) as exc:

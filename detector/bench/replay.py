@@ -5,7 +5,7 @@ The replay log is the benchmark's event shape spread over ``days`` of event time
 336 of them for two weeks), with a label for every prediction (delays of minutes to days, so
 labels interleave with later predictions) and an offline feature event for a tenth of them,
 gzip'd JSONL as a user would have it. The replay runs in a fresh process; while
-:class:`~detector.shells.replay.Replay` runs there, a sampler thread records the resident memory
+:class:`~detector.replay.Replay` runs there, a sampler thread records the resident memory
 against the number of windows closed, so growth with the number of windows (a leak, or state
 that is not bounded) shows as a slope. State that legitimately fills up first - the label store
 up to its TTL (7 days), the bounded caches of reference mixes - makes the first half rise.
@@ -39,7 +39,7 @@ def rss_bytes() -> int:
 
 def write_log(d: Path, n: int, days: float, seed: int = 5) -> dict[str, Any]:
     """Predictions, labels and offline features for ``days`` of event time, gzip'd JSONL."""
-    from detector.shells.bench import make_events
+    from detector.bench.workload import make_events
 
     start = 1795615200.0
     rate = n / (days * 86400.0)
@@ -86,7 +86,7 @@ def bench_replay(ref: Any, n: int, days: float, window: str = "1h") -> dict[str,
 
 def _replay_child(d: str, window: str) -> dict[str, Any]:
     from detector.config import Config
-    from detector.shells.replay import Replay, build_engine
+    from detector.replay import Replay, build_engine
 
     rss_imports = rss_bytes()
     p = Path(d)
@@ -184,7 +184,7 @@ def bench_whylogs(n: int, runs: int) -> dict[str, Any]:
         import whylogs as why
     except Exception as exc:  # noqa: BLE001 - optional: report why it is missing
         return {"available": False, "why": f"{type(exc).__name__}: {exc}"[:200]}
-    from detector.shells.bench import _columns
+    from detector.bench.workload import columns as _columns
 
     df = pd.DataFrame(_columns(n, np.random.default_rng(7)))
     why.log(pandas=df.head(1000))  # warm-up (lazy imports)

@@ -12,12 +12,12 @@ Column types
     Numeric columns are ``float64`` arrays with NaN for missing values; text columns are
     ``dtype=object`` arrays holding ``str`` or ``None``.
 
-    * CSV/TSV (:mod:`detector.shells.csvread`): a column is numeric when every non-missing value
+    * CSV/TSV (:mod:`detector.io.csvread`): a column is numeric when every non-missing value
       parses as a float. The missing tokens are the empty string, ``NA``, ``N/A``, ``null``,
       ``None`` and ``NaN`` (any case, surrounding blanks ignored). Names in ``text_columns`` are
       always kept as exact text (so a zip code ``"01234"`` keeps its leading zero). Read by Arrow's
       streaming CSV reader when pyarrow is installed, else by the csv module: same records, same types.
-    * JSON (:mod:`detector.shells.jsonread`): a column is numeric when every non-null value is a
+    * JSON (:mod:`detector.io.jsonread`): a column is numeric when every non-null value is a
       JSON number or boolean (``true``/``false`` -> 1/0). As soon as a column holds a string (or a
       nested object/list) it is text; numbers in a text column take their string form (``1234``,
       ``12.5``) and nested values their JSON text. The missing tokens above count as missing in
@@ -62,8 +62,8 @@ from typing import Any
 import numpy as np
 
 from detector.core.profile import MISSING_TOKENS, to_text
-from detector.shells.csvread import CHUNK_ROWS, CsvFile, TableError, csv_values, is_gzip
-from detector.shells.jsonread import JsonRows
+from detector.io.csvread import CHUNK_ROWS, CsvFile, TableError, csv_values, is_gzip
+from detector.io.jsonread import JsonRows
 
 __all__ = [
     "CHUNK_ROWS",

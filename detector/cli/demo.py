@@ -64,14 +64,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _free_port() -> int:
-    from detector.shells.broker import free_port
+    from detector.stream.broker import free_port
 
     return free_port()
 
 
 def run(args: argparse.Namespace) -> int:
     from detector.config import ConfigError, load_config
-    from detector.shells.broker import BrokerError, EmbeddedBroker
+    from detector.stream.broker import BrokerError, EmbeddedBroker
 
     security: dict[str, Any] = {}
     if args.config:
@@ -92,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
 
     port = args.port if args.port else _free_port()
     try:
-        from detector.shells.broker import _port_free
+        from detector.stream.broker import _port_free
 
         if not _port_free("0.0.0.0", port):
             port = _free_port()
@@ -118,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
             "detector": {"window": args.window},
             "checkpoint_interval": 10.0, "shutdown_grace": 10.0,
         })
-        from detector.shells.run import run_worker
+        from detector.cli.run import run_worker
         print(f"  broker      {bootstrap}{' (embedded, in memory)' if broker else ''}")
         print(f"  metrics     http://127.0.0.1:{port}/metrics")
         print(f"  status      http://127.0.0.1:{port}/status")
@@ -156,8 +156,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def _drive(worker: Any, cfg: Config, args: argparse.Namespace, state: dict[str, Any], c: Any) -> None:
+    from detector.cli.simulate import produce_scenario
     from detector.core.timeparse import format_ts
-    from detector.shells.simulate import produce_scenario
 
     await worker.restored.wait()
     while not worker.app.consumer.assignment():

@@ -13,7 +13,7 @@ event by these rules, the same for ``skewwatch replay`` on CSV/Parquet and for
 * every other column is a feature (of predictions and offline feature events; ignored on labels).
 
 Missing values (NaN, None, NaT, empty CSV cells and the tokens ``NA``/``null``/...) are left out
-(a missing feature). CSV files go through :mod:`detector.shells.csvread` (its csv-module
+(a missing feature). CSV files go through :mod:`detector.io.csvread` (its csv-module
 reader, which knows each record's physical line for dead-letter messages); a row with too few or
 too many fields is padded or cut to the header's width. Timestamps (``datetime``, pandas ``Timestamp``) become RFC 3339 text, naive
 ones read as UTC. CSV cells are typed one by one, independently of their neighbours: a number
@@ -37,7 +37,7 @@ import numpy as np
 import orjson
 
 from detector.core.profile import MISSING_TOKENS
-from detector.shells.csvread import CsvFile
+from detector.io.csvread import CsvFile
 
 __all__ = ["EventFile", "Kind", "FORMATS", "to_events", "event_format"]
 

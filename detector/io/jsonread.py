@@ -23,7 +23,7 @@ import numpy as np
 import orjson
 
 from detector.core.profile import to_text
-from detector.shells.csvread import TableError
+from detector.io.csvread import TableError
 
 __all__ = ["JsonRows"]
 

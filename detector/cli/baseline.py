@@ -52,7 +52,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from detector.core.profile import TIME_COLUMNS, ProfileError
 from detector.core.reference import CategoricalProfile, NumericProfile, Reference
 from detector.core.streamprofile import SAMPLE_ROWS, TableProfiler
-from detector.shells.tables import TableError, TableReader
+from detector.io.tables import TableError, TableReader
 
 __all__ = ["PROG", "Scanned", "TypesConfig", "add_arguments", "main", "run", "scan"]
 
@@ -388,14 +388,14 @@ class _Progress:
     pipes and in CI."""
 
     def __init__(self, err: TextIO, quiet: bool) -> None:
-        from detector.shells.progress import interactive
+        from detector.progress import interactive
 
         self.shown = interactive(quiet) and err is sys.stderr
         self.bar: Any = None
 
     def __call__(self, reader: TableReader) -> None:
         if self.bar is None:
-            from detector.shells.progress import progress_bar
+            from detector.progress import progress_bar
 
             self.bar = progress_bar(reader.size, reader.unit, PROG, quiet=not self.shown)
         self.bar.update_to(reader.position())

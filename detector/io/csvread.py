@@ -1,7 +1,7 @@
 """CSV/TSV files (optionally gzipped) read in chunks of columns: Arrow when installed, else the csv module.
 
 One reader for ``skewwatch baseline`` (typed columns, :func:`csv_values`) and ``replay``'s flat
-tables (:mod:`detector.shells.eventrows`, cell by cell). Both readers give the same records:
+tables (:mod:`detector.io.eventrows`, cell by cell). Both readers give the same records:
 
 * the header is the first record; blank header names become ``unnamed_<i>``; duplicates are an error;
 * a data record must have the header's field count (``ragged="pad"``: short ones are padded with

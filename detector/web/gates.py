@@ -16,13 +16,13 @@ from typing import Any
 
 import numpy as np
 
-from detector.shells.status import CAUSE_TEXT, breach_ratio, slice_text, stats_for
+from detector.core import kinds
+from detector.web.status import CAUSE_TEXT, breach_ratio, slice_text, stats_for
 from detector.web.svg import fmt_num, fmt_pct
 
-PIPELINE_KINDS = frozenset({"feature_parity", "missing_values", "unit_shift", "schema", "default_value_spike",
-                            "unseen_categories"})
-DECISION_KINDS = frozenset({"calibration", "decision_rate"})
-LEVERS = ("fix_data", "fix_model", "fix_system")
+PIPELINE_KINDS = kinds.PIPELINE_KINDS
+DECISION_KINDS = frozenset(k.name for k in kinds.KINDS.values() if k.cause == "decision_policy")
+LEVERS = kinds.ACTIONS
 #: the lever a failing gate points at when no incident says otherwise
 GATE_LEVER = {"measurement": "fix_data", "replay": "fix_system", "parity": "fix_data", "decisioning": "fix_system",
               "adoption": "fix_system"}

@@ -16,14 +16,14 @@ from detector import __version__
 # subcommand -> (module, help); each module has add_arguments(parser) and run(args) -> int. Every module
 # is part of the package: a missing one is a packaging bug and must fail loudly, not hide a command.
 COMMANDS = {
-    "demo": ("detector.shells.demo", "the main job: simulated model + injected faults + detector, live view"),
-    "baseline": ("detector.shells.baseline", "build a reference profile (and audits) from training data"),
-    "replay": ("detector.shells.replay", "run the detector over logged traffic, offline"),
-    "run": ("detector.shells.run", "the sidecar worker against a Kafka cluster"),
-    "simulate": ("detector.shells.simulate", "produce the demo's simulated traffic into any broker"),
-    "bench": ("detector.shells.bench", "reproducible throughput / memory benchmark (JSON)"),
-    "check-config": ("detector.shells.checkconfig", "validate a config and print the effective settings"),
-    "report": ("detector.shells.report", "self-contained HTML diagnosis: gates, verdict, drifted features, reliability"),
+    "demo": ("detector.cli.demo", "the main job: simulated model + injected faults + detector, live view"),
+    "baseline": ("detector.cli.baseline", "build a reference profile (and audits) from training data"),
+    "replay": ("detector.cli.replay", "run the detector over logged traffic, offline"),
+    "run": ("detector.cli.run", "the sidecar worker against a Kafka cluster"),
+    "simulate": ("detector.cli.simulate", "produce the demo's simulated traffic into any broker"),
+    "bench": ("detector.cli.bench", "reproducible throughput / memory benchmark (JSON)"),
+    "check-config": ("detector.cli.checkconfig", "validate a config and print the effective settings"),
+    "report": ("detector.web.report", "self-contained HTML diagnosis: gates, verdict, drifted features, reliability"),
 }
 
 
@@ -48,7 +48,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "command", None):
         parser.print_help(sys.stderr)
         return 2
-    from detector.shells.logs import setup_logging
+    from detector.cli.logs import setup_logging
 
     setup_logging(args.log_format or "text", quiet=getattr(args, "quiet", False))
     try:

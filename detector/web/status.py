@@ -7,7 +7,7 @@ pipeline health counters; the Kafka worker serves it at ``/status`` and ``skewwa
 --status-out`` writes it to a file. The page reloads itself every 10 seconds.
 
 The helpers here (distributions of a feature in the last closed window, alert formatting,
-counters) are shared with :mod:`detector.shells.report`.
+counters) are shared with :mod:`detector.web.report`.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from detector.core import kinds
 from detector.core.timeparse import format_ts, parse_timestamps
 from detector.web import esc, page
 from detector.web.svg import ACTION_COLORS, fmt_num, fmt_pct, paired_bars
@@ -33,8 +34,7 @@ __all__ = [
 REFRESH_SECONDS = 10
 
 #: alert kinds about one feature's values (charted against the reference)
-FEATURE_KINDS = frozenset({"feature_drift", "missing_values", "unseen_categories", "unit_shift", "default_value_spike",
-                           "schema", "feature_parity", "score_drift"})
+FEATURE_KINDS = kinds.FEATURE_KINDS
 ACTION_TEXT = {"fix_data": "fix data", "fix_model": "fix model", "fix_system": "fix system"}
 CAUSE_TEXT = {
     "pipeline_skew": "pipeline skew", "covariate_drift": "covariate drift", "label_drift": "label drift",
@@ -90,7 +90,7 @@ def breach_ratio(statistic: str, value: float, threshold: float) -> float:
     """How far a statistic is past its threshold (> 1 = breach), for ranking."""
     if not (math.isfinite(value) and math.isfinite(threshold)) or threshold == 0:
         return 0.0
-    if statistic.endswith("_ratio") and statistic != "match_rate_ratio" and value > 0:
+    if kinds.is_ratio(statistic) and value > 0:
         return max(value, 1.0 / value) / abs(threshold)
     return abs(value) / abs(threshold)
 
@@ -497,9 +497,9 @@ def render_status(engine: Any, recent: Sequence[dict[str, Any]] | None = None, *
             d = feature_distribution(ms, feat, sl)
             if d is None:
                 continue
-            kinds = ", ".join(sorted({a.get("kind", "") for a in als}))
+            kind_list = ", ".join(sorted({a.get("kind", "") for a in als}))
             charts.append(f'<div class="chart"><h3>{esc(d.feature)} · {esc(slice_text(sl))}</h3>'
-                          f'<p class="cap">{esc(kinds)} — {esc(d.source)}</p>{distribution_svg(d, width=380, height=190)}'
+                          f'<p class="cap">{esc(kind_list)} — {esc(d.source)}</p>{distribution_svg(d, width=380, height=190)}'
                           + "".join(f'<p class="cap">{esc(n)}</p>' for n in d.notes) + "</div>")
         if charts:
             body.append(f'<h3>drifted features</h3><div class="charts three">{"".join(charts)}</div>')

@@ -263,7 +263,7 @@ def _log_format_from_config(args: argparse.Namespace) -> None:
         except Exception:  # noqa: BLE001 - load_config reports the problem properly
             fmt = None
     if fmt in ("text", "json"):
-        from detector.shells.logs import setup_logging
+        from detector.cli.logs import setup_logging
 
         setup_logging(fmt, quiet=getattr(args, "quiet", False))
 

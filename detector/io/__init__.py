@@ -1,0 +1,1 @@
+"""Table and event file readers (CSV, JSON lines, Parquet)."""
