@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from detector.web import esc, page
+from detector.web import esc, finite, page
 from detector.web.checklist import checklist_html
 from detector.web.gates import (
     GATE_LEVER,
@@ -37,7 +37,6 @@ from detector.web.gates import (
     Gate,
     _cohorts,
     _dur,
-    _num,
     _outcome_stats,
     evaluate_gates,
     verdict_of,
@@ -431,15 +430,15 @@ def _outcomes_html(engine: Any, model: str, ref: Any) -> str:
     if not glob and not cur:
         return ('<p class="empty">No matured labelled cohort: send labels (--labels L.jsonl or the `labels` topic) and '
                 'cover at least the label delay.</p>')
-    kp = [("ROC AUC", fmt_num(_num(glob.get("auc")), 3)), ("PR AUC", fmt_num(_num(glob.get("pr_auc")), 3)),
-          ("calibration error (ECE)", fmt_num(_num(glob.get("ece")), 3)), ("Brier score", fmt_num(_num(glob.get("brier")), 3)),
-          ("precision @ threshold", fmt_pct(_num(glob.get("precision")))), ("recall @ threshold", fmt_pct(_num(glob.get("recall")))),
-          ("base rate now", fmt_pct(_num(glob.get("base_rate")))),
-          ("base rate in training", fmt_pct(_num(getattr(ref, "label_base_rate", None)))),
-          ("threshold in force", fmt_num(_num(glob.get("threshold")))),
-          ("cost-minimising threshold", fmt_num(_num(glob.get("best_threshold")))),
-          ("expected cost / prediction", fmt_num(_num(glob.get("expected_cost")))),
-          ("labelled share of cohort", fmt_pct(_num(glob.get("match_rate")))),
+    kp = [("ROC AUC", fmt_num(finite(glob.get("auc")), 3)), ("PR AUC", fmt_num(finite(glob.get("pr_auc")), 3)),
+          ("calibration error (ECE)", fmt_num(finite(glob.get("ece")), 3)), ("Brier score", fmt_num(finite(glob.get("brier")), 3)),
+          ("precision @ threshold", fmt_pct(finite(glob.get("precision")))), ("recall @ threshold", fmt_pct(finite(glob.get("recall")))),
+          ("base rate now", fmt_pct(finite(glob.get("base_rate")))),
+          ("base rate in training", fmt_pct(finite(getattr(ref, "label_base_rate", None)))),
+          ("threshold in force", fmt_num(finite(glob.get("threshold")))),
+          ("cost-minimising threshold", fmt_num(finite(glob.get("best_threshold")))),
+          ("expected cost / prediction", fmt_num(finite(glob.get("expected_cost")))),
+          ("labelled share of cohort", fmt_pct(finite(glob.get("match_rate")))),
           ("label delay p50 / p90", f"{_dur(glob.get('delay_p50_s'))} / {_dur(glob.get('delay_p90_s'))}")]
     kpis = "".join(f'<div class="kpi"><div class="v">{esc(v)}</div><div class="k">{esc(k)}</div></div>' for k, v in kp)
     win = st.get("window") or {}
