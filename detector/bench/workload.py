@@ -106,32 +106,41 @@ def parse_floor(events: list[bytes], batch: int) -> float:
 
 
 def stages(events: list[bytes], ref: Any, batch: int) -> tuple[dict[str, float], Engine]:
-    """Microseconds per event in each stage of the usual (typed) path, on one pass, with bare
-    ``orjson.loads`` of the same batches for scale."""
+    """Microseconds per event in each stage of the usual path (Arrow's reader, then the fold), on
+    one pass, with bare ``orjson.loads`` of the same batches for scale, and the typed (msgspec)
+    path - what the columnar reader leaves - timed on the same batches for comparison."""
     eng = Engine(DetectorSettings(), default_reference=ref)
-    eng.ingest_predictions(events[:batch])  # creates the model state and its typed decoder
+    eng.ingest_predictions(events[:batch])  # creates the model state and its decoders
     ms = next(iter(eng.models.values()))
-    td = eng._typed  # noqa: SLF001 - the benchmark times the engine's own stages
+    td, ad = eng._typed, ms.arrow  # noqa: SLF001 - the benchmark times the engine's own stages
     st = eng.settings
-    t = dict.fromkeys(("orjson_loads", "typed_decode", "columns", "fold"), 0.0)
+    t = dict.fromkeys(("orjson_loads", "columnar_decode", "typed_decode", "typed_columns", "fold"), 0.0)
+    columnar = 0
     with gc_paused():  # as Engine.ingest_predictions does
         for i in range(0, len(events), batch):
             raws = events[i : i + batch]
             t0 = time.perf_counter()
             list(map(orjson.loads, raws))
             t1 = time.perf_counter()
-            typed, _rest = td.decode(raws, st.min_epoch, st.max_id_bytes, st.max_value_bytes)
+            b, _rest = ad.decode(raws, st.min_epoch, st.max_id_bytes, st.max_value_bytes)
             t2 = time.perf_counter()
-            b = ms.decoder.decode_typed("bench", typed, td, ms.layout.dims)
+            typed, _rest = td.decode(raws, st.min_epoch, st.max_id_bytes, st.max_value_bytes)
             t3 = time.perf_counter()
-            eng.ingest_batch(b)
+            ms.decoder.decode_typed("bench", typed, td, ms.layout.dims)
             t4 = time.perf_counter()
+            if b is not None:
+                eng.ingest_batch(b)
+                columnar += b.n
+            t5 = time.perf_counter()
             t["orjson_loads"] += t1 - t0
-            t["typed_decode"] += t2 - t1
-            t["columns"] += t3 - t2
-            t["fold"] += t4 - t3
+            t["columnar_decode"] += t2 - t1
+            t["typed_decode"] += t3 - t2
+            t["typed_columns"] += t4 - t3
+            t["fold"] += t5 - t4
     t0 = time.perf_counter()
     eng.flush()
     t["close"] = time.perf_counter() - t0
     n = len(events)
-    return {f"{k}_us": 1e6 * v / n for k, v in t.items()}, eng
+    out = {f"{k}_us": 1e6 * v / n for k, v in t.items()}
+    out["columnar_share"] = columnar / n
+    return out, eng

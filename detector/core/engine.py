@@ -133,6 +133,7 @@ class ModelState:
         # the last closed window's counts (bounded: one window), for the status page and report charts
         self.last_window: WindowCounts | None = None
         self.typed: TypedDecoder | None = None  # built when this model's events dominate a batch
+        self.arrow: Any = None  # its columnar reader (detector.core.arrowdecode), built with it
 
     # ---------------------------------------------------------------- candidates for value spikes
     def discover_candidates(self, b: PredictionBatch) -> None:

@@ -15,7 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from detector.core.events import Schema
+from detector.core.binning import Bins
+from detector.core.events import CodedColumn, Schema
 from detector.core.hourly import mix_profiles
 from detector.core.reference import CategoricalProfile, NumericProfile, Reference, coarse_groups
 
@@ -43,6 +44,16 @@ class SliceVocab:
 
     def codes(self, raw: list[Any]) -> np.ndarray:
         """Codes for a column of raw values, admitting new values while there is room."""
+        if type(raw) is CodedColumn:  # each distinct value once (they are in order of first appearance)
+            uniq = self.codes(raw.values)
+            over = np.flatnonzero(uniq == self.top_k)
+            if over.size:  # the values that overflowed were counted once each: count their events
+                cnt = np.bincount(raw.codes, minlength=len(raw.values))
+                for i in over.tolist():
+                    v = raw.values[i]
+                    if self._codes.get(NONE if v is None else (v if isinstance(v, str) else str(v))) is None:
+                        self.overflow += int(cnt[i]) - 1
+            return uniq[raw.codes]
         get = self._codes.get
         out = np.fromiter(map(get, raw, [-1] * len(raw)), dtype=np.int64, count=len(raw))
         miss = np.flatnonzero(out < 0)
@@ -107,6 +118,7 @@ class Layout:
         self.num_sizes = sizes
         self.num_offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]])
         self.num_total = int(sizes.sum())
+        self.bins = Bins(blocks)  # fine bin lookup of every block at once (detector.core.binning)
         self.coarse = [coarse_groups(e) for e in blocks]  # fine bin -> coarse bin (missing excluded)
         self.n_num_blocks = len(blocks)  # numeric features + score
         # reference share per coarse bin and per fine bin

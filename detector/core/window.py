@@ -2,8 +2,8 @@
 
 A :class:`WindowCounts` is a bag of numpy arrays whose first axis is the layout's slice rows
 (see :mod:`detector.core.layout`). ``add_batch`` folds a decoded batch in with one sparse
-matrix product for every weighted sum of every slice row and one ``np.bincount`` per slice
-dimension per histogram block (not per feature, not per event, not per slice value); ``merge`` is
+matrix product for every weighted sum of every slice row and one ``np.bincount`` for every
+histogram of every slice row (not per feature, not per event, not per slice value); ``merge`` is
 element-wise addition, so windows from workers owning different partitions combine exactly.
 Memory: ``Layout.cells() * 8`` bytes per open window.
 """
@@ -94,73 +94,85 @@ class WindowCounts:
         n = b.n
         if n == 0:
             return
-        X = np.concatenate([b.num, b.score[:, None]], axis=1) if b.num.size or n else b.score[:, None]
-        nb = X.shape[1]
-        # fine-bin index per value, offset into the flat numeric block space
-        idx = np.empty((n, nb), dtype=np.int64)
-        XT = np.ascontiguousarray(X.T)  # one contiguous row per block: searchsorted reads it linearly
-        finite = ~np.isnan(X)
-        missing_any = (~finite).any(axis=0)
-        for j in range(nb):
-            edges = lay.num_edges[j] if j < nb - 1 else lay.score_edges
-            bj = np.searchsorted(edges, XT[j], side="right")
-            if missing_any[j]:
-                bj[np.isnan(XT[j])] = len(edges) + 1
-            idx[:, j] = bj + lay.num_offsets[j]
+        nn = b.num.shape[1]
+        nb = nn + 1
+        XT = np.empty((nb, n))  # one contiguous row per numeric block (the score last)
+        XT[:nn] = b.num.T
+        XT[nn] = b.score
+        miss = np.isnan(XT)  # non-finite feature values were made NaN when decoded; scores are finite or absent
+        # fine bin of every value, offset into the flat numeric block space (missing: the block's last bin)
+        idx = lay.bins.index(XT)
+        if miss.any():
+            idx[miss] = np.broadcast_to(lay.num_sizes[:, None] - 1, idx.shape)[miss]
+        idx += lay.num_offsets[:, None]
+        # Slice rows of every event: one column per slice dimension (row 0 = all traffic is the
+        # sum of the first dimension's rows, filled at close), or row 0 alone without slices.
+        if row_codes:
+            rows = np.stack([codes + lay.row_offset(d) for d, codes in enumerate(row_codes)])
+        else:
+            rows = np.zeros((1, n), dtype=np.int64)
+        D = rows.shape[0]
+        # Every weighted sum (non-zero counts, log sums, sums, exact-value hits, rates) of every
+        # row at once: a sparse (rows x events) membership matrix times an (events x stats)
+        # matrix - one pass over D x n x stats values, whatever the number of slices. Exact-value
+        # hits only for the candidates there are.
+        cj, cc = np.nonzero(~np.isnan(cands))
+        k4 = 4 * nb
+        S = np.empty((n, k4 + cj.size + len(_RATE_FIELDS)))
+        X = XT.T
         ax = np.abs(X)
-        nzm = finite & (ax > 0)
-        logs = np.log(np.where(nzm, ax, 1.0))
-        x0 = np.where(finite, X, 0.0)
-        # exact-value candidate hits
-        hits = [(X == cands[:, c][None, :]) for c in range(N_CAND)]
-        cidx = np.empty((n, self.cat_total and b.cat_codes.shape[1]), dtype=np.int64)
-        if self.cat_total:
-            cidx = b.cat_codes.astype(np.int64) + lay.cat_offsets[None, :]
+        nzm = ax > 0  # False for NaN
+        S[:, :nb] = nzm
+        lz = S[:, nb : 2 * nb]
+        lz[...] = 0.0
+        np.log(ax, out=lz, where=nzm)
+        np.multiply(lz, lz, out=S[:, 2 * nb : 3 * nb])
+        sx = S[:, 3 * nb : k4]
+        sx[...] = X
+        if miss.any():
+            sx[miss.T] = 0.0
+        for i, (j, c) in enumerate(zip(cj.tolist(), cc.tolist(), strict=True)):
+            S[:, k4 + i] = XT[j] == cands[j, c]
+        rate = S[:, k4 + cj.size :]
         acted_known = ~np.isnan(b.acted)
         fb_known = ~np.isnan(b.fallback)
         lat_known = ~np.isnan(b.latency_ms)
         overridden = _overridden(b.override, n)
-        rate_cols = np.stack([
-            np.ones(n), np.where(acted_known, b.acted, 0.0), acted_known.astype(np.float64),
-            np.where(fb_known, b.fallback, 0.0), fb_known.astype(np.float64), lat_known.astype(np.float64),
-            overridden, overridden * (b.acted == 1.0),
-        ], axis=1)
-        lat_bin = np.searchsorted(lay.lat_edges, np.where(lat_known, b.latency_ms, 0.0), side="right")
-        # Slice rows of every event: one column per slice dimension (row 0 = all traffic is the
-        # sum of the first dimension's rows, filled at close), or row 0 alone without slices.
-        if row_codes:
-            rows = np.stack([codes + lay.row_offset(d) for d, codes in enumerate(row_codes)], axis=1)
-        else:
-            rows = np.zeros((n, 1), dtype=np.int64)
-        D = rows.shape[1]
-        # Every weighted sum (non-zero counts, log sums, sums, exact-value hits, rates) of every
-        # row at once: a sparse (rows x events) membership matrix times an (events x stats)
-        # matrix - one pass over D x n x stats values, whatever the number of slices.
-        member = csr_matrix((np.ones(n * D), rows.ravel(), np.arange(0, n * D + 1, D)), shape=(n, self.rows)).T
-        nzf = nzm.astype(np.float64)
-        lz = logs * nzf
-        stats = np.concatenate([nzf, lz, lz * logs, x0, *[h.astype(np.float64) for h in hits], rate_cols], axis=1)
-        agg = member @ stats
+        rate[:, 0] = 1.0
+        rate[:, 1] = np.where(acted_known, b.acted, 0.0)
+        rate[:, 2] = acted_known
+        rate[:, 3] = np.where(fb_known, b.fallback, 0.0)
+        rate[:, 4] = fb_known
+        rate[:, 5] = lat_known
+        rate[:, 6] = overridden
+        rate[:, 7] = overridden * (b.acted == 1.0)
+        member = csr_matrix((np.ones(n * D), rows.T.ravel(), np.arange(0, n * D + 1, D)), shape=(n, self.rows)).T
+        agg = member @ S
         self.nz += agg[:, :nb]
         self.slog += agg[:, nb : 2 * nb]
         self.slog2 += agg[:, 2 * nb : 3 * nb]
-        self.sx += agg[:, 3 * nb : 4 * nb]
-        for c in range(N_CAND):
-            self.cand[:, :, c] += agg[:, (4 + c) * nb : (5 + c) * nb]
-        self.rates += agg[:, (4 + N_CAND) * nb :]
-        # Histograms (integer counts): one bincount per dimension over its (event, bin) pairs.
-        lat_rows = rows[lat_known] if lat_known.any() and not lat_known.all() else (rows if lat_known.all() else None)
-        for d in range(D):
-            r = rows[:, d]
-            self.num += np.bincount((r[:, None] * self.num_total + idx).ravel(),
-                                    minlength=self.rows * self.num_total).reshape(self.rows, self.num_total)
-            if self.cat_total:
-                self.cat += np.bincount((r[:, None] * self.cat_total + cidx).ravel(),
-                                        minlength=self.rows * self.cat_total).reshape(self.rows, self.cat_total)
-            if lat_rows is not None:
-                lb = lat_bin if lat_rows is rows else lat_bin[lat_known]
-                self.lat += np.bincount(lat_rows[:, d] * self.n_lat + lb,
-                                        minlength=self.rows * self.n_lat).reshape(self.rows, self.n_lat)
+        self.sx += agg[:, 3 * nb : k4]
+        if cj.size:
+            self.cand[:, cj, cc] += agg[:, k4 : k4 + cj.size]
+        self.rates += agg[:, k4 + cj.size :]
+        # Histograms (integer counts): numeric bins, category codes and latency bins of every
+        # (slice row, event) pair in one bincount over a flat (row, column) space; an unknown
+        # latency goes to a spare last column that is dropped.
+        nt, ct, lt = self.num_total, self.cat_total, self.n_lat
+        width = nt + ct + lt + 1
+        cols = np.empty((n, nb + b.cat_codes.shape[1] + 1), dtype=np.int64)
+        cols[:, :nb] = idx.T
+        if ct:
+            cols[:, nb:-1] = b.cat_codes
+            cols[:, nb:-1] += lay.cat_offsets + nt
+        lat_bin = np.searchsorted(lay.lat_edges, np.where(lat_known, b.latency_ms, 0.0), side="right")
+        cols[:, -1] = np.where(lat_known, lat_bin + nt + ct, width - 1)
+        keys = (rows * width)[:, :, None] + cols[None, :, :]
+        hist = np.bincount(keys.ravel(), minlength=self.rows * width).reshape(self.rows, width)
+        self.num += hist[:, :nt]
+        if ct:
+            self.cat += hist[:, nt : nt + ct]
+        self.lat += hist[:, nt + ct : nt + ct + lt]
         # global-only bookkeeping
         nn = len(lay.numeric)
         self.absent[:nn] += b.num_absent

@@ -28,9 +28,9 @@ from detector.core.events import EventError
 from detector.core.reference import Reference
 from detector.core.state import StateError, pack, unpack
 from detector.stream.aggregator import Aggregator
-from detector.stream.unit import KINDS, Message, Unit
+from detector.stream.unit import KINDS, Batch, Message, Unit
 
-__all__ = ["Sidecar", "Message", "Outbox", "AGGREGATOR", "CHECKPOINT_VERSION"]
+__all__ = ["Sidecar", "Message", "Batch", "Outbox", "AGGREGATOR", "CHECKPOINT_VERSION"]
 
 log = logging.getLogger("skewwatch.sidecar")
 AGGREGATOR = "aggregator"
@@ -133,12 +133,17 @@ class Sidecar:
     # ------------------------------------------------------------------ input
     def on_messages(self, topic: str, partition: int, msgs: list[Message]) -> Outbox:
         """Messages of one input topic-partition (its unit must be held here)."""
+        return self.on_batch(Batch.of(msgs) if msgs else Batch(topic, partition, [], [], []))
+
+    def on_batch(self, batch: Batch) -> Outbox:
+        """A batch of one input topic-partition, as columns (its unit must be held here)."""
         out = Outbox()
+        topic, partition = batch.topic, batch.partition
         kind = self.kind_of.get(topic)
         unit = self.units.get(self.unit_of(topic, partition)) if kind is not None else None
         if unit is None:
             raise KeyError(f"no unit holds {topic}:{partition} on this worker")
-        out.dlq.extend(unit.on_messages(kind, msgs))  # type: ignore[arg-type]
+        out.dlq.extend(unit.on_batch(kind, batch))  # type: ignore[arg-type]
         self.last_batch_wall = time.monotonic()
         unit.advance(unit.watermark(), self.budget)
         self.dlq_total += len(out.dlq)

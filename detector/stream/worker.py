@@ -36,7 +36,7 @@ from detector.config import Config
 from detector.core.reference import Reference
 from detector.stream.checkpoint import CHUNK, read_checkpoints, read_published_alerts, write_checkpoint
 from detector.stream.clients import ClientSettings, client_settings
-from detector.stream.sidecar import AGGREGATOR, Message, Outbox, Sidecar
+from detector.stream.sidecar import AGGREGATOR, Batch, Outbox, Sidecar
 
 __all__ = ["build_app", "Worker"]
 
@@ -218,19 +218,16 @@ class Worker:
         @app.agent(self._topics[name], name=f"skewwatch.{name}")
         async def agent(stream: Any) -> None:
             async for events in stream.take_events(self.batch, within=self.within):
-                groups: dict[tuple[str, int], list[Message]] = {}
-                for e in events:
-                    m = e.message
-                    groups.setdefault((m.topic, m.partition), []).append(Message(m.topic, m.partition, m.offset, m.value, m.key))
+                groups = _columns(events)
                 async with self.lock:
                     self._lags()
                     out = Outbox()
-                    for (topic, part), msgs in groups.items():
+                    for (topic, part), batch in groups.items():
                         try:
-                            o = self.sidecar.on_messages(topic, part, msgs)
+                            o = self.sidecar.on_batch(batch)
                         except KeyError:  # not ours (any more): its owner reads it from the committed offset
                             log.info("skipping %d messages of %s:%d, a partition this worker does not hold",
-                                     len(msgs), topic, part)
+                                     len(batch.offsets), topic, part)
                             continue
                         out.dlq.extend(o.dlq)
                     await self._send(out)
@@ -452,6 +449,23 @@ class Worker:
     async def checkpoint_now(self) -> None:
         async with self.lock:
             await self._checkpoint(all_units=True)
+
+
+def _columns(events: list[Any]) -> dict[tuple[str, int], Batch]:
+    """Faust's events of one ``take_events`` batch -> one column batch per topic-partition: offsets,
+    values and keys appended as they come (no object of ours per message)."""
+    groups: dict[tuple[str, int], Batch] = {}
+    last: Batch | None = None
+    for e in events:
+        m = e.message
+        if last is None or m.partition != last.partition or m.topic != last.topic:
+            last = groups.get((m.topic, m.partition))
+            if last is None:
+                last = groups[(m.topic, m.partition)] = Batch(m.topic, m.partition, [], [], [])
+        last.offsets.append(m.offset)
+        last.values.append(m.value)
+        last.keys.append(m.key)
+    return groups
 
 
 def _ts(t: float | None) -> float | None:

@@ -1,8 +1,8 @@
-"""The typed (msgspec) decoding path changes speed, never results.
+"""The columnar (Arrow) and typed (msgspec) decoding paths change speed, never results.
 
 Property: any mix of clean and imperfect events, as single messages or envelopes, gives the same
 window counts, counters, slice vocabularies, label-join state and error records (reason, message,
-envelope item) with the typed path on as with every event taking the general dict path.
+envelope item) with the columnar and typed paths on as with every event taking the general dict path.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from detector.core import ingest
 from detector.core.engine import Engine
 from detector.core.outcomes import attach_outcomes
 from detector.core.profile import build_reference
@@ -49,12 +50,40 @@ _value = st.one_of(st.none(), st.booleans(), st.integers(-5, 5), st.sampled_from
 _change = st.sampled_from([
     "drop_feature", "feature_value", "extra_feature", "ts_string", "ts_millis", "ts_bad", "id_int", "id_empty",
     "other_model", "decision_bool", "version_int", "fallback_int", "slices_extra", "slice_number", "no_score",
-    "prediction_instead", "override", "baseline",
+    "prediction_instead", "override", "baseline", "features_null", "extra_top", "ts_null", "model_null", "slices_null",
 ])
+_form = st.sampled_from(["compact", "spaced", "indent", "trailing_space", "leading_space", "two_objects", "empty"])
+
+
+def encode(e: dict, form: str) -> bytes:
+    """One event as a message, in one of the forms producers send (or get wrong)."""
+    if form == "compact":
+        return orjson.dumps(e) if _orjson_ok(e) else json.dumps(e, separators=(",", ":")).encode()
+    if form == "indent":
+        return json.dumps(e, indent=2).encode()
+    if form == "trailing_space":
+        return json.dumps(e).encode() + b" \n"
+    if form == "leading_space":
+        return b" " + json.dumps(e).encode()
+    if form == "two_objects":
+        return json.dumps(e).encode() + b" " + json.dumps(e).encode()
+    if form == "empty":
+        return b""
+    return json.dumps(e).encode()
+
+
+def _orjson_ok(e: dict) -> bool:
+    try:
+        orjson.dumps(e)
+        return True
+    except (TypeError, orjson.JSONEncodeError):
+        return False
 
 
 def mutate(e: dict, change: str, v, i: int) -> dict:
-    f = e["features"]
+    f = e["features"] if type(e["features"]) is dict else {}
+    if change in ("slices_extra", "slice_number") and type(e["slices"]) is not dict:
+        e["slices"] = {}
     if change == "drop_feature":
         f.pop(["amount", "age", "country", "device"][i % 4], None)
     elif change == "feature_value":
@@ -92,52 +121,87 @@ def mutate(e: dict, change: str, v, i: int) -> dict:
         e["override"] = v
     elif change == "baseline":
         e["baseline_decision"] = v
+    elif change == "features_null":
+        e["features"] = None
+    elif change == "extra_top":
+        e["request_id"] = v
+    elif change == "ts_null":
+        e["ts"] = None
+    elif change == "model_null":
+        e["model"] = None
+    elif change == "slices_null":
+        e["slices"] = None
     return e
 
 
-def run(ref, msgs: list[bytes], typed: bool, labels: list[bytes]):
-    eng = Engine(DetectorSettings(typed_decode=typed, window=3600.0), default_reference=ref)
+def run(ref, msgs: list[bytes], mode: str, labels: list[bytes]):
+    """Ingest with the columnar path (on every batch, however small), the typed path alone, or neither."""
+    eng = Engine(DetectorSettings(typed_decode=mode != "general", columnar_decode=mode == "columnar", window=3600.0),
+                 default_reference=ref)
     attach_outcomes(eng)
     warm = [orjson.dumps(clean(i)) for i in range(1000, 1040)]
-    out = [eng.ingest_predictions(warm)]  # the typed decoder is chosen after this batch
-    out.append(eng.ingest_predictions(msgs))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(ingest, "ARROW_MIN_BATCH", 1)
+        out = [eng.ingest_predictions(warm)]  # the typed decoder is chosen after this batch
+        eng._arrow_skip = 0  # noqa: SLF001 - no back-off: every batch is offered to the columnar reader
+        out.append(eng.ingest_predictions(msgs))
     out.append(eng.ingest_labels(labels))
     return eng, out
 
 
 def state(eng):
+    """What the engine holds, with slice rows in the order of their labels: the paths fold events in
+    another order (columnar, then typed, then general), so new slice values may get other codes."""
     ms = eng.models["m"]
-    wins = {s: {a: getattr(w, a) for a in ARRAYS} | {"unseen": [sorted(u.items()) for u in w.unseen], "unexpected": w.unexpected,
+    lay = ms.layout
+    active = lay.active_rows()
+    order = active[np.argsort([json.dumps(lay.row_label(int(r)), sort_keys=True) for r in active], kind="stable")]
+
+    def rows(w, a):
+        v = getattr(w, a)
+        return v[order] if v.ndim >= 2 and v.shape[0] == lay.n_rows else v
+
+    wins = {s: {a: rows(w, a) for a in ARRAYS} | {"unseen": [sorted(u.items()) for u in w.unseen], "unexpected": w.unexpected,
                                                                "versions": w.versions, "decisions": w.decisions,
                                                                "thresholds": w.thresholds, "reasons": w.reasons}
             for s, w in ms.windows.items()}
     c = eng.counters
     join = eng.outcomes.join
-    return {"windows": wins, "vocab": [v.values for v in ms.layout.vocabs], "counters": (c.predictions, c.late, c.invalid,
+    return {"windows": wins, "vocab": [sorted(v.values) for v in ms.layout.vocabs], "counters": (c.predictions, c.late, c.invalid,
             c.clipped), "join": (dict(join.counters), sorted(join.store.index)), "models": sorted(eng.models),
             "cands": np.nan_to_num(ms.cands, nan=-12345.0).tolist()}
 
 
-@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_typed_and_general_paths_agree(ref, data):
     draw = data.draw
     n = draw(st.integers(1, 30))
     events = []
+    level = draw(st.integers(0, 4))  # how many events in four are imperfect (4: all of them)
     for i in range(n):
         e = clean(i)
-        for change in draw(st.lists(_change, max_size=2)):
-            e = mutate(e, change, draw(_value), i)
+        if draw(st.integers(0, 3)) < level:
+            for change in draw(st.lists(_change, max_size=2)):
+                e = mutate(e, change, draw(_value), i)
         events.append(e)
+    forms = [draw(_form) if draw(st.integers(0, 3)) < level else "compact" for _ in range(n)]
     if draw(st.booleans()) and n > 3:  # some of them in an envelope
         k = draw(st.integers(2, n))
-        msgs = [json.dumps(events[:k]).encode()] + [json.dumps(e).encode() for e in events[k:]]
+        env = orjson.dumps(events[:k]) if draw(st.booleans()) and all(map(_orjson_ok, events[:k])) else json.dumps(events[:k]).encode()
+        msgs = [env] + [encode(e, f) for e, f in zip(events[k:], forms[k:], strict=True)]
     else:
-        msgs = [json.dumps(e).encode() for e in events]
+        msgs = [encode(e, f) for e, f in zip(events, forms, strict=True)]
     labels = [orjson.dumps({"prediction_id": f"p{i}", "ts": T + 9000, "label": i % 2}) for i in range(n)]
-    a, ea = run(ref, msgs, True, labels)
-    b, eb = run(ref, msgs, False, labels)
-    assert a._typed is not None and b._typed is not None  # noqa: SLF001 - the typed path really ran in `a`
+    b, eb = run(ref, msgs, "general", labels)
+    for mode in ("columnar", "typed"):
+        a, ea = run(ref, msgs, mode, labels)
+        assert a._typed is not None and b._typed is not None  # noqa: SLF001 - the typed path really ran in `a`
+        assert mode != "columnar" or a._arrow is not None  # noqa: SLF001 - the columnar reader was there to use
+        same_results(a, ea, b, eb)
+
+
+def same_results(a, ea, b, eb):
     sa, sb = state(a), state(b)
     assert sa.keys() == sb.keys()
     assert sa["windows"].keys() == sb["windows"].keys()
@@ -161,6 +225,27 @@ def test_clean_batches_take_the_typed_path(ref):
     assert len(typed.events) == 1 and rest == [1]  # an absent feature needs the general path's count
 
 
+def test_clean_batches_take_the_columnar_path(ref):
+    eng = Engine(DetectorSettings(), default_reference=ref)
+    eng.ingest_predictions([orjson.dumps(clean(i)) for i in range(50)])
+    b, rest = eng._arrow_decode([orjson.dumps(clean(i)) for i in range(50, 100)])  # noqa: SLF001
+    assert b.n == 50 and rest == [] and b.origin.tolist() == list(range(50))
+    e = clean(7)
+    del e["features"]["age"]
+    pretty = json.dumps(clean(8), indent=1).encode()
+    msgs = [orjson.dumps(clean(i)) for i in range(40)] + [orjson.dumps(e), pretty, b"", b"[]"]
+    b, rest = eng._arrow_decode(msgs)  # noqa: SLF001
+    assert b.n == 41 and rest == [40, 42, 43]  # absent feature, empty, envelope: the other paths (a pretty one is fine)
+    two = orjson.dumps(clean(9)) + b"\n" + orjson.dumps(clean(10))  # two events in one message: not JSON
+    b, rest = eng._arrow_decode(msgs[:40] + [two])  # noqa: SLF001
+    assert b.n == 40 and rest == [40]
+    env = orjson.dumps([clean(60), clean(61), clean(62)])
+    bad_env = orjson.dumps([clean(63), e])  # one item needs the general path: the whole envelope goes there
+    b, rest = eng._arrow_decode(msgs[:38] + [env, bad_env])  # noqa: SLF001
+    assert b.n == 41 and rest == [39] and b.item.tolist()[-3:] == [0, 1, 2] and b.origin.tolist()[-3:] == [38] * 3
+    assert eng._arrow_decode(msgs[:38] + [b'{"prediction_id": "x", "ts": true}'])[0] is None  # noqa: SLF001 - refused
+
+
 def test_feature_names_that_are_not_identifiers(ref):
     rng = np.random.default_rng(5)
     n = 2000
@@ -173,3 +258,19 @@ def test_feature_names_that_are_not_identifiers(ref):
     typed, rest = eng._typed_decode(evs)  # noqa: SLF001
     assert len(typed.events) == 100 and rest == []
     assert eng.counters.predictions == 100 and eng.models["m"].layout.vocabs[0].values == ["a", "b"]
+
+
+@settings(max_examples=100, deadline=None)
+@given(vals=st.lists(st.sampled_from(["a", "b", "c", "d", None, "__other__", "e"]), max_size=40),
+       seed=st.lists(st.sampled_from(["a", "x"]), max_size=2, unique=True), top_k=st.integers(1, 4))
+def test_a_coded_column_gets_the_codes_of_its_plain_list(vals, seed, top_k):
+    import pyarrow as pa
+
+    from detector.core.arrowdecode import _pylist
+    from detector.core.layout import SliceVocab
+
+    col = _pylist(pa.array(vals, type=pa.string()))
+    assert list(col) == vals
+    plain, coded = SliceVocab("d", top_k, list(seed)), SliceVocab("d", top_k, list(seed))
+    assert plain.codes(list(vals)).tolist() == coded.codes(col).tolist()
+    assert (plain.values, plain.overflow) == (coded.values, coded.overflow)

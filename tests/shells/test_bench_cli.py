@@ -19,7 +19,9 @@ def test_bench_reports_floor_stages_state_and_an_end_to_end_replay(tmp_path):
     assert d["orjson_loads_events_per_s_median"] > 0
     assert d["ratio_to_orjson_loads"] == round(d["events_per_s_median"] / d["orjson_loads_events_per_s_median"], 3)
     assert d["whylogs"] == {"available": False, "why": "--no-whylogs"} and d["ratio_to_whylogs"] is None
-    assert set(d["stages_us_per_event"]) == {"orjson_loads_us", "typed_decode_us", "columns_us", "fold_us", "close_us"}
+    assert set(d["stages_us_per_event"]) == {"orjson_loads_us", "columnar_decode_us", "typed_decode_us", "typed_columns_us",
+                                             "fold_us", "close_us"}
+    assert d["columnar_share"] == 1.0  # clean events: all of them read as columns
     st = d["state"]["bench"]
     assert st["features_incl_score"] == 26 and st["slice_rows"] == 34 and st["window_bytes_per_feature_row"] > 0
     rp = d["replay"]

@@ -132,3 +132,23 @@ def test_fuzz_through_the_sidecar_every_message_is_folded_or_dead_lettered(ref):
             assert count() - before >= 3  # the well-formed batch-mates
 
     check()
+
+
+def test_column_batches_skip_redelivered_offsets_and_dead_letter_empty_and_oversized(ref):
+    from detector.stream.unit import Batch
+
+    side = sidecar(ref)
+    unit = side.units["p0"]
+    vals = [pred(k) for k in range(40)]
+    assert side.on_batch(Batch("predictions", 0, list(range(40)), vals, [None] * 40)).dlq == []
+    assert unit.engine.counters.predictions == 40 and unit.offsets["predictions:0"] == 39
+    # a redelivery that starts before the last folded offset: only the new part is folded
+    out = side.on_batch(Batch("predictions", 0, list(range(30, 50)), [pred(k) for k in range(30, 50)], [None] * 20))
+    assert out.dlq == [] and unit.engine.counters.predictions == 50 and unit.duplicates == 10
+    # offsets out of order (a seek within a batch), a tombstone, an empty and an oversized message
+    big = b'{"x": "' + b"a" * (Config().kafka.max_message_bytes + 1) + b'"}'
+    out = side.on_batch(Batch("predictions", 0, [50, 51, 45, 52, 53, 54], [pred(50), None, pred(45), b"", big, pred(54)],
+                              [b"k50", b"k51", b"k45", b"k52", b"k53", b"k54"]))
+    assert sorted((m.offset, m.key, e.reason) for m, e in out.dlq) == [(51, b"k51", "empty_message"), (52, b"k52", "empty_message"),
+                                                                       (53, b"k53", "oversized")]
+    assert unit.engine.counters.predictions == 52 and unit.duplicates == 11 and unit.offsets["predictions:0"] == 54
