@@ -19,7 +19,10 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from detector.core.arrowdecode import ArrowDecoder
+try:  # the columnar reader needs pyarrow (the `fast` extra); without it the typed path decodes everything
+    from detector.core.arrowdecode import ArrowDecoder
+except ImportError:  # pragma: no cover - exercised by the wheel smoke test without extras
+    ArrowDecoder = None  # type: ignore[assignment,misc]
 from detector.core.events import (
     EventError,
     PredictionBatch,
@@ -186,7 +189,8 @@ class Ingest:
                 except Exception:  # noqa: BLE001 - a schema msgspec cannot express: the general path does it all
                     return
                 try:
-                    ms.arrow = ArrowDecoder(top, sch, ms.layout.dims, self.settings.no_action_decisions)
+                    ms.arrow = None if ArrowDecoder is None else ArrowDecoder(top, sch, ms.layout.dims,
+                                                                              self.settings.no_action_decisions)
                 except Exception:  # noqa: BLE001 - a schema Arrow cannot express: the typed path does it
                     ms.arrow = None
             self._typed = ms.typed
