@@ -18,6 +18,7 @@ def test_bench_reports_floor_stages_state_and_an_end_to_end_replay(tmp_path):
     assert d["events_per_s_median"] > 0 and len(d["events_per_s_runs"]) == 2
     assert d["orjson_loads_events_per_s_median"] > 0
     assert d["ratio_to_orjson_loads"] == round(d["events_per_s_median"] / d["orjson_loads_events_per_s_median"], 3)
+    assert len(d["ratio_to_orjson_loads_runs"]) == 2 and d["ratio_to_orjson_loads_median_of_runs"] > 0
     assert d["whylogs"] == {"available": False, "why": "--no-whylogs"} and d["ratio_to_whylogs"] is None
     assert set(d["stages_us_per_event"]) == {"orjson_loads_us", "columnar_decode_us", "typed_decode_us", "typed_columns_us",
                                              "fold_us", "close_us"}

@@ -152,3 +152,20 @@ def test_column_batches_skip_redelivered_offsets_and_dead_letter_empty_and_overs
     assert sorted((m.offset, m.key, e.reason) for m, e in out.dlq) == [(51, b"k51", "empty_message"), (52, b"k52", "empty_message"),
                                                                        (53, b"k53", "oversized")]
     assert unit.engine.counters.predictions == 52 and unit.duplicates == 11 and unit.offsets["predictions:0"] == 54
+
+
+def test_the_worker_groups_a_faust_batch_into_columns_per_topic_partition():
+    from types import SimpleNamespace
+
+    from detector.stream.worker import _columns
+
+    def ev(topic, part, off):
+        return SimpleNamespace(message=SimpleNamespace(topic=topic, partition=part, offset=off, value=f"{topic}{part}{off}".encode(),
+                                                       key=b"k"))
+
+    order = [("p", 0, 5), ("p", 1, 7), ("p", 0, 6), ("l", 0, 1), ("p", 1, 8), ("p", 0, 7)]
+    groups = _columns([ev(*o) for o in order])
+    assert list(groups) == [("p", 0), ("p", 1), ("l", 0)]  # in order of first appearance
+    assert groups[("p", 0)].offsets == [5, 6, 7] and groups[("p", 0)].values == [b"p05", b"p06", b"p07"]
+    assert groups[("p", 1)].offsets == [7, 8] and groups[("l", 0)].keys == [b"k"]
+    assert groups[("p", 1)].message(1).value == b"p18"
