@@ -589,12 +589,15 @@ class Engine(Ingest):
 #: a clock shift must be seen again, with the same shift, within this many windows (a one-hour shift of a
 #: local-hour feature can fall inside one histogram bin every other hour)
 SHIFT_MEMORY = 3
+#: hours two sightings may differ by and still be one shift: the check's resolution (a local hour binned
+#: into deciles matches k or k +- 1 hours about equally well)
+SHIFT_TOLERANCE = 1.0
 
 
 def _persistent_shifts(ms: ModelState, lay: Layout, findings: list[Finding], suppressed: list[Finding],
                        start: float) -> list[Finding]:
-    """A clock shift is a lasting fact of a producer: the same shift, on the same feature and rows, seen
-    again within :data:`SHIFT_MEMORY` windows. One hour that happens to look like another hour of the
+    """A clock shift is a lasting fact of a producer: the same shift (to within the check's resolution,
+    :data:`SHIFT_TOLERANCE`), on the same feature and rows, seen again within :data:`SHIFT_MEMORY` windows. One hour that happens to look like another hour of the
     usual day (a weekend or a holiday against weekday history: the branches close, the channel mix
     turns over) does not come back with the same shift; a producer's clock error does. A first
     sighting waits (held: the feature's generic drift waits with it) and is remembered.
@@ -606,7 +609,7 @@ def _persistent_shifts(ms: ModelState, lay: Layout, findings: list[Finding], sup
     """
     clock = set((lay.ref.hourly or {}).get("clock") or ())
     shifts = [f for f in findings + suppressed if f.statistic == "time_shift_hours"]
-    witnessed = {(f.row, round(f.value, 6)) for f in shifts if f.feature in clock}
+    witnessed = [(f.row, f.value) for f in shifts if f.feature in clock]
     horizon = SHIFT_MEMORY * ms.settings.window
     seen = {k: v for k, v in ms.clock_shifts.items() if start - v[1] < horizon}
     out: list[Finding] = []
@@ -616,8 +619,9 @@ def _persistent_shifts(ms: ModelState, lay: Layout, findings: list[Finding], sup
             continue
         key = f"{f.feature}|{_slice_key(lay.row_label(f.row))}"
         prev = seen.get(key)
-        again = prev is not None and math.isclose(prev[0], f.value) and prev[1] < start
-        if again and (not clock or f.feature in clock or (f.row, round(f.value, 6)) in witnessed):
+        again = prev is not None and abs(prev[0] - f.value) <= SHIFT_TOLERANCE and prev[1] < start
+        if again and (not clock or f.feature in clock
+                      or any(r == f.row and abs(v - f.value) <= SHIFT_TOLERANCE for r, v in witnessed)):
             out.append(f)
         else:
             suppressed.append(f)

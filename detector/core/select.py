@@ -37,7 +37,7 @@ GLOBAL_FIRST = frozenset({"unseen_categories"})
 
 
 #: kinds that name a root cause in the feature pipeline (they win over generic drift of the same feature)
-SPECIFIC = kinds.PIPELINE_KINDS - kinds.PARITY_KINDS  # schema, unit_shift, missing_values, default_value_spike, unseen_categories
+SPECIFIC = kinds.PIPELINE_KINDS & kinds.INPUT_KINDS  # schema, unit_shift, missing_values, default_value_spike, unseen_categories
 
 
 def is_generic(kind: str, statistic: str) -> bool:
