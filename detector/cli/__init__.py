@@ -23,7 +23,7 @@ COMMANDS = {
     "simulate": ("detector.cli.simulate", "produce the demo's simulated traffic into any broker"),
     "bench": ("detector.cli.bench", "reproducible throughput / memory benchmark (JSON)"),
     "check-config": ("detector.cli.checkconfig", "validate a config and print the effective settings"),
-    "report": ("detector.web.report", "self-contained HTML diagnosis: gates, verdict, drifted features, reliability"),
+    "report": ("detector.cli.report", "self-contained HTML diagnosis: gates, verdict, drifted features, reliability"),
 }
 
 

@@ -46,164 +46,51 @@ True
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
 import math
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import numpy as np
 from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
 from detector import __version__
-from detector.core.served import all_traffic_row
+from detector.exporters.families import (  # noqa: F401 - ALL, bounded, ... are this module's API too
+    _ARRAYS,
+    _JOIN,
+    _LABEL_GAUGES,
+    _OUTCOME,
+    _PARITY,
+    ALL,
+    LATENCY_BUCKETS_MS,
+    MAX_LABEL_CHARS,
+    MAX_MODELS,
+    MAX_REASONS,
+    MAX_VERSIONS,
+    OTHER,
+    SCORE_BUCKETS,
+    UNEXPECTED,
+    FeatureLabels,
+    _as_map,
+    _delay_buckets,
+    _Families,
+    _feature_labels,
+    _finite,
+    _get,
+    _keep_max,
+    _latency_buckets,
+    _le,
+    _midpoints,
+    _RowView,
+    _score_buckets,
+    _ts,
+    bounded,
+    slice_label,
+)
 
 __all__ = ["SkewwatchCollector", "exposition", "ALL", "MAX_MODELS", "MAX_VERSIONS", "UNEXPECTED", "FeatureLabels",
            "bounded", "slice_label", "LATENCY_BUCKETS_MS"]
-
-ALL = "all"  # slice label of the whole traffic
-MAX_MODELS = 100
-MAX_VERSIONS = 10
-MAX_REASONS = 64
-MAX_LABEL_CHARS = 120  # longer slice / version label values are shortened (start + hash)
-SCORE_BUCKETS = 12  # exported score histogram buckets (+Inf)
-OTHER = "__other__"
-UNEXPECTED = "__unexpected__"  # feature label of every feature name the reference does not know
-_ARRAYS = ("num", "cat", "nz", "slog", "slog2", "sx", "cand", "rates", "lat", "absent", "type_err", "nonfinite")
-_JOIN = {"matched": "matched", "duplicates": "duplicate", "corrections": "correction", "expired": "expired",
-         "evicted": "evicted", "orphans": "orphan", "joined": "joined", "unjoined": "unjoined"}
-_OUTCOME = (  # OutcomeMonitor.stats()["slices"][slice] key -> (family, help); last evaluated cohort
-    ("match_rate", "skewwatch_cohort_labelled_ratio", "Share of the cohort's predictions that had a label at "
-     "evaluation (label age = maturity)."),
-    ("base_rate", "skewwatch_label_positive_ratio", "Share of the cohort's labels that are positive."),
-    ("ece", "skewwatch_calibration_error_ratio", "Expected calibration error (10 equal-width score bins)."),
-    ("brier", "skewwatch_brier_score", "Brier score: mean squared error of the score against the label."),
-    ("auc", "skewwatch_roc_auc_ratio", "ROC AUC of the score against the labels."),
-    ("pr_auc", "skewwatch_pr_auc_ratio", "Precision-recall AUC (average precision) of the score."),
-    ("precision", "skewwatch_precision_ratio", "Precision of the decisions taken (threshold in force)."),
-    ("recall", "skewwatch_recall_ratio", "Recall of the decisions taken (threshold in force)."),
-    ("threshold", "skewwatch_decision_threshold", "Mean decision threshold in force (score units)."),
-    ("best_threshold", "skewwatch_decision_best_threshold", "Cost-minimising threshold given the configured costs "
-     "and review capacity (score units)."),
-    ("expected_cost", "skewwatch_expected_cost", "Expected cost per labelled prediction at the threshold in force "
-     "(configured cost units)."),
-)
-_PARITY = (  # stats()["parity"]["features"][feature][slice] key -> (family, help)
-    ("mismatch_rate", "skewwatch_feature_parity_mismatch_ratio", "Share of joined predictions whose served value "
-     "differs from the offline (training pipeline) value, last evaluated window."),
-    ("missing_one_side", "skewwatch_feature_parity_missing_ratio", "Share of joined predictions with the value "
-     "missing on exactly one side (served or offline)."),
-)
-_LABEL_GAUGES = (  # stats()["labels"] key -> (family, help); the label join is shared by all models
-    ("coverage", "skewwatch_label_coverage_ratio", "Share of predictions that left the label store with a label "
-     "(the rest expired or were evicted)."),
-    ("match_rate", "skewwatch_label_match_ratio", "Share of label events that found their prediction (the rest "
-     "are orphans)."),
-    ("pending", "skewwatch_labels_pending", "Predictions held waiting for their label."),
-    ("early_held", "skewwatch_labels_early_held", "Labels held waiting for their prediction."),
-    ("early_held_bytes", "skewwatch_labels_early_held_bytes", "Estimated memory of the labels held waiting for "
-     "their prediction (bounded by detector.max_early_label_bytes)."),
-)
-
-
-def slice_label(key: str | Mapping[str, str]) -> str:
-    """The ``slice`` label value of a core slice key or dict (long values shortened, see :func:`bounded`).
-
-    >>> slice_label(""), slice_label({}), slice_label("region=eu"), slice_label({"region": "eu"})
-    ('all', 'all', 'region=eu', 'region=eu')
-    """
-    if isinstance(key, Mapping):
-        key = ",".join(f"{k}={v}" for k, v in sorted(key.items()))
-    return bounded(key) if key else ALL
-
-
-def bounded(value: str, limit: int = MAX_LABEL_CHARS) -> str:
-    """A label value of at most ``limit`` characters: longer ones keep their start and a hash of the
-    whole, so distinct values stay distinct and one hostile value cannot bloat every scrape.
-
-    >>> bounded("eu"), len(bounded("x" * 5000)), bounded("x" * 5000) != bounded("x" * 4999)
-    ('eu', 120, True)
-    """
-    if len(value) <= limit:
-        return value
-    digest = hashlib.blake2b(value.encode("utf-8", "replace"), digest_size=6).hexdigest()
-    return value[: limit - len(digest) - 1] + "~" + digest
-
-
-class FeatureLabels:
-    """``feature`` label values: the reference's features (and ``score``) as they are; any other
-    name (an unexpected feature in the payload, i.e. producer-chosen text) folds into
-    :data:`UNEXPECTED`, so the label set stays bounded by the reference.
-
-    >>> f = FeatureLabels(["amount", "country"])
-    >>> f("amount"), f("score"), f(""), f("x" * 5000)
-    ('amount', 'score', '', '__unexpected__')
-    """
-
-    def __init__(self, known: Iterable[str]) -> None:
-        self.known = frozenset(known) | {"score", ""}
-
-    def __call__(self, name: str | None) -> str:
-        name = name or ""
-        return name if name in self.known else UNEXPECTED
-
-
-def _feature_labels(ms: Any) -> FeatureLabels:
-    lay = getattr(ms, "layout", None)
-    return FeatureLabels([*getattr(lay, "numeric", ()), *getattr(lay, "categorical", ())])
-
-
-def _finite(x: Any) -> bool:
-    try:
-        return math.isfinite(float(x))
-    except (TypeError, ValueError):
-        return False
-
-
-def _get(obj: Any, *names: str) -> Any:
-    """First present value of ``names`` from a mapping or an object's attributes."""
-    if obj is None:
-        return None
-    for n in names:
-        v = obj.get(n) if isinstance(obj, Mapping) else getattr(obj, n, None)
-        if v is not None:
-            return v
-    return None
-
-
-def _as_map(obj: Any) -> Mapping[str, Any] | None:
-    if obj is None or isinstance(obj, Mapping):
-        return obj
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return dataclasses.asdict(obj)
-    return vars(obj) if hasattr(obj, "__dict__") else None
-
-
-class _Families:
-    """Metric families created on first use, yielded in creation order."""
-
-    def __init__(self) -> None:
-        self._f: dict[str, Metric] = {}
-
-    def gauge(self, name: str, doc: str, labels: tuple[str, ...]) -> GaugeMetricFamily:
-        if name not in self._f:
-            self._f[name] = GaugeMetricFamily(name, doc, labels=labels)
-        return self._f[name]  # type: ignore[return-value]
-
-    def counter(self, name: str, doc: str, labels: tuple[str, ...]) -> CounterMetricFamily:
-        if name not in self._f:
-            self._f[name] = CounterMetricFamily(name, doc, labels=labels)
-        return self._f[name]  # type: ignore[return-value]
-
-    def histogram(self, name: str, doc: str, labels: tuple[str, ...]) -> HistogramMetricFamily:
-        if name not in self._f:
-            self._f[name] = HistogramMetricFamily(name, doc, labels=labels)
-        return self._f[name]  # type: ignore[return-value]
-
-    def __iter__(self) -> Iterator[Metric]:
-        return iter(self._f.values())
 
 
 class SkewwatchCollector(Collector):
@@ -593,99 +480,6 @@ class SkewwatchCollector(Collector):
             fam.gauge("skewwatch_parity_held_bytes", "Estimated memory of the offline feature events waiting for their "
                       "prediction (bounded by a quarter of detector.max_parity_bytes).", ()).add_metric(
                 [], float(par["held_bytes"]))
-
-
-def _delay_buckets(d: Any) -> tuple[list[tuple[str, float]], float] | None:
-    """Cumulative ``(le, count)`` buckets and the sum of a per-bin delay histogram."""
-    from detector.core.labels import DELAY_EDGES
-
-    if d is None:
-        return None
-    counts = _get(d, "counts", "hist", "bins") if isinstance(d, Mapping) or hasattr(d, "counts") else d
-    if counts is None:
-        return None
-    counts = np.asarray(counts, dtype=np.float64).ravel()
-    edges = np.asarray(_get(d, "edges") if isinstance(d, Mapping) and _get(d, "edges") is not None else DELAY_EDGES,
-                       dtype=np.float64)
-    if counts.size != edges.size + 1:
-        return None
-    cum = np.cumsum(counts)
-    total = _get(d, "sum") if isinstance(d, Mapping) else None
-    if not _finite(total):  # estimate from the bins' geometric centres
-        centres = np.concatenate([[edges[0] / 2], np.sqrt(edges[:-1] * edges[1:]), [edges[-1]]])
-        total = float((counts * centres).sum())
-    buckets = [(_le(e), float(c)) for e, c in zip(edges.tolist(), cum[:-1].tolist(), strict=True)]
-    buckets.append(("+Inf", float(cum[-1])))
-    return buckets, float(total)
-
-
-def _keep_max(d: dict[tuple[str, ...], float], key: tuple[str, ...], value: Any) -> None:
-    v = float(value)
-    d[key] = v if key not in d else max(d[key], v)
-
-
-class _RowView:
-    """Row ``r`` of an open window's array (row 0, all traffic, as the core will fill it at close)."""
-
-    def __init__(self, w: Any, lay: Any) -> None:
-        self.w, self.lay = w, lay
-        self._all: dict[str, np.ndarray] = {}
-
-    def __call__(self, name: str, r: int) -> np.ndarray:
-        a = getattr(self.w, name)
-        if r != 0 or not self.lay.dims:
-            return a[r]
-        if name not in self._all:
-            self._all[name] = all_traffic_row(a, self.lay)
-        return self._all[name]
-
-
-def _le(x: float) -> str:
-    return repr(float(round(x, 6)))
-
-
-#: exported latency bucket bounds (ms): 1-2-5 per decade from 1 ms to 100 s, picked from the
-#: window's 10-per-decade edges (so every bucket count is exact)
-LATENCY_BUCKETS_MS = tuple(10.0 ** (d + k / 10) for d in range(0, 5) for k in (0, 3, 7)) + (1e5,)
-
-
-def _latency_buckets(edges: np.ndarray) -> tuple[list[int], list[str]]:
-    """Bin indices whose cumulative count is ``<= le`` and the ``le`` labels (seconds)."""
-    e = np.asarray(edges, dtype=np.float64)
-    idx, labels = [], []
-    for b in LATENCY_BUCKETS_MS:
-        k = int(np.argmin(np.abs(e - b)))
-        if abs(e[k] - b) <= 1e-9 * b:
-            idx.append(k)  # bins 0..k lie below edges[k]
-            labels.append(f"{e[k] / 1000.0:.4g}")
-    return idx, labels
-
-
-def _score_buckets(n_edges: int, n: int = SCORE_BUCKETS) -> list[int]:
-    """Edge indices for the exported score buckets: evenly spaced through the reference's quantile
-    edges (similar training mass per bucket), last edge included.
-
-    >>> _score_buckets(92)[:3], _score_buckets(92)[-1], len(_score_buckets(92)), _score_buckets(3)
-    ([0, 8, 17], 91, 12, [0, 1, 2])
-    """
-    return sorted({int(round(x)) for x in np.linspace(0, n_edges - 1, min(n, n_edges))})
-
-
-def _midpoints(edges: np.ndarray) -> np.ndarray:
-    """A representative value per bin of ``np.searchsorted(edges, x, 'right')`` (geometric inside)."""
-    inner = np.sqrt(np.maximum(edges[:-1], edges[1:] * 0.5) * edges[1:])
-    return np.concatenate([[0.0], inner, [edges[-1]]])
-
-
-def _ts(v: Any) -> float | None:
-    if v is None:
-        return None
-    if isinstance(v, int | float):
-        return float(v) if _finite(v) else None
-    from detector.core.timeparse import parse_timestamps
-
-    t = float(parse_timestamps([v])[0])
-    return t if math.isfinite(t) else None
 
 
 # --------------------------------------------------------------------------- rendering and serving

@@ -8,16 +8,26 @@ from disk with no network access.
 from __future__ import annotations
 
 import html
+import math
 from functools import lru_cache
 from importlib import resources
 from string import Template
 
-__all__ = ["esc", "page"]
+__all__ = ["esc", "page", "finite"]
 
 
 def esc(x: object) -> str:
     """HTML-escape any value's text (None -> empty)."""
     return "" if x is None else html.escape(str(x), quote=True)
+
+
+def finite(x: object) -> float | None:
+    """A value as a finite float, or None (missing, not a number, NaN, infinite): for display."""
+    try:
+        v = float(x)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return v if math.isfinite(v) else None
 
 
 @lru_cache(maxsize=4)

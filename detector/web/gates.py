@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from detector.core import kinds
+from detector.web import finite
 from detector.web.status import CAUSE_TEXT, breach_ratio, slice_text, stats_for
 from detector.web.svg import fmt_num, fmt_pct
 
@@ -70,14 +71,6 @@ def _outcome_stats(engine: Any, model: str) -> dict[str, Any]:
     return st if isinstance(st, dict) else {}
 
 
-def _num(x: Any) -> float | None:
-    try:
-        v = float(x)
-    except (TypeError, ValueError):
-        return None
-    return v if math.isfinite(v) else None
-
-
 def evaluate_gates(engine: Any, model: str, incidents: Sequence[dict[str, Any]], *,
                    overrides: dict[str, Any] | None = None, live: dict[str, Any] | None = None) -> list[Gate]:
     """The seed article's five go/no-go gates for one model, with evidence."""
@@ -110,8 +103,8 @@ def _measurement(g: Gate, engine: Any, ref: Any, incidents: Sequence[dict[str, A
         g.evidence.append("no labels were joined: send label events (topic `labels`, or --labels L.jsonl) to measure "
                           "the model against ground truth")
         return
-    mr = _num(labels.get("match_rate"))
-    cov = _num(labels.get("coverage"))
+    mr = finite(labels.get("match_rate"))
+    cov = finite(labels.get("coverage"))
     if mr is not None:
         g.evidence.append(f"{fmt_pct(mr)} of labels found their prediction (label match rate; needs ≥ {fmt_pct(MIN_MATCH_RATE, 0)})")
     if cov is not None:
@@ -242,7 +235,7 @@ def _decisioning(g: Gate, engine: Any, model: str, ms: Any, incidents: Sequence[
     except Exception:  # noqa: BLE001 - the outcome monitor is optional and evolving
         e_cur = e_base = None
     if e_cur is None and glob:
-        e_cur = _num(glob.get("ece"))
+        e_cur = finite(glob.get("ece"))
     if e_cur is not None:
         known = True
         g.evidence.append(f"calibration error (ECE) of the recent cohorts {e_cur:.3f}"
@@ -255,10 +248,10 @@ def _decisioning(g: Gate, engine: Any, model: str, ms: Any, incidents: Sequence[
                 g.evidence.append("with the inputs within bounds, calibration falling means the input → outcome "
                                   "mapping moved (concept drift): recalibrate now, retrain if it persists")
     if glob:
-        thr, best = _num(glob.get("threshold")), _num(glob.get("best_threshold"))
+        thr, best = finite(glob.get("threshold")), finite(glob.get("best_threshold"))
         if thr is not None and best is not None:
             g.evidence.append(f"last matured cohort: threshold in force {thr:.2f}, cost-minimising threshold {best:.2f} "
-                              f"(expected cost {fmt_num(_num(glob.get('expected_cost')))} per prediction)")
+                              f"(expected cost {fmt_num(finite(glob.get('expected_cost')))} per prediction)")
         elif thr is not None:
             g.evidence.append(f"threshold in force {thr:.2f}; no costs configured (cost_fp / cost_fn in the config), "
                               "so the threshold cannot be checked against them")
@@ -328,7 +321,7 @@ def _ece(cohorts: Sequence[Any]) -> float | None:
 
 
 def _dur(s: Any) -> str:
-    v = _num(s)
+    v = finite(s)
     if v is None:
         return "–"
     if v < 5400:

@@ -1,9 +1,5 @@
-"""``skewwatch report``: one self-contained HTML diagnosis of a model — data, model or system?
-
-Input is either an engine snapshot (``skewwatch replay --snapshot-out``) or
-logged traffic that is replayed here with the same core (``--predictions`` [``--labels``]
-[``--features``]). Optionally ``--alerts`` adds an alert stream: the timeline in snapshot mode,
-and in replay mode the *live* alerts the replay is compared with (the seed article's replay test).
+"""The HTML diagnosis of one model - data, model or system? - rendered from an engine (``skewwatch report``,
+:mod:`detector.cli.report`, reads the inputs and writes the file).
 
 The report follows the seed article's decision framework:
 
@@ -14,28 +10,26 @@ The report follows the seed article's decision framework:
   in serving what it saw in training;
 * the alert **timeline**, **charts of the drifted features** (training vs current share per bin,
   from the last closed window), a **reliability diagram** and the outcome metrics when labels
-  matured, the **slices** that contribute most to the performance loss, and pipeline health.
+  matured, the **slices** that contribute most to the performance loss, and pipeline health
+  (the checklist sections: :mod:`detector.web.checklist`).
 
 Everything is inline (CSS in the template, SVG charts generated in Python): the file opens
-offline, from a ticket or a mail. Exit codes: 0 written, 2 usage or input error, 1 runtime failure.
+offline, from a ticket or a mail.
 """
 
 from __future__ import annotations
 
-import argparse
-import io
 import math
-import sys
 import time
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import orjson
 
-from detector.web import esc, page
+from detector.web import esc, finite, page
+from detector.web.checklist import checklist_html
 from detector.web.gates import (
     GATE_LEVER,
     LEVER_TEXT,
@@ -43,7 +37,6 @@ from detector.web.gates import (
     Gate,
     _cohorts,
     _dur,
-    _num,
     _outcome_stats,
     evaluate_gates,
     verdict_of,
@@ -64,7 +57,7 @@ from detector.web.status import (
 )
 from detector.web.svg import ACTION_COLORS, fmt_num, fmt_pct, reliability, share_bars, timeline
 
-__all__ = ["add_arguments", "run", "render_report", "OverrideTally", "Gate", "evaluate_gates", "incidents_of",
+__all__ = ["render_report", "OverrideTally", "checklist_html", "Gate", "evaluate_gates", "incidents_of",
            "verdict_of", "slice_losses", "reliability_points", "ReportError"]
 
 class ReportError(ValueError):
@@ -437,15 +430,15 @@ def _outcomes_html(engine: Any, model: str, ref: Any) -> str:
     if not glob and not cur:
         return ('<p class="empty">No matured labelled cohort: send labels (--labels L.jsonl or the `labels` topic) and '
                 'cover at least the label delay.</p>')
-    kp = [("ROC AUC", fmt_num(_num(glob.get("auc")), 3)), ("PR AUC", fmt_num(_num(glob.get("pr_auc")), 3)),
-          ("calibration error (ECE)", fmt_num(_num(glob.get("ece")), 3)), ("Brier score", fmt_num(_num(glob.get("brier")), 3)),
-          ("precision @ threshold", fmt_pct(_num(glob.get("precision")))), ("recall @ threshold", fmt_pct(_num(glob.get("recall")))),
-          ("base rate now", fmt_pct(_num(glob.get("base_rate")))),
-          ("base rate in training", fmt_pct(_num(getattr(ref, "label_base_rate", None)))),
-          ("threshold in force", fmt_num(_num(glob.get("threshold")))),
-          ("cost-minimising threshold", fmt_num(_num(glob.get("best_threshold")))),
-          ("expected cost / prediction", fmt_num(_num(glob.get("expected_cost")))),
-          ("labelled share of cohort", fmt_pct(_num(glob.get("match_rate")))),
+    kp = [("ROC AUC", fmt_num(finite(glob.get("auc")), 3)), ("PR AUC", fmt_num(finite(glob.get("pr_auc")), 3)),
+          ("calibration error (ECE)", fmt_num(finite(glob.get("ece")), 3)), ("Brier score", fmt_num(finite(glob.get("brier")), 3)),
+          ("precision @ threshold", fmt_pct(finite(glob.get("precision")))), ("recall @ threshold", fmt_pct(finite(glob.get("recall")))),
+          ("base rate now", fmt_pct(finite(glob.get("base_rate")))),
+          ("base rate in training", fmt_pct(finite(getattr(ref, "label_base_rate", None)))),
+          ("threshold in force", fmt_num(finite(glob.get("threshold")))),
+          ("cost-minimising threshold", fmt_num(finite(glob.get("best_threshold")))),
+          ("expected cost / prediction", fmt_num(finite(glob.get("expected_cost")))),
+          ("labelled share of cohort", fmt_pct(finite(glob.get("match_rate")))),
           ("label delay p50 / p90", f"{_dur(glob.get('delay_p50_s'))} / {_dur(glob.get('delay_p90_s'))}")]
     kpis = "".join(f'<div class="kpi"><div class="v">{esc(v)}</div><div class="k">{esc(k)}</div></div>' for k, v in kp)
     win = st.get("window") or {}
@@ -594,246 +587,3 @@ def _period(engine: Any, incs: Sequence[dict[str, Any]], overrides: OverrideTall
     if t1 <= t0:
         t1 = t0 + 3600.0
     return t0, t1
-
-
-# --------------------------------------------------------------------------- CLI
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--reference", help="reference profile (skewwatch baseline --out); applies to every model")
-    src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--snapshot", help="engine state written by `skewwatch replay --snapshot-out`")
-    src.add_argument("--predictions", help="prediction events, JSONL (may be .gz): replayed here")
-    p.add_argument("--labels", help="label events, JSONL (with --predictions)")
-    p.add_argument("--features", help="offline feature events, JSONL (with --predictions)")
-    p.add_argument("--config", help="skewwatch YAML config (models, costs, detector settings)")
-    p.add_argument("--window", help="window length, e.g. 5m or 1h (with --predictions; overrides the config)")
-    p.add_argument("--alerts", help="alert stream, JSONL: the timeline (with --snapshot) or the live alerts the replay "
-                                    "is compared with (with --predictions)")
-    p.add_argument("--model", action="append", help="only this model (repeatable); default: every model seen")
-    p.add_argument("--out", required=True, help="write the HTML report here")
-    p.add_argument("--status-out", help="also write the status page (HTML) here")
-    p.add_argument("--quiet", action="store_true", help="no progress or summary")
-
-
-def _read_alerts(path: str) -> list[dict[str, Any]]:
-    from detector.replay import UsageError, open_lines
-
-    try:
-        f = open_lines(path)
-    except UsageError as exc:
-        raise ReportError(f"--alerts: {exc}") from exc
-    out: list[dict[str, Any]] = []
-    bad: list[int] = []
-    with f:
-        for i, line in enumerate(f, 1):
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                a = orjson.loads(line)
-            except orjson.JSONDecodeError:
-                bad.append(i)
-                continue
-            if isinstance(a, dict) and a.get("kind") and a.get("state") in ("firing", "resolved"):
-                out.append(a)
-            else:
-                bad.append(i)
-    if bad and not out:
-        raise ReportError(f"--alerts {path}: no skewwatch alert in the file (line {bad[0]} is not an alert object with "
-                          "`kind` and `state`); pass the JSONL written by `skewwatch replay --alerts-out`")
-    if bad:
-        print(f"skewwatch report: warning: {path}: skipped {len(bad)} line(s) that are not alerts (first: line {bad[0]})",
-              file=sys.stderr)
-    return out
-
-
-def _snapshot_settings(path: str) -> tuple[bytes, dict[str, Any] | None]:
-    p = Path(path)
-    try:
-        data = p.read_bytes()
-    except OSError as exc:
-        raise ReportError(f"--snapshot: cannot read {p}: {exc.strerror or exc}") from exc
-    from detector.core.snapshot import ENGINE_VERSION
-    from detector.core.state import StateError, unpack
-
-    try:  # plain data only: a snapshot file is never executed, whoever wrote it
-        state = unpack(data, "engine", {ENGINE_VERSION})
-    except StateError as exc:
-        raise ReportError(f"--snapshot {p} is not a skewwatch engine snapshot ({exc}); write one with "
-                          "`skewwatch replay --snapshot-out STATE.bin`") from exc
-    if not isinstance(state, dict) or "models" not in state:
-        raise ReportError(f"--snapshot {p} is not a skewwatch engine snapshot; write one with "
-                          "`skewwatch replay --snapshot-out STATE.bin`")
-    settings = state.get("settings")
-    return data, settings if isinstance(settings, dict) else None
-
-
-def run(args: argparse.Namespace) -> int:
-    from detector.config import ConfigError, load_config
-    from detector.core.engine import EngineError
-    from detector.core.settings import DetectorSettings, parse_duration
-    from detector.replay import Replay, UsageError, build_engine, open_lines
-
-    quiet = getattr(args, "quiet", False)
-    try:
-        if args.snapshot and (args.labels or args.features or args.window):
-            raise ReportError("--labels, --features and --window go with --predictions (a snapshot already holds them)")
-        out = Path(args.out)
-        if out.is_dir():
-            raise ReportError(f"--out {out} is a directory; pass a file name such as report.html")
-        if not out.parent.exists():
-            raise ReportError(f"--out: folder {out.parent} does not exist")
-        if args.status_out and not Path(args.status_out).parent.exists():
-            raise ReportError(f"--status-out: folder {Path(args.status_out).parent} does not exist")
-        overrides_cfg: dict[str, Any] = {}
-        if args.window:
-            try:
-                overrides_cfg = {"detector": {"window": parse_duration(args.window)}}
-            except ValueError as exc:
-                raise ReportError(f"--window: {exc}") from exc
-        cfg = load_config(args.config, overrides=overrides_cfg)
-        snap = None
-        if args.snapshot:
-            snap, settings = _snapshot_settings(args.snapshot)
-            if settings is not None:
-                cfg = cfg.model_copy(update={"detector": DetectorSettings.model_validate(settings)})
-        eng = build_engine(cfg, args.reference, Path(args.config).parent if args.config else None)
-        if snap is not None:
-            try:
-                eng.restore(snap)
-            except EngineError as exc:
-                raise ReportError(f"--snapshot: {exc}") from exc
-        for path in (args.predictions, args.labels, args.features):
-            if path:
-                open_lines(path).close()
-        live = _read_alerts(args.alerts) if args.alerts else None
-    except (ReportError, ConfigError, UsageError, ValueError) as exc:
-        print(f"skewwatch report: error: {exc}", file=sys.stderr)
-        return 2
-    try:
-        tally: OverrideTally | None = None
-        timeline_alerts: list[dict[str, Any]] | None
-        inputs = {"reference": args.reference or "(from --config)"}
-        if args.predictions:
-            tally = OverrideTally(cfg.detector.no_action_decisions)
-            tally.tap(eng)
-            stream = io.BytesIO()
-            rp = Replay(eng, stream, progress=not quiet and sys.stderr.isatty())
-            rp.run(args.predictions, args.labels, args.features)
-            if rp.lines == 0:
-                print(f"skewwatch report: error: {args.predictions} holds no events (empty file?)", file=sys.stderr)
-                return 2
-            timeline_alerts = [orjson.loads(line) for line in stream.getvalue().splitlines() if line.strip()]
-            inputs["predictions (replayed)"] = args.predictions
-            for k in ("labels", "features"):
-                if getattr(args, k):
-                    inputs[k] = getattr(args, k)
-            if live is not None:
-                inputs["live alerts (compared)"] = args.alerts
-        else:
-            timeline_alerts, live = live, None
-            inputs["snapshot"] = args.snapshot
-            if args.alerts:
-                inputs["alerts"] = args.alerts
-        if args.config:
-            inputs["config"] = args.config
-        models = args.model or None
-        if models:
-            unknown = [m for m in models if m not in eng.models]
-            if unknown:
-                print(f"skewwatch report: error: --model {', '.join(unknown)}: not in the input (models: "
-                      f"{', '.join(sorted(eng.models)) or 'none'})", file=sys.stderr)
-                return 2
-        if not eng.models:
-            print("skewwatch report: error: no prediction could be attributed to a model with a reference "
-                  "(check --reference / the config's models)", file=sys.stderr)
-            return 2
-        html = render_report(eng, alerts=timeline_alerts, overrides=tally, live_alerts=live, inputs=inputs, models=models)
-        Path(args.out).write_text(html, encoding="utf-8")
-        if args.status_out:
-            from detector.web.status import render_status
-
-            Path(args.status_out).write_text(render_status(eng, recent=(timeline_alerts or [])[-50:]), encoding="utf-8")
-    except (UsageError, ReportError) as exc:
-        print(f"skewwatch report: error: {exc}", file=sys.stderr)
-        return 2
-    except OSError as exc:
-        print(f"skewwatch report: error: {exc}", file=sys.stderr)
-        return 1
-    except Exception as exc:  # noqa: BLE001 - a runtime failure, reported as such
-        print(f"skewwatch report: runtime failure: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 1
-    if not quiet:
-        n_open = sum(len(eng.alerts.firing(m)) for m in (models or eng.models))
-        print(f"report written to {args.out} ({len(html) / 1024:.0f} kB; {n_open} open incident(s))")
-        if args.status_out:
-            print(f"status page written to {args.status_out}")
-    return 0
-
-
-# --------------------------------------------------------------------------- checklist: adoption, rules, slices, errors
-def checklist_html(engine: Any, model: str) -> str:
-    """Adoption, rules baseline, slice contribution and counterexample sections (data from the core's accessors)."""
-    from detector.core.adoption import adoption_stats, baseline_stats
-    from detector.core.contribution import contributions_for
-    from detector.core.counterexamples import counterexamples_for
-
-    parts = []
-    ad = adoption_stats(engine, model)
-    glob = (ad.get("slices") or {}).get("") or {}
-    if glob:
-        reasons = ", ".join(f"{esc(k)} ({v})" for k, v in (glob.get("reasons") or {}).items()) or "none"
-        cap = (f"; {glob.get('flags', 0):,} flags for a review capacity of {ad['review_capacity']:,} "
-               f"({fmt_pct(ad.get('capacity_use'), 0)})" if ad.get("review_capacity") else "")
-        parts.append(f"<p class=\"small\">Last window: humans overrode {fmt_pct(glob.get('override_rate'))} of the model's "
-                     f"{glob.get('flags', 0):,} actions (acted on: {fmt_pct(glob.get('acted_on_share'))}){cap}. "
-                     f"Override reasons: {reasons}.</p>")
-    rb = baseline_stats(engine, model)
-    rows = list((rb.get("slices") or {}).items())[:6]
-    if rows:
-        metric = rb.get("metric", "error_rate")
-        trs = "".join(
-            f"<tr><td>{esc(slice_text(_slice_of(k)))}</td><td class=\"num\">{d['pairs']:,}</td>"
-            + "".join(f"<td class=\"num\">{fmt_num(d[who].get(m))}</td>" for m in ("precision", "recall", metric)
-                      for who in ("model", "rules"))
-            + f"<td>{esc(d.get('diagnosis', '–'))}</td></tr>" for k, d in rows)
-        heads = "".join(f"<th class=\"num\">{esc(m.replace('_', ' '))} {who}</th>" for m in ("precision", "recall", metric)
-                        for who in ("model", "rules"))
-        parts.append("<h3>model vs the rules baseline (last matured cohort, same labelled predictions)</h3>"
-                     f"<table class=\"small\"><tr><th>slice</th><th class=\"num\">pairs</th>{heads}<th>diagnosis</th></tr>"
-                     f"{trs}</table>")
-    sc = (contributions_for(engine, model).get("metrics") or {})
-    items = [(m, d) for m, v in sc.items() for d in (v.get("top") or [])]
-    if items:
-        trs = "".join(f"<tr><td>{esc(m.replace('_', ' '))}</td><td>{esc(d['slice'])}</td><td class=\"num\">"
-                      f"{fmt_pct(d['share'])}</td><td class=\"num\">{fmt_num(d['metric'])}</td><td class=\"num\">"
-                      f"{fmt_num(d['baseline_metric'])}</td><td class=\"num\">{fmt_num(d['contribution'])}</td></tr>"
-                      for m, d in items)
-        parts.append("<h3>top slices by contribution to the loss (share x (baseline - slice))</h3>"
-                     "<table class=\"small\"><tr><th>metric</th><th>slice</th><th class=\"num\">share</th>"
-                     "<th class=\"num\">slice</th><th class=\"num\">baseline</th><th class=\"num\">contribution</th></tr>"
-                     f"{trs}</table>")
-    cx = [r for r in counterexamples_for(engine, model) if not r.get("slice")][:20]
-    if cx:
-        def feats(r: dict[str, Any]) -> str:
-            f = r.get("features")
-            if not f:
-                return "(features no longer retained)"
-            return ", ".join(f"{k}={v}" for k, v in list(f.items())[:5])
-
-        trs = "".join(f"<tr><td>{esc(r['type'].replace('_', ' '))}</td><td><code>{esc(r['prediction_id'])}</code></td>"
-                      f"<td class=\"num\">{fmt_num(r.get('score'))}</td><td class=\"num\">{fmt_num(r.get('threshold'))}</td>"
-                      f"<td class=\"num\">{r.get('label')}</td><td class=\"small\">{esc(feats(r))}</td>"
-                      f"<td class=\"small\">{esc(', '.join(sorted({a['kind'] for a in r.get('active_alerts') or []})) or '–')}</td></tr>"
-                      for r in cx)
-        parts.append("<h3>counterexamples: the worst recent errors (all traffic)</h3>"
-                     "<table class=\"small\"><tr><th>type</th><th>prediction</th><th class=\"num\">score</th>"
-                     "<th class=\"num\">threshold</th><th class=\"num\">label</th><th>top features</th>"
-                     f"<th>alerts then</th></tr>{trs}</table>")
-    if not parts:
-        return ""
-    return (f'<section id="checklist-{esc(model)}" data-section="checklist"><h2>adoption, rules baseline, slices and '
-            f"counterexamples</h2>{''.join(parts)}</section>")
-
-
-def _slice_of(key: str) -> dict[str, str]:
-    return dict(kv.split("=", 1) for kv in key.split(",")) if key else {}

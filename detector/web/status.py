@@ -22,7 +22,7 @@ import numpy as np
 
 from detector.core import kinds
 from detector.core.timeparse import format_ts, parse_timestamps
-from detector.web import esc, page
+from detector.web import esc, finite, page
 from detector.web.svg import ACTION_COLORS, fmt_num, fmt_pct, paired_bars
 
 __all__ = [
@@ -363,20 +363,12 @@ def alert_rows_html(alerts: Sequence[dict[str, Any]], now: float | None = None, 
             '<tr class="alert">' + (f"<td>{esc(a.get('model'))}</td>" if show_model else "")
             + f"<td>{pill(a.get('severity', ''))}</td><td><b>{esc(a.get('kind'))}</b></td><td>{esc(a.get('feature') or '–')}</td>"
             f"<td>{esc(slice_text(a.get('slice')))}</td>"
-            f'<td class="num">{esc(a.get("statistic", ""))} {fmt_num(_f(a.get("value")))}<br>'
-            f'<span class="muted small">threshold {fmt_num(_f(a.get("threshold")))}</span></td>'
+            f'<td class="num">{esc(a.get("statistic", ""))} {fmt_num(finite(a.get("value")))}<br>'
+            f'<span class="muted small">threshold {fmt_num(finite(a.get("threshold")))}</span></td>'
             f"<td>{esc(CAUSE_TEXT.get(a.get('cause', ''), a.get('cause', '')))} → "
             f"{pill(ACTION_TEXT.get(action, action), action)}</td>"
             f'<td class="summary">{esc(a.get("summary", ""))}</td><td class="small nowrap">{since}</td></tr>')
     return f"<table class=\"alerts\">{head}{''.join(rows)}</table>"
-
-
-def _f(x: Any) -> float | None:
-    try:
-        v = float(x)
-    except (TypeError, ValueError):
-        return None
-    return v if math.isfinite(v) else None
 
 
 def recent_rows_html(recent: Sequence[dict[str, Any]], limit: int = 25) -> str:
@@ -421,7 +413,7 @@ def counters_html(engine: Any, ingest: Any = None) -> str:
     join = getattr(mon, "join", None)
     if join is not None:
         try:
-            kpis.append(("label match rate", fmt_pct(_f(join.match_rate)), (_f(join.match_rate) or 1.0) < 0.9))
+            kpis.append(("label match rate", fmt_pct(finite(join.match_rate)), (finite(join.match_rate) or 1.0) < 0.9))
             store = join.store
             kpis.append(("labels pending", f"{int(getattr(store, 'pending', len(store))):,}", False))
         except Exception:  # noqa: BLE001 - the label join is optional and still evolving

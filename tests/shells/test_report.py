@@ -24,13 +24,13 @@ import orjson
 import pytest
 
 from detector.cli import main as cli_main
+from detector.cli import report as report_cli
 from detector.config import Config, ModelConfig
 from detector.core.engine import Engine
 from detector.core.outcomes import attach_outcomes
 from detector.core.profile import build_reference
 from detector.core.settings import DetectorSettings
 from detector.sim import Fault, get_scenario, simulate, training_table
-from detector.web import report as report_mod
 from detector.web.report import OverrideTally, render_report
 
 CHROMIUM = "/usr/bin/chromium"
@@ -473,7 +473,7 @@ def test_cli_runtime_failure_exits_1(files, tmp_path, capsys, monkeypatch):
     def boom(*a: Any, **k: Any) -> str:
         raise RuntimeError("renderer exploded")
 
-    monkeypatch.setattr(report_mod, "render_report", boom)
+    monkeypatch.setattr(report_cli, "render_report", boom)  # the command renders through it
     rc = cli_main(["report", "--reference", str(files["reference"]), "--snapshot", str(files["snapshot"]),
                    "--out", str(tmp_path / "r.html")])
     assert rc == 1 and "renderer exploded" in capsys.readouterr().err

@@ -600,6 +600,14 @@ def test_sigkill_and_restart_under_a_new_worker_id_counts_everything_once(
     before = w1.status()
     w1.signal(signal.SIGKILL)
     assert w1.wait(10) == -signal.SIGKILL
+    # killed in the middle of live traffic: everything the group had committed is covered by a durable checkpoint
+    from detector.stream.checkpoint import read_checkpoints
+
+    units = {f"p{k}" for k in range(4)}
+    committed = committed_offsets(kafka_bootstrap, group, [topics[k] for k in ("predictions", "labels", "features")])
+    covered = checkpointed_offsets(run(read_checkpoints(kafka_bootstrap, f"{group}-state", group, units)))
+    print(f"at the kill: {sum(committed.values())} offsets committed, {sum(covered.values())} covered by checkpoints")
+    assert committed and all(off <= covered.get(tp, 0) for tp, off in committed.items()), (committed, covered)
     print(f"SIGKILL after {before['counters']['predictions']} predictions, {before['checkpoints']} checkpoints, "
           f"{before['label_join']['pending']} predictions held for labels")
 
@@ -873,6 +881,15 @@ def test_sigterm_checkpoints_and_exits_within_grace(kafka_bootstrap: str, refere
     produce(kafka_bootstrap, preds)
     print(f"\nworker ready {w.wait_ready():.1f}s after launch")
     wait_until("the predictions", lambda: w.status()["counters"]["predictions"] == len(preds), timeout=120)
+    # Faust commits nothing by itself: whatever the group has committed so far, a durable checkpoint
+    # covers it (committed first, checkpoints read after: theirs can only be newer)
+    units = {f"p{k}" for k in range(4)} | {"aggregator"}
+    ins = [topics[k] for k in ("predictions", "labels", "features")]
+    time.sleep(3.0)  # more than Faust's own commit interval would be, had it one
+    early = committed_offsets(kafka_bootstrap, group, ins)
+    covered = checkpointed_offsets(run(read_checkpoints(kafka_bootstrap, f"{group}-state", group, units)))
+    print(f"committed before SIGTERM: {sum(early.values())} offsets; covered by checkpoints: {sum(covered.values())}")
+    assert all(off <= covered.get(tp, 0) for tp, off in early.items()), (early, covered)
     t0 = time.monotonic()
     w.signal(signal.SIGTERM)
     try:
@@ -883,6 +900,47 @@ def test_sigterm_checkpoints_and_exits_within_grace(kafka_bootstrap: str, refere
     print(f"exit status {code} {took:.2f}s after SIGTERM (shutdown_grace {grace:.0f}s)")
     assert code == 0, w.log_tail()
     assert took <= grace + 2.0
-    units = {f"p{k}" for k in range(4)} | {"aggregator"}
     found = run(read_checkpoints(kafka_bootstrap, f"{group}-state", group, units))
     assert all(isinstance(found[u], tuple) for u in units), f"not every unit checkpointed on SIGTERM: {found}"
+    # ... and on the way out it committed exactly what its last checkpoints cover: every prediction
+    covered = checkpointed_offsets(found)
+    final = committed_offsets(kafka_bootstrap, group, ins)
+    assert final == covered, (final, covered)
+    assert sum(v for tp, v in final.items() if tp[0] == topics["predictions"]) == len(preds)
+
+
+def committed_offsets(bootstrap: str, group: str, topics_: list[str]) -> dict[tuple[str, int], int]:
+    """The consumer group's committed offsets (next offset to read) of every partition of ``topics_`` that has one."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    async def main() -> dict[tuple[str, int], int]:
+        c = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+        await c.start()  # never subscribes: it does not join the group, it only asks its coordinator
+        try:
+            await c._client.force_metadata_update()  # noqa: SLF001 - no public call in aiokafka
+            out = {}
+            for t in topics_:
+                for p in sorted(c.partitions_for_topic(t) or ()):
+                    off = await c.committed(TopicPartition(t, p))
+                    if off is not None and off >= 0:
+                        out[(t, p)] = off
+            return out
+        finally:
+            await c.stop()
+
+    return run(main(), timeout=60)
+
+
+def checkpointed_offsets(found: dict[str, Any]) -> dict[tuple[str, int], int]:
+    """Per input topic-partition, the next offset the durable unit checkpoints ``found`` cover."""
+    from detector.core.state import unpack
+    from detector.stream.sidecar import CHECKPOINT_VERSION
+
+    out: dict[tuple[str, int], int] = {}
+    for name, got in found.items():
+        if name == "aggregator" or not isinstance(got, tuple):
+            continue
+        for key, off in unpack(got[0], "checkpoint", {CHECKPOINT_VERSION})["unit"]["offsets"].items():
+            topic, _, part = key.rpartition(":")
+            out[(topic, int(part))] = int(off) + 1
+    return out
