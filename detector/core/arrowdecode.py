@@ -30,7 +30,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pj
 
-from detector.core.events import CodedColumn, PredictionBatch, Schema
+from detector.core.events import PredictionBatch, Schema
+from detector.core.layout import CodedColumn
 from detector.core.timeparse import parse_timestamps
 from detector.core.wire import text_of
 

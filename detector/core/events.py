@@ -81,7 +81,6 @@ __all__ = [
     "decode_feature_events",
     "DEFAULT_MAX_ID_BYTES",
     "DEFAULT_MAX_VALUE_BYTES",
-    "CodedColumn",
 ]
 
 
@@ -567,17 +566,6 @@ class _Cols:
 
 _FEATURES = attrgetter("features")
 
-
-class CodedColumn(list):  # type: ignore[type-arg]
-    """A column of (few distinct) values that also carries its dictionary encoding: ``values``
-    (distinct, in order of first appearance) and ``codes`` (index into them per event), so a
-    slice vocabulary maps each distinct value once (:meth:`~detector.core.layout.SliceVocab.codes`)."""
-
-    __slots__ = ("values", "codes")
-
-    def __init__(self, values: list[Any], codes: np.ndarray) -> None:
-        super().__init__(map(values.__getitem__, codes.tolist()))
-        self.values, self.codes = values, codes
 
 
 _EMPTY: dict[str, Any] = {}

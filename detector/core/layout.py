@@ -16,11 +16,11 @@ from typing import Any
 import numpy as np
 
 from detector.core.binning import Bins
-from detector.core.events import CodedColumn, Schema
+from detector.core.events import Schema
 from detector.core.hourly import mix_profiles
 from detector.core.reference import CategoricalProfile, NumericProfile, Reference, coarse_groups
 
-__all__ = ["OTHER", "NONE", "SliceVocab", "Layout", "SCORE"]
+__all__ = ["OTHER", "NONE", "SliceVocab", "Layout", "SCORE", "CodedColumn"]
 
 OTHER = "__other__"
 NONE = "__none__"  # the event carried no value for this dimension
@@ -28,6 +28,18 @@ SCORE = "__score__"
 _MISS = object()
 
 _LAT_EDGES = np.concatenate([[0.0], np.logspace(-1, 5, 61)])  # ms: 0.1 ms .. 100 s, 10 per decade
+
+
+class CodedColumn(list):  # type: ignore[type-arg]
+    """A column of (few distinct) values that also carries its dictionary encoding: ``values``
+    (distinct, in order of first appearance) and ``codes`` (index into them per event), so a
+    slice vocabulary maps each distinct value once (:meth:`~detector.core.layout.SliceVocab.codes`)."""
+
+    __slots__ = ("values", "codes")
+
+    def __init__(self, values: list[Any], codes: np.ndarray) -> None:
+        super().__init__(map(values.__getitem__, codes.tolist()))
+        self.values, self.codes = values, codes
 
 
 @dataclass
