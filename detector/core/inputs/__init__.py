@@ -1,0 +1,1 @@
+"""Inputs: raw messages -> validated columns -> per-window counts, event time, production's own history."""

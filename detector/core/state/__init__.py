@@ -1,0 +1,1 @@
+"""State as declared plain data: the format, engine snapshots, window partials."""

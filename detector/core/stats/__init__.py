@@ -1,0 +1,1 @@
+"""Statistics: distances, tests and effect sizes (pure, vectorised functions)."""
