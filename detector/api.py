@@ -27,9 +27,9 @@ import numpy as np
 import orjson
 
 from detector.core.engine import Engine
-from detector.core.profile import TIME_COLUMNS, to_text
-from detector.core.profile import build_reference as _profile
-from detector.core.reference import Reference
+from detector.core.reference.build import TIME_COLUMNS, to_text
+from detector.core.reference.build import build_reference as _profile
+from detector.core.reference.profile import Reference
 from detector.core.settings import DetectorSettings, parse_duration
 from detector.io.eventrows import Kind, to_events
 
@@ -41,7 +41,7 @@ MAX_ERRORS = 1000  # rejected events kept for inspection (all are counted)
 def build_reference(data: Any, label: str | None = None, score: str | None = None, slices: Sequence[str] = (),
                     *, time: str | None = None, model: str | None = None, exclude: Sequence[str] = (),
                     types: Mapping[str, str] | None = None) -> Reference:
-    """Profile training data into a :class:`~detector.core.reference.Reference`.
+    """Profile training data into a :class:`~detector.core.reference.profile.Reference`.
 
     ``data``: a pandas DataFrame, a mapping of column -> array, or a path to a table (CSV, JSONL,
     Parquet; what ``skewwatch baseline --data`` reads). Every column that is not the ``label``,
@@ -135,8 +135,8 @@ class Monitor:
             or (next(iter(refs)) if refs else "model")
         st = DetectorSettings.model_validate({**dict(settings or {}), "window": parse_duration(window)})
         self.engine = Engine(st, refs or {self.model: default}, default)
-        from detector.core.adoption import attach_adoption
-        from detector.core.outcomes import attach_outcomes
+        from detector.core.checks.adoption import attach_adoption
+        from detector.core.outcomes.monitor import attach_outcomes
 
         attach_outcomes(self.engine)
         attach_adoption(self.engine)

@@ -12,7 +12,7 @@ the field (or the environment variable) and the fix; the CLI turns it into exit 
 Secrets (SASL password, TLS key password) are ``SecretStr``: never in ``repr``, logs or
 ``check-config`` output. Give them inline, from a file (``…_file``, e.g. a mounted Kubernetes
 Secret) or from a named environment variable (``…_env``); they are read when the Kafka clients
-are built (:mod:`detector.stream.clients`).
+are built (:mod:`detector.kafka.clients`).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, ValidationError, model_validator
 
-from detector.core.reference import Reference, ReferenceError
+from detector.core.reference.profile import Reference, ReferenceError
 from detector.core.settings import DetectorSettings, Duration
 
 __all__ = ["Config", "ConfigError", "ModelConfig", "load_config", "load_references"]
@@ -55,7 +55,7 @@ class ModelConfig(_Strict):
 
 
 class Security(_Strict):
-    """How every Kafka client of the process authenticates (see :mod:`detector.stream.clients`)."""
+    """How every Kafka client of the process authenticates (see :mod:`detector.kafka.clients`)."""
 
     protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None

@@ -18,11 +18,11 @@ from typing import IO, Any
 import orjson
 
 from detector.config import Config, load_references
-from detector.core.counterexamples import library_of
 from detector.core.engine import Engine
-from detector.core.events import EventError
-from detector.core.reference import Reference, ReferenceError
-from detector.core.timeparse import parse_timestamps
+from detector.core.inputs.events import EventError
+from detector.core.inputs.timeparse import parse_timestamps
+from detector.core.outcomes.counterexamples import library_of
+from detector.core.reference.profile import Reference, ReferenceError
 from detector.io.eventrows import EventFile, Kind
 from detector.progress import progress_bar
 
@@ -182,10 +182,10 @@ def build_engine(cfg: Config, reference: str | None, base: Path | None) -> Engin
     if not refs and default is None:
         raise UsageError("no reference: pass --reference REF.json (from `skewwatch baseline`) or list models in --config")
     eng = Engine(cfg.detector, refs, default)
-    from detector.core.outcomes import attach_outcomes
+    from detector.core.outcomes.monitor import attach_outcomes
 
     attach_outcomes(eng, cfg)
-    from detector.core.adoption import attach_adoption
+    from detector.core.checks.adoption import attach_adoption
 
     attach_adoption(eng, cfg)
     return eng

@@ -29,7 +29,7 @@ import yaml
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # the checkout's own package, installed or not
-from detector.core import kinds  # noqa: E402 - after the path above
+from detector.core.decisions import kinds  # noqa: E402 - after the path above
 
 OUT = HERE / "dashboards"
 CONFIGMAPS = HERE / "kubernetes" / "dashboards.yaml"

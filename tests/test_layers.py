@@ -10,12 +10,12 @@ PKG = Path(__file__).resolve().parents[1] / "detector"
 
 #: package -> what it may not import (prefixes of dotted module names)
 FORBIDDEN = {
-    "detector/core": ("detector.stream", "detector.cli", "detector.web", "detector.exporters", "detector.io",
+    "detector/core": ("detector.kafka", "detector.cli", "detector.web", "detector.exporters", "detector.io",
                       "detector.bench", "detector.sim", "detector.replay", "detector.api", "detector.config"),
-    "detector/stream": ("detector.cli", "detector.bench"),
+    "detector/kafka": ("detector.cli", "detector.bench"),
     "detector/web": ("detector.cli", "detector.bench"),
     "detector/exporters": ("detector.cli", "detector.bench", "detector.web"),
-    "detector/io": ("detector.cli", "detector.bench", "detector.web", "detector.stream"),
+    "detector/io": ("detector.cli", "detector.bench", "detector.web", "detector.kafka"),
 }
 
 

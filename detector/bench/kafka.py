@@ -8,7 +8,7 @@ fresh consumer group per measurement so every one reads its topic from the start
 single-event messages
     ``faust``         a Faust agent that only counts (``value_serializer="raw"``, the worker's
                       ``stream.take_events`` batching and consumer settings): the transport ceiling
-    ``skewwatch``     the real sidecar :class:`~detector.stream.worker.Worker` (the same kind of
+    ``skewwatch``     the real sidecar :class:`~detector.kafka.worker.Worker` (the same kind of
                       agent handing each batch to ``Sidecar.on_predictions``; window partials go to
                       the aggregator through Kafka, as in production)
     ``ratio``         skewwatch / faust (target >= 0.85)
@@ -59,7 +59,7 @@ async def _produce(bootstrap: str, topic: str, values: list[bytes], keys: list[b
     """Send all values (key-partitioned); returns messages per second."""
     from aiokafka import AIOKafkaProducer
 
-    from detector.stream.clients import plaintext
+    from detector.kafka.clients import plaintext
 
     prod = AIOKafkaProducer(**plaintext(bootstrap).aiokafka(linger_ms=5, max_batch_size=1024 * 1024,
                                                             max_request_size=16 * 1024 * 1024))
@@ -103,7 +103,7 @@ def _assigned(app: Any) -> bool:
 
 
 def _faust_settings(batch: int) -> dict[str, Any]:
-    """The worker's consumer-side Faust settings (see ``detector.stream.worker.Worker._build``)."""
+    """The worker's consumer-side Faust settings (see ``detector.kafka.worker.Worker._build``)."""
     return dict(value_serializer="raw", key_serializer="raw", store="memory://", autodiscover=False,
                 broker_commit_every=10**9, broker_commit_interval=10**9, topic_disable_leader=True,
                 stream_buffer_maxsize=max(4096, 2 * batch), broker_max_poll_records=max(500, batch),
@@ -115,7 +115,7 @@ async def faust_count(bootstrap: str, topic: str, total: int, batch: int, within
     """A Faust agent that only counts the messages of ``topic``."""
     import faust
 
-    from detector.stream.clients import plaintext
+    from detector.kafka.clients import plaintext
 
     app = faust.App(f"bench-faust-{uuid.uuid4().hex[:8]}", broker=plaintext(bootstrap).faust_brokers(), web_enabled=False,
                     **_faust_settings(batch))
@@ -138,7 +138,7 @@ async def aiokafka_count(bootstrap: str, topic: str, total: int, timeout: float,
     """A raw ``getmany`` loop over every partition of ``topic`` that only counts messages."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
-    from detector.stream.clients import plaintext
+    from detector.kafka.clients import plaintext
 
     c = AIOKafkaConsumer(**plaintext(bootstrap).aiokafka(enable_auto_commit=False, group_id=None,
                                                          auto_offset_reset="earliest", max_partition_fetch_bytes=8 * 1024 * 1024,
@@ -165,7 +165,7 @@ async def aiokafka_count(bootstrap: str, topic: str, total: int, timeout: float,
 
 def _config(bootstrap: str, topic: str, window: str) -> Any:
     from detector.config import Config
-    from detector.stream.broker import free_port
+    from detector.kafka.broker import free_port
 
     gid = f"bench-sw-{uuid.uuid4().hex[:8]}"
     return Config.model_validate({
@@ -181,8 +181,8 @@ def _config(bootstrap: str, topic: str, window: str) -> Any:
 async def worker_rate(bootstrap: str, topic: str, total_events: int, ref: Any, batch: int, window: str,
                       timeout: float) -> dict[str, float]:
     """The real sidecar Worker (Faust app) reading ``topic``; rate in events/s."""
-    from detector.stream.broker import acreate_topics
-    from detector.stream.worker import Worker
+    from detector.kafka.broker import acreate_topics
+    from detector.kafka.worker import Worker
 
     cfg = _config(bootstrap, topic, window)
     t = cfg.kafka.topics
@@ -207,7 +207,7 @@ def core_rate(messages: list[bytes], ref: Any, batch: int, window: str, per_mess
     """The worker's own path fed from memory (no Kafka): one unit per partition, checkpoints, the aggregator."""
 
     from detector.config import Config
-    from detector.stream.local import LocalGroup
+    from detector.kafka.local import LocalGroup
 
     g = LocalGroup(Config.model_validate({"detector": {"window": window}}), {}, ref, PARTITIONS)
     parts = [messages[k::PARTITIONS] for k in range(PARTITIONS)]
@@ -267,7 +267,7 @@ def _summary(rs: list[dict[str, float]]) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> int:
     from detector.bench.workload import make_events, reference, stages
-    from detector.stream.broker import BrokerError, EmbeddedBroker, create_topics
+    from detector.kafka.broker import BrokerError, EmbeddedBroker, create_topics
 
     n = (args.events // ENVELOPE) * ENVELOPE
     if n < 1000 or args.runs < 1:

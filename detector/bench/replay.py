@@ -142,7 +142,7 @@ def state_bytes(eng: Any) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name, ms in eng.models.items():
         lay = ms.layout
-        from detector.core.window import WindowCounts
+        from detector.core.inputs.window import WindowCounts
 
         w = WindowCounts.empty(lay, 0.0, 1.0)
         win = sum(v.nbytes for v in vars(w).values() if isinstance(v, np.ndarray))

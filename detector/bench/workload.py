@@ -17,7 +17,7 @@ import numpy as np
 import orjson
 
 from detector.core.engine import Engine, gc_paused
-from detector.core.profile import build_reference
+from detector.core.reference.build import build_reference
 from detector.core.settings import DetectorSettings
 
 __all__ = ["make_events", "columns", "reference", "bench_core", "parse_floor", "stages"]

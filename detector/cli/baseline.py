@@ -11,7 +11,7 @@
 
 The table is read once, chunk by chunk (:func:`scan`; CSV through Arrow's streaming reader when
 pyarrow is installed), into exact per-column summaries and a seeded uniform sample of
-``--sample-rows`` rows (:mod:`detector.core.streamprofile` says what comes from which and why
+``--sample-rows`` rows (:mod:`detector.core.reference.streamed` says what comes from which and why
 one million rows is enough), so memory does not grow with the file. A table no larger than the
 sample is profiled from every row. Progress (on a terminal) is the share of the file's bytes
 read -- compressed bytes for ``.gz`` -- with rate and ETA.
@@ -24,10 +24,10 @@ events' ``model`` when they all name the same one.
 
 With a timestamp column (``--time-column``, by default the first of ``ts``, ``timestamp``,
 ``time``, ``event_time`` that exists) the reference also gets hour-of-day profiles of the
-features whose distribution changes over the day (:mod:`detector.core.hourly`).
+features whose distribution changes over the day (:mod:`detector.core.reference.hourly`).
 
 With a label column the reference also gets an audit (``Reference.audit``, printed in the
-summary; :mod:`detector.core.audit`): every feature's predictiveness on its own (AUC, mutual
+summary; :mod:`detector.core.reference.audit`): every feature's predictiveness on its own (AUC, mutual
 information), leak suspects (near-perfect predictors, features populated only after the outcome)
 and, with a timestamp column, the random-split vs time-split AUC of a simple model (a warning
 when the gap is significant and above 0.03).
@@ -49,9 +49,9 @@ from typing import Any, Literal, TextIO
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from detector.core.profile import TIME_COLUMNS, ProfileError
-from detector.core.reference import CategoricalProfile, NumericProfile, Reference
-from detector.core.streamprofile import SAMPLE_ROWS, TableProfiler
+from detector.core.reference.build import TIME_COLUMNS, ProfileError
+from detector.core.reference.profile import CategoricalProfile, NumericProfile, Reference
+from detector.core.reference.streamed import SAMPLE_ROWS, TableProfiler
 from detector.io.tables import TableError, TableReader
 
 __all__ = ["PROG", "Scanned", "TypesConfig", "add_arguments", "main", "run", "scan"]
@@ -382,7 +382,7 @@ def _summary(ref: Reference, table: Scanned, path: Path, seconds: float, out: Te
         lines.append(f"  joint structure: {len(mv['features'])} numeric features, {len(mv['components'])} components"
                      f" ({sum(mv['explained']):.0%} of the variance), standardised {by}")
     if ref.audit:
-        from detector.core.audit import summary_lines
+        from detector.core.reference.audit import summary_lines
 
         lines += summary_lines(ref.audit)
     if ref.model:

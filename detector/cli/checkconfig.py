@@ -27,7 +27,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from detector.stream.clients import client_settings
+    from detector.kafka.clients import client_settings
 
     try:
         cfg = load_config(args.config)

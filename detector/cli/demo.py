@@ -34,8 +34,8 @@ _C = {"firing": "\033[1;31m", "resolved": "\033[32m", "dim": "\033[2m", "bold": 
 
 def demo_reference(cache_dir: Path | None = None, rows: int = 60_000) -> Any:
     """Reference profile of the simulated model's training data (built once, then cached)."""
-    from detector.core.profile import build_reference
-    from detector.core.reference import Reference
+    from detector.core.reference.build import build_reference
+    from detector.core.reference.profile import Reference
     from detector.sim import training_table
 
     cache = (cache_dir or Path(tempfile.gettempdir())) / f"skewwatch-demo-reference-{rows}.json"
@@ -64,14 +64,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _free_port() -> int:
-    from detector.stream.broker import free_port
+    from detector.kafka.broker import free_port
 
     return free_port()
 
 
 def run(args: argparse.Namespace) -> int:
     from detector.config import ConfigError, load_config
-    from detector.stream.broker import BrokerError, EmbeddedBroker
+    from detector.kafka.broker import BrokerError, EmbeddedBroker
 
     security: dict[str, Any] = {}
     if args.config:
@@ -92,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
 
     port = args.port if args.port else _free_port()
     try:
-        from detector.stream.broker import _port_free
+        from detector.kafka.broker import _port_free
 
         if not _port_free("0.0.0.0", port):
             port = _free_port()
@@ -157,7 +157,7 @@ def run(args: argparse.Namespace) -> int:
 
 async def _drive(worker: Any, cfg: Config, args: argparse.Namespace, state: dict[str, Any], c: Any) -> None:
     from detector.cli.simulate import produce_scenario
-    from detector.core.timeparse import format_ts
+    from detector.core.inputs.timeparse import format_ts
 
     await worker.restored.wait()
     while not worker.app.consumer.assignment():

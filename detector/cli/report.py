@@ -77,8 +77,8 @@ def _snapshot_settings(path: str) -> tuple[bytes, dict[str, Any] | None]:
         data = p.read_bytes()
     except OSError as exc:
         raise ReportError(f"--snapshot: cannot read {p}: {exc.strerror or exc}") from exc
-    from detector.core.snapshot import ENGINE_VERSION
-    from detector.core.state import StateError, unpack
+    from detector.core.state.codec import StateError, unpack
+    from detector.core.state.snapshot import ENGINE_VERSION
 
     try:  # plain data only: a snapshot file is never executed, whoever wrote it
         state = unpack(data, "engine", {ENGINE_VERSION})

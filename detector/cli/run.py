@@ -8,8 +8,8 @@ Start-up never depends on the broker. In order:
    ``/healthz``, ``/readyz`` (200), ``/metrics`` (``skewwatch_config_error 1``) and the error on
    ``/status``, logs the error, and reads the file again every 30 s: a broken config must not
    keep the model's pod from starting or serving.
-2. Serve the HTTP endpoints (:mod:`detector.stream.web`) on ``web.host:web.port``.
-3. Reach the cluster (:mod:`detector.stream.connect`): connect with TLS/SASL, check or create the
+2. Serve the HTTP endpoints (:mod:`detector.kafka.web`) on ``web.host:web.port``.
+3. Reach the cluster (:mod:`detector.kafka.connect`): connect with TLS/SASL, check or create the
    topics; on failure log the reason and the fix, count it in
    ``skewwatch_kafka_connection_errors_total{reason}`` and retry with backoff, for ever.
 4. Start the Faust worker; it restores its state from its last checkpoint and runs until
@@ -58,12 +58,12 @@ class Loaded:
     cfg: Config
     refs: dict[str, Any]
     default: Any
-    settings: Any  # detector.stream.clients.ClientSettings
+    settings: Any  # detector.kafka.clients.ClientSettings
 
 
 def load_all(path: str | Path, *, warn_ignored: bool = True) -> Loaded:
     """Config, references and client settings; :class:`ConfigError` names what is wrong."""
-    from detector.stream.clients import client_settings
+    from detector.kafka.clients import client_settings
 
     cfg = load_config(path, warn_ignored=warn_ignored)
     refs, default = load_references(cfg, Path(path).parent)
@@ -89,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
 def run_worker(cfg: Config, refs: dict[str, Any], default: Any, worker_id: str | None = None,
                on_started: Callable[[Any], None] | None = None, sidecar: bool = False) -> int:
     """Run the worker for an in-memory config (``skewwatch demo``) until SIGTERM; returns the exit code."""
-    from detector.stream.clients import client_settings
+    from detector.kafka.clients import client_settings
 
     loaded = Loaded(cfg, refs, default, client_settings(cfg.kafka))
     return asyncio.run(serve(loaded, None, worker_id=worker_id, sidecar=sidecar, on_started=on_started))
@@ -99,8 +99,8 @@ async def serve(loaded: Loaded | None, config_path: str | Path | None, *, worker
                 sidecar: bool = False, config_error: ConfigError | None = None,
                 on_started: Callable[[Any], None] | None = None, config_retry: float = CONFIG_RETRY_SECONDS) -> int:
     """Steps 2-4 of the module docstring (and step 1's sidecar-mode wait when ``loaded`` is None)."""
-    from detector.stream.health import Health
-    from detector.stream.web import WebServer
+    from detector.kafka.health import Health
+    from detector.kafka.web import WebServer
 
     if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
         # Faust, mode and aiokafka narrate at INFO (timer drift, fetcher starts); their warnings stay
@@ -142,9 +142,9 @@ async def serve(loaded: Loaded | None, config_path: str | Path | None, *, worker
 
 async def _run_worker(loaded: Loaded, health: Any, stop: asyncio.Event, worker_id: str | None,
                       on_started: Callable[[Any], None] | None) -> int:
-    from detector.stream.connect import backoff_delays, connect, watch
-    from detector.stream.topics import required_topics
-    from detector.stream.worker import Worker
+    from detector.kafka.connect import backoff_delays, connect, watch
+    from detector.kafka.topics import required_topics
+    from detector.kafka.worker import Worker
 
     cfg, settings = loaded.cfg, loaded.settings
     delays = backoff_delays()
@@ -221,7 +221,7 @@ async def _wait_for_config(path: str | Path, health: Any, stop: asyncio.Event, f
 
 
 async def _start_web(health: Any, host: str, port: int) -> Any:
-    from detector.stream.web import WebServer
+    from detector.kafka.web import WebServer
 
     try:
         return await WebServer(health, host, port).start()

@@ -44,11 +44,11 @@ async def produce_scenario(
 ) -> int:
     """Produce a scenario's events; returns the number of messages sent.
 
-    ``bootstrap`` is ``"host:port[,…]"`` (unsecured) or a :class:`~detector.stream.clients.ClientSettings`.
+    ``bootstrap`` is ``"host:port[,…]"`` (unsecured) or a :class:`~detector.kafka.clients.ClientSettings`.
     """
     from aiokafka import AIOKafkaProducer
 
-    from detector.stream.clients import ClientSettings, plaintext
+    from detector.kafka.clients import ClientSettings, plaintext
 
     settings = bootstrap if isinstance(bootstrap, ClientSettings) else plaintext(str(bootstrap))
     names = {"predictions": "predictions", "labels": "labels", "features": "features", **(topics or {})}
@@ -87,12 +87,12 @@ async def produce_scenario(
 async def produce_file(bootstrap: Any, path: str, topic: str = "predictions") -> int:
     """Send a file of events as they are (the way any client would); ``topic`` fields pick the topic.
 
-    ``bootstrap`` is ``"host:port[,…]"`` (unsecured) or a :class:`~detector.stream.clients.ClientSettings`.
+    ``bootstrap`` is ``"host:port[,…]"`` (unsecured) or a :class:`~detector.kafka.clients.ClientSettings`.
     """
     from aiokafka import AIOKafkaProducer
 
     from detector.io.eventrows import EventFile
-    from detector.stream.clients import ClientSettings, plaintext
+    from detector.kafka.clients import ClientSettings, plaintext
 
     settings = bootstrap if isinstance(bootstrap, ClientSettings) else plaintext(str(bootstrap))
     prod = AIOKafkaProducer(**settings.aiokafka(linger_ms=20))
@@ -141,7 +141,7 @@ def run(args: argparse.Namespace) -> int:
         print("skewwatch simulate: error: --speedup and --rate must be positive", file=sys.stderr)
         return 2
     from detector.config import ConfigError
-    from detector.stream.clients import plaintext
+    from detector.kafka.clients import plaintext
 
     if not args.bootstrap and not args.config:
         print("skewwatch simulate: error: give --bootstrap HOST:PORT or --config C.yaml", file=sys.stderr)
@@ -150,7 +150,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         if args.config:
             from detector.config import load_config
-            from detector.stream.clients import client_settings
+            from detector.kafka.clients import client_settings
 
             cfg = load_config(args.config)
             kafka = cfg.kafka.model_copy(update={"brokers": args.bootstrap.split(",")}) if args.bootstrap else cfg.kafka
@@ -170,7 +170,7 @@ def run(args: argparse.Namespace) -> int:
 
     def progress(ts: float, n: int) -> None:
         if not args.quiet:
-            from detector.core.timeparse import format_ts
+            from detector.core.inputs.timeparse import format_ts
 
             print(f"\r  simulated time {format_ts(ts)[:16]}Z, {n:,} messages sent", end="", file=sys.stderr)
 
@@ -189,7 +189,7 @@ def run(args: argparse.Namespace) -> int:
 
 async def _reachable(settings: Any, timeout: float = 20.0) -> None:
     """Fail fast with the reason (unreachable, TLS, SASL) instead of a producer timing out later."""
-    from detector.stream.connect import ClusterError, handshake
+    from detector.kafka.connect import ClusterError, handshake
 
     deadline = asyncio.get_running_loop().time() + timeout
     while True:

@@ -7,10 +7,10 @@ watermark (largest prediction timestamp seen minus ``allowed_lateness``) passes 
 event for a window that already closed is *late* (counted, not folded in), and an event further
 than ``max_future`` ahead of the stream is rejected as a bad clock.
 
-State per model: open windows (:class:`~detector.core.window.WindowCounts`), the seasonal
+State per model: open windows (:class:`~detector.core.inputs.window.WindowCounts`), the seasonal
 baseline, change detectors, default-value candidates and the alert state. All of it is
 bounded (slice and category top-K, fixed bins) and serialisable as declared plain data
-(``snapshot``/``restore``, :mod:`detector.core.state`). Across workers, closed windows travel as
+(``snapshot``/``restore``, :mod:`detector.core.state.codec`). Across workers, closed windows travel as
 partials (``advance_partials`` on the worker that folded them, ``ingest_partial`` on the one
 that evaluates).
 """
@@ -24,21 +24,29 @@ from typing import Any
 
 import numpy as np
 
-from detector.core.adoption import Adoption
-from detector.core.alerts import OUTCOME_KINDS, Alert, AlertManager
-from detector.core.checks import build_view, run_checks
-from detector.core.daily import DayRing, daily_checks
-from detector.core.events import (
-    EventError,
-    PredictionBatch,
-    PredictionDecoder,
-)
-from detector.core.eventtime import EventClock
-from detector.core.fastdecode import TypedDecoder
-from detector.core.ingest import Ingest, gc_paused
-from detector.core.layout import SCORE, Layout
-from detector.core.multivariate.window import JointDrift, hold_explained
-from detector.core.partials import (
+from detector.core.checks.adoption import Adoption
+from detector.core.checks.daily import DayRing, daily_checks
+from detector.core.checks.multivariate.window import JointDrift, hold_explained
+from detector.core.checks.remix import add_variants, collapse, hold_mixed
+from detector.core.checks.seasonal import seasonal_checks
+from detector.core.checks.window import build_view, run_checks
+from detector.core.decisions.alerts import OUTCOME_KINDS, Alert, AlertManager
+from detector.core.decisions.select import SPECIFIC, Finding, dedup, hold_generic, select_findings
+from detector.core.decisions.triage import PIPELINE_KINDS
+from detector.core.inputs.events import EventError, PredictionBatch, PredictionDecoder
+from detector.core.inputs.eventtime import EventClock
+from detector.core.inputs.fastdecode import TypedDecoder
+from detector.core.inputs.ingest import Ingest, gc_paused
+from detector.core.inputs.layout import SCORE, Layout
+from detector.core.inputs.seasonal import Frozen, SeasonalBaseline
+from detector.core.inputs.served import ServedTotals
+from detector.core.inputs.window import N_CAND, RATE, WindowCounts
+from detector.core.inputs.wire import row_error
+from detector.core.reference.profile import Reference, value_share
+from detector.core.reference.reconcile import NOTE, reconciled, served_as_text
+from detector.core.settings import DetectorSettings
+from detector.core.state.codec import StateError
+from detector.core.state.partials import (
     Partial,
     check_window_fits,
     partial_events,
@@ -47,18 +55,6 @@ from detector.core.partials import (
     row_map,
     row_map_values,
 )
-from detector.core.reconcile import NOTE, reconciled, served_as_text
-from detector.core.reference import Reference, value_share
-from detector.core.remix import add_variants, collapse, hold_mixed
-from detector.core.seasonal import Frozen, SeasonalBaseline
-from detector.core.seasonal_checks import seasonal_checks
-from detector.core.select import SPECIFIC, Finding, dedup, hold_generic, select_findings
-from detector.core.served import ServedTotals
-from detector.core.settings import DetectorSettings
-from detector.core.state import StateError
-from detector.core.triage import PIPELINE_KINDS
-from detector.core.window import N_CAND, RATE, WindowCounts
-from detector.core.wire import row_error
 
 __all__ = ["Engine", "EngineError", "gc_paused"]
 
@@ -115,7 +111,7 @@ class ModelState:
                  codes: dict[str, dict[str, str]] | None = None) -> None:
         self.name = name
         self.settings = settings
-        # code-like numeric features served as strings, compared as categories (detector.core.reconcile)
+        # code-like numeric features served as strings, compared as categories (detector.core.reference.reconcile)
         self.codes = dict(codes or {})
         self.layout = Layout(reconciled(ref, self.codes), dims, settings.slice_top_k, settings.category_top_k)
         self.decoder = PredictionDecoder(self.layout.schema, settings.no_action_decisions, settings.max_unknown_features,
@@ -149,9 +145,9 @@ class ModelState:
         # the last closed window's counts (bounded: one window), for the status page and report charts
         self.last_window: WindowCounts | None = None
         self.typed: TypedDecoder | None = None  # built when this model's events dominate a batch
-        # joint structure of the numeric features (detector.core.multivariate.window), when the reference has it
+        # joint structure of the numeric features (detector.core.checks.multivariate.window), when the reference has it
         self.joint = JointDrift(ref.multivariate, self.layout.numeric, settings.window) if ref.multivariate else None
-        self.arrow: Any = None  # its columnar reader (detector.core.arrowdecode), built with it
+        self.arrow: Any = None  # its columnar reader (detector.core.inputs.arrowdecode), built with it
 
     # ---------------------------------------------------------------- candidates for value spikes
     def discover_candidates(self, b: PredictionBatch, idx: np.ndarray | None = None, start: float = -np.inf) -> None:
@@ -197,7 +193,7 @@ class ModelState:
 def _make_detectors(settings: DetectorSettings, n: int) -> list[Any]:
     if settings.change_detector == "none":
         return []
-    from detector.core.drift_state import ADWIN, PageHinkley  # river's, with plain restorable state
+    from detector.core.state.drift import ADWIN, PageHinkley  # river's, with plain restorable state
 
     delta = settings.change_detector_delta / max(n, 1)  # Bonferroni across the model's series
     if settings.change_detector == "adwin":
@@ -225,11 +221,11 @@ class Engine(Ingest):
         # a live driver's wall clock (set before each ingest, or passed to it): "future" is then ahead of it
         self.now: float | None = None
         self._now: float | None = None  # the wall clock of the ingest under way (live), else None
-        self.outcomes: Any = None  # label join / outcome monitors (attached by detector.core.outcomes)
-        self.adoption = Adoption()  # override / review-capacity checks (capacities: detector.core.adoption.attach_adoption)
-        self._typed: TypedDecoder | None = None  # typed decoder of the usual model (detector.core.fastdecode)
+        self.outcomes: Any = None  # label join / outcome monitors (attached by detector.core.outcomes.monitor)
+        self.adoption = Adoption()  # override / review-capacity checks (capacities: detector.core.checks.adoption.attach_adoption)
+        self._typed: TypedDecoder | None = None  # typed decoder of the usual model (detector.core.inputs.fastdecode)
 
-    # ------------------------------------------------------------------ event time (detector.core.eventtime)
+    # ------------------------------------------------------------------ event time (detector.core.inputs.eventtime)
     @property
     def high_water(self) -> float:
         """The stream's robust event-time progress (not the largest timestamp seen)."""
@@ -291,7 +287,7 @@ class Engine(Ingest):
 
         ``now``: the driver's wall clock (Unix seconds) when it runs live; an event more than
         ``max_clock_skew`` ahead of it is rejected. Without it (replay, notebooks) "ahead" is
-        judged against the stream's own progress (:mod:`detector.core.eventtime`).
+        judged against the stream's own progress (:mod:`detector.core.inputs.eventtime`).
         """
         self._now = now if now is not None else self.now
         try:
@@ -453,7 +449,7 @@ class Engine(Ingest):
         ms.last_window = w
         self.counters.windows_closed += 1
         v = build_view(lay, w, ms.seasonal, st)
-        add_variants(v, lay, ms.seasonal)  # all traffic also against its usual mix re-weighted (detector.core.remix)
+        add_variants(v, lay, ms.seasonal)  # all traffic also against its usual mix re-weighted (detector.core.checks.remix)
         cands = ms.cands_complete(w.start)
         results = run_checks(lay, v, ms.seasonal, st, cands, ms.cand_ref)
         results.extend(seasonal_checks(lay, v, ms.seasonal, st, cands))
@@ -551,8 +547,8 @@ class Engine(Ingest):
 
     # ------------------------------------------------------------------ state
     def snapshot(self) -> bytes:
-        """All state as a versioned plain-data blob (:mod:`detector.core.state`)."""
-        from detector.core.snapshot import engine_snapshot
+        """All state as a versioned plain-data blob (:mod:`detector.core.state.codec`)."""
+        from detector.core.state.snapshot import engine_snapshot
 
         return engine_snapshot(self)
 
@@ -562,7 +558,7 @@ class Engine(Ingest):
         Safe for untrusted bytes: nothing is executed, sizes are bounded by the input, shapes are
         checked against this engine's layouts. After an error the engine must be discarded.
         """
-        from detector.core.snapshot import engine_restore
+        from detector.core.state.snapshot import engine_restore
 
         engine_restore(self, data)
 
@@ -667,7 +663,7 @@ def _top(d: dict[str, int]) -> str | None:
 
 
 def _fmt(t: float) -> str:
-    from detector.core.timeparse import format_ts
+    from detector.core.inputs.timeparse import format_ts
 
     return format_ts(t)
 

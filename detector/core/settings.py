@@ -74,7 +74,7 @@ class DetectorSettings(_Strict):
     window: Duration = Field(3600.0, gt=0, description="tumbling event-time window length")
     allowed_lateness: Duration = Field(60.0, ge=0, description="how long a window waits for late events")
     max_future: Duration = Field(86400.0, gt=0, description="offline (replay, no wall clock): reject events this far "
-                                 "ahead of the stream's robust front (see detector.core.eventtime)")
+                                 "ahead of the stream's robust front (see detector.core.inputs.eventtime)")
     max_clock_skew: Duration = Field(900.0, gt=0, description="live: reject events this far ahead of the worker's wall clock")
     min_epoch: float = Field(946684800.0, description="reject timestamps before this (2000-01-01)")
     seasonality: Literal["daily", "weekly", "none"] = "daily"

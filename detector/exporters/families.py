@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 
-from detector.core.served import all_traffic_row
+from detector.core.inputs.served import all_traffic_row
 
 ALL = "all"  # slice label of the whole traffic
 MAX_MODELS = 100
@@ -164,7 +164,7 @@ class _Families:
 
 def _delay_buckets(d: Any) -> tuple[list[tuple[str, float]], float] | None:
     """Cumulative ``(le, count)`` buckets and the sum of a per-bin delay histogram."""
-    from detector.core.labels import DELAY_EDGES
+    from detector.core.outcomes.labels import DELAY_EDGES
 
     if d is None:
         return None
@@ -249,7 +249,7 @@ def _ts(v: Any) -> float | None:
         return None
     if isinstance(v, int | float):
         return float(v) if _finite(v) else None
-    from detector.core.timeparse import parse_timestamps
+    from detector.core.inputs.timeparse import parse_timestamps
 
     t = float(parse_timestamps([v])[0])
     return t if math.isfinite(t) else None

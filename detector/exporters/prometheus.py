@@ -17,26 +17,26 @@ vocabularies, model versions are capped at :data:`MAX_VERSIONS` (first come; the
   rate; ``model=""`` on label and feature events, which are counted before they are joined).
 
 Two topologies: a replay has one engine that ingests and evaluates; a Kafka worker
-(:mod:`detector.stream.worker`) folds its input in one engine per *unit* (input partition), read
-here as one ingest view (:func:`detector.stream.views.ingest_view`: counters, open windows, slice
+(:mod:`detector.kafka.worker`) folds its input in one engine per *unit* (input partition), read
+here as one ingest view (:func:`detector.kafka.views.ingest_view`: counters, open windows, slice
 vocabularies, label-join counters), while the evaluating engine is the group's aggregator's
 (statistics, alerts, outcome values; only on the worker that holds the aggregator role).
 ``exposition(evaluator, worker=w)`` reads each from where it lives and adds the worker's
 dead-letter, redelivery and checkpoint counters and the standard ``process_*`` metrics.
 
 Serving it: :func:`exposition` renders one engine as text (``skewwatch replay --metrics-out``); the
-worker's HTTP server (:mod:`detector.stream.web`, the one production serves) registers
+worker's HTTP server (:mod:`detector.kafka.web`, the one production serves) registers
 :class:`SkewwatchCollector` next to the health and process collectors. Liveness and readiness never
 depend on the Kafka broker: a broker outage shows up in the metrics, not as a restart loop.
 
 Outcome metrics come from ``engine.outcomes.stats(model)`` when an outcome monitor is attached
-(:class:`detector.core.outcomes.OutcomeMonitor`; read defensively, every key optional):
+(:class:`detector.core.outcomes.monitor.OutcomeMonitor`; read defensively, every key optional):
 ``slices[slice_key]`` (ECE, Brier, AUCs, precision, recall, base rate, labelled share, label
 delay quantiles, thresholds, expected cost of the last matured cohort), ``maturity_s``,
 ``window``, ``labels`` (label-join counters shared by all models, exported once without a
 model label), ``parity`` (``features[feature][slice_key]`` mismatch rates and join
 counters) and ``delay`` (``{"counts": [...], "sum": s}``: lifetime first-label delays per
-:data:`~detector.core.labels.DELAY_EDGES` bin, exported as the ``skewwatch_label_delay_seconds``
+:data:`~detector.core.outcomes.labels.DELAY_EDGES` bin, exported as the ``skewwatch_label_delay_seconds``
 histogram; the decayed histogram used for maturity is exported as p50/p90 gauges).
 
 >>> from detector.core.engine import Engine
@@ -261,7 +261,7 @@ class SkewwatchCollector(Collector):
             return
         w = ms.windows[max(ms.windows)]
         lay = ms.layout
-        from detector.core.window import RATE
+        from detector.core.inputs.window import RATE
 
         rows = [int(r) for r in lay.active_rows()]
         events = fam.gauge("skewwatch_window_events", "Predictions so far in the current (open) window.",
@@ -488,7 +488,7 @@ class SkewwatchCollector(Collector):
 def exposition(engine: Any, worker: Any = None, process: bool | None = None) -> bytes:
     """The Prometheus text exposition of one engine (a fresh registry each call).
 
-    ``worker`` (a :class:`detector.stream.worker.Worker`) adds its ingest engine, outcome monitor,
+    ``worker`` (a :class:`detector.kafka.worker.Worker`) adds its ingest engine, outcome monitor,
     checkpoint and dead-letter counters; ``engine`` is then its aggregator. ``process`` adds the
     standard ``process_*`` metrics (default: when serving a worker).
     """

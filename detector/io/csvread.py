@@ -35,7 +35,7 @@ from typing import IO, Any, Literal
 
 import numpy as np
 
-from detector.core.profile import MISSING_TOKENS
+from detector.core.reference.build import MISSING_TOKENS
 
 __all__ = ["CHUNK_ROWS", "CsvFile", "TableError", "csv_values", "have_arrow"]
 

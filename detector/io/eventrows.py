@@ -36,7 +36,7 @@ from typing import IO, Any, Literal
 import numpy as np
 import orjson
 
-from detector.core.profile import MISSING_TOKENS
+from detector.core.reference.build import MISSING_TOKENS
 from detector.io.csvread import CsvFile
 
 __all__ = ["EventFile", "Kind", "FORMATS", "to_events", "event_format"]

@@ -22,7 +22,7 @@ from typing import IO, Any
 import numpy as np
 import orjson
 
-from detector.core.profile import to_text
+from detector.core.reference.build import to_text
 from detector.io.csvread import TableError
 
 __all__ = ["JsonRows"]

@@ -1,6 +1,6 @@
 """Read a training table (CSV, JSON lines, JSON array or Parquet; optionally gzipped) in chunks of columns.
 
-This is the I/O shell in front of :mod:`detector.core.profile` / :mod:`detector.core.streamprofile`:
+This is the I/O shell in front of :mod:`detector.core.reference.build` / :mod:`detector.core.reference.streamed`:
 
 >>> t = read_table("train.csv")                                      # doctest: +SKIP
 >>> t.n_rows, sorted(t.columns)                                      # doctest: +SKIP
@@ -62,7 +62,7 @@ from typing import Any
 
 import numpy as np
 
-from detector.core.profile import MISSING_TOKENS, to_text
+from detector.core.reference.build import MISSING_TOKENS, to_text
 from detector.io.csvread import CHUNK_ROWS, CsvFile, TableError, csv_values, is_gzip
 from detector.io.jsonread import JsonRows
 

@@ -5,7 +5,7 @@ the role moves with a rebalance like any partition, and its state (merged open w
 baselines, change detectors, alert state, outcome cohorts, parity windows, what each unit has
 reported) is checkpointed under its own key and restored by the next owner.
 
-Units send *steps* (see :mod:`detector.stream.unit`), chunked, with headers ``skewwatch-kind:
+Units send *steps* (see :mod:`detector.kafka.unit`), chunked, with headers ``skewwatch-kind:
 step``, ``skewwatch-unit``, ``skewwatch-seq``, ``skewwatch-part`` and ``skewwatch-parts``, and
 after each checkpoint a *claim* (``skewwatch-kind: claim``, ``skewwatch-seq``,
 ``skewwatch-watermark``): "everything before this boundary is in the steps up to this seq". A
@@ -36,13 +36,13 @@ import time
 from typing import Any
 
 from detector.config import Config
-from detector.core.alerts import Alert
+from detector.core.decisions.alerts import Alert
 from detector.core.engine import Engine, EngineError
-from detector.core.exchange import apply_outcome_step
-from detector.core.partials import Partial
-from detector.core.reference import Reference
-from detector.core.snapshot import engine_state, load_engine_state
-from detector.core.state import StateError, check, decode, unpack
+from detector.core.outcomes.exchange import apply_outcome_step
+from detector.core.reference.profile import Reference
+from detector.core.state.codec import StateError, check, decode, unpack
+from detector.core.state.partials import Partial
+from detector.core.state.snapshot import engine_state, load_engine_state
 
 __all__ = ["Aggregator", "MAX_PARTS_BYTES"]
 
@@ -52,8 +52,8 @@ MAX_PARTS_BYTES = 256 << 20  # chunks of incomplete steps held at most
 
 class Aggregator:
     def __init__(self, cfg: Config, refs: dict[str, Reference], default: Reference | None) -> None:
-        from detector.core.adoption import attach_adoption
-        from detector.core.outcomes import attach_outcomes
+        from detector.core.checks.adoption import attach_adoption
+        from detector.core.outcomes.monitor import attach_outcomes
 
         self.cfg = cfg
         self.engine = Engine(cfg.detector, refs, default)

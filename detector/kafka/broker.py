@@ -220,12 +220,12 @@ async def acreate_topics(
 ) -> None:
     """Create ``{name: partitions}`` topics on an unsecured cluster; existing topics are left as they are.
 
-    The one implementation is :func:`detector.stream.topics.create_topics` (it takes client
+    The one implementation is :func:`detector.kafka.topics.create_topics` (it takes client
     settings, for secured clusters); this is its plaintext shorthand for the embedded broker.
     """
-    from detector.stream.clients import plaintext
-    from detector.stream.topics import TopicsError
-    from detector.stream.topics import create_topics as _create
+    from detector.kafka.clients import plaintext
+    from detector.kafka.topics import TopicsError
+    from detector.kafka.topics import create_topics as _create
 
     if not topics:
         return

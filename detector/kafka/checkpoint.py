@@ -28,7 +28,7 @@ import time
 import uuid
 from typing import Any
 
-from detector.core.state import StateError, pack, unpack
+from detector.core.state.codec import StateError, pack, unpack
 
 __all__ = ["write_checkpoint", "read_checkpoints", "read_published_alerts", "CHUNK", "assemble"]
 
@@ -69,7 +69,7 @@ async def write_checkpoint(producer: Any, topic: str, prefix: str, unit: str, da
 def assemble(records: dict[str, bytes], prefix: str, unit: str) -> tuple[bytes, list[str]] | None:
     """Unit ``unit``'s checkpoint from the last record of every key (None if it has none).
 
-    Raises :class:`~detector.core.state.StateError` when its manifest is unreadable or its chunks are
+    Raises :class:`~detector.core.state.codec.StateError` when its manifest is unreadable or its chunks are
     missing or corrupt.
     """
     raw = records.get(manifest_key(prefix, unit))

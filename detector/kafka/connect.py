@@ -6,7 +6,7 @@ raises :class:`ClusterError` with a fixed ``reason`` (``unreachable``, ``tls``, 
 ``authorization``, ``topics_missing``, ``topics``, ``other``) and a message that names the fix.
 :func:`connect` repeats it with capped exponential backoff (1 s doubling to 30 s, jittered) until
 it succeeds or the process is asked to stop, recording each outcome in
-:class:`~detector.stream.health.KafkaHealth` for ``/readyz`` and the metrics. :func:`watch`
+:class:`~detector.kafka.health.KafkaHealth` for ``/readyz`` and the metrics. :func:`watch`
 re-checks reachability while the worker runs, so the metric stays true during an outage (the
 worker's own clients reconnect by themselves).
 """
@@ -19,9 +19,9 @@ import random
 import ssl
 from collections.abc import Iterable
 
-from detector.stream.clients import ClientSettings
-from detector.stream.health import KafkaHealth
-from detector.stream.topics import TopicsError, TopicsMissing, TopicSpec, ensure_topics
+from detector.kafka.clients import ClientSettings
+from detector.kafka.health import KafkaHealth
+from detector.kafka.topics import TopicsError, TopicsMissing, TopicSpec, ensure_topics
 
 __all__ = ["ClusterError", "check_cluster", "connect", "handshake", "watch", "backoff_delays"]
 

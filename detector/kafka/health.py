@@ -75,7 +75,7 @@ class Health:
     config_error: str | None = None
     kafka: KafkaHealth = field(default_factory=KafkaHealth)
     started_at: float = field(default_factory=time.time)
-    worker: Any = None  # the running detector.stream.worker.Worker, once there is one
+    worker: Any = None  # the running detector.kafka.worker.Worker, once there is one
     client: dict[str, Any] = field(default_factory=dict)  # ClientSettings.describe(): no secrets
 
     def ready(self) -> bool:

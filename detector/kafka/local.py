@@ -1,8 +1,8 @@
 """A consumer group of sidecars wired through in-memory topics: the worker's protocol without Kafka.
 
-:class:`LocalGroup` holds one :class:`~detector.stream.sidecar.Sidecar` per worker, a partials
+:class:`LocalGroup` holds one :class:`~detector.kafka.sidecar.Sidecar` per worker, a partials
 log and a state store (the last checkpoint of every unit and of the aggregator), and does what
-:class:`~detector.stream.worker.Worker` does around them: route input to the unit that owns the
+:class:`~detector.kafka.worker.Worker` does around them: route input to the unit that owns the
 partition, checkpoint and only then send the steps and claims, feed the partials log to the
 worker holding the aggregator, move units on a rebalance and lose a worker's memory on a kill.
 Tests use it to check exactness and order-independence quickly; ``skewwatch bench`` uses it to
@@ -14,9 +14,9 @@ from __future__ import annotations
 from typing import Any
 
 from detector.config import Config
-from detector.core.alerts import Alert
-from detector.core.reference import Reference
-from detector.stream.sidecar import AGGREGATOR, Message, Sidecar
+from detector.core.decisions.alerts import Alert
+from detector.core.reference.profile import Reference
+from detector.kafka.sidecar import AGGREGATOR, Message, Sidecar
 
 __all__ = ["LocalGroup"]
 

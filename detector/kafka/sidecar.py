@@ -1,8 +1,8 @@
 """What a sidecar worker does with its messages, without the transport (testable without Kafka).
 
-A worker holds the *units* of the input partitions assigned to it (:mod:`detector.stream.unit`)
+A worker holds the *units* of the input partitions assigned to it (:mod:`detector.kafka.unit`)
 and, when it owns partition 0 of the partials topic, the group's *aggregator*
-(:mod:`detector.stream.aggregator`). Units fold their partitions and pack steps; the worker sends
+(:mod:`detector.kafka.aggregator`). Units fold their partitions and pack steps; the worker sends
 the steps after a durable checkpoint; the aggregator merges every unit's steps and evaluates. The
 state of each unit and of the aggregator is checkpointed under its own key, so whichever worker is
 assigned a partition next restores it: state follows partitions, not workers.
@@ -23,12 +23,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from detector.config import Config
-from detector.core.alerts import Alert
-from detector.core.events import EventError
-from detector.core.reference import Reference
-from detector.core.state import StateError, pack, unpack
-from detector.stream.aggregator import Aggregator
-from detector.stream.unit import KINDS, Batch, Message, Unit
+from detector.core.decisions.alerts import Alert
+from detector.core.inputs.events import EventError
+from detector.core.reference.profile import Reference
+from detector.core.state.codec import StateError, pack, unpack
+from detector.kafka.aggregator import Aggregator
+from detector.kafka.unit import KINDS, Batch, Message, Unit
 
 __all__ = ["Sidecar", "Message", "Batch", "Outbox", "AGGREGATOR", "CHECKPOINT_VERSION"]
 
@@ -108,7 +108,7 @@ class Sidecar:
         if self.agg is not None:
             self.agg.drop_local(name)
         if unit is not None:  # what it served while here stays in this worker's lifetime histograms
-            from detector.core.partials import row_map
+            from detector.core.state.partials import row_map
 
             for model, ms in unit.engine.models.items():
                 kept = self.departed.get(model)
@@ -176,7 +176,7 @@ class Sidecar:
         if self.agg is None:
             return out
         out.alerts.extend(self.agg.advance(budget=self.budget))
-        from detector.core.counterexamples import library_of
+        from detector.core.outcomes.counterexamples import library_of
 
         lib = library_of(self.agg.engine)
         if lib is not None:
@@ -278,7 +278,7 @@ class Sidecar:
     @property
     def engine(self) -> Any:
         """This worker's ingest, as one engine-like view over its units (status page, metrics)."""
-        from detector.stream.views import ingest_view
+        from detector.kafka.views import ingest_view
 
         return ingest_view(self)
 

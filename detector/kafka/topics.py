@@ -1,7 +1,7 @@
 """The topics the sidecar reads and writes, and making sure they exist.
 
 :func:`required_topics` lists them with their partitions and configs. :func:`ensure_topics`
-connects with the shared client settings (:mod:`detector.stream.clients`) and either creates the
+connects with the shared client settings (:mod:`detector.kafka.clients`) and either creates the
 missing ones (``kafka.create_topics: true``, the default) or, for a principal without CREATE
 rights (``false``), only checks: a missing topic is then a :class:`TopicsMissing` error that names
 each topic and the command that creates it. The replication factor of created topics is
@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from detector.config import Config
-from detector.stream.clients import ClientSettings
+from detector.kafka.clients import ClientSettings
 
 __all__ = ["TopicSpec", "TopicsMissing", "TopicsError", "required_topics", "ensure_topics", "create_topics"]
 

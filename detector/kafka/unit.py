@@ -3,9 +3,9 @@
 A *unit* owns partition ``k`` of the predictions, labels and features topics (they are
 co-partitioned by ``prediction_id``, and Faust's assignor gives partition ``k`` of topics with the
 same partition count to the same worker). It folds its predictions into windows, joins its labels
-and offline features (through :class:`~detector.core.exchange.OutcomeGate`), and at every window
+and offline features (through :class:`~detector.core.outcomes.exchange.OutcomeGate`), and at every window
 boundary its watermark passes it packs a *step*: the windows that closed, the outcome and parity
-contributions (:func:`~detector.core.exchange.take_outcome_step`). Steps wait in the unit's
+contributions (:func:`~detector.core.outcomes.exchange.take_outcome_step`). Steps wait in the unit's
 *outbox*, which is part of its checkpoint: the worker sends them to the aggregator only once the
 checkpoint holding them is durable, and the aggregator ignores a step whose sequence number it has
 already applied. A step is therefore sent exactly as it was checkpointed, whatever happens later.
@@ -33,11 +33,11 @@ from typing import Any
 
 from detector.config import Config
 from detector.core.engine import Engine
-from detector.core.events import EventError
-from detector.core.exchange import CorrectionTap, OutcomeGate, take_outcome_step
-from detector.core.reference import Reference
-from detector.core.snapshot import engine_state, load_engine_state
-from detector.core.state import check, encode, pack
+from detector.core.inputs.events import EventError
+from detector.core.outcomes.exchange import CorrectionTap, OutcomeGate, take_outcome_step
+from detector.core.reference.profile import Reference
+from detector.core.state.codec import check, encode, pack
+from detector.core.state.snapshot import engine_state, load_engine_state
 
 __all__ = ["Unit", "Message", "Batch", "KINDS", "UNIT_VERSION"]
 
@@ -80,7 +80,7 @@ class Unit:
     """The state of input partition ``name`` (see the module docstring)."""
 
     def __init__(self, name: str, cfg: Config, refs: dict[str, Reference], default: Reference | None) -> None:
-        from detector.core.outcomes import attach_outcomes
+        from detector.core.outcomes.monitor import attach_outcomes
 
         self.name = name
         self.cfg = cfg

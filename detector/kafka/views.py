@@ -18,8 +18,8 @@ import time
 from typing import Any
 
 from detector.core.engine import Counters, Engine
-from detector.core.labels import LabelJoin
-from detector.core.partials import row_map
+from detector.core.outcomes.labels import LabelJoin
+from detector.core.state.partials import row_map
 
 __all__ = ["ingest_view"]
 

@@ -10,7 +10,7 @@ statistics, never an event payload or a secret. Any other path is 404; only GET 
 * ``/healthz``: 200 while the event loop answers (liveness).
 * ``/readyz``: 200 unless the process is stopping (see :meth:`Health.ready`); the JSON body says
   what is going on (phase, Kafka reachability and last error, state restored, partitions held).
-* ``/metrics``: the detector's metrics, the process' and :class:`~detector.stream.health.HealthCollector`'s.
+* ``/metrics``: the detector's metrics, the process' and :class:`~detector.kafka.health.HealthCollector`'s.
 * ``/status``: the status page (``?format=json`` for machines).
 """
 
@@ -23,7 +23,7 @@ import orjson
 from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
 
 from detector.exporters.prometheus import SkewwatchCollector
-from detector.stream.health import Health, HealthCollector
+from detector.kafka.health import Health, HealthCollector
 from detector.web import esc, page
 
 __all__ = ["WebServer"]

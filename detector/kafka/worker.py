@@ -1,4 +1,4 @@
-"""The Faust worker: thin agents around :class:`~detector.stream.sidecar.Sidecar`.
+"""The Faust worker: thin agents around :class:`~detector.kafka.sidecar.Sidecar`.
 
 Agents take raw bytes in batches (``stream.take_events``) and hand them to the sidecar; alerts,
 dead letters and counterexamples are produced at once. Every ``checkpoint_interval`` seconds (and
@@ -16,8 +16,8 @@ is replaced from checkpoints whose offsets are at or past the committed ones: re
 are skipped by offset (at-least-once delivery, exactly-once counting). On assignment the worker
 reads the state topic once and restores the units (and the aggregator, with partition 0 of the
 partials topic) it was given, whichever worker held them before. Every Kafka client here takes its
-settings from :mod:`detector.stream.clients`. Faust's own web server is off: the HTTP endpoints are
-:mod:`detector.stream.web`'s, started before the worker by ``skewwatch run``.
+settings from :mod:`detector.kafka.clients`. Faust's own web server is off: the HTTP endpoints are
+:mod:`detector.kafka.web`'s, started before the worker by ``skewwatch run``.
 """
 
 from __future__ import annotations
@@ -33,10 +33,10 @@ from typing import Any
 import orjson
 
 from detector.config import Config
-from detector.core.reference import Reference
-from detector.stream.checkpoint import CHUNK, read_checkpoints, read_published_alerts, write_checkpoint
-from detector.stream.clients import ClientSettings, client_settings
-from detector.stream.sidecar import AGGREGATOR, Batch, Outbox, Sidecar
+from detector.core.reference.profile import Reference
+from detector.kafka.checkpoint import CHUNK, read_checkpoints, read_published_alerts, write_checkpoint
+from detector.kafka.clients import ClientSettings, client_settings
+from detector.kafka.sidecar import AGGREGATOR, Batch, Outbox, Sidecar
 
 __all__ = ["build_app", "Worker"]
 
@@ -48,9 +48,9 @@ def _warm_up() -> None:
     """Import what the units, the aggregator and the web pages import lazily (river alone takes seconds)."""
     import importlib
 
-    for mod in ("river.drift", "detector.core.drift_state", "detector.core.outcomes", "detector.core.snapshot",
-                "detector.core.exchange", "detector.core.counterexamples", "detector.core.contribution",
-                "detector.core.adoption", "detector.core.checks", "detector.exporters.prometheus", "detector.web.status"):
+    for mod in ("river.drift", "detector.core.state.drift", "detector.core.outcomes.monitor", "detector.core.state.snapshot",
+                "detector.core.outcomes.exchange", "detector.core.outcomes.counterexamples", "detector.core.outcomes.contribution",
+                "detector.core.checks.adoption", "detector.core.checks.window", "detector.exporters.prometheus", "detector.web.status"):
         importlib.import_module(mod)
 
 
@@ -119,7 +119,7 @@ class Worker:
             cfg.kafka.group_id, broker=self.settings.faust_brokers(), broker_credentials=self.settings.faust_credentials(),
             broker_client_id=self.settings.client_id,
             value_serializer="raw", key_serializer="raw", store="memory://", topic_partitions=t.partitions,
-            # no Faust web server (detector.stream.web serves the endpoints); its /router and /table off regardless
+            # no Faust web server (detector.kafka.web serves the endpoints); its /router and /table off regardless
             web_enabled=False, web_router_enabled=False, web_tables_enabled=False,
             broker_commit_every=10**9, broker_commit_interval=10**9,  # never reached: see gated_consumer
             topic_allow_declare=cfg.kafka.create_topics, topic_replication_factor=cfg.kafka.replication_factor or 1,
@@ -319,7 +319,7 @@ class Worker:
 
     # ------------------------------------------------------------------ state
     async def _create_state_topic(self) -> None:
-        from detector.stream.topics import ensure_topics, required_topics
+        from detector.kafka.topics import ensure_topics, required_topics
 
         try:  # `skewwatch run` checked every topic before starting; this covers workers built directly
             spec = [s for s in required_topics(self.cfg) if s.name == self._state_topic]

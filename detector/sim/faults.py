@@ -11,7 +11,7 @@ Each kind belongs to a *stage* of generation: ``world`` (the world itself change
 pipeline sees it too), ``label`` (the truth changes), ``serving`` (only the served features
 break; offline features keep the true values), ``model`` (the score/decision/serving health), and
 ``arrival`` (only label arrival). :data:`KINDS` also carries the expected alert ``kind`` (its
-``cause`` and ``action`` are the kind's, from :mod:`detector.core.kinds`, unless the fault sets
+``cause`` and ``action`` are the kind's, from :mod:`detector.core.decisions.kinds`, unless the fault sets
 another cause), and the alert kinds that may legitimately fire as a *consequence* (``also``).
 
 >>> f = Fault("unit_change", onset_h=40, end_h=52)
@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from detector.core.kinds import ACTION_OF, kind
+from detector.core.decisions.kinds import ACTION_OF, kind
 from detector.sim.features import GROUPS, SLICE_DIMS
 
 __all__ = ["Fault", "KindInfo", "KINDS", "intensity", "slice_mask"]
@@ -39,7 +39,7 @@ __all__ = ["Fault", "KindInfo", "KINDS", "intensity", "slice_mask"]
 @dataclass(frozen=True)
 class KindInfo:
     stage: str  # world | label | serving | model | arrival
-    alert: str  # expected alert kind (registered in detector.core.kinds)
+    alert: str  # expected alert kind (registered in detector.core.decisions.kinds)
     features: tuple[str, ...]  # default features ((): the fault is not about a feature)
     params: Mapping[str, Any]
     also: tuple[str, ...] = ()  # alert kinds that may follow as a consequence

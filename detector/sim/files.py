@@ -204,7 +204,7 @@ def batch_bytes(scenario: Scenario | str = "stable", seed: int | None = None, *,
 
 
 def training_table(n: int, seed: int = 0, *, world: World | None = None, weeks: float = 4.0) -> dict[str, np.ndarray]:
-    """Training rows as typed columns, ready for :func:`detector.core.profile.build_reference`:
+    """Training rows as typed columns, ready for :func:`detector.core.reference.build.build_reference`:
     float64 (NaN = missing) for numeric columns, object arrays of str/None for the rest.
 
     >>> cols = training_table(200, seed=1)

@@ -14,9 +14,9 @@ from detector.web.svg import fmt_num, fmt_pct
 
 def checklist_html(engine: Any, model: str) -> str:
     """Adoption, rules baseline, slice contribution and counterexample sections (data from the core's accessors)."""
-    from detector.core.adoption import adoption_stats, baseline_stats
-    from detector.core.contribution import contributions_for
-    from detector.core.counterexamples import counterexamples_for
+    from detector.core.checks.adoption import adoption_stats, baseline_stats
+    from detector.core.outcomes.contribution import contributions_for
+    from detector.core.outcomes.counterexamples import counterexamples_for
 
     parts = []
     ad = adoption_stats(engine, model)

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from detector.core import kinds
+from detector.core.decisions import kinds
 from detector.web import finite
 from detector.web.status import CAUSE_TEXT, breach_ratio, slice_text, stats_for
 from detector.web.svg import fmt_num, fmt_pct
@@ -260,7 +260,7 @@ def _decisioning(g: Gate, engine: Any, model: str, ms: Any, incidents: Sequence[
     w = getattr(ms, "last_window", None)
     if cap is not None and w is not None:
         try:
-            from detector.core.window import RATE
+            from detector.core.inputs.window import RATE
 
             acted = float(w.rates[0, RATE["acted"]])
             g.evidence.append(f"{acted:,.0f} actions in the last window vs a review capacity of {cap:,}")

@@ -116,7 +116,7 @@ class OverrideTally:
                         rs["(other)"] += 1
         if ts:
             try:
-                from detector.core.timeparse import parse_timestamps
+                from detector.core.inputs.timeparse import parse_timestamps
 
                 arr = parse_timestamps(ts)
                 arr = arr[np.isfinite(arr)]
@@ -247,7 +247,7 @@ def slice_losses(engine: Any, model: str, limit: int = 8) -> dict[str, Any] | No
     all-traffic excess (per slice dimension the shares add up to about 100%). Without clean
     baseline cohorts the raw loss is ranked.
     """
-    from detector.core.cohort import C
+    from detector.core.outcomes.cohort import C
 
     cur, base, m = _cohorts(engine, model)
     if not cur or m is None:

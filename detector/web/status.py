@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from detector.core import kinds
-from detector.core.timeparse import format_ts, parse_timestamps
+from detector.core.decisions import kinds
+from detector.core.inputs.timeparse import format_ts, parse_timestamps
 from detector.web import esc, finite, page
 from detector.web.svg import ACTION_COLORS, fmt_num, fmt_pct, paired_bars
 
@@ -130,13 +130,13 @@ def current_window(ms: Any) -> tuple[Any, str]:
 
 def _reference(lay: Any, row: int, name: str, w: Any) -> tuple[Any, str]:
     """The training profile a row is compared with (same hours for seasonal features)."""
-    from detector.core.layout import SCORE
+    from detector.core.inputs.layout import SCORE
 
     hours = None
     hourly = getattr(lay.ref, "hourly", None) or {}
     if name != SCORE and hourly.get("counts") and name in hourly.get("features", {}):
         try:
-            from detector.core.hourly import hour_weights
+            from detector.core.reference.hourly import hour_weights
 
             hours = hour_weights(w.start, w.end, hourly["counts"])
         except Exception:  # noqa: BLE001 - fall back to the all-hours profile
@@ -160,7 +160,7 @@ def feature_distribution(ms: Any, feature: str, slice_: dict[str, str] | None = 
     the most prominent categories, "unseen / other" and missing. None when there is no window
     yet, the feature is unknown, or the slice is not tracked.
     """
-    from detector.core.layout import SCORE
+    from detector.core.inputs.layout import SCORE
 
     w, source = current_window(ms)
     if w is None:
@@ -186,7 +186,7 @@ def _edge_label(x: float) -> str:
 
 
 def _numeric_dist(lay: Any, w: Any, row: int, name: str, feature: str, sl: dict[str, str], source: str) -> Dist | None:
-    from detector.core.layout import SCORE
+    from detector.core.inputs.layout import SCORE
 
     j = lay.n_num_blocks - 1 if name == SCORE else lay.numeric.index(name)
     off, size = int(lay.num_offsets[j]), int(lay.num_sizes[j])
@@ -334,7 +334,7 @@ def chart_targets(engine: Any, model: str, alerts: Iterable[dict[str, Any]], *, 
 
 def stats_for(ms: Any, feature: str, sl: dict[str, str]) -> list[tuple[str, str, float, float]]:
     """(kind, statistic, value, threshold) of one feature and slice in the last window, worst first."""
-    from detector.core.layout import SCORE
+    from detector.core.inputs.layout import SCORE
 
     sk = slice_key(sl)
     names = {feature, SCORE, "score"} if feature in ("score", SCORE) else {feature}

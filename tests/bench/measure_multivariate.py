@@ -3,7 +3,7 @@
 Candidates, both on the same inputs (each numeric feature as normal scores by its reference
 quantiles, standardised by hour of day when the reference has timestamps):
 
-* ``pca``: mean PCA reconstruction error of the window (:mod:`detector.core.multivariate.pca`),
+* ``pca``: mean PCA reconstruction error of the window (:mod:`detector.core.checks.multivariate.pca`),
   standardised by its within-window spread: ``(mean - reference mean) / (sd / sqrt(n))``;
 * ``c2st``: classifier two-sample test - a gradient-boosted classifier (scikit-learn
   HistGradientBoosting, 50 trees) told apart a bounded sample of reference rows *from the same
@@ -33,7 +33,7 @@ import time
 
 import numpy as np
 
-from detector.core.multivariate.pca import PCAModel, _matrix, fit_pca
+from detector.core.checks.multivariate.pca import PCAModel, _matrix, fit_pca
 from detector.sim.tasks.world import DOMAIN_SERVE, model_of, task_training
 
 RESERVOIR = 2000
@@ -113,7 +113,7 @@ def measure(name: str, sizes: list[int], n_null: int, n_alt: int) -> list[dict]:
 
 
 def spread() -> list[dict]:
-    from detector.core.timeparse import parse_timestamps
+    from detector.core.inputs.timeparse import parse_timestamps
     from detector.sim.tasks.world import TaskScenario, simulate_task
 
     out = []

@@ -19,9 +19,13 @@ import time
 
 import numpy as np
 
-from detector.core.estimate.stated_error import inflation
-from detector.core.tasks import make_task
-from detector.core.tasks.reference import binary_reference, multiclass_reference, regression_reference
+from detector.core.outcomes.estimate.stated_error import inflation
+from detector.core.outcomes.tasks import make_task
+from detector.core.outcomes.tasks.reference import (
+    binary_reference,
+    multiclass_reference,
+    regression_reference,
+)
 from detector.sim import get_scenario, simulate, training_table
 from detector.sim.tasks.world import TaskScenario, simulate_task, task_training
 from tests.core.tasks.harness import cohorts, traffic

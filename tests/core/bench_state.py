@@ -3,7 +3,7 @@
 An engine with outcome monitoring folds 14 simulated hours at ~5,000 predictions/hour (~54,000
 predictions held for their labels, open windows and cohorts), then its state is encoded with
 
-* ``skewwatch``: :mod:`detector.core.state` (tagged binary, numpy arrays as raw bytes, zlib 1);
+* ``skewwatch``: :mod:`detector.core.state.codec` (tagged binary, numpy arrays as raw bytes, zlib 1);
 * ``msgpack``: msgpack with arrays as ``{dtype, shape, bytes}`` maps, same zlib level (only when
   msgpack is installed; it is not a dependency);
 
@@ -26,7 +26,7 @@ def realistic_engine(hours: float = 14.0, rate: float = 5000.0) -> Any:
 
     from detector.cli.demo import demo_reference
     from detector.core.engine import Engine
-    from detector.core.outcomes import attach_outcomes
+    from detector.core.outcomes.monitor import attach_outcomes
     from detector.sim import get_scenario, simulate
 
     eng = Engine(None, {}, demo_reference())
@@ -57,8 +57,8 @@ def _mp_hook(d: dict[str, Any]) -> Any:
 
 
 def main(runs: int = 7) -> dict[str, Any]:
-    from detector.core.snapshot import engine_state
-    from detector.core.state import decode, encode
+    from detector.core.state.codec import decode, encode
+    from detector.core.state.snapshot import engine_state
 
     eng = realistic_engine()
     st = engine_state(eng)

@@ -7,13 +7,13 @@ import orjson
 import pytest
 
 from detector.config import Config, ModelConfig
-from detector.core.adoption import BC, attach_adoption, baseline_stats, diagnose, metrics_of
+from detector.core.checks.adoption import BC, attach_adoption, baseline_stats, diagnose, metrics_of
 from detector.core.engine import Engine
-from detector.core.events import PredictionDecoder
-from detector.core.outcomes import attach_outcomes
-from detector.core.profile import build_reference
+from detector.core.inputs.events import PredictionDecoder
+from detector.core.inputs.window import MAX_REASONS, RATE
+from detector.core.outcomes.monitor import attach_outcomes
+from detector.core.reference.build import build_reference
 from detector.core.settings import DetectorSettings
-from detector.core.window import MAX_REASONS, RATE
 
 T0 = 1795564800.0  # 2026-11-25T00:00:00Z
 H = 3600.0

@@ -1,4 +1,4 @@
-"""Leakage / availability audit and the time-split check (detector.core.audit), and its serving-side check."""
+"""Leakage / availability audit and the time-split check (detector.core.reference.audit), and its serving-side check."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import numpy as np
 import orjson
 import pytest
 
-from detector.core.audit import (
+from detector.core.engine import Engine
+from detector.core.reference.audit import (
     audit_training,
     fit_logistic,
     roc_auc,
@@ -16,9 +17,8 @@ from detector.core.audit import (
     time_split_check,
     univariate,
 )
-from detector.core.engine import Engine
-from detector.core.profile import build_reference
-from detector.core.reference import Reference
+from detector.core.reference.build import build_reference
+from detector.core.reference.profile import Reference
 from detector.core.settings import DetectorSettings
 
 T0 = 1795564800.0

@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 
 from detector.core.engine import Engine
+from detector.core.inputs.window import RATE
 from detector.core.settings import DetectorSettings
-from detector.core.window import RATE
 from tests.core.test_engine import run, stream, training
 
 REF = training(8000)

@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from detector.core.binning import Bins
+from detector.core.inputs.binning import Bins
 
 _floats = st.floats(allow_nan=True, allow_infinity=True, width=64)
 _edges = st.one_of(

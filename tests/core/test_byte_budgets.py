@@ -14,8 +14,8 @@ import orjson
 import pytest
 
 from detector.core.engine import Engine
-from detector.core.outcomes import attach_outcomes
-from detector.core.profile import build_reference
+from detector.core.outcomes.monitor import attach_outcomes
+from detector.core.reference.build import build_reference
 from detector.core.settings import DetectorSettings
 
 T = 1795615200.0

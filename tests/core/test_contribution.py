@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from detector.core.contribution import MIN_SUPPORT, rank_slices
+from detector.core.outcomes.contribution import MIN_SUPPORT, rank_slices
 
 LABELS = ["", "region=eu", "region=us", "channel=web", "channel=app"]
 

@@ -7,12 +7,12 @@ import orjson
 import pytest
 
 from detector.config import Config, ModelConfig
-from detector.core.counterexamples import CounterexampleLibrary, counterexamples_for, library_of
 from detector.core.engine import Engine
-from detector.core.outcomes import attach_outcomes
-from detector.core.profile import build_reference
+from detector.core.outcomes.counterexamples import CounterexampleLibrary, counterexamples_for, library_of
+from detector.core.outcomes.monitor import attach_outcomes
+from detector.core.reference.build import build_reference
 from detector.core.settings import DetectorSettings
-from detector.stream.local import LocalGroup
+from detector.kafka.local import LocalGroup
 
 T0 = 1795564800.0
 H = 3600.0

@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from detector.core.engine import Engine, EngineError
-from detector.core.profile import build_reference
+from detector.core.reference.build import build_reference
 from detector.core.settings import DetectorSettings
 
 T0 = 1795564800.0  # 2026-11-25T00:00:00Z

@@ -9,7 +9,7 @@ import numpy as np
 import orjson
 import pytest
 
-from detector.core.events import (
+from detector.core.inputs.events import (
     PredictionDecoder,
     Schema,
     decode_labels,

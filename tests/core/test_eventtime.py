@@ -12,7 +12,7 @@ import orjson
 import pytest
 
 from detector.core.engine import Engine
-from detector.core.eventtime import SUPPORT, EventClock
+from detector.core.inputs.eventtime import SUPPORT, EventClock
 from detector.core.settings import DetectorSettings
 from detector.replay import CHUNK
 from tests.core.test_engine import T0, training

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from detector.core import kinds, outcomes, select, triage
-from detector.core.kinds import KINDS, Kind, Statistic
+from detector.core.decisions import kinds, select, triage
+from detector.core.decisions.kinds import KINDS, Kind, Statistic
+from detector.core.outcomes import monitor as outcomes
 
 PKG = Path(__file__).resolve().parents[2] / "detector"
 GRAFANA = PKG.parent / "grafana" / "build.py"
@@ -114,7 +115,7 @@ def test_every_kind_and_statistic_the_code_can_emit_is_registered() -> None:
     assert not unread, f"kind/statistic not readable from the code at {unread}: use literals or local names"
     assert len(sites) > 40, "the scan found too few checks: it no longer reads the code"
     missing_kinds = sorted({(w, k) for w, ks, _ in sites for k in ks if k not in KINDS})
-    assert not missing_kinds, f"unregistered kinds (add a Kind to detector/core/kinds.py): {missing_kinds}"
+    assert not missing_kinds, f"unregistered kinds (add a Kind to detector/core/decisions/kinds.py): {missing_kinds}"
     missing_stats = sorted((w, s, ks) for w, ks, ss in sites for s in ss
                            if not any(kinds.statistic(k, s) is not None or _glob_registered(k, s) for k in ks))
     assert not missing_stats, f"unregistered statistics (add a Statistic to the kind): {missing_stats}"
@@ -146,13 +147,13 @@ def test_bad_records_are_refused_with_the_reason() -> None:
         Kind("x", "model", "input", "pipeline_skew", "fix_model", (Statistic("s"),))
     with pytest.raises(ValueError, match="scope"):
         Kind("x", "row", "input", "pipeline_skew", "fix_data", (Statistic("s"),))
-    with pytest.raises(KeyError, match="not registered in detector.core.kinds"):
+    with pytest.raises(KeyError, match="not registered in detector.core.decisions.kinds"):
         kinds.kind("no_such_kind")
 
 
 # --------------------------------------------------------------------------- the registry is the only table
 def test_readers_take_their_tables_from_the_registry() -> None:
-    from detector.core import alerts
+    from detector.core.decisions import alerts
     from detector.sim import faults
     from detector.web import gates, status
 
@@ -180,7 +181,7 @@ def test_no_other_module_spells_out_a_set_of_kinds() -> None:
                 names = [e.value for e in n.elts if isinstance(e, ast.Constant) and e.value in DESIGN_KINDS]
                 if len(names) >= 3:
                     offenders.append(f"{path.relative_to(PKG.parent)}:{n.lineno} {names}")
-    assert not offenders, f"kind tables outside detector/core/kinds.py: {offenders}"
+    assert not offenders, f"kind tables outside detector/core/decisions/kinds.py: {offenders}"
 
 
 def test_priority_puts_specific_causes_before_generic_drift() -> None:

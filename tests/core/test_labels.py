@@ -7,14 +7,14 @@ import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from detector.core.cohort import C
 from detector.core.engine import Engine
-from detector.core.events import LabelBatch
-from detector.core.labels import PENDING, LabelJoin, RingStore, delay_bins, hist_quantile
-from detector.core.outcomes import OutcomeSettings, attach_outcomes
-from detector.core.profile import build_reference
+from detector.core.inputs.events import LabelBatch
+from detector.core.outcomes.cohort import C
+from detector.core.outcomes.labels import PENDING, LabelJoin, RingStore, delay_bins, hist_quantile
+from detector.core.outcomes.monitor import OutcomeSettings, attach_outcomes
+from detector.core.reference.build import build_reference
 from detector.core.settings import DetectorSettings
-from detector.core.state import decode, encode
+from detector.core.state.codec import decode, encode
 
 T0 = 1795564800.0
 

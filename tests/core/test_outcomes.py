@@ -14,11 +14,20 @@ import pytest
 from sklearn.calibration import calibration_curve
 from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
 
-from detector.core.alerts import OUTCOME_KINDS, PARITY_KINDS
-from detector.core.cohort import N_HIST, C, Cohort, average_precision, best_threshold, binned_auc, brier, ece
+from detector.core.decisions.alerts import OUTCOME_KINDS, PARITY_KINDS
 from detector.core.engine import Engine
-from detector.core.outcomes import attach_outcomes
-from detector.core.profile import build_reference
+from detector.core.outcomes.cohort import (
+    N_HIST,
+    C,
+    Cohort,
+    average_precision,
+    best_threshold,
+    binned_auc,
+    brier,
+    ece,
+)
+from detector.core.outcomes.monitor import attach_outcomes
+from detector.core.reference.build import build_reference
 from detector.core.settings import DetectorSettings
 
 T0 = 1795564800.0  # 2026-11-25T00:00:00Z

@@ -6,12 +6,12 @@ import numpy as np
 import orjson
 import pytest
 
-from detector.core.alerts import PARITY_KINDS
+from detector.core.decisions.alerts import PARITY_KINDS
 from detector.core.engine import Engine
-from detector.core.outcomes import attach_outcomes
-from detector.core.parity import ParityMonitor
+from detector.core.outcomes.monitor import attach_outcomes
+from detector.core.outcomes.parity import ParityMonitor
 from detector.core.settings import DetectorSettings
-from detector.core.state import decode, encode
+from detector.core.state.codec import decode, encode
 from tests.core.test_outcomes import T0, fired, reference, run, simulate
 
 

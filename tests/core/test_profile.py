@@ -1,4 +1,4 @@
-"""Tests for detector.core.profile: numpy / hand computations as the oracle, JSON round trips."""
+"""Tests for detector.core.reference.build: numpy / hand computations as the oracle, JSON round trips."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as hs
 from hypothesis.extra import numpy as hnp
 
-from detector.core.profile import (
+from detector.core.reference.build import (
     ProfileError,
     build_reference,
     categorical_profile,
@@ -18,7 +18,7 @@ from detector.core.profile import (
     numeric_profile,
     to_text,
 )
-from detector.core.reference import CategoricalProfile, NumericProfile, Reference
+from detector.core.reference.profile import CategoricalProfile, NumericProfile, Reference
 
 QS = np.arange(1, 100) / 100
 

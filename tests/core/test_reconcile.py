@@ -6,7 +6,7 @@ import numpy as np
 import orjson
 
 from detector.core.engine import Engine, Partial
-from detector.core.profile import build_reference
+from detector.core.reference.build import build_reference
 from detector.core.settings import DetectorSettings
 from tests.core.test_engine import T0, run
 

@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from detector.core.state import StateError, decode, encode, pack, unpack, unpack_versioned
+from detector.core.state.codec import StateError, decode, encode, pack, unpack, unpack_versioned
 
 HEADER = struct.Struct("<4sBBHQII")
 

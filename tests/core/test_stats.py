@@ -1,4 +1,4 @@
-"""Tests for detector.core.stats: scipy as the oracle, hand-computed values, vectorisation, edges."""
+"""Tests for detector.core.stats.distributions: scipy as the oracle, hand-computed values, vectorisation, edges."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from hypothesis import strategies as hs
 from hypothesis.extra import numpy as hnp
 from scipy.spatial.distance import jensenshannon
 
-from detector.core import stats
+from detector.core.stats import distributions as stats
 
 SETTINGS = settings(max_examples=60, deadline=None)
 

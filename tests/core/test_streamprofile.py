@@ -8,10 +8,10 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from detector.core.colsummary import FrequentCounter, NumericSummary
-from detector.core.profile import ProfileError, build_reference
-from detector.core.reservoir import RowSample
-from detector.core.streamprofile import TableProfiler, quantile_rank_error
+from detector.core.reference.build import ProfileError, build_reference
+from detector.core.reference.colsummary import FrequentCounter, NumericSummary
+from detector.core.reference.reservoir import RowSample
+from detector.core.reference.streamed import TableProfiler, quantile_rank_error
 
 
 def table(n: int, seed: int = 0) -> dict[str, np.ndarray]:

@@ -14,7 +14,7 @@ import orjson
 import pytest
 
 from detector.core.engine import Engine
-from detector.core.profile import build_reference
+from detector.core.reference.build import build_reference
 from detector.core.settings import DetectorSettings
 
 T0 = 1795564800.0 + 5 * 3600  # 2026-11-25T05:00Z, mid-week

@@ -15,10 +15,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from detector.core import ingest
 from detector.core.engine import Engine
-from detector.core.outcomes import attach_outcomes
-from detector.core.profile import build_reference
+from detector.core.inputs import ingest
+from detector.core.outcomes.monitor import attach_outcomes
+from detector.core.reference.build import build_reference
 from detector.core.settings import DetectorSettings
 
 T = 1795615200.0
@@ -266,8 +266,8 @@ def test_feature_names_that_are_not_identifiers(ref):
 def test_a_coded_column_gets_the_codes_of_its_plain_list(vals, seed, top_k):
     import pyarrow as pa
 
-    from detector.core.arrowdecode import _pylist
-    from detector.core.layout import SliceVocab
+    from detector.core.inputs.arrowdecode import _pylist
+    from detector.core.inputs.layout import SliceVocab
 
     col = _pylist(pa.array(vals, type=pa.string()))
     assert list(col) == vals

@@ -16,10 +16,10 @@ import orjson
 import pytest
 
 from detector.core.engine import Engine
-from detector.core.hourly import clock_features
-from detector.core.profile import build_reference
+from detector.core.reference.build import build_reference
+from detector.core.reference.hourly import clock_features
 from detector.core.settings import DetectorSettings
-from detector.core.snapshot import engine_restore, engine_snapshot
+from detector.core.state.snapshot import engine_restore, engine_snapshot
 
 T0 = 1795564800.0 + 6 * 3600  # 2026-11-25T06:00Z, a Wednesday
 OFFSETS = {"west": 0, "central": 1, "east": 2}

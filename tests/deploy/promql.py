@@ -72,10 +72,10 @@ def exported_names() -> frozenset[str]:
 
 
 def _health_exposition() -> str:
-    """What the sidecar's web server adds to the exporter: process health (detector.stream.health)."""
+    """What the sidecar's web server adds to the exporter: process health (detector.kafka.health)."""
     from prometheus_client import CollectorRegistry, generate_latest
 
-    from detector.stream.health import Health, HealthCollector
+    from detector.kafka.health import Health, HealthCollector
 
     h = Health()
     h.kafka.ok()

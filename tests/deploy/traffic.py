@@ -2,7 +2,7 @@
 
 A ``unit_change`` scenario (amount served in cents from hour 22) stops at hour 26, so the
 critical ``unit_shift`` incident is firing and one window is still open. It goes through the
-Kafka worker's own code path without Kafka (:class:`detector.stream.local.LocalGroup`: a unit
+Kafka worker's own code path without Kafka (:class:`detector.kafka.local.LocalGroup`: a unit
 with the outcome monitor, steps after checkpoints, the aggregator); a few broken, late, empty and
 redelivered messages exercise the pipeline counters.
 """
@@ -18,12 +18,12 @@ from typing import Any
 import orjson
 
 from detector.config import Config, ModelConfig
-from detector.core.profile import build_reference
+from detector.core.reference.build import build_reference
+from detector.kafka.health import Health
+from detector.kafka.local import LocalGroup
+from detector.kafka.sidecar import Message, Sidecar
+from detector.kafka.web import WebServer
 from detector.sim import Fault, get_scenario, simulate, training_table
-from detector.stream.health import Health
-from detector.stream.local import LocalGroup
-from detector.stream.sidecar import Message, Sidecar
-from detector.stream.web import WebServer
 
 HOURS = 26.0
 ONSET_H = 22.0  # after ~1 day: label maturity and seasonal slots have history
@@ -60,7 +60,7 @@ def _batches() -> Any:
     """One batch per event-time window, as live traffic arrives (a batch never spans two windows).
 
     A batch that spans several windows hands out several partials under one watermark and the
-    aggregator takes all but the first as late (detector/stream/sidecar.py; reported).
+    aggregator takes all but the first as late (detector/kafka/sidecar.py; reported).
     """
     buf: dict[str, list[bytes]] = {"predictions": [], "labels": [], "features": []}
     window = None
@@ -75,7 +75,7 @@ def _batches() -> Any:
 
 
 class Worker:
-    """What the exporter and the HTTP server read from a :class:`detector.stream.worker.Worker` (no Kafka needed)."""
+    """What the exporter and the HTTP server read from a :class:`detector.kafka.worker.Worker` (no Kafka needed)."""
 
     def __init__(self, sidecar: Sidecar) -> None:
         self.sidecar = sidecar
@@ -91,7 +91,7 @@ class Worker:
 
 
 class Served:
-    """The worker's own HTTP server (:class:`detector.stream.web.WebServer`, what ``skewwatch run`` serves)
+    """The worker's own HTTP server (:class:`detector.kafka.web.WebServer`, what ``skewwatch run`` serves)
     on an event loop in a thread, for tests that speak HTTP to it. ``worker=None``: still starting."""
 
     def __init__(self, worker: Any, phase: str = "running") -> None:
@@ -117,7 +117,7 @@ class Served:
 
 @lru_cache(maxsize=1)
 def faulty_worker() -> Worker:
-    """The Kafka worker's path without Kafka (:class:`detector.stream.local.LocalGroup`, one partition):
+    """The Kafka worker's path without Kafka (:class:`detector.kafka.local.LocalGroup`, one partition):
     the unit folds batches and packs closed windows and joins into steps; after each checkpoint the
     aggregator applies them, evaluates and raises the alerts."""
     g = LocalGroup(config(), {"fraud": reference()}, None, partitions=1)

@@ -6,7 +6,7 @@ import orjson
 import pytest
 
 from detector.core.engine import Engine
-from detector.core.profile import build_reference
+from detector.core.reference.build import build_reference
 from detector.core.settings import DetectorSettings
 from detector.sim import get_scenario, simulate, training_table
 
@@ -26,7 +26,7 @@ def run_scenario(ref, name, *, rate=600.0, seed=0, topics=("predictions", "label
     sc = get_scenario(name, seed=seed, rate_per_hour=rate, **kw)
     eng = Engine(settings or DetectorSettings(), default_reference=ref)
     if outcomes and "labels" in topics:
-        from detector.core.outcomes import attach_outcomes
+        from detector.core.outcomes.monitor import attach_outcomes
 
         attach_outcomes(eng, None)
     buf = {"predictions": [], "labels": [], "features": []}

@@ -18,13 +18,13 @@ import pytest
 
 from detector.cli import baseline as baseline_cli
 from detector.cli import replay as replay_cli
-from detector.core.adoption import baseline_stats
-from detector.core.contribution import contributions_for
+from detector.core.checks.adoption import baseline_stats
 from detector.core.engine import Engine
-from detector.core.outcomes import attach_outcomes
-from detector.core.profile import build_reference
+from detector.core.inputs.timeparse import format_ts, parse_timestamps
+from detector.core.outcomes.contribution import contributions_for
+from detector.core.outcomes.monitor import attach_outcomes
+from detector.core.reference.build import build_reference
 from detector.core.settings import DetectorSettings
-from detector.core.timeparse import format_ts, parse_timestamps
 from detector.sim import DEFAULT_START, Scenario, World, simulate, training_columns, training_rows
 from detector.sim.faults import Fault
 
@@ -138,7 +138,7 @@ def test_time_dependent_training_set_scores_clearly_lower_on_a_time_split(tmp_pa
     write_training_csv(data, drift=drift)
     assert baseline_cli.main(["--data", str(data), "--label-column", "y", "--time-column", "ts", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
-    from detector.core.reference import Reference
+    from detector.core.reference.profile import Reference
 
     ts = Reference.load(out).audit["time_split"]
     assert ts["train_share"] == 0.7 and ts["rows"] == 4000

@@ -19,8 +19,8 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from detector.core.engine import Engine
-from detector.core.profile import build_reference
-from detector.core.reference import Reference
+from detector.core.reference.build import build_reference
+from detector.core.reference.profile import Reference
 from detector.core.settings import DetectorSettings
 from detector.exporters.prometheus import SkewwatchCollector
 from detector.sim.tasks.world import TaskFault, TaskScenario, simulate_task, task_training
@@ -121,7 +121,7 @@ def test_a_joint_change_with_unchanged_marginals_is_caught_within_24h(model, fau
     fired = [a for a in alerts if a["state"] == "firing"]
     first = fired[0]
     start = orjson.loads(orjson.dumps(first["window"]))["start"]
-    from detector.core.timeparse import parse_timestamps
+    from detector.core.inputs.timeparse import parse_timestamps
 
     at = float(parse_timestamps([start])[0])
     assert ONSET <= (at - t0) / 3600 <= ONSET + 24

@@ -15,12 +15,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from detector.core.estimate.cbpe import EstimateThresholds, estimate_checks
-from detector.core.estimate.stated_error import inflation
-from detector.core.multivariate.pca import PCAModel, fit_pca
-from detector.core.select import select_findings
-from detector.core.tasks import make_task
-from detector.core.tasks.reference import binary_reference, multiclass_reference, regression_reference
+from detector.core.checks.multivariate.pca import PCAModel, fit_pca
+from detector.core.decisions.select import select_findings
+from detector.core.outcomes.estimate.cbpe import EstimateThresholds, estimate_checks
+from detector.core.outcomes.estimate.stated_error import inflation
+from detector.core.outcomes.tasks import make_task
+from detector.core.outcomes.tasks.reference import (
+    binary_reference,
+    multiclass_reference,
+    regression_reference,
+)
 from detector.sim import get_scenario, simulate, training_table
 from detector.sim.tasks.world import TaskFault, TaskScenario, simulate_task, task_training
 from tests.core.tasks.harness import View, alerts, cohorts, evaluate, multivariate, traffic

@@ -16,7 +16,7 @@ import orjson
 import pytest
 
 from detector.cli import baseline
-from detector.core.reference import CategoricalProfile, NumericProfile, Reference
+from detector.core.reference.profile import CategoricalProfile, NumericProfile, Reference
 from detector.io import csvread, tables
 from detector.io.tables import TableError, read_table
 

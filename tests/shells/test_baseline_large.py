@@ -17,7 +17,7 @@ import orjson
 import pytest
 
 from detector.cli.baseline import scan
-from detector.core.reference import Reference
+from detector.core.reference.profile import Reference
 from detector.io import csvread, tables
 from tests.shells import tablegen
 

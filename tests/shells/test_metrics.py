@@ -15,7 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from detector import __version__
 from detector.core.engine import Engine
-from detector.core.labels import DELAY_EDGES, N_DELAY
+from detector.core.outcomes.labels import DELAY_EDGES, N_DELAY
 from detector.exporters.prometheus import SkewwatchCollector, exposition
 from detector.sim import get_scenario, simulate
 from tests.deploy.traffic import Served, faulty_worker, reference

@@ -11,7 +11,7 @@ import numpy as np
 import orjson
 import pytest
 
-from detector.core.profile import build_reference
+from detector.core.reference.build import build_reference
 
 T0 = 1795564800.0
 

@@ -27,8 +27,8 @@ from detector.cli import main as cli_main
 from detector.cli import report as report_cli
 from detector.config import Config, ModelConfig
 from detector.core.engine import Engine
-from detector.core.outcomes import attach_outcomes
-from detector.core.profile import build_reference
+from detector.core.outcomes.monitor import attach_outcomes
+from detector.core.reference.build import build_reference
 from detector.core.settings import DetectorSettings
 from detector.sim import Fault, get_scenario, simulate, training_table
 from detector.web.report import OverrideTally, render_report

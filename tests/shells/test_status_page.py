@@ -14,9 +14,9 @@ import orjson
 import pytest
 
 from detector.core.engine import Engine
+from detector.core.inputs.timeparse import parse_timestamps
 from detector.core.settings import DetectorSettings
-from detector.core.timeparse import parse_timestamps
-from detector.stream.local import LocalGroup
+from detector.kafka.local import LocalGroup
 from detector.web.status import feature_distribution, render_status
 from tests.shells.test_report import (
     CHROMIUM,

@@ -17,8 +17,8 @@ import numpy as np
 import orjson
 import pytest
 
-from detector.core import kinds
-from detector.core.kinds import ALL_KINDS
+from detector.core.decisions import kinds
+from detector.core.decisions.kinds import ALL_KINDS
 from detector.sim import (
     KINDS,
     Fault,

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from detector.core.tasks import infer_task
+from detector.core.outcomes.tasks import infer_task
 from detector.sim.tasks import KINDS, TaskFault, TaskScenario, simulate_task, task_training
 from detector.sim.tasks.world import DOMAIN_SERVE, model_of
 

@@ -20,7 +20,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
-from detector.stream.broker import (
+from detector.kafka.broker import (
     BrokerError,
     BrokerUnavailable,
     EmbeddedBroker,

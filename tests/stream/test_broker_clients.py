@@ -12,7 +12,7 @@ import uuid
 
 import pytest
 
-from detector.stream.broker import create_topics
+from detector.kafka.broker import create_topics
 
 pytestmark = pytest.mark.kafka
 

@@ -12,7 +12,7 @@ import ssl
 import pytest
 
 from detector.config import ConfigError, Kafka, load_config
-from detector.stream.clients import client_settings, plaintext
+from detector.kafka.clients import client_settings, plaintext
 from tests.stream.pki import PKI
 
 
@@ -158,7 +158,7 @@ def test_the_worker_builds_faust_with_the_shared_settings_and_no_web(pki, tmp_pa
     from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
 
     from detector.cli.demo import demo_reference
-    from detector.stream.worker import Worker
+    from detector.kafka.worker import Worker
 
     cfg = load_config(None, environ={}, overrides={"kafka": {
         "brokers": ["kafka-0:9093"], "client_id": "sw-fraud", "create_topics": False, "replication_factor": 3,

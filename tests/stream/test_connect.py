@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 import random
 
-from detector.stream.broker import free_port
-from detector.stream.clients import plaintext
-from detector.stream.connect import backoff_delays, connect
-from detector.stream.health import Health, HealthCollector
-from detector.stream.topics import TopicSpec
+from detector.kafka.broker import free_port
+from detector.kafka.clients import plaintext
+from detector.kafka.connect import backoff_delays, connect
+from detector.kafka.health import Health, HealthCollector
+from detector.kafka.topics import TopicSpec
 
 
 def test_backoff_doubles_to_the_cap_with_jitter_below():

@@ -1,4 +1,4 @@
-"""The sidecar's state protocol in memory (:class:`detector.stream.local.LocalGroup`): exact and order-free.
+"""The sidecar's state protocol in memory (:class:`detector.kafka.local.LocalGroup`): exact and order-free.
 
 The same traffic (a feature served in cents from hour 22, labels, offline features) is fed to
 groups of 1, 2 and 4 workers, in different batches and topic orders, with checkpoints at
@@ -22,11 +22,11 @@ import orjson
 import pytest
 
 from detector.config import Config
-from detector.core.state import StateError
+from detector.core.state.codec import StateError
+from detector.kafka.checkpoint import assemble, write_checkpoint
+from detector.kafka.local import LocalGroup
+from detector.kafka.sidecar import AGGREGATOR, Message
 from detector.sim import Fault, get_scenario, simulate
-from detector.stream.checkpoint import assemble, write_checkpoint
-from detector.stream.local import LocalGroup
-from detector.stream.sidecar import AGGREGATOR, Message
 
 P = 4  # input partitions
 H = 3600.0
@@ -328,7 +328,7 @@ def test_one_event_dated_2100_cannot_anchor_a_partition():
 
 
 def test_topics_that_are_not_co_partitioned_get_a_unit_per_topic_partition_and_an_error(caplog):
-    from detector.stream.sidecar import Sidecar
+    from detector.kafka.sidecar import Sidecar
 
     side = Sidecar(config(), {}, reference(), "w")
     t = config().kafka.topics
@@ -366,8 +366,8 @@ def test_a_tampered_checkpoint_is_refused_or_restores_a_unit_that_keeps_working(
     import numpy as np
 
     from detector.core.engine import EngineError
-    from detector.core.state import pack, unpack
-    from detector.stream.sidecar import CHECKPOINT_VERSION
+    from detector.core.state.codec import pack, unpack
+    from detector.kafka.sidecar import CHECKPOINT_VERSION
 
     g = LocalGroup(config(), {}, reference(), P, workers=1)
     events = traffic()

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from detector.stream.broker import EmbeddedBroker, free_port
+from detector.kafka.broker import EmbeddedBroker, free_port
 from tests.stream.sidecar_proc import metric, wait_until
 
 pytestmark = [pytest.mark.timeout(240)]

@@ -18,10 +18,10 @@ import orjson
 import pytest
 
 from detector.config import Kafka
-from detector.stream.broker import EmbeddedBroker, free_port
-from detector.stream.clients import ClientSettings, client_settings
-from detector.stream.connect import ClusterError, check_cluster, handshake
-from detector.stream.topics import TopicSpec
+from detector.kafka.broker import EmbeddedBroker, free_port
+from detector.kafka.clients import ClientSettings, client_settings
+from detector.kafka.connect import ClusterError, check_cluster, handshake
+from detector.kafka.topics import TopicSpec
 from tests.stream.kafka_front import KafkaFront
 from tests.stream.pki import PKI
 from tests.stream.sidecar_proc import metric, wait_until

@@ -10,8 +10,8 @@ import orjson
 import pytest
 
 from detector.config import Config
-from detector.core.profile import build_reference
-from detector.stream.sidecar import Message, Sidecar
+from detector.core.reference.build import build_reference
+from detector.kafka.sidecar import Message, Sidecar
 
 T = 1795615200.0
 
@@ -135,7 +135,7 @@ def test_fuzz_through_the_sidecar_every_message_is_folded_or_dead_lettered(ref):
 
 
 def test_column_batches_skip_redelivered_offsets_and_dead_letter_empty_and_oversized(ref):
-    from detector.stream.unit import Batch
+    from detector.kafka.unit import Batch
 
     side = sidecar(ref)
     unit = side.units["p0"]
@@ -157,7 +157,7 @@ def test_column_batches_skip_redelivered_offsets_and_dead_letter_empty_and_overs
 def test_the_worker_groups_a_faust_batch_into_columns_per_topic_partition():
     from types import SimpleNamespace
 
-    from detector.stream.worker import _columns
+    from detector.kafka.worker import _columns
 
     def ev(topic, part, off):
         return SimpleNamespace(message=SimpleNamespace(topic=topic, partition=part, offset=off, value=f"{topic}{part}{off}".encode(),

@@ -46,7 +46,7 @@ SPLIT = "2026-11-03T12:00:00Z"  # the first part of the traffic; the unit change
 
 
 def split_records(scenario: Scenario, topics: dict[str, str]) -> tuple[list[Any], list[Any], int]:  # noqa: F811
-    from detector.core.timeparse import parse_timestamps
+    from detector.core.inputs.timeparse import parse_timestamps
 
     cut = float(parse_timestamps([SPLIT])[0])
     first, rest = scenario.records(topics, hi=cut), scenario.records(topics, lo=cut)
@@ -267,7 +267,7 @@ def test_a_pickle_on_the_state_topic_is_refused_and_never_run(kafka_bootstrap: s
 
     evil = pickle.dumps(Exploit())
     state = f"{group}-state"
-    from detector.stream.broker import create_topics
+    from detector.kafka.broker import create_topics
 
     create_topics(kafka_bootstrap, {state: 1}, configs={"cleanup.policy": "compact"})
     produce(kafka_bootstrap, [(state, f"{group}/p0".encode(), evil), (state, f"{group}/aggregator".encode(), evil),

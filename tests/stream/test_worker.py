@@ -36,8 +36,8 @@ from typing import Any, TypeVar
 import orjson
 import pytest
 
-from detector.core import kinds
-from detector.core.kinds import ALL_KINDS
+from detector.core.decisions import kinds
+from detector.core.decisions.kinds import ALL_KINDS
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(240)]
 
@@ -326,7 +326,7 @@ def workers(tmp_path: Path) -> Iterator[Callable[..., WorkerProc]]:
 
 
 def free_port() -> int:
-    from detector.stream.broker import free_port as fp
+    from detector.kafka.broker import free_port as fp
 
     return fp()
 
@@ -481,7 +481,7 @@ def test_poison_batch_on_every_topic_is_dead_lettered_and_the_worker_goes_on(
         ("invalid_json", b'{"prediction_id": "px-5", "x": ' + b"[" * 5000 + b"]" * 5000 + b"}"),
         ("bad_timestamp", variant("px-6", ts=True)),
     ]
-    from detector.core.timeparse import parse_timestamps
+    from detector.core.inputs.timeparse import parse_timestamps
 
     t10 = float(parse_timestamps([orjson.loads(preds[10][1])["ts"]])[0])
     ns_epoch = variant("ok-ns", ts=int(t10 * 10**9))  # nanoseconds are a valid epoch unit
@@ -561,7 +561,7 @@ def test_sigkill_and_restart_under_a_new_worker_id_counts_everything_once(
         kafka_bootstrap: str, reference_path: Path, tmp_path: Path, scenario: Scenario,
         workers: Callable[..., WorkerProc]) -> None:
     """A rollout gives the replacement pod a new name: state follows the partitions, not the worker id."""
-    from detector.core.timeparse import parse_timestamps
+    from detector.core.inputs.timeparse import parse_timestamps
 
     topics, group, port = topic_names("kill"), unique("kill"), free_port()
     cfg = write_config(tmp_path / "cfg.yaml", kafka_bootstrap, reference_path, group, topics, port,
@@ -601,7 +601,7 @@ def test_sigkill_and_restart_under_a_new_worker_id_counts_everything_once(
     w1.signal(signal.SIGKILL)
     assert w1.wait(10) == -signal.SIGKILL
     # killed in the middle of live traffic: everything the group had committed is covered by a durable checkpoint
-    from detector.stream.checkpoint import read_checkpoints
+    from detector.kafka.checkpoint import read_checkpoints
 
     units = {f"p{k}" for k in range(4)}
     committed = committed_offsets(kafka_bootstrap, group, [topics[k] for k in ("predictions", "labels", "features")])
@@ -748,7 +748,7 @@ def scale_out(kafka_bootstrap: str, reference_path: Path, tmp_path_factory: pyte
 @pytest.mark.timeout(480)  # the module's two groups are built by the first test that uses them
 def test_one_worker_and_two_workers_give_the_same_alerts(scale_out: ScaleOut) -> None:
     """Window-evaluated kinds (input drift and skew, scores, serving health): merged partials."""
-    from detector.core.alerts import INPUT_SCOPE
+    from detector.core.decisions.alerts import INPUT_SCOPE
 
     assert all(n > 0 for n in scale_out.per_worker), "the pair did not split the partitions"
     s1 = alert_set([a for a in scale_out.one if a["kind"] in INPUT_SCOPE])
@@ -763,7 +763,7 @@ def test_one_worker_and_two_workers_give_the_same_alerts(scale_out: ScaleOut) ->
 
 
 def test_outcome_alerts_are_the_same_with_two_workers(scale_out: ScaleOut) -> None:
-    from detector.core.alerts import INPUT_SCOPE
+    from detector.core.decisions.alerts import INPUT_SCOPE
 
     s1 = alert_set([a for a in scale_out.one if a["kind"] not in INPUT_SCOPE])
     s2 = alert_set([a for a in scale_out.two if a["kind"] not in INPUT_SCOPE])
@@ -783,7 +783,7 @@ def test_outcome_alerts_are_the_same_with_two_workers(scale_out: ScaleOut) -> No
 @pytest.mark.timeout(600)  # several generous waits in a row: the machine may be loaded
 def test_broker_restart_worker_survives_and_resumes(reference_path: Path, tmp_path: Path, scenario: Scenario,
                                                     workers: Callable[..., WorkerProc]) -> None:
-    from detector.stream.broker import BrokerUnavailable, EmbeddedBroker
+    from detector.kafka.broker import BrokerUnavailable, EmbeddedBroker
 
     try:
         broker = EmbeddedBroker(log_path=tmp_path / "tansu.log").start()
@@ -870,7 +870,7 @@ def test_broker_restart_worker_survives_and_resumes(reference_path: Path, tmp_pa
 
 def test_sigterm_checkpoints_and_exits_within_grace(kafka_bootstrap: str, reference_path: Path, tmp_path: Path,
                                                      scenario: Scenario, workers: Callable[..., WorkerProc]) -> None:
-    from detector.stream.checkpoint import read_checkpoints
+    from detector.kafka.checkpoint import read_checkpoints
 
     topics, group, port = topic_names("term"), unique("term"), free_port()
     grace = 10.0
@@ -933,8 +933,8 @@ def committed_offsets(bootstrap: str, group: str, topics_: list[str]) -> dict[tu
 
 def checkpointed_offsets(found: dict[str, Any]) -> dict[tuple[str, int], int]:
     """Per input topic-partition, the next offset the durable unit checkpoints ``found`` cover."""
-    from detector.core.state import unpack
-    from detector.stream.sidecar import CHECKPOINT_VERSION
+    from detector.core.state.codec import unpack
+    from detector.kafka.sidecar import CHECKPOINT_VERSION
 
     out: dict[tuple[str, int], int] = {}
     for name, got in found.items():

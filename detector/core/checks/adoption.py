@@ -6,24 +6,24 @@ without knowing what the process it replaced would have done. Two parts:
 
 **Window checks** (:class:`Adoption`, called by the engine for every closed window, on the
 window's mergeable counts, so replay, a single worker and an aggregator of partials agree). Per
-model x slice row (pseudo-rows as in :mod:`detector.core.checks`):
+model x slice row (pseudo-rows as in :mod:`detector.core.checks.window`):
 
 * ``override_rate``: the share of the model's actions (``decision`` not a no-action value) that
   carry a human ``override`` — its complement is the share of flags acted on. Compared with the
   same time of day in production (or all hours while that slot has no history), two-sided
   two-proportion test; a finding needs ``|change| >= thresholds.override_rate_delta`` (critical
-  at twice that). The evidence carries the current reason-code mix (top :data:`~detector.core.window.MAX_REASONS`).
+  at twice that). The evidence carries the current reason-code mix (top :data:`~detector.core.inputs.window.MAX_REASONS`).
 * ``capacity_use`` (all traffic, when ``models.<name>.review_capacity`` is configured): flags in
   the window / capacity. A **flood** is a use above 1 that is significant for a Poisson count at
   the capacity (critical above 2); **starvation** a use below ``thresholds.capacity_starvation``
   that is significant *and* comes with a significant fall of the flag share against the
   baseline — a quiet night has few flags but the usual share, and is not starvation.
 
-Both are :class:`~detector.core.checks.Result` rows: they join the window's Benjamini-Hochberg
-family, slice localisation and de-duplication (:mod:`detector.core.select`) and the alert
-hysteresis (:class:`~detector.core.alerts.AlertManager`), as kind ``decision_rate`` (cause
+Both are :class:`~detector.core.checks.window.Result` rows: they join the window's Benjamini-Hochberg
+family, slice localisation and de-duplication (:mod:`detector.core.decisions.select`) and the alert
+hysteresis (:class:`~detector.core.decisions.alerts.AlertManager`), as kind ``decision_rate`` (cause
 ``decision_policy``, action ``fix_system`` unless an upstream fault explains it, see
-:mod:`detector.core.triage`). Their alert ``feature`` names the workflow signal
+:mod:`detector.core.decisions.triage`). Their alert ``feature`` names the workflow signal
 (``override_rate`` / ``review_capacity``) so they are separate incidents from the model's own
 decision-rate and threshold alerts.
 
@@ -47,11 +47,11 @@ from typing import Any
 
 import numpy as np
 
-from detector.core import stats
-from detector.core.checks import Result, View
-from detector.core.layout import Layout
+from detector.core.checks.window import Result, View
+from detector.core.inputs.layout import Layout
+from detector.core.inputs.window import RATE
 from detector.core.settings import DetectorSettings
-from detector.core.window import RATE
+from detector.core.stats import distributions as stats
 
 __all__ = ["Adoption", "RulesBaseline", "attach_adoption", "adoption_stats", "baseline_stats", "diagnose",
            "ADOPTION_FEATURES", "KEEP_DONE"]
@@ -286,7 +286,7 @@ class RulesBaseline:
                 "done": {m: [[s, a] for s, a in lst] for m, lst in self.done.items()}, "last": self.last}
 
     def load_state(self, st: dict[str, Any]) -> None:
-        from detector.core.state import check
+        from detector.core.state.codec import check
 
         check(isinstance(st, dict) and isinstance(st.get("open"), list) and isinstance(st.get("done"), dict)
               and isinstance(st.get("last"), dict), "rules baseline state")

@@ -5,13 +5,13 @@ UTC a local-hour feature takes one value per region, the part of the day is "nig
 region and "morning" in another, the channel mix (and every feature that depends on the channel,
 such as a field that is null by design for card-present payments) follows the clock. Comparing
 that hour with the all-day training profile cries wolf every hour. So when the reference has no
-hour-of-day profiles (:mod:`detector.core.hourly`), the *distribution* skew statistics - missing
+hour-of-day profiles (:mod:`detector.core.reference.hourly`), the *distribution* skew statistics - missing
 rate, the share of one exact value, values outside the training range, PSI and L-infinity - are
 judged on the trailing day (:class:`DayRing`, the sum of the windows that closed in the last
 ``period``), which covers every hour in the proportions training does. Statistics that time of
 day cannot produce stay hourly (unit changes, unseen categories, schema), and production's own
 history at the same time of day keeps hourly drift tests sensitive
-(:mod:`detector.core.seasonal_checks`).
+(:mod:`detector.core.checks.seasonal`).
 
 Memory: ``period / window`` windows of coarse bins, categories and exact-value hits per slice row.
 """
@@ -24,13 +24,13 @@ from typing import Any
 
 import numpy as np
 
-from detector.core import stats
-from detector.core.checks import Result, View, _cat_shares, _r, _ref_rows, _shares
-from detector.core.layout import SCORE, Layout
-from detector.core.reference import CategoricalProfile, NumericProfile, value_share
-from detector.core.seasonal import Frozen, SeasonalBaseline
+from detector.core.checks.window import Result, View, _cat_shares, _r, _ref_rows, _shares
+from detector.core.inputs.layout import SCORE, Layout
+from detector.core.inputs.seasonal import Frozen, SeasonalBaseline
+from detector.core.inputs.window import RATE, WindowCounts
+from detector.core.reference.profile import CategoricalProfile, NumericProfile, value_share
 from detector.core.settings import DetectorSettings
-from detector.core.window import RATE, WindowCounts
+from detector.core.stats import distributions as stats
 
 __all__ = ["DayRing", "daily_checks", "SPAN"]
 
@@ -82,7 +82,7 @@ class DayRing:
 
     def load_state(self, st: Any, rows: int) -> None:
         """Restore :meth:`to_state` (``rows``: the layout's slice rows, which every array must have)."""
-        from detector.core.state import check
+        from detector.core.state.codec import check
 
         check(isinstance(st, dict) and isinstance(st.get("items"), list), "trailing day state")
         items: deque[tuple[float, dict[str, np.ndarray]]] = deque()

@@ -22,10 +22,10 @@ from typing import Any
 
 import numpy as np
 
-from detector.core.layout import Layout
-from detector.core.seasonal import SeasonalBaseline
-from detector.core.select import Finding, is_generic
-from detector.core.window import RATE
+from detector.core.decisions.select import Finding, is_generic
+from detector.core.inputs.layout import Layout
+from detector.core.inputs.seasonal import SeasonalBaseline
+from detector.core.inputs.window import RATE
 
 __all__ = ["add_variants", "collapse", "hold_mixed", "MIX_TV", "BASE_ARRAYS"]
 

@@ -1,8 +1,8 @@
 """One statistic of one window (or cohort), for every pseudo-row: what every check returns.
 
 Pseudo-rows are all traffic, each slice row and each slice's complement (all traffic minus that
-slice), as :class:`~detector.core.checks.View` lays them out. Selection
-(:mod:`detector.core.select`) reads nothing else: false-discovery-rate control over the p-values,
+slice), as :class:`~detector.core.checks.window.View` lays them out. Selection
+(:mod:`detector.core.decisions.select`) reads nothing else: false-discovery-rate control over the p-values,
 the effect-size gate, slice localisation, then one finding per feature and slice.
 """
 

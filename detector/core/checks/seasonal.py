@@ -13,7 +13,7 @@ the same hour of earlier days, whatever the training data look like:
   a producer whose clock or time zone is off (local time sent as UTC).
 
 The same effect thresholds and the same false-discovery-rate control apply as everywhere else
-(:mod:`detector.core.select`). Nothing here keeps state.
+(:mod:`detector.core.decisions.select`). Nothing here keeps state.
 """
 
 from __future__ import annotations
@@ -22,11 +22,11 @@ from typing import Any
 
 import numpy as np
 
-from detector.core import stats
-from detector.core.checks import Result, View, _r, is_clock
-from detector.core.layout import SCORE, Layout
-from detector.core.seasonal import SeasonalBaseline
+from detector.core.checks.window import Result, View, _r, is_clock
+from detector.core.inputs.layout import SCORE, Layout
+from detector.core.inputs.seasonal import SeasonalBaseline
 from detector.core.settings import DetectorSettings
+from detector.core.stats import distributions as stats
 
 __all__ = ["seasonal_checks"]
 

@@ -4,7 +4,7 @@ Each check returns a :class:`Result`: for every *pseudo-row* (a slice row, or th
 a slice row: all traffic minus that slice) the statistic's value, whether it was tested (enough
 events, a reference to compare with), whether the effect crosses the warning / critical
 threshold, and a p-value for the observed difference at this sample size. Selection
-(:mod:`detector.core.select`) then applies false-discovery-rate control and localises findings
+(:mod:`detector.core.decisions.select`) then applies false-discovery-rate control and localises findings
 to the slice that explains them. Nothing here keeps detection state (the reference profile of each
 pseudo-row is cached on the layout: the same rows, hours and feature give the same profiles).
 """
@@ -17,14 +17,14 @@ from typing import Any
 
 import numpy as np
 
-from detector.core import stats
-from detector.core.hourly import hour_weights, mix_profiles
-from detector.core.layout import SCORE, Layout
-from detector.core.reference import CategoricalProfile, NumericProfile, value_share
-from detector.core.results import Result
-from detector.core.seasonal import SeasonalBaseline
+from detector.core.checks.result import Result
+from detector.core.inputs.layout import SCORE, Layout
+from detector.core.inputs.seasonal import SeasonalBaseline
+from detector.core.inputs.window import N_CAND, RATE, WindowCounts
+from detector.core.reference.hourly import hour_weights, mix_profiles
+from detector.core.reference.profile import CategoricalProfile, NumericProfile, value_share
 from detector.core.settings import DetectorSettings
-from detector.core.window import N_CAND, RATE, WindowCounts
+from detector.core.stats import distributions as stats
 
 __all__ = ["Result", "View", "build_view", "is_clock", "run_checks"]
 
@@ -67,7 +67,7 @@ def build_view(lay: Layout, w: WindowCounts, sb: SeasonalBaseline, settings: Det
     rows = np.concatenate([real, slice_rows])
     comp = np.concatenate([np.zeros(len(real), bool), np.ones(len(slice_rows), bool)])
     # without hour-of-day training profiles an hour is not comparable with training's whole days:
-    # distribution skew is then judged on the trailing day (detector.core.daily)
+    # distribution skew is then judged on the trailing day (detector.core.checks.daily)
     extra: dict[str, Any] = {"blocks": sb.blocks, "hourly_skew": bool(lay.ref.hourly) or w.end - w.start >= 86400}
     if base is None and sb.days.sum() * sb.slot_len >= 6 * 3600:  # >= 6 h of history, any hour
         extra["all_hours"] = {name: _ext(getattr(sb, name).sum(axis=0), real, slice_rows) for name in ("rates", "lat")}
@@ -79,7 +79,7 @@ def build_view(lay: Layout, w: WindowCounts, sb: SeasonalBaseline, settings: Det
 
 def is_clock(lay: Layout, feature: str) -> bool:
     """A feature the calendar sets (a local hour, a weekday), recognised from timestamped training
-    (:func:`detector.core.hourly.clock_features`): no distribution or value-share tests."""
+    (:func:`detector.core.reference.hourly.clock_features`): no distribution or value-share tests."""
     return feature in ((lay.ref.hourly or {}).get("clock") or ())
 
 
@@ -100,7 +100,7 @@ def _ref_rows(lay: Layout, v: View, feature: str) -> list[Any]:
             lay._ref_rows_cache.clear()
         hit = lay._ref_rows_cache[key] = _ref_rows_uncached(lay, v, feature, hours)
     mixes = v.extra.get("variant_mix")
-    if mixes:  # re-mixed all-traffic rows (detector.core.remix): training in this window's slice shares
+    if mixes:  # re-mixed all-traffic rows (detector.core.checks.remix): training in this window's slice shares
         hit = list(hit)
         for k, (rows, w) in zip(v.extra["variants"], mixes, strict=True):
             if hit[k] is None:
@@ -186,7 +186,7 @@ def _numeric(lay: Layout, v: View, sb: SeasonalBaseline, st: DetectorSettings, j
     rate = np.divide(miss, n_all, out=np.zeros(P), where=n_all > 0)
     delta = rate - np.nan_to_num(p0)
     hourly = bool(v.extra.get("hourly_skew", True))
-    # a feature set by the clock (a local hour) has no sampling distribution to test (detector.core.hourly)
+    # a feature set by the clock (a local hour) has no sampling distribution to test (detector.core.reference.hourly)
     dist = hourly and not is_clock(lay, name)
     # without hour-of-day profiles an hour is judged against training only for what no hour of training
     # had at all (a feature never missing, a value never seen): time of day cannot produce that
@@ -610,7 +610,9 @@ def run_checks(lay: Layout, v: View, sb: SeasonalBaseline, st: DetectorSettings,
     results.extend(_rates(lay, v, sb, st))
     results.extend(_schema(lay, v, st))
     results.extend(_time_shift(lay, v, st))
-    from detector.core.audit import leak_serving_checks  # leak suspects constant at serving (schema)
+    from detector.core.reference.audit import (
+        leak_serving_checks,  # leak suspects constant at serving (schema)
+    )
 
     results.extend(leak_serving_checks(lay, v, st, cands))
     return results

@@ -15,17 +15,17 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
-from detector.core.kinds import ALL_KINDS, INPUT_KINDS, OUTCOME_KINDS, PARITY_KINDS
-from detector.core.select import Finding, is_generic
+from detector.core.decisions.kinds import ALL_KINDS, INPUT_KINDS, OUTCOME_KINDS, PARITY_KINDS
+from detector.core.decisions.select import Finding, is_generic
+from detector.core.decisions.triage import triage
+from detector.core.inputs.timeparse import format_ts
 from detector.core.settings import DetectorSettings
-from detector.core.timeparse import format_ts
-from detector.core.triage import triage
 
 __all__ = ["Alert", "AlertManager", "OUTCOME_KINDS", "PARITY_KINDS", "INPUT_SCOPE", "ALL_KINDS"]
 
 Key = tuple[str, str, str, str]
 
-# the kinds and their families live in detector.core.kinds; re-exported for the alert manager's callers
+# the kinds and their families live in detector.core.decisions.kinds; re-exported for the alert manager's callers
 INPUT_SCOPE = INPUT_KINDS  # model, kind, feature, slice "dim=value" ("" = all traffic)
 
 

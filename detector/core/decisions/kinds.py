@@ -164,7 +164,7 @@ def kind(name: str) -> Kind:
     try:
         return KINDS[name]
     except KeyError:
-        raise KeyError(f"alert kind {name!r} is not registered in detector.core.kinds; known: {sorted(KINDS)}") from None
+        raise KeyError(f"alert kind {name!r} is not registered in detector.core.decisions.kinds; known: {sorted(KINDS)}") from None
 
 
 def statistic(kind_name: str, name: str) -> Statistic | None:

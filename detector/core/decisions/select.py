@@ -22,8 +22,9 @@ from typing import Any
 
 import numpy as np
 
-from detector.core import kinds, stats
-from detector.core.checks import Result, View
+from detector.core.checks.window import Result, View
+from detector.core.decisions import kinds
+from detector.core.stats import distributions as stats
 
 __all__ = ["Finding", "select_findings", "dedup", "hold_generic", "is_generic", "PRIORITY", "SPECIFIC"]
 

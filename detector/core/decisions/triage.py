@@ -11,7 +11,7 @@ The rules follow the decision framework of the domain brief:
 - fallbacks and latency -> **serving health** -> ``fix_system``;
 - label delay and corrections -> **label quality** -> ``fix_data``.
 
-Outcome findings (:mod:`detector.core.outcomes`) add ``inputs_stable`` (no input alert fired
+Outcome findings (:mod:`detector.core.outcomes.monitor`) add ``inputs_stable`` (no input alert fired
 while the cohort matured), ``label_rate_stable`` and ``label_delay_shift`` to the context. While
 inputs are not stable, performance, calibration, label and concept drift are credited to the
 upstream cause (pipeline skew, covariate drift, or serving health for a score shift); a base-rate
@@ -22,7 +22,7 @@ inputs are stable.
 with drifting inputs is covariate drift, while a score shift with stable inputs points at the
 model artefact or an unmonitored input (pipeline skew).
 
->>> from detector.core.select import Finding
+>>> from detector.core.decisions.select import Finding
 >>> f = Finding("unit_shift", "amount", 0, "scale_ratio", 100.0, 4.0, "critical", 0.0, {}, "", 1.0)
 >>> triage(f, {})
 ('pipeline_skew', 'fix_data')
@@ -32,11 +32,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from detector.core.kinds import ACTIONS, CAUSES, KINDS, OUTCOME_KINDS, PIPELINE_KINDS
+from detector.core.decisions.kinds import ACTIONS, CAUSES, KINDS, OUTCOME_KINDS, PIPELINE_KINDS
 
 __all__ = ["triage", "CAUSES", "ACTIONS"]
 
-# each kind's default cause and action, and which kinds are pipeline faults: detector.core.kinds
+# each kind's default cause and action, and which kinds are pipeline faults: detector.core.decisions.kinds
 _PIPELINE = PIPELINE_KINDS
 
 

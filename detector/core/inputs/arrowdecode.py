@@ -9,7 +9,7 @@ type checks run in C, and the output is already columns - no Python object per e
 prediction ids.
 
 Only what this reader can decide exactly is kept; everything else goes back, *per message*, to
-the typed and general paths (:mod:`detector.core.fastdecode`, :mod:`detector.core.validate`),
+the typed and general paths (:mod:`detector.core.inputs.fastdecode`, :mod:`detector.core.inputs.validate`),
 which own every outcome of the bad-input table. A message goes back when it is neither one JSON
 object nor a compact batch envelope (``[{...},{...}]``), or any of its events has a null or absent
 required field or feature (Arrow cannot
@@ -30,10 +30,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pj
 
-from detector.core.events import PredictionBatch, Schema
-from detector.core.layout import CodedColumn
-from detector.core.timeparse import parse_timestamps
-from detector.core.wire import text_of
+from detector.core.inputs.events import PredictionBatch, Schema
+from detector.core.inputs.layout import CodedColumn
+from detector.core.inputs.timeparse import parse_timestamps
+from detector.core.inputs.wire import text_of
 
 __all__ = ["ArrowDecoder"]
 

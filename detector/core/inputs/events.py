@@ -1,12 +1,12 @@
 """Decoding prediction events (DESIGN.md contract) into columnar batches, never raising on bad input.
 
-:func:`~detector.core.wire.parse_messages` turns raw Kafka values / JSONL lines into dicts (a
+:func:`~detector.core.inputs.wire.parse_messages` turns raw Kafka values / JSONL lines into dicts (a
 JSON array is a batch envelope of several events); :func:`validate_predictions` checks every
 field an event must get right and turns each failure into an :class:`EventError` (reason +
 a sentence naming the problem and the fix) for the dead-letter topic; ``PredictionDecoder``
 then extracts one model's columns with its schema in a handful of C-level passes
 (``itemgetter`` + ``np.array``) rather than per-event Python work. Labels and offline features
-are decoded in :mod:`detector.core.feeds`.
+are decoded in :mod:`detector.core.inputs.feeds`.
 
 Defined outcomes, per DESIGN.md's "never silently dropped":
 
@@ -55,9 +55,9 @@ from typing import Any
 
 import numpy as np
 
-from detector.core.fastdecode import Typed, TypedDecoder
-from detector.core.timeparse import parse_timestamps
-from detector.core.wire import (
+from detector.core.inputs.fastdecode import Typed, TypedDecoder
+from detector.core.inputs.timeparse import parse_timestamps
+from detector.core.inputs.wire import (
     DEFAULT_MAX_ID_BYTES,
     DEFAULT_MAX_VALUE_BYTES,
     EventError,
@@ -585,5 +585,5 @@ def _acted(raw: list[Any], no_action: set[str]) -> np.ndarray:
 
 
 # the other event kinds and the checks live next door; importable from here as before
-from detector.core.feeds import FeatureBatch, LabelBatch, decode_feature_events, decode_labels  # noqa: E402
-from detector.core.validate import validate_predictions  # noqa: E402
+from detector.core.inputs.feeds import FeatureBatch, LabelBatch, decode_feature_events, decode_labels  # noqa: E402
+from detector.core.inputs.validate import validate_predictions  # noqa: E402

@@ -10,7 +10,7 @@ an event it accepts needs no per-field type check afterwards.
 Anything it does not accept - a feature absent or of another type, an unexpected feature, a
 number beyond float range, NaN literals, an id that is empty or too long, a bad timestamp, an
 envelope with a bad item, another model's event, invalid JSON - goes, *per message*, to the
-general dict path (:mod:`detector.core.wire` / :mod:`detector.core.validate`), which owns every
+general dict path (:mod:`detector.core.inputs.wire` / :mod:`detector.core.inputs.validate`), which owns every
 outcome of the bad-input table. The two paths give identical columns for the events both can
 decode (tested property), so the split only changes speed, never results.
 """
@@ -24,8 +24,8 @@ from typing import Any
 import msgspec
 import numpy as np
 
-from detector.core.timeparse import parse_timestamps
-from detector.core.wire import ids_ok
+from detector.core.inputs.timeparse import parse_timestamps
+from detector.core.inputs.wire import ids_ok
 
 __all__ = ["TypedDecoder", "Typed"]
 

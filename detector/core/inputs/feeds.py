@@ -14,7 +14,7 @@ or integer / > ``max_id_bytes``            are accepted) / ``oversized_field``
 offline ``features`` not an object         error ``bad_features``
 =========================================  ==================================================
 
-Offline feature values are compared with the served ones in :mod:`detector.core.parity`,
+Offline feature values are compared with the served ones in :mod:`detector.core.outcomes.parity`,
 which counts values of the wrong type there (as the prediction path does); the event's size in
 bytes travels with it (``FeatureBatch.nbytes``) so held events can be bounded in bytes.
 """
@@ -27,8 +27,8 @@ from typing import Any
 
 import numpy as np
 
-from detector.core.timeparse import parse_timestamps
-from detector.core.wire import (
+from detector.core.inputs.timeparse import parse_timestamps
+from detector.core.inputs.wire import (
     DEFAULT_MAX_ID_BYTES,
     DEFAULT_MAX_VALUE_BYTES,
     EventError,

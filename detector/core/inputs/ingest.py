@@ -2,11 +2,11 @@
 
 :class:`Ingest` is the part of :class:`~detector.core.engine.Engine` that takes bytes in. For
 predictions, clean events of the usual model are read as columns by Arrow's JSON reader
-(:mod:`detector.core.arrowdecode`), what it leaves is decoded typed straight from bytes
-(:mod:`detector.core.fastdecode`), and every other message takes the general path
-(:mod:`detector.core.wire`, :mod:`detector.core.validate`, :mod:`detector.core.events`), which
+(:mod:`detector.core.inputs.arrowdecode`), what it leaves is decoded typed straight from bytes
+(:mod:`detector.core.inputs.fastdecode`), and every other message takes the general path
+(:mod:`detector.core.inputs.wire`, :mod:`detector.core.inputs.validate`, :mod:`detector.core.inputs.events`), which
 owns the error records. Labels and offline features take the general path
-(:mod:`detector.core.feeds`). A defect of ours that raises on some event is contained: decoding
+(:mod:`detector.core.inputs.feeds`). A defect of ours that raises on some event is contained: decoding
 is pure, so the batch is decoded again event by event and only the event that raises is
 dead-lettered (``internal_error``); a failing fold dead-letters its batch. Either way the
 caller gets error records, never an exception, and the worker goes on.
@@ -20,10 +20,10 @@ from contextlib import contextmanager
 from typing import Any
 
 try:  # the columnar reader needs pyarrow (the `fast` extra); without it the typed path decodes everything
-    from detector.core.arrowdecode import ArrowDecoder
+    from detector.core.inputs.arrowdecode import ArrowDecoder
 except ImportError:  # pragma: no cover - exercised by the wheel smoke test without extras
     ArrowDecoder = None  # type: ignore[assignment,misc]
-from detector.core.events import (
+from detector.core.inputs.events import (
     EventError,
     PredictionBatch,
     concat,
@@ -32,8 +32,8 @@ from detector.core.events import (
     parse_messages,
     validate_predictions,
 )
-from detector.core.fastdecode import TypedDecoder
-from detector.core.wire import reject, row_error
+from detector.core.inputs.fastdecode import TypedDecoder
+from detector.core.inputs.wire import reject, row_error
 
 __all__ = ["Ingest", "gc_paused", "ARROW_MIN_BATCH"]
 
@@ -143,7 +143,7 @@ class Ingest:
         return out  # already counted, per message
 
     def _arrow_decode(self, raws: Sequence[bytes]) -> tuple[PredictionBatch | None, list[int]]:
-        """Clean events of the usual model read as columns (see detector.core.arrowdecode), and
+        """Clean events of the usual model read as columns (see detector.core.inputs.arrowdecode), and
         the messages left for the typed and general paths. Small batches skip it (its fixed cost
         per call is that of ~20 events), and so do the next batches after one it refused."""
         ad = self._arrow
@@ -163,7 +163,7 @@ class Ingest:
         return b, rest
 
     def _typed_decode(self, raws: Sequence[bytes]) -> tuple[Any, list[int]]:
-        """Clean events of the usual model, decoded typed from bytes (see detector.core.fastdecode),
+        """Clean events of the usual model, decoded typed from bytes (see detector.core.inputs.fastdecode),
         and the messages left for the general path."""
         td = self._typed
         if td is None or not self.settings.typed_decode:

@@ -15,10 +15,10 @@ from typing import Any
 
 import numpy as np
 
-from detector.core.binning import Bins
-from detector.core.events import Schema
-from detector.core.hourly import mix_profiles
-from detector.core.reference import CategoricalProfile, NumericProfile, Reference, coarse_groups
+from detector.core.inputs.binning import Bins
+from detector.core.inputs.events import Schema
+from detector.core.reference.hourly import mix_profiles
+from detector.core.reference.profile import CategoricalProfile, NumericProfile, Reference, coarse_groups
 
 __all__ = ["OTHER", "NONE", "SliceVocab", "Layout", "SCORE", "CodedColumn"]
 
@@ -33,7 +33,7 @@ _LAT_EDGES = np.concatenate([[0.0], np.logspace(-1, 5, 61)])  # ms: 0.1 ms .. 10
 class CodedColumn(list):  # type: ignore[type-arg]
     """A column of (few distinct) values that also carries its dictionary encoding: ``values``
     (distinct, in order of first appearance) and ``codes`` (index into them per event), so a
-    slice vocabulary maps each distinct value once (:meth:`~detector.core.layout.SliceVocab.codes`)."""
+    slice vocabulary maps each distinct value once (:meth:`~detector.core.inputs.layout.SliceVocab.codes`)."""
 
     __slots__ = ("values", "codes")
 
@@ -130,7 +130,7 @@ class Layout:
         self.num_sizes = sizes
         self.num_offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]])
         self.num_total = int(sizes.sum())
-        self.bins = Bins(blocks)  # fine bin lookup of every block at once (detector.core.binning)
+        self.bins = Bins(blocks)  # fine bin lookup of every block at once (detector.core.inputs.binning)
         self.coarse = [coarse_groups(e) for e in blocks]  # fine bin -> coarse bin (missing excluded)
         self.n_num_blocks = len(blocks)  # numeric features + score
         # reference share per coarse bin and per fine bin
@@ -202,7 +202,7 @@ class Layout:
         only compared with that slice's own training profile; a slice value the training data
         did not have (and ``__other__``) gets no skew test — it is still watched for drift
         against its own production history. A *seasonal* feature (see
-        :mod:`detector.core.hourly`) is compared with the training hours the window covers.
+        :mod:`detector.core.reference.hourly`) is compared with the training hours the window covers.
         """
         hourly = self.ref.hourly.get("features", {}) if self.ref.hourly else {}
         if row == 0:

@@ -20,9 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from detector.core.layout import Layout
-from detector.core.state import check, load_arrays, pairs, unpairs
-from detector.core.window import N_CAND, RATE, WindowCounts
+from detector.core.inputs.layout import Layout
+from detector.core.inputs.window import N_CAND, RATE, WindowCounts
+from detector.core.state.codec import check, load_arrays, pairs, unpairs
 
 __all__ = ["SeasonalBaseline", "Frozen", "coarse_starts"]
 

@@ -6,15 +6,15 @@ aggregator as a partial), so ``totals + open windows`` is a monotonic count sinc
 started: exported as ``skewwatch_latency_seconds`` and ``skewwatch_score`` histograms that
 ``histogram_quantile`` can aggregate across replicas.
 
-Bins are the window's own: latency on :data:`~detector.core.layout.Layout.lat_edges`
+Bins are the window's own: latency on :data:`~detector.core.inputs.layout.Layout.lat_edges`
 (milliseconds), the score on the reference's score edges. Counts are exact; a value equal to
 an edge falls in the bin above it (bins are ``[lo, hi)``). Memory: ``rows x (n_lat + score bins)``
 floats per model, fixed by the layout.
 
 >>> import numpy as np
->>> from detector.core.layout import Layout
->>> from detector.core.profile import build_reference
->>> from detector.core.window import WindowCounts
+>>> from detector.core.inputs.layout import Layout
+>>> from detector.core.reference.build import build_reference
+>>> from detector.core.inputs.window import WindowCounts
 >>> ref = build_reference({"x": np.arange(100.0), "s": np.linspace(0, 1, 100)}, score_column="s")
 >>> lay = Layout(ref, [], 10, 100)
 >>> w = WindowCounts.empty(lay, 0.0, 3600.0)
@@ -66,7 +66,7 @@ class ServedTotals:
         return {"lat": self.lat, "score": self.score, "score_sum": self.score_sum}
 
     def load_state(self, st: dict[str, Any]) -> None:
-        from detector.core.state import load_arrays
+        from detector.core.state.codec import load_arrays
 
         load_arrays(self, st, ("lat", "score", "score_sum"), "served totals")
 

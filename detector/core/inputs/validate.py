@@ -1,7 +1,7 @@
 """Prediction checks: every field an event must get right, each failure an :class:`EventError`.
 
-The table of outcomes is in :mod:`detector.core.events`; the reason vocabulary in
-:mod:`detector.core.wire`. Checks run per *column* (one ``set(map(type, ...))`` per field);
+The table of outcomes is in :mod:`detector.core.inputs.events`; the reason vocabulary in
+:mod:`detector.core.inputs.wire`. Checks run per *column* (one ``set(map(type, ...))`` per field);
 only a column that fails looks at its events one by one, so a clean batch costs a few C-level
 passes. The first failing check of an event, in contract order, names its reason.
 """
@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from detector.core.timeparse import parse_timestamps
-from detector.core.wire import (
+from detector.core.inputs.timeparse import parse_timestamps
+from detector.core.inputs.wire import (
     DEFAULT_MAX_ID_BYTES,
     DEFAULT_MAX_VALUE_BYTES,
     EventError,

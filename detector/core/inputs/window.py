@@ -1,7 +1,7 @@
 """One model's counts for one event-time window: dense, additive, mergeable.
 
 A :class:`WindowCounts` is a bag of numpy arrays whose first axis is the layout's slice rows
-(see :mod:`detector.core.layout`). ``add_batch`` folds a decoded batch in with one sparse
+(see :mod:`detector.core.inputs.layout`). ``add_batch`` folds a decoded batch in with one sparse
 matrix product for every weighted sum of every slice row and one ``np.bincount`` for every
 histogram of every slice row (not per feature, not per event, not per slice value); ``merge`` is
 element-wise addition, so windows from workers owning different partitions combine exactly.
@@ -16,12 +16,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from scipy.sparse import csr_matrix
 
-from detector.core.events import PredictionBatch
-from detector.core.layout import Layout
-from detector.core.state import check, load_arrays, pairs, unpairs
+from detector.core.inputs.events import PredictionBatch
+from detector.core.inputs.layout import Layout
+from detector.core.state.codec import check, load_arrays, pairs, unpairs
 
 if TYPE_CHECKING:
-    from detector.core.tasks.base import Counters
+    from detector.core.outcomes.tasks.base import Counters
 
 __all__ = ["WindowCounts", "N_CAND"]
 
@@ -63,7 +63,7 @@ class WindowCounts:
     reasons: dict[str, dict[str, int]] = field(default_factory=dict)
     late: int = 0
     max_ts: float = float("-inf")
-    # multivariate drift sums per slice row (detector.core.multivariate.window), None = not watched
+    # multivariate drift sums per slice row (detector.core.checks.multivariate.window), None = not watched
     mv: Counters | None = None
 
     def __post_init__(self) -> None:
@@ -325,7 +325,7 @@ def mv_from_state(st: Any, rows: int) -> Counters | None:
     """The multivariate sums of a window state (``None``: not watched), checked against ``rows`` slice rows."""
     if st is None:
         return None
-    from detector.core.tasks.base import Counters
+    from detector.core.outcomes.tasks.base import Counters
 
     check(isinstance(st, dict) and isinstance(st.get("err"), np.ndarray) and isinstance(st.get("res"), np.ndarray),
           "window multivariate sums")

@@ -1,7 +1,7 @@
 """Outcome checks of one matured cohort, vectorised across pseudo-rows (slices and complements).
 
-Every check returns a :class:`~detector.core.checks.Result` (effect size, whether it was tested,
-warning/critical, p-value), so :func:`~detector.core.select.select_findings` applies the same
+Every check returns a :class:`~detector.core.checks.window.Result` (effect size, whether it was tested,
+warning/critical, p-value), so :func:`~detector.core.decisions.select.select_findings` applies the same
 Benjamini-Hochberg control, effect-size gate and slice localisation as the input checks.
 Nothing here keeps state. Comparisons are with the *trailing production baseline* (the sum of
 recent matured cohorts, each measured at the same label age) and, where the reference has it,
@@ -52,9 +52,8 @@ from typing import Any
 
 import numpy as np
 
-from detector.core import stats
-from detector.core.checks import Result
-from detector.core.cohort import (
+from detector.core.checks.window import Result
+from detector.core.outcomes.cohort import (
     N_HIST,
     C,
     auc_se,
@@ -64,7 +63,8 @@ from detector.core.cohort import (
     calibration_slope,
     ece,
 )
-from detector.core.labels import DELAY_EDGES, hist_quantile
+from detector.core.outcomes.labels import DELAY_EDGES, hist_quantile
+from detector.core.stats import distributions as stats
 
 __all__ = ["OutcomeThresholds", "Arrays", "outcome_checks", "expected_positives", "base_rate_shift", "poisson_pvalue"]
 
@@ -105,7 +105,7 @@ class OutcomeThresholds:
 
 @dataclass
 class Arrays:
-    """Pseudo-row arrays of one cohort (or of the baseline): see :class:`~detector.core.cohort.Cohort`."""
+    """Pseudo-row arrays of one cohort (or of the baseline): see :class:`~detector.core.outcomes.cohort.Cohort`."""
 
     cnt: np.ndarray
     rel: np.ndarray
@@ -388,7 +388,7 @@ def _slope_checks(cur: Arrays, base: Arrays, th: OutcomeThresholds, comp: np.nda
                   ref_slope: tuple[float, float] | None) -> list[Result]:
     """Cox calibration slope against the baseline's and training's: x1.3 (critical x2) either way, z-test.
     A rank-preserving change of how extreme outcomes are (scores too timid or too extreme) moves it;
-    late labels do not (see :func:`~detector.core.cohort.calibration_slope`)."""
+    late labels do not (see :func:`~detector.core.outcomes.cohort.calibration_slope`)."""
     P = cur.cnt.shape[0]
     b, se = calibration_slope(cur.hist[:, 0, :], cur.hist[:, 1, :])
     out = []

@@ -7,7 +7,7 @@ need from the (prediction, label) pairs whose prediction fell in ``[start, end)`
   square and score x label, the confusion matrix at the threshold in force, corrections;
 * ``rel``: 10 equal-width score bins x (count, sum score, sum label) -> reliability, ECE;
 * ``hist``: 100 equal-width score bins x label -> ROC AUC, PR AUC, cost-minimising threshold;
-* ``delay``: label-delay histogram (:data:`~detector.core.labels.DELAY_EDGES`).
+* ``delay``: label-delay histogram (:data:`~detector.core.outcomes.labels.DELAY_EDGES`).
 
 Corrections fold the old label out (weight -1) and the new one in (+1), so counts always equal
 those of the final labels. Everything is a sum, so two workers' cohorts merge by addition.
@@ -35,8 +35,8 @@ from typing import Any
 
 import numpy as np
 
-from detector.core.labels import N_DELAY
-from detector.core.state import check, load_arrays
+from detector.core.outcomes.labels import N_DELAY
+from detector.core.state.codec import check, load_arrays
 
 __all__ = ["Cohort", "C", "N_REL", "N_HIST", "binned_auc", "auc_se", "average_precision", "ece", "brier",
            "best_threshold", "fold", "score_bins", "calibration_slope"]

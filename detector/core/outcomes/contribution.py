@@ -1,6 +1,6 @@
 """Slice contribution: which slices lost the performance, ranked (the brief's "top five slices").
 
-For each matured cohort (:mod:`detector.core.outcomes`) every slice row (``dim=value``, all
+For each matured cohort (:mod:`detector.core.outcomes.monitor`) every slice row (``dim=value``, all
 dimensions together) is scored, for recall, precision and the expected cost per labelled
 prediction (or the error rate when no costs are configured), by
 
@@ -117,7 +117,7 @@ class SliceContribution:
         pass
 
     def on_cohort(self, m: Any, c: Any, base: Any, real: np.ndarray, mat: float, window: dict[str, Any]) -> None:
-        from detector.core.cohort import C
+        from detector.core.outcomes.cohort import C
 
         cols = [C["tp"], C["fp"], C["fn"], C["tn"]]
         rows = [int(r) for r in real.tolist()]

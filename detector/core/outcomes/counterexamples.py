@@ -4,7 +4,7 @@ The domain brief: "pull the top false positives and top false negatives, and rev
 domain experts ... Create a counterexample library: each time the model fails in a meaningful
 way, capture that case with context, label, decision and why it failed."
 
-A :class:`CounterexampleLibrary` is an outcome listener (:mod:`detector.core.outcomes`). For every
+A :class:`CounterexampleLibrary` is an outcome listener (:mod:`detector.core.outcomes.monitor`). For every
 matured cohort it emits, per model x slice row (all traffic and each slice value) x error type,
 the :data:`TOP_K` labelled errors furthest from the decision threshold:
 
@@ -19,7 +19,7 @@ exact: it is computed from the label join's own records (score, decision, slice,
 labelled prediction. Ties rank by prediction id.
 
 Each record carries the served features (the :data:`MAX_FEATURES` most predictive ones by the
-training audit, see :mod:`detector.core.audit`, else the reference order), the label, score,
+training audit, see :mod:`detector.core.reference.audit`, else the reference order), the label, score,
 threshold, decision, human override, slice values, model version, and the alerts that were
 firing when the prediction was made and when its cohort matured. Served features come from a
 bounded ring of recent predictions (:data:`RETAIN_MAX` rows per model, at most the label TTL);
@@ -310,7 +310,7 @@ class CounterexampleLibrary:
                 "pending": list(self.pending), "latest": {k: list(v) for k, v in self.latest.items()}}
 
     def load_state(self, st: dict[str, Any]) -> None:
-        from detector.core.state import check
+        from detector.core.state.codec import check
 
         check(isinstance(st, dict) and isinstance(st.get("cands"), list) and isinstance(st.get("records"), list)
               and isinstance(st.get("pending"), list) and isinstance(st.get("latest"), dict), "counterexample state")
@@ -397,7 +397,7 @@ def _alerts_now(engine: Any, model: str) -> tuple[dict[str, Any], ...]:
 
 
 def _iso(t: float) -> str:
-    from detector.core.timeparse import format_ts
+    from detector.core.inputs.timeparse import format_ts
 
     return format_ts(t)
 
@@ -407,7 +407,7 @@ def _f(x: float) -> float | None:
 
 
 def library_of(engine: Any) -> CounterexampleLibrary | None:
-    """The engine's counterexample library (installed by :func:`detector.core.outcomes.attach_outcomes`)."""
+    """The engine's counterexample library (installed by :func:`detector.core.outcomes.monitor.attach_outcomes`)."""
     for lis in getattr(getattr(engine, "outcomes", None), "listeners", ()):
         if isinstance(lis, CounterexampleLibrary):
             return lis

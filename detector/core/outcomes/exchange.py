@@ -8,7 +8,7 @@ additive, so a unit hands it on in steps of event time, and one *aggregator* sum
 unit and evaluates - exactly as it does with window partials:
 
 * :class:`OutcomeGate` (unit side) is the engine's outcome hook. Predictions go to the unit's
-  :class:`~detector.core.outcomes.OutcomeMonitor` at once; label and offline-feature events wait
+  :class:`~detector.core.outcomes.monitor.OutcomeMonitor` at once; label and offline-feature events wait
   until the unit's watermark passes the end of the window their own timestamp falls in, and are
   then released in timestamp order. Which step a label lands in therefore depends on its
   timestamp, not on how the labels topic happened to interleave with the predictions topic.
@@ -36,10 +36,10 @@ from typing import Any
 
 import numpy as np
 
-from detector.core.cohort import C, Cohort
-from detector.core.events import FeatureBatch, LabelBatch, PredictionBatch
-from detector.core.parity import _scalars
-from detector.core.state import check
+from detector.core.inputs.events import FeatureBatch, LabelBatch, PredictionBatch
+from detector.core.outcomes.cohort import C, Cohort
+from detector.core.outcomes.parity import _scalars
+from detector.core.state.codec import check
 
 __all__ = ["OutcomeGate", "CorrectionTap", "take_outcome_step", "apply_outcome_step", "MAX_HELD_EVENTS"]
 
@@ -310,7 +310,7 @@ def _listener(mon: Any, cls: str) -> Any:
 def apply_outcome_step(engine: Any, step: dict[str, Any]) -> None:
     """Add a unit's step to the aggregator ``engine``'s outcome monitor (see the module docstring)."""
     from detector.core.engine import EngineError
-    from detector.core.partials import row_map_values
+    from detector.core.state.partials import row_map_values
 
     mon = engine.outcomes
     check(isinstance(step, dict) and isinstance(step.get("models"), dict), "outcome step")
@@ -386,7 +386,7 @@ def _arr(a: Any, shape: tuple[int, ...], what: str) -> np.ndarray:
 
 
 def _merge_candidates(lib: Any, key: tuple[str, float], entries: list[Any], recs: dict[str, Any], rmap: np.ndarray) -> None:
-    from detector.core.counterexamples import _Item
+    from detector.core.outcomes.counterexamples import _Item
 
     records = lib.records.setdefault(key, {})
     lists = lib.cands.setdefault(key, {})
@@ -417,7 +417,7 @@ def _merge_candidates(lib: Any, key: tuple[str, float], entries: list[Any], recs
 
 
 def _merge_parity(par: Any, ms: Any, wins: list[Any], rmap: np.ndarray) -> None:
-    from detector.core.parity import MAX_EXAMPLES, _Served, _Win
+    from detector.core.outcomes.parity import MAX_EXAMPLES, _Served, _Win
 
     if not wins:
         return

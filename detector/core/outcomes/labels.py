@@ -35,7 +35,7 @@ early labels at ``EARLY_OVERHEAD`` (300) bytes plus their id each, bounded both 
 (``max_early``) and in bytes (``max_early_bytes``, ``detector.max_early_label_bytes``). Delays are binned on :data:`DELAY_EDGES` (log-spaced).
 
 >>> j = LabelJoin(ttl=86400.0, max_pending=1000, early_hold=3600.0)
->>> from detector.core.events import LabelBatch
+>>> from detector.core.inputs.events import LabelBatch
 >>> def lab(i, y, rev=0): return LabelBatch([i], np.array([500.0]), np.array([float(y)]), np.array([rev]), [None])
 >>> j.add_labels(lab("a", 1))[0].slots.size        # label before its prediction: held
 0
@@ -57,7 +57,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from detector.core.events import LabelBatch
+from detector.core.inputs.events import LabelBatch
 
 __all__ = [
     "DELAY_EDGES", "N_DELAY", "delay_bins", "hist_quantile", "PendingStore", "RingStore", "Rows", "Matches",
@@ -315,7 +315,7 @@ class RingStore:
     def load_state(self, st: dict[str, Any]) -> None:
         """Restore from :meth:`to_state`. TTL and bound stay this store's (the config may have changed);
         a state holding more than ``max_pending`` records keeps the newest."""
-        from detector.core.state import check
+        from detector.core.state.codec import check
 
         check(isinstance(st, dict) and isinstance(st.get("ids"), list), "pending store state")
         ids = st["ids"]
@@ -518,7 +518,7 @@ class LabelJoin:
 
     def load_state(self, st: dict[str, Any]) -> None:
         """Restore from :meth:`to_state` (hold time and bounds stay this join's, from the config)."""
-        from detector.core.state import check
+        from detector.core.state.codec import check
 
         check(isinstance(st, dict) and isinstance(st.get("early"), dict) and isinstance(st.get("counters"), dict),
               "label join state")

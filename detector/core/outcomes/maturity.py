@@ -103,7 +103,7 @@ class LabelAge:
         return {"horizon": self.horizon, "held": self.held}
 
     def load_state(self, st: dict[str, Any]) -> None:
-        from detector.core.state import check
+        from detector.core.state.codec import check
 
         check(isinstance(st, dict) and isinstance(st.get("held", []), list), "label age state")
         held = []

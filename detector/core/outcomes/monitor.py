@@ -4,9 +4,9 @@
 ``on_predictions`` / ``on_labels`` / ``on_features`` as batches arrive and ``advance`` at the
 end of each ``Engine.advance``. The monitor
 
-1. holds predictions until their label arrives (:class:`~detector.core.labels.LabelJoin`) and
+1. holds predictions until their label arrives (:class:`~detector.core.outcomes.labels.LabelJoin`) and
    folds every (prediction, label) pair into the cohort of its prediction window, per slice row
-   (:class:`~detector.core.cohort.Cohort`); corrections move the pair, never double count it;
+   (:class:`~detector.core.outcomes.cohort.Cohort`); corrections move the pair, never double count it;
 2. evaluates a cohort once it has **matured**: ``watermark >= cohort end + maturity`` where
    maturity is the 90th percentile of the label delay - the larger of the positives' and the
    negatives' (positives such as chargebacks often come later), from a decayed histogram
@@ -16,10 +16,10 @@ end of each ``Engine.advance``. The monitor
    labels that come later are counted (``late``) but not folded in, so every cohort - current
    and baseline - is measured at the same label age and late labels never look like a
    base-rate drop;
-3. runs :func:`~detector.core.outcome_checks.outcome_checks` against the trailing baseline (the
+3. runs :func:`~detector.core.outcomes.checks.outcome_checks` against the trailing baseline (the
    last ``baseline_cohorts`` clean matured cohorts evaluated at a similar label age, within a
    factor 1.5) and the training reference, with Benjamini-Hochberg across the evaluation's tests
-   and slice localisation (:func:`~detector.core.select.select_findings`), then explains the
+   and slice localisation (:func:`~detector.core.decisions.select.select_findings`), then explains the
    findings (:meth:`OutcomeMonitor._explain`): a base-rate or calibration move is attributed to
    label delay - not reported as label drift - when a delay shift was found, a label-delay
    incident is open, a delay shift was seen and the maturity is still catching up with it
@@ -31,7 +31,7 @@ end of each ``Engine.advance``. The monitor
    the others are listed in its evidence as ``also``);
 4. emits alerts through ``engine.alerts.update(..., scope=OUTCOME_KINDS)``.
 
-Feature parity (offline vs served values) lives in :mod:`detector.core.parity`.
+Feature parity (offline vs served values) lives in :mod:`detector.core.outcomes.parity`.
 State is bounded: open cohorts (at most TTL / window of them), ``2 x baseline_cohorts``
 evaluated cohorts, the label store and the parity store (each with its own bound).
 """
@@ -45,16 +45,25 @@ from typing import Any
 
 import numpy as np
 
-from detector.core import kinds
-from detector.core.alerts import OUTCOME_KINDS, Alert
-from detector.core.cohort import C, Cohort, average_precision, best_threshold, binned_auc, brier, ece, fold
-from detector.core.events import FeatureBatch, LabelBatch, PredictionBatch
-from detector.core.labels import N_DELAY, PENDING, LabelJoin, Matches, delay_bins, hist_quantile
-from detector.core.maturity import LabelAge
-from detector.core.outcome_checks import Arrays, OutcomeThresholds, base_rate_shift, outcome_checks
-from detector.core.parity import ParityMonitor
-from detector.core.select import Finding, select_findings
-from detector.core.timeparse import format_ts
+from detector.core.decisions import kinds
+from detector.core.decisions.alerts import OUTCOME_KINDS, Alert
+from detector.core.decisions.select import Finding, select_findings
+from detector.core.inputs.events import FeatureBatch, LabelBatch, PredictionBatch
+from detector.core.inputs.timeparse import format_ts
+from detector.core.outcomes.checks import Arrays, OutcomeThresholds, base_rate_shift, outcome_checks
+from detector.core.outcomes.cohort import (
+    C,
+    Cohort,
+    average_precision,
+    best_threshold,
+    binned_auc,
+    brier,
+    ece,
+    fold,
+)
+from detector.core.outcomes.labels import N_DELAY, PENDING, LabelJoin, Matches, delay_bins, hist_quantile
+from detector.core.outcomes.maturity import LabelAge
+from detector.core.outcomes.parity import ParityMonitor
 
 __all__ = ["OutcomeMonitor", "OutcomeSettings", "attach_outcomes", "PRIORITY", "INPUT_CHANGE"]
 
@@ -97,7 +106,7 @@ class _Model:
     """Outcome state of one model."""
 
     def __init__(self, idx: int, name: str, layout: Any, ref: Any, costs: tuple[Any, Any, Any], river_delta: float) -> None:
-        from detector.core.drift_state import ADWIN  # river's, with plain restorable state
+        from detector.core.state.drift import ADWIN  # river's, with plain restorable state
 
         self.idx, self.name, self.layout, self.ref = idx, name, layout, ref
         self.costs = costs
@@ -114,7 +123,7 @@ class _Model:
         self.adwin = ADWIN(delta=river_delta)
         self.latched = False
         self.delay_unsettled = False  # a delay shift was seen and the maturity is still rising
-        self.age = LabelAge()  # the label age cohorts are compared at (detector.core.maturity)
+        self.age = LabelAge()  # the label age cohorts are compared at (detector.core.outcomes.maturity)
         self.stats: dict[str, Any] = {}
 
     def ridx(self, codes: np.ndarray) -> np.ndarray:
@@ -247,7 +256,7 @@ class OutcomeMonitor:
                              "end": np.full(f.size, s + L)}
                     if m.age.horizon > 0:
                         self._fold_pairs(m, pairs)
-                    else:  # the label age is not known yet: hold them (detector.core.maturity)
+                    else:  # the label age is not known yet: hold them (detector.core.outcomes.maturity)
                         store.set_counted(slots[f], np.full(f.size, HELD, dtype=np.int8))
                         for batch in m.age.hold(pairs):
                             self._fold_pairs(m, batch, gated=False)
@@ -292,7 +301,7 @@ class OutcomeMonitor:
 
     def take_held(self, m: _Model) -> list[dict[str, np.ndarray]]:
         """A unit's first pairs held for the label age, handed on whole (an aggregator chooses the age
-        and gates them: see :func:`detector.core.exchange.take_outcome_step`)."""
+        and gates them: see :func:`detector.core.outcomes.exchange.take_outcome_step`)."""
         out = m.age.release()
         for b in out:
             self.join.store.set_counted(b["slot"], np.ones(len(b["slot"]), dtype=np.int8))
@@ -310,7 +319,7 @@ class OutcomeMonitor:
     # ------------------------------------------------------------------ time
     def maturity(self, m: _Model, watermark: float) -> float | None:
         """Label age at which cohorts are evaluated, or None while it cannot be chosen yet
-        (:class:`~detector.core.maturity.LabelAge`: once, from cohorts old enough to show it)."""
+        (:class:`~detector.core.outcomes.maturity.LabelAge`: once, from cohorts old enough to show it)."""
         if m.age.horizon <= 0:
             cohorts = [(c.end, float(c.cnt[0, C["pred"]])) for c in m.open.values()]
             if m.age.choose(cohorts, watermark, m.first_ts, self.L, self.settings.ttl) <= 0:
@@ -619,7 +628,7 @@ class OutcomeMonitor:
 
         Slice keys are ``""`` (all traffic) or ``"dim=value"``; values are floats or None.
         ``delay`` is the lifetime label-delay histogram of the model (all traffic): per-bin
-        ``counts`` on :data:`~detector.core.labels.DELAY_EDGES` and the ``sum`` of delays.
+        ``counts`` on :data:`~detector.core.outcomes.labels.DELAY_EDGES` and the ``sum`` of delays.
         """
         m = self.models.get(model)
         out: dict[str, Any] = dict(m.stats) if m is not None else {}
@@ -634,8 +643,8 @@ class OutcomeMonitor:
 
     # ------------------------------------------------------------------ state
     def to_state(self) -> dict[str, Any]:
-        """Plain data (see :mod:`detector.core.state`); the river ADWIN through its inputs."""
-        from detector.core.drift_state import detector_to_state
+        """Plain data (see :mod:`detector.core.state.codec`); the river ADWIN through its inputs."""
+        from detector.core.state.drift import detector_to_state
 
         models = {}
         for name, m in self.models.items():
@@ -649,8 +658,8 @@ class OutcomeMonitor:
                 "listeners": [lis.to_state() for lis in self.listeners]}
 
     def load_state(self, state: dict[str, Any]) -> None:
-        from detector.core.drift_state import detector_from_state
-        from detector.core.state import check, load_arrays
+        from detector.core.state.codec import check, load_arrays
+        from detector.core.state.drift import detector_from_state
 
         check(isinstance(state, dict) and isinstance(state.get("models"), dict), "outcome monitor state")
         self.join.load_state(state["join"])
@@ -689,7 +698,7 @@ def _incomplete(cur: np.ndarray, base: np.ndarray, expected: np.ndarray) -> np.n
     negatives). If the labelled share fell below the baseline's by at least half that many
     labels, significantly (p < 0.01), the move is attributed to label delay, not label drift.
     """
-    from detector.core import stats
+    from detector.core.stats import distributions as stats
 
     n, y, npred = cur[:, C["lab"]], cur[:, C["pos"]], cur[:, C["pred"]]
     pe = _div(expected, n)
@@ -734,9 +743,9 @@ def attach_outcomes(engine: Any, cfg: Any = None, settings: OutcomeSettings | No
         costs = {name: (mc.cost_fp, mc.cost_fn, mc.review_capacity) for name, mc in cfg.models.items()}
     mon = OutcomeMonitor(engine, st, costs)
     engine.outcomes = mon
-    from detector.core.adoption import RulesBaseline
-    from detector.core.contribution import SliceContribution
-    from detector.core.counterexamples import CounterexampleLibrary
+    from detector.core.checks.adoption import RulesBaseline
+    from detector.core.outcomes.contribution import SliceContribution
+    from detector.core.outcomes.counterexamples import CounterexampleLibrary
 
     mon.listeners.extend([RulesBaseline(mon), CounterexampleLibrary(mon), SliceContribution(mon)])
     return mon

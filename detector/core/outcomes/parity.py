@@ -41,15 +41,15 @@ from typing import Any
 import numpy as np
 import orjson
 
-from detector.core import stats
-from detector.core.alerts import PARITY_KINDS, Alert
-from detector.core.checks import Result
-from detector.core.cohort import fold
-from detector.core.events import FeatureBatch, PredictionBatch
-from detector.core.select import select_findings
-from detector.core.state import check, load_arrays
-from detector.core.timeparse import format_ts
-from detector.core.wire import float_or_nan, text_of
+from detector.core.checks.window import Result
+from detector.core.decisions.alerts import PARITY_KINDS, Alert
+from detector.core.decisions.select import select_findings
+from detector.core.inputs.events import FeatureBatch, PredictionBatch
+from detector.core.inputs.timeparse import format_ts
+from detector.core.inputs.wire import float_or_nan, text_of
+from detector.core.outcomes.cohort import fold
+from detector.core.state.codec import check, load_arrays
+from detector.core.stats import distributions as stats
 
 __all__ = ["ParityMonitor", "RETAIN_SECONDS", "RETAIN_MAX", "OFFLINE_HOLD", "MAX_HELD", "MAX_EXAMPLES", "RTOL", "ATOL",
            "MISMATCH_WARNING", "MISMATCH_CRITICAL"]

@@ -46,7 +46,7 @@ from typing import Any
 
 import numpy as np
 
-from detector.core.results import Result
+from detector.core.checks.result import Result
 
 __all__ = ["audit_training", "univariate", "time_split_check", "roc_auc", "fit_logistic", "leak_serving_checks", "summary_lines",
            "AUC_LEAK", "MI_LEAK", "ROBUST_Z", "GAP_WARNING", "MIN_ROWS"]
@@ -305,7 +305,7 @@ class _Design:
 def _split_auc(feats: Mapping[str, np.ndarray], y: np.ndarray, train: np.ndarray, test: np.ndarray,
                steps: int) -> tuple[float, float]:
     """(test AUC, its Hanley-McNeil standard error) of the model fitted on ``train``."""
-    from detector.core.cohort import auc_se
+    from detector.core.outcomes.cohort import auc_se
 
     design = _Design(feats, train)
     Xtr, Xte = design.matrix(feats, train), design.matrix(feats, test)
@@ -322,7 +322,7 @@ def time_split_check(feats: Mapping[str, np.ndarray], label: np.ndarray, times: 
                      train_share: float = TRAIN_SHARE, steps: int = 200, seed: int = 0,
                      max_rows: int = MAX_FIT_ROWS) -> dict[str, Any]:
     """Random-split vs time-split AUC of a simple logistic model (see the module docstring)."""
-    from detector.core.timeparse import format_ts
+    from detector.core.inputs.timeparse import format_ts
 
     y = np.asarray(label, dtype=np.float64)
     t = np.asarray(times, dtype=np.float64)

@@ -1,4 +1,4 @@
-"""Build the training :class:`~detector.core.reference.Reference` from columns (pure: no I/O).
+"""Build the training :class:`~detector.core.reference.profile.Reference` from columns (pure: no I/O).
 
 >>> import numpy as np
 >>> ref = build_reference({"amount": np.array([1.0, 2.0, 2.0, np.nan]),
@@ -23,7 +23,7 @@ Code-like numbers: a numeric feature with at most :data:`MAX_CODES` distinct val
 codes such as ``7.1``, small counts) also gets a categorical view of its values in their text
 form (``Reference.codes``, globally and per slice). A CSV cannot say whether ``7.1`` is a number
 or a code; when serving sends such a feature as JSON strings the engine compares it as
-categories (:mod:`detector.core.reconcile`) instead of paging a type change.
+categories (:mod:`detector.core.reference.reconcile`) instead of paging a type change.
 
 Not features: the label, score and slice columns, id columns (:data:`ID_COLUMNS`), time columns
 (:data:`TIME_COLUMNS`) and ``exclude``.
@@ -58,7 +58,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from detector.core.reference import CategoricalProfile, NumericProfile, Reference, SliceProfile
+from detector.core.reference.profile import CategoricalProfile, NumericProfile, Reference, SliceProfile
 
 __all__ = [
     "ID_COLUMNS",
@@ -114,7 +114,7 @@ def build_reference(
     ``n_fine`` sets the quantile grid: edges come from the ``1/n_fine .. (n_fine-1)/n_fine``
     quantiles (1%..99% for the default 100). ``top_k_categories`` caps the stored categories.
     ``time_column`` (epoch seconds/ms or RFC 3339 strings) adds hour-of-day profiles of the
-    seasonal features (:func:`detector.core.hourly.build_hourly`) and is never a feature.
+    seasonal features (:func:`detector.core.reference.hourly.build_hourly`) and is never a feature.
     ``multivariate`` fits the joint structure of the numeric features (:func:`add_multivariate`).
     """
     if n_fine < 2:
@@ -178,8 +178,8 @@ def build_reference(
         _add_hourly(ref, cols, feats, score, time_column, slice_columns)
     if multivariate:
         add_multivariate(ref, feats, _times(cols[time_column]) if time_column is not None else None)
-    if label is not None:  # leakage / availability / time-split audit (detector.core.audit)
-        from detector.core.audit import audit_training
+    if label is not None:  # leakage / availability / time-split audit (detector.core.reference.audit)
+        from detector.core.reference.audit import audit_training
 
         ref.audit = {"label_column": label_column,
                      **audit_training(feats, label, _times(cols[time_column]) if time_column is not None else None)}
@@ -190,13 +190,13 @@ MULTIVARIATE_MIN_ROWS = 400  # half fits the components, half measures the error
 
 
 def add_multivariate(ref: Reference, feats: Mapping[str, np.ndarray], ts: np.ndarray | None = None) -> None:
-    """Fit the joint structure of the numeric features into ``ref.multivariate`` (:mod:`detector.core.multivariate.pca`).
+    """Fit the joint structure of the numeric features into ``ref.multivariate`` (:mod:`detector.core.checks.multivariate.pca`).
 
     Features standardised by their UTC hour of day when ``ts`` (epoch seconds, NaN unknown) is
     given. Left empty - and the multivariate check off - with fewer than two varying numeric
     features or fewer than :data:`MULTIVARIATE_MIN_ROWS` rows.
     """
-    from detector.core.multivariate.pca import fit_pca, hours_of
+    from detector.core.checks.multivariate.pca import fit_pca, hours_of
 
     num = {k: v for k, v in feats.items() if v.dtype.kind == "f" and isinstance(ref.features.get(k), NumericProfile)
            and ref.features[k].n > 0}
@@ -211,7 +211,7 @@ def add_multivariate(ref: Reference, feats: Mapping[str, np.ndarray], ts: np.nda
 
 
 def _times(t: np.ndarray) -> np.ndarray:
-    from detector.core.timeparse import parse_timestamps
+    from detector.core.inputs.timeparse import parse_timestamps
 
     return parse_timestamps(t if t.dtype.kind == "f" else t.tolist() if t.dtype.kind == "O" else t.astype(np.float64))
 
@@ -224,8 +224,8 @@ def _add_hourly(
     time_column: str,
     slice_columns: Sequence[str],
 ) -> None:
-    from detector.core.hourly import build_hourly, clock_features
-    from detector.core.timeparse import parse_timestamps
+    from detector.core.inputs.timeparse import parse_timestamps
+    from detector.core.reference.hourly import build_hourly, clock_features
 
     t = cols[time_column]
     ts = parse_timestamps(t if t.dtype.kind == "f" else t.tolist() if t.dtype.kind == "O" else t.astype(np.float64))
@@ -485,8 +485,8 @@ def _categorical(v: np.ndarray, top_k: int) -> CategoricalProfile:
 
 def _score_fit(score: np.ndarray, label: np.ndarray) -> dict[str, float]:
     """How the training scores rank and spread the labels: ROC AUC and Cox calibration slope (100 bins),
-    the production cohorts' yardsticks that late labels do not bias (detector.core.outcome_checks)."""
-    from detector.core.cohort import N_HIST, binned_auc, calibration_slope, score_bins
+    the production cohorts' yardsticks that late labels do not bias (detector.core.outcomes.checks)."""
+    from detector.core.outcomes.cohort import N_HIST, binned_auc, calibration_slope, score_bins
 
     ok = np.isfinite(score) & ~np.isnan(label)
     if ok.sum() == 0:

@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from detector.core.reference import CategoricalProfile, NumericProfile, Reference, coarse_groups
+from detector.core.reference.profile import CategoricalProfile, NumericProfile, Reference, coarse_groups
 
 __all__ = ["build_hourly", "clock_features", "mix_profiles", "hour_weights", "MIN_ROWS", "CLOCK_SHARE"]
 

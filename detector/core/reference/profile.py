@@ -1,7 +1,7 @@
 """The training reference profile: what "normal" looked like when the model was trained.
 
 A :class:`Reference` is plain data (JSON on disk, ``format = "skewwatch.reference/1"``), built by
-``skewwatch baseline`` (:mod:`detector.core.profile`) and read by the engine. Serving traffic is
+``skewwatch baseline`` (:mod:`detector.core.reference.build`) and read by the engine. Serving traffic is
 compared to it for *skew*; drift is measured against production's own seasonal history instead.
 
 Numeric features carry *fine* bin edges (unique 1%..99% quantiles, bracketed by the training
@@ -122,21 +122,21 @@ class Reference:
     source: str | None = None
     created: str | None = None
     audit: dict[str, Any] = field(default_factory=dict)  # leakage / availability findings
-    # hour-of-day profiles of seasonal features (see detector.core.hourly):
+    # hour-of-day profiles of seasonal features (see detector.core.reference.hourly):
     # {"counts": [24], "features": {name: [24 x profile|None]}, "slices": {dim: {value: {name: [24]}}},
     #  "clock": [features the calendar sets, e.g. a local hour or weekday]}
     hourly: dict[str, Any] = field(default_factory=dict)
     time_column: str | None = None
     # numeric features with few distinct values (version codes 7.1, 7.2; counts): their values as
     # categories (canonical text, e.g. "7.1", "3"), used when serving sends them as strings
-    # (detector.core.reconcile)
+    # (detector.core.reference.reconcile)
     codes: dict[str, CategoricalProfile] = field(default_factory=dict)
     # the score against the label in training: {"auc", "slope", "slope_se", "positives", "negatives"}
     outcome: dict[str, Any] = field(default_factory=dict)
     # how the profile was read: {"rows_read", "rows_sampled", "seed", "method", "quantile_rank_error",
-    # "confidence", "exact", "sampled"} (detector.core.streamprofile); {} = every row profiled
+    # "confidence", "exact", "sampled"} (detector.core.reference.streamed); {} = every row profiled
     sample: dict[str, Any] = field(default_factory=dict)
-    # the joint structure of the numeric features (detector.core.multivariate.pca: fit_pca's plain
+    # the joint structure of the numeric features (detector.core.checks.multivariate.pca: fit_pca's plain
     # dict, standardised by hour of day when the data has a time column); {} = not fitted
     multivariate: dict[str, Any] = field(default_factory=dict)
     format: str = FORMAT

@@ -10,7 +10,7 @@ model is then laid out with. The decision is taken once, when the model's state 
 travels with its state and window partials; a feature that *changes* from numbers to strings
 later is a schema change and is reported as one.
 
->>> from detector.core.profile import build_reference
+>>> from detector.core.reference.build import build_reference
 >>> import numpy as np
 >>> ref = build_reference({"v": np.array([7.1, 7.2, 3.1, 7.1]), "amount": np.array([1.5, 2.5, 9.0, 4.0])})
 >>> sp = served_as_text(ref, [{"features": {"v": "3.10", "amount": 2.0}}, {"features": {"v": "7.1", "amount": 3.0}}])
@@ -26,8 +26,8 @@ from collections import Counter
 from dataclasses import replace
 from typing import Any
 
-from detector.core.profile import to_text
-from detector.core.reference import CategoricalProfile, Reference
+from detector.core.reference.build import to_text
+from detector.core.reference.profile import CategoricalProfile, Reference
 
 __all__ = ["served_as_text", "reconciled", "NOTE", "SAMPLE"]
 

@@ -30,7 +30,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from detector.core.profile import to_text
+from detector.core.reference.build import to_text
 
 __all__ = ["RowSample"]
 

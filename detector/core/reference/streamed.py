@@ -2,15 +2,15 @@
 
 A :class:`TableProfiler` is fed the table in column chunks (``update``) and keeps
 
-* exact summaries of every column over *all* rows (:mod:`detector.core.colsummary`): row count,
+* exact summaries of every column over *all* rows (:mod:`detector.core.reference.colsummary`): row count,
   missing counts, numeric min/max/mean/std/zero share/integrality/log-moments, category counts
   (exact up to 10,000 distinct values per column, then Misra-Gries with a stated error), the label
   base rate, and per slice value its row count and label base rate;
-* a uniform random sample of at most ``sample_rows`` rows (:class:`~detector.core.reservoir.RowSample`,
+* a uniform random sample of at most ``sample_rows`` rows (:class:`~detector.core.reference.reservoir.RowSample`,
   seeded, independent of chunking) for what needs rows together: quantile edges and bin shares,
   median/IQR, most frequent numeric value, slice profiles, hour-of-day profiles and the audit.
 
-:meth:`TableProfiler.reference` runs :func:`~detector.core.profile.build_reference` on the sample
+:meth:`TableProfiler.reference` runs :func:`~detector.core.reference.build.build_reference` on the sample
 (so every typing and profiling rule stays in one place) and, when the sample is smaller than the
 table, replaces the statistics known exactly; counts are put on the scale of the whole table
 (slice profiles' counts are their exact row counts, their features' missing counts scaled from the
@@ -44,10 +44,10 @@ from typing import Any
 
 import numpy as np
 
-from detector.core.colsummary import FrequentCounter, NumericSummary
-from detector.core.profile import ProfileError, build_reference, label_values, typed_values
-from detector.core.reference import CategoricalProfile, NumericProfile, Reference
-from detector.core.reservoir import RowSample
+from detector.core.reference.build import ProfileError, build_reference, label_values, typed_values
+from detector.core.reference.colsummary import FrequentCounter, NumericSummary
+from detector.core.reference.profile import CategoricalProfile, NumericProfile, Reference
+from detector.core.reference.reservoir import RowSample
 
 __all__ = ["SAMPLE_CELLS", "SAMPLE_ROWS", "TableProfiler", "quantile_rank_error"]
 

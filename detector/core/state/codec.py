@@ -33,7 +33,7 @@ bytes per payload byte in all.
 >>> unpack(b"\\x80\\x04K\\x01.", "example", {1})
 Traceback (most recent call last):
 ...
-detector.core.state.StateError: not a skewwatch state blob (no SWST header): refusing to read it (an older checkpoint written in an executable format, or foreign data); discard it and start fresh
+detector.core.state.codec.StateError: not a skewwatch state blob (no SWST header): refusing to read it (an older checkpoint written in an executable format, or foreign data); discard it and start fresh
 """
 
 from __future__ import annotations

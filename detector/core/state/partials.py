@@ -6,7 +6,7 @@ vocabularies (and exact-value candidates) with the counts, and the receiving eng
 row and candidate onto its own (:func:`row_map_values`, :func:`remap`, :func:`remap_candidates`)
 before adding: the merge is exact addition.
 
-A partial crosses Kafka as plain state (:mod:`detector.core.state`): decoding checks every array's
+A partial crosses Kafka as plain state (:mod:`detector.core.state.codec`): decoding checks every array's
 shape against the others, and :meth:`detector.core.engine.Engine.ingest_partial` checks them
 against its own layout before merging.
 """
@@ -18,9 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from detector.core.layout import Layout
-from detector.core.state import StateError, check, pack, unpack
-from detector.core.window import _STATE_ARRAYS, N_CAND, RATE, WindowCounts, mv_from_state
+from detector.core.inputs.layout import Layout
+from detector.core.inputs.window import _STATE_ARRAYS, N_CAND, RATE, WindowCounts, mv_from_state
+from detector.core.state.codec import StateError, check, pack, unpack
 
 __all__ = ["Partial", "row_map_values", "row_map", "remap", "remap_candidates", "partial_events", "window_from_state",
            "check_window_fits"]
@@ -37,7 +37,7 @@ class Partial:
     vocab_values: list[list[str]]
     cands: np.ndarray
     window: WindowCounts
-    # features reconciled as categories ({feature: {served spelling: reference category}}, detector.core.reconcile)
+    # features reconciled as categories ({feature: {served spelling: reference category}}, detector.core.reference.reconcile)
     codes: dict[str, dict[str, str]] = field(default_factory=dict)
 
     @classmethod
@@ -71,7 +71,7 @@ class Partial:
 
     @classmethod
     def from_bytes(cls, b: bytes) -> Partial:
-        """Decode a partial; :class:`~detector.core.state.StateError` for anything that is not one."""
+        """Decode a partial; :class:`~detector.core.state.codec.StateError` for anything that is not one."""
         try:
             return cls.from_state(unpack(b, "partial", {PARTIAL_VERSION}))
         except StateError:
@@ -217,7 +217,7 @@ def remap(w: WindowCounts, rowmap: np.ndarray, lay: Layout) -> WindowCounts:
     out.reasons = {k: dict(d) for k, d in w.reasons.items()}
     out.late, out.max_ts = w.late, w.max_ts
     if w.mv is not None:
-        from detector.core.multivariate.window import remap_counters
+        from detector.core.checks.multivariate.window import remap_counters
 
         out.mv = remap_counters(w.mv, rowmap, lay.n_rows)
     return out

@@ -1,7 +1,7 @@
 """An :class:`~detector.core.engine.Engine`'s whole state as plain data, and back.
 
 ``engine_state`` / ``load_engine_state`` give and take the plain value (a checkpoint nests it);
-``engine_snapshot`` / ``engine_restore`` wrap it as a versioned blob (:mod:`detector.core.state`,
+``engine_snapshot`` / ``engine_restore`` wrap it as a versioned blob (:mod:`detector.core.state.codec`,
 kind ``"engine"``) for ``skewwatch replay --snapshot-out`` and ``skewwatch report --snapshot``.
 
 Layout of version 3 (the first plain-data one; older versions are refused)::
@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from detector.core.state import StateError, check, load_arrays, pack, unpack_versioned
+from detector.core.state.codec import StateError, check, load_arrays, pack, unpack_versioned
 
 __all__ = ["engine_state", "load_engine_state", "engine_snapshot", "engine_restore", "ENGINE_VERSION"]
 
@@ -31,7 +31,7 @@ ENGINE_VERSION = 3
 
 def engine_state(eng: Any, served: bool = True) -> dict[str, Any]:
     """``served=False`` leaves out the lifetime served histograms (a sidecar unit counts them per process)."""
-    from detector.core.drift_state import detector_to_state
+    from detector.core.state.drift import detector_to_state
 
     models = {}
     for name, ms in eng.models.items():
@@ -75,9 +75,9 @@ def load_engine_state(eng: Any, st: Any) -> None:
 
 
 def _load(eng: Any, st: Any) -> None:
-    from detector.core.drift_state import detector_from_state
     from detector.core.engine import Counters, EngineError, ModelState
-    from detector.core.window import WindowCounts
+    from detector.core.inputs.window import WindowCounts
+    from detector.core.state.drift import detector_from_state
 
     check(isinstance(st, dict) and isinstance(st.get("models"), dict), "engine state")
     models = {}

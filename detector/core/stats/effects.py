@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from detector.core import stats
+from detector.core.stats import distributions as stats
 
 __all__ = ["div", "rnd", "pct", "log_effect", "ratio_flags", "mirror", "hist_quantile", "bin_of", "safe_inv",
            "two_sided_z", "one_sided_z", "gtest_vs_expected"]

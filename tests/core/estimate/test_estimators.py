@@ -7,11 +7,11 @@ import orjson
 import pytest
 from sklearn.isotonic import IsotonicRegression
 
-from detector.core.estimate.calibration import calibrated, fit_calibration, pav
-from detector.core.estimate.cbpe import EstimateThresholds, binary_estimates, estimate_checks
-from detector.core.estimate.dle import DLEModel, estimated_errors, fit_dle
-from detector.core.estimate.stated_error import inflation, systematic_error
-from detector.core.tasks.reference import binary_reference
+from detector.core.outcomes.estimate.calibration import calibrated, fit_calibration, pav
+from detector.core.outcomes.estimate.cbpe import EstimateThresholds, binary_estimates, estimate_checks
+from detector.core.outcomes.estimate.dle import DLEModel, estimated_errors, fit_dle
+from detector.core.outcomes.estimate.stated_error import inflation, systematic_error
+from detector.core.outcomes.tasks.reference import binary_reference
 
 
 def test_pav_equals_scikit_learn_isotonic_regression():

@@ -1,10 +1,10 @@
 """A small stand-in for the outcome monitor, to drive a task over simulated traffic in tests.
 
-It does what :class:`detector.core.outcomes.OutcomeMonitor` does for a binary model, for any
+It does what :class:`detector.core.outcomes.monitor.OutcomeMonitor` does for a binary model, for any
 task: predictions fold into hourly cohorts per slice row, a label counts if it arrives before
 its cohort is evaluated (at cohort end + a fixed maturity), each cohort is checked against the
 trailing baseline of clean cohorts (and the trailing day, for training comparisons), findings
-go through :func:`detector.core.select.select_findings` (BH + effect gates + localisation), and
+go through :func:`detector.core.decisions.select.select_findings` (BH + effect gates + localisation), and
 the attribution steps of ``OutcomeMonitor._explain`` that matter here are applied (performance
 with stable inputs and labels -> concept_drift; one finding per row, most specific first).
 Alerts use the engine's firing rule: a warning after two consecutive windows, critical at once.
@@ -17,9 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from detector.core.select import Finding, select_findings
-from detector.core.tasks.base import CheckContext, Counters, labels_moved
-from detector.core.timeparse import parse_timestamps
+from detector.core.decisions.select import Finding, select_findings
+from detector.core.inputs.timeparse import parse_timestamps
+from detector.core.outcomes.tasks.base import CheckContext, Counters, labels_moved
 
 PRIORITY = ["label_drift", "concept_drift", "performance", "calibration", "score_drift", "multivariate_drift"]
 
@@ -176,7 +176,7 @@ def alerts(wins: list[Window]) -> list[dict[str, Any]]:
 def multivariate(model: Any, tr: Traffic, *, window: float = 3600.0, fdr_q: float = 0.001) -> list[Window]:
     """Multivariate drift per window over ``tr`` (history: recent clean windows, or the same hour on previous days
     when the model has no hourly standardisation)."""
-    from detector.core.multivariate.check import add_rows, multivariate_checks, multivariate_counters
+    from detector.core.checks.multivariate.check import add_rows, multivariate_checks, multivariate_counters
 
     rows = len(tr.row_labels)
     start = np.floor(tr.ts / window) * window

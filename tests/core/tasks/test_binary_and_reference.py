@@ -6,12 +6,16 @@ import numpy as np
 import orjson
 import pytest
 
-from detector.core.cohort import Cohort
-from detector.core.labels import N_DELAY
-from detector.core.outcome_checks import Arrays, OutcomeThresholds, outcome_checks
-from detector.core.tasks import BinaryTask, TaskReferenceError, infer_task, make_task
-from detector.core.tasks.base import CheckContext
-from detector.core.tasks.reference import binary_reference, multiclass_reference, regression_reference
+from detector.core.outcomes.checks import Arrays, OutcomeThresholds, outcome_checks
+from detector.core.outcomes.cohort import Cohort
+from detector.core.outcomes.labels import N_DELAY
+from detector.core.outcomes.tasks import BinaryTask, TaskReferenceError, infer_task, make_task
+from detector.core.outcomes.tasks.base import CheckContext
+from detector.core.outcomes.tasks.reference import (
+    binary_reference,
+    multiclass_reference,
+    regression_reference,
+)
 
 
 def _data(n, seed, shift=0.0):

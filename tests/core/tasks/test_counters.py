@@ -6,9 +6,13 @@ import numpy as np
 import orjson
 import pytest
 
-from detector.core.tasks import make_task
-from detector.core.tasks.base import Counters, labels_moved
-from detector.core.tasks.reference import binary_reference, multiclass_reference, regression_reference
+from detector.core.outcomes.tasks import make_task
+from detector.core.outcomes.tasks.base import Counters, labels_moved
+from detector.core.outcomes.tasks.reference import (
+    binary_reference,
+    multiclass_reference,
+    regression_reference,
+)
 
 RNG = np.random.default_rng(7)
 N = 3000
@@ -135,7 +139,7 @@ def test_references_are_json_and_rebuild_the_same_task():
 
 
 def test_labels_moved_reads_only_label_drift_results_with_half_the_effect():
-    from detector.core.checks import Result
+    from detector.core.checks.window import Result
 
     def res(kind, value, p, thr):
         v = np.asarray(value, dtype=float)
@@ -157,7 +161,7 @@ def test_labels_moved_reads_only_label_drift_results_with_half_the_effect():
     ([1, 2], "must be a map"),
 ])
 def test_forged_counters_state_is_refused_with_a_state_error(array, why):
-    from detector.core.state import StateError
+    from detector.core.state.codec import StateError
 
     with pytest.raises(StateError, match=why):
         Counters.from_state({"format": "skewwatch.counters/1", "task": "binary", "arrays": {"n": array}})

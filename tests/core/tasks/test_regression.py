@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
 
-from detector.core.select import select_findings
-from detector.core.tasks import RegressionTask, make_task
-from detector.core.tasks.base import CheckContext, PredictionColumns
-from detector.core.tasks.reference import regression_reference
+from detector.core.decisions.select import select_findings
+from detector.core.outcomes.tasks import RegressionTask, make_task
+from detector.core.outcomes.tasks.base import CheckContext, PredictionColumns
+from detector.core.outcomes.tasks.reference import regression_reference
 from tests.core.tasks.harness import View
 
 RNG = np.random.default_rng(11)

@@ -1,6 +1,6 @@
 """Multivariate drift per window: mergeable sums of the PCA reconstruction error, and the check on them.
 
-State per slice row (a :class:`~detector.core.tasks.base.Counters`, ``task = "multivariate"``):
+State per slice row (a :class:`~detector.core.outcomes.tasks.base.Counters`, ``task = "multivariate"``):
 ``err`` ``(R, 3)`` - rows, sum and sum of squares of the reconstruction error - and ``res``
 ``(R, F)`` - the sum of each feature's squared residual (what the components fail to explain,
 per feature). ``(3 + F) x 8`` bytes per row; no raw rows; workers merge by addition.
@@ -9,7 +9,7 @@ The check (kind ``multivariate_drift``, feature null, statistic ``reconstruction
 
 * against **training**: the window's mean error over the reference's (held-out) mean; its
   variance adds the window's own spread, the reference's, the reference's between-hour
-  systematic spread (:mod:`detector.core.estimate.stated_error`) and clean production's
+  systematic spread (:mod:`detector.core.outcomes.estimate.stated_error`) and clean production's
   window-to-window spread beyond sampling. All traffic only (the reference has no per-slice
   errors): complements mirror it. Only with a reference fitted by hour of day (timestamps):
   an all-day reference would call every rush hour a broken joint structure;
@@ -32,10 +32,10 @@ from typing import Any
 
 import numpy as np
 
-from detector.core.checks import Result
-from detector.core.effects import div, log_effect, mirror, one_sided_z, rnd
-from detector.core.multivariate.pca import PCAModel
-from detector.core.tasks.base import Counters, fold
+from detector.core.checks.multivariate.pca import PCAModel
+from detector.core.checks.window import Result
+from detector.core.outcomes.tasks.base import Counters, fold
+from detector.core.stats.effects import div, log_effect, mirror, one_sided_z, rnd
 
 __all__ = ["MultivariateThresholds", "multivariate_counters", "add_rows", "multivariate_checks", "TOP_FEATURES"]
 

@@ -39,8 +39,8 @@ from typing import Any
 
 import numpy as np
 
-from detector.core.estimate.stated_error import MIN_GROUP_ROWS, systematic_error
-from detector.core.multivariate.transform import normal_scores, quantile_knots, score_knots
+from detector.core.checks.multivariate.transform import normal_scores, quantile_knots, score_knots
+from detector.core.outcomes.estimate.stated_error import MIN_GROUP_ROWS, systematic_error
 
 __all__ = ["PCA_FORMAT", "fit_pca", "PCAModel", "hours_of"]
 

@@ -1,12 +1,12 @@
 """Multivariate drift in the engine's window path: fold at ingest, check at close, learn from clean windows.
 
 One :class:`JointDrift` per model whose reference holds a fitted joint structure
-(``Reference.multivariate``, :func:`detector.core.profile.add_multivariate`):
+(``Reference.multivariate``, :func:`detector.core.reference.build.add_multivariate`):
 
 * **ingest** - :meth:`JointDrift.fold` adds a batch's reconstruction-error sums to the window's
-  :class:`~detector.core.tasks.base.Counters` (``WindowCounts.mv``), for all traffic and every
+  :class:`~detector.core.outcomes.tasks.base.Counters` (``WindowCounts.mv``), for all traffic and every
   slice row the event belongs to. Additive, so worker partials merge exactly.
-* **close** - :meth:`JointDrift.results` runs :func:`~detector.core.multivariate.check.multivariate_checks`
+* **close** - :meth:`JointDrift.results` runs :func:`~detector.core.checks.multivariate.check.multivariate_checks`
   over the window's pseudo-rows (the same rows and complements as every other check of the
   window, so its results join the window's Benjamini-Hochberg selection and slice localisation).
 * **explained** - :func:`hold_explained` holds a joint finding whose leading features moved on
@@ -32,15 +32,15 @@ from typing import Any
 
 import numpy as np
 
-from detector.core.multivariate.check import (
+from detector.core.checks.multivariate.check import (
     MultivariateThresholds,
     add_rows,
     multivariate_checks,
     multivariate_counters,
 )
-from detector.core.multivariate.pca import PCAModel, hours_of
-from detector.core.state import StateError
-from detector.core.tasks.base import Counters
+from detector.core.checks.multivariate.pca import PCAModel, hours_of
+from detector.core.outcomes.tasks.base import Counters
+from detector.core.state.codec import StateError
 
 __all__ = ["JointDrift", "RECENT", "DAYS", "ROWS", "sample_rate", "sampled"]
 

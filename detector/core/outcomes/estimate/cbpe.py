@@ -45,10 +45,10 @@ from typing import Any
 
 import numpy as np
 
-from detector.core.checks import Result
-from detector.core.cohort import auc_se, binned_auc
-from detector.core.effects import div, log_effect, mirror, one_sided_z, pct, rnd
-from detector.core.estimate.calibration import calibration_arrays, score_bin
+from detector.core.checks.window import Result
+from detector.core.outcomes.cohort import auc_se, binned_auc
+from detector.core.outcomes.estimate.calibration import calibration_arrays, score_bin
+from detector.core.stats.effects import div, log_effect, mirror, one_sided_z, pct, rnd
 
 __all__ = ["EstimateThresholds", "binary_estimates", "calibrated_classes", "multiclass_estimates", "estimate_checks",
            "N_CAL_BINS", "coarse_calibration_var"]
@@ -132,7 +132,7 @@ def coarse_calibration_var(cals: Sequence[Mapping[str, Any]]) -> np.ndarray:
 def multiclass_estimates(cbpe: np.ndarray, cbpe_v: np.ndarray, cal_cnt: np.ndarray | None = None,
                          cal_var: np.ndarray | None = None, tau: Mapping[str, float] | None = None) -> dict[str, np.ndarray]:
     """Expected accuracy and macro-F1 (with standard errors) from the expected confusion (P, C, C)."""
-    from detector.core.tasks.multiclass import confusion_metrics, macro_f1_se
+    from detector.core.outcomes.tasks.multiclass import confusion_metrics, macro_f1_se
 
     n = cbpe_v[..., 0]
     m = confusion_metrics(cbpe)

@@ -49,8 +49,8 @@ from typing import Any
 
 import numpy as np
 
-from detector.core.effects import bin_of, div
-from detector.core.estimate.stated_error import MIN_GROUP_ROWS, systematic_error
+from detector.core.outcomes.estimate.stated_error import MIN_GROUP_ROWS, systematic_error
+from detector.core.stats.effects import bin_of, div
 
 __all__ = ["DLE_FORMAT", "fit_dle", "DLEModel", "estimated_errors", "PREDICTION"]
 

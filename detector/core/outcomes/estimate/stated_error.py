@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from detector.core.timeparse import parse_timestamps
+from detector.core.inputs.timeparse import parse_timestamps
 
 __all__ = ["systematic_error", "hour_groups", "inflation", "MIN_GROUPS", "MIN_GROUP_ROWS", "MIN_MATURED"]
 

@@ -1,6 +1,6 @@
 """Model tasks: ``binary``, ``multiclass``, ``regression`` - one module each, one interface (:mod:`.base`).
 
-Adding a task is one new module implementing :class:`~detector.core.tasks.base.Task` plus its
+Adding a task is one new module implementing :class:`~detector.core.outcomes.tasks.base.Task` plus its
 entry in :data:`TASKS` (and its reference builder in :mod:`.reference`).
 
 >>> t = make_task({"format": "skewwatch.task/1", "task": "multiclass", "classes": ["a", "b", "__other__"]})
@@ -15,11 +15,18 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from detector.core.tasks.base import CheckContext, Counters, LabelDecode, PredictionColumns, Ranking, Task
-from detector.core.tasks.binary import BinaryTask
-from detector.core.tasks.multiclass import MulticlassTask
-from detector.core.tasks.reference import TaskReferenceError, infer_task
-from detector.core.tasks.regression import RegressionTask
+from detector.core.outcomes.tasks.base import (
+    CheckContext,
+    Counters,
+    LabelDecode,
+    PredictionColumns,
+    Ranking,
+    Task,
+)
+from detector.core.outcomes.tasks.binary import BinaryTask
+from detector.core.outcomes.tasks.multiclass import MulticlassTask
+from detector.core.outcomes.tasks.reference import TaskReferenceError, infer_task
+from detector.core.outcomes.tasks.regression import RegressionTask
 
 __all__ = ["TASKS", "make_task", "infer_task", "Task", "Counters", "LabelDecode", "PredictionColumns", "CheckContext",
            "Ranking", "BinaryTask", "MulticlassTask", "RegressionTask", "TaskReferenceError"]

@@ -10,8 +10,8 @@ monitor:
   :class:`Counters` of named additive arrays) and how predictions and (prediction, label)
   pairs are folded into them (:meth:`Task.add_predictions`, :meth:`Task.add_pairs`);
 * the metrics a cohort exports (:meth:`Task.metrics`) and the outcome checks it runs
-  (:meth:`Task.checks`, a list of :class:`~detector.core.checks.Result` that
-  :func:`~detector.core.select.select_findings` turns into findings: BH across every test,
+  (:meth:`Task.checks`, a list of :class:`~detector.core.checks.window.Result` that
+  :func:`~detector.core.decisions.select.select_findings` turns into findings: BH across every test,
   effect-size gates, slice localisation);
 * which labelled predictions are the "worst errors" for the counterexample library
   (:meth:`Task.rank_errors`).
@@ -39,9 +39,9 @@ from typing import Any, ClassVar, Protocol
 
 import numpy as np
 
-from detector.core.checks import Result
-from detector.core.cohort import fold
-from detector.core.state import StateError, check
+from detector.core.checks.window import Result
+from detector.core.outcomes.cohort import fold
+from detector.core.state.codec import StateError, check
 
 __all__ = ["Task", "Counters", "LabelDecode", "PredictionColumns", "CheckContext", "Ranking", "fold", "column",
            "COUNTERS_FORMAT", "labels_moved"]
@@ -122,7 +122,7 @@ class CheckContext:
     the cohort matured (a moved prediction mix may then be a broken model, not a moved
     world, so label-drift checks also need the raw outcome to move). ``day``: the trailing day's
     counters as pseudo-rows (a full daily cycle, for comparisons with training), None before a
-    full day has matured. ``reference``: the task's reference (see :mod:`detector.core.tasks.reference`).
+    full day has matured. ``reference``: the task's reference (see :mod:`detector.core.outcomes.tasks.reference`).
     """
 
     comp: np.ndarray
@@ -136,7 +136,7 @@ def labels_moved(results: Sequence[Result], alpha: float = 0.01) -> np.ndarray:
     """Per pseudo-row: did the outcome's distribution move (any ``label_drift`` result tested, at p < ``alpha``
     and with at least half its warning effect)? Concept drift needs this to be False: performance that
     falls while the labels move is explained by the labels. (For binary models the monitor uses
-    :func:`~detector.core.outcome_checks.base_rate_shift` the same way.)
+    :func:`~detector.core.outcomes.checks.base_rate_shift` the same way.)
     """
     out: np.ndarray | None = None
     for r in results:

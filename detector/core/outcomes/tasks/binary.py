@@ -1,11 +1,11 @@
 """Binary classifiers (fraud, churn): a ``score`` in [0, 1], a 0/1 label - today's outcome model behind the task interface.
 
-This is an adapter: the counters are exactly those of :class:`~detector.core.cohort.Cohort`
+This is an adapter: the counters are exactly those of :class:`~detector.core.outcomes.cohort.Cohort`
 (``cnt``, ``rel``, ``hist``; the label-delay histogram is not task-specific and stays with the
-cohort) and the checks are :func:`~detector.core.outcome_checks.outcome_checks`, so binary
+cohort) and the checks are :func:`~detector.core.outcomes.checks.outcome_checks`, so binary
 models behave as before. New here: ``phist``, the ``(not acted / acted) x 100 score bins``
 histogram of *all* predictions (``2 x 100 x 8`` bytes per row), from which
-:func:`~detector.core.estimate.cbpe.binary_estimates` estimates accuracy, precision, recall and
+:func:`~detector.core.outcomes.estimate.cbpe.binary_estimates` estimates accuracy, precision, recall and
 ROC AUC before any label arrives. docs/tasks-integration.md describes how cohort.py and
 outcome_checks.py move behind this module.
 
@@ -28,8 +28,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from detector.core.checks import Result
-from detector.core.cohort import (
+from detector.core.checks.window import Result
+from detector.core.outcomes.checks import Arrays, OutcomeThresholds, outcome_checks
+from detector.core.outcomes.cohort import (
     N_HIST,
     N_REL,
     NC,
@@ -41,10 +42,8 @@ from detector.core.cohort import (
     brier,
     ece,
 )
-from detector.core.effects import div
-from detector.core.estimate.calibration import score_bin
-from detector.core.outcome_checks import Arrays, OutcomeThresholds, outcome_checks
-from detector.core.tasks.base import (
+from detector.core.outcomes.estimate.calibration import score_bin
+from detector.core.outcomes.tasks.base import (
     CheckContext,
     Counters,
     LabelDecode,
@@ -53,6 +52,7 @@ from detector.core.tasks.base import (
     column,
     fold,
 )
+from detector.core.stats.effects import div
 
 __all__ = ["BinaryTask"]
 
@@ -150,7 +150,7 @@ class BinaryTask:
 
     def estimates(self, c: Counters) -> dict[str, np.ndarray]:
         """Accuracy, precision, recall and ROC AUC expected from the score histogram (before labels), per row."""
-        from detector.core.estimate.cbpe import binary_estimates
+        from detector.core.outcomes.estimate.cbpe import binary_estimates
 
         if self.cal is None:
             raise ValueError("no calibration map in the reference: run `skewwatch baseline` with --label-column and "

@@ -39,16 +39,15 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from detector.core.checks import Result
-from detector.core.effects import div
-from detector.core.estimate.calibration import score_bin
-from detector.core.estimate.cbpe import (
+from detector.core.checks.window import Result
+from detector.core.outcomes.estimate.calibration import score_bin
+from detector.core.outcomes.estimate.cbpe import (
     N_CAL_BINS,
     calibrated_classes,
     coarse_calibration_var,
     multiclass_estimates,
 )
-from detector.core.tasks.base import (
+from detector.core.outcomes.tasks.base import (
     CheckContext,
     Counters,
     LabelDecode,
@@ -57,6 +56,7 @@ from detector.core.tasks.base import (
     column,
     fold,
 )
+from detector.core.stats.effects import div
 
 __all__ = ["MulticlassTask", "CNT", "N_REL", "confusion_metrics", "macro_f1_se"]
 
@@ -125,7 +125,7 @@ class MulticlassTask:
     error_types: ClassVar[tuple[str, ...]] = ("misclassified",)
 
     def __init__(self, ref: Mapping[str, Any], thresholds: Any = None) -> None:
-        from detector.core.tasks.multiclass_checks import MulticlassThresholds
+        from detector.core.outcomes.tasks.multiclass_checks import MulticlassThresholds
 
         classes = list(ref.get("classes") or [])
         if len(classes) < 2 or classes[-1] != "__other__":
@@ -167,7 +167,7 @@ class MulticlassTask:
         errors: list[tuple[int, str, str]] = []
         scores = None
         if any(s is not None for s in raw_scores):
-            from detector.core.tasks.reference import scores_matrix
+            from detector.core.outcomes.tasks.reference import scores_matrix
 
             scores = scores_matrix(raw_scores, self.classes)
             for i, s in enumerate(raw_scores):
@@ -263,7 +263,7 @@ class MulticlassTask:
         return multiclass_estimates(c["cbpe"], c["cbpe_v"], c["cbpe_c"], self.cal_var, self.ref.get("estimate_tau"))
 
     def checks(self, cur: Counters, base: Counters, ctx: CheckContext) -> list[Result]:
-        from detector.core.tasks.multiclass_checks import multiclass_checks
+        from detector.core.outcomes.tasks.multiclass_checks import multiclass_checks
 
         return multiclass_checks(self, cur, base, ctx)
 

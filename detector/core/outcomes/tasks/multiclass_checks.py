@@ -51,10 +51,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from detector.core import stats
-from detector.core.checks import Result
-from detector.core.cohort import ece
-from detector.core.effects import (
+from detector.core.checks.window import Result
+from detector.core.outcomes.cohort import ece
+from detector.core.outcomes.tasks.base import CheckContext, Counters
+from detector.core.outcomes.tasks.multiclass import confusion_metrics, macro_f1_se
+from detector.core.stats import distributions as stats
+from detector.core.stats.effects import (
     div,
     gtest_vs_expected,
     log_effect,
@@ -66,11 +68,9 @@ from detector.core.effects import (
     safe_inv,
     two_sided_z,
 )
-from detector.core.tasks.base import CheckContext, Counters
-from detector.core.tasks.multiclass import confusion_metrics, macro_f1_se
 
 if TYPE_CHECKING:
-    from detector.core.tasks.multiclass import MulticlassTask
+    from detector.core.outcomes.tasks.multiclass import MulticlassTask
 
 __all__ = ["MulticlassThresholds", "multiclass_checks", "expected_confusion", "prior_shift"]
 

@@ -1,7 +1,7 @@
 """What ``skewwatch baseline --task ...`` stores about the model's outputs and labels, per task.
 
 Functions take arrays and return plain, JSON-ready dicts (``format = "skewwatch.task/1"``);
-the task objects are built from them (:func:`detector.core.tasks.make_task`).
+the task objects are built from them (:func:`detector.core.outcomes.tasks.make_task`).
 
 ========================  =============================================================================
 task                      stored
@@ -13,7 +13,7 @@ task                      stored
                           reliability, one calibration map per class when class scores are given
 ``regression``            target and prediction decile edges and histograms, MAE / RMSE / bias /
                           |error| quantiles, errors per prediction bin, the error scale, and the
-                          expected-error model (:mod:`detector.core.estimate.dle`) when features are given
+                          expected-error model (:mod:`detector.core.outcomes.estimate.dle`) when features are given
 ========================  =============================================================================
 
 Task inference (:func:`infer_task`, when ``--task`` is omitted): two distinct values -> binary (they
@@ -32,10 +32,10 @@ from typing import Any
 
 import numpy as np
 
-from detector.core.cohort import N_HIST, binned_auc
-from detector.core.effects import bin_of
-from detector.core.estimate.calibration import fit_calibration, score_bin
-from detector.core.estimate.stated_error import MIN_GROUP_ROWS, hour_groups, systematic_error
+from detector.core.outcomes.cohort import N_HIST, binned_auc
+from detector.core.outcomes.estimate.calibration import fit_calibration, score_bin
+from detector.core.outcomes.estimate.stated_error import MIN_GROUP_ROWS, hour_groups, systematic_error
+from detector.core.stats.effects import bin_of
 
 __all__ = ["TASK_FORMAT", "OTHER_CLASS", "MAX_CLASSES_NUMERIC", "TaskReferenceError", "infer_task", "binary_reference",
            "multiclass_reference", "regression_reference", "numeric_summary", "scores_matrix", "plain"]
@@ -140,7 +140,7 @@ def binary_reference(labels: Sequence[Any], score: np.ndarray | None = None, thr
     """Base rate, score histogram, calibration map and realised metrics at ``threshold``.
 
     With row timestamps ``ts``, also ``estimate_tau``: how far each metric's estimate strays from
-    the realised value at some hours of day beyond sampling (:mod:`detector.core.estimate.stated_error`).
+    the realised value at some hours of day beyond sampling (:mod:`detector.core.outcomes.estimate.stated_error`).
     """
     y = _labels01(list(labels))
     out: dict[str, Any] = {"format": TASK_FORMAT, "task": "binary", "threshold": float(threshold)}
@@ -179,7 +179,7 @@ def _per_hour(hours: np.ndarray) -> list[np.ndarray]:
 
 
 def _binary_tau(s: np.ndarray, y: np.ndarray, act: np.ndarray, hours: np.ndarray, cal: dict[str, Any]) -> dict[str, float]:
-    from detector.core.estimate.cbpe import binary_estimates
+    from detector.core.outcomes.estimate.cbpe import binary_estimates
 
     groups = _per_hour(hours)
     if not groups:
@@ -252,7 +252,7 @@ def multiclass_reference(labels: Sequence[Any], predicted: Sequence[Any] | None 
     both = (yl >= 0) & (pl >= 0)
     if both.any():
         conf = np.bincount(yl[both] * C + pl[both], minlength=C * C).reshape(C, C).astype(np.float64)
-        from detector.core.tasks.multiclass import confusion_metrics
+        from detector.core.outcomes.tasks.multiclass import confusion_metrics
 
         m = confusion_metrics(conf[None])
         out["confusion"] = conf.astype(int).tolist()
@@ -277,8 +277,8 @@ def multiclass_reference(labels: Sequence[Any], predicted: Sequence[Any] | None 
 
 def _multiclass_tau(S: np.ndarray, y: np.ndarray, pred: np.ndarray, hours: np.ndarray, cals: list[dict[str, Any]],
                     C: int) -> dict[str, float]:
-    from detector.core.estimate.cbpe import calibrated_classes, multiclass_estimates
-    from detector.core.tasks.multiclass import confusion_metrics
+    from detector.core.outcomes.estimate.cbpe import calibrated_classes, multiclass_estimates
+    from detector.core.outcomes.tasks.multiclass import confusion_metrics
 
     groups = _per_hour(hours)
     if not groups:
@@ -304,7 +304,7 @@ def regression_reference(target: np.ndarray | None, prediction: np.ndarray | Non
     """Target / prediction distributions, error statistics per prediction bin and the DLE model.
 
     ``ts`` (row timestamps, optional) lets the estimates measure their error at each hour of day
-    (:mod:`detector.core.estimate.stated_error`).
+    (:mod:`detector.core.outcomes.estimate.stated_error`).
     """
     out: dict[str, Any] = {"format": TASK_FORMAT, "task": "regression"}
     if target is None and prediction is None:
@@ -338,7 +338,7 @@ def regression_reference(target: np.ndarray | None, prediction: np.ndarray | Non
                               "pred": np.bincount(pb, weights=p[ok], minlength=B).tolist()},
     }
     if dle and features:
-        from detector.core.estimate.dle import fit_dle
+        from detector.core.outcomes.estimate.dle import fit_dle
 
         try:
             out["dle"] = fit_dle(features, p, y, groups=hour_groups(ts, len(p)))

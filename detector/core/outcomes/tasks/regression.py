@@ -43,9 +43,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from detector.core.checks import Result
-from detector.core.effects import bin_of, div, hist_quantile
-from detector.core.tasks.base import (
+from detector.core.checks.window import Result
+from detector.core.outcomes.tasks.base import (
     CheckContext,
     Counters,
     LabelDecode,
@@ -54,6 +53,7 @@ from detector.core.tasks.base import (
     column,
     fold,
 )
+from detector.core.stats.effects import bin_of, div, hist_quantile
 
 __all__ = ["RegressionTask", "CNT", "ERR_EDGES_REL"]
 
@@ -77,7 +77,7 @@ class RegressionTask:
     error_types: ClassVar[tuple[str, ...]] = ("over_prediction", "under_prediction")
 
     def __init__(self, ref: Mapping[str, Any], thresholds: Any = None) -> None:
-        from detector.core.tasks.regression_checks import RegressionThresholds
+        from detector.core.outcomes.tasks.regression_checks import RegressionThresholds
 
         t_edges = _edges(ref, "target")
         p_edges = _edges(ref, "prediction")
@@ -96,7 +96,7 @@ class RegressionTask:
         self.B, self.T, self.E = len(self.p_edges) + 1, len(self.t_edges) + 1, len(self.e_edges) + 1
         self.dle = None
         if ref.get("dle"):
-            from detector.core.estimate.dle import DLEModel
+            from detector.core.outcomes.estimate.dle import DLEModel
 
             self.dle = DLEModel(ref["dle"])
         self.th = thresholds or RegressionThresholds()
@@ -206,14 +206,14 @@ class RegressionTask:
         for q in (0.5, 0.9, 0.99):
             out[f"abs_error_p{round(q * 100)}"] = hist_quantile(ah, self.e_edges, q, log=True)
         if "dle" in c.arrays:
-            from detector.core.estimate.dle import estimated_errors
+            from detector.core.outcomes.estimate.dle import estimated_errors
 
             est = estimated_errors(self.dle, c["dle"])  # type: ignore[arg-type]
             out.update({f"estimated_{k}": v for k, v in est.items()})
         return out
 
     def checks(self, cur: Counters, base: Counters, ctx: CheckContext) -> list[Result]:
-        from detector.core.tasks.regression_checks import regression_checks
+        from detector.core.outcomes.tasks.regression_checks import regression_checks
 
         return regression_checks(self, cur, base, ctx)
 

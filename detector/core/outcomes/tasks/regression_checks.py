@@ -37,13 +37,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from detector.core import stats
-from detector.core.checks import Result
-from detector.core.effects import div, log_effect, mirror, one_sided_z, pct, rnd, two_sided_z
-from detector.core.tasks.base import CheckContext, Counters
+from detector.core.checks.window import Result
+from detector.core.outcomes.tasks.base import CheckContext, Counters
+from detector.core.stats import distributions as stats
+from detector.core.stats.effects import div, log_effect, mirror, one_sided_z, pct, rnd, two_sided_z
 
 if TYPE_CHECKING:
-    from detector.core.tasks.regression import RegressionTask
+    from detector.core.outcomes.tasks.regression import RegressionTask
 
 __all__ = ["RegressionThresholds", "regression_checks", "expected_errors"]
 
@@ -107,7 +107,7 @@ def regression_checks(t: RegressionTask, cur: Counters, base: Counters, ctx: Che
     P = cur.rows
     out: list[Result] = []
     cnt, bcnt = cur["cnt"], base["cnt"]
-    from detector.core.tasks.regression import I
+    from detector.core.outcomes.tasks.regression import I
 
     n, nb_tot = cnt[:, I["lv"]], bcnt[:, I["lv"]]
     nc, nb = cur["joint"].sum(2), base["joint"].sum(2)
