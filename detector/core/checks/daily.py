@@ -149,18 +149,7 @@ def _numeric(lay: Layout, v: View, D: dict[str, np.ndarray], sb: SeasonalBaselin
     has = np.array([isinstance(r, NumericProfile) and r.n > 0 for r in refs])
     out: list[Result] = []
     # missing values
-    p0 = np.array([r.missing_rate if h else np.nan for r, h in zip(refs, has, strict=True)])
-    n0 = np.array([r.count if h else 0 for r, h in zip(refs, has, strict=True)], dtype=np.float64)
-    rate = np.divide(miss, n_all, out=np.zeros(P), where=n_all > 0)
-    delta = rate - np.nan_to_num(p0)
-    pv = stats.proportion_test(miss, n_all, np.nan_to_num(p0), alternative="greater", n0=np.maximum(n0, 1))
-    out.append(Result(
-        "missing_values", feature, "missing_rate_delta_24h", delta, has & (n_all >= st.min_count), delta >= th.missing_delta_warning,
-        delta >= th.missing_delta_critical, pv, th.missing_delta_warning,
-        lambda i: {"reference": {"missing_rate": _r(p0[i])}, "current": {"missing_rate": _r(rate[i]), "count": int(n_all[i]),
-                                                                        }, "span": SPAN},
-        lambda i: f"{feature} was missing in {rate[i]:.1%} of the last day's events (training: {p0[i]:.1%}): check the "
-                  "feature pipeline / join that fills it"))
+    p0, n0 = _missing(out, feature, refs, has, miss, n_all, st, th)
     # the share of one exact value (defaults, fallbacks)
     shares = np.minimum(D["cand"][:, j, :] / np.maximum(n_nm, 1)[:, None], 1.0)
     r0 = np.array([[value_share(r, float(c)) if h and not np.isnan(c) else np.nan for c in cands[j]]
@@ -217,22 +206,10 @@ def _categorical(lay: Layout, v: View, D: dict[str, np.ndarray], st: DetectorSet
     obs, miss = cnt[:, : V + 1], cnt[:, V + 1]
     n_nm = obs.sum(axis=1)
     n_all = n_nm + miss
-    P = v.P
     refs = _ref_rows(lay, v, name)
     has = np.array([isinstance(r, CategoricalProfile) and r.n > 0 for r in refs])
     out: list[Result] = []
-    p0 = np.array([r.missing_rate if h else np.nan for r, h in zip(refs, has, strict=True)])
-    n0 = np.array([r.count if h else 0 for r, h in zip(refs, has, strict=True)], dtype=np.float64)
-    rate = np.divide(miss, n_all, out=np.zeros(P), where=n_all > 0)
-    delta = rate - np.nan_to_num(p0)
-    pv = stats.proportion_test(miss, n_all, np.nan_to_num(p0), alternative="greater", n0=np.maximum(n0, 1))
-    out.append(Result(
-        "missing_values", name, "missing_rate_delta_24h", delta, has & (n_all >= st.min_count), delta >= th.missing_delta_warning,
-        delta >= th.missing_delta_critical, pv, th.missing_delta_warning,
-        lambda i: {"reference": {"missing_rate": _r(p0[i])}, "current": {"missing_rate": _r(rate[i]), "count": int(n_all[i]),
-                                                                        }, "span": SPAN},
-        lambda i: f"{name} was missing in {rate[i]:.1%} of the last day's events (training: {p0[i]:.1%}): check the "
-                  "feature pipeline / join that fills it"))
+    p0, n0 = _missing(out, name, refs, has, miss, n_all, st, th)
     if has.any():
         RS = np.stack([np.array([r.categories.get(c, 0.0) for c in cats] + [max(0.0, 1.0 - sum(r.categories.get(c, 0.0) for c in cats))])
                        if h else np.full(V + 1, 1.0 / (V + 1)) for r, h in zip(refs, has, strict=True)])
@@ -246,3 +223,21 @@ def _categorical(lay: Layout, v: View, D: dict[str, np.ndarray], st: DetectorSet
             lambda i: f"over the last day {name}'s category mix moved away from training (L-inf {li[i]:.2f})"))
     return out
 
+
+def _missing(out: list[Result], feature: str, refs: list, has: np.ndarray, miss: np.ndarray, n_all: np.ndarray,
+             st: Any, th: Any) -> tuple[np.ndarray, np.ndarray]:
+    """The last day's missing rate against training's, per row; appends the result, returns the reference
+    missing rates and counts (the other tests of the feature use them)."""
+    p0 = np.array([r.missing_rate if h else np.nan for r, h in zip(refs, has, strict=True)])
+    n0 = np.array([r.count if h else 0 for r, h in zip(refs, has, strict=True)], dtype=np.float64)
+    rate = np.divide(miss, n_all, out=np.zeros(len(miss)), where=n_all > 0)
+    delta = rate - np.nan_to_num(p0)
+    pv = stats.proportion_test(miss, n_all, np.nan_to_num(p0), alternative="greater", n0=np.maximum(n0, 1))
+    out.append(Result(
+        "missing_values", feature, "missing_rate_delta_24h", delta, has & (n_all >= st.min_count), delta >= th.missing_delta_warning,
+        delta >= th.missing_delta_critical, pv, th.missing_delta_warning,
+        lambda i: {"reference": {"missing_rate": _r(p0[i])}, "current": {"missing_rate": _r(rate[i]), "count": int(n_all[i])},
+                   "span": SPAN},
+        lambda i: f"{feature} was missing in {rate[i]:.1%} of the last day's events (training: {p0[i]:.1%}): check the "
+                  "feature pipeline / join that fills it"))
+    return p0, n0

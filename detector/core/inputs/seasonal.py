@@ -191,15 +191,6 @@ class SeasonalBaseline:
         load_arrays(self, st, _STATE_ARRAYS, "seasonal baseline")
         self.thresholds = {float(k): float(v) for k, v in unpairs(st["thresholds"]).items()}
 
-    def merge(self, other: SeasonalBaseline) -> None:
-        """Combine two workers' baselines (their windows were disjoint partitions of traffic)."""
-        for name in ("num", "cat", "rates", "lat", "sx", "nx", "cand", "cand_n"):
-            getattr(self, name)[...] += getattr(other, name)
-        self.days = np.maximum(self.days, other.days)
-        self.cand_days = np.minimum(self.cand_days, other.cand_days)
-        for v, c in other.thresholds.items():
-            self.thresholds[v] = self.thresholds.get(v, 0.0) + c
-
 
 _STATE_ARRAYS = ("num", "cat", "rates", "lat", "sx", "nx", "cand", "cand_n", "cand_days", "days")
 

@@ -40,8 +40,24 @@ class ReferenceError(ValueError):
     """A reference file is missing, unreadable or not a skewwatch reference."""
 
 
+class _Counted:
+    """What a feature profile says about its training count and missing values."""
+
+    count: int
+    missing: int
+
+    @property
+    def missing_rate(self) -> float:
+        return self.missing / self.count if self.count else 0.0
+
+    @property
+    def n(self) -> int:
+        """Non-missing training values."""
+        return self.count - self.missing
+
+
 @dataclass
-class NumericProfile:
+class NumericProfile(_Counted):
     """Training distribution of one numeric feature (or of the model score)."""
 
     count: int  # rows seen, missing included
@@ -62,18 +78,9 @@ class NumericProfile:
     integer: bool = False  # every non-missing value is integral
     type: Literal["numeric"] = "numeric"
 
-    @property
-    def missing_rate(self) -> float:
-        return self.missing / self.count if self.count else 0.0
-
-    @property
-    def n(self) -> int:
-        """Non-missing training values."""
-        return self.count - self.missing
-
 
 @dataclass
-class CategoricalProfile:
+class CategoricalProfile(_Counted):
     """Training distribution of one categorical feature (top categories + the rest)."""
 
     count: int
@@ -84,14 +91,6 @@ class CategoricalProfile:
     top_value: str | None
     top_share: float
     type: Literal["categorical"] = "categorical"
-
-    @property
-    def missing_rate(self) -> float:
-        return self.missing / self.count if self.count else 0.0
-
-    @property
-    def n(self) -> int:
-        return self.count - self.missing
 
 
 Profile = NumericProfile | CategoricalProfile
