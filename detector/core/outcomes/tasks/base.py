@@ -56,6 +56,14 @@ def column(events: Sequence[Mapping[str, Any]], key: str) -> list[Any]:
     return list(map(dict.get, events, repeat(key))) if events and type(events[0]) is dict else [e.get(key) for e in events]
 
 
+def column_or(events: Sequence[Mapping[str, Any]], key: str, fallback: str) -> list[Any]:
+    """:func:`column` of ``key``, with ``fallback``'s value standing in per event where ``key`` is absent."""
+    raw = column(events, key)
+    if None in raw:
+        raw = [f if v is None else v for v, f in zip(raw, column(events, fallback), strict=True)]
+    return raw
+
+
 @dataclass
 class LabelDecode:
     """Decoded labels: ``y`` per event (NaN where not usable), ``ok`` mask, per-event errors.

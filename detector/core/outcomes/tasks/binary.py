@@ -50,6 +50,7 @@ from detector.core.outcomes.tasks.base import (
     PredictionColumns,
     Ranking,
     column,
+    column_or,
     fold,
 )
 from detector.core.stats.effects import div
@@ -96,9 +97,7 @@ class BinaryTask:
 
     def prediction_columns(self, events: Sequence[Mapping[str, Any]]) -> PredictionColumns:
         """``score`` (``prediction`` when no score is sent): a probability in [0, 1]; optional ``threshold``."""
-        raw = column(events, "score")
-        if None in raw:  # per event: "prediction" stands in for an absent "score"
-            raw = [p if s is None else s for s, p in zip(raw, column(events, "prediction"), strict=True)]
+        raw = column_or(events, "score", "prediction")  # per event: "prediction" stands in for an absent "score"
         n = len(raw)
         value = np.full(n, np.nan)
         ok = np.ones(n, bool)

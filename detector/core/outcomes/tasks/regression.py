@@ -50,7 +50,7 @@ from detector.core.outcomes.tasks.base import (
     LabelDecode,
     PredictionColumns,
     Ranking,
-    column,
+    column_or,
     fold,
 )
 from detector.core.stats.effects import bin_of, div, hist_quantile
@@ -121,9 +121,7 @@ class RegressionTask:
 
     def prediction_columns(self, events: Sequence[Mapping[str, Any]]) -> PredictionColumns:
         """``prediction`` (a finite number; ``score`` is accepted when ``prediction`` is absent)."""
-        raw = column(events, "prediction")
-        if None in raw:  # per event: "score" stands in for an absent "prediction"
-            raw = [s if p is None else p for p, s in zip(raw, column(events, "score"), strict=True)]
+        raw = column_or(events, "prediction", "score")  # per event: "score" stands in for an absent "prediction"
         n = len(raw)
         ok = np.ones(n, bool)
         errors: list[tuple[int, str, str]] = []
