@@ -119,14 +119,8 @@ def _measurement(g: Gate, engine: Any, ref: Any, incidents: Sequence[dict[str, A
     else:
         g.evidence.append("the reference has no label column: rebuild it with `skewwatch baseline --label-column` for a "
                           "training baseline (the trailing production baseline is used meanwhile)")
-    _evidence_incidents(g, bad)
-    if _open(bad) or (mr is not None and mr < MIN_MATCH_RATE):
-        g.status = "fail"
-    elif glob:
-        g.status = "pass"
-    else:
-        g.status = "unknown"
-        g.evidence.append("labels arrived but no prediction cohort has matured yet (label delay): run over a longer period")
+    _settle(g, bad, _open(bad) or (mr is not None and mr < MIN_MATCH_RATE), bool(glob),
+            "labels arrived but no prediction cohort has matured yet (label delay): run over a longer period")
 
 
 def _replay(g: Gate, engine: Any, ms: Any, ref: Any, incidents: Sequence[dict[str, Any]], live: dict[str, Any] | None,
@@ -204,14 +198,7 @@ def _parity(g: Gate, engine: Any, ms: Any, incidents: Sequence[dict[str, Any]], 
     else:
         g.evidence.append("no offline feature events joined: send them (topic `features`, or --features F.jsonl) "
                           "for value-level parity")
-    _evidence_incidents(g, bad)
-    if _open(bad):
-        g.status = "fail"
-    elif last:
-        g.status = "pass"
-    else:
-        g.status = "unknown"
-        g.evidence.append("no window has been evaluated yet")
+    _settle(g, bad, _open(bad), bool(last), "no window has been evaluated yet")
 
 
 def _decisioning(g: Gate, engine: Any, model: str, ms: Any, incidents: Sequence[dict[str, Any]],
@@ -269,15 +256,8 @@ def _decisioning(g: Gate, engine: Any, model: str, ms: Any, incidents: Sequence[
                 g.evidence.append("the policy asks for more actions than the team can handle")
         except Exception:  # noqa: BLE001
             pass
-    _evidence_incidents(g, bad)
-    if fail:
-        g.status = "fail"
-    elif known:
-        g.status = "pass"
-    else:
-        g.status = "unknown"
-        g.evidence.append("no decisions, thresholds or matured labels to judge the decision policy: send `decision` "
-                          "and `threshold` on predictions, and labels")
+    _settle(g, bad, bool(fail), bool(known), "no decisions, thresholds or matured labels to judge the decision policy: "
+            "send `decision` and `threshold` on predictions, and labels")
 
 
 def _adoption(g: Gate, ov: dict[str, Any] | None) -> None:
@@ -302,6 +282,19 @@ def _adoption(g: Gate, ov: dict[str, Any] | None) -> None:
 def _open(incs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """Incidents still open: a gate is go / no-go *now*; resolved ones stay as evidence."""
     return [r for r in incs if r["open"]]
+
+
+def _settle(g: Gate, incs: Sequence[dict[str, Any]], fail: bool, known: bool, unknown_why: str) -> None:
+    """A gate's incidents as evidence, then its status: fail, else pass when there was something to judge, else
+    unknown (saying what is missing)."""
+    _evidence_incidents(g, incs)
+    if fail:
+        g.status = "fail"
+    elif known:
+        g.status = "pass"
+    else:
+        g.status = "unknown"
+        g.evidence.append(unknown_why)
 
 
 def _evidence_incidents(g: Gate, incs: Sequence[dict[str, Any]], limit: int = 3) -> None:
