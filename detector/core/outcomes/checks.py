@@ -48,7 +48,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
@@ -60,11 +59,13 @@ from detector.core.outcomes.cohort import (
     average_precision,
     binned_auc,
     brier,
+    calibration_change,
     calibration_slope,
     ece,
 )
 from detector.core.outcomes.labels import DELAY_EDGES, hist_quantile
 from detector.core.stats import distributions as stats
+from detector.core.stats.effects import div as _div
 
 __all__ = ["OutcomeThresholds", "Arrays", "outcome_checks", "expected_positives", "base_rate_shift", "poisson_pvalue"]
 
@@ -112,12 +113,6 @@ class Arrays:
     hist: np.ndarray
     delay: np.ndarray
     arrivals: np.ndarray  # (P, 2): labels that arrived (first + corrections), corrections
-
-
-def _div(a: Any, b: Any) -> np.ndarray:
-    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(b > 0, a / np.where(b > 0, b, 1.0), np.nan)
 
 
 def _r(x: float) -> float | None:
@@ -325,14 +320,8 @@ def outcome_checks(cur: Arrays, base: Arrays, th: OutcomeThresholds, *, ref_rate
                   "scores of the same mix)", effect=_log_effect(ratio_b)))
 
     # ---- calibration: ECE vs baseline (chi-square of per-bin label rates)
+    dlt, chi, df = calibration_change(cur.rel, base.rel)
     e, eb = ece(cur.rel), ece(base.rel)
-    nbin, obin, mbin, qbin = cur.rel[..., 0], cur.rel[..., 2], base.rel[..., 0], base.rel[..., 2]
-    pooled = _div(obin + qbin, nbin + mbin)
-    ok = (nbin >= 5) & (mbin >= 5) & (np.nan_to_num(pooled) > 0) & (np.nan_to_num(pooled, nan=1) < 1)
-    var = np.nan_to_num(pooled * (1 - pooled)) * (_safe_inv(nbin) + _safe_inv(mbin))
-    chi = np.where(ok, (np.nan_to_num(_div(obin, nbin)) - np.nan_to_num(_div(qbin, mbin))) ** 2 / np.where(ok, var, 1.0), 0.0).sum(1)
-    df = ok.sum(1)
-    dlt = e - eb
     out.append(Result(
         "calibration", None, "ece_delta", dlt, (sl >= mn) & (slb >= bmn) & (df > 0), np.nan_to_num(dlt) >= th.ece_delta,
         np.nan_to_num(dlt) >= th.ece_delta_critical, np.asarray(stats.chi2_sf(chi, np.maximum(df, 1))), th.ece_delta,
@@ -492,10 +481,6 @@ def _mirror(comp: np.ndarray, *arrays: np.ndarray) -> None:
     """Complement rows take the all-traffic row's value (in place)."""
     for a in arrays:
         a[comp] = a[0]
-
-
-def _safe_inv(x: np.ndarray) -> np.ndarray:
-    return np.where(x > 0, 1.0 / np.where(x > 0, x, 1.0), 0.0)
 
 
 def _sq_err_var(hist: np.ndarray, mean: np.ndarray) -> np.ndarray:

@@ -37,6 +37,8 @@ import numpy as np
 
 from detector.core.outcomes.labels import N_DELAY
 from detector.core.state.codec import check, load_arrays
+from detector.core.stats.effects import div as _div
+from detector.core.stats.effects import safe_inv
 
 __all__ = ["Cohort", "C", "N_REL", "N_HIST", "binned_auc", "auc_se", "average_precision", "ece", "brier",
            "best_threshold", "fold", "score_bins", "calibration_slope"]
@@ -178,11 +180,6 @@ class Cohort:
 # --------------------------------------------------------------------------- metrics (vectorised over rows)
 
 
-def _div(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(b > 0, a / np.where(b > 0, b, 1.0), np.nan)
-
-
 def binned_auc(neg: np.ndarray, pos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """ROC AUC from per-bin negative/positive counts (..., B), and its binning error bound."""
     P, N = pos.sum(-1), neg.sum(-1)
@@ -214,6 +211,17 @@ def average_precision(neg: np.ndarray, pos: np.ndarray) -> np.ndarray:
 def ece(rel: np.ndarray) -> np.ndarray:
     """Expected calibration error: sum_b |sum score - sum label| / n over equal-width bins."""
     return _div(np.abs(rel[..., 1] - rel[..., 2]).sum(-1), rel[..., 0].sum(-1))
+
+
+def calibration_change(rel: np.ndarray, base: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """ECE of ``rel`` minus ECE of ``base`` (reliability tables ``(..., B, 3)``: n, sum score, sum label),
+    with a chi-square over the bins both fill (pooled per-bin label rates) and its degrees of freedom."""
+    nbin, obin, mbin, qbin = rel[..., 0], rel[..., 2], base[..., 0], base[..., 2]
+    pooled = _div(obin + qbin, nbin + mbin)
+    ok = (nbin >= 5) & (mbin >= 5) & (np.nan_to_num(pooled) > 0) & (np.nan_to_num(pooled, nan=1) < 1)
+    var = np.nan_to_num(pooled * (1 - pooled)) * (safe_inv(nbin) + safe_inv(mbin))
+    chi = np.where(ok, (np.nan_to_num(_div(obin, nbin)) - np.nan_to_num(_div(qbin, mbin))) ** 2 / np.where(ok, var, 1.0), 0.0).sum(-1)
+    return ece(rel) - ece(base), chi, ok.sum(-1)
 
 
 def brier(cnt: np.ndarray) -> np.ndarray:

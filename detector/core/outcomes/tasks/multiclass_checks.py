@@ -52,7 +52,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from detector.core.checks.window import Result
-from detector.core.outcomes.cohort import ece
+from detector.core.outcomes.cohort import calibration_change, ece
 from detector.core.outcomes.tasks.base import CheckContext, Counters
 from detector.core.outcomes.tasks.multiclass import confusion_metrics, macro_f1_se
 from detector.core.stats import distributions as stats
@@ -65,7 +65,6 @@ from detector.core.stats.effects import (
     pct,
     ratio_flags,
     rnd,
-    safe_inv,
     two_sided_z,
 )
 
@@ -301,14 +300,8 @@ def _calibration(cur: Counters, base: Counters, ref: Any, th: MulticlassThreshol
     rel_c, rel_b = cur["rel"], base["rel"]
     sc, scb = rel_c[..., 0].sum(1), rel_b[..., 0].sum(1)
     out: list[Result] = []
+    d, chi, df = calibration_change(rel_c, rel_b)
     e, eb = ece(rel_c), ece(rel_b)
-    nbin, obin, mbin, qbin = rel_c[..., 0], rel_c[..., 2], rel_b[..., 0], rel_b[..., 2]
-    pooled = div(obin + qbin, nbin + mbin)
-    ok = (nbin >= 5) & (mbin >= 5) & (np.nan_to_num(pooled) > 0) & (np.nan_to_num(pooled, nan=1) < 1)
-    var = np.nan_to_num(pooled * (1 - pooled)) * (safe_inv(nbin) + safe_inv(mbin))
-    chi = np.where(ok, (np.nan_to_num(div(obin, nbin)) - np.nan_to_num(div(qbin, mbin))) ** 2 / np.where(ok, var, 1.0), 0.0).sum(1)
-    df = ok.sum(1)
-    d = e - eb
     out.append(Result(
         "calibration", None, "ece_delta", d, (sc >= th.min_labels) & (scb >= th.min_labels * th.base_factor) & (df > 0),
         np.nan_to_num(d) >= th.ece_delta, (np.nan_to_num(d) >= th.ece_delta_critical) & big,
@@ -319,7 +312,7 @@ def _calibration(cur: Counters, base: Counters, ref: Any, th: MulticlassThreshol
     rr = ref.get("reliability")
     if rr and sum(rr["count"]) > 0 and sum(rr["confidence"]) > 0:
         ref_oe = sum(rr["correct"]) / sum(rr["confidence"])
-        obs, E, S2 = obin.sum(1), rel_c[..., 1].sum(1), (rel_c[..., 1] ** 2 / np.maximum(nbin, 1)).sum(1)
+        obs, E, S2 = rel_c[..., 2].sum(1), rel_c[..., 1].sum(1), (rel_c[..., 1] ** 2 / np.maximum(rel_c[..., 0], 1)).sum(1)
         ratio = div(div(obs, E), ref_oe)
         v = np.maximum(ref_oe * E - ref_oe**2 * S2, ref_oe * E * 0.05)
         pv = two_sided_z(div(obs - ref_oe * E, np.sqrt(v)))
