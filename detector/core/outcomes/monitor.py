@@ -47,21 +47,20 @@ import numpy as np
 
 from detector.core.decisions import kinds
 from detector.core.decisions.alerts import OUTCOME_KINDS, Alert
-from detector.core.decisions.select import Finding, select_findings
+from detector.core.decisions.select import select_findings
 from detector.core.inputs.events import FeatureBatch, LabelBatch, PredictionBatch
 from detector.core.inputs.timeparse import format_ts
 from detector.core.outcomes.checks import Arrays, OutcomeThresholds, base_rate_shift, outcome_checks
 from detector.core.outcomes.cohort import (
     C,
     Cohort,
-    average_precision,
-    best_threshold,
-    binned_auc,
-    brier,
-    ece,
     fold,
 )
-from detector.core.outcomes.labels import N_DELAY, LabelJoin, Matches, delay_bins, hist_quantile
+from detector.core.outcomes.cohort_stats import binary_stats, feed_river, plain_float, slice_key
+from detector.core.outcomes.delay_checks import DELAY_STATS
+from detector.core.outcomes.explain import PRIORITY, explain
+from detector.core.outcomes.explain import incomplete as explain_incomplete
+from detector.core.outcomes.labels import N_DELAY, LabelJoin, Matches, delay_bins
 from detector.core.outcomes.maturity import LabelAge
 from detector.core.outcomes.parity import ParityMonitor
 
@@ -69,18 +68,8 @@ __all__ = ["OutcomeMonitor", "OutcomeSettings", "attach_outcomes", "PRIORITY", "
 
 #: input alert kinds that mean "the inputs changed" (for concept vs covariate drift)
 INPUT_CHANGE = kinds.INPUT_CHANGE
-_DELAY_STATS = ("match_rate_ratio", "delay_median_ratio")
 _DAY = 86400.0
 HELD = 2  # label-store ``counted`` flag: matched, but not (yet) in its cohort's counts (held or late)
-#: per slice row, the most specific explanation wins
-PRIORITY = kinds.priority("outcome")
-
-
-def _rank(f: Finding) -> int:
-    for i, (k, s) in enumerate(PRIORITY):
-        if f.kind == k and (s is None or s == f.statistic):
-            return i
-    return len(PRIORITY)
 
 
 @dataclass(frozen=True)
@@ -404,7 +393,7 @@ class OutcomeMonitor:
         c.horizon = mat
         pool = self._pool(m, c, mat) if comparable else [c]
         base, base_h = self._baseline(m, mat, before=pool[-1].start, need=2 * len(pool)) if comparable else (None, math.nan)
-        self._feed_river(m, c, base)
+        feed_river(m, c, base, st.river_pairs, th.river_brier_ratio)
         pooled = Cohort(pool[-1].start, c.end, lay.n_rows)
         for d in pool:
             for k in ("cnt", "rel", "hist", "delay"):
@@ -467,14 +456,14 @@ class OutcomeMonitor:
             river_latched=m.latched, stable=stable, comp=comp, day=day, inputs_stable=inputs_stable)
         view = _View(rows, comp, cur.cnt[:, C["lab"]])
         findings = select_findings(results, view, eng.settings.fdr_q)  # type: ignore[arg-type]
-        incomplete = _incomplete(cur.cnt, bas.cnt, expected)
+        incomplete = explain_incomplete(cur.cnt, bas.cnt, expected)
         day_ago = [d.horizon for d in m.done.values() if d.start > c.start - _DAY]
         rising = bool(day_ago) and mat > 1.2 * min(day_ago)  # the maturity is still catching up
         m.delay_unsettled = m.delay_unsettled and rising
-        if m.delay_unsettled or any(a.get("kind") == "label_delay" and a.get("statistic") in _DELAY_STATS
+        if m.delay_unsettled or any(a.get("kind") == "label_delay" and a.get("statistic") in DELAY_STATS
                                     for a in eng.alerts.firing(m.name)):
             incomplete[:] = True  # after a delay shift: labels at this age are not comparable yet
-        findings, delay_shift = self._explain(findings, rows, comp, stable, incomplete, "concept_drift" in firing)
+        findings, delay_shift = explain(findings, rows, comp, stable, incomplete, "concept_drift" in firing)
         if not comparable:
             findings = []
         label_stable = not lab_unstable[0] and "label_drift" not in firing and not any(f.kind == "label_drift" for f in findings)
@@ -484,7 +473,7 @@ class OutcomeMonitor:
                "label_delay_shift": delay_shift, "model_version": version}
         window = {"start": format_ts(pooled.start), "end": format_ts(c.end), "count": int(pooled.cnt[0, C["lab"]]),
                   "_start": pooled.start, "_end": c.end}
-        evaluated = {_slice_key(lay.row_label(int(r))) for r in real.tolist() if pooled.cnt[r, C["lab"]] >= th.min_labels}
+        evaluated = {slice_key(lay.row_label(int(r))) for r in real.tolist() if pooled.cnt[r, C["lab"]] >= th.min_labels}
         for f in findings:
             f.evidence = {**f.evidence, "label_age_s": round(mat), "cohorts": len(pool)}
         pairs = [(f, lay.row_label(f.row)) for f in findings]
@@ -515,7 +504,7 @@ class OutcomeMonitor:
         decay = 0.5 ** (self.L / st.delay_half_life)
         m.delay_all *= decay
         m.delay_cls *= decay
-        m.stats = self._stats(m, c, real, mat, window)
+        m.stats = binary_stats(m, c, real, mat, window)
         # listeners rank this cohort against the clean cohorts before it (the checks' baseline, which
         # starts before the whole pool, may not exist yet while the pool is being filled)
         lis_base = base if base is not None or not comparable else self._baseline(m, mat, before=c.start)[0]
@@ -523,106 +512,7 @@ class OutcomeMonitor:
             lis.on_cohort(m, c, lis_base, real, mat, window)
         return alerts
 
-    def _explain(self, findings: list[Finding], rows: np.ndarray, comp: np.ndarray, stable: np.ndarray,
-                 incomplete: np.ndarray, concept_firing: bool) -> tuple[list[Finding], bool]:
-        """Attribute findings to the most specific explanation (see the module docstring)."""
-        pos = {int(r): i for i, (r, cp) in enumerate(zip(rows.tolist(), comp.tolist(), strict=True)) if not cp}
-        # 1. incomplete labels explain base-rate and calibration moves
-        delay_rows = {f.row for f in findings if f.kind == "label_delay" and f.statistic in _DELAY_STATS}
-        delay_rows |= {f.row for f in findings if f.kind in ("label_drift", "calibration") and incomplete[pos.get(f.row, 0)]}
-        if delay_rows:
-            findings = [f for f in findings if not (f.kind in ("label_drift", "calibration") and (f.row in delay_rows or 0 in delay_rows))]
-        # 2. performance or calibration moved while inputs and the base rate are stable: the input-outcome
-        #    relationship changed (concept drift)
-        out: list[Finding] = []
-        for f in findings:
-            if f.kind in ("performance", "calibration") and (stable[pos.get(f.row, 0)] or concept_firing):  # sticky while it lasts
-                f = replace(f, kind="concept_drift", summary=f.summary + " while inputs and the label base rate are stable")
-            out.append(f)
-        # 3. while the relationship itself changes, outcome rates that move against the scores are part of it
-        if concept_firing or any(f.kind == "concept_drift" and f.row == 0 for f in out):
-            # (a slice whose outcome rate disagrees with its training rate is the same change seen in a slice)
-            out = [replace(f, kind="concept_drift", summary=f.summary + " (alongside a change of the input-outcome relationship)")
-                   if f.kind == "label_drift" or f.statistic == "base_rate_inconsistency" else f for f in out]
-        # 4. a global finding covers the slice findings of its kind (as in select)
-        global_kinds = {f.kind for f in out if f.row == 0}
-        out = [f for f in out if f.row == 0 or f.kind not in global_kinds]
-        # 5. one finding per row: the most specific
-        best: dict[int, Finding] = {}
-        also: dict[int, list[str]] = {}
-        for f in sorted(out, key=lambda f: (_rank(f), -f.effect)):
-            if f.row in best:
-                also[f.row].append(f"{f.kind}/{f.statistic}")
-            else:
-                best[f.row] = f
-                also[f.row] = []
-        final = []
-        for r, f in best.items():
-            if also[r]:
-                f = replace(f, evidence={**f.evidence, "also": also[r]})
-            final.append(f)
-        return sorted(final, key=lambda f: (_rank(f), f.row)), bool(delay_rows)
-
-    def _feed_river(self, m: _Model, c: Cohort, base: Cohort | None) -> None:
-        """Feed the cohort's per-pair squared errors (reconstructed from the bins, evenly interleaved) to ADWIN."""
-        h = c.hist[0]
-        cnt = np.maximum(h, 0).ravel()
-        tot = cnt.sum()
-        if tot <= 0:
-            return
-        if tot > self.settings.river_pairs:
-            cnt = np.round(cnt * self.settings.river_pairs / tot)
-        centre = (np.arange(h.shape[1]) + 0.5) / h.shape[1]
-        err = np.concatenate([centre**2, (1 - centre) ** 2])
-        g = np.repeat(np.arange(cnt.size), cnt.astype(np.int64))
-        if g.size == 0:
-            return
-        within = np.arange(g.size) - np.repeat(np.cumsum(cnt) - cnt, cnt.astype(np.int64))
-        key = (within + 0.5) / np.repeat(cnt, cnt.astype(np.int64))
-        seq = err[g[np.argsort(key, kind="stable")]]
-        detected = False
-        for v in seq.tolist():
-            m.adwin.update(v)
-            detected |= m.adwin.drift_detected
-        b = brier(c.cnt[0])
-        bb = brier(base.cnt[0]) if base is not None else math.nan
-        if detected and b > bb:
-            m.latched = True
-        elif m.latched and not b >= bb * (1 + (self.settings.thresholds.river_brier_ratio - 1) / 2):
-            m.latched = False
-
     # ------------------------------------------------------------------ metrics
-    def _stats(self, m: _Model, c: Cohort, real: np.ndarray, mat: float, window: dict[str, Any]) -> dict[str, Any]:
-        cnt = c.cnt[real]
-        neg, pos = c.hist[real, 0, :], c.hist[real, 1, :]
-        auc, auc_err = binned_auc(neg, pos)
-        ap = average_precision(neg, pos)
-        e, br = ece(c.rel[real]), brier(cnt)
-        tp, fp, fn, tn = (cnt[:, C[k]] for k in ("tp", "fp", "fn", "tn"))
-        cfp, cfn, cap = m.costs
-        cost = best = np.full(real.size, np.nan)
-        if cfp is not None and cfn is not None:
-            cost = _div(cfp * fp + cfn * fn, tp + fp + fn + tn)
-            share = np.full(real.size, 1.0)
-            if cap is not None and cnt[0, C["pred"]] > 0:
-                share[0] = cap / cnt[0, C["pred"]]
-            best, _ = best_threshold(c.hist[real], cfp, cfn, share)
-        slices: dict[str, dict[str, Any]] = {}
-        for i, r in enumerate(real.tolist()):
-            dh = m.delay_all[r]
-            slices[_slice_key(m.layout.row_label(r))] = {
-                "predictions": int(cnt[i, C["pred"]]), "labels": int(cnt[i, C["lab"]]),
-                "match_rate": _f(_div(cnt[i, C["lab"]], cnt[i, C["pred"]])),
-                "delay_p50_s": _f(hist_quantile(dh, 0.5)), "delay_p90_s": _f(hist_quantile(dh, 0.9)),
-                "base_rate": _f(_div(cnt[i, C["pos"]], cnt[i, C["lab"]])),
-                "ece": _f(e[i]), "brier": _f(br[i]), "auc": _f(auc[i]), "auc_bin_error": _f(auc_err[i]), "pr_auc": _f(ap[i]),
-                "precision": _f(_div(tp[i], tp[i] + fp[i])), "recall": _f(_div(tp[i], tp[i] + fn[i])),
-                "threshold": _f(_div(cnt[i, C["thr_s"]], cnt[i, C["thr_n"]])),
-                "expected_cost": _f(cost[i]), "best_threshold": _f(best[i]),
-            }
-        return {"window": {k: v for k, v in window.items() if not k.startswith("_")}, "maturity_s": mat, "slices": slices,
-                "late_labels": c.late}
-
     def stats(self, model: str) -> dict[str, Any]:
         """Latest evaluated values per slice (``slices[slice_key]``), parity and label-join counters.
 
@@ -635,7 +525,7 @@ class OutcomeMonitor:
         out.setdefault("slices", {})
         if m is not None:
             out["delay"] = {"counts": m.delay_total.tolist(), "sum": m.delay_sum}
-        out["labels"] = {**self.join.counters, "coverage": _f(self.join.coverage), "match_rate": _f(self.join.match_rate),
+        out["labels"] = {**self.join.counters, "coverage": plain_float(self.join.coverage), "match_rate": plain_float(self.join.match_rate),
                          "pending": len(self.join.store), "early_held": len(self.join.early),
                          "early_held_bytes": self.join.early_bytes}
         out["parity"] = self.parity.stats(model)
@@ -690,48 +580,11 @@ class OutcomeMonitor:
             lis.load_state(st)
 
 
-def _incomplete(cur: np.ndarray, base: np.ndarray, expected: np.ndarray) -> np.ndarray:
-    """Per pseudo-row: is the base-rate move explained by labels still missing at this age?
-
-    With ``E`` positives expected among the ``n`` labelled (rate ``pe = E / n``), a drop to ``y``
-    needs ``(E - y) / (1 - pe)`` missing positives (a rise needs ``(y - E) / pe`` missing
-    negatives). If the labelled share fell below the baseline's by at least half that many
-    labels, significantly (p < 0.01), the move is attributed to label delay, not label drift.
-    """
-    from detector.core.stats import distributions as stats
-
-    n, y, npred = cur[:, C["lab"]], cur[:, C["pos"]], cur[:, C["pred"]]
-    pe = _div(expected, n)
-    mrb = _div(base[:, C["lab"]], base[:, C["pred"]])
-    ok = ~np.isnan(pe) & ~np.isnan(mrb) & (npred > 0) & (pe > 0) & (pe < 1)
-    pb_, mrb_ = np.where(ok, pe, 0.5), np.where(ok, mrb, 0.5)
-    need = np.where(y < pb_ * n, (pb_ * n - y) / (1 - pb_), (y - pb_ * n) / pb_)
-    deficit = mrb_ * npred - n
-    pv = np.asarray(stats.proportion_test(n, npred, np.clip(mrb_, 0, 1), "less", n0=np.maximum(base[:, C["pred"]], 1)))
-    return ok & (deficit >= 0.5 * need) & (deficit > 0) & (pv < 0.01)
-
-
 @dataclass
 class _View:
     rows: np.ndarray
     comp: np.ndarray
     events: np.ndarray
-
-
-def _div(a: Any, b: Any) -> Any:
-    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        r = np.where(b > 0, a / np.where(b > 0, b, 1.0), np.nan)
-    return float(r) if r.ndim == 0 else r
-
-
-def _f(x: Any) -> float | None:
-    x = float(x)
-    return None if x != x or math.isinf(x) else round(x, 6)
-
-
-def _slice_key(sl: dict[str, str]) -> str:
-    return ",".join(f"{k}={v}" for k, v in sorted(sl.items()))
 
 
 def attach_outcomes(engine: Any, cfg: Any = None, settings: OutcomeSettings | None = None) -> OutcomeMonitor:
