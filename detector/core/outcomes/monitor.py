@@ -50,7 +50,8 @@ from detector.core.decisions.alerts import OUTCOME_KINDS, Alert
 from detector.core.decisions.select import select_findings
 from detector.core.inputs.events import FeatureBatch, LabelBatch, PredictionBatch
 from detector.core.inputs.timeparse import format_ts
-from detector.core.outcomes.checks import Arrays, OutcomeThresholds, base_rate_shift, outcome_checks
+from detector.core.outcomes.binary_eval import binary_results
+from detector.core.outcomes.checks import Arrays, OutcomeThresholds
 from detector.core.outcomes.cohort import (
     C,
     Cohort,
@@ -63,6 +64,8 @@ from detector.core.outcomes.explain import incomplete as explain_incomplete
 from detector.core.outcomes.labels import N_DELAY, LabelJoin, Matches, delay_bins
 from detector.core.outcomes.maturity import LabelAge
 from detector.core.outcomes.parity import ParityMonitor
+from detector.core.outcomes.tasked import task_columns, task_results, task_stats
+from detector.core.outcomes.tasks.routing import task_of
 
 __all__ = ["OutcomeMonitor", "OutcomeSettings", "attach_outcomes", "PRIORITY", "INPUT_CHANGE"]
 
@@ -114,6 +117,20 @@ class _Model:
         self.delay_unsettled = False  # a delay shift was seen and the maturity is still rising
         self.age = LabelAge()  # the label age cohorts are compared at (detector.core.outcomes.maturity)
         self.stats: dict[str, Any] = {}
+        self.task = task_of(ref)  # what the model predicts (detector.core.outcomes.tasks)
+        self.binary = self.task.name == "binary"
+
+    def cohort(self, start: float, end: float) -> Cohort:
+        """A new empty cohort (with the task's counters unless the model is binary)."""
+        c = Cohort(start, end, self.layout.n_rows)
+        if not self.binary:
+            c.tc = self.task.counters(self.layout.n_rows)
+        return c
+
+    def y01(self, y: np.ndarray) -> np.ndarray:
+        """The label as the generic cohort counts take it: 0/1 for a binary model, 0 for others (their
+        outcome counts are the task's)."""
+        return y if self.binary else np.zeros_like(y)
 
     def ridx(self, codes: np.ndarray) -> np.ndarray:
         lay = self.layout
@@ -164,17 +181,25 @@ class OutcomeMonitor:
         if row_codes is None:
             row_codes = [v.codes(b.slices.get(d, [None] * b.n)) for d, v in zip(lay.dims, lay.vocabs, strict=True)]
         codes = np.stack(row_codes, axis=1) if row_codes else np.zeros((b.n, 0), dtype=np.int64)
-        pred = np.where(~np.isnan(b.acted), b.acted,
-                        np.where(~np.isnan(b.threshold), b.score >= b.threshold, b.score >= self.settings.default_threshold))
-        pred = np.where(np.isnan(b.acted) & np.isnan(b.score), -1, pred).astype(np.int8)
+        pc = feats = None
+        if m.binary:
+            pred = np.where(~np.isnan(b.acted), b.acted,
+                            np.where(~np.isnan(b.threshold), b.score >= b.threshold, b.score >= self.settings.default_threshold))
+            pred = np.where(np.isnan(b.acted) & np.isnan(b.score), -1, pred).astype(np.int8)
+            score = b.score
+        else:  # the task reads its outputs: regression the prediction, multiclass the class (+ confidence)
+            pc, feats = task_columns(m.task, m.layout, b)
+            score, pred = pc.value, pc.klass.astype(np.int8)
         aux = None if b.baseline is None else np.where(np.isnan(b.baseline), -1, b.baseline).astype(np.int8)
-        stored, matches = self.join.add_predictions(m.idx, b.ids, b.ts, b.score, pred, codes.astype(np.int16), aux)
+        stored, matches = self.join.add_predictions(m.idx, b.ids, b.ts, score, pred, codes.astype(np.int16), aux)
         for lis in self.listeners:
             lis.on_predictions(m, b, stored, codes)
-        ts, score, thr, c2 = b.ts, b.score, b.threshold, codes
+        ts, thr, c2 = b.ts, b.threshold, codes
         if not stored.all():
             k = np.flatnonzero(stored)
             ts, score, pred, thr, c2 = ts[k], score[k], pred[k], thr[k], codes[k]
+            if pc is not None:
+                pc, feats = pc.take(k), {n: v[k] for n, v in feats.items()} if feats is not None else None
         if ts.size:
             m.first_ts = min(m.first_ts, float(ts.min()))
             self.now = max(self.now, float(ts.max()))
@@ -187,9 +212,13 @@ class OutcomeMonitor:
                 if c is None:
                     if s in m.done:
                         continue  # a prediction for a cohort already evaluated (cohort != window)
-                    c = m.open[s] = Cohort(s, s + L, lay.n_rows)
+                    c = m.open[s] = m.cohort(s, s + L)
                 sel = slice(None) if len(uniq) == 1 else np.flatnonzero(starts == s)
                 c.add_predictions(ridx[sel], score[sel], pred[sel], thr[sel])
+                if pc is not None:
+                    whole = isinstance(sel, slice)
+                    m.task.add_predictions(c.tc, ridx[sel], pc if whole else pc.take(sel),
+                                           feats if whole or feats is None else {n: v[sel] for n, v in feats.items()})
                 for v, cnt in b.versions.items():
                     c.versions[v] = c.versions.get(v, 0) + cnt
         if matches is not None:
@@ -225,7 +254,8 @@ class OutcomeMonitor:
                 f = np.flatnonzero(first)
                 db = delay_bins(mt.delay[sel][f])
                 m.delay_all += fold(ridx[f], R, N_DELAY, db, np.ones(f.size))
-                m.delay_cls += np.bincount(new[f].astype(np.int64) * N_DELAY + db, minlength=2 * N_DELAY).reshape(2, N_DELAY)
+                m.delay_cls += np.bincount(m.y01(new[f]).astype(np.int64) * N_DELAY + db,
+                                           minlength=2 * N_DELAY).reshape(2, N_DELAY)
                 m.delay_total += np.bincount(db, minlength=N_DELAY)
                 m.delay_sum += float(np.maximum(mt.delay[sel][f], 0.0).sum())
             ones = np.ones(sel.size)
@@ -251,15 +281,18 @@ class OutcomeMonitor:
                             self._fold_pairs(m, batch, gated=False)
                 elif f.size and target is not None:
                     target.late += int(f.size)
-                    target.late_pos += float(new[f].sum())
+                    target.late_pos += float(m.y01(new[f]).sum())
                 held = np.flatnonzero(here & ~first & (counted == HELD))
                 if held.size and m.age.horizon <= 0:  # a correction of a pair still held: fold it corrected
                     m.age.correct(slots[held], new[held])
                 k = np.flatnonzero(here & ~first & (counted == 1))
                 if k.size and target is not None:  # a correction: move the pair to its new label
                     r, sc, pr = ridx[k], score[k], pred[k]
-                    target.add_pairs(r, sc, pr, old[k].astype(np.float64), -np.ones(k.size), None)
-                    target.add_pairs(r, sc, pr, new[k], np.ones(k.size), None)
+                    target.add_pairs(r, sc, pr, m.y01(old[k].astype(np.float64)), -np.ones(k.size), None)
+                    target.add_pairs(r, sc, pr, m.y01(new[k]), np.ones(k.size), None)
+                    if target.tc is not None:
+                        m.task.add_pairs(target.tc, r, sc, pr.astype(np.int64), old[k], -np.ones(k.size))
+                        m.task.add_pairs(target.tc, r, sc, pr.astype(np.int64), new[k], np.ones(k.size))
                     target.cnt[:, C["corr"]] += fold(r, R, 1, np.zeros(k.size, dtype=np.int64), np.ones(k.size))[:, 0]
 
     def _fold_pairs(self, m: _Model, p: dict[str, np.ndarray], gated: bool = True) -> None:
@@ -278,13 +311,16 @@ class OutcomeMonitor:
                 in_time = p["label_ts"][idx] <= p["end"][idx] + A
                 late = idx[~in_time]
                 c.late += int(late.size)
-                c.late_pos += float(p["y"][late].sum())
+                c.late_pos += float(m.y01(p["y"][late]).sum())
                 local = late[p["slot"][late] >= 0]  # pairs another worker joined have no slot here
                 store.set_counted(p["slot"][local], np.full(local.size, HELD, dtype=np.int8))
                 idx = idx[in_time]
             if idx.size:
-                c.add_pairs(p["ridx"][idx], p["score"][idx], p["pred"][idx], p["y"][idx], np.ones(idx.size),
+                c.add_pairs(p["ridx"][idx], p["score"][idx], p["pred"][idx], m.y01(p["y"][idx]), np.ones(idx.size),
                             delay_bins(p["delay"][idx]))
+                if c.tc is not None:
+                    m.task.add_pairs(c.tc, p["ridx"][idx], p["score"][idx], p["pred"][idx].astype(np.int64), p["y"][idx],
+                                     np.ones(idx.size))
                 local = idx[p["slot"][idx] >= 0]
                 store.set_counted(p["slot"][local], np.ones(local.size, dtype=np.int8))
 
@@ -362,7 +398,9 @@ class OutcomeMonitor:
         pool = [c]
         pos, lab = c.cnt[0, C["pos"]], c.cnt[0, C["lab"]]
         for d in reversed(m.done.values()):
-            if min(pos, lab - pos) >= self.settings.min_events or d.start <= c.start - _DAY:
+            # binary: enough positives and negatives; other tasks: enough labelled pairs (twice as many)
+            enough = min(pos, lab - pos) if m.binary else lab / 2
+            if enough >= self.settings.min_events or d.start <= c.start - _DAY:
                 break
             if not math.isclose(d.horizon, mat) or d.label_suspect:
                 break
@@ -376,16 +414,15 @@ class OutcomeMonitor:
         used = used[: st.baseline_cohorts]
         if len(used) < max(st.min_baseline_cohorts, need):
             return None, math.nan
-        b = Cohort(0.0, 0.0, m.layout.n_rows)
+        b = m.cohort(0.0, 0.0)
         for c in used:
-            for k in ("cnt", "rel", "hist", "delay"):
-                getattr(b, k)[...] += getattr(c, k)
+            b.add(c)
         return b, min(c.horizon for c in used)
 
     def _evaluate(self, m: _Model, c: Cohort, mat: float) -> list[Alert]:
         st, th = self.settings, self.settings.thresholds
         eng = self.engine
-        lay, ref = m.layout, m.ref
+        lay = m.layout
         del m.open[c.start]
         # labels folded before the label age was known (or at a smaller one): not measured at this age,
         # so it is compared with nothing and nothing is compared with it (its metrics are still reported)
@@ -393,11 +430,11 @@ class OutcomeMonitor:
         c.horizon = mat
         pool = self._pool(m, c, mat) if comparable else [c]
         base, base_h = self._baseline(m, mat, before=pool[-1].start, need=2 * len(pool)) if comparable else (None, math.nan)
-        feed_river(m, c, base, st.river_pairs, th.river_brier_ratio)
-        pooled = Cohort(pool[-1].start, c.end, lay.n_rows)
+        if m.binary:
+            feed_river(m, c, base, st.river_pairs, th.river_brier_ratio)
+        pooled = m.cohort(pool[-1].start, c.end)
         for d in pool:
-            for k in ("cnt", "rel", "hist", "delay"):
-                getattr(pooled, k)[...] += getattr(d, k)
+            pooled.add(d)
         active = lay.active_rows()
         real = active[pooled.cnt[active, C["pred"]] > 0]
         if real.size == 0 or real[0] != 0:
@@ -410,53 +447,21 @@ class OutcomeMonitor:
             return np.concatenate([a[real], a[0][None] - a[srows]], axis=0)
 
         arr_b = np.sum(list(m.arr_hist), axis=0) if m.arr_hist else np.zeros_like(m.arrivals)
-        zero = Cohort(0.0, 0.0, lay.n_rows)
-        b = base or zero
+        b = base or m.cohort(0.0, 0.0)
         cur = Arrays(ext(pooled.cnt), ext(pooled.rel), ext(pooled.hist), ext(pooled.delay), ext(m.arrivals))
         bas = Arrays(ext(b.cnt), ext(b.rel), ext(b.hist), ext(b.delay), ext(arr_b))
-        ref_rate, ref_n, ref_oe, s_rate, s_n = (np.full(rows.size, np.nan) for _ in range(5))
-        # training knows complete labels; at this label age the slower label value is under-represented
-        k = self.censoring(m, mat)
-        g_rate = ref.label_base_rate * k if ref.label_base_rate is not None and k == k else None
-        if g_rate is not None:
-            ref_rate[0], ref_n[0] = g_rate, ref.label_count
-            if ref.score is not None and ref.score.mean:
-                ref_oe[0] = g_rate / ref.score.mean
-        for i, (r, cp) in enumerate(zip(rows.tolist(), comp.tolist(), strict=True)):
-            if r == 0 or cp:
-                continue
-            ((dim, val),) = lay.row_label(r).items()
-            sp = ref.slices.get(dim, {}).get(val)
-            if sp is not None and sp.label_base_rate is not None and g_rate is not None:
-                s_rate[i], s_n[i] = sp.label_base_rate * k, sp.count
-                if sp.score is not None and sp.score.mean:
-                    ref_oe[i] = sp.label_base_rate * k / sp.score.mean
-        recent = [d for d in m.done.values() if d.start > c.start - _DAY and not d.label_suspect]
-        day = None
-        if (len(recent) + 1) * self.L >= _DAY:  # a full daily cycle of matured cohorts
-            day_cnt = c.cnt + sum((d.cnt for d in recent), np.zeros_like(c.cnt))
-            day = ext(day_cnt)
-            g_ratio = (day_cnt[0, C["pos"]] / day_cnt[0, C["lab"]]) / g_rate if g_rate and day_cnt[0, C["lab"]] > 0 else math.nan
-        else:
-            g_ratio = math.nan
         firing = eng.alerts.firing_kinds(m.name)
         inputs_stable = not ((c.input_kinds | firing) & INPUT_CHANGE)
-        # label stability per pseudo-row (the concept-drift check needs it): the base-rate test, at p < 0.01
-        expected, _, lt, lw, _, lp = base_rate_shift(cur, bas, th, inputs_stable)
-        lab_unstable = lt & lw & (lp < 0.01)
-        stable = ~lab_unstable & inputs_stable & ("label_drift" not in firing)
-        ref_auc = ref.outcome.get("auc")
-        ref_slope = (ref.outcome["slope"], ref.outcome.get("slope_se", 0.0)) if "slope" in ref.outcome else None
-        rp = (ref.label_count or 0) * (ref.label_base_rate or 0.0)
-        results = outcome_checks(
-            cur, bas, th, ref_rate=ref_rate, ref_n=ref_n, ref_oe=ref_oe, slice_ref_rate=s_rate, slice_ref_n=s_n,
-            global_ratio=g_ratio, ref_auc=ref_auc if isinstance(ref_auc, float) else None,
-            ref_auc_n=(ref.outcome.get("positives", rp), ref.outcome.get("negatives", (ref.label_count or 0) - rp)),
-            horizon=mat, base_horizon=base_h, ref_slope=ref_slope,
-            river_latched=m.latched, stable=stable, comp=comp, day=day, inputs_stable=inputs_stable)
+        if m.binary:
+            results, stable, expected, lab_unstable = binary_results(self, m, c, cur, bas, rows, comp, ext, mat, base_h,
+                                                                     inputs_stable, firing)
+            incomplete = explain_incomplete(cur.cnt, bas.cnt, expected)
+        else:
+            results, stable = task_results(self, m, c, pooled, b, real, srows, comp, inputs_stable, firing)
+            lab_unstable = ~stable & inputs_stable & ("label_drift" not in firing)  # the labels moved
+            incomplete = np.zeros(rows.size, bool)
         view = _View(rows, comp, cur.cnt[:, C["lab"]])
         findings = select_findings(results, view, eng.settings.fdr_q)  # type: ignore[arg-type]
-        incomplete = explain_incomplete(cur.cnt, bas.cnt, expected)
         day_ago = [d.horizon for d in m.done.values() if d.start > c.start - _DAY]
         rising = bool(day_ago) and mat > 1.2 * min(day_ago)  # the maturity is still catching up
         m.delay_unsettled = m.delay_unsettled and rising
@@ -504,7 +509,7 @@ class OutcomeMonitor:
         decay = 0.5 ** (self.L / st.delay_half_life)
         m.delay_all *= decay
         m.delay_cls *= decay
-        m.stats = binary_stats(m, c, real, mat, window)
+        m.stats = binary_stats(m, c, real, mat, window) if m.binary else task_stats(m, c, real, mat, window)
         # listeners rank this cohort against the clean cohorts before it (the checks' baseline, which
         # starts before the whole pool, may not exist yet while the pool is being filled)
         lis_base = base if base is not None or not comparable else self._baseline(m, mat, before=c.start)[0]
