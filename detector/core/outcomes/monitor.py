@@ -39,7 +39,6 @@ evaluated cohorts, the label store and the parity store (each with its own bound
 from __future__ import annotations
 
 import math
-from collections import deque
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -62,10 +61,9 @@ from detector.core.outcomes.delay_checks import DELAY_STATS
 from detector.core.outcomes.explain import PRIORITY, explain
 from detector.core.outcomes.explain import incomplete as explain_incomplete
 from detector.core.outcomes.labels import N_DELAY, LabelJoin, Matches, delay_bins
-from detector.core.outcomes.maturity import LabelAge
+from detector.core.outcomes.model_state import OutcomeModel as _Model
 from detector.core.outcomes.parity import ParityMonitor
 from detector.core.outcomes.tasked import task_columns, task_results, task_stats
-from detector.core.outcomes.tasks.routing import task_of
 
 __all__ = ["OutcomeMonitor", "OutcomeSettings", "attach_outcomes", "PRIORITY", "INPUT_CHANGE"]
 
@@ -92,53 +90,6 @@ class OutcomeSettings:
     river_delta: float = 0.002
     river_pairs: int = 2000  # reconstructed pairs per cohort fed to ADWIN
     thresholds: OutcomeThresholds = OutcomeThresholds()
-
-
-class _Model:
-    """Outcome state of one model."""
-
-    def __init__(self, idx: int, name: str, layout: Any, ref: Any, costs: tuple[Any, Any, Any], river_delta: float) -> None:
-        from detector.core.state.drift import ADWIN  # river's, with plain restorable state
-
-        self.idx, self.name, self.layout, self.ref = idx, name, layout, ref
-        self.costs = costs
-        R = layout.n_rows
-        self.open: dict[float, Cohort] = {}
-        self.done: dict[float, Cohort] = {}
-        self.delay_all = np.zeros((R, N_DELAY))
-        self.delay_cls = np.zeros((2, N_DELAY))  # all traffic, per label value (for maturity)
-        self.delay_total = np.zeros(N_DELAY)  # all traffic, lifetime, not decayed (for a Prometheus histogram)
-        self.delay_sum = 0.0
-        self.arrivals = np.zeros((R, 2))
-        self.arr_hist: deque[np.ndarray] = deque()
-        self.first_ts = math.inf
-        self.adwin = ADWIN(delta=river_delta)
-        self.latched = False
-        self.delay_unsettled = False  # a delay shift was seen and the maturity is still rising
-        self.age = LabelAge()  # the label age cohorts are compared at (detector.core.outcomes.maturity)
-        self.stats: dict[str, Any] = {}
-        self.task = task_of(ref)  # what the model predicts (detector.core.outcomes.tasks)
-        self.binary = self.task.name == "binary"
-
-    def cohort(self, start: float, end: float) -> Cohort:
-        """A new empty cohort (with the task's counters unless the model is binary)."""
-        c = Cohort(start, end, self.layout.n_rows)
-        if not self.binary:
-            c.tc = self.task.counters(self.layout.n_rows)
-        return c
-
-    def y01(self, y: np.ndarray) -> np.ndarray:
-        """The label as the generic cohort counts take it: 0/1 for a binary model, 0 for others (their
-        outcome counts are the task's)."""
-        return y if self.binary else np.zeros_like(y)
-
-    def ridx(self, codes: np.ndarray) -> np.ndarray:
-        lay = self.layout
-        D = len(lay.dims)
-        out = np.zeros((codes.shape[0], D + 1), dtype=np.int64)
-        for d in range(D):
-            out[:, d + 1] = lay.row_offset(d) + codes[:, d]
-        return out
 
 
 class OutcomeMonitor:
@@ -539,22 +490,12 @@ class OutcomeMonitor:
     # ------------------------------------------------------------------ state
     def to_state(self) -> dict[str, Any]:
         """Plain data (see :mod:`detector.core.state.codec`); the river ADWIN through its inputs."""
-        from detector.core.state.drift import detector_to_state
-
-        models = {}
-        for name, m in self.models.items():
-            models[name] = {"idx": m.idx, "open": [c.to_state() for c in m.open.values()],
-                            "done": [c.to_state() for c in m.done.values()], "delay_all": m.delay_all,
-                            "arrivals": m.arrivals, "arr_hist": list(m.arr_hist), "first_ts": m.first_ts,
-                            "delay_cls": m.delay_cls, "delay_total": m.delay_total, "delay_sum": m.delay_sum,
-                            "delay_unsettled": m.delay_unsettled, "adwin": detector_to_state(m.adwin),
-                            "latched": m.latched, "age": m.age.to_state(), "stats": m.stats}
+        models = {name: m.to_state() for name, m in self.models.items()}
         return {"join": self.join.to_state(), "models": models, "now": self.now, "parity": self.parity.to_state(),
                 "listeners": [lis.to_state() for lis in self.listeners]}
 
     def load_state(self, state: dict[str, Any]) -> None:
-        from detector.core.state.codec import check, load_arrays
-        from detector.core.state.drift import detector_from_state
+        from detector.core.state.codec import check
 
         check(isinstance(state, dict) and isinstance(state.get("models"), dict), "outcome monitor state")
         self.join.load_state(state["join"])
@@ -564,22 +505,7 @@ class OutcomeMonitor:
             ms = self.engine.models.get(name)
             if ms is None:
                 continue
-            m = self._model(ms)
-            R = m.layout.n_rows
-            check(isinstance(s["open"], list) and isinstance(s["done"], list), "outcome cohorts")
-            m.open = {c.start: c for c in (Cohort.from_state(x, R) for x in s["open"])}
-            m.done = {c.start: c for c in (Cohort.from_state(x, R) for x in s["done"])}
-            load_arrays(m, s, ("delay_all", "arrivals", "delay_cls", "delay_total"), "outcome model")
-            check(isinstance(s["arr_hist"], list), "outcome arrival history")
-            for a in s["arr_hist"]:
-                check(isinstance(a, np.ndarray) and a.shape == m.arrivals.shape, "outcome arrival history shape")
-            m.arr_hist = deque(np.asarray(a, dtype=np.float64) for a in s["arr_hist"])
-            m.delay_sum, m.first_ts = float(s["delay_sum"]), float(s["first_ts"])
-            m.delay_unsettled, m.latched = bool(s["delay_unsettled"]), bool(s["latched"])
-            m.adwin = detector_from_state(s["adwin"])
-            m.age.load_state(s.get("age") or {})
-            check(isinstance(s["stats"], dict), "outcome stats")
-            m.stats = s["stats"]
+            self._model(ms).load_state(s)
         self.parity.load_state(state["parity"])
         for lis, st in zip(self.listeners, state.get("listeners") or [], strict=False):
             lis.load_state(st)
