@@ -419,6 +419,11 @@ def _summary(ref: Reference, table: Scanned, path: Path, seconds: float, out: Te
     else:
         lines.append(f"  every row profiled (sample budget {m:,} rows not reached)" if sample else "  every row profiled")
     lines.append(f"  features: {len(ref.features)} ({len(num)} numeric, {len(cat)} categorical)")
+    if ref.task:
+        t = ref.task
+        what = (f"{len(t.get('classes', [])) - 1} classes (+ __other__)" if t.get("task") == "multiclass" else
+                f"target MAE of the predictions {t.get('errors', {}).get('mae', float('nan')):.4g}" if t.get("errors") else "")
+        lines.append(f"  task: {t.get('task')}" + (f", {what}" if what else ""))
     empty = [n for n, p in ref.features.items() if p.n == 0]
     if empty:
         lines.append(f"  note: no values at all in {len(empty)} feature(s): {_names(empty)}")

@@ -195,6 +195,13 @@ class CounterexampleLibrary:
         first = mt.first
         pred, y = rows.pred.astype(np.int64), mt.label.astype(np.int64)
         typ = np.where((pred == 1) & (y == 0), 0, np.where((pred == 0) & (y == 1), 1, -1))
+        margin = np.zeros(len(typ))
+        for mi in np.unique(rows.model).tolist():  # other tasks rank their own errors (task.rank_errors)
+            m = mon.by_idx[mi]
+            if not m.binary:
+                k = np.flatnonzero(rows.model == mi)
+                rk = m.task.rank_errors(rows.score[k], rows.pred[k].astype(np.int64), mt.label[k], np.full(k.size, np.nan))
+                typ[k], margin[k] = rk.kind, rk.margin
         # first labels that are errors, and every correction of a counted pair (it may leave or join)
         touch = (first & (typ >= 0)) | (~first & (rows.counted >= 1))  # in its cohort, or held / late
         if not touch.any():
@@ -220,7 +227,8 @@ class CounterexampleLibrary:
                         continue
                 if held is not None:
                     continue
-                rec = self._record(m, pid, rows, i, int(y[i]), int(typ[i]), ridx[k])
+                rec = self._record(m, pid, rows, i, int(y[i]), int(typ[i]), ridx[k]) if m.binary else \
+                    self._task_record(m, pid, rows, i, float(mt.label[i]), int(typ[i]), float(margin[i]), ridx[k])
                 lists = self.cands.setdefault(key, {})
                 item = _Item(rec["margin"], pid)
                 placed = 0
@@ -277,6 +285,21 @@ class CounterexampleLibrary:
             rec["_refs"] -= 1
             if rec["_refs"] <= 0:
                 del recs[pid]
+
+    def _task_record(self, m: Any, pid: str, rows: Any, i: int, y: float, typ: int, margin: float,
+                     ridx: np.ndarray) -> dict[str, Any]:
+        """A multiclass / regression model's record: its output and label as the task names them."""
+        rec = self._record(m, pid, rows, i, 0, 0, ridx)
+        for k in ("score", "threshold", "decision"):
+            rec.pop(k, None)
+        classes = getattr(m.task, "classes", None)
+        if classes is not None:
+            rec.update(predicted_class=classes[int(rows.pred[i])] if 0 <= int(rows.pred[i]) < len(classes) else None,
+                       confidence=_f(float(rows.score[i])), label=classes[int(y)] if 0 <= y < len(classes) else None)
+        else:
+            rec.update(prediction=_f(float(rows.score[i])), label=_f(y))
+        rec.update(type=m.task.error_types[typ], margin=round(margin, 6))
+        return rec
 
     def _record(self, m: Any, pid: str, rows: Any, i: int, y: int, typ: int, ridx: np.ndarray) -> dict[str, Any]:
         score = float(rows.score[i])
