@@ -55,6 +55,11 @@ class OutcomeModel:
             c.tc = self.task.counters(self.layout.n_rows)
         return c
 
+    def gpred(self, pred: np.ndarray) -> np.ndarray:
+        """The decision as the generic cohort counts take it: a binary model's 1/0, else -1 (so no confusion
+        counts: a class code is not a decision; the task counters hold its outcomes)."""
+        return pred if self.binary else np.full_like(pred, -1)
+
     def y01(self, y: np.ndarray) -> np.ndarray:
         """The label as the generic cohort counts take it: 0/1 for a binary model, 0 for others (their
         outcome counts are the task's)."""

@@ -141,7 +141,8 @@ class OutcomeMonitor:
         else:  # the task reads its outputs: regression the prediction, multiclass the class (+ confidence)
             pc, feats = task_columns(m.task, m.layout, b)
             score, pred = pc.value, pc.klass.astype(np.int8)
-        aux = None if b.baseline is None else np.where(np.isnan(b.baseline), -1, b.baseline).astype(np.int8)
+        # the rules' decision (baseline_decision) is compared with a binary model's decisions only
+        aux = None if b.baseline is None or not m.binary else np.where(np.isnan(b.baseline), -1, b.baseline).astype(np.int8)
         stored, matches = self.join.add_predictions(m.idx, b.ids, b.ts, score, pred, codes.astype(np.int16), aux)
         for lis in self.listeners:
             lis.on_predictions(m, b, stored, codes)
@@ -165,7 +166,7 @@ class OutcomeMonitor:
                         continue  # a prediction for a cohort already evaluated (cohort != window)
                     c = m.open[s] = m.cohort(s, s + L)
                 sel = slice(None) if len(uniq) == 1 else np.flatnonzero(starts == s)
-                c.add_predictions(ridx[sel], score[sel], pred[sel], thr[sel])
+                c.add_predictions(ridx[sel], score[sel], m.gpred(pred[sel]), thr[sel])
                 if pc is not None:
                     whole = isinstance(sel, slice)
                     m.task.add_predictions(c.tc, ridx[sel], pc if whole else pc.take(sel),
@@ -239,8 +240,8 @@ class OutcomeMonitor:
                 k = np.flatnonzero(here & ~first & (counted == 1))
                 if k.size and target is not None:  # a correction: move the pair to its new label
                     r, sc, pr = ridx[k], score[k], pred[k]
-                    target.add_pairs(r, sc, pr, m.y01(old[k].astype(np.float64)), -np.ones(k.size), None)
-                    target.add_pairs(r, sc, pr, m.y01(new[k]), np.ones(k.size), None)
+                    target.add_pairs(r, sc, m.gpred(pr), m.y01(old[k].astype(np.float64)), -np.ones(k.size), None)
+                    target.add_pairs(r, sc, m.gpred(pr), m.y01(new[k]), np.ones(k.size), None)
                     if target.tc is not None:
                         m.task.add_pairs(target.tc, r, sc, pr.astype(np.int64), old[k], -np.ones(k.size))
                         m.task.add_pairs(target.tc, r, sc, pr.astype(np.int64), new[k], np.ones(k.size))
@@ -267,7 +268,7 @@ class OutcomeMonitor:
                 store.set_counted(p["slot"][local], np.full(local.size, HELD, dtype=np.int8))
                 idx = idx[in_time]
             if idx.size:
-                c.add_pairs(p["ridx"][idx], p["score"][idx], p["pred"][idx], m.y01(p["y"][idx]), np.ones(idx.size),
+                c.add_pairs(p["ridx"][idx], p["score"][idx], m.gpred(p["pred"][idx]), m.y01(p["y"][idx]), np.ones(idx.size),
                             delay_bins(p["delay"][idx]))
                 if c.tc is not None:
                     m.task.add_pairs(c.tc, p["ridx"][idx], p["score"][idx], p["pred"][idx].astype(np.int64), p["y"][idx],

@@ -102,8 +102,8 @@ class _Generic:
 
 
 def task_stats(m: Any, c: Cohort, real: np.ndarray, mat: float, window: dict[str, Any]) -> dict[str, Any]:
-    """Per slice: predictions, labels, match rate, delay quantiles and the task's metrics (scalars; per-class
-    arrays as lists keyed by class for a multiclass model)."""
+    """Per slice: predictions, labels, match rate, delay quantiles and the task's metrics (scalars; a multiclass
+    model's per-class metrics as ``class_<metric>``: {class: value})."""
     met = m.task.metrics(c.tc)
     classes = getattr(m.task, "classes", None)
     slices: dict[str, dict[str, Any]] = {}
@@ -120,8 +120,8 @@ def task_stats(m: Any, c: Cohort, real: np.ndarray, mat: float, window: dict[str
             a = np.asarray(v)[r]
             if a.ndim == 0:
                 row[k] = plain_float(a)
-            elif classes is not None and a.shape[0] == len(classes):
-                row[k] = {cl: plain_float(x) for cl, x in zip(classes, a.tolist(), strict=True)}
+            elif classes is not None and a.shape[0] == len(classes):  # per class, under its own key
+                row[f"class_{k}"] = {cl: plain_float(x) for cl, x in zip(classes, a.tolist(), strict=True)}
         slices[slice_key(m.layout.row_label(r))] = row
     return {"window": {k: v for k, v in window.items() if not k.startswith("_")}, "maturity_s": mat, "slices": slices,
             "late_labels": c.late, "task": m.task.name}
