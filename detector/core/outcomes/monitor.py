@@ -409,7 +409,7 @@ class OutcomeMonitor:
                                                                      inputs_stable, firing)
             incomplete = explain_incomplete(cur.cnt, bas.cnt, expected)
         else:
-            results, stable = task_results(self, m, c, pooled, b, real, srows, comp, inputs_stable, firing)
+            results, stable = task_results(self, m, c, pooled, b, base_h, real, srows, comp, inputs_stable, firing)
             lab_unstable = ~stable & inputs_stable & ("label_drift" not in firing)  # the labels moved
             incomplete = np.zeros(rows.size, bool)
         view = _View(rows, comp, cur.cnt[:, C["lab"]])

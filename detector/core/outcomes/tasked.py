@@ -61,12 +61,14 @@ def task_columns(task: Any, layout: Any, b: Any) -> tuple[PredictionColumns, dic
     return pc, feats
 
 
-def task_results(mon: Any, m: Any, c: Cohort, pooled: Cohort, base: Cohort, real: np.ndarray, srows: np.ndarray,
-                 comp: np.ndarray, inputs_stable: bool, firing: set[str]) -> tuple[list[Result], np.ndarray]:
+def task_results(mon: Any, m: Any, c: Cohort, pooled: Cohort, base: Cohort, base_h: float, real: np.ndarray,
+                 srows: np.ndarray, comp: np.ndarray, inputs_stable: bool,
+                 firing: set[str]) -> tuple[list[Result], np.ndarray]:
     """(results, per pseudo-row: are inputs and labels stable) of one evaluation of cohort ``c``.
 
     ``pooled`` is ``c`` with the cohorts pooled with it, ``base`` the trailing baseline (an empty cohort
-    when there is none yet), ``real`` / ``srows`` its rows and the slices whose complements are tested.
+    when there is none yet) and ``base_h`` the label age it was measured at, ``real`` / ``srows`` the rows
+    and the slices whose complements are tested.
     """
     th = mon.settings.thresholds
     arr_b = np.sum(list(m.arr_hist), axis=0) if m.arr_hist else np.zeros_like(m.arrivals)
@@ -76,7 +78,7 @@ def task_results(mon: Any, m: Any, c: Cohort, pooled: Cohort, base: Cohort, real
 
     cur = _Generic(ext(pooled.cnt), ext(pooled.delay), ext(m.arrivals))
     bas = _Generic(ext(base.cnt), ext(base.delay), ext(arr_b))
-    results = delay_checks(cur, bas, th, c.horizon, _base_horizon(base))
+    results = delay_checks(cur, bas, th, c.horizon, base_h)
     recent = [d for d in m.done.values() if d.start > c.start - _DAY and not d.label_suspect and d.tc is not None]
     day = None
     if (len(recent) + 1) * mon.L >= _DAY:  # a full daily cycle of matured cohorts (comparisons with training)
@@ -88,10 +90,6 @@ def task_results(mon: Any, m: Any, c: Cohort, pooled: Cohort, base: Cohort, real
         moved = np.zeros(comp.size, bool)
     stable = ~moved & inputs_stable & ("label_drift" not in firing)
     return results, stable
-
-
-def _base_horizon(base: Cohort) -> float:
-    return base.horizon if base.horizon == base.horizon else float("nan")
 
 
 class _Generic:
