@@ -131,8 +131,8 @@ def _block_checks(lay: Layout, v: View, sb: SeasonalBaseline, st: DetectorSettin
     dd = sh - r0
     # a value training never had: for a clock feature, at no hour at all (its hour is the clock's business)
     g = lay.num_all_profiles[j] if j < len(lay.num_all_profiles) else None
-    never = (r0 == 0) if dist or not isinstance(g, NumericProfile) else np.array(
-        [value_share(g, float(x)) == 0 for x in vals.tolist()]) & (r0 == 0)
+    never = (r0 == 0) if dist or not isinstance(g, NumericProfile) else (
+        _ref_arrays(lay, j, [g], cands[j])["shares"][0][best] == 0) & (r0 == 0)
     (pv_d,) = b.call(_p_greater, 1, sh * n_nm, n_nm, np.nan_to_num(r0))
     warn_d = (dd >= th.default_share_delta) & (sh >= 2 * r0)
     spike_kind = "score_drift" if name == SCORE else "default_value_spike"
