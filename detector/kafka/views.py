@@ -17,7 +17,8 @@ import math
 import time
 from typing import Any
 
-from detector.core.engine import Counters, Engine
+from detector.core.engine import Engine
+from detector.core.modelstate import Counters
 from detector.core.outcomes.labels import LabelJoin
 from detector.core.state.partials import row_map
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import orjson
 
-from detector.core.engine import Engine, Partial
+from detector.core.engine import Engine
 from detector.core.reference.build import build_reference
 from detector.core.settings import DetectorSettings
+from detector.core.state.partials import Partial
 from tests.core.test_engine import T0, run
 
 VERSIONS = [7.1, 7.2, 3.9, 3.1]  # 3.1 is "3.10" in the producer's spelling
