@@ -38,7 +38,7 @@ import numpy as np
 
 from detector.core.inputs.events import FeatureBatch, LabelBatch, PredictionBatch
 from detector.core.outcomes.cohort import C, Cohort
-from detector.core.outcomes.parity import _scalars
+from detector.core.outcomes.parity_compare import scalars
 from detector.core.state.codec import check
 
 __all__ = ["OutcomeGate", "CorrectionTap", "take_outcome_step", "apply_outcome_step", "MAX_HELD_EVENTS"]
@@ -155,7 +155,7 @@ class OutcomeGate:
                 "labels": None if labs is None else {"ids": labs.ids, "ts": labs.ts, "label": labs.label,
                                                      "revision": labs.revision, "model": labs.model},
                 "features": None if feats is None else {"ids": feats.ids, "ts": feats.ts, "model": feats.model,
-                                                        "features": [_scalars(f) for f in feats.features]}}
+                                                        "features": [scalars(f) for f in feats.features]}}
 
     def load_state(self, st: dict[str, Any]) -> None:
         check(isinstance(st, dict), "outcome gate state")
@@ -417,20 +417,20 @@ def _merge_candidates(lib: Any, key: tuple[str, float], entries: list[Any], recs
 
 
 def _merge_parity(par: Any, ms: Any, wins: list[Any], rmap: np.ndarray) -> None:
-    from detector.core.outcomes.parity import MAX_EXAMPLES, _Served, _Win
+    from detector.core.outcomes.parity_compare import MAX_EXAMPLES, ParityWindow, ServedFeatures
 
     if not wins:
         return
     lay = ms.layout
     if ms.name not in par.served:  # the aggregator holds no served rows; the evaluation needs the layout
-        par.served[ms.name] = _Served(lay, 1)
+        par.served[ms.name] = ServedFeatures(lay, 1)
     nf = len(lay.numeric) + len(lay.categorical)
     mine = par.windows.setdefault(ms.name, {})
     for ws in wins:
-        w = _Win.from_state(ws, len(rmap), nf)
+        w = ParityWindow.from_state(ws, len(rmap), nf)
         cur = mine.get(w.start)
         if cur is None:
-            cur = mine[w.start] = _Win(w.start, w.end, lay.n_rows, nf)
+            cur = mine[w.start] = ParityWindow(w.start, w.end, lay.n_rows, nf)
         np.add.at(cur.acc, (slice(None), rmap), w.acc)
         cur.pairs += w.pairs
         for j, ex in enumerate(w.examples):
