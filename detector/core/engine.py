@@ -53,6 +53,11 @@ class EngineError(ValueError):
     """Misuse of the engine (e.g. restoring a snapshot taken with other references)."""
 
 
+def _clock(name: str, doc: str) -> Any:
+    """An engine attribute that is its event clock's ``name``."""
+    return property(lambda self: getattr(self.clock, name), lambda self, v: setattr(self.clock, name, v), doc=doc)
+
+
 class Engine(Ingest):
     """Drive with ``ingest_*`` then ``advance``; collect the returned alerts."""
 
@@ -78,30 +83,9 @@ class Engine(Ingest):
         self._typed: TypedDecoder | None = None  # typed decoder of the usual model (detector.core.inputs.fastdecode)
 
     # ------------------------------------------------------------------ event time (detector.core.inputs.eventtime)
-    @property
-    def high_water(self) -> float:
-        """The stream's robust event-time progress (not the largest timestamp seen)."""
-        return self.clock.progress
-
-    @high_water.setter
-    def high_water(self, value: float) -> None:
-        self.clock.progress = value
-
-    @property
-    def watermark(self) -> float:
-        return self.clock.watermark
-
-    @watermark.setter
-    def watermark(self, value: float) -> None:
-        self.clock.watermark = value
-
-    @property
-    def closed_before(self) -> float:
-        return self.clock.closed_before
-
-    @closed_before.setter
-    def closed_before(self, value: float) -> None:
-        self.clock.closed_before = value
+    high_water = _clock("progress", "The stream's robust event-time progress (not the largest timestamp seen).")
+    watermark = _clock("watermark", "Windows ending at or before it are closed.")
+    closed_before = _clock("closed_before", "Events of windows starting before it are late.")
 
     # ------------------------------------------------------------------ models
     def reference_for(self, model: str) -> Reference | None:

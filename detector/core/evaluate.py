@@ -21,7 +21,7 @@ from detector.core.checks.multivariate.window import hold_explained
 from detector.core.checks.remix import add_variants, collapse, hold_mixed
 from detector.core.checks.seasonal import seasonal_checks
 from detector.core.checks.window import build_view, run_checks
-from detector.core.decisions.alerts import OUTCOME_KINDS, Alert, AlertManager
+from detector.core.decisions.alerts import OUTCOME_KINDS, Alert, AlertManager, slice_key
 from detector.core.decisions.select import SPECIFIC, Finding, dedup, hold_generic, select_findings
 from detector.core.decisions.triage import PIPELINE_KINDS
 from detector.core.inputs.layout import Layout
@@ -70,7 +70,7 @@ def close_window(ms: ModelState, w: WindowCounts, st: DetectorSettings, manager:
         moved = {f.feature for f in findings + suppressed if f.feature and f.kind != "multivariate_drift"}
         findings = hold_explained(findings, moved | manager.firing_features(ms.name), suppressed)
     ms.last_stats = _gauges(lay, v, results)
-    evaluated = {_slice_key(lay.row_label(int(r))) for r, c, n in zip(v.rows, v.comp, v.events, strict=True)
+    evaluated = {slice_key(lay.row_label(int(r))) for r, c, n in zip(v.rows, v.comp, v.events, strict=True)
                  if not c and n >= st.min_count_rate}
     version_changed = len(w.versions) > 1 or (ms.last_version is not None and bool(w.versions)
                                               and ms.last_version not in w.versions)
@@ -84,7 +84,7 @@ def close_window(ms: ModelState, w: WindowCounts, st: DetectorSettings, manager:
         if f.feature in ms.codes:
             f.evidence = {**f.evidence, "reconciled": NOTE}
     pairs = [(f, lay.row_label(f.row)) for f in findings]
-    hold = {(ms.name, f.kind, f.feature or "", _slice_key(lay.row_label(f.row))) for f in suppressed}
+    hold = {(ms.name, f.kind, f.feature or "", slice_key(lay.row_label(f.row))) for f in suppressed}
     alerts = manager.update(ms.name, window, pairs, evaluated, ctx, hold=hold)
     for a in alerts:
         if a.state == "firing":
@@ -168,7 +168,7 @@ def _persistent_shifts(ms: ModelState, lay: Layout, findings: list[Finding], sup
         if f.statistic != "time_shift_hours":
             out.append(f)
             continue
-        key = f"{f.feature}|{_slice_key(lay.row_label(f.row))}"
+        key = f"{f.feature}|{slice_key(lay.row_label(f.row))}"
         prev = seen.get(key)
         again = prev is not None and abs(prev[0] - f.value) <= SHIFT_TOLERANCE and prev[1] < start
         if again and (not clock or f.feature in clock
@@ -179,7 +179,7 @@ def _persistent_shifts(ms: ModelState, lay: Layout, findings: list[Finding], sup
         seen[key] = [f.value, start]
     for f in suppressed:  # a shift held by a more specific finding is still a sighting
         if f.statistic == "time_shift_hours":
-            seen.setdefault(f"{f.feature}|{_slice_key(lay.row_label(f.row))}", [f.value, start])
+            seen.setdefault(f"{f.feature}|{slice_key(lay.row_label(f.row))}", [f.value, start])
     ms.clock_shifts = seen
     return out
 
@@ -189,7 +189,7 @@ def _gauges(lay: Layout, v: Any, results: list[Any]) -> dict[tuple[str, str, str
     out: dict[tuple[str, str, str, str], tuple[float, dict[str, str], float]] = {}
     real = np.flatnonzero(~v.comp)
     labels = {int(k): lay.row_label(int(v.rows[k])) for k in real}
-    keys = {k: _slice_key(sl) for k, sl in labels.items()}
+    keys = {k: slice_key(sl) for k, sl in labels.items()}
     for r in results:
         ks = real[r.tested[real]]
         if ks.size == 0:
@@ -214,7 +214,3 @@ def _fmt(t: float) -> str:
     from detector.core.inputs.timeparse import format_ts
 
     return format_ts(t)
-
-
-def _slice_key(sl: dict[str, str]) -> str:
-    return ",".join(f"{k}={v}" for k, v in sorted(sl.items()))

@@ -8,6 +8,7 @@ import orjson
 from detector.core.engine import Engine
 from detector.core.reference.build import build_reference
 from detector.core.settings import DetectorSettings
+from detector.core.state.codec import decode, encode
 from detector.core.state.partials import Partial
 from tests.core.test_engine import T0, run
 
@@ -75,5 +76,5 @@ def test_the_decision_travels_with_window_partials():
     parts = worker.advance_partials(T0 + 3 * 3600)
     agg = Engine(DetectorSettings(), default_reference=ref)
     for p in parts:
-        agg.ingest_partial(Partial.from_bytes(p.to_bytes()), "w1")
+        agg.ingest_partial(Partial.from_state(decode(encode(p.to_state()))), "w1")
     assert agg.models["m"].codes == worker.models["m"].codes and "version" in agg.models["m"].layout.categorical

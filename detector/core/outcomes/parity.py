@@ -39,8 +39,8 @@ from typing import Any
 import numpy as np
 
 from detector.core.checks.window import Result
-from detector.core.decisions.alerts import PARITY_KINDS, Alert
-from detector.core.decisions.select import select_findings
+from detector.core.decisions.alerts import PARITY_KINDS, Alert, slice_key
+from detector.core.decisions.select import PseudoRows, select_findings
 from detector.core.inputs.events import FeatureBatch, PredictionBatch
 from detector.core.inputs.timeparse import format_ts
 from detector.core.outcomes.cohort import fold
@@ -52,11 +52,11 @@ from detector.core.outcomes.parity_compare import (
     compare,
     held_cost,
     json_size,
-    num_or_none,
     scalars,
 )
 from detector.core.state.codec import check
 from detector.core.stats import distributions as stats
+from detector.core.stats.effects import rnd
 
 __all__ = ["ParityMonitor", "RETAIN_SECONDS", "RETAIN_MAX", "OFFLINE_HOLD", "MAX_HELD", "MISMATCH_WARNING",
            "MISMATCH_CRITICAL"]
@@ -246,16 +246,15 @@ class ParityMonitor:
                 MISMATCH_WARNING,
                 lambda i, j=j, rate=rate, n=n, x=x, one_share=one_share, mrel=mrel: {
                     "reference": {"source": "offline feature pipeline", "mismatch_rate_limit": MISMATCH_WARNING},
-                    "current": {"compared": int(n[i]), "mismatches": int(x[i]), "mismatch_rate": num_or_none(rate[i]),
-                                "missing_one_side": num_or_none(one_share[i]), "mean_relative_difference": num_or_none(mrel[i])},
+                    "current": {"compared": int(n[i]), "mismatches": int(x[i]), "mismatch_rate": rnd(rate[i], 6),
+                                "missing_one_side": rnd(one_share[i], 6), "mean_relative_difference": rnd(mrel[i], 6)},
                     "examples": [e for rr, e in w.examples[j] if int(rows[i]) in rr][:MAX_EXAMPLES]},
                 lambda i, feat=feat, rate=rate, one_share=one_share: (
                     f"{feat} differs between serving and the offline pipeline in {rate[i]:.1%} of joined predictions"
                     + (f" ({one_share[i]:.1%} missing on one side only)" if one_share[i] > 0 else "")
                     + ": training/serving skew in the feature pipeline")))
-        view = _PView(rows, comp, A[0].max(axis=1))
-        findings = select_findings(results, view, st.fdr_q)  # type: ignore[arg-type]
-        evaluated = {_key(lay.row_label(int(r))) for r in real.tolist() if acc[0, r].max() >= st.min_count_rate}
+        findings = select_findings(results, PseudoRows(rows, comp, A[0].max(axis=1)), st.fdr_q)
+        evaluated = {slice_key(lay.row_label(int(r))) for r in real.tolist() if acc[0, r].max() >= st.min_count_rate}
         window = {"start": format_ts(w.first), "end": format_ts(w.end), "count": int(w.pairs), "_start": w.first, "_end": w.end}
         ctx = {"kinds": {f.kind for f in findings} | eng.alerts.firing_kinds(name), "model_version": None}
         alerts = eng.alerts.update(name, window, [(f, lay.row_label(f.row)) for f in findings], evaluated, ctx, scope=PARITY_KINDS)
@@ -275,8 +274,8 @@ class ParityMonitor:
                 n, x, one, both, rel = acc[:, r, j]
                 if n <= 0:
                     continue
-                per[_key(lay.row_label(r))] = {"compared": int(n), "mismatch_rate": num_or_none(x / n), "missing_one_side": num_or_none(one / n),
-                                               "mean_relative_difference": num_or_none(rel / both) if both else None}
+                per[slice_key(lay.row_label(r))] = {"compared": int(n), "mismatch_rate": rnd(x / n, 6), "missing_one_side": rnd(one / n, 6),
+                                               "mean_relative_difference": rnd(rel / both, 6) if both else None}
             out[feat] = per
         return out
 
@@ -320,12 +319,3 @@ class ParityMonitor:
         self.held_cost = {k: held_cost(k, json_size(v[1])) for k, v in self.held.items()}
         self.held_bytes = sum(self.held_cost.values())
         self.open_from = float(st.get("open_from", -math.inf))
-
-
-class _PView:
-    def __init__(self, rows: np.ndarray, comp: np.ndarray, events: np.ndarray) -> None:
-        self.rows, self.comp, self.events = rows, comp, events
-
-
-def _key(sl: dict[str, str]) -> str:
-    return ",".join(f"{k}={v}" for k, v in sorted(sl.items()))

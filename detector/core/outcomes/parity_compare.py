@@ -14,7 +14,6 @@ and evaluates them).
 
 from __future__ import annotations
 
-import math
 import zlib
 from dataclasses import dataclass
 from itertools import repeat
@@ -27,6 +26,7 @@ from detector.core.inputs.events import PredictionBatch
 from detector.core.inputs.wire import float_or_nan, text_of
 from detector.core.outcomes.ring import Column, Ring
 from detector.core.state.codec import check, load_arrays
+from detector.core.stats.effects import rnd
 
 __all__ = ["ServedFeatures", "ParityWindow", "Compared", "compare", "offline_columns", "held_cost", "json_size",
            "scalars", "FIELDS", "MAX_EXAMPLES", "RTOL", "ATOL"]
@@ -145,7 +145,7 @@ class Compared:
         """Pair ``i``'s values of feature ``j`` (numeric first, then categorical), for an alert's evidence."""
         fn = self.served_num.shape[1]
         if j < fn:
-            sv, ov = num_or_none(self.served_num[i, j]), num_or_none(self.offline_num[i, j])
+            sv, ov = rnd(self.served_num[i, j], 6), rnd(self.offline_num[i, j], 6)
         else:
             jc = j - fn
             sv, ov = _cat_label(lay, jc, int(self.served_cat[i, jc])), self.raws[jc][i]
@@ -223,12 +223,6 @@ class ParityWindow:
                       "parity example")
                 w.examples[j].append((tuple(int(r) for r in row[0]), row[1]))
         return w
-
-
-def num_or_none(x: Any) -> float | None:
-    """``x`` rounded to 6 decimals, None when it is NaN or infinite (evidence is JSON)."""
-    x = float(x)
-    return None if x != x or math.isinf(x) else round(x, 6)
 
 
 def _cat_label(lay: Any, j: int, code: int) -> str | None:
