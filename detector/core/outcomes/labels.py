@@ -60,6 +60,7 @@ import numpy as np
 from detector.core.inputs.events import LabelBatch
 from detector.core.outcomes.ring import Column, Ring
 from detector.core.state.codec import check
+from detector.core.stats import effects
 
 __all__ = [
     "DELAY_EDGES", "N_DELAY", "delay_bins", "hist_quantile", "PendingStore", "RingStore", "Rows", "Matches",
@@ -81,23 +82,14 @@ def delay_bins(delay: np.ndarray) -> np.ndarray:
 
 
 def hist_quantile(h: np.ndarray, q: float) -> float:
-    """``q``-quantile (seconds) of a delay histogram; log-linear inside a bin, NaN if empty.
+    """``q``-quantile (seconds) of a delay histogram: :func:`detector.core.stats.effects.hist_quantile`
+    on :data:`DELAY_EDGES` (log-linear inside a bin), NaN if empty.
 
     >>> h = np.zeros(N_DELAY); h[delay_bins(np.array([100.0]))] = 10
     >>> 56 < hist_quantile(h, 0.5) < 178
     True
     """
-    n = float(h.sum())
-    if n <= 0:
-        return float("nan")
-    c = np.cumsum(h)
-    k = int(min(np.searchsorted(c, q * n, side="left"), len(h) - 1))
-    frac = float((q * n - (c[k] - h[k])) / h[k]) if h[k] > 0 else 1.0
-    if k == 0:
-        return frac * float(DELAY_EDGES[0])
-    lo = float(DELAY_EDGES[k - 1])
-    hi = float(DELAY_EDGES[k]) if k < len(DELAY_EDGES) else lo * 10**0.25
-    return lo * (hi / lo) ** frac
+    return float(effects.hist_quantile(h, DELAY_EDGES, q, log=True))
 
 
 @dataclass

@@ -10,7 +10,7 @@ monitor:
   :class:`Counters` of named additive arrays) and how predictions and (prediction, label)
   pairs are folded into them (:meth:`Task.add_predictions`, :meth:`Task.add_pairs`);
 * the metrics a cohort exports (:meth:`Task.metrics`) and the outcome checks it runs
-  (:meth:`Task.checks`, a list of :class:`~detector.core.checks.window.Result` that
+  (:meth:`Task.checks`, a list of :class:`~detector.core.checks.result.Result` that
   :func:`~detector.core.decisions.select.select_findings` turns into findings: BH across every test,
   effect-size gates, slice localisation);
 * which labelled predictions are the "worst errors" for the counterexample library
@@ -39,7 +39,7 @@ from typing import Any, ClassVar, Protocol
 
 import numpy as np
 
-from detector.core.checks.window import Result
+from detector.core.checks.result import Result
 from detector.core.outcomes.cohort import fold
 from detector.core.state.codec import StateError, check
 
