@@ -53,12 +53,11 @@ from detector.core.outcomes.tasks.base import (
     column_or,
     fold,
 )
+from detector.core.outcomes.tasks.regression_checks import CNT, I, RegressionThresholds, regression_checks
 from detector.core.stats.effects import bin_of, div, hist_quantile
 
 __all__ = ["RegressionTask", "CNT", "ERR_EDGES_REL"]
 
-CNT = ("pred", "valued", "ps", "ps2", "lab", "lv", "ys", "ys2", "es", "ea", "es2")
-I = {k: i for i, k in enumerate(CNT)}  # noqa: E741 - column index of each counter
 #: |error| bin edges relative to the reference error scale: 1e-4 .. 1e3 x scale, 10 per decade
 ERR_EDGES_REL = 10.0 ** (np.arange(-40, 31) / 10.0)
 
@@ -77,8 +76,6 @@ class RegressionTask:
     error_types: ClassVar[tuple[str, ...]] = ("over_prediction", "under_prediction")
 
     def __init__(self, ref: Mapping[str, Any], thresholds: Any = None) -> None:
-        from detector.core.outcomes.tasks.regression_checks import RegressionThresholds
-
         t_edges = _edges(ref, "target")
         p_edges = _edges(ref, "prediction")
         if t_edges is None and p_edges is None:
@@ -211,8 +208,6 @@ class RegressionTask:
         return out
 
     def checks(self, cur: Counters, base: Counters, ctx: CheckContext) -> list[Result]:
-        from detector.core.outcomes.tasks.regression_checks import regression_checks
-
         return regression_checks(self, cur, base, ctx)
 
     def rank_errors(self, value: np.ndarray, klass: np.ndarray, y: np.ndarray, threshold: np.ndarray) -> Ranking:
