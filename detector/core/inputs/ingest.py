@@ -24,10 +24,10 @@ try:  # the columnar reader needs pyarrow (the `fast` extra); without it the typ
     from detector.core.inputs.arrowdecode import ArrowDecoder
 except ImportError:  # pragma: no cover - exercised by the wheel smoke test without extras
     ArrowDecoder = None  # type: ignore[assignment,misc]
+from detector.core.inputs.batch import concat
 from detector.core.inputs.events import (
     EventError,
     PredictionBatch,
-    concat,
     decode_feature_events,
     decode_labels,
     parse_messages,
