@@ -60,7 +60,7 @@ from typing import Any
 
 import numpy as np
 
-from detector.core.inputs.batch import OUTPUT_FIELDS, PredictionBatch, Schema
+from detector.core.inputs.batch import OUTPUT_FIELDS, PredictionBatch, Schema, concat
 from detector.core.inputs.fastdecode import Typed, TypedDecoder
 from detector.core.inputs.timeparse import parse_timestamps
 from detector.core.inputs.wire import (
@@ -79,6 +79,7 @@ __all__ = [
     "parse_messages",
     "Schema",
     "PredictionBatch",
+    "concat",
     "PredictionDecoder",
     "validate_predictions",
     "LabelBatch",
