@@ -30,7 +30,7 @@ from detector.core.checks.multivariate.window import JointDrift, hold_explained
 from detector.core.checks.remix import add_variants, collapse, hold_mixed
 from detector.core.checks.seasonal import seasonal_checks
 from detector.core.checks.window import build_view, run_checks
-from detector.core.decisions.alerts import OUTCOME_KINDS, Alert, AlertManager
+from detector.core.decisions.alerts import OUTCOME_KINDS, Alert, AlertManager, incident_kind
 from detector.core.decisions.select import SPECIFIC, Finding, dedup, hold_generic, select_findings
 from detector.core.decisions.triage import PIPELINE_KINDS
 from detector.core.inputs.events import EventError, PredictionBatch, PredictionDecoder
@@ -42,6 +42,7 @@ from detector.core.inputs.seasonal import Frozen, SeasonalBaseline
 from detector.core.inputs.served import ServedTotals
 from detector.core.inputs.window import N_CAND, RATE, WindowCounts
 from detector.core.inputs.wire import row_error
+from detector.core.outcomes.estimate.monitor import make_estimates
 from detector.core.reference.profile import Reference, value_share
 from detector.core.reference.reconcile import NOTE, reconciled, served_as_text
 from detector.core.settings import DetectorSettings
@@ -147,6 +148,8 @@ class ModelState:
         self.typed: TypedDecoder | None = None  # built when this model's events dominate a batch
         # joint structure of the numeric features (detector.core.checks.multivariate.window), when the reference has it
         self.joint = JointDrift(ref.multivariate, self.layout.numeric, settings.window) if ref.multivariate else None
+        # performance estimated before labels (detector.core.outcomes.estimate.monitor), when the reference supports it
+        self.estimate = make_estimates(ref.task, settings.window)
         self.arrow: Any = None  # its columnar reader (detector.core.inputs.arrowdecode), built with it
 
     # ---------------------------------------------------------------- candidates for value spikes
@@ -348,11 +351,17 @@ class Engine(Ingest):
                 idx = np.flatnonzero(starts == s)
                 bs, codes = b.take(idx), [c[idx] for c in row_codes_all]
             w.add_batch(lay, bs, codes, ms.cands)
+            if ms.joint is None and ms.estimate is None:
+                continue
+            rows = np.stack([c + lay.row_offset(d) for d, c in enumerate(codes)], axis=1) if codes else None
             if ms.joint is not None:
                 if w.mv is None:
                     w.mv = ms.joint.counters(lay.n_rows)
-                rows = np.stack([c + lay.row_offset(d) for d, c in enumerate(codes)], axis=1) if codes else None
                 ms.joint.fold(w.mv, bs.num, bs.ts, rows)
+            if ms.estimate is not None:  # performance estimated before labels (detector.core.outcomes.estimate.monitor)
+                if w.est is None:
+                    w.est = ms.estimate.counters(lay.n_rows)
+                ms.estimate.fold(w.est, bs, rows)
         if self.outcomes is not None:
             self.outcomes.on_predictions(ms, b, row_codes_all)
         return errors
@@ -422,6 +431,8 @@ class Engine(Ingest):
             check_window_fits(w, p.dims, ms.layout, p.cands, ms.cands)
             if ms.joint is not None:
                 ms.joint.adopt(w)
+            if ms.estimate is not None:
+                ms.estimate.adopt(w.est)
         except StateError as exc:
             raise EngineError(str(exc)) from exc
         rowmap = row_map_values(p.dims, p.vocab_values, ms.layout)
@@ -457,6 +468,9 @@ class Engine(Ingest):
         results, v = collapse(results, v)
         if ms.joint is not None:  # joint structure of the numeric features, same pseudo-rows, same BH
             results.extend(ms.joint.results(w.mv, w.start, v.rows, v.comp))
+        if ms.estimate is not None:  # performance expected from the scores, before labels: same pseudo-rows, same BH
+            results.extend(ms.estimate.results(w.est, w.start, w.end, v.rows, v.comp,
+                                               lambda r: _slice_key(lay.row_label(int(r)))))
         suppressed: list[Finding] = []
         findings = select_findings(results, v, st.fdr_q, suppressed)
         findings.extend(self._change_detectors(ms, w, v))
@@ -491,7 +505,7 @@ class Engine(Ingest):
             if f.feature in ms.codes:
                 f.evidence = {**f.evidence, "reconciled": NOTE}
         pairs = [(f, lay.row_label(f.row)) for f in findings]
-        hold = {(ms.name, f.kind, f.feature or "", _slice_key(lay.row_label(f.row))) for f in suppressed}
+        hold = {(ms.name, incident_kind(f.kind, f.statistic), f.feature or "", _slice_key(lay.row_label(f.row))) for f in suppressed}
         alerts = self.alerts.update(ms.name, window, pairs, evaluated, ctx, hold=hold)
         for a in alerts:
             if a.state == "firing":

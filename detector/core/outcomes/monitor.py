@@ -746,6 +746,7 @@ def attach_outcomes(engine: Any, cfg: Any = None, settings: OutcomeSettings | No
     from detector.core.checks.adoption import RulesBaseline
     from detector.core.outcomes.contribution import SliceContribution
     from detector.core.outcomes.counterexamples import CounterexampleLibrary
+    from detector.core.outcomes.estimate.monitor import EstimateListener
 
-    mon.listeners.extend([RulesBaseline(mon), CounterexampleLibrary(mon), SliceContribution(mon)])
+    mon.listeners.extend([RulesBaseline(mon), CounterexampleLibrary(mon), SliceContribution(mon), EstimateListener(mon)])
     return mon

@@ -138,6 +138,10 @@ class Reference:
     # the joint structure of the numeric features (detector.core.checks.multivariate.pca: fit_pca's plain
     # dict, standardised by hour of day when the data has a time column); {} = not fitted
     multivariate: dict[str, Any] = field(default_factory=dict)
+    # what the model's outputs and labels were in training, per task (detector.core.outcomes.tasks.reference:
+    # binary_reference's plain dict - calibration map, realised metrics - for estimates before labels);
+    # {} = no labelled scores (older references: no estimates)
+    task: dict[str, Any] = field(default_factory=dict)
     format: str = FORMAT
 
     # ------------------------------------------------------------------ (de)serialisation
@@ -196,6 +200,7 @@ class Reference:
                 outcome=dict(d.get("outcome") or {}),
                 sample=d.get("sample") or {},
                 multivariate=dict(d.get("multivariate") or {}),
+                task=dict(d.get("task") or {}),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ReferenceError(f"reference file is damaged ({type(exc).__name__}: {exc}); rebuild it") from exc
