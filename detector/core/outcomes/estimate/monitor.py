@@ -73,6 +73,7 @@ class BinaryEstimator:
 
     task = "binary"
     metrics = ("accuracy", "precision", "recall", "auc")
+    source = "estimated on its score mix at production's decisions"
     keys = ("phist",)
 
     def __init__(self, spec: Mapping[str, Any], default_threshold: float = 0.5) -> None:
@@ -221,7 +222,7 @@ class PerformanceEstimates:
         for m in self.est.metrics:
             pe[m] = np.where(np.arange(P) == 0, de[m][0], np.nan)
             pe[f"{m}_se"] = np.where(np.arange(P) == 0, de[f"{m}_se"][0] * infl[m], np.nan)
-        return estimate_checks(pe, ref, self.th, comp)
+        return estimate_checks(pe, ref, self.th, comp, source=self.est.source)
 
     # ------------------------------------------------------------------ maturity
     def matured(self, start: float, realised: Mapping[str, tuple[float, float]]) -> None:
