@@ -130,33 +130,75 @@ def test_estimated_findings_join_the_windows_bh_over_pseudo_rows(spec):
     assert found and {f.row for f in found} == {0} and all(f.statistic.startswith("estimated_") for f in found)
 
 
-def test_matured_windows_measure_the_estimates_own_error_and_widen_it_only(spec):
+def cohort_of(s, y, act):
+    """The all-traffic labelled counts of a cohort, as the outcome monitor keeps them."""
+    from detector.core.outcomes.cohort import NC, C
+
+    cnt = np.zeros((1, NC))
+    for k, m in (("tp", act & (y == 1)), ("fp", act & (y == 0)), ("fn", ~act & (y == 1)), ("tn", ~act & (y == 0))):
+        cnt[0, C[k]] = m.sum()
+    b = np.clip((s * 100).astype(int), 0, 99)
+    hist = np.stack([np.bincount(b[y == 0], minlength=100), np.bincount(b[y == 1], minlength=100)])[None].astype(float)
+    return SimpleNamespace(cnt=cnt, hist=hist, start=0.0)
+
+
+def labelled_hours(pe, hours, rng, truth=lambda s: s, n=600, labelled=1.0):
+    """Close hourly windows, then let each one's labels mature (``truth``: P(y = 1 | score); ``labelled``: share labelled)."""
+    rows, comp = np.array([0]), np.array([False])
+    for h in range(hours):
+        s, _ = scores(n, rng)
+        y = (rng.uniform(0, 1, n) < truth(s)).astype(float)
+        c = pe.counters(1)
+        pe.fold(c, batch(s), None)
+        pe.results(c, T0 + h * H, T0 + (h + 1) * H, rows, comp, lambda r: "")
+        keep = rng.uniform(0, 1, n) < labelled
+        pe.matured(T0 + h * H, pe.est.realised(cohort_of(s[keep], y[keep], s[keep] >= 0.5)))
+
+
+def test_matured_estimates_are_within_their_stated_error(spec):
     pe = make_estimates(spec, H)
-    rng = np.random.default_rng(5)
-    run_hours(pe, 60, rng)
-    starts = sorted(pe.pending)[:MATURED + 5]
-    for s in starts:
-        e = pe.pending[s]
-        # realised values spread 2x their stated error: the inflation must follow
-        pe.matured(s, {m: (v[0] + 2 * v[1] * rng.choice([-1, 1]), v[2]) for m, v in e.items()})
+    labelled_hours(pe, 150, np.random.default_rng(5))
     err = pe.errors()
     assert set(err) == {"accuracy", "precision", "recall", "auc"}
     for m, e in err.items():
-        assert e["windows"] == MATURED and 1.8 < e["rms_z"] < 2.2, (m, e)
-        assert 1.8 < pe.inflation()[m] < 2.2
-    pe.matured(starts[0], {"accuracy": (0.5, 10_000)})  # already matured: ignored
-    assert pe.errors()["accuracy"]["windows"] == MATURED
-    # a window with few labels says little: skipped
-    s = sorted(pe.pending)[0]
-    pe.matured(s, {"accuracy": (0.0, 10)})
-    assert pe.errors()["accuracy"]["gap"] != -1.0 and s not in pe.pending
+        z = np.array([g[2] for g in pe.gaps[m]])
+        assert e["windows"] == MATURED and 0.6 < e["rms_z"] < 1.4, (m, e)
+        assert np.mean(np.abs(z) < 2) >= 0.85, (m, z)
+    assert not pe.pending  # every window matured
+
+
+def test_quiet_windows_are_pooled_until_every_metric_has_enough_labels(spec):
+    pe = make_estimates(spec, H)
+    labelled_hours(pe, 40, np.random.default_rng(6), n=60, labelled=0.7)  # ~2 positives a window
+    assert pe.pool and pe.pool["real"]["cnt"].sum() > 0  # still filling, or
+    assert len(pe.gaps.get("recall", [])) >= 1  # ... some pools were measured
+    for m, g in pe.gaps.items():
+        assert all(abs(x[2]) < 4 for x in g), (m, g)
+
+
+def test_a_miscalibrated_production_widens_the_stated_error_and_never_narrows_it(spec):
+    pe = make_estimates(spec, H)
+    labelled_hours(pe, 80, np.random.default_rng(7), truth=lambda s: np.clip(1.6 * s, 0, 1))  # more fraud than scored
+    infl = pe.inflation()
+    assert infl["precision"] > 1.5 and infl["accuracy"] > 1.2, infl
+    assert all(pe.errors()[m]["gap"] > 0 for m in ("precision",))
+    calm = make_estimates(spec, H)
+    assert calm.inflation() == {m: 1.0 for m in ("accuracy", "precision", "recall", "auc")}
+    # the widened error travels with the per-window estimates
+    rng = np.random.default_rng(8)
+    run_hours(pe, 1, rng, start_h=200)
+    run_hours(calm, 1, np.random.default_rng(8), start_h=200)
+    assert pe.last["slices"][""]["precision_se"] > 1.5 * calm.last["slices"][""]["precision_se"]
 
 
 def test_state_is_plain_data_and_refuses_forgeries(spec):
     pe = make_estimates(spec, H)
     rng = np.random.default_rng(6)
     run_hours(pe, 30, rng)
-    pe.matured(sorted(pe.pending)[0], {"auc": (0.9, 3000)})
+    s0 = sorted(pe.pending)[0]
+    s_, y_ = scores(600, rng)
+    pe.matured(s0, pe.est.realised(cohort_of(s_[:50], y_[:50], s_[:50] >= 0.5)))  # a pool that is still filling
+    assert pe.pool
     st = decode(encode(pe.to_state()))
     pe2 = make_estimates(spec, H)
     pe2.load_state(st)
@@ -165,6 +207,10 @@ def test_state_is_plain_data_and_refuses_forgeries(spec):
     for ra, rb in zip(a[-1], b[-1], strict=True):
         np.testing.assert_array_equal(ra.value, rb.value)
     assert pe.errors() == pe2.errors()
+    for k in pe.pool["real"]:
+        np.testing.assert_array_equal(pe.pool["real"][k], pe2.pool["real"][k])
+    with pytest.raises(StateError):
+        make_estimates(spec, H).load_state(dict(st, pool={**st["pool"], "real": {"cnt": np.zeros(3)}}))
     bad = dict(st, day={"phist": np.zeros((len(st["hours"]), 3, 7))})
     with pytest.raises(StateError):
         make_estimates(spec, H).load_state(bad)

@@ -19,9 +19,12 @@ time:
   results are over the window's pseudo-rows and join its Benjamini-Hochberg selection. Only all
   traffic is tested (the reference is one all-traffic number; complements mirror it).
 * **maturity** - :meth:`PerformanceEstimates.matured` (called when the window's labelled cohort is
-  evaluated, :class:`EstimateListener`): the realised metric against the estimate made at close,
-  ``gap = realised - estimate`` and ``z = gap / stated error``; the last :data:`MATURED` z per metric
-  feed :func:`~detector.core.outcomes.estimate.stated_error.inflation`, which widens the stated error
+  evaluated, :class:`EstimateListener`): the window's counters and its cohort's labelled counts are
+  pooled with the windows before it until every metric rests on enough labels (:data:`MIN_COUNTS`:
+  one window of a busy model, several of a quiet one or a rare outcome); then the realised metric
+  of the pool against its estimate: ``gap = realised - estimate`` and ``z = gap / stated error``.
+  The last :data:`MATURED` z per metric feed
+  :func:`~detector.core.outcomes.estimate.stated_error.inflation`, which widens the stated error
   (never narrows it) when production shows the estimator is less exact than the reference said.
 
 Estimated and realised performance are separate incidents: an estimated finding's alert key has
@@ -30,8 +33,9 @@ judged at window close and resolved by clean windows, while realised performance
 labels mature - neither resolves nor overwrites the other.
 
 Memory per model: the open windows' counters (``2 x 100 x 8`` bytes per slice row for binary), the
-trailing day as hourly all-traffic buckets (25 x 1.6 kB), the estimates awaiting their labels
-(a few floats per window, at most :data:`PENDING` windows) and :data:`MATURED` gaps per metric.
+trailing day as hourly all-traffic buckets (25 x 1.6 kB), the all-traffic counters of the windows
+awaiting their labels (1.6 kB each, at most :data:`PENDING` windows: a week of 5-minute windows;
+about the label age / window of them), one pool and :data:`MATURED` gaps per metric.
 """
 
 from __future__ import annotations
@@ -51,13 +55,16 @@ from detector.core.outcomes.tasks.base import Counters
 from detector.core.state.codec import StateError, check
 
 __all__ = ["PerformanceEstimates", "BinaryEstimator", "EstimateListener", "ESTIMATORS", "decided", "make_estimates",
-           "DAY", "PENDING", "MATURED", "MIN_LABELS"]
+           "DAY", "PENDING", "MATURED", "MIN_COUNTS"]
 
 DAY = 86400.0
 HOUR = 3600.0
 PENDING = 2000  # windows whose estimate waits for its labels (a week of 5-minute windows)
 MATURED = 48  # matured gaps kept per metric for the stated-error inflation
-MIN_LABELS = 50  # labelled predictions a matured window needs before its gap is measured
+#: what a metric's realised value rests on (labelled predictions, acted, positives, the smaller class)
+#: before its gap to the estimate is measured: matured windows are pooled until every metric has it
+MIN_COUNTS = {"accuracy": 100, "precision": 20, "recall": 20, "auc": 20}
+POOL_SPAN = 7 * DAY  # a pool that cannot fill within a week is dropped (a model with almost no labels)
 
 
 def decided(score: np.ndarray, acted: np.ndarray, threshold: np.ndarray, default_threshold: float) -> np.ndarray:
@@ -75,6 +82,7 @@ class BinaryEstimator:
     metrics = ("accuracy", "precision", "recall", "auc")
     source = "estimated on its score mix at production's decisions"
     keys = ("phist",)
+    realised_shapes = {"cnt": (4,), "hist": (2, N_HIST)}  # what :meth:`realised` returns (tp fp fn tn; labelled scores)
 
     def __init__(self, spec: Mapping[str, Any], default_threshold: float = 0.5) -> None:
         self.cal = spec["calibration"]
@@ -117,17 +125,30 @@ class BinaryEstimator:
         out.update(n=self.ref_n, acted=float(ref[0, 1].sum()) * scale, positives=float(e["positives"][0]) * scale)
         return out
 
-    def realised(self, cohort: Any) -> dict[str, tuple[float, float]]:
-        """All-traffic realised metrics of a matured cohort: metric -> (value, labelled predictions behind it)."""
-        from detector.core.outcomes.cohort import C, binned_auc
+    def realised(self, cohort: Any) -> dict[str, np.ndarray]:
+        """A matured cohort's all-traffic labelled counts, additive: ``cnt`` (tp, fp, fn, tn) and the labelled
+        score histogram ``hist`` (label 0 / 1 x bins)."""
+        from detector.core.outcomes.cohort import C
 
         cnt = np.asarray(cohort.cnt[0], dtype=np.float64)
-        tp, fp, fn, tn = (float(cnt[C[k]]) for k in ("tp", "fp", "fn", "tn"))
-        auc, _ = binned_auc(np.asarray(cohort.hist[0, 0], dtype=np.float64), np.asarray(cohort.hist[0, 1], dtype=np.float64))
+        return {"cnt": np.array([cnt[C[k]] for k in ("tp", "fp", "fn", "tn")]),
+                "hist": np.asarray(cohort.hist[0], dtype=np.float64).reshape(2, -1).copy()}
+
+    def realised_metrics(self, r: Mapping[str, np.ndarray]) -> dict[str, tuple[float, float]]:
+        """Realised metric -> (value, labelled predictions behind it), for the metrics with enough counts
+        for a normal approximation (:data:`MIN_COUNTS` of what each rests on)."""
+        from detector.core.outcomes.cohort import binned_auc
+
+        tp, fp, fn, tn = (float(x) for x in r["cnt"])
         n = tp + fp + fn + tn
-        out = {"accuracy": ((tp + tn) / n if n else math.nan, n), "precision": (tp / (tp + fp) if tp + fp else math.nan, n),
-               "recall": (tp / (tp + fn) if tp + fn else math.nan, n), "auc": (float(auc), n)}
-        return {k: v for k, v in out.items() if v[0] == v[0]}
+        auc, _ = binned_auc(r["hist"][0], r["hist"][1])
+        base = {"accuracy": (n, (tp + tn) / n if n else math.nan), "precision": (tp + fp, tp / (tp + fp) if tp + fp else math.nan),
+                "recall": (tp + fn, tp / (tp + fn) if tp + fn else math.nan), "auc": (min(tp + fn, fp + tn), float(auc))}
+        return {m: (v, n) for m, (k, v) in base.items() if k >= MIN_COUNTS[m] and v == v}
+
+    def enough(self, r: Mapping[str, np.ndarray]) -> bool:
+        """Whether a pool of matured windows can measure every metric."""
+        return len(self.realised_metrics(r)) == len(self.metrics)
 
 
 #: task name -> estimator class; a task plugs in with counters / fold / estimate / reference / realised
@@ -154,7 +175,8 @@ class PerformanceEstimates:
         self.th = thresholds or EstimateThresholds()
         self.day: dict[float, dict[str, np.ndarray]] = {}  # hour start -> all-traffic counters of its windows
         self.first = math.inf  # start of the first window seen (the trailing day is full one day after it)
-        self.pending: dict[float, dict[str, list[float]]] = {}  # window start -> metric -> [estimate, stated error, n]
+        self.pending: dict[float, dict[str, np.ndarray]] = {}  # window start -> its all-traffic counters (until labels mature)
+        self.pool: dict[str, Any] = {}  # matured windows pooled until every metric can be measured
         self.gaps: dict[str, list[list[float]]] = {}  # metric -> [[window start, gap, z], ...] (last MATURED)
         self.last: dict[str, Any] = {}  # the last closed window's estimates (exporter, report, status page)
 
@@ -192,8 +214,7 @@ class PerformanceEstimates:
                 per[key][m] = _num(e[m][i])
                 per[key][f"{m}_se"] = _num(e[f"{m}_se"][i] * infl[m])
         if real.size and real[0] == 0 and e["n"][0] > 0:
-            self.pending[float(start)] = {m: [float(e[m][0]), float(e[f"{m}_se"][0]), float(e["n"][0])]
-                                          for m in self.est.metrics if np.isfinite(e[m][0]) and np.isfinite(e[f"{m}_se"][0])}
+            self.pending[float(start)] = {k: c[k][0].copy() for k in self.est.keys}
             while len(self.pending) > PENDING:
                 del self.pending[next(iter(self.pending))]
         # the trailing day: hourly buckets of all traffic
@@ -225,21 +246,37 @@ class PerformanceEstimates:
         return estimate_checks(pe, ref, self.th, comp, source=self.est.source)
 
     # ------------------------------------------------------------------ maturity
-    def matured(self, start: float, realised: Mapping[str, tuple[float, float]]) -> None:
-        """The labels of the window starting at ``start`` matured: measure each estimate's own error."""
-        est = self.pending.pop(float(start), None)
-        if not est:
+    def matured(self, start: float, realised: Mapping[str, np.ndarray]) -> None:
+        """The labels of the window starting at ``start`` matured (``realised``: the estimator's additive labelled
+        counts of its cohort): pool it with the windows before it until every metric rests on enough labels,
+        then measure each estimate's own error on the pool."""
+        c = self.pending.pop(float(start), None)
+        if c is None:
             return
-        for m, (value, n_lab) in realised.items():
-            if m not in est or n_lab < MIN_LABELS or not np.isfinite(value):
-                continue
-            e, se, n = est[m]
+        p = self.pool
+        if p and float(start) - p["start"] > POOL_SPAN:
+            p = {}
+        if not p:
+            p = {"start": float(start), "est": {k: np.zeros_like(v) for k, v in c.items()},
+                 "real": {k: np.zeros_like(v) for k, v in realised.items()}}
+        for k, v in c.items():
+            p["est"][k] += v
+        for k, v in realised.items():
+            p["real"][k] += v
+        self.pool = p
+        if not self.est.enough(p["real"]):
+            return
+        self.pool = {}
+        e = self.est.estimate({k: v[None] for k, v in p["est"].items()})
+        n = float(e["n"][0])
+        for m, (value, n_lab) in self.est.realised_metrics(p["real"]).items():
+            est, se = float(e[m][0]), float(e[f"{m}_se"][0])
             # the realised value rests on the labelled share only: its sampling error is larger by sqrt(n / labelled)
-            se_eff = se * math.sqrt(max(1.0, n / n_lab))
-            if not se_eff > 0:
+            se_eff = se * math.sqrt(max(1.0, n / max(n_lab, 1.0)))
+            if not (np.isfinite(est) and se_eff > 0):
                 continue
             g = self.gaps.setdefault(m, [])
-            g.append([float(start), float(value - e), float((value - e) / se_eff)])
+            g.append([float(start), float(value - est), float((value - est) / se_eff)])
             del g[:-MATURED]
 
     def errors(self) -> dict[str, dict[str, float]]:
@@ -257,7 +294,9 @@ class PerformanceEstimates:
         hours = sorted(self.day)
         return {"task": self.est.task, "first": self.first, "hours": hours,
                 "day": {k: np.stack([self.day[h][k] for h in hours]) if hours else np.zeros((0,)) for k in self.est.keys},
-                "pending": [[s, {m: list(v) for m, v in d.items()}] for s, d in self.pending.items()],
+                "pending": {"starts": list(self.pending), **{k: np.stack([d[k] for d in self.pending.values()]) if self.pending
+                                                            else np.zeros((0,)) for k in self.est.keys}},
+                "pool": _pool_state(self.pool),
                 "gaps": {m: [list(x) for x in g] for m, g in self.gaps.items()}, "last": self.last}
 
     def load_state(self, st: Mapping[str, Any]) -> None:
@@ -272,15 +311,35 @@ class PerformanceEstimates:
                 check(isinstance(a, np.ndarray) and a.shape == (len(hours), *shapes[k]), f"trailing-day {k} shape")
                 for i, h in enumerate(hours):
                     day[h][k] = np.asarray(a[i], dtype=np.float64).copy()
-        check(isinstance(st["pending"], list) and len(st["pending"]) <= PENDING, "estimates awaiting labels")
-        pending = {float(s): {str(m): [float(x) for x in v] for m, v in d.items()} for s, d in st["pending"]}
-        check(all(len(v) == 3 for d in pending.values() for v in d.values()), "estimate entries")
+        pend = st["pending"]
+        check(isinstance(pend, dict) and isinstance(pend.get("starts"), list) and len(pend["starts"]) <= PENDING,
+              "estimates awaiting labels")
+        starts = [float(x) for x in pend["starts"]]
+        pending: dict[float, dict[str, np.ndarray]] = {s: {} for s in starts}
+        for k in self.est.keys:
+            a = pend[k]
+            if starts:
+                check(isinstance(a, np.ndarray) and a.shape == (len(starts), *shapes[k]), f"pending {k} shape")
+                for i, s0 in enumerate(starts):
+                    pending[s0][k] = np.asarray(a[i], dtype=np.float64).copy()
+        pool = self._load_pool(st.get("pool"), shapes)
         check(isinstance(st["gaps"], dict), "estimate gaps")
         gaps = {str(m): [[float(x) for x in r] for r in g][-MATURED:] for m, g in st["gaps"].items()}
         check(all(len(r) == 3 for g in gaps.values() for r in g), "estimate gap entries")
         check(isinstance(st.get("last", {}), dict), "last estimates")
-        self.day, self.pending, self.gaps = day, pending, gaps
+        self.day, self.pending, self.gaps, self.pool = day, pending, gaps, pool
         self.first, self.last = float(st["first"]), dict(st.get("last") or {})
+
+    def _load_pool(self, st: Any, shapes: Mapping[str, tuple[int, ...]]) -> dict[str, Any]:
+        if not st:
+            return {}
+        check(isinstance(st, dict) and isinstance(st.get("est"), dict) and isinstance(st.get("real"), dict), "estimate pool")
+        for part, want in (("est", shapes), ("real", self.est.realised_shapes)):
+            check(set(st[part]) == set(want), f"estimate pool {part} arrays")
+            for k, shape in want.items():
+                check(isinstance(st[part][k], np.ndarray) and st[part][k].shape == tuple(shape), f"estimate pool {part} {k}")
+        return {"start": float(st["start"]), "est": {k: np.asarray(v, dtype=np.float64).copy() for k, v in st["est"].items()},
+                "real": {k: np.asarray(v, dtype=np.float64).copy() for k, v in st["real"].items()}}
 
     def adopt(self, c: Counters | None) -> None:
         """Check a window's counters read from state (a checkpoint, another worker's partial) fit this estimator."""
@@ -315,6 +374,10 @@ class EstimateListener:
 
     def load_state(self, state: Any) -> None:
         pass
+
+
+def _pool_state(p: Mapping[str, Any]) -> dict[str, Any] | None:
+    return None if not p else {"start": p["start"], "est": dict(p["est"]), "real": dict(p["real"])}
 
 
 def _num(x: Any) -> float | None:
