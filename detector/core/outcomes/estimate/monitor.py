@@ -19,10 +19,11 @@ time:
   results are over the window's pseudo-rows and join its Benjamini-Hochberg selection. Only all
   traffic is tested (the reference is one all-traffic number; complements mirror it).
 * **maturity** - :meth:`PerformanceEstimates.matured` (called when the window's labelled cohort is
-  evaluated, :class:`EstimateListener`): the window's counters and its cohort's labelled counts are
-  pooled with the windows before it until every metric rests on enough labels (:data:`MIN_COUNTS`:
-  one window of a busy model, several of a quiet one or a rare outcome); then the realised metric
-  of the pool against its estimate: ``gap = realised - estimate`` and ``z = gap / stated error``.
+  evaluated, :class:`EstimateListener`): per metric, the window's counters and its cohort's labelled
+  counts are pooled with the windows before it until the metric rests on enough labels
+  (:data:`MIN_COUNTS`: one window of a busy model, several of a quiet one or a rare outcome); then
+  the realised metric of the pool against its estimate: ``gap = realised - estimate`` and
+  ``z = gap / stated error``.
   The last :data:`MATURED` z per metric feed
   :func:`~detector.core.outcomes.estimate.stated_error.inflation`, which widens the stated error
   (never narrows it) when production shows the estimator is less exact than the reference said.
@@ -146,11 +147,6 @@ class BinaryEstimator:
                 "recall": (tp + fn, tp / (tp + fn) if tp + fn else math.nan), "auc": (min(tp + fn, fp + tn), float(auc))}
         return {m: (v, n) for m, (k, v) in base.items() if k >= MIN_COUNTS[m] and v == v}
 
-    def enough(self, r: Mapping[str, np.ndarray]) -> bool:
-        """Whether a pool of matured windows can measure every metric."""
-        return len(self.realised_metrics(r)) == len(self.metrics)
-
-
 #: task name -> estimator class; a task plugs in with counters / fold / estimate / reference / realised
 ESTIMATORS: dict[str, Any] = {"binary": BinaryEstimator}
 
@@ -176,7 +172,7 @@ class PerformanceEstimates:
         self.day: dict[float, dict[str, np.ndarray]] = {}  # hour start -> all-traffic counters of its windows
         self.first = math.inf  # start of the first window seen (the trailing day is full one day after it)
         self.pending: dict[float, dict[str, np.ndarray]] = {}  # window start -> its all-traffic counters (until labels mature)
-        self.pool: dict[str, Any] = {}  # matured windows pooled until every metric can be measured
+        self.pool: dict[str, Any] = {}  # metric -> matured windows pooled until its realised value can be measured
         self.gaps: dict[str, list[list[float]]] = {}  # metric -> [[window start, gap, z], ...] (last MATURED)
         self.last: dict[str, Any] = {}  # the last closed window's estimates (exporter, report, status page)
 
@@ -248,35 +244,36 @@ class PerformanceEstimates:
     # ------------------------------------------------------------------ maturity
     def matured(self, start: float, realised: Mapping[str, np.ndarray]) -> None:
         """The labels of the window starting at ``start`` matured (``realised``: the estimator's additive labelled
-        counts of its cohort): pool it with the windows before it until every metric rests on enough labels,
-        then measure each estimate's own error on the pool."""
+        counts of its cohort). Per metric, the window joins that metric's pool; once the pool's realised value
+        rests on enough labels (:data:`MIN_COUNTS`), it meets the pool's estimate: ``gap = realised - estimate``,
+        ``z`` = gap in stated errors, and ``z_stated`` = gap in the stated error as exported then (inflated)."""
         c = self.pending.pop(float(start), None)
         if c is None:
             return
-        p = self.pool
-        if p and float(start) - p["start"] > POOL_SPAN:
-            p = {}
-        if not p:
-            p = {"start": float(start), "est": {k: np.zeros_like(v) for k, v in c.items()},
-                 "real": {k: np.zeros_like(v) for k, v in realised.items()}}
-        for k, v in c.items():
-            p["est"][k] += v
-        for k, v in realised.items():
-            p["real"][k] += v
-        self.pool = p
-        if not self.est.enough(p["real"]):
-            return
-        self.pool = {}
-        e = self.est.estimate({k: v[None] for k, v in p["est"].items()})
-        n = float(e["n"][0])
-        for m, (value, n_lab) in self.est.realised_metrics(p["real"]).items():
-            est, se = float(e[m][0]), float(e[f"{m}_se"][0])
+        infl = self.inflation()
+        for m in self.est.metrics:
+            p = self.pool.get(m)
+            if not p or float(start) - p["start"] > POOL_SPAN:
+                p = self.pool[m] = {"start": float(start), "est": {k: np.zeros_like(v) for k, v in c.items()},
+                                    "real": {k: np.zeros_like(v) for k, v in realised.items()}}
+            for k, v in c.items():
+                p["est"][k] += v
+            for k, v in realised.items():
+                p["real"][k] += v
+            real = self.est.realised_metrics(p["real"]).get(m)
+            if real is None:
+                continue
+            del self.pool[m]
+            e = self.est.estimate({k: v[None] for k, v in p["est"].items()})
+            est, se, n = float(e[m][0]), float(e[f"{m}_se"][0]), float(e["n"][0])
+            value, n_lab = real
             # the realised value rests on the labelled share only: its sampling error is larger by sqrt(n / labelled)
             se_eff = se * math.sqrt(max(1.0, n / max(n_lab, 1.0)))
             if not (np.isfinite(est) and se_eff > 0):
                 continue
             g = self.gaps.setdefault(m, [])
-            g.append([float(start), float(value - est), float((value - est) / se_eff)])
+            z = (value - est) / se_eff
+            g.append([float(start), float(value - est), float(z), float(z / infl[m])])
             del g[:-MATURED]
 
     def errors(self) -> dict[str, dict[str, float]]:
@@ -285,8 +282,9 @@ class PerformanceEstimates:
         for m, g in self.gaps.items():
             if g:
                 z = np.array([x[2] for x in g])
+                zs = np.array([x[3] for x in g])
                 out[m] = {"window_start": g[-1][0], "gap": g[-1][1], "z": g[-1][2], "rms_z": float(np.sqrt(np.mean(z * z))),
-                          "windows": len(g)}
+                          "rms_z_stated": float(np.sqrt(np.mean(zs * zs))), "windows": len(g)}
         return out
 
     # ------------------------------------------------------------------ state (plain data)
@@ -296,7 +294,7 @@ class PerformanceEstimates:
                 "day": {k: np.stack([self.day[h][k] for h in hours]) if hours else np.zeros((0,)) for k in self.est.keys},
                 "pending": {"starts": list(self.pending), **{k: np.stack([d[k] for d in self.pending.values()]) if self.pending
                                                             else np.zeros((0,)) for k in self.est.keys}},
-                "pool": _pool_state(self.pool),
+                "pool": {m: {"start": p["start"], "est": dict(p["est"]), "real": dict(p["real"])} for m, p in self.pool.items()},
                 "gaps": {m: [list(x) for x in g] for m, g in self.gaps.items()}, "last": self.last}
 
     def load_state(self, st: Mapping[str, Any]) -> None:
@@ -325,7 +323,7 @@ class PerformanceEstimates:
         pool = self._load_pool(st.get("pool"), shapes)
         check(isinstance(st["gaps"], dict), "estimate gaps")
         gaps = {str(m): [[float(x) for x in r] for r in g][-MATURED:] for m, g in st["gaps"].items()}
-        check(all(len(r) == 3 for g in gaps.values() for r in g), "estimate gap entries")
+        check(all(len(r) == 4 for g in gaps.values() for r in g), "estimate gap entries")
         check(isinstance(st.get("last", {}), dict), "last estimates")
         self.day, self.pending, self.gaps, self.pool = day, pending, gaps, pool
         self.first, self.last = float(st["first"]), dict(st.get("last") or {})
@@ -333,13 +331,17 @@ class PerformanceEstimates:
     def _load_pool(self, st: Any, shapes: Mapping[str, tuple[int, ...]]) -> dict[str, Any]:
         if not st:
             return {}
-        check(isinstance(st, dict) and isinstance(st.get("est"), dict) and isinstance(st.get("real"), dict), "estimate pool")
-        for part, want in (("est", shapes), ("real", self.est.realised_shapes)):
-            check(set(st[part]) == set(want), f"estimate pool {part} arrays")
-            for k, shape in want.items():
-                check(isinstance(st[part][k], np.ndarray) and st[part][k].shape == tuple(shape), f"estimate pool {part} {k}")
-        return {"start": float(st["start"]), "est": {k: np.asarray(v, dtype=np.float64).copy() for k, v in st["est"].items()},
-                "real": {k: np.asarray(v, dtype=np.float64).copy() for k, v in st["real"].items()}}
+        check(isinstance(st, dict) and set(st) <= set(self.est.metrics), "estimate pools")
+        out = {}
+        for m, p in st.items():
+            check(isinstance(p, dict) and isinstance(p.get("est"), dict) and isinstance(p.get("real"), dict), "estimate pool")
+            for part, want in (("est", shapes), ("real", self.est.realised_shapes)):
+                check(set(p[part]) == set(want), f"estimate pool {part} arrays")
+                for k, shape in want.items():
+                    check(isinstance(p[part][k], np.ndarray) and p[part][k].shape == tuple(shape), f"estimate pool {part} {k}")
+            out[m] = {"start": float(p["start"]), "est": {k: np.asarray(v, dtype=np.float64).copy() for k, v in p["est"].items()},
+                      "real": {k: np.asarray(v, dtype=np.float64).copy() for k, v in p["real"].items()}}
+        return out
 
     def adopt(self, c: Counters | None) -> None:
         """Check a window's counters read from state (a checkpoint, another worker's partial) fit this estimator."""
@@ -374,10 +376,6 @@ class EstimateListener:
 
     def load_state(self, state: Any) -> None:
         pass
-
-
-def _pool_state(p: Mapping[str, Any]) -> dict[str, Any] | None:
-    return None if not p else {"start": p["start"], "est": dict(p["est"]), "real": dict(p["real"])}
 
 
 def _num(x: Any) -> float | None:
