@@ -138,11 +138,17 @@ class Reference:
     # the joint structure of the numeric features (detector.core.checks.multivariate.pca: fit_pca's plain
     # dict, standardised by hour of day when the data has a time column); {} = not fitted
     multivariate: dict[str, Any] = field(default_factory=dict)
-    # what the model's outputs and labels were in training, per task (detector.core.outcomes.tasks.reference:
-    # binary_reference's plain dict - calibration map, realised metrics - for estimates before labels);
-    # {} = no labelled scores (older references: no estimates)
+    # what the model predicts and the outcome facts of its task (detector.core.outcomes.tasks.reference:
+    # {"format": "skewwatch.task/1", "task": "binary" | "multiclass" | "regression", ...}; a binary classifier
+    # with labelled scores also gets the calibration map behind the estimates before labels); {} = a binary
+    # classifier profiled as before (references older than tasks read as binary, without estimates)
     task: dict[str, Any] = field(default_factory=dict)
     format: str = FORMAT
+
+    @property
+    def task_name(self) -> str:
+        """``binary``, ``multiclass`` or ``regression`` (binary when the reference predates tasks)."""
+        return str(self.task.get("task") or "binary")
 
     # ------------------------------------------------------------------ (de)serialisation
     def to_dict(self) -> dict[str, Any]:
