@@ -149,7 +149,7 @@ class ModelState:
         # joint structure of the numeric features (detector.core.checks.multivariate.window), when the reference has it
         self.joint = JointDrift(ref.multivariate, self.layout.numeric, settings.window) if ref.multivariate else None
         # performance estimated before labels (detector.core.outcomes.estimate.monitor), when the reference supports it
-        self.estimate = make_estimates(ref.task, settings.window)
+        self.estimate = make_estimates(ref.task, settings.window, layout=self.layout)
         self.arrow: Any = None  # its columnar reader (detector.core.inputs.arrowdecode), built with it
 
     # ---------------------------------------------------------------- candidates for value spikes

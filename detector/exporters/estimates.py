@@ -1,7 +1,10 @@
 """Prometheus families of performance estimated before labels (:mod:`detector.core.outcomes.estimate.monitor`).
 
-All values are ratios in [0, 1] (accuracy, precision, recall, ROC AUC), hence the ``_ratio`` suffix;
-``metric`` names the measure. Per model:
+Classifier metrics (accuracy, precision, recall, ROC AUC, macro-F1) are shares in [0, 1], hence the
+``_ratio`` suffix; a regression model's expected errors (MAE, RMSE) are in the target's units and
+use the same families with ``skewwatch_estimated_error`` for ``skewwatch_estimated_performance_ratio``
+(``skewwatch_estimated_error``, ``_stderr``, ``_trailing_day``, ``_reference``). ``metric`` names the
+measure. Per model:
 
 ``skewwatch_estimated_performance_ratio{model,slice,metric}``          last closed window, per slice
 ``skewwatch_estimated_performance_stderr_ratio{model,slice,metric}``   its stated error (inflated by matured gaps)
@@ -28,10 +31,12 @@ def add_estimates(fam: Any, model: str, pe: Any) -> None:
         return
     metrics = tuple(pe.est.metrics)
     lab = ("model", "slice", "metric")
-    val = fam.gauge("skewwatch_estimated_performance_ratio", "Performance expected from the scores before labels "
-                    "(calibrated on training's labelled rows), last closed window.", lab)
-    err = fam.gauge("skewwatch_estimated_performance_stderr_ratio", "Stated standard error of "
-                    "skewwatch_estimated_performance_ratio against the realised value.", lab)
+    ratio = bool(getattr(pe.est, "ratio", True))
+    name = {k: (f"skewwatch_estimated_performance_{k}ratio" if ratio else f"skewwatch_estimated_error{'_' + k[:-1] if k else ''}")
+            for k in ("", "stderr_", "trailing_day_", "reference_")}
+    what = "Performance expected from the scores" if ratio else "Error (target units) expected from the inputs and predictions"
+    val = fam.gauge(name[""], f"{what} before labels, last closed window.", lab)
+    err = fam.gauge(name["stderr_"], f"Stated standard error of {name['']} against the realised value.", lab)
     for skey, row in (last.get("slices") or {}).items():
         for m in metrics:
             if _finite(row.get(m)):
@@ -40,10 +45,10 @@ def add_estimates(fam: Any, model: str, pe: Any) -> None:
                 err.add_metric([model, slice_label(skey), m], float(row[f"{m}_se"]))
     day = last.get("day") or {}
     if day:
-        d = fam.gauge("skewwatch_estimated_performance_trailing_day_ratio", "Performance expected over the trailing "
-                      "day (what the estimated_* performance alert tests).", ("model", "metric"))
-        r = fam.gauge("skewwatch_estimated_performance_reference_ratio", "The same estimate on training's score mix "
-                      "under production's decision rule (the estimated_* alert's yardstick).", ("model", "metric"))
+        d = fam.gauge(name["trailing_day_"], f"{what} over the trailing day (what the estimated_* performance alert "
+                      "tests).", ("model", "metric"))
+        r = fam.gauge(name["reference_"], "The estimated_* alert's yardstick: training's value (binary: the same "
+                      "estimate on training's score mix under production's decision rule).", ("model", "metric"))
         for m in metrics:
             if _finite(day.get(m)):
                 d.add_metric([model, m], float(day[m]))

@@ -32,6 +32,7 @@ def estimates_html(engine: Any, model: str, incidents: Sequence[dict[str, Any]])
     if not last:
         return '<p class="muted">no window closed yet</p>'
     metrics = tuple(pe.est.metrics)
+    fmt = fmt_pct if getattr(pe.est, "ratio", True) else fmt_num  # shares, or errors in the target's units
     allt = (last.get("slices") or {}).get("") or {}
     day = last.get("day") or {}
     ref = day.get("reference") or {}
@@ -39,9 +40,9 @@ def estimates_html(engine: Any, model: str, incidents: Sequence[dict[str, Any]])
     rows = []
     for m in metrics:
         e = errors.get(m) or {}
-        rows.append(f"<tr><td>{esc(m)}</td><td class=\"num\">{fmt_pct(allt.get(m))} ± {fmt_pct(allt.get(f'{m}_se'))}</td>"
-                    f"<td class=\"num\">{fmt_pct(day.get(m))}</td><td class=\"num\">{fmt_pct(ref.get(m))}</td>"
-                    f"<td class=\"num\">{fmt_pct(e.get('gap'), 2)}</td><td class=\"num\">{fmt_num(e.get('rms_z'))}"
+        rows.append(f"<tr><td>{esc(m)}</td><td class=\"num\">{fmt(allt.get(m))} ± {fmt(allt.get(f'{m}_se'))}</td>"
+                    f"<td class=\"num\">{fmt(day.get(m))}</td><td class=\"num\">{fmt(ref.get(m))}</td>"
+                    f"<td class=\"num\">{fmt(e.get('gap'))}</td><td class=\"num\">{fmt_num(e.get('rms_z'))}"
                     f"{' (' + str(e['windows']) + ' windows)' if e.get('windows') else ''}</td></tr>")
     head = (f'<p class="muted">expected from the scores through training\'s calibration map, before any label; '
             f"{'trailing day tested' if day else 'the trailing day is tested once a full day has been seen'}. "
@@ -56,14 +57,14 @@ def estimates_html(engine: Any, model: str, incidents: Sequence[dict[str, Any]])
                      f"<td class=\"num\">{fmt_num(r['alert'].get('value'))}</td><td>{esc(r['alert'].get('cause', ''))}</td>"
                      f"<td>{'open' if r['open'] else 'resolved'}</td></tr>" for r in incs)
         table += ('<table class="small" data-estimates="incidents"><tr><th>from</th><th>statistic</th>'
-                  '<th class="num">drop</th><th>cause</th><th>state</th></tr>' + ir + "</table>")
+                  '<th class="num">value</th><th>cause</th><th>state</th></tr>' + ir + "</table>")
     else:
         table += "<p>no estimated performance drop</p>"
     sl = sorted(((k, v) for k, v in (last.get("slices") or {}).items() if k), key=lambda kv: -(kv[1].get("predictions") or 0))
     if sl:
         cells = "".join(f'<th class="num">{esc(m)}</th>' for m in metrics)
         body = "".join(f"<tr><td>{esc(k)}</td><td class=\"num\">{fmt_num(v.get('predictions'))}</td>"
-                       + "".join(f'<td class="num">{fmt_pct(v.get(m))}</td>' for m in metrics) + "</tr>"
+                       + "".join(f'<td class="num">{fmt(v.get(m))}</td>' for m in metrics) + "</tr>"
                        for k, v in sl[:MAX_SLICES])
         table += (f'<table class="small" data-estimates="slices"><tr><th>slice (last window)</th><th class="num">predictions'
                   f"</th>{cells}</tr>{body}</table>")
@@ -78,10 +79,11 @@ def estimates_line(ms: Any) -> str | None:
     if not allt:
         return None
     day = last.get("day") or {}
-    parts = [f"{m} {fmt_pct(allt.get(m))} ± {fmt_pct(allt.get(f'{m}_se'))}" for m in pe.est.metrics]
+    fmt = fmt_pct if getattr(pe.est, "ratio", True) else fmt_num
+    parts = [f"{m} {fmt(allt.get(m))} ± {fmt(allt.get(f'{m}_se'))}" for m in pe.est.metrics]
     text = "expected before labels (last window): " + ", ".join(parts)
     if day:
         ref = day.get("reference") or {}
-        text += "; trailing day vs training: " + ", ".join(f"{m} {fmt_pct(day.get(m))} vs {fmt_pct(ref.get(m))}"
+        text += "; trailing day vs training: " + ", ".join(f"{m} {fmt(day.get(m))} vs {fmt(ref.get(m))}"
                                                             for m in pe.est.metrics)
     return esc(text)

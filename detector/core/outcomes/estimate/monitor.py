@@ -51,6 +51,7 @@ from detector.core.checks.window import Result
 from detector.core.outcomes.cohort import N_HIST, fold
 from detector.core.outcomes.estimate.calibration import score_bin
 from detector.core.outcomes.estimate.cbpe import EstimateThresholds, binary_estimates, estimate_checks
+from detector.core.outcomes.estimate.plugins import MulticlassEstimator, RegressionEstimator
 from detector.core.outcomes.estimate.stated_error import inflation
 from detector.core.outcomes.tasks.base import Counters
 from detector.core.state.codec import StateError, check
@@ -80,6 +81,7 @@ class BinaryEstimator:
     """CBPE for a binary classifier: expected accuracy, precision, recall and ROC AUC from calibrated scores."""
 
     task = "binary"
+    ratio = True  # every metric is a share in [0, 1]
     metrics = ("accuracy", "precision", "recall", "auc")
     source = "estimated on its score mix at production's decisions"
     keys = ("phist",)
@@ -148,18 +150,24 @@ class BinaryEstimator:
         return {m: (v, n) for m, (k, v) in base.items() if k >= MIN_COUNTS[m] and v == v}
 
 #: task name -> estimator class; a task plugs in with counters / fold / estimate / reference / realised
-ESTIMATORS: dict[str, Any] = {"binary": BinaryEstimator}
+ESTIMATORS: dict[str, Any] = {"binary": BinaryEstimator, "multiclass": MulticlassEstimator, "regression": RegressionEstimator}
 
 
 def make_estimates(task_ref: Mapping[str, Any] | None, window: float, default_threshold: float = 0.5,
-                   thresholds: EstimateThresholds | None = None) -> PerformanceEstimates | None:
-    """The estimates of a model whose reference can support them, else None (no calibration: no estimates)."""
+                   thresholds: EstimateThresholds | None = None, layout: Any = None) -> PerformanceEstimates | None:
+    """The estimates of a model whose reference can support them, else None (no calibration map or
+    expected-error model in the reference: no estimates). ``layout``: the model's feature layout (the
+    regression estimator reads its inputs by name)."""
     if not task_ref:
         return None
     cls = ESTIMATORS.get(str(task_ref.get("task")))
     if cls is None or (cls is BinaryEstimator and not task_ref.get("calibration")):
         return None
-    return PerformanceEstimates(cls(task_ref, default_threshold), window, thresholds)
+    try:
+        est = cls(task_ref, default_threshold, layout) if cls is not BinaryEstimator else cls(task_ref, default_threshold)
+    except ValueError:  # the reference lacks what this task's estimator needs (class scores, inputs)
+        return None
+    return PerformanceEstimates(est, window, thresholds)
 
 
 class PerformanceEstimates:
@@ -209,7 +217,7 @@ class PerformanceEstimates:
             for m in self.est.metrics:
                 per[key][m] = _num(e[m][i])
                 per[key][f"{m}_se"] = _num(e[f"{m}_se"][i] * infl[m])
-        if real.size and real[0] == 0 and e["n"][0] > 0:
+        if real.size and real[0] == 0 and e["n"][0] > 0 and self.est.realised_shapes:  # its labels will meet it
             self.pending[float(start)] = {k: c[k][0].copy() for k in self.est.keys}
             while len(self.pending) > PENDING:
                 del self.pending[next(iter(self.pending))]
