@@ -61,6 +61,7 @@ from detector.core.outcomes.cohort import (
     ece,
     fold,
 )
+from detector.core.outcomes.estimate.monitor import decided
 from detector.core.outcomes.labels import N_DELAY, LabelJoin, Matches, delay_bins, hist_quantile
 from detector.core.outcomes.maturity import LabelAge
 from detector.core.outcomes.parity import ParityMonitor
@@ -175,9 +176,7 @@ class OutcomeMonitor:
         if row_codes is None:
             row_codes = [v.codes(b.slices.get(d, [None] * b.n)) for d, v in zip(lay.dims, lay.vocabs, strict=True)]
         codes = np.stack(row_codes, axis=1) if row_codes else np.zeros((b.n, 0), dtype=np.int64)
-        pred = np.where(~np.isnan(b.acted), b.acted,
-                        np.where(~np.isnan(b.threshold), b.score >= b.threshold, b.score >= self.settings.default_threshold))
-        pred = np.where(np.isnan(b.acted) & np.isnan(b.score), -1, pred).astype(np.int8)
+        pred = decided(b.score, b.acted, b.threshold, self.settings.default_threshold)  # the estimates' rule too
         aux = None if b.baseline is None else np.where(np.isnan(b.baseline), -1, b.baseline).astype(np.int8)
         stored, matches = self.join.add_predictions(m.idx, b.ids, b.ts, b.score, pred, codes.astype(np.int16), aux)
         for lis in self.listeners:
