@@ -425,10 +425,32 @@ def outcomes() -> dict[str, Any]:
         ts("Outcome incidents firing", "Firing incidents of the outcome kinds (calibration, performance, label "
            "drift, concept drift, label delay).", "short",
            target(f'sum(skewwatch_alerts_firing{{{M}, kind=~"{OUTCOME_KINDS}"}}) or vector(0)', "incidents")),
+        row("Performance estimated before labels"),
+        ts("Estimated performance (before labels)", "Accuracy, precision, recall and ROC AUC expected from the scores "
+           "of the last closed window, per slice: each score is read through training's calibration map (CBPE). "
+           "Valid while a score still means what it meant in training; compare with the realised panels above once "
+           "labels mature.", "percentunit",
+           target(f"skewwatch_estimated_performance_ratio{{{MS}}}", "{{metric}} [{{slice}}]"), defaults=ratio_max1()),
+        ts("Trailing day: estimated vs training", "What the estimated_* performance alert tests: the expectation over "
+           "the trailing day (a full daily cycle) against the same estimate on training's score mix at production's "
+           "decisions (dashed).", "percentunit",
+           target(f"skewwatch_estimated_performance_trailing_day_ratio{{{M}}}", "{{metric}} trailing day", "A"),
+           target(f"skewwatch_estimated_performance_reference_ratio{{{M}}}", "{{metric}} training", "B"),
+           defaults=ratio_max1(), overrides=threshold_style(".*training.*")),
+        ts("Estimate's own error (labels matured)", "Realised minus estimated, for the last window whose labels "
+           "matured, and the RMS of that gap in stated errors over recent windows (about 1 when the stated error is "
+           "honest; above 1 the stated error is widened). A gap that grows while inputs are stable is the score no "
+           "longer meaning the same risk: concept drift, which an estimate cannot see by itself.", "none",
+           target(f"skewwatch_estimate_error_ratio{{{M}}}", "realised - estimated {{metric}}", "A"),
+           target(f"skewwatch_estimate_error_zscore_rms{{{M}}}", "RMS z {{metric}}", "B")),
+        ts("Stated error of the estimates", "Standard error stated with each estimate of the last closed window "
+           "(sampling, calibration map, hour-of-day misfit, widened by matured gaps).", "percentunit",
+           target(f"skewwatch_estimated_performance_stderr_ratio{{{MS}}}", "{{metric}} [{{slice}}]")),
     ]
     return dashboard("skewwatch-outcomes", "skewwatch / Outcomes: calibration, performance, labels",
                      "Matured-label metrics per slice: calibration, ranking, decisions at the threshold, base rate, "
-                     "and how labels arrive (delay, coverage, join results).", panels, variables("model", "slice"))
+                     "and how labels arrive (delay, coverage, join results); performance estimated from the scores "
+                     "before labels, and the estimate's own error once they mature.", panels, variables("model", "slice"))
 
 
 def pipeline() -> dict[str, Any]:

@@ -181,11 +181,17 @@ class Engine(Ingest):
                 idx = np.flatnonzero(starts == s)
                 bs, codes = b.take(idx), [c[idx] for c in row_codes_all]
             w.add_batch(lay, bs, codes, ms.cands)
+            if ms.joint is None and ms.estimate is None:
+                continue
+            rows = np.stack([c + lay.row_offset(d) for d, c in enumerate(codes)], axis=1) if codes else None
             if ms.joint is not None:
                 if w.mv is None:
                     w.mv = ms.joint.counters(lay.n_rows)
-                rows = np.stack([c + lay.row_offset(d) for d, c in enumerate(codes)], axis=1) if codes else None
                 ms.joint.fold(w.mv, bs.num, bs.ts, rows)
+            if ms.estimate is not None:  # performance estimated before labels (detector.core.outcomes.estimate.monitor)
+                if w.est is None:
+                    w.est = ms.estimate.counters(lay.n_rows)
+                ms.estimate.fold(w.est, bs, rows)
         if self.outcomes is not None:
             self.outcomes.on_predictions(ms, b, row_codes_all)
         return errors
@@ -255,6 +261,8 @@ class Engine(Ingest):
             check_window_fits(w, p.dims, ms.layout, p.cands, ms.cands)
             if ms.joint is not None:
                 ms.joint.adopt(w)
+            if ms.estimate is not None:
+                ms.estimate.adopt(w.est)
         except StateError as exc:
             raise EngineError(str(exc)) from exc
         rowmap = row_map_values(p.dims, p.vocab_values, ms.layout)

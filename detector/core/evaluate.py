@@ -21,7 +21,7 @@ from detector.core.checks.multivariate.window import hold_explained
 from detector.core.checks.remix import add_variants, collapse, hold_mixed
 from detector.core.checks.seasonal import seasonal_checks
 from detector.core.checks.window import build_view, run_checks
-from detector.core.decisions.alerts import OUTCOME_KINDS, Alert, AlertManager, slice_key
+from detector.core.decisions.alerts import OUTCOME_KINDS, Alert, AlertManager, incident_kind, slice_key
 from detector.core.decisions.select import SPECIFIC, Finding, dedup, hold_generic, select_findings
 from detector.core.decisions.triage import PIPELINE_KINDS
 from detector.core.inputs.layout import Layout
@@ -50,6 +50,8 @@ def close_window(ms: ModelState, w: WindowCounts, st: DetectorSettings, manager:
     results, v = collapse(results, v)
     if ms.joint is not None:  # joint structure of the numeric features, same pseudo-rows, same BH
         results.extend(ms.joint.results(w.mv, w.start, v.rows, v.comp))
+    if ms.estimate is not None:  # performance expected from the scores, before labels: same pseudo-rows, same BH
+        results.extend(ms.estimate.results(w.est, w.start, w.end, v.rows, v.comp, lambda r: slice_key(lay.row_label(int(r)))))
     suppressed: list[Finding] = []
     findings = select_findings(results, v, st.fdr_q, suppressed)
     findings.extend(change_points(ms, w, v, st))
@@ -84,7 +86,7 @@ def close_window(ms: ModelState, w: WindowCounts, st: DetectorSettings, manager:
         if f.feature in ms.codes:
             f.evidence = {**f.evidence, "reconciled": NOTE}
     pairs = [(f, lay.row_label(f.row)) for f in findings]
-    hold = {(ms.name, f.kind, f.feature or "", slice_key(lay.row_label(f.row))) for f in suppressed}
+    hold = {(ms.name, incident_kind(f.kind, f.statistic), f.feature or "", slice_key(lay.row_label(f.row))) for f in suppressed}
     alerts = manager.update(ms.name, window, pairs, evaluated, ctx, hold=hold)
     for a in alerts:
         if a.state == "firing":

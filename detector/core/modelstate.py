@@ -21,6 +21,7 @@ from detector.core.inputs.layout import Layout
 from detector.core.inputs.seasonal import SeasonalBaseline
 from detector.core.inputs.served import ServedTotals
 from detector.core.inputs.window import N_CAND, WindowCounts
+from detector.core.outcomes.estimate.monitor import make_estimates
 from detector.core.reference.profile import Reference, value_share
 from detector.core.reference.reconcile import reconciled
 from detector.core.settings import DetectorSettings
@@ -114,6 +115,8 @@ class ModelState:
         self.typed: TypedDecoder | None = None  # built when this model's events dominate a batch
         # joint structure of the numeric features (detector.core.checks.multivariate.window), when the reference has it
         self.joint = JointDrift(ref.multivariate, self.layout.numeric, settings.window) if ref.multivariate else None
+        # performance estimated before labels (detector.core.outcomes.estimate.monitor), when the reference supports it
+        self.estimate = make_estimates(ref.task, settings.window, layout=self.layout)
         self.arrow: Any = None  # its columnar reader (detector.core.inputs.arrowdecode), built with it
 
     # ---------------------------------------------------------------- candidates for value spikes

@@ -56,6 +56,7 @@ from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
 from detector import __version__
+from detector.exporters.estimates import add_estimates
 from detector.exporters.families import (  # noqa: F401 - ALL, bounded, ... are this module's API too
     _ARRAYS,
     _JOIN,
@@ -254,6 +255,7 @@ class SkewwatchCollector(Collector):
             fv.add_metric(list(key), v)
         for key, v in fthrs.items():
             ft.add_metric(list(key), v)
+        add_estimates(fam, name, getattr(evaluated, "estimate", None))  # performance before labels
 
     # ------------------------------------------------------------------ the open window (live view)
     def _live_window(self, fam: _Families, name: str, ms: Any) -> None:

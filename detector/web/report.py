@@ -42,6 +42,7 @@ from detector.web.gates import (
     evaluate_gates,
     verdict_of,
 )
+from detector.web.report_estimates import estimates_html
 from detector.web.report_joint import joint_html
 from detector.web.status import (
     ACTION_TEXT,
@@ -549,6 +550,8 @@ def render_report(engine: Any, *, alerts: Sequence[dict[str, Any]] | None = None
                     f"</h2>{joint_html(engine, name, incs)}</section>")
         body.append(f'<section id="outcomes-{esc(name)}" data-section="outcomes"><h2>outcomes and calibration</h2>'
                     f"{_outcomes_html(engine, name, ref)}</section>")
+        body.append(f'<section id="estimates-{esc(name)}" data-section="estimates"><h2>performance before labels '
+                    f"(estimated from the scores)</h2>{estimates_html(engine, name, incs)}</section>")
         body.append(f'<section id="slices-{esc(name)}" data-section="slices"><h2>top slices by contribution to the '
                     f"performance loss</h2>{_slices_html(engine, name)}</section>")
         body.append(_audit_html(ref))

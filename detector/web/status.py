@@ -442,7 +442,11 @@ def _model_summary(engine: Any, name: str, ms: Any) -> str:
     if versions:
         top = sorted(versions.items(), key=lambda kv: -kv[1])[:3]
         parts.append("model versions: " + ", ".join(f"<code>{esc(v)}</code> ({n:,})" for v, n in top))
-    return '<p class="small muted">' + "; ".join(parts) + "</p>"
+    from detector.web.report_estimates import estimates_line  # performance expected before labels
+
+    est = estimates_line(ms)
+    return '<p class="small muted">' + "; ".join(parts) + "</p>" + (f'<p class="small" data-estimates="status">{est}</p>'
+                                                                      if est else "")
 
 
 # --------------------------------------------------------------------------- the page

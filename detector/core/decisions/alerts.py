@@ -1,12 +1,20 @@
 """Incidents: findings become one ``firing`` alert per incident and one ``resolved`` when it ends.
 
-Hysteresis per alert key (model, kind, feature, slice): a warning must breach in
+Hysteresis per alert key (model, incident kind, feature, slice): a warning must breach in
 ``fire_after`` consecutive evaluated windows (critical: ``fire_after_critical``) before it
 fires, and an open incident resolves only after ``resolve_after`` consecutive windows in which
 the key was *evaluated* and clean (a quiet night with too few events is not evidence of
 recovery). Alert ids are derived from the key and the incident's first breaching window, so a
 replay and the live sidecar emit the same ids, and a restored worker does not re-fire an
 incident that is already open.
+
+The incident kind is the alert's ``kind`` except for performance *estimated* before labels
+(statistics ``estimated_*``): ``performance:estimated`` (:func:`incident_kind`). The estimate is judged
+at window close from the scores, the realised performance days later from matured labels; under one
+key a clean matured cohort (traffic from days ago) would resolve a live estimated incident, and an
+open estimated incident would swallow the realised one when the labels confirm it (an update of the
+open incident instead of an alert of its own). Two keys keep two incidents; the alert's ``kind``
+stays ``performance`` for both (the contract), its ``statistic`` and ``alert_id`` tell them apart.
 """
 
 from __future__ import annotations
@@ -22,12 +30,25 @@ from detector.core.inputs.timeparse import format_ts
 from detector.core.settings import DetectorSettings
 from detector.core.stats.effects import rnd
 
-__all__ = ["Alert", "AlertManager", "OUTCOME_KINDS", "PARITY_KINDS", "INPUT_SCOPE", "ALL_KINDS", "slice_key"]
+__all__ = ["Alert", "AlertManager", "OUTCOME_KINDS", "PARITY_KINDS", "INPUT_SCOPE", "ALL_KINDS", "slice_key",
+           "ESTIMATED_PERFORMANCE", "incident_kind"]
 
 Key = tuple[str, str, str, str]
 
 # the kinds and their families live in detector.core.decisions.kinds; re-exported for the alert manager's callers
-INPUT_SCOPE = INPUT_KINDS  # model, kind, feature, slice "dim=value" ("" = all traffic)
+#: the incident kind of a performance finding estimated before labels (see the module docstring)
+ESTIMATED_PERFORMANCE = "performance:estimated"
+#: what a window close speaks for: the input kinds and performance estimated from the window's scores
+INPUT_SCOPE = INPUT_KINDS | {ESTIMATED_PERFORMANCE}  # model, kind, feature, slice "dim=value" ("" = all traffic)
+
+
+def incident_kind(kind: str, statistic: str) -> str:
+    """The kind part of an alert key: ``performance:estimated`` for ``estimated_*`` statistics, else ``kind``.
+
+    >>> incident_kind("performance", "estimated_precision_drop"), incident_kind("performance", "precision_drop")
+    ('performance:estimated', 'performance')
+    """
+    return ESTIMATED_PERFORMANCE if kind == "performance" and statistic.startswith("estimated_") else kind
 
 
 @dataclass
@@ -64,7 +85,7 @@ class Alert:
     @property
     def key(self) -> str:
         s = ",".join(f"{k}={v}" for k, v in sorted(self.slice.items()))
-        return f"{self.model}/{self.kind}/{self.feature or '-'}/{s or '-'}"
+        return f"{self.model}/{incident_kind(self.kind, self.statistic)}/{self.feature or '-'}/{s or '-'}"
 
 
 def _plain(o: Any) -> Any:
@@ -125,7 +146,7 @@ class AlertManager:
         at = end if ts is None else ts  # when the alert is raised (event time)
         win = {k: v for k, v in window.items() if not k.startswith("_")}
         for f, sl in findings:
-            key: Key = (model, f.kind, f.feature or "", slice_key(sl))
+            key: Key = (model, incident_kind(f.kind, f.statistic), f.feature or "", slice_key(sl))
             seen.add(key)
             s = self.state.setdefault(key, _State())
             s.clean = 0
@@ -166,7 +187,7 @@ class AlertManager:
             s.clean += 1
             if s.clean >= st.resolve_after:
                 last = s.last
-                a = Alert(s.alert_id, at, "resolved", model, last.get("model_version"), key[1], key[2] or None,
+                a = Alert(s.alert_id, at, "resolved", model, last.get("model_version"), last.get("kind") or key[1], key[2] or None,
                           last.get("slice", {}), last.get("statistic", ""), float("nan"), last.get("threshold") or float("nan"),
                           last.get("severity", "warning"), win, last.get("cause", ""), last.get("action", ""),
                           {"last_value": last.get("value"), "fired_at": last.get("ts")},

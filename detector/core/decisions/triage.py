@@ -7,6 +7,9 @@ The rules follow the decision framework of the domain brief:
 - inputs moved -> **covariate drift** -> ``fix_data`` (refresh training data);
 - the outcome base rate moved -> **label drift** -> ``fix_model`` (recalibrate / retrain);
 - neither moved but performance or calibration fell -> **concept drift** -> ``fix_model``;
+- performance *estimated* from the scores fell (``estimated_*``, before labels) -> the upstream cause
+  when one is open, else **covariate drift** (the estimate assumes the score still means what it
+  meant in training, so it cannot see concept drift) -> ``fix_data``;
 - thresholds, decision rates, calibration and capacity -> **decision policy** -> ``fix_system``;
 - fallbacks and latency -> **serving health** -> ``fix_system``;
 - label delay and corrections -> **label quality** -> ``fix_data``.
@@ -77,6 +80,10 @@ def triage(finding: Any, context: dict[str, Any]) -> tuple[str, str]:
             return up  # outcomes moved because what the model was fed (or scored) moved
     if kind == "calibration" and context.get("inputs_stable") and context.get("label_rate_stable"):
         return "concept_drift", "fix_model"
+    if kind == "performance" and finding.statistic.startswith("estimated_"):
+        # estimated from the scores with the training calibration, so by construction not a change of the
+        # score-outcome relationship: the scores moved to where the model is less sure or less right
+        return _upstream(kinds) or ("covariate_drift", "fix_data")
     if kind == "performance":
         up = _upstream(kinds)
         if up is not None:

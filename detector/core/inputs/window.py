@@ -65,6 +65,8 @@ class WindowCounts:
     max_ts: float = float("-inf")
     # multivariate drift sums per slice row (detector.core.checks.multivariate.window), None = not watched
     mv: Counters | None = None
+    # performance-estimate counters per slice row (detector.core.outcomes.estimate.monitor), None = not estimated
+    est: Counters | None = None
 
     def __post_init__(self) -> None:
         r, nn = self.rows, self.n_num
@@ -259,6 +261,11 @@ class WindowCounts:
                 self.mv = other.mv.copy()
             else:
                 self.mv.merge(other.mv)
+        if other.est is not None:
+            if self.est is None:
+                self.est = other.est.copy()
+            else:
+                self.est.merge(other.est)
         self.late += other.late
         self.max_ts = max(self.max_ts, other.max_ts)
 
@@ -272,7 +279,8 @@ class WindowCounts:
         st.update(start=self.start, end=self.end, unseen=[dict(d) for d in self.unseen], unexpected=dict(self.unexpected),
                   thresholds=pairs(self.thresholds), versions=dict(self.versions), decisions=dict(self.decisions),
                   reasons={k: dict(d) for k, d in self.reasons.items()}, late=self.late, max_ts=self.max_ts,
-                  mv=None if self.mv is None else {"err": self.mv["err"], "res": self.mv["res"]})
+                  mv=None if self.mv is None else {"err": self.mv["err"], "res": self.mv["res"]},
+                  est=None if self.est is None else dict(self.est.arrays))
         return st
 
     @classmethod
@@ -289,6 +297,7 @@ class WindowCounts:
         w.reasons = {str(k): _counts(d) for k, d in st["reasons"].items()}
         w.late, w.max_ts = int(st["late"]), float(st["max_ts"])
         w.mv = mv_from_state(st.get("mv"), w.rows)
+        w.est = est_from_state(st.get("est"), w.rows)
         return w
 
 
@@ -333,3 +342,17 @@ def mv_from_state(st: Any, rows: int) -> Counters | None:
     check(err.shape == (rows, 3) and res.ndim == 2 and res.shape[0] == rows and 2 <= res.shape[1] <= 1000,
           f"window multivariate sums of shapes {err.shape} / {res.shape} for {rows} slice rows")
     return Counters("multivariate", {"err": err.astype(np.float64), "res": res.astype(np.float64)})
+
+
+def est_from_state(st: Any, rows: int) -> Counters | None:
+    """The performance-estimate counters of a window state (``None``: not estimated), checked against ``rows``
+    slice rows; the estimator checks the rest of their shape (``PerformanceEstimates.adopt``)."""
+    if st is None:
+        return None
+    from detector.core.outcomes.tasks.base import Counters
+
+    check(isinstance(st, dict) and 0 < len(st) <= 8, "window estimate counters")
+    for k, a in st.items():
+        check(isinstance(k, str) and isinstance(a, np.ndarray) and a.ndim in (2, 3) and a.shape[0] == rows
+              and a.size <= rows * 4096, f"window estimate counters {k!r} for {rows} slice rows")
+    return Counters("estimate", {k: a.astype(np.float64) for k, a in st.items()})

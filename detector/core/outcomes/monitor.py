@@ -58,6 +58,7 @@ from detector.core.outcomes.cohort import (
 )
 from detector.core.outcomes.cohort_stats import binary_stats, feed_river, plain_float, slice_key
 from detector.core.outcomes.delay_checks import DELAY_STATS
+from detector.core.outcomes.estimate.monitor import decided
 from detector.core.outcomes.explain import PRIORITY, explain
 from detector.core.outcomes.explain import incomplete as explain_incomplete
 from detector.core.outcomes.labels import N_DELAY, LabelJoin, Matches, delay_bins
@@ -134,9 +135,7 @@ class OutcomeMonitor:
         codes = np.stack(row_codes, axis=1) if row_codes else np.zeros((b.n, 0), dtype=np.int64)
         pc = feats = None
         if m.binary:
-            pred = np.where(~np.isnan(b.acted), b.acted,
-                            np.where(~np.isnan(b.threshold), b.score >= b.threshold, b.score >= self.settings.default_threshold))
-            pred = np.where(np.isnan(b.acted) & np.isnan(b.score), -1, pred).astype(np.int8)
+            pred = decided(b.score, b.acted, b.threshold, self.settings.default_threshold)  # the estimates' rule too
             score = b.score
         else:  # the task reads its outputs: regression the prediction, multiclass the class (+ confidence)
             pc, feats = task_columns(m.task, m.layout, b)
@@ -531,6 +530,7 @@ def attach_outcomes(engine: Any, cfg: Any = None, settings: OutcomeSettings | No
     from detector.core.checks.adoption import RulesBaseline
     from detector.core.outcomes.contribution import SliceContribution
     from detector.core.outcomes.counterexamples import CounterexampleLibrary
+    from detector.core.outcomes.estimate.monitor import EstimateListener
 
-    mon.listeners.extend([RulesBaseline(mon), CounterexampleLibrary(mon), SliceContribution(mon)])
+    mon.listeners.extend([RulesBaseline(mon), CounterexampleLibrary(mon), SliceContribution(mon), EstimateListener(mon)])
     return mon

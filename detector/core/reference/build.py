@@ -172,6 +172,7 @@ def build_reference(
         ref.score = _numeric(score, qs)
     if score is not None and label is not None:
         ref.outcome = _score_fit(score, label)
+        ref.task = _binary_task(score, label, _times(cols[time_column]) if time_column is not None else None)
     for dim in slice_columns:
         ref.slices[dim] = _slices(cols[dim], feats, label, score, qs, top_k_categories, ref)
     if time_column is not None:
@@ -499,6 +500,17 @@ def _score_fit(score: np.ndarray, label: np.ndarray) -> dict[str, float]:
     out = {"auc": float(auc), "slope": float(slope), "slope_se": float(se), "positives": int(y.sum()),
            "negatives": int((1 - y).sum())}
     return {k: v for k, v in out.items() if v == v}
+
+
+def _binary_task(score: np.ndarray, label: np.ndarray, ts: np.ndarray | None) -> dict[str, Any]:
+    """The binary task's reference (calibration map, realised metrics, hour-of-day systematic error) for
+    performance estimated before labels (detector.core.outcomes.estimate); {} when scores leave [0, 1]."""
+    from detector.core.outcomes.tasks.reference import TaskReferenceError, binary_reference
+
+    try:
+        return binary_reference(label, score, ts=ts)
+    except TaskReferenceError:  # not a probability: no estimates (the score checks still run)
+        return {}
 
 
 def _code_like(v: np.ndarray) -> bool:

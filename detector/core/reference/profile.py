@@ -139,8 +139,9 @@ class Reference:
     # dict, standardised by hour of day when the data has a time column); {} = not fitted
     multivariate: dict[str, Any] = field(default_factory=dict)
     # what the model predicts and the outcome facts of its task (detector.core.outcomes.tasks.reference:
-    # {"format": "skewwatch.task/1", "task": "binary" | "multiclass" | "regression", ...}); {} = a binary
-    # classifier profiled as before (references older than tasks read as binary)
+    # {"format": "skewwatch.task/1", "task": "binary" | "multiclass" | "regression", ...}; a binary classifier
+    # with labelled scores also gets the calibration map behind the estimates before labels); {} = a binary
+    # classifier profiled as before (references older than tasks read as binary, without estimates)
     task: dict[str, Any] = field(default_factory=dict)
     format: str = FORMAT
 

@@ -20,7 +20,14 @@ import numpy as np
 
 from detector.core.errors import EngineError
 from detector.core.inputs.layout import Layout
-from detector.core.inputs.window import _STATE_ARRAYS, N_CAND, RATE, WindowCounts, mv_from_state
+from detector.core.inputs.window import (
+    _STATE_ARRAYS,
+    N_CAND,
+    RATE,
+    WindowCounts,
+    est_from_state,
+    mv_from_state,
+)
 from detector.core.state.codec import StateError, check
 
 __all__ = ["Partial", "row_map_values", "row_map", "remap", "remap_candidates", "partial_events", "window_from_state",
@@ -107,6 +114,7 @@ def window_from_state(st: Any) -> WindowCounts:
     w.reasons = {str(k): {str(a): int(b) for a, b in d.items()} for k, d in st["reasons"].items()}
     w.late, w.max_ts = int(st["late"]), float(st["max_ts"])
     w.mv = mv_from_state(st.get("mv"), rows)
+    w.est = est_from_state(st.get("est"), rows)
     return w
 
 
@@ -205,4 +213,8 @@ def remap(w: WindowCounts, rowmap: np.ndarray, lay: Layout) -> WindowCounts:
         from detector.core.checks.multivariate.window import remap_counters
 
         out.mv = remap_counters(w.mv, rowmap, lay.n_rows)
+    if w.est is not None:
+        from detector.core.checks.multivariate.window import remap_counters
+
+        out.est = remap_counters(w.est, rowmap, lay.n_rows)
     return out

@@ -47,6 +47,7 @@ def engine_state(eng: Any, served: bool = True) -> dict[str, Any]:
             "codes": {k: dict(v) for k, v in ms.codes.items()}, "cand_since": ms.cand_since, "day": ms.day.to_state(),
             "clock_shifts": dict(ms.clock_shifts),
             "joint": ms.joint.to_state() if ms.joint is not None else None,  # multivariate drift history
+            "estimate": ms.estimate.to_state() if ms.estimate is not None else None,  # estimates before labels
         }
         if served:
             models[name]["served"] = ms.served.to_state()
@@ -103,6 +104,10 @@ def _load(eng: Any, st: Any) -> None:
                 ms.joint.adopt(w)
             else:
                 w.mv = None
+            if ms.estimate is not None:
+                ms.estimate.adopt(w.est)
+            else:
+                w.est = None
             ms.windows[w.start] = w
         ms.seasonal.load_state(m["seasonal"])
         load_arrays(ms, m, ("cands", "cand_ref", "cand_since", "shift_active"), f"model {name!r}")
@@ -126,6 +131,8 @@ def _load(eng: Any, st: Any) -> None:
             ms.served.load_state(m["served"])
         if ms.joint is not None and m.get("joint") is not None:  # else: a reference without it, or an older state
             ms.joint.load_state(m["joint"], ms.layout.n_rows)
+        if ms.estimate is not None and m.get("estimate") is not None:  # else: a reference without it, or an older state
+            ms.estimate.load_state(m["estimate"])
         models[name] = ms
     check(isinstance(st["alerts"], list), "alert state")
     rows = st["alerts"]

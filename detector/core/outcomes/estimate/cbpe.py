@@ -157,12 +157,13 @@ def _ref_se(metric: str, ref: Mapping[str, Any]) -> float:
 
 
 def estimate_checks(est: Mapping[str, np.ndarray], ref: Mapping[str, Any], th: EstimateThresholds, comp: np.ndarray,
-                    span: str = "trailing day") -> list[Result]:
+                    span: str = "trailing day", source: str = "training (realised)") -> list[Result]:
     """``performance`` results with statistics ``estimated_<metric>_drop`` (or ``_ratio`` for errors).
 
     ``est``: per pseudo-row estimates (``<metric>`` and ``<metric>_se``) over ``span``; ``ref``: the
-    reference's realised metrics. The reference is one all-traffic number: only the all-traffic
-    row is tested; complements mirror it.
+    reference's metrics (``source`` says which: realised, or the same estimator on training's score
+    mix). The reference is one all-traffic number: only the all-traffic row is tested; complements
+    mirror it.
     """
     out: list[Result] = []
     P = len(comp)
@@ -193,12 +194,12 @@ def estimate_checks(est: Mapping[str, np.ndarray], ref: Mapping[str, Any], th: E
         out.append(Result(
             "performance", None, stat, value, tested, warn, crit, pv, thr,
             lambda i, e=e, se=se, r0=r0, rate=rate: {
-                "reference": {"value": rnd(r0), "source": "training (realised)"},
+                "reference": {"value": rnd(r0), "source": source},
                 "current": {"estimate": rnd(e[i]), "standard_error": rnd(se[i]), "predictions": int(n[i]), "span": span,
                             "method": "confidence-based (calibrated scores)" if rate else "expected-error model"}},
             lambda i, e=e, se=se, r0=r0, word=word, rate=rate: (
                 f"estimated {word} {_fmt(e[i], rate)} +- {_fmt(se[i], rate)} over the {span} vs {_fmt(r0, rate)} in "
-                "training, before any label: expected to show in the labels when they arrive"),
+                f"training ({source}), before any label: expected to show in the labels when they arrive"),
             effect=effect))
     return out
 
