@@ -70,20 +70,3 @@ def estimates_html(engine: Any, model: str, incidents: Sequence[dict[str, Any]])
                   f"</th>{cells}</tr>{body}</table>")
     return head + table
 
-
-def estimates_line(ms: Any) -> str | None:
-    """One line for the status page: the last window's estimates (all traffic) and the trailing day vs training."""
-    pe = getattr(ms, "estimate", None)
-    last = getattr(pe, "last", None) or {}
-    allt = (last.get("slices") or {}).get("") or {}
-    if not allt:
-        return None
-    day = last.get("day") or {}
-    fmt = fmt_pct if getattr(pe.est, "ratio", True) else fmt_num
-    parts = [f"{m} {fmt(allt.get(m))} ± {fmt(allt.get(f'{m}_se'))}" for m in pe.est.metrics]
-    text = "expected before labels (last window): " + ", ".join(parts)
-    if day:
-        ref = day.get("reference") or {}
-        text += "; trailing day vs training: " + ", ".join(f"{m} {fmt(day.get(m))} vs {fmt(ref.get(m))}"
-                                                            for m in pe.est.metrics)
-    return esc(text)

@@ -436,11 +436,27 @@ def _model_summary(engine: Any, name: str, ms: Any) -> str:
     if versions:
         top = sorted(versions.items(), key=lambda kv: -kv[1])[:3]
         parts.append("model versions: " + ", ".join(f"<code>{esc(v)}</code> ({n:,})" for v, n in top))
-    from detector.web.report_estimates import estimates_line  # performance expected before labels
-
-    est = estimates_line(ms)
+    est = estimates_line(ms)  # performance expected before labels
     return '<p class="small muted">' + "; ".join(parts) + "</p>" + (f'<p class="small" data-estimates="status">{est}</p>'
                                                                       if est else "")
+
+
+def estimates_line(ms: Any) -> str | None:
+    """One line for the status page: the last window's estimates (all traffic) and the trailing day vs training."""
+    pe = getattr(ms, "estimate", None)
+    last = getattr(pe, "last", None) or {}
+    allt = (last.get("slices") or {}).get("") or {}
+    if not allt:
+        return None
+    day = last.get("day") or {}
+    fmt = fmt_pct if getattr(pe.est, "ratio", True) else fmt_num
+    parts = [f"{m} {fmt(allt.get(m))} ± {fmt(allt.get(f'{m}_se'))}" for m in pe.est.metrics]
+    text = "expected before labels (last window): " + ", ".join(parts)
+    if day:
+        ref = day.get("reference") or {}
+        text += "; trailing day vs training: " + ", ".join(f"{m} {fmt(day.get(m))} vs {fmt(ref.get(m))}"
+                                                            for m in pe.est.metrics)
+    return esc(text)
 
 
 # --------------------------------------------------------------------------- the page

@@ -260,3 +260,32 @@ def test_estimated_and_realised_performance_are_separate_incidents():
     assert [(a.state, a.statistic, a.alert_id) for a in out] == [("resolved", "estimated_auc_drop", est[0].alert_id)]
     assert out[0].kind == "performance"
     assert {k[1] for k in am.state} == {"performance"}
+
+
+def test_a_windows_estimate_counters_ride_its_state_and_forgeries_are_refused(spec):
+    """Checkpoints and worker partials carry ``WindowCounts.est``; a forged block is a StateError, not a crash."""
+    from detector.core.engine import Engine
+    from detector.core.inputs.window import est_from_state
+    from detector.core.reference.build import build_reference
+    from detector.core.state.partials import window_from_state
+
+    rng = np.random.default_rng(9)
+    s, y = scores(3000, rng)
+    ref = build_reference({"x": rng.normal(0, 1, s.size), "score": s, "label": y}, label_column="label",
+                          score_column="score", model="m")
+    assert ref.task["task"] == "binary" and ref.task["calibration"]["rows"] == s.size
+    eng = Engine(default_reference=ref)
+    raws = [b'{"prediction_id": "p%d", "model": "m", "ts": %d, "features": {"x": 0.1}, "score": %.4f}'
+            % (i, 1_700_000_000 + i, v) for i, v in enumerate(s[:500])]
+    assert eng.ingest_predictions(raws) == []
+    (w,) = eng.models["m"].windows.values()
+    assert w.est is not None and w.est["phist"][0].sum() == 500
+    st = decode(encode(w.to_state()))
+    w2 = window_from_state(st)
+    np.testing.assert_array_equal(w2.est["phist"], w.est["phist"])
+    for bad in ({"phist": np.zeros((w.rows + 1, 2, 100))}, {"phist": "x"}, {}, {"phist": np.zeros((w.rows, 10**6))}):
+        with pytest.raises(StateError):
+            est_from_state(bad, w.rows)
+    eng2 = Engine(default_reference=ref)
+    eng2.restore(eng.snapshot())
+    np.testing.assert_array_equal(next(iter(eng2.models["m"].windows.values())).est["phist"], w.est["phist"])
