@@ -13,8 +13,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from detector.core.inputs.timeparse import short_ts
 from detector.web import esc
+from detector.web.status import short_ts
 from detector.web.svg import fmt_num, fmt_pct
 
 __all__ = ["estimates_html"]

@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from detector.core.inputs.timeparse import short_ts
 from detector.web import esc
+from detector.web.status import short_ts
 from detector.web.svg import fmt_num
 
 __all__ = ["joint_html"]

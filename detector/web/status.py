@@ -22,7 +22,7 @@ import numpy as np
 
 from detector.core.decisions import kinds
 from detector.core.decisions.alerts import slice_key
-from detector.core.inputs.timeparse import parse_timestamps, short_ts
+from detector.core.inputs.timeparse import format_ts, parse_timestamps
 from detector.web import esc, finite, page
 from detector.web.svg import ACTION_COLORS, fmt_num, fmt_pct, paired_bars
 
@@ -52,6 +52,12 @@ def slice_text(sl: dict[str, str] | None) -> str:
 
 def pill(text: str, cls: str | None = None) -> str:
     return f'<span class="pill {esc(cls or text)}">{esc(text)}</span>'
+
+
+def short_ts(t: float | None) -> str:
+    if t is None or not math.isfinite(t):
+        return "–"
+    return format_ts(t)[:16].replace("T", " ")
 
 
 def alert_ts(a: dict[str, Any]) -> float:

@@ -21,13 +21,12 @@ or all strings ending in ``Z``) is parsed by numpy in one call; other values fal
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import numpy as np
 
-__all__ = ["parse_timestamps", "format_ts", "short_ts"]
+__all__ = ["parse_timestamps", "format_ts"]
 
 _MS_ABOVE = 1e11
 _US_ABOVE = 1e14
@@ -113,10 +112,3 @@ def format_ts(epoch: float) -> str:
     '2026-11-25T14:00:00.123Z'
     """
     return datetime.fromtimestamp(epoch, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def short_ts(t: float | None) -> str:
-    """``YYYY-MM-DD HH:MM`` of an epoch time, for pages and reports ("–" when unknown)."""
-    if t is None or not math.isfinite(t):
-        return "–"
-    return format_ts(t)[:16].replace("T", " ")

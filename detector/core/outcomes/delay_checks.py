@@ -17,7 +17,6 @@ import numpy as np
 from detector.core.checks.window import Result
 from detector.core.outcomes.cohort import C
 from detector.core.outcomes.labels import DELAY_EDGES, hist_quantile
-from detector.core.outcomes.ruling import _log_effect, _pct, _r, _ratio_flags, poisson_pvalue
 from detector.core.stats import distributions as stats
 from detector.core.stats.effects import div as _div
 
@@ -29,6 +28,8 @@ DELAY_STATS = ("match_rate_ratio", "delay_median_ratio")
 
 def delay_checks(cur: Any, base: Any, th: Any, horizon: float, base_horizon: float) -> list[Result]:
     """The three label-delay results; ``cur`` / ``base`` have ``cnt``, ``delay`` and ``arrivals`` per pseudo-row."""
+    from detector.core.outcomes.checks import _log_effect, _pct, _r, _ratio_flags, poisson_pvalue
+
     P = cur.cnt.shape[0]
     out: list[Result] = []
     mn, bmn = th.min_labels, th.min_labels * th.base_factor
