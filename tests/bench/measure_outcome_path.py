@@ -3,12 +3,13 @@
 Prints ``best CPU seconds of 2 runs, events, labels matched`` for the fraud simulator's stable
 traffic (80k prediction + label events, 3 slice dimensions). To compare two commits on a shared,
 noisy machine, run both in the same session, alternating, pinned to one core, and take the median
-of the per-pair ratios (process CPU time, not wall clock)::
+of the per-pair ratios (process CPU time, not wall clock). The script file is this tree's; the
+``detector`` it measures is whichever ``PYTHONPATH`` puts first::
 
     git archive BASE | tar -x -C /tmp/base
     for i in 1 2 3 4; do
-      PYTHONPATH=/tmp/base taskset -c 1 python -m tests.bench.measure_outcome_path   # BASE
-      taskset -c 1 python -m tests.bench.measure_outcome_path                        # this tree
+      PYTHONPATH=/tmp/base taskset -c 1 python tests/bench/measure_outcome_path.py   # BASE
+      taskset -c 1 python tests/bench/measure_outcome_path.py                        # this tree
     done
 """
 
