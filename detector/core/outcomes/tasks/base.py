@@ -40,7 +40,7 @@ from typing import Any, ClassVar, Protocol
 import numpy as np
 
 from detector.core.checks.result import Result
-from detector.core.outcomes.cohort import fold
+from detector.core.outcomes.folding import fold
 from detector.core.state.codec import StateError, check
 
 __all__ = ["Task", "Counters", "LabelDecode", "PredictionColumns", "CheckContext", "Ranking", "fold", "column",
