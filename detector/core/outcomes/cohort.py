@@ -38,7 +38,7 @@ import numpy as np
 from detector.core.outcomes.labels import N_DELAY
 from detector.core.state.codec import check, load_arrays
 from detector.core.stats.effects import div as _div
-from detector.core.stats.effects import safe_inv
+from detector.core.stats.effects import fold, safe_inv
 
 __all__ = ["Cohort", "C", "N_REL", "N_HIST", "binned_auc", "auc_se", "average_precision", "ece", "brier",
            "best_threshold", "fold", "score_bins", "calibration_slope"]
@@ -54,17 +54,6 @@ NC = len(_CNT)
 def score_bins(score: np.ndarray, n: int) -> np.ndarray:
     """Equal-width bin of each score on [0, 1] (scores outside are clipped; NaN -> 0, mask it)."""
     return np.clip(np.floor(np.nan_to_num(score) * n), 0, n - 1).astype(np.int64)
-
-
-def fold(ridx: np.ndarray, nrows: int, nbins: int, bins: np.ndarray | None, w: np.ndarray) -> np.ndarray:
-    """Sum weights ``w`` (n,) or (n, k) into a (rows, nbins) array for every row in ``ridx`` (n, r)."""
-    if bins is None:  # w is (n, nbins): one column per bin
-        idx = (ridx[:, :, None] * nbins + np.arange(nbins)[None, None, :]).ravel()
-        ww = np.broadcast_to(w[:, None, :], (*ridx.shape, nbins)).ravel()
-    else:
-        idx = (ridx * nbins + bins[:, None]).ravel()
-        ww = np.broadcast_to(w[:, None], ridx.shape).ravel()
-    return np.bincount(idx, weights=ww, minlength=nrows * nbins).reshape(nrows, nbins)
 
 
 @dataclass
