@@ -72,9 +72,11 @@ from detector.core.outcomes.delay_checks import (
     poisson_pvalue,
 )
 from detector.core.stats import distributions as stats
+from detector.core.stats.distributions import poisson_pvalue
 from detector.core.stats.effects import div as _div
+from detector.core.stats.effects import log_effect, pct, ratio_flags, rnd
 
-__all__ = ["OutcomeThresholds", "Arrays", "outcome_checks", "expected_positives", "base_rate_shift", "poisson_pvalue"]
+__all__ = ["OutcomeThresholds", "Arrays", "outcome_checks", "expected_positives", "base_rate_shift"]
 
 
 @dataclass(frozen=True)
@@ -147,12 +149,12 @@ def outcome_checks(cur: Arrays, base: Arrays, th: OutcomeThresholds, *, ref_rate
     pe = _div(E, n)
     out.append(Result(
         "label_drift", None, "base_rate_ratio", ratio_l, tested, warn, crit, pv, th.base_rate_ratio,
-        lambda i: {"reference": {"base_rate": _r(pb[i]), "expected_base_rate": _r(pe[i]),
+        lambda i: {"reference": {"base_rate": rnd(pb[i]), "expected_base_rate": rnd(pe[i]),
                                  "source": "production baseline, for this score mix"},
-                   "current": {"base_rate": _r(p[i]), "labelled": int(n[i])}},
-        lambda i: f"the outcome base rate is {_pct(p[i])} where the recent relationship between scores and outcomes "
-                  f"predicts {_pct(pe[i])} for these inputs (baseline base rate {_pct(pb[i])}): the outcome prior moved",
-        effect=_log_effect(ratio_l)))
+                   "current": {"base_rate": rnd(p[i]), "labelled": int(n[i])}},
+        lambda i: f"the outcome base rate is {pct(p[i])} where the recent relationship between scores and outcomes "
+                  f"predicts {pct(pe[i])} for these inputs (baseline base rate {pct(pb[i])}): the outcome prior moved",
+        effect=log_effect(ratio_l)))
     # ---- label drift vs training: trailing day (a full daily cycle) against the training base rate for
     # the day's score mix (training's outcomes per unit of score, O/E, times the day's mean score): a day
     # of riskier traffic (a weekend, a holiday, another channel mix) has more positives that its
@@ -167,18 +169,18 @@ def outcome_checks(cur: Arrays, base: Arrays, th: OutcomeThresholds, *, ref_rate
     ratio_t = _div(dp, exp_t)
     tested = (dn >= mn) & (np.nan_to_num(ref_n) >= mn) & (np.nan_to_num(exp_t) > 0) & (np.nan_to_num(exp_t, nan=1) < 1)
     absd = np.abs(np.nan_to_num(dp - exp_t)) >= th.base_rate_abs
-    warn, crit = _ratio_flags(ratio_t, th.base_rate_ratio, th.base_rate_ratio_critical, absd)
+    warn, crit = ratio_flags(ratio_t, th.base_rate_ratio, th.base_rate_ratio_critical, absd)
     pv = np.asarray(stats.proportion_test(dy, dn, np.where(tested, np.nan_to_num(exp_t), 0.5), "two-sided",
                                           n0=np.maximum(np.nan_to_num(ref_n), 1)))
     _mirror(comp, tested, warn, crit, pv)
     out.append(Result(
         "label_drift", None, "base_rate_ratio", ratio_t, tested, warn, crit, pv, th.base_rate_ratio,
-        lambda i: {"reference": {"base_rate": _r(ref_rate[i]), "expected_base_rate": _r(exp_t[i]),
+        lambda i: {"reference": {"base_rate": rnd(ref_rate[i]), "expected_base_rate": rnd(exp_t[i]),
                                  "source": "training, for this score mix" if mix[i] else "training"},
-                   "current": {"base_rate": _r(dp[i]), "labelled": int(dn[i]), "span": "trailing day"}},
-        lambda i: f"over the last day the outcome base rate is {_pct(dp[i])} where training's outcomes for these scores "
-                  f"predict {_pct(exp_t[i])} (training base rate: {_pct(ref_rate[i])})",
-        effect=_log_effect(ratio_t)))
+                   "current": {"base_rate": rnd(dp[i]), "labelled": int(dn[i]), "span": "trailing day"}},
+        lambda i: f"over the last day the outcome base rate is {pct(dp[i])} where training's outcomes for these scores "
+                  f"predict {pct(exp_t[i])} (training base rate: {pct(ref_rate[i])})",
+        effect=log_effect(ratio_t)))
 
     # ---- concept drift (river): error stream changed while inputs and labels are stable
     br, brb = brier(cur.cnt), brier(base.cnt)
@@ -198,11 +200,11 @@ def outcome_checks(cur: Arrays, base: Arrays, th: OutcomeThresholds, *, ref_rate
         "concept_drift", None, "error_rate_change", ratio_b, tested_b & stable & (np.arange(P) == 0),
         rv & (np.nan_to_num(ratio_b) >= th.river_brier_ratio), rv & (np.nan_to_num(ratio_b) >= th.brier_ratio_critical),
         pv_b, th.river_brier_ratio,
-        lambda i: {"reference": {"brier": _r(brb[i])}, "current": {"brier": _r(br[i])}, "detector": "river ADWIN"},
+        lambda i: {"reference": {"brier": rnd(brb[i])}, "current": {"brier": rnd(br[i])}, "detector": "river ADWIN"},
         lambda i: f"prediction error rose (Brier {br[i]:.3f} vs {brb[i]:.3f}, {ratio_b[i]:.2f}x relative to calibrated "
                   "scores of the same mix; river ADWIN change point) while inputs "
                   "and the label base rate are stable: the input-outcome relationship changed",
-        effect=_log_effect(ratio_b)))
+        effect=log_effect(ratio_b)))
 
     # ---- performance: AUC vs baseline and reference
     neg, pos = cur.hist[:, 0, :], cur.hist[:, 1, :]
@@ -223,8 +225,8 @@ def outcome_checks(cur: Arrays, base: Arrays, th: OutcomeThresholds, *, ref_rate
         out.append(Result(
             "performance", None, "auc_drop", dlt, tested, np.nan_to_num(dlt) >= th.auc_drop,
             np.nan_to_num(dlt) >= th.auc_drop_critical, np.asarray(stats.norm_sf(np.nan_to_num(z))), th.auc_drop,
-            lambda i, a0=a0, name=name: {"reference": {"auc": _r(a0[i]), "source": name},
-                                         "current": {"auc": _r(auc[i]), "pr_auc": _r(average_precision(neg[i], pos[i])),
+            lambda i, a0=a0, name=name: {"reference": {"auc": rnd(a0[i]), "source": name},
+                                         "current": {"auc": rnd(auc[i]), "pr_auc": rnd(average_precision(neg[i], pos[i])),
                                                      "positives": int(Pc[i]), "negatives": int(Nc[i])}},
             lambda i, a0=a0, name=name: f"ROC AUC fell to {auc[i]:.3f} from {a0[i]:.3f} ({name})"))
 
@@ -240,14 +242,14 @@ def outcome_checks(cur: Arrays, base: Arrays, th: OutcomeThresholds, *, ref_rate
         out.append(Result(
             "performance", None, stat_name, dlt, tested, np.nan_to_num(dlt) >= th.pr_drop, np.nan_to_num(dlt) >= th.pr_drop_critical,
             np.asarray(pv), th.pr_drop,
-            lambda i, v=v, vb=vb, word=word: {"reference": {word: _r(vb[i])}, "current": {word: _r(v[i])}},
-            lambda i, v=v, vb=vb, word=word: f"{word} at the threshold in force fell to {_pct(v[i])} from {_pct(vb[i])}"))
+            lambda i, v=v, vb=vb, word=word: {"reference": {word: rnd(vb[i])}, "current": {word: rnd(v[i])}},
+            lambda i, v=v, vb=vb, word=word: f"{word} at the threshold in force fell to {pct(v[i])} from {pct(vb[i])}"))
     out.append(Result(
         "performance", None, "brier_ratio", ratio_b, tested_b, np.nan_to_num(ratio_b) >= th.brier_ratio,
         np.nan_to_num(ratio_b) >= th.brier_ratio_critical, pv_b, th.brier_ratio,
-        lambda i: {"reference": {"brier": _r(brb[i])}, "current": {"brier": _r(br[i])}},
+        lambda i: {"reference": {"brier": rnd(brb[i])}, "current": {"brier": rnd(br[i])}},
         lambda i: f"the Brier score rose to {br[i]:.3f} from {brb[i]:.3f} ({ratio_b[i]:.2f}x relative to calibrated "
-                  "scores of the same mix)", effect=_log_effect(ratio_b)))
+                  "scores of the same mix)", effect=log_effect(ratio_b)))
 
     # ---- calibration: ECE vs baseline (chi-square of per-bin label rates)
     dlt, chi, df = calibration_change(cur.rel, base.rel)
@@ -255,7 +257,7 @@ def outcome_checks(cur: Arrays, base: Arrays, th: OutcomeThresholds, *, ref_rate
     out.append(Result(
         "calibration", None, "ece_delta", dlt, (sl >= mn) & (slb >= bmn) & (df > 0), np.nan_to_num(dlt) >= th.ece_delta,
         np.nan_to_num(dlt) >= th.ece_delta_critical, np.asarray(stats.chi2_sf(chi, np.maximum(df, 1))), th.ece_delta,
-        lambda i: {"reference": {"ece": _r(eb[i])}, "current": {"ece": _r(e[i]), "reliability": _reliability(cur.rel[i])}},
+        lambda i: {"reference": {"ece": rnd(eb[i])}, "current": {"ece": rnd(e[i]), "reliability": _reliability(cur.rel[i])}},
         lambda i: f"calibration worsened: ECE {e[i]:.3f} vs {eb[i]:.3f} usually (a score no longer means the same risk)"))
 
     # ---- calibration slope (spread of the outcomes around the scores) vs baseline and training
@@ -270,33 +272,33 @@ def outcome_checks(cur: Arrays, base: Arrays, th: OutcomeThresholds, *, ref_rate
     z = _div(obs - k_ * E, np.sqrt(v_))
     tested = (sl >= mn) & ~np.isnan(ref_oe) & (E > 0)
     absd = np.abs(np.nan_to_num(_div(obs - k_ * E, sl))) >= th.base_rate_abs
-    warn, crit = _ratio_flags(ratio_oe, th.oe_ratio, th.oe_ratio_critical, absd)
+    warn, crit = ratio_flags(ratio_oe, th.oe_ratio, th.oe_ratio_critical, absd)
     pv = np.minimum(1.0, 2 * np.asarray(stats.norm_sf(np.abs(np.nan_to_num(z)))))
     _mirror(comp, tested, warn, crit, pv)
     out.append(Result(
         "calibration", None, "observed_expected_ratio", ratio_oe, tested, warn, crit, pv, th.oe_ratio,
-        lambda i: {"reference": {"observed_over_expected": _r(ref_oe[i]), "source": "training"},
-                   "current": {"observed_over_expected": _r(oe[i]), "mean_score": _r(_div(E[i], sl[i])),
-                               "base_rate": _r(_div(obs[i], sl[i]))}},
+        lambda i: {"reference": {"observed_over_expected": rnd(ref_oe[i]), "source": "training"},
+                   "current": {"observed_over_expected": rnd(oe[i]), "mean_score": rnd(_div(E[i], sl[i])),
+                               "base_rate": rnd(_div(obs[i], sl[i]))}},
         lambda i: f"outcomes are {oe[i]:.2f}x the mean score (training: {ref_oe[i]:.2f}x): scores are miscalibrated",
-        effect=_log_effect(ratio_oe)))
+        effect=log_effect(ratio_oe)))
 
     # ---- label quality: a slice's base rate disagrees with its training rate (global change removed)
     exp_s = np.clip(slice_ref_rate * global_ratio, 1e-6, 1 - 1e-6)
     ratio_s = _div(dp, exp_s)
     tested = (dn >= mn) & ~np.isnan(slice_ref_rate) & (global_ratio == global_ratio)
     absd = np.abs(np.nan_to_num(dp - exp_s)) >= th.base_rate_abs
-    warn, crit = _ratio_flags(ratio_s, th.inconsistency_ratio, math.inf, absd)
+    warn, crit = ratio_flags(ratio_s, th.inconsistency_ratio, math.inf, absd)
     pv = np.asarray(stats.proportion_test(dy, dn, np.where(tested, np.nan_to_num(exp_s, nan=0.5), 0.5), "two-sided",
                                           n0=np.maximum(np.nan_to_num(slice_ref_n), 1)))
     _mirror(comp, tested, warn, crit, pv)
     out.append(Result(
         "label_delay", None, "base_rate_inconsistency", ratio_s, tested, warn, crit, pv, th.inconsistency_ratio,
-        lambda i: {"reference": {"base_rate": _r(exp_s[i]), "source": "training slice rate x global change"},
-                   "current": {"base_rate": _r(dp[i]), "span": "trailing day"}},
-        lambda i: f"this slice's base rate is {_pct(dp[i])} where its training rate (scaled by the global change) gives "
-                  f"{_pct(exp_s[i])}: check that the label means the same thing here",
-        effect=_log_effect(ratio_s)))
+        lambda i: {"reference": {"base_rate": rnd(exp_s[i]), "source": "training slice rate x global change"},
+                   "current": {"base_rate": rnd(dp[i]), "span": "trailing day"}},
+        lambda i: f"this slice's base rate is {pct(dp[i])} where its training rate (scaled by the global change) gives "
+                  f"{pct(exp_s[i])}: check that the label means the same thing here",
+        effect=log_effect(ratio_s)))
     big = np.maximum(n, np.nan_to_num(dn)) >= th.critical_labels
     for r in out:  # a small sample may breach hugely by chance: let hysteresis confirm it
         r.crit = r.crit & big
@@ -321,18 +323,18 @@ def _slope_checks(cur: Arrays, base: Arrays, th: OutcomeThresholds, comp: np.nda
         ratio = _div(b, b0)
         z = _div(b - b0, np.sqrt(se * se + se0 * se0))
         tested = n_min & np.isfinite(ratio) & (np.nan_to_num(b0) > 0)
-        warn, crit = _ratio_flags(ratio, th.oe_ratio, th.oe_ratio_critical, np.ones(P, bool))
+        warn, crit = ratio_flags(ratio, th.oe_ratio, th.oe_ratio_critical, np.ones(P, bool))
         pv = np.minimum(1.0, 2 * np.asarray(stats.norm_sf(np.abs(np.nan_to_num(z)))))
         if not per_row.any():
             _mirror(comp, tested, warn, crit, pv)
         out.append(Result(
             "calibration", None, "calibration_slope", b, tested, warn, crit, pv, th.oe_ratio,
-            lambda i, b0=b0, name=name: {"reference": {"calibration_slope": _r(b0[i]), "source": name},
-                                         "current": {"calibration_slope": _r(b[i]), "se": _r(se[i])}},
+            lambda i, b0=b0, name=name: {"reference": {"calibration_slope": rnd(b0[i]), "source": name},
+                                         "current": {"calibration_slope": rnd(b[i]), "se": rnd(se[i])}},
             lambda i, b0=b0, name=name: (
                 f"outcomes are {'more' if b[i] > b0[i] else 'less'} extreme than the scores say: calibration slope "
                 f"{b[i]:.2f} vs {b0[i]:.2f} ({name}); the score's meaning changed"),
-            effect=_log_effect(ratio)))
+            effect=log_effect(ratio)))
     return out
 
 
@@ -351,7 +353,7 @@ def base_rate_shift(cur: Arrays, base: Arrays, th: OutcomeThresholds, scores_tru
     tested = (n >= th.min_labels) & (nb >= th.min_labels * th.base_factor) & (np.nan_to_num(pb) > 0) \
         & (np.nan_to_num(pb, nan=1) < 1) & (E > 0)
     absd = np.abs(np.nan_to_num(_div(y - E, n))) >= th.base_rate_abs
-    warn, crit = _ratio_flags(ratio, th.base_rate_ratio, th.base_rate_ratio_critical, absd)
+    warn, crit = ratio_flags(ratio, th.base_rate_ratio, th.base_rate_ratio_critical, absd)
     if not scores_trusted:
         raw = np.log(np.nan_to_num(_div(_div(y, n), pb), nan=1.0) + 1e-12)
         adj = np.log(np.nan_to_num(ratio, nan=1.0) + 1e-12)

@@ -35,11 +35,10 @@ from typing import Any
 
 import numpy as np
 
-from detector.core.outcomes.folding import fold
 from detector.core.outcomes.labels import N_DELAY
 from detector.core.state.codec import check, load_arrays
 from detector.core.stats.effects import div as _div
-from detector.core.stats.effects import safe_inv
+from detector.core.stats.effects import fold, safe_inv
 
 __all__ = ["Cohort", "C", "N_REL", "N_HIST", "binned_auc", "auc_se", "average_precision", "ece", "brier",
            "best_threshold", "fold", "score_bins", "calibration_slope"]

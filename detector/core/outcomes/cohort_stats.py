@@ -13,25 +13,21 @@ from typing import Any
 
 import numpy as np
 
+from detector.core.decisions.alerts import slice_key
 from detector.core.outcomes.cohort import C, Cohort, average_precision, best_threshold, binned_auc, brier, ece
 from detector.core.outcomes.labels import hist_quantile
 from detector.core.stats.effects import div as _div
+from detector.core.stats.effects import rnd
 
 __all__ = ["binary_stats", "feed_river", "slice_key", "plain_float"]
 
 
 def plain_float(x: Any) -> float | None:
-    """A finite float rounded for reports, None for NaN / inf."""
-    x = float(x)
-    return None if x != x or math.isinf(x) else round(x, 6)
+    """A finite float rounded for reports (6 decimals), None for NaN / inf."""
+    return rnd(x, 6)
 
 
 _f = plain_float
-
-
-def slice_key(sl: dict[str, str]) -> str:
-    """``""`` for all traffic, else ``"dim=value"`` (joined by commas, sorted)."""
-    return ",".join(f"{k}={v}" for k, v in sorted(sl.items()))
 
 
 def feed_river(m: Any, c: Cohort, base: Cohort | None, river_pairs: int, river_brier_ratio: float) -> None:

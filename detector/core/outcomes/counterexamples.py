@@ -46,6 +46,7 @@ from typing import Any
 import numpy as np
 
 from detector.core.outcomes.ring import Column, Ring
+from detector.core.stats.effects import rnd
 
 __all__ = ["CounterexampleLibrary", "counterexamples_for", "library_of", "TOP_K", "MAX_FEATURES", "RETAIN_MAX",
            "KEEP_COHORTS"]
@@ -240,9 +241,9 @@ class CounterexampleLibrary:
         classes = getattr(m.task, "classes", None)
         if classes is not None:
             rec.update(predicted_class=classes[int(rows.pred[i])] if 0 <= int(rows.pred[i]) < len(classes) else None,
-                       confidence=_f(float(rows.score[i])), label=classes[int(y)] if 0 <= y < len(classes) else None)
+                       confidence=rnd(float(rows.score[i]), 6), label=classes[int(y)] if 0 <= y < len(classes) else None)
         else:
-            rec.update(prediction=_f(float(rows.score[i])), label=_f(y))
+            rec.update(prediction=rnd(float(rows.score[i]), 6), label=rnd(y, 6))
         rec.update(type=m.task.error_types[typ], margin=round(margin, 6))
         return rec
 
@@ -260,7 +261,7 @@ class CounterexampleLibrary:
             slices[dim] = lay.vocabs[d].label(int(ridx[d + 1]) - lay.row_offset(d))
         rec: dict[str, Any] = {
             "model": m.name, "prediction_id": pid, "type": _TYPES[typ], "ts": _iso(float(rows.ts[i])),
-            "score": _f(score), "threshold": _f(thr), "margin": round(float(margin), 6),
+            "score": rnd(score, 6), "threshold": rnd(thr, 6), "margin": round(float(margin), 6),
             "decision": "act" if int(rows.pred[i]) == 1 else "no_action", "label": y, "slices": slices,
             "features": None, "features_retained": False, "override": None, "model_version": None, "active_alerts": [],
         }
@@ -368,10 +369,6 @@ def _iso(t: float) -> str:
     from detector.core.inputs.timeparse import format_ts
 
     return format_ts(t)
-
-
-def _f(x: float) -> float | None:
-    return round(x, 6) if math.isfinite(x) else None
 
 
 def library_of(engine: Any) -> CounterexampleLibrary | None:

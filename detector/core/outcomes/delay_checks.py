@@ -18,7 +18,9 @@ from detector.core.checks.window import Result
 from detector.core.outcomes.cohort import C
 from detector.core.outcomes.labels import DELAY_EDGES, hist_quantile
 from detector.core.stats import distributions as stats
+from detector.core.stats.distributions import poisson_pvalue
 from detector.core.stats.effects import div as _div
+from detector.core.stats.effects import log_effect, pct, ratio_flags, rnd
 
 __all__ = ["delay_checks", "DELAY_STATS", "poisson_pvalue"]
 
@@ -85,12 +87,12 @@ def delay_checks(cur: Any, base: Any, th: Any, horizon: float, base_horizon: flo
     out.append(Result(
         "label_delay", None, "match_rate_ratio", ratio, tested, gap & (np.nan_to_num(ratio, nan=1) <= th.match_ratio),
         gap & (np.nan_to_num(ratio, nan=1) <= th.match_ratio_critical), np.asarray(pv), th.match_ratio,
-        lambda i: {"reference": {"match_rate": _r(mrb[i]), "source": "production baseline at the same label age"},
-                   "current": {"match_rate": _r(mr[i]), "labelled": int(n[i]), "predictions": int(npred[i]),
+        lambda i: {"reference": {"match_rate": rnd(mrb[i]), "source": "production baseline at the same label age"},
+                   "current": {"match_rate": rnd(mr[i]), "labelled": int(n[i]), "predictions": int(npred[i]),
                                "label_age_s": round(horizon)}},
-        lambda i: f"only {_pct(mr[i])} of predictions had a label {horizon / 3600:.1f} h after their window "
-                  f"(usually {_pct(mrb[i])}): labels are arriving later or not at all",
-        effect=_log_effect(ratio)))
+        lambda i: f"only {pct(mr[i])} of predictions had a label {horizon / 3600:.1f} h after their window "
+                  f"(usually {pct(mrb[i])}): labels are arriving later or not at all",
+        effect=log_effect(ratio)))
 
     # ---- label delay: distribution below the common horizon
     H = min(horizon, base_horizon) if base_horizon == base_horizon else horizon
@@ -104,14 +106,14 @@ def delay_checks(cur: Any, base: Any, th: Any, horizon: float, base_horizon: flo
         _, _, pv = stats.gtest_gof(dc, np.where(db.sum(1, keepdims=True) > 0, db, 1.0), ref_n=db.sum(1))
     else:
         pv = np.ones(P)
-    warn, crit = _ratio_flags(ratio_d, th.delay_ratio, th.delay_ratio_critical, np.ones(P, bool))
+    warn, crit = ratio_flags(ratio_d, th.delay_ratio, th.delay_ratio_critical, np.ones(P, bool))
     out.append(Result(
         "label_delay", None, "delay_median_ratio", ratio_d, tested, warn, crit, np.asarray(pv), th.delay_ratio,
-        lambda i: {"reference": {"median_delay_s": _r(med_b[i])}, "current": {"median_delay_s": _r(med_c[i])},
+        lambda i: {"reference": {"median_delay_s": rnd(med_b[i])}, "current": {"median_delay_s": rnd(med_c[i])},
                    "horizon_s": round(H)},
         lambda i: f"labels take {ratio_d[i]:.1f}x as long as usual (median {med_c[i] / 60:.0f} min vs "
                   f"{med_b[i] / 60:.0f} min among labels within {H / 3600:.1f} h): evaluate later, check the labelling process",
-        effect=_log_effect(ratio_d)))
+        effect=log_effect(ratio_d)))
 
     # ---- label quality: correction spike among arriving labels
     la, co = cur.arrivals[:, 0], cur.arrivals[:, 1]
@@ -127,9 +129,9 @@ def delay_checks(cur: Any, base: Any, th: Any, horizon: float, base_horizon: flo
     out.append(Result(
         "label_delay", None, "correction_rate", cr, tested, big & (d >= th.correction_delta),
         big & (d >= th.correction_delta_critical), np.asarray(pv), th.correction_delta,
-        lambda i: {"reference": {"correction_rate": _r(crb[i])}, "current": {"correction_rate": _r(cr[i]),
+        lambda i: {"reference": {"correction_rate": rnd(crb[i])}, "current": {"correction_rate": rnd(cr[i]),
                                                                              "corrections": int(co[i])}},
-        lambda i: f"{_pct(cr[i])} of arriving labels correct an earlier label (usually {_pct(crb[i])}): "
+        lambda i: f"{pct(cr[i])} of arriving labels correct an earlier label (usually {pct(crb[i])}): "
                   "labels are being backfilled or redefined",
         effect=d))
 

@@ -46,7 +46,7 @@ import numpy as np
 
 from detector.core.decisions import kinds
 from detector.core.decisions.alerts import OUTCOME_KINDS, Alert
-from detector.core.decisions.select import select_findings
+from detector.core.decisions.select import PseudoRows, select_findings
 from detector.core.inputs.events import FeatureBatch, LabelBatch, PredictionBatch
 from detector.core.inputs.timeparse import format_ts
 from detector.core.outcomes.binary_eval import binary_results
@@ -411,8 +411,8 @@ class OutcomeMonitor:
             results, stable = task_results(self, m, c, pooled, b, base_h, real, srows, comp, inputs_stable, firing)
             lab_unstable = ~stable & inputs_stable & ("label_drift" not in firing)  # the labels moved
             incomplete = np.zeros(rows.size, bool)
-        view = _View(rows, comp, cur.cnt[:, C["lab"]])
-        findings = select_findings(results, view, eng.settings.fdr_q)  # type: ignore[arg-type]
+        view = PseudoRows(rows, comp, cur.cnt[:, C["lab"]])
+        findings = select_findings(results, view, eng.settings.fdr_q)
         day_ago = [d.horizon for d in m.done.values() if d.start > c.start - _DAY]
         rising = bool(day_ago) and mat > 1.2 * min(day_ago)  # the maturity is still catching up
         m.delay_unsettled = m.delay_unsettled and rising
@@ -509,13 +509,6 @@ class OutcomeMonitor:
         self.parity.load_state(state["parity"])
         for lis, st in zip(self.listeners, state.get("listeners") or [], strict=False):
             lis.load_state(st)
-
-
-@dataclass
-class _View:
-    rows: np.ndarray
-    comp: np.ndarray
-    events: np.ndarray
 
 
 def attach_outcomes(engine: Any, cfg: Any = None, settings: OutcomeSettings | None = None) -> OutcomeMonitor:

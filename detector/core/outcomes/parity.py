@@ -43,7 +43,6 @@ from detector.core.decisions.alerts import PARITY_KINDS, Alert, slice_key
 from detector.core.decisions.select import PseudoRows, select_findings
 from detector.core.inputs.events import FeatureBatch, PredictionBatch
 from detector.core.inputs.timeparse import format_ts
-from detector.core.outcomes.cohort import fold
 from detector.core.outcomes.parity_compare import (
     FIELDS,
     MAX_EXAMPLES,
@@ -56,7 +55,7 @@ from detector.core.outcomes.parity_compare import (
 )
 from detector.core.state.codec import check
 from detector.core.stats import distributions as stats
-from detector.core.stats.effects import rnd
+from detector.core.stats.effects import fold, rnd
 
 __all__ = ["ParityMonitor", "RETAIN_SECONDS", "RETAIN_MAX", "OFFLINE_HOLD", "MAX_HELD", "MISMATCH_WARNING",
            "MISMATCH_CRITICAL"]

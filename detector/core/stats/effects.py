@@ -18,7 +18,7 @@ import numpy as np
 
 from detector.core.stats import distributions as stats
 
-__all__ = ["div", "rnd", "sig", "pct", "log_effect", "ratio_flags", "mirror", "hist_quantile", "bin_of", "safe_inv",
+__all__ = ["div", "rnd", "sig", "fold", "pct", "log_effect", "ratio_flags", "mirror", "hist_quantile", "bin_of", "safe_inv",
            "two_sided_z", "one_sided_z", "gtest_vs_expected"]
 
 
@@ -129,3 +129,14 @@ def hist_quantile(h: np.ndarray, edges: np.ndarray, q: float, log: bool = False)
     else:
         out = lo + (hi - lo) * frac
     return np.where(n > 0, out, np.nan)
+
+
+def fold(ridx: np.ndarray, nrows: int, nbins: int, bins: np.ndarray | None, w: np.ndarray) -> np.ndarray:
+    """Sum weights ``w`` (n,) or (n, k) into a (rows, nbins) array for every row in ``ridx`` (n, r)."""
+    if bins is None:  # w is (n, nbins): one column per bin
+        idx = (ridx[:, :, None] * nbins + np.arange(nbins)[None, None, :]).ravel()
+        ww = np.broadcast_to(w[:, None, :], (*ridx.shape, nbins)).ravel()
+    else:
+        idx = (ridx * nbins + bins[:, None]).ravel()
+        ww = np.broadcast_to(w[:, None], ridx.shape).ravel()
+    return np.bincount(idx, weights=ww, minlength=nrows * nbins).reshape(nrows, nbins)

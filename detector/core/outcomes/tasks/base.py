@@ -40,8 +40,8 @@ from typing import Any, ClassVar, Protocol
 import numpy as np
 
 from detector.core.checks.result import Result
-from detector.core.outcomes.folding import fold
 from detector.core.state.codec import StateError, check
+from detector.core.stats.effects import fold
 
 __all__ = ["Task", "Counters", "LabelDecode", "PredictionColumns", "CheckContext", "Ranking", "fold", "column",
            "decode_each", "COUNTERS_FORMAT", "labels_moved"]
