@@ -22,7 +22,8 @@ predictions are late by nature). ``covered`` is None where the end offsets given
 in-process group of :mod:`.local`): there a caught-up partition never holds it back. Events dated beyond the wall
 clock plus ``max_future`` are rejected (predictions, to the dead-letter topic) or joined at once
 (labels, offline features) and never move a mark. When no message arrives for ``idle_after``
-seconds, event time goes on at wall-clock speed.
+seconds and none of the unit's partitions has unread messages, event time goes on at wall-clock
+speed (a worker too busy to take its input is behind, not idle).
 """
 
 from __future__ import annotations
@@ -225,11 +226,12 @@ class Unit:
         return min(marks) - float(self.cfg.detector.allowed_lateness)
 
     def idle_watermark(self, idle_after: float, now: float | None = None) -> float | None:
-        """When no message came for ``idle_after`` seconds: the newest event time plus the idle time."""
+        """When no message came for ``idle_after`` seconds and none is known to be waiting: the newest
+        event time plus the idle time."""
         now = time.monotonic() if now is None else now
         idle = now - self.last_input
         top = max(self.marks.values(), default=-math.inf)
-        if idle < idle_after or not math.isfinite(top):
+        if idle < idle_after or not math.isfinite(top) or any(self.lags.values()):
             return None
         return top + idle - float(self.cfg.detector.allowed_lateness)
 

@@ -75,3 +75,20 @@ def test_a_caught_up_labels_partition_holds_event_time_until_its_end_offset_is_c
     assert u.watermark() == pytest.approx(top - lateness)
     side.tick(idle_after=float("inf"))
     assert u.boundary > boundary, "the windows the confirmation released were closed"
+
+
+def test_a_unit_with_unread_messages_is_behind_not_idle(events) -> None:
+    """Event time goes on at wall speed only when nothing is waiting: a worker too busy to take its
+    input must not close the windows that input still belongs to."""
+    side = sidecar(True)
+    u = side.units["p0"]
+    labels = [v for _, v in events[LAB]]
+    preds = [v for _, v in events[PRED][:50]]
+    feed(side, LAB, labels, 0)  # labels read far ahead of the predictions (a backlog)
+    feed(side, PRED, preds, 0)
+    now = u.last_input + 60.0
+    side.update_lags(lambda t, p: len(labels) if t == LAB else len(preds) + 500)  # 500 predictions unread
+    assert u.idle_watermark(10.0, now=now) is None
+    side.update_lags(lambda t, p: len(labels) if t == LAB else len(preds))  # all read: idle for 60 s
+    top = max(u.marks.values())
+    assert u.idle_watermark(10.0, now=now) == pytest.approx(top + 60.0 - float(side.cfg.detector.allowed_lateness))
