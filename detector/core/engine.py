@@ -115,7 +115,7 @@ class ModelState:
         self.codes = dict(codes or {})
         self.layout = Layout(reconciled(ref, self.codes), dims, settings.slice_top_k, settings.category_top_k)
         self.decoder = PredictionDecoder(self.layout.schema, settings.no_action_decisions, settings.max_unknown_features,
-                                         settings.max_value_bytes)
+                                         settings.max_value_bytes, task=ref.task_name)
         self.windows: dict[float, WindowCounts] = {}
         self.served = ServedTotals(self.layout)  # lifetime latency / score histograms (exporter)
         slots = settings.season_slots

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from detector.core.engine import Engine
 from detector.core.inputs.events import LabelBatch
 from detector.core.outcomes.cohort import C
-from detector.core.outcomes.labels import PENDING, LabelJoin, RingStore, delay_bins, hist_quantile
+from detector.core.outcomes.labels import LabelJoin, RingStore, delay_bins, hist_quantile
 from detector.core.outcomes.monitor import OutcomeSettings, attach_outcomes
 from detector.core.reference.build import build_reference
 from detector.core.settings import DetectorSettings
@@ -38,7 +38,7 @@ def test_match_duplicate_correction_and_stale_revision():
     j = LabelJoin(ttl=1e6, max_pending=10_000, early_hold=100.0)
     put(j, ["a", "b"], [10.0, 20.0])
     (m,) = j.add_labels(labels(["a"], [1], ts=70.0))
-    assert m.slots.tolist() == [0] and m.old.tolist() == [PENDING] and m.delay.tolist() == [60.0]
+    assert m.slots.tolist() == [0] and m.first.tolist() == [True] and m.delay.tolist() == [60.0]
     assert j.add_labels(labels(["a"], [1]))[0].slots.size == 0  # exact duplicate
     (c,) = j.add_labels(labels(["a"], [0], rev=[2]))
     assert c.old.tolist() == [1] and c.label.tolist() == [0] and np.isnan(c.delay[0])
@@ -52,7 +52,7 @@ def test_same_id_twice_in_one_batch_is_applied_in_order():
     j = LabelJoin(ttl=1e6, max_pending=10_000, early_hold=100.0)
     put(j, ["a"], [10.0])
     rounds = j.add_labels(labels(["a", "a", "a"], [1, 1, 0], rev=[0, 0, 1]))
-    assert [r.old.tolist() for r in rounds] == [[PENDING], [], [1]]
+    assert [r.first.tolist() for r in rounds] == [[True], [], [False]] and rounds[2].old.tolist() == [1]
     assert j.counters["matched"] == 1 and j.counters["duplicates"] == 1 and j.counters["corrections"] == 1
 
 
@@ -178,7 +178,7 @@ def _run(preds, labs, order, cuts):
         mon._fold_pairs(m, b)
     (c,) = m.open.values()
     store = mon.join.store
-    got = {pid: int(store.label[s]) for pid, s in store.index.items() if store.label[s] != PENDING}
+    got = {pid: int(store.label[s]) for pid, s in store.index.items() if not np.isnan(store.label[s])}
     return c, got
 
 

@@ -47,6 +47,15 @@ def test_simulated_events_of_every_topic_are_valid():
     assert all(seen.values()), seen
 
 
+def test_prediction_schema_takes_regression_and_multiclass_outputs():
+    v = validator("prediction")
+    base = {"prediction_id": "a", "model": "eta", "ts": 1795615200, "features": {}}
+    assert v.is_valid({**base, "prediction": 14.5})
+    assert v.is_valid({**base, "predicted_class": "tech", "scores": {"tech": 0.7, "billing": 0.3}})
+    assert not v.is_valid({**base, "predicted_class": ["tech"]})
+    assert not v.is_valid({**base, "scores": {"tech": 1.5}})
+
+
 @pytest.mark.parametrize("bad, field", [
     ({"model": "fraud", "ts": "2026-11-25T14:00:00Z", "features": {}}, "prediction_id"),
     ({"prediction_id": "a", "ts": "2026-11-25T14:00:00Z", "features": {}}, "model"),
@@ -61,10 +70,13 @@ def test_prediction_schema_rejects_what_the_core_rejects(bad, field):
     assert errs and any(field in (list(e.absolute_path) + [e.message]).__str__() for e in errs)
 
 
-def test_label_schema_accepts_booleans_and_revisions_rejects_other_labels():
+def test_label_schema_accepts_each_tasks_labels_and_revisions_rejects_other_labels():
     v = validator("label")
     assert v.is_valid({"prediction_id": "a", "ts": "2026-11-25T14:00:00+01:00", "label": True, "revision": 2})
-    assert not v.is_valid({"prediction_id": "a", "ts": "2026-11-25T14:00:00Z", "label": 2})
+    assert v.is_valid({"prediction_id": "a", "ts": "2026-11-25T14:00:00Z", "label": 12.5})  # regression
+    assert v.is_valid({"prediction_id": "a", "ts": "2026-11-25T14:00:00Z", "label": "billing", "model": "intent"})
+    assert not v.is_valid({"prediction_id": "a", "ts": "2026-11-25T14:00:00Z", "label": [1]})
+    assert not v.is_valid({"prediction_id": "a", "ts": "2026-11-25T14:00:00Z", "label": ""})
     assert not v.is_valid({"prediction_id": "a", "ts": "2026-11-25T14:00:00Z", "label": 1, "revision": -1})
 
 

@@ -245,14 +245,14 @@ class RulesBaseline:
             return
         mon = self.mon
         L = mon.L
-        first = mt.old == -1
+        first = mt.first
         for mi in np.unique(rows.model[has]).tolist():
             m = mon.by_idx[mi]
             sel = np.flatnonzero(has & (rows.model == mi))
             ridx = m.ridx(rows.codes[sel, : len(m.layout.dims)])
             starts = np.floor(rows.ts[sel] / L) * L
             pred, bpred = rows.pred[sel], aux[sel]
-            new, old = mt.label[sel].astype(np.int64), mt.old[sel].astype(np.int64)
+            new, old = mt.label[sel].astype(np.int64), np.nan_to_num(mt.old[sel], nan=-1).astype(np.int64)
             fst, counted = first[sel], rows.counted[sel] >= 1  # in its cohort, or held / late (outcomes.HELD)
             for s in np.unique(starts).tolist():
                 here = starts == s

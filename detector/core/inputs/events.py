@@ -26,6 +26,12 @@ string (ids may be integers)
 ``ts`` before ``min_epoch``                error ``ancient_timestamp``
 ``ts`` > stream time + ``max_future``      error ``future_timestamp`` (checked by the engine)
 ``score`` not a finite number              error ``bad_score`` (absent score is allowed)
+``prediction`` not a finite number         error ``bad_prediction`` (regression output; absent is
+                                           allowed)
+``predicted_class`` a list / object /      error ``bad_prediction`` (multiclass: a class name)
+boolean / non-finite number
+``scores`` not an object of numbers in     error ``bad_scores`` (multiclass class scores, a
+[0, 1] summing to at most 1                softmax output)
 ``features`` not an object                 error ``bad_features``
 an optional field of the wrong type        error ``bad_field`` naming the field: a list or
 (``decision``, ``model_version``,          object where a scalar belongs, a non-number (or a
@@ -143,6 +149,9 @@ class PredictionBatch:
     origin: np.ndarray | None = None  # message index per event (to attribute engine-level errors)
     item: np.ndarray | None = None  # position inside its batch envelope per event, -1 = a single-event message
     clipped: dict[str, int] = field(default_factory=dict)  # field -> retained values cut to max_value_bytes
+    # multiclass models only: the raw "predicted_class" and "scores" per event (None when absent); the
+    # model's task turns them into class codes (detector.core.outcomes.tasks.multiclass)
+    outputs: dict[str, list[Any]] | None = None
 
     @property
     def n(self) -> int:
@@ -177,6 +186,7 @@ class PredictionBatch:
             baseline=self.baseline[idx] if self.baseline is not None else None,
             origin=self.origin[idx] if self.origin is not None else None, clipped=dict(self.clipped),
             item=self.item[idx] if self.item is not None else None,
+            outputs={k: [v[i] for i in il] for k, v in self.outputs.items()} if self.outputs is not None else None,
         )
 
 
@@ -221,6 +231,8 @@ def concat(batches: list[PredictionBatch]) -> PredictionBatch:
         origin=np.concatenate([b.origin if b.origin is not None else np.full(b.n, -1) for b in batches]).astype(np.int64),
         item=np.concatenate([b.item if b.item is not None else np.full(b.n, -1) for b in batches]).astype(np.int64),
         clipped=add([b.clipped for b in batches]),
+        outputs={k: [v for b in batches for v in (b.outputs[k] if b.outputs is not None else [None] * b.n)]
+                 for k in OUTPUT_FIELDS} if any(b.outputs is not None for b in batches) else None,
     )
 
 
@@ -297,6 +309,10 @@ def _numeric_matrix(rows: list[tuple[Any, ...]] | list[Any], n_feat: int,
 
 
 _MISSING = object()
+#: the raw prediction fields a multiclass model's batch carries (PredictionBatch.outputs)
+OUTPUT_FIELDS = ("predicted_class", "scores")
+#: model tasks the decoder knows (detector.core.outcomes.tasks)
+TASKS = ("binary", "multiclass", "regression")
 _NUMERIC_TYPES = {float, int, bool, type(None)}
 _SCALARS = frozenset({str, int, float, bool, type(None)})
 
@@ -339,7 +355,10 @@ class PredictionDecoder:
     """Extract one model's columns from validated prediction events (see :func:`validate_predictions`)."""
 
     def __init__(self, schema: Schema, no_action: Iterable[str], max_unexpected: int = 64,
-                 max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES) -> None:
+                 max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES, task: str = "binary") -> None:
+        if task not in TASKS:
+            raise ValueError(f"unknown model task {task!r}; use one of {', '.join(TASKS)}")
+        self.task = task
         self.schema = schema
         self.no_action = {s.lower() for s in no_action}
         self.max_unexpected = max_unexpected
@@ -447,12 +466,21 @@ class PredictionDecoder:
             ids = list(map(str, ids))
         if ts is None:
             ts = parse_timestamps(get("ts"))
-        sc = get("score")
-        if sc.count(None):  # regression models send "prediction": per event, the score else the prediction
-            pc = get("prediction")
-            if pc.count(None) < n:
-                sc = [p if s is None else s for s, p in zip(sc, pc, strict=True)]
-        score = _float_col(sc)
+        # the model's output in the ``score`` column: binary the score (else "prediction", as before
+        # tasks existed), regression the prediction (else "score"); multiclass the confidence of the
+        # predicted class, which its task reads from ``outputs`` (NaN here)
+        outputs = None
+        if self.task == "multiclass":
+            outputs = {k: get(k) for k in OUTPUT_FIELDS}
+            score = np.full(n, np.nan)
+        else:
+            first, second = ("prediction", "score") if self.task == "regression" else ("score", "prediction")
+            sc = get(first)
+            if sc.count(None):  # per event: the other field stands in
+                pc = get(second)
+                if pc.count(None) < n:
+                    sc = [p if s is None else s for s, p in zip(sc, pc, strict=True)]
+            score = _float_col(sc)
         acted, decisions = self._decisions(get("decision"), n, clipper)
         braw = get("baseline_decision")
         baseline = _acted(braw, self.no_action) if braw.count(None) < n else None
@@ -487,6 +515,7 @@ class PredictionDecoder:
             flags=np.asarray(flag_list, dtype=np.int64).reshape(-1, 3), unexpected_rows=cols.unexpected_rows,
             baseline=baseline, origin=np.asarray(origin, dtype=np.int64) if origin is not None else None,
             item=np.asarray(items, dtype=np.int64) if items is not None else None, clipped=clipper.counts,
+            outputs=outputs,
         )
 
     def _categories(self, n: int, cols: _Cols, clipper: _Clipper) -> tuple[np.ndarray, np.ndarray, list[list[str]]]:

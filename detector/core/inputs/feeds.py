@@ -8,6 +8,11 @@ or integer / > ``max_id_bytes``            are accepted) / ``oversized_field``
 ``ts`` absent, unparseable, > year 9999    error ``bad_timestamp``
 ``ts`` before ``min_epoch``                error ``ancient_timestamp``
 ``label`` not 0/1/true/false (binary)      error ``bad_label``
+``label`` not a finite number (regression) error ``bad_label``
+``label`` not a class name (multiclass)    error ``bad_label`` (a class the reference does not
+                                           know is ``__other__``, not an error)
+a string label, models of several tasks    error ``bad_label``: name the ``model`` (the event
+and no ``model`` named                     cannot say which model's classes it uses)
 ``revision`` not a whole number in         error ``bad_field`` (NaN, 1e999, 2.5, -1, "2",
 [0, 2**53]                                 a list...)
 ``model`` not a string (or too long)       error ``bad_field`` / ``oversized_field``
@@ -21,7 +26,8 @@ bytes travels with it (``FeatureBatch.nbytes``) so held events can be bounded in
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,16 +45,21 @@ from detector.core.inputs.wire import (
     reject,
 )
 
-__all__ = ["LabelBatch", "decode_labels", "FeatureBatch", "decode_feature_events", "MAX_REVISION"]
+__all__ = ["LabelBatch", "LabelTasks", "decode_labels", "FeatureBatch", "decode_feature_events", "MAX_REVISION"]
 
 MAX_REVISION = 2**53  # revisions are compared as exact integers; larger ones are not revisions
+
+
+#: which task decodes the label of a model (``None``: the label names no model); ``None`` back = the
+#: models' tasks disagree, so only numbers are understood (:func:`decode_labels`)
+LabelTasks = Callable[[str | None], Any]
 
 
 @dataclass
 class LabelBatch:
     ids: list[str]
     ts: np.ndarray
-    label: np.ndarray  # float64 0/1
+    label: np.ndarray  # float64: 0/1 (binary), the target (regression), the class code (multiclass)
     revision: np.ndarray  # int64, 0 when absent
     model: list[str | None]
 
@@ -114,22 +125,63 @@ def _revision(v: Any) -> int | None:
     return None
 
 
+def _task_labels(tasks: LabelTasks, events: list[dict[str, Any]], ys: list[Any], labels: np.ndarray,
+                 why: dict[int, tuple[str, str]]) -> None:
+    """Labels of models whose task is not binary, decoded by the task (:mod:`detector.core.outcomes.tasks`)."""
+    groups: dict[int, tuple[Any, list[int]]] = {}
+    models = column(events, "model")
+    for i, m in enumerate(models):
+        if i in why:
+            continue
+        t = tasks(m if type(m) is str else None)
+        groups.setdefault(id(t), (t, []))[1].append(i)
+    for t, idx in groups.values():
+        if t is not None and t.name == "binary":
+            _binary_labels(idx, ys, labels, why)
+            continue
+        if t is None:  # unnamed, and the models' tasks disagree: numbers are numbers, names need the model
+            for i in idx:
+                y = ys[i]
+                if type(y) in (int, float, bool) and math.isfinite(y):
+                    labels[i] = float(y)
+                else:
+                    why[i] = ("bad_label", f"label={preview(y)}: this sidecar watches models of several tasks; "
+                                           "a label that is not a number must name its \"model\"")
+            continue
+        dec = t.decode_labels([ys[i] for i in idx])
+        labels[idx] = dec.y
+        for k, code, msg in dec.errors:
+            why[idx[k]] = ("bad_label" if code != "missing_field" else code, msg)
+
+
+def _binary_labels(idx: Sequence[int], ys: list[Any], labels: np.ndarray, why: dict[int, tuple[str, str]]) -> None:
+    for i in idx:
+        y = ys[i]
+        if (y == 0 or y == 1) and type(y) in (int, float, bool):  # 0/1, 0.0/1.0, bools
+            labels[i] = float(y)
+        else:
+            why[i] = ("bad_label", f"label={preview(y)}: binary labels must be 0/1 or true/false (class names "
+                                   "need a reference built with --task multiclass, numbers --task regression)")
+
+
 def decode_labels(
     events: list[dict[str, Any]], origin: list[int], raws: Sequence[bytes | None], min_epoch: float,
     max_id_bytes: int = DEFAULT_MAX_ID_BYTES, max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES,
+    tasks: LabelTasks | None = None,
 ) -> tuple[LabelBatch, list[EventError]]:
+    """Label events -> columns; ``tasks`` says which task decodes a model's labels (None: every model is
+    binary, the labels 0/1)."""
     ts, why = _common("label", events, min_epoch, max_id_bytes, max_value_bytes)
     ys = column(events, "label")
     revs = column(events, "revision")
     labels = np.zeros(len(events))
     rev = np.zeros(len(events), dtype=np.int64)
-    for i, y in enumerate(ys):
+    if tasks is None:
+        _binary_labels([i for i in range(len(events)) if i not in why], ys, labels, why)
+    else:
+        _task_labels(tasks, events, ys, labels, why)
+    for i in range(len(events)):
         if i in why:
-            continue
-        if (y == 0 or y == 1) and type(y) in (int, float, bool):  # 0/1, 0.0/1.0, bools
-            labels[i] = float(y)
-        else:
-            why[i] = ("bad_label", f"label={preview(y)}: binary labels must be 0/1 or true/false")
             continue
         r = _revision(revs[i])
         if r is None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import gc
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from functools import partial
 from typing import Any
 
 try:  # the columnar reader needs pyarrow (the `fast` extra); without it the typed path decodes everything
@@ -174,6 +175,17 @@ class Ingest:
         except Exception:  # noqa: BLE001 - the general path decides about every message
             return None, list(range(len(raws)))
 
+    def label_router(self) -> Any:
+        """Which task decodes a label (:func:`detector.core.outcomes.tasks.routing.label_router`); None = all binary."""
+        from detector.core.outcomes.tasks.routing import label_router
+
+        refs = getattr(self, "references", {})
+        key = (tuple(map(id, refs.values())), id(getattr(self, "default_reference", None)))
+        if getattr(self, "_router_key", None) != key:
+            self._router_key = key
+            self._router = label_router(refs, getattr(self, "default_reference", None))
+        return self._router
+
     def _choose_typed(self, by_model: dict[str, list[Any]], n_msgs: int, n_typed: int) -> None:
         """Use the typed decoder of the model most events belong to, once the general path did
         most of a batch's work for it."""
@@ -181,6 +193,8 @@ class Ingest:
             return
         top = max(by_model, key=lambda m: len(by_model[m]))
         ms = self.models.get(top)
+        if ms is not None and ms.decoder.task != "binary":
+            return  # multiclass / regression outputs are read by the general path (the typed ones know the score)
         if ms is not None and len(by_model[top]) >= n_msgs // 2 and (self._typed is None or self._typed.model != top):
             if ms.typed is None:
                 sch = ms.layout.schema
@@ -248,7 +262,9 @@ class Ingest:
 
     def _ingest_labels(self, raws: Sequence[bytes]) -> list[EventError]:
         sink = self.outcomes.on_labels if self.outcomes is not None else None
-        return self._ingest_side(raws, decode_labels, sink, "labels")
+        route = self.label_router()
+        decode = decode_labels if route is None else partial(decode_labels, tasks=route)
+        return self._ingest_side(raws, decode, sink, "labels")
 
     def ingest_features(self, raws: Sequence[bytes]) -> list[EventError]:
         with gc_paused():

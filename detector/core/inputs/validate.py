@@ -29,7 +29,7 @@ from detector.core.inputs.wire import (
     reject,
 )
 
-__all__ = ["validate_predictions", "DEFAULT_MAX_ID_BYTES", "DEFAULT_MAX_VALUE_BYTES"]
+__all__ = ["validate_predictions", "scores_problem", "SCORES_SUM_TOL", "DEFAULT_MAX_ID_BYTES", "DEFAULT_MAX_VALUE_BYTES"]
 
 
 
@@ -77,6 +77,48 @@ def _bad_slices(v: Any) -> str | None:
         if type(x) not in _ANY_SCALAR:
             return f"slices.{preview(k, 30)} is {preview(x)}; slice values must be strings (or numbers)"
     return None
+
+
+#: class scores may sum to slightly more than 1 (float32 softmax outputs, rounding)
+SCORES_SUM_TOL = 0.02
+
+
+def scores_problem(v: Any) -> str | None:
+    """Why a multiclass ``scores`` value is unusable, or None (absent is fine).
+
+    >>> scores_problem({"a": 0.2, "b": 0.8}) is None, scores_problem({"a": 1.5}) is not None
+    (True, True)
+    """
+    if v is None:
+        return None
+    if type(v) is not dict or not v:
+        return (f"scores={preview(v)} must be an object of class name -> probability, e.g. "
+                '{"billing": 0.7, "tech": 0.3}')
+    total = 0.0
+    for k, x in v.items():
+        if type(x) not in (int, float) or not 0.0 <= x <= 1.0:  # NaN fails the range test too
+            return f"scores.{preview(k, 30)}={preview(x)}: class scores must be probabilities in [0, 1]"
+        total += x
+    if total > 1.0 + SCORES_SUM_TOL:
+        return f"scores sum to {total:.4g}: class scores are one softmax output and sum to at most 1"
+    return None
+
+
+def _check_multiclass(events: list[dict[str, Any]], flag: Any) -> None:
+    """``predicted_class`` (a class name: a string or a whole number) and ``scores`` (see :func:`scores_problem`)."""
+    pc = column(events, "predicted_class")
+    if set(map(type, pc)) - {str, type(None)}:
+        for i, v in enumerate(pc):
+            t = type(v)
+            if t is str or v is None or t is int or (t is float and math.isfinite(v) and v.is_integer()):
+                continue
+            flag(i, "bad_prediction", f"predicted_class={preview(v)} must be a class name (a string such as \"billing\", "
+                                      "or a whole number)")
+    sc = column(events, "scores")
+    if set(map(type, sc)) - {type(None)}:
+        for i, v in enumerate(sc):
+            if (msg := scores_problem(v)) is not None:
+                flag(i, "bad_scores", msg)
 
 
 def validate_predictions(
@@ -141,7 +183,12 @@ def validate_predictions(
         else:
             badm = np.fromiter((s is not None and not math.isfinite(float_or_nan(s)) for s in col), bool, n)
         for i in np.flatnonzero(badm).tolist():
-            flag(i, "bad_score", f"{name}={preview(col[i])} must be a finite number (or absent)")
+            if name == "score":
+                flag(i, "bad_score", f"score={preview(col[i])} must be a finite number (or absent)")
+            else:
+                flag(i, "bad_prediction", f"prediction={preview(col[i])} must be a finite number (a regression "
+                                          "model's output; or absent)")
+    _check_multiclass(events, flag)
     for name, ok, expect in _OPTIONAL:
         col = column(events, name)
         types = set(map(type, col))

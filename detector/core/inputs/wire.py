@@ -19,7 +19,9 @@ Reasons (the ``reason`` of an :class:`EventError`, a fixed vocabulary - metrics 
 ``bad_timestamp``       ``ts`` is not RFC 3339 / epoch (s, ms, us, ns), or beyond year 9999
 ``ancient_timestamp``   ``ts`` before ``detector.min_epoch``
 ``future_timestamp``    ``ts`` too far ahead of the stream (engine)
-``bad_score``           ``score`` / ``prediction`` is not a finite number
+``bad_score``           ``score`` is not a finite number
+``bad_prediction``      ``prediction`` is not a finite number, or ``predicted_class`` not a class name
+``bad_scores``          ``scores`` is not an object of probabilities summing to at most 1
 ``bad_features``        ``features`` is not an object
 ``bad_label``           ``label`` is not a label the model's task accepts
 ``unknown_model``       no reference for the event's model (engine)
@@ -48,7 +50,7 @@ DEFAULT_MAX_ID_BYTES = 256  # prediction ids (detector.max_id_bytes)
 DEFAULT_MAX_VALUE_BYTES = 256  # every other retained string (detector.max_value_bytes)
 MAX_DEPTH = 1024  # orjson's nesting limit; deeper JSON is rejected, never recursed into
 REASONS = ("empty_message", "invalid_json", "not_an_object", "missing_field", "bad_field", "oversized_field",
-           "bad_timestamp", "ancient_timestamp", "future_timestamp", "bad_score", "bad_features", "bad_label",
+           "bad_timestamp", "ancient_timestamp", "future_timestamp", "bad_score", "bad_prediction", "bad_scores", "bad_features", "bad_label",
            "unknown_model", "internal_error", "oversized")
 
 

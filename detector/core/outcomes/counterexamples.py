@@ -192,7 +192,7 @@ class CounterexampleLibrary:
             return
         mon = self.mon
         L = mon.L
-        first = mt.old == -1
+        first = mt.first
         pred, y = rows.pred.astype(np.int64), mt.label.astype(np.int64)
         typ = np.where((pred == 1) & (y == 0), 0, np.where((pred == 0) & (y == 1), 1, -1))
         # first labels that are errors, and every correction of a counted pair (it may leave or join)

@@ -200,7 +200,7 @@ class CorrectionTap:
         rows = mt.rows
         if mt.slots.size == 0 or not mt.ids:
             return
-        corr = (mt.old != -1) & (rows.counted == 1)
+        corr = ~mt.first & (rows.counted == 1)
         if not corr.any():
             return
         pred, y = rows.pred.astype(np.int64), mt.label.astype(np.int64)

@@ -44,7 +44,7 @@ early labels at ``EARLY_OVERHEAD`` (300) bytes plus their id each, bounded both 
 >>> m.slots.tolist(), m.delay.tolist()
 ([0], [400.0])
 >>> j.add_labels(lab("a", 1))[0].slots.size, j.add_labels(lab("a", 0, rev=1))[0].old.tolist()
-(0, [1])
+(0, [1.0])
 >>> j.expire(110.0 + 86400.0 + 1), dict(j.counters)["expired"], dict(j.counters)["corrections"]
 (1, 1, 1)
 """
@@ -64,8 +64,8 @@ __all__ = [
     "LabelJoin", "PENDING",
 ]
 
-PENDING = -1  # label column: no label yet (0/1 once labelled)
-_DEAD = -2  # slot of a duplicate prediction id inside one batch (never indexed)
+PENDING = float("nan")  # label column: no label yet (the label once labelled); test with np.isnan
+_DEAD = float("inf")  # slot of a duplicate prediction id inside one batch (never indexed; labels are finite)
 
 #: Label-delay bin edges in seconds: 1 s .. 1e7 s (~116 days), 4 bins per decade; bin 0 is
 #: [0, 1 s) (negative delays, i.e. label ts before prediction ts, are clamped to 0).
@@ -105,9 +105,9 @@ class Rows:
     model: np.ndarray  # int16 model index
     ts: np.ndarray  # float64 prediction time
     score: np.ndarray  # float64, NaN = none
-    pred: np.ndarray  # int8 1 = acted / score >= threshold, 0 = not, -1 = unknown
+    pred: np.ndarray  # int8 binary: 1 = acted / score >= threshold, 0 = not; multiclass: class code; -1 = unknown
     codes: np.ndarray  # (n, dims) int16 slice code per dimension (-1 beyond the model's dims)
-    label: np.ndarray  # int8 PENDING / 0 / 1
+    label: np.ndarray  # float64 PENDING (NaN) or the label: 0/1, the class code, the target
     rev: np.ndarray  # int64 revision of the held label
     counted: np.ndarray  # int8 1 = the label is folded into its cohort's counts (set by the caller)
     aux: np.ndarray | None = None  # int8 per-prediction value for outcome listeners (-1 = none; e.g. a rules decision)
@@ -150,7 +150,7 @@ class PendingStore(Protocol):
 
 
 _COLS = (("model", np.int16), ("ts", np.float64), ("score", np.float64), ("pred", np.int8),
-         ("label", np.int8), ("rev", np.int64), ("counted", np.int8), ("aux", np.int8))
+         ("label", np.float64), ("rev", np.int64), ("counted", np.int8), ("aux", np.int8))
 
 
 class RingStore:
@@ -178,7 +178,7 @@ class RingStore:
 
     @property
     def pending(self) -> int:
-        return int(np.count_nonzero(self.label[self._live()] == PENDING))
+        return int(np.count_nonzero(np.isnan(self.label[self._live()])))
 
     def _live(self) -> np.ndarray:
         return (self.head + np.arange(self.size)) % self.cap
@@ -242,7 +242,7 @@ class RingStore:
             self._grow(self.size + n)
         over = self.size + n - self.cap
         if over > 0:
-            self.evicted += int(np.count_nonzero(self._drop_oldest(over) == PENDING))
+            self.evicted += int(np.count_nonzero(np.isnan(self._drop_oldest(over))))
         sl = (self.head + self.size + np.arange(n)) % self.cap
         self.model[sl] = model
         self.ts[sl] = ts
@@ -300,7 +300,7 @@ class RingStore:
             m = k if old.all() else int(np.argmin(old))
             if m == 0:
                 break
-            expired += int(np.count_nonzero(self._drop_oldest(m) == PENDING))
+            expired += int(np.count_nonzero(np.isnan(self._drop_oldest(m))))
             if m < k:
                 break
         return expired
@@ -329,6 +329,8 @@ class RingStore:
             if a is None and name == "aux":  # "aux" is newer than some states
                 a = np.full(n, -1, dtype=dt)
             check(isinstance(a, np.ndarray) and a.shape == (n,), f"pending store column {name} of {n} records")
+            if name == "label" and a.dtype == np.int8:  # states from before tasks: -1 pending, -2 dead
+                a = np.where(a == -1, PENDING, np.where(a == -2, _DEAD, a.astype(np.float64)))
             cols[name] = a.astype(dt)
         codes = st.get("codes")
         check(isinstance(codes, np.ndarray) and codes.shape == (n, dims), "pending store slice codes")
@@ -350,16 +352,21 @@ class Matches:
     """Label changes produced by one call: first labels (``old == -1``) and corrections."""
 
     slots: np.ndarray  # store slots whose label changed
-    label: np.ndarray  # new label, int8
-    old: np.ndarray  # previous label (int8), PENDING = this is the first label (a match)
+    label: np.ndarray  # new label, float64
+    old: np.ndarray  # previous label (float64), NaN (PENDING) = this is the first label (a match)
     delay: np.ndarray  # label ts - prediction ts (seconds; NaN for corrections)
     rows: Rows  # the predictions, read before the change (``rows.label`` is the old label)
     ids: list[str] = field(default_factory=list)  # prediction id per slot (for outcome listeners)
 
+    @property
+    def first(self) -> np.ndarray:
+        """Per change: is it the pair's first label (a match), not a correction?"""
+        return np.isnan(self.old)
+
     @classmethod
     def empty(cls, store: PendingStore) -> Matches:
         z = np.zeros(0, dtype=np.int64)
-        return cls(z, z.astype(np.int8), z.astype(np.int8), z.astype(np.float64), store.read(z))
+        return cls(z, z.astype(np.float64), z.astype(np.float64), z.astype(np.float64), store.read(z))
 
 
 #: CPython bytes of one held early label besides its id's characters: the id str header (49),
@@ -442,10 +449,10 @@ class LabelJoin:
             return Matches.empty(st)
         s = slots[found]
         sid = [ids[i] for i in np.flatnonzero(found).tolist()]
-        yy = y[found].astype(np.int8)
+        yy = y[found].astype(np.float64)
         rr = rev[found].astype(np.int64)
         rows = st.read(s)
-        first = rows.label == PENDING
+        first = np.isnan(rows.label)
         newer = ~first & ((rr > rows.rev) | ((rr == rows.rev) & (yy != rows.label)))
         self.counters["matched"] += int(first.sum())
         self.counters["corrections"] += int(newer.sum())

@@ -61,7 +61,7 @@ from detector.core.outcomes.cohort import (
     ece,
     fold,
 )
-from detector.core.outcomes.labels import N_DELAY, PENDING, LabelJoin, Matches, delay_bins, hist_quantile
+from detector.core.outcomes.labels import N_DELAY, LabelJoin, Matches, delay_bins, hist_quantile
 from detector.core.outcomes.maturity import LabelAge
 from detector.core.outcomes.parity import ParityMonitor
 
@@ -230,7 +230,7 @@ class OutcomeMonitor:
             ts, score, pred = rows.ts[sel], rows.score[sel], rows.pred[sel]
             new, old, slots = mt.label[sel].astype(np.float64), mt.old[sel], mt.slots[sel]
             counted = rows.counted[sel]
-            first = old == PENDING
+            first = np.isnan(old)
             R = m.layout.n_rows
             if first.any():
                 f = np.flatnonzero(first)

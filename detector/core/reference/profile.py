@@ -138,7 +138,16 @@ class Reference:
     # the joint structure of the numeric features (detector.core.checks.multivariate.pca: fit_pca's plain
     # dict, standardised by hour of day when the data has a time column); {} = not fitted
     multivariate: dict[str, Any] = field(default_factory=dict)
+    # what the model predicts and the outcome facts of its task (detector.core.outcomes.tasks.reference:
+    # {"format": "skewwatch.task/1", "task": "binary" | "multiclass" | "regression", ...}); {} = a binary
+    # classifier profiled as before (references older than tasks read as binary)
+    task: dict[str, Any] = field(default_factory=dict)
     format: str = FORMAT
+
+    @property
+    def task_name(self) -> str:
+        """``binary``, ``multiclass`` or ``regression`` (binary when the reference predates tasks)."""
+        return str(self.task.get("task") or "binary")
 
     # ------------------------------------------------------------------ (de)serialisation
     def to_dict(self) -> dict[str, Any]:
@@ -196,6 +205,7 @@ class Reference:
                 outcome=dict(d.get("outcome") or {}),
                 sample=d.get("sample") or {},
                 multivariate=dict(d.get("multivariate") or {}),
+                task=dict(d.get("task") or {}),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ReferenceError(f"reference file is damaged ({type(exc).__name__}: {exc}); rebuild it") from exc

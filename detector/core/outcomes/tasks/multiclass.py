@@ -40,6 +40,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from detector.core.checks.window import Result
+from detector.core.inputs.validate import SCORES_SUM_TOL
 from detector.core.outcomes.estimate.calibration import score_bin
 from detector.core.outcomes.estimate.cbpe import (
     N_CAL_BINS,
@@ -63,7 +64,7 @@ __all__ = ["MulticlassTask", "CNT", "N_REL", "confusion_metrics", "macro_f1_se"]
 CNT = ("pred", "classified", "scored", "lab", "lc", "correct", "sc", "conf_s", "conf_y")
 I = {k: i for i, k in enumerate(CNT)}  # noqa: E741 - column index of each counter
 N_REL = 10
-_SCORE_TOL = 0.02  # class scores are probabilities: their sum may exceed 1 by at most this (rounding)
+_SCORE_TOL = SCORES_SUM_TOL  # class scores are probabilities: their sum may exceed 1 by at most this (rounding)
 
 
 def _class_name(v: Any) -> str | None:
