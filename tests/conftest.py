@@ -35,7 +35,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         return
     for item in items:
         info = getattr(item, "_fixtureinfo", None)
-        if info is None:
+        if info is None or item.get_closest_marker("xdist_group") is not None:  # an explicit group wins
             continue
         shared = any(d.scope in ("module", "class", "package") for defs in info.name2fixturedefs.values() for d in defs)
         if shared:

@@ -18,8 +18,9 @@ from detector.core.engine import Engine
 from detector.core.outcomes.labels import DELAY_EDGES, N_DELAY
 from detector.exporters.prometheus import SkewwatchCollector, exposition
 from detector.sim import get_scenario, simulate
-from tests.deploy.traffic import Served, faulty_worker, reference
+from tests.deploy.traffic import SHARES_FAULTY_WORKER, Served, faulty_worker, reference
 
+pytestmark = SHARES_FAULTY_WORKER
 PROMTOOL = shutil.which("promtool")
 NO_PROMTOOL = "promtool not installed: apt-get update && apt-get install -y prometheus"
 UNIT = {"model": "fraud", "kind": "unit_shift", "feature": "amount", "slice": "all", "statistic": "scale_ratio"}
