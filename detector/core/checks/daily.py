@@ -24,7 +24,9 @@ from typing import Any
 
 import numpy as np
 
-from detector.core.checks.window import Result, View, _cat_shares, _r, _ref_rows, _shares
+from detector.core.checks.common import _cat_shares, _r, _shares
+from detector.core.checks.result import Result
+from detector.core.checks.view import View, _ref_rows
 from detector.core.inputs.layout import SCORE, Layout
 from detector.core.inputs.seasonal import Frozen, SeasonalBaseline
 from detector.core.inputs.window import RATE, WindowCounts

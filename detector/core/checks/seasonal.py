@@ -22,7 +22,9 @@ from typing import Any
 
 import numpy as np
 
-from detector.core.checks.window import Result, View, _r, is_clock
+from detector.core.checks.common import _r
+from detector.core.checks.result import Result
+from detector.core.checks.view import View, is_clock
 from detector.core.inputs.layout import SCORE, Layout
 from detector.core.inputs.seasonal import SeasonalBaseline
 from detector.core.settings import DetectorSettings

@@ -1,0 +1,159 @@
+"""Checks of one numeric feature (or the score) over a window, for every pseudo-row.
+
+Missing values vs training, a unit change (a pure shift of log|x| with an unchanged log-spread),
+the share of one exact value (a default / fallback being served), the distribution vs training
+(values outside the training range, PSI with a G-test p-value) and vs production's own history at
+the same time of day (PSI vs the seasonal baseline).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from detector.core.checks.common import _fmt, _median_from_fine, _r, _shares, _times, _unit_guess
+from detector.core.checks.result import Result
+from detector.core.checks.view import View, _coarse_of, _fine_ref, _ref_rows, is_clock
+from detector.core.inputs.layout import SCORE, Layout
+from detector.core.inputs.seasonal import SeasonalBaseline
+from detector.core.reference.profile import NumericProfile, value_share
+from detector.core.settings import DetectorSettings
+from detector.core.stats import distributions as stats
+
+__all__ = ["numeric_checks"]
+
+
+def numeric_checks(lay: Layout, v: View, sb: SeasonalBaseline, st: DetectorSettings, j: int, cands: np.ndarray,
+             cand_ref: np.ndarray) -> list[Result]:
+    th = st.thresholds
+    name = SCORE if j == lay.n_num_blocks - 1 else lay.numeric[j]
+    feature = "score" if name == SCORE else name
+    drift_kind = "score_drift" if name == SCORE else "feature_drift"
+    off, size = int(lay.num_offsets[j]), int(lay.num_sizes[j])
+    fine = v.arrays["num"][:, off : off + size - 1].astype(np.float64)
+    miss = v.arrays["num"][:, off + size - 1].astype(np.float64)
+    n_nm = fine.sum(axis=1)
+    n_all = n_nm + miss
+    P = v.P
+    refs = _ref_rows(lay, v, name)
+    has_ref = np.array([r is not None for r in refs])
+    enough = n_nm >= st.min_count
+    out: list[Result] = []
+    cb = sb.blocks[j]
+    coarse = v.coarse[:, cb.start : cb.stop - 1]
+
+    # ---- missing values vs training
+    p0 = np.array([r.missing_rate if r is not None else np.nan for r in refs])
+    n0 = np.array([r.count if r is not None else 0 for r in refs], dtype=np.float64)
+    rate = np.divide(miss, n_all, out=np.zeros(P), where=n_all > 0)
+    delta = rate - np.nan_to_num(p0)
+    hourly = bool(v.extra.get("hourly_skew", True))
+    # a feature set by the clock (a local hour) has no sampling distribution to test (detector.core.reference.hourly)
+    dist = hourly and not is_clock(lay, name)
+    # without hour-of-day profiles an hour is judged against training only for what no hour of training
+    # had at all (a feature never missing, a value never seen): time of day cannot produce that
+    tested = has_ref & (n_all >= st.min_count_rate) & (hourly | (np.nan_to_num(p0, nan=1.0) == 0))
+    pv = stats.proportion_test(miss, n_all, np.nan_to_num(p0), alternative="greater", n0=np.maximum(n0, 1))
+    out.append(Result(
+        "missing_values", feature, "missing_rate_delta", delta, tested, delta >= th.missing_delta_warning,
+        delta >= th.missing_delta_critical, pv, th.missing_delta_warning,
+        lambda i: {"reference": {"missing_rate": _r(p0[i])}, "current": {"missing_rate": _r(rate[i]), "missing": int(miss[i]), "count": int(n_all[i])}},
+        lambda i: f"{feature} is missing in {rate[i]:.1%} of events (training: {p0[i]:.1%}): check the feature pipeline / join that fills it",
+    ))
+    if name == SCORE and not any(r is not None for r in refs):
+        pass
+    # ---- unit change: pure shift of log|x| with unchanged log-spread
+    nz = v.arrays["nz"][:, j]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mlog = v.arrays["slog"][:, j] / nz
+        sdlog = np.sqrt(np.maximum(v.arrays["slog2"][:, j] / nz - mlog * mlog, 0.0))
+    rm = np.array([r.log_abs_mean if r is not None and r.log_abs_mean is not None else np.nan for r in refs])
+    rs = np.array([r.log_abs_std if r is not None and r.log_abs_std is not None else np.nan for r in refs])
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+        ratio = np.exp(mlog - rm)
+        spread = np.where(rs > 1e-9, sdlog / rs, np.where(sdlog < 1e-9, 1.0, np.inf))
+        z = (mlog - rm) / (np.maximum(rs, 1e-9) / np.sqrt(np.maximum(nz, 1)))
+    # a probability has no unit, and a reference that is (nearly) one value has no scale to compare
+    tested_u = (nz >= st.min_count_rate) & ~np.isnan(rm) & (name != SCORE) & (np.nan_to_num(rs) >= 0.05)
+    big = (ratio >= th.unit_ratio) | (ratio <= 1.0 / th.unit_ratio)
+    same_shape = (spread <= th.unit_spread_tolerance) & (spread >= 1.0 / th.unit_spread_tolerance)
+    pv_u = 2.0 * stats.norm_sf(np.abs(np.nan_to_num(z)))
+    out.append(Result(
+        "unit_shift", feature, "scale_ratio", ratio, tested_u, big & same_shape, big & same_shape, pv_u, th.unit_ratio,
+        lambda i: {"reference": {"geometric_mean_abs": _r(math.exp(rm[i])), "log_spread": _r(rs[i])},
+                   "current": {"geometric_mean_abs": _r(math.exp(mlog[i])), "log_spread": _r(sdlog[i])}},
+        lambda i: f"{feature} is ~{_times(ratio[i])} than in training with the same shape: a unit change ({_unit_guess(ratio[i])})",
+        effect=np.abs(np.log(np.where(ratio > 0, ratio, 1.0))),
+    ))
+    # ---- default / fallback value spike: share of one exact value
+    shares = v.arrays["cand"][:, j, :] / np.maximum(n_nm, 1)[:, None]  # (P, N_CAND)
+    d_all = shares - cand_ref[j][None, :]
+    d_all[:, np.isnan(cands[j])] = -np.inf
+    best = np.argmax(d_all, axis=1)
+    sh = shares[np.arange(P), best]
+    vals = cands[j][best]
+    r0 = np.array([value_share(r, float(vals[i])) if isinstance(r, NumericProfile) else np.nan
+                   for i, r in enumerate(refs)])  # no reference for this row: no skew test
+    dd = sh - r0
+    # a value training never had: for a clock feature, at no hour at all (its hour is the clock's business)
+    g = lay.num_all_profiles[j] if j < len(lay.num_all_profiles) else None
+    never = (r0 == 0) if dist or not isinstance(g, NumericProfile) else np.array(
+        [value_share(g, float(x)) == 0 for x in vals.tolist()]) & (r0 == 0)
+    pv_d = stats.proportion_test(sh * n_nm, n_nm, np.nan_to_num(r0), alternative="greater")
+    warn_d = (dd >= th.default_share_delta) & (sh >= 2 * r0)
+    spike_kind = "score_drift" if name == SCORE else "default_value_spike"
+    what = ("a constant default score is being served (fallback?)" if name == SCORE
+            else "a default or fallback value is being served")
+    out.append(Result(
+        spike_kind, feature, "value_share", sh, (n_nm >= st.min_count_rate) & np.isfinite(dd) & (dist | never), warn_d,
+        warn_d & (dd >= 2 * th.default_share_delta), pv_d, r0 + th.default_share_delta,
+        lambda i: {"value": _r(vals[i]), "reference": {"share": _r(r0[i])}, "current": {"share": _r(sh[i]), "count": int(sh[i] * n_nm[i])}},
+        lambda i: f"{feature} = {_fmt(vals[i])} in {sh[i]:.1%} of events (training: {r0[i]:.1%}): {what}",
+    ))
+    # ---- vs training distribution
+    ref_f = [_fine_ref(lay, j, r) for r in refs]
+    ok_ref = np.array([f is not None for f in ref_f])
+    if ok_ref.any():
+        fallback_f = next(f for f in ref_f if f is not None)
+        RF = np.stack([f if f is not None else fallback_f for f in ref_f])
+        RC = np.stack([_coarse_of(lay, j, f) for f in RF])
+        ref_n = np.array([r.n if r is not None else 1 for r in refs], dtype=np.float64)
+        psi = stats.psi(RC, coarse)
+        _, _, pv_psi = stats.gtest_gof(coarse, RC, ref_n=ref_n)
+        ks = stats.ks_binned(RF, fine)
+        js = stats.js_distance(RC, coarse)
+        oor = np.divide(fine[:, 0] + fine[:, -1], n_nm, out=np.zeros(P), where=n_nm > 0)
+        pv_oor = stats.proportion_test(fine[:, 0] + fine[:, -1], n_nm, 1.0 / np.maximum(ref_n, 1), alternative="greater")
+        tested_r = ok_ref & enough & dist
+        out.append(Result(
+            drift_kind, feature, "out_of_range_share", oor, tested_r, oor >= th.out_of_range_warning,
+            oor >= 4 * th.out_of_range_warning, pv_oor, th.out_of_range_warning,
+            lambda i: {"reference": {"min": _r(refs[i].min), "max": _r(refs[i].max)},
+                       "current": {"below_min": _r(fine[i, 0] / max(n_nm[i], 1)), "above_max": _r(fine[i, -1] / max(n_nm[i], 1))}},
+            lambda i: f"{oor[i]:.1%} of {feature} values fall outside the training range [{_fmt(refs[i].min)}, {_fmt(refs[i].max)}]",
+        ))
+        out.append(Result(
+            drift_kind, feature, "psi", psi, tested_r, psi >= th.psi_warning, psi >= th.psi_critical, pv_psi, th.psi_warning,
+            lambda i: {"reference": {"bins": _shares(RC[i]), "median": _r(refs[i].median)},
+                       "current": {"bins": _shares(coarse[i]), "median": _r(_median_from_fine(lay.num_edges[j] if j < len(lay.num_edges) else lay.score_edges, fine[i])), "count": int(n_nm[i])},
+                       "ks": _r(ks[i]), "js_distance": _r(js[i])},
+            lambda i: f"{feature} distribution moved away from training (PSI {psi[i]:.2f}, KS {ks[i]:.2f}; median {_fmt(refs[i].median)} -> {_fmt(_median_from_fine(lay.num_edges[j] if j < len(lay.num_edges) else lay.score_edges, fine[i]))})",
+        ))
+    # ---- vs production's own seasonal history (drift)
+    if v.base is not None:
+        bc = v.base["num"][:, cb.start : cb.stop - 1]
+        bn = bc.sum(axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            bp = bc / bn[:, None]
+        psi_s = stats.psi(np.nan_to_num(bp), coarse)
+        _, _, pv_s = stats.gtest_gof(coarse, np.nan_to_num(bp), ref_n=np.maximum(bn, 1))
+        tested_s = enough & (bn >= st.min_count) & (name == SCORE or not is_clock(lay, name))
+        out.append(Result(
+            drift_kind, feature, "psi_vs_seasonal", psi_s, tested_s, psi_s >= th.psi_warning, psi_s >= th.psi_critical,
+            pv_s, th.psi_warning,
+            lambda i: {"reference": {"bins": _shares(bc[i]), "source": "production, same time of day"},
+                       "current": {"bins": _shares(coarse[i]), "count": int(n_nm[i])}},
+            lambda i: f"{feature} differs from its usual distribution at this time of day (PSI {psi_s[i]:.2f} vs the seasonal baseline)",
+        ))
+    return out
