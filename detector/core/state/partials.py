@@ -20,12 +20,11 @@ import numpy as np
 
 from detector.core.inputs.layout import Layout
 from detector.core.inputs.window import _STATE_ARRAYS, N_CAND, RATE, WindowCounts, mv_from_state
-from detector.core.state.codec import StateError, check, pack, unpack
+from detector.core.state.codec import StateError, check
 
 __all__ = ["Partial", "row_map_values", "row_map", "remap", "remap_candidates", "partial_events", "window_from_state",
            "check_window_fits"]
 
-PARTIAL_VERSION = 1
 
 
 @dataclass
@@ -65,19 +64,6 @@ class Partial:
               "partial reconciled features")
         return cls(st["model"], list(dims), [list(v) for v in vv], cands.astype(np.float64), window_from_state(st["window"]),
                    {str(k): dict(m) for k, m in codes.items()})
-
-    def to_bytes(self) -> bytes:
-        return pack("partial", PARTIAL_VERSION, self.to_state())
-
-    @classmethod
-    def from_bytes(cls, b: bytes) -> Partial:
-        """Decode a partial; :class:`~detector.core.state.codec.StateError` for anything that is not one."""
-        try:
-            return cls.from_state(unpack(b, "partial", {PARTIAL_VERSION}))
-        except StateError:
-            raise
-        except (KeyError, TypeError, ValueError, IndexError) as exc:
-            raise StateError(f"not a valid window partial ({type(exc).__name__}: {exc})") from exc
 
 
 def window_from_state(st: Any) -> WindowCounts:

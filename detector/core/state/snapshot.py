@@ -75,8 +75,9 @@ def load_engine_state(eng: Any, st: Any) -> None:
 
 
 def _load(eng: Any, st: Any) -> None:
-    from detector.core.engine import Counters, EngineError, ModelState
+    from detector.core.engine import EngineError
     from detector.core.inputs.window import WindowCounts
+    from detector.core.modelstate import Counters, ModelState
     from detector.core.state.drift import detector_from_state
 
     check(isinstance(st, dict) and isinstance(st.get("models"), dict), "engine state")
