@@ -24,6 +24,7 @@ import numpy as np
 
 from detector.core.checks.adoption import Adoption
 from detector.core.decisions.alerts import Alert, AlertManager
+from detector.core.errors import EngineError
 from detector.core.evaluate import close_window
 from detector.core.inputs.events import EventError, PredictionBatch
 from detector.core.inputs.eventtime import EventClock
@@ -47,10 +48,6 @@ from detector.core.state.partials import (
 )
 
 __all__ = ["Engine", "EngineError", "gc_paused"]
-
-
-class EngineError(ValueError):
-    """Misuse of the engine (e.g. restoring a snapshot taken with other references)."""
 
 
 def _clock(name: str, doc: str) -> Any:

@@ -24,10 +24,10 @@ try:  # the columnar reader needs pyarrow (the `fast` extra); without it the typ
     from detector.core.inputs.arrowdecode import ArrowDecoder
 except ImportError:  # pragma: no cover - exercised by the wheel smoke test without extras
     ArrowDecoder = None  # type: ignore[assignment,misc]
+from detector.core.inputs.batch import concat
 from detector.core.inputs.events import (
     EventError,
     PredictionBatch,
-    concat,
     decode_feature_events,
     decode_labels,
     parse_messages,
@@ -142,15 +142,16 @@ class Ingest:
         self.counters.count_errors(errors)
         return errors
 
-    def _isolate(self, raws: Sequence[bytes]) -> list[EventError]:
-        """Ingest message by message, so that a defect of ours costs only the message that hits it."""
+    def _isolate(self, raws: Sequence[bytes], ingest: Any = None) -> list[EventError]:
+        """Ingest message by message (``ingest``: predictions by default), so that a defect of ours
+        costs only the message that hits it."""
         if len(raws) == 1:
             errors = [EventError("internal_error", _INTERNAL, bytes(raws[0] or b""), 0)]
             self.counters.count_errors(errors)
             return errors
         out: list[EventError] = []
         for i, raw in enumerate(raws):
-            for e in self._ingest_predictions([raw]):
+            for e in (ingest or self._ingest_predictions)([raw]):
                 e.index = i if e.index >= 0 else e.index
                 out.append(e)
         return out  # already counted, per message
@@ -290,16 +291,7 @@ class Ingest:
             events, origin, errors = parse_messages(raws)
             batch, errs = decode(events, origin, raws, st.min_epoch, st.max_id_bytes, st.max_value_bytes)
         except Exception:  # noqa: BLE001 - a bug of ours: isolate the message that hits it
-            if len(raws) == 1:
-                errors = [EventError("internal_error", _INTERNAL, bytes(raws[0] or b""), 0)]
-                self.counters.count_errors(errors)
-                return errors
-            out: list[EventError] = []
-            for i, raw in enumerate(raws):
-                for e in self._side([raw], decode, sink, counter):
-                    e.index = i if e.index >= 0 else e.index
-                    out.append(e)
-            return out
+            return self._isolate(raws, lambda one: self._side(one, decode, sink, counter))
         errors.extend(errs)
         setattr(self.counters, counter, getattr(self.counters, counter) + batch.n)
         if self.outcomes is not None and batch.n:

@@ -37,6 +37,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from detector.core.errors import EngineError
 from detector.core.inputs.events import FeatureBatch, LabelBatch, PredictionBatch
 from detector.core.outcomes.cohort import C, Cohort
 from detector.core.outcomes.parity_compare import scalars
@@ -311,7 +312,6 @@ def _listener(mon: Any, cls: str) -> Any:
 # ---------------------------------------------------------------------------------------- aggregator side
 def apply_outcome_step(engine: Any, step: dict[str, Any]) -> None:
     """Add a unit's step to the aggregator ``engine``'s outcome monitor (see the module docstring)."""
-    from detector.core.engine import EngineError
     from detector.core.state.partials import row_map_values
 
     mon = engine.outcomes

@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from detector.core.checks.window import Result
+from detector.core.checks.result import Result
 from detector.core.decisions.alerts import PARITY_KINDS, Alert, slice_key
 from detector.core.decisions.select import PseudoRows, select_findings
 from detector.core.inputs.events import FeatureBatch, PredictionBatch

@@ -56,6 +56,7 @@ class Ring:
                  row_bytes: int = 0) -> None:
         check("ts" in columns, "a ring needs a ts column")
         self.columns = dict(columns)
+        self._objects = [name for name, c in columns.items() if c.dtype is object]
         self.max_rows = max(1, int(max_rows))
         self.max_bytes, self.row_bytes = max_bytes, row_bytes
         self.id_bytes = 0  # characters of the indexed ids (counted only with a byte budget)
@@ -122,6 +123,8 @@ class Ring:
                 if counted:
                     self.id_bytes -= len(i)
         self.ids[sl] = None
+        for name in self._objects:  # let go of what the rows referred to
+            getattr(self, name)[sl] = None
         self.head = (self.head + k) % self.cap
         self.size -= k
         return sl

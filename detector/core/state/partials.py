@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from detector.core.errors import EngineError
 from detector.core.inputs.layout import Layout
 from detector.core.inputs.window import _STATE_ARRAYS, N_CAND, RATE, WindowCounts, mv_from_state
 from detector.core.state.codec import StateError, check
@@ -131,7 +132,6 @@ def partial_events(w: WindowCounts, lay: Layout) -> int:
 
 def row_map_values(dims: list[str], vocab_values: list[list[str]], dst: Layout) -> np.ndarray:
     """Row index in ``dst`` for every row of a partial laid out with ``dims``/``vocab_values``."""
-    from detector.core.engine import EngineError
 
     top_k = dst.top_k
     m = np.zeros(1 + len(dims) * (top_k + 1), dtype=np.int64)
@@ -174,7 +174,6 @@ def remap_candidates(w: WindowCounts, cands: np.ndarray, ms: Any) -> None:
 
 def row_map(src: Layout, dst: Layout) -> np.ndarray:
     """Row index in ``dst`` for every row of ``src`` (admitting values into dst's vocab)."""
-    from detector.core.engine import EngineError
 
     m = np.zeros(src.n_rows, dtype=np.int64)
     for d, dim in enumerate(src.dims):
