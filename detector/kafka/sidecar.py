@@ -61,6 +61,9 @@ class Sidecar:
         self._idle_evaluator: Any = None
         self.budget: float | None = None  # seconds of work per call before yielding (the worker sets it)
         self.departed: dict[str, tuple[Any, Any]] = {}  # model -> (layout, ServedTotals) of units that left
+        # False: end offsets come from fetches and may be stale; a caught-up labels or features
+        # partition then holds event time until confirm_ends() (the worker sets it; see .unit)
+        self.ends_exact = True
 
     # ------------------------------------------------------------------ units
     @property
@@ -92,7 +95,10 @@ class Sidecar:
             self.agg.expected = self.expected_units()
 
     def new_unit(self, name: str) -> Unit:
-        return Unit(name, self.cfg, self.refs, self.default)
+        unit = Unit(name, self.cfg, self.refs, self.default)
+        if not self.ends_exact:
+            unit.covered = {}
+        return unit
 
     def add_unit(self, unit: Unit, tps: list[str]) -> None:
         self.units[unit.name] = unit
@@ -129,6 +135,33 @@ class Sidecar:
                 topic, _, part = tp.rpartition(":")
                 end = end_offset(topic, int(part))
                 u.lags[tp] = None if end is None else max(0, int(end) - (u.offsets.get(tp, -1) + 1))
+
+    def predictions_marks(self) -> dict[str, float]:
+        """Per unit, the newest predictions event time it has folded (what an end-offset query asked now covers)."""
+        out = {}
+        for name, u in self.units.items():
+            marks = [m for tp, m in u.marks.items() if u.kinds.get(tp) == "predictions"]
+            if marks:
+                out[name] = min(marks)
+        return out
+
+    def confirm_ends(self, ends: dict[str, int], asked: dict[str, float]) -> None:
+        """End offsets ``{"topic:partition": next offset}`` the broker gave for a query sent when each
+        unit's predictions had reached ``asked[unit]`` (:meth:`predictions_marks`): a labels or
+        features partition read to its end is complete up to that event time (see :mod:`.unit`)."""
+        for name, mark in asked.items():
+            u = self.units.get(name)
+            if u is None:
+                continue
+            if u.covered is None:
+                u.covered = {}
+            for tp, kind in u.kinds.items():
+                if kind == "predictions" or tp not in ends:
+                    continue
+                lag = max(0, int(ends[tp]) - (u.offsets.get(tp, -1) + 1))
+                u.lags[tp] = lag
+                if lag == 0:
+                    u.covered[tp] = max(u.covered.get(tp, -math.inf), mark)
 
     # ------------------------------------------------------------------ input
     def on_messages(self, topic: str, partition: int, msgs: list[Message]) -> Outbox:

@@ -14,11 +14,16 @@ Event time: the unit's watermark is its predictions' newest accepted event time 
 ``allowed_lateness`` (only predictions fill windows, so only they move it), held back by its labels
 and offline-features partitions while they have unread messages (consumer lag, as the worker last
 saw it) - or, while their lag is not known yet, for ``partition_idle`` seconds after their last
-message (or assignment). A caught-up labels partition never holds it back: a label that arrives
-later is late by nature. Events dated beyond the wall
+message (or assignment). A caught-up labels partition holds it back no further than the event time
+its catching up is confirmed for (``covered``): a fetch's end offset may be older than the
+predictions folded since, so the worker asks the broker for the end offsets, and a partition read
+to the end it was told covers the predictions folded before it asked (labels produced after those
+predictions are late by nature). ``covered`` is None where the end offsets given are exact (the
+in-process group of :mod:`.local`): there a caught-up partition never holds it back. Events dated beyond the wall
 clock plus ``max_future`` are rejected (predictions, to the dead-letter topic) or joined at once
 (labels, offline features) and never move a mark. When no message arrives for ``idle_after``
-seconds, event time goes on at wall-clock speed.
+seconds and none of the unit's partitions has unread messages, event time goes on at wall-clock
+speed (a worker too busy to take its input is behind, not idle).
 """
 
 from __future__ import annotations
@@ -94,6 +99,9 @@ class Unit:
         self.seen: dict[str, float] = {}  # "topic:partition" -> monotonic time of its last message (or assignment)
         self.kinds: dict[str, str] = {}  # "topic:partition" -> predictions / labels / features
         self.lags: dict[str, int | None] = {}  # "topic:partition" -> unread messages (None: not known)
+        # "topic:partition" (labels, features) -> event time its caught-up state is confirmed for;
+        # None: the lags are exact, a caught-up partition needs no confirmation (module docstring)
+        self.covered: dict[str, float] | None = None
         self.boundary = -math.inf  # the last step taken: everything before it has been packed
         self.seq = 0  # sequence number of the last step packed
         self.life = uuid.uuid4().hex[:16]  # this unit's life: drawn when it starts empty, kept in its checkpoints
@@ -211,16 +219,19 @@ class Unit:
             lag = self.lags.get(tp)
             if (lag is not None and lag > 0) or (lag is None and now - seen <= idle):
                 marks.append(self.marks.get(tp, -math.inf))
+            elif self.covered is not None:
+                marks.append(max(self.marks.get(tp, -math.inf), self.covered.get(tp, -math.inf)))
         if not marks or not math.isfinite(min(marks)):
             return None
         return min(marks) - float(self.cfg.detector.allowed_lateness)
 
     def idle_watermark(self, idle_after: float, now: float | None = None) -> float | None:
-        """When no message came for ``idle_after`` seconds: the newest event time plus the idle time."""
+        """When no message came for ``idle_after`` seconds and none is known to be waiting: the newest
+        event time plus the idle time."""
         now = time.monotonic() if now is None else now
         idle = now - self.last_input
         top = max(self.marks.values(), default=-math.inf)
-        if idle < idle_after or not math.isfinite(top):
+        if idle < idle_after or not math.isfinite(top) or any(self.lags.values()):
             return None
         return top + idle - float(self.cfg.detector.allowed_lateness)
 

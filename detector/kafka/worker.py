@@ -49,6 +49,7 @@ __all__ = ["build_app", "Worker"]
 
 log = logging.getLogger("skewwatch.worker")
 STEP_FLUSH = 1.0  # seconds: how soon a unit with steps waiting is checkpointed (so the steps can be sent)
+END_REFRESH = 0.5  # seconds between end-offset queries of the labels and features partitions held
 FOLD_BYTES = 2 << 20  # a partition's gathered messages are folded at this many bytes (~3,000 events of 600 B)...
 HOLD = 1.0  # ... or when the oldest has waited this many seconds
 
@@ -96,6 +97,7 @@ class Worker:
         self.sidecar = Sidecar(cfg, refs, default, self.worker_id)
         _warm_up()  # imports now, not on the event loop at the first assignment or checkpoint
         self.sidecar.budget = 0.25  # seconds of stepping per call: the loop keeps answering while catching up
+        self.sidecar.ends_exact = False  # a fetch's end offsets may be stale: confirmed by _confirm_ends
         self.catch_up = asyncio.Event()
         self.batch = batch
         self.within = within
@@ -220,6 +222,20 @@ class Worker:
                         break
                     await asyncio.sleep(0)
 
+        @app.task
+        async def confirm_ends() -> None:
+            failing = 0
+            while True:
+                await asyncio.sleep(END_REFRESH)
+                try:
+                    await self._confirm_ends()
+                    failing = 0
+                except Exception as exc:  # noqa: BLE001 - not assigned yet, or broker trouble: next time
+                    failing += 1
+                    (log.warning if failing == 20 else log.debug)(
+                        "end offsets of the labels and features partitions not confirmed (%s: %s); windows "
+                        "with outcomes wait for them (or for the input to go idle)", type(exc).__name__, exc)
+
         @app.on_partitions_revoked.connect
         async def on_revoked(app_: Any, revoked: Any = None, **kw: Any) -> None:
             async with self.lock:
@@ -295,6 +311,25 @@ class Worker:
                 return None
 
         self.sidecar.update_lags(end)
+
+    async def _confirm_ends(self) -> None:
+        """Ask the broker for the end offsets of the labels and features partitions held: those read to
+        the end are complete up to the predictions folded before the question (see :mod:`.unit`)."""
+        from faust.types import TP
+
+        side = self.sidecar
+        asked = side.predictions_marks()  # no await before the query: nothing is folded in between
+        keys = {tp for name in asked for tp, kind in side.units[name].kinds.items() if kind != "predictions"}
+        tps = [TP(topic, int(part)) for topic, _, part in (k.rpartition(":") for k in sorted(keys))]
+        if not tps:
+            return
+        ends = await self.app.consumer.highwaters(*tps)
+        async with self.lock:
+            side.confirm_ends({f"{tp.topic}:{tp.partition}": int(end) for tp, end in ends.items()}, asked)
+            side.tick(self.idle_after)
+            await self._send(side.aggregate())
+            if side.behind:
+                self.catch_up.set()
 
     def status(self) -> dict[str, Any]:
         """Machine-readable state (``/status?format=json``): ingest and label-join counters, alerts."""

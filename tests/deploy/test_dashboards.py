@@ -18,6 +18,7 @@ from tests.deploy.promql import (
     panel_queries,
     panels,
 )
+from tests.deploy.traffic import SHARES_FAULTY_WORKER
 
 RATE = re.compile(r"\b(rate|irate|increase|delta|idelta|deriv)\s*\([^\[]*\[([^\]]+)\]")
 
@@ -93,6 +94,7 @@ def test_four_dashboards_with_unique_uids_and_titles():
         assert "__inputs" not in d and "${DS_" not in str(d)
 
 
+@SHARES_FAULTY_WORKER
 @pytest.mark.parametrize("name", [p.name for p in DASHBOARDS])
 def test_template_variables(name):
     d = dashboards()[name]
@@ -135,6 +137,7 @@ def test_every_range_function_uses_rate_interval():
             assert rng == "$__rate_interval", f"{dash} / {title}: {fn}(...[{rng}])"
 
 
+@SHARES_FAULTY_WORKER
 def test_dashboards_query_only_exported_metrics():
     exported = exported_names()
     for dash, title, expr in panel_queries():

@@ -16,8 +16,9 @@ import pytest
 import yaml
 
 from tests.deploy.promql import NO_PROMETHEUS, RULES, panel_queries, rules, substitute
-from tests.deploy.traffic import Served, faulty_worker
+from tests.deploy.traffic import SHARES_FAULTY_WORKER, Served, faulty_worker
 
+pytestmark = SHARES_FAULTY_WORKER
 PROMETHEUS = shutil.which("prometheus")
 VALUES = {"model": "fraud", "feature": "amount", "slice": "all", "datasource": "skewwatch-prometheus",
           "cluster": ".*", "namespace": ".*"}  # "All": also matches series without the label

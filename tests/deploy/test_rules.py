@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from tests.deploy.promql import PROMETHEUS_SYNTHETIC, ROOT, RULES, exported_names, metric_names, rules
+from tests.deploy.traffic import SHARES_FAULTY_WORKER
 
 PROMTOOL = shutil.which("promtool")
 AMTOOL = shutil.which("amtool")
@@ -55,6 +56,7 @@ def test_runbook_anchors_exist_in_the_readme():
     assert not missing, f"README.md has no heading for {missing}"
 
 
+@SHARES_FAULTY_WORKER
 def test_rules_reference_only_exported_metrics():
     allowed = exported_names() | PROMETHEUS_SYNTHETIC
     for r in rules():

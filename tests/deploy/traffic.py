@@ -16,6 +16,7 @@ from functools import lru_cache
 from typing import Any
 
 import orjson
+import pytest
 
 from detector.config import Config, ModelConfig
 from detector.core.reference.build import build_reference
@@ -24,6 +25,10 @@ from detector.kafka.local import LocalGroup
 from detector.kafka.sidecar import Message, Sidecar
 from detector.kafka.web import WebServer
 from detector.sim import Fault, get_scenario, simulate, training_table
+
+#: Mark of every test that reads :func:`faulty_worker` (directly or through ``promql.exported_names``):
+#: under pytest-xdist they run in one process, which builds it once (about 40 s on two busy cores).
+SHARES_FAULTY_WORKER = pytest.mark.xdist_group("faulty-worker")
 
 HOURS = 26.0
 ONSET_H = 22.0  # after ~1 day: label maturity and seasonal slots have history

@@ -762,10 +762,6 @@ def test_one_worker_and_two_workers_give_the_same_alerts(scale_out: ScaleOut) ->
     assert max(firing.values()) == 1
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "known limit (README, Restart safety): a labels partition's end offset is learnt only on its next fetch, so in "
-    "a backlog replayed ~5000x faster than real time labels can reach the joins after predictions moved event time "
-    "past them, and one and two workers may then judge an outcome differently (failed in 2 of ~7 full runs)"))
 def test_outcome_alerts_are_the_same_with_two_workers(scale_out: ScaleOut) -> None:
     from detector.core.decisions.alerts import INPUT_SCOPE
 
