@@ -27,6 +27,7 @@ import numpy as np
 from detector.core.checks.adoption import Adoption
 from detector.core.checks.daily import DayRing, daily_checks
 from detector.core.checks.multivariate.window import JointDrift, hold_explained
+from detector.core.checks.pooled_shift import POOL, pooled_time_shift
 from detector.core.checks.remix import add_variants, collapse, hold_mixed
 from detector.core.checks.seasonal import seasonal_checks
 from detector.core.checks.window import build_view, run_checks
@@ -457,6 +458,8 @@ class Engine(Ingest):
         results, v = collapse(results, v)
         if ms.joint is not None:  # joint structure of the numeric features, same pseudo-rows, same BH
             results.extend(ms.joint.results(w.mv, w.start, v.rows, v.comp))
+        # a shifted clock in a slice too quiet for one window: the trailing hours pooled (detector.core.checks.pooled_shift)
+        results.extend(pooled_time_shift(lay, v, ms.seasonal, st, ms.day.seen(w.start - POOL), {"num": ms.seasonal.coarse(w), "cat": w.cat}))
         suppressed: list[Finding] = []
         findings = select_findings(results, v, st.fdr_q, suppressed)
         findings.extend(self._change_detectors(ms, w, v))
