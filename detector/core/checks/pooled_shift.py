@@ -152,7 +152,7 @@ def _result(name: str, i: int, P: int, hours: float, own: float, dist: float, p_
         lambda _i: {"reference": {"distance_same_hour": round(own, 4), "source": SOURCE},
                     "current": {"best_shift_hours": hours, "distance_shifted": round(dist, 4), "count": n,
                                 "p_value_shifted_fit": float(f"{p_fit:.3g}")}},
-        lambda _i: (f"{name} over the last hours looks like this traffic's usual data from {abs(hours):.0f} h "
+        lambda _i: (f"{name} over the last hours looks like this traffic's usual data from about {abs(hours):.0f} h "
                     f"{'earlier' if hours > 0 else 'later'}: a producer's clock / time zone is shifted (local time sent as UTC?)"),
         effect=np.abs(val))
 
