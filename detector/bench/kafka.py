@@ -203,22 +203,24 @@ async def worker_rate(bootstrap: str, topic: str, total_events: int, ref: Any, b
         await w.app.stop()
 
 
-def core_rate(messages: list[bytes], ref: Any, batch: int, window: str, per_message: int) -> dict[str, float]:
-    """The worker's own path fed from memory (no Kafka): one unit per partition, checkpoints, the aggregator."""
+def core_rate(messages: list[bytes], ref: Any, window: str, per_message: int) -> dict[str, float]:
+    """The worker's own path fed from memory (no Kafka): one unit per partition, each folding what
+    the worker would gather before a fold (``FOLD_BYTES``), checkpoints, the aggregator."""
 
     from detector.config import Config
     from detector.kafka.local import LocalGroup
+    from detector.kafka.worker import FOLD_BYTES
 
     g = LocalGroup(Config.model_validate({"detector": {"window": window}}), {}, ref, PARTITIONS)
     parts = [messages[k::PARTITIONS] for k in range(PARTITIONS)]
-    step = max(1, batch // PARTITIONS)
+    step = max(1, FOLD_BYTES // max(1, round(sum(map(len, messages)) / max(len(messages), 1))))
     gc.collect()
     t0, cpu0 = time.perf_counter(), time.process_time()
     for n_batch, i in enumerate(range(0, max(map(len, parts)), step)):
         for k, vals in enumerate(parts):
             if vals[i : i + step]:
                 g.feed("predictions", k, vals[i : i + step])
-        if n_batch % 10 == 9:  # the worker checkpoints (and hands steps to the aggregator) periodically
+        if n_batch % 2 == 1:  # the worker checkpoints (and hands steps to the aggregator) periodically
             g.checkpoint()
     g.checkpoint()
     dt = time.perf_counter() - t0
@@ -253,7 +255,7 @@ async def measure_all(bootstrap: str, singles: str, envelopes: str, n_single: in
             out[name].append(res)
             _progress(quiet, f"  run {r + 1}/{runs} {name:20s} {res['rate']:>12,.0f} /s  {res['cpu_us']:8.2f} CPU us each")
         for name, values, per in (("single.core", single_values, 1), ("envelope.core", env_values, ENVELOPE)):
-            res = core_rate(values, ref, batch if per == 1 else max(1, batch // ENVELOPE), window, per)
+            res = core_rate(values, ref, window, per)
             out[name].append(res)
             _progress(quiet, f"  run {r + 1}/{runs} {name:20s} {res['rate']:>12,.0f} /s  {res['cpu_us']:8.2f} CPU us each")
     return out
@@ -304,7 +306,7 @@ def run(args: argparse.Namespace) -> int:
             return p1, p2, res
 
         # warm up: the first model state imports river and builds its detectors (~3 s, once per process)
-        core_rate(events[:ENVELOPE], ref, batch, window, 1)
+        core_rate(events[:ENVELOPE], ref, window, 1)
         load0 = os.getloadavg()[0]
         p1, p2, res = asyncio.run(main())
         load1 = os.getloadavg()[0]

@@ -1,7 +1,14 @@
 """The Faust worker: thin agents around :class:`~detector.kafka.sidecar.Sidecar`.
 
-Agents take raw bytes in batches (``stream.take_events``) and hand them to the sidecar; alerts,
-dead letters and counterexamples are produced at once. Every ``checkpoint_interval`` seconds (and
+Agents take raw bytes in batches (``stream.take_events``) and gather them per topic-partition as
+columns (:class:`~detector.kafka.unit.Batch`: offsets, values, keys - no object of ours per
+message). A partition's gathered messages are folded into its unit once ``fold_bytes`` of them wait
+or the oldest has waited ``hold`` seconds (and always before a checkpoint): every fold has a fixed
+cost (the columnar reader's set-up, the window fold, the outcome taps - about a millisecond), so
+folding the few hundred messages one ``take_events`` brings per partition cost ~10 us per event
+more than folding a few thousand. Messages waiting are not folded, so no offset of theirs is ever
+committed: a worker that dies with some waiting gets them again. Alerts, dead letters and
+counterexamples of a fold are produced at once. Every ``checkpoint_interval`` seconds (and
 on every rebalance, and on SIGTERM) the worker, holding its lock:
 
 1. writes the checkpoint of every unit and of the aggregator that changed (:mod:`.checkpoint`);
@@ -42,6 +49,8 @@ __all__ = ["build_app", "Worker"]
 
 log = logging.getLogger("skewwatch.worker")
 STEP_FLUSH = 1.0  # seconds: how soon a unit with steps waiting is checkpointed (so the steps can be sent)
+FOLD_BYTES = 2 << 20  # a partition's gathered messages are folded at this many bytes (~3,000 events of 600 B)...
+HOLD = 1.0  # ... or when the oldest has waited this many seconds
 
 
 def _warm_up() -> None:
@@ -80,7 +89,7 @@ class Worker:
 
     def __init__(self, cfg: Config, refs: dict[str, Reference], default: Reference | None, *,
                  worker_id: str | None = None, batch: int = 2000, within: float = 0.2, idle_after: float | None = None,
-                 settings: ClientSettings | None = None) -> None:
+                 settings: ClientSettings | None = None, fold_bytes: int = FOLD_BYTES, hold: float = HOLD) -> None:
         self.cfg = cfg
         self.settings = settings if settings is not None else client_settings(cfg.kafka)
         self.worker_id = worker_id or os.environ.get("HOSTNAME") or socket.gethostname()
@@ -90,6 +99,9 @@ class Worker:
         self.catch_up = asyncio.Event()
         self.batch = batch
         self.within = within
+        self.fold_bytes = fold_bytes
+        self.hold = hold
+        self.pending: dict[tuple[str, int], _Pending] = {}  # gathered, not folded yet (see the module docstring)
         self.idle_after = idle_after if idle_after is not None else max(10.0, cfg.detector.allowed_lateness)
         self.lock = asyncio.Lock()
         self.restored = asyncio.Event()  # the start-up work is done (never waits for the broker)
@@ -178,6 +190,12 @@ class Worker:
                     # checkpoint_interval, so windows close (and alerts fire) soon after their end
                     await self._checkpoint(only=sorted(n for n, u in self.sidecar.units.items() if u.outbox))
 
+        @app.timer(interval=max(0.05, self.hold / 2))
+        async def folder() -> None:  # what waits folds within `hold` even when no more messages come
+            if self.pending and self._due(time.monotonic()):
+                async with self.lock:
+                    await self._fold(self._due(time.monotonic()))
+
         @app.task
         async def startup() -> None:
             await self._create_state_topic()
@@ -218,21 +236,51 @@ class Worker:
         @app.agent(self._topics[name], name=f"skewwatch.{name}")
         async def agent(stream: Any) -> None:
             async for events in stream.take_events(self.batch, within=self.within):
-                groups = _columns(events)
-                async with self.lock:
-                    self._lags()
-                    out = Outbox()
-                    for (topic, part), batch in groups.items():
-                        try:
-                            o = self.sidecar.on_batch(batch)
-                        except KeyError:  # not ours (any more): its owner reads it from the committed offset
-                            log.info("skipping %d messages of %s:%d, a partition this worker does not hold",
-                                     len(batch.offsets), topic, part)
-                            continue
-                        out.dlq.extend(o.dlq)
-                    await self._send(out)
-                    if self.sidecar.behind:
-                        self.catch_up.set()
+                due = self._gather(events, time.monotonic())
+                if due:
+                    async with self.lock:
+                        await self._fold(due)
+
+    def _gather(self, events: list[Any], now: float) -> list[tuple[str, int]]:
+        """Append Faust's events to the waiting columns of their topic-partitions; returns the
+        partitions due for a fold (``fold_bytes`` waiting, or the oldest waited ``hold`` seconds)."""
+        pending = self.pending
+        last: _Pending | None = None
+        for e in events:
+            m = e.message
+            if last is None or m.partition != last.batch.partition or m.topic != last.batch.topic:
+                last = pending.get((m.topic, m.partition))
+                if last is None:
+                    last = pending[(m.topic, m.partition)] = _Pending(Batch(m.topic, m.partition, [], [], []), now)
+            v = m.value
+            last.batch.offsets.append(m.offset)
+            last.batch.values.append(v)
+            last.batch.keys.append(m.key)
+            last.size += len(v) if v is not None else 0
+        return self._due(now)
+
+    def _due(self, now: float, everything: bool = False) -> list[tuple[str, int]]:
+        return [k for k, p in self.pending.items()
+                if everything or p.size >= self.fold_bytes or now - p.since >= self.hold]
+
+    async def _fold(self, keys: list[tuple[str, int]]) -> None:
+        """Fold the waiting messages of these topic-partitions (caller holds the lock); send what comes out."""
+        self._lags()
+        out = Outbox()
+        for key in keys:
+            p = self.pending.pop(key, None)
+            if p is None:
+                continue
+            try:
+                o = self.sidecar.on_batch(p.batch)
+            except KeyError:  # not ours (any more): its owner reads it from the committed offset
+                log.info("skipping %d messages of %s:%d, a partition this worker does not hold",
+                         len(p.batch.offsets), key[0], key[1])
+                continue
+            out.dlq.extend(o.dlq)
+        await self._send(out)
+        if self.sidecar.behind:
+            self.catch_up.set()
 
     def _lags(self) -> None:
         """Tell the units how many messages of each of their topic-partitions are still unread."""
@@ -350,6 +398,9 @@ class Worker:
             if name not in tps:
                 side.drop_unit(name)
                 self.chunks.pop(name, None)
+        held = {(tp.topic, tp.partition) for tp in assigned}
+        for key in [k for k in self.pending if k not in held]:  # never folded, never committed: the new owner reads them
+            del self.pending[key]
         if not want_agg and side.agg is not None:
             side.agg = None
             self.chunks.pop(AGGREGATOR, None)
@@ -402,6 +453,8 @@ class Worker:
         that changed (``all_units``: all of them).
         """
         side = self.sidecar
+        if self.pending:  # what waits is folded first, so the checkpoint covers every message received
+            await self._fold(self._due(0.0, everything=True))
         self.last_flush = time.monotonic()
         if only is not None:
             names = [n for n in only if n in side.units]
@@ -451,21 +504,13 @@ class Worker:
             await self._checkpoint(all_units=True)
 
 
-def _columns(events: list[Any]) -> dict[tuple[str, int], Batch]:
-    """Faust's events of one ``take_events`` batch -> one column batch per topic-partition: offsets,
-    values and keys appended as they come (no object of ours per message)."""
-    groups: dict[tuple[str, int], Batch] = {}
-    last: Batch | None = None
-    for e in events:
-        m = e.message
-        if last is None or m.partition != last.partition or m.topic != last.topic:
-            last = groups.get((m.topic, m.partition))
-            if last is None:
-                last = groups[(m.topic, m.partition)] = Batch(m.topic, m.partition, [], [], [])
-        last.offsets.append(m.offset)
-        last.values.append(m.value)
-        last.keys.append(m.key)
-    return groups
+class _Pending:
+    """Messages of one topic-partition gathered for the next fold: the columns, their bytes, since when."""
+
+    __slots__ = ("batch", "size", "since")
+
+    def __init__(self, batch: Batch, since: float) -> None:
+        self.batch, self.size, self.since = batch, 0, since
 
 
 def _ts(t: float | None) -> float | None:

@@ -141,7 +141,7 @@ def run(ref, msgs: list[bytes], mode: str, labels: list[bytes]):
     attach_outcomes(eng)
     warm = [orjson.dumps(clean(i)) for i in range(1000, 1040)]
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(ingest, "ARROW_MIN_BATCH", 1)
+        mp.setattr(ingest, "ARROW_MIN_BYTES", 1)
         out = [eng.ingest_predictions(warm)]  # the typed decoder is chosen after this batch
         eng._arrow_skip = 0  # noqa: SLF001 - no back-off: every batch is offered to the columnar reader
         out.append(eng.ingest_predictions(msgs))
@@ -225,10 +225,13 @@ def test_clean_batches_take_the_typed_path(ref):
     assert len(typed.events) == 1 and rest == [1]  # an absent feature needs the general path's count
 
 
-def test_clean_batches_take_the_columnar_path(ref):
+def test_clean_batches_take_the_columnar_path(ref, monkeypatch):
     eng = Engine(DetectorSettings(), default_reference=ref)
     eng.ingest_predictions([orjson.dumps(clean(i)) for i in range(50)])
-    b, rest = eng._arrow_decode([orjson.dumps(clean(i)) for i in range(50, 100)])  # noqa: SLF001
+    small = [orjson.dumps(clean(i)) for i in range(50, 100)]
+    assert eng._arrow_decode(small) == (None, list(range(50)))  # noqa: SLF001 - too small: its fixed cost
+    monkeypatch.setattr(ingest, "ARROW_MIN_BYTES", 1)  # every batch, however small, below
+    b, rest = eng._arrow_decode(small)  # noqa: SLF001
     assert b.n == 50 and rest == [] and b.origin.tolist() == list(range(50))
     e = clean(7)
     del e["features"]["age"]

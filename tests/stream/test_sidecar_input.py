@@ -154,18 +154,25 @@ def test_column_batches_skip_redelivered_offsets_and_dead_letter_empty_and_overs
     assert unit.engine.counters.predictions == 52 and unit.duplicates == 11 and unit.offsets["predictions:0"] == 54
 
 
-def test_the_worker_groups_a_faust_batch_into_columns_per_topic_partition():
+def test_the_worker_gathers_faust_batches_into_columns_per_topic_partition_until_a_fold_is_due():
     from types import SimpleNamespace
 
-    from detector.kafka.worker import _columns
+    from detector.kafka.worker import Worker
 
     def ev(topic, part, off):
         return SimpleNamespace(message=SimpleNamespace(topic=topic, partition=part, offset=off, value=f"{topic}{part}{off}".encode(),
                                                        key=b"k"))
 
+    w = Worker.__new__(Worker)  # the gathering alone: no Faust app, no broker
+    w.pending, w.fold_bytes, w.hold = {}, 9, 1.0
     order = [("p", 0, 5), ("p", 1, 7), ("p", 0, 6), ("l", 0, 1), ("p", 1, 8), ("p", 0, 7)]
-    groups = _columns([ev(*o) for o in order])
+    assert w._gather([ev(*o) for o in order[:3]], now=100.0) == []  # 6 and 3 bytes waiting, nothing old yet
+    due = w._gather([ev(*o) for o in order[3:]], now=100.5)
+    assert due == [("p", 0)]  # 9 bytes: due; the others wait
+    groups = {k: p.batch for k, p in w.pending.items()}
     assert list(groups) == [("p", 0), ("p", 1), ("l", 0)]  # in order of first appearance
     assert groups[("p", 0)].offsets == [5, 6, 7] and groups[("p", 0)].values == [b"p05", b"p06", b"p07"]
     assert groups[("p", 1)].offsets == [7, 8] and groups[("l", 0)].keys == [b"k"]
     assert groups[("p", 1)].message(1).value == b"p18"
+    assert w._due(100.9) == [("p", 0)] and w._due(101.0) == [("p", 0), ("p", 1)]  # ("p", 1) waited `hold` since 100.0
+    assert w._due(0.0, everything=True) == [("p", 0), ("p", 1), ("l", 0)]

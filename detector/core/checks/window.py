@@ -30,8 +30,7 @@ __all__ = ["N_CAND", "Result", "View", "build_view", "is_clock", "run_checks"]
 def run_checks(lay: Layout, v: View, sb: SeasonalBaseline, st: DetectorSettings, cands: np.ndarray,
                cand_ref: np.ndarray) -> list[Result]:
     results: list[Result] = []
-    for j in range(lay.n_num_blocks):
-        results.extend(numeric_checks(lay, v, sb, st, j, cands, cand_ref))
+    results.extend(numeric_checks(lay, v, sb, st, cands, cand_ref))
     for j in range(len(lay.categorical)):
         results.extend(categorical_checks(lay, v, st, j))
     results.extend(rate_checks(lay, v, sb, st))
