@@ -18,6 +18,7 @@ import numpy as np
 from detector.core.checks.adoption import Adoption
 from detector.core.checks.daily import daily_checks
 from detector.core.checks.multivariate.window import hold_explained
+from detector.core.checks.pooled_shift import POOL, pooled_time_shift
 from detector.core.checks.remix import add_variants, collapse, hold_mixed
 from detector.core.checks.seasonal import seasonal_checks
 from detector.core.checks.window import build_view, run_checks
@@ -52,6 +53,8 @@ def close_window(ms: ModelState, w: WindowCounts, st: DetectorSettings, manager:
         results.extend(ms.joint.results(w.mv, w.start, v.rows, v.comp))
     if ms.estimate is not None:  # performance expected from the scores, before labels: same pseudo-rows, same BH
         results.extend(ms.estimate.results(w.est, w.start, w.end, v.rows, v.comp, lambda r: slice_key(lay.row_label(int(r)))))
+    # a shifted clock in a slice too quiet for one window: the trailing hours pooled (detector.core.checks.pooled_shift)
+    results.extend(pooled_time_shift(lay, v, ms.seasonal, st, ms.day.seen(w.start - POOL), {"num": ms.seasonal.coarse(w), "cat": w.cat}))
     suppressed: list[Finding] = []
     findings = select_findings(results, v, st.fdr_q, suppressed)
     findings.extend(change_points(ms, w, v, st))

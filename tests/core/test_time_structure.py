@@ -133,3 +133,27 @@ def test_a_sudden_pipeline_fault_is_still_caught_within_hours(ref):
     assert (first["kind"], first["feature"], first["cause"]) == ("missing_values", "amount", "pipeline_skew")
     end = np.datetime64(first["window"]["end"].replace("Z", "")).astype("datetime64[s]").astype(float)
     assert onset < end <= onset + 3 * 3600
+
+
+def test_a_quiet_region_whose_producer_stamps_local_time_as_utc_is_paged_as_a_clock_shift(ref):
+    """apac sends ~30 events an hour at 150/h (fewer at night): never enough for one window's clock
+    check, so the trailing hours are pooled (detector.core.checks.pooled_shift); the first page names
+    the clock, not a generic drift of the local-hour feature."""
+    onset = T0 + 74 * 3600 + 1234
+
+    def utc_as_local(cols):  # log order unchanged: the events arrive when they happen, stamped 8 h late
+        hit = (cols["region"] == "apac") & (cols["ts"] >= onset)
+        cols["ts"] = np.where(hit, cols["ts"] + 8 * 3600, cols["ts"])
+
+    _, alerts = replay(ref, world(5 * 24, 150, seed=4, fault=utc_as_local))
+    end = lambda a: np.datetime64(a["window"]["end"].replace("Z", "")).astype("datetime64[s]").astype(float)  # noqa: E731
+    before = [(a["kind"], a["feature"], a["slice"]) for a in alerts if end(a) <= onset]
+    assert before == []
+    after = [a for a in alerts if end(a) > onset]
+    assert after, "missed"
+    first = after[0]
+    assert (first["kind"], first["statistic"], first["cause"], first["slice"]) == (
+        "feature_drift", "time_shift_hours", "pipeline_skew", {"region": "apac"}), first
+    # coarse bins (deciles of the hour, six-hour parts of the day) resolve the shift to about an hour
+    assert abs(first["value"] - 8.0) <= 1.0 and first["feature"] in ("local_hour", "day_part")
+    assert end(first) <= onset + 24 * 3600

@@ -295,8 +295,9 @@ def _catalogue() -> list[Fault]:
         "merchant_risk", "served merchant_risk from a stale cache for 35% (offline keeps the truth)")
     add("feature_parity", "B", "served", "pipeline", strip_zeros_offline("branch_code"), ("feature_parity",), PIPE,
         "branch_code", "the offline job strips leading zeros from branch_code", related=frozenset())
+    # label_delay too: the measured delay is label time minus the (wrong) prediction stamp, so it really moves
     clock_related = frozenset({"feature_drift", "default_value_spike", "missing_values", "multivariate_drift",
-                               "score_drift", "decision_rate", "latency", "fallback_rate"}) | OUTCOME_KINDS
+                               "score_drift", "decision_rate", "latency", "fallback_rate", "label_delay"}) | OUTCOME_KINDS
     for w, region, hours in (("A", "apac", 8.0), ("B", "east", 1.0)):
         add("clock_shift", w, "clock", "pipeline", clock(region, hours), ("feature_drift",), PIPE, None,
             f"the {region} producer's clock is {hours:+g} h off", slices=({"region": region}, {}), related=clock_related)

@@ -54,6 +54,9 @@ class DayRing:
         counts): an incident the hourly checks already report must not linger in the day for 24 h
         as a second alert, and dropping the hours instead would skew the day's time-of-day mix."""
         num, cat, cand = coarse.astype(np.float64), w.cat.astype(np.float64), w.cand.copy()
+        # the window as it was seen, for the pooled clock check (detector.core.checks.pooled_shift): a clock
+        # shift that one window already reported must stay in the trailing hours' evidence
+        seen = {"num_seen": num.copy(), "cat_seen": cat.copy()} if frozen is not None and (frozen.num.any() or frozen.cat.any()) else {}
         if sb is not None and frozen is not None and sb.days[sb.slot(w.start)] > 0:
             s = sb.slot(w.start)
             for j in np.flatnonzero(frozen.num).tolist():
@@ -62,7 +65,7 @@ class DayRing:
                 cand[:, j] = sb.cand[s][:, j] / np.maximum(sb.num[s][:, b][:, :-1].sum(1), 1e-12)[:, None] * num[:, b][:, :-1].sum(1)[:, None]
             for lo, hi in _runs(frozen.cat):
                 cat[:, lo:hi] = _scaled(sb.cat[s][:, lo:hi], cat[:, lo:hi])
-        self.items.append((w.start, {"num": num, "cat": cat, "cand": cand, "events": w.rates[:, RATE["events"]].copy()}))
+        self.items.append((w.start, {"num": num, "cat": cat, "cand": cand, "events": w.rates[:, RATE["events"]].copy(), **seen}))
         self.first = min(self.first, w.start)
         self.last_end = max(self.last_end, w.end)
         while self.items and self.items[0][0] < self.last_end - self.period:
@@ -90,7 +93,7 @@ class DayRing:
         items: deque[tuple[float, dict[str, np.ndarray]]] = deque()
         for it in st["items"]:
             check(isinstance(it, list) and len(it) == 2 and isinstance(it[1], dict)
-                  and set(it[1]) == {"num", "cat", "cand", "events"}
+                  and set(it[1]) in ({"num", "cat", "cand", "events"}, {"num", "cat", "cand", "events", "num_seen", "cat_seen"})
                   and all(isinstance(a, np.ndarray) and a.ndim >= 1 and a.shape[0] == rows and a.dtype.kind == "f"
                           for a in it[1].values()), "trailing day window")
             items.append((float(it[0]), {k: np.asarray(a, dtype=np.float64) for k, a in it[1].items()}))
@@ -98,11 +101,20 @@ class DayRing:
         self.items = items
 
     def total(self) -> dict[str, np.ndarray]:
-        out = {k: v.copy() for k, v in self.items[0][1].items()}
+        out = {k: self.items[0][1][k].copy() for k in _SUMMED}
         for _, arrs in list(self.items)[1:]:
-            for k, v in arrs.items():
-                out[k] += v
+            for k in _SUMMED:
+                out[k] += arrs[k]
         return out
+
+    def seen(self, since: float) -> list[tuple[float, dict[str, np.ndarray]]]:
+        """(start, {"num", "cat"}) of the windows that started after ``since``, as they were seen (no
+        series replaced by its usual counts)."""
+        return [(t, {"num": a.get("num_seen", a["num"]), "cat": a.get("cat_seen", a["cat"])})
+                for t, a in self.items if t > since]
+
+
+_SUMMED = ("num", "cat", "cand", "events")
 
 
 def _scaled(usual: np.ndarray, counts: np.ndarray) -> np.ndarray:

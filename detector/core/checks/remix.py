@@ -90,7 +90,7 @@ def collapse(results: list[Any], v: Any) -> tuple[list[Any], Any]:
         eff = np.abs(np.nan_to_num(r.value if r.effect is None else r.effect))[cand]
         order = np.lexsort((eff, warn, ~tested))  # tested first, then clean first, then the smallest effect
         pick = int(cand[order[0]])
-        if warn[0] and pick and not r.warn[pick] and r.feature is not None and is_generic(r.kind, r.statistic):
+        if r.feature is not None and is_generic(r.kind, r.statistic) and _mix_moved_it(r, warn, tested, eff, pick):
             explained.add(r.feature)
         fields = {}
         for name in ("value", "tested", "warn", "crit", "pvalue", "effect", "threshold"):
@@ -114,12 +114,30 @@ def collapse(results: list[Any], v: Any) -> tuple[list[Any], Any]:
     return out, view
 
 
+def _mix_moved_it(r: Any, warn: np.ndarray, tested: np.ndarray, eff: np.ndarray, pick: int) -> bool:
+    """The slice mix explains the all-traffic movement of this statistic (indices: all traffic, then the
+    variants): it breaches and a re-mixed comparison is clean, or - below the threshold, where a shift
+    in one region's slices is diluted by the others' - it moved by at least half the threshold and a
+    re-mixed comparison takes at least half of that movement away."""
+    if not tested[0]:
+        return False
+    if warn[0]:
+        return bool(pick) and not bool(r.warn[pick])
+    thr = float(r.threshold[0]) if isinstance(r.threshold, np.ndarray) else float(r.threshold)
+    var = tested[1:]
+    if not var.any() or not np.isfinite(thr) or thr <= 0 or eff[0] < 0.5 * thr:
+        return False
+    return bool(eff[1:][var].min() <= 0.5 * eff[0])
+
+
 def hold_mixed(findings: list[Finding], v: Any, suppressed: list[Finding]) -> list[Finding]:
     """Generic drift of a feature in slice rows waits when the slice mix explained that feature's
     all-traffic shift this window: the mix of one dimension moved (a Saturday afternoon without
     branch traffic) and moved the feature with it, in every slicing of another dimension too (each
     region's share of branch traffic fell) - there is no per-region cross-count to re-mix them with,
-    and a drift confined to one slice does not move the all-traffic row enough to be explained away."""
+    and a drift confined to one slice does not move the all-traffic row enough to be explained away
+    (:func:`_mix_moved_it`: below the threshold the all-traffic row must still have moved, by half the
+    threshold, and the re-mix must take half of that away)."""
     explained = v.extra.get("mix_explained") or set()
     if not explained:
         return findings
