@@ -277,3 +277,22 @@ def test_a_coded_column_gets_the_codes_of_its_plain_list(vals, seed, top_k):
     plain, coded = SliceVocab("d", top_k, list(seed)), SliceVocab("d", top_k, list(seed))
     assert plain.codes(list(vals)).tolist() == coded.codes(col).tolist()
     assert (plain.values, plain.overflow) == (coded.values, coded.overflow)
+
+
+def test_a_large_first_batch_takes_the_general_path_for_its_first_message_only(ref, monkeypatch):
+    seen = []
+    real = ingest.validate_predictions
+
+    def spy(events, *a, **kw):
+        seen.append(len(events))
+        return real(events, *a, **kw)
+
+    monkeypatch.setattr(ingest, "validate_predictions", spy)
+    msgs = [orjson.dumps(clean(i)) for i in range(200)]
+    msgs[5] = b"{not json"
+    eng = Engine(DetectorSettings(), default_reference=ref)
+    errors = eng.ingest_predictions(msgs)
+    assert [(e.index, e.reason) for e in errors] == [(5, "invalid_json")]  # indexes of the whole batch
+    assert eng._typed is not None and eng._typed.model == "m"  # noqa: SLF001 - chosen by the first message
+    assert sum(seen) == 1  # only the first message was validated as a dict; the bad one never parsed
+    assert eng.counters.predictions == 199
