@@ -279,20 +279,12 @@ def test_a_coded_column_gets_the_codes_of_its_plain_list(vals, seed, top_k):
     assert (plain.values, plain.overflow) == (coded.values, coded.overflow)
 
 
-def test_a_large_first_batch_takes_the_general_path_for_its_first_message_only(ref, monkeypatch):
-    seen = []
-    real = ingest.validate_predictions
 
-    def spy(events, *a, **kw):
-        seen.append(len(events))
-        return real(events, *a, **kw)
-
-    monkeypatch.setattr(ingest, "validate_predictions", spy)
-    msgs = [orjson.dumps(clean(i)) for i in range(200)]
-    msgs[5] = b"{not json"
+def test_a_batch_of_one_message_picks_the_typed_decoder(ref):
     eng = Engine(DetectorSettings(), default_reference=ref)
-    errors = eng.ingest_predictions(msgs)
-    assert [(e.index, e.reason) for e in errors] == [(5, "invalid_json")]  # indexes of the whole batch
-    assert eng._typed is not None and eng._typed.model == "m"  # noqa: SLF001 - chosen by the first message
-    assert sum(seen) == 1  # only the first message was validated as a dict; the bad one never parsed
-    assert eng.counters.predictions == 199
+    assert eng.ingest_predictions([orjson.dumps(clean(0))]) == []
+    assert eng._typed is not None and eng._typed.model == "m"  # noqa: SLF001 - the next batches are read typed
+    st = eng.settings
+    typed, rest = eng._typed.decode([orjson.dumps(clean(i)) for i in range(1, 20)], st.min_epoch, st.max_id_bytes,  # noqa: SLF001
+                                    st.max_value_bytes)
+    assert len(typed.events) == 19 and rest == []

@@ -43,7 +43,6 @@ __all__ = ["Ingest", "gc_paused", "ARROW_MIN_BYTES"]
 # faster (measured interleaved on one core: typed/Arrow time 0.44 at 250 events, 0.67 at 500, ~1.0
 # at 1,000-1,500, 1.3-1.5 from 2,000 on). Counted in bytes, so an envelope counts as its events.
 ARROW_MIN_BYTES = 768 * 1024
-FIRST_ALONE = 64  # a first batch of at least this many messages has its first message read alone (see ingest_predictions)
 
 
 @contextmanager
@@ -92,15 +91,6 @@ class Ingest:
     def ingest_predictions(self, raws: Sequence[bytes]) -> list[EventError]:
         """Decode and fold in prediction messages; returns the ones that could not be used."""
         with gc_paused():
-            if self._typed is None and self.settings.typed_decode and len(raws) >= FIRST_ALONE:
-                # no decoder chosen yet (a new engine, or a restored one): the general path reads
-                # one message, which picks the decoders of its model, so the rest of a large first
-                # batch does not take the general path too
-                first = self._ingest_predictions(raws[:1])
-                rest = self._ingest_predictions(raws[1:])
-                for e in rest:
-                    e.index = e.index + 1 if e.index >= 0 else e.index
-                return first + rest
             return self._ingest_predictions(raws)
 
     def _ingest_predictions(self, raws: Sequence[bytes]) -> list[EventError]:
