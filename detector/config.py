@@ -24,10 +24,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, ValidationError, model_validator
+from pydantic import BaseModel, Field, PrivateAttr, SecretStr, ValidationError, model_validator
 
 from detector.core.reference.profile import Reference, ReferenceError
-from detector.core.settings import DetectorSettings, Duration
+from detector.core.settings import DetectorSettings, Duration, Strict
 
 __all__ = ["Config", "ConfigError", "ModelConfig", "load_config", "load_references"]
 
@@ -43,18 +43,14 @@ class ConfigError(ValueError):
     """The configuration is invalid; the message names the field and the fix."""
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class ModelConfig(_Strict):
+class ModelConfig(Strict):
     reference: str = Field(description="path of the reference profile built by `skewwatch baseline`")
     cost_fp: float | None = Field(None, ge=0, description="cost of a false positive (for expected cost)")
     cost_fn: float | None = Field(None, ge=0, description="cost of a false negative")
     review_capacity: int | None = Field(None, ge=0, description="actions the team can handle per window")
 
 
-class Security(_Strict):
+class Security(Strict):
     """How every Kafka client of the process authenticates (see :mod:`detector.kafka.clients`)."""
 
     protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
@@ -109,7 +105,7 @@ def _one_source(sec: Security, name: str, *, required: bool) -> bool:
     return bool(given)
 
 
-class Topics(_Strict):
+class Topics(Strict):
     predictions: str = "predictions"
     labels: str = "labels"
     features: str = "features"
@@ -119,7 +115,7 @@ class Topics(_Strict):
     partitions: int = Field(4, ge=1)
 
 
-class Kafka(_Strict):
+class Kafka(Strict):
     brokers: list[str] = Field(default_factory=lambda: ["localhost:9092"], min_length=1)
     group_id: str = "skewwatch"
     client_id: str = Field("skewwatch", description="client.id sent to the brokers (quotas, broker logs)")
@@ -132,7 +128,7 @@ class Kafka(_Strict):
                                                                    "default: min(3, brokers in the cluster)")
 
 
-class Web(_Strict):
+class Web(Strict):
     """The HTTP endpoints (/healthz, /readyz, /metrics, /status): read-only, no payloads, no secrets.
 
     ``host`` is the address the server binds. The default, all IPv4 interfaces, is what Kubernetes
@@ -145,13 +141,13 @@ class Web(_Strict):
     port: int = Field(9108, ge=0, le=65535)
 
 
-class Labels(_Strict):
+class Labels(Strict):
     ttl: Duration = Field(7 * 86400.0, gt=0, description="how long a prediction waits for its label")
     max_pending: int = Field(1_000_000, ge=1000, description="predictions waiting for labels (~200 bytes each)")
     early_label_hold: Duration = Field(3600.0, ge=0, description="how long a label may wait for its prediction")
 
 
-class Config(_Strict):
+class Config(Strict):
     models: dict[str, ModelConfig] = Field(default_factory=dict)
     default_reference: str | None = None
     detector: DetectorSettings = Field(default_factory=DetectorSettings)

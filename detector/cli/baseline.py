@@ -49,6 +49,7 @@ from typing import Any, Literal, TextIO
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from detector.cli.baseline_task import TASK_CHOICES, default_prediction_column, infer_from_table, task_block
 from detector.core.reference.build import TIME_COLUMNS, ProfileError
 from detector.core.reference.profile import CategoricalProfile, NumericProfile, Reference
 from detector.core.reference.streamed import SAMPLE_ROWS, TableProfiler
@@ -78,8 +79,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="training data: .csv, .tsv, .jsonl/.ndjson, .json or .parquet, optionally gzipped (.csv.gz)",
     )  # fmt: skip
     parser.add_argument("--out", required=True, metavar="REF.json", help="where to write the reference (.json or .json.gz)")
-    parser.add_argument("--label-column", metavar="COL", help="binary (0/1, true/false) label column")
-    parser.add_argument("--score-column", metavar="COL", help="model score column (profiled like a numeric feature)")
+    parser.add_argument("--label-column", metavar="COL",
+                        help="label column: 0/1 or true/false (binary), the class name (multiclass), the true number (regression)")
+    parser.add_argument("--score-column", metavar="COL", help="binary model score column (profiled like a numeric feature)")
+    parser.add_argument(
+        "--task", choices=TASK_CHOICES, default=None,
+        help="what the model predicts; default: inferred from the label column (two values -> binary, a numeric"
+        " column with many values -> regression, otherwise multiclass), binary without one",
+    )  # fmt: skip
+    parser.add_argument(
+        "--prediction-column", metavar="COL",
+        help="the model's output: the predicted number (regression) or class (multiclass); default prediction /"
+        " predicted_class when present",
+    )  # fmt: skip
+    parser.add_argument(
+        "--scores-column", metavar="COL",
+        help="multiclass class scores, an object of class -> probability per row (JSON text in a CSV); default scores",
+    )  # fmt: skip
     parser.add_argument(
         "--slice-column", dest="slice_columns", action="extend", nargs="+", default=None, metavar="COL",
         help="segment column(s): each of their top 50 values (>= 30 rows) gets its own profiles",
@@ -156,19 +172,22 @@ def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         raise _InputError(f"--sample-rows must be >= 1 (got {args.sample_rows})")
 
     progress = _Progress(err, quiet=args.quiet)
+    task = getattr(args, "task", None)
     table = scan(
         args.data, types=types, label=args.label_column, score=args.score_column, slices=args.slice_columns,
         sample_rows=args.sample_rows, seed=args.seed, progress=progress,
+        label_strict=task == "binary" if args.label_column is not None else False,
     )  # fmt: skip
     progress.done()
 
     label, score, slices, exclude, model = _roles(args, table)
     time_column = _time_column(args, table)
+    task, label, outputs = _task(args, table, task, label, exclude)
     _check_columns(table, label, score, slices, exclude, types, args.types_config, time_column)
     if progress.shown:
         print(f"{PROG}: profiling {len(table.names)} columns ...", file=err, flush=True)
     ref = table.profiler.reference(
-        label_column=label,
+        label_column=label if task == "binary" else None,
         score_column=score,
         slice_columns=slices,
         exclude=exclude,
@@ -179,6 +198,10 @@ def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         time_column=time_column,
         multivariate=getattr(args, "multivariate", True),
     )
+    if task != "binary":
+        feats = {n: ("numeric" if isinstance(p, NumericProfile) else "categorical") for n, p in ref.features.items()}
+        ref.task = task_block(task, table.path, label=label, prediction=outputs[0], scores=outputs[1],
+                              time_column=time_column, features=feats, limit=args.sample_rows, fail=_InputError)
     _write(ref, out_path)
     if not args.quiet:
         _summary(ref, table, out_path, time.monotonic() - t0, out)
@@ -218,6 +241,7 @@ def scan(
     seed: int = 0,
     progress: Callable[[TableReader], None] | None = None,
     arrow: bool | None = None,
+    label_strict: bool | None = None,
 ) -> Scanned:
     """Read ``path`` once, chunk by chunk, into exact summaries and a row sample (bounded memory).
 
@@ -230,7 +254,7 @@ def scan(
     reader = TableReader(path, text_columns=[n for n, t in types.items() if t == "categorical"], arrow=arrow)
     profiler = TableProfiler(
         sample_rows=sample_rows, seed=seed, types=types,
-        label=label or "label", label_strict=label is not None,
+        label=label or "label", label_strict=label is not None if label_strict is None else label_strict,
         score=score or "score", score_strict=score is not None,
         slices=slices,
     )  # fmt: skip
@@ -304,6 +328,43 @@ def _roles(
     return label, score, slices, exclude, model
 
 
+def _task(args: argparse.Namespace, table: Scanned, task: str | None, label: str | None,
+          exclude: list[str]) -> tuple[str, str | None, tuple[str | None, str | None]]:
+    """(task, label column, (prediction column, scores column)); output columns join ``exclude``."""
+    if label is None and "label" in table and "label" not in exclude and (table.is_events or task not in (None, "binary")):
+        label = "label"
+    if task is None:
+        if label is None or table.profiler.label_binary():
+            task = "binary"
+        else:
+            task = infer_from_table(table.path, label, args.sample_rows)
+    if task == "binary":
+        if label is not None and not table.profiler.label_binary():
+            raise _InputError(f"--label-column {label}: values other than 0/1 or true/false; a binary label is 0/1 - "
+                              "for class names use --task multiclass, for numbers --task regression")
+        if args.prediction_column is not None or args.scores_column is not None:
+            raise _InputError("--prediction-column / --scores-column describe a multiclass or regression model; "
+                              "a binary model's output is --score-column")
+        return task, label, (None, None)
+    pred = args.prediction_column
+    if pred is None and default_prediction_column(task) in table:
+        pred = default_prediction_column(task)
+    scores = args.scores_column
+    if scores is None and task == "multiclass" and "scores" in table:
+        scores = "scores"
+    if task == "regression" and scores is not None:
+        raise _InputError("--scores-column is for multiclass models (class scores); a regression model has --prediction-column")
+    available = ", ".join(table.names)
+    for option, name in (("--prediction-column", pred), ("--scores-column", scores)):
+        if name is not None and name not in table:
+            raise _InputError(f"{option} {name}: no such column in {table.path}; available columns: {available}")
+    if label is None and pred is None:
+        raise _InputError(f"--task {task} needs the label column (--label-column) or the model's output "
+                          f"(--prediction-column); available columns: {available}")
+    exclude += [c for c in (label, pred, scores) if c is not None and c not in exclude]
+    return task, label, (pred, scores)
+
+
 def _time_column(args: argparse.Namespace, table: Scanned) -> str | None:
     if args.time_column is not None:
         return None if args.time_column.lower() == "none" else args.time_column
@@ -358,6 +419,11 @@ def _summary(ref: Reference, table: Scanned, path: Path, seconds: float, out: Te
     else:
         lines.append(f"  every row profiled (sample budget {m:,} rows not reached)" if sample else "  every row profiled")
     lines.append(f"  features: {len(ref.features)} ({len(num)} numeric, {len(cat)} categorical)")
+    if ref.task:
+        t = ref.task
+        what = (f"{len(t.get('classes', [])) - 1} classes (+ __other__)" if t.get("task") == "multiclass" else
+                f"target MAE of the predictions {t.get('errors', {}).get('mae', float('nan')):.4g}" if t.get("errors") else "")
+        lines.append(f"  task: {t.get('task')}" + (f", {what}" if what else ""))
     empty = [n for n, p in ref.features.items() if p.n == 0]
     if empty:
         lines.append(f"  note: no values at all in {len(empty)} feature(s): {_names(empty)}")

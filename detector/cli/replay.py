@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from detector.cli.inputs import add_traffic_arguments
 from detector.config import ConfigError, load_config
 from detector.core.settings import parse_duration
 from detector.io.eventrows import EventFile
@@ -21,13 +22,7 @@ __all__ = ["add_arguments", "run"]
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--reference", help="reference profile (skewwatch baseline --out); applies to every model")
-    p.add_argument("--predictions", required=True,
-                   help="prediction events: JSONL, or a flat CSV/TSV/Parquet table (one column per feature); may be .gz")
-    p.add_argument("--labels", help="label events: JSONL, CSV/TSV or Parquet (prediction_id, ts, label)")
-    p.add_argument("--features", help="offline feature events: JSONL, CSV/TSV or Parquet")
-    p.add_argument("--config", help="skewwatch YAML config (models, detector settings)")
-    p.add_argument("--window", help="window length, e.g. 5m or 1h (overrides the config)")
+    add_traffic_arguments(p)
     p.add_argument("--alerts-out", help="write the alert stream here (JSONL); default: stdout summary only")
     p.add_argument("--dlq-out", help="write rejected events with reasons here (JSONL)")
     p.add_argument("--counterexamples-out",

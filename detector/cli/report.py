@@ -17,20 +17,16 @@ from typing import Any
 
 import orjson
 
+from detector.cli.inputs import add_traffic_arguments
 from detector.web.report import OverrideTally, ReportError, render_report
 
 __all__ = ["add_arguments", "run"]
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--reference", help="reference profile (skewwatch baseline --out); applies to every model")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--snapshot", help="engine state written by `skewwatch replay --snapshot-out`")
-    src.add_argument("--predictions", help="prediction events, JSONL (may be .gz): replayed here")
-    p.add_argument("--labels", help="label events, JSONL (with --predictions)")
-    p.add_argument("--features", help="offline feature events, JSONL (with --predictions)")
-    p.add_argument("--config", help="skewwatch YAML config (models, costs, detector settings)")
-    p.add_argument("--window", help="window length, e.g. 5m or 1h (with --predictions; overrides the config)")
+    add_traffic_arguments(p, src, " (with --predictions)")
     p.add_argument("--alerts", help="alert stream, JSONL: the timeline (with --snapshot) or the live alerts the replay "
                                     "is compared with (with --predictions)")
     p.add_argument("--model", action="append", help="only this model (repeatable); default: every model seen")

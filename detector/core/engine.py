@@ -1,49 +1,40 @@
-"""The detection core: ``Engine.ingest_*`` folds batches in, ``Engine.advance`` closes windows.
+"""The detection core's driver: ``Engine.ingest_*`` folds batches in, ``Engine.advance`` closes windows.
 
 Synchronous, deterministic and I/O-free: the Kafka worker, ``replay`` and the tests drive the
 same object with the same settings, so a replay of logged traffic yields the same alerts as the
-live sidecar. Time is *event time*: a window ``[start, start + window)`` closes when the
-watermark (largest prediction timestamp seen minus ``allowed_lateness``) passes its end; an
-event for a window that already closed is *late* (counted, not folded in), and an event further
-than ``max_future`` ahead of the stream is rejected as a bad clock.
+live sidecar. Time is *event time* (:mod:`detector.core.inputs.eventtime`): a window
+``[start, start + window)`` closes when the watermark (the stream's robust progress minus
+``allowed_lateness``) passes its end; an event for a window that already closed is *late* (counted,
+not folded in), and an event too far ahead of the stream (or of the live wall clock) is rejected
+as a bad clock.
 
-State per model: open windows (:class:`~detector.core.inputs.window.WindowCounts`), the seasonal
-baseline, change detectors, default-value candidates and the alert state. All of it is
-bounded (slice and category top-K, fixed bins) and serialisable as declared plain data
-(``snapshot``/``restore``, :mod:`detector.core.state.codec`). Across workers, closed windows travel as
-partials (``advance_partials`` on the worker that folded them, ``ingest_partial`` on the one
-that evaluates).
+What the engine keeps per model is a :class:`~detector.core.modelstate.ModelState` (open windows,
+seasonal baseline, candidates, change detectors), bounded and serialisable as declared plain data
+(``snapshot``/``restore``, :mod:`detector.core.state.snapshot`); a closed window is evaluated by
+:func:`detector.core.evaluate.close_window`. Across workers, closed windows travel as partials
+(``advance_partials`` on the worker that folded them, ``ingest_partial`` on the one that evaluates).
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from detector.core.checks.adoption import Adoption
-from detector.core.checks.daily import DayRing, daily_checks
-from detector.core.checks.multivariate.window import JointDrift, hold_explained
-from detector.core.checks.remix import add_variants, collapse, hold_mixed
-from detector.core.checks.seasonal import seasonal_checks
-from detector.core.checks.window import build_view, run_checks
-from detector.core.decisions.alerts import OUTCOME_KINDS, Alert, AlertManager
-from detector.core.decisions.select import SPECIFIC, Finding, dedup, hold_generic, select_findings
-from detector.core.decisions.triage import PIPELINE_KINDS
-from detector.core.inputs.events import EventError, PredictionBatch, PredictionDecoder
+from detector.core.decisions.alerts import Alert, AlertManager
+from detector.core.errors import EngineError
+from detector.core.evaluate import close_window
+from detector.core.inputs.events import EventError, PredictionBatch
 from detector.core.inputs.eventtime import EventClock
 from detector.core.inputs.fastdecode import TypedDecoder
 from detector.core.inputs.ingest import Ingest, gc_paused
-from detector.core.inputs.layout import SCORE, Layout
-from detector.core.inputs.seasonal import Frozen, SeasonalBaseline
-from detector.core.inputs.served import ServedTotals
-from detector.core.inputs.window import N_CAND, RATE, WindowCounts
+from detector.core.inputs.window import WindowCounts
 from detector.core.inputs.wire import row_error
-from detector.core.reference.profile import Reference, value_share
-from detector.core.reference.reconcile import NOTE, reconciled, served_as_text
+from detector.core.modelstate import Counters, ModelState
+from detector.core.reference.profile import Reference
+from detector.core.reference.reconcile import served_as_text
 from detector.core.settings import DetectorSettings
 from detector.core.state.codec import StateError
 from detector.core.state.partials import (
@@ -59,146 +50,9 @@ from detector.core.state.partials import (
 __all__ = ["Engine", "EngineError", "gc_paused"]
 
 
-
-class EngineError(ValueError):
-    """Misuse of the engine (e.g. restoring a snapshot taken with other references)."""
-
-
-@dataclass
-class Counters:
-    predictions: int = 0
-    labels: int = 0
-    feature_events: int = 0
-    invalid: dict[str, int] = field(default_factory=dict)  # reason -> count
-    clipped: dict[str, int] = field(default_factory=dict)  # field -> retained strings cut to max_value_bytes
-    late: int = 0
-    windows_closed: int = 0
-    alerts_fired: int = 0
-    alerts_resolved: int = 0
-    max_event_ts: float = float("-inf")
-
-    def count_errors(self, errors: list[EventError]) -> None:
-        for e in errors:
-            self.invalid[e.reason] = self.invalid.get(e.reason, 0) + 1
-
-    def to_state(self) -> dict[str, Any]:
-        return {k: (dict(v) if isinstance(v, dict) else v) for k, v in vars(self).items()}
-
-    @classmethod
-    def from_state(cls, st: dict[str, Any]) -> Counters:
-        c = cls()
-        for k, cur in vars(cls()).items():  # unknown keys are ignored, missing ones keep their default
-            if k not in st:
-                continue
-            v = st[k]
-            if isinstance(cur, dict):
-                if not isinstance(v, dict):
-                    raise StateError(f"counters: {k} must be a dict")
-                setattr(c, k, {str(a): int(b) for a, b in v.items()})
-            else:
-                setattr(c, k, type(cur)(v))
-        return c
-
-    def count_clipped(self, clipped: dict[str, int]) -> None:
-        for k, v in clipped.items():
-            self.clipped[k] = self.clipped.get(k, 0) + v
-
-
-class ModelState:
-    """Everything the engine keeps for one model."""
-
-    def __init__(self, name: str, ref: Reference, settings: DetectorSettings, dims: list[str],
-                 codes: dict[str, dict[str, str]] | None = None) -> None:
-        self.name = name
-        self.settings = settings
-        # code-like numeric features served as strings, compared as categories (detector.core.reference.reconcile)
-        self.codes = dict(codes or {})
-        self.layout = Layout(reconciled(ref, self.codes), dims, settings.slice_top_k, settings.category_top_k)
-        self.decoder = PredictionDecoder(self.layout.schema, settings.no_action_decisions, settings.max_unknown_features,
-                                         settings.max_value_bytes, task=ref.task_name)
-        self.windows: dict[float, WindowCounts] = {}
-        self.served = ServedTotals(self.layout)  # lifetime latency / score histograms (exporter)
-        slots = settings.season_slots
-        period = 604800.0 if settings.seasonality == "weekly" else 86400.0
-        slot_len = period / slots if slots > 1 else 86400.0
-        self.seasonal = SeasonalBaseline(self.layout, slots, slot_len, settings.seasonal_decay, settings.window)
-        self.day = DayRing(86400.0)  # the trailing day, for skew vs training without hourly profiles
-        nb = self.layout.n_num_blocks
-        self.cands = np.full((nb, N_CAND), np.nan)
-        # windows starting at or after cand_since[j, k] counted every hit of candidate k (it was
-        # tracked before their first event): only those windows may judge it
-        self.cand_since = np.full((nb, N_CAND), -np.inf)
-        self.cand_ref = np.zeros((nb, N_CAND))
-        for j, p in enumerate(self.layout.num_all_profiles):
-            if p is not None and p.top_value is not None and p.top_share >= 0.01:
-                self.cands[j, 0] = p.top_value
-                self.cand_ref[j, 0] = p.top_share
-        self.detectors = _make_detectors(settings, nb)
-        self.shift_active = np.zeros(nb, dtype=bool)
-        # clock shifts seen lately: "feature|slice key" -> [hours, start of the window it was seen in] (_persistent_shifts)
-        self.clock_shifts: dict[str, list[float]] = {}
-        self.last_summary: dict[str, Any] = {}
-        # latest value of every tested statistic: (kind, statistic, feature, slice key) -> (value, slice, threshold)
-        self.last_stats: dict[tuple[str, str, str, str], tuple[float, dict[str, str], float]] = {}
-        self.versions: dict[str, int] = {}
-        self.last_version: str | None = None
-        # the last closed window's counts (bounded: one window), for the status page and report charts
-        self.last_window: WindowCounts | None = None
-        self.typed: TypedDecoder | None = None  # built when this model's events dominate a batch
-        # joint structure of the numeric features (detector.core.checks.multivariate.window), when the reference has it
-        self.joint = JointDrift(ref.multivariate, self.layout.numeric, settings.window) if ref.multivariate else None
-        self.arrow: Any = None  # its columnar reader (detector.core.inputs.arrowdecode), built with it
-
-    # ---------------------------------------------------------------- candidates for value spikes
-    def discover_candidates(self, b: PredictionBatch, idx: np.ndarray | None = None, start: float = -np.inf) -> None:
-        """Start tracking exact values that hold >= 20% of a sample of the events (``idx``: one window's)."""
-        n = b.n if idx is None else idx.size
-        if n < 50:
-            return
-        pick = np.linspace(0, n - 1, min(n, 256)).astype(np.int64)  # spread over the window, not its start
-        rows = pick if idx is None else idx[pick]
-        X = np.concatenate([b.num[rows], b.score[rows, None]], axis=1)
-        for j in range(X.shape[1]):
-            col = X[:, j]
-            col = col[~np.isnan(col)]
-            if col.size < 20:
-                continue
-            vals, cnt = np.unique(col, return_counts=True)
-            top = int(np.argmax(cnt))
-            if cnt[top] < 0.2 * col.size:
-                continue
-            v = float(vals[top])
-            row = self.cands[j]
-            if np.any(row == v):
-                continue
-            free = np.flatnonzero(np.isnan(row))
-            if free.size == 0:
-                continue
-            self.assign_candidate(j, int(free[0]), v, start)
-
-    def assign_candidate(self, j: int, k: int, v: float, start: float) -> None:
-        """Track exact value ``v`` of numeric block ``j`` in candidate slot ``k`` from the window at ``start``
-        on (from the window after the last open one, if windows at or after ``start`` already hold events)."""
-        self.cands[j, k] = v
-        self.cand_ref[j, k] = value_share(self.layout.num_all_profiles[j], v)
-        W = self.settings.window
-        self.cand_since[j, k] = max([start] + [s + W for s in self.windows if s >= start])
-        self.seasonal.reset_candidate(j, k)
-
-    def cands_complete(self, since: float) -> np.ndarray:
-        """Candidate values whose hits are complete in windows from ``since`` on (NaN elsewhere)."""
-        return np.where(self.cand_since <= since, self.cands, np.nan)
-
-
-def _make_detectors(settings: DetectorSettings, n: int) -> list[Any]:
-    if settings.change_detector == "none":
-        return []
-    from detector.core.state.drift import ADWIN, PageHinkley  # river's, with plain restorable state
-
-    delta = settings.change_detector_delta / max(n, 1)  # Bonferroni across the model's series
-    if settings.change_detector == "adwin":
-        return [ADWIN(delta=delta) for _ in range(n)]
-    return [PageHinkley(delta=0.005, threshold=50.0) for _ in range(n)]
+def _clock(name: str, doc: str) -> Any:
+    """An engine attribute that is its event clock's ``name``."""
+    return property(lambda self: getattr(self.clock, name), lambda self, v: setattr(self.clock, name, v), doc=doc)
 
 
 class Engine(Ingest):
@@ -226,30 +80,9 @@ class Engine(Ingest):
         self._typed: TypedDecoder | None = None  # typed decoder of the usual model (detector.core.inputs.fastdecode)
 
     # ------------------------------------------------------------------ event time (detector.core.inputs.eventtime)
-    @property
-    def high_water(self) -> float:
-        """The stream's robust event-time progress (not the largest timestamp seen)."""
-        return self.clock.progress
-
-    @high_water.setter
-    def high_water(self, value: float) -> None:
-        self.clock.progress = value
-
-    @property
-    def watermark(self) -> float:
-        return self.clock.watermark
-
-    @watermark.setter
-    def watermark(self, value: float) -> None:
-        self.clock.watermark = value
-
-    @property
-    def closed_before(self) -> float:
-        return self.clock.closed_before
-
-    @closed_before.setter
-    def closed_before(self, value: float) -> None:
-        self.clock.closed_before = value
+    high_water = _clock("progress", "The stream's robust event-time progress (not the largest timestamp seen).")
+    watermark = _clock("watermark", "Windows ending at or before it are closed.")
+    closed_before = _clock("closed_before", "Events of windows starting before it are late.")
 
     # ------------------------------------------------------------------ models
     def reference_for(self, model: str) -> Reference | None:
@@ -443,107 +276,7 @@ class Engine(Ingest):
         return self.advance(max(max(ends), self.high_water + self.settings.window))
 
     def _close(self, ms: ModelState, w: WindowCounts) -> list[Alert]:
-        st = self.settings
-        lay = ms.layout
-        w.finalize_global(lay)
-        ms.last_window = w
-        self.counters.windows_closed += 1
-        v = build_view(lay, w, ms.seasonal, st)
-        add_variants(v, lay, ms.seasonal)  # all traffic also against its usual mix re-weighted (detector.core.checks.remix)
-        cands = ms.cands_complete(w.start)
-        results = run_checks(lay, v, ms.seasonal, st, cands, ms.cand_ref)
-        results.extend(seasonal_checks(lay, v, ms.seasonal, st, cands))
-        results.extend(self.adoption.results(ms.name, lay, v, st))
-        results, v = collapse(results, v)
-        if ms.joint is not None:  # joint structure of the numeric features, same pseudo-rows, same BH
-            results.extend(ms.joint.results(w.mv, w.start, v.rows, v.comp))
-        suppressed: list[Finding] = []
-        findings = select_findings(results, v, st.fdr_q, suppressed)
-        findings.extend(self._change_detectors(ms, w, v))
-        # the trailing day (skew vs training without hourly profiles), with the series of this hour's
-        # findings and of open hourly incidents as they usually are at this time of day
-        hourly = {(f.kind, f.feature) for f in findings + suppressed}
-        hourly |= {(k, f or None) for k, f, s in self.alerts.firing_stats(ms.name) if k not in OUTCOME_KINDS and not s.endswith("_24h")}
-        ms.day.add(w, ms.seasonal.coarse(w), ms.seasonal, Frozen.of(ms.seasonal, lay, hourly))
-        if not v.extra["hourly_skew"] and ms.day.ready:
-            daily = daily_checks(lay, v, ms.day.total(), ms.seasonal, st, ms.cands_complete(ms.day.oldest))
-            results.extend(daily)
-            findings = dedup(findings + select_findings(daily, v, st.fdr_q, suppressed), suppressed)
-        findings = _persistent_shifts(ms, lay, findings, suppressed, w.start)
-        findings = hold_mixed(findings, v, suppressed)
-        specific = {f for k, f in self.alerts.firing_keys(ms.name) if k in SPECIFIC and f}
-        findings = hold_generic(findings, specific, suppressed)
-        if ms.joint is not None:  # a joint change led by features that moved on their own is theirs
-            moved = {f.feature for f in findings + suppressed if f.feature and f.kind != "multivariate_drift"}
-            findings = hold_explained(findings, moved | self.alerts.firing_features(ms.name), suppressed)
-        ms.last_stats = _gauges(lay, v, results)
-        evaluated = {_slice_key(lay.row_label(int(r))) for r, c, n in zip(v.rows, v.comp, v.events, strict=True)
-                     if not c and n >= st.min_count_rate}
-        version_changed = len(w.versions) > 1 or (ms.last_version is not None and bool(w.versions)
-                                                  and ms.last_version not in w.versions)
-        kinds = {f.kind for f in findings} | self.alerts.firing_kinds(ms.name)
-        pipeline = {f.feature for f in findings if f.kind in PIPELINE_KINDS and f.feature}
-        pipeline |= {f for k, f in self.alerts.firing_keys(ms.name) if k in PIPELINE_KINDS and f}
-        ctx = {"kinds": kinds, "model_version": _top(w.versions), "version_changed": version_changed,
-               "pipeline_features": pipeline}
-        window = {"start": _fmt(w.start), "end": _fmt(w.end), "count": w.events, "_start": w.start, "_end": w.end}
-        for f in findings:
-            if f.feature in ms.codes:
-                f.evidence = {**f.evidence, "reconciled": NOTE}
-        pairs = [(f, lay.row_label(f.row)) for f in findings]
-        hold = {(ms.name, f.kind, f.feature or "", _slice_key(lay.row_label(f.row))) for f in suppressed}
-        alerts = self.alerts.update(ms.name, window, pairs, evaluated, ctx, hold=hold)
-        for a in alerts:
-            if a.state == "firing":
-                self.counters.alerts_fired += 1
-            else:
-                self.counters.alerts_resolved += 1
-        # teach the seasonal baseline, except the series that belong to a finding or an open incident
-        keys = {(f.kind, f.feature) for f in findings} | {(f.kind, f.feature) for f in suppressed}
-        keys |= {(k, f or None) for k, f in self.alerts.firing_keys(ms.name) if k not in OUTCOME_KINDS}
-        ms.seasonal.update(w, Frozen.of(ms.seasonal, lay, keys), ms.cand_since <= w.start)
-        if ms.joint is not None:
-            if not any(k == "multivariate_drift" for k, _ in keys):
-                ms.joint.learn(w.mv, w.start)
-            ms.joint.closed(w.events)
-        ms.last_summary = {"window": window, "events": w.events, "findings": len(findings), "late": w.late}
-        return alerts
-
-    def _change_detectors(self, ms: ModelState, w: WindowCounts, v: Any) -> list[Finding]:
-        """A river change detector (``settings.change_detector``: ADWIN or Page-Hinkley) per numeric series, on
-        the seasonal residual of the window mean (all traffic)."""
-        if not ms.detectors or v.base is None:
-            return []
-        st = self.settings
-        lay = ms.layout
-        out: list[Finding] = []
-        n_nm = v.coarse[0]  # unused placeholder for clarity
-        del n_nm
-        base_sx, base_nx = v.base["sx"][0], v.base["nx"][0]
-        for j, det in enumerate(ms.detectors):
-            p = lay.num_all_profiles[j]
-            off, size = int(lay.num_offsets[j]), int(lay.num_sizes[j])
-            n = float(w.num[0, off : off + size - 1].sum())
-            if p is None or n < st.min_count or base_nx[j] < st.min_count or not p.std or p.std <= 0:
-                continue
-            mean = w.sx[0, j] / n
-            bmean = base_sx[j] / base_nx[j]
-            resid = (mean - bmean) / p.std
-            det.update(resid)
-            if det.drift_detected:
-                ms.shift_active[j] = True
-            if ms.shift_active[j]:
-                if abs(resid) < st.thresholds.mean_shift_sd / 2:
-                    ms.shift_active[j] = False
-                elif abs(resid) >= st.thresholds.mean_shift_sd:
-                    name = "score" if j == lay.n_num_blocks - 1 else lay.numeric[j]
-                    kind = "score_drift" if j == lay.n_num_blocks - 1 else "feature_drift"
-                    out.append(Finding(kind, name, 0, "mean_shift", float(resid), st.thresholds.mean_shift_sd, "warning", None,
-                                       {"reference": {"mean": round(float(bmean), 6), "source": "production, same time of day"},
-                                        "current": {"mean": round(float(mean), 6)}, "detector": type(det).__name__},
-                                       f"{name} mean shifted by {resid:+.2f} training SDs against its usual level at this time "
-                                       f"(river {type(det).__name__} change point)", abs(resid)))
-        return out
+        return close_window(ms, w, self.settings, self.alerts, self.adoption, self.counters)
 
     # ------------------------------------------------------------------ state
     def snapshot(self) -> bytes:
@@ -582,94 +315,9 @@ class Engine(Ingest):
         self.high_water = max(self.high_water, other.high_water)
 
 
-#: a clock shift must be seen again, with the same shift, within this many windows (a one-hour shift of a
-#: local-hour feature can fall inside one histogram bin every other hour)
-SHIFT_MEMORY = 3
-#: hours two sightings may differ by and still be one shift: the check's resolution (a local hour binned
-#: into deciles matches k or k +- 1 hours about equally well)
-SHIFT_TOLERANCE = 1.0
-
-
-def _persistent_shifts(ms: ModelState, lay: Layout, findings: list[Finding], suppressed: list[Finding],
-                       start: float) -> list[Finding]:
-    """A clock shift is a lasting fact of a producer: the same shift (to within the check's resolution,
-    :data:`SHIFT_TOLERANCE`), on the same feature and rows, seen again within :data:`SHIFT_MEMORY` windows. One hour that happens to look like another hour of the
-    usual day (a weekend or a holiday against weekday history: the branches close, the channel mix
-    turns over) does not come back with the same shift; a producer's clock error does. A first
-    sighting waits (held: the feature's generic drift waits with it) and is remembered.
-
-    When training showed features that the clock sets (a local hour, a weekday: ``hourly["clock"]``),
-    they witness the clock directly: a shift of another feature counts only when a clock feature of
-    the same rows shows the same shift (a wrong clock moves them all by as much; a mix that looks like
-    another hour does not).
-    """
-    clock = set((lay.ref.hourly or {}).get("clock") or ())
-    shifts = [f for f in findings + suppressed if f.statistic == "time_shift_hours"]
-    witnessed = [(f.row, f.value) for f in shifts if f.feature in clock]
-    horizon = SHIFT_MEMORY * ms.settings.window
-    seen = {k: v for k, v in ms.clock_shifts.items() if start - v[1] < horizon}
-    out: list[Finding] = []
-    for f in findings:
-        if f.statistic != "time_shift_hours":
-            out.append(f)
-            continue
-        key = f"{f.feature}|{_slice_key(lay.row_label(f.row))}"
-        prev = seen.get(key)
-        again = prev is not None and abs(prev[0] - f.value) <= SHIFT_TOLERANCE and prev[1] < start
-        if again and (not clock or f.feature in clock
-                      or any(r == f.row and abs(v - f.value) <= SHIFT_TOLERANCE for r, v in witnessed)):
-            out.append(f)
-        else:
-            suppressed.append(f)
-        seen[key] = [f.value, start]
-    for f in suppressed:  # a shift held by a more specific finding is still a sighting
-        if f.statistic == "time_shift_hours":
-            seen.setdefault(f"{f.feature}|{_slice_key(lay.row_label(f.row))}", [f.value, start])
-    ms.clock_shifts = seen
-    return out
-
-
-def _gauges(lay: Layout, v: Any, results: list[Any]) -> dict[tuple[str, str, str, str], tuple[float, dict[str, str], float]]:
-    """Latest tested value per (kind, statistic, feature, slice) for the metrics exporter."""
-    out: dict[tuple[str, str, str, str], tuple[float, dict[str, str], float]] = {}
-    real = np.flatnonzero(~v.comp)
-    labels = {int(k): lay.row_label(int(v.rows[k])) for k in real}
-    keys = {k: _slice_key(sl) for k, sl in labels.items()}
-    for r in results:
-        ks = real[r.tested[real]]
-        if ks.size == 0:
-            continue
-        vals = r.value[ks].tolist()
-        thr_arr = r.threshold[ks].tolist() if isinstance(r.threshold, np.ndarray) else None
-        feat = r.feature or ""
-        for i, k in enumerate(ks.tolist()):
-            val = vals[i]
-            if not math.isfinite(val):
-                continue
-            thr = thr_arr[i] if thr_arr is not None else float(r.threshold)
-            out[(r.kind, r.statistic, feat, keys[k])] = (val, labels[k], thr)
-    return out
-
 
 def _row_error(reason: str, detail: str, raws: Sequence[bytes] | None, b: PredictionBatch, i: int) -> EventError:
     """An error for row ``i`` of a decoded batch, with its message's bytes (or its envelope item's)."""
     msg = int(b.origin[i]) if b.origin is not None else -1
     item = int(b.item[i]) if b.item is not None else -1
     return row_error(reason, detail, raws, msg, item)
-
-
-def _top(d: dict[str, int]) -> str | None:
-    return max(d.items(), key=lambda kv: kv[1])[0] if d else None
-
-
-def _fmt(t: float) -> str:
-    from detector.core.inputs.timeparse import format_ts
-
-    return format_ts(t)
-
-
-def _slice_key(sl: dict[str, str]) -> str:
-    return ",".join(f"{k}={v}" for k, v in sorted(sl.items()))
-
-
-__all__ += ["Counters", "ModelState", "Partial", "RATE", "SCORE"]

@@ -14,7 +14,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
-__all__ = ["parse_duration", "Duration", "Thresholds", "DetectorSettings"]
+__all__ = ["parse_duration", "Duration", "Strict", "Thresholds", "DetectorSettings"]
 
 _DUR = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
 _UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0, None: 1.0}
@@ -39,11 +39,14 @@ def parse_duration(v: object) -> float:
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 
 
-class _Strict(BaseModel):
+class Strict(BaseModel):
+    """Base of every settings model: an unknown (misspelled) field is an error, and so is an invalid
+    value assigned later."""
+
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
-class Thresholds(_Strict):
+class Thresholds(Strict):
     """Effect-size thresholds (a finding needs the effect *and* significance)."""
 
     psi_warning: float = 0.2
@@ -68,7 +71,7 @@ class Thresholds(_Strict):
     capacity_starvation: float = 0.5  # flags below this share of the review capacity starve the queue
 
 
-class DetectorSettings(_Strict):
+class DetectorSettings(Strict):
     """What the core needs; the sidecar config embeds this under ``detector:``."""
 
     window: Duration = Field(3600.0, gt=0, description="tumbling event-time window length")

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 from detector.config import Config
 from detector.kafka.clients import ClientSettings
@@ -112,7 +111,3 @@ async def create_topics(settings: ClientSettings, topics: Mapping[str, int], *, 
     """Create ``{name: partitions}`` (all with ``configs``); existing topics are left as they are."""
     specs = [TopicSpec(n, p, dict(configs or {})) for n, p in topics.items()]
     return await ensure_topics(settings, specs, create=True, replication_factor=replication_factor, timeout=timeout)
-
-
-def describe_specs(specs: Iterable[TopicSpec]) -> list[dict[str, Any]]:
-    return [{"name": s.name, "partitions": s.partitions, "configs": dict(s.configs)} for s in specs]

@@ -17,9 +17,11 @@ import math
 import time
 from typing import Any
 
-from detector.core.engine import Counters, Engine
+from detector.core.engine import Engine
+from detector.core.modelstate import Counters
 from detector.core.outcomes.labels import LabelJoin
 from detector.core.state.partials import row_map
+from detector.core.stats.effects import rnd
 
 __all__ = ["ingest_view"]
 
@@ -102,7 +104,7 @@ class _OutcomeView:
     def stats(self, model: str) -> dict[str, Any]:
         out: dict[str, Any] = dict(self.evaluator.stats(model)) if self.evaluator is not None else {"slices": {}}
         j = self.join
-        out["labels"] = {**j.counters, "coverage": _f(j.coverage), "match_rate": _f(j.match_rate),
+        out["labels"] = {**j.counters, "coverage": rnd(j.coverage, 6), "match_rate": rnd(j.match_rate, 6),
                          "pending": len(j.store), "early_held": len(j.early)}
         pars = [u.gate.monitor.parity for u in self.units]
         parity = dict(out.get("parity") or {})
@@ -112,7 +114,3 @@ class _OutcomeView:
         parity["retained"] = sum(p.served[model].size for p in pars if model in p.served)
         out["parity"] = parity
         return out
-
-
-def _f(x: float) -> float | None:
-    return None if x != x or math.isinf(x) else round(float(x), 6)

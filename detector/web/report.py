@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import orjson
 
+from detector.core.decisions.alerts import slice_key
 from detector.web import esc, finite, page
 from detector.web.checklist import checklist_html
 from detector.web.gates import (
@@ -52,7 +53,6 @@ from detector.web.status import (
     feature_distribution,
     pill,
     short_ts,
-    slice_key,
     slice_text,
     stats_for,
 )

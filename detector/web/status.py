@@ -21,13 +21,14 @@ from typing import Any
 import numpy as np
 
 from detector.core.decisions import kinds
+from detector.core.decisions.alerts import slice_key
 from detector.core.inputs.timeparse import format_ts, parse_timestamps
 from detector.web import esc, finite, page
 from detector.web.svg import ACTION_COLORS, fmt_num, fmt_pct, paired_bars
 
 __all__ = [
     "render_status", "Dist", "feature_distribution", "distribution_svg", "chart_targets", "alert_rows_html",
-    "counters_html", "slice_text", "slice_key", "ACTION_TEXT", "CAUSE_TEXT", "FEATURE_KINDS", "alert_ts",
+    "counters_html", "slice_text", "ACTION_TEXT", "CAUSE_TEXT", "FEATURE_KINDS", "alert_ts",
     "pill", "breach_ratio", "short_ts",
 ]
 
@@ -45,10 +46,6 @@ _SEV_ORDER = {"critical": 0, "warning": 1}
 
 
 # --------------------------------------------------------------------------- small formatting helpers
-def slice_key(sl: dict[str, str] | None) -> str:
-    return ",".join(f"{k}={v}" for k, v in sorted((sl or {}).items()))
-
-
 def slice_text(sl: dict[str, str] | None) -> str:
     return slice_key(sl) or "all traffic"
 

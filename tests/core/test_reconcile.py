@@ -5,9 +5,11 @@ from __future__ import annotations
 import numpy as np
 import orjson
 
-from detector.core.engine import Engine, Partial
+from detector.core.engine import Engine
 from detector.core.reference.build import build_reference
 from detector.core.settings import DetectorSettings
+from detector.core.state.codec import decode, encode
+from detector.core.state.partials import Partial
 from tests.core.test_engine import T0, run
 
 VERSIONS = [7.1, 7.2, 3.9, 3.1]  # 3.1 is "3.10" in the producer's spelling
@@ -74,5 +76,5 @@ def test_the_decision_travels_with_window_partials():
     parts = worker.advance_partials(T0 + 3 * 3600)
     agg = Engine(DetectorSettings(), default_reference=ref)
     for p in parts:
-        agg.ingest_partial(Partial.from_bytes(p.to_bytes()), "w1")
+        agg.ingest_partial(Partial.from_state(decode(encode(p.to_state()))), "w1")
     assert agg.models["m"].codes == worker.models["m"].codes and "version" in agg.models["m"].layout.categorical

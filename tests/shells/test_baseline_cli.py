@@ -198,8 +198,13 @@ def test_missing_label_column_lists_columns(tmp_path: Path, train_csv: Path) -> 
 
 
 def test_non_binary_label(tmp_path: Path, train_csv: Path) -> None:
-    r = cli("--data", train_csv, "--label-column", "n_tx", "--out", "r.json", cwd=tmp_path)
-    assert_usage_error(r, "label column 'n_tx'", "0/1")
+    r = cli("--data", train_csv, "--label-column", "n_tx", "--task", "binary", "--out", "r.json", cwd=tmp_path)
+    assert_usage_error(r, "label column 'n_tx'", "0/1", "--task")
+    # without --task the label column decides: counts are a multiclass or regression model's label
+    r = cli("--data", train_csv, "--label-column", "n_tx", "--out", "r.json", "--quiet", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    ref = Reference.load(tmp_path / "r.json")
+    assert ref.task_name in ("multiclass", "regression") and "n_tx" not in ref.features and ref.label_base_rate is None
 
 
 @pytest.mark.parametrize("content", [b"", b"a,b\n", b"a,b\n\n\n"])

@@ -52,6 +52,7 @@ from detector.core.inputs.layout import Layout
 from detector.core.inputs.window import RATE
 from detector.core.settings import DetectorSettings
 from detector.core.stats import distributions as stats
+from detector.core.stats.effects import sig
 
 __all__ = ["Adoption", "RulesBaseline", "attach_adoption", "adoption_stats", "baseline_stats", "diagnose",
            "ADOPTION_FEATURES", "KEEP_DONE"]
@@ -97,8 +98,8 @@ class Adoption:
                 "decision_rate", "override_rate", "override_rate_delta", delta, tested,
                 np.abs(delta) >= th.override_rate_delta, np.abs(delta) >= 2 * th.override_rate_delta, pv,
                 th.override_rate_delta,
-                lambda i: {"reference": {"override_rate": _r(b_rate[i]), "source": src},
-                           "current": {"override_rate": _r(rate[i]), "acted_on_share": _r(1 - rate[i]),
+                lambda i: {"reference": {"override_rate": sig(b_rate[i]), "source": src},
+                           "current": {"override_rate": sig(rate[i]), "acted_on_share": sig(1 - rate[i]),
                                        "flags": int(acted[i]), "overridden": int(ovf[i]),
                                        "overrides_of_no_action": int(ov[i] - ovf[i]), "reasons": reasons[i]}},
                 lambda i: (f"humans override {rate[i]:.1%} of the model's actions (usually {b_rate[i]:.1%}): "
@@ -146,10 +147,10 @@ def _capacity(cap: float, acted: np.ndarray, decided: np.ndarray, share: np.ndar
         p_starve = np.ones(P)
 
     def ev(i: int) -> dict[str, Any]:
-        return {"reference": {"review_capacity": cap, "flag_share": _r(b_share[i]) if b_share is not None else None,
-                              "expected_flags": _r(expected[i]), "source": src},
-                "current": {"flags": int(acted[i]), "decided": int(decided[i]), "flag_share": _r(share[i]),
-                            "capacity_use": _r(use[i])}}
+        return {"reference": {"review_capacity": cap, "flag_share": sig(b_share[i]) if b_share is not None else None,
+                              "expected_flags": sig(expected[i]), "source": src},
+                "current": {"flags": int(acted[i]), "decided": int(decided[i]), "flag_share": sig(share[i]),
+                            "capacity_use": sig(use[i])}}
 
     return [
         Result("decision_rate", "review_capacity", "capacity_use", use, tested, use > 1.0, use > 2.0, p_flood, 1.0, ev,
@@ -199,12 +200,12 @@ def _window_stats(lay: Layout, v: View, rate: np.ndarray, share: np.ndarray, act
         if c:
             continue
         slices[_row_key(lay, r, False)] = {
-            "flags": int(acted[i]), "flag_share": _r(share[i]), "overridden": int(ov[i]),
-            "override_rate": _r(rate[i]) if acted[i] > 0 else None,
-            "acted_on_share": _r(1 - rate[i]) if acted[i] > 0 else None, "reasons": reasons[i],
+            "flags": int(acted[i]), "flag_share": sig(share[i]), "overridden": int(ov[i]),
+            "override_rate": sig(rate[i]) if acted[i] > 0 else None,
+            "acted_on_share": sig(1 - rate[i]) if acted[i] > 0 else None, "reasons": reasons[i],
         }
     return {"window": {"start": v.w.start, "end": v.w.end}, "review_capacity": cap,
-            "capacity_use": _r(acted[0] / cap) if cap else None, "slices": slices}
+            "capacity_use": sig(acted[0] / cap) if cap else None, "slices": slices}
 
 
 def attach_adoption(engine: Any, cfg: Any = None) -> Adoption:
@@ -318,11 +319,11 @@ def metrics_of(cnt: np.ndarray, prefix: str, costs: tuple[Any, Any]) -> dict[str
     tp, fp, fn, tn = (float(cnt[BC[prefix + k]]) for k in ("tp", "fp", "fn", "tn"))
     n = tp + fp + fn + tn
     cfp, cfn = costs
-    return {"precision": _r(tp / (tp + fp)) if tp + fp > 0 else None,
-            "recall": _r(tp / (tp + fn)) if tp + fn > 0 else None,
-            "error_rate": _r((fp + fn) / n) if n > 0 else None,
-            "expected_cost": _r((cfp * fp + cfn * fn) / n) if n > 0 and cfp is not None and cfn is not None else None,
-            "flag_share": _r((tp + fp) / n) if n > 0 else None}
+    return {"precision": sig(tp / (tp + fp)) if tp + fp > 0 else None,
+            "recall": sig(tp / (tp + fn)) if tp + fn > 0 else None,
+            "error_rate": sig((fp + fn) / n) if n > 0 else None,
+            "expected_cost": sig((cfp * fp + cfn * fn) / n) if n > 0 and cfp is not None and cfn is not None else None,
+            "flag_share": sig((tp + fp) / n) if n > 0 else None}
 
 
 Counts = tuple[float, float]  # (successes, trials) of a proportion metric
@@ -420,13 +421,6 @@ def baseline_stats(engine: Any, model: str) -> dict[str, Any]:
 
 def _gt(a: float | None, b: float | None) -> bool:
     return a is not None and b is not None and a > b + 1e-12
-
-
-def _r(x: Any, nd: int = 4) -> float | None:
-    if x is None:
-        return None
-    f = float(x)
-    return float(f"{f:.{nd}g}") if math.isfinite(f) else None
 
 
 def _pct(x: float | None) -> str:

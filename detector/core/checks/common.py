@@ -9,18 +9,15 @@ from typing import Any
 import numpy as np
 
 from detector.core.inputs.window import WindowCounts
+from detector.core.stats.effects import hist_quantile, sig
 
 
 def _r(x: Any, nd: int = 4) -> Any:
-    if x is None:
-        return None
+    """Evidence rounding (:func:`detector.core.stats.effects.sig`); a value that is not a number stays as it is."""
     try:
-        f = float(x)
+        return sig(x, nd)
     except (TypeError, ValueError):
         return x
-    if not math.isfinite(f):
-        return None
-    return float(f"{f:.{nd}g}")
 
 
 def _fmt(x: float) -> str:
@@ -45,27 +42,8 @@ def _thr(w: WindowCounts) -> dict[str, int]:
 
 
 def _median_from_fine(edges: np.ndarray, fine: np.ndarray) -> float:
-    n = fine.sum()
-    if n <= 0:
-        return float("nan")
-    c = np.cumsum(fine)
-    b = int(np.searchsorted(c, n / 2.0))
-    if b == 0:
-        return float(edges[0])
-    if b >= len(edges):
-        return float(edges[-1])
-    lo, hi = edges[b - 1], edges[b]
-    prev = c[b - 1] if b > 0 else 0.0
-    frac = (n / 2.0 - prev) / max(fine[b], 1)
-    return float(lo + (hi - lo) * frac)
-
-
-def _hist_quantile(h: np.ndarray, edges: np.ndarray, q: float) -> np.ndarray:
-    n = h.sum(axis=1)
-    c = np.cumsum(h, axis=1)
-    idx = np.array([int(np.searchsorted(c[i], q * n[i])) if n[i] > 0 else 0 for i in range(h.shape[0])])
-    idx = np.clip(idx, 1, len(edges))
-    return edges[idx - 1] * 1.0 + 0.0
+    """Median of a fine histogram (:func:`detector.core.stats.effects.hist_quantile`), NaN when empty."""
+    return float(hist_quantile(fine, edges, 0.5))
 
 
 def _times(r: float) -> str:

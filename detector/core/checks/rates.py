@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from detector.core.checks.common import _hist_quantile, _r, _thr
+from detector.core.checks.common import _r, _thr
 from detector.core.checks.result import Result
 from detector.core.checks.view import View
 from detector.core.inputs.layout import Layout
@@ -17,6 +17,7 @@ from detector.core.inputs.seasonal import SeasonalBaseline
 from detector.core.inputs.window import RATE
 from detector.core.settings import DetectorSettings
 from detector.core.stats import distributions as stats
+from detector.core.stats.effects import hist_quantile
 
 __all__ = ["rate_checks", "schema_checks"]
 
@@ -84,11 +85,12 @@ def rate_checks(lay: Layout, v: View, sb: SeasonalBaseline, st: DetectorSettings
         BL = v.base["lat"] if v.base is not None else agg["lat"]
         n_l, bn_l = L.sum(axis=1), BL.sum(axis=1)
         edges = lay.lat_edges
-        p95 = _hist_quantile(L, edges, 0.95)
-        bp95 = _hist_quantile(BL, edges, 0.95)
+        # interpolated inside the bin, as Prometheus' histogram_quantile reads the exported histogram
+        p95 = hist_quantile(L, edges, 0.95)
+        bp95 = hist_quantile(BL, edges, 0.95)
         ratio = np.divide(p95, bp95, out=np.ones(P), where=bp95 > 0)
-        # share of current events above the baseline's p95 bucket
-        bidx = np.searchsorted(edges, bp95, side="right")
+        # share of current events above the bin that holds the baseline's p95
+        bidx = np.searchsorted(edges, bp95, side="left")
         above = np.array([L[i, min(int(bidx[i]) + 1, L.shape[1]) :].sum() for i in range(P)])
         pv_l = stats.proportion_test(above, n_l, np.full(P, 0.05), alternative="greater")
         out.append(Result(

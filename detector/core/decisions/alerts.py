@@ -20,8 +20,9 @@ from detector.core.decisions.select import Finding, is_generic
 from detector.core.decisions.triage import triage
 from detector.core.inputs.timeparse import format_ts
 from detector.core.settings import DetectorSettings
+from detector.core.stats.effects import rnd
 
-__all__ = ["Alert", "AlertManager", "OUTCOME_KINDS", "PARITY_KINDS", "INPUT_SCOPE", "ALL_KINDS"]
+__all__ = ["Alert", "AlertManager", "OUTCOME_KINDS", "PARITY_KINDS", "INPUT_SCOPE", "ALL_KINDS", "slice_key"]
 
 Key = tuple[str, str, str, str]
 
@@ -55,7 +56,7 @@ class Alert:
         return {
             "alert_id": self.alert_id, "ts": format_ts(self.ts), "state": self.state, "model": self.model,
             "model_version": self.model_version, "kind": self.kind, "feature": self.feature, "slice": self.slice,
-            "statistic": self.statistic, "value": _num(self.value), "threshold": _num(self.threshold),
+            "statistic": self.statistic, "value": rnd(self.value, 6), "threshold": rnd(self.threshold, 6),
             "severity": self.severity, "window": self.window, "cause": self.cause, "action": self.action,
             "evidence": _plain(self.evidence), "summary": self.summary,
         }
@@ -77,10 +78,6 @@ def _plain(o: Any) -> Any:
     if isinstance(o, float) and (o != o or o in (float("inf"), float("-inf"))):
         return None
     return o
-
-
-def _num(x: float) -> float | None:
-    return None if x != x or x in (float("inf"), float("-inf")) else round(float(x), 6)
 
 
 @dataclass
@@ -128,7 +125,7 @@ class AlertManager:
         at = end if ts is None else ts  # when the alert is raised (event time)
         win = {k: v for k, v in window.items() if not k.startswith("_")}
         for f, sl in findings:
-            key: Key = (model, f.kind, f.feature or "", _slice_key(sl))
+            key: Key = (model, f.kind, f.feature or "", slice_key(sl))
             seen.add(key)
             s = self.state.setdefault(key, _State())
             s.clean = 0
@@ -156,7 +153,7 @@ class AlertManager:
                 s.last = a.to_dict()
                 out.append(a)
             elif s.firing:
-                s.last.update({"value": _num(f.value), "window": win})
+                s.last.update({"value": rnd(f.value, 6), "window": win})
         for key, s in list(self.state.items()):
             if key in seen or key[0] != model or key[1] not in scope or (hold and key in hold):
                 continue
@@ -204,8 +201,10 @@ class AlertManager:
                       for k, streak, clean, firing, aid, fs, last in rows}
 
 
-def _slice_key(sl: dict[str, str]) -> str:
-    return ",".join(f"{k}={v}" for k, v in sorted(sl.items()))
+def slice_key(sl: dict[str, str] | None) -> str:
+    """The text key of a slice (``"channel=web,region=eu"``; ``""`` for all traffic): incidents, gauges and
+    pages name a slice by it."""
+    return ",".join(f"{k}={v}" for k, v in sorted((sl or {}).items()))
 
 
 def _alert_id(key: Key, first_start: float) -> str:

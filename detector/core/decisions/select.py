@@ -26,7 +26,7 @@ from detector.core.checks.window import Result, View
 from detector.core.decisions import kinds
 from detector.core.stats import distributions as stats
 
-__all__ = ["Finding", "select_findings", "dedup", "hold_generic", "is_generic", "PRIORITY", "SPECIFIC"]
+__all__ = ["Finding", "PseudoRows", "select_findings", "dedup", "hold_generic", "is_generic", "PRIORITY", "SPECIFIC"]
 
 # most specific first: the statistic that names a root cause wins over generic distribution shift
 PRIORITY = kinds.priority("input")
@@ -80,7 +80,18 @@ class Finding:
         return self.row != 0
 
 
-def select_findings(results: list[Result], v: View, q: float, suppressed: list[Finding] | None = None) -> list[Finding]:
+@dataclass
+class PseudoRows:
+    """What selection reads of the pseudo-rows results are computed on (a window's :class:`View`, a cohort's,
+    a parity window's): the slice row of each, whether it is a complement, and its events."""
+
+    rows: np.ndarray
+    comp: np.ndarray
+    events: np.ndarray
+
+
+def select_findings(results: list[Result], v: View | PseudoRows, q: float,
+                    suppressed: list[Finding] | None = None) -> list[Finding]:
     real = ~v.comp
     # ---- 1. BH over every tested hypothesis on real rows (deterministic facts have NaN p)
     ps: list[np.ndarray] = []

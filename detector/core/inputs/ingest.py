@@ -24,10 +24,10 @@ try:  # the columnar reader needs pyarrow (the `fast` extra); without it the typ
     from detector.core.inputs.arrowdecode import ArrowDecoder
 except ImportError:  # pragma: no cover - exercised by the wheel smoke test without extras
     ArrowDecoder = None  # type: ignore[assignment,misc]
+from detector.core.inputs.batch import concat
 from detector.core.inputs.events import (
     EventError,
     PredictionBatch,
-    concat,
     decode_feature_events,
     decode_labels,
     parse_messages,
@@ -142,15 +142,16 @@ class Ingest:
         self.counters.count_errors(errors)
         return errors
 
-    def _isolate(self, raws: Sequence[bytes]) -> list[EventError]:
-        """Ingest message by message, so that a defect of ours costs only the message that hits it."""
+    def _isolate(self, raws: Sequence[bytes], ingest: Any = None) -> list[EventError]:
+        """Ingest message by message (``ingest``: predictions by default), so that a defect of ours
+        costs only the message that hits it."""
         if len(raws) == 1:
             errors = [EventError("internal_error", _INTERNAL, bytes(raws[0] or b""), 0)]
             self.counters.count_errors(errors)
             return errors
         out: list[EventError] = []
         for i, raw in enumerate(raws):
-            for e in self._ingest_predictions([raw]):
+            for e in (ingest or self._ingest_predictions)([raw]):
                 e.index = i if e.index >= 0 else e.index
                 out.append(e)
         return out  # already counted, per message
@@ -268,46 +269,34 @@ class Ingest:
             return None
 
     def ingest_labels(self, raws: Sequence[bytes]) -> list[EventError]:
-        with gc_paused():
-            return self._ingest_labels(raws)
-
-    def _ingest_labels(self, raws: Sequence[bytes]) -> list[EventError]:
-        sink = self.outcomes.on_labels if self.outcomes is not None else None
+        """Decode label messages (by the task of the model they name) and hand them to the outcome
+        monitor; returns the ones that could not be used."""
         route = self.label_router()
         decode = decode_labels if route is None else partial(decode_labels, tasks=route)
-        return self._ingest_side(raws, decode, sink, "labels")
+        return self._ingest_side(raws, decode, "on_labels", "labels")
 
     def ingest_features(self, raws: Sequence[bytes]) -> list[EventError]:
-        with gc_paused():
-            return self._ingest_features(raws)
+        """Decode offline feature messages and hand them to the parity join; returns the ones that could not be used."""
+        return self._ingest_side(raws, decode_feature_events, "on_features", "feature_events")
 
-    def _ingest_features(self, raws: Sequence[bytes]) -> list[EventError]:
-        sink = self.outcomes.on_features if self.outcomes is not None else None
-        return self._ingest_side(raws, decode_feature_events, sink, "feature_events")
-
-    def _ingest_side(self, raws: Sequence[bytes], decode: Any, sink: Any, counter: str) -> list[EventError]:
+    def _ingest_side(self, raws: Sequence[bytes], decode: Any, sink: str, counter: str) -> list[EventError]:
         """Labels or offline features: decode (pure; a message that makes it raise is isolated
-        and dead-lettered alone), count, hand to the outcome monitor. Never raises."""
+        and dead-lettered alone), count, hand to the outcome monitor's ``sink`` method. Never raises."""
+        with gc_paused():
+            return self._side(raws, decode, sink, counter)
+
+    def _side(self, raws: Sequence[bytes], decode: Any, sink: str, counter: str) -> list[EventError]:
         st = self.settings
         try:
             events, origin, errors = parse_messages(raws)
             batch, errs = decode(events, origin, raws, st.min_epoch, st.max_id_bytes, st.max_value_bytes)
         except Exception:  # noqa: BLE001 - a bug of ours: isolate the message that hits it
-            if len(raws) == 1:
-                errors = [EventError("internal_error", _INTERNAL, bytes(raws[0] or b""), 0)]
-                self.counters.count_errors(errors)
-                return errors
-            out: list[EventError] = []
-            for i, raw in enumerate(raws):
-                for e in self._ingest_side([raw], decode, sink, counter):
-                    e.index = i if e.index >= 0 else e.index
-                    out.append(e)
-            return out
+            return self._isolate(raws, lambda one: self._side(one, decode, sink, counter))
         errors.extend(errs)
         setattr(self.counters, counter, getattr(self.counters, counter) + batch.n)
-        if sink is not None and batch.n:
+        if self.outcomes is not None and batch.n:
             try:
-                sink(batch)
+                getattr(self.outcomes, sink)(batch)
             except Exception:  # noqa: BLE001 - a bug of ours: dead-letter what was handed over, go on
                 setattr(self.counters, counter, getattr(self.counters, counter) - batch.n)
                 failed = {e.index for e in errors}

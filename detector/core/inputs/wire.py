@@ -280,29 +280,27 @@ def byte_len(s: str) -> int:
 def id_problem(v: Any, field: str, max_bytes: int) -> tuple[str, str] | None:
     """Why ``v`` is not a usable identifier (``prediction_id``), or None. Strings and integers
     are accepted (integers are compared by their decimal text)."""
-    if v is None or v == "":
-        return "missing_field", f"{field} is missing or empty; every event needs one (a string, e.g. a UUID)"
     if type(v) is int:
         return None if v.bit_length() <= 64 else ("bad_field", f"{field}={preview(v)} is not a usable id; send it as a string")
-    if type(v) is not str:
-        return "bad_field", f"{field}={preview(v)} must be a string (or an integer)"
-    n = byte_len(v)
-    if n > max_bytes:
-        return "oversized_field", (f"{field} is {n:,} bytes, above detector.max_id_bytes={max_bytes}; send a short id "
-                                   "(a UUID or a hash of the long one) or raise the limit")
-    return None
+    return _text_problem(v, field, max_bytes, "every event needs one (a string, e.g. a UUID)", " (or an integer)",
+                         f"detector.max_id_bytes={max_bytes}; send a short id (a UUID or a hash of the long one) or "
+                         "raise the limit")
 
 
 def name_problem(v: Any, field: str, max_bytes: int) -> tuple[str, str] | None:
     """Why ``v`` is not a usable name (``model``), or None."""
+    return _text_problem(v, field, max_bytes, "every prediction names its model", "",
+                         f"detector.max_value_bytes={max_bytes}; use a short model name")
+
+
+def _text_problem(v: Any, field: str, max_bytes: int, needed: str, also: str, limit: str) -> tuple[str, str] | None:
     if v is None or v == "":
-        return "missing_field", f"{field} is missing or empty; every prediction names its model"
+        return "missing_field", f"{field} is missing or empty; {needed}"
     if type(v) is not str:
-        return "bad_field", f"{field}={preview(v)} must be a string"
+        return "bad_field", f"{field}={preview(v)} must be a string{also}"
     n = byte_len(v)
     if n > max_bytes:
-        return "oversized_field", (f"{field} is {n:,} bytes, above detector.max_value_bytes={max_bytes}; "
-                                   "use a short model name")
+        return "oversized_field", f"{field} is {n:,} bytes, above {limit}"
     return None
 
 

@@ -86,6 +86,10 @@ class Cohort:
     gate: float = float("inf")
     in_baseline: bool = False
     label_suspect: bool = False  # its labels were judged incomplete at evaluation (delay shift)
+    # a multiclass / regression model's task counters (detector.core.outcomes.tasks); None for a binary
+    # model, whose outcome counts are ``cnt`` / ``rel`` / ``hist`` (for other tasks those hold only the
+    # generic counts: predictions, labelled, delays)
+    tc: Any = None
 
     def __post_init__(self) -> None:
         r = self.rows
@@ -147,7 +151,7 @@ class Cohort:
         return {"start": self.start, "end": self.end, "cnt": self.cnt, "rel": self.rel, "hist": self.hist, "delay": self.delay,
                 "versions": dict(self.versions), "input_kinds": sorted(self.input_kinds), "horizon": self.horizon,
                 "late": self.late, "late_pos": self.late_pos, "gate": self.gate, "in_baseline": self.in_baseline,
-                "label_suspect": self.label_suspect}
+                "label_suspect": self.label_suspect, **({"task": self.tc.to_state()} if self.tc is not None else {})}
 
     @classmethod
     def from_state(cls, st: dict[str, Any], rows: int) -> Cohort:
@@ -161,20 +165,34 @@ class Cohort:
         c.horizon, c.late = float(st["horizon"]), int(st["late"])
         c.late_pos, c.gate = float(st.get("late_pos", 0.0)), float(st.get("gate", float("inf")))
         c.in_baseline, c.label_suspect = bool(st["in_baseline"]), bool(st["label_suspect"])
+        if st.get("task") is not None:
+            from detector.core.outcomes.tasks.base import Counters
+
+            c.tc = Counters.from_state(st["task"])
+            check(c.tc.rows == rows, f"cohort task counters of {c.tc.rows} rows for {rows}")
         return c
 
     def merge(self, other: Cohort) -> None:
         if (other.start, other.end, other.rows) != (self.start, self.end, self.rows):
             raise ValueError(f"cannot merge cohort [{other.start}, {other.end}) x {other.rows} rows into "
                              f"[{self.start}, {self.end}) x {self.rows} rows")
-        for k in ("cnt", "rel", "hist", "delay"):
-            getattr(self, k)[...] += getattr(other, k)
+        self.add(other)
         for v, c in other.versions.items():
             self.versions[v] = self.versions.get(v, 0) + c
         self.input_kinds |= other.input_kinds
         self.late += other.late
         self.late_pos += other.late_pos
         self.gate = min(self.gate, other.gate)
+
+
+    def add(self, other: Cohort) -> None:
+        """Add ``other``'s counts (its arrays and task counters) into this one's, e.g. to pool or sum a baseline."""
+        for k in ("cnt", "rel", "hist", "delay"):
+            getattr(self, k)[...] += getattr(other, k)
+        if other.tc is not None:
+            if self.tc is None:
+                self.tc = other.tc.zeros_like()
+            self.tc.merge(other.tc)
 
 
 # --------------------------------------------------------------------------- metrics (vectorised over rows)

@@ -34,6 +34,8 @@ from typing import Any
 
 import numpy as np
 
+from detector.core.stats.effects import sig
+
 __all__ = ["SliceContribution", "rank_slices", "contributions_for", "MIN_SUPPORT", "TOP"]
 
 MIN_SUPPORT = 20  # units (positives / flags / labelled) a slice needs in the baseline to be its own baseline
@@ -92,12 +94,12 @@ def rank_slices(labels: list[str], cur: np.ndarray, base: np.ndarray | None,
         for i in range(1, len(labels)):
             if den[i] <= 0 or not math.isfinite(contrib[i]):
                 continue
-            rows.append({"slice": labels[i], "share": _r(share[i]), "units": int(den[i]), "metric": _r(m[i]),
-                         "baseline_metric": _r(b_row[i]), "baseline_source": str(src[i]),
-                         "contribution": _r(contrib[i])})
+            rows.append({"slice": labels[i], "share": sig(share[i]), "units": int(den[i]), "metric": sig(m[i]),
+                         "baseline_metric": sig(b_row[i]), "baseline_source": str(src[i]),
+                         "contribution": sig(contrib[i])})
         rows.sort(key=lambda d: (-d["contribution"], d["slice"]))
         loss = (m[0] - g_base) if lower_better else (g_base - m[0])
-        out[name] = {"current": _r(m[0]), "baseline": _r(g_base), "loss": _r(loss),
+        out[name] = {"current": sig(m[0]), "baseline": sig(g_base), "loss": sig(loss),
                      "baseline_source": "trailing" if base is not None else "all_traffic_now",
                      "top": [d for d in rows if d["contribution"] > 0][:top]}
     return out
@@ -145,8 +147,3 @@ def contributions_for(engine: Any, model: str) -> dict[str, Any]:
         if isinstance(lis, SliceContribution):
             return lis.stats(model)
     return {}
-
-
-def _r(x: float, nd: int = 4) -> float | None:
-    f = float(x)
-    return float(f"{f:.{nd}g}") if math.isfinite(f) else None

@@ -45,6 +45,8 @@ from typing import Any
 
 import numpy as np
 
+from detector.core.outcomes.ring import Column, Ring
+
 __all__ = ["CounterexampleLibrary", "counterexamples_for", "library_of", "TOP_K", "MAX_FEATURES", "RETAIN_MAX",
            "KEEP_COHORTS"]
 
@@ -56,84 +58,27 @@ MAX_ALERTS = 10
 _TYPES = ("false_positive", "false_negative")
 
 
-class _Ring:
-    """Served features of one model's recent predictions (columns + id -> slot), bounded."""
+class _Ring(Ring):
+    """Served features of one model's recent predictions in the shared ring of served predictions
+    (:mod:`detector.core.outcomes.ring`), bounded to ``retain_max`` rows."""
 
     def __init__(self, layout: Any, retain_max: int) -> None:
         self.layout = layout
         self.fn, self.fc = len(layout.numeric), len(layout.categorical)
-        self.retain_max = retain_max
-        self.index: dict[str, int] = {}
-        self.head = self.size = 0
-        self._alloc(min(4096, retain_max))
+        cols = {"ts": Column(np.float64), "num": Column(np.float64, self.fn), "cat": Column(np.int32, self.fc),
+                "thr": Column(np.float64, fill=np.nan),
+                "extra": Column(object, fill=None)}  # (unseen {j: text} | None, override, version, alerts)
+        super().__init__(cols, retain_max, 4096)
 
-    def _alloc(self, cap: int) -> None:
-        self.cap = cap
-        self.ts = np.zeros(cap)
-        self.num = np.zeros((cap, self.fn))
-        self.cat = np.zeros((cap, self.fc), dtype=np.int32)
-        self.thr = np.full(cap, np.nan)
-        self.ids = np.empty(cap, dtype=object)
-        self.extra = np.empty(cap, dtype=object)  # (unseen {j: text} | None, override, version, alerts)
-
-    def _grow(self, need: int) -> None:
-        cap = self.cap
-        while cap < need and cap < self.retain_max:
-            cap = min(cap * 2, self.retain_max)
-        if cap == self.cap:
-            return
-        order = (self.head + np.arange(self.size)) % self.cap
-        old = [getattr(self, k)[order] for k in ("ts", "num", "cat", "thr", "ids", "extra")]
-        self._alloc(cap)
-        for k, a in zip(("ts", "num", "cat", "thr", "ids", "extra"), old, strict=True):
-            getattr(self, k)[: self.size] = a
-        self.head = 0
-        self.index = {i: s for s, i in enumerate(self.ids[: self.size].tolist()) if i is not None}
-
-    def _drop(self, k: int) -> None:
-        sl = (self.head + np.arange(k)) % self.cap
-        for s, i in zip(sl.tolist(), self.ids[sl].tolist(), strict=True):
-            if i is not None and self.index.get(i) == s:
-                del self.index[i]
-        self.ids[sl] = None
-        self.extra[sl] = None
-        self.head = (self.head + k) % self.cap
-        self.size -= k
-
-    def put(self, b: Any, alerts: tuple[Any, ...]) -> None:
+    def put_batch(self, b: Any, alerts: tuple[Any, ...]) -> None:
         n = b.n
         if n == 0:
             return
-        keep = np.arange(n)[-self.retain_max:]
-        m = len(keep)
-        if self.size + m > self.cap:
-            self._grow(self.size + m)
-        over = self.size + m - self.cap
-        if over > 0:
-            self._drop(over)
-        sl = (self.head + self.size + np.arange(m)) % self.cap
-        self.ts[sl] = b.ts[keep]
-        self.num[sl] = b.num[keep]
-        self.cat[sl] = b.cat_codes[keep]
-        self.thr[sl] = b.threshold[keep]
         unseen = _unseen_rows(self.layout, b)
         ov = b.override
         version = max(b.versions.items(), key=lambda kv: kv[1])[0] if len(b.versions) == 1 else None
-        extra = [(unseen.get(int(i)), ov[i] if ov is not None else None, version, alerts) for i in keep.tolist()]
-        self.extra[sl] = _objects(extra)
-        ids = [b.ids[i] for i in keep.tolist()]
-        self.ids[sl] = ids
-        self.index.update(zip(ids, sl.tolist(), strict=True))
-        self.size += m
-
-    def expire(self, cutoff: float) -> None:
-        if self.size == 0:
-            return
-        order = (self.head + np.arange(self.size)) % self.cap
-        old = self.ts[order] < cutoff
-        k = self.size if old.all() else int(np.argmin(old))
-        if k:
-            self._drop(k)
+        extra = [(unseen.get(i), ov[i] if ov is not None else None, version, alerts) for i in range(n)]
+        self.put(b.ids, {"ts": b.ts, "num": b.num, "cat": b.cat_codes, "thr": b.threshold, "extra": _objects(extra)})
 
     def get(self, pid: str) -> int | None:
         return self.index.get(pid)
@@ -182,7 +127,7 @@ class CounterexampleLibrary:
         if ring is None:
             ring = self.rings[m.name] = _Ring(m.layout, self.retain_max)
             self.order[m.name] = _feature_order(m.layout)
-        ring.put(b, _alerts_now(self.mon.engine, m.name))
+        ring.put_batch(b, _alerts_now(self.mon.engine, m.name))
         if b.n:
             ring.expire(float(b.ts.max()) - self.mon.settings.ttl)
 
@@ -195,6 +140,13 @@ class CounterexampleLibrary:
         first = mt.first
         pred, y = rows.pred.astype(np.int64), mt.label.astype(np.int64)
         typ = np.where((pred == 1) & (y == 0), 0, np.where((pred == 0) & (y == 1), 1, -1))
+        margin = np.zeros(len(typ))
+        for mi in np.unique(rows.model).tolist():  # other tasks rank their own errors (task.rank_errors)
+            m = mon.by_idx[mi]
+            if not m.binary:
+                k = np.flatnonzero(rows.model == mi)
+                rk = m.task.rank_errors(rows.score[k], rows.pred[k].astype(np.int64), mt.label[k], np.full(k.size, np.nan))
+                typ[k], margin[k] = rk.kind, rk.margin
         # first labels that are errors, and every correction of a counted pair (it may leave or join)
         touch = (first & (typ >= 0)) | (~first & (rows.counted >= 1))  # in its cohort, or held / late
         if not touch.any():
@@ -220,7 +172,8 @@ class CounterexampleLibrary:
                         continue
                 if held is not None:
                     continue
-                rec = self._record(m, pid, rows, i, int(y[i]), int(typ[i]), ridx[k])
+                rec = self._record(m, pid, rows, i, int(y[i]), int(typ[i]), ridx[k]) if m.binary else \
+                    self._task_record(m, pid, rows, i, float(mt.label[i]), int(typ[i]), float(margin[i]), ridx[k])
                 lists = self.cands.setdefault(key, {})
                 item = _Item(rec["margin"], pid)
                 placed = 0
@@ -277,6 +230,21 @@ class CounterexampleLibrary:
             rec["_refs"] -= 1
             if rec["_refs"] <= 0:
                 del recs[pid]
+
+    def _task_record(self, m: Any, pid: str, rows: Any, i: int, y: float, typ: int, margin: float,
+                     ridx: np.ndarray) -> dict[str, Any]:
+        """A multiclass / regression model's record: its output and label as the task names them."""
+        rec = self._record(m, pid, rows, i, 0, 0, ridx)
+        for k in ("score", "threshold", "decision"):
+            rec.pop(k, None)
+        classes = getattr(m.task, "classes", None)
+        if classes is not None:
+            rec.update(predicted_class=classes[int(rows.pred[i])] if 0 <= int(rows.pred[i]) < len(classes) else None,
+                       confidence=_f(float(rows.score[i])), label=classes[int(y)] if 0 <= y < len(classes) else None)
+        else:
+            rec.update(prediction=_f(float(rows.score[i])), label=_f(y))
+        rec.update(type=m.task.error_types[typ], margin=round(margin, 6))
+        return rec
 
     def _record(self, m: Any, pid: str, rows: Any, i: int, y: int, typ: int, ridx: np.ndarray) -> dict[str, Any]:
         score = float(rows.score[i])

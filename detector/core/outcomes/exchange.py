@@ -32,13 +32,15 @@ from __future__ import annotations
 
 import heapq
 import math
-from typing import Any
+from dataclasses import fields, replace
+from typing import Any, TypeVar
 
 import numpy as np
 
+from detector.core.errors import EngineError
 from detector.core.inputs.events import FeatureBatch, LabelBatch, PredictionBatch
 from detector.core.outcomes.cohort import C, Cohort
-from detector.core.outcomes.parity import _scalars
+from detector.core.outcomes.parity_compare import scalars
 from detector.core.state.codec import check
 
 __all__ = ["OutcomeGate", "CorrectionTap", "take_outcome_step", "apply_outcome_step", "MAX_HELD_EVENTS"]
@@ -46,6 +48,7 @@ __all__ = ["OutcomeGate", "CorrectionTap", "take_outcome_step", "apply_outcome_s
 MAX_HELD_EVENTS = 1_000_000  # label + feature events waiting for their step; beyond it the oldest go at once
 _JOIN = ("matched", "duplicates", "corrections", "expired", "evicted", "orphans")
 _PARITY = ("joined", "unjoined", "duplicates")
+_B = TypeVar("_B", LabelBatch, FeatureBatch)
 
 
 class OutcomeGate:
@@ -74,8 +77,8 @@ class OutcomeGate:
         self._mark(batch.ts)
         now = batch.ts > self.ceiling  # a clock far ahead cannot hold its label back for ever
         if now.any():
-            self.monitor.on_labels(_take_labels(batch, np.flatnonzero(now)))
-            batch = _take_labels(batch, np.flatnonzero(~now))
+            self.monitor.on_labels(_take(batch, np.flatnonzero(now)))
+            batch = _take(batch, np.flatnonzero(~now))
         if batch.n:
             self.labels.append(batch)
             self.held += batch.n
@@ -86,8 +89,8 @@ class OutcomeGate:
         self.monitor.parity.enabled = True  # retain served features from now on (they are joined at release)
         now = batch.ts > self.ceiling
         if now.any():
-            self._features(_take_features(batch, np.flatnonzero(now)), None)
-            batch = _take_features(batch, np.flatnonzero(~now))
+            self._features(_take(batch, np.flatnonzero(now)), None)
+            batch = _take(batch, np.flatnonzero(~now))
         if batch.n:
             self.features.append(batch)
             self.held += batch.n
@@ -112,8 +115,8 @@ class OutcomeGate:
     # ------------------------------------------------------------------ release
     def release(self, boundary: float, window: float) -> None:
         """Hand on every held event dated before ``boundary``, window by window in time order."""
-        labs = _concat_labels(self.labels)
-        feats = _concat_features(self.features)
+        labs = _concat(self.labels)
+        feats = _concat(self.features)
         self.labels = []
         self.features = []
         self.held = 0
@@ -121,17 +124,17 @@ class OutcomeGate:
             go = feats.ts < boundary
             for start in np.unique(np.floor(feats.ts[go] / window) * window).tolist():
                 idx = np.flatnonzero(go & (np.floor(feats.ts / window) * window == start))
-                self._features(_take_features(feats, idx), start + window)
+                self._features(_take(feats, idx), start + window)
             if not go.all():
-                self.features = [_take_features(feats, np.flatnonzero(~go))]
+                self.features = [_take(feats, np.flatnonzero(~go))]
                 self.held += self.features[0].n
         if labs is not None:
             go = labs.ts < boundary
             order = np.flatnonzero(go)[np.argsort(labs.ts[go], kind="stable")]
             if order.size:
-                self.monitor.on_labels(_take_labels(labs, order))
+                self.monitor.on_labels(_take(labs, order))
             if not go.all():
-                self.labels = [_take_labels(labs, np.flatnonzero(~go))]
+                self.labels = [_take(labs, np.flatnonzero(~go))]
                 self.held += self.labels[0].n
 
     def _features(self, b: FeatureBatch, end: float | None) -> None:
@@ -149,13 +152,13 @@ class OutcomeGate:
 
     # ------------------------------------------------------------------ state
     def to_state(self) -> dict[str, Any]:
-        labs = _concat_labels(self.labels)
-        feats = _concat_features(self.features)
+        labs = _concat(self.labels)
+        feats = _concat(self.features)
         return {"monitor": self.monitor.to_state(), "sent_join": dict(self.sent_join), "sent_parity": dict(self.sent_parity),
                 "labels": None if labs is None else {"ids": labs.ids, "ts": labs.ts, "label": labs.label,
                                                      "revision": labs.revision, "model": labs.model},
                 "features": None if feats is None else {"ids": feats.ids, "ts": feats.ts, "model": feats.model,
-                                                        "features": [_scalars(f) for f in feats.features]}}
+                                                        "features": [scalars(f) for f in feats.features]}}
 
     def load_state(self, st: dict[str, Any]) -> None:
         check(isinstance(st, dict), "outcome gate state")
@@ -309,7 +312,6 @@ def _listener(mon: Any, cls: str) -> Any:
 # ---------------------------------------------------------------------------------------- aggregator side
 def apply_outcome_step(engine: Any, step: dict[str, Any]) -> None:
     """Add a unit's step to the aggregator ``engine``'s outcome monitor (see the module docstring)."""
-    from detector.core.engine import EngineError
     from detector.core.state.partials import row_map_values
 
     mon = engine.outcomes
@@ -417,20 +419,20 @@ def _merge_candidates(lib: Any, key: tuple[str, float], entries: list[Any], recs
 
 
 def _merge_parity(par: Any, ms: Any, wins: list[Any], rmap: np.ndarray) -> None:
-    from detector.core.outcomes.parity import MAX_EXAMPLES, _Served, _Win
+    from detector.core.outcomes.parity_compare import MAX_EXAMPLES, ParityWindow, ServedFeatures
 
     if not wins:
         return
     lay = ms.layout
     if ms.name not in par.served:  # the aggregator holds no served rows; the evaluation needs the layout
-        par.served[ms.name] = _Served(lay, 1)
+        par.served[ms.name] = ServedFeatures(lay, 1)
     nf = len(lay.numeric) + len(lay.categorical)
     mine = par.windows.setdefault(ms.name, {})
     for ws in wins:
-        w = _Win.from_state(ws, len(rmap), nf)
+        w = ParityWindow.from_state(ws, len(rmap), nf)
         cur = mine.get(w.start)
         if cur is None:
-            cur = mine[w.start] = _Win(w.start, w.end, lay.n_rows, nf)
+            cur = mine[w.start] = ParityWindow(w.start, w.end, lay.n_rows, nf)
         np.add.at(cur.acc, (slice(None), rmap), w.acc)
         cur.pairs += w.pairs
         for j, ex in enumerate(w.examples):
@@ -439,31 +441,29 @@ def _merge_parity(par: Any, ms: Any, wins: list[Any], rmap: np.ndarray) -> None:
 
 
 # ---------------------------------------------------------------------------------------- batch helpers
-def _take_labels(b: LabelBatch, idx: np.ndarray) -> LabelBatch:
+def _take(b: _B, idx: np.ndarray) -> _B:
+    """Rows ``idx`` of a label or offline-feature batch (each field holds one value per row; an
+    optional array that does not, such as absent sizes, stays empty)."""
     il = idx.tolist()
-    return LabelBatch([b.ids[i] for i in il], b.ts[idx], b.label[idx], b.revision[idx], [b.model[i] for i in il])
+
+    def pick(v: Any) -> Any:
+        if isinstance(v, np.ndarray):
+            return v[idx] if len(v) == b.n else v[:0]
+        return [v[i] for i in il]
+
+    return replace(b, **{f.name: pick(getattr(b, f.name)) for f in fields(b)})
 
 
-def _take_features(b: FeatureBatch, idx: np.ndarray) -> FeatureBatch:
-    il = idx.tolist()
-    return FeatureBatch([b.ids[i] for i in il], b.ts[idx], [b.features[i] for i in il], [b.model[i] for i in il])
-
-
-def _concat_labels(bs: list[LabelBatch]) -> LabelBatch | None:
+def _concat(bs: list[_B]) -> _B | None:
+    """The rows of several label (or offline-feature) batches, in order, as one batch."""
     if not bs:
         return None
     if len(bs) == 1:
         return bs[0]
-    return LabelBatch([i for b in bs for i in b.ids], np.concatenate([b.ts for b in bs]),
-                      np.concatenate([b.label for b in bs]), np.concatenate([b.revision for b in bs]),
-                      [m for b in bs for m in b.model])
 
+    def join(name: str) -> Any:
+        vs = [getattr(b, name) for b in bs]
+        return np.concatenate(vs) if isinstance(vs[0], np.ndarray) else [x for v in vs for x in v]
 
-def _concat_features(bs: list[FeatureBatch]) -> FeatureBatch | None:
-    if not bs:
-        return None
-    if len(bs) == 1:
-        return bs[0]
-    return FeatureBatch([i for b in bs for i in b.ids], np.concatenate([b.ts for b in bs]),
-                        [f for b in bs for f in b.features], [m for b in bs for m in b.model])
+    return replace(bs[0], **{f.name: join(f.name) for f in fields(bs[0])})
 

@@ -58,6 +58,9 @@ from typing import Any, Protocol
 import numpy as np
 
 from detector.core.inputs.events import LabelBatch
+from detector.core.outcomes.ring import Column, Ring
+from detector.core.state.codec import check
+from detector.core.stats import effects
 
 __all__ = [
     "DELAY_EDGES", "N_DELAY", "delay_bins", "hist_quantile", "PendingStore", "RingStore", "Rows", "Matches",
@@ -79,23 +82,14 @@ def delay_bins(delay: np.ndarray) -> np.ndarray:
 
 
 def hist_quantile(h: np.ndarray, q: float) -> float:
-    """``q``-quantile (seconds) of a delay histogram; log-linear inside a bin, NaN if empty.
+    """``q``-quantile (seconds) of a delay histogram: :func:`detector.core.stats.effects.hist_quantile`
+    on :data:`DELAY_EDGES` (log-linear inside a bin), NaN if empty.
 
     >>> h = np.zeros(N_DELAY); h[delay_bins(np.array([100.0]))] = 10
     >>> 56 < hist_quantile(h, 0.5) < 178
     True
     """
-    n = float(h.sum())
-    if n <= 0:
-        return float("nan")
-    c = np.cumsum(h)
-    k = int(min(np.searchsorted(c, q * n, side="left"), len(h) - 1))
-    frac = float((q * n - (c[k] - h[k])) / h[k]) if h[k] > 0 else 1.0
-    if k == 0:
-        return frac * float(DELAY_EDGES[0])
-    lo = float(DELAY_EDGES[k - 1])
-    hi = float(DELAY_EDGES[k]) if k < len(DELAY_EDGES) else lo * 10**0.25
-    return lo * (hi / lo) ** frac
+    return float(effects.hist_quantile(h, DELAY_EDGES, q, log=True))
 
 
 @dataclass
@@ -149,202 +143,93 @@ class PendingStore(Protocol):
     def load_state(self, state: dict[str, Any]) -> None: ...
 
 
-_COLS = (("model", np.int16), ("ts", np.float64), ("score", np.float64), ("pred", np.int8),
-         ("label", np.float64), ("rev", np.int64), ("counted", np.int8), ("aux", np.int8))
+_COLUMNS = {"model": Column(np.int16), "ts": Column(np.float64), "score": Column(np.float64), "pred": Column(np.int8),
+            "label": Column(np.float64, fill=PENDING), "rev": Column(np.int64), "counted": Column(np.int8),
+            "aux": Column(np.int8, fill=-1)}
 
 
-class RingStore:
-    """FIFO ring of held predictions in numpy columns; capacity doubles up to ``max_pending``."""
+class RingStore(Ring):
+    """The label join's predictions in the shared ring of served predictions
+    (:mod:`detector.core.outcomes.ring`): capacity doubles up to ``max_pending``; one slice code per
+    dimension in ``codes`` (-1 beyond the model's dimensions)."""
 
     def __init__(self, ttl: float, max_pending: int, dims: int = 0, initial: int = 1 << 14) -> None:
         self.ttl = float(ttl)
         self.max_pending = int(max_pending)
         self.evicted = 0  # unlabelled records pushed out by the bound
-        self.dims = dims
-        self.index: dict[str, int] = {}
-        self.head = 0  # oldest slot
-        self.size = 0
-        self._alloc(min(initial, self.max_pending))
+        super().__init__({**_COLUMNS, "codes": Column(np.int16, dims, -1)}, self.max_pending, initial)
 
-    def _alloc(self, cap: int) -> None:
-        self.cap = cap
-        for name, dt in _COLS:
-            setattr(self, name, np.zeros(cap, dtype=dt))
-        self.codes = np.full((cap, self.dims), -1, dtype=np.int16)
-        self.ids = np.empty(cap, dtype=object)
-
-    def __len__(self) -> int:
-        return self.size
+    @property
+    def dims(self) -> int:
+        return int(self.columns["codes"].width or 0)
 
     @property
     def pending(self) -> int:
-        return int(np.count_nonzero(np.isnan(self.label[self._live()])))
-
-    def _live(self) -> np.ndarray:
-        return (self.head + np.arange(self.size)) % self.cap
+        return int(np.count_nonzero(np.isnan(self.label[self.order()])))  # type: ignore[attr-defined]
 
     def ensure_dims(self, dims: int) -> None:
-        if dims > self.dims:
-            extra = np.full((self.cap, dims - self.dims), -1, dtype=np.int16)
-            self.codes = np.concatenate([self.codes, extra], axis=1)
-            self.dims = dims
+        self.widen("codes", dims)
 
-    def _grow(self, need: int) -> None:
-        cap = self.cap
-        while cap < need and cap < self.max_pending:
-            cap = min(cap * 2, self.max_pending)
-        if cap == self.cap:
-            return
-        order = self._live()
-        old = {name: getattr(self, name)[order] for name, _ in _COLS}
-        old_codes, old_ids = self.codes[order], self.ids[order]
-        self._alloc(cap)
-        for name, _ in _COLS:
-            getattr(self, name)[: self.size] = old[name]
-        self.codes[: self.size], self.ids[: self.size] = old_codes, old_ids
-        self.head = 0
-        self.index = {i: s for s, i in enumerate(old_ids.tolist()) if i is not None}  # dead slots hold no id
+    def _unlabelled(self, slots: np.ndarray) -> int:
+        return int(np.count_nonzero(np.isnan(self.label[slots])))  # type: ignore[attr-defined]
 
-    def _drop_oldest(self, k: int) -> np.ndarray:
-        """Remove the ``k`` oldest records; returns their label column (for counting)."""
-        sl = (self.head + np.arange(k)) % self.cap
-        labels = self.label[sl].copy()
-        idx = self.index
-        for i in self.ids[sl].tolist():
-            if i is not None:
-                del idx[i]
-        self.ids[sl] = None
-        self.head = (self.head + k) % self.cap
-        self.size -= k
-        return labels
+    def _count_evicted(self, slots: np.ndarray) -> None:
+        self.evicted += self._unlabelled(slots)
 
     def put_many(self, model: int, ids: list[str], ts: np.ndarray, score: np.ndarray, pred: np.ndarray,
                  codes: np.ndarray, aux: np.ndarray | None = None) -> np.ndarray:
-        n = len(ids)
-        if aux is None:
-            aux = np.full(n, -1, dtype=np.int8)
-        stored = np.ones(n, dtype=bool)
-        if n == 0:
-            return stored
-        if not self.index.keys().isdisjoint(ids):  # a retried prediction: the first one stays
-            stored = ~np.fromiter(map(self.index.__contains__, ids), dtype=bool, count=n)
-        if n > self.max_pending:  # pathological batch: only its newest records fit
-            stored[: n - self.max_pending] = False
-        pos = None
-        if not stored.all():
-            pos = np.flatnonzero(stored)
-            ids = [ids[i] for i in pos.tolist()]
-            ts, score, pred, codes, aux = ts[pos], score[pos], pred[pos], codes[pos], aux[pos]
-            n = len(ids)
-            if n == 0:
-                return stored
-        if self.size + n > self.cap:
-            self._grow(self.size + n)
-        over = self.size + n - self.cap
-        if over > 0:
-            self.evicted += int(np.count_nonzero(np.isnan(self._drop_oldest(over))))
-        sl = (self.head + self.size + np.arange(n)) % self.cap
-        self.model[sl] = model
-        self.ts[sl] = ts
-        self.score[sl] = score
-        self.pred[sl] = pred
-        self.label[sl] = PENDING
-        self.rev[sl] = 0
-        self.counted[sl] = 0
-        self.aux[sl] = aux
-        d = codes.shape[1]
-        self.codes[sl, :d] = codes
-        if d < self.dims:
-            self.codes[sl, d:] = -1
-        self.ids[sl] = ids
-        before = len(self.index)
-        slots = sl.tolist()
-        self.index.update(zip(ids, slots, strict=True))
-        self.size += n
-        if len(self.index) - before != n:  # the same id twice in this batch: the first one stays
-            first: dict[str, int] = {}
-            for p, (s, i) in enumerate(zip(slots, ids, strict=True)):
-                if i in first:
-                    self.label[s] = _DEAD
-                    self.ids[s] = None
-                    stored[p if pos is None else pos[p]] = False
-                else:
-                    first[i] = s
-            self.index.update(first)
-        return stored
+        cols = {"model": np.full(len(ids), model, dtype=np.int16), "ts": ts, "score": score, "pred": pred, "codes": codes}
+        if aux is not None:
+            cols["aux"] = aux
+        return self.put(ids, cols, dead={"label": _DEAD}, on_drop=self._count_evicted)
 
     def get_many(self, ids: Sequence[str]) -> np.ndarray:
-        get = self.index.get
-        return np.fromiter(map(get, ids, [-1] * len(ids)), dtype=np.int64, count=len(ids))
+        return self.slots(ids)
 
     def read(self, slots: np.ndarray) -> Rows:
-        return Rows(self.model[slots], self.ts[slots], self.score[slots], self.pred[slots], self.codes[slots],
-                    self.label[slots], self.rev[slots], self.counted[slots], self.aux[slots])
+        c: Any = self
+        return Rows(c.model[slots], c.ts[slots], c.score[slots], c.pred[slots], c.codes[slots], c.label[slots],
+                    c.rev[slots], c.counted[slots], c.aux[slots])
 
     def write(self, slots: np.ndarray, label: np.ndarray, rev: np.ndarray, counted: np.ndarray | None = None) -> None:
-        self.label[slots] = label
-        self.rev[slots] = rev
+        c: Any = self
+        c.label[slots] = label
+        c.rev[slots] = rev
         if counted is not None:
-            self.counted[slots] = counted
+            c.counted[slots] = counted
 
     def set_counted(self, slots: np.ndarray, counted: np.ndarray) -> None:
-        self.counted[slots] = counted
+        self.counted[slots] = counted  # type: ignore[attr-defined]
 
-    def expire(self, now: float) -> int:
-        cutoff = now - self.ttl
-        expired = 0
-        while self.size:
-            k = min(self.size, 65536)
-            seg = (self.head + np.arange(k)) % self.cap
-            old = self.ts[seg] < cutoff
-            m = k if old.all() else int(np.argmin(old))
-            if m == 0:
-                break
-            expired += int(np.count_nonzero(np.isnan(self._drop_oldest(m))))
-            if m < k:
-                break
-        return expired
+    def expire(self, now: float) -> int:  # type: ignore[override]
+        """Drop the records older than ``ttl`` at event time ``now``; returns how many were still unlabelled."""
+        unlabelled = [0]
+
+        def count(slots: np.ndarray) -> None:
+            unlabelled[0] += self._unlabelled(slots)
+
+        Ring.expire(self, now - self.ttl, on_drop=count)
+        return unlabelled[0]
 
     def to_state(self) -> dict[str, Any]:
-        order = self._live()
-        st: dict[str, Any] = {name: getattr(self, name)[order] for name, _ in _COLS}
-        st.update(codes=self.codes[order], ids=self.ids[order].tolist(), ttl=self.ttl, max_pending=self.max_pending,
-                  evicted=self.evicted, dims=self.dims)
+        st = Ring.to_state(self)
+        st.update(ttl=self.ttl, max_pending=self.max_pending, evicted=self.evicted, dims=self.dims)
         return st
 
-    def load_state(self, st: dict[str, Any]) -> None:
+    def load_state(self, st: dict[str, Any]) -> None:  # type: ignore[override]
         """Restore from :meth:`to_state`. TTL and bound stay this store's (the config may have changed);
         a state holding more than ``max_pending`` records keeps the newest."""
-        from detector.core.state.codec import check
-
         check(isinstance(st, dict) and isinstance(st.get("ids"), list), "pending store state")
-        ids = st["ids"]
-        n = len(ids)
         dims = int(st["dims"])
         check(0 <= dims <= 64, f"pending store with {dims} slice dimensions")
-        check(all(i is None or isinstance(i, str) for i in ids), "pending store ids must be str (or None for a dead slot)")
-        cols = {}
-        for name, dt in _COLS:
-            a = st.get(name)
-            if a is None and name == "aux":  # "aux" is newer than some states
-                a = np.full(n, -1, dtype=dt)
-            check(isinstance(a, np.ndarray) and a.shape == (n,), f"pending store column {name} of {n} records")
-            if name == "label" and a.dtype == np.int8:  # states from before tasks: -1 pending, -2 dead
-                a = np.where(a == -1, PENDING, np.where(a == -2, _DEAD, a.astype(np.float64)))
-            cols[name] = a.astype(dt)
         codes = st.get("codes")
-        check(isinstance(codes, np.ndarray) and codes.shape == (n, dims), "pending store slice codes")
-        keep = slice(max(0, n - self.max_pending), n)
-        ids = ids[keep]
-        n = len(ids)
-        self.evicted, self.dims = int(st["evicted"]), max(self.dims, dims)
-        self._alloc(max(min(1 << 14, self.max_pending), n))
-        for name, _ in _COLS:
-            getattr(self, name)[:n] = cols[name][keep]
-        self.codes[:n, :dims] = codes[keep].astype(np.int16)
-        self.ids[:n] = ids
-        self.head, self.size = 0, n
-        self.index = {i: s for s, i in enumerate(ids) if i is not None}
+        check(isinstance(codes, np.ndarray) and codes.shape == (len(st["ids"]), dims), "pending store slice codes")
+        lab = st.get("label")
+        if isinstance(lab, np.ndarray) and lab.dtype == np.int8:  # states from before tasks: -1 pending, -2 dead
+            st = {**st, "label": np.where(lab == -1, PENDING, np.where(lab == -2, _DEAD, lab.astype(np.float64)))}
+        self.widen("codes", dims)
+        Ring.load_state(self, st, "pending store", defaults={"aux": -1}, narrow=("codes",))  # "aux" is newer than some states
+        self.evicted = int(st["evicted"])
 
 
 @dataclass

@@ -39,7 +39,6 @@ evaluated cohorts, the label store and the parity store (each with its own bound
 from __future__ import annotations
 
 import math
-from collections import deque
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -47,40 +46,31 @@ import numpy as np
 
 from detector.core.decisions import kinds
 from detector.core.decisions.alerts import OUTCOME_KINDS, Alert
-from detector.core.decisions.select import Finding, select_findings
+from detector.core.decisions.select import select_findings
 from detector.core.inputs.events import FeatureBatch, LabelBatch, PredictionBatch
 from detector.core.inputs.timeparse import format_ts
-from detector.core.outcomes.checks import Arrays, OutcomeThresholds, base_rate_shift, outcome_checks
+from detector.core.outcomes.binary_eval import binary_results
+from detector.core.outcomes.checks import Arrays, OutcomeThresholds
 from detector.core.outcomes.cohort import (
     C,
     Cohort,
-    average_precision,
-    best_threshold,
-    binned_auc,
-    brier,
-    ece,
     fold,
 )
-from detector.core.outcomes.labels import N_DELAY, LabelJoin, Matches, delay_bins, hist_quantile
-from detector.core.outcomes.maturity import LabelAge
+from detector.core.outcomes.cohort_stats import binary_stats, feed_river, plain_float, slice_key
+from detector.core.outcomes.delay_checks import DELAY_STATS
+from detector.core.outcomes.explain import PRIORITY, explain
+from detector.core.outcomes.explain import incomplete as explain_incomplete
+from detector.core.outcomes.labels import N_DELAY, LabelJoin, Matches, delay_bins
+from detector.core.outcomes.model_state import OutcomeModel as _Model
 from detector.core.outcomes.parity import ParityMonitor
+from detector.core.outcomes.tasked import task_columns, task_results, task_stats
 
 __all__ = ["OutcomeMonitor", "OutcomeSettings", "attach_outcomes", "PRIORITY", "INPUT_CHANGE"]
 
 #: input alert kinds that mean "the inputs changed" (for concept vs covariate drift)
 INPUT_CHANGE = kinds.INPUT_CHANGE
-_DELAY_STATS = ("match_rate_ratio", "delay_median_ratio")
 _DAY = 86400.0
 HELD = 2  # label-store ``counted`` flag: matched, but not (yet) in its cohort's counts (held or late)
-#: per slice row, the most specific explanation wins
-PRIORITY = kinds.priority("outcome")
-
-
-def _rank(f: Finding) -> int:
-    for i, (k, s) in enumerate(PRIORITY):
-        if f.kind == k and (s is None or s == f.statistic):
-            return i
-    return len(PRIORITY)
 
 
 @dataclass(frozen=True)
@@ -100,39 +90,6 @@ class OutcomeSettings:
     river_delta: float = 0.002
     river_pairs: int = 2000  # reconstructed pairs per cohort fed to ADWIN
     thresholds: OutcomeThresholds = OutcomeThresholds()
-
-
-class _Model:
-    """Outcome state of one model."""
-
-    def __init__(self, idx: int, name: str, layout: Any, ref: Any, costs: tuple[Any, Any, Any], river_delta: float) -> None:
-        from detector.core.state.drift import ADWIN  # river's, with plain restorable state
-
-        self.idx, self.name, self.layout, self.ref = idx, name, layout, ref
-        self.costs = costs
-        R = layout.n_rows
-        self.open: dict[float, Cohort] = {}
-        self.done: dict[float, Cohort] = {}
-        self.delay_all = np.zeros((R, N_DELAY))
-        self.delay_cls = np.zeros((2, N_DELAY))  # all traffic, per label value (for maturity)
-        self.delay_total = np.zeros(N_DELAY)  # all traffic, lifetime, not decayed (for a Prometheus histogram)
-        self.delay_sum = 0.0
-        self.arrivals = np.zeros((R, 2))
-        self.arr_hist: deque[np.ndarray] = deque()
-        self.first_ts = math.inf
-        self.adwin = ADWIN(delta=river_delta)
-        self.latched = False
-        self.delay_unsettled = False  # a delay shift was seen and the maturity is still rising
-        self.age = LabelAge()  # the label age cohorts are compared at (detector.core.outcomes.maturity)
-        self.stats: dict[str, Any] = {}
-
-    def ridx(self, codes: np.ndarray) -> np.ndarray:
-        lay = self.layout
-        D = len(lay.dims)
-        out = np.zeros((codes.shape[0], D + 1), dtype=np.int64)
-        for d in range(D):
-            out[:, d + 1] = lay.row_offset(d) + codes[:, d]
-        return out
 
 
 class OutcomeMonitor:
@@ -175,17 +132,26 @@ class OutcomeMonitor:
         if row_codes is None:
             row_codes = [v.codes(b.slices.get(d, [None] * b.n)) for d, v in zip(lay.dims, lay.vocabs, strict=True)]
         codes = np.stack(row_codes, axis=1) if row_codes else np.zeros((b.n, 0), dtype=np.int64)
-        pred = np.where(~np.isnan(b.acted), b.acted,
-                        np.where(~np.isnan(b.threshold), b.score >= b.threshold, b.score >= self.settings.default_threshold))
-        pred = np.where(np.isnan(b.acted) & np.isnan(b.score), -1, pred).astype(np.int8)
-        aux = None if b.baseline is None else np.where(np.isnan(b.baseline), -1, b.baseline).astype(np.int8)
-        stored, matches = self.join.add_predictions(m.idx, b.ids, b.ts, b.score, pred, codes.astype(np.int16), aux)
+        pc = feats = None
+        if m.binary:
+            pred = np.where(~np.isnan(b.acted), b.acted,
+                            np.where(~np.isnan(b.threshold), b.score >= b.threshold, b.score >= self.settings.default_threshold))
+            pred = np.where(np.isnan(b.acted) & np.isnan(b.score), -1, pred).astype(np.int8)
+            score = b.score
+        else:  # the task reads its outputs: regression the prediction, multiclass the class (+ confidence)
+            pc, feats = task_columns(m.task, m.layout, b)
+            score, pred = pc.value, pc.klass.astype(np.int8)
+        # the rules' decision (baseline_decision) is compared with a binary model's decisions only
+        aux = None if b.baseline is None or not m.binary else np.where(np.isnan(b.baseline), -1, b.baseline).astype(np.int8)
+        stored, matches = self.join.add_predictions(m.idx, b.ids, b.ts, score, pred, codes.astype(np.int16), aux)
         for lis in self.listeners:
             lis.on_predictions(m, b, stored, codes)
-        ts, score, thr, c2 = b.ts, b.score, b.threshold, codes
+        ts, thr, c2 = b.ts, b.threshold, codes
         if not stored.all():
             k = np.flatnonzero(stored)
             ts, score, pred, thr, c2 = ts[k], score[k], pred[k], thr[k], codes[k]
+            if pc is not None:
+                pc, feats = pc.take(k), {n: v[k] for n, v in feats.items()} if feats is not None else None
         if ts.size:
             m.first_ts = min(m.first_ts, float(ts.min()))
             self.now = max(self.now, float(ts.max()))
@@ -198,9 +164,13 @@ class OutcomeMonitor:
                 if c is None:
                     if s in m.done:
                         continue  # a prediction for a cohort already evaluated (cohort != window)
-                    c = m.open[s] = Cohort(s, s + L, lay.n_rows)
+                    c = m.open[s] = m.cohort(s, s + L)
                 sel = slice(None) if len(uniq) == 1 else np.flatnonzero(starts == s)
-                c.add_predictions(ridx[sel], score[sel], pred[sel], thr[sel])
+                c.add_predictions(ridx[sel], score[sel], m.gpred(pred[sel]), thr[sel])
+                if pc is not None:
+                    whole = isinstance(sel, slice)
+                    m.task.add_predictions(c.tc, ridx[sel], pc if whole else pc.take(sel),
+                                           feats if whole or feats is None else {n: v[sel] for n, v in feats.items()})
                 for v, cnt in b.versions.items():
                     c.versions[v] = c.versions.get(v, 0) + cnt
         if matches is not None:
@@ -236,7 +206,8 @@ class OutcomeMonitor:
                 f = np.flatnonzero(first)
                 db = delay_bins(mt.delay[sel][f])
                 m.delay_all += fold(ridx[f], R, N_DELAY, db, np.ones(f.size))
-                m.delay_cls += np.bincount(new[f].astype(np.int64) * N_DELAY + db, minlength=2 * N_DELAY).reshape(2, N_DELAY)
+                m.delay_cls += np.bincount(m.y01(new[f]).astype(np.int64) * N_DELAY + db,
+                                           minlength=2 * N_DELAY).reshape(2, N_DELAY)
                 m.delay_total += np.bincount(db, minlength=N_DELAY)
                 m.delay_sum += float(np.maximum(mt.delay[sel][f], 0.0).sum())
             ones = np.ones(sel.size)
@@ -262,15 +233,18 @@ class OutcomeMonitor:
                             self._fold_pairs(m, batch, gated=False)
                 elif f.size and target is not None:
                     target.late += int(f.size)
-                    target.late_pos += float(new[f].sum())
+                    target.late_pos += float(m.y01(new[f]).sum())
                 held = np.flatnonzero(here & ~first & (counted == HELD))
                 if held.size and m.age.horizon <= 0:  # a correction of a pair still held: fold it corrected
                     m.age.correct(slots[held], new[held])
                 k = np.flatnonzero(here & ~first & (counted == 1))
                 if k.size and target is not None:  # a correction: move the pair to its new label
                     r, sc, pr = ridx[k], score[k], pred[k]
-                    target.add_pairs(r, sc, pr, old[k].astype(np.float64), -np.ones(k.size), None)
-                    target.add_pairs(r, sc, pr, new[k], np.ones(k.size), None)
+                    target.add_pairs(r, sc, m.gpred(pr), m.y01(old[k].astype(np.float64)), -np.ones(k.size), None)
+                    target.add_pairs(r, sc, m.gpred(pr), m.y01(new[k]), np.ones(k.size), None)
+                    if target.tc is not None:
+                        m.task.add_pairs(target.tc, r, sc, pr.astype(np.int64), old[k], -np.ones(k.size))
+                        m.task.add_pairs(target.tc, r, sc, pr.astype(np.int64), new[k], np.ones(k.size))
                     target.cnt[:, C["corr"]] += fold(r, R, 1, np.zeros(k.size, dtype=np.int64), np.ones(k.size))[:, 0]
 
     def _fold_pairs(self, m: _Model, p: dict[str, np.ndarray], gated: bool = True) -> None:
@@ -289,13 +263,16 @@ class OutcomeMonitor:
                 in_time = p["label_ts"][idx] <= p["end"][idx] + A
                 late = idx[~in_time]
                 c.late += int(late.size)
-                c.late_pos += float(p["y"][late].sum())
+                c.late_pos += float(m.y01(p["y"][late]).sum())
                 local = late[p["slot"][late] >= 0]  # pairs another worker joined have no slot here
                 store.set_counted(p["slot"][local], np.full(local.size, HELD, dtype=np.int8))
                 idx = idx[in_time]
             if idx.size:
-                c.add_pairs(p["ridx"][idx], p["score"][idx], p["pred"][idx], p["y"][idx], np.ones(idx.size),
+                c.add_pairs(p["ridx"][idx], p["score"][idx], m.gpred(p["pred"][idx]), m.y01(p["y"][idx]), np.ones(idx.size),
                             delay_bins(p["delay"][idx]))
+                if c.tc is not None:
+                    m.task.add_pairs(c.tc, p["ridx"][idx], p["score"][idx], p["pred"][idx].astype(np.int64), p["y"][idx],
+                                     np.ones(idx.size))
                 local = idx[p["slot"][idx] >= 0]
                 store.set_counted(p["slot"][local], np.ones(local.size, dtype=np.int8))
 
@@ -373,7 +350,9 @@ class OutcomeMonitor:
         pool = [c]
         pos, lab = c.cnt[0, C["pos"]], c.cnt[0, C["lab"]]
         for d in reversed(m.done.values()):
-            if min(pos, lab - pos) >= self.settings.min_events or d.start <= c.start - _DAY:
+            # binary: enough positives and negatives; other tasks: enough labelled pairs (twice as many)
+            enough = min(pos, lab - pos) if m.binary else lab / 2
+            if enough >= self.settings.min_events or d.start <= c.start - _DAY:
                 break
             if not math.isclose(d.horizon, mat) or d.label_suspect:
                 break
@@ -387,16 +366,15 @@ class OutcomeMonitor:
         used = used[: st.baseline_cohorts]
         if len(used) < max(st.min_baseline_cohorts, need):
             return None, math.nan
-        b = Cohort(0.0, 0.0, m.layout.n_rows)
+        b = m.cohort(0.0, 0.0)
         for c in used:
-            for k in ("cnt", "rel", "hist", "delay"):
-                getattr(b, k)[...] += getattr(c, k)
+            b.add(c)
         return b, min(c.horizon for c in used)
 
     def _evaluate(self, m: _Model, c: Cohort, mat: float) -> list[Alert]:
         st, th = self.settings, self.settings.thresholds
         eng = self.engine
-        lay, ref = m.layout, m.ref
+        lay = m.layout
         del m.open[c.start]
         # labels folded before the label age was known (or at a smaller one): not measured at this age,
         # so it is compared with nothing and nothing is compared with it (its metrics are still reported)
@@ -404,11 +382,11 @@ class OutcomeMonitor:
         c.horizon = mat
         pool = self._pool(m, c, mat) if comparable else [c]
         base, base_h = self._baseline(m, mat, before=pool[-1].start, need=2 * len(pool)) if comparable else (None, math.nan)
-        self._feed_river(m, c, base)
-        pooled = Cohort(pool[-1].start, c.end, lay.n_rows)
+        if m.binary:
+            feed_river(m, c, base, st.river_pairs, th.river_brier_ratio)
+        pooled = m.cohort(pool[-1].start, c.end)
         for d in pool:
-            for k in ("cnt", "rel", "hist", "delay"):
-                getattr(pooled, k)[...] += getattr(d, k)
+            pooled.add(d)
         active = lay.active_rows()
         real = active[pooled.cnt[active, C["pred"]] > 0]
         if real.size == 0 or real[0] != 0:
@@ -421,60 +399,28 @@ class OutcomeMonitor:
             return np.concatenate([a[real], a[0][None] - a[srows]], axis=0)
 
         arr_b = np.sum(list(m.arr_hist), axis=0) if m.arr_hist else np.zeros_like(m.arrivals)
-        zero = Cohort(0.0, 0.0, lay.n_rows)
-        b = base or zero
+        b = base or m.cohort(0.0, 0.0)
         cur = Arrays(ext(pooled.cnt), ext(pooled.rel), ext(pooled.hist), ext(pooled.delay), ext(m.arrivals))
         bas = Arrays(ext(b.cnt), ext(b.rel), ext(b.hist), ext(b.delay), ext(arr_b))
-        ref_rate, ref_n, ref_oe, s_rate, s_n = (np.full(rows.size, np.nan) for _ in range(5))
-        # training knows complete labels; at this label age the slower label value is under-represented
-        k = self.censoring(m, mat)
-        g_rate = ref.label_base_rate * k if ref.label_base_rate is not None and k == k else None
-        if g_rate is not None:
-            ref_rate[0], ref_n[0] = g_rate, ref.label_count
-            if ref.score is not None and ref.score.mean:
-                ref_oe[0] = g_rate / ref.score.mean
-        for i, (r, cp) in enumerate(zip(rows.tolist(), comp.tolist(), strict=True)):
-            if r == 0 or cp:
-                continue
-            ((dim, val),) = lay.row_label(r).items()
-            sp = ref.slices.get(dim, {}).get(val)
-            if sp is not None and sp.label_base_rate is not None and g_rate is not None:
-                s_rate[i], s_n[i] = sp.label_base_rate * k, sp.count
-                if sp.score is not None and sp.score.mean:
-                    ref_oe[i] = sp.label_base_rate * k / sp.score.mean
-        recent = [d for d in m.done.values() if d.start > c.start - _DAY and not d.label_suspect]
-        day = None
-        if (len(recent) + 1) * self.L >= _DAY:  # a full daily cycle of matured cohorts
-            day_cnt = c.cnt + sum((d.cnt for d in recent), np.zeros_like(c.cnt))
-            day = ext(day_cnt)
-            g_ratio = (day_cnt[0, C["pos"]] / day_cnt[0, C["lab"]]) / g_rate if g_rate and day_cnt[0, C["lab"]] > 0 else math.nan
-        else:
-            g_ratio = math.nan
         firing = eng.alerts.firing_kinds(m.name)
         inputs_stable = not ((c.input_kinds | firing) & INPUT_CHANGE)
-        # label stability per pseudo-row (the concept-drift check needs it): the base-rate test, at p < 0.01
-        expected, _, lt, lw, _, lp = base_rate_shift(cur, bas, th, inputs_stable)
-        lab_unstable = lt & lw & (lp < 0.01)
-        stable = ~lab_unstable & inputs_stable & ("label_drift" not in firing)
-        ref_auc = ref.outcome.get("auc")
-        ref_slope = (ref.outcome["slope"], ref.outcome.get("slope_se", 0.0)) if "slope" in ref.outcome else None
-        rp = (ref.label_count or 0) * (ref.label_base_rate or 0.0)
-        results = outcome_checks(
-            cur, bas, th, ref_rate=ref_rate, ref_n=ref_n, ref_oe=ref_oe, slice_ref_rate=s_rate, slice_ref_n=s_n,
-            global_ratio=g_ratio, ref_auc=ref_auc if isinstance(ref_auc, float) else None,
-            ref_auc_n=(ref.outcome.get("positives", rp), ref.outcome.get("negatives", (ref.label_count or 0) - rp)),
-            horizon=mat, base_horizon=base_h, ref_slope=ref_slope,
-            river_latched=m.latched, stable=stable, comp=comp, day=day, inputs_stable=inputs_stable)
+        if m.binary:
+            results, stable, expected, lab_unstable = binary_results(self, m, c, cur, bas, rows, comp, ext, mat, base_h,
+                                                                     inputs_stable, firing)
+            incomplete = explain_incomplete(cur.cnt, bas.cnt, expected)
+        else:
+            results, stable = task_results(self, m, c, pooled, b, base_h, real, srows, comp, inputs_stable, firing)
+            lab_unstable = ~stable & inputs_stable & ("label_drift" not in firing)  # the labels moved
+            incomplete = np.zeros(rows.size, bool)
         view = _View(rows, comp, cur.cnt[:, C["lab"]])
         findings = select_findings(results, view, eng.settings.fdr_q)  # type: ignore[arg-type]
-        incomplete = _incomplete(cur.cnt, bas.cnt, expected)
         day_ago = [d.horizon for d in m.done.values() if d.start > c.start - _DAY]
         rising = bool(day_ago) and mat > 1.2 * min(day_ago)  # the maturity is still catching up
         m.delay_unsettled = m.delay_unsettled and rising
-        if m.delay_unsettled or any(a.get("kind") == "label_delay" and a.get("statistic") in _DELAY_STATS
+        if m.delay_unsettled or any(a.get("kind") == "label_delay" and a.get("statistic") in DELAY_STATS
                                     for a in eng.alerts.firing(m.name)):
             incomplete[:] = True  # after a delay shift: labels at this age are not comparable yet
-        findings, delay_shift = self._explain(findings, rows, comp, stable, incomplete, "concept_drift" in firing)
+        findings, delay_shift = explain(findings, rows, comp, stable, incomplete, "concept_drift" in firing)
         if not comparable:
             findings = []
         label_stable = not lab_unstable[0] and "label_drift" not in firing and not any(f.kind == "label_drift" for f in findings)
@@ -484,7 +430,7 @@ class OutcomeMonitor:
                "label_delay_shift": delay_shift, "model_version": version}
         window = {"start": format_ts(pooled.start), "end": format_ts(c.end), "count": int(pooled.cnt[0, C["lab"]]),
                   "_start": pooled.start, "_end": c.end}
-        evaluated = {_slice_key(lay.row_label(int(r))) for r in real.tolist() if pooled.cnt[r, C["lab"]] >= th.min_labels}
+        evaluated = {slice_key(lay.row_label(int(r))) for r in real.tolist() if pooled.cnt[r, C["lab"]] >= th.min_labels}
         for f in findings:
             f.evidence = {**f.evidence, "label_age_s": round(mat), "cohorts": len(pool)}
         pairs = [(f, lay.row_label(f.row)) for f in findings]
@@ -515,7 +461,7 @@ class OutcomeMonitor:
         decay = 0.5 ** (self.L / st.delay_half_life)
         m.delay_all *= decay
         m.delay_cls *= decay
-        m.stats = self._stats(m, c, real, mat, window)
+        m.stats = binary_stats(m, c, real, mat, window) if m.binary else task_stats(m, c, real, mat, window)
         # listeners rank this cohort against the clean cohorts before it (the checks' baseline, which
         # starts before the whole pool, may not exist yet while the pool is being filled)
         lis_base = base if base is not None or not comparable else self._baseline(m, mat, before=c.start)[0]
@@ -523,106 +469,7 @@ class OutcomeMonitor:
             lis.on_cohort(m, c, lis_base, real, mat, window)
         return alerts
 
-    def _explain(self, findings: list[Finding], rows: np.ndarray, comp: np.ndarray, stable: np.ndarray,
-                 incomplete: np.ndarray, concept_firing: bool) -> tuple[list[Finding], bool]:
-        """Attribute findings to the most specific explanation (see the module docstring)."""
-        pos = {int(r): i for i, (r, cp) in enumerate(zip(rows.tolist(), comp.tolist(), strict=True)) if not cp}
-        # 1. incomplete labels explain base-rate and calibration moves
-        delay_rows = {f.row for f in findings if f.kind == "label_delay" and f.statistic in _DELAY_STATS}
-        delay_rows |= {f.row for f in findings if f.kind in ("label_drift", "calibration") and incomplete[pos.get(f.row, 0)]}
-        if delay_rows:
-            findings = [f for f in findings if not (f.kind in ("label_drift", "calibration") and (f.row in delay_rows or 0 in delay_rows))]
-        # 2. performance or calibration moved while inputs and the base rate are stable: the input-outcome
-        #    relationship changed (concept drift)
-        out: list[Finding] = []
-        for f in findings:
-            if f.kind in ("performance", "calibration") and (stable[pos.get(f.row, 0)] or concept_firing):  # sticky while it lasts
-                f = replace(f, kind="concept_drift", summary=f.summary + " while inputs and the label base rate are stable")
-            out.append(f)
-        # 3. while the relationship itself changes, outcome rates that move against the scores are part of it
-        if concept_firing or any(f.kind == "concept_drift" and f.row == 0 for f in out):
-            # (a slice whose outcome rate disagrees with its training rate is the same change seen in a slice)
-            out = [replace(f, kind="concept_drift", summary=f.summary + " (alongside a change of the input-outcome relationship)")
-                   if f.kind == "label_drift" or f.statistic == "base_rate_inconsistency" else f for f in out]
-        # 4. a global finding covers the slice findings of its kind (as in select)
-        global_kinds = {f.kind for f in out if f.row == 0}
-        out = [f for f in out if f.row == 0 or f.kind not in global_kinds]
-        # 5. one finding per row: the most specific
-        best: dict[int, Finding] = {}
-        also: dict[int, list[str]] = {}
-        for f in sorted(out, key=lambda f: (_rank(f), -f.effect)):
-            if f.row in best:
-                also[f.row].append(f"{f.kind}/{f.statistic}")
-            else:
-                best[f.row] = f
-                also[f.row] = []
-        final = []
-        for r, f in best.items():
-            if also[r]:
-                f = replace(f, evidence={**f.evidence, "also": also[r]})
-            final.append(f)
-        return sorted(final, key=lambda f: (_rank(f), f.row)), bool(delay_rows)
-
-    def _feed_river(self, m: _Model, c: Cohort, base: Cohort | None) -> None:
-        """Feed the cohort's per-pair squared errors (reconstructed from the bins, evenly interleaved) to ADWIN."""
-        h = c.hist[0]
-        cnt = np.maximum(h, 0).ravel()
-        tot = cnt.sum()
-        if tot <= 0:
-            return
-        if tot > self.settings.river_pairs:
-            cnt = np.round(cnt * self.settings.river_pairs / tot)
-        centre = (np.arange(h.shape[1]) + 0.5) / h.shape[1]
-        err = np.concatenate([centre**2, (1 - centre) ** 2])
-        g = np.repeat(np.arange(cnt.size), cnt.astype(np.int64))
-        if g.size == 0:
-            return
-        within = np.arange(g.size) - np.repeat(np.cumsum(cnt) - cnt, cnt.astype(np.int64))
-        key = (within + 0.5) / np.repeat(cnt, cnt.astype(np.int64))
-        seq = err[g[np.argsort(key, kind="stable")]]
-        detected = False
-        for v in seq.tolist():
-            m.adwin.update(v)
-            detected |= m.adwin.drift_detected
-        b = brier(c.cnt[0])
-        bb = brier(base.cnt[0]) if base is not None else math.nan
-        if detected and b > bb:
-            m.latched = True
-        elif m.latched and not b >= bb * (1 + (self.settings.thresholds.river_brier_ratio - 1) / 2):
-            m.latched = False
-
     # ------------------------------------------------------------------ metrics
-    def _stats(self, m: _Model, c: Cohort, real: np.ndarray, mat: float, window: dict[str, Any]) -> dict[str, Any]:
-        cnt = c.cnt[real]
-        neg, pos = c.hist[real, 0, :], c.hist[real, 1, :]
-        auc, auc_err = binned_auc(neg, pos)
-        ap = average_precision(neg, pos)
-        e, br = ece(c.rel[real]), brier(cnt)
-        tp, fp, fn, tn = (cnt[:, C[k]] for k in ("tp", "fp", "fn", "tn"))
-        cfp, cfn, cap = m.costs
-        cost = best = np.full(real.size, np.nan)
-        if cfp is not None and cfn is not None:
-            cost = _div(cfp * fp + cfn * fn, tp + fp + fn + tn)
-            share = np.full(real.size, 1.0)
-            if cap is not None and cnt[0, C["pred"]] > 0:
-                share[0] = cap / cnt[0, C["pred"]]
-            best, _ = best_threshold(c.hist[real], cfp, cfn, share)
-        slices: dict[str, dict[str, Any]] = {}
-        for i, r in enumerate(real.tolist()):
-            dh = m.delay_all[r]
-            slices[_slice_key(m.layout.row_label(r))] = {
-                "predictions": int(cnt[i, C["pred"]]), "labels": int(cnt[i, C["lab"]]),
-                "match_rate": _f(_div(cnt[i, C["lab"]], cnt[i, C["pred"]])),
-                "delay_p50_s": _f(hist_quantile(dh, 0.5)), "delay_p90_s": _f(hist_quantile(dh, 0.9)),
-                "base_rate": _f(_div(cnt[i, C["pos"]], cnt[i, C["lab"]])),
-                "ece": _f(e[i]), "brier": _f(br[i]), "auc": _f(auc[i]), "auc_bin_error": _f(auc_err[i]), "pr_auc": _f(ap[i]),
-                "precision": _f(_div(tp[i], tp[i] + fp[i])), "recall": _f(_div(tp[i], tp[i] + fn[i])),
-                "threshold": _f(_div(cnt[i, C["thr_s"]], cnt[i, C["thr_n"]])),
-                "expected_cost": _f(cost[i]), "best_threshold": _f(best[i]),
-            }
-        return {"window": {k: v for k, v in window.items() if not k.startswith("_")}, "maturity_s": mat, "slices": slices,
-                "late_labels": c.late}
-
     def stats(self, model: str) -> dict[str, Any]:
         """Latest evaluated values per slice (``slices[slice_key]``), parity and label-join counters.
 
@@ -635,7 +482,7 @@ class OutcomeMonitor:
         out.setdefault("slices", {})
         if m is not None:
             out["delay"] = {"counts": m.delay_total.tolist(), "sum": m.delay_sum}
-        out["labels"] = {**self.join.counters, "coverage": _f(self.join.coverage), "match_rate": _f(self.join.match_rate),
+        out["labels"] = {**self.join.counters, "coverage": plain_float(self.join.coverage), "match_rate": plain_float(self.join.match_rate),
                          "pending": len(self.join.store), "early_held": len(self.join.early),
                          "early_held_bytes": self.join.early_bytes}
         out["parity"] = self.parity.stats(model)
@@ -644,22 +491,12 @@ class OutcomeMonitor:
     # ------------------------------------------------------------------ state
     def to_state(self) -> dict[str, Any]:
         """Plain data (see :mod:`detector.core.state.codec`); the river ADWIN through its inputs."""
-        from detector.core.state.drift import detector_to_state
-
-        models = {}
-        for name, m in self.models.items():
-            models[name] = {"idx": m.idx, "open": [c.to_state() for c in m.open.values()],
-                            "done": [c.to_state() for c in m.done.values()], "delay_all": m.delay_all,
-                            "arrivals": m.arrivals, "arr_hist": list(m.arr_hist), "first_ts": m.first_ts,
-                            "delay_cls": m.delay_cls, "delay_total": m.delay_total, "delay_sum": m.delay_sum,
-                            "delay_unsettled": m.delay_unsettled, "adwin": detector_to_state(m.adwin),
-                            "latched": m.latched, "age": m.age.to_state(), "stats": m.stats}
+        models = {name: m.to_state() for name, m in self.models.items()}
         return {"join": self.join.to_state(), "models": models, "now": self.now, "parity": self.parity.to_state(),
                 "listeners": [lis.to_state() for lis in self.listeners]}
 
     def load_state(self, state: dict[str, Any]) -> None:
-        from detector.core.state.codec import check, load_arrays
-        from detector.core.state.drift import detector_from_state
+        from detector.core.state.codec import check
 
         check(isinstance(state, dict) and isinstance(state.get("models"), dict), "outcome monitor state")
         self.join.load_state(state["join"])
@@ -669,46 +506,10 @@ class OutcomeMonitor:
             ms = self.engine.models.get(name)
             if ms is None:
                 continue
-            m = self._model(ms)
-            R = m.layout.n_rows
-            check(isinstance(s["open"], list) and isinstance(s["done"], list), "outcome cohorts")
-            m.open = {c.start: c for c in (Cohort.from_state(x, R) for x in s["open"])}
-            m.done = {c.start: c for c in (Cohort.from_state(x, R) for x in s["done"])}
-            load_arrays(m, s, ("delay_all", "arrivals", "delay_cls", "delay_total"), "outcome model")
-            check(isinstance(s["arr_hist"], list), "outcome arrival history")
-            for a in s["arr_hist"]:
-                check(isinstance(a, np.ndarray) and a.shape == m.arrivals.shape, "outcome arrival history shape")
-            m.arr_hist = deque(np.asarray(a, dtype=np.float64) for a in s["arr_hist"])
-            m.delay_sum, m.first_ts = float(s["delay_sum"]), float(s["first_ts"])
-            m.delay_unsettled, m.latched = bool(s["delay_unsettled"]), bool(s["latched"])
-            m.adwin = detector_from_state(s["adwin"])
-            m.age.load_state(s.get("age") or {})
-            check(isinstance(s["stats"], dict), "outcome stats")
-            m.stats = s["stats"]
+            self._model(ms).load_state(s)
         self.parity.load_state(state["parity"])
         for lis, st in zip(self.listeners, state.get("listeners") or [], strict=False):
             lis.load_state(st)
-
-
-def _incomplete(cur: np.ndarray, base: np.ndarray, expected: np.ndarray) -> np.ndarray:
-    """Per pseudo-row: is the base-rate move explained by labels still missing at this age?
-
-    With ``E`` positives expected among the ``n`` labelled (rate ``pe = E / n``), a drop to ``y``
-    needs ``(E - y) / (1 - pe)`` missing positives (a rise needs ``(y - E) / pe`` missing
-    negatives). If the labelled share fell below the baseline's by at least half that many
-    labels, significantly (p < 0.01), the move is attributed to label delay, not label drift.
-    """
-    from detector.core.stats import distributions as stats
-
-    n, y, npred = cur[:, C["lab"]], cur[:, C["pos"]], cur[:, C["pred"]]
-    pe = _div(expected, n)
-    mrb = _div(base[:, C["lab"]], base[:, C["pred"]])
-    ok = ~np.isnan(pe) & ~np.isnan(mrb) & (npred > 0) & (pe > 0) & (pe < 1)
-    pb_, mrb_ = np.where(ok, pe, 0.5), np.where(ok, mrb, 0.5)
-    need = np.where(y < pb_ * n, (pb_ * n - y) / (1 - pb_), (y - pb_ * n) / pb_)
-    deficit = mrb_ * npred - n
-    pv = np.asarray(stats.proportion_test(n, npred, np.clip(mrb_, 0, 1), "less", n0=np.maximum(base[:, C["pred"]], 1)))
-    return ok & (deficit >= 0.5 * need) & (deficit > 0) & (pv < 0.01)
 
 
 @dataclass
@@ -716,22 +517,6 @@ class _View:
     rows: np.ndarray
     comp: np.ndarray
     events: np.ndarray
-
-
-def _div(a: Any, b: Any) -> Any:
-    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        r = np.where(b > 0, a / np.where(b > 0, b, 1.0), np.nan)
-    return float(r) if r.ndim == 0 else r
-
-
-def _f(x: Any) -> float | None:
-    x = float(x)
-    return None if x != x or math.isinf(x) else round(x, 6)
-
-
-def _slice_key(sl: dict[str, str]) -> str:
-    return ",".join(f"{k}={v}" for k, v in sorted(sl.items()))
 
 
 def attach_outcomes(engine: Any, cfg: Any = None, settings: OutcomeSettings | None = None) -> OutcomeMonitor:

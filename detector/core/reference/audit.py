@@ -47,6 +47,7 @@ from typing import Any
 import numpy as np
 
 from detector.core.checks.result import Result
+from detector.core.stats.effects import sig
 
 __all__ = ["audit_training", "univariate", "time_split_check", "roc_auc", "fit_logistic", "leak_serving_checks", "summary_lines",
            "AUC_LEAK", "MI_LEAK", "ROBUST_Z", "GAP_WARNING", "MIN_ROWS"]
@@ -111,8 +112,8 @@ def univariate(x: np.ndarray, y: np.ndarray, rng: np.random.Generator | None = N
     mi, h = _mutual_information(bins, y)
     pos = y == 1
     return {
-        "auc": _r(auc), "mi": _r(mi), "mi_norm": _r(mi / h if h > 0 else 0.0),
-        "missing_rate": _r(miss.mean()), "missing_rate_pos": _r(miss[pos].mean()), "missing_rate_neg": _r(miss[~pos].mean()),
+        "auc": sig(auc), "mi": sig(mi), "mi_norm": sig(mi / h if h > 0 else 0.0),
+        "missing_rate": sig(miss.mean()), "missing_rate_pos": sig(miss[pos].mean()), "missing_rate_neg": sig(miss[~pos].mean()),
     }
 
 
@@ -125,7 +126,7 @@ def _flag(feats: dict[str, dict[str, Any]]) -> None:
     for k, v in feats.items():
         a = sym[k]
         z = (a - med) / scale
-        v["robust_z"] = _r(z)
+        v["robust_z"] = sig(z)
         reasons = []
         if a >= AUC_LEAK:
             reasons.append(f"alone predicts the label with AUC {a:.3f} (>= {AUC_LEAK})")
@@ -350,7 +351,7 @@ def time_split_check(feats: Mapping[str, np.ndarray], label: np.ndarray, times: 
     se = math.sqrt(se_r * se_r + se_t * se_t)
     warn = bool(math.isfinite(gap) and gap > GAP_WARNING and gap > 2 * se)
     out.update(
-        random_split_auc=_r(auc_r), time_split_auc=_r(auc_t), gap=_r(gap), gap_se=_r(se), warning=warn,
+        random_split_auc=sig(auc_r), time_split_auc=sig(auc_t), gap=sig(gap), gap_se=sig(se), warning=warn,
         train_period=[format_ts(float(t[tr_t[0]])), format_ts(float(t[tr_t[-1]]))],
         test_period=[format_ts(float(t[te_t[0]])), format_ts(float(t[te_t[-1]]))],
         message=(f"the offline AUC falls from {auc_r:.3f} (random split) to {auc_t:.3f} when the model is tested on "
@@ -425,7 +426,7 @@ def leak_serving_checks(lay: Any, v: Any, st: Any, cands: np.ndarray) -> list[An
         m = np.zeros(P, bool)
         m[0] = True
         what = "null" if value is None else f"constant ({value})"
-        ev = {"reference": {"audit": a, "missing_rate": _r(lay.ref.features[name].missing_rate)},
+        ev = {"reference": {"audit": a, "missing_rate": sig(lay.ref.features[name].missing_rate)},
               "current": {"value": value, "constant_share": 1.0, "events": int(n)}}
         summary = (f"{name} is {what} in every served event, but on its own it predicted the label in training "
                    f"(AUC {a.get('auc')}; {a.get('reason') or 'leak suspect'}): it is not available at decision time "
@@ -475,10 +476,3 @@ def _served_constant(lay: Any, v: Any, name: str, cands: np.ndarray) -> tuple[An
         return (next(iter(seen)), True) if len(seen) == 1 else (None, False)
     inv = {i: c for c, i in lay.cat_vocab[name].items()}
     return inv[top], True
-
-
-def _r(x: Any, nd: int = 4) -> float | None:
-    if x is None:
-        return None
-    f = float(x)
-    return float(f"{f:.{nd}g}") if math.isfinite(f) else None

@@ -386,7 +386,8 @@ def _label01(name: str, a: np.ndarray) -> np.ndarray:
         n_bad = sum(bad_counts.values())
     raise ProfileError(
         f"label column {name!r} must hold 0/1 (or true/false) values; {n_bad} row(s) hold other values ({shown})."
-        " A binary label is needed for the base rate: map the target to 0/1 or leave --label-column out"
+        " A binary label is needed for the base rate: map the target to 0/1, leave --label-column out, or profile"
+        " a multiclass / regression model with --task multiclass / --task regression"
     )
 
 

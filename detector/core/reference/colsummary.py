@@ -82,10 +82,6 @@ class NumericSummary:
             )
         return self
 
-    def missing_rows(self, k: int) -> None:
-        """``k`` rows where the column was absent (JSON rows without the key): missing values."""
-        self.rows += k
-
 
 def _merge(n_a: int, mean_a: float, m2_a: float, n_b: int, mean_b: float, m2_b: float) -> tuple[int, float, float]:
     """Chan, Golub & LeVeque's pairwise update of (count, mean, sum of squared deviations)."""
@@ -125,9 +121,6 @@ class FrequentCounter:
         if self.exact:
             self.distinct_seen = len(self.counts)
         return self
-
-    def missing_rows(self, k: int) -> None:
-        self.missing += k
 
     def merge(self, other: FrequentCounter) -> FrequentCounter:
         """Add another counter's counts (same capacity): the error bounds add up."""

@@ -18,14 +18,14 @@ from typing import Any
 
 import numpy as np
 
+from detector.core.errors import EngineError
 from detector.core.inputs.layout import Layout
 from detector.core.inputs.window import _STATE_ARRAYS, N_CAND, RATE, WindowCounts, mv_from_state
-from detector.core.state.codec import StateError, check, pack, unpack
+from detector.core.state.codec import StateError, check
 
 __all__ = ["Partial", "row_map_values", "row_map", "remap", "remap_candidates", "partial_events", "window_from_state",
            "check_window_fits"]
 
-PARTIAL_VERSION = 1
 
 
 @dataclass
@@ -65,19 +65,6 @@ class Partial:
               "partial reconciled features")
         return cls(st["model"], list(dims), [list(v) for v in vv], cands.astype(np.float64), window_from_state(st["window"]),
                    {str(k): dict(m) for k, m in codes.items()})
-
-    def to_bytes(self) -> bytes:
-        return pack("partial", PARTIAL_VERSION, self.to_state())
-
-    @classmethod
-    def from_bytes(cls, b: bytes) -> Partial:
-        """Decode a partial; :class:`~detector.core.state.codec.StateError` for anything that is not one."""
-        try:
-            return cls.from_state(unpack(b, "partial", {PARTIAL_VERSION}))
-        except StateError:
-            raise
-        except (KeyError, TypeError, ValueError, IndexError) as exc:
-            raise StateError(f"not a valid window partial ({type(exc).__name__}: {exc})") from exc
 
 
 def window_from_state(st: Any) -> WindowCounts:
@@ -145,7 +132,6 @@ def partial_events(w: WindowCounts, lay: Layout) -> int:
 
 def row_map_values(dims: list[str], vocab_values: list[list[str]], dst: Layout) -> np.ndarray:
     """Row index in ``dst`` for every row of a partial laid out with ``dims``/``vocab_values``."""
-    from detector.core.engine import EngineError
 
     top_k = dst.top_k
     m = np.zeros(1 + len(dims) * (top_k + 1), dtype=np.int64)
@@ -188,7 +174,6 @@ def remap_candidates(w: WindowCounts, cands: np.ndarray, ms: Any) -> None:
 
 def row_map(src: Layout, dst: Layout) -> np.ndarray:
     """Row index in ``dst`` for every row of ``src`` (admitting values into dst's vocab)."""
-    from detector.core.engine import EngineError
 
     m = np.zeros(src.n_rows, dtype=np.int64)
     for d, dim in enumerate(src.dims):

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from detector.core.errors import EngineError
 from detector.core.state.codec import StateError, check, load_arrays, pack, unpack_versioned
 
 __all__ = ["engine_state", "load_engine_state", "engine_snapshot", "engine_restore", "ENGINE_VERSION"]
@@ -64,7 +65,6 @@ def load_engine_state(eng: Any, st: Any) -> None:
     Raises :class:`~detector.core.engine.EngineError` (never anything else) when the state does not
     fit; the engine must then be discarded.
     """
-    from detector.core.engine import EngineError
 
     try:
         _load(eng, st)
@@ -75,8 +75,8 @@ def load_engine_state(eng: Any, st: Any) -> None:
 
 
 def _load(eng: Any, st: Any) -> None:
-    from detector.core.engine import Counters, EngineError, ModelState
     from detector.core.inputs.window import WindowCounts
+    from detector.core.modelstate import Counters, ModelState
     from detector.core.state.drift import detector_from_state
 
     check(isinstance(st, dict) and isinstance(st.get("models"), dict), "engine state")
@@ -155,7 +155,6 @@ def engine_snapshot(eng: Any) -> bytes:
 
 
 def engine_restore(eng: Any, data: bytes) -> None:
-    from detector.core.engine import EngineError
 
     try:
         _, st = unpack_versioned(data, "engine", {ENGINE_VERSION})

@@ -18,7 +18,7 @@ import numpy as np
 
 from detector.core.stats import distributions as stats
 
-__all__ = ["div", "rnd", "pct", "log_effect", "ratio_flags", "mirror", "hist_quantile", "bin_of", "safe_inv",
+__all__ = ["div", "rnd", "sig", "pct", "log_effect", "ratio_flags", "mirror", "hist_quantile", "bin_of", "safe_inv",
            "two_sided_z", "one_sided_z", "gtest_vs_expected"]
 
 
@@ -34,9 +34,21 @@ def safe_inv(x: np.ndarray) -> np.ndarray:
 
 
 def rnd(x: Any, nd: int = 4) -> float | None:
-    """A JSON-ready float (None for NaN/inf)."""
+    """A JSON-ready float rounded to ``nd`` decimals (None for NaN/inf)."""
     x = float(x)
     return None if x != x or math.isinf(x) else round(x, nd)
+
+
+def sig(x: Any, nd: int = 4) -> float | None:
+    """A JSON-ready float rounded to ``nd`` significant digits (None for None, NaN and inf).
+
+    >>> sig(123456.0), sig(0.000123456), sig(float("nan"))
+    (123500.0, 0.0001235, None)
+    """
+    if x is None:
+        return None
+    f = float(x)
+    return float(f"{f:.{nd}g}") if math.isfinite(f) else None
 
 
 def pct(x: float) -> str:

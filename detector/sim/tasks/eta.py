@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from detector.sim.tasks.copula import correlated_uniforms, shuffle_rows
-from detector.sim.tasks.world import Draw
+from detector.sim.tasks.model import Draw
 from detector.sim.world import local_hours, rng_for
 
 __all__ = ["EtaModel", "REGIONS", "VEHICLES"]

@@ -28,7 +28,7 @@ import numpy as np
 
 from detector.core.checks.multivariate.transform import norm_ppf
 from detector.sim.tasks.copula import correlated_uniforms, shuffle_rows
-from detector.sim.tasks.world import Draw
+from detector.sim.tasks.model import Draw
 from detector.sim.world import local_hours, rng_for
 
 __all__ = ["IntentModel", "CLASSES"]

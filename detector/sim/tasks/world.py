@@ -35,11 +35,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import MappingProxyType
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
 from detector.sim.stream import hex_ids, ts_values
+from detector.sim.tasks.eta import EtaModel
+from detector.sim.tasks.intent import IntentModel
+from detector.sim.tasks.model import Draw, TaskModel
 from detector.sim.world import DEFAULT_START, World, rng_for, sample_times, to_epoch_ms
 
 __all__ = ["TaskFault", "TaskScenario", "Draw", "KINDS", "simulate_task", "task_training", "model_of",
@@ -77,34 +80,7 @@ class TaskFault:
         return on.astype(np.float64)
 
 
-@dataclass
-class Draw:
-    """One chunk of a task model's traffic as columns (features served, slices, outputs, truth)."""
-
-    num: dict[str, np.ndarray]
-    decimals: dict[str, int]
-    cat: dict[str, np.ndarray]
-    slices: dict[str, np.ndarray]
-    label: np.ndarray  # float (regression) or object class names
-    prediction: np.ndarray | None = None  # regression output
-    predicted: np.ndarray | None = None  # multiclass: class names
-    scores: np.ndarray | None = None  # multiclass: (n, C) probabilities in ``classes`` order
-    classes: tuple[str, ...] = ()
-
-
-class TaskModel(Protocol):
-    name: str
-    task: str
-    version: str
-
-    def draw(self, seed: int, domain: int, chunk: int, t_ms: np.ndarray, tz: int, faults: dict[str, np.ndarray],
-             params: dict[str, Mapping[str, Any]]) -> Draw: ...
-
-
 def model_of(name: str) -> TaskModel:
-    from detector.sim.tasks.eta import EtaModel
-    from detector.sim.tasks.intent import IntentModel
-
     models: dict[str, TaskModel] = {"eta": EtaModel(), "intent": IntentModel()}
     if name not in models:
         raise ValueError(f"unknown task model {name!r}; use one of {sorted(models)}")

@@ -9,8 +9,7 @@ from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_sc
 from detector.core.decisions.select import select_findings
 from detector.core.outcomes.tasks import MulticlassTask, make_task
 from detector.core.outcomes.tasks.base import CheckContext
-from detector.core.outcomes.tasks.multiclass import confusion_metrics, macro_f1_se
-from detector.core.outcomes.tasks.multiclass_checks import prior_shift
+from detector.core.outcomes.tasks.multiclass_checks import confusion_metrics, macro_f1_se, prior_shift
 from detector.core.outcomes.tasks.reference import multiclass_reference
 from tests.core.tasks.harness import View
 

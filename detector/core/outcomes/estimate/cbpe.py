@@ -132,7 +132,7 @@ def coarse_calibration_var(cals: Sequence[Mapping[str, Any]]) -> np.ndarray:
 def multiclass_estimates(cbpe: np.ndarray, cbpe_v: np.ndarray, cal_cnt: np.ndarray | None = None,
                          cal_var: np.ndarray | None = None, tau: Mapping[str, float] | None = None) -> dict[str, np.ndarray]:
     """Expected accuracy and macro-F1 (with standard errors) from the expected confusion (P, C, C)."""
-    from detector.core.outcomes.tasks.multiclass import confusion_metrics, macro_f1_se
+    from detector.core.outcomes.tasks.multiclass_checks import confusion_metrics, macro_f1_se
 
     n = cbpe_v[..., 0]
     m = confusion_metrics(cbpe)

@@ -10,7 +10,7 @@ monitor:
   :class:`Counters` of named additive arrays) and how predictions and (prediction, label)
   pairs are folded into them (:meth:`Task.add_predictions`, :meth:`Task.add_pairs`);
 * the metrics a cohort exports (:meth:`Task.metrics`) and the outcome checks it runs
-  (:meth:`Task.checks`, a list of :class:`~detector.core.checks.window.Result` that
+  (:meth:`Task.checks`, a list of :class:`~detector.core.checks.result.Result` that
   :func:`~detector.core.decisions.select.select_findings` turns into findings: BH across every test,
   effect-size gates, slice localisation);
 * which labelled predictions are the "worst errors" for the counterexample library
@@ -32,19 +32,19 @@ and bytes per array, with a format version; never an executable format).
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import repeat
 from typing import Any, ClassVar, Protocol
 
 import numpy as np
 
-from detector.core.checks.window import Result
+from detector.core.checks.result import Result
 from detector.core.outcomes.cohort import fold
 from detector.core.state.codec import StateError, check
 
 __all__ = ["Task", "Counters", "LabelDecode", "PredictionColumns", "CheckContext", "Ranking", "fold", "column",
-           "COUNTERS_FORMAT", "labels_moved"]
+           "decode_each", "COUNTERS_FORMAT", "labels_moved"]
 
 COUNTERS_FORMAT = "skewwatch.counters/1"
 _COUNTER_DTYPES = frozenset(np.dtype(f"{o}{k}{n}").str for o in "<>" for k, n in (
@@ -76,6 +76,24 @@ class LabelDecode:
     ok: np.ndarray
     errors: list[tuple[int, str, str]] = field(default_factory=list)
 
+
+def decode_each(raw: Sequence[Any], value: Callable[[Any], float | None], missing: str,
+                bad: Callable[[Any], str]) -> LabelDecode:
+    """Labels one at a time: ``value(v)`` is the label as a number, None when ``v`` is not one (the
+    error says ``bad(v)``); an absent label says ``missing``. Both messages name the fix."""
+    n = len(raw)
+    y = np.full(n, np.nan)
+    ok = np.zeros(n, bool)
+    errors: list[tuple[int, str, str]] = []
+    for i, v in enumerate(raw):
+        x = None if v is None else value(v)
+        if x is not None:
+            y[i], ok[i] = x, True
+        elif v is None:
+            errors.append((i, "missing_field", missing))
+        else:
+            errors.append((i, "bad_label", bad(v)))
+    return LabelDecode(y, ok, errors)
 
 @dataclass
 class PredictionColumns:

@@ -51,6 +51,7 @@ from detector.core.outcomes.tasks.base import (
     Ranking,
     column,
     column_or,
+    decode_each,
     fold,
 )
 from detector.core.stats.effects import div
@@ -81,19 +82,10 @@ class BinaryTask:
 
     # ---------------------------------------------------------------- decoding
     def decode_labels(self, raw: Sequence[Any]) -> LabelDecode:
-        n = len(raw)
-        y = np.full(n, np.nan)
-        ok = np.zeros(n, bool)
-        errors: list[tuple[int, str, str]] = []
-        for i, v in enumerate(raw):
-            if (type(v) in (int, float, bool)) and v in (0, 1):
-                y[i], ok[i] = float(v), True
-            elif v is None:
-                errors.append((i, "missing_field", "label event has no 'label'; a binary label is 0/1 or true/false"))
-            else:
-                errors.append((i, "bad_label", f"label={str(v)[:40]!r}: binary labels must be 0/1 or true/false "
-                                               "(class names belong to --task multiclass, numbers to --task regression)"))
-        return LabelDecode(y, ok, errors)
+        return decode_each(raw, lambda v: float(v) if type(v) in (int, float, bool) and v in (0, 1) else None,
+                           "label event has no 'label'; a binary label is 0/1 or true/false",
+                           lambda v: f"label={str(v)[:40]!r}: binary labels must be 0/1 or true/false "
+                                     "(class names belong to --task multiclass, numbers to --task regression)")
 
     def prediction_columns(self, events: Sequence[Mapping[str, Any]]) -> PredictionColumns:
         """``score`` (``prediction`` when no score is sent): a probability in [0, 1]; optional ``threshold``."""

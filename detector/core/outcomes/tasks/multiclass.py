@@ -57,9 +57,15 @@ from detector.core.outcomes.tasks.base import (
     column,
     fold,
 )
+from detector.core.outcomes.tasks.multiclass_checks import (
+    MulticlassThresholds,
+    confusion_metrics,
+    macro_f1_se,
+    multiclass_checks,
+)
 from detector.core.stats.effects import div
 
-__all__ = ["MulticlassTask", "CNT", "N_REL", "confusion_metrics", "macro_f1_se"]
+__all__ = ["MulticlassTask", "CNT", "N_REL"]
 
 CNT = ("pred", "classified", "scored", "lab", "lc", "correct", "sc", "conf_s", "conf_y")
 I = {k: i for i, k in enumerate(CNT)}  # noqa: E741 - column index of each counter
@@ -79,46 +85,6 @@ def _class_name(v: Any) -> str | None:
     return None
 
 
-def confusion_metrics(conf: np.ndarray) -> dict[str, np.ndarray]:
-    """Accuracy, macro-F1, per-class precision / recall / support of confusion matrices (..., C, C) [true, pred].
-
-    Macro-F1 averages the classes that occur as a label or a prediction (as scikit-learn does).
-
-    >>> m = confusion_metrics(np.array([[[8, 2], [1, 9]]], dtype=float))
-    >>> round(float(m["accuracy"][0]), 3), round(float(m["macro_f1"][0]), 3), m["recall"][0].round(2).tolist()
-    (0.85, 0.85, [0.8, 0.9])
-    """
-    tp = np.diagonal(conf, axis1=-2, axis2=-1)
-    row, col = conf.sum(-1), conf.sum(-2)
-    n = row.sum(-1)
-    d = row + col
-    f1 = div(2 * tp, d)
-    present = d > 0
-    macro = div(np.where(present, np.nan_to_num(f1), 0.0).sum(-1), present.sum(-1))
-    return {"accuracy": div(tp.sum(-1), n), "macro_f1": macro, "precision": div(tp, col), "recall": div(tp, row),
-            "support": row, "predicted": col, "f1": f1, "n": n}
-
-
-def macro_f1_se(conf: np.ndarray) -> np.ndarray:
-    """Delta-method standard error of macro-F1 for multinomial confusion counts (..., C, C)."""
-    n = conf.sum((-2, -1))
-    p = conf / np.where(n > 0, n, 1.0)[..., None, None]
-    t = np.diagonal(p, axis1=-2, axis2=-1)
-    d = p.sum(-1) + p.sum(-2)
-    present = d > 0
-    k = np.maximum(present.sum(-1), 1)[..., None]
-    inv = np.where(present, 1.0 / np.where(present, d, 1.0) ** 2, 0.0)
-    off = -2 * t * inv  # d F1_c / d (an off-diagonal cell in row c or column c)
-    g = off[..., :, None] + off[..., None, :]  # cell (i, j): class i loses recall, class j precision
-    diag = 2 * (d - 2 * t) * inv
-    C = conf.shape[-1]
-    eye = np.eye(C, dtype=bool)
-    g = np.where(eye, diag[..., :, None] * eye, g) / k[..., None]
-    m1 = (g * p).sum((-2, -1))
-    m2 = (g * g * p).sum((-2, -1))
-    return np.sqrt(np.maximum(div(m2 - m1 * m1, n), 0.0))
-
-
 class MulticlassTask:
     """The multiclass task for one model (built from its task reference, see :mod:`.reference`)."""
 
@@ -126,8 +92,6 @@ class MulticlassTask:
     error_types: ClassVar[tuple[str, ...]] = ("misclassified",)
 
     def __init__(self, ref: Mapping[str, Any], thresholds: Any = None) -> None:
-        from detector.core.outcomes.tasks.multiclass_checks import MulticlassThresholds
-
         classes = list(ref.get("classes") or [])
         if len(classes) < 2 or classes[-1] != "__other__":
             raise ValueError("a multiclass reference needs its class list ending in '__other__'; "
@@ -264,8 +228,6 @@ class MulticlassTask:
         return multiclass_estimates(c["cbpe"], c["cbpe_v"], c["cbpe_c"], self.cal_var, self.ref.get("estimate_tau"))
 
     def checks(self, cur: Counters, base: Counters, ctx: CheckContext) -> list[Result]:
-        from detector.core.outcomes.tasks.multiclass_checks import multiclass_checks
-
         return multiclass_checks(self, cur, base, ctx)
 
     def rank_errors(self, value: np.ndarray, klass: np.ndarray, y: np.ndarray, threshold: np.ndarray) -> Ranking:

@@ -46,15 +46,15 @@ training comparisons test all traffic only and complements mirror it; "critical"
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from detector.core.checks.window import Result
 from detector.core.outcomes.cohort import calibration_change, ece
 from detector.core.outcomes.tasks.base import CheckContext, Counters
-from detector.core.outcomes.tasks.multiclass import confusion_metrics, macro_f1_se
 from detector.core.stats import distributions as stats
 from detector.core.stats.effects import (
     div,
@@ -68,10 +68,17 @@ from detector.core.stats.effects import (
     two_sided_z,
 )
 
-if TYPE_CHECKING:
-    from detector.core.outcomes.tasks.multiclass import MulticlassTask
+__all__ = ["MulticlassThresholds", "multiclass_checks", "expected_confusion", "prior_shift", "confusion_metrics",
+           "macro_f1_se"]
 
-__all__ = ["MulticlassThresholds", "multiclass_checks", "expected_confusion", "prior_shift"]
+
+class _Task(Protocol):
+    """What the checks read of the multiclass task (:class:`~detector.core.outcomes.tasks.multiclass.MulticlassTask`)."""
+
+    th: MulticlassThresholds
+    C: int
+    classes: list[str]
+    ref: Mapping[str, Any]
 
 
 @dataclass(frozen=True)
@@ -141,7 +148,7 @@ def _class_ratio(obs: np.ndarray, exp: np.ndarray, th: MulticlassThresholds) -> 
     return np.where(np.take_along_axis(eff, k[..., None], -1)[..., 0] >= 0, val, 1.0), k
 
 
-def multiclass_checks(t: MulticlassTask, cur: Counters, base: Counters, ctx: CheckContext) -> list[Result]:
+def multiclass_checks(t: _Task, cur: Counters, base: Counters, ctx: CheckContext) -> list[Result]:
     th = t.th
     P, C = cur.rows, t.C
     out: list[Result] = []
@@ -328,3 +335,43 @@ def _calibration(cur: Counters, base: Counters, ref: Any, th: MulticlassThreshol
                       f"(training: {ref_oe:.2f}x): the class scores are miscalibrated",
             effect=log_effect(ratio)))
     return out
+
+
+def confusion_metrics(conf: np.ndarray) -> dict[str, np.ndarray]:
+    """Accuracy, macro-F1, per-class precision / recall / support of confusion matrices (..., C, C) [true, pred].
+
+    Macro-F1 averages the classes that occur as a label or a prediction (as scikit-learn does).
+
+    >>> m = confusion_metrics(np.array([[[8, 2], [1, 9]]], dtype=float))
+    >>> round(float(m["accuracy"][0]), 3), round(float(m["macro_f1"][0]), 3), m["recall"][0].round(2).tolist()
+    (0.85, 0.85, [0.8, 0.9])
+    """
+    tp = np.diagonal(conf, axis1=-2, axis2=-1)
+    row, col = conf.sum(-1), conf.sum(-2)
+    n = row.sum(-1)
+    d = row + col
+    f1 = div(2 * tp, d)
+    present = d > 0
+    macro = div(np.where(present, np.nan_to_num(f1), 0.0).sum(-1), present.sum(-1))
+    return {"accuracy": div(tp.sum(-1), n), "macro_f1": macro, "precision": div(tp, col), "recall": div(tp, row),
+            "support": row, "predicted": col, "f1": f1, "n": n}
+
+
+def macro_f1_se(conf: np.ndarray) -> np.ndarray:
+    """Delta-method standard error of macro-F1 for multinomial confusion counts (..., C, C)."""
+    n = conf.sum((-2, -1))
+    p = conf / np.where(n > 0, n, 1.0)[..., None, None]
+    t = np.diagonal(p, axis1=-2, axis2=-1)
+    d = p.sum(-1) + p.sum(-2)
+    present = d > 0
+    k = np.maximum(present.sum(-1), 1)[..., None]
+    inv = np.where(present, 1.0 / np.where(present, d, 1.0) ** 2, 0.0)
+    off = -2 * t * inv  # d F1_c / d (an off-diagonal cell in row c or column c)
+    g = off[..., :, None] + off[..., None, :]  # cell (i, j): class i loses recall, class j precision
+    diag = 2 * (d - 2 * t) * inv
+    C = conf.shape[-1]
+    eye = np.eye(C, dtype=bool)
+    g = np.where(eye, diag[..., :, None] * eye, g) / k[..., None]
+    m1 = (g * p).sum((-2, -1))
+    m2 = (g * g * p).sum((-2, -1))
+    return np.sqrt(np.maximum(div(m2 - m1 * m1, n), 0.0))

@@ -252,7 +252,7 @@ def multiclass_reference(labels: Sequence[Any], predicted: Sequence[Any] | None 
     both = (yl >= 0) & (pl >= 0)
     if both.any():
         conf = np.bincount(yl[both] * C + pl[both], minlength=C * C).reshape(C, C).astype(np.float64)
-        from detector.core.outcomes.tasks.multiclass import confusion_metrics
+        from detector.core.outcomes.tasks.multiclass_checks import confusion_metrics
 
         m = confusion_metrics(conf[None])
         out["confusion"] = conf.astype(int).tolist()
@@ -278,7 +278,7 @@ def multiclass_reference(labels: Sequence[Any], predicted: Sequence[Any] | None 
 def _multiclass_tau(S: np.ndarray, y: np.ndarray, pred: np.ndarray, hours: np.ndarray, cals: list[dict[str, Any]],
                     C: int) -> dict[str, float]:
     from detector.core.outcomes.estimate.cbpe import calibrated_classes, multiclass_estimates
-    from detector.core.outcomes.tasks.multiclass import confusion_metrics
+    from detector.core.outcomes.tasks.multiclass_checks import confusion_metrics
 
     groups = _per_hour(hours)
     if not groups:

@@ -51,14 +51,14 @@ from detector.core.outcomes.tasks.base import (
     PredictionColumns,
     Ranking,
     column_or,
+    decode_each,
     fold,
 )
+from detector.core.outcomes.tasks.regression_checks import CNT, I, RegressionThresholds, regression_checks
 from detector.core.stats.effects import bin_of, div, hist_quantile
 
 __all__ = ["RegressionTask", "CNT", "ERR_EDGES_REL"]
 
-CNT = ("pred", "valued", "ps", "ps2", "lab", "lv", "ys", "ys2", "es", "ea", "es2")
-I = {k: i for i, k in enumerate(CNT)}  # noqa: E741 - column index of each counter
 #: |error| bin edges relative to the reference error scale: 1e-4 .. 1e3 x scale, 10 per decade
 ERR_EDGES_REL = 10.0 ** (np.arange(-40, 31) / 10.0)
 
@@ -77,8 +77,6 @@ class RegressionTask:
     error_types: ClassVar[tuple[str, ...]] = ("over_prediction", "under_prediction")
 
     def __init__(self, ref: Mapping[str, Any], thresholds: Any = None) -> None:
-        from detector.core.outcomes.tasks.regression_checks import RegressionThresholds
-
         t_edges = _edges(ref, "target")
         p_edges = _edges(ref, "prediction")
         if t_edges is None and p_edges is None:
@@ -104,20 +102,8 @@ class RegressionTask:
     # ---------------------------------------------------------------- decoding
     def decode_labels(self, raw: Sequence[Any]) -> LabelDecode:
         """Numbers (int or float, finite); anything else is an error naming the fix."""
-        n = len(raw)
-        y = np.full(n, np.nan)
-        ok = np.zeros(n, bool)
-        errors: list[tuple[int, str, str]] = []
-        for i, v in enumerate(raw):
-            if type(v) in (int, float) and math.isfinite(v):
-                y[i], ok[i] = float(v), True
-            elif v is None:
-                errors.append((i, "missing_field", "label event has no 'label'; a regression label is a number"))
-            else:
-                what = "a string" if isinstance(v, str) else ("true/false" if isinstance(v, bool) else f"{str(v)[:40]!r}")
-                errors.append((i, "bad_label", f"label={str(v)[:40]!r} is {what}: a regression model's label must be a finite "
-                                               "JSON number (send 12.5, not \"12.5\"); for class names use --task multiclass"))
-        return LabelDecode(y, ok, errors)
+        return decode_each(raw, lambda v: float(v) if type(v) in (int, float) and math.isfinite(v) else None,
+                           "label event has no 'label'; a regression label is a number", _bad_target)
 
     def prediction_columns(self, events: Sequence[Mapping[str, Any]]) -> PredictionColumns:
         """``prediction`` (a finite number; ``score`` is accepted when ``prediction`` is absent)."""
@@ -211,8 +197,6 @@ class RegressionTask:
         return out
 
     def checks(self, cur: Counters, base: Counters, ctx: CheckContext) -> list[Result]:
-        from detector.core.outcomes.tasks.regression_checks import regression_checks
-
         return regression_checks(self, cur, base, ctx)
 
     def rank_errors(self, value: np.ndarray, klass: np.ndarray, y: np.ndarray, threshold: np.ndarray) -> Ranking:
@@ -221,3 +205,9 @@ class RegressionTask:
         ok = np.isfinite(e)
         kind = np.where(ok, np.where(e >= 0, 0, 1), -1)
         return Ranking(kind.astype(np.int64), np.where(ok, np.abs(e), 0.0))
+
+
+def _bad_target(v: Any) -> str:
+    what = "a string" if isinstance(v, str) else ("true/false" if isinstance(v, bool) else f"{str(v)[:40]!r}")
+    return (f"label={str(v)[:40]!r} is {what}: a regression model's label must be a finite JSON number "
+            "(send 12.5, not \"12.5\"); for class names use --task multiclass")

@@ -32,8 +32,9 @@ against training (the reference has no per-slice errors). "Critical" needs ``cri
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -42,10 +43,22 @@ from detector.core.outcomes.tasks.base import CheckContext, Counters
 from detector.core.stats import distributions as stats
 from detector.core.stats.effects import div, log_effect, mirror, one_sided_z, pct, rnd, two_sided_z
 
-if TYPE_CHECKING:
-    from detector.core.outcomes.tasks.regression import RegressionTask
+__all__ = ["RegressionThresholds", "regression_checks", "expected_errors", "CNT", "I"]
 
-__all__ = ["RegressionThresholds", "regression_checks", "expected_errors"]
+#: the regression task's counters per pseudo-row (:class:`~detector.core.outcomes.tasks.regression.RegressionTask`
+#: folds them, these checks read them)
+CNT = ("pred", "valued", "ps", "ps2", "lab", "lv", "ys", "ys2", "es", "ea", "es2")
+I = {k: i for i, k in enumerate(CNT)}  # noqa: E741 - column index of each counter
+
+
+class _Task(Protocol):
+    """What the checks read of the regression task (:class:`~detector.core.outcomes.tasks.regression.RegressionTask`)."""
+
+    th: RegressionThresholds
+    ref: Mapping[str, Any]
+    B: int
+    T: int
+    e_edges: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -90,7 +103,7 @@ def expected_errors(nc: np.ndarray, perr_b: np.ndarray, nb: np.ndarray, prior: f
             "bias_var": (nc * var_e + est * var_e).sum(-1)}
 
 
-def _excess_kurtosis(t: RegressionTask, ehist: np.ndarray) -> np.ndarray:
+def _excess_kurtosis(t: _Task, ehist: np.ndarray) -> np.ndarray:
     """``E[e^4] / E[e^2]^2 - 1`` per row from the |e| histogram (bin centres); 2 (normal) when empty."""
     e = t.e_edges
     step = e[1] / e[0]
@@ -102,12 +115,11 @@ def _excess_kurtosis(t: RegressionTask, ehist: np.ndarray) -> np.ndarray:
     return np.where(np.isfinite(k) & (k > 0), k, 2.0)
 
 
-def regression_checks(t: RegressionTask, cur: Counters, base: Counters, ctx: CheckContext) -> list[Result]:
+def regression_checks(t: _Task, cur: Counters, base: Counters, ctx: CheckContext) -> list[Result]:
     th = t.th
     P = cur.rows
     out: list[Result] = []
     cnt, bcnt = cur["cnt"], base["cnt"]
-    from detector.core.outcomes.tasks.regression import I
 
     n, nb_tot = cnt[:, I["lv"]], bcnt[:, I["lv"]]
     nc, nb = cur["joint"].sum(2), base["joint"].sum(2)
