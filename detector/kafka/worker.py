@@ -357,6 +357,7 @@ class Worker:
             "counters": counters, "label_join": join, "duplicates": side.duplicates, "dlq_total": side.dlq_total,
             "alerts_suppressed": self.alerts_suppressed, "restored_counts": self.restored_counts,
             "restore_errors": self.restore_errors,
+            "gathered": sum(len(p.batch.offsets) for p in self.pending.values()),  # received, waiting for their fold
             "watermark": wm if wm != float("-inf") else None, "offsets": offsets,
             "aggregator": None if agg is None else {
                 "windows_closed": evaluator.counters.windows_closed, "late": evaluator.counters.late,

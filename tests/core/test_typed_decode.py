@@ -277,3 +277,14 @@ def test_a_coded_column_gets_the_codes_of_its_plain_list(vals, seed, top_k):
     plain, coded = SliceVocab("d", top_k, list(seed)), SliceVocab("d", top_k, list(seed))
     assert plain.codes(list(vals)).tolist() == coded.codes(col).tolist()
     assert (plain.values, plain.overflow) == (coded.values, coded.overflow)
+
+
+
+def test_a_batch_of_one_message_picks_the_typed_decoder(ref):
+    eng = Engine(DetectorSettings(), default_reference=ref)
+    assert eng.ingest_predictions([orjson.dumps(clean(0))]) == []
+    assert eng._typed is not None and eng._typed.model == "m"  # noqa: SLF001 - the next batches are read typed
+    st = eng.settings
+    typed, rest = eng._typed.decode([orjson.dumps(clean(i)) for i in range(1, 20)], st.min_epoch, st.max_id_bytes,  # noqa: SLF001
+                                    st.max_value_bytes)
+    assert len(typed.events) == 19 and rest == []

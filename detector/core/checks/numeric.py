@@ -75,7 +75,8 @@ def _block_checks(lay: Layout, v: View, sb: SeasonalBaseline, st: DetectorSettin
     n_all = n_nm + miss
     P = v.P
     refs = _ref_rows(lay, v, name)
-    rr = _ref_arrays(lay, j, refs, cands[j])
+    mixed = v.extra.get("variants") if v.extra.get("variant_mix") else None  # re-mixed this window: not kept
+    rr = _ref_arrays(lay, j, refs, cands[j], set(mixed) if mixed else ())
     has_ref = np.array([r is not None for r in refs])
     enough = n_nm >= st.min_count
     cb = sb.blocks[j]
@@ -189,20 +190,24 @@ def _block_checks(lay: Layout, v: View, sb: SeasonalBaseline, st: DetectorSettin
     return [make() for make in results]
 
 
-_ROW_CACHE_MAX = 1 << 16
+_ROW_CACHE_MAX = 1 << 14  # entries of ~1-2 KB: bounded memory, whatever the number of windows
 
 
-def _ref_arrays(lay: Layout, j: int, refs: list[Any], cand: np.ndarray) -> dict[str, np.ndarray]:
+def _ref_arrays(lay: Layout, j: int, refs: list[Any], cand: np.ndarray, fresh: Any = ()) -> dict[str, np.ndarray]:
     """What the checks of block ``j`` read from the pseudo-rows' reference profiles, as arrays.
 
     Derived once per profile (and candidate values) and kept on the layout: a window's profiles are
-    mostly the cached ones of :func:`~detector.core.checks.view._ref_rows`, a few re-mixed ones new."""
+    mostly the cached ones of :func:`~detector.core.checks.view._ref_rows`; the rows in ``fresh``
+    (profiles re-mixed for this window only) are derived without being kept."""
     cache: dict[Any, Any] = lay.__dict__.setdefault("_num_ref_cache", {})
     if len(cache) > _ROW_CACHE_MAX:
         cache.clear()
     ck = cand.tobytes()
     rows = []
-    for r in refs:
+    for i, r in enumerate(refs):
+        if i in fresh:
+            rows.append(_row_ref(lay, j, r, cand))
+            continue
         key = (id(r), j, ck)
         hit = cache.get(key)
         if hit is None or hit[0] is not r:  # the profile is held with its entry, so its id is not reused meanwhile

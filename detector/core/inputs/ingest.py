@@ -201,7 +201,7 @@ class Ingest:
     def _choose_typed(self, by_model: dict[str, list[Any]], n_msgs: int, n_typed: int) -> None:
         """Use the typed decoder of the model most events belong to, once the general path did
         most of a batch's work for it."""
-        if not by_model or n_typed >= n_msgs // 2:
+        if not by_model or (n_typed > 0 and n_typed >= n_msgs // 2):  # (a batch of one: 0 >= 0, yet all general)
             return
         top = max(by_model, key=lambda m: len(by_model[m]))
         ms = self.models.get(top)
