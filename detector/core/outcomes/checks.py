@@ -63,14 +63,7 @@ from detector.core.outcomes.cohort import (
     calibration_slope,
     ece,
 )
-from detector.core.outcomes.delay_checks import (
-    _log_effect,
-    _pct,
-    _r,
-    _ratio_flags,
-    delay_checks,
-    poisson_pvalue,
-)
+from detector.core.outcomes.delay_checks import delay_checks
 from detector.core.stats import distributions as stats
 from detector.core.stats.distributions import poisson_pvalue
 from detector.core.stats.effects import div as _div
