@@ -63,7 +63,7 @@ from detector.core.outcomes.cohort import (
     calibration_slope,
     ece,
 )
-from detector.core.outcomes.delay_checks import delay_checks, enough_pairs
+from detector.core.outcomes.delay_checks import delay_checks
 from detector.core.stats import distributions as stats
 from detector.core.stats.distributions import poisson_pvalue
 from detector.core.stats.effects import div as _div
@@ -130,7 +130,7 @@ def outcome_checks(cur: Arrays, base: Arrays, th: OutcomeThresholds, *, ref_rate
     """
     P = cur.cnt.shape[0]
     out: list[Result] = []
-    mn = th.min_labels
+    mn, bmn = th.min_labels, th.min_labels * th.base_factor
     n, y = cur.cnt[:, C["lab"]], cur.cnt[:, C["pos"]]
     nb, yb = base.cnt[:, C["lab"]], base.cnt[:, C["pos"]]
     p, pb = _div(y, n), _div(yb, nb)
@@ -186,7 +186,7 @@ def outcome_checks(cur: Arrays, base: Arrays, th: OutcomeThresholds, *, ref_rate
     se = np.sqrt(_div(_div(_sq_err_var(cur.hist, br), sl), eb * eb) + _div(_div(_sq_err_var(base.hist, brb), slb), ebb * ebb))
     ratio_b = _div(nb, nbb)
     pv_b = np.asarray(stats.norm_sf(np.nan_to_num(_div(nb - nbb, se))))
-    tested_b = enough_pairs(sl, slb, th) & (np.nan_to_num(brb) > 0)
+    tested_b = (sl >= mn) & (slb >= bmn) & (np.nan_to_num(brb) > 0)
     rv = np.zeros(P, bool)
     rv[0] = river_latched
     out.append(Result(
@@ -248,7 +248,7 @@ def outcome_checks(cur: Arrays, base: Arrays, th: OutcomeThresholds, *, ref_rate
     dlt, chi, df = calibration_change(cur.rel, base.rel)
     e, eb = ece(cur.rel), ece(base.rel)
     out.append(Result(
-        "calibration", None, "ece_delta", dlt, enough_pairs(sl, slb, th) & (df > 0), np.nan_to_num(dlt) >= th.ece_delta,
+        "calibration", None, "ece_delta", dlt, (sl >= mn) & (slb >= bmn) & (df > 0), np.nan_to_num(dlt) >= th.ece_delta,
         np.nan_to_num(dlt) >= th.ece_delta_critical, np.asarray(stats.chi2_sf(chi, np.maximum(df, 1))), th.ece_delta,
         lambda i: {"reference": {"ece": rnd(eb[i])}, "current": {"ece": rnd(e[i]), "reliability": _reliability(cur.rel[i])}},
         lambda i: f"calibration worsened: ECE {e[i]:.3f} vs {eb[i]:.3f} usually (a score no longer means the same risk)"))
@@ -343,7 +343,7 @@ def base_rate_shift(cur: Arrays, base: Arrays, th: OutcomeThresholds, scores_tru
     pb = _div(yb, nb)
     E, V = expected_positives(cur, base)
     ratio = _div(y, E)
-    tested = enough_pairs(n, nb, th) & (np.nan_to_num(pb) > 0) \
+    tested = (n >= th.min_labels) & (nb >= th.min_labels * th.base_factor) & (np.nan_to_num(pb) > 0) \
         & (np.nan_to_num(pb, nan=1) < 1) & (E > 0)
     absd = np.abs(np.nan_to_num(_div(y - E, n))) >= th.base_rate_abs
     warn, crit = ratio_flags(ratio, th.base_rate_ratio, th.base_rate_ratio_critical, absd)

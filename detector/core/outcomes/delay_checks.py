@@ -22,33 +22,23 @@ from detector.core.stats.distributions import poisson_pvalue
 from detector.core.stats.effects import div as _div
 from detector.core.stats.effects import log_effect, pct, ratio_flags, rnd
 
-__all__ = ["delay_checks", "DELAY_STATS", "enough_pairs"]
+__all__ = ["delay_checks", "DELAY_STATS"]
 
 #: the statistics that say labels are late (their findings explain base-rate and calibration moves)
 DELAY_STATS = ("match_rate_ratio", "delay_median_ratio")
-
-
-def enough_pairs(n: np.ndarray, nb: np.ndarray, th: Any) -> np.ndarray:
-    """Rows whose current count ``n`` reaches ``th.min_labels`` and whose baseline count ``nb`` reaches
-    ``th.base_factor`` times that (a baseline must be steadier than what it judges); every task's rule.
-
-    >>> from types import SimpleNamespace as T
-    >>> enough_pairs(np.array([100, 99, 100]), np.array([300, 300, 299]), T(min_labels=100, base_factor=3)).tolist()
-    [True, False, False]
-    """
-    return (np.asarray(n) >= th.min_labels) & (np.asarray(nb) >= th.min_labels * th.base_factor)
 
 
 def delay_checks(cur: Any, base: Any, th: Any, horizon: float, base_horizon: float) -> list[Result]:
     """The three label-delay results; ``cur`` / ``base`` have ``cnt``, ``delay`` and ``arrivals`` per pseudo-row."""
     P = cur.cnt.shape[0]
     out: list[Result] = []
+    mn, bmn = th.min_labels, th.min_labels * th.base_factor
     n, nb = cur.cnt[:, C["lab"]], base.cnt[:, C["lab"]]
     # ---- label delay: labelled share at maturity (first: most specific for a delay problem)
     npred, npred_b = cur.cnt[:, C["pred"]], base.cnt[:, C["pred"]]
     mr, mrb = _div(n, npred), _div(nb, npred_b)
     ratio = _div(mr, mrb)
-    tested = enough_pairs(npred, npred_b, th) & (np.nan_to_num(mrb) > 0)
+    tested = (npred >= mn) & (npred_b >= bmn) & (np.nan_to_num(mrb) > 0)
     gap = np.nan_to_num(mrb - mr) >= th.match_abs
     pv = stats.proportion_test(n, npred, np.where(tested, np.clip(np.nan_to_num(mrb), 0, 1), 0.5), "less",
                                n0=np.maximum(npred_b, 1))
@@ -69,7 +59,7 @@ def delay_checks(cur: Any, base: Any, th: Any, horizon: float, base_horizon: flo
     med_c = np.array([hist_quantile(dc[i], 0.5) for i in range(P)])
     med_b = np.array([hist_quantile(db[i], 0.5) for i in range(P)])
     ratio_d = _div(med_c, med_b)
-    tested = enough_pairs(dc.sum(1), db.sum(1), th) & (kb >= 2)
+    tested = (dc.sum(1) >= mn) & (db.sum(1) >= bmn) & (kb >= 2)
     if tested.any():
         _, _, pv = stats.gtest_gof(dc, np.where(db.sum(1, keepdims=True) > 0, db, 1.0), ref_n=db.sum(1))
     else:
@@ -87,7 +77,7 @@ def delay_checks(cur: Any, base: Any, th: Any, horizon: float, base_horizon: flo
     la, co = cur.arrivals[:, 0], cur.arrivals[:, 1]
     lab_b, co_b = base.arrivals[:, 0], base.arrivals[:, 1]
     cr, crb = _div(co, la), _div(co_b, lab_b)
-    tested = enough_pairs(la, lab_b, th)
+    tested = (la >= mn) & (lab_b >= bmn)
     d = np.nan_to_num(cr - crb)
     big = np.nan_to_num(cr) >= 2 * np.nan_to_num(crb)
     pv = stats.proportion_test(co, np.maximum(la, co), np.where(tested, np.clip(np.nan_to_num(crb), 0, 1), 0.5), "greater",

@@ -54,7 +54,6 @@ import numpy as np
 
 from detector.core.checks.window import Result
 from detector.core.outcomes.cohort import calibration_change, ece
-from detector.core.outcomes.delay_checks import enough_pairs
 from detector.core.outcomes.tasks.base import CheckContext, Counters
 from detector.core.stats import distributions as stats
 from detector.core.stats.effects import (
@@ -159,7 +158,7 @@ def multiclass_checks(t: _Task, cur: Counters, base: Counters, ctx: CheckContext
     names = t.classes
     E, cond = expected_confusion(conf_c, conf_b, th.prior)
     ncj, colb = conf_c.sum(1), conf_b.sum(1)
-    tested_b = enough_pairs(n, nb, th)
+    tested_b = (n >= th.min_labels) & (nb >= th.min_labels * th.base_factor)
 
     # ---- accuracy vs the baseline, for this predicted-class mix
     q = np.diagonal(cond, axis1=1, axis2=2)
@@ -311,7 +310,7 @@ def _calibration(cur: Counters, base: Counters, ref: Any, th: MulticlassThreshol
     d, chi, df = calibration_change(rel_c, rel_b)
     e, eb = ece(rel_c), ece(rel_b)
     out.append(Result(
-        "calibration", None, "ece_delta", d, enough_pairs(sc, scb, th) & (df > 0),
+        "calibration", None, "ece_delta", d, (sc >= th.min_labels) & (scb >= th.min_labels * th.base_factor) & (df > 0),
         np.nan_to_num(d) >= th.ece_delta, (np.nan_to_num(d) >= th.ece_delta_critical) & big,
         np.asarray(stats.chi2_sf(chi, np.maximum(df, 1))), th.ece_delta,
         lambda i: {"reference": {"ece": rnd(eb[i])}, "current": {"ece": rnd(e[i])}},

@@ -39,7 +39,6 @@ from typing import Any, Protocol
 import numpy as np
 
 from detector.core.checks.window import Result
-from detector.core.outcomes.delay_checks import enough_pairs
 from detector.core.outcomes.tasks.base import CheckContext, Counters
 from detector.core.stats import distributions as stats
 from detector.core.stats.effects import div, log_effect, mirror, one_sided_z, pct, rnd, two_sided_z
@@ -129,7 +128,7 @@ def regression_checks(t: _Task, cur: Counters, base: Counters, ctx: CheckContext
 
     # ---- performance vs the trailing baseline, for this prediction mix
     ex = expected_errors(nc, base["perr"], nb, th.prior)
-    tested_b = enough_pairs(n, nb_tot, th) & (ex["abs"] > 0)
+    tested_b = (n >= th.min_labels) & (nb_tot >= th.min_labels * th.base_factor) & (ex["abs"] > 0)
     out.append(_ratio_result(
         "mae_ratio", "MAE", div(obs_abs, n), div(ex["abs"], n), obs_abs, ex["abs"], ex["abs_var"], tested_b,
         th.mae_ratio, th.mae_ratio_critical, big, "production baseline, for this prediction mix"))
