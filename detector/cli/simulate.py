@@ -17,7 +17,7 @@ import asyncio
 import logging
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import orjson
@@ -41,8 +41,9 @@ async def produce_scenario(
     stop: asyncio.Event | None = None,
     on_progress: Callable[[float, int], None] | None = None,
     producer_kwargs: dict[str, Any] | None = None,
+    events: Iterable[tuple[float, str, dict[str, Any]]] | None = None,
 ) -> int:
-    """Produce a scenario's events; returns the number of messages sent.
+    """Produce a scenario's events (or ``events``, time-ordered, in its place); returns the number of messages sent.
 
     ``bootstrap`` is ``"host:port[,…]"`` (unsecured) or a :class:`~detector.kafka.clients.ClientSettings`.
     """
@@ -60,7 +61,7 @@ async def produce_scenario(
     t_ev0: float | None = None
     batch: list[Any] = []
     try:
-        for ts, topic, ev in simulate(sc):
+        for ts, topic, ev in (simulate(sc) if events is None else events):
             if t_ev0 is None:
                 t_ev0 = ts
             batch.append(prod.send(names[topic], orjson.dumps(ev), key=str(ev["prediction_id"]).encode()))
