@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import math
 import os
 import sys
 import tempfile
@@ -164,7 +165,8 @@ def run(args: argparse.Namespace) -> int:
             loop.create_task(_drive(worker, cfg, args, state, c, sc, task_scs))
 
         code = run_worker(cfg, refs, ref, worker_id="demo", on_started=on_started)
-        print(f"\n{c('bold')}done{c('end')}: {state['sent']:,} messages simulated, {state['shown']} alert events shown.")
+        held = (f" (the simulator waited {state['held']:.0f} s for the worker to keep up)" if state.get("held", 0) >= 1 else "")
+        print(f"\n{c('bold')}done{c('end')}: {state['sent']:,} messages simulated, {state['shown']} alert events shown{held}.")
         _print_scorecard(truth, state, c)
         return code
     finally:
@@ -173,6 +175,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 _TASK = {"eta": "regression", "intent": "multiclass"}
+_MAX_LAG_H = 6.0  # simulated hours the worker's evaluation may fall behind the simulator
 
 
 def _span(g: dict[str, Any]) -> str:
@@ -248,6 +251,19 @@ async def _drive(worker: Any, cfg: Config, args: argparse.Namespace, state: dict
                       f"{firing} firing, {now - t0:.0f}s{c('end')}\r", end="", flush=True)
             await asyncio.sleep(0.25)
 
+    async def throttle(ts: float) -> None:
+        """Hold the simulator while the worker's evaluation is more than ``_MAX_LAG_H`` behind it (a slow or busy
+        machine): the live view then keeps pace with the fault timeline instead of showing alerts long after."""
+        while not stop.is_set():
+            wm = worker.sidecar.evaluator.watermark
+            if wm is not None and math.isfinite(wm) and ts - wm <= _MAX_LAG_H * 3600:
+                return
+            if wm is None or not math.isfinite(wm):  # nothing evaluated yet: the first windows are still open
+                if ts - state.setdefault("first_ts", ts) <= _MAX_LAG_H * 3600:
+                    return
+            state["held"] = state.get("held", 0.0) + 0.2
+            await asyncio.sleep(0.2)
+
     async def stopper() -> None:
         await asyncio.sleep(max(1.0, args.duration - (time.monotonic() - t0)))
         stop.set()
@@ -257,7 +273,7 @@ async def _drive(worker: Any, cfg: Config, args: argparse.Namespace, state: dict
     try:
         events = demo_events(simulate(sc), task_scs) if task_scs else None
         await produce_scenario(worker.settings, args.scenario, rate_per_hour=args.rate, speedup=args.speedup, stop=stop,
-                               on_progress=progress, events=events)
+                               on_progress=progress, events=events, throttle=throttle)
         state["done"] = True
         # let the worker drain what was produced, then close the remaining windows
         deadline = time.monotonic() + 30

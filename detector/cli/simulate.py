@@ -17,7 +17,7 @@ import asyncio
 import logging
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import orjson
@@ -42,8 +42,12 @@ async def produce_scenario(
     on_progress: Callable[[float, int], None] | None = None,
     producer_kwargs: dict[str, Any] | None = None,
     events: Iterable[tuple[float, str, dict[str, Any]]] | None = None,
+    throttle: Callable[[float], Awaitable[None]] | None = None,
 ) -> int:
     """Produce a scenario's events (or ``events``, time-ordered, in its place); returns the number of messages sent.
+
+    ``throttle(ts)``, when given, is awaited after each batch (event time ``ts``): a consumer that falls
+    behind can hold the producer back (``skewwatch demo`` does, so its timeline stays in step on a slow machine).
 
     ``bootstrap`` is ``"host:port[,…]"`` (unsecured) or a :class:`~detector.kafka.clients.ClientSettings`.
     """
@@ -77,6 +81,8 @@ async def produce_scenario(
                     await asyncio.sleep(ahead)
                 if on_progress is not None:
                     on_progress(ts, sent)
+                if throttle is not None:
+                    await throttle(ts)
         if batch:
             await asyncio.gather(*batch)
         await prod.flush()
