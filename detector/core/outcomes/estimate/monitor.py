@@ -65,7 +65,8 @@ PENDING = 2000  # windows whose estimate waits for its labels (a week of 5-minut
 MATURED = 48  # matured gaps kept per metric for the stated-error inflation
 #: what a metric's realised value rests on (labelled predictions, acted, positives, the smaller class)
 #: before its gap to the estimate is measured: matured windows are pooled until every metric has it
-MIN_COUNTS = {"accuracy": 100, "precision": 20, "recall": 20, "auc": 20}
+MIN_COUNTS = {"accuracy": 100, "precision": 20, "recall": 20, "auc": 20,
+              "macro_f1": 200, "mae": 100, "rmse": 200}  # macro-F1 and RMSE: noisier (small classes, squared tails)
 POOL_SPAN = 7 * DAY  # a pool that cannot fill within a week is dropped (a model with almost no labels)
 
 
