@@ -326,21 +326,25 @@ class OutcomeMonitor:
         return out
 
     # ------------------------------------------------------------------ evaluation
-    def censoring(self, m: _Model, mat: float) -> float:
+    def censoring(self, m: _Model, mat: float) -> tuple[float, float]:
         """Observed base rate at label age ``mat`` over the (nearly) complete one, from production's own
         delays: cohorts evaluated at ``mat`` and now at least twice as old, with the labels that came
         after their evaluation. 1.0 when every label comes well within ``mat``; NaN until known.
 
         Positives that take longer (chargebacks) make a cohort look negative-heavy at any fixed age;
         the comparisons with training (which knows complete labels) scale the training rates by it.
+        Returns (factor, relative variance): the factor is a ratio of two thinning shares estimated from
+        production's own pairs - a quiet model's first days give it from a few dozen positives - and the
+        tests against training carry that noise instead of taking the scaled rate as exact.
         """
         old = [d for d in m.done.values() if math.isclose(d.horizon, mat) and d.end + 2 * mat <= self.now]
         lab = sum(d.cnt[0, C["lab"]] for d in old)
         pos = sum(d.cnt[0, C["pos"]] for d in old)
         late, late_pos = sum(d.late for d in old), sum(d.late_pos for d in old)
         if lab < self.settings.thresholds.min_labels or pos <= 0:
-            return math.nan
-        return float((pos / lab) / ((pos + late_pos) / (lab + late)))
+            return math.nan, math.nan
+        a_pos, a_lab = pos / (pos + late_pos), lab / (lab + late)  # shares of positives / pairs in by this age
+        return float(a_pos / a_lab), float((1 - a_pos) / pos + (1 - a_lab) / lab)
 
     def _pool(self, m: _Model, c: Cohort, mat: float) -> list[Cohort]:
         """``c`` and the cohorts evaluated just before it at a comparable label age, newest first, until the
@@ -419,7 +423,7 @@ class OutcomeMonitor:
         if m.delay_unsettled or any(a.get("kind") == "label_delay" and a.get("statistic") in DELAY_STATS
                                     for a in eng.alerts.firing(m.name)):
             incomplete[:] = True  # after a delay shift: labels at this age are not comparable yet
-        findings, delay_shift = explain(findings, rows, comp, stable, incomplete, "concept_drift" in firing)
+        findings, delay_shift = explain(findings, rows, comp, stable, incomplete, "concept_drift" in firing, inputs_stable)
         if not comparable:
             findings = []
         label_stable = not lab_unstable[0] and "label_drift" not in firing and not any(f.kind == "label_drift" for f in findings)
