@@ -1,6 +1,7 @@
 """Explaining an evaluation's outcome findings: the most specific cause per slice row.
 
-:func:`explain` attributes findings (see :mod:`detector.core.outcomes.monitor`, step 3): incomplete
+:func:`explain` attributes findings (see :mod:`detector.core.outcomes.monitor`, step 3): with stable
+inputs, all traffic's observed/expected against training is the label-drift hypothesis; incomplete
 labels explain base-rate and calibration moves (:func:`incomplete`); performance or calibration
 falling while inputs and labels are stable is ``concept_drift``; a global finding covers the slice
 findings of its kind; one finding per slice row survives, by :data:`PRIORITY` (the kind registry's
