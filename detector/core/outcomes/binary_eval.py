@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from detector.core.checks.window import Result
-from detector.core.outcomes.checks import base_rate_shift, outcome_checks
+from detector.core.outcomes.checks import base_rate_shift, outcome_checks, power_span
 from detector.core.outcomes.cohort import C
 
 __all__ = ["binary_results"]
@@ -31,7 +31,7 @@ def binary_results(mon: Any, m: Any, c: Any, cur: Any, bas: Any, rows: np.ndarra
     lay, ref = m.layout, m.ref
     ref_rate, ref_n, ref_oe, s_rate, s_n = (np.full(rows.size, np.nan) for _ in range(5))
     # training knows complete labels; at this label age the slower label value is under-represented
-    k = mon.censoring(m, mat)
+    k, k_rv = mon.censoring(m, mat)
     g_rate = ref.label_base_rate * k if ref.label_base_rate is not None and k == k else None
     if g_rate is not None:
         ref_rate[0], ref_n[0] = g_rate, ref.label_count
@@ -60,11 +60,29 @@ def binary_results(mon: Any, m: Any, c: Any, cur: Any, bas: Any, rows: np.ndarra
     stable = ~lab_unstable & inputs_stable & ("label_drift" not in firing)
     ref_auc = ref.outcome.get("auc")
     ref_slope = (ref.outcome["slope"], ref.outcome.get("slope_se", 0.0)) if "slope" in ref.outcome else None
+    span = _span(mon, m, c, cur, mat, ref_slope, th)
     rp = (ref.label_count or 0) * (ref.label_base_rate or 0.0)
     results = outcome_checks(
         cur, bas, th, ref_rate=ref_rate, ref_n=ref_n, ref_oe=ref_oe, slice_ref_rate=s_rate, slice_ref_n=s_n,
         global_ratio=g_ratio, ref_auc=ref_auc if isinstance(ref_auc, float) else None,
         ref_auc_n=(ref.outcome.get("positives", rp), ref.outcome.get("negatives", (ref.label_count or 0) - rp)),
-        horizon=mat, base_horizon=base_h, ref_slope=ref_slope,
+        horizon=mat, base_horizon=base_h, ref_slope=ref_slope, ref_rv=k_rv if k_rv == k_rv else 0.0, span=span,
         river_latched=m.latched, stable=stable, comp=comp, day=day, inputs_stable=inputs_stable)
     return results, stable, expected, lab_unstable
+
+
+def _span(mon: Any, m: Any, c: Any, cur: Any, mat: float, ref_slope: tuple[float, float] | None, th: Any) -> np.ndarray | None:
+    """All traffic's score histograms by outcome over the trailing matured cohorts (``c`` first, then those
+    evaluated before it at the same label age, without a label-delay suspicion) that the comparisons with
+    training need (:func:`~detector.core.outcomes.checks.power_span`); at least the pool's own pairs.
+    None without a training slope (nothing to compare with)."""
+    if ref_slope is None:
+        return None
+    hists = [c.hist[0]]
+    for d in reversed(m.done.values()):
+        if not math.isclose(d.horizon, mat) or d.label_suspect:
+            break
+        hists.append(d.hist[0])
+    k = power_span(np.stack(hists), ref_slope[0], th)
+    span = np.sum(hists[:k], axis=0)
+    return span if span[1].sum() >= cur.hist[0, 1].sum() else cur.hist[0]

@@ -50,6 +50,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import special
 
 from detector.core.checks.window import Result
 from detector.core.outcomes.cohort import (
@@ -65,11 +66,11 @@ from detector.core.outcomes.cohort import (
 )
 from detector.core.outcomes.delay_checks import delay_checks
 from detector.core.stats import distributions as stats
-from detector.core.stats.distributions import poisson_pvalue
+from detector.core.stats.distributions import poisson_pvalue, poisson_ratio_pvalue
 from detector.core.stats.effects import div as _div
 from detector.core.stats.effects import log_effect, pct, ratio_flags, rnd
 
-__all__ = ["OutcomeThresholds", "Arrays", "outcome_checks", "expected_positives", "base_rate_shift"]
+__all__ = ["OutcomeThresholds", "Arrays", "outcome_checks", "expected_positives", "base_rate_shift", "power_span"]
 
 
 @dataclass(frozen=True)
@@ -95,6 +96,9 @@ class OutcomeThresholds:
     brier_ratio_critical: float = 1.5
     river_brier_ratio: float = 1.2
     critical_labels: int = 500  # "critical" (fires at once) needs at least this many labelled pairs
+    # ... and this many of the rarer outcome (positives or negatives): the pooling target, at which a
+    # ratio of 1.5 shows at p < 0.001 with 80% power (see OutcomeSettings.min_events)
+    critical_events: int = 70
     small_count: float = 30.0  # below this many expected events, p-values use exact Poisson tails
     match_ratio: float = 0.8
     match_ratio_critical: float = 0.5
@@ -121,8 +125,13 @@ def outcome_checks(cur: Arrays, base: Arrays, th: OutcomeThresholds, *, ref_rate
                    ref_oe: np.ndarray, slice_ref_rate: np.ndarray, slice_ref_n: np.ndarray, global_ratio: float,
                    ref_auc: float | None, ref_auc_n: tuple[float, float], horizon: float, base_horizon: float,
                    river_latched: bool, stable: np.ndarray, comp: np.ndarray, day: np.ndarray | None,
-                   inputs_stable: bool = True, ref_slope: tuple[float, float] | None = None) -> list[Result]:
-    """All outcome checks; ``ref_*`` arrays are per pseudo-row (NaN = no training value).
+                   inputs_stable: bool = True, ref_slope: tuple[float, float] | None = None,
+                   ref_rv: float = 0.0, span: np.ndarray | None = None) -> list[Result]:
+    """All outcome checks; ``ref_*`` arrays are per pseudo-row (NaN = no training value); ``ref_rv`` is the
+    relative variance of the training rates' scaling to this label age (estimated from production).
+    ``span`` is all traffic's (negative, positive) score histogram over the trailing matured cohorts long
+    enough to test the calibration slope (see :func:`power_span`): the AUC and slope against training,
+    which need no production baseline, use it instead of the pool.
 
     Comparisons with training have no complement rows (``comp``); those rows mirror the
     all-traffic verdict, so a global breach is reported globally instead of being pinned on
@@ -163,8 +172,10 @@ def outcome_checks(cur: Arrays, base: Arrays, th: OutcomeThresholds, *, ref_rate
     tested = (dn >= mn) & (np.nan_to_num(ref_n) >= mn) & (np.nan_to_num(exp_t) > 0) & (np.nan_to_num(exp_t, nan=1) < 1)
     absd = np.abs(np.nan_to_num(dp - exp_t)) >= th.base_rate_abs
     warn, crit = ratio_flags(ratio_t, th.base_rate_ratio, th.base_rate_ratio_critical, absd)
-    pv = np.asarray(stats.proportion_test(dy, dn, np.where(tested, np.nan_to_num(exp_t), 0.5), "two-sided",
-                                          n0=np.maximum(np.nan_to_num(ref_n), 1)))
+    # the expected rate is known from training (ref_n pairs) scaled by an estimated factor: an effective n0
+    pt = np.where(tested, np.clip(np.nan_to_num(exp_t), 1e-9, 1 - 1e-9), 0.5)
+    n0 = _div(pt * (1 - pt), pt * (1 - pt) / np.maximum(np.nan_to_num(ref_n), 1) + pt * pt * ref_rv)
+    pv = np.asarray(stats.proportion_test(dy, dn, pt, "two-sided", n0=np.maximum(np.nan_to_num(n0), 1)))
     _mirror(comp, tested, warn, crit, pv)
     out.append(Result(
         "label_drift", None, "base_rate_ratio", ratio_t, tested, warn, crit, pv, th.base_rate_ratio,
@@ -212,16 +223,23 @@ def outcome_checks(cur: Arrays, base: Arrays, th: OutcomeThresholds, *, ref_rate
         rp, rn = ref_auc_n
         refs.append(("training", ra, auc_se(ra, np.full(P, rp), np.full(P, rn)), ~np.isnan(ra)))
     for name, a0, se0, ok0 in refs:
-        dlt = a0 - auc
-        z = _div(dlt, np.sqrt(auc_se(auc, Pc, Nc) ** 2 + se0**2))
-        tested = (Pc >= th.min_class) & (Nc >= th.min_class) & ok0
+        ng, ps, au, Pn, Nn = neg, pos, auc, Pc, Nc
+        if name == "training" and span is not None:  # all traffic over the span long enough to show it
+            ng, ps = neg.copy(), pos.copy()
+            ng[0], ps[0] = span[0], span[1]
+            au, Pn, Nn = auc.copy(), Pc.copy(), Nc.copy()
+            au[0], Pn[0], Nn[0] = float(binned_auc(span[0][None], span[1][None])[0][0]), span[1].sum(), span[0].sum()
+        dlt = a0 - au
+        z = _div(dlt, np.sqrt(auc_se(au, Pn, Nn) ** 2 + se0**2))
+        tested = (Pn >= th.min_class) & (Nn >= th.min_class) & ok0
         out.append(Result(
             "performance", None, "auc_drop", dlt, tested, np.nan_to_num(dlt) >= th.auc_drop,
             np.nan_to_num(dlt) >= th.auc_drop_critical, np.asarray(stats.norm_sf(np.nan_to_num(z))), th.auc_drop,
-            lambda i, a0=a0, name=name: {"reference": {"auc": rnd(a0[i]), "source": name},
-                                         "current": {"auc": rnd(auc[i]), "pr_auc": rnd(average_precision(neg[i], pos[i])),
-                                                     "positives": int(Pc[i]), "negatives": int(Nc[i])}},
-            lambda i, a0=a0, name=name: f"ROC AUC fell to {auc[i]:.3f} from {a0[i]:.3f} ({name})"))
+            lambda i, a0=a0, name=name, au=au, ng=ng, ps=ps, Pn=Pn, Nn=Nn: {
+                "reference": {"auc": rnd(a0[i]), "source": name},
+                "current": {"auc": rnd(au[i]), "pr_auc": rnd(average_precision(ng[i], ps[i])),
+                            "positives": int(Pn[i]), "negatives": int(Nn[i])}},
+            lambda i, a0=a0, name=name, au=au: f"ROC AUC fell to {au[i]:.3f} from {a0[i]:.3f} ({name})"))
 
     # ---- performance at the threshold in force
     tp, fp, fn = cur.cnt[:, C["tp"]], cur.cnt[:, C["fp"]], cur.cnt[:, C["fn"]]
@@ -254,14 +272,14 @@ def outcome_checks(cur: Arrays, base: Arrays, th: OutcomeThresholds, *, ref_rate
         lambda i: f"calibration worsened: ECE {e[i]:.3f} vs {eb[i]:.3f} usually (a score no longer means the same risk)"))
 
     # ---- calibration slope (spread of the outcomes around the scores) vs baseline and training
-    out.extend(_slope_checks(cur, base, th, comp, ref_slope))
+    out.extend(_slope_checks(cur, base, th, comp, ref_slope, span))
 
     # ---- calibration-in-the-large vs training
     obs, E, S2 = cur.cnt[:, C["spos"]], cur.cnt[:, C["s"]], cur.cnt[:, C["s2"]]
     oe = _div(obs, E)
     ratio_oe = _div(oe, ref_oe)
     k_ = np.nan_to_num(ref_oe)
-    v_ = np.maximum(k_ * E - k_ * k_ * S2, k_ * E * 0.05)
+    v_ = np.maximum(k_ * E - k_ * k_ * S2, k_ * E * 0.05) + (k_ * E) ** 2 * ref_rv
     z = _div(obs - k_ * E, np.sqrt(v_))
     tested = (sl >= mn) & ~np.isnan(ref_oe) & (E > 0)
     absd = np.abs(np.nan_to_num(_div(obs - k_ * E, sl))) >= th.base_rate_abs
@@ -292,27 +310,37 @@ def outcome_checks(cur: Arrays, base: Arrays, th: OutcomeThresholds, *, ref_rate
         lambda i: f"this slice's base rate is {pct(dp[i])} where its training rate (scaled by the global change) gives "
                   f"{pct(exp_s[i])}: check that the label means the same thing here",
         effect=log_effect(ratio_s)))
-    big = np.maximum(n, np.nan_to_num(dn)) >= th.critical_labels
+    # "critical" fires without a confirming evaluation, so the sample must be able to establish the effect:
+    # the information of a binary outcome is in its rarer class, not in the number of pairs (1,000 pairs of
+    # a 2% outcome are 20 positives; a ratio of 2 on 20 expected is within chance of 1.5)
+    rare = np.maximum(np.minimum(y, n - y), np.nan_to_num(np.minimum(dy, dn - dy)))
+    big = (np.maximum(n, np.nan_to_num(dn)) >= th.critical_labels) & (rare >= th.critical_events)
     for r in out:  # a small sample may breach hugely by chance: let hysteresis confirm it
         r.crit = r.crit & big
     return out
 
 
 def _slope_checks(cur: Arrays, base: Arrays, th: OutcomeThresholds, comp: np.ndarray,
-                  ref_slope: tuple[float, float] | None) -> list[Result]:
+                  ref_slope: tuple[float, float] | None, span: np.ndarray | None = None) -> list[Result]:
     """Cox calibration slope against the baseline's and training's: x1.3 (critical x2) either way, z-test.
     A rank-preserving change of how extreme outcomes are (scores too timid or too extreme) moves it;
-    late labels do not (see :func:`~detector.core.outcomes.cohort.calibration_slope`)."""
+    late labels do not (see :func:`~detector.core.outcomes.cohort.calibration_slope`). Against training,
+    all traffic is measured over ``span`` when given."""
     P = cur.cnt.shape[0]
-    b, se = calibration_slope(cur.hist[:, 0, :], cur.hist[:, 1, :])
+    b_pool, se_pool = calibration_slope(cur.hist[:, 0, :], cur.hist[:, 1, :])
     out = []
     refs = [("baseline", *calibration_slope(base.hist[:, 0, :], base.hist[:, 1, :]), np.ones(P, bool))]
     if ref_slope is not None:
         b0 = np.full(P, np.nan)
         b0[0] = ref_slope[0]
         refs.append(("training", b0, np.full(P, ref_slope[1]), np.zeros(P, bool)))
-    n_min = (cur.hist[:, 1, :].sum(1) >= th.min_class) & (cur.hist[:, 0, :].sum(1) >= th.min_class)
     for name, b0, se0, per_row in refs:
+        b, se, h = b_pool, se_pool, cur.hist
+        if name == "training" and span is not None:
+            b, se, h = b_pool.copy(), se_pool.copy(), cur.hist.copy()
+            b[0], se[0] = (float(v) for v in calibration_slope(span[0], span[1]))
+            h[0] = span
+        n_min = (h[:, 1, :].sum(1) >= th.min_class) & (h[:, 0, :].sum(1) >= th.min_class)
         ratio = _div(b, b0)
         z = _div(b - b0, np.sqrt(se * se + se0 * se0))
         tested = n_min & np.isfinite(ratio) & (np.nan_to_num(b0) > 0)
@@ -322,13 +350,34 @@ def _slope_checks(cur: Arrays, base: Arrays, th: OutcomeThresholds, comp: np.nda
             _mirror(comp, tested, warn, crit, pv)
         out.append(Result(
             "calibration", None, "calibration_slope", b, tested, warn, crit, pv, th.oe_ratio,
-            lambda i, b0=b0, name=name: {"reference": {"calibration_slope": rnd(b0[i]), "source": name},
-                                         "current": {"calibration_slope": rnd(b[i]), "se": rnd(se[i])}},
-            lambda i, b0=b0, name=name: (
+            lambda i, b0=b0, name=name, b=b, se=se, h=h: {
+                "reference": {"calibration_slope": rnd(b0[i]), "source": name},
+                "current": {"calibration_slope": rnd(b[i]), "se": rnd(se[i]), "positives": int(h[i, 1].sum())}},
+            lambda i, b0=b0, name=name, b=b: (
                 f"outcomes are {'more' if b[i] > b0[i] else 'less'} extreme than the scores say: calibration slope "
                 f"{b[i]:.2f} vs {b0[i]:.2f} ({name}); the score's meaning changed"),
             effect=log_effect(ratio)))
     return out
+
+
+def power_span(hists: np.ndarray, b_ref: float, th: OutcomeThresholds, alpha: float = 0.001, power: float = 0.8) -> int:
+    """How many of the trailing cohorts (``hists``: (K, 2, bins), newest first, each all traffic's negative /
+    positive score histogram at the same label age) a test of the calibration slope against ``b_ref`` needs:
+    the fewest whose pooled slope's standard error lets a change by the warning ratio show at ``alpha``
+    (two-sided) with ``power`` - all of them when even that is short (the test then runs on all, and a
+    quiet model stays silent rather than guessing). A busy model needs one cohort, a quiet one days.
+
+    >>> rng = np.random.default_rng(1); s = rng.uniform(0.01, 0.6, (6, 4000)); y = rng.random(s.shape) < s * 0.2
+    >>> h = np.stack([np.stack([np.bincount((s[k] * N_HIST).astype(int)[~y[k]], minlength=N_HIST),
+    ...                         np.bincount((s[k] * N_HIST).astype(int)[y[k]], minlength=N_HIST)]) for k in range(6)])
+    >>> 1 < power_span(h, 1.0, OutcomeThresholds()) <= 6
+    True
+    """
+    cum = np.cumsum(hists, axis=0)
+    _, se = calibration_slope(cum[:, 0, :], cum[:, 1, :])
+    need = (th.oe_ratio - 1.0) * abs(b_ref) / (float(-special.ndtri(alpha / 2)) + float(special.ndtri(power)))
+    ok = np.flatnonzero(np.nan_to_num(se, nan=np.inf) <= need)
+    return int(ok[0]) + 1 if ok.size else int(hists.shape[0])
 
 
 def base_rate_shift(cur: Arrays, base: Arrays, th: OutcomeThresholds, scores_trusted: bool = True) -> tuple[np.ndarray, ...]:
@@ -341,7 +390,7 @@ def base_rate_shift(cur: Arrays, base: Arrays, th: OutcomeThresholds, scores_tru
     n, y = cur.cnt[:, C["lab"]], cur.cnt[:, C["pos"]]
     nb, yb = base.cnt[:, C["lab"]], base.cnt[:, C["pos"]]
     pb = _div(yb, nb)
-    E, V = expected_positives(cur, base)
+    E, V, est = expected_positives(cur, base)
     ratio = _div(y, E)
     tested = (n >= th.min_labels) & (nb >= th.min_labels * th.base_factor) & (np.nan_to_num(pb) > 0) \
         & (np.nan_to_num(pb, nan=1) < 1) & (E > 0)
@@ -354,7 +403,9 @@ def base_rate_shift(cur: Arrays, base: Arrays, th: OutcomeThresholds, scores_tru
         warn, crit = warn & agree, crit & agree
     z = _div(y - E, np.sqrt(V))
     pv = np.minimum(1.0, 2 * np.asarray(stats.norm_sf(np.abs(np.nan_to_num(z)))))
-    pv = np.where(E < th.small_count, poisson_pvalue(y, E, "two-sided"), pv)
+    # few events: the exact test of the count against an expectation that is itself estimated (a
+    # baseline worth E^2 / var(E) events), so a sparse baseline cannot turn a modest excess into a certainty
+    pv = np.where(E < th.small_count, poisson_ratio_pvalue(y, E, np.where(est > 0, _div(E * E, est), np.inf), "two-sided"), pv)
     if not scores_trusted:  # ... and the raw move must be significant on its own
         p0 = np.where(tested, np.clip(np.nan_to_num(pb), 1e-9, 1 - 1e-9), 0.5)
         pr = np.asarray(stats.proportion_test(y, n, p0, "two-sided", n0=np.maximum(nb, 1)))
@@ -363,23 +414,54 @@ def base_rate_shift(cur: Arrays, base: Arrays, th: OutcomeThresholds, scores_tru
     return E, ratio, tested, warn, crit, pv
 
 
-def expected_positives(cur: Arrays, base: Arrays, prior: float = 5.0) -> tuple[np.ndarray, np.ndarray]:
-    """Positives the baseline predicts for the current pairs, and the variance of the count.
+def expected_positives(cur: Arrays, base: Arrays, prior: float = 5.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Positives the baseline predicts for the current pairs; the variance of the count; the part of it
+    that is the baseline's estimation noise.
 
-    Each scored pair expects its score bin's baseline label rate (shrunk towards the baseline's
-    overall rate with ``prior`` pseudo-pairs), an unscored one the overall rate. The variance
-    adds the Bernoulli noise of the current pairs and the estimation noise of the bin rates.
+    Each scored pair expects its score bin's baseline label rate, an unscored one the baseline's
+    overall rate. A bin's rate is shrunk (``prior`` pseudo-pairs) towards the *scores recalibrated to
+    the baseline* - the bin's mean score with its odds times one factor that makes the baseline's
+    bins add up to its positives (at a label age, the share of positives labelled relative to
+    negatives) - not towards the overall rate: a sparse high-score bin shrunk to a 2% overall rate
+    would expect far too few positives wherever the current pairs hold a few high scores, and a
+    quiet model's current pairs always look riskier than "expected". The variance adds the
+    Bernoulli noise of the current pairs and the estimation noise of the bin rates.
     """
     nb, yb = base.cnt[:, C["lab"]], base.cnt[:, C["pos"]]
     pb = np.nan_to_num(_div(yb, nb))
     m, q = base.rel[..., 0], base.rel[..., 2]
-    r = (q + prior * pb[:, None]) / (m + prior)
     k = cur.rel[..., 0]
+    centre = (np.arange(m.shape[-1]) + 0.5) / m.shape[-1]
+    sbar = np.where(m > 0, _div(base.rel[..., 1], m), np.where(k > 0, _div(cur.rel[..., 1], k), centre))
+    r0 = recalibrated(np.clip(np.nan_to_num(sbar), 1e-4, 1 - 1e-4), m, q.sum(-1))
+    r = (q + prior * r0) / (m + prior)
     rest = np.maximum(cur.cnt[:, C["lab"]] - k.sum(1), 0.0)
     E = (k * r).sum(1) + rest * pb
-    V = (k * r * (1 - r)).sum(1) + rest * pb * (1 - pb) + (k * k * r * (1 - r) / (m + prior)).sum(1) \
-        + rest * rest * pb * (1 - pb) / np.maximum(nb, 1)
-    return E, np.maximum(V, 1e-12)
+    est = (k * k * r * (1 - r) / (m + prior)).sum(1) + rest * rest * pb * (1 - pb) / np.maximum(nb, 1)
+    V = (k * r * (1 - r)).sum(1) + rest * pb * (1 - pb) + est
+    return E, np.maximum(V, 1e-12), est
+
+
+def recalibrated(s: np.ndarray, m: np.ndarray, total: np.ndarray, steps: int = 30) -> np.ndarray:
+    """Scores ``s`` (rows x bins) with their odds times one factor per row, chosen so that bins of ``m``
+    pairs expect ``total`` positives (Newton on the log factor; no positives gives rates near 0).
+
+    >>> r = recalibrated(np.array([[0.05, 0.5]]), np.array([[100.0, 10.0]]), np.array([5.0]))
+    >>> round(float((r * [100.0, 10.0]).sum()), 3), bool(r[0, 1] > 5 * r[0, 0])
+    (5.0, True)
+    """
+    logit = np.log(s / (1 - s))
+    n = m.sum(-1)
+    target = np.clip(total, 0.5 * np.minimum(n, 1.0), np.maximum(n - 0.5, 0.5))  # keep the root finite
+    d = np.log(_div(target + 0.5, n + 1.0) / np.maximum(_div((m * s).sum(-1) + 0.5, n + 1.0), 1e-9))
+    d = np.nan_to_num(d)
+    for _ in range(steps):
+        p = 1 / (1 + np.exp(-(logit + d[:, None])))
+        f = (m * p).sum(-1) - target
+        g = (m * p * (1 - p)).sum(-1)
+        d = d - np.where(g > 1e-12, f / np.maximum(g, 1e-12), 0.0)
+        d = np.clip(d, -30.0, 30.0)
+    return 1 / (1 + np.exp(-(logit + d[:, None])))
 
 
 def _mirror(comp: np.ndarray, *arrays: np.ndarray) -> None:

@@ -1,6 +1,7 @@
 """Explaining an evaluation's outcome findings: the most specific cause per slice row.
 
-:func:`explain` attributes findings (see :mod:`detector.core.outcomes.monitor`, step 3): incomplete
+:func:`explain` attributes findings (see :mod:`detector.core.outcomes.monitor`, step 3): with stable
+inputs, all traffic's observed/expected against training is the label-drift hypothesis; incomplete
 labels explain base-rate and calibration moves (:func:`incomplete`); performance or calibration
 falling while inputs and labels are stable is ``concept_drift``; a global finding covers the slice
 findings of its kind; one finding per slice row survives, by :data:`PRIORITY` (the kind registry's
@@ -33,9 +34,18 @@ def rank(f: Finding) -> int:
 
 
 def explain(findings: list[Finding], rows: np.ndarray, comp: np.ndarray, stable: np.ndarray,
-             incomplete: np.ndarray, concept_firing: bool) -> tuple[list[Finding], bool]:
+             incomplete: np.ndarray, concept_firing: bool, inputs_stable: bool = False) -> tuple[list[Finding], bool]:
     """Attribute findings to the most specific explanation (see the module docstring)."""
     pos = {int(r): i for i, (r, cp) in enumerate(zip(rows.tolist(), comp.tolist(), strict=True)) if not cp}
+    # 0. over all traffic, outcomes against what training's outcomes predict for these scores (O/E vs
+    #    training) is the outcome base rate for this score mix - the label-drift hypothesis. With the
+    #    inputs unchanged, a move of it is the outcome prior moving, not the scores' meaning: the spread
+    #    of outcomes around the scores (calibration slope, ECE) is what tells a miscalibration.
+    if inputs_stable:
+        findings = [replace(f, kind="label_drift", summary=f.summary.replace(": scores are miscalibrated", "") +
+                            " with the inputs unchanged: the outcome prior moved")
+                    if f.row == 0 and f.kind == "calibration" and f.statistic == "observed_expected_ratio" else f
+                    for f in findings]
     # 1. incomplete labels explain base-rate and calibration moves
     delay_rows = {f.row for f in findings if f.kind == "label_delay" and f.statistic in DELAY_STATS}
     delay_rows |= {f.row for f in findings if f.kind in ("label_drift", "calibration") and incomplete[pos.get(f.row, 0)]}

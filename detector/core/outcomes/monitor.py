@@ -25,8 +25,10 @@ end of each ``Engine.advance``. The monitor
    incident is open, a delay shift was seen and the maturity is still catching up with it
    (rose by more than 20% over the last day), or a significant drop of the labelled share can
    account for it (see
-   :func:`_incomplete`); performance falling while inputs (no input alert fired while the cohort
-   matured) and the base rate are stable becomes ``concept_drift``; a global finding covers the
+   :func:`_incomplete`); performance falling while inputs (no all-traffic input alert fired while the
+   cohort matured: :meth:`OutcomeMonitor.input_change`) and the base rate are stable becomes
+   ``concept_drift``, and all traffic's outcomes against training's for these scores (O/E) moving
+   with stable inputs is ``label_drift``; a global finding covers the
    slice findings of its kind; one finding per slice row survives (priority :data:`PRIORITY`,
    the others are listed in its evidence as ``also``);
 4. emits alerts through ``engine.alerts.update(..., scope=OUTCOME_KINDS)``.
@@ -310,7 +312,7 @@ class OutcomeMonitor:
         out: list[Alert] = []
         for name in sorted(self.models):
             m = self.models[name]
-            fk = self.engine.alerts.firing_kinds(name) & INPUT_CHANGE
+            fk = self.input_change(name)
             for c in m.open.values():
                 if c.end <= watermark:
                     c.input_kinds |= fk
@@ -326,21 +328,32 @@ class OutcomeMonitor:
         return out
 
     # ------------------------------------------------------------------ evaluation
-    def censoring(self, m: _Model, mat: float) -> float:
+    def input_change(self, model: str) -> set[str]:
+        """Kinds of the open input incidents that say all traffic's inputs changed (:data:`INPUT_CHANGE`, no
+        slice). An incident confined to one slice (a default value in one channel) cannot explain a move of
+        the outcomes of all traffic, and must not turn every outcome finding of the model into its consequence."""
+        return {str(a.get("kind")) for a in self.engine.alerts.firing(model)
+                if a.get("kind") in INPUT_CHANGE and not a.get("slice")}
+
+    def censoring(self, m: _Model, mat: float) -> tuple[float, float]:
         """Observed base rate at label age ``mat`` over the (nearly) complete one, from production's own
         delays: cohorts evaluated at ``mat`` and now at least twice as old, with the labels that came
         after their evaluation. 1.0 when every label comes well within ``mat``; NaN until known.
 
         Positives that take longer (chargebacks) make a cohort look negative-heavy at any fixed age;
         the comparisons with training (which knows complete labels) scale the training rates by it.
+        Returns (factor, relative variance): the factor is a ratio of two thinning shares estimated from
+        production's own pairs - a quiet model's first days give it from a few dozen positives - and the
+        tests against training carry that noise instead of taking the scaled rate as exact.
         """
         old = [d for d in m.done.values() if math.isclose(d.horizon, mat) and d.end + 2 * mat <= self.now]
         lab = sum(d.cnt[0, C["lab"]] for d in old)
         pos = sum(d.cnt[0, C["pos"]] for d in old)
         late, late_pos = sum(d.late for d in old), sum(d.late_pos for d in old)
         if lab < self.settings.thresholds.min_labels or pos <= 0:
-            return math.nan
-        return float((pos / lab) / ((pos + late_pos) / (lab + late)))
+            return math.nan, math.nan
+        a_pos, a_lab = pos / (pos + late_pos), lab / (lab + late)  # shares of positives / pairs in by this age
+        return float(a_pos / a_lab), float((1 - a_pos) / pos + (1 - a_lab) / lab)
 
     def _pool(self, m: _Model, c: Cohort, mat: float) -> list[Cohort]:
         """``c`` and the cohorts evaluated just before it at a comparable label age, newest first, until the
@@ -401,7 +414,7 @@ class OutcomeMonitor:
         b = base or m.cohort(0.0, 0.0)
         cur = Arrays(ext(pooled.cnt), ext(pooled.rel), ext(pooled.hist), ext(pooled.delay), ext(m.arrivals))
         bas = Arrays(ext(b.cnt), ext(b.rel), ext(b.hist), ext(b.delay), ext(arr_b))
-        firing = eng.alerts.firing_kinds(m.name)
+        firing = (eng.alerts.firing_kinds(m.name) - INPUT_CHANGE) | self.input_change(m.name)
         inputs_stable = not ((c.input_kinds | firing) & INPUT_CHANGE)
         if m.binary:
             results, stable, expected, lab_unstable = binary_results(self, m, c, cur, bas, rows, comp, ext, mat, base_h,
@@ -419,7 +432,7 @@ class OutcomeMonitor:
         if m.delay_unsettled or any(a.get("kind") == "label_delay" and a.get("statistic") in DELAY_STATS
                                     for a in eng.alerts.firing(m.name)):
             incomplete[:] = True  # after a delay shift: labels at this age are not comparable yet
-        findings, delay_shift = explain(findings, rows, comp, stable, incomplete, "concept_drift" in firing)
+        findings, delay_shift = explain(findings, rows, comp, stable, incomplete, "concept_drift" in firing, inputs_stable)
         if not comparable:
             findings = []
         label_stable = not lab_unstable[0] and "label_drift" not in firing and not any(f.kind == "label_drift" for f in findings)

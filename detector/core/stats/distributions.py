@@ -43,6 +43,7 @@ __all__ = [
     "linf",
     "ks_binned",
     "chi2_sf",
+    "poisson_ratio_pvalue",
     "gtest_gof",
     "norm_sf",
     "proportion_test",
@@ -402,3 +403,34 @@ def poisson_pvalue(x: np.ndarray, lam: np.ndarray, alternative: str) -> np.ndarr
     if alternative == "less":
         return lower
     return np.minimum(1.0, 2 * np.minimum(upper, lower))
+
+
+def poisson_ratio_pvalue(x: ArrayLike, lam: ArrayLike, x0: ArrayLike, alternative: str) -> FloatArray:
+    """P-value of count ``x`` against mean ``lam`` when ``lam`` was itself *estimated* from a count worth ``x0``.
+
+    The exact conditional test of two Poisson rates: under the null, given ``x + x0`` events, ``x`` is
+    binomial with success probability ``lam / (lam + x0)`` (``x0`` may be an effective, non-integer
+    count: ``lam**2 / var(lam)``; the tail is the regularised incomplete beta). With ``x0 = inf`` it
+    is :func:`poisson_pvalue`. A small baseline then cannot make a modest excess look like a certainty.
+
+    >>> [round(float(v), 4) for v in poisson_ratio_pvalue(np.array([16.0, 16.0]), np.array([6.3, 6.3]),
+    ...                                                   np.array([np.inf, 20.0]), "greater")]
+    [0.0008, 0.0055]
+    """
+    x = np.asarray(x, dtype=np.float64)
+    lam = np.maximum(np.asarray(lam, dtype=np.float64), 1e-12)
+    x0 = np.asarray(x0, dtype=np.float64)
+    finite = np.isfinite(x0) & (x0 > 0)
+    x0f = np.where(finite, x0, 1.0)
+    pi = lam / (lam + x0f)
+    # with n = x + x0 events: P(X >= x) = I_pi(x, n - x + 1); P(X <= x) = 1 - I_pi(x + 1, n - x)
+    upper = np.where(x > 0, special.betainc(np.maximum(x, 1e-12), x0f + 1.0, pi), 1.0)
+    lower = np.where(x0f > 0, special.betaincc(x + 1.0, np.maximum(x0f, 1e-12), pi), 1.0)
+    exact = poisson_pvalue(x, lam, alternative)
+    if alternative == "greater":
+        out = upper
+    elif alternative == "less":
+        out = lower
+    else:
+        out = np.minimum(1.0, 2 * np.minimum(upper, lower))
+    return np.where(finite, np.maximum(out, exact), exact)
