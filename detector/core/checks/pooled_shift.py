@@ -23,6 +23,10 @@ shift ``k`` (``feature_drift`` / ``time_shift_hours``, the statistic the hourly 
 * the feature has time structure at these hours (the own and the shifted usual mixes differ by at
   least twice the threshold), else there is nothing a clock could have moved.
 
+A clock that went wrong a few hours ago leaves unshifted windows at the start of the pool, which fit
+neither the own nor the shifted hours; so the trailing runs of windows are tried, longest first (at
+least two windows and :data:`MIN_EVENTS` events), and the first that passes every gate is reported.
+
 The engine's persistence rule (:func:`detector.core.engine._persistent_shifts`) then applies as to
 the hourly check. Nothing here keeps state.
 """
@@ -78,11 +82,20 @@ def pooled_time_shift(lay: Layout, v: View, sb: SeasonalBaseline, st: DetectorSe
             if cur.sum() < MIN_EVENTS or cur[-1].sum() <= 0:
                 continue
             h = hist[:, r, cols]  # (slots, B)
-            found = _best_shift(src, h, slots, cur, shifts, thr, MIN_EVENTS)
+            found = None
+            # a clock that went wrong inside the pool: its hours before the change fit neither the own nor the
+            # shifted hours, so the trailing windows since then (the longest such run that fits) are judged
+            for m in range(len(items), 1, -1):
+                part = cur[-m:]
+                if part.sum() < MIN_EVENTS:
+                    break
+                found = _best_shift(src, h, slots[-m:], part, shifts, thr, MIN_EVENTS)
+                if found is not None:
+                    break
             if found is None:
                 continue
             k, own, dist, p_own, p_fit = found
-            out.append(_result(name, i, v.P, k * sb.slot_len / 3600.0, own, dist, p_own, p_fit, int(cur.sum())))
+            out.append(_result(name, i, v.P, k * sb.slot_len / 3600.0, own, dist, p_own, p_fit, int(part.sum())))
     return out
 
 
