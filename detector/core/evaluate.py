@@ -159,13 +159,21 @@ def _persistent_shifts(ms: ModelState, lay: Layout, findings: list[Finding], sup
     sighting waits (held: the feature's generic drift waits with it) and is remembered.
 
     When training showed features that the clock sets (a local hour, a weekday: ``hourly["clock"]``),
-    they witness the clock directly: a shift of another feature counts only when a clock feature of
-    the same rows shows the same shift (a wrong clock moves them all by as much; a mix that looks like
-    another hour does not).
+    they witness the clock directly: a shift of another feature is a sighting only when a clock
+    feature of the same rows shows the same shift in the same window (a wrong clock moves them all
+    by as much, every hour; a mix that looks like another hour - a closed branch on a Sunday
+    morning looks like the hour before opening, and one hour later like the same hour again, so
+    its "shift" grows by an hour per window - does not). An unwitnessed sighting neither fires nor
+    is remembered, so it cannot pair with a witnessed one an hour later.
     """
     clock = set((lay.ref.hourly or {}).get("clock") or ())
     shifts = [f for f in findings + suppressed if f.statistic == "time_shift_hours"]
     witnessed = [(f.row, f.value) for f in shifts if f.feature in clock]
+
+    def witnessed_here(f: Finding) -> bool:
+        return not clock or f.feature in clock or any(r == f.row and abs(v - f.value) <= SHIFT_TOLERANCE
+                                                      for r, v in witnessed)
+
     horizon = SHIFT_MEMORY * ms.settings.window
     seen = {k: v for k, v in ms.clock_shifts.items() if start - v[1] < horizon}
     out: list[Finding] = []
@@ -176,14 +184,15 @@ def _persistent_shifts(ms: ModelState, lay: Layout, findings: list[Finding], sup
         key = f"{f.feature}|{slice_key(lay.row_label(f.row))}"
         prev = seen.get(key)
         again = prev is not None and abs(prev[0] - f.value) <= SHIFT_TOLERANCE and prev[1] < start
-        if again and (not clock or f.feature in clock
-                      or any(r == f.row and abs(v - f.value) <= SHIFT_TOLERANCE for r, v in witnessed)):
+        ok = witnessed_here(f)
+        if again and ok:
             out.append(f)
         else:
             suppressed.append(f)
-        seen[key] = [f.value, start]
-    for f in suppressed:  # a shift held by a more specific finding is still a sighting
-        if f.statistic == "time_shift_hours":
+        if ok:
+            seen[key] = [f.value, start]
+    for f in suppressed:  # a shift held by a more specific finding is still a sighting (when witnessed)
+        if f.statistic == "time_shift_hours" and witnessed_here(f):
             seen.setdefault(f"{f.feature}|{slice_key(lay.row_label(f.row))}", [f.value, start])
     ms.clock_shifts = seen
     return out

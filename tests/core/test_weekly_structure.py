@@ -138,3 +138,27 @@ def test_a_producer_clock_shift_is_still_caught(ref):
     end = np.datetime64(first["window"]["end"].replace("Z", "")).astype("datetime64[s]").astype(float)
     assert onset < end <= onset + 24 * 3600
     assert all(a["window"]["end"] > "2026-11-29T09" for a in alerts), "an alert before the onset"
+
+
+def test_a_clock_that_goes_wrong_at_night_in_a_quiet_region_is_paged_before_morning(ref):
+    """At night east sends a few dozen events an hour: too few for one window's clock check, so the trailing
+    hours are pooled - and the hours before the clock went wrong must not hide it (they fit neither the own
+    nor the shifted hours). The local hour is judged per value (a clock feature), not in deciles."""
+    onset = T0 + 2 * 86400 + 17 * 3600 + 1234  # Friday 23:20 UTC, 01:20 in east
+
+    def east_one_hour_late(cols):
+        hit = (cols["region"] == "east") & (cols["ts"] >= onset)
+        cols["ts"] = np.where(hit, cols["ts"] + 3600.0, cols["ts"])
+        order = np.argsort(cols["ts"], kind="stable")
+        for k in cols:
+            cols[k] = cols[k][order]
+
+    _, alerts = replay(ref, world(4 * 24, 250, seed=5, fault=east_one_hour_late))
+    end = lambda a: np.datetime64(a["window"]["end"].replace("Z", "")).astype("datetime64[s]").astype(float)  # noqa: E731
+    assert [a for a in alerts if end(a) <= onset] == []
+    after = [a for a in alerts if end(a) > onset]
+    assert after, "missed"
+    first = after[0]
+    assert (first["statistic"], first["cause"]) == ("time_shift_hours", "pipeline_skew"), first
+    assert abs(first["value"]) == 1.0 and first["slice"] in ({}, {"region": "east"}), first
+    assert end(first) <= onset + 6 * 3600, (end(first) - onset) / 3600

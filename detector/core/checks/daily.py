@@ -108,10 +108,17 @@ class DayRing:
         return out
 
     def seen(self, since: float) -> list[tuple[float, dict[str, np.ndarray]]]:
-        """(start, {"num", "cat"}) of the windows that started after ``since``, as they were seen (no
-        series replaced by its usual counts)."""
-        return [(t, {"num": a.get("num_seen", a["num"]), "cat": a.get("cat_seen", a["cat"])})
-                for t, a in self.items if t > since]
+        """(start, {"num", "cat", "num_learned", "cat_learned"}) of the windows that started after ``since``, as
+        they were seen (no series replaced by its usual counts), and the part of them the seasonal baseline
+        learned (a series held for a finding or an open incident was replaced here and not learned there)."""
+        out = []
+        for t, a in self.items:
+            if t <= since:
+                continue
+            num, cat = a.get("num_seen", a["num"]), a.get("cat_seen", a["cat"])
+            out.append((t, {"num": num, "cat": cat, "num_learned": np.where(a["num"] == num, num, 0.0),
+                            "cat_learned": np.where(a["cat"] == cat, cat, 0.0)}))
+        return out
 
 
 _SUMMED = ("num", "cat", "cand", "events")

@@ -23,6 +23,13 @@ shift ``k`` (``feature_drift`` / ``time_shift_hours``, the statistic the hourly 
 * the feature has time structure at these hours (the own and the shifted usual mixes differ by at
   least twice the threshold), else there is nothing a clock could have moved.
 
+A clock that went wrong a few hours ago leaves unshifted windows at the start of the pool, which fit
+neither the own nor the shifted hours; so the trailing runs of windows are tried, longest first (at
+least two windows and :data:`MIN_EVENTS` events), and the first that passes every gate is reported.
+The windows of the pool are compared with their hours' history *before* them: the seasonal baseline
+learned each of them when it closed (unless a finding held it), so that part is taken back out - else
+a wrong clock's first hours would already be "usual" for the hours they claim.
+
 The engine's persistence rule (:func:`detector.core.engine._persistent_shifts`) then applies as to
 the hourly check. Nothing here keeps state.
 """
@@ -58,7 +65,8 @@ def pooled_time_shift(lay: Layout, v: View, sb: SeasonalBaseline, st: DetectorSe
     """Rows whose trailing hours look like production's usual data of ``k`` hours earlier or later.
 
     ``ring``: (window start, arrays by real row) of the closed windows before this one (``num``:
-    coarse bins, ``cat``: category counts); ``current``: the same arrays of the window closing now."""
+    coarse bins, ``cat``: category counts, ``num_learned`` / ``cat_learned``: what of them the seasonal
+    baseline learned, taken back out of its history); ``current``: the same arrays of the window closing now."""
     if sb.slots < 2 or not np.all(sb.days >= st.seasonal_min_days):
         return []
     t0 = v.w.start
@@ -73,16 +81,32 @@ def pooled_time_shift(lay: Layout, v: View, sb: SeasonalBaseline, st: DetectorSe
     out: list[Result] = []
     for name, src, cols, thr in _features(lay, sb, th):
         hist = sb.num if src == "num" else sb.cat  # (slots, rows, columns)
+        learned = f"{src}_learned"
         for i, r in rows:
             cur = np.stack([a[src][r, cols] for _, a in items]).astype(np.float64)  # (H, B)
             if cur.sum() < MIN_EVENTS or cur[-1].sum() <= 0:
                 continue
-            h = hist[:, r, cols]  # (slots, B)
-            found = _best_shift(src, h, slots, cur, shifts, thr, MIN_EVENTS)
+            # production's usual hours as they were before these windows: the baseline has since learned the
+            # windows of the pool (those not held for a finding), a shifted clock's first hours among them
+            h = hist[:, r, cols].copy()  # (slots, B)
+            for (_, a), s in zip(items[:-1], slots[:-1].tolist(), strict=True):
+                if learned in a:
+                    h[s] -= a[learned][r, cols]
+            np.maximum(h, 0.0, out=h)
+            found = None
+            # a clock that went wrong inside the pool: its hours before the change fit neither the own nor the
+            # shifted hours, so the trailing windows since then (the longest such run that fits) are judged
+            for m in range(len(items), 1, -1):
+                part = cur[-m:]
+                if part.sum() < MIN_EVENTS:
+                    break
+                found = _best_shift(src, h, slots[-m:], part, shifts, thr, MIN_EVENTS)
+                if found is not None:
+                    break
             if found is None:
                 continue
             k, own, dist, p_own, p_fit = found
-            out.append(_result(name, i, v.P, k * sb.slot_len / 3600.0, own, dist, p_own, p_fit, int(cur.sum())))
+            out.append(_result(name, i, v.P, k * sb.slot_len / 3600.0, own, dist, p_own, p_fit, int(part.sum())))
     return out
 
 

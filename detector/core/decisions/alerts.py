@@ -30,7 +30,7 @@ from detector.core.inputs.timeparse import format_ts
 from detector.core.settings import DetectorSettings
 from detector.core.stats.effects import rnd
 
-__all__ = ["Alert", "AlertManager", "OUTCOME_KINDS", "PARITY_KINDS", "INPUT_SCOPE", "ALL_KINDS", "slice_key",
+__all__ = ["Alert", "AlertManager", "is_consequence", "OUTCOME_KINDS", "PARITY_KINDS", "INPUT_SCOPE", "ALL_KINDS", "slice_key",
            "ESTIMATED_PERFORMANCE", "incident_kind"]
 
 Key = tuple[str, str, str, str]
@@ -145,8 +145,12 @@ class AlertManager:
         start, end = window["_start"], window["_end"]
         at = end if ts is None else ts  # when the alert is raised (event time)
         win = {k: v for k, v in window.items() if not k.startswith("_")}
+        # an input that starts moving in this window without a specific cause yet (a generic drift: it waits a
+        # window for the specific check to name it) leaves the cause of its consequences open too
+        upstream_open = any(is_generic(f.kind, f.statistic) and _fresh(self.state.get(_key(model, f, sl)))
+                            for f, sl in findings)
         for f, sl in findings:
-            key: Key = (model, incident_kind(f.kind, f.statistic), f.feature or "", slice_key(sl))
+            key: Key = _key(model, f, sl)
             seen.add(key)
             s = self.state.setdefault(key, _State())
             s.clean = 0
@@ -160,6 +164,11 @@ class AlertManager:
             if is_generic(f.kind, f.statistic):
                 # "a feature moved" waits a window even when large: a partial first hour of a unit change
                 # or a default value looks like drift, and the next one names the specific cause
+                need = max(need, st.fire_after)
+            if upstream_open and is_consequence(f.kind, f.statistic):
+                # a decision rate or an estimated performance moved because an input did, and what moved it is
+                # not named yet: the first page waits with it, so it already says the cause (issue: a unit change
+                # first paged as a per-channel decision-rate move "caused by covariate drift")
                 need = max(need, st.fire_after)
             if f.kind in OUTCOME_KINDS and f.row_is_slice:
                 # a slice's labelled cohort is small and noisy: it must breach twice in a row
@@ -220,6 +229,25 @@ class AlertManager:
     def load_state(self, rows: list[Any]) -> None:
         self.state = {tuple(k): _State(streak, clean, firing, aid, fs, last)  # type: ignore[misc]
                       for k, streak, clean, firing, aid, fs, last in rows}
+
+
+def is_consequence(kind: str, statistic: str) -> bool:
+    """A model-level signal that an input change passes on, whose cause triage reads from the input alerts:
+    the share acted on (not a changed threshold, a fact of the policy) and performance estimated from the scores.
+
+    >>> is_consequence("decision_rate", "decision_rate_delta"), is_consequence("decision_rate", "threshold")
+    (True, False)
+    """
+    return (kind == "decision_rate" and statistic == "decision_rate_delta") or incident_kind(kind, statistic) == ESTIMATED_PERFORMANCE
+
+
+def _key(model: str, f: Finding, sl: dict[str, str]) -> Key:
+    return (model, incident_kind(f.kind, f.statistic), f.feature or "", slice_key(sl))
+
+
+def _fresh(s: _State | None) -> bool:
+    """No open incident and no breach before this window: the key starts breaching now."""
+    return s is None or (not s.firing and s.streak == 0)
 
 
 def slice_key(sl: dict[str, str] | None) -> str:

@@ -59,12 +59,9 @@ def triage(finding: Any, context: dict[str, Any]) -> tuple[str, str]:
         # is not the one that was validated — a release/serving problem, not the world changing
         return "serving_health", "fix_system"
     if kind == "decision_rate" and finding.statistic != "threshold":
-        # the share acted on moved; if scores or inputs moved too, the policy only passed it on
-        if kinds & _PIPELINE:
-            return "pipeline_skew", "fix_data"
-        if kinds & {"feature_drift", "score_drift"}:
-            return "covariate_drift", "fix_data"
-        return "decision_policy", "fix_system"
+        # the share acted on moved; if scores or inputs moved too, the policy only passed on their cause
+        # (a score shift with stable inputs is the served model's, as for score_drift itself)
+        return _upstream(kinds) or ("decision_policy", "fix_system")
     if kind == "multivariate_drift":
         # the features that no longer move together: broken plumbing when one of them is also
         # broken on its own (a parity mismatch, a schema fault), else the world moved

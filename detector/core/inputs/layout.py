@@ -25,6 +25,8 @@ __all__ = ["OTHER", "NONE", "SliceVocab", "Layout", "SCORE", "CodedColumn"]
 OTHER = "__other__"
 NONE = "__none__"  # the event carried no value for this dimension
 SCORE = "__score__"
+#: coarse bins of a clock-set numeric feature (one per training bin up to this many: a local hour's 24 values)
+CLOCK_BINS = 48
 _MISS = object()
 
 _LAT_EDGES = np.concatenate([[0.0], np.logspace(-1, 5, 61)])  # ms: 0.1 ms .. 100 s, 10 per decade
@@ -131,7 +133,11 @@ class Layout:
         self.num_offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]])
         self.num_total = int(sizes.sum())
         self.bins = Bins(blocks)  # fine bin lookup of every block at once (detector.core.inputs.binning)
-        self.coarse = [coarse_groups(e) for e in blocks]  # fine bin -> coarse bin (missing excluded)
+        # fine bin -> coarse bin (missing excluded): deciles, except for a feature the clock sets (a local hour,
+        # training showed it one value per hour: reference.hourly "clock"), which keeps one bin per training bin -
+        # merged into deciles, a one-hour clock error stays inside a bin in most hours of the day
+        clock = set((ref.hourly or {}).get("clock") or ())
+        self.coarse = [coarse_groups(e, CLOCK_BINS if name in clock else 10) for name, e in zip([*num, SCORE], blocks, strict=True)]
         self.n_num_blocks = len(blocks)  # numeric features + score
         # reference share per coarse bin and per fine bin
         self.ref_fine: list[np.ndarray | None] = []
