@@ -168,7 +168,9 @@ def _class_odds(obs: np.ndarray, exp: np.ndarray, ref_n: np.ndarray, th: Multicl
     moved = (np.abs(p - q) >= th.prior_abs) & (exp >= 5)
     eff = np.where(moved, lb, -np.inf)
     k = np.argmax(eff, -1)
-    take = lambda a: np.take_along_axis(a, k[..., None], -1)[..., 0]  # noqa: E731
+    def take(a: np.ndarray) -> np.ndarray:
+        return np.take_along_axis(a, k[..., None], -1)[..., 0]
+
     best = take(eff)
     return np.where(np.isfinite(best), np.exp(take(lor)), 1.0), k, best
 
@@ -265,7 +267,7 @@ def multiclass_checks(t: _Task, cur: Counters, base: Counters, ctx: CheckContext
         agree = (np.sign(lr) == np.sign(la)) & (np.abs(lr) >= np.log(th.prior_odds))
         warn, crit = warn & agree, crit & agree
         pv = np.maximum(pv, gtest_vs_expected(lab_c, conf_b.sum(2), nb))
-    out.append(_prior_result("class_prior_ratio", ratio, k, lab_c, lab_e, tested_b, warn, crit & big, pv, th, names,
+    out.append(_prior_result("class_prior_ratio", ratio, k, lb, lab_c, lab_e, tested_b, warn, crit & big, pv, th, names,
                              "production baseline, for these predictions"))
     lab_ref = (ref.get("labels") or {}).get("priors")
     if ctx.day is not None and lab_ref and len(lab_ref) == C:
@@ -278,7 +280,7 @@ def multiclass_checks(t: _Task, cur: Counters, base: Counters, ctx: CheckContext
         w_t, c_t = _odds_flags(lb_t, th, np.ones(P, bool))
         tested_t = (dl.sum(1) >= th.min_labels) & (rn >= th.min_labels) & (np.arange(P) == 0)
         mirror(ctx.comp, ratio_t, tested_t, w_t, c_t, pv_t)
-        out.append(_prior_result("class_prior_ratio", ratio_t, kt, dl, de, tested_t, w_t, c_t, pv_t, th, names,
+        out.append(_prior_result("class_prior_ratio", ratio_t, kt, lb_t, dl, de, tested_t, w_t, c_t, pv_t, th, names,
                                  "training (trailing day)"))
     pred_ref = (ref.get("predictions") or {}).get("priors")
     if ctx.day is not None and pred_ref and len(pred_ref) == C:
@@ -311,14 +313,15 @@ def _drop(stat: str, word: str, value: np.ndarray, ref_v: np.ndarray, cur_v: np.
         effect=np.abs(np.nan_to_num(value)))
 
 
-def _prior_result(stat: str, ratio: np.ndarray, k: np.ndarray, obs: np.ndarray, exp: np.ndarray, tested: np.ndarray,
+def _prior_result(stat: str, ratio: np.ndarray, k: np.ndarray, lb: np.ndarray, obs: np.ndarray, exp: np.ndarray, tested: np.ndarray,
                   warn: np.ndarray, crit: np.ndarray, pv: np.ndarray, th: MulticlassThresholds, names: list[str],
                   source: str) -> Result:
     so, se_ = div(obs, obs.sum(1, keepdims=True)), div(exp, exp.sum(1, keepdims=True))
     return Result(
         "label_drift", None, stat, ratio, tested, warn, crit, pv, th.prior_odds,
         lambda i: {"reference": {"shares": dict(zip(names, map(rnd, se_[i]), strict=True)), "source": source},
-                   "current": {"shares": dict(zip(names, map(rnd, so[i]), strict=True)), "labelled": int(obs[i].sum())},
+                   "current": {"shares": dict(zip(names, map(rnd, so[i]), strict=True)), "labelled": int(obs[i].sum()),
+                               "odds_ratio": rnd(ratio[i]), "odds_ratio_at_least": rnd(np.exp(lb[i])) if np.isfinite(lb[i]) else None},
                    "class": names[int(k[i])]},
         lambda i: f"class {names[int(k[i])]!r} is {pct(so[i, k[i]])} of labels where {pct(se_[i, k[i]])} is expected "
                   f"({source}; odds x{ratio[i]:.2f}): the class priors moved",
