@@ -50,6 +50,8 @@ log = logging.getLogger("skewwatch.unit")
 KINDS = ("predictions", "labels", "features")
 UNIT_VERSION = 1
 PARTITION_IDLE = 10.0  # seconds without a message after which a topic-partition stops holding event time back
+HEAD_BYTES = 640 * 1024  # a unit's first large prediction batches fold this much first, alone (~1,000 events of 620 B)...
+HEAD_TRIES = 3  # ... in its first this many (see Unit._ingest_predictions)
 
 
 @dataclass(slots=True)
@@ -110,6 +112,7 @@ class Unit:
         self.last_input = time.monotonic()
         self.partition_idle = PARTITION_IDLE
         self.behind = False  # advance() stopped at its budget with boundaries left
+        self.heads = 0  # prediction batches split so far while the fast decoders were not chosen
         self.dirty = True
 
     @property
@@ -166,7 +169,7 @@ class Unit:
         try:  # the engine never raises on input; should a bug of ours raise anyway, the batch is set aside
             if kind == "predictions":
                 eng.now = wall  # the live rule: "future" is ahead of the wall clock (plus max_future)
-                errors = eng.ingest_predictions(vals)  # type: ignore[arg-type]
+                errors = self._ingest_predictions(vals)  # type: ignore[arg-type]
                 hw = eng.high_water
             else:
                 gate.ceiling, gate.newest = ceiling, -math.inf
@@ -185,6 +188,36 @@ class Unit:
             else:
                 dlq.append((Message("?", -1, -1, e.raw), e))
         return dlq
+
+    def _ingest_predictions(self, vals: list[bytes]) -> list[EventError]:
+        """Fold predictions; until the engine has chosen its fast decoders, a large batch's head
+        (:data:`HEAD_BYTES`) is folded first, alone.
+
+        The engine picks the typed and columnar decoders of a unit's usual model only after a
+        batch went through the general (dict) path; without the head, a unit's whole first fold
+        (~2 MiB gathered: a quarter of a short backlog's events) would take that slow path. A
+        fold's results never depend on how its messages are cut into batches beyond what live
+        batching already varies (the first batch of a model infers its layout from its first
+        1,000 events: the head holds about that many). Tried for the first :data:`HEAD_TRIES`
+        large batches only: a model the fast decoders do not serve (multiclass, regression)
+        pays the split's fixed cost a few times, not on every fold."""
+        eng = self.engine
+        if eng._typed is not None or self.heads >= HEAD_TRIES or len(vals) < 2:
+            return eng.ingest_predictions(vals)
+        size, k = 0, 0
+        for k, v in enumerate(vals, 1):  # noqa: B007 - k: messages in the head
+            size += len(v)
+            if size >= HEAD_BYTES:
+                break
+        if k >= len(vals) or size * 2 > sum(map(len, vals)):
+            return eng.ingest_predictions(vals)  # the head would be most of it: no gain
+        self.heads += 1
+        errors = eng.ingest_predictions(vals[:k])
+        for e in (tail := eng.ingest_predictions(vals[k:])):  # message indexes of the tail -> of the batch
+            if e.index >= 0:
+                e.index += k
+        errors.extend(tail)
+        return errors
 
     def _fresh(self, tp: str, b: Batch) -> list[int]:
         """Positions of the messages not folded yet (offsets above the last folded one); notes the new last."""

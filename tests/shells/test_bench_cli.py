@@ -29,7 +29,13 @@ def test_bench_reports_floor_stages_state_and_an_end_to_end_replay(tmp_path):
     assert rp["log"]["predictions"] == 3000 and rp["log"]["labels"] == 3000 and rp["log"]["days"] == 2
     assert rp["accepted"] == {"predictions": 3000, "labels": 3000, "feature_events": rp["log"]["features"]}
     assert rp["invalid"] == 0 and rp["windows_closed"] >= 47 and rp["events_per_s"] > 0
-    assert rp["rss"]["max_mb"] >= rp["rss"]["start_mb"] > 0
+    rss = rp["rss"]
+    assert rss["max_mb"] >= rss["start_mb"] > 0
+    for q in (25, 50, 75, 100):  # RSS and the Python heap at each quarter of the windows
+        assert rss["max_mb"] >= rss[f"at_{q}pct_windows_mb"] > 0 and rss[f"python_blocks_k_at_{q}pct"] > 0
+    for k in ("second_half_slope_mb_per_100_windows", "last_quarter_slope_mb_per_100_windows",
+              "last_quarter_slope_python_blocks_k_per_100_windows"):
+        assert k in rss and (rss[k] is None or isinstance(rss[k], float))
 
 
 def test_bench_rejects_tiny_runs():

@@ -176,3 +176,65 @@ def test_the_worker_gathers_faust_batches_into_columns_per_topic_partition_until
     assert groups[("p", 1)].message(1).value == b"p18"
     assert w._due(100.9) == [("p", 0)] and w._due(101.0) == [("p", 0), ("p", 1)]  # ("p", 1) waited `hold` since 100.0
     assert w._due(0.0, everything=True) == [("p", 0), ("p", 1), ("l", 0)]
+
+
+def _bench_unit_fold(monkeypatch, tries, values):
+    """Fold ``values`` as one first batch of a fresh unit (bench model); the general path's inputs."""
+    import detector.core.inputs.ingest as ingest_mod
+    import detector.kafka.unit as unit_mod
+    from detector.bench.workload import reference
+
+    seen: list[int] = []
+    real = ingest_mod.parse_messages
+    monkeypatch.setattr(ingest_mod, "parse_messages", lambda raws: (seen.append(len(raws)), real(raws))[1])
+    monkeypatch.setattr(unit_mod, "HEAD_TRIES", tries)
+    side = Sidecar(Config(), {}, reference(n=20_000), "w1")
+    side.set_partitions(dict.fromkeys(("predictions", "labels", "features"), 1))
+    side.add_unit(side.new_unit("p0"), ["predictions:0", "labels:0", "features:0"])
+    out = side.on_messages("predictions", 0, msgs("predictions", values))
+    return side, out, seen
+
+
+def test_a_units_first_large_batch_folds_its_head_alone_so_the_rest_takes_the_fast_decoders(monkeypatch):
+    """Until the engine has chosen its fast decoders, the general (dict) path would take a whole
+    first fold: the unit folds the batch's head first, and the tail goes the fast way - with the
+    same dead letters (at the right offsets), counts and window contents as one fold."""
+    from detector.bench.workload import make_events
+
+    values = make_events(4000)  # ~2.5 MB: what a worker gathers for one fold
+    values[10] = b'{"prediction_id": "x"'  # broken JSON in the head
+    values[3000] = pred(3000, decision=["x"])  # a bad field in the tail
+    got = {}
+    for tries in (0, 3):
+        side, out, seen = _bench_unit_fold(monkeypatch, tries, values)
+        eng = side.units["p0"].engine
+        (ms,) = eng.models.values()
+        cnt = {s: (int(w.num.sum()), int(w.cat.sum()), float(w.sx.sum())) for s, w in sorted(ms.windows.items())}
+        got[tries] = (sorted((m.offset, e.reason) for m, e in out.dlq), eng.counters.predictions, cnt)
+        assert eng._typed is not None  # the fast decoders are chosen after the first fold either way
+        if tries:
+            assert side.units["p0"].heads == 1
+            # the general path saw the head (~1,000 events) and then only the message it owns
+            assert seen[0] < 1200 and sum(seen[1:]) <= 2, seen
+        else:
+            assert seen[0] == len(values)
+    assert got[0][0] == [(10, "invalid_json"), (3000, "bad_field")]
+    assert got[3][:2] == got[0][:2] and got[3][1] == len(values) - 2
+    assert got[3][2].keys() == got[0][2].keys()
+    for s, (num, cat, sx) in got[0][2].items():
+        assert got[3][2][s][:2] == (num, cat)
+        assert got[3][2][s][2] == pytest.approx(sx, rel=1e-12)
+
+
+def test_the_head_split_is_tried_a_few_times_only_and_never_for_small_batches(monkeypatch):
+    from detector.bench.workload import make_events
+
+    side, _, seen = _bench_unit_fold(monkeypatch, 3, make_events(600))  # ~370 KB: no gain in splitting
+    assert side.units["p0"].heads == 0 and seen == [600]
+    unit = side.units["p0"]
+    unit.engine._typed = unit.engine._arrow = None  # as for a model the fast decoders do not serve
+    unit.heads = 3
+    vals = make_events(4000, seed=8, start=T + 600)
+    seen.clear()
+    side.on_messages("predictions", 0, msgs("predictions", vals, start=600))
+    assert unit.heads == 3 and seen[0] == len(vals)
