@@ -17,7 +17,7 @@ A plug-in owns the counters a window keeps for its task's estimates and the arit
 At label maturity both meet their realised values (:meth:`PerformanceEstimates.matured`): the
 matured cohort's task counters give the realised metric of all traffic (multiclass: the labelled
 confusion matrix; regression: labelled pairs, sum of |error| and of error^2), pooled over windows
-until it rests on :data:`~.monitor.MIN_COUNTS` labelled pairs; the gap and its z feed the exported
+until it rests on :data:`~.stated_error.MIN_COUNTS` labelled pairs; the gap and its z feed the exported
 estimate error and the stated error's inflation, as for binary models.
 """
 
@@ -32,6 +32,7 @@ import numpy as np
 from detector.core.outcomes.cohort import fold
 from detector.core.outcomes.estimate.cbpe import multiclass_estimates
 from detector.core.outcomes.estimate.dle import DLEModel, estimated_errors
+from detector.core.outcomes.estimate.stated_error import MIN_COUNTS
 from detector.core.outcomes.tasks.base import Counters
 
 __all__ = ["MulticlassEstimator", "RegressionEstimator"]
@@ -89,7 +90,6 @@ class MulticlassEstimator:
 
     def realised_metrics(self, r: Mapping[str, np.ndarray]) -> dict[str, tuple[float, float]]:
         """Realised accuracy and macro-F1 -> (value, labelled pairs), once they rest on :data:`MIN_COUNTS` pairs."""
-        from detector.core.outcomes.estimate.monitor import MIN_COUNTS
         from detector.core.outcomes.tasks.multiclass_checks import confusion_metrics
 
         conf = r.get("conf")
@@ -156,7 +156,6 @@ class RegressionEstimator:
 
     def realised_metrics(self, r: Mapping[str, np.ndarray]) -> dict[str, tuple[float, float]]:
         """Realised MAE and RMSE -> (value, labelled pairs), once they rest on :data:`MIN_COUNTS` pairs."""
-        from detector.core.outcomes.estimate.monitor import MIN_COUNTS
 
         e = r.get("err")
         if e is None or e[0] <= 0:
