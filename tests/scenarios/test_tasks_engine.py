@@ -155,3 +155,22 @@ def test_task_counters_survive_a_snapshot_and_restore_mid_run():
     _, rest = engine_run("eta", evs[half:], eng2)
     key = [(a["kind"], a["statistic"], a["state"], a["ts"]) for a in whole]
     assert key and [(a["kind"], a["statistic"], a["state"], a["ts"]) for a in first + rest] == key
+
+
+@pytest.mark.parametrize("factor,rate", [(2.0, 1000), (3.0, 300)])
+def test_a_persistent_class_prior_shift_is_label_drift_not_concept_drift(factor, rate):
+    """The odds of one class multiplied by ``factor`` per example from hour 40 on, inputs unchanged. The class-prior
+    gate asks for a shift of the labels' odds confidently beyond x1.25: a large shift is caught from a few hundred
+    labels at a low rate. (The simulator's x1.45 per example is a marginal odds ratio of only x1.2-1.25 over a full
+    day - measured against training - below that floor, and stays quiet.)"""
+    sc = TaskScenario("golden", "intent", hours=72, rate_per_hour=rate, seed=0,
+                      faults=(TaskFault("class_prior_drift", ONSET, None, {"factor": factor}),))
+    start = sc.start_ms / 1000
+    _, alerts = engine_run("intent", [(t, orjson.dumps(e)) for _, t, e in simulate_task(sc)])
+    firing = [a for a in alerts if a["state"] == "firing"]
+    assert firing and all(_hours_after(a, start) >= 0 for a in firing), [(a["kind"], _hours_after(a, start)) for a in firing]
+    first = firing[0]
+    assert first["kind"] == "label_drift" and first["statistic"] == "class_prior_ratio", first
+    assert first["evidence"]["class"] == "cancellation" and first["value"] > 1.25
+    assert _hours_after(first, start) <= 30
+    assert not [a for a in firing if a["kind"] == "concept_drift"]

@@ -28,9 +28,10 @@ kind               statistic                        effect (warning / critical) 
 ``performance``    ``confusion_shift`` (baseline)   total variation between observed and prior-adjusted
                                                     expected confusion >= 0.1 / 0.2; G-test per predicted
                                                     class, summed (df minus the fitted priors)
-``label_drift``    ``class_prior_ratio`` (baseline  a class's label share vs what the predictions expect:
-                   and training, trailing day)      ratio >= 1.5 or <= 1/1.5 (2) and |delta| >= 0.01; G-test;
-                                                    vs the baseline only when a prior shift explains it
+``label_drift``    ``class_prior_ratio`` (baseline  a class's label odds vs what the predictions expect: odds
+                   and training, trailing day)      ratio confidently beyond x1.25 (x1.5): the lower 95% bound
+                                                    of |log OR| >= log 1.25 (log 1.5), and |delta| >= 0.01;
+                                                    G-test; vs the baseline only when a prior shift explains it
 ``score_drift``    ``predicted_class_psi``          trailing-day predicted class mix vs training: PSI 0.2 /
                    (training)                       0.5; G-test
 ``calibration``    ``ece_delta`` (baseline)         top-label ECE up 0.05 / 0.1; chi-square of per-bin accuracy
@@ -42,6 +43,17 @@ As for regression: ``performance`` findings become ``concept_drift`` in the moni
 and labels are stable; with input alerts open the raw label priors must move the same way too;
 training comparisons test all traffic only and complements mirror it; "critical" needs
 ``critical_labels`` labelled pairs.
+
+Why the class-prior gate is an odds ratio with a confidence bound: a prior shift multiplies a
+class's odds (Bayes' rule under label shift), and the same odds factor is a share ratio near the
+factor for a rare class but far below it for a common one (odds x3 takes a 30% class to 56%, a
+share ratio of 1.9; x1.45 to 38%, 1.27). A share-ratio floor of 1.5 thus hid large shifts of
+common classes. And a floor on the point estimate is blind to sample size: with a few hundred labels
+the estimate of one class's ratio wanders by +-20%, so a clear shift flickers around the floor,
+while with tens of thousands of labels a persistent x1.45 stays below it for ever. The gate asks
+instead that the shift be *confidently* beyond a minimal relevant size (the lower bound of the log
+odds ratio, sampling of the cohort's labels and of the expectation's source rows both counted):
+little evidence needs a large shift, much evidence a smaller one - never one below x1.25.
 """
 
 from __future__ import annotations
@@ -99,8 +111,9 @@ class MulticlassThresholds:
     confusion_tvd: float = 0.1
     confusion_tvd_critical: float = 0.2
     explained_alpha: float = 0.001  # a prior shift "explains" the move unless its residual is this significant
-    prior_ratio: float = 1.5
-    prior_ratio_critical: float = 2.0
+    prior_odds: float = 1.25  # a class's odds moved confidently beyond this factor (lower 95% bound)
+    prior_odds_critical: float = 1.5
+    prior_z: float = 1.96  # the confidence bound of the class-prior odds ratio
     prior_abs: float = 0.01
     psi: float = 0.2
     psi_critical: float = 0.5
@@ -137,15 +150,34 @@ def prior_shift(conf: np.ndarray, cond: np.ndarray, iters: int = 50) -> tuple[np
     return w, e / np.maximum(e.sum(-2, keepdims=True), 1e-300) * ncj
 
 
-def _class_ratio(obs: np.ndarray, exp: np.ndarray, th: MulticlassThresholds) -> tuple[np.ndarray, np.ndarray]:
-    """Per row: the ratio obs/exp of the class that moved most (among classes with a real move), and its index."""
+def _class_odds(obs: np.ndarray, exp: np.ndarray, ref_n: np.ndarray, th: MulticlassThresholds
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per row: the odds ratio (observed vs expected label share) of the class that moved most surely, its
+    index, and the lower confidence bound of its |log odds ratio| (-inf where no class really moved).
+
+    The variance counts the cohort's labels (``obs``) and the rows the expectation was learnt from
+    (``ref_n``: baseline or training labelled pairs): ``1/a + 1/(n-a) + 1/(q m) + 1/((1-q) m)``.
+    """
     n = obs.sum(-1, keepdims=True)
-    r = div(obs, exp)
-    moved = (np.abs(div(obs - exp, n)) >= th.prior_abs) & (exp >= 5)
-    eff = np.where(moved, log_effect(r), -1.0)
+    p = np.clip(np.nan_to_num(div(obs, n)), 1e-9, 1 - 1e-9)
+    q = np.clip(np.nan_to_num(div(exp, exp.sum(-1, keepdims=True))), 1e-9, 1 - 1e-9)
+    lor = np.log(p / (1 - p)) - np.log(q / (1 - q))
+    m = np.maximum(np.asarray(ref_n, dtype=np.float64), 1.0)[..., None]
+    var = 1 / np.maximum(obs, 0.5) + 1 / np.maximum(n - obs, 0.5) + 1 / (q * m) + 1 / ((1 - q) * m)
+    lb = np.abs(lor) - th.prior_z * np.sqrt(var)
+    moved = (np.abs(p - q) >= th.prior_abs) & (exp >= 5)
+    eff = np.where(moved, lb, -np.inf)
     k = np.argmax(eff, -1)
-    val = np.take_along_axis(r, k[..., None], -1)[..., 0]
-    return np.where(np.take_along_axis(eff, k[..., None], -1)[..., 0] >= 0, val, 1.0), k
+    def take(a: np.ndarray) -> np.ndarray:
+        return np.take_along_axis(a, k[..., None], -1)[..., 0]
+
+    best = take(eff)
+    return np.where(np.isfinite(best), np.exp(take(lor)), 1.0), k, best
+
+
+def _odds_flags(lb: np.ndarray, th: MulticlassThresholds, extra: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Warning / critical where the shift is confidently beyond ``prior_odds`` / ``prior_odds_critical``, and ``extra``."""
+    return (lb >= np.log(th.prior_odds)) & extra, (lb >= np.log(th.prior_odds_critical)) & extra
 
 
 def multiclass_checks(t: _Task, cur: Counters, base: Counters, ctx: CheckContext) -> list[Result]:
@@ -223,19 +255,19 @@ def multiclass_checks(t: _Task, cur: Counters, base: Counters, ctx: CheckContext
 
     # ---- label drift: class priors vs what the predictions expect (baseline), and vs training (trailing day)
     lab_c, lab_e = conf_c.sum(2), E.sum(2)
-    ratio, k = _class_ratio(lab_c, lab_e, th)
+    ratio, k, lb = _class_odds(lab_c, lab_e, nb, th)
     # a class-prior move counts as evidence of label drift only where a prior shift explains it
     pv = np.where(explained, gtest_vs_expected(lab_c, lab_e, nb), 1.0)
-    warn, crit = ratio_flags(ratio, th.prior_ratio, th.prior_ratio_critical, explained)
+    warn, crit = _odds_flags(lb, th, explained)
     if not ctx.inputs_stable:  # the predicted mix may be broken: the raw label share must move the same way
         raw = div(div(lab_c, n[:, None]), div(conf_b.sum(2), nb[:, None]))
         rk = np.take_along_axis(raw, k[:, None], 1)[:, 0]
         with np.errstate(divide="ignore", invalid="ignore"):
             lr, la = np.log(np.nan_to_num(rk, nan=1.0) + 1e-12), np.log(np.nan_to_num(ratio, nan=1.0) + 1e-12)
-        agree = (np.sign(lr) == np.sign(la)) & (np.abs(lr) >= np.log(th.prior_ratio))
+        agree = (np.sign(lr) == np.sign(la)) & (np.abs(lr) >= np.log(th.prior_odds))
         warn, crit = warn & agree, crit & agree
         pv = np.maximum(pv, gtest_vs_expected(lab_c, conf_b.sum(2), nb))
-    out.append(_prior_result("class_prior_ratio", ratio, k, lab_c, lab_e, tested_b, warn, crit & big, pv, th, names,
+    out.append(_prior_result("class_prior_ratio", ratio, k, lb, lab_c, lab_e, tested_b, warn, crit & big, pv, th, names,
                              "production baseline, for these predictions"))
     lab_ref = (ref.get("labels") or {}).get("priors")
     if ctx.day is not None and lab_ref and len(lab_ref) == C:
@@ -243,12 +275,12 @@ def multiclass_checks(t: _Task, cur: Counters, base: Counters, ctx: CheckContext
         rp = np.asarray(lab_ref, dtype=np.float64)
         rn = float(ref["labels"].get("n") or 0)
         de = dl.sum(1, keepdims=True) * rp[None]
-        ratio_t, kt = _class_ratio(dl, de, th)
+        ratio_t, kt, lb_t = _class_odds(dl, de, np.full(P, rn), th)
         pv_t = gtest_vs_expected(dl, np.broadcast_to(rp, dl.shape), np.full(P, rn))
-        w_t, c_t = ratio_flags(ratio_t, th.prior_ratio, th.prior_ratio_critical, np.ones(P, bool))
+        w_t, c_t = _odds_flags(lb_t, th, np.ones(P, bool))
         tested_t = (dl.sum(1) >= th.min_labels) & (rn >= th.min_labels) & (np.arange(P) == 0)
         mirror(ctx.comp, ratio_t, tested_t, w_t, c_t, pv_t)
-        out.append(_prior_result("class_prior_ratio", ratio_t, kt, dl, de, tested_t, w_t, c_t, pv_t, th, names,
+        out.append(_prior_result("class_prior_ratio", ratio_t, kt, lb_t, dl, de, tested_t, w_t, c_t, pv_t, th, names,
                                  "training (trailing day)"))
     pred_ref = (ref.get("predictions") or {}).get("priors")
     if ctx.day is not None and pred_ref and len(pred_ref) == C:
@@ -281,17 +313,18 @@ def _drop(stat: str, word: str, value: np.ndarray, ref_v: np.ndarray, cur_v: np.
         effect=np.abs(np.nan_to_num(value)))
 
 
-def _prior_result(stat: str, ratio: np.ndarray, k: np.ndarray, obs: np.ndarray, exp: np.ndarray, tested: np.ndarray,
+def _prior_result(stat: str, ratio: np.ndarray, k: np.ndarray, lb: np.ndarray, obs: np.ndarray, exp: np.ndarray, tested: np.ndarray,
                   warn: np.ndarray, crit: np.ndarray, pv: np.ndarray, th: MulticlassThresholds, names: list[str],
                   source: str) -> Result:
     so, se_ = div(obs, obs.sum(1, keepdims=True)), div(exp, exp.sum(1, keepdims=True))
     return Result(
-        "label_drift", None, stat, ratio, tested, warn, crit, pv, th.prior_ratio,
+        "label_drift", None, stat, ratio, tested, warn, crit, pv, th.prior_odds,
         lambda i: {"reference": {"shares": dict(zip(names, map(rnd, se_[i]), strict=True)), "source": source},
-                   "current": {"shares": dict(zip(names, map(rnd, so[i]), strict=True)), "labelled": int(obs[i].sum())},
+                   "current": {"shares": dict(zip(names, map(rnd, so[i]), strict=True)), "labelled": int(obs[i].sum()),
+                               "odds_ratio": rnd(ratio[i]), "odds_ratio_at_least": rnd(np.exp(lb[i])) if np.isfinite(lb[i]) else None},
                    "class": names[int(k[i])]},
         lambda i: f"class {names[int(k[i])]!r} is {pct(so[i, k[i]])} of labels where {pct(se_[i, k[i]])} is expected "
-                  f"({source}): the class priors moved",
+                  f"({source}; odds x{ratio[i]:.2f}): the class priors moved",
         effect=log_effect(ratio))
 
 
