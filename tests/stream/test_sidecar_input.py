@@ -164,7 +164,7 @@ def test_the_worker_gathers_faust_batches_into_columns_per_topic_partition_until
                                                        key=b"k"))
 
     w = Worker.__new__(Worker)  # the gathering alone: no Faust app, no broker
-    w.pending, w.fold_bytes, w.hold = {}, 9, 1.0
+    w.pending, w.fold_bytes, w.hold, w.hold_behind = {}, 9, 1.0, 5.0
     order = [("p", 0, 5), ("p", 1, 7), ("p", 0, 6), ("l", 0, 1), ("p", 1, 8), ("p", 0, 7)]
     assert w._gather([ev(*o) for o in order[:3]], now=100.0) == []  # 6 and 3 bytes waiting, nothing old yet
     due = w._gather([ev(*o) for o in order[3:]], now=100.5)
@@ -176,6 +176,15 @@ def test_the_worker_gathers_faust_batches_into_columns_per_topic_partition_until
     assert groups[("p", 1)].message(1).value == b"p18"
     assert w._due(100.9) == [("p", 0)] and w._due(101.0) == [("p", 0), ("p", 1)]  # ("p", 1) waited `hold` since 100.0
     assert w._due(0.0, everything=True) == [("p", 0), ("p", 1), ("l", 0)]
+    # while more of a partition waits at the broker, it keeps gathering up to `hold_behind`
+    ends = {("p", 0): 8, ("p", 1): 50, ("l", 0): 2}  # ("p", 1): read up to offset 8 of 50
+    w.app = SimpleNamespace(consumer=SimpleNamespace(highwater=lambda tp: ends[(tp.topic, tp.partition)]))
+    assert w._due(101.0) == [("p", 0)] and w._due(104.9) == [("p", 0), ("l", 0)]
+    assert w._due(105.0) == [("p", 0), ("p", 1), ("l", 0)]
+    ends[("p", 1)] = 9  # read to its end: `hold` again
+    assert w._due(101.0) == [("p", 0), ("p", 1)]
+    w.app = None  # no consumer (not assigned, not started): `hold`
+    assert w._due(101.0) == [("p", 0), ("p", 1)]
 
 
 def _bench_unit_fold(monkeypatch, tries, values):
