@@ -20,12 +20,14 @@ The aggregator's event time is the smallest claim of the live units (a unit sile
 ``source_timeout`` seconds stops holding it back; a unit never heard of holds it back for that long
 after the aggregator starts). It advances boundary by boundary: before advancing to ``T`` it
 applies the outcome steps of every unit up to ``T``, so an evaluation never depends on which unit
-reported first. A claim is a unit's latest, not the largest ever seen, and it is capped at the
-newest event time the aggregator has evidence of (merged windows, outcome steps, this worker's own
-units) plus one window plus the wall time since that evidence arrived: a forged
-``skewwatch-watermark: 1e300`` cannot close windows that real events are still arriving for, and
-the unit's next real claim replaces it. Claims of units this worker owns come from the units
-themselves, never from headers.
+reported first. A claim is a unit's latest, not the largest ever seen, and it is capped at what the
+unit has shown: the boundary of its last applied step plus the wall time since that step arrived
+(a quiet unit's watermark moves on with the wall clock; an active unit steps every window it has
+data for). The cap is per unit on purpose: a forged ``skewwatch-watermark: 1e300`` cannot let
+other units' progress close windows that this unit's real events are still arriving for, and the
+unit's next real claim replaces it. The price is that a unit whose last window was empty may hold
+the group back by one window during a catch-up, until its next step. Claims of units this worker
+owns come from the units themselves, never from headers.
 """
 
 from __future__ import annotations
@@ -68,9 +70,8 @@ class Aggregator:
         self.parts: dict[str, dict[str, Any]] = {}  # "unit/seq" -> {"parts": n, "chunks": {i: bytes}}
         self.offsets: dict[str, int] = {}  # partials topic-partition -> last offset read
         self.boundary = -math.inf  # event time: windows and cohorts are evaluated up to here
-        self.evidence = -math.inf  # newest event time seen in data (see the module docstring)
         self.clock = time.monotonic  # wall time for liveness and claim caps (a test may simulate it)
-        self.evidence_at = self.clock()
+        self.step_at: dict[str, float] = {}  # unit -> wall time its last step was applied (not state)
         self.started = self.clock()
         self.source_timeout = max(60.0, 4 * float(cfg.checkpoint_interval))
         self.duplicates = self.rejected = self.capped = 0
@@ -111,7 +112,7 @@ class Aggregator:
                 self.rejected += int(math.isnan(claim))
                 return
             # a claim speaks for steps up to its seq: while some are missing, only the applied ones count
-            src["claim"] = self._cap(claim, now) if seq <= src["seq"] else src["step"]
+            src["claim"] = self._cap(unit, claim, now) if seq <= src["seq"] else src["step"]
             return
         self._chunk(unit, seq, life, headers, value or b"")
 
@@ -176,7 +177,6 @@ class Aggregator:
         check(outcome is None or isinstance(outcome, bytes), "step outcome")
         for p in partials:
             self.engine.ingest_partial(p, unit)
-            self._note(min(p.window.max_ts, time.time() + float(self.cfg.detector.max_future)))
         if outcome is not None:
             if T <= self.boundary:  # a unit that was given up on: its step is late, apply it now
                 self._apply_outcome(outcome)
@@ -184,34 +184,24 @@ class Aggregator:
                 self.pending.setdefault(T, []).append(outcome)
         src = self.sources[unit]
         src["seq"], src["step"] = seq, T
+        self.step_at[unit] = self.clock()
         local = self.local.get(unit)
         if local is not None:
             if local[1] <= seq:
                 src["claim"] = local[0]
         else:
-            src["claim"] = max(src["claim"], self._cap(T, self.clock()))
+            src["claim"] = max(src["claim"], T)
 
     def _apply_outcome(self, blob: bytes) -> None:
-        step = decode(blob)
-        apply_outcome_step(self.engine, step)
-        self._note(min(float(step.get("now", -math.inf)), time.time() + float(self.cfg.detector.max_future)))
+        apply_outcome_step(self.engine, decode(blob))
 
-    def _note(self, ts: float) -> None:
-        if math.isfinite(ts) and ts > self.evidence:
-            self.evidence, self.evidence_at = ts, self.clock()
-
-    def note_local(self, ts: float) -> None:
-        """Event time seen by this worker's own units (evidence for capping claims)."""
-        self._note(ts)
-
-    def _cap(self, claim: float, now: float) -> float:
-        if not math.isfinite(self.evidence):
-            bound = -math.inf
-        else:
-            bound = self.evidence + float(self.cfg.detector.window) + max(0.0, now - self.evidence_at)
+    def _cap(self, unit: str, claim: float, now: float) -> float:
+        """A header claim of ``unit``, bounded by its last applied step plus the wall time since (module docstring)."""
+        step = self.sources[unit]["step"]
+        bound = step + max(0.0, now - self.step_at.get(unit, self.started)) if math.isfinite(step) else -math.inf
         if claim > bound:
             self.capped += 1
-            log.warning("capped a claimed watermark", extra={"claimed": claim, "bound": bound})
+            log.warning("capped a claimed watermark", extra={"unit": unit, "claimed": claim, "bound": bound})
             return bound
         return claim
 
@@ -309,7 +299,7 @@ class Aggregator:
                 "pending": [[b, list(v)] for b, v in self.pending.items()],
                 "parts": {k: {"parts": e["parts"], "chunks": [[i, c] for i, c in e["chunks"].items()]}
                           for k, e in self.parts.items()},
-                "offsets": dict(self.offsets), "boundary": self.boundary, "evidence": self.evidence,
+                "offsets": dict(self.offsets), "boundary": self.boundary,
                 "counts": {"duplicates": self.duplicates, "rejected": self.rejected, "capped": self.capped}}
 
     def load_state(self, st: Any) -> None:
@@ -331,8 +321,9 @@ class Aggregator:
         load_engine_state(self.engine, st["engine"])
         self.sources, self.pending, self.parts = sources, pending, parts
         self.offsets = {str(k): int(v) for k, v in st["offsets"].items()}
-        self.boundary, self.evidence = float(st["boundary"]), float(st["evidence"])
-        self.evidence_at = self.started = self.clock()
+        self.boundary = float(st["boundary"])  # older states also hold "evidence" (no longer used)
+        self.started = self.clock()
+        self.step_at = {}
         counts = st.get("counts") or {}
         self.duplicates, self.rejected, self.capped = (int(counts.get(k, 0)) for k in ("duplicates", "rejected", "capped"))
         self.dirty = False

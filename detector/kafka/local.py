@@ -67,7 +67,7 @@ class LocalGroup:
                 if AGGREGATOR in self.store:
                     side.restore(AGGREGATOR, self.store[AGGREGATOR])
                 side.agg.clock = lambda: self.time
-                side.agg.started = side.agg.evidence_at = self.time
+                side.agg.started = self.time
                 self.read = side.agg.offsets.get("partials:0", -1) + 1
                 self.owner[AGGREGATOR] = wid
 

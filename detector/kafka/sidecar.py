@@ -180,8 +180,6 @@ class Sidecar:
         self.last_batch_wall = time.monotonic()
         unit.advance(unit.watermark(), self.budget)
         self.dlq_total += len(out.dlq)
-        if self.agg is not None and unit.marks:
-            self.agg.note_local(max(unit.marks.values()))
         return out
 
     def tick(self, idle_after: float) -> None:

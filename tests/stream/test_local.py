@@ -315,6 +315,44 @@ def test_a_forged_watermark_cannot_close_windows_early():
     assert alert_set(g) == alerts
 
 
+def test_a_forged_claim_sent_after_a_pause_cannot_close_the_window_a_slower_unit_is_still_filling():
+    """The race a loaded machine once hit: a forged claim arriving minutes (of wall time) after the last
+    evidence, then the aggregator's own units racing ahead while the forged units are still behind."""
+    g = LocalGroup(config(), {}, reference(), P, workers=2)  # w0 holds the aggregator, p0 and p2
+    events = traffic()
+    half = len(events) // 2
+    feed(g, events[:half])
+    agg = g.aggregator
+    g.time += 600.0  # ten minutes of wall time pass before the forged claims come
+    for unit in ("p1", "p3"):
+        src = agg.sources[unit]
+        g.log.append((len(g.log), {"skewwatch-kind": "claim", "skewwatch-unit": unit, "skewwatch-seq": str(int(src["seq"])),
+                                   "skewwatch-life": src["life"], "skewwatch-watermark": "1e300"}, b""))
+    g.pump()
+    assert agg.capped >= 2
+    held = max(agg.sources[u]["step"] for u in ("p1", "p3"))
+    rest = events[half:]
+    home = next(s for s in g.sidecars.values() if s.agg is not None)
+    slices: dict[float, list[tuple[float, str, int, bytes]]] = {}
+    for e in rest:
+        if e[2] in (0, 2):
+            slices.setdefault(e[0] // 600.0, []).append(e)
+    for part in slices.values():  # the aggregator's own units take the whole rest; p1 and p3 send nothing
+        for kind in ("predictions", "labels", "features"):
+            for p in (0, 2):
+                vals = [raw for _, k, q, raw in part if k == kind and q == p]
+                if vals:
+                    g.feed(kind, p, vals)
+        g.checkpoint(home)
+    assert home.units["p0"].boundary > held + 2 * H  # the aggregator's own units have moved well on ...
+    assert agg.boundary <= held + 600.0, (agg.boundary, held)  # ... but p1 and p3 still hold event time back
+    feed(g, [e for e in rest if e[2] in (1, 3)])
+    g.finish(quiet=12 * H)
+    alerts, counts = baseline()
+    assert totals(g) == counts and agg.engine.counters.late == 0
+    assert alert_set(g) == alerts
+
+
 def test_one_event_dated_2100_cannot_anchor_a_partition():
     g = LocalGroup(config(), {}, reference(), P, workers=1)
     first = orjson.loads(next(raw for _, k, p, raw in traffic() if k == "predictions" and p == 0))

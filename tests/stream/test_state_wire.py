@@ -197,10 +197,6 @@ def test_a_compacted_state_topic_restores_a_replacement_with_a_new_name(kafka_bo
     check_alerts_once(kafka_bootstrap, topics["alerts"])
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "fails since 02:15 UTC on 2026-12-05 on the same commit (60cb0cb) that passed it in a full run at 01:50: 62 events "
-    "counted late after forged claims - a wall-clock-dependent path in the aggregator's watermark handling, not yet "
-    "diagnosed; kept running so its result stays visible"))
 def test_a_forged_watermark_header_closes_nothing_early(kafka_bootstrap: str, reference_path: Path,  # noqa: F811
                                                        tmp_path: Path, scenario: Scenario,  # noqa: F811
                                                        workers: Callable[..., WorkerProc]) -> None:  # noqa: F811
