@@ -50,7 +50,9 @@ log = logging.getLogger("skewwatch.unit")
 KINDS = ("predictions", "labels", "features")
 UNIT_VERSION = 1
 PARTITION_IDLE = 10.0  # seconds without a message after which a topic-partition stops holding event time back
-HEAD_BYTES = 640 * 1024  # a unit's first large prediction batches fold this much first, alone (~1,000 events of 620 B)...
+# a unit's first large prediction batches fold their first this many events first, alone: as many as
+# a model's first batch reads to infer its layout (slice dimensions, codes served as text)...
+HEAD_EVENTS = 1000
 HEAD_TRIES = 3  # ... in its first this many (see Unit._ingest_predictions)
 
 
@@ -191,23 +193,24 @@ class Unit:
 
     def _ingest_predictions(self, vals: list[bytes]) -> list[EventError]:
         """Fold predictions; until the engine has chosen its fast decoders, a large batch's head
-        (:data:`HEAD_BYTES`) is folded first, alone.
+        (:data:`HEAD_EVENTS` events) is folded first, alone.
 
         The engine picks the typed and columnar decoders of a unit's usual model only after a
         batch went through the general (dict) path; without the head, a unit's whole first fold
         (~2 MiB gathered: a quarter of a short backlog's events) would take that slow path. A
         fold's results never depend on how its messages are cut into batches beyond what live
         batching already varies (the first batch of a model infers its layout from its first
-        1,000 events: the head holds about that many). Tried for the first :data:`HEAD_TRIES`
+        1,000 events: the head holds that many; an envelope counts as its items). Tried for the first :data:`HEAD_TRIES`
         large batches only: a model the fast decoders do not serve (multiclass, regression)
         pays the split's fixed cost a few times, not on every fold."""
         eng = self.engine
         if eng._typed is not None or self.heads >= HEAD_TRIES or len(vals) < 2:
             return eng.ingest_predictions(vals)
-        size, k = 0, 0
+        size = events = k = 0
         for k, v in enumerate(vals, 1):  # noqa: B007 - k: messages in the head
             size += len(v)
-            if size >= HEAD_BYTES:
+            events += v.count(b"},{") + 1 if v[:1] == b"[" else 1  # an envelope's items (a close estimate)
+            if events >= HEAD_EVENTS:
                 break
         if k >= len(vals) or size * 2 > sum(map(len, vals)):
             return eng.ingest_predictions(vals)  # the head would be most of it: no gain

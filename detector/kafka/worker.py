@@ -3,7 +3,8 @@
 Agents take raw bytes in batches (``stream.take_events``) and gather them per topic-partition as
 columns (:class:`~detector.kafka.unit.Batch`: offsets, values, keys - no object of ours per
 message). A partition's gathered messages are folded into its unit once ``fold_bytes`` of them wait
-or the oldest has waited ``hold`` seconds (and always before a checkpoint): every fold has a fixed
+or the oldest has waited ``hold`` seconds (``hold_behind`` while more of the partition waits at the broker;
+and always before a checkpoint, but one that only lets steps out): every fold has a fixed
 cost (the columnar reader's set-up, the window fold, the outcome taps - about a millisecond), so
 folding the few hundred messages one ``take_events`` brings per partition cost ~10 us per event
 more than folding a few thousand. Messages waiting are not folded, so no offset of theirs is ever
@@ -51,7 +52,8 @@ log = logging.getLogger("skewwatch.worker")
 STEP_FLUSH = 1.0  # seconds: how soon a unit with steps waiting is checkpointed (so the steps can be sent)
 END_REFRESH = 0.5  # seconds between end-offset queries of the labels and features partitions held
 FOLD_BYTES = 2 << 20  # a partition's gathered messages are folded at this many bytes (~3,000 events of 600 B)...
-HOLD = 1.0  # ... or when the oldest has waited this many seconds
+HOLD = 1.0  # ... or when the oldest has waited this many seconds (while the partition is read to its end) ...
+HOLD_BEHIND = 5.0  # ... or this many while more of it waits at the broker (a backlog is being read)
 
 
 def _warm_up() -> None:
@@ -103,6 +105,7 @@ class Worker:
         self.within = within
         self.fold_bytes = fold_bytes
         self.hold = hold
+        self.hold_behind = max(hold, HOLD_BEHIND)
         self.pending: dict[tuple[str, int], _Pending] = {}  # gathered, not folded yet (see the module docstring)
         self.idle_after = idle_after if idle_after is not None else max(10.0, cfg.detector.allowed_lateness)
         self.lock = asyncio.Lock()
@@ -276,8 +279,27 @@ class Worker:
         return self._due(now)
 
     def _due(self, now: float, everything: bool = False) -> list[tuple[str, int]]:
-        return [k for k, p in self.pending.items()
-                if everything or p.size >= self.fold_bytes or now - p.since >= self.hold]
+        """Partitions whose waiting messages fold now: ``fold_bytes`` of them, or the oldest waited
+        ``hold`` seconds - ``hold_behind`` while more of the partition waits at the broker: a worker
+        reading a backlog (or starved of CPU, fetching slowly) keeps gathering full folds instead of
+        paying a fold's fixed cost every ``hold``, which would slow it down further."""
+        due = []
+        for k, p in self.pending.items():
+            waited = now - p.since
+            if everything or p.size >= self.fold_bytes or waited >= self.hold_behind or (
+                    waited >= self.hold and not self._backlog(k, p)):
+                due.append(k)
+        return due
+
+    def _backlog(self, key: tuple[str, int], p: _Pending) -> bool:
+        """More of this topic-partition is at the broker than was gathered (as of the last fetch)."""
+        try:
+            from faust.types import TP
+
+            hw = self.app.consumer.highwater(TP(key[0], key[1]))
+        except Exception:  # noqa: BLE001 - not assigned (any more), no fetch yet: fold within `hold`
+            return False
+        return bool(hw is not None and p.batch.offsets and hw > p.batch.offsets[-1] + 1)
 
     async def _fold(self, keys: list[tuple[str, int]]) -> None:
         """Fold the waiting messages of these topic-partitions (caller holds the lock); send what comes out."""
@@ -489,7 +511,10 @@ class Worker:
         that changed (``all_units``: all of them).
         """
         side = self.sidecar
-        if self.pending:  # what waits is folded first, so the checkpoint covers every message received
+        # what waits is folded first, so the checkpoint covers every message received - except for a
+        # checkpoint that only lets waiting steps out (``only``): it covers what its units folded (no
+        # offset of a waiting message is committed), and the messages keep gathering towards a full fold
+        if self.pending and only is None:
             await self._fold(self._due(0.0, everything=True))
         self.last_flush = time.monotonic()
         if only is not None:

@@ -164,7 +164,7 @@ def test_the_worker_gathers_faust_batches_into_columns_per_topic_partition_until
                                                        key=b"k"))
 
     w = Worker.__new__(Worker)  # the gathering alone: no Faust app, no broker
-    w.pending, w.fold_bytes, w.hold = {}, 9, 1.0
+    w.pending, w.fold_bytes, w.hold, w.hold_behind = {}, 9, 1.0, 5.0
     order = [("p", 0, 5), ("p", 1, 7), ("p", 0, 6), ("l", 0, 1), ("p", 1, 8), ("p", 0, 7)]
     assert w._gather([ev(*o) for o in order[:3]], now=100.0) == []  # 6 and 3 bytes waiting, nothing old yet
     due = w._gather([ev(*o) for o in order[3:]], now=100.5)
@@ -176,6 +176,15 @@ def test_the_worker_gathers_faust_batches_into_columns_per_topic_partition_until
     assert groups[("p", 1)].message(1).value == b"p18"
     assert w._due(100.9) == [("p", 0)] and w._due(101.0) == [("p", 0), ("p", 1)]  # ("p", 1) waited `hold` since 100.0
     assert w._due(0.0, everything=True) == [("p", 0), ("p", 1), ("l", 0)]
+    # while more of a partition waits at the broker, it keeps gathering up to `hold_behind`
+    ends = {("p", 0): 8, ("p", 1): 50, ("l", 0): 2}  # ("p", 1): read up to offset 8 of 50
+    w.app = SimpleNamespace(consumer=SimpleNamespace(highwater=lambda tp: ends[(tp.topic, tp.partition)]))
+    assert w._due(101.0) == [("p", 0)] and w._due(104.9) == [("p", 0), ("l", 0)]
+    assert w._due(105.0) == [("p", 0), ("p", 1), ("l", 0)]
+    ends[("p", 1)] = 9  # read to its end: `hold` again
+    assert w._due(101.0) == [("p", 0), ("p", 1)]
+    w.app = None  # no consumer (not assigned, not started): `hold`
+    assert w._due(101.0) == [("p", 0), ("p", 1)]
 
 
 def _bench_unit_fold(monkeypatch, tries, values):
@@ -214,8 +223,9 @@ def test_a_units_first_large_batch_folds_its_head_alone_so_the_rest_takes_the_fa
         assert eng._typed is not None  # the fast decoders are chosen after the first fold either way
         if tries:
             assert side.units["p0"].heads == 1
-            # the general path saw the head (~1,000 events) and then only the message it owns
-            assert seen[0] < 1200 and sum(seen[1:]) <= 2, seen
+            # the general path saw the head (the 1,000 events a model's layout is inferred from)
+            # and then only the message it owns
+            assert seen[0] == 1000 and sum(seen[1:]) <= 2, seen
         else:
             assert seen[0] == len(values)
     assert got[0][0] == [(10, "invalid_json"), (3000, "bad_field")]
@@ -229,12 +239,22 @@ def test_a_units_first_large_batch_folds_its_head_alone_so_the_rest_takes_the_fa
 def test_the_head_split_is_tried_a_few_times_only_and_never_for_small_batches(monkeypatch):
     from detector.bench.workload import make_events
 
-    side, _, seen = _bench_unit_fold(monkeypatch, 3, make_events(600))  # ~370 KB: no gain in splitting
-    assert side.units["p0"].heads == 0 and seen == [600]
+    side, _, seen = _bench_unit_fold(monkeypatch, 3, make_events(1500))  # the head would be most of it
+    assert side.units["p0"].heads == 0 and seen == [1500]
     unit = side.units["p0"]
     unit.engine._typed = unit.engine._arrow = None  # as for a model the fast decoders do not serve
     unit.heads = 3
     vals = make_events(4000, seed=8, start=T + 600)
     seen.clear()
-    side.on_messages("predictions", 0, msgs("predictions", vals, start=600))
+    side.on_messages("predictions", 0, msgs("predictions", vals, start=1500))
     assert unit.heads == 3 and seen[0] == len(vals)
+
+
+def test_an_envelope_counts_as_its_items_in_the_head(monkeypatch):
+    from detector.bench.workload import make_events
+
+    ev = make_events(5000)
+    envelopes = [b"[" + b",".join(ev[i : i + 100]) + b"]" for i in range(0, len(ev), 100)]
+    side, out, seen = _bench_unit_fold(monkeypatch, 3, envelopes)
+    assert not out.dlq and side.units["p0"].engine.counters.predictions == 5000
+    assert side.units["p0"].heads == 1 and seen[0] == 10 and sum(seen[1:]) == 0  # 10 envelopes = 1,000 events
