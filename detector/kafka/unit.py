@@ -200,11 +200,11 @@ class Unit:
         (~2 MiB gathered: a quarter of a short backlog's events) would take that slow path. A
         fold's results never depend on how its messages are cut into batches beyond what live
         batching already varies (the first batch of a model infers its layout from its first
-        1,000 events: the head holds that many; an envelope counts as its items). Tried for the first :data:`HEAD_TRIES`
-        large batches only: a model the fast decoders do not serve (multiclass, regression)
-        pays the split's fixed cost a few times, not on every fold."""
+        1,000 events: the head holds that many; an envelope counts as its items). Tried for the
+        first :data:`HEAD_TRIES` large batches only: a model the fast decoders do not serve
+        (multiclass, regression) pays the split's fixed cost a few times, not on every fold."""
         eng = self.engine
-        if eng._typed is not None or self.heads >= HEAD_TRIES or len(vals) < 2:
+        if eng.fast_decoders_chosen or self.heads >= HEAD_TRIES or len(vals) < 2:
             return eng.ingest_predictions(vals)
         size = events = k = 0
         for k, v in enumerate(vals, 1):  # noqa: B007 - k: messages in the head

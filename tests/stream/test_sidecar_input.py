@@ -220,7 +220,7 @@ def test_a_units_first_large_batch_folds_its_head_alone_so_the_rest_takes_the_fa
         (ms,) = eng.models.values()
         cnt = {s: (int(w.num.sum()), int(w.cat.sum()), float(w.sx.sum())) for s, w in sorted(ms.windows.items())}
         got[tries] = (sorted((m.offset, e.reason) for m, e in out.dlq), eng.counters.predictions, cnt)
-        assert eng._typed is not None  # the fast decoders are chosen after the first fold either way
+        assert eng.fast_decoders_chosen  # after the first fold either way
         if tries:
             assert side.units["p0"].heads == 1
             # the general path saw the head (the 1,000 events a model's layout is inferred from)

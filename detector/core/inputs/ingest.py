@@ -88,6 +88,12 @@ class Ingest:
     _arrow_skip: int = 0  # batches to leave to the typed path after Arrow refused one (doubling, bounded)
     _arrow_backoff: int = 0
 
+    @property
+    def fast_decoders_chosen(self) -> bool:
+        """Whether the typed (and columnar) decoders of the usual model are chosen: they are after
+        a batch the general path decoded most of (see :meth:`_choose_typed`)."""
+        return self._typed is not None
+
     def ingest_predictions(self, raws: Sequence[bytes]) -> list[EventError]:
         """Decode and fold in prediction messages; returns the ones that could not be used."""
         with gc_paused():
