@@ -446,11 +446,53 @@ def outcomes() -> dict[str, Any]:
         ts("Stated error of the estimates", "Standard error stated with each estimate of the last closed window "
            "(sampling, calibration map, hour-of-day misfit, widened by matured gaps).", "percentunit",
            target(f"skewwatch_estimated_performance_stderr_ratio{{{MS}}}", "{{metric}} [{{slice}}]")),
+        *task_panels(),
     ]
     return dashboard("skewwatch-outcomes", "skewwatch / Outcomes: calibration, performance, labels",
                      "Matured-label metrics per slice: calibration, ranking, decisions at the threshold, base rate, "
                      "and how labels arrive (delay, coverage, join results); performance estimated from the scores "
                      "before labels, and the estimate's own error once they mature.", panels, variables("model", "slice"))
+
+
+def task_panels() -> list[dict[str, Any]]:
+    """Rows for regression and multiclass models: realised errors / classes, and the estimates against them."""
+    mae = "skewwatch_outcome_mae"
+    return [
+        row("Regression models: errors (target units)"),
+        ts("MAE and RMSE (labels matured)", "Mean absolute and root mean squared error of the last matured cohort, "
+           "in the target's own units (e.g. minutes). RMSE well above MAE means a few large misses.", "none",
+           target(f"{mae}{{{MS}}}", "MAE [{{slice}}]", "A"), target(f"skewwatch_outcome_rmse{{{MS}}}", "RMSE [{{slice}}]", "B")),
+        ts("Bias (prediction − target)", "Mean of prediction minus target over the last matured cohort (target "
+           "units): above 0 the model over-predicts, below 0 it under-predicts. A level shift of the target "
+           "against the predictions is label drift.", "none", target(f"skewwatch_outcome_bias{{{MS}}}", "{{slice}}")),
+        ts("Estimated vs realised error", "Error expected from the inputs and predictions before labels (DLE, last "
+           "closed window, all traffic) against the realised error once labels matured (dashed). The realised "
+           "series lags by the label maturity; a realised error above the estimate while inputs are stable is "
+           "concept drift.", "none",
+           target(f'skewwatch_estimated_error{{{M}, slice="all"}}', "estimated {{metric}} {{model}}", "A"),
+           target(f'label_replace({mae}{{{M}, slice="all"}}, "metric", "mae", "", "")', "realised {{metric}} {{model}}", "B"),
+           target(f'label_replace(skewwatch_outcome_rmse{{{M}, slice="all"}}, "metric", "rmse", "", "")',
+                  "realised {{metric}} {{model}}", "C"), overrides=threshold_style(".*realised.*")),
+        ts("Estimate's own error: regression", "Realised minus estimated error (target units) of the last window "
+           "whose labels matured, and the RMS of that gap in stated errors (about 1 when the stated error is honest).",
+           "none", target(f"skewwatch_estimated_error_gap{{{M}}}", "realised - estimated {{metric}} {{model}}", "A"),
+           target(f"skewwatch_estimate_error_zscore_rms{{{M}}}", "RMS z {{metric}} {{model}}", "B")),
+        row("Multiclass models: classes"),
+        ts("Accuracy and macro-F1: estimated vs realised", "Realised accuracy and macro-F1 of the last matured "
+           "cohort per slice, and the same expected from the calibrated class scores before labels (CBPE, last "
+           "closed window, all traffic; dashed).", "percentunit",
+           target(f"skewwatch_accuracy_ratio{{{MS}}}", "accuracy [{{slice}}]", "A"),
+           target(f"skewwatch_macro_f1_ratio{{{MS}}}", "macro-F1 [{{slice}}]", "B"),
+           target(f'skewwatch_estimated_performance_ratio{{{M}, slice="all", metric=~"accuracy|macro_f1"}}',
+                  "estimated {{metric}}", "C"), defaults=ratio_max1(), overrides=threshold_style("estimated.*")),
+        ts("Recall per class", "Share of each true class's labelled predictions that the model got right, last "
+           "matured cohort. A class whose recall falls alone is where a concept change or a confusion with a "
+           "neighbouring class is.", "percentunit",
+           target(f"skewwatch_class_recall_ratio{{{MS}}}", "{{class}} [{{slice}}]"), defaults=ratio_max1()),
+        ts("Precision per class", "Share of each class's predictions whose label agrees, last matured cohort.",
+           "percentunit", target(f"skewwatch_class_precision_ratio{{{MS}}}", "{{class}} [{{slice}}]"),
+           defaults=ratio_max1()),
+    ]
 
 
 def pipeline() -> dict[str, Any]:

@@ -5,7 +5,13 @@
 2. profiles the simulated model's training data into a reference (cached);
 3. runs the sidecar worker (the same Faust worker as ``skewwatch run``);
 4. plays the simulator's fault timeline into the topics, time-accelerated so each injected
-   fault shows within a minute or so, and prints live what fired and why.
+   fault shows within a minute or so, and prints live what fired and why;
+5. ends with a scorecard: each injected fault, and the alert (kind, cause) that caught it.
+
+Three models share the topics: the binary ``fraud`` classifier (the scenario's faults), a
+regression model ``eta`` (delivery time) and a multiclass model ``intent`` (ticket routing), each
+with its own reference and its own injected fault (:mod:`detector.sim.tasks.demo`);
+``--task-rate 0`` runs the fraud model alone.
 
 ``--duration`` bounds the run; Ctrl-C stops everything cleanly (the broker is a child process in
 its own process group and is always torn down).
@@ -16,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import math
 import os
 import sys
 import tempfile
@@ -57,6 +64,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="with --bootstrap: a skewwatch config whose kafka.security (TLS, SASL) to use")
     p.add_argument("--scenario", default="demo", help="simulated fault timeline (default: demo)")
     p.add_argument("--rate", type=float, default=1000.0, help="simulated predictions per hour")
+    p.add_argument("--task-rate", type=float, default=500.0,
+                   help="predictions per hour of each of the regression (eta) and multiclass (intent) models; 0 = fraud only")
     p.add_argument("--speedup", type=float, default=2400.0, help="simulated seconds per wall-clock second")
     p.add_argument("--port", type=int, default=9108, help="web port (metrics, status, health); 0 = any free port")
     p.add_argument("--window", default="1h", help="detector window (simulated time)")
@@ -111,6 +120,18 @@ def run(args: argparse.Namespace) -> int:
     try:
         print(f"{c('bold')}skewwatch demo{c('end')}: building the reference profile of the simulated fraud model...", flush=True)
         ref = demo_reference()
+        from detector.cli.demo_models import injected, task_references
+        from detector.sim import get_scenario
+        from detector.sim.tasks.demo import demo_ground_truth, demo_task_scenarios
+
+        sc = get_scenario(args.scenario, rate_per_hour=args.rate)
+        task_scs = (demo_task_scenarios(args.task_rate, hours=sc.hours, seed=sc.seed, start=sc.start,
+                                        tz_offset_hours=sc.world.tz_offset_hours) if args.task_rate > 0 else [])
+        if task_scs:
+            print("  ... and of the regression (eta) and multiclass (intent) models", flush=True)
+        refs = task_references([t.model for t in task_scs])
+        truth = injected(sc.ground_truth(), demo_ground_truth(rate_per_hour=args.task_rate, hours=sc.hours, seed=sc.seed,
+                                                              start=sc.start) if task_scs else [])
         group = f"skewwatch-demo-{int(time.time())}"
         cfg = Config.model_validate({
             "kafka": {"brokers": [bootstrap], "group_id": group, "topics": {"partitions": 2}, "security": security},
@@ -132,32 +153,71 @@ def run(args: argparse.Namespace) -> int:
                   f"              -X api.version.request=false -X broker.version.fallback=0.9.0.\n"
                   f"              Or feed it a file: skewwatch simulate --bootstrap {bootstrap} "
                   f"--from-file events.jsonl")
-        from detector.sim import get_scenario
-
-        sc = get_scenario(args.scenario, rate_per_hour=args.rate)
+        print(f"  models      fraud (binary){''.join(f', {t.model} ({_TASK[t.model]})' for t in task_scs)}")
         print(f"\n{c('bold')}injected faults{c('end')} (simulated time; {args.speedup:.0f}x faster than real time):")
-        for g in sc.ground_truth():
-            what = g.get("feature") or ", ".join(g.get("features") or []) or "-"
-            print(f"  {g['onset'][5:16]} -> {g['end'][5:16] if g.get('end') else '...'}  {g['fault']:18s} "
-                  f"expect {g['kind']} ({what}{' ' + str(g['slice']) if g['slice'] else ''}) -> {g.get('cause')}")
+        for g in truth:
+            print(f"  {_span(g)}  {g['model']:6s} {g['fault']:18s} expect {g['kind']} ({_what(g)}) -> {g.get('cause')}")
         print(f"\n{c('bold')}alerts{c('end')} (waiting for the worker to join the consumer group...)", flush=True)
-        state: dict[str, Any] = {"shown": 0, "sent": 0, "sim_ts": None, "done": False}
+        state: dict[str, Any] = {"shown": 0, "sent": 0, "sim_ts": None, "done": False, "alerts": []}
 
         def on_started(worker: Any) -> None:
             loop = asyncio.get_event_loop()
-            loop.create_task(_drive(worker, cfg, args, state, c))
+            loop.create_task(_drive(worker, cfg, args, state, c, sc, task_scs))
 
-        code = run_worker(cfg, {}, ref, worker_id="demo", on_started=on_started)
-        print(f"\n{c('bold')}done{c('end')}: {state['sent']:,} messages simulated, {state['shown']} alert events shown.")
+        code = run_worker(cfg, refs, ref, worker_id="demo", on_started=on_started)
+        held = (f" (the simulator waited {state['held']:.0f} s for the worker to keep up)" if state.get("held", 0) >= 1 else "")
+        print(f"\n{c('bold')}done{c('end')}: {state['sent']:,} messages simulated, {state['shown']} alert events shown{held}.")
+        _print_scorecard(truth, state, c)
         return code
     finally:
         if broker is not None:
             broker.stop()
 
 
-async def _drive(worker: Any, cfg: Config, args: argparse.Namespace, state: dict[str, Any], c: Any) -> None:
+_TASK = {"eta": "regression", "intent": "multiclass"}
+_MAX_LAG_H = 6.0  # simulated hours the worker's evaluation may fall behind the simulator
+
+
+def _span(g: dict[str, Any]) -> str:
+    from detector.core.inputs.timeparse import format_ts
+
+    end = format_ts(g["end_ts"])[5:16] if g.get("end_ts") else "..."
+    return f"{format_ts(g['onset_ts'])[5:16]} -> {end}"
+
+
+def _what(g: dict[str, Any]) -> str:
+    what = g.get("feature") or ", ".join(g.get("features") or []) or "-"
+    return what + (f" {g['slice']}" if g.get("slice") else "")
+
+
+def _print_scorecard(truth: list[dict[str, Any]], state: dict[str, Any], c: Any) -> None:
+    """Each injected fault whose onset the run reached, and the alert that caught it (or that none did yet)."""
+    from detector.cli.demo_models import scorecard
+
+    reached = [g for g in truth if state["sim_ts"] is not None and g["onset_ts"] < state["sim_ts"]]
+    if not reached:
+        print("scorecard: the run ended before the first injected fault (run longer, e.g. --duration 300)")
+        return
+    print(f"\n{c('bold')}scorecard{c('end')} (injected fault -> first alert of its model with the expected kind and cause):")
+    for g in scorecard(reached, state["alerts"]):
+        a = g["caught"]
+        if a is not None:
+            print(f"  {c('resolved')}caught{c('end')}    {g['model']:6s} {g['fault']:18s} as {a['kind']}/{a['feature'] or '-'} -> "
+                  f"{a['cause']} ({a['statistic']}), {g['after_h']:.1f} h after onset")
+        elif g["other"] is not None:
+            o = g["other"]
+            print(f"  {c('firing')}flagged{c('end')}   {g['model']:6s} {g['fault']:18s} as {o['kind']}/{o['feature'] or '-'} -> "
+                  f"{o['cause']} ({o['statistic']}), {g['after_h']:.1f} h after onset; expected {g['kind']} -> {g['cause']}")
+        else:
+            print(f"  {c('firing')}not yet{c('end')}   {g['model']:6s} {g['fault']:18s} expected {g['kind']} -> {g['cause']}")
+
+
+async def _drive(worker: Any, cfg: Config, args: argparse.Namespace, state: dict[str, Any], c: Any,
+                 sc: Any, task_scs: list[Any]) -> None:
     from detector.cli.simulate import produce_scenario
     from detector.core.inputs.timeparse import format_ts
+    from detector.sim import simulate
+    from detector.sim.tasks.demo import demo_events
 
     await worker.restored.wait()
     while not worker.app.consumer.assignment():
@@ -175,13 +235,14 @@ async def _drive(worker: Any, cfg: Config, args: argparse.Namespace, state: dict
             while state["shown"] < len(log_):
                 a = log_[state["shown"]]
                 state["shown"] += 1
+                state["alerts"].append(a)
                 tag = c("firing") + "FIRING  " if a["state"] == "firing" else c("resolved") + "resolved"
                 sl = ",".join(f"{k}={v}" for k, v in a["slice"].items()) or "all"
                 if a["state"] == "firing":
-                    print(f"{tag}{c('end')} {a['window']['end'][5:16]} {a['kind']}/{a['feature'] or '-'} [{sl}] "
+                    print(f"{tag}{c('end')} {a['window']['end'][5:16]} {a['model']}: {a['kind']}/{a['feature'] or '-'} [{sl}] "
                           f"{a['severity']} -> {a['cause']}, {a['action']}\n           {a['summary']}", flush=True)
                 else:
-                    print(f"{tag}{c('end')} {a['ts'][5:16]} {a['kind']}/{a['feature'] or '-'} [{sl}]", flush=True)
+                    print(f"{tag}{c('end')} {a['ts'][5:16]} {a['model']}: {a['kind']}/{a['feature'] or '-'} [{sl}]", flush=True)
             now = time.monotonic()
             if sys.stdout.isatty() and now - last_status > 1 and state["sim_ts"]:
                 last_status = now
@@ -190,6 +251,19 @@ async def _drive(worker: Any, cfg: Config, args: argparse.Namespace, state: dict
                       f"{firing} firing, {now - t0:.0f}s{c('end')}\r", end="", flush=True)
             await asyncio.sleep(0.25)
 
+    async def throttle(ts: float) -> None:
+        """Hold the simulator while the worker's evaluation is more than ``_MAX_LAG_H`` behind it (a slow or busy
+        machine): the live view then keeps pace with the fault timeline instead of showing alerts long after."""
+        while not stop.is_set():
+            wm = worker.sidecar.evaluator.watermark
+            if wm is not None and math.isfinite(wm) and ts - wm <= _MAX_LAG_H * 3600:
+                return
+            if wm is None or not math.isfinite(wm):  # nothing evaluated yet: the first windows are still open
+                if ts - state.setdefault("first_ts", ts) <= _MAX_LAG_H * 3600:
+                    return
+            state["held"] = state.get("held", 0.0) + 0.2
+            await asyncio.sleep(0.2)
+
     async def stopper() -> None:
         await asyncio.sleep(max(1.0, args.duration - (time.monotonic() - t0)))
         stop.set()
@@ -197,8 +271,9 @@ async def _drive(worker: Any, cfg: Config, args: argparse.Namespace, state: dict
     shower = asyncio.ensure_future(show())
     stopper_task = asyncio.ensure_future(stopper())
     try:
+        events = demo_events(simulate(sc), task_scs) if task_scs else None
         await produce_scenario(worker.settings, args.scenario, rate_per_hour=args.rate, speedup=args.speedup, stop=stop,
-                               on_progress=progress)
+                               on_progress=progress, events=events, throttle=throttle)
         state["done"] = True
         # let the worker drain what was produced, then close the remaining windows
         deadline = time.monotonic() + 30

@@ -17,7 +17,7 @@ import asyncio
 import logging
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import orjson
@@ -41,8 +41,13 @@ async def produce_scenario(
     stop: asyncio.Event | None = None,
     on_progress: Callable[[float, int], None] | None = None,
     producer_kwargs: dict[str, Any] | None = None,
+    events: Iterable[tuple[float, str, dict[str, Any]]] | None = None,
+    throttle: Callable[[float], Awaitable[None]] | None = None,
 ) -> int:
-    """Produce a scenario's events; returns the number of messages sent.
+    """Produce a scenario's events (or ``events``, time-ordered, in its place); returns the number of messages sent.
+
+    ``throttle(ts)``, when given, is awaited after each batch (event time ``ts``): a consumer that falls
+    behind can hold the producer back (``skewwatch demo`` does, so its timeline stays in step on a slow machine).
 
     ``bootstrap`` is ``"host:port[,…]"`` (unsecured) or a :class:`~detector.kafka.clients.ClientSettings`.
     """
@@ -60,7 +65,7 @@ async def produce_scenario(
     t_ev0: float | None = None
     batch: list[Any] = []
     try:
-        for ts, topic, ev in simulate(sc):
+        for ts, topic, ev in (simulate(sc) if events is None else events):
             if t_ev0 is None:
                 t_ev0 = ts
             batch.append(prod.send(names[topic], orjson.dumps(ev), key=str(ev["prediction_id"]).encode()))
@@ -76,6 +81,8 @@ async def produce_scenario(
                     await asyncio.sleep(ahead)
                 if on_progress is not None:
                     on_progress(ts, sent)
+                if throttle is not None:
+                    await throttle(ts)
         if batch:
             await asyncio.gather(*batch)
         await prod.flush()

@@ -11,6 +11,7 @@ measure. Per model:
 ``skewwatch_estimated_performance_trailing_day_ratio{model,metric}``   the trailing day the alert tests
 ``skewwatch_estimated_performance_reference_ratio{model,metric}``      training's score mix under production's decision rule
 ``skewwatch_estimate_error_ratio{model,metric}``                       realised - estimated, last matured window
+                                                                      (regression: ``skewwatch_estimated_error_gap``, target units)
 ``skewwatch_estimate_error_zscore_rms{model,metric}``                  RMS of (realised - estimated) / stated error over the
                                                                       last matured windows (about 1 when the stated error is honest)
 """
@@ -56,8 +57,10 @@ def add_estimates(fam: Any, model: str, pe: Any) -> None:
                 r.add_metric([model, m], float(day["reference"][m]))
     errors = pe.errors()
     if errors:
-        g = fam.gauge("skewwatch_estimate_error_ratio", "Realised minus estimated performance of the last window "
-                      "whose labels matured.", ("model", "metric"))
+        g = (fam.gauge("skewwatch_estimate_error_ratio", "Realised minus estimated performance of the last window "
+                       "whose labels matured.", ("model", "metric")) if ratio else
+             fam.gauge("skewwatch_estimated_error_gap", "Realised minus estimated error (target units) of the last "
+                       "window whose labels matured.", ("model", "metric")))
         z = fam.gauge("skewwatch_estimate_error_zscore_rms", "RMS of (realised - estimated) / stated error over the "
                       "last matured windows; about 1 when the stated error is honest.", ("model", "metric"))
         for m, e in errors.items():

@@ -45,6 +45,22 @@ _OUTCOME = (  # OutcomeMonitor.stats()["slices"][slice] key -> (family, help); l
      "and review capacity (score units)."),
     ("expected_cost", "skewwatch_expected_cost", "Expected cost per labelled prediction at the threshold in force "
      "(configured cost units)."),
+    # regression models (errors in the target's own units, hence no unit suffix)
+    ("mae", "skewwatch_outcome_mae", "Mean absolute error of the cohort's labelled predictions (regression; target units)."),
+    ("rmse", "skewwatch_outcome_rmse", "Root mean squared error of the cohort's labelled predictions (regression; target units)."),
+    ("bias", "skewwatch_outcome_bias", "Mean of prediction minus target over the cohort's labelled predictions (regression; "
+     "target units; positive = over-predicting)."),
+    ("r2", "skewwatch_outcome_r2", "Coefficient of determination of the cohort's labelled predictions (regression)."),
+    # multiclass models
+    ("accuracy", "skewwatch_accuracy_ratio", "Share of the cohort's labelled predictions whose class is right (multiclass)."),
+    ("macro_f1", "skewwatch_macro_f1_ratio", "Macro-averaged F1 over the classes of the cohort's labelled predictions "
+     "(multiclass)."),
+)
+_CLASS_OUTCOME = (  # stats()["slices"][slice]["class_<key>"][class] -> (family, help); multiclass models
+    ("class_recall", "skewwatch_class_recall_ratio", "Recall of one class: share of its labelled predictions' true "
+     "members predicted as it (multiclass)."),
+    ("class_precision", "skewwatch_class_precision_ratio", "Precision of one class: share of the predictions of it "
+     "whose label agrees (multiclass)."),
 )
 _PARITY = (  # stats()["parity"]["features"][feature][slice] key -> (family, help)
     ("mismatch_rate", "skewwatch_feature_parity_mismatch_ratio", "Share of joined predictions whose served value "

@@ -59,6 +59,7 @@ from detector import __version__
 from detector.exporters.estimates import add_estimates
 from detector.exporters.families import (  # noqa: F401 - ALL, bounded, ... are this module's API too
     _ARRAYS,
+    _CLASS_OUTCOME,
     _JOIN,
     _LABEL_GAUGES,
     _OUTCOME,
@@ -445,6 +446,12 @@ class SkewwatchCollector(Collector):
                 v = _get(row, key)
                 if _finite(v):
                     fam.gauge(fname, doc, ("model", "slice")).add_metric([model, slice_label(skey)], float(v))
+        for key, fname, doc in _CLASS_OUTCOME:
+            for skey, row in slices.items():
+                for cls, v in (_as_map(_get(row, key)) or {}).items():
+                    if _finite(v):
+                        fam.gauge(fname, doc, ("model", "slice", "class")).add_metric(
+                            [model, slice_label(skey), bounded(str(cls))], float(v))
         par = _as_map(_get(_get(st, "parity"), "features")) or {}
         for feat, per in par.items():
             for skey, row in (_as_map(per) or {}).items():

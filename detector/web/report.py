@@ -58,6 +58,7 @@ from detector.web.status import (
     stats_for,
 )
 from detector.web.svg import ACTION_COLORS, fmt_num, fmt_pct, reliability, share_bars, timeline
+from detector.web.task_panels import is_task_model, task_outcomes_html
 
 __all__ = ["render_report", "OverrideTally", "checklist_html", "Gate", "evaluate_gates", "incidents_of",
            "verdict_of", "slice_losses", "reliability_points", "ReportError"]
@@ -428,6 +429,8 @@ def _features_html(engine: Any, model: str, incidents: Sequence[dict[str, Any]])
 def _outcomes_html(engine: Any, model: str, ref: Any) -> str:
     st = _outcome_stats(engine, model)
     glob = (st.get("slices") or {}).get("") or {}
+    if is_task_model(st):  # a regression / multiclass model: errors and classes, not scores
+        return task_outcomes_html(st, getattr(ref, "task", None) or {}, _dur(st.get("maturity_s")))
     cur, base = reliability_points(engine, model)
     if not glob and not cur:
         return ('<p class="empty">No matured labelled cohort: send labels (--labels L.jsonl or the `labels` topic) and '
@@ -457,6 +460,8 @@ def _outcomes_html(engine: Any, model: str, ref: Any) -> str:
 
 
 def _slices_html(engine: Any, model: str) -> str:
+    if is_task_model(_outcome_stats(engine, model)):
+        return '<p class="muted">per-slice errors and classes of this model: in its outcomes section above</p>'
     try:
         sl = slice_losses(engine, model)
     except Exception as exc:  # noqa: BLE001 - the outcome monitor is optional and evolving

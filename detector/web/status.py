@@ -443,8 +443,21 @@ def _model_summary(engine: Any, name: str, ms: Any) -> str:
         top = sorted(versions.items(), key=lambda kv: -kv[1])[:3]
         parts.append("model versions: " + ", ".join(f"<code>{esc(v)}</code> ({n:,})" for v, n in top))
     est = estimates_line(ms)  # performance expected before labels
-    return '<p class="small muted">' + "; ".join(parts) + "</p>" + (f'<p class="small" data-estimates="status">{est}</p>'
-                                                                      if est else "")
+    real = _performance(engine, name)  # realised, in the model's task's terms
+    return ('<p class="small muted">' + "; ".join(parts) + "</p>"
+            + (f'<p class="small" data-performance="status">{real}</p>' if real else "")
+            + (f'<p class="small" data-estimates="status">{est}</p>' if est else ""))
+
+
+def _performance(engine: Any, name: str) -> str | None:
+    from detector.web.task_panels import performance_line
+
+    fn = getattr(getattr(engine, "outcomes", None), "stats", None)
+    try:
+        st = fn(name) if fn is not None else None
+    except Exception:  # noqa: BLE001 - the outcome monitor is optional
+        return None
+    return performance_line(st) if isinstance(st, dict) else None
 
 
 def estimates_line(ms: Any) -> str | None:

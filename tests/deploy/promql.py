@@ -60,14 +60,15 @@ def substitute(expr: str, values: dict[str, str]) -> str:
 
 @lru_cache(maxsize=1)
 def exported_names() -> frozenset[str]:
-    """Every sample name the exporter emits for the faulty-traffic engine (with _total, _bucket, ...)."""
+    """Every sample name the exporter emits for the faulty-traffic engine and the task models' (with _total, _bucket, ...)."""
     from prometheus_client.parser import text_string_to_metric_families
 
     from detector.exporters.prometheus import exposition
-    from tests.deploy.traffic import faulty_worker
+    from tests.deploy.traffic import faulty_worker, task_worker
 
-    w = faulty_worker()
-    text = exposition(w.sidecar.evaluator, worker=w).decode() + _health_exposition()
+    w, t = faulty_worker(), task_worker()  # a binary model's families, and a regression and a multiclass model's
+    text = (exposition(w.sidecar.evaluator, worker=w).decode() + exposition(t.sidecar.evaluator, worker=t).decode()
+            + _health_exposition())
     return frozenset(s.name for f in text_string_to_metric_families(text) for s in f.samples)
 
 

@@ -1,5 +1,6 @@
-"""A real Prometheus scrapes the exporter (faulty traffic), evaluates the alert rules, and answers
-every dashboard query with at least one series."""
+"""A real Prometheus scrapes the exporter (faulty traffic of a binary model, and a worker watching a
+regression and a multiclass model), evaluates the alert rules, and answers every dashboard query with
+at least one series."""
 
 from __future__ import annotations
 
@@ -16,11 +17,11 @@ import pytest
 import yaml
 
 from tests.deploy.promql import NO_PROMETHEUS, RULES, panel_queries, rules, substitute
-from tests.deploy.traffic import SHARES_FAULTY_WORKER, Served, faulty_worker
+from tests.deploy.traffic import SHARES_FAULTY_WORKER, Served, faulty_worker, task_worker
 
 pytestmark = SHARES_FAULTY_WORKER
 PROMETHEUS = shutil.which("prometheus")
-VALUES = {"model": "fraud", "feature": "amount", "slice": "all", "datasource": "skewwatch-prometheus",
+VALUES = {"model": "fraud|eta|intent", "feature": "amount", "slice": "all", "datasource": "skewwatch-prometheus",
           "cluster": ".*", "namespace": ".*"}  # "All": also matches series without the label
 
 
@@ -49,8 +50,7 @@ class Prom:
 def prom(tmp_path_factory):
     if PROMETHEUS is None:
         pytest.skip(NO_PROMETHEUS)
-    worker = faulty_worker()
-    srv = Served(worker)  # the server the worker really serves
+    srvs = [Served(faulty_worker()), Served(task_worker())]  # the server a worker really serves
     tmp = tmp_path_factory.mktemp("prometheus")
     rules = yaml.safe_load(RULES.read_text())
     for g in rules["groups"]:
@@ -60,7 +60,7 @@ def prom(tmp_path_factory):
         # a scrape may take ~0.3 s on a loaded machine: the timeout (capped at the interval) leaves room
         "global": {"scrape_interval": "2s", "scrape_timeout": "2s", "evaluation_interval": "500ms"},
         "rule_files": ["rules.yml"],
-        "scrape_configs": [{"job_name": "skewwatch", "static_configs": [{"targets": [f"127.0.0.1:{srv.port}"]}]}],
+        "scrape_configs": [{"job_name": "skewwatch", "static_configs": [{"targets": [f"127.0.0.1:{s.port}" for s in srvs]}]}],
     }))
     port = _free_port()
     log = open(tmp / "prometheus.log", "wb")
@@ -72,7 +72,7 @@ def prom(tmp_path_factory):
         while True:  # ready, and at least 2 scrapes in (rate() needs two samples)
             try:
                 r = p.query("count_over_time(skewwatch_build_info[1m])")
-                if r and float(r[0]["value"][1]) >= 2:
+                if len(r) == len(srvs) and min(float(x["value"][1]) for x in r) >= 2:
                     break
             except OSError:
                 pass
@@ -87,12 +87,13 @@ def prom(tmp_path_factory):
         except subprocess.TimeoutExpired:
             proc.kill()
         log.close()
-        srv.close()
+        for srv in srvs:
+            srv.close()
 
 
 def test_the_target_is_up_and_scraped_as_job_skewwatch(prom):
     r = prom.query('up{job="skewwatch"}')
-    assert [float(x["value"][1]) for x in r] == [1.0]
+    assert [float(x["value"][1]) for x in r] == [1.0, 1.0]
 
 
 def test_every_dashboard_query_returns_series(prom):

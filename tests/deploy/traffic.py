@@ -136,3 +136,36 @@ def faulty_worker() -> Worker:
     g.redeliver("predictions", 0, [Message(g.topics["predictions"], 0, 0, b"{}")])  # an offset already folded: redelivery
     g.checkpoint()
     return Worker(side)
+
+
+TASK_RATE = 300.0  # predictions per hour of each task model
+
+
+@lru_cache(maxsize=1)
+def task_worker() -> Worker:
+    """A worker watching a regression (``eta``) and a multiclass (``intent``) model (the demo's), 30 h of clean
+    traffic with labels, through the same path as :func:`faulty_worker`: their outcome, per-class and estimate
+    families (realised at maturity too) are on its exposition."""
+    from detector.cli.demo_models import task_reference
+    from detector.sim.tasks import TaskScenario
+    from detector.sim.tasks.demo import demo_events
+
+    scs = [TaskScenario("deploy", m, hours=30.0, rate_per_hour=TASK_RATE, label_names_model=True) for m in ("eta", "intent")]
+    g = LocalGroup(Config(), {m: task_reference(m) for m in ("eta", "intent")}, None, partitions=1)
+    buf: dict[str, list[bytes]] = {"predictions": [], "labels": [], "features": []}
+    window = None
+    for ts, topic, ev in demo_events((), scs):
+        w = ts // 3600
+        if topic == "predictions" and w != window and buf["predictions"]:
+            for t, msgs in buf.items():
+                if msgs:
+                    g.feed(t, 0, msgs)
+            g.checkpoint()
+            buf = {k: [] for k in buf}
+        window = w if topic == "predictions" else window
+        buf[topic].append(orjson.dumps(ev))
+    for t, msgs in buf.items():
+        if msgs:
+            g.feed(t, 0, msgs)
+    g.checkpoint()
+    return Worker(g.sidecars["w0"])

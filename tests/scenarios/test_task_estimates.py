@@ -163,3 +163,56 @@ def test_regression_estimates_are_exported_in_the_targets_units():
     assert mae == pytest.approx(reference("eta").task["errors"]["mae"], rel=0.25)
     assert reg.get_sample_value("skewwatch_estimated_error_stderr", {"model": "eta", "slice": "all", "metric": "rmse"}) > 0
     assert reg.get_sample_value("skewwatch_estimated_performance_ratio", {"model": "eta", "slice": "all", "metric": "mae"}) is None
+
+
+@cache
+def matured_run(model: str):
+    """Stable traffic with its labels through the engine and the outcome monitor (estimates meet labels at maturity)."""
+    from detector.core.outcomes.monitor import attach_outcomes
+
+    sc = TaskScenario("golden", model, hours=72, rate_per_hour=1000, seed=0)
+    eng = Engine(DetectorSettings(), default_reference=reference(model))
+    attach_outcomes(eng)
+    evs = [(t, orjson.dumps(e)) for _, t, e in simulate_task(sc)]
+    alerts = []
+    for i in range(0, len(evs), 2000):
+        part = evs[i : i + 2000]
+        assert eng.ingest_predictions([r for t, r in part if t == "predictions"]) == []
+        assert eng.ingest_labels([r for t, r in part if t == "labels"]) == []
+        alerts += [a.to_dict() for a in eng.advance()]
+    return eng, alerts
+
+
+@pytest.mark.parametrize("model", ["eta", "intent"])
+def test_at_label_maturity_the_estimates_meet_realised_performance_within_their_stated_error(model):
+    eng, alerts = matured_run(model)
+    assert alerts == []
+    pe = eng.models[model].estimate
+    errors = pe.errors()
+    assert set(errors) == set(METRICS[model]), errors
+    for m in METRICS[model]:
+        g = pe.gaps[m]
+        assert len(g) >= 25, (m, len(g))  # pooled hourly windows over two and a half days
+        z = np.array([x[3] for x in g])  # in the stated error as exported at the time
+        assert float(np.sqrt(np.mean(z * z))) < 1.5, (m, z)
+        assert np.mean(np.abs(z) < 2.0) >= 0.85, (m, z)
+        raw = np.array([x[2] for x in g])
+        assert abs(float(np.mean(raw))) < 0.8, (m, raw)  # no gross bias before any widening
+        assert errors[m]["rms_z"] > 0 and np.isfinite(errors[m]["gap"])
+    from prometheus_client import CollectorRegistry
+
+    from detector.exporters.prometheus import SkewwatchCollector
+
+    reg = CollectorRegistry(auto_describe=False)
+    reg.register(SkewwatchCollector(lambda: eng))
+    name = "skewwatch_estimated_error_gap" if model == "eta" else "skewwatch_estimate_error_ratio"
+    for m in METRICS[model]:
+        assert reg.get_sample_value(name, {"model": model, "metric": m}) == pytest.approx(errors[m]["gap"])
+        assert reg.get_sample_value("skewwatch_estimate_error_zscore_rms", {"model": model, "metric": m}) > 0
+    realised = {"eta": ("skewwatch_outcome_mae", "skewwatch_outcome_rmse"),
+                "intent": ("skewwatch_accuracy_ratio", "skewwatch_macro_f1_ratio")}[model]
+    for fam in realised:
+        assert reg.get_sample_value(fam, {"model": model, "slice": "all"}) > 0
+    if model == "intent":
+        rec = reg.get_sample_value("skewwatch_class_recall_ratio", {"model": model, "slice": "all", "class": "cancellation"})
+        assert 0 < rec <= 1

@@ -94,3 +94,28 @@ def test_faults_are_validated_and_ground_truth_names_the_alert():
         model_of("ranking")
     gt = TaskScenario("x", "intent", faults=(TaskFault("class_prior_drift", 10, 20),)).ground_truth()[0]
     assert (gt["kind"], gt["cause"], gt["action"]) == KINDS["class_prior_drift"][1:]
+
+
+def test_two_models_of_one_seed_share_no_prediction_id_and_labels_can_name_their_model():
+    a = simulate_task(TaskScenario("x", "eta", hours=3, rate_per_hour=300, seed=2))
+    b = simulate_task(TaskScenario("x", "intent", hours=3, rate_per_hour=300, seed=2, label_names_model=True))
+    ids = [{e["prediction_id"] for _, t, e in s if t == "predictions"} for s in (a, b)]
+    assert ids[0] and ids[1] and not ids[0] & ids[1]
+    assert all("model" not in e for _, t, e in a if t == "labels")
+    assert {e["model"] for _, t, e in b if t == "labels"} == {"intent"}
+
+
+def test_the_demo_stream_merges_three_models_in_event_time_order():
+    from detector.sim import get_scenario, simulate
+    from detector.sim.tasks.demo import demo_events, demo_ground_truth, demo_task_scenarios
+
+    sc = get_scenario("demo", rate_per_hour=100, hours=48)
+    tasks = demo_task_scenarios(100, hours=48, start=sc.start)
+    evs = list(demo_events(simulate(sc), tasks))
+    assert [t for t, _, _ in evs] == sorted(t for t, _, _ in evs)
+    models = {e.get("model") for _, t, e in evs if t == "predictions"}
+    assert models == {"fraud", "eta", "intent"}
+    assert len({e["prediction_id"] for _, t, e in evs if t == "predictions"}) == sum(t == "predictions" for _, t, _ in evs)
+    gt = demo_ground_truth(hours=48, start=sc.start)
+    assert [g["model"] for g in gt] == ["eta"]  # intent's fault starts after 48 h: left out
+    assert all(sc.start_ms / 1000 + 36 * 3600 <= g["onset_ts"] < g["end_ts"] <= sc.end_ms / 1000 for g in gt)

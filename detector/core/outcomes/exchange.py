@@ -339,9 +339,13 @@ def apply_outcome_step(engine: Any, step: dict[str, Any]) -> None:
                     m.done[c.start].late += int(round(c.cnt[0, C["lab"]]))  # first labels after evaluation
                 continue
             else:
-                target = m.open[c.start] = Cohort(c.start, c.end, R)
+                target = m.open[c.start] = m.cohort(c.start, c.end)  # with the task's counters
             for k in ("cnt", "rel", "hist", "delay"):
                 np.add.at(getattr(target, k), rmap, getattr(c, k))
+            if c.tc is not None and target.tc is not None:  # a regression / multiclass model's outcome counters
+                for k, a in c.tc.arrays.items():
+                    check(k in target.tc.arrays and a.shape[1:] == target.tc.arrays[k].shape[1:], "cohort task counters")
+                    np.add.at(target.tc.arrays[k], rmap, a)
             for v, n in c.versions.items():
                 target.versions[v] = target.versions.get(v, 0) + n
         for b in st.get("held", []):

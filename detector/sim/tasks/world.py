@@ -50,6 +50,8 @@ __all__ = ["TaskFault", "TaskScenario", "Draw", "KINDS", "simulate_task", "task_
 
 DOMAIN_SERVE, DOMAIN_TRAIN = 10, 11
 S_TIME, S_DELAY, S_MISS, S_IDS = 0, 1, 2, 3
+# each model draws its prediction ids from its own stream: two models of one seed never share an id
+_ID_STREAM = {"eta": S_IDS, "intent": 4}
 KINDS: dict[str, tuple[str, str, str, str]] = {
     "concept_change": ("label", "concept_drift", "concept_drift", "fix_model"),
     "correlation_flip": ("world", "multivariate_drift", "covariate_drift", "fix_data"),
@@ -100,6 +102,7 @@ class TaskScenario:
     label_delay_median_h: float = 2.0
     label_delay_sigma: float = 1.0
     label_missing_rate: float = 0.05
+    label_names_model: bool = False  # label events carry ``"model"`` (needed where several models' labels share a topic)
 
     @property
     def start_ms(self) -> int:
@@ -162,7 +165,7 @@ def simulate_task(sc: TaskScenario, seed: int | None = None) -> list[tuple[float
         if t_ms.size == 0:
             continue
         d = _chunk(model, sc, seed, DOMAIN_SERVE, idx, t_ms)
-        ids = hex_ids(rng_for(seed, DOMAIN_SERVE, idx, S_IDS).integers(0, 2**63, t_ms.size, dtype=np.uint64))
+        ids = hex_ids(rng_for(seed, DOMAIN_SERVE, idx, _ID_STREAM[model.name]).integers(0, 2**63, t_ms.size, dtype=np.uint64))
         for e, t in zip(_events(model, d, t_ms, ids), t_ms.tolist(), strict=True):
             out.append((t / 1000.0, "predictions", e))
         delay = np.exp(np.log(sc.label_delay_median_h * 3.6e6) + sc.label_delay_sigma *
@@ -172,8 +175,10 @@ def simulate_task(sc: TaskScenario, seed: int | None = None) -> list[tuple[float
         lts = ts_values(arrive, "rfc3339")
         for i in np.flatnonzero(keep).tolist():
             y = d.label[i]
-            out.append((float(arrive[i]) / 1000.0, "labels", {"prediction_id": ids[i], "ts": lts[i],
-                                                       "label": round(float(y), 3) if model.task == "regression" else y}))
+            lab = {"prediction_id": ids[i], "ts": lts[i], "label": round(float(y), 3) if model.task == "regression" else y}
+            if sc.label_names_model:
+                lab["model"] = model.name
+            out.append((float(arrive[i]) / 1000.0, "labels", lab))
     out.sort(key=lambda x: (x[0], x[1] != "predictions"))
     return out
 

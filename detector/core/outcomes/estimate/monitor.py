@@ -52,7 +52,7 @@ from detector.core.outcomes.cohort import N_HIST, fold
 from detector.core.outcomes.estimate.calibration import score_bin
 from detector.core.outcomes.estimate.cbpe import EstimateThresholds, binary_estimates, estimate_checks
 from detector.core.outcomes.estimate.plugins import MulticlassEstimator, RegressionEstimator
-from detector.core.outcomes.estimate.stated_error import inflation
+from detector.core.outcomes.estimate.stated_error import MIN_COUNTS, inflation
 from detector.core.outcomes.tasks.base import Counters
 from detector.core.state.codec import StateError, check
 
@@ -63,9 +63,6 @@ DAY = 86400.0
 HOUR = 3600.0
 PENDING = 2000  # windows whose estimate waits for its labels (a week of 5-minute windows)
 MATURED = 48  # matured gaps kept per metric for the stated-error inflation
-#: what a metric's realised value rests on (labelled predictions, acted, positives, the smaller class)
-#: before its gap to the estimate is measured: matured windows are pooled until every metric has it
-MIN_COUNTS = {"accuracy": 100, "precision": 20, "recall": 20, "auc": 20}
 POOL_SPAN = 7 * DAY  # a pool that cannot fill within a week is dropped (a model with almost no labels)
 
 

@@ -14,12 +14,16 @@ A plug-in owns the counters a window keeps for its task's estimates and the arit
   window; expected MAE and RMSE with their stated errors, tested as ratios to training's realised
   MAE / RMSE (``estimated_mae_ratio``, ``estimated_rmse_ratio``).
 
-Neither compares realised values at maturity yet: their cohort counters are not on the outcome
-path (the realised gap is exported for binary models only).
+At label maturity both meet their realised values (:meth:`PerformanceEstimates.matured`): the
+matured cohort's task counters give the realised metric of all traffic (multiclass: the labelled
+confusion matrix; regression: labelled pairs, sum of |error| and of error^2), pooled over windows
+until it rests on :data:`~.stated_error.MIN_COUNTS` labelled pairs; the gap and its z feed the exported
+estimate error and the stated error's inflation, as for binary models.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -28,6 +32,7 @@ import numpy as np
 from detector.core.outcomes.cohort import fold
 from detector.core.outcomes.estimate.cbpe import multiclass_estimates
 from detector.core.outcomes.estimate.dle import DLEModel, estimated_errors
+from detector.core.outcomes.estimate.stated_error import MIN_COUNTS
 from detector.core.outcomes.tasks.base import Counters
 
 __all__ = ["MulticlassEstimator", "RegressionEstimator"]
@@ -42,7 +47,6 @@ class MulticlassEstimator:
     ratio = True
     metrics = ("accuracy", "macro_f1")
     keys = ("cbpe", "cbpe_v", "cbpe_c")
-    realised_shapes: dict[str, tuple[int, ...]] = {}
     source = "realised"
 
     def __init__(self, spec: Mapping[str, Any], default_threshold: float = 0.5, layout: Any = None) -> None:
@@ -53,6 +57,7 @@ class MulticlassEstimator:
             raise ValueError("no calibration maps in the multiclass reference: rebuild it with --scores-column")
         self.ref = dict(spec.get("metrics") or {})
         self.tau = {k: float(v) for k, v in (spec.get("estimate_tau") or {}).items()}
+        self.realised_shapes = {"conf": (self.t.C, self.t.C)}  # labelled confusion (true x predicted) of all traffic
 
     def counters(self, rows: int) -> Counters:
         full = self.t.counters(rows)
@@ -77,10 +82,25 @@ class MulticlassEstimator:
         return {m: float(self.ref[m]) for m in self.metrics if self.ref.get(m) is not None} | {"n": float(self.ref.get("n") or 0)}
 
     def realised(self, cohort: Any) -> dict[str, np.ndarray]:
-        return {}
+        """A matured cohort's labelled confusion matrix of all traffic (additive); empty without task counters."""
+        tc = getattr(cohort, "tc", None)
+        if tc is None or "conf" not in tc.arrays or tc["conf"].shape[1:] != self.realised_shapes["conf"]:
+            return {}
+        return {"conf": np.asarray(tc["conf"][0], dtype=np.float64).copy()}
 
     def realised_metrics(self, r: Mapping[str, np.ndarray]) -> dict[str, tuple[float, float]]:
-        return {}
+        """Realised accuracy and macro-F1 -> (value, labelled pairs), once they rest on :data:`MIN_COUNTS` pairs."""
+        from detector.core.outcomes.tasks.multiclass_checks import confusion_metrics
+
+        conf = r.get("conf")
+        if conf is None:
+            return {}
+        n = float(conf.sum())
+        if n <= 0:
+            return {}
+        m = confusion_metrics(conf[None])
+        out = {k: (float(m[k][0]), n) for k in self.metrics if n >= MIN_COUNTS[k]}
+        return {k: v for k, v in out.items() if v[0] == v[0]}
 
 
 class RegressionEstimator:
@@ -90,7 +110,7 @@ class RegressionEstimator:
     ratio = False  # errors in the target's units
     metrics = ("mae", "rmse")
     keys = ("dle",)
-    realised_shapes: dict[str, tuple[int, ...]] = {}
+    realised_shapes = {"err": (3,)}  # labelled pairs, sum |error|, sum error^2 (all traffic)
     source = "realised on held-out rows"
 
     def __init__(self, spec: Mapping[str, Any], default_threshold: float = 0.5, layout: Any = None) -> None:
@@ -125,7 +145,21 @@ class RegressionEstimator:
         return {k: float(self.ref[k]) for k in ("mae", "rmse", "mae_se", "rmse_se", "n") if self.ref.get(k) is not None}
 
     def realised(self, cohort: Any) -> dict[str, np.ndarray]:
-        return {}
+        """A matured cohort's labelled pairs with a prediction, sum of |error| and of error^2 (all traffic)."""
+        from detector.core.outcomes.tasks.regression_checks import I
+
+        tc = getattr(cohort, "tc", None)
+        if tc is None or "cnt" not in tc.arrays:
+            return {}
+        row = np.asarray(tc["cnt"][0], dtype=np.float64)
+        return {"err": np.array([row[I["lv"]], row[I["ea"]], row[I["es2"]]])}
 
     def realised_metrics(self, r: Mapping[str, np.ndarray]) -> dict[str, tuple[float, float]]:
-        return {}
+        """Realised MAE and RMSE -> (value, labelled pairs), once they rest on :data:`MIN_COUNTS` pairs."""
+
+        e = r.get("err")
+        if e is None or e[0] <= 0:
+            return {}
+        n = float(e[0])
+        vals = {"mae": float(e[1]) / n, "rmse": math.sqrt(max(float(e[2]), 0.0) / n)}
+        return {k: (v, n) for k, v in vals.items() if n >= MIN_COUNTS[k]}

@@ -30,11 +30,16 @@ import numpy as np
 
 from detector.core.inputs.timeparse import parse_timestamps
 
-__all__ = ["systematic_error", "hour_groups", "inflation", "MIN_GROUPS", "MIN_GROUP_ROWS", "MIN_MATURED"]
+__all__ = ["systematic_error", "hour_groups", "inflation", "MIN_GROUPS", "MIN_GROUP_ROWS", "MIN_MATURED",
+           "MIN_COUNTS"]
 
 MIN_GROUPS = 6  # hours with enough rows to measure a spread
 MIN_GROUP_ROWS = 50
 MIN_MATURED = 12  # matured windows before their gaps adjust the stated error
+#: what a metric's realised value rests on (labelled predictions, acted, positives, the smaller class)
+#: before its gap to the estimate is measured: matured windows are pooled until every metric has it
+MIN_COUNTS = {"accuracy": 100, "precision": 20, "recall": 20, "auc": 20,
+              "macro_f1": 200, "mae": 100, "rmse": 200}  # macro-F1 and RMSE: noisier (small classes, squared tails)
 
 
 def hour_groups(ts: np.ndarray | list | None, n: int) -> np.ndarray | None:
