@@ -25,7 +25,6 @@ import logging
 import math
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -41,21 +40,16 @@ _C = {"firing": "\033[1;31m", "resolved": "\033[32m", "dim": "\033[2m", "bold": 
 
 def demo_reference(cache_dir: Path | None = None, rows: int = 60_000) -> Any:
     """Reference profile of the simulated model's training data (built once, then cached)."""
+    from detector.cli.demo_models import cached_reference
     from detector.core.reference.build import build_reference
-    from detector.core.reference.profile import Reference
     from detector.sim import training_table
 
-    cache = (cache_dir or Path(tempfile.gettempdir())) / f"skewwatch-demo-reference-{rows}.json"
-    if cache.exists():
-        try:
-            return Reference.load(cache)
-        except Exception:  # noqa: BLE001 - rebuild a damaged cache
-            pass
-    cols = training_table(rows, seed=1)
-    ref = build_reference(cols, label_column="label", score_column="score", slice_columns=["region", "channel", "tier"],
-                          time_column="ts", model="fraud", source="simulated training data")
-    ref.save(cache)
-    return ref
+    def build() -> Any:
+        return build_reference(training_table(rows, seed=1), label_column="label", score_column="score",
+                               slice_columns=["region", "channel", "tier"], time_column="ts", model="fraud",
+                               source="simulated training data")
+
+    return cached_reference(f"reference-{rows}", build, cache_dir)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -11,29 +11,42 @@
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from detector.core.inputs.timeparse import parse_timestamps
 
-__all__ = ["TASK_SLICES", "task_reference", "task_references", "injected", "scorecard"]
+__all__ = ["TASK_SLICES", "cached_reference", "task_reference", "task_references", "injected", "scorecard"]
 
 TASK_SLICES = {"eta": ["region", "vehicle"], "intent": ["channel", "language"]}
 
 
-def task_reference(model: str, cache_dir: Path | None = None, rows: int = 30_000) -> Any:
-    """Reference of a simulated task model's training data (built once, then cached)."""
-    from detector.core.outcomes.tasks.reference import multiclass_reference, regression_reference
-    from detector.core.reference.build import build_reference
+def cached_reference(name: str, build: Callable[[], Any], cache_dir: Path | None = None) -> Any:
+    """The reference cached as ``skewwatch-demo-<name>.json`` (in the temp folder), else ``build()`` saved there."""
     from detector.core.reference.profile import Reference
-    from detector.sim.tasks import task_training
 
-    cache = (cache_dir or Path(tempfile.gettempdir())) / f"skewwatch-demo-{model}-reference-{rows}.json"
+    cache = (cache_dir or Path(tempfile.gettempdir())) / f"skewwatch-demo-{name}.json"
     if cache.exists():
         try:
             return Reference.load(cache)
         except Exception:  # noqa: BLE001 - rebuild a damaged cache
             pass
+    ref = build()
+    ref.save(cache)
+    return ref
+
+
+def task_reference(model: str, cache_dir: Path | None = None, rows: int = 30_000) -> Any:
+    """Reference of a simulated task model's training data (built once, then cached)."""
+    return cached_reference(f"{model}-reference-{rows}", lambda: _build_task_reference(model, rows), cache_dir)
+
+
+def _build_task_reference(model: str, rows: int) -> Any:
+    from detector.core.outcomes.tasks.reference import multiclass_reference, regression_reference
+    from detector.core.reference.build import build_reference
+    from detector.sim.tasks import task_training
+
     tr = task_training(model, rows, seed=1)
     outputs = ("scores", "predicted_class", "prediction", "label")
     cols = {k: v for k, v in tr.items() if k not in outputs}
@@ -44,7 +57,6 @@ def task_reference(model: str, cache_dir: Path | None = None, rows: int = 30_000
         ref.task = regression_reference(tr["label"], tr["prediction"], features=feats, ts=tr["ts"])
     else:
         ref.task = multiclass_reference(list(tr["label"]), list(tr["predicted_class"]), list(tr["scores"]), ts=tr["ts"])
-    ref.save(cache)
     return ref
 
 
