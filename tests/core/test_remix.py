@@ -19,39 +19,35 @@ def _result(values: list[float], thr: float = 0.15, tested: list[bool] | None = 
     return r, warn, t, np.abs(v)
 
 
-def _pick(r: Result, warn: np.ndarray, tested: np.ndarray, eff: np.ndarray) -> int:
-    return int(np.lexsort((eff, warn, ~tested))[0])
+def _explained(values: list[float], tested: list[bool] | None = None) -> bool:
+    """Whether the mix explains the rows' movement, judged at the row the check would report first."""
+    r, warn, t, eff = _result(values, tested=tested)
+    first = int(np.lexsort((eff, warn, ~t))[0])
+    return bool(_mix_moved_it(r, warn, t, eff, first))
 
 
 def test_a_breach_that_a_remix_clears_is_explained():
-    r, warn, tested, eff = _result([0.2, 0.05])
-    assert _mix_moved_it(r, warn, tested, eff, _pick(r, warn, tested, eff))
+    assert _explained([0.2, 0.05])
 
 
 def test_a_breach_that_no_remix_clears_is_not_explained():
-    r, warn, tested, eff = _result([0.3, 0.25])
-    assert not _mix_moved_it(r, warn, tested, eff, _pick(r, warn, tested, eff))
+    assert not _explained([0.3, 0.25])
 
 
 def test_below_the_threshold_a_material_movement_that_the_remix_takes_away_is_explained():
     # all traffic moved by 0.1 (two thirds of the threshold, one region's branch traffic diluted by the others)
-    r, warn, tested, eff = _result([0.1, 0.03])
-    assert _mix_moved_it(r, warn, tested, eff, _pick(r, warn, tested, eff))
+    assert _explained([0.1, 0.03])
 
 
 def test_below_the_threshold_the_remix_must_take_most_of_the_movement_away():
-    r, warn, tested, eff = _result([0.1, 0.07])
-    assert not _mix_moved_it(r, warn, tested, eff, _pick(r, warn, tested, eff))
+    assert not _explained([0.1, 0.07])
 
 
 def test_an_all_traffic_row_that_barely_moved_explains_nothing():
     # a drift confined to one region hardly moves all traffic: the mix cannot be said to explain it
-    r, warn, tested, eff = _result([0.05, 0.0])
-    assert not _mix_moved_it(r, warn, tested, eff, _pick(r, warn, tested, eff))
+    assert not _explained([0.05, 0.0])
 
 
 def test_untested_rows_explain_nothing():
-    r, warn, tested, eff = _result([0.1, 0.0], tested=[False, True])
-    assert not _mix_moved_it(r, warn, tested, eff, _pick(r, warn, tested, eff))
-    r, warn, tested, eff = _result([0.1, 0.0], tested=[True, False])
-    assert not _mix_moved_it(r, warn, tested, eff, _pick(r, warn, tested, eff))
+    assert not _explained([0.1, 0.0], tested=[False, True])
+    assert not _explained([0.1, 0.0], tested=[True, False])
