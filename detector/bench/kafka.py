@@ -104,9 +104,12 @@ def _assigned(app: Any) -> bool:
 
 def _faust_settings(batch: int) -> dict[str, Any]:
     """The worker's consumer-side Faust settings (see ``detector.kafka.worker.Worker._build``)."""
+    from detector.kafka.worker import FETCH_BYTES
+
     return dict(value_serializer="raw", key_serializer="raw", store="memory://", autodiscover=False,
                 broker_commit_every=10**9, broker_commit_interval=10**9, topic_disable_leader=True,
                 stream_buffer_maxsize=max(4096, 2 * batch), broker_max_poll_records=max(500, batch),
+                consumer_max_fetch_size=FETCH_BYTES,
                 consumer_auto_offset_reset="earliest", table_standby_replicas=0, broker_session_timeout=6.0,
                 broker_heartbeat_interval=1.0, broker_rebalance_timeout=10.0)
 

@@ -164,7 +164,7 @@ def test_the_worker_gathers_faust_batches_into_columns_per_topic_partition_until
                                                        key=b"k"))
 
     w = Worker.__new__(Worker)  # the gathering alone: no Faust app, no broker
-    w.pending, w.fold_bytes, w.hold, w.hold_behind = {}, 9, 1.0, 5.0
+    w.pending, w.fold_bytes, w.hold, w.hold_behind, w.backlogged = {}, 9, 1.0, 5.0, set()
     order = [("p", 0, 5), ("p", 1, 7), ("p", 0, 6), ("l", 0, 1), ("p", 1, 8), ("p", 0, 7)]
     assert w._gather([ev(*o) for o in order[:3]], now=100.0) == []  # 6 and 3 bytes waiting, nothing old yet
     due = w._gather([ev(*o) for o in order[3:]], now=100.5)
@@ -181,10 +181,12 @@ def test_the_worker_gathers_faust_batches_into_columns_per_topic_partition_until
     w.app = SimpleNamespace(consumer=SimpleNamespace(highwater=lambda tp: ends[(tp.topic, tp.partition)]))
     assert w._due(101.0) == [("p", 0)] and w._due(104.9) == [("p", 0), ("l", 0)]
     assert w._due(105.0) == [("p", 0), ("p", 1), ("l", 0)]
-    ends[("p", 1)] = 9  # read to its end: `hold` again
+    ends[("p", 1)] = 9  # read to its end after a backlog: its tail folds at once, not after `hold`
+    assert w._due(100.1) == [("p", 0), ("p", 1)]
+    assert w._due(100.1) == [("p", 0)]  # once: then `hold` again (it is not behind any more)
     assert w._due(101.0) == [("p", 0), ("p", 1)]
     w.app = None  # no consumer (not assigned, not started): `hold`
-    assert w._due(101.0) == [("p", 0), ("p", 1)]
+    assert w._due(101.0) == [("p", 0), ("p", 1)] and w._due(100.9) == [("p", 0)]
 
 
 def _bench_unit_fold(monkeypatch, tries, values):
