@@ -36,6 +36,7 @@ import os
 import resource
 import statistics
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -48,6 +49,14 @@ __all__ = ["run", "measure_all"]
 ENVELOPE = 100  # events per envelope message
 PARTITIONS = 4
 POLL = 0.005  # seconds between progress samples
+_DATADIR: list[tempfile.TemporaryDirectory[str]] = []
+
+
+def _datadir() -> str:
+    """Where the Faust apps of this process put their (empty) data directories: not the caller's directory."""
+    if not _DATADIR:
+        _DATADIR.append(tempfile.TemporaryDirectory(prefix="skewwatch-bench-"))  # removed at exit
+    return _DATADIR[0].name
 
 
 def _progress(quiet: bool, msg: str) -> None:
@@ -121,7 +130,7 @@ async def faust_count(bootstrap: str, topic: str, total: int, batch: int, within
     from detector.kafka.clients import plaintext
 
     app = faust.App(f"bench-faust-{uuid.uuid4().hex[:8]}", broker=plaintext(bootstrap).faust_brokers(), web_enabled=False,
-                    **_faust_settings(batch))
+                    datadir=_datadir(), **_faust_settings(batch))
     src = app.topic(topic, value_serializer="raw", key_serializer="raw")
     seen = [0]
 
@@ -192,6 +201,7 @@ async def worker_rate(bootstrap: str, topic: str, total_events: int, ref: Any, b
     await acreate_topics(bootstrap, {t.labels: PARTITIONS, t.features: PARTITIONS, t.alerts: 1, t.dlq: 1,
                                      f"{cfg.kafka.group_id}-partials": 1})
     w = Worker(cfg, {}, ref, worker_id="bench", batch=batch)
+    w.app.conf.datadir = _datadir()
     side = w.sidecar
     await w.app.start()
     try:
