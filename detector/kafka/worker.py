@@ -301,9 +301,15 @@ class Worker:
             if everything or p.size >= self.fold_bytes or waited >= self.hold_behind or (
                     not behind and (waited >= self.hold or k in backlogged)):  # a backlog's tail folds at once
                 due.append(k)
-                if not behind:
-                    backlogged.discard(k)
         return due
+
+    def _taken(self, key: tuple[str, int]) -> _Pending | None:
+        """The waiting messages of ``key``, taken for a fold (the partition is no longer seen behind
+        once what it gathered reaches the end known at the broker)."""
+        p = self.pending.pop(key, None)
+        if p is not None and key in self.backlogged and not self._backlog(key, p):
+            self.backlogged.discard(key)
+        return p
 
     def _backlog(self, key: tuple[str, int], p: _Pending) -> bool:
         """More of this topic-partition is at the broker than was gathered (as of the last fetch)."""
@@ -320,7 +326,7 @@ class Worker:
         self._lags()
         out = Outbox()
         for key in keys:
-            p = self.pending.pop(key, None)
+            p = self._taken(key)
             if p is None:
                 continue
             try:

@@ -182,9 +182,18 @@ def test_the_worker_gathers_faust_batches_into_columns_per_topic_partition_until
     assert w._due(101.0) == [("p", 0)] and w._due(104.9) == [("p", 0), ("l", 0)]
     assert w._due(105.0) == [("p", 0), ("p", 1), ("l", 0)]
     ends[("p", 1)] = 9  # read to its end after a backlog: its tail folds at once, not after `hold`
-    assert w._due(100.1) == [("p", 0), ("p", 1)]
-    assert w._due(100.1) == [("p", 0)]  # once: then `hold` again (it is not behind any more)
-    assert w._due(101.0) == [("p", 0), ("p", 1)]
+    assert w._due(100.1) == [("p", 0), ("p", 1)] and w._due(100.1) == [("p", 0), ("p", 1)]  # (asking changes nothing)
+    assert w._taken(("p", 1)).batch.offsets == [7, 8] and ("p", 1) not in w.pending  # folded: not behind any more
+    w._gather([ev("p", 1, 9)], now=100.2)
+    assert w._due(101.1) == [("p", 0)] and w._due(101.2) == [("p", 0), ("p", 1)]  # `hold` again
+    ends[("p", 1)] = 50
+    assert w._due(100.3) == [("p", 0)] and ("p", 1) in w.backlogged
+    assert w._taken(("p", 1)) is not None and ("p", 1) in w.backlogged  # folded while behind: its tail will not wait
+    ends[("p", 1)] = 9
+    w._gather([ev("p", 1, 8)], now=100.4)
+    assert w._due(100.4) == [("p", 0), ("p", 1)]  # the last part of the backlog: at once
+    assert w._taken(("p", 1)) is not None and ("p", 1) not in w.backlogged
+    w._gather([ev("p", 1, 9)], now=100.0)
     w.app = None  # no consumer (not assigned, not started): `hold`
     assert w._due(101.0) == [("p", 0), ("p", 1)] and w._due(100.9) == [("p", 0)]
 
