@@ -4,6 +4,7 @@ Agents take raw bytes in batches (``stream.take_events``) and gather them per to
 columns (:class:`~detector.kafka.unit.Batch`: offsets, values, keys - no object of ours per
 message). A partition's gathered messages are folded into its unit once ``fold_bytes`` of them wait
 or the oldest has waited ``hold`` seconds (``hold_behind`` while more of the partition waits at the broker;
+at once when a partition seen behind is read to its end - a backlog's last messages do not wait;
 and always before a checkpoint, but one that only lets steps out): every fold has a fixed
 cost (the columnar reader's set-up, the window fold, the outcome taps - about a millisecond), so
 folding the few hundred messages one ``take_events`` brings per partition cost ~10 us per event
@@ -61,6 +62,7 @@ SEND_TIMEOUT = 30.0
 SEND_RETRY = 5.0  # seconds before messages that could not be sent are tried again
 UNSENT_MAX = 100_000  # messages kept for sending while the broker is away; beyond, the oldest are dropped (counted)
 CHECKPOINT_TIMEOUT = 60.0  # seconds a whole checkpoint (chunks, manifests, steps) may take before it is retried
+FETCH_BYTES = FOLD_BYTES  # what a fetch brings per partition (Faust's default, 1 MiB, took several per fold)
 
 
 def _warm_up() -> None:
@@ -114,6 +116,7 @@ class Worker:
         self.hold = hold
         self.hold_behind = max(hold, HOLD_BEHIND)
         self.pending: dict[tuple[str, int], _Pending] = {}  # gathered, not folded yet (see the module docstring)
+        self.backlogged: set[tuple[str, int]] = set()  # partitions seen with more at the broker than gathered
         self.idle_after = idle_after if idle_after is not None else max(10.0, cfg.detector.allowed_lateness)
         self.lock = asyncio.Lock()
         self.restored = asyncio.Event()  # the start-up work is done (never waits for the broker)
@@ -157,6 +160,8 @@ class Worker:
             topic_allow_declare=cfg.kafka.create_topics, topic_replication_factor=cfg.kafka.replication_factor or 1,
             topic_disable_leader=True, producer_max_request_size=4 * 1024 * 1024,
             stream_buffer_maxsize=max(4096, 2 * self.batch), broker_max_poll_records=max(500, self.batch),
+            # a fetch brings up to a fold's worth per partition (aiokafka caps a whole fetch at 50 MB)
+            consumer_max_fetch_size=FETCH_BYTES,
             consumer_auto_offset_reset="earliest", autodiscover=False,
             # group timings: 6 s is Kafka's minimum session timeout (group.min.session.timeout.ms); a
             # shorter one would speed up joins on the embedded broker (it answers JoinGroup after
@@ -298,14 +303,29 @@ class Worker:
         """Partitions whose waiting messages fold now: ``fold_bytes`` of them, or the oldest waited
         ``hold`` seconds - ``hold_behind`` while more of the partition waits at the broker: a worker
         reading a backlog (or starved of CPU, fetching slowly) keeps gathering full folds instead of
-        paying a fold's fixed cost every ``hold``, which would slow it down further."""
+        paying a fold's fixed cost every ``hold``, which would slow it down further. A partition
+        seen behind that is then read to its end folds at once: the hold is there to gather
+        messages that trickle in, and the last part of a backlog has nothing more coming soon (its
+        fold would otherwise wait ``hold`` - as long as reading ~100k events takes)."""
         due = []
+        backlogged = self.backlogged
         for k, p in self.pending.items():
             waited = now - p.since
+            behind = self._backlog(k, p)
+            if behind:
+                backlogged.add(k)
             if everything or p.size >= self.fold_bytes or waited >= self.hold_behind or (
-                    waited >= self.hold and not self._backlog(k, p)):
+                    not behind and (waited >= self.hold or k in backlogged)):  # a backlog's tail folds at once
                 due.append(k)
         return due
+
+    def _taken(self, key: tuple[str, int]) -> _Pending | None:
+        """The waiting messages of ``key``, taken for a fold (the partition is no longer seen behind
+        once what it gathered reaches the end known at the broker)."""
+        p = self.pending.pop(key, None)
+        if p is not None and key in self.backlogged and not self._backlog(key, p):
+            self.backlogged.discard(key)
+        return p
 
     def _backlog(self, key: tuple[str, int], p: _Pending) -> bool:
         """More of this topic-partition is at the broker than was gathered (as of the last fetch)."""
@@ -322,7 +342,7 @@ class Worker:
         self._lags()
         out = Outbox()
         for key in keys:
-            p = self.pending.pop(key, None)
+            p = self._taken(key)
             if p is None:
                 continue
             try:
@@ -502,6 +522,7 @@ class Worker:
                 side.drop_unit(name)
                 self.chunks.pop(name, None)
         held = {(tp.topic, tp.partition) for tp in assigned}
+        self.backlogged &= held
         for key in [k for k in self.pending if k not in held]:  # never folded, never committed: the new owner reads them
             del self.pending[key]
         if not want_agg and side.agg is not None:
