@@ -49,6 +49,7 @@ import numpy as np
 from detector.core.decisions import kinds
 from detector.core.decisions.alerts import OUTCOME_KINDS, Alert
 from detector.core.decisions.select import PseudoRows, select_findings
+from detector.core.guard import guarded
 from detector.core.inputs.events import FeatureBatch, LabelBatch, PredictionBatch
 from detector.core.inputs.timeparse import format_ts
 from detector.core.outcomes.binary_eval import binary_results
@@ -323,8 +324,10 @@ class OutcomeMonitor:
                 c = m.open[s]
                 if c.end + mat > watermark:
                     break
-                out.extend(self._evaluate(m, c, mat))
-        out.extend(self.parity.advance(watermark))
+                guard = guarded(self.engine.counters, name, c.start, c.end)
+                out.extend(guard("outcomes", lambda m=m, c=c, mat=mat: self._evaluate(m, c, mat), []))
+        guard = guarded(self.engine.counters, "", None, watermark)
+        out.extend(guard("parity", lambda: self.parity.advance(watermark), []))
         return out
 
     # ------------------------------------------------------------------ evaluation
