@@ -20,7 +20,14 @@ import math
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-__all__ = ["Guard", "guarded", "unguarded"]
+__all__ = ["CHECKS", "Guard", "guarded", "unguarded"]
+
+#: the guarded units, as named in ``Counters.check_errors`` and the exported counter's ``check`` label:
+#: the window check families, the outcome monitor's cohort evaluation and parity windows, and the last
+#: lines (a window's evaluation outside its checks, an aggregator boundary outside the engine)
+CHECKS = ("numeric", "categorical", "rates", "schema", "time_shift", "leak_serving", "seasonal", "adoption", "remix",
+          "multivariate", "estimate", "pooled_time_shift", "change_points", "daily", "outcomes", "parity",
+          "window_close", "advance")
 
 log = logging.getLogger("skewwatch.checks")
 
