@@ -476,7 +476,8 @@ class SkewwatchCollector(Collector):
         lab = _as_map(_get(st, "labels")) or {}
         jc = fam.counter("skewwatch_label_join_events", "Label join outcomes: matched (first label of a held "
                          "prediction), duplicate, correction, expired (no label within the TTL), evicted (store full), "
-                         "orphan (label whose prediction never came).", ("result",))
+                         "orphan (label whose prediction never came), rejected (a value the prediction's model does not take, e.g. "
+                         "not 0/1 for a binary model).", ("result",))
         for k, res in _JOIN.items():
             if _finite(lab.get(k)):
                 jc.add_metric([res], float(lab[k]))
