@@ -335,7 +335,7 @@ class OutcomeMonitor:
 
     def censoring(self, m: _Model, mat: float) -> tuple[float, float]:
         """Observed base rate at label age ``mat`` over the (nearly) complete one, from production's own
-        delays: cohorts evaluated at ``mat`` and now at least twice as old, with the labels that came
+        delays: cohorts evaluated at ``mat`` and now at least four times as old, with the labels that came
         after their evaluation. 1.0 when every label comes well within ``mat``; NaN until known.
 
         Positives that take longer (chargebacks) make a cohort look negative-heavy at any fixed age;
@@ -370,8 +370,13 @@ class OutcomeMonitor:
         return float((s / sl) / ((s + late_s) / (sl + late_sl)))
 
     def _censoring_cohorts(self, m: _Model, mat: float) -> list[Cohort]:
-        """Cohorts evaluated at ``mat`` that are now at least twice as old: their late labels are (nearly) in."""
-        return [d for d in m.done.values() if math.isclose(d.horizon, mat) and d.end + 2 * mat <= self.now]
+        """Cohorts evaluated at ``mat`` whose ends lie at least ``4 mat`` back: their late labels are (nearly) in.
+
+        The label age is where about half of what comes within twice that age is in
+        (:mod:`detector.core.outcomes.maturity`), so at ``2 mat`` a sizeable part of the slow labels is still
+        on its way: the first days' factors then read the labels in by the age as a fuller share than they
+        are, and the comparisons with training alarm on a clean model while they settle."""
+        return [d for d in m.done.values() if math.isclose(d.horizon, mat) and d.end + 4 * mat <= self.now]
 
     def _pool(self, m: _Model, c: Cohort, mat: float) -> list[Cohort]:
         """``c`` and the cohorts evaluated just before it at a comparable label age, newest first, until the
