@@ -58,7 +58,8 @@ def reference(n=40_000, seed=0):
 def simulate(hours=HOURS, per_hour=1200, seed=1, truth=None, delay=None, offline=None, corrections=None, x1_shift=None):
     """Time-ordered ``(ts, topic, message)``; topic 0 = prediction, 1 = label, 2 = offline features.
 
-    ``truth(h, x1, x2)`` -> true logit; ``delay(h, rng, n)`` -> label delays (s);
+    ``truth(h, x1, x2)`` -> true logit; ``delay(h, rng, n)`` -> label delays (s) (``delay(h, rng, n, y)``
+    when the function has ``by_label = True``: delays that depend on the outcome);
     ``offline(h, features)`` -> offline feature dict; ``corrections(h)`` -> share of labels re-sent
     later with ``revision: 1`` (same value).
     """
@@ -71,7 +72,7 @@ def simulate(hours=HOURS, per_hour=1200, seed=1, truth=None, delay=None, offline
         x1 = x1 + (x1_shift(h) if x1_shift else 0.0)
         score = sigmoid(B0 + 1.5 * x1 + 1.0 * x2).round(4)
         y = (rng.random(n) < sigmoid(truth(h, x1, x2) if truth else B0 + 1.5 * x1 + 1.0 * x2)).astype(int)
-        d = delay(h, rng, n) if delay else rng.exponential(1800, n)
+        d = (delay(h, rng, n, y) if getattr(delay, "by_label", False) else delay(h, rng, n)) if delay else rng.exponential(1800, n)
         corr = rng.random(n) < (corrections(h) if corrections else 0.0)
         for i in range(n):
             pid = f"{seed}-{h}-{i}"
@@ -261,6 +262,22 @@ def test_positives_arriving_later_than_negatives_do_not_look_like_label_drift(re
 
     alerts, _ = run(ref, simulate(delay=delay))
     assert fired(alerts) == []
+
+
+def test_positives_arriving_sooner_than_negatives_do_not_look_like_miscalibration(ref):
+    # labels within hours, positives first (a decline is confirmed fast, a good loan slowly): the pairs in
+    # by the label age are a riskier mix than the cohort, so both their base rate and their mean score are
+    # higher than the cohort's; scaling only the base rate read a clean model as off by ~1/1.4 vs training
+    def delay(h, rng, n, y):
+        return np.where(y == 1, rng.lognormal(np.log(3600), 0.8, n), rng.lognormal(np.log(3 * 3600), 0.8, n))
+
+    delay.by_label = True  # type: ignore[attr-defined]
+    alerts, mon = run(ref, simulate(hours=72, delay=delay))
+    assert fired(alerts, {"label_drift", "calibration", "performance", "concept_drift"}) == []
+    m = next(iter(mon.models.values()))
+    mat = m.age.horizon
+    k, k_s = mon.censoring(m, mat)[0], mon.score_censoring(m, mat)
+    assert k > 1.15 and k_s > 1.05  # positives come sooner, and so do the high scores that announce them
 
 
 def test_correction_spike_is_label_quality(ref):

@@ -22,6 +22,7 @@ import numpy as np
 
 from detector.core.checks.batched import Batched
 from detector.core.checks.common import _fmt, _median_from_fine, _r, _shares, _times, _unit_guess
+from detector.core.checks.mixbound import mix_bound
 from detector.core.checks.result import Result
 from detector.core.checks.view import View, _coarse_of, _fine_ref, _ref_rows, is_clock
 from detector.core.inputs.layout import SCORE, Layout
@@ -129,6 +130,11 @@ def _block_checks(lay: Layout, v: View, sb: SeasonalBaseline, st: DetectorSettin
     sh = shares[np.arange(P), best]
     vals = cands[j][best]
     r0 = rr["shares"][np.arange(P), best]  # NaN: no reference for this row, no skew test
+    # a slice whose mix along another dimension moved (a holiday: all online) may hold the value as often as
+    # the most it is held in any of that dimension's present slices (detector.core.checks.mixbound)
+    bound = mix_bound(v, rr["shares"], lay.top_k) if name != SCORE else None
+    if bound is not None:
+        r0 = np.where(np.isnan(r0), r0, np.fmax(r0, bound[np.arange(P), best]))
     dd = sh - r0
     # a value training never had: for a clock feature, at no hour at all (its hour is the clock's business)
     g = lay.num_all_profiles[j] if j < len(lay.num_all_profiles) else None

@@ -13,6 +13,13 @@ and the re-mixed comparisons (a clean one if any, else the smallest effect): a s
 mix along one dimension explains is not reported; one it does not explain still is, and the slice
 rows themselves are judged as always. A value of a dimension that carries traffic it never had at
 this time cannot be explained by the usual mix, so that dimension gets no variant.
+
+Slice rows have no cross-counts to re-mix (how much of this hour's east traffic is online is not
+counted), so for them :func:`detector.core.checks.mixbound.mix_bound_shares` gives the most a value's training share could be under
+*any* mix of another dimension whose mix moved: the largest share among that dimension's slices present
+in the window. The share of one exact value (a default) in a slice is judged against that bound when it
+exceeds the slice's own profile - on a holiday a region's traffic is all online, and online applicants
+ask for small limits; a default value served in that region still rises far above every channel's share.
 """
 
 from __future__ import annotations

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from detector.core.checks.common import _r
+from detector.core.checks.mixbound import mix_bound
 from detector.core.checks.result import Result
 from detector.core.checks.view import View, is_clock
 from detector.core.inputs.layout import SCORE, Layout
@@ -90,6 +91,10 @@ def _numeric(lay: Layout, v: View, sb: SeasonalBaseline, st: DetectorSettings, j
         bsh = np.clip(np.where(own, b_own, b_bin), 0.0, 1.0)
         bcount = np.where(own, bnc, bn_nm[:, None])
         ok = known[None, :] & (bcount >= st.min_count)
+        # a slice whose mix along another dimension moved: at most as often as in any of its present slices
+        bound = mix_bound(v, np.where(ok, bsh, np.nan), lay.top_k) if name != SCORE else None
+        if bound is not None:
+            bsh = np.fmax(bsh, np.nan_to_num(bound, nan=0.0))
         d_all = np.where(ok, sh - bsh, -np.inf)
         best = np.argmax(d_all, axis=1)
         idx = np.arange(P)

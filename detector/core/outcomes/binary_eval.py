@@ -32,11 +32,14 @@ def binary_results(mon: Any, m: Any, c: Any, cur: Any, bas: Any, rows: np.ndarra
     ref_rate, ref_n, ref_oe, s_rate, s_n = (np.full(rows.size, np.nan) for _ in range(5))
     # training knows complete labels; at this label age the slower label value is under-represented
     k, k_rv = mon.censoring(m, mat)
+    # ... and the pairs labelled by this age are a riskier mix than the cohort when positives come sooner:
+    # the expected side of observed/expected (their mean score) is scaled by the same selection
+    k_s = mon.score_censoring(m, mat)
     g_rate = ref.label_base_rate * k if ref.label_base_rate is not None and k == k else None
     if g_rate is not None:
         ref_rate[0], ref_n[0] = g_rate, ref.label_count
         if ref.score is not None and ref.score.mean:
-            ref_oe[0] = g_rate / ref.score.mean
+            ref_oe[0] = g_rate / (ref.score.mean * k_s)
     for i, (r, cp) in enumerate(zip(rows.tolist(), comp.tolist(), strict=True)):
         if r == 0 or cp:
             continue
@@ -45,7 +48,7 @@ def binary_results(mon: Any, m: Any, c: Any, cur: Any, bas: Any, rows: np.ndarra
         if sp is not None and sp.label_base_rate is not None and g_rate is not None:
             s_rate[i], s_n[i] = sp.label_base_rate * k, sp.count
             if sp.score is not None and sp.score.mean:
-                ref_oe[i] = sp.label_base_rate * k / sp.score.mean
+                ref_oe[i] = sp.label_base_rate * k / (sp.score.mean * k_s)
     recent = [d for d in m.done.values() if d.start > c.start - _DAY and not d.label_suspect]
     day = None
     if (len(recent) + 1) * mon.L >= _DAY:  # a full daily cycle of matured cohorts

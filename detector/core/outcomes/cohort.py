@@ -70,6 +70,8 @@ class Cohort:
     horizon: float = float("nan")  # label age at evaluation (the maturity used); NaN = not evaluated
     late: int = 0  # labels that arrived after the evaluation (counted, not folded in)
     late_pos: float = 0.0  # ... of which positive (the production delay profile: see OutcomeMonitor.censoring)
+    late_s: float = 0.0  # ... the sum of their scores, and how many were scored: whether the pairs labelled by
+    late_sl: float = 0.0  # the label age have the cohort's score mix (riskier pairs are often labelled sooner)
     # the smallest label age its labels were gated at when folded (0: before the age was known, so
     # later labels are in too; inf: no label yet): it compares with others only at an age <= gate
     gate: float = float("inf")
@@ -139,7 +141,8 @@ class Cohort:
     def to_state(self) -> dict[str, Any]:
         return {"start": self.start, "end": self.end, "cnt": self.cnt, "rel": self.rel, "hist": self.hist, "delay": self.delay,
                 "versions": dict(self.versions), "input_kinds": sorted(self.input_kinds), "horizon": self.horizon,
-                "late": self.late, "late_pos": self.late_pos, "gate": self.gate, "in_baseline": self.in_baseline,
+                "late": self.late, "late_pos": self.late_pos,
+                "late_s": self.late_s, "late_sl": self.late_sl, "gate": self.gate, "in_baseline": self.in_baseline,
                 "label_suspect": self.label_suspect, **({"task": self.tc.to_state()} if self.tc is not None else {})}
 
     @classmethod
@@ -153,6 +156,7 @@ class Cohort:
         c.input_kinds = {str(k) for k in st["input_kinds"]}
         c.horizon, c.late = float(st["horizon"]), int(st["late"])
         c.late_pos, c.gate = float(st.get("late_pos", 0.0)), float(st.get("gate", float("inf")))
+        c.late_s, c.late_sl = float(st.get("late_s", 0.0)), float(st.get("late_sl", 0.0))
         c.in_baseline, c.label_suspect = bool(st["in_baseline"]), bool(st["label_suspect"])
         if st.get("task") is not None:
             from detector.core.outcomes.tasks.base import Counters
@@ -171,8 +175,18 @@ class Cohort:
         self.input_kinds |= other.input_kinds
         self.late += other.late
         self.late_pos += other.late_pos
+        self.late_s += other.late_s
+        self.late_sl += other.late_sl
         self.gate = min(self.gate, other.gate)
 
+
+    def count_late(self, score: np.ndarray, y01: np.ndarray) -> None:
+        """Count labels that arrived after the label age (not folded in): the production delay profile."""
+        scored = ~np.isnan(score)
+        self.late += int(score.size)
+        self.late_pos += float(y01.sum())
+        self.late_s += float(score[scored].sum())
+        self.late_sl += float(scored.sum())
 
     def add(self, other: Cohort) -> None:
         """Add ``other``'s counts (its arrays and task counters) into this one's, e.g. to pool or sum a baseline."""

@@ -253,8 +253,7 @@ class OutcomeMonitor:
                         for batch in m.age.hold(pairs):
                             self._fold_pairs(m, batch, gated=False)
                 elif f.size and target is not None:
-                    target.late += int(f.size)
-                    target.late_pos += float(m.y01(new[f]).sum())
+                    target.count_late(np.asarray(score[f], dtype=np.float64), m.y01(new[f]))
                 held = np.flatnonzero(here & ~first & (counted == HELD))
                 if held.size and m.age.horizon <= 0:  # a correction of a pair still held: fold it corrected
                     m.age.correct(slots[held], new[held])
@@ -283,8 +282,7 @@ class OutcomeMonitor:
             if gated:
                 in_time = p["label_ts"][idx] <= p["end"][idx] + A
                 late = idx[~in_time]
-                c.late += int(late.size)
-                c.late_pos += float(m.y01(p["y"][late]).sum())
+                c.count_late(np.asarray(p["score"][late], dtype=np.float64), m.y01(p["y"][late]))
                 local = late[p["slot"][late] >= 0]  # pairs another worker joined have no slot here
                 store.set_counted(p["slot"][local], np.full(local.size, HELD, dtype=np.int8))
                 idx = idx[in_time]
@@ -359,7 +357,7 @@ class OutcomeMonitor:
 
     def censoring(self, m: _Model, mat: float) -> tuple[float, float]:
         """Observed base rate at label age ``mat`` over the (nearly) complete one, from production's own
-        delays: cohorts evaluated at ``mat`` and now at least twice as old, with the labels that came
+        delays: cohorts evaluated at ``mat`` and now at least four times as old, with the labels that came
         after their evaluation. 1.0 when every label comes well within ``mat``; NaN until known.
 
         Positives that take longer (chargebacks) make a cohort look negative-heavy at any fixed age;
@@ -368,7 +366,7 @@ class OutcomeMonitor:
         production's own pairs - a quiet model's first days give it from a few dozen positives - and the
         tests against training carry that noise instead of taking the scaled rate as exact.
         """
-        old = [d for d in m.done.values() if math.isclose(d.horizon, mat) and d.end + 2 * mat <= self.now]
+        old = self._censoring_cohorts(m, mat)
         lab = sum(d.cnt[0, C["lab"]] for d in old)
         pos = sum(d.cnt[0, C["pos"]] for d in old)
         late, late_pos = sum(d.late for d in old), sum(d.late_pos for d in old)
@@ -376,6 +374,31 @@ class OutcomeMonitor:
             return math.nan, math.nan
         a_pos, a_lab = pos / (pos + late_pos), lab / (lab + late)  # shares of positives / pairs in by this age
         return float(a_pos / a_lab), float((1 - a_pos) / pos + (1 - a_lab) / lab)
+
+    def score_censoring(self, m: _Model, mat: float) -> float:
+        """Mean score of the pairs labelled by label age ``mat`` over that of all labelled pairs, from the same
+        cohorts as :meth:`censoring`; 1.0 when it cannot be told (no late labels, or counts kept before
+        late scores were).
+
+        When the riskier pairs are labelled sooner (positives come faster and scores rank them), the pairs
+        in by this age have a higher mean score than the cohort: the observed/expected ratio at this age is
+        the complete one x ``censoring / score_censoring``, not x ``censoring`` - scaling only the observed
+        side counts the selection twice and reads a clean model as miscalibrated."""
+        old = self._censoring_cohorts(m, mat)
+        s, sl = sum(d.cnt[0, C["s"]] for d in old), sum(d.cnt[0, C["sl"]] for d in old)
+        late_s, late_sl = sum(d.late_s for d in old), sum(d.late_sl for d in old)
+        if sl < self.settings.thresholds.min_labels or s <= 0 or late_sl <= 0:
+            return 1.0
+        return float((s / sl) / ((s + late_s) / (sl + late_sl)))
+
+    def _censoring_cohorts(self, m: _Model, mat: float) -> list[Cohort]:
+        """Cohorts evaluated at ``mat`` whose ends lie at least ``4 mat`` back: their late labels are (nearly) in.
+
+        The label age is where about half of what comes within twice that age is in
+        (:mod:`detector.core.outcomes.maturity`), so at ``2 mat`` a sizeable part of the slow labels is still
+        on its way: the first days' factors then read the labels in by the age as a fuller share than they
+        are, and the comparisons with training alarm on a clean model while they settle."""
+        return [d for d in m.done.values() if math.isclose(d.horizon, mat) and d.end + 4 * mat <= self.now]
 
     def _pool(self, m: _Model, c: Cohort, mat: float) -> list[Cohort]:
         """``c`` and the cohorts evaluated just before it at a comparable label age, newest first, until the
