@@ -56,6 +56,13 @@ FOLD_BYTES = 2 << 20  # a partition's gathered messages are folded at this many 
 HOLD = 1.0  # ... or when the oldest has waited this many seconds (while the partition is read to its end) ...
 HOLD_BEHIND = 5.0  # ... or this many while more of it waits at the broker (a backlog is being read)
 FETCH_BYTES = FOLD_BYTES  # a fetch brings this much per partition (Faust's 1 MiB took several per fold; <= 50 MB in all)
+# seconds a produce may wait for metadata, buffer space or its acknowledgement (Faust's default is
+# 1,200): the worker lock is held around sends, so a send stuck on a broker that lost a topic would
+# otherwise freeze folds, checkpoints and a rebalance's revocation for twenty minutes
+SEND_TIMEOUT = 30.0
+SEND_RETRY = 5.0  # seconds before messages that could not be sent are tried again
+UNSENT_MAX = 100_000  # messages kept for sending while the broker is away; beyond, the oldest are dropped (counted)
+CHECKPOINT_TIMEOUT = 60.0  # seconds a whole checkpoint (chunks, manifests, steps) may take before it is retried
 
 
 def _warm_up() -> None:
@@ -114,9 +121,17 @@ class Worker:
         self.lock = asyncio.Lock()
         self.restored = asyncio.Event()  # the start-up work is done (never waits for the broker)
         self.started_at = time.time()
-        self.last_checkpoint = 0.0
+        self.last_checkpoint = 0.0  # monotonic time of the last completed checkpoint (or of the start)
+        self.checkpoint_due = 0.0  # monotonic time of the next one (sooner after a failed one)
+        self.checkpoint_timeout = CHECKPOINT_TIMEOUT
         self.last_flush = 0.0
         self.checkpoints = 0
+        self.checkpoint_failures = 0
+        self.send_failures = 0
+        self.send_dropped = 0
+        self.send_retry_at = 0.0
+        # (topic, key, value, headers, alert dict or None) not sent yet: the broker was away
+        self.unsent: list[tuple[str, bytes | None, bytes | None, Any, dict[str, Any] | None]] = []
         self.chunks: dict[str, list[str]] = {}  # unit -> chunk keys of its last durable checkpoint
         self.alert_log: list[dict[str, Any]] = []  # recent alerts, for the status page / demo
         self.published: set[tuple[str, str]] = set()  # (alert_id, state) already on the alert topic at restore
@@ -151,7 +166,7 @@ class Worker:
             # shorter one would speed up joins on the embedded broker (it answers JoinGroup after
             # session/2) but is refused by a real cluster. A dead member is noticed after 6 s.
             table_standby_replicas=0, broker_session_timeout=6.0, broker_heartbeat_interval=1.0,
-            broker_rebalance_timeout=10.0,
+            broker_rebalance_timeout=10.0, producer_request_timeout=SEND_TIMEOUT,
         )
         app.transport.Consumer = gated_consumer(app.transport.Consumer)
         self._partials_topic = f"{cfg.kafka.group_id}-partials"
@@ -192,7 +207,7 @@ class Worker:
                 except Exception as exc:  # noqa: BLE001 - an exception in a Faust timer crashes the app
                     log.warning("tick failed (%s: %s); retrying at the next one", type(exc).__name__, exc)
                 now = time.monotonic()
-                if now - self.last_checkpoint >= cfg.checkpoint_interval:
+                if now >= self.checkpoint_due:
                     await self._checkpoint()
                 elif now - self.last_flush >= STEP_FLUSH and any(u.outbox for u in self.sidecar.units.values()):
                     # steps wait for a durable checkpoint of their unit: write those units now, not in
@@ -209,6 +224,7 @@ class Worker:
         async def startup() -> None:
             await self._create_state_topic()
             self.last_checkpoint = time.monotonic()
+            self.checkpoint_due = self.last_checkpoint + cfg.checkpoint_interval
             self.restored.set()
 
         @app.task
@@ -245,7 +261,7 @@ class Worker:
 
         @app.on_partitions_revoked.connect
         async def on_revoked(app_: Any, revoked: Any = None, **kw: Any) -> None:
-            async with self.lock:
+            async with self.lock:  # bounded (checkpoint_timeout): the group's rebalance waits for this
                 await self._checkpoint(all_units=True)
 
         @app.on_partitions_assigned.connect
@@ -409,7 +425,15 @@ class Worker:
 
     # ------------------------------------------------------------------ output
     async def _send(self, out: Outbox) -> None:
+        """Send alerts, dead letters and counterexamples (caller holds the lock).
+
+        What cannot be sent (broker away, a send not acknowledged within ``SEND_TIMEOUT``) waits in
+        ``unsent``, in order, for the next call; a checkpoint does not complete while anything waits
+        there, so the offsets of dead-lettered messages are never committed before their dead letters
+        are out.
+        """
         t = self._topics
+        queue = self.unsent
         for a in out.alerts:
             if self.published and (a.alert_id, a.state) in self.published:
                 self.alerts_suppressed += 1  # re-raised while re-evaluating what followed the checkpoint
@@ -418,18 +442,39 @@ class Worker:
             d = a.to_dict()
             self.alert_log.append(d)
             del self.alert_log[:-500]
-            await t["alerts"].send(key=a.key.encode(), value=orjson.dumps(d))
-            log.info("alert %s %s", d["state"], d["summary"],
-                     extra={"kind": d["kind"], "feature": d["feature"], "slice": d["slice"], "alert_id": d["alert_id"]})
+            queue.append(("alerts", a.key.encode(), orjson.dumps(d), None, d))
         for m, e in out.dlq:
             headers = [("source-topic", m.topic.encode()), ("source-partition", str(m.partition).encode()),
                        ("source-offset", str(m.offset).encode()), ("reason", e.reason.encode()),
                        ("detail", e.detail[:500].encode())]
-            await t["dlq"].send(key=m.key, value=m.value if m.value is not None else e.raw, headers=headers)
+            queue.append(("dlq", m.key, m.value if m.value is not None else e.raw, headers, None))
         if out.dlq:
             log.warning("dead-lettered %d messages", len(out.dlq), extra={"reasons": sorted({e.reason for _, e in out.dlq})})
         for rec in out.counterexamples:  # worst false positives / negatives of a matured cohort
-            await t["counterexamples"].send(key=f"{rec['model']}/{rec['prediction_id']}".encode(), value=orjson.dumps(rec))
+            queue.append(("counterexamples", f"{rec['model']}/{rec['prediction_id']}".encode(), orjson.dumps(rec), None, None))
+        if len(queue) > UNSENT_MAX:  # the broker has been away long: the oldest go, loudly (counted)
+            drop = len(queue) - UNSENT_MAX
+            self.send_dropped += drop
+            log.error("dropped the %d oldest unsent alert/dead-letter messages (more than %d waiting)", drop, UNSENT_MAX)
+            del queue[:drop]
+        if not queue or time.monotonic() < self.send_retry_at:
+            return  # a send failed moments ago: wait for the retry time, do not block the lock on every call
+        sent = 0
+        try:
+            for topic, key, value, headers, alert in queue:
+                await asyncio.wait_for(t[topic].send(key=key, value=value, headers=headers), SEND_TIMEOUT)
+                sent += 1
+                if alert is not None:
+                    log.info("alert %s %s", alert["state"], alert["summary"], extra={
+                        "kind": alert["kind"], "feature": alert["feature"], "slice": alert["slice"],
+                        "alert_id": alert["alert_id"]})
+        except Exception as exc:  # noqa: BLE001 - broker trouble: keep what is left, in order, for the next call
+            self.send_failures += 1
+            self.send_retry_at = time.monotonic() + SEND_RETRY
+            log.warning("could not send %d alert/dead-letter/counterexample messages (%s: %s); retrying with the next "
+                        "send or checkpoint", len(queue) - sent, type(exc).__name__, str(exc) or "no answer in time")
+        finally:
+            del queue[:sent]
 
     async def _send_steps(self, name: str) -> None:
         """A unit's outbox (chunked), then its claim; only called right after a durable checkpoint."""
@@ -541,7 +586,8 @@ class Worker:
         else:
             names = side.dirty()
         written: list[str] = []
-        try:
+
+        async def write() -> None:
             for name in names:
                 blob = side.checkpoint(name)
                 self.chunks[name] = await write_checkpoint(self.app.producer, self._state_topic, self.state_prefix, name,
@@ -553,12 +599,22 @@ class Worker:
                     side.units[name].dirty = False
             for name in sorted(side.units):  # steps the durable checkpoints hold, and every unit's claim (liveness)
                 await self._send_steps(name)
+
+        try:  # bounded: the lock is held, and a revocation waits for this (a stuck send must not stall the group)
+            if self.unsent:
+                self.send_retry_at = 0.0  # a checkpoint always tries them
+                await self._send(Outbox())
+                if self.unsent:
+                    raise ConnectionError(f"{len(self.unsent)} alert/dead-letter messages not sent yet")
+            await asyncio.wait_for(write(), self.checkpoint_timeout)
         except Exception as exc:  # noqa: BLE001 - broker away: keep running, commit nothing, retry soon
-            log.warning("checkpoint not completed (%s: %s); offsets not committed; retrying in 5 s", type(exc).__name__, exc)
+            self.checkpoint_failures += 1
+            log.warning("checkpoint not completed (%s: %s); offsets not committed; retrying in 5 s", type(exc).__name__,
+                        str(exc) or f"no answer within {self.checkpoint_timeout:.0f} s")
             for name in written:
                 (side.agg if name == AGGREGATOR else side.units.get(name)).dirty = True  # type: ignore[union-attr]
             if only is None:
-                self.last_checkpoint = time.monotonic() - self.cfg.checkpoint_interval + min(5.0, self.cfg.checkpoint_interval)
+                self.checkpoint_due = time.monotonic() + min(5.0, self.cfg.checkpoint_interval)
             return
         offsets: dict[Any, int] = {}
         from faust.types import TP
@@ -575,6 +631,7 @@ class Worker:
             log.warning("offset commit failed: %s", exc)
         if only is None:
             self.last_checkpoint = time.monotonic()
+            self.checkpoint_due = self.last_checkpoint + self.cfg.checkpoint_interval
         self.checkpoints += 1
 
     async def checkpoint_now(self) -> None:
