@@ -55,6 +55,7 @@ END_REFRESH = 0.5  # seconds between end-offset queries of the labels and featur
 FOLD_BYTES = 2 << 20  # a partition's gathered messages are folded at this many bytes (~3,000 events of 600 B)...
 HOLD = 1.0  # ... or when the oldest has waited this many seconds (while the partition is read to its end) ...
 HOLD_BEHIND = 5.0  # ... or this many while more of it waits at the broker (a backlog is being read)
+FETCH_BYTES = FOLD_BYTES  # a fetch brings this much per partition (Faust's 1 MiB took several per fold; <= 50 MB in all)
 # seconds a produce may wait for metadata, buffer space or its acknowledgement (Faust's default is
 # 1,200): the worker lock is held around sends, so a send stuck on a broker that lost a topic would
 # otherwise freeze folds, checkpoints and a rebalance's revocation for twenty minutes
@@ -62,7 +63,6 @@ SEND_TIMEOUT = 30.0
 SEND_RETRY = 5.0  # seconds before messages that could not be sent are tried again
 UNSENT_MAX = 100_000  # messages kept for sending while the broker is away; beyond, the oldest are dropped (counted)
 CHECKPOINT_TIMEOUT = 60.0  # seconds a whole checkpoint (chunks, manifests, steps) may take before it is retried
-FETCH_BYTES = FOLD_BYTES  # what a fetch brings per partition (Faust's default, 1 MiB, took several per fold)
 
 
 def _warm_up() -> None:
@@ -160,7 +160,6 @@ class Worker:
             topic_allow_declare=cfg.kafka.create_topics, topic_replication_factor=cfg.kafka.replication_factor or 1,
             topic_disable_leader=True, producer_max_request_size=4 * 1024 * 1024,
             stream_buffer_maxsize=max(4096, 2 * self.batch), broker_max_poll_records=max(500, self.batch),
-            # a fetch brings up to a fold's worth per partition (aiokafka caps a whole fetch at 50 MB)
             consumer_max_fetch_size=FETCH_BYTES,
             consumer_auto_offset_reset="earliest", autodiscover=False,
             # group timings: 6 s is Kafka's minimum session timeout (group.min.session.timeout.ms); a
@@ -303,10 +302,8 @@ class Worker:
         """Partitions whose waiting messages fold now: ``fold_bytes`` of them, or the oldest waited
         ``hold`` seconds - ``hold_behind`` while more of the partition waits at the broker: a worker
         reading a backlog (or starved of CPU, fetching slowly) keeps gathering full folds instead of
-        paying a fold's fixed cost every ``hold``, which would slow it down further. A partition
-        seen behind that is then read to its end folds at once: the hold is there to gather
-        messages that trickle in, and the last part of a backlog has nothing more coming soon (its
-        fold would otherwise wait ``hold`` - as long as reading ~100k events takes)."""
+        paying a fold's fixed cost every ``hold``, which would slow it down further. A partition seen
+        behind folds as soon as it is read to its end: the hold gathers what trickles in, not a backlog's tail."""
         due = []
         backlogged = self.backlogged
         for k, p in self.pending.items():
@@ -320,8 +317,7 @@ class Worker:
         return due
 
     def _taken(self, key: tuple[str, int]) -> _Pending | None:
-        """The waiting messages of ``key``, taken for a fold (the partition is no longer seen behind
-        once what it gathered reaches the end known at the broker)."""
+        """``key``'s waiting messages, taken for a fold (no longer behind if they reach the broker's end)."""
         p = self.pending.pop(key, None)
         if p is not None and key in self.backlogged and not self._backlog(key, p):
             self.backlogged.discard(key)
