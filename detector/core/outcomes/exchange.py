@@ -335,8 +335,12 @@ def apply_outcome_step(engine: Any, step: dict[str, Any]) -> None:
             if c.start in m.open:
                 target = m.open[c.start]
             elif c.start in m.done or c.start <= done_upto:
-                if c.start in m.done:
-                    m.done[c.start].late += int(round(c.cnt[0, C["lab"]]))  # first labels after evaluation
+                if c.start in m.done:  # first labels after evaluation: the production delay profile, as a unit counts it
+                    d, row = m.done[c.start], c.cnt[0]
+                    d.late += int(round(row[C["lab"]]))
+                    d.late_pos += float(row[C["pos"]])
+                    d.late_s += float(row[C["s"]])
+                    d.late_sl += float(row[C["sl"]])
                 continue
             else:
                 target = m.open[c.start] = m.cohort(c.start, c.end)  # with the task's counters
