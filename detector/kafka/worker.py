@@ -55,7 +55,6 @@ END_REFRESH = 0.5  # seconds between end-offset queries of the labels and featur
 FOLD_BYTES = 2 << 20  # a partition's gathered messages are folded at this many bytes (~3,000 events of 600 B)...
 HOLD = 1.0  # ... or when the oldest has waited this many seconds (while the partition is read to its end) ...
 HOLD_BEHIND = 5.0  # ... or this many while more of it waits at the broker (a backlog is being read)
-FETCH_BYTES = FOLD_BYTES  # a fetch brings this much per partition (Faust's 1 MiB took several per fold; <= 50 MB in all)
 # seconds a produce may wait for metadata, buffer space or its acknowledgement (Faust's default is
 # 1,200): the worker lock is held around sends, so a send stuck on a broker that lost a topic would
 # otherwise freeze folds, checkpoints and a rebalance's revocation for twenty minutes
@@ -63,6 +62,7 @@ SEND_TIMEOUT = 30.0
 SEND_RETRY = 5.0  # seconds before messages that could not be sent are tried again
 UNSENT_MAX = 100_000  # messages kept for sending while the broker is away; beyond, the oldest are dropped (counted)
 CHECKPOINT_TIMEOUT = 60.0  # seconds a whole checkpoint (chunks, manifests, steps) may take before it is retried
+FETCH_BYTES = FOLD_BYTES  # a fetch brings this much per partition (Faust's 1 MiB took several per fold; <= 50 MB in all)
 
 
 def _warm_up() -> None:
