@@ -513,6 +513,10 @@ def pipeline() -> dict[str, Any]:
         ts("Windows closed", "Event-time windows closed and evaluated per second (one per model per window "
            "length when traffic flows).", "cps",
            target("sum(rate(skewwatch_windows_closed_total[$__rate_interval]))", "closed")),
+        ts("Check errors", "Windows in which a check raised, by check, per interval: its results for that window "
+           "were skipped while the window closed and the other checks ran. Anything above zero is a bug to "
+           "report; the worker's error log names the check, the window and the exception.", "short",
+           target("sum by (check) (increase(skewwatch_check_errors_total[$__rate_interval]))", "{{check}}")),
         ts("Detector state and memory", "Memory held by open windows' counters per model, and the resident memory "
            "of each skewwatch process (compare with the container limit).", "bytes",
            target(f"skewwatch_state_bytes{{{M}}}", "windows {{model}} {{instance}}", "A"),

@@ -26,6 +26,7 @@ from detector.core.checks.adoption import Adoption
 from detector.core.decisions.alerts import Alert, AlertManager
 from detector.core.errors import EngineError
 from detector.core.evaluate import close_window
+from detector.core.guard import guarded
 from detector.core.inputs.events import EventError, PredictionBatch
 from detector.core.inputs.eventtime import EventClock
 from detector.core.inputs.fastdecode import TypedDecoder
@@ -206,9 +207,14 @@ class Engine(Ingest):
         for s, ms in due:
             w = ms.windows.pop(s)
             ms.served.add(w)
-            out.extend(self._close(ms, w))
+            # the checks are guarded one by one (detector.core.guard); this catches the rest of the
+            # evaluation, so a window that cannot be evaluated is given up on instead of stalling the stream
+            guard = guarded(self.counters, ms.name, w.start, w.end)
+            out.extend(guard("window_close", lambda ms=ms, w=w: self._close(ms, w), []))
         if self.outcomes is not None:
-            out.extend(self.outcomes.advance(self.watermark))
+            wm = self.watermark
+            guard = guarded(self.counters, "", None, wm)
+            out.extend(guard("outcomes", lambda: self.outcomes.advance(wm), []))
         # one watermark step can close many windows and mature many cohorts (a replay chunk, a backlog):
         # hand the alerts out in the event-time order they were raised in
         out.sort(key=lambda a: a.ts)

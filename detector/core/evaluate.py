@@ -5,7 +5,8 @@ complements; :mod:`detector.core.checks`), selects findings under one Benjamini-
 (:mod:`detector.core.decisions.select`), adds the change detectors' change points and the trailing
 day's comparisons, holds what a more specific finding explains, and updates the incidents
 (:mod:`detector.core.decisions.alerts`). It then teaches the seasonal baseline with every series
-that no finding or open incident claims.
+that no finding or open incident claims. Every check family runs under a guard
+(:mod:`detector.core.guard`): one that raises is counted, logged and skipped for this window.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from detector.core.checks.window import build_view, run_checks
 from detector.core.decisions.alerts import OUTCOME_KINDS, Alert, AlertManager, incident_kind, slice_key
 from detector.core.decisions.select import SPECIFIC, Finding, dedup, hold_generic, select_findings
 from detector.core.decisions.triage import PIPELINE_KINDS
+from detector.core.guard import guarded
 from detector.core.inputs.layout import Layout
 from detector.core.inputs.seasonal import Frozen
 from detector.core.inputs.window import WindowCounts
@@ -42,38 +44,47 @@ def close_window(ms: ModelState, w: WindowCounts, st: DetectorSettings, manager:
     w.finalize_global(lay)
     ms.last_window = w
     counters.windows_closed += 1
+    window = {"start": _fmt(w.start), "end": _fmt(w.end), "count": w.events, "_start": w.start, "_end": w.end}
+    guard = guarded(counters, ms.name, w.start, w.end)  # a check that raises loses its own results only (detector.core.guard)
     v = build_view(lay, w, ms.seasonal, st)
-    add_variants(v, lay, ms.seasonal)  # all traffic also against its usual mix re-weighted (detector.core.checks.remix)
+    # all traffic also against its usual mix re-weighted (detector.core.checks.remix)
+    guard("remix", lambda: add_variants(v, lay, ms.seasonal), None)
     cands = ms.cands_complete(w.start)
-    results = run_checks(lay, v, ms.seasonal, st, cands, ms.cand_ref)
-    results.extend(seasonal_checks(lay, v, ms.seasonal, st, cands))
-    results.extend(adoption.results(ms.name, lay, v, st))
-    results, v = collapse(results, v)
+    results = run_checks(lay, v, ms.seasonal, st, cands, ms.cand_ref, guard)
+    results.extend(guard("seasonal", lambda: seasonal_checks(lay, v, ms.seasonal, st, cands), []))
+    results.extend(guard("adoption", lambda: adoption.results(ms.name, lay, v, st), []))
+    results, v = guard("remix", lambda: collapse(results, v), (results, v))
     if ms.joint is not None:  # joint structure of the numeric features, same pseudo-rows, same BH
-        results.extend(ms.joint.results(w.mv, w.start, v.rows, v.comp))
+        joint = ms.joint
+        results.extend(guard("multivariate", lambda: joint.results(w.mv, w.start, v.rows, v.comp), []))
     if ms.estimate is not None:  # performance expected from the scores, before labels: same pseudo-rows, same BH
-        results.extend(ms.estimate.results(w.est, w.start, w.end, v.rows, v.comp, lambda r: slice_key(lay.row_label(int(r)))))
+        est = ms.estimate
+        results.extend(guard("estimate", lambda: est.results(w.est, w.start, w.end, v.rows, v.comp,
+                                                             lambda r: slice_key(lay.row_label(int(r)))), []))
     # a shifted clock in a slice too quiet for one window: the trailing hours pooled (detector.core.checks.pooled_shift)
-    results.extend(pooled_time_shift(lay, v, ms.seasonal, st, ms.day.seen(w.start - POOL), {"num": ms.seasonal.coarse(w), "cat": w.cat}))
+    results.extend(guard("pooled_time_shift", lambda: pooled_time_shift(
+        lay, v, ms.seasonal, st, ms.day.seen(w.start - POOL), {"num": ms.seasonal.coarse(w), "cat": w.cat}), []))
     suppressed: list[Finding] = []
     findings = select_findings(results, v, st.fdr_q, suppressed)
-    findings.extend(change_points(ms, w, v, st))
+    findings.extend(guard("change_points", lambda: change_points(ms, w, v, st), []))
     # the trailing day (skew vs training without hourly profiles), with the series of this hour's
     # findings and of open hourly incidents as they usually are at this time of day
     hourly = {(f.kind, f.feature) for f in findings + suppressed}
     hourly |= {(k, f or None) for k, f, s in manager.firing_stats(ms.name) if k not in OUTCOME_KINDS and not s.endswith("_24h")}
     ms.day.add(w, ms.seasonal.coarse(w), ms.seasonal, Frozen.of(ms.seasonal, lay, hourly))
     if not v.extra["hourly_skew"] and ms.day.ready:
-        daily = daily_checks(lay, v, ms.day.total(), ms.seasonal, st, ms.cands_complete(ms.day.oldest))
+        daily = guard("daily", lambda: daily_checks(lay, v, ms.day.total(), ms.seasonal, st, ms.cands_complete(ms.day.oldest)), [])
         results.extend(daily)
         findings = dedup(findings + select_findings(daily, v, st.fdr_q, suppressed), suppressed)
     findings = _persistent_shifts(ms, lay, findings, suppressed, w.start)
-    findings = hold_mixed(findings, v, suppressed)
+    held = findings
+    findings = guard("remix", lambda: hold_mixed(held, v, suppressed), held)
     specific = {f for k, f in manager.firing_keys(ms.name) if k in SPECIFIC and f}
     findings = hold_generic(findings, specific, suppressed)
     if ms.joint is not None:  # a joint change led by features that moved on their own is theirs
         moved = {f.feature for f in findings + suppressed if f.feature and f.kind != "multivariate_drift"}
-        findings = hold_explained(findings, moved | manager.firing_features(ms.name), suppressed)
+        held, firing = findings, moved | manager.firing_features(ms.name)
+        findings = guard("multivariate", lambda: hold_explained(held, firing, suppressed), held)
     ms.last_stats = _gauges(lay, v, results)
     evaluated = {slice_key(lay.row_label(int(r))) for r, c, n in zip(v.rows, v.comp, v.events, strict=True)
                  if not c and n >= st.min_count_rate}
@@ -84,7 +95,6 @@ def close_window(ms: ModelState, w: WindowCounts, st: DetectorSettings, manager:
     pipeline |= {f for k, f in manager.firing_keys(ms.name) if k in PIPELINE_KINDS and f}
     ctx = {"kinds": kinds, "model_version": _top(w.versions), "version_changed": version_changed,
            "pipeline_features": pipeline}
-    window = {"start": _fmt(w.start), "end": _fmt(w.end), "count": w.events, "_start": w.start, "_end": w.end}
     for f in findings:
         if f.feature in ms.codes:
             f.evidence = {**f.evidence, "reconciled": NOTE}

@@ -32,7 +32,8 @@ __all__ = ["Counters", "ModelState", "make_detectors"]
 
 @dataclass
 class Counters:
-    """The engine's running totals (all models): events, rejections by reason, late events, windows and alerts."""
+    """The engine's running totals (all models): events, rejections by reason, late events, windows, alerts and
+    checks that raised."""
 
     predictions: int = 0
     labels: int = 0
@@ -43,6 +44,7 @@ class Counters:
     windows_closed: int = 0
     alerts_fired: int = 0
     alerts_resolved: int = 0
+    check_errors: dict[str, int] = field(default_factory=dict)  # check family -> windows it raised in (core.guard)
     max_event_ts: float = float("-inf")
 
     def count_errors(self, errors: list[EventError]) -> None:

@@ -29,7 +29,7 @@ OTHER = "__other__"
 UNEXPECTED = "__unexpected__"  # feature label of every feature name the reference does not know
 _ARRAYS = ("num", "cat", "nz", "slog", "slog2", "sx", "cand", "rates", "lat", "absent", "type_err", "nonfinite")
 _JOIN = {"matched": "matched", "duplicates": "duplicate", "corrections": "correction", "expired": "expired",
-         "evicted": "evicted", "orphans": "orphan", "joined": "joined", "unjoined": "unjoined"}
+         "evicted": "evicted", "orphans": "orphan", "rejected": "rejected", "joined": "joined", "unjoined": "unjoined"}
 _OUTCOME = (  # OutcomeMonitor.stats()["slices"][slice] key -> (family, help); last evaluated cohort
     ("match_rate", "skewwatch_cohort_labelled_ratio", "Share of the cohort's predictions that had a label at "
      "evaluation (label age = maturity)."),

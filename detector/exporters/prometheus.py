@@ -56,6 +56,7 @@ from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
 from detector import __version__
+from detector.core.guard import CHECKS
 from detector.exporters.estimates import add_estimates
 from detector.exporters.families import (  # noqa: F401 - ALL, bounded, ... are this module's API too
     _ARRAYS,
@@ -181,6 +182,12 @@ class SkewwatchCollector(Collector):
                     ()).add_metric([], float(c.late))
         fam.counter("skewwatch_windows_closed", "Event-time windows closed and evaluated.", ()).add_metric(
             [], float(eng.counters.windows_closed))
+        errs = fam.counter("skewwatch_check_errors", "Windows (or matured label cohorts) in which a check raised, by "
+                           "check: its results there were skipped, the window still closed; the error log names the "
+                           "exception.", ("check",))
+        raised = getattr(eng.counters, "check_errors", None) or {}
+        for k in sorted(set(CHECKS) | set(raised))[: len(CHECKS) + MAX_REASONS]:
+            errs.add_metric([k], float(raised.get(k, 0)))
         tr = fam.counter("skewwatch_alert_transitions", "Alert events emitted, by state (firing or resolved).", ("state",))
         tr.add_metric(["firing"], float(eng.counters.alerts_fired))
         tr.add_metric(["resolved"], float(eng.counters.alerts_resolved))
@@ -480,7 +487,8 @@ class SkewwatchCollector(Collector):
         lab = _as_map(_get(st, "labels")) or {}
         jc = fam.counter("skewwatch_label_join_events", "Label join outcomes: matched (first label of a held "
                          "prediction), duplicate, correction, expired (no label within the TTL), evicted (store full), "
-                         "orphan (label whose prediction never came).", ("result",))
+                         "orphan (label whose prediction never came), rejected (a value the prediction's model does not take, e.g. "
+                         "not 0/1 for a binary model).", ("result",))
         for k, res in _JOIN.items():
             if _finite(lab.get(k)):
                 jc.add_metric([res], float(lab[k]))

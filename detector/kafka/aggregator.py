@@ -40,6 +40,7 @@ from typing import Any
 from detector.config import Config
 from detector.core.decisions.alerts import Alert
 from detector.core.engine import Engine, EngineError
+from detector.core.guard import guarded
 from detector.core.outcomes.exchange import apply_outcome_step
 from detector.core.reference.profile import Reference
 from detector.core.state.codec import StateError, check, decode, unpack
@@ -264,7 +265,10 @@ class Aggregator:
                     except (StateError, EngineError, KeyError, TypeError, ValueError) as exc:
                         self.rejected += 1
                         log.error("ignoring an outcome step: %s", exc)
-            out.extend(self.engine.advance(T))
+            # the checks are guarded in the core; this guards the rest, so a boundary that cannot be
+            # evaluated is counted, logged and passed instead of being retried at every tick forever
+            guard = guarded(self.engine.counters, "", self.boundary, T)
+            out.extend(guard("advance", lambda T=T: self.engine.advance(T), []))
             self.boundary = T
             self.dirty = True
             T = self._next(A)

@@ -26,7 +26,7 @@ from detector.core.stats.effects import rnd
 __all__ = ["ingest_view"]
 
 _CACHE_SECONDS = 1.0
-_JOIN = ("matched", "duplicates", "corrections", "expired", "evicted", "orphans")
+_JOIN = ("matched", "duplicates", "corrections", "expired", "evicted", "orphans", "rejected")
 
 
 def ingest_view(side: Any) -> Engine:

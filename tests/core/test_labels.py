@@ -45,7 +45,8 @@ def test_match_duplicate_correction_and_stale_revision():
     assert j.add_labels(labels(["a"], [1], rev=[1]))[0].slots.size == 0  # older revision: stale
     (c2,) = j.add_labels(labels(["a"], [1], rev=[2]))  # same revision, other value: last one wins
     assert c2.old.tolist() == [0]
-    assert j.counters == {"matched": 1, "duplicates": 2, "corrections": 2, "expired": 0, "evicted": 0, "orphans": 0}
+    assert j.counters == {"matched": 1, "duplicates": 2, "corrections": 2, "expired": 0, "evicted": 0, "orphans": 0,
+                          "rejected": 0}
 
 
 def test_same_id_twice_in_one_batch_is_applied_in_order():

@@ -80,6 +80,10 @@ def test_pipeline_counters_come_from_the_worker_engine(registry, worker):
     assert get("skewwatch_invalid_events_total", {"reason": "missing_field"}) == 1
     assert get("skewwatch_late_events_total") == c.late == 1
     assert get("skewwatch_windows_closed_total") == agg.windows_closed >= 24  # evaluated by the aggregator
+    from detector.core.guard import CHECKS
+
+    # every guarded check is exported from the start (0: none raised), so increase() and alerts see the first error
+    assert {check: get("skewwatch_check_errors_total", {"check": check}) for check in CHECKS} == dict.fromkeys(CHECKS, 0.0)
     assert get("skewwatch_alert_transitions_total", {"state": "firing"}) == agg.alerts_fired
     assert get("skewwatch_last_event_timestamp_seconds") == c.max_event_ts
     assert get("skewwatch_watermark_lag_seconds") == side.engine.high_water - side.engine.watermark

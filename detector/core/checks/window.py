@@ -19,6 +19,7 @@ from detector.core.checks.rates import rate_checks, schema_checks
 from detector.core.checks.result import Result
 from detector.core.checks.time_shift import time_shift_checks
 from detector.core.checks.view import View, build_view, is_clock
+from detector.core.guard import Guard, unguarded
 from detector.core.inputs.layout import Layout
 from detector.core.inputs.seasonal import SeasonalBaseline
 from detector.core.inputs.window import N_CAND
@@ -28,17 +29,18 @@ __all__ = ["N_CAND", "Result", "View", "build_view", "is_clock", "run_checks"]
 
 
 def run_checks(lay: Layout, v: View, sb: SeasonalBaseline, st: DetectorSettings, cands: np.ndarray,
-               cand_ref: np.ndarray) -> list[Result]:
-    results: list[Result] = []
-    results.extend(numeric_checks(lay, v, sb, st, cands, cand_ref))
-    for j in range(len(lay.categorical)):
-        results.extend(categorical_checks(lay, v, st, j))
-    results.extend(rate_checks(lay, v, sb, st))
-    results.extend(schema_checks(lay, v, st))
-    results.extend(time_shift_checks(lay, v, st))
+               cand_ref: np.ndarray, guard: Guard = unguarded) -> list[Result]:
+    """Every window check family; ``guard`` runs each (:mod:`detector.core.guard`: one that raises is skipped)."""
     from detector.core.reference.audit import (
         leak_serving_checks,  # leak suspects constant at serving (schema)
     )
 
-    results.extend(leak_serving_checks(lay, v, st, cands))
+    results: list[Result] = []
+    results.extend(guard("numeric", lambda: numeric_checks(lay, v, sb, st, cands, cand_ref), []))
+    for j in range(len(lay.categorical)):
+        results.extend(guard("categorical", lambda j=j: categorical_checks(lay, v, st, j), []))
+    results.extend(guard("rates", lambda: rate_checks(lay, v, sb, st), []))
+    results.extend(guard("schema", lambda: schema_checks(lay, v, st), []))
+    results.extend(guard("time_shift", lambda: time_shift_checks(lay, v, st), []))
+    results.extend(guard("leak_serving", lambda: leak_serving_checks(lay, v, st, cands), []))
     return results

@@ -46,7 +46,7 @@ from detector.core.state.codec import check
 __all__ = ["OutcomeGate", "CorrectionTap", "take_outcome_step", "apply_outcome_step", "MAX_HELD_EVENTS"]
 
 MAX_HELD_EVENTS = 1_000_000  # label + feature events waiting for their step; beyond it the oldest go at once
-_JOIN = ("matched", "duplicates", "corrections", "expired", "evicted", "orphans")
+_JOIN = ("matched", "duplicates", "corrections", "expired", "evicted", "orphans", "rejected")
 _PARITY = ("joined", "unjoined", "duplicates")
 _B = TypeVar("_B", LabelBatch, FeatureBatch)
 

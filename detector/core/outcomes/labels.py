@@ -18,6 +18,9 @@ same value, revision <= the held one       *duplicate* (counted, never double co
 ``revision`` > held one, or same revision  *correction*: replaces the earlier label (the caller
 but another value                          moves the pair in its cohort counts)
 lower revision than the held one           stale: counted as a *duplicate*, ignored
+a value the prediction's model does not    *rejected* (``accepts``): e.g. 7.5 for a binary
+take                                       model, sent without ``model`` to a sidecar that
+                                           also watches a regression model; never stored
 no prediction held for the id              held up to ``early_hold`` past its own ts (the
                                            prediction may be behind in another topic), at most
                                            ``max_early`` of them; then an *orphan*
@@ -264,7 +267,7 @@ def early_cost(pid: str) -> int:
     return EARLY_OVERHEAD + len(pid)
 
 
-_COUNTERS = ("matched", "duplicates", "corrections", "expired", "evicted", "orphans")
+_COUNTERS = ("matched", "duplicates", "corrections", "expired", "evicted", "orphans", "rejected")
 
 
 class LabelJoin:
@@ -279,6 +282,9 @@ class LabelJoin:
         self.early: dict[str, list[float]] = {}  # id -> [label, revision, label ts]
         self.early_bytes = 0  # estimated memory of ``early`` (see early_cost)
         self.counters = dict.fromkeys(_COUNTERS, 0)
+        #: ``accepts(model_idx, y)``: which labels the models of their predictions take (None: all); the
+        #: others are *rejected* when they meet their prediction, so a cohort never counts them
+        self.accepts: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None
 
     # ------------------------------------------------------------------ predictions
     def add_predictions(self, model: int, ids: list[str], ts: np.ndarray, score: np.ndarray, pred: np.ndarray,
@@ -332,6 +338,14 @@ class LabelJoin:
                 self.counters["orphans"] += int((~found).sum())
         if not found.any():
             return Matches.empty(st)
+        if self.accepts is not None:  # a label its prediction's model does not take is never stored
+            fits = np.ones(len(ids), bool)
+            fits[found] = self.accepts(st.read(slots[found]).model, y[found].astype(np.float64))
+            if not fits.all():
+                self.counters["rejected"] += int((~fits).sum())
+                found &= fits
+                if not found.any():
+                    return Matches.empty(st)
         s = slots[found]
         sid = [ids[i] for i in np.flatnonzero(found).tolist()]
         yy = y[found].astype(np.float64)

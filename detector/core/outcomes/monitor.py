@@ -49,6 +49,7 @@ import numpy as np
 from detector.core.decisions import kinds
 from detector.core.decisions.alerts import OUTCOME_KINDS, Alert
 from detector.core.decisions.select import PseudoRows, select_findings
+from detector.core.guard import guarded
 from detector.core.inputs.events import FeatureBatch, LabelBatch, PredictionBatch
 from detector.core.inputs.timeparse import format_ts
 from detector.core.outcomes.binary_eval import binary_results
@@ -105,6 +106,7 @@ class OutcomeMonitor:
         self.costs = dict(costs or {})
         self.join = LabelJoin(st.ttl, st.max_pending, st.early_label_hold,
                               max_early_bytes=getattr(engine.settings, "max_early_label_bytes", 64 << 20))
+        self.join.accepts = self._label_fits
         self.parity = ParityMonitor(engine)
         self.models: dict[str, _Model] = {}
         self.by_idx: list[_Model] = []
@@ -127,6 +129,24 @@ class OutcomeMonitor:
             self.by_idx.append(m)
             self.join.store.ensure_dims(len(ms.layout.dims))
         return m
+
+    def _label_fits(self, model: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """Labels the models of their predictions take: 0/1 for a binary model, a class code for a
+        multiclass one, a finite number for a regression one. A label that names no model is decoded
+        before its prediction is known (by the task all models share, or as a plain number when they
+        differ); one that turns out to belong to a model of another task is rejected here, where it
+        would otherwise count e.g. 7.5 positives for one labelled prediction."""
+        ok = np.isfinite(y)
+        for mi in np.unique(model).tolist():
+            m = self.by_idx[mi] if 0 <= mi < len(self.by_idx) else None
+            sel = model == mi
+            if m is None:
+                ok[sel] = False
+            elif m.binary:
+                ok[sel] &= (y[sel] == 0) | (y[sel] == 1)
+            elif getattr(m.task, "name", "") == "multiclass":
+                ok[sel] &= (y[sel] >= 0) & (y[sel] < m.task.C) & (np.floor(y[sel]) == y[sel])
+        return ok
 
     # ------------------------------------------------------------------ hooks
     def on_predictions(self, ms: Any, b: PredictionBatch, row_codes: list[np.ndarray] | None = None) -> None:
@@ -321,8 +341,10 @@ class OutcomeMonitor:
                 c = m.open[s]
                 if c.end + mat > watermark:
                     break
-                out.extend(self._evaluate(m, c, mat))
-        out.extend(self.parity.advance(watermark))
+                guard = guarded(self.engine.counters, name, c.start, c.end)
+                out.extend(guard("outcomes", lambda m=m, c=c, mat=mat: self._evaluate(m, c, mat), []))
+        guard = guarded(self.engine.counters, "", None, watermark)
+        out.extend(guard("parity", lambda: self.parity.advance(watermark), []))
         return out
 
     # ------------------------------------------------------------------ evaluation
