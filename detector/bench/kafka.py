@@ -36,6 +36,7 @@ import os
 import resource
 import statistics
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -48,6 +49,14 @@ __all__ = ["run", "measure_all"]
 ENVELOPE = 100  # events per envelope message
 PARTITIONS = 4
 POLL = 0.005  # seconds between progress samples
+_DATADIR: list[tempfile.TemporaryDirectory[str]] = []
+
+
+def _datadir() -> str:
+    """Where the Faust apps of this process put their (empty) data directories: not the caller's directory."""
+    if not _DATADIR:
+        _DATADIR.append(tempfile.TemporaryDirectory(prefix="skewwatch-bench-"))  # removed at exit
+    return _DATADIR[0].name
 
 
 def _progress(quiet: bool, msg: str) -> None:
@@ -104,9 +113,12 @@ def _assigned(app: Any) -> bool:
 
 def _faust_settings(batch: int) -> dict[str, Any]:
     """The worker's consumer-side Faust settings (see ``detector.kafka.worker.Worker._build``)."""
+    from detector.kafka.worker import FETCH_BYTES
+
     return dict(value_serializer="raw", key_serializer="raw", store="memory://", autodiscover=False,
                 broker_commit_every=10**9, broker_commit_interval=10**9, topic_disable_leader=True,
                 stream_buffer_maxsize=max(4096, 2 * batch), broker_max_poll_records=max(500, batch),
+                consumer_max_fetch_size=FETCH_BYTES,
                 consumer_auto_offset_reset="earliest", table_standby_replicas=0, broker_session_timeout=6.0,
                 broker_heartbeat_interval=1.0, broker_rebalance_timeout=10.0)
 
@@ -118,7 +130,7 @@ async def faust_count(bootstrap: str, topic: str, total: int, batch: int, within
     from detector.kafka.clients import plaintext
 
     app = faust.App(f"bench-faust-{uuid.uuid4().hex[:8]}", broker=plaintext(bootstrap).faust_brokers(), web_enabled=False,
-                    **_faust_settings(batch))
+                    datadir=_datadir(), **_faust_settings(batch))
     src = app.topic(topic, value_serializer="raw", key_serializer="raw")
     seen = [0]
 
@@ -189,6 +201,7 @@ async def worker_rate(bootstrap: str, topic: str, total_events: int, ref: Any, b
     await acreate_topics(bootstrap, {t.labels: PARTITIONS, t.features: PARTITIONS, t.alerts: 1, t.dlq: 1,
                                      f"{cfg.kafka.group_id}-partials": 1})
     w = Worker(cfg, {}, ref, worker_id="bench", batch=batch)
+    w.app.conf.datadir = _datadir()
     side = w.sidecar
     await w.app.start()
     try:

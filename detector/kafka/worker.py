@@ -4,6 +4,7 @@ Agents take raw bytes in batches (``stream.take_events``) and gather them per to
 columns (:class:`~detector.kafka.unit.Batch`: offsets, values, keys - no object of ours per
 message). A partition's gathered messages are folded into its unit once ``fold_bytes`` of them wait
 or the oldest has waited ``hold`` seconds (``hold_behind`` while more of the partition waits at the broker;
+at once when a partition seen behind is read to its end - a backlog's last messages do not wait;
 and always before a checkpoint, but one that only lets steps out): every fold has a fixed
 cost (the columnar reader's set-up, the window fold, the outcome taps - about a millisecond), so
 folding the few hundred messages one ``take_events`` brings per partition cost ~10 us per event
@@ -54,6 +55,7 @@ END_REFRESH = 0.5  # seconds between end-offset queries of the labels and featur
 FOLD_BYTES = 2 << 20  # a partition's gathered messages are folded at this many bytes (~3,000 events of 600 B)...
 HOLD = 1.0  # ... or when the oldest has waited this many seconds (while the partition is read to its end) ...
 HOLD_BEHIND = 5.0  # ... or this many while more of it waits at the broker (a backlog is being read)
+FETCH_BYTES = FOLD_BYTES  # what a fetch brings per partition (Faust's default, 1 MiB, took several per fold)
 
 
 def _warm_up() -> None:
@@ -107,6 +109,7 @@ class Worker:
         self.hold = hold
         self.hold_behind = max(hold, HOLD_BEHIND)
         self.pending: dict[tuple[str, int], _Pending] = {}  # gathered, not folded yet (see the module docstring)
+        self.backlogged: set[tuple[str, int]] = set()  # partitions seen with more at the broker than gathered
         self.idle_after = idle_after if idle_after is not None else max(10.0, cfg.detector.allowed_lateness)
         self.lock = asyncio.Lock()
         self.restored = asyncio.Event()  # the start-up work is done (never waits for the broker)
@@ -142,6 +145,8 @@ class Worker:
             topic_allow_declare=cfg.kafka.create_topics, topic_replication_factor=cfg.kafka.replication_factor or 1,
             topic_disable_leader=True, producer_max_request_size=4 * 1024 * 1024,
             stream_buffer_maxsize=max(4096, 2 * self.batch), broker_max_poll_records=max(500, self.batch),
+            # a fetch brings up to a fold's worth per partition (aiokafka caps a whole fetch at 50 MB)
+            consumer_max_fetch_size=FETCH_BYTES,
             consumer_auto_offset_reset="earliest", autodiscover=False,
             # group timings: 6 s is Kafka's minimum session timeout (group.min.session.timeout.ms); a
             # shorter one would speed up joins on the embedded broker (it answers JoinGroup after
@@ -282,14 +287,29 @@ class Worker:
         """Partitions whose waiting messages fold now: ``fold_bytes`` of them, or the oldest waited
         ``hold`` seconds - ``hold_behind`` while more of the partition waits at the broker: a worker
         reading a backlog (or starved of CPU, fetching slowly) keeps gathering full folds instead of
-        paying a fold's fixed cost every ``hold``, which would slow it down further."""
+        paying a fold's fixed cost every ``hold``, which would slow it down further. A partition
+        seen behind that is then read to its end folds at once: the hold is there to gather
+        messages that trickle in, and the last part of a backlog has nothing more coming soon (its
+        fold would otherwise wait ``hold`` - as long as reading ~100k events takes)."""
         due = []
+        backlogged = self.backlogged
         for k, p in self.pending.items():
             waited = now - p.since
+            behind = self._backlog(k, p)
+            if behind:
+                backlogged.add(k)
             if everything or p.size >= self.fold_bytes or waited >= self.hold_behind or (
-                    waited >= self.hold and not self._backlog(k, p)):
+                    not behind and (waited >= self.hold or k in backlogged)):  # a backlog's tail folds at once
                 due.append(k)
         return due
+
+    def _taken(self, key: tuple[str, int]) -> _Pending | None:
+        """The waiting messages of ``key``, taken for a fold (the partition is no longer seen behind
+        once what it gathered reaches the end known at the broker)."""
+        p = self.pending.pop(key, None)
+        if p is not None and key in self.backlogged and not self._backlog(key, p):
+            self.backlogged.discard(key)
+        return p
 
     def _backlog(self, key: tuple[str, int], p: _Pending) -> bool:
         """More of this topic-partition is at the broker than was gathered (as of the last fetch)."""
@@ -306,7 +326,7 @@ class Worker:
         self._lags()
         out = Outbox()
         for key in keys:
-            p = self.pending.pop(key, None)
+            p = self._taken(key)
             if p is None:
                 continue
             try:
@@ -457,6 +477,7 @@ class Worker:
                 side.drop_unit(name)
                 self.chunks.pop(name, None)
         held = {(tp.topic, tp.partition) for tp in assigned}
+        self.backlogged &= held
         for key in [k for k in self.pending if k not in held]:  # never folded, never committed: the new owner reads them
             del self.pending[key]
         if not want_agg and side.agg is not None:

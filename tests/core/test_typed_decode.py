@@ -190,6 +190,10 @@ def test_typed_and_general_paths_agree(ref, data):
         k = draw(st.integers(2, n))
         env = orjson.dumps(events[:k]) if draw(st.booleans()) and all(map(_orjson_ok, events[:k])) else json.dumps(events[:k]).encode()
         msgs = [env] + [encode(e, f) for e, f in zip(events[k:], forms[k:], strict=True)]
+    elif draw(st.booleans()) and n > 1:  # a batch of envelopes only (the columnar reader's own split of them)
+        cuts = sorted(set(draw(st.lists(st.integers(1, n - 1), max_size=4))))
+        msgs = [orjson.dumps(events[i:j]) if all(map(_orjson_ok, events[i:j])) else json.dumps(events[i:j]).encode()
+                for i, j in zip([0, *cuts], [*cuts, n], strict=True)]
     else:
         msgs = [encode(e, f) for e, f in zip(events, forms, strict=True)]
     labels = [orjson.dumps({"prediction_id": f"p{i}", "ts": T + 9000, "label": i % 2}) for i in range(n)]
@@ -288,3 +292,25 @@ def test_a_batch_of_one_message_picks_the_typed_decoder(ref):
     typed, rest = eng._typed.decode([orjson.dumps(clean(i)) for i in range(1, 20)], st.min_epoch, st.max_id_bytes,  # noqa: SLF001
                                     st.max_value_bytes)
     assert len(typed.events) == 19 and rest == []
+
+
+def test_a_batch_of_envelopes_is_split_into_the_same_rows_as_one_by_one(monkeypatch):
+    """The columnar reader's split of a batch of compact envelopes (two passes over the joined
+    bytes) gives the rows, their messages and items that splitting each envelope alone gives."""
+    import random
+
+    from detector.core.inputs import arrowdecode
+
+    lines = arrowdecode._lines  # noqa: SLF001 - and again with the batch split turned off below
+    rnd = random.Random(5)
+    items = [orjson.dumps(clean(i)) for i in range(40)] + [b"{}", b'{"a":"},{"}', b'{"a":[{},{}]}']
+    cases = [[b"[{}]"], [b"[{},{}]", b"[{}]"], [b"[{}]", None, b'[{"x":1},{"y":2},{}]'], [b"[]", b"[{}]"], [b"[{\n}]"],
+             [b"[{}]\r"], [b"[{},{}]", b"{}"], [b"[{} ]"], [b"[{}],"]]
+    cases += [[None if rnd.random() < 0.1 else b"[" + b",".join(rnd.sample(items, rnd.randint(1, 5))) + b"]"
+               for _ in range(rnd.randint(1, 6))] for _ in range(200)]
+    for raws in cases:
+        got = lines(raws)
+        with monkeypatch.context() as mp:
+            mp.setattr(arrowdecode, "_envelopes", lambda *a: None)
+            want = arrowdecode._lines(raws)  # noqa: SLF001
+        assert got[0].tolist() == want[0].tolist() and got[1].tolist() == want[1].tolist() and got[2] == want[2], raws

@@ -164,7 +164,7 @@ def test_the_worker_gathers_faust_batches_into_columns_per_topic_partition_until
                                                        key=b"k"))
 
     w = Worker.__new__(Worker)  # the gathering alone: no Faust app, no broker
-    w.pending, w.fold_bytes, w.hold, w.hold_behind = {}, 9, 1.0, 5.0
+    w.pending, w.fold_bytes, w.hold, w.hold_behind, w.backlogged = {}, 9, 1.0, 5.0, set()
     order = [("p", 0, 5), ("p", 1, 7), ("p", 0, 6), ("l", 0, 1), ("p", 1, 8), ("p", 0, 7)]
     assert w._gather([ev(*o) for o in order[:3]], now=100.0) == []  # 6 and 3 bytes waiting, nothing old yet
     due = w._gather([ev(*o) for o in order[3:]], now=100.5)
@@ -181,10 +181,21 @@ def test_the_worker_gathers_faust_batches_into_columns_per_topic_partition_until
     w.app = SimpleNamespace(consumer=SimpleNamespace(highwater=lambda tp: ends[(tp.topic, tp.partition)]))
     assert w._due(101.0) == [("p", 0)] and w._due(104.9) == [("p", 0), ("l", 0)]
     assert w._due(105.0) == [("p", 0), ("p", 1), ("l", 0)]
-    ends[("p", 1)] = 9  # read to its end: `hold` again
-    assert w._due(101.0) == [("p", 0), ("p", 1)]
+    ends[("p", 1)] = 9  # read to its end after a backlog: its tail folds at once, not after `hold`
+    assert w._due(100.1) == [("p", 0), ("p", 1)] and w._due(100.1) == [("p", 0), ("p", 1)]  # (asking changes nothing)
+    assert w._taken(("p", 1)).batch.offsets == [7, 8] and ("p", 1) not in w.pending  # folded: not behind any more
+    w._gather([ev("p", 1, 9)], now=100.2)
+    assert w._due(101.1) == [("p", 0)] and w._due(101.2) == [("p", 0), ("p", 1)]  # `hold` again
+    ends[("p", 1)] = 50
+    assert w._due(100.3) == [("p", 0)] and ("p", 1) in w.backlogged
+    assert w._taken(("p", 1)) is not None and ("p", 1) in w.backlogged  # folded while behind: its tail will not wait
+    ends[("p", 1)] = 9
+    w._gather([ev("p", 1, 8)], now=100.4)
+    assert w._due(100.4) == [("p", 0), ("p", 1)]  # the last part of the backlog: at once
+    assert w._taken(("p", 1)) is not None and ("p", 1) not in w.backlogged
+    w._gather([ev("p", 1, 9)], now=100.0)
     w.app = None  # no consumer (not assigned, not started): `hold`
-    assert w._due(101.0) == [("p", 0), ("p", 1)]
+    assert w._due(101.0) == [("p", 0), ("p", 1)] and w._due(100.9) == [("p", 0)]
 
 
 def _bench_unit_fold(monkeypatch, tries, values):

@@ -37,7 +37,7 @@ from detector.core.inputs.wire import text_of
 
 __all__ = ["ArrowDecoder"]
 
-_OPEN, _CLOSE, _LBRACKET, _RBRACKET = ord("{"), ord("}"), ord("["), ord("]")
+_OPEN, _CLOSE, _LBRACKET, _RBRACKET, _NEWLINE = ord("{"), ord("}"), ord("["), ord("]"), ord("\n")
 _FLOATS = ("score", "prediction", "threshold", "latency_ms")
 _STRINGS = ("model_version", "decision", "baseline_decision", "override")
 _PRIMITIVE = (pa.types.is_string, pa.types.is_floating, pa.types.is_integer, pa.types.is_boolean, pa.types.is_null,
@@ -256,6 +256,10 @@ def _lines(raws: Sequence[Any]) -> tuple[np.ndarray, np.ndarray, bytes]:
     if single.all():
         return np.asarray(idx, dtype=np.int64), np.full(len(idx), -1, dtype=np.int64), buf
     env = ok & (first == _LBRACKET) & (last == _RBRACKET)
+    if env.all():
+        got = _envelopes(sub, np.asarray(idx, dtype=np.int64), lens, starts, a, buf)
+        if got is not None:
+            return got
     parts: list[bytes] = []
     row_msg: list[int] = []
     row_item: list[int] = []
@@ -272,6 +276,26 @@ def _lines(raws: Sequence[Any]) -> tuple[np.ndarray, np.ndarray, bytes]:
             row_msg.extend([idx[j]] * k)
             row_item.extend(range(k) if k > 1 else [-1])
     return np.asarray(row_msg, dtype=np.int64), np.asarray(row_item, dtype=np.int64), b"\n".join(parts)
+
+
+def _envelopes(sub: Sequence[bytes], idx: np.ndarray, lens: np.ndarray, starts: np.ndarray, a: np.ndarray,
+               buf: bytes) -> tuple[np.ndarray, np.ndarray, bytes] | None:
+    """:func:`_lines` of a batch of compact envelopes only (``[{...},{...}]``, no line break inside),
+    in two C passes over the bytes (join without the brackets, split at ``},{``) and one numpy
+    pass (the rows' message from where the line breaks fall) instead of four per message; None
+    for any other batch."""
+    n = len(sub)
+    if not ((lens >= 4).all() and (a[starts + 1] == _OPEN).all() and (a[starts + lens - 2] == _CLOSE).all()
+            and buf.count(b"\n") == n - 1 and b"\r" not in buf):
+        return None
+    body = b"\n".join([memoryview(r)[1:-1] for r in sub]).replace(b"},{", b"}\n{")
+    row_start = np.flatnonzero(np.frombuffer(body, dtype=np.uint8) == _NEWLINE)
+    row_start = np.concatenate((np.zeros(1, dtype=np.int64), row_start + 1))
+    msg = np.searchsorted(np.cumsum(lens - 1) - 1, row_start, side="right")  # each message's last byte + 1
+    per = np.bincount(msg, minlength=n)
+    item = np.arange(msg.size, dtype=np.int64) - (np.cumsum(per) - per)[msg]
+    item[per[msg] == 1] = -1
+    return idx[msg], item, body
 
 
 def _one_line(raws: Sequence[Any]) -> list[Any]:
