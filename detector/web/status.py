@@ -93,7 +93,8 @@ def recent_rows_html(recent: Sequence[dict[str, Any]], limit: int = 25) -> str:
 
 # --------------------------------------------------------------------------- pipeline health
 def counters_html(engine: Any, ingest: Any = None) -> str:
-    """Pipeline health: events in, rejects by reason, late, windows, alerts, watermark, label joins.
+    """Pipeline health: events in, rejects by reason, late, windows, checks that raised, alerts, watermark,
+    label joins.
 
     ``ingest``: the engine that decodes the input when it is not the evaluating one (the Kafka
     worker's worker engine next to its aggregator): events, rejects, late events, watermark and
@@ -108,12 +109,14 @@ def counters_html(engine: Any, ingest: Any = None) -> str:
     wm = float(getattr(src, "watermark", math.nan))
     lag = hw - wm if math.isfinite(hw) and math.isfinite(wm) else math.nan
     total = c.predictions + n_inv
+    raised = {k: v for k, v in (getattr(ev, "check_errors", None) or {}).items() if v}  # detector.core.guard
     kpis = [
         ("predictions", f"{c.predictions:,}", False), ("labels", f"{c.labels:,}", False),
         ("offline feature events", f"{c.feature_events:,}", False),
         ("rejected events", f"{n_inv:,}" + (f" ({fmt_pct(n_inv / total)})" if total else ""), total > 0 and n_inv / total > 0.01),
         ("late events", f"{c.late:,}", c.late > 0 and c.late > 0.01 * max(c.predictions, 1)),
         ("windows closed", f"{ev.windows_closed:,}", False),
+        ("check errors", f"{sum(raised.values()):,}", bool(raised)),
         ("alerts fired / resolved", f"{ev.alerts_fired:,} / {ev.alerts_resolved:,}", False),
         ("newest event", short_ts(hw), False), ("watermark lag", _ago(lag) or "–", False),
     ]
@@ -133,6 +136,10 @@ def counters_html(engine: Any, ingest: Any = None) -> str:
     if invalid:
         out.append('<p class="small">rejected by reason: ' + ", ".join(
             f"<code>{esc(k)}</code> {v:,}" for k, v in sorted(invalid.items(), key=lambda kv: -kv[1])) + "</p>")
+    if raised:
+        out.append('<p class="small">windows in which a check raised (its results there were skipped; the error log '
+                   'names the exception - please report it): ' + ", ".join(
+                       f"<code>{esc(k)}</code> {v:,}" for k, v in sorted(raised.items(), key=lambda kv: -kv[1])) + "</p>")
     return "".join(out)
 
 

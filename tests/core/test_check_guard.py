@@ -53,6 +53,11 @@ def test_a_raising_check_is_skipped_counted_and_logged_and_the_others_still_fire
     # the traceback goes to debug, once per error
     tracebacks = [r for r in caplog.records if r.levelno == logging.DEBUG and r.exc_info]
     assert len(tracebacks) == len(errors) and tracebacks[0].exc_info[0] is ValueError
+    # the status page shows it next to the windows closed; a clean engine's does not
+    from detector.web.status import render_status
+
+    assert "check errors" in render_status(eng, []) and "<code>categorical</code>" in render_status(eng, [])
+    assert "<code>categorical</code>" not in render_status(clean, [])
 
 
 def test_the_error_count_survives_a_snapshot(ref, monkeypatch):
