@@ -87,6 +87,17 @@ def add_worker(fam: _Families, worker: Any, side: Any) -> None:
     if _finite(getattr(worker, "checkpoints", None)):
         c("skewwatch_checkpoints", "State checkpoints written (offsets are committed after each).", ()).add_metric(
             [], float(worker.checkpoints))
+    if _finite(getattr(worker, "checkpoint_failures", None)):
+        c("skewwatch_checkpoint_failures", "Checkpoints not completed (broker unreachable, a send refused or not acknowledged "
+          "within the timeout); retried within 5 s, offsets stay uncommitted until one completes.", ()).add_metric(
+            [], float(worker.checkpoint_failures))
+    if _finite(getattr(worker, "send_failures", None)):
+        c("skewwatch_send_failures", "Attempts to send alerts, dead letters or counterexamples that failed (the messages "
+          "wait and are sent again; checkpoints wait for them).", ()).add_metric([], float(worker.send_failures))
+        c("skewwatch_unsent_dropped_messages", "Alerts, dead letters or counterexamples dropped because more than "
+          "100,000 were waiting for an unreachable broker.", ()).add_metric([], float(getattr(worker, "send_dropped", 0)))
+        fam.gauge("skewwatch_unsent_messages", "Alerts, dead letters or counterexamples waiting to be sent.",
+                  ()).add_metric([], float(len(getattr(worker, "unsent", ()))))
     last = getattr(worker, "last_checkpoint", None)
     if _finite(last) and last > 0:
         import time

@@ -16,7 +16,7 @@ import time
 from typing import Any
 
 from detector.kafka.checkpoint import CHUNK, read_checkpoints, read_published_alerts, write_checkpoint
-from detector.kafka.sidecar import AGGREGATOR
+from detector.kafka.sidecar import AGGREGATOR, Outbox
 
 __all__ = ["Durable", "gated_consumer"]
 
@@ -156,7 +156,8 @@ class Durable:
         else:
             names = side.dirty()
         written: list[str] = []
-        try:
+
+        async def write() -> None:
             for name in names:
                 blob = side.checkpoint(name)
                 self.chunks[name] = await write_checkpoint(self.app.producer, self._state_topic, self.state_prefix, name,
@@ -168,12 +169,22 @@ class Durable:
                     side.units[name].dirty = False
             for name in sorted(side.units):  # steps the durable checkpoints hold, and every unit's claim (liveness)
                 await self._send_steps(name)
+
+        try:  # bounded: the lock is held, and a revocation waits for this (a stuck send must not stall the group)
+            if self.unsent:
+                self.send_retry_at = 0.0  # a checkpoint always tries them
+                await self._send(Outbox())
+                if self.unsent:
+                    raise ConnectionError(f"{len(self.unsent)} alert/dead-letter messages not sent yet")
+            await asyncio.wait_for(write(), self.checkpoint_timeout)
         except Exception as exc:  # noqa: BLE001 - broker away: keep running, commit nothing, retry soon
-            log.warning("checkpoint not completed (%s: %s); offsets not committed; retrying in 5 s", type(exc).__name__, exc)
+            self.checkpoint_failures += 1
+            log.warning("checkpoint not completed (%s: %s); offsets not committed; retrying in 5 s", type(exc).__name__,
+                        str(exc) or f"no answer within {self.checkpoint_timeout:.0f} s")
             for name in written:
                 (side.agg if name == AGGREGATOR else side.units.get(name)).dirty = True  # type: ignore[union-attr]
             if only is None:
-                self.last_checkpoint = time.monotonic() - self.cfg.checkpoint_interval + min(5.0, self.cfg.checkpoint_interval)
+                self.checkpoint_due = time.monotonic() + min(5.0, self.cfg.checkpoint_interval)
             return
         offsets: dict[Any, int] = {}
         from faust.types import TP
@@ -190,6 +201,7 @@ class Durable:
             log.warning("offset commit failed: %s", exc)
         if only is None:
             self.last_checkpoint = time.monotonic()
+            self.checkpoint_due = self.last_checkpoint + self.cfg.checkpoint_interval
         self.checkpoints += 1
 
     async def checkpoint_now(self) -> None:

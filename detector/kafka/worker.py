@@ -29,7 +29,9 @@ settings from :mod:`detector.kafka.clients`. Faust's own web server is off: the 
 :mod:`detector.kafka.web`'s, started before the worker by ``skewwatch run``.
 
 The checkpoint, restore and commit steps (1-3 above, and the restore on assignment) are
-:class:`detector.kafka.durable.Durable`, which the worker mixes in; the worker's ``/status`` body is
+:class:`detector.kafka.durable.Durable`, which the worker mixes in, as it does
+:class:`detector.kafka.sending.Sending` (alerts, dead letters and counterexamples out, retried while the
+broker is away); the worker's ``/status`` body is
 :func:`detector.kafka.views.worker_status`. This module holds the agents, timers and folding.
 """
 
@@ -42,12 +44,11 @@ import socket
 import time
 from typing import Any
 
-import orjson
-
 from detector.config import Config
 from detector.core.reference.profile import Reference
 from detector.kafka.clients import ClientSettings, client_settings
 from detector.kafka.durable import Durable, gated_consumer
+from detector.kafka.sending import SEND_TIMEOUT, Sending
 from detector.kafka.sidecar import Batch, Outbox, Sidecar
 from detector.kafka.views import worker_status
 
@@ -59,6 +60,7 @@ END_REFRESH = 0.5  # seconds between end-offset queries of the labels and featur
 FOLD_BYTES = 2 << 20  # a partition's gathered messages are folded at this many bytes (~3,000 events of 600 B)...
 HOLD = 1.0  # ... or when the oldest has waited this many seconds (while the partition is read to its end) ...
 HOLD_BEHIND = 5.0  # ... or this many while more of it waits at the broker (a backlog is being read)
+CHECKPOINT_TIMEOUT = 60.0  # seconds a whole checkpoint (chunks, manifests, steps) may take before it is retried
 FETCH_BYTES = FOLD_BYTES  # what a fetch brings per partition (Faust's default, 1 MiB, took several per fold)
 
 
@@ -72,7 +74,7 @@ def _warm_up() -> None:
         importlib.import_module(mod)
 
 
-class Worker(Durable):
+class Worker(Durable, Sending):
     """Builds the Faust app for one sidecar process."""
 
     def __init__(self, cfg: Config, refs: dict[str, Reference], default: Reference | None, *,
@@ -97,9 +99,17 @@ class Worker(Durable):
         self.lock = asyncio.Lock()
         self.restored = asyncio.Event()  # the start-up work is done (never waits for the broker)
         self.started_at = time.time()
-        self.last_checkpoint = 0.0
+        self.last_checkpoint = 0.0  # monotonic time of the last completed checkpoint (or of the start)
+        self.checkpoint_due = 0.0  # monotonic time of the next one (sooner after a failed one)
+        self.checkpoint_timeout = CHECKPOINT_TIMEOUT
         self.last_flush = 0.0
         self.checkpoints = 0
+        self.checkpoint_failures = 0
+        self.send_failures = 0
+        self.send_dropped = 0
+        self.send_retry_at = 0.0
+        # (topic, key, value, headers, alert dict or None) not sent yet: the broker was away
+        self.unsent: list[tuple[str, bytes | None, bytes | None, Any, dict[str, Any] | None]] = []
         self.chunks: dict[str, list[str]] = {}  # unit -> chunk keys of its last durable checkpoint
         self.alert_log: list[dict[str, Any]] = []  # recent alerts, for the status page / demo
         self.published: set[tuple[str, str]] = set()  # (alert_id, state) already on the alert topic at restore
@@ -135,7 +145,7 @@ class Worker(Durable):
             # shorter one would speed up joins on the embedded broker (it answers JoinGroup after
             # session/2) but is refused by a real cluster. A dead member is noticed after 6 s.
             table_standby_replicas=0, broker_session_timeout=6.0, broker_heartbeat_interval=1.0,
-            broker_rebalance_timeout=10.0,
+            broker_rebalance_timeout=10.0, producer_request_timeout=SEND_TIMEOUT,
         )
         app.transport.Consumer = gated_consumer(app.transport.Consumer)
         self._partials_topic = f"{cfg.kafka.group_id}-partials"
@@ -176,7 +186,7 @@ class Worker(Durable):
                 except Exception as exc:  # noqa: BLE001 - an exception in a Faust timer crashes the app
                     log.warning("tick failed (%s: %s); retrying at the next one", type(exc).__name__, exc)
                 now = time.monotonic()
-                if now - self.last_checkpoint >= cfg.checkpoint_interval:
+                if now >= self.checkpoint_due:
                     await self._checkpoint()
                 elif now - self.last_flush >= STEP_FLUSH and any(u.outbox for u in self.sidecar.units.values()):
                     # steps wait for a durable checkpoint of their unit: write those units now, not in
@@ -193,6 +203,7 @@ class Worker(Durable):
         async def startup() -> None:
             await self._create_state_topic()
             self.last_checkpoint = time.monotonic()
+            self.checkpoint_due = self.last_checkpoint + cfg.checkpoint_interval
             self.restored.set()
 
         @app.task
@@ -229,7 +240,7 @@ class Worker(Durable):
 
         @app.on_partitions_revoked.connect
         async def on_revoked(app_: Any, revoked: Any = None, **kw: Any) -> None:
-            async with self.lock:
+            async with self.lock:  # bounded (checkpoint_timeout): the group's rebalance waits for this
                 await self._checkpoint(all_units=True)
 
         @app.on_partitions_assigned.connect
@@ -359,31 +370,6 @@ class Worker(Durable):
     def status(self) -> dict[str, Any]:
         """Machine-readable state (``/status?format=json``): :func:`detector.kafka.views.worker_status`."""
         return worker_status(self)
-
-    # ------------------------------------------------------------------ output
-    async def _send(self, out: Outbox) -> None:
-        t = self._topics
-        for a in out.alerts:
-            if self.published and (a.alert_id, a.state) in self.published:
-                self.alerts_suppressed += 1  # re-raised while re-evaluating what followed the checkpoint
-                log.info("not re-sending alert %s %s", a.state, a.alert_id)
-                continue
-            d = a.to_dict()
-            self.alert_log.append(d)
-            del self.alert_log[:-500]
-            await t["alerts"].send(key=a.key.encode(), value=orjson.dumps(d))
-            log.info("alert %s %s", d["state"], d["summary"],
-                     extra={"kind": d["kind"], "feature": d["feature"], "slice": d["slice"], "alert_id": d["alert_id"]})
-        for m, e in out.dlq:
-            headers = [("source-topic", m.topic.encode()), ("source-partition", str(m.partition).encode()),
-                       ("source-offset", str(m.offset).encode()), ("reason", e.reason.encode()),
-                       ("detail", e.detail[:500].encode())]
-            await t["dlq"].send(key=m.key, value=m.value if m.value is not None else e.raw, headers=headers)
-        if out.dlq:
-            log.warning("dead-lettered %d messages", len(out.dlq), extra={"reasons": sorted({e.reason for _, e in out.dlq})})
-        for rec in out.counterexamples:  # worst false positives / negatives of a matured cohort
-            await t["counterexamples"].send(key=f"{rec['model']}/{rec['prediction_id']}".encode(), value=orjson.dumps(rec))
-
 
 class _Pending:
     """Messages of one topic-partition gathered for the next fold: the columns, their bytes, since when."""

@@ -19,7 +19,10 @@ def test_bench_reports_floor_stages_state_and_an_end_to_end_replay(tmp_path):
     assert d["orjson_loads_events_per_s_median"] > 0
     assert d["ratio_to_orjson_loads"] == round(d["events_per_s_median"] / d["orjson_loads_events_per_s_median"], 3)
     assert len(d["ratio_to_orjson_loads_runs"]) == 2 and d["ratio_to_orjson_loads_median_of_runs"] > 0
+    assert d["events_per_cpu_s_median"] > 0 and d["orjson_loads_events_per_cpu_s_median"] > 0  # per CPU second too
+    assert len(d["ratio_to_orjson_loads_cpu_runs"]) == 2 and d["ratio_to_orjson_loads_cpu_median_of_runs"] > 0
     assert d["whylogs"] == {"available": False, "why": "--no-whylogs"} and d["ratio_to_whylogs"] is None
+    assert d["ratio_to_whylogs_cpu_runs"] is None and d["ratio_to_whylogs_cpu_median_of_runs"] is None
     assert set(d["stages_us_per_event"]) == {"orjson_loads_us", "columnar_decode_us", "typed_decode_us", "typed_columns_us",
                                              "fold_us", "close_us"}
     assert d["columnar_share"] == 1.0  # clean events: all of them read as columns

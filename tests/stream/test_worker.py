@@ -843,8 +843,9 @@ def test_broker_restart_worker_survives_and_resumes(reference_path: Path, tmp_pa
             done = all(offs.get(f"{t}:{p}", -1) >= o for p, o in last.items())
             return st if done and st["counters"]["predictions"] >= want else None
 
-        st = wait_until("the worker to read the records produced after the restart", caught_up, timeout=90,
-                        interval=0.5, on_timeout=lambda: json.dumps(w.status()["offsets"]) + "\n" + w.log_tail())
+        # generous: a send caught by the outage may wait out its timeout (30 s) before the rebalance completes
+        st = wait_until("the worker to read the records produced after the restart", caught_up, timeout=150,
+                        interval=0.5, on_timeout=lambda: json.dumps(w.status()["offsets"]) + "\n" + w.log_tail(120))
         resumed = time.monotonic() - t0
         wait_until("a checkpoint after the outage", lambda: w.status()["checkpoints"] > ckpts + 1, timeout=120)
         time.sleep(1.0)
