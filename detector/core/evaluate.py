@@ -46,14 +46,29 @@ def close_window(ms: ModelState, w: WindowCounts, st: DetectorSettings, manager:
     counters.windows_closed += 1
     window = {"start": _fmt(w.start), "end": _fmt(w.end), "count": w.events, "_start": w.start, "_end": w.end}
     guard = guarded(counters, ms.name, w.start, w.end)  # a check that raises loses its own results only (detector.core.guard)
-    v = build_view(lay, w, ms.seasonal, st)
-    # all traffic also against its usual mix re-weighted (detector.core.checks.remix)
-    guard("remix", lambda: add_variants(v, lay, ms.seasonal), None)
+
+    def remixed() -> Any:  # all traffic also against its usual mix re-weighted (detector.core.checks.remix)
+        v = build_view(lay, w, ms.seasonal, st)
+        add_variants(v, lay, ms.seasonal)
+        return v
+
+    def checked(v: Any) -> list[Any]:
+        results = run_checks(lay, v, ms.seasonal, st, cands, ms.cand_ref, guard)
+        results.extend(guard("seasonal", lambda: seasonal_checks(lay, v, ms.seasonal, st, cands), []))
+        results.extend(guard("adoption", lambda: adoption.results(ms.name, lay, v, st), []))
+        return results
+
     cands = ms.cands_complete(w.start)
-    results = run_checks(lay, v, ms.seasonal, st, cands, ms.cand_ref, guard)
-    results.extend(guard("seasonal", lambda: seasonal_checks(lay, v, ms.seasonal, st, cands), []))
-    results.extend(guard("adoption", lambda: adoption.results(ms.name, lay, v, st), []))
-    results, v = guard("remix", lambda: collapse(results, v), (results, v))
+    v = guard("remix", remixed, None)
+    if v is None:  # the mix correction broke while adding its rows: a fresh view without them
+        v = build_view(lay, w, ms.seasonal, st)
+    results = checked(v)
+    folded = guard("remix", lambda: collapse(results, v), None)
+    if folded is None:  # the mix correction broke with its rows in the view: the window without it
+        v = build_view(lay, w, ms.seasonal, st)
+        results = checked(v)
+    else:
+        results, v = folded
     if ms.joint is not None:  # joint structure of the numeric features, same pseudo-rows, same BH
         joint = ms.joint
         results.extend(guard("multivariate", lambda: joint.results(w.mv, w.start, v.rows, v.comp), []))

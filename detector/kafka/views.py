@@ -9,6 +9,8 @@ an outcome view whose label-join and parity counters are this worker's (units) w
 values (maturity, per-slice outcome metrics, parity mismatch rates) come from the aggregator when
 this worker holds it. Counters stay per worker, as Prometheus expects (sum them across workers).
 The view is rebuilt at most once a second.
+
+:func:`worker_status` is the worker's machine-readable state behind ``/status?format=json``.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from detector.core.outcomes.labels import LabelJoin
 from detector.core.state.partials import row_map
 from detector.core.stats.effects import rnd
 
-__all__ = ["ingest_view"]
+__all__ = ["ingest_view", "worker_status"]
 
 _CACHE_SECONDS = 1.0
 _JOIN = ("matched", "duplicates", "corrections", "expired", "evicted", "orphans", "rejected")
@@ -114,3 +116,46 @@ class _OutcomeView:
         parity["retained"] = sum(p.served[model].size for p in pars if model in p.served)
         out["parity"] = parity
         return out
+
+
+def worker_status(worker: Any) -> dict[str, Any]:
+    """A worker's machine-readable state (``/status?format=json``): ingest and label-join counters, alerts."""
+    side = worker.sidecar
+    view = side.engine
+    c = view.counters
+    counters = {"predictions": c.predictions, "labels": c.labels, "feature_events": c.feature_events,
+                "invalid": dict(c.invalid), "late": c.late, "max_event_ts": c.max_event_ts
+                if c.max_event_ts != float("-inf") else None}
+    j = view.outcomes.join
+    join = {k: int(v) for k, v in j.counters.items()}
+    join.update(pending=len(j.store), early_held=len(j.early))
+    wm = side.watermark
+    agg = side.agg
+    evaluator = side.evaluator
+    offsets: dict[str, int] = {}
+    for u in side.units.values():
+        offsets.update(u.offsets)
+    return {
+        "worker": worker.worker_id, "group": worker.cfg.kafka.group_id, "restored": worker.restored.is_set(),
+        "uptime_seconds": round(time.time() - worker.started_at, 1), "checkpoints": worker.checkpoints,
+        "units": {n: {"boundary": _ts(u.boundary), "watermark": _ts(u.watermark()), "seq": u.seq,
+                      "outbox": len(u.outbox), "marks": {tp: _ts(m) for tp, m in u.marks.items()}}
+                  for n, u in sorted(side.units.items())},
+        "counters": counters, "label_join": join, "duplicates": side.duplicates, "dlq_total": side.dlq_total,
+        "alerts_suppressed": worker.alerts_suppressed, "restored_counts": worker.restored_counts,
+        "restore_errors": worker.restore_errors,
+        "gathered": sum(len(p.batch.offsets) for p in worker.pending.values()),  # received, waiting for their fold
+        "watermark": wm if wm != float("-inf") else None, "offsets": offsets,
+        "aggregator": None if agg is None else {
+            "windows_closed": evaluator.counters.windows_closed, "late": evaluator.counters.late,
+            "alerts_fired": evaluator.counters.alerts_fired, "alerts_resolved": evaluator.counters.alerts_resolved,
+            "boundary": agg.boundary if agg.boundary != float("-inf") else None, "sources": sorted(agg.sources),
+            "duplicate_steps": agg.duplicates, "rejected": agg.rejected, "capped_claims": agg.capped,
+            # days of history of each model's seasonal baseline (its best-known time-of-day slot)
+            "baseline_days": {n: float(ms.seasonal.days.max()) for n, ms in evaluator.models.items()}},
+        "firing": evaluator.alerts.firing(), "recent": worker.alert_log[-50:],
+    }
+
+
+def _ts(t: float | None) -> float | None:
+    return t if t is not None and math.isfinite(t) else None

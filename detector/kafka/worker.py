@@ -27,25 +27,30 @@ reads the state topic once and restores the units (and the aggregator, with part
 partials topic) it was given, whichever worker held them before. Every Kafka client here takes its
 settings from :mod:`detector.kafka.clients`. Faust's own web server is off: the HTTP endpoints are
 :mod:`detector.kafka.web`'s, started before the worker by ``skewwatch run``.
+
+The checkpoint, restore and commit steps (1-3 above, and the restore on assignment) are
+:class:`detector.kafka.durable.Durable`, which the worker mixes in, as it does
+:class:`detector.kafka.sending.Sending` (alerts, dead letters and counterexamples out, retried while the
+broker is away); the worker's ``/status`` body is
+:func:`detector.kafka.views.worker_status`. This module holds the agents, timers and folding.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import os
 import socket
 import time
 from typing import Any
 
-import orjson
-
 from detector.config import Config
 from detector.core.reference.profile import Reference
-from detector.kafka.checkpoint import CHUNK, read_checkpoints, read_published_alerts, write_checkpoint
 from detector.kafka.clients import ClientSettings, client_settings
-from detector.kafka.sidecar import AGGREGATOR, Batch, Outbox, Sidecar
+from detector.kafka.durable import Durable, gated_consumer
+from detector.kafka.sending import SEND_TIMEOUT, Sending
+from detector.kafka.sidecar import Batch, Outbox, Sidecar
+from detector.kafka.views import worker_status
 
 __all__ = ["build_app", "Worker"]
 
@@ -56,12 +61,6 @@ FOLD_BYTES = 2 << 20  # a partition's gathered messages are folded at this many 
 HOLD = 1.0  # ... or when the oldest has waited this many seconds (while the partition is read to its end) ...
 HOLD_BEHIND = 5.0  # ... or this many while more of it waits at the broker (a backlog is being read)
 FETCH_BYTES = FOLD_BYTES  # a fetch brings this much per partition (Faust's 1 MiB took several per fold; <= 50 MB in all)
-# seconds a produce may wait for metadata, buffer space or its acknowledgement (Faust's default is
-# 1,200): the worker lock is held around sends, so a send stuck on a broker that lost a topic would
-# otherwise freeze folds, checkpoints and a rebalance's revocation for twenty minutes
-SEND_TIMEOUT = 30.0
-SEND_RETRY = 5.0  # seconds before messages that could not be sent are tried again
-UNSENT_MAX = 100_000  # messages kept for sending while the broker is away; beyond, the oldest are dropped (counted)
 CHECKPOINT_TIMEOUT = 60.0  # seconds a whole checkpoint (chunks, manifests, steps) may take before it is retried
 
 
@@ -75,28 +74,7 @@ def _warm_up() -> None:
         importlib.import_module(mod)
 
 
-def gated_consumer(base: type) -> type:
-    """Faust's consumer class without Faust's own offset commits.
-
-    Every commit Faust makes on its own - its commit timer, ``broker_commit_every``, after an agent
-    error (``on_task_error``), while draining (``wait_empty``, on revocation and on stop) - goes
-    through ``Consumer.commit``; here it commits nothing. :meth:`commit_durable` commits the
-    offsets the worker names, after the checkpoint that covers them is durable.
-    """
-
-    class GatedConsumer(base):  # type: ignore[valid-type, misc]
-        async def commit(self, topics: Any = None, start_new_transaction: bool = True) -> bool:  # noqa: ARG002
-            return False
-
-        async def commit_durable(self, offsets: dict[Any, int]) -> bool:
-            if not offsets:
-                return False
-            return bool(await self._commit(offsets))
-
-    return GatedConsumer
-
-
-class Worker:
+class Worker(Durable, Sending):
     """Builds the Faust app for one sidecar process."""
 
     def __init__(self, cfg: Config, refs: dict[str, Reference], default: Reference | None, *,
@@ -386,258 +364,8 @@ class Worker:
                 self.catch_up.set()
 
     def status(self) -> dict[str, Any]:
-        """Machine-readable state (``/status?format=json``): ingest and label-join counters, alerts."""
-        side = self.sidecar
-        view = side.engine
-        c = view.counters
-        counters = {"predictions": c.predictions, "labels": c.labels, "feature_events": c.feature_events,
-                    "invalid": dict(c.invalid), "late": c.late, "max_event_ts": c.max_event_ts
-                    if c.max_event_ts != float("-inf") else None}
-        j = view.outcomes.join
-        join = {k: int(v) for k, v in j.counters.items()}
-        join.update(pending=len(j.store), early_held=len(j.early))
-        wm = side.watermark
-        agg = side.agg
-        evaluator = side.evaluator
-        offsets: dict[str, int] = {}
-        for u in side.units.values():
-            offsets.update(u.offsets)
-        return {
-            "worker": self.worker_id, "group": self.cfg.kafka.group_id, "restored": self.restored.is_set(),
-            "uptime_seconds": round(time.time() - self.started_at, 1), "checkpoints": self.checkpoints,
-            "units": {n: {"boundary": _ts(u.boundary), "watermark": _ts(u.watermark()), "seq": u.seq,
-                          "outbox": len(u.outbox), "marks": {tp: _ts(m) for tp, m in u.marks.items()}}
-                      for n, u in sorted(side.units.items())},
-            "counters": counters, "label_join": join, "duplicates": side.duplicates, "dlq_total": side.dlq_total,
-            "alerts_suppressed": self.alerts_suppressed, "restored_counts": self.restored_counts,
-            "restore_errors": self.restore_errors,
-            "gathered": sum(len(p.batch.offsets) for p in self.pending.values()),  # received, waiting for their fold
-            "watermark": wm if wm != float("-inf") else None, "offsets": offsets,
-            "aggregator": None if agg is None else {
-                "windows_closed": evaluator.counters.windows_closed, "late": evaluator.counters.late,
-                "alerts_fired": evaluator.counters.alerts_fired, "alerts_resolved": evaluator.counters.alerts_resolved,
-                "boundary": agg.boundary if agg.boundary != float("-inf") else None, "sources": sorted(agg.sources),
-                "duplicate_steps": agg.duplicates, "rejected": agg.rejected, "capped_claims": agg.capped,
-                # days of history of each model's seasonal baseline (its best-known time-of-day slot)
-                "baseline_days": {n: float(ms.seasonal.days.max()) for n, ms in evaluator.models.items()}},
-            "firing": evaluator.alerts.firing(), "recent": self.alert_log[-50:],
-        }
-
-    # ------------------------------------------------------------------ output
-    async def _send(self, out: Outbox) -> None:
-        """Send alerts, dead letters and counterexamples (caller holds the lock).
-
-        What cannot be sent (broker away, a send not acknowledged within ``SEND_TIMEOUT``) waits in
-        ``unsent``, in order, for the next call; a checkpoint does not complete while anything waits
-        there, so the offsets of dead-lettered messages are never committed before their dead letters
-        are out.
-        """
-        t = self._topics
-        queue = self.unsent
-        for a in out.alerts:
-            if self.published and (a.alert_id, a.state) in self.published:
-                self.alerts_suppressed += 1  # re-raised while re-evaluating what followed the checkpoint
-                log.info("not re-sending alert %s %s", a.state, a.alert_id)
-                continue
-            d = a.to_dict()
-            self.alert_log.append(d)
-            del self.alert_log[:-500]
-            queue.append(("alerts", a.key.encode(), orjson.dumps(d), None, d))
-        for m, e in out.dlq:
-            headers = [("source-topic", m.topic.encode()), ("source-partition", str(m.partition).encode()),
-                       ("source-offset", str(m.offset).encode()), ("reason", e.reason.encode()),
-                       ("detail", e.detail[:500].encode())]
-            queue.append(("dlq", m.key, m.value if m.value is not None else e.raw, headers, None))
-        if out.dlq:
-            log.warning("dead-lettered %d messages", len(out.dlq), extra={"reasons": sorted({e.reason for _, e in out.dlq})})
-        for rec in out.counterexamples:  # worst false positives / negatives of a matured cohort
-            queue.append(("counterexamples", f"{rec['model']}/{rec['prediction_id']}".encode(), orjson.dumps(rec), None, None))
-        if len(queue) > UNSENT_MAX:  # the broker has been away long: the oldest go, loudly (counted)
-            drop = len(queue) - UNSENT_MAX
-            self.send_dropped += drop
-            log.error("dropped the %d oldest unsent alert/dead-letter messages (more than %d waiting)", drop, UNSENT_MAX)
-            del queue[:drop]
-        if not queue or time.monotonic() < self.send_retry_at:
-            return  # a send failed moments ago: wait for the retry time, do not block the lock on every call
-        sent = 0
-        try:
-            for topic, key, value, headers, alert in queue:
-                await asyncio.wait_for(t[topic].send(key=key, value=value, headers=headers), SEND_TIMEOUT)
-                sent += 1
-                if alert is not None:
-                    log.info("alert %s %s", alert["state"], alert["summary"], extra={
-                        "kind": alert["kind"], "feature": alert["feature"], "slice": alert["slice"],
-                        "alert_id": alert["alert_id"]})
-        except Exception as exc:  # noqa: BLE001 - broker trouble: keep what is left, in order, for the next call
-            self.send_failures += 1
-            self.send_retry_at = time.monotonic() + SEND_RETRY
-            log.warning("could not send %d alert/dead-letter/counterexample messages (%s: %s); retrying with the next "
-                        "send or checkpoint", len(queue) - sent, type(exc).__name__, str(exc) or "no answer in time")
-        finally:
-            del queue[:sent]
-
-    async def _send_steps(self, name: str) -> None:
-        """A unit's outbox (chunked), then its claim; only called right after a durable checkpoint."""
-        msgs, upto, claim = self.sidecar.outgoing(name, CHUNK)
-        futs = [await self.app.producer.send(self._partials_topic, key=k, value=v, partition=0, timestamp=None, headers=h)
-                for k, v, h in msgs]
-        await asyncio.gather(*futs)
-        self.sidecar.sent(name, upto, claim)
-
-    # ------------------------------------------------------------------ state
-    async def _create_state_topic(self) -> None:
-        from detector.kafka.topics import ensure_topics, required_topics
-
-        try:  # `skewwatch run` checked every topic before starting; this covers workers built directly
-            spec = [s for s in required_topics(self.cfg) if s.name == self._state_topic]
-            await ensure_topics(self.settings, spec, create=self.cfg.kafka.create_topics,
-                                replication_factor=self.cfg.kafka.replication_factor)
-        except Exception as exc:  # noqa: BLE001 - the broker may refuse configs; the topic may exist
-            log.debug("state topic check: %s", exc)
-
-    def _client(self) -> tuple[str, dict[str, Any]]:
-        """Bootstrap servers and the other settings for a raw aiokafka client (checkpoint and alert readers)."""
-        kw = self.settings.aiokafka()
-        return kw.pop("bootstrap_servers"), kw
-
-    async def _assign(self, assigned: set[Any]) -> None:
-        """Hold exactly the units (and the aggregator) of ``assigned``, restoring the new ones."""
-        side = self.sidecar
-        inputs = set(side.kind_of)
-        try:
-            side.set_partitions({tp: self.app.consumer.topic_partitions(tp) or 0 for tp in inputs})
-        except Exception as exc:  # noqa: BLE001 - metadata not there yet: keep the last known counts
-            log.debug("partition counts: %s", exc)
-        tps: dict[str, list[str]] = {}
-        for tp in assigned:
-            if tp.topic in inputs:
-                tps.setdefault(side.unit_of(tp.topic, tp.partition), []).append(f"{tp.topic}:{tp.partition}")
-        want_agg = any(tp.topic == self._partials_topic and tp.partition == 0 for tp in assigned)
-        for name in list(side.units):
-            if name not in tps:
-                side.drop_unit(name)
-                self.chunks.pop(name, None)
-        held = {(tp.topic, tp.partition) for tp in assigned}
-        self.backlogged &= held
-        for key in [k for k in self.pending if k not in held]:  # never folded, never committed: the new owner reads them
-            del self.pending[key]
-        if not want_agg and side.agg is not None:
-            side.agg = None
-            self.chunks.pop(AGGREGATOR, None)
-        todo = {n for n in tps if n not in side.units} | ({AGGREGATOR} if want_agg and side.agg is None else set())
-        found: dict[str, Any] = {}
-        bootstrap, kw = self._client()
-        if todo:
-            try:
-                found = await asyncio.wait_for(
-                    read_checkpoints(bootstrap, self._state_topic, self.state_prefix, todo, **kw), timeout=60.0)
-            except Exception as exc:  # noqa: BLE001 - broker trouble: start these units fresh, loudly
-                log.error("could not read checkpoints (%s: %s); starting %s from empty state", type(exc).__name__, exc,
-                          sorted(todo))
-                self.restore_errors += 1
-        for name in sorted(todo):
-            got = found.get(name)
-            if name == AGGREGATOR:
-                side.agg = side.new_aggregator()
-            else:
-                side.add_unit(side.new_unit(name), tps[name])
-            if isinstance(got, Exception):
-                self.restore_errors += 1
-                log.error("checkpoint of %s refused (%s); it starts from empty state", name, got)
-            elif got is not None:
-                blob, keys = got
-                self.chunks[name] = keys  # tombstoned by the next checkpoint
-                try:
-                    side.restore(name, blob)
-                    log.info("restored %s from its checkpoint", name, extra={"bytes": len(blob)})
-                except Exception as exc:  # noqa: BLE001 - never trust a checkpoint enough to crash on it
-                    self.restore_errors += 1
-                    log.error("checkpoint of %s unusable (%s: %s); it starts from empty state", name, type(exc).__name__, exc)
-            if name != AGGREGATOR:
-                u = side.units[name]
-                for k, attr in (("predictions", "predictions"), ("labels", "labels"), ("feature_events", "feature_events")):
-                    self.restored_counts[k] += int(getattr(u.engine.counters, attr))
-        if AGGREGATOR in todo and side.agg is not None:
-            try:
-                self.published = await read_published_alerts(bootstrap, self.cfg.kafka.topics.alerts, **kw)
-            except Exception as exc:  # noqa: BLE001 - worst case: an alert is sent twice
-                log.warning("could not read the alert topic (%s); alerts raised again after the checkpoint are re-sent",
-                            type(exc).__name__)
-        for name, t_ in tps.items():
-            side.assign_tps(name, t_)
-
-    async def _checkpoint(self, all_units: bool = False, only: list[str] | None = None) -> None:
-        """Checkpoint (caller holds the lock), send what the checkpoints hold, then commit what they cover.
-
-        ``only``: just these units (their steps are waiting); otherwise every unit and the aggregator
-        that changed (``all_units``: all of them).
-        """
-        side = self.sidecar
-        # what waits is folded first, so the checkpoint covers every message received - except for a
-        # checkpoint that only lets waiting steps out (``only``): it covers what its units folded (no
-        # offset of a waiting message is committed), and the messages keep gathering towards a full fold
-        if self.pending and only is None:
-            await self._fold(self._due(0.0, everything=True))
-        self.last_flush = time.monotonic()
-        if only is not None:
-            names = [n for n in only if n in side.units]
-        elif all_units:
-            names = sorted(side.units) + ([AGGREGATOR] if side.agg is not None else [])
-        else:
-            names = side.dirty()
-        written: list[str] = []
-
-        async def write() -> None:
-            for name in names:
-                blob = side.checkpoint(name)
-                self.chunks[name] = await write_checkpoint(self.app.producer, self._state_topic, self.state_prefix, name,
-                                                           blob, self.chunks.get(name), worker=self.worker_id)
-                written.append(name)
-                if name == AGGREGATOR:
-                    side.agg.dirty = False  # type: ignore[union-attr]
-                else:
-                    side.units[name].dirty = False
-            for name in sorted(side.units):  # steps the durable checkpoints hold, and every unit's claim (liveness)
-                await self._send_steps(name)
-
-        try:  # bounded: the lock is held, and a revocation waits for this (a stuck send must not stall the group)
-            if self.unsent:
-                self.send_retry_at = 0.0  # a checkpoint always tries them
-                await self._send(Outbox())
-                if self.unsent:
-                    raise ConnectionError(f"{len(self.unsent)} alert/dead-letter messages not sent yet")
-            await asyncio.wait_for(write(), self.checkpoint_timeout)
-        except Exception as exc:  # noqa: BLE001 - broker away: keep running, commit nothing, retry soon
-            self.checkpoint_failures += 1
-            log.warning("checkpoint not completed (%s: %s); offsets not committed; retrying in 5 s", type(exc).__name__,
-                        str(exc) or f"no answer within {self.checkpoint_timeout:.0f} s")
-            for name in written:
-                (side.agg if name == AGGREGATOR else side.units.get(name)).dirty = True  # type: ignore[union-attr]
-            if only is None:
-                self.checkpoint_due = time.monotonic() + min(5.0, self.cfg.checkpoint_interval)
-            return
-        offsets: dict[Any, int] = {}
-        from faust.types import TP
-
-        for name in written:
-            src = side.agg.offsets if name == AGGREGATOR else side.units[name].offsets  # type: ignore[union-attr]
-            for key, off in src.items():
-                topic, _, part = key.rpartition(":")
-                if part.isdigit():
-                    offsets[TP(topic, int(part))] = off + 1
-        try:
-            await self.app.consumer.commit_durable(offsets)
-        except Exception as exc:  # noqa: BLE001 - a failed commit only means more redelivery (skipped by offset)
-            log.warning("offset commit failed: %s", exc)
-        if only is None:
-            self.last_checkpoint = time.monotonic()
-            self.checkpoint_due = self.last_checkpoint + self.cfg.checkpoint_interval
-        self.checkpoints += 1
-
-    async def checkpoint_now(self) -> None:
-        async with self.lock:
-            await self._checkpoint(all_units=True)
-
+        """Machine-readable state (``/status?format=json``): :func:`detector.kafka.views.worker_status`."""
+        return worker_status(self)
 
 class _Pending:
     """Messages of one topic-partition gathered for the next fold: the columns, their bytes, since when."""
@@ -646,10 +374,6 @@ class _Pending:
 
     def __init__(self, batch: Batch, since: float) -> None:
         self.batch, self.size, self.since = batch, 0, since
-
-
-def _ts(t: float | None) -> float | None:
-    return t if t is not None and math.isfinite(t) else None
 
 
 def build_app(cfg: Config, refs: dict[str, Reference], default: Reference | None, **kw: Any) -> Worker:

@@ -6,9 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from detector.web import esc
-from detector.web.status import (
-    slice_text,
-)
+from detector.web.alert_text import slice_text
 from detector.web.svg import fmt_num, fmt_pct
 
 

@@ -18,7 +18,8 @@ import numpy as np
 
 from detector.core.decisions import kinds
 from detector.web import finite
-from detector.web.status import CAUSE_TEXT, breach_ratio, slice_text, stats_for
+from detector.web.alert_text import CAUSE_TEXT, breach_ratio, slice_text
+from detector.web.distributions import stats_for
 from detector.web.svg import fmt_num, fmt_pct
 
 PIPELINE_KINDS = kinds.PIPELINE_KINDS

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from detector.web import esc
-from detector.web.status import short_ts
+from detector.web.alert_text import short_ts
 from detector.web.svg import fmt_num
 
 __all__ = ["joint_html"]

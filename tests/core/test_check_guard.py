@@ -53,6 +53,11 @@ def test_a_raising_check_is_skipped_counted_and_logged_and_the_others_still_fire
     # the traceback goes to debug, once per error
     tracebacks = [r for r in caplog.records if r.levelno == logging.DEBUG and r.exc_info]
     assert len(tracebacks) == len(errors) and tracebacks[0].exc_info[0] is ValueError
+    # the status page shows it next to the windows closed; a clean engine's does not
+    from detector.web.status import render_status
+
+    assert "check errors" in render_status(eng, []) and "<code>categorical</code>" in render_status(eng, [])
+    assert "<code>categorical</code>" not in render_status(clean, [])
 
 
 def test_the_error_count_survives_a_snapshot(ref, monkeypatch):
@@ -86,3 +91,23 @@ def test_an_evaluation_that_raises_outside_the_checks_still_closes_the_window(re
     assert len(calls) == 60 and len(set(calls)) == 60  # no window was retried, none was skipped
     assert [(a["state"], a["kind"], a["feature"]) for a in alerts] == [("firing", "unit_shift", "amount"),
                                                                        ("resolved", "unit_shift", "amount")]
+
+
+@pytest.mark.parametrize("broken", ["add_variants", "collapse"])
+def test_a_broken_mix_correction_leaves_a_clean_view_behind(ref, monkeypatch, broken):
+    """The slice-mix correction adds pseudo-rows to the window's view and folds them back: when either
+    step raises, the window is evaluated on a fresh view without them (never on a half-built one)."""
+    import detector.core.evaluate as evaluate
+
+    real = getattr(evaluate, broken)
+
+    def half_then_raise(*args):
+        real(*args)  # the rows are added (or folded) before the error: the view is left inconsistent
+        raise RuntimeError("mix correction broke")
+
+    monkeypatch.setattr(evaluate, broken, half_then_raise)
+    eng = Engine(DetectorSettings(), default_reference=ref)
+    alerts = run(eng, stream(60, mutate=cents))
+    assert [(a["state"], a["kind"], a["feature"]) for a in alerts] == [("firing", "unit_shift", "amount"),
+                                                                       ("resolved", "unit_shift", "amount")]
+    assert set(eng.counters.check_errors) == {"remix"} and eng.counters.check_errors["remix"] >= 1

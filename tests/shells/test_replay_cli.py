@@ -6,6 +6,7 @@ import gzip
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import orjson
@@ -188,3 +189,29 @@ def test_replay_reads_flat_tables_like_the_same_events_in_jsonl(files, tmp_path,
         outs[tag] = [{k: a[k] for k in ("state", "kind", "feature", "statistic", "value")}
                      for a in map(json.loads, out.read_text().splitlines())]
     assert outs[fmt] == outs["jsonl"] and any(a["kind"] == "unit_shift" for a in outs[fmt])
+
+
+def test_a_raising_check_costs_only_its_own_results_in_replay(files, tmp_path):
+    """The replay runs the same guarded core as the worker: a broken check (loaded into the replay's
+    interpreter by ``sitecustomize``) is counted and logged, the unit change still fires, the replay exits 0."""
+    import os
+
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(
+        "import detector.core.checks.window as _w\n"
+        "def _broken(*a, **k):\n    raise ValueError('x must lie in [0, n] (a deliberately broken check)')\n"
+        "_w.categorical_checks = _broken\n")
+    out, metrics = tmp_path / "alerts.jsonl", tmp_path / "metrics.prom"
+    repo = str(Path(__file__).resolve().parents[2])  # importable when sitecustomize runs (before the editable install's hook)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([repo, str(hook), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    r = subprocess.run([sys.executable, "-m", "detector", "replay", "--reference", str(files / "ref.json"),
+                        "--predictions", str(files / "p.jsonl"), "--alerts-out", str(out), "--metrics-out", str(metrics),
+                        "--log-format", "json"], capture_output=True, text=True, timeout=300, env=env)
+    assert r.returncode == 0, r.stderr
+    alerts = [json.loads(x) for x in out.read_text().splitlines()]
+    assert [(a["kind"], a["feature"]) for a in alerts if a["state"] == "firing"] == [("unit_shift", "amount")]
+    errors = [json.loads(x) for x in r.stderr.splitlines() if x.startswith("{") and '"skewwatch.checks"' in x]
+    assert errors and all(e["check"] == "categorical" and e["error_type"] == "ValueError" for e in errors)
+    sample = [x for x in metrics.read_text().splitlines() if x.startswith('skewwatch_check_errors_total{check="categorical"}')]
+    assert sample and float(sample[0].split()[-1]) == len(errors) >= 8  # once per window (one categorical feature)

@@ -62,8 +62,11 @@ def test_sends_to_a_frozen_broker_time_out_wait_in_order_and_go_out_when_it_answ
         broker = EmbeddedBroker().start()
     except BrokerUnavailable as exc:
         pytest.skip(str(exc))
-    monkeypatch.setattr(worker_mod, "SEND_TIMEOUT", 1.5)
-    monkeypatch.setattr(worker_mod, "SEND_RETRY", 0.5)
+    from detector.kafka import sending
+
+    monkeypatch.setattr(worker_mod, "SEND_TIMEOUT", 1.5)  # the producer's request timeout
+    monkeypatch.setattr(sending, "SEND_TIMEOUT", 1.5)  # each send's wait for its acknowledgement
+    monkeypatch.setattr(sending, "SEND_RETRY", 0.5)
     try:
         broker.create_topics({"sr-dlq": 1, "sr-alerts": 1, "sr-counterexamples": 1})
         cfg = load_config(None, environ={}, overrides={"kafka": {"brokers": [broker.bootstrap], "topics": {

@@ -25,6 +25,10 @@ form (``Reference.codes``, globally and per slice). A CSV cannot say whether ``7
 or a code; when serving sends such a feature as JSON strings the engine compares it as
 categories (:mod:`detector.core.reference.reconcile`) instead of paging a type change.
 
+How a column is read (types, missing values, labels) is :mod:`detector.core.reference.columns`;
+how one feature or slice column becomes a profile, :mod:`detector.core.reference.features`; this
+module decides which columns are what and puts the reference together.
+
 Not features: the label, score and slice columns, id columns (:data:`ID_COLUMNS`), time columns
 (:data:`TIME_COLUMNS`) and ``exclude``.
 
@@ -48,17 +52,39 @@ the slice's own.
 
 from __future__ import annotations
 
-import heapq
-from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
-import orjson
 
-from detector.core.reference.profile import CategoricalProfile, NumericProfile, Reference, SliceProfile
+from detector.core.reference.columns import (
+    MISSING_TOKENS,
+    ProfileError,
+    _as_float,
+    _as_text,
+    _base_rate,
+    _label01,
+    _typed,
+    label_values,
+    to_text,
+    typed_values,
+)
+from detector.core.reference.features import (
+    MAX_CODES,
+    MAX_SLICE_VALUES,
+    MIN_SLICE_ROWS,
+    _categorical,
+    _code_like,
+    _numeric,
+    _profile,
+    _quantile_grid,
+    _slices,
+    categorical_profile,
+    numeric_profile,
+)
+from detector.core.reference.profile import NumericProfile, Reference
 
 __all__ = [
     "ID_COLUMNS",
@@ -78,19 +104,6 @@ __all__ = [
 
 ID_COLUMNS = ("prediction_id", "id")
 TIME_COLUMNS = ("ts", "timestamp", "time", "event_time")
-MAX_SLICE_VALUES = 50  # per slice column, the most frequent values get a SliceProfile
-MAX_CODES = 50  # a numeric feature with at most this many distinct values also gets a category view
-MIN_SLICE_ROWS = 30  # ... if they have at least this many rows
-
-_TRUE = frozenset({"1", "1.0", "true"})  # label spellings accepted (after strip + lower)
-_FALSE = frozenset({"0", "0.0", "false"})
-#: Text values (after stripping blanks, compared case-insensitively) that mean "missing".
-MISSING_TOKENS = frozenset({"", "na", "n/a", "null", "none", "nan"})
-_TEXT_MISSING = MISSING_TOKENS
-
-
-class ProfileError(ValueError):
-    """The columns cannot be profiled as asked; the message names the column and the fix."""
 
 
 # ----------------------------------------------------------------------------- entry point
@@ -246,243 +259,12 @@ def _add_hourly(
 
 
 # ----------------------------------------------------------------------------- public helpers
-def numeric_profile(values: np.ndarray, n_fine: int = 100) -> NumericProfile:
-    """The :class:`NumericProfile` of one numeric array (NaN/inf = missing)."""
-    return _numeric(np.asarray(values, dtype=np.float64), _quantile_grid(n_fine))
-
-
-def categorical_profile(values: np.ndarray | Sequence[Any], top_k: int = 1000) -> CategoricalProfile:
-    """The :class:`CategoricalProfile` of one text array (None / NaN = missing)."""
-    return _categorical(_as_text(np.asarray(values, dtype=object)), top_k)
-
-
-def typed_values(name: str, values: np.ndarray, kind: str | None = None) -> np.ndarray:
-    """A column as :func:`build_reference` profiles it: float64 when numeric (``kind="numeric"``
-    parses text, raising :class:`ProfileError` on a non-number), else object str/None."""
-    return _typed(name, np.asarray(values), kind)
-
-
-def label_values(name: str, values: np.ndarray) -> np.ndarray:
-    """A label column as float 0.0/1.0 with NaN for missing; other values raise ProfileError."""
-    return _label01(name, values)
 
 
 # ----------------------------------------------------------------------------- typing
-def to_text(v: Any) -> str | None:
-    """The string form of a value in a text column (None/NaN/missing tokens -> None).
-
-    >>> [to_text(v) for v in (1234.0, 12.5, True, "DE", " NA ", None, float("nan"), [1, 2])]
-    ['1234', '12.5', 'true', 'DE', None, None, None, '[1,2]']
-    """
-    if v is None:
-        return None
-    if isinstance(v, str):
-        if (len(v) <= 4 or v[0].isspace() or v[-1].isspace()) and v.strip().lower() in MISSING_TOKENS:
-            return None
-        return v if type(v) is str else str(v)  # np.str_ -> str (JSON keys must be plain str)
-    if isinstance(v, bool | np.bool_):
-        return "true" if v else "false"
-    if isinstance(v, int | np.integer):
-        return str(int(v))
-    if isinstance(v, float | np.floating):
-        f = float(v)
-        if f != f:  # NaN
-            return None
-        if f.is_integer() and abs(f) < 1e16:
-            return str(int(f))
-        return repr(f)
-    if isinstance(v, bytes):
-        return v.decode("utf-8", errors="replace")
-    try:
-        return orjson.dumps(v, default=str).decode()
-    except TypeError:
-        return str(v)
-
-
-def _quantile_grid(n_fine: int) -> np.ndarray:
-    return np.arange(1, n_fine, dtype=np.float64) / n_fine
-
-
-def _typed(name: str, a: np.ndarray, override: str | None) -> np.ndarray:
-    """float64 array (numeric) or object array of str/None (categorical)."""
-    kind = a.dtype.kind
-    if override == "categorical":
-        return _as_text(a)
-    if override == "numeric" or kind in "fiub":
-        return _as_float(name, a)
-    return _as_text(a)
-
-
-def _as_float(name: str, a: np.ndarray) -> np.ndarray:
-    kind = a.dtype.kind
-    if kind in "fiub":
-        return a.astype(np.float64, copy=False)
-    vals = a.tolist()
-    try:
-        return np.array([np.nan if v is None else v for v in vals], dtype=np.float64)
-    except (ValueError, TypeError):
-        pass
-    out = np.empty(len(vals), dtype=np.float64)
-    bad: dict[str, int] = {}
-    for i, v in enumerate(vals):
-        out[i] = np.nan
-        if v is None:
-            continue
-        if isinstance(v, str) and v.strip().lower() in _TEXT_MISSING:
-            continue
-        try:
-            out[i] = float(v)
-        except (TypeError, ValueError):
-            key = repr(v)
-            bad[key] = bad.get(key, 0) + 1
-    if bad:
-        shown = ", ".join(list(bad)[:5]) + (", ..." if len(bad) > 5 else "")
-        raise ProfileError(
-            f"column {name!r} is declared numeric but has {sum(bad.values())} value(s) that are not numbers"
-            f" ({shown}); fix the data or declare it categorical"
-        )
-    return out
-
-
-def _as_text(a: np.ndarray) -> np.ndarray:
-    """object array of str/None, non-strings in their string form (see :func:`to_text`)."""
-    if a.dtype.kind == "O" and set(map(type, a.tolist())) <= {str, type(None)}:
-        return a
-    out = np.empty(len(a), dtype=object)
-    out[:] = [to_text(v) for v in a.tolist()]
-    return out
-
-
-def _label01(name: str, a: np.ndarray) -> np.ndarray:
-    """Label column -> float 0/1 with NaN for missing; anything else is an error."""
-    if a.dtype.kind in "fiub":
-        x = a.astype(np.float64, copy=False)
-        ok = np.isnan(x) | (x == 0) | (x == 1)
-        if ok.all():
-            return x
-        bad = np.unique(x[~ok])
-        shown = ", ".join(repr(float(v)) for v in bad[:5]) + (", ..." if len(bad) > 5 else "")
-        n_bad = int((~ok).sum())
-    else:
-        out = np.full(len(a), np.nan)
-        bad_counts: Counter[str] = Counter()
-        for i, v in enumerate(a.tolist()):
-            if v is None or (isinstance(v, float) and np.isnan(v)):
-                continue
-            if isinstance(v, bool | int | float) and v in (0, 1):
-                out[i] = float(v)
-                continue
-            s = str(v).strip().lower()
-            if s in _TEXT_MISSING:
-                continue
-            if s in _TRUE:
-                out[i] = 1.0
-            elif s in _FALSE:
-                out[i] = 0.0
-            else:
-                bad_counts[repr(v)] += 1
-        if not bad_counts:
-            return out
-        shown = ", ".join(sorted(bad_counts)[:5]) + (", ..." if len(bad_counts) > 5 else "")
-        n_bad = sum(bad_counts.values())
-    raise ProfileError(
-        f"label column {name!r} must hold 0/1 (or true/false) values; {n_bad} row(s) hold other values ({shown})."
-        " A binary label is needed for the base rate: map the target to 0/1, leave --label-column out, or profile"
-        " a multiclass / regression model with --task multiclass / --task regression"
-    )
-
-
-def _base_rate(label: np.ndarray) -> tuple[float | None, int]:
-    known = ~np.isnan(label)
-    n = int(known.sum())
-    return (float(label[known].mean()) if n else None), n
 
 
 # ----------------------------------------------------------------------------- profiles
-def _profile(
-    v: np.ndarray, qs: np.ndarray, top_k: int, like: NumericProfile | CategoricalProfile | None = None
-) -> NumericProfile | CategoricalProfile:
-    if v.dtype.kind != "f":
-        return _categorical(v, top_k)
-    return _numeric(v, qs, like.edges if isinstance(like, NumericProfile) else None)
-
-
-def _numeric(x: np.ndarray, qs: np.ndarray, edges: list[float] | None = None) -> NumericProfile:
-    """Profile of one float array; ``edges`` given = bin on them (slices use the global edges)."""
-    count = len(x)
-    s = np.sort(x[np.isfinite(x)])
-    n = len(s)
-    if n == 0:
-        e0 = [] if edges is None else list(edges)
-        return NumericProfile(
-            count=count, missing=count, edges=e0, freqs=[0.0] * (len(e0) + 1) if e0 else [], min=None, max=None, median=None,  # type: ignore[arg-type]
-            iqr=None, mean=None, std=None, top_value=None, top_share=0.0,  # type: ignore[arg-type]
-            log_abs_mean=None, log_abs_std=None, zero_share=0.0, integer=False,
-        )  # fmt: skip
-    lo, hi = float(s[0]), float(s[-1])
-    if edges is None:
-        q = np.quantile(s, qs, method="inverted_cdf")  # observed values: no interior bin is empty
-        e = np.unique(np.concatenate(([lo], q, [np.nextafter(hi, np.inf)])))
-    else:
-        e = np.asarray(edges, dtype=np.float64)
-    # counts per bin b = searchsorted(edges, x, side="right"): the values x with
-    # edges[b-1] <= x < edges[b]; on sorted data that is a difference of left-insertion points
-    # (O(len(edges) log n) instead of O(n log len(edges))).
-    below = np.searchsorted(s, e, side="left")
-    counts = np.diff(np.concatenate(([0], below, [n])))
-    q1, med, q3 = (float(v) for v in np.quantile(s, [0.25, 0.5, 0.75]))
-    # most frequent exact value: longest run in the sorted values (first = smallest on ties)
-    starts = np.flatnonzero(np.concatenate(([True], s[1:] != s[:-1])))
-    runs = np.diff(np.append(starts, n))
-    top = int(np.argmax(runs))
-    nz = s[s != 0]
-    if len(nz):
-        la = np.log(np.abs(nz))
-        la_mean, la_std = float(la.mean()), float(la.std())
-    else:
-        la_mean = la_std = None
-    with np.errstate(over="ignore", invalid="ignore"):
-        mean, std = float(s.mean()), float(s.std())
-    return NumericProfile(
-        count=count,
-        missing=count - n,
-        edges=e.tolist(),
-        freqs=(counts / n).tolist(),
-        min=lo,
-        max=hi,
-        median=med,
-        iqr=q3 - q1,
-        mean=mean,
-        std=std,
-        top_value=float(s[starts[top]]),
-        top_share=float(runs[top] / n),
-        log_abs_mean=la_mean,
-        log_abs_std=la_std,
-        zero_share=float((n - len(nz)) / n),
-        integer=bool(np.all(np.floor(s) == s)),
-    )
-
-
-def _categorical(v: np.ndarray, top_k: int) -> CategoricalProfile:
-    count = len(v)
-    counter = Counter(v.tolist())
-    missing = 0
-    for k in [k for k in counter if to_text(k) is None]:  # None and the missing tokens ("NA", ...)
-        missing += counter.pop(k)
-    n = count - missing
-    items = counter.items()
-    top = heapq.nsmallest(top_k, items, key=_order) if len(counter) > top_k else sorted(items, key=_order)
-    cats = {k: c / n for k, c in top}
-    kept = sum(c for _, c in top)
-    return CategoricalProfile(
-        count=count,
-        missing=missing,
-        categories=cats,
-        other_share=(n - kept) / n if n else 0.0,
-        n_distinct=len(counter),
-        top_value=top[0][0] if top else None,
-        top_share=top[0][1] / n if top else 0.0,
-    )
 
 
 def _score_fit(score: np.ndarray, label: np.ndarray) -> dict[str, float]:
@@ -513,48 +295,3 @@ def _binary_task(score: np.ndarray, label: np.ndarray, ts: np.ndarray | None) ->
         return {}
 
 
-def _code_like(v: np.ndarray) -> bool:
-    """A numeric column with few distinct values (codes, versions, small counts): see Reference.codes."""
-    if v.dtype.kind != "f":
-        return False
-    fin = v[np.isfinite(v)]
-    return fin.size > 0 and np.unique(fin).size <= MAX_CODES
-
-
-def _order(kv: tuple[str, int]) -> tuple[int, str]:
-    return -kv[1], kv[0]  # most frequent first, ties by value
-
-
-def _slices(
-    dim_values: np.ndarray,
-    feats: dict[str, np.ndarray],
-    label: np.ndarray | None,
-    score: np.ndarray | None,
-    qs: np.ndarray,
-    top_k: int,
-    ref: Reference,
-) -> dict[str, SliceProfile]:
-    """Profiles of the most frequent values of one slice column (numeric ones on the global edges)."""
-    text = _as_text(dim_values)
-    codes_of: dict[str | None, int] = {}
-    codes = np.fromiter((codes_of.setdefault(v, len(codes_of)) for v in text.tolist()), dtype=np.int64, count=len(text))
-    names = list(codes_of)
-    counts = np.bincount(codes, minlength=len(names))
-    candidates = [(int(counts[c]), names[c], c) for c in range(len(names)) if to_text(names[c]) is not None]
-    candidates.sort(key=lambda t: (-t[0], t[1]))
-    chosen = [t for t in candidates[:MAX_SLICE_VALUES] if t[0] >= MIN_SLICE_ROWS]
-    if not chosen:
-        return {}
-    order = np.argsort(codes, kind="stable")
-    bounds = np.concatenate(([0], np.cumsum(counts)))
-    out: dict[str, SliceProfile] = {}
-    for n_rows, value, c in chosen:
-        rows = order[bounds[c] : bounds[c + 1]]
-        out[str(value)] = SliceProfile(
-            count=n_rows,
-            features={name: _profile(a[rows], qs, top_k, ref.features[name]) for name, a in feats.items()},
-            label_base_rate=_base_rate(label[rows])[0] if label is not None else None,
-            score=_numeric(score[rows], qs, ref.score.edges) if score is not None and ref.score else None,
-            codes={name: _categorical(_as_text(feats[name][rows]), top_k) for name in ref.codes},
-        )
-    return out

@@ -1,0 +1,209 @@
+"""What makes the worker's counting exactly-once: checkpoints first, then steps and offsets.
+
+:class:`Durable` is the part of :class:`detector.kafka.worker.Worker` that writes and restores state:
+on assignment it reads the state topic once and restores the units (and the aggregator) it was given
+(:meth:`Durable._assign`); every ``checkpoint_interval`` (and on a rebalance or SIGTERM) it writes the
+checkpoint of every unit that changed, sends the steps those checkpoints hold to the partials topic, and
+only then commits the offsets they cover (:meth:`Durable._checkpoint`). Faust's own commits are disabled
+by :func:`gated_consumer`, so a committed offset is always covered by a durable checkpoint.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from detector.kafka.checkpoint import CHUNK, read_checkpoints, read_published_alerts, write_checkpoint
+from detector.kafka.sidecar import AGGREGATOR, Outbox
+
+__all__ = ["Durable", "gated_consumer"]
+
+log = logging.getLogger("skewwatch.worker")
+
+
+def gated_consumer(base: type) -> type:
+    """Faust's consumer class without Faust's own offset commits.
+
+    Every commit Faust makes on its own - its commit timer, ``broker_commit_every``, after an agent
+    error (``on_task_error``), while draining (``wait_empty``, on revocation and on stop) - goes
+    through ``Consumer.commit``; here it commits nothing. :meth:`commit_durable` commits the
+    offsets the worker names, after the checkpoint that covers them is durable.
+    """
+
+    class GatedConsumer(base):  # type: ignore[valid-type, misc]
+        async def commit(self, topics: Any = None, start_new_transaction: bool = True) -> bool:  # noqa: ARG002
+            return False
+
+        async def commit_durable(self, offsets: dict[Any, int]) -> bool:
+            if not offsets:
+                return False
+            return bool(await self._commit(offsets))
+
+    return GatedConsumer
+
+
+class Durable:
+    """Checkpoints, restore on assignment and the steps they release (mixed into the worker; see the module)."""
+
+    async def _send_steps(self, name: str) -> None:
+        """A unit's outbox (chunked), then its claim; only called right after a durable checkpoint."""
+        msgs, upto, claim = self.sidecar.outgoing(name, CHUNK)
+        futs = [await self.app.producer.send(self._partials_topic, key=k, value=v, partition=0, timestamp=None, headers=h)
+                for k, v, h in msgs]
+        await asyncio.gather(*futs)
+        self.sidecar.sent(name, upto, claim)
+
+    async def _create_state_topic(self) -> None:
+        from detector.kafka.topics import ensure_topics, required_topics
+
+        try:  # `skewwatch run` checked every topic before starting; this covers workers built directly
+            spec = [s for s in required_topics(self.cfg) if s.name == self._state_topic]
+            await ensure_topics(self.settings, spec, create=self.cfg.kafka.create_topics,
+                                replication_factor=self.cfg.kafka.replication_factor)
+        except Exception as exc:  # noqa: BLE001 - the broker may refuse configs; the topic may exist
+            log.debug("state topic check: %s", exc)
+
+    def _client(self) -> tuple[str, dict[str, Any]]:
+        """Bootstrap servers and the other settings for a raw aiokafka client (checkpoint and alert readers)."""
+        kw = self.settings.aiokafka()
+        return kw.pop("bootstrap_servers"), kw
+
+    async def _assign(self, assigned: set[Any]) -> None:
+        """Hold exactly the units (and the aggregator) of ``assigned``, restoring the new ones."""
+        side = self.sidecar
+        inputs = set(side.kind_of)
+        try:
+            side.set_partitions({tp: self.app.consumer.topic_partitions(tp) or 0 for tp in inputs})
+        except Exception as exc:  # noqa: BLE001 - metadata not there yet: keep the last known counts
+            log.debug("partition counts: %s", exc)
+        tps: dict[str, list[str]] = {}
+        for tp in assigned:
+            if tp.topic in inputs:
+                tps.setdefault(side.unit_of(tp.topic, tp.partition), []).append(f"{tp.topic}:{tp.partition}")
+        want_agg = any(tp.topic == self._partials_topic and tp.partition == 0 for tp in assigned)
+        for name in list(side.units):
+            if name not in tps:
+                side.drop_unit(name)
+                self.chunks.pop(name, None)
+        held = {(tp.topic, tp.partition) for tp in assigned}
+        self.backlogged &= held
+        for key in [k for k in self.pending if k not in held]:  # never folded, never committed: the new owner reads them
+            del self.pending[key]
+        if not want_agg and side.agg is not None:
+            side.agg = None
+            self.chunks.pop(AGGREGATOR, None)
+        todo = {n for n in tps if n not in side.units} | ({AGGREGATOR} if want_agg and side.agg is None else set())
+        found: dict[str, Any] = {}
+        bootstrap, kw = self._client()
+        if todo:
+            try:
+                found = await asyncio.wait_for(
+                    read_checkpoints(bootstrap, self._state_topic, self.state_prefix, todo, **kw), timeout=60.0)
+            except Exception as exc:  # noqa: BLE001 - broker trouble: start these units fresh, loudly
+                log.error("could not read checkpoints (%s: %s); starting %s from empty state", type(exc).__name__, exc,
+                          sorted(todo))
+                self.restore_errors += 1
+        for name in sorted(todo):
+            got = found.get(name)
+            if name == AGGREGATOR:
+                side.agg = side.new_aggregator()
+            else:
+                side.add_unit(side.new_unit(name), tps[name])
+            if isinstance(got, Exception):
+                self.restore_errors += 1
+                log.error("checkpoint of %s refused (%s); it starts from empty state", name, got)
+            elif got is not None:
+                blob, keys = got
+                self.chunks[name] = keys  # tombstoned by the next checkpoint
+                try:
+                    side.restore(name, blob)
+                    log.info("restored %s from its checkpoint", name, extra={"bytes": len(blob)})
+                except Exception as exc:  # noqa: BLE001 - never trust a checkpoint enough to crash on it
+                    self.restore_errors += 1
+                    log.error("checkpoint of %s unusable (%s: %s); it starts from empty state", name, type(exc).__name__, exc)
+            if name != AGGREGATOR:
+                u = side.units[name]
+                for k, attr in (("predictions", "predictions"), ("labels", "labels"), ("feature_events", "feature_events")):
+                    self.restored_counts[k] += int(getattr(u.engine.counters, attr))
+        if AGGREGATOR in todo and side.agg is not None:
+            try:
+                self.published = await read_published_alerts(bootstrap, self.cfg.kafka.topics.alerts, **kw)
+            except Exception as exc:  # noqa: BLE001 - worst case: an alert is sent twice
+                log.warning("could not read the alert topic (%s); alerts raised again after the checkpoint are re-sent",
+                            type(exc).__name__)
+        for name, t_ in tps.items():
+            side.assign_tps(name, t_)
+
+    async def _checkpoint(self, all_units: bool = False, only: list[str] | None = None) -> None:
+        """Checkpoint (caller holds the lock), send what the checkpoints hold, then commit what they cover.
+
+        ``only``: just these units (their steps are waiting); otherwise every unit and the aggregator
+        that changed (``all_units``: all of them).
+        """
+        side = self.sidecar
+        # what waits is folded first, so the checkpoint covers every message received - except for a
+        # checkpoint that only lets waiting steps out (``only``): it covers what its units folded (no
+        # offset of a waiting message is committed), and the messages keep gathering towards a full fold
+        if self.pending and only is None:
+            await self._fold(self._due(0.0, everything=True))
+        self.last_flush = time.monotonic()
+        if only is not None:
+            names = [n for n in only if n in side.units]
+        elif all_units:
+            names = sorted(side.units) + ([AGGREGATOR] if side.agg is not None else [])
+        else:
+            names = side.dirty()
+        written: list[str] = []
+
+        async def write() -> None:
+            for name in names:
+                blob = side.checkpoint(name)
+                self.chunks[name] = await write_checkpoint(self.app.producer, self._state_topic, self.state_prefix, name,
+                                                           blob, self.chunks.get(name), worker=self.worker_id)
+                written.append(name)
+                if name == AGGREGATOR:
+                    side.agg.dirty = False  # type: ignore[union-attr]
+                else:
+                    side.units[name].dirty = False
+            for name in sorted(side.units):  # steps the durable checkpoints hold, and every unit's claim (liveness)
+                await self._send_steps(name)
+
+        try:  # bounded: the lock is held, and a revocation waits for this (a stuck send must not stall the group)
+            if self.unsent:
+                self.send_retry_at = 0.0  # a checkpoint always tries them
+                await self._send(Outbox())
+                if self.unsent:
+                    raise ConnectionError(f"{len(self.unsent)} alert/dead-letter messages not sent yet")
+            await asyncio.wait_for(write(), self.checkpoint_timeout)
+        except Exception as exc:  # noqa: BLE001 - broker away: keep running, commit nothing, retry soon
+            self.checkpoint_failures += 1
+            log.warning("checkpoint not completed (%s: %s); offsets not committed; retrying in 5 s", type(exc).__name__,
+                        str(exc) or f"no answer within {self.checkpoint_timeout:.0f} s")
+            for name in written:
+                (side.agg if name == AGGREGATOR else side.units.get(name)).dirty = True  # type: ignore[union-attr]
+            if only is None:
+                self.checkpoint_due = time.monotonic() + min(5.0, self.cfg.checkpoint_interval)
+            return
+        offsets: dict[Any, int] = {}
+        from faust.types import TP
+
+        for name in written:
+            src = side.agg.offsets if name == AGGREGATOR else side.units[name].offsets  # type: ignore[union-attr]
+            for key, off in src.items():
+                topic, _, part = key.rpartition(":")
+                if part.isdigit():
+                    offsets[TP(topic, int(part))] = off + 1
+        try:
+            await self.app.consumer.commit_durable(offsets)
+        except Exception as exc:  # noqa: BLE001 - a failed commit only means more redelivery (skipped by offset)
+            log.warning("offset commit failed: %s", exc)
+        if only is None:
+            self.last_checkpoint = time.monotonic()
+            self.checkpoint_due = self.last_checkpoint + self.cfg.checkpoint_interval
+        self.checkpoints += 1
+
+    async def checkpoint_now(self) -> None:
+        async with self.lock:
+            await self._checkpoint(all_units=True)
