@@ -12,14 +12,9 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from detector.core.outcomes.checks import (
-    Arrays,
-    OutcomeThresholds,
-    base_rate_shift,
-    expected_positives,
-    power_span,
-)
+from detector.core.outcomes.checks import Arrays, OutcomeThresholds
 from detector.core.outcomes.cohort import N_HIST, N_REL, NC, C
+from detector.core.outcomes.expected import base_rate_shift, expected_positives, power_span
 from detector.core.stats.distributions import poisson_ratio_pvalue
 
 REPLICATES = 2000

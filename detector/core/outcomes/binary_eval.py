@@ -15,8 +15,9 @@ from typing import Any
 import numpy as np
 
 from detector.core.checks.window import Result
-from detector.core.outcomes.checks import base_rate_shift, outcome_checks, power_span
+from detector.core.outcomes.checks import outcome_checks
 from detector.core.outcomes.cohort import C
+from detector.core.outcomes.expected import base_rate_shift, power_span
 
 __all__ = ["binary_results"]
 
