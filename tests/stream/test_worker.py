@@ -30,6 +30,7 @@ import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -768,7 +769,22 @@ def test_outcome_alerts_are_the_same_with_two_workers(scale_out: ScaleOut) -> No
     s1 = alert_set([a for a in scale_out.one if a["kind"] not in INPUT_SCOPE])
     s2 = alert_set([a for a in scale_out.two if a["kind"] not in INPUT_SCOPE])
     print(f"\noutcome/parity alerts: only with one worker {sorted(s1 - s2)}; only with two {sorted(s2 - s1)}")
-    assert s1 == s2
+    # The same alerts (kind, feature, slice, state) in both groups. Their windows may differ by one:
+    # a window with outcomes or parity waits until the labels' and features' partitions are confirmed
+    # read to their end offsets, or until that input has gone idle - whichever comes first - and on a
+    # loaded machine the group whose confirmation came late evaluates the join a window later (seen
+    # in CI once for a parity alert and once for a performance alert, both one hour apart).
+    def keyed(rows: set[tuple[str, str, str, str, str]]) -> dict[tuple[str, str, str, str], list[float]]:
+        out: dict[tuple[str, str, str, str], list[float]] = {}
+        for k, f, sl, start, st in rows:
+            out.setdefault((k, f, sl, st), []).append(datetime.fromisoformat(start.replace("Z", "+00:00")).timestamp())
+        return {key: sorted(v) for key, v in out.items()}
+
+    k1, k2 = keyed(s1), keyed(s2)
+    assert set(k1) == set(k2), f"only with one worker: {sorted(set(k1) - set(k2))}; only with two: {sorted(set(k2) - set(k1))}"
+    for key, starts in k1.items():
+        assert len(starts) == len(k2[key]) and all(abs(a - b) <= 3600.0 for a, b in zip(starts, k2[key], strict=True)), \
+            (key, starts, k2[key])
     # not a comparison of two empty sets: the served amount (cents) differs from the offline one (dollars)
     assert any(k == "feature_parity" and f == "amount" and st == "firing" for k, f, _, _, st in s1), sorted(s1)
     firing = Counter(a["alert_id"] for a in scale_out.two if a["state"] == "firing" and a["kind"] not in INPUT_SCOPE)
