@@ -82,7 +82,9 @@ class NativeDecoder:
                 rest = sorted(set(rest) | set(range(n)) - set(row_msg.tolist()))
                 if not good.size:
                     return None, list(range(n))
-            return self._batch(d, codes, ts, row_msg, row_item, ids, dicts), rest
+                dicts = [_Sparse(v) for v in dicts]  # they hold values of rows left out
+            return self._batch(d, codes, ts, row_msg, row_item, ids,
+                               [_Sparse(v) for v in dicts] if rest else dicts), rest
         except Exception:  # noqa: BLE001 - the other paths decide about every message
             return None, list(range(n))
 
@@ -160,9 +162,16 @@ class NativeDecoder:
         return lut[idx], decisions
 
 
+class _Sparse(list):  # type: ignore[type-arg]
+    """A dictionary of the scanner's that may hold values of messages it sent back (then its order
+    is not that of first appearance among the rows kept, and some values may be used by none)."""
+
+
 def _first_order(col: np.ndarray, values: list[str]) -> tuple[list[str], np.ndarray]:
     """The values the rows use, in order of first appearance among them, and the rows' codes
     into that list (-1 = null). The scanner's dictionary may hold values of messages it sent back."""
+    if type(values) is not _Sparse:  # already so: the scanner adds values in the order it meets them
+        return values, col.astype(np.int64)
     present = col >= 0
     if not present.any():
         return [], col.astype(np.int64)
@@ -178,8 +187,10 @@ def _coded(col: np.ndarray, values: list[str]) -> list[Any]:
     values in order of first appearance, null included), as Arrow's reader gives it."""
     if not (col >= 0).any():
         return [None] * len(col)
-    vals = [*values, None]
     c = col.astype(np.int64)
+    if type(values) is not _Sparse and c.min() >= 0:  # no null, and already in order of first appearance
+        return CodedColumn(list(values), c)
+    vals = [*values, None]
     c[c < 0] = len(values)
     uniq, first = np.unique(c, return_index=True)
     order = uniq[np.argsort(first, kind="stable")]
