@@ -591,6 +591,10 @@ done:
 
 static int Scanner_init(Scanner *s, PyObject *args, PyObject *kw) {
     PyObject *model, *names;
+    if (kw && PyDict_GET_SIZE(kw)) {
+        PyErr_SetString(PyExc_TypeError, "Scanner takes positional arguments only");
+        return -1;
+    }
     Py_ssize_t nn, nc, ns;
     if (!PyArg_ParseTuple(args, "SO!nnn", &model, &PyTuple_Type, &names, &nn, &nc, &ns)) return -1;
     if (nn < 0 || nc < 0 || ns < 0 || PyTuple_GET_SIZE(names) != nn + nc + ns) {
@@ -642,7 +646,9 @@ static PyTypeObject ScannerType = {
     .tp_doc = "Scanner(model: bytes, names: tuple[bytes, ...], n_numeric, n_categorical, n_slice_dims)",
 };
 
-static struct PyModuleDef scanmodule = {PyModuleDef_HEAD_INIT, "_scan", "Columnar scan of clean prediction events.", -1, NULL};
+static struct PyModuleDef scanmodule = {
+    PyModuleDef_HEAD_INIT, .m_name = "_scan", .m_doc = "Columnar scan of clean prediction events.", .m_size = -1,
+};
 
 PyMODINIT_FUNC PyInit__scan(void) {
     if (PyType_Ready(&ScannerType) < 0) return NULL;
