@@ -92,7 +92,7 @@ def check(raw: bytes, rows: list[int], d: array.array, codes: array.array, ids: 
     evs = o if isinstance(o, list) else [o]
     if len(evs) != len(rows):
         return f"{len(rows)} rows for {len(evs)} events"
-    nn, nc = len(NUMERIC), len(CATEGORICAL)
+    nn = len(NUMERIC)
     for r, ev in zip(rows, evs, strict=True):
         f = ev["features"]
         want = [float(f[k]) for k in NUMERIC] + [ev.get(k) for k in ("score", "prediction", "threshold", "latency_ms")]
@@ -122,7 +122,6 @@ def check(raw: bytes, rows: list[int], d: array.array, codes: array.array, ids: 
 
 def fuzz(seconds: float, seed: int) -> int:
     import orjson
-
     from _scan import N_FLOATS, N_STRS, Scanner  # the sanitized build, on sys.path
 
     names = tuple(k.encode() for k in (*NUMERIC, *CATEGORICAL, *SLICES))
