@@ -528,6 +528,10 @@ static PyObject *Scanner_scan(Scanner *s, PyObject *args) {
     PyObject *raws;
     Py_ssize_t max_id, max_value;
     if (!PyArg_ParseTuple(args, "Onn", &raws, &max_id, &max_value)) return NULL;
+    if (!s->name || !s->model) {
+        PyErr_SetString(PyExc_RuntimeError, "Scanner was not initialised");
+        return NULL;
+    }
     /* a tuple holds its messages: the spans into them stay valid whatever runs during the scan
        (a garbage collection at an allocation may run arbitrary code that changes a list) */
     PyObject *seq = PySequence_Tuple(raws);
