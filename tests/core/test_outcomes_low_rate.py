@@ -102,6 +102,6 @@ def test_the_slope_span_grows_for_a_quiet_model_and_not_for_a_busy_one() -> None
         return a.hist[:k]
 
     quiet, busy = hours(150, 96), hours(20_000, 4)
-    assert power_span(busy, 1.09, th) == 1
+    assert power_span(busy, 1.09, th) <= 2  # an hour or two for a x1.25 change of the slope
     k = power_span(quiet, 1.09, th)
     assert 24 < k <= 96  # more than a day of a quiet model's labelled hours

@@ -79,14 +79,23 @@ def _span(mon: Any, m: Any, c: Any, cur: Any, mat: float, ref_slope: tuple[float
     """All traffic's score histograms by outcome over the trailing matured cohorts (``c`` first, then those
     evaluated before it at the same label age, without a label-delay suspicion) that the comparisons with
     training need (:func:`~detector.core.outcomes.checks.power_span`); at least the pool's own pairs.
-    None without a training slope (nothing to compare with)."""
+    None without a training slope (nothing to compare with).
+
+    Training knows complete labels, so these comparisons need not stop at the label age: each earlier cohort
+    brings the labels in by the largest of 2, 4, 8 label ages that has passed when ``c`` matures
+    (:meth:`~detector.core.outcomes.cohort.Cohort.labels_by`). A quiet model whose slower positives are mostly
+    still in flight at the label age then has several times the positives a day, and the span that can show
+    a change shrinks from days to about one. The calibration slope and the AUC do not move when one label
+    value comes later than the other (only the intercept does), so mixing cohorts of different label ages
+    costs nothing there; the base-rate comparisons keep the label age."""
     if ref_slope is None:
         return None
+    now = c.end + mat  # when ``c`` matures: the labels counted are those in by then, however they were batched
     hists = [c.hist[0]]
     for d in reversed(m.done.values()):
         if not math.isclose(d.horizon, mat) or d.label_suspect:
             break
-        hists.append(d.hist[0])
+        hists.append(d.labels_by((now - d.end) / mat))
     k = power_span(np.stack(hists), ref_slope[0], th)
     span = np.sum(hists[:k], axis=0)
     return span if span[1].sum() >= cur.hist[0, 1].sum() else cur.hist[0]

@@ -20,6 +20,9 @@ kind                      statistic                         effect (warning / cr
                                                             label rates, current vs baseline
 ``calibration``           ``observed_expected_ratio``       O/E vs training O/E >= 1.3 or <= 1/1.3 / 2;
                           (training)                        z-test on the positives
+``calibration``           ``calibration_slope``             slope x1.25 or x1/1.25 / x2; z-test. Against
+                          (baseline, training)              training over the trailing cohorts the test
+                                                            needs, with the labels in after the label age
 ``performance``           ``auc_drop`` (baseline,           AUC down 0.05 / 0.1; Hanley-McNeil z-test
                           reference if it has an AUC)
 ``performance``           ``precision_drop``,               down 0.1 / 0.2 at the threshold in force;
@@ -273,7 +276,7 @@ def outcome_checks(cur: Arrays, base: Arrays, th: OutcomeThresholds, *, ref_rate
 
 def _slope_checks(cur: Arrays, base: Arrays, th: OutcomeThresholds, comp: np.ndarray,
                   ref_slope: tuple[float, float] | None, span: np.ndarray | None = None) -> list[Result]:
-    """Cox calibration slope against the baseline's and training's: x1.3 (critical x2) either way, z-test.
+    """Cox calibration slope against the baseline's and training's: x1.25 (critical x2) either way, z-test.
     A rank-preserving change of how extreme outcomes are (scores too timid or too extreme) moves it;
     late labels do not (see :func:`~detector.core.outcomes.cohort.calibration_slope`). Against training,
     all traffic is measured over ``span`` when given."""
@@ -295,12 +298,12 @@ def _slope_checks(cur: Arrays, base: Arrays, th: OutcomeThresholds, comp: np.nda
         ratio = _div(b, b0)
         z = _div(b - b0, np.sqrt(se * se + se0 * se0))
         tested = n_min & np.isfinite(ratio) & (np.nan_to_num(b0) > 0)
-        warn, crit = ratio_flags(ratio, th.oe_ratio, th.oe_ratio_critical, np.ones(P, bool))
+        warn, crit = ratio_flags(ratio, th.slope_ratio, th.oe_ratio_critical, np.ones(P, bool))
         pv = np.minimum(1.0, 2 * np.asarray(stats.norm_sf(np.abs(np.nan_to_num(z)))))
         if not per_row.any():
             _mirror(comp, tested, warn, crit, pv)
         out.append(Result(
-            "calibration", None, "calibration_slope", b, tested, warn, crit, pv, th.oe_ratio,
+            "calibration", None, "calibration_slope", b, tested, warn, crit, pv, th.slope_ratio,
             lambda i, b0=b0, name=name, b=b, se=se, h=h: {
                 "reference": {"calibration_slope": rnd(b0[i]), "source": name},
                 "current": {"calibration_slope": rnd(b[i]), "se": rnd(se[i]), "positives": int(h[i, 1].sum())}},

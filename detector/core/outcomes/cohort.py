@@ -41,10 +41,12 @@ from detector.core.stats.effects import div as _div
 from detector.core.stats.effects import fold, safe_inv
 
 __all__ = ["Cohort", "C", "N_REL", "N_HIST", "binned_auc", "auc_se", "average_precision", "ece", "brier",
-           "best_threshold", "fold", "score_bins", "calibration_slope"]
+           "best_threshold", "fold", "score_bins", "calibration_slope", "LATE_AGES"]
 
 N_REL = 10
 N_HIST = 100
+#: upper ends of the late-label bins, in label ages after a cohort's end (see :attr:`Cohort.late_hist`)
+LATE_AGES = (1.5, 2.0, 3.0, 4.0, 6.0, 8.0)
 _CNT = ("pred", "scored", "pp", "pk", "thr_n", "thr_s", "lab", "pos", "sl", "spos", "s", "s2", "sy",
         "tp", "fp", "fn", "tn", "corr")
 C = {k: i for i, k in enumerate(_CNT)}  # column of each counter in ``Cohort.cnt``
@@ -72,6 +74,10 @@ class Cohort:
     late_pos: float = 0.0  # ... of which positive (the production delay profile: see OutcomeMonitor.censoring)
     late_s: float = 0.0  # ... the sum of their scores, and how many were scored: whether the pairs labelled by
     late_sl: float = 0.0  # the label age have the cohort's score mix (riskier pairs are often labelled sooner)
+    # all traffic's (negative, positive) score histograms of those late labels by how late they came, in multiples
+    # of the label age (:data:`LATE_AGES`): with the counted pairs, the labels in by 2, 4, 8 label ages, for the
+    # comparisons with training (complete labels) that need more pairs than a quiet model has at the label age
+    late_hist: np.ndarray = field(init=False)
     # the smallest label age its labels were gated at when folded (0: before the age was known, so
     # later labels are in too; inf: no label yet): it compares with others only at an age <= gate
     gate: float = float("inf")
@@ -88,6 +94,7 @@ class Cohort:
         self.rel = np.zeros((r, N_REL, 3))
         self.hist = np.zeros((r, 2, N_HIST))
         self.delay = np.zeros((r, N_DELAY))
+        self.late_hist = np.zeros((len(LATE_AGES), 2, N_HIST))
 
     @property
     def evaluated(self) -> bool:
@@ -142,7 +149,7 @@ class Cohort:
         return {"start": self.start, "end": self.end, "cnt": self.cnt, "rel": self.rel, "hist": self.hist, "delay": self.delay,
                 "versions": dict(self.versions), "input_kinds": sorted(self.input_kinds), "horizon": self.horizon,
                 "late": self.late, "late_pos": self.late_pos,
-                "late_s": self.late_s, "late_sl": self.late_sl, "gate": self.gate, "in_baseline": self.in_baseline,
+                "late_s": self.late_s, "late_sl": self.late_sl, "late_hist": self.late_hist, "gate": self.gate, "in_baseline": self.in_baseline,
                 "label_suspect": self.label_suspect, **({"task": self.tc.to_state()} if self.tc is not None else {})}
 
     @classmethod
@@ -157,6 +164,8 @@ class Cohort:
         c.horizon, c.late = float(st["horizon"]), int(st["late"])
         c.late_pos, c.gate = float(st.get("late_pos", 0.0)), float(st.get("gate", float("inf")))
         c.late_s, c.late_sl = float(st.get("late_s", 0.0)), float(st.get("late_sl", 0.0))
+        if st.get("late_hist") is not None:  # states written before late labels' scores were binned have none
+            load_arrays(c, st, ("late_hist",), "cohort")
         c.in_baseline, c.label_suspect = bool(st["in_baseline"]), bool(st["label_suspect"])
         if st.get("task") is not None:
             from detector.core.outcomes.tasks.base import Counters
@@ -177,16 +186,31 @@ class Cohort:
         self.late_pos += other.late_pos
         self.late_s += other.late_s
         self.late_sl += other.late_sl
+        self.late_hist += other.late_hist
         self.gate = min(self.gate, other.gate)
 
 
-    def count_late(self, score: np.ndarray, y01: np.ndarray) -> None:
-        """Count labels that arrived after the label age (not folded in): the production delay profile."""
+    def count_late(self, score: np.ndarray, y01: np.ndarray, age: np.ndarray | None = None) -> None:
+        """Count labels that arrived after the label age (not folded in): the production delay profile, and the
+        late labels' scores by outcome in ``late_hist`` by ``age``, each label's time after the cohort's end in
+        label ages (None or beyond the last of :data:`LATE_AGES`: counted, not binned)."""
         scored = ~np.isnan(score)
         self.late += int(score.size)
         self.late_pos += float(y01.sum())
         self.late_s += float(score[scored].sum())
         self.late_sl += float(scored.sum())
+        if age is not None and scored.any():
+            k = np.searchsorted(LATE_AGES, np.nan_to_num(np.asarray(age, dtype=np.float64), nan=np.inf), side="left")
+            ok = scored & (k < len(LATE_AGES))
+            hb = k[ok] * 2 * N_HIST + score_bins(score[ok], N_HIST) + N_HIST * (np.asarray(y01)[ok] > 0)
+            self.late_hist += np.bincount(hb, minlength=self.late_hist.size).reshape(self.late_hist.shape)
+
+    def labels_by(self, age: float) -> np.ndarray:
+        """All traffic's (negative, positive) score histogram of the labels in by ``age`` label ages after the
+        cohort's end, as far as :data:`LATE_AGES` resolves it (the counted pairs, plus each late bin whose upper
+        age is at most ``age``): a fixed quantity once the stream is that far, however labels were batched."""
+        n = int(np.searchsorted(LATE_AGES, age, side="right"))
+        return self.hist[0] + self.late_hist[:n].sum(0)
 
     def add(self, other: Cohort) -> None:
         """Add ``other``'s counts (its arrays and task counters) into this one's, e.g. to pool or sum a baseline."""

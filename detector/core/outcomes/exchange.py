@@ -39,7 +39,7 @@ import numpy as np
 
 from detector.core.errors import EngineError
 from detector.core.inputs.events import FeatureBatch, LabelBatch, PredictionBatch
-from detector.core.outcomes.cohort import C, Cohort
+from detector.core.outcomes.cohort import LATE_AGES, C, Cohort
 from detector.core.outcomes.parity_compare import scalars
 from detector.core.state.codec import check
 
@@ -341,6 +341,10 @@ def apply_outcome_step(engine: Any, step: dict[str, Any]) -> None:
                     d.late_pos += float(row[C["pos"]])
                     d.late_s += float(row[C["s"]])
                     d.late_sl += float(row[C["sl"]])
+                    if d.horizon > 0:  # binned by when the aggregator learns of them (a unit's step is short)
+                        k = int(np.searchsorted(LATE_AGES, (mon.now - d.end) / d.horizon, side="left"))
+                        if k < len(LATE_AGES):
+                            d.late_hist[k] += c.hist[0]
                 continue
             else:
                 target = m.open[c.start] = m.cohort(c.start, c.end)  # with the task's counters

@@ -39,7 +39,7 @@ def power_span(hists: np.ndarray, b_ref: float, th: OutcomeThresholds, alpha: fl
     """
     cum = np.cumsum(hists, axis=0)
     _, se = calibration_slope(cum[:, 0, :], cum[:, 1, :])
-    need = (th.oe_ratio - 1.0) * abs(b_ref) / (float(-special.ndtri(alpha / 2)) + float(special.ndtri(power)))
+    need = (th.slope_ratio - 1.0) * abs(b_ref) / (float(-special.ndtri(alpha / 2)) + float(special.ndtri(power)))
     ok = np.flatnonzero(np.nan_to_num(se, nan=np.inf) <= need)
     return int(ok[0]) + 1 if ok.size else int(hists.shape[0])
 

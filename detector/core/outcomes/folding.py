@@ -73,8 +73,9 @@ def fold_matches(mon: Any, mt: Matches) -> None:
                     store.set_counted(slots[f], np.full(f.size, HELD, dtype=np.int8))
                     for batch in m.age.hold(pairs):
                         fold_pairs(mon, m, batch, gated=False)
-            elif f.size and target is not None:
-                target.count_late(np.asarray(score[f], dtype=np.float64), m.y01(new[f]))
+            elif f.size and target is not None:  # an evaluated cohort: late, binned by how late (in its label ages)
+                age = (ts[f] + mt.delay[sel][f] - target.end) / target.horizon if target.horizon > 0 else None
+                target.count_late(np.asarray(score[f], dtype=np.float64), m.y01(new[f]), age)
             held = np.flatnonzero(here & ~first & (counted == HELD))
             if held.size and m.age.horizon <= 0:  # a correction of a pair still held: fold it corrected
                 m.age.correct(slots[held], new[held])
@@ -104,7 +105,8 @@ def fold_pairs(mon: Any, m: _Model, p: dict[str, np.ndarray], gated: bool = True
         if gated:
             in_time = p["label_ts"][idx] <= p["end"][idx] + A
             late = idx[~in_time]
-            c.count_late(np.asarray(p["score"][late], dtype=np.float64), m.y01(p["y"][late]))
+            c.count_late(np.asarray(p["score"][late], dtype=np.float64), m.y01(p["y"][late]),
+                         (p["label_ts"][late] - p["end"][late]) / A)
             local = late[p["slot"][late] >= 0]  # pairs another worker joined have no slot here
             store.set_counted(p["slot"][local], np.full(local.size, HELD, dtype=np.int8))
             idx = idx[in_time]

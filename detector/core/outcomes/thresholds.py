@@ -26,6 +26,10 @@ class OutcomeThresholds:
     ece_delta_critical: float = 0.1
     oe_ratio: float = 1.3
     oe_ratio_critical: float = 2.0
+    # calibration slope against training's or the baseline's (critical: oe_ratio_critical): a slope outside
+    # [0.8, 1.25] of the reference is the usual line for scores too extreme (overfitting) or too timid in
+    # clinical prediction (Steyerberg; Van Calster et al. 2016); the slope test's span is sized for it
+    slope_ratio: float = 1.25
     auc_drop: float = 0.05
     auc_drop_critical: float = 0.1
     pr_drop: float = 0.1
