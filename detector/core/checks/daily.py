@@ -33,7 +33,7 @@ import numpy as np
 
 from detector.core.checks.clockseen import clock_in_production
 from detector.core.checks.common import _cat_shares, _r, _shares
-from detector.core.checks.dispersion import ShareHistory
+from detector.core.checks.dispersion import MIN_DAYS, ShareHistory, quasi_binomial_sf, spread
 from detector.core.checks.result import Result
 from detector.core.checks.view import View, _ref_rows
 from detector.core.inputs.layout import SCORE, Layout
@@ -115,10 +115,19 @@ class DayRing:
         # a state written before the history existed starts one (the dispersion factor is 1 until two days pass)
         self.history = ShareHistory.from_state(st["history"], rows) if "history" in st else ShareHistory(self.period)
 
-    def dispersion(self, v: View, since: np.ndarray) -> np.ndarray | None:
+    def dispersion(self, v: View, since: np.ndarray, blocks: list[slice]) -> np.ndarray | None:
         """Over-dispersion of each candidate value's daily share per pseudo-row of ``v``, block and candidate,
-        from the whole days before the trailing one (``since``: when each candidate began to be tracked)."""
-        return self.history.dispersion(since, self.oldest, lambda a: np.maximum(_ext(a, v), 0.0))
+        from the whole days before the trailing one (``since``: when each candidate began to be tracked);
+        for series with fewer than ``MIN_DAYS`` such days, the larger of that and the trailing day's windows'."""
+        if not self.items:
+            return None
+        ext = lambda a: np.maximum(_ext(a, v), 0.0)  # noqa: E731
+        hourly, _ = spread([t for t, _ in self.items], [ext(a["cand"]) for _, a in self.items],
+                           [ext(np.stack([a["num"][:, b][:, :-1].sum(axis=1) for b in blocks], axis=1)) for _, a in self.items], since)
+        daily = self.history.dispersion(since, self.oldest, ext)
+        if daily is None:
+            return hourly
+        return np.where(daily[1] >= MIN_DAYS, daily[0], np.maximum(daily[0], hourly))
 
     def total(self) -> dict[str, np.ndarray]:
         out = {k: self.items[0][1][k].copy() for k in _SUMMED}
@@ -205,7 +214,7 @@ def _numeric(lay: Layout, v: View, D: dict[str, np.ndarray], sb: SeasonalBaselin
     dd = sh - np.nan_to_num(ref_sh)
     # bursty traffic: the day counts as n / phi independent events (quasi-binomial, detector.core.checks.dispersion)
     ph = np.ones(P) if phi is None else phi[idx, best]
-    pv_d = stats.proportion_test(sh * n_nm / ph, n_nm / ph, np.nan_to_num(ref_sh), alternative="greater")
+    pv_d = quasi_binomial_sf(sh * n_nm, n_nm, np.nan_to_num(ref_sh), ph)
     warn_d = (dd >= th.default_share_delta) & (sh >= 2 * np.nan_to_num(ref_sh))
     spike = "score_drift" if name == SCORE else "default_value_spike"
     what = "a constant default score is being served (fallback?)" if name == SCORE else "a default or fallback value is being served"

@@ -14,9 +14,14 @@ day, not as the fault made it). :func:`overdispersion` turns them into a quasi-b
 factor, Pearson's chi-square of the daily counts around their pooled share over its degrees of
 freedom (``phi = X2 / (D - 1)``), shrunk toward 1 by :data:`PRIOR_DF` pseudo-days of independent
 traffic (a short history cannot claim much dispersion) and floored at 1 (a history quieter than
-binomial never makes the test bolder). The test then counts the day as ``n / phi`` independent
-events (Kish's design effect): a pipeline default that moves a value from 8% to 40% still stands
-far out, a bursty day at twice the usual share of a clustered value does not.
+binomial never makes the test bolder). Until a series has :data:`MIN_DAYS` whole days, the same
+estimate over the trailing day's hourly windows stands in when it is larger: it also counts the share's swing over
+the hours of the day (and, mid-fault, the fault's own onset) as dispersion, so it is conservative -
+the price of not knowing yet how bursty the traffic is. The test then counts the day as ``n / phi`` independent
+events (Kish's design effect) and takes the binomial tail itself, not its normal approximation
+(:func:`quasi_binomial_sf`): a day of a few dozen effective events made of a handful of bursts has
+a long right tail. A pipeline default that moves a value from 8% to 40% still stands far out; a
+bursty day at twice the usual share of a clustered value does not.
 
 Memory: ``HISTORY_DAYS`` x (slice rows x numeric blocks x candidates + slice rows x numeric blocks).
 """
@@ -28,14 +33,18 @@ from collections import deque
 from typing import Any
 
 import numpy as np
+from scipy.special import betainc
 
-__all__ = ["ShareHistory", "overdispersion", "HISTORY_DAYS", "PRIOR_DF"]
+__all__ = ["ShareHistory", "overdispersion", "quasi_binomial_sf", "spread", "HISTORY_DAYS", "PRIOR_DF", "MIN_DAYS"]
 
 #: whole days of daily counts kept (two weeks: every weekday twice)
 HISTORY_DAYS = 14
 #: the prior's weight, in days, on "events are independent" (phi = 1): a history of d days moves the factor
 #: d / (d + PRIOR_DF) of the way to what it shows
 PRIOR_DF = 4.0
+#: whole days a series needs before its day-to-day dispersion is used alone; before that (a new deployment,
+#: a newly tracked value) the hour-to-hour dispersion within the trailing day, when larger, stands in
+MIN_DAYS = 4
 
 
 class ShareHistory:
@@ -97,18 +106,25 @@ class ShareHistory:
             h.days.popleft()
         return h
 
-    def dispersion(self, since: np.ndarray, before: float, ext: Any) -> np.ndarray | None:
-        """Dispersion factor per (pseudo-row, block, candidate) from the whole days that ended at or
-        before ``before`` (not overlapping the day under test) and started at or after
+    def dispersion(self, since: np.ndarray, before: float, ext: Any) -> tuple[np.ndarray, np.ndarray] | None:
+        """(dispersion factor, days it rests on) per (pseudo-row, block, candidate), from the whole days
+        that ended at or before ``before`` (not overlapping the day under test) and started at or after
         ``since[block, candidate]`` (the candidate was tracked all day); None without such days. ``ext``
         maps a (rows, ...) array to the view's pseudo-rows."""
         use = [(s, ext(h), ext(e)) for s, h, e in self.days if s + self.period <= before]
         if not use:
             return None
-        x = np.stack([h for _, h, _ in use])  # (D, P, J, C)
-        n = np.broadcast_to(np.stack([e for _, _, e in use])[..., None], x.shape)
-        tracked = np.stack([np.asarray(since) <= s for s, _, _ in use])[:, None]  # (D, 1, J, C)
-        return overdispersion(np.where(tracked, x, 0.0), np.where(tracked, n, 0.0))
+        return spread([s for s, _, _ in use], [h for _, h, _ in use], [e for _, _, e in use], since)
+
+
+def spread(starts: list[float], hits: list[np.ndarray], events: list[np.ndarray], since: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(dispersion, spans with data) of candidate hits (P, J, C) over events (P, J) across spans (days or
+    windows) starting at ``starts``; a span counts for a candidate only if tracked from its start (``since``)."""
+    x = np.stack(hits)  # (D, P, J, C)
+    n = np.broadcast_to(np.stack(events)[..., None], x.shape)
+    tracked = np.stack([np.asarray(since) <= s for s in starts])[:, None]  # (D, 1, J, C)
+    n = np.where(tracked, n, 0.0)
+    return overdispersion(np.where(tracked, x, 0.0), n), (n > 0).sum(axis=0)
 
 
 def overdispersion(x: np.ndarray, n: np.ndarray, prior_df: float = PRIOR_DF) -> np.ndarray:
@@ -135,3 +151,24 @@ def overdispersion(x: np.ndarray, n: np.ndarray, prior_df: float = PRIOR_DF) -> 
     ok = (df >= 1) & (p > 0) & (p < 1)
     phi = np.where(ok, (chi + prior_df) / np.maximum(df + prior_df, 1e-12), 1.0)
     return np.maximum(phi, 1.0)
+
+
+def quasi_binomial_sf(x: np.ndarray, n: np.ndarray, p0: np.ndarray, phi: np.ndarray) -> np.ndarray:
+    """P(X >= x) for ``x`` hits in ``n`` events under share ``p0`` when the events count as ``n / phi``
+    independent ones: the binomial upper tail at the effective counts, continued to real counts through
+    the regularised incomplete beta function (``P(X >= k) = I_p0(k, n - k + 1)`` for integers). 1 where
+    there is nothing to test, 0 for hits above a share of 0.
+
+    >>> float(quasi_binomial_sf(np.array(3.0), np.array(10.0), np.array(0.1), np.array(1.0)))  # = binom.sf(2, 10, .1)
+    0.07019...
+    >>> a, b = quasi_binomial_sf(np.array([21.0, 21.0]), np.array([101.0, 101.0]), np.array([0.08, 0.08]), np.array([1.0, 3.0]))
+    >>> bool(a < 1e-3 < b)
+    True
+    """
+    x, n, p0, phi = (np.asarray(a, dtype=np.float64) for a in (x, n, p0, phi))
+    ph = np.maximum(phi, 1.0)
+    xe, ne = x / ph, n / ph
+    ok = (xe > 0) & (ne > 0) & (ne - xe > -1)
+    pv = np.where(ok, betainc(np.where(ok, np.maximum(xe, 1e-12), 1.0), np.where(ok, np.maximum(ne - xe + 1, 1e-12), 1.0),
+                              np.clip(p0, 0.0, 1.0)), 1.0)
+    return np.where(ok & (p0 <= 0), 0.0, pv)
