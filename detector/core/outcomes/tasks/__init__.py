@@ -1,7 +1,27 @@
 """Model tasks: ``binary``, ``multiclass``, ``regression`` - one module each, one interface (:mod:`.base`).
 
-Adding a task is one new module implementing :class:`~detector.core.outcomes.tasks.base.Task` plus its
-entry in :data:`TASKS` (and its reference builder in :mod:`.reference`).
+The files, in reading order (every task has the same two parts: the task and its checks):
+
+===========================  ======================================================================
+file                         what it holds
+===========================  ======================================================================
+``base.py``                  the :class:`~.base.Task` protocol and what every task uses: ``Counters``,
+                             ``PredictionColumns``, ``LabelDecode``, ``CheckContext``, ``labels_moved``
+``binary.py``                binary classifiers: an adapter over the outcome monitor's cohort counters;
+                             their checks are the monitor's own (``detector/core/outcomes/checks.py``)
+``multiclass.py``            multiclass models: label / prediction decoding, counters, metrics, estimates
+``multiclass_checks.py``     their thresholds and outcome checks
+``multiclass_confusion.py``  confusion-matrix statistics (expected confusion, prior-shift fit, macro-F1
+                             and its standard error) shared by those checks and the label-free estimates
+``regression.py``            regression models: decoding, counters, metrics, estimates
+``regression_checks.py``     their thresholds, counter layout (``CNT``) and outcome checks
+``reference.py``             what ``skewwatch baseline --task`` stores for each task; :func:`infer_task`
+``routing.py``               which task decodes a label event (the model it names, or the shared one)
+===========================  ======================================================================
+
+Adding a task is one new module implementing :class:`~detector.core.outcomes.tasks.base.Task` (and,
+past a few checks, a ``<task>_checks.py`` beside it) plus its entry in :data:`TASKS` and its
+reference builder in :mod:`.reference`.
 
 >>> t = make_task({"format": "skewwatch.task/1", "task": "multiclass", "classes": ["a", "b", "__other__"]})
 >>> t.name, t.decode_labels(["b"]).y.tolist()

@@ -7,7 +7,7 @@ models behave as before. New here: ``phist``, the ``(not acted / acted) x 100 sc
 histogram of *all* predictions (``2 x 100 x 8`` bytes per row), from which
 :func:`~detector.core.outcomes.estimate.cbpe.binary_estimates` estimates accuracy, precision, recall and
 ROC AUC before any label arrives. docs/tasks-integration.md describes how cohort.py and
-outcome_checks.py move behind this module.
+checks.py move behind this module.
 
 The decision (acted or not) is the monitor's policy (the event's ``decision``, else its
 ``threshold``, else the default threshold): the caller sets ``klass`` to 0/1 before folding.

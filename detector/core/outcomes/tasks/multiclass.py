@@ -57,12 +57,8 @@ from detector.core.outcomes.tasks.base import (
     column,
     fold,
 )
-from detector.core.outcomes.tasks.multiclass_checks import (
-    MulticlassThresholds,
-    confusion_metrics,
-    macro_f1_se,
-    multiclass_checks,
-)
+from detector.core.outcomes.tasks.multiclass_checks import MulticlassThresholds, multiclass_checks
+from detector.core.outcomes.tasks.multiclass_confusion import confusion_metrics, macro_f1_se
 from detector.core.stats.effects import div
 
 __all__ = ["MulticlassTask", "CNT", "N_REL"]

@@ -35,6 +35,7 @@ import numpy as np
 from detector.core.outcomes.cohort import N_HIST, binned_auc
 from detector.core.outcomes.estimate.calibration import fit_calibration, score_bin
 from detector.core.outcomes.estimate.stated_error import MIN_GROUP_ROWS, hour_groups, systematic_error
+from detector.core.outcomes.tasks.multiclass_confusion import confusion_metrics
 from detector.core.stats.effects import bin_of
 
 __all__ = ["TASK_FORMAT", "OTHER_CLASS", "MAX_CLASSES_NUMERIC", "TaskReferenceError", "infer_task", "binary_reference",
@@ -252,8 +253,6 @@ def multiclass_reference(labels: Sequence[Any], predicted: Sequence[Any] | None 
     both = (yl >= 0) & (pl >= 0)
     if both.any():
         conf = np.bincount(yl[both] * C + pl[both], minlength=C * C).reshape(C, C).astype(np.float64)
-        from detector.core.outcomes.tasks.multiclass_checks import confusion_metrics
-
         m = confusion_metrics(conf[None])
         out["confusion"] = conf.astype(int).tolist()
         out["metrics"] = {"n": int(both.sum()), "accuracy": float(m["accuracy"][0]), "macro_f1": float(m["macro_f1"][0])}
@@ -278,7 +277,6 @@ def multiclass_reference(labels: Sequence[Any], predicted: Sequence[Any] | None 
 def _multiclass_tau(S: np.ndarray, y: np.ndarray, pred: np.ndarray, hours: np.ndarray, cals: list[dict[str, Any]],
                     C: int) -> dict[str, float]:
     from detector.core.outcomes.estimate.cbpe import calibrated_classes, multiclass_estimates
-    from detector.core.outcomes.tasks.multiclass_checks import confusion_metrics
 
     groups = _per_hour(hours)
     if not groups:
