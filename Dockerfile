@@ -19,7 +19,7 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 # dependency metadata first: the wheel layer is rebuilt only when pyproject.toml changes
-COPY pyproject.toml README.md ./
+COPY pyproject.toml setup.py README.md ./
 COPY detector ./detector
 RUN python -m pip wheel --wheel-dir /wheels ".[${SKEWWATCH_EXTRAS}]"
 

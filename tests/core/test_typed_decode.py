@@ -1,4 +1,4 @@
-"""The columnar (Arrow) and typed (msgspec) decoding paths change speed, never results.
+"""The columnar (C scanner, Arrow) and typed (msgspec) decoding paths change speed, never results.
 
 Property: any mix of clean and imperfect events, as single messages or envelopes, gives the same
 window counts, counters, slice vocabularies, label-join state and error records (reason, message,
@@ -135,13 +135,16 @@ def mutate(e: dict, change: str, v, i: int) -> dict:
 
 
 def run(ref, msgs: list[bytes], mode: str, labels: list[bytes]):
-    """Ingest with the columnar path (on every batch, however small), the typed path alone, or neither."""
-    eng = Engine(DetectorSettings(typed_decode=mode != "general", columnar_decode=mode == "columnar", window=3600.0),
-                 default_reference=ref)
+    """Ingest with a columnar path (``native``: the C scanner; ``columnar``: Arrow's reader, on
+    every batch however small), the typed path alone, or neither (``general``)."""
+    eng = Engine(DetectorSettings(typed_decode=mode != "general", columnar_decode=mode in ("columnar", "native"),
+                                  window=3600.0), default_reference=ref)
     attach_outcomes(eng)
     warm = [orjson.dumps(clean(i)) for i in range(1000, 1040)]
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(ingest, "ARROW_MIN_BYTES", 1)
+        if mode != "native":
+            mp.setattr(ingest, "NativeDecoder", None)
         out = [eng.ingest_predictions(warm)]  # the typed decoder is chosen after this batch
         eng._arrow_skip = 0  # noqa: SLF001 - no back-off: every batch is offered to the columnar reader
         out.append(eng.ingest_predictions(msgs))
@@ -198,10 +201,11 @@ def test_typed_and_general_paths_agree(ref, data):
         msgs = [encode(e, f) for e, f in zip(events, forms, strict=True)]
     labels = [orjson.dumps({"prediction_id": f"p{i}", "ts": T + 9000, "label": i % 2}) for i in range(n)]
     b, eb = run(ref, msgs, "general", labels)
-    for mode in ("columnar", "typed"):
+    for mode in ("native", "columnar", "typed"):
         a, ea = run(ref, msgs, mode, labels)
         assert a._typed is not None and b._typed is not None  # noqa: SLF001 - the typed path really ran in `a`
-        assert mode != "columnar" or a._arrow is not None  # noqa: SLF001 - the columnar reader was there to use
+        if mode in ("native", "columnar"):  # the columnar reader asked for was there to use
+            assert type(a._arrow).__name__ == ("NativeDecoder" if mode == "native" else "ArrowDecoder")  # noqa: SLF001
         same_results(a, ea, b, eb)
 
 
@@ -230,6 +234,7 @@ def test_clean_batches_take_the_typed_path(ref):
 
 
 def test_clean_batches_take_the_columnar_path(ref, monkeypatch):
+    monkeypatch.setattr(ingest, "NativeDecoder", None)  # Arrow's reader (without the C scanner)
     eng = Engine(DetectorSettings(), default_reference=ref)
     eng.ingest_predictions([orjson.dumps(clean(i)) for i in range(50)])
     small = [orjson.dumps(clean(i)) for i in range(50, 100)]

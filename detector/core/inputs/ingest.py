@@ -20,6 +20,10 @@ from contextlib import contextmanager
 from functools import partial
 from typing import Any
 
+try:  # the C scanner is built with the package where a C compiler is; else Arrow's reader
+    from detector.core.inputs.nativedecode import NativeDecoder
+except ImportError:  # pragma: no cover - an install without the compiled extension
+    NativeDecoder = None  # type: ignore[assignment,misc]
 try:  # the columnar reader needs pyarrow (the `fast` extra); without it the typed path decodes everything
     from detector.core.inputs.arrowdecode import ArrowDecoder
 except ImportError:  # pragma: no cover - exercised by the wheel smoke test without extras
@@ -168,7 +172,7 @@ class Ingest:
         per call is that of ~1,000 events: :data:`ARROW_MIN_BYTES`), and so do the next batches after one it refused."""
         ad = self._arrow
         st = self.settings
-        if ad is None or not st.columnar_decode or not st.typed_decode or _size(raws) < ARROW_MIN_BYTES:
+        if ad is None or not st.columnar_decode or not st.typed_decode or _size(raws) < getattr(ad, "min_bytes", ARROW_MIN_BYTES):
             return None, list(range(len(raws)))
         if self._arrow_skip > 0:
             self._arrow_skip -= 1
@@ -220,11 +224,14 @@ class Ingest:
                     ms.typed = TypedDecoder(top, sch.numeric, sch.categorical)
                 except Exception:  # noqa: BLE001 - a schema msgspec cannot express: the general path does it all
                     return
-                try:
-                    ms.arrow = None if ArrowDecoder is None else ArrowDecoder(top, sch, ms.layout.dims,
-                                                                              self.settings.no_action_decisions)
-                except Exception:  # noqa: BLE001 - a schema Arrow cannot express: the typed path does it
-                    ms.arrow = None
+                ms.arrow = None
+                for cls in (NativeDecoder, ArrowDecoder):  # the first that can read this schema
+                    try:
+                        ms.arrow = None if cls is None else cls(top, sch, ms.layout.dims, self.settings.no_action_decisions)
+                    except Exception:  # noqa: BLE001 - a schema it cannot express: the next one, else the typed path
+                        ms.arrow = None
+                    if ms.arrow is not None:
+                        break
             self._typed = ms.typed
             self._arrow = ms.arrow
             self._arrow_skip = self._arrow_backoff = 0
