@@ -9,8 +9,8 @@
 
 ``--types-config`` is YAML: ``{features: {zip: categorical, age: numeric}}``.
 
-The table is read once, chunk by chunk (:func:`scan`; CSV through Arrow's streaming reader when
-pyarrow is installed), into exact per-column summaries and a seeded uniform sample of
+The table is read once, chunk by chunk (:func:`~detector.cli.baseline_scan.scan`; CSV through Arrow's
+streaming reader when pyarrow is installed), into exact per-column summaries and a seeded uniform sample of
 ``--sample-rows`` rows (:mod:`detector.core.reference.streamed` says what comes from which and why
 one million rows is enough), so memory does not grow with the file. A table no larger than the
 sample is profiled from every row. Progress (on a terminal) is the share of the file's bytes
@@ -32,6 +32,11 @@ information), leak suspects (near-perfect predictors, features populated only af
 and, with a timestamp column, the random-split vs time-split AUC of a simple model (a warning
 when the gap is significant and above 0.03).
 
+The command's parts: the read pass in :mod:`detector.cli.baseline_scan`, the ``--types-config`` file
+and the columns' roles (checked against the table) in :mod:`detector.cli.baseline_columns`, what a
+multiclass or regression reference adds in :mod:`detector.cli.baseline_task`; this module holds the
+options, the run and its summary.
+
 Exit codes: 0 success, 2 bad input or usage (the one-line message on stderr says what and how to
 fix it), 1 unexpected runtime failure.
 """
@@ -42,34 +47,28 @@ import argparse
 import os
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal, TextIO
+from typing import Any, TextIO
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
-
-from detector.cli.baseline_task import TASK_CHOICES, default_prediction_column, infer_from_table, task_block
-from detector.core.reference.build import TIME_COLUMNS, ProfileError
+from detector.cli.baseline_columns import (
+    TypesConfig,
+    _check_columns,
+    _InputError,
+    _load_types,
+    _roles,
+    _task,
+    _time_column,
+)
+from detector.cli.baseline_scan import Scanned, scan
+from detector.cli.baseline_task import TASK_CHOICES, task_block
+from detector.core.reference.build import ProfileError
 from detector.core.reference.profile import CategoricalProfile, NumericProfile, Reference
-from detector.core.reference.streamed import SAMPLE_ROWS, TableProfiler
+from detector.core.reference.streamed import SAMPLE_ROWS
 from detector.io.tables import TableError, TableReader
 
 __all__ = ["PROG", "Scanned", "TypesConfig", "add_arguments", "main", "run", "scan"]
 
 PROG = "skewwatch baseline"
-
-
-class TypesConfig(BaseModel):
-    """``--types-config`` file: per-feature type overrides."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    features: dict[str, Literal["numeric", "categorical"]] = Field(default_factory=dict)
-
-
-class _InputError(Exception):
-    """Bad input or usage: exit code 2."""
 
 
 # ----------------------------------------------------------------------------- CLI wiring
@@ -206,192 +205,6 @@ def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if not args.quiet:
         _summary(ref, table, out_path, time.monotonic() - t0, out)
     return 0
-
-
-class Scanned:
-    """What one pass over a training table learnt: its columns (in order of appearance), whether
-    the rows were skewwatch events, and the :class:`TableProfiler` holding summaries and sample."""
-
-    def __init__(self, reader: TableReader, profiler: TableProfiler) -> None:
-        self.path = reader.path
-        self.format = reader.format
-        self.reader = reader.reader
-        self.profiler = profiler
-        self.names = list(dict.fromkeys([*profiler.sample.columns(), *profiler.numeric, *profiler.text]))
-        self.feature_columns = reader.feature_columns
-        self.slice_columns = reader.slice_columns
-        self.n_rows = profiler.rows
-
-    @property
-    def is_events(self) -> bool:
-        return self.feature_columns is not None
-
-    def __contains__(self, name: object) -> bool:
-        return name in self.names
-
-
-def scan(
-    path: str | Path,
-    *,
-    types: dict[str, str] | None = None,
-    label: str | None = None,
-    score: str | None = None,
-    slices: list[str] | None = None,
-    sample_rows: int = SAMPLE_ROWS,
-    seed: int = 0,
-    progress: Callable[[TableReader], None] | None = None,
-    arrow: bool | None = None,
-    label_strict: bool | None = None,
-) -> Scanned:
-    """Read ``path`` once, chunk by chunk, into exact summaries and a row sample (bounded memory).
-
-    ``label``/``score``/``slices`` name the columns the user chose (a bad value in them is an
-    error); left out, the skewwatch-event defaults (``label``, ``score``, the events' slices) are
-    tracked too and used only if they turn out to fit. Columns that are numeric at first and text
-    later are read a second time, as text. ``arrow=False`` reads CSV with the csv module.
-    """
-    types = dict(types or {})
-    reader = TableReader(path, text_columns=[n for n, t in types.items() if t == "categorical"], arrow=arrow)
-    profiler = TableProfiler(
-        sample_rows=sample_rows, seed=seed, types=types,
-        label=label or "label", label_strict=label is not None if label_strict is None else label_strict,
-        score=score or "score", score_strict=score is not None,
-        slices=slices,
-    )  # fmt: skip
-    for start, cols, slice_cols in reader.chunks():
-        profiler.update(start, cols, slice_cols, n=reader.rows - start)
-        if progress is not None:
-            progress(reader)
-    if profiler.rows == 0:
-        raise TableError(f"{reader.path}: no data rows; the file is empty or has only a header - point --data at the training data")
-    if profiler.flipped:
-        for start, cols in reader.reread_as_text(sorted(profiler.flipped)):
-            profiler.reread(start, cols)
-    return Scanned(reader, profiler)
-
-
-def _load_types(path: Path) -> dict[str, str]:
-    where = f"--types-config {path}"
-    try:
-        raw = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise _InputError(f"{where}: file not found; check the path") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise _InputError(f"{where}: cannot read it ({exc})") from exc
-    try:
-        data = yaml.safe_load(raw)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        at = f" at line {mark.line + 1}" if mark is not None else ""
-        raise _InputError(f"{where}: not valid YAML{at} ({getattr(exc, 'problem', None) or exc})") from exc
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise _InputError(f"{where}: expected a mapping like `features: {{zip: categorical}}`, got {type(data).__name__}")
-    try:
-        cfg = TypesConfig.model_validate(data)
-    except ValidationError as exc:
-        problems = []
-        for e in exc.errors():
-            field = ".".join(str(p) for p in e["loc"]) or "(top level)"
-            if e["type"] == "extra_forbidden":
-                problems.append(f"unknown field {field!r} (the only field is 'features')")
-            elif e["type"] == "literal_error":
-                problems.append(f"{field}: {e['input']!r} is not a type; use numeric or categorical")
-            else:
-                problems.append(f"{field}: {e['msg']}")
-        raise _InputError(f"{where}: " + "; ".join(problems)) from exc
-    return dict(cfg.features)
-
-
-def _roles(
-    args: argparse.Namespace, table: Scanned
-) -> tuple[str | None, str | None, list[str], list[str], str | None]:
-    """label, score, slice and excluded columns and the model name (events get defaults)."""
-    label, score, model = args.label_column, args.score_column, args.model
-    slices = list(args.slice_columns) if args.slice_columns is not None else []
-    exclude = list(args.exclude)
-    if table.is_events:
-        if score is None and "score" in table and "score" not in exclude:
-            score = "score"
-        if label is None and "label" in table and "label" not in exclude and table.profiler.label_binary():
-            label = "label"
-        if args.slice_columns is None:
-            slices = list(table.slice_columns or [])
-        features = set(table.feature_columns or [])
-        roles = {label, score, *slices}
-        exclude += [c for c in table.names if c not in features and c not in roles and c not in exclude]
-        if model is None and "model" in table:
-            names = table.profiler.values("model") or []
-            if len(names) == 1:
-                model = names.pop()
-    return label, score, slices, exclude, model
-
-
-def _task(args: argparse.Namespace, table: Scanned, task: str | None, label: str | None,
-          exclude: list[str]) -> tuple[str, str | None, tuple[str | None, str | None]]:
-    """(task, label column, (prediction column, scores column)); output columns join ``exclude``."""
-    if label is None and "label" in table and "label" not in exclude and (table.is_events or task not in (None, "binary")):
-        label = "label"
-    if task is None:
-        if label is None or table.profiler.label_binary():
-            task = "binary"
-        else:
-            task = infer_from_table(table.path, label, args.sample_rows)
-    if task == "binary":
-        if label is not None and not table.profiler.label_binary():
-            raise _InputError(f"--label-column {label}: values other than 0/1 or true/false; a binary label is 0/1 - "
-                              "for class names use --task multiclass, for numbers --task regression")
-        if args.prediction_column is not None or args.scores_column is not None:
-            raise _InputError("--prediction-column / --scores-column describe a multiclass or regression model; "
-                              "a binary model's output is --score-column")
-        return task, label, (None, None)
-    pred = args.prediction_column
-    if pred is None and default_prediction_column(task) in table:
-        pred = default_prediction_column(task)
-    scores = args.scores_column
-    if scores is None and task == "multiclass" and "scores" in table:
-        scores = "scores"
-    if task == "regression" and scores is not None:
-        raise _InputError("--scores-column is for multiclass models (class scores); a regression model has --prediction-column")
-    available = ", ".join(table.names)
-    for option, name in (("--prediction-column", pred), ("--scores-column", scores)):
-        if name is not None and name not in table:
-            raise _InputError(f"{option} {name}: no such column in {table.path}; available columns: {available}")
-    if label is None and pred is None:
-        raise _InputError(f"--task {task} needs the label column (--label-column) or the model's output "
-                          f"(--prediction-column); available columns: {available}")
-    exclude += [c for c in (label, pred, scores) if c is not None and c not in exclude]
-    return task, label, (pred, scores)
-
-
-def _time_column(args: argparse.Namespace, table: Scanned) -> str | None:
-    if args.time_column is not None:
-        return None if args.time_column.lower() == "none" else args.time_column
-    return next((c for c in TIME_COLUMNS if c in table and c not in args.exclude), None)
-
-
-def _check_columns(
-    table: Scanned,
-    label: str | None,
-    score: str | None,
-    slices: list[str],
-    exclude: list[str],
-    types: dict[str, str],
-    types_path: str | None,
-    time_column: str | None,
-) -> None:
-    available = ", ".join(table.names)
-    asked = [("--label-column", label), ("--score-column", score), ("--time-column", time_column)]
-    asked += [("--slice-column", s) for s in slices] + [("--exclude", e) for e in exclude]
-    for option, name in asked:
-        if name is not None and name not in table:
-            raise _InputError(f"{option} {name}: no such column in {table.path}; available columns: {available}")
-    for name in types:
-        if name not in table:
-            raise _InputError(
-                f"--types-config {types_path}: features.{name}: no such column in {table.path}; available columns: {available}"
-            )
 
 
 def _write(ref: Reference, path: Path) -> None:

@@ -25,7 +25,7 @@ import orjson
 from detector.core.reference.build import to_text
 from detector.io.csvread import TableError
 
-__all__ = ["JsonRows"]
+__all__ = ["JsonRows", "text_array"]
 
 
 class JsonRows:
@@ -68,7 +68,8 @@ def _columns(rows: list[dict[str, Any]], want: set[str] | None, force_text: froz
     return {k: _json_convert([r.get(k) for r in rows], k in force_text) for k in keys if want is None or k in want}
 
 
-def _text_array(values: Sequence[Any]) -> np.ndarray:
+def text_array(values: Sequence[Any]) -> np.ndarray:
+    """Values as an ``object`` array of text (``str`` or ``None``) by :func:`~detector.core.reference.build.to_text`."""
     out = np.empty(len(values), dtype=object)
     out[:] = [to_text(v) for v in values]
     return out
@@ -83,7 +84,7 @@ def _json_convert(values: list[Any], force_text: bool) -> np.ndarray:
             return np.array(values, dtype=np.float64)
         except (OverflowError, ValueError, TypeError):
             pass
-    return _text_array(values)
+    return text_array(values)
 
 
 class _EventFlattener:

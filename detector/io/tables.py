@@ -23,8 +23,8 @@ Column types
       nested object/list) it is text; numbers in a text column take their string form (``1234``,
       ``12.5``) and nested values their JSON text. The missing tokens above count as missing in
       strings too.
-    * Parquet: by Arrow type (integers, floats, decimals, booleans -> numeric; strings,
-      dictionaries, timestamps/dates (ISO text) and nested types (JSON text) -> text).
+    * Parquet (:mod:`detector.io.parquetread`): by Arrow type (integers, floats, decimals, booleans ->
+      numeric; strings, dictionaries, timestamps/dates (ISO text) and nested types (JSON text) -> text).
 
     A chunk's column is typed from that chunk; a column that is numeric in early chunks and text
     later (:attr:`TableReader.flipped` tells) is read again as text by :func:`read_table` (the
@@ -51,8 +51,6 @@ from __future__ import annotations
 import gc
 import gzip
 import itertools
-import shutil
-import tempfile
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -62,9 +60,10 @@ from typing import Any
 
 import numpy as np
 
-from detector.core.reference.build import MISSING_TOKENS, to_text
+from detector.core.reference.build import MISSING_TOKENS
 from detector.io.csvread import CHUNK_ROWS, CsvFile, TableError, csv_values, is_gzip
-from detector.io.jsonread import JsonRows
+from detector.io.jsonread import JsonRows, text_array
+from detector.io.parquetread import _PARQUET_HINT, _arrow_to_numpy, _parquet_rows, _parquet_source
 
 __all__ = [
     "CHUNK_ROWS",
@@ -77,8 +76,6 @@ __all__ = [
 ]
 
 SUPPORTED_SUFFIXES = (".csv", ".tsv", ".jsonl", ".ndjson", ".json", ".parquet")
-
-_PARQUET_HINT = "reading parquet needs pyarrow: pip install 'skewwatch[parquet]'"
 
 
 @dataclass
@@ -359,30 +356,6 @@ def _errors(p: Path) -> Iterator[None]:
         raise TableError(f"cannot read {p}: {exc.strerror or exc}; check the path and permissions") from exc
 
 
-@contextmanager
-def _parquet_source(p: Path, gz: bool) -> Iterator[Any]:
-    """The Parquet file, or a gzipped one unpacked to a temporary file (Parquet needs random access)."""
-    if not gz:
-        yield p
-        return
-    with tempfile.TemporaryFile() as tmp:
-        with gzip.open(p, "rb") as f:
-            shutil.copyfileobj(f, tmp, 1 << 20)
-        tmp.seek(0)
-        yield tmp
-
-
-def _parquet_rows(p: Path, gz: bool) -> int | None:
-    if gz:
-        return None
-    try:
-        import pyarrow.parquet as pq
-
-        return int(pq.ParquetFile(p).metadata.num_rows)
-    except Exception:  # noqa: BLE001 - no pyarrow or not readable: reading reports it properly
-        return None
-
-
 def _missing_columns_message(p: Path, missing: list[str], available: list[str]) -> str:
     shown = ", ".join(available[:50]) + (f", ... ({len(available)} in all)" if len(available) > 50 else "")
     what = "column" if len(missing) == 1 else "columns"
@@ -426,28 +399,4 @@ class _Columns:
 
 
 def _floats_to_text(a: np.ndarray) -> np.ndarray:
-    out = np.empty(len(a), dtype=object)
-    out[:] = [to_text(v) for v in a.tolist()]
-    return out
-
-
-
-# ----------------------------------------------------------------------------- Parquet values
-def _arrow_to_numpy(pa: Any, arr: Any) -> np.ndarray:
-    t = arr.type
-    if pa.types.is_dictionary(t):
-        arr = arr.cast(t.value_type)
-        t = arr.type
-    if pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t) or pa.types.is_decimal(t):
-        return np.asarray(arr.cast(pa.float64()).to_numpy(zero_copy_only=False), dtype=np.float64)
-    if pa.types.is_null(t):
-        return np.full(len(arr), np.nan)
-    if pa.types.is_temporal(t):
-        return _text_array([None if v is None else (v.isoformat() if hasattr(v, "isoformat") else str(v)) for v in arr.to_pylist()])
-    return _text_array(arr.to_pylist())
-
-
-def _text_array(values: Sequence[Any]) -> np.ndarray:
-    out = np.empty(len(values), dtype=object)
-    out[:] = [to_text(v) for v in values]
-    return out
+    return text_array(a.tolist())

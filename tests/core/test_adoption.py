@@ -14,6 +14,7 @@ from detector.core.inputs.window import MAX_REASONS, RATE
 from detector.core.outcomes.monitor import attach_outcomes
 from detector.core.reference.build import build_reference
 from detector.core.settings import DetectorSettings
+from tests.engine_replay import replay_log
 
 T0 = 1795564800.0  # 2026-11-25T00:00:00Z
 H = 3600.0
@@ -50,12 +51,7 @@ def stream(hours: int, per_hour=1200, seed: int = 1, override=lambda h, region: 
 
 
 def run(eng: Engine, msgs: list[bytes], chunk: int = 600) -> list[dict]:
-    alerts = []
-    for i in range(0, len(msgs), chunk):
-        eng.ingest_predictions(msgs[i : i + chunk])
-        alerts += eng.advance()
-    alerts += eng.flush()
-    return [a.to_dict() for a in alerts]
+    return replay_log(eng, msgs, chunk).dicts()
 
 
 def settings() -> DetectorSettings:
@@ -209,16 +205,7 @@ def test_rules_baseline_confusion_matches_brute_force_with_corrections_and_early
         seen.append((c.start, baseline_stats(eng, "m")))
 
     rules.on_cohort = record
-    for k in range(0, len(events), 200):
-        chunk = events[k : k + 200]
-        p = [orjson.dumps(e) for t, e in chunk if t == "p"]
-        lab = [orjson.dumps(e) for t, e in chunk if t == "l"]
-        if p:
-            eng.ingest_predictions(p)
-        if lab:
-            eng.ingest_labels(lab)
-        eng.advance()
-    eng.flush()
+    replay_log(eng, [("predictions" if t == "p" else "labels", orjson.dumps(e)) for t, e in events], 200)
     first = next(s for start, s in seen if start == T0)["slices"][""]
     cnt = np.zeros(len(BC))
     for act, rule, y in truth.values():

@@ -12,6 +12,7 @@ from detector.core.engine import Engine, EngineError
 from detector.core.reference.build import build_reference
 from detector.core.settings import DetectorSettings
 from detector.core.state.codec import decode, encode
+from tests.engine_replay import replay_log
 
 T0 = 1795564800.0  # 2026-11-25T00:00:00Z
 REGIONS = ["eu", "us", "apac"]
@@ -52,12 +53,7 @@ def stream(hours, per_hour=400, seed=1, start=T0, mutate=None):
 
 
 def run(engine, msgs, chunk=500):
-    alerts = []
-    for i in range(0, len(msgs), chunk):
-        engine.ingest_predictions(msgs[i : i + chunk])
-        alerts += engine.advance()
-    alerts += engine.flush()
-    return [a.to_dict() for a in alerts]
+    return replay_log(engine, msgs, chunk).dicts()
 
 
 @pytest.fixture(scope="module")

@@ -216,3 +216,19 @@ def test_decoded_columns_match_the_arrow_reader(ref, monkeypatch):  # noqa: F811
         assert getattr(a, k) == getattr(b, k), k
     assert {d: list(v) for d, v in a.slices.items()} == {d: list(v) for d, v in b.slices.items()}
     assert {d: v.values for d, v in a.slices.items()} == {d: v.values for d, v in b.slices.items()}
+
+
+def test_the_scanner_refuses_misuse_with_errors_not_crashes():
+    from detector.core.inputs._scan import Scanner
+
+    with pytest.raises(RuntimeError):
+        Scanner.__new__(Scanner).scan([b"{}"], 64, 64)  # never initialised
+    with pytest.raises(ValueError):
+        Scanner(b"m", (b"a",), 1, 1, 0)  # names do not add up
+    with pytest.raises(TypeError):
+        Scanner(b"m", ("a",), 1, 0, 0)  # names are bytes
+    sc = Scanner(b"m", (b"a",), 1, 0, 0)
+    with pytest.raises(TypeError):
+        sc.scan(7, 64, 64)  # not a sequence
+    got = sc.scan((b'{"prediction_id":"x","model":"m","ts":1795615200,"features":{"a":1}}', None, "text", 7), 64, 64)
+    assert got[0] == 1 and got[-1] == [1, 2, 3]  # a tuple of messages; what is not bytes goes back

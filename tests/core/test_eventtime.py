@@ -16,6 +16,7 @@ from detector.core.inputs.eventtime import SUPPORT, EventClock
 from detector.core.settings import DetectorSettings
 from detector.replay import CHUNK
 from tests.core.test_engine import T0, training
+from tests.engine_replay import replay_log
 
 DAY = 86400.0
 
@@ -46,12 +47,7 @@ def log(days: float, per_hour: float, seed: int = 0, start: float = T0, jitter_s
 
 
 def replay(eng: Engine, msgs: list[bytes], chunk: int = CHUNK) -> list:
-    errors = []
-    for i in range(0, len(msgs), chunk):
-        errors += eng.ingest_predictions(msgs[i : i + chunk])
-        eng.advance()
-    eng.flush()
-    return errors
+    return replay_log(eng, msgs, chunk).errors["predictions"]
 
 
 @pytest.mark.parametrize("per_hour", [100, 5000])

@@ -17,6 +17,7 @@ import pytest
 from detector.core.engine import Engine
 from detector.core.settings import DetectorSettings
 from tests.core.test_weekly_structure import T0, training, world
+from tests.engine_replay import replay_log
 
 SUNDAY = T0 + 4 * 86400 - 6 * 3600  # 2026-11-29T00:00Z
 
@@ -34,13 +35,7 @@ def messages(cols: dict[str, np.ndarray], latency: np.ndarray) -> list[bytes]:
 
 def replay(ref, cols, latency, chunk=5_000):
     eng = Engine(DetectorSettings(), default_reference=ref)
-    msgs = messages(cols, latency)
-    alerts = []
-    for i in range(0, len(msgs), chunk):
-        eng.ingest_predictions(msgs[i : i + chunk])
-        alerts += eng.advance()
-    alerts += eng.flush()
-    return [a.to_dict() for a in alerts if a.state == "firing"]
+    return replay_log(eng, messages(cols, latency), chunk).dicts("firing")
 
 
 def latencies(cols: dict[str, np.ndarray], seed: int) -> np.ndarray:

@@ -16,6 +16,7 @@ import pytest
 from detector.core.engine import Engine
 from detector.core.reference.build import build_reference
 from detector.core.settings import DetectorSettings
+from tests.engine_replay import replay_log
 
 T0 = 1795564800.0 + 5 * 3600  # 2026-11-25T05:00Z, mid-week
 OFFSETS = {"amer": -5, "emea": 1, "apac": 8}
@@ -83,14 +84,8 @@ def messages(cols: dict[str, np.ndarray]) -> list[bytes]:
 
 
 def replay(ref, cols, chunk=20_000):
-    eng = Engine(DetectorSettings(), default_reference=ref)
-    msgs = messages(cols)
-    alerts = []
-    for i in range(0, len(msgs), chunk):
-        eng.ingest_predictions(msgs[i : i + chunk])
-        alerts += eng.advance()
-    alerts += eng.flush()
-    return eng, [a.to_dict() for a in alerts if a.state == "firing"]
+    r = replay_log(Engine(DetectorSettings(), default_reference=ref), messages(cols), chunk)
+    return r.engine, r.dicts("firing")
 
 
 @pytest.fixture(scope="module")

@@ -18,6 +18,7 @@ from detector.core.engine import Engine
 from detector.core.reference.build import build_reference
 from detector.core.settings import DetectorSettings
 from tests.core.test_weekly_structure import T0, world
+from tests.engine_replay import replay_log
 
 LIMITS = np.array([500.0, 1000.0, 2000.0, 5000.0])
 P_ONLINE = np.array([0.05, 0.40, 0.40, 0.15])
@@ -50,12 +51,7 @@ def replay(ref, cols, chunk=20_000):
                           "score": float(cols["score"][i]),
                           "slices": {"region": cols["region"][i], "channel": cols["channel"][i]}})
             for i in range(cols["ts"].size)]
-    alerts = []
-    for i in range(0, len(msgs), chunk):
-        eng.ingest_predictions(msgs[i : i + chunk])
-        alerts += eng.advance()
-    alerts += eng.flush()
-    return [a.to_dict() for a in alerts if a.state == "firing"]
+    return replay_log(eng, msgs, chunk).dicts("firing")
 
 
 def test_a_region_that_is_all_online_on_sunday_does_not_page_a_default_value(ref):

@@ -20,6 +20,7 @@ from detector.core.reference.build import build_reference
 from detector.core.reference.hourly import clock_features
 from detector.core.settings import DetectorSettings
 from detector.core.state.snapshot import engine_restore, engine_snapshot
+from tests.engine_replay import replay_log
 
 T0 = 1795564800.0 + 6 * 3600  # 2026-11-25T06:00Z, a Wednesday
 OFFSETS = {"west": 0, "central": 1, "east": 2}
@@ -82,18 +83,15 @@ def messages(cols: dict[str, np.ndarray]) -> list[bytes]:
 
 
 def replay(ref, cols, chunk=20_000, restore_at: int | None = None):
-    eng = Engine(DetectorSettings(), default_reference=ref)
-    msgs = messages(cols)
-    alerts = []
-    for k, i in enumerate(range(0, len(msgs), chunk)):
-        if restore_at is not None and k == restore_at:  # a restart mid-stream through the plain-data state
-            fresh = Engine(DetectorSettings(), default_reference=ref)
-            engine_restore(fresh, engine_snapshot(eng))
-            eng = fresh
-        eng.ingest_predictions(msgs[i : i + chunk])
-        alerts += eng.advance()
-    alerts += eng.flush()
-    return eng, [a.to_dict() for a in alerts if a.state == "firing"]
+    def restart(eng: Engine, k: int) -> Engine | None:
+        if restore_at is None or k + 1 != restore_at:
+            return None
+        fresh = Engine(DetectorSettings(), default_reference=ref)  # a restart mid-stream through the plain-data state
+        engine_restore(fresh, engine_snapshot(eng))
+        return fresh
+
+    r = replay_log(Engine(DetectorSettings(), default_reference=ref), messages(cols), chunk, after_chunk=restart)
+    return r.engine, r.dicts("firing")
 
 
 @pytest.fixture(scope="module")

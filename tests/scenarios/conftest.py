@@ -9,6 +9,7 @@ from detector.core.engine import Engine
 from detector.core.reference.build import build_reference
 from detector.core.settings import DetectorSettings
 from detector.sim import get_scenario, simulate, training_table
+from tests.engine_replay import replay_log
 
 SLICES = ["region", "channel", "tier"]
 
@@ -29,26 +30,5 @@ def run_scenario(ref, name, *, rate=600.0, seed=0, topics=("predictions", "label
         from detector.core.outcomes.monitor import attach_outcomes
 
         attach_outcomes(eng, None)
-    buf = {"predictions": [], "labels": [], "features": []}
-    alerts = []
-
-    def flush():
-        if buf["predictions"]:
-            eng.ingest_predictions(buf["predictions"])
-        if buf["labels"]:
-            eng.ingest_labels(buf["labels"])
-        if buf["features"]:
-            eng.ingest_features(buf["features"])
-        for k in buf:
-            buf[k] = []
-        alerts.extend(eng.advance())
-
-    n = 0
-    for _ts, topic, ev in simulate(sc, topics=topics):
-        buf[topic].append(orjson.dumps(ev))
-        n += 1
-        if n % 2000 == 0:
-            flush()
-    flush()
-    alerts.extend(eng.flush())
-    return sc, eng, [a.to_dict() for a in alerts]
+    r = replay_log(eng, ((topic, orjson.dumps(ev)) for _ts, topic, ev in simulate(sc, topics=topics)), 2000)
+    return sc, eng, r.dicts()

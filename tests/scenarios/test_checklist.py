@@ -27,6 +27,7 @@ from detector.core.reference.build import build_reference
 from detector.core.settings import DetectorSettings
 from detector.sim import DEFAULT_START, Scenario, World, simulate, training_columns, training_rows
 from detector.sim.faults import Fault
+from tests.engine_replay import replay_log
 
 T0 = 1795564800.0  # 2026-11-25T00:00:00Z
 H = 3600.0
@@ -38,24 +39,7 @@ def _t(iso: str) -> float:
 
 def drive(eng: Engine, events: list[tuple[str, dict]], every: int = 2000) -> list[dict]:
     """Feed (topic, event) pairs in order, advancing like replay; returns the alert dicts."""
-    ingest = {"predictions": eng.ingest_predictions, "labels": eng.ingest_labels, "features": eng.ingest_features}
-    buf: dict[str, list[bytes]] = {k: [] for k in ingest}
-    alerts = []
-
-    def flush() -> None:
-        for topic, msgs in buf.items():
-            if msgs:
-                ingest[topic](msgs)
-                msgs.clear()
-        alerts.extend(eng.advance())
-
-    for i, (topic, ev) in enumerate(events, 1):
-        buf[topic].append(orjson.dumps(ev))
-        if i % every == 0:
-            flush()
-    flush()
-    alerts.extend(eng.flush())
-    return [a.to_dict() for a in alerts]
+    return replay_log(eng, ((topic, orjson.dumps(ev)) for topic, ev in events), every).dicts()
 
 
 def sim_reference(world: World, n: int = 5000):

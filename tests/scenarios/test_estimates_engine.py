@@ -15,6 +15,7 @@ and all), events go in as bytes through ``Engine.ingest_predictions`` / ``ingest
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import replace
 
 import numpy as np
@@ -31,6 +32,7 @@ from detector.sim import get_scenario, simulate
 from detector.sim.faults import Fault
 from detector.sim.scenario import Scenario
 from detector.sim.world import World
+from tests.engine_replay import replay_log
 from tests.scenarios.conftest import run_scenario
 from tests.scenarios.test_multivariate_engine import alert_validator
 
@@ -68,26 +70,13 @@ def test_stable_traffic_raises_no_estimated_alert_and_estimates_hold_their_state
 
 
 def run(eng, sc, chunk=2000, stop_h=None):
-    alerts, buf = [], {"predictions": [], "labels": [], "features": []}
     t0 = sc.start_ms / 1000
-
-    def flush():
-        if buf["predictions"]:
-            assert eng.ingest_predictions(buf["predictions"]) == []
-        if buf["labels"]:
-            eng.ingest_labels(buf["labels"])
-        for k in buf:
-            buf[k] = []
-        alerts.extend(a.to_dict() for a in eng.advance())
-
-    for n, (ts, topic, ev) in enumerate(simulate(sc, topics=("predictions", "labels"))):
-        if stop_h is not None and (ts / 1000 - t0) / 3600 >= stop_h:
-            break
-        buf[topic].append(orjson.dumps(ev))
-        if n % chunk == 0:
-            flush()
-    flush()
-    return alerts
+    evs = simulate(sc, topics=("predictions", "labels"))
+    if stop_h is not None:
+        evs = itertools.takewhile(lambda e: (e[0] / 1000 - t0) / 3600 < stop_h, evs)
+    r = replay_log(eng, ((topic, orjson.dumps(ev)) for _ts, topic, ev in evs), chunk, flush=False)
+    assert r.errors["predictions"] == []
+    return r.dicts()
 
 
 def fallback_scenario(hours=68.0):

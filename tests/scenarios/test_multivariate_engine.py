@@ -25,6 +25,7 @@ from detector.core.settings import DetectorSettings
 from detector.exporters.prometheus import SkewwatchCollector
 from detector.sim.tasks.world import TaskFault, TaskScenario, simulate_task, task_training
 from detector.web.report import render_report
+from tests.engine_replay import replay_log
 
 DIMS = {"eta": ["region", "vehicle"], "intent": ["channel", "language"]}
 PAIR = {"eta": {"courier_load", "prep_time_min"}, "intent": {"order_value", "days_since_order"}}
@@ -73,13 +74,9 @@ def test_the_alert_schema_refuses_a_joint_alert_that_names_a_feature_or_no_evide
 
 
 def run(eng: Engine, raws: list[bytes], chunk: int = 2000, flush: bool = True) -> list[dict]:
-    out = []
-    for i in range(0, len(raws), chunk):
-        assert eng.ingest_predictions(raws[i : i + chunk]) == []
-        out += eng.advance()
-    if flush:
-        out += eng.flush()
-    return [a.to_dict() for a in out]
+    r = replay_log(eng, raws, chunk, flush=flush)
+    assert r.errors["predictions"] == []
+    return r.dicts()
 
 
 @pytest.mark.parametrize("model", ["eta", "intent"])

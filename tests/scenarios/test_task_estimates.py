@@ -27,6 +27,7 @@ from detector.core.outcomes.tasks.reference import multiclass_reference, regress
 from detector.core.reference.build import build_reference
 from detector.core.settings import DetectorSettings
 from detector.sim.tasks.world import TaskScenario, simulate_task, task_training
+from tests.engine_replay import replay_log
 from tests.scenarios.test_multivariate_engine import alert_validator
 
 DIMS = {"eta": ["region", "vehicle"], "intent": ["channel", "language"]}
@@ -65,17 +66,17 @@ def hour(e, t0):
 
 def run(model, preds, chunk=400):
     """Events through the engine; the all-traffic estimate of every closed window (start -> row)."""
-    eng = Engine(DetectorSettings(), default_reference=reference(model))
-    alerts, per_window = [], {}
-    raws = [orjson.dumps(e) for e in preds]
-    for i in range(0, len(raws), chunk):
-        assert eng.ingest_predictions(raws[i : i + chunk]) == []
-        alerts += [a.to_dict() for a in eng.advance()]
+    per_window = {}
+
+    def record(eng: Engine, _k: int) -> None:
         pe = eng.models[model].estimate
         if pe is not None and pe.last:
             per_window[pe.last["window"]["start"]] = pe.last["slices"][""]
-    alerts += [a.to_dict() for a in eng.flush()]
-    return eng, alerts, per_window
+
+    r = replay_log(Engine(DetectorSettings(), default_reference=reference(model)), [orjson.dumps(e) for e in preds], chunk,
+                   after_chunk=record)
+    assert r.errors["predictions"] == []
+    return r.engine, r.dicts(), per_window
 
 
 def realised(model, preds, labels, t0):
@@ -173,14 +174,9 @@ def matured_run(model: str):
     sc = TaskScenario("golden", model, hours=72, rate_per_hour=1000, seed=0)
     eng = Engine(DetectorSettings(), default_reference=reference(model))
     attach_outcomes(eng)
-    evs = [(t, orjson.dumps(e)) for _, t, e in simulate_task(sc)]
-    alerts = []
-    for i in range(0, len(evs), 2000):
-        part = evs[i : i + 2000]
-        assert eng.ingest_predictions([r for t, r in part if t == "predictions"]) == []
-        assert eng.ingest_labels([r for t, r in part if t == "labels"]) == []
-        alerts += [a.to_dict() for a in eng.advance()]
-    return eng, alerts
+    r = replay_log(eng, [(t, orjson.dumps(e)) for _, t, e in simulate_task(sc)], 2000, flush=False)
+    assert r.errors["predictions"] == [] and r.errors["labels"] == []
+    return eng, r.dicts()
 
 
 @pytest.mark.parametrize("model", ["eta", "intent"])

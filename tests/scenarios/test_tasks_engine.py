@@ -24,6 +24,7 @@ from detector.core.inputs.timeparse import parse_timestamps
 from detector.core.outcomes.monitor import attach_outcomes
 from detector.core.reference.profile import Reference
 from detector.sim.tasks.world import TaskFault, TaskScenario, simulate_task, task_training
+from tests.engine_replay import replay_log
 
 DIMS = {"eta": ["region", "vehicle"], "intent": ["channel", "language"]}
 ONSET, END = 40.0, 56.0
@@ -88,13 +89,9 @@ def engine_run(model: str, evs: list[tuple[str, bytes]], eng: Engine | None = No
     if eng is None:
         eng = Engine(references={model: Reference.load(reference_file(model))})
         attach_outcomes(eng)
-    out = []
-    for i in range(0, len(evs), chunk):
-        part = evs[i : i + chunk]
-        assert eng.ingest_predictions([r for t, r in part if t == "predictions"]) == []
-        assert eng.ingest_labels([r for t, r in part if t == "labels"]) == []
-        out += [a.to_dict() for a in eng.advance()]
-    return eng, out
+    r = replay_log(eng, evs, chunk, flush=False)
+    assert r.errors["predictions"] == [] and r.errors["labels"] == []
+    return eng, r.dicts()
 
 
 def _hours_after(a: dict, start: float) -> float:

@@ -17,6 +17,7 @@ import pytest
 
 from detector.cli import baseline
 from detector.core.reference.profile import CategoricalProfile, NumericProfile, Reference
+from detector.core.reference.streamed import TableProfiler
 from detector.io import csvread, tables
 from detector.io.tables import TableError, read_table
 
@@ -267,7 +268,7 @@ def test_unexpected_failure_exits_1(tmp_path: Path, train_csv: Path, monkeypatch
     def boom(*_a, **_k):
         raise RuntimeError("disk on fire\nsecond line")
 
-    monkeypatch.setattr(baseline.TableProfiler, "reference", boom)
+    monkeypatch.setattr(TableProfiler, "reference", boom)
     assert baseline.main(["--data", str(train_csv), "--out", str(tmp_path / "r.json")]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(PREFIX) and "RuntimeError: disk on fire second line" in err[0]

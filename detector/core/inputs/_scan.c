@@ -272,6 +272,7 @@ typedef struct {
     Span *name;       /* into names */
     int32_t *ftab;    /* feature name hash table: index + 1 */
     size_t ftcap;
+    int8_t next[K_N + 1]; /* the top-level key last seen after each one (K_N: the object's start) */
 } Scanner;
 
 typedef struct {
@@ -293,9 +294,14 @@ static Py_ssize_t feature_index(Scanner *s, const char *p, Py_ssize_t n, Py_ssiz
     return -1;
 }
 
-static int top_key(const char *p, Py_ssize_t n) {
+static Py_ssize_t KEYLEN[K_N];
+
+/* which contract field a top-level key is (-1: another one); `guess` is tried first (producers
+   send their fields in one order: the scanner learns which key follows which) */
+static int top_key(const char *p, Py_ssize_t n, int guess) {
+    if (guess < K_N && KEYLEN[guess] == n && memcmp(KEYS[guess], p, n) == 0) return guess;
     for (int k = 0; k < K_N; k++)
-        if ((Py_ssize_t)strlen(KEYS[k]) == n && memcmp(KEYS[k], p, n) == 0) return k;
+        if (KEYLEN[k] == n && memcmp(KEYS[k], p, n) == 0) return k;
     return -1;
 }
 
@@ -399,13 +405,18 @@ static int event(Scan *c, const char **pp, const char *e, Py_ssize_t row) {
     for (Py_ssize_t i = 0; i < c->ni; i++) irow[i] = -1;
     if (p >= e || *p != '{') return BAIL;
     unsigned seen = 0;
+    int prev = K_N;
     Span id = {NULL, 0}, tstext = {NULL, 0};
     p = ws(p + 1, e);
     if (p < e && *p == '}') return BAIL;
     for (;;) {
         Span k;
         if (p >= e || *p != '"' || str_span(&p, e, &k, 0) < 0) return BAIL;
-        int key = top_key(k.p, k.n);
+        int key = top_key(k.p, k.n, s->next[prev]);
+        if (key >= 0) {
+            s->next[prev] = (int8_t)key;
+            prev = key;
+        }
         p = ws(p, e);
         if (p >= e || *p != ':') return BAIL;
         p = ws(p + 1, e);
@@ -517,7 +528,13 @@ static PyObject *Scanner_scan(Scanner *s, PyObject *args) {
     PyObject *raws;
     Py_ssize_t max_id, max_value;
     if (!PyArg_ParseTuple(args, "Onn", &raws, &max_id, &max_value)) return NULL;
-    PyObject *seq = PySequence_Fast(raws, "raws must be a sequence");
+    if (!s->name || !s->model) {
+        PyErr_SetString(PyExc_RuntimeError, "Scanner was not initialised");
+        return NULL;
+    }
+    /* a tuple holds its messages: the spans into them stay valid whatever runs during the scan
+       (a garbage collection at an allocation may run arbitrary code that changes a list) */
+    PyObject *seq = PySequence_Tuple(raws);
     if (!seq) return NULL;
     Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
     PyObject **it = PySequence_Fast_ITEMS(seq);
@@ -591,6 +608,10 @@ done:
 
 static int Scanner_init(Scanner *s, PyObject *args, PyObject *kw) {
     PyObject *model, *names;
+    if (kw && PyDict_GET_SIZE(kw)) {
+        PyErr_SetString(PyExc_TypeError, "Scanner takes positional arguments only");
+        return -1;
+    }
     Py_ssize_t nn, nc, ns;
     if (!PyArg_ParseTuple(args, "SO!nnn", &model, &PyTuple_Type, &names, &nn, &nc, &ns)) return -1;
     if (nn < 0 || nc < 0 || ns < 0 || PyTuple_GET_SIZE(names) != nn + nc + ns) {
@@ -600,6 +621,7 @@ static int Scanner_init(Scanner *s, PyObject *args, PyObject *kw) {
     Py_XSETREF(s->model, Py_NewRef(model));
     Py_XSETREF(s->names, Py_NewRef(names));
     s->nn = nn; s->nc = nc; s->ns = ns;
+    for (int k = 0; k <= K_N; k++) s->next[k] = (int8_t)(k + 1 < K_N ? k + 1 : 0);
     PyMem_Free(s->name); PyMem_Free(s->ftab);
     s->name = PyMem_Calloc(nn + nc + ns + 1, sizeof(Span));
     s->ftcap = 16;
@@ -642,9 +664,12 @@ static PyTypeObject ScannerType = {
     .tp_doc = "Scanner(model: bytes, names: tuple[bytes, ...], n_numeric, n_categorical, n_slice_dims)",
 };
 
-static struct PyModuleDef scanmodule = {PyModuleDef_HEAD_INIT, "_scan", "Columnar scan of clean prediction events.", -1, NULL};
+static struct PyModuleDef scanmodule = {
+    PyModuleDef_HEAD_INIT, .m_name = "_scan", .m_doc = "Columnar scan of clean prediction events.", .m_size = -1,
+};
 
 PyMODINIT_FUNC PyInit__scan(void) {
+    for (int k = 0; k < K_N; k++) KEYLEN[k] = (Py_ssize_t)strlen(KEYS[k]);
     if (PyType_Ready(&ScannerType) < 0) return NULL;
     PyObject *m = PyModule_Create(&scanmodule);
     if (!m) return NULL;

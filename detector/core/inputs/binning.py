@@ -4,8 +4,9 @@ Binning values against each feature's reference edges is the largest single cost
 batch in: ``np.searchsorted`` on values in random order spends most of its ~40 ns per value on
 mispredicted branches. :class:`Bins` looks each value up in a table over a uniform grid of
 a few thousand cells per feature (one multiply, one gather: no branches), then checks the guess with
-two exact comparisons against the edges; the few values a cell cannot decide (a cell that holds an
-edge, values off the grid) take ``np.searchsorted``. The result is identical to
+two exact comparisons against the edges, after stepping over the one edge a cell may hold; the few
+values a cell cannot decide (a cell that holds two edges or more, values off the grid) take
+``np.searchsorted``. The result is identical to
 ``np.searchsorted(edges, x, side="right")`` per column, NaN included (it gets ``len(edges)``).
 """
 
@@ -62,6 +63,11 @@ class Bins:
         cell += self.table_off[:, None]
         guess = self.table[cell].astype(np.int64)
         pos = guess + self.ext_off[:, None]
+        # a cell that holds one edge: at or past it, the next bin (integer-valued features put
+        # most values exactly on an edge, so most would otherwise take the exact search)
+        step = self.ext[pos + 1] <= XT
+        guess += step
+        pos += step
         exact = (self.ext[pos] <= XT) & (XT < self.ext[pos + 1])
         if self.exact_only.any():
             exact[self.exact_only] = False

@@ -1,8 +1,9 @@
 """Ingest: raw messages -> validated, decoded batches -> the engine's fold. Never raises on input.
 
 :class:`Ingest` is the part of :class:`~detector.core.engine.Engine` that takes bytes in. For
-predictions, clean events of the usual model are read as columns by Arrow's JSON reader
-(:mod:`detector.core.inputs.arrowdecode`), what it leaves is decoded typed straight from bytes
+predictions, clean events of the usual model are read as columns by the C scanner
+(:mod:`detector.core.inputs.nativedecode`; where it is not built, by Arrow's JSON reader,
+:mod:`detector.core.inputs.arrowdecode`), what it leaves is decoded typed straight from bytes
 (:mod:`detector.core.inputs.fastdecode`), and every other message takes the general path
 (:mod:`detector.core.inputs.wire`, :mod:`detector.core.inputs.validate`, :mod:`detector.core.inputs.events`), which
 owns the error records. Labels and offline features take the general path
@@ -167,12 +168,17 @@ class Ingest:
         return out  # already counted, per message
 
     def _arrow_decode(self, raws: Sequence[bytes]) -> tuple[PredictionBatch | None, list[int]]:
-        """Clean events of the usual model read as columns (see detector.core.inputs.arrowdecode), and
-        the messages left for the typed and general paths. Small batches skip it (its fixed cost
-        per call is that of ~1,000 events: :data:`ARROW_MIN_BYTES`), and so do the next batches after one it refused."""
+        """Clean events of the usual model read as columns (the C scanner of
+        detector.core.inputs.nativedecode, else Arrow's reader of detector.core.inputs.arrowdecode),
+        and the messages left for the typed and general paths. Small batches skip Arrow's reader (its
+        fixed cost per call is that of ~1,000 events: :data:`ARROW_MIN_BYTES`), and the next batches
+        after one that was mostly refused skip either."""
         ad = self._arrow
         st = self.settings
-        if ad is None or not st.columnar_decode or not st.typed_decode or _size(raws) < getattr(ad, "min_bytes", ARROW_MIN_BYTES):
+        if ad is None or not st.columnar_decode or not st.typed_decode:
+            return None, list(range(len(raws)))
+        floor = getattr(ad, "min_bytes", ARROW_MIN_BYTES)  # the C scanner has no fixed cost to amortise: 0
+        if floor and _size(raws) < floor:
             return None, list(range(len(raws)))
         if self._arrow_skip > 0:
             self._arrow_skip -= 1
