@@ -88,7 +88,8 @@ def close_window(ms: ModelState, w: WindowCounts, st: DetectorSettings, manager:
     hourly |= {(k, f or None) for k, f, s in manager.firing_stats(ms.name) if k not in OUTCOME_KINDS and not s.endswith("_24h")}
     ms.day.add(w, ms.seasonal.coarse(w), ms.seasonal, Frozen.of(ms.seasonal, lay, hourly))
     if not v.extra["hourly_skew"] and ms.day.ready:
-        daily = guard("daily", lambda: daily_checks(lay, v, ms.day.total(), ms.seasonal, st, ms.cands_complete(ms.day.oldest)), [])
+        daily = guard("daily", lambda: daily_checks(lay, v, ms.day.total(), ms.seasonal, st, ms.cands_complete(ms.day.oldest),
+                                                    ms.day.dispersion(v, ms.cand_since, ms.seasonal.blocks)), [])
         results.extend(daily)
         findings = dedup(findings + select_findings(daily, v, st.fdr_q, suppressed), suppressed)
     findings = _persistent_shifts(ms, lay, findings, suppressed, w.start)

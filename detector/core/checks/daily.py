@@ -13,6 +13,13 @@ day cannot produce stay hourly (unit changes, unseen categories, schema), and pr
 history at the same time of day keeps hourly drift tests sensitive
 (:mod:`detector.core.checks.seasonal`).
 
+The share of one exact value over the day is tested as quasi-binomial: events come in bursts, so the
+day counts as ``n / phi`` independent events, ``phi`` being how much more the value's daily share
+varied over the previous whole days than independent events allow (:mod:`detector.core.checks.dispersion`).
+Features that production's own history shows to be set by the clock (a local hour: one value per
+region and hour, :mod:`detector.core.checks.clockseen`) have no value-share test against training; the
+same hour of earlier days judges them.
+
 Memory: ``period / window`` windows of coarse bins, categories and exact-value hits per slice row.
 """
 
@@ -24,7 +31,9 @@ from typing import Any
 
 import numpy as np
 
+from detector.core.checks.clockseen import clock_in_production
 from detector.core.checks.common import _cat_shares, _r, _shares
+from detector.core.checks.dispersion import MIN_DAYS, ShareHistory, quasi_binomial_sf, spread
 from detector.core.checks.result import Result
 from detector.core.checks.view import View, _ref_rows
 from detector.core.inputs.layout import SCORE, Layout
@@ -47,6 +56,8 @@ class DayRing:
         self.items: deque[tuple[float, dict[str, np.ndarray]]] = deque()
         self.first = math.inf  # start of the first window ever added
         self.last_end = -math.inf
+        # whole days of candidate-value hits: how bursty each value's daily share is (detector.core.checks.dispersion)
+        self.history = ShareHistory(period)
 
     def add(self, w: WindowCounts, coarse: np.ndarray, sb: SeasonalBaseline | None = None, frozen: Frozen | None = None) -> None:
         """Add a closed window. The ``frozen`` series (those of an hourly finding or an open incident) are
@@ -66,6 +77,8 @@ class DayRing:
             for lo, hi in _runs(frozen.cat):
                 cat[:, lo:hi] = _scaled(sb.cat[s][:, lo:hi], cat[:, lo:hi])
         self.items.append((w.start, {"num": num, "cat": cat, "cand": cand, "events": w.rates[:, RATE["events"]].copy(), **seen}))
+        if sb is not None:  # the counts the day sums (held series as usual), per numeric block
+            self.history.add(w.start, cand, np.stack([num[:, b][:, :-1].sum(axis=1) for b in sb.blocks], axis=1))
         self.first = min(self.first, w.start)
         self.last_end = max(self.last_end, w.end)
         while self.items and self.items[0][0] < self.last_end - self.period:
@@ -83,7 +96,7 @@ class DayRing:
 
     def to_state(self) -> dict[str, Any]:
         return {"period": self.period, "first": self.first, "last_end": self.last_end,
-                "items": [[start, arrs] for start, arrs in self.items]}
+                "items": [[start, arrs] for start, arrs in self.items], "history": self.history.to_state()}
 
     def load_state(self, st: Any, rows: int) -> None:
         """Restore :meth:`to_state` (``rows``: the layout's slice rows, which every array must have)."""
@@ -99,6 +112,22 @@ class DayRing:
             items.append((float(it[0]), {k: np.asarray(a, dtype=np.float64) for k, a in it[1].items()}))
         self.period, self.first, self.last_end = float(st["period"]), float(st["first"]), float(st["last_end"])
         self.items = items
+        # a state written before the history existed starts one (the dispersion factor is 1 until two days pass)
+        self.history = ShareHistory.from_state(st["history"], rows) if "history" in st else ShareHistory(self.period)
+
+    def dispersion(self, v: View, since: np.ndarray, blocks: list[slice]) -> np.ndarray | None:
+        """Over-dispersion of each candidate value's daily share per pseudo-row of ``v``, block and candidate,
+        from the whole days before the trailing one (``since``: when each candidate began to be tracked);
+        for series with fewer than ``MIN_DAYS`` such days, the larger of that and the trailing day's windows'."""
+        if not self.items:
+            return None
+        ext = lambda a: np.maximum(_ext(a, v), 0.0)  # noqa: E731
+        hourly, _ = spread([t for t, _ in self.items], [ext(a["cand"]) for _, a in self.items],
+                           [ext(np.stack([a["num"][:, b][:, :-1].sum(axis=1) for b in blocks], axis=1)) for _, a in self.items], since)
+        daily = self.history.dispersion(since, self.oldest, ext)
+        if daily is None:
+            return hourly
+        return np.where(daily[1] >= MIN_DAYS, daily[0], np.maximum(daily[0], hourly))
 
     def total(self) -> dict[str, np.ndarray]:
         out = {k: self.items[0][1][k].copy() for k in _SUMMED}
@@ -144,19 +173,22 @@ def _ext(a: np.ndarray, v: View) -> np.ndarray:
 
 
 def daily_checks(lay: Layout, v: View, day: dict[str, np.ndarray], sb: SeasonalBaseline, st: DetectorSettings,
-                 cands: np.ndarray) -> list[Result]:
-    """Distribution skew of the trailing day per pseudo-row of ``v`` (see the module docstring)."""
+                 cands: np.ndarray, phi: np.ndarray | None = None) -> list[Result]:
+    """Distribution skew of the trailing day per pseudo-row of ``v`` (see the module docstring). ``phi``: the
+    over-dispersion of each candidate value's daily share (pseudo-row x block x candidate, :meth:`DayRing.dispersion`;
+    None = independent events)."""
     D = {k: np.maximum(_ext(a, v), 0.0) for k, a in day.items()}  # substituted series are fractional
     out: list[Result] = []
+    clock = clock_in_production(lay, sb)  # their share of one value is the day's volume curve (checks.clockseen)
     for j in range(lay.n_num_blocks):
-        out.extend(_numeric(lay, v, D, sb, st, j, cands))
+        out.extend(_numeric(lay, v, D, sb, st, j, cands, None if phi is None else phi[:, j], clock))
     for j in range(len(lay.categorical)):
         out.extend(_categorical(lay, v, D, st, j))
     return out
 
 
 def _numeric(lay: Layout, v: View, D: dict[str, np.ndarray], sb: SeasonalBaseline, st: DetectorSettings, j: int,
-             cands: np.ndarray) -> list[Result]:
+             cands: np.ndarray, phi: np.ndarray | None, clock: frozenset[str] = frozenset()) -> list[Result]:
     th = st.thresholds
     name = SCORE if j == lay.n_num_blocks - 1 else lay.numeric[j]
     feature = "score" if name == SCORE else name
@@ -180,15 +212,18 @@ def _numeric(lay: Layout, v: View, D: dict[str, np.ndarray], sb: SeasonalBaselin
     idx = np.arange(P)
     sh, ref_sh, vals = shares[idx, best], r0[idx, best], cands[j][best]
     dd = sh - np.nan_to_num(ref_sh)
-    pv_d = stats.proportion_test(sh * n_nm, n_nm, np.nan_to_num(ref_sh), alternative="greater")
+    # bursty traffic: the day counts as n / phi independent events (quasi-binomial, detector.core.checks.dispersion)
+    ph = np.ones(P) if phi is None else phi[idx, best]
+    pv_d = quasi_binomial_sf(sh * n_nm, n_nm, np.nan_to_num(ref_sh), ph)
     warn_d = (dd >= th.default_share_delta) & (sh >= 2 * np.nan_to_num(ref_sh))
     spike = "score_drift" if name == SCORE else "default_value_spike"
     what = "a constant default score is being served (fallback?)" if name == SCORE else "a default or fallback value is being served"
     out.append(Result(
-        spike, feature, "value_share_24h", sh, (n_nm >= st.min_count) & np.isfinite(d_all[idx, best]), warn_d,
+        spike, feature, "value_share_24h", sh, (n_nm >= st.min_count) & np.isfinite(d_all[idx, best]) & (name not in clock), warn_d,
         warn_d & (dd >= 2 * th.default_share_delta), pv_d, np.nan_to_num(ref_sh) + th.default_share_delta,
         lambda i: {"value": _r(vals[i]), "reference": {"share": _r(ref_sh[i])},
-                   "current": {"share": _r(sh[i]), "count": int(sh[i] * n_nm[i])}, "span": SPAN},
+                   "current": {"share": _r(sh[i]), "count": int(sh[i] * n_nm[i])}, "span": SPAN,
+                   "dispersion": _r(ph[i])},
         lambda i: f"{feature} = {vals[i]:.4g} in {sh[i]:.1%} of the last day's events (training: {ref_sh[i]:.1%}): {what}"))
     # distribution: out of range, PSI
     if has.any():

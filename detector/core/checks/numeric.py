@@ -24,6 +24,7 @@ from detector.core.checks.batched import Batched
 from detector.core.checks.common import _fmt, _median_from_fine, _r, _shares, _times, _unit_guess
 from detector.core.checks.mixbound import mix_bound
 from detector.core.checks.result import Result
+from detector.core.checks.unitmix import partial_unit
 from detector.core.checks.view import View, _coarse_of, _fine_ref, _ref_rows, is_clock
 from detector.core.inputs.layout import SCORE, Layout
 from detector.core.inputs.seasonal import SeasonalBaseline
@@ -115,12 +116,31 @@ def _block_checks(lay: Layout, v: View, sb: SeasonalBaseline, st: DetectorSettin
     big = (ratio >= th.unit_ratio) | (ratio <= 1.0 / th.unit_ratio)
     same_shape = (spread <= th.unit_spread_tolerance) & (spread >= 1.0 / th.unit_spread_tolerance)
     pv_u = 2.0 * stats.norm_sf(np.abs(np.nan_to_num(z)))
+    whole = big & same_shape
+    # a unit change that began inside this window: part of the events scaled (detector.core.checks.unitmix)
+    part, part_k, part_q = np.zeros(P, dtype=bool), np.full(P, np.nan), np.full(P, np.nan)
+    if "RF" in rr and (tested_u & ~whole & rr["ok_ref"]).any():
+        part, part_k, part_q = partial_unit(mlog, sdlog, rm, rs, fine, rr["RF"], np.asarray(lay.num_edges[j]), lay.coarse[j],
+                                            rr["ref_n"], th.unit_ratio)
+        part &= tested_u & ~whole & rr["ok_ref"]
+    scale = np.where(part, part_k, ratio)
+
+    def unit_evidence(i: int) -> dict[str, Any]:
+        ev = {"reference": {"geometric_mean_abs": _r(math.exp(rm[i])), "log_spread": _r(rs[i])},
+              "current": {"geometric_mean_abs": _r(math.exp(mlog[i])), "log_spread": _r(sdlog[i])}}
+        if part[i]:
+            ev["current"]["changed_share"] = _r(part_q[i])
+        return ev
+
+    def unit_summary(i: int) -> str:
+        if part[i]:
+            return (f"{feature}: about {part_q[i]:.0%} of this window's events are ~{_times(scale[i])} than in training "
+                    f"with the same shape: a unit change began in this window ({_unit_guess(scale[i])})")
+        return f"{feature} is ~{_times(ratio[i])} than in training with the same shape: a unit change ({_unit_guess(ratio[i])})"
+
     results.append(lambda: Result(
-        "unit_shift", feature, "scale_ratio", ratio, tested_u, big & same_shape, big & same_shape, pv_u, th.unit_ratio,
-        lambda i: {"reference": {"geometric_mean_abs": _r(math.exp(rm[i])), "log_spread": _r(rs[i])},
-                   "current": {"geometric_mean_abs": _r(math.exp(mlog[i])), "log_spread": _r(sdlog[i])}},
-        lambda i: f"{feature} is ~{_times(ratio[i])} than in training with the same shape: a unit change ({_unit_guess(ratio[i])})",
-        effect=np.abs(np.log(np.where(ratio > 0, ratio, 1.0))),
+        "unit_shift", feature, "scale_ratio", scale, tested_u, whole | part, whole | part, pv_u, th.unit_ratio,
+        unit_evidence, unit_summary, effect=np.abs(np.log(np.where(scale > 0, scale, 1.0))),
     ))
     # ---- default / fallback value spike: share of one exact value
     shares = v.arrays["cand"][:, j, :] / np.maximum(n_nm, 1)[:, None]  # (P, N_CAND)

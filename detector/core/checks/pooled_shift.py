@@ -21,7 +21,11 @@ shift ``k`` (``feature_drift`` / ``time_shift_hours``, the statistic the hourly 
   them (p >= :data:`FIT_P`) - at a high rate this refuses a weekend or holiday hour that only looks
   roughly like another hour of a weekday;
 * the feature has time structure at these hours (the own and the shifted usual mixes differ by at
-  least twice the threshold), else there is nothing a clock could have moved.
+  least twice the threshold), else there is nothing a clock could have moved;
+* both distances (pooled vs own hours, own vs shifted hours) exceed three times their sampling noise
+  at the counts behind them (:func:`detector.core.checks.seasonal.noise`): thin history - a slice's
+  first days, hours whose own windows were taken back out - is far from everything, and the hours
+  with the most history would otherwise always look closest.
 
 A clock that went wrong a few hours ago leaves unshifted windows at the start of the pool, which fit
 neither the own nor the shifted hours; so the trailing runs of windows are tried, longest first (at
@@ -42,7 +46,7 @@ from typing import Any
 import numpy as np
 
 from detector.core.checks.result import Result
-from detector.core.checks.seasonal import _dist
+from detector.core.checks.seasonal import _dist, noise
 from detector.core.checks.view import View
 from detector.core.inputs.layout import Layout
 from detector.core.inputs.seasonal import SeasonalBaseline
@@ -136,8 +140,9 @@ def _best_shift(src: str, h: np.ndarray, slots: np.ndarray, cur: np.ndarray, shi
     pooled = cur.sum(axis=0)[None]
     e_own = (n_cur * p[slots]).sum(axis=0)[None]
     own = float(_dist(src, e_own, pooled)[0])
-    if own < 2 * thr:
-        return None
+    bins = cur.shape[1]
+    if own < max(2 * thr, float(noise(src, bins, pooled.sum(), n_h[slots].sum()))):
+        return None  # not far from its own hours, or no farther than thin history and a few events put it
     best, best_d = None, np.inf
     for k in shifts:
         s2 = (slots - k) % len(h)
@@ -149,8 +154,8 @@ def _best_shift(src: str, h: np.ndarray, slots: np.ndarray, cur: np.ndarray, shi
     if best is None or best_d > min(0.1, own / 5):
         return None
     s2 = (slots - best) % len(h)
-    if float(_dist(src, (n_cur * p[s2]).sum(axis=0)[None], e_own)[0]) < 2 * thr:
-        return None  # these hours look alike: no time structure a clock could have moved
+    if float(_dist(src, (n_cur * p[s2]).sum(axis=0)[None], e_own)[0]) < max(2 * thr, float(noise(src, bins, n_h[s2].sum(), n_h[slots].sum()))):
+        return None  # these hours look alike (within their histories' noise): no time structure a clock could have moved
     p_fit = _pooled_g(cur, p[s2], n_h[s2])
     if p_fit < FIT_P:
         return None  # no shift explains the hours within sampling noise (a weekend, a holiday)

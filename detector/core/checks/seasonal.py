@@ -10,7 +10,10 @@ the same hour of earlier days, whatever the training data look like:
   and at least doubled), measured only once the value has been tracked for ``seasonal_min_days``;
 * ``feature_drift`` / ``time_shift_hours``: a feature that differs from its own hour but matches
   another hour of the day (PSI / L-infinity at most a fifth of its own distance, and under 0.1):
-  a producer whose clock or time zone is off (local time sent as UTC).
+  a producer whose clock or time zone is off (local time sent as UTC). The distance from its own hour
+  and the difference between the two hours' histories must both exceed three times what sampling
+  noise gives at their counts (:func:`noise`): a feature without time structure has no hour to be
+  shifted to.
 
 The same effect thresholds and the same false-discovery-rate control apply as everywhere else
 (:mod:`detector.core.decisions.select`). Nothing here keeps state.
@@ -144,8 +147,9 @@ def _time_shift(lay: Layout, v: View, sb: SeasonalBaseline, st: DetectorSettings
         rows = hist[:, v.rows][:, :, cols]  # every slot, in the view's pseudo-row order
         every = np.where(v.comp[None, :, None], hist[:, 0][:, None, cols] - rows, rows)
         own = _dist(src, every[slot], cur)
-        cand = np.flatnonzero(~v.comp & (n >= st.min_count_rate) & (every[slot].sum(axis=1) >= st.min_count_rate)
-                              & (own >= 2 * thr))
+        n_slot = every[slot].sum(axis=1)
+        cand = np.flatnonzero(~v.comp & (n >= st.min_count_rate) & (n_slot >= st.min_count_rate)
+                              & (own >= np.maximum(2 * thr, noise(src, cur.shape[1], n, n_slot))))
         for i in cand.tolist():
             scores = {}
             for k in range(1, per_day):
@@ -158,7 +162,7 @@ def _time_shift(lay: Layout, v: View, sb: SeasonalBaseline, st: DetectorSettings
             best = min(scores, key=lambda k: (scores[k], abs(k)))
             s2 = (slot - best) % sb.slots
             structure = float(_dist(src, every[s2, i][None], every[slot, i][None] )[0])
-            if scores[best] > min(0.1, own[i] / 5) or structure < 2 * thr:
+            if scores[best] > min(0.1, own[i] / 5) or structure < max(2 * thr, float(noise(src, cur.shape[1], every[s2, i].sum(), n_slot[i]))):
                 continue  # no better hour, or the hours look alike (no time structure to be shifted)
             ref_p = every[slot, i] / max(every[slot, i].sum(), 1e-12)
             _, _, pv = stats.gtest_gof(cur[i], ref_p, ref_n=every[slot, i].sum())
@@ -178,6 +182,19 @@ def _time_shift(lay: Layout, v: View, sb: SeasonalBaseline, st: DetectorSettings
                     f"{'earlier' if best > 0 else 'later'}: a producer's clock / time zone is shifted (local time sent as UTC?)"),
                 effect=np.abs(val)))
     return out
+
+
+def noise(src: str, bins: int, n1: Any, n2: Any) -> np.ndarray:
+    """Three times the distance two samples of ``n1`` and ``n2`` events from one distribution over ``bins``
+    bins lie apart by chance: PSI ~ (bins - 1) (1/n1 + 1/n2) (a two-sample chi-square over the sample sizes),
+    L-infinity ~ sqrt(1/n1 + 1/n2) (twice a share's largest standard error). The rule training's hourly
+    profiles use (:mod:`detector.core.reference.hourly`): a distance within sampling noise is no time
+    structure and no sign that an hour was sent as another - thin history (a slice's first days, a quiet
+    hour) otherwise looks far from everything, and the hours with the most history look closest."""
+    inv = 1.0 / np.maximum(np.asarray(n1, dtype=np.float64), 1.0) + 1.0 / np.maximum(np.asarray(n2, dtype=np.float64), 1.0)
+    if src in ("coarse", "num"):
+        return 3.0 * max(bins - 1, 1) * inv
+    return 3.0 * np.sqrt(inv)
 
 
 def _dist(src: str, ref: np.ndarray, cur: np.ndarray) -> np.ndarray:
