@@ -3,7 +3,7 @@
 A model service publishes one prediction event per decision (and its offline pipeline one
 feature event, its label source one label event) to Kafka with any client it already uses;
 this module only builds and encodes the messages so that they match
-``detector/schemas/*.schema.json`` (the DESIGN.md event contract):
+``detector/schemas/*.schema.json`` (the README's event contract):
 
 >>> ev = prediction_event("fraud", {"amount": 12.5, "country": "DE", "age": float("nan")},
 ...                       score=0.83, prediction_id="p-1", ts=1795615200.123, decision="review",

@@ -1,7 +1,7 @@
 """A scenario: a world, a time span and the faults injected into it, plus its ground truth.
 
 :meth:`Scenario.ground_truth` says, for each fault, which alert a correct monitor raises
-(``kind``, ``feature``, ``slice``, ``cause``, ``action`` in DESIGN.md's vocabulary) and when the
+(``kind``, ``feature``, ``slice``, ``cause``, ``action`` in the alert contract's vocabulary, README) and when the
 incident starts and ends. Detection tests elsewhere assert against it.
 
 >>> from detector.sim.faults import Fault

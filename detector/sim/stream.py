@@ -115,7 +115,7 @@ def _feature_dicts(num: dict[str, np.ndarray], decimals: dict[str, int | None], 
 
 
 def prediction_dicts(ch: ChunkData, scenario: Scenario, ts_format: str, pids: list[str]) -> list[dict[str, Any]]:
-    """The chunk's prediction events (DESIGN.md contract)."""
+    """The chunk's prediction events (the README's event contract)."""
     sv = ch.served
     feats = _feature_dicts(sv.num, sv.decimals, sv.cat, sv.vocab)
     for name, mask in sv.absent.items():

@@ -58,7 +58,7 @@ def feats_ok(fs) -> bool:
 
 
 def check_event(topic: str, ev: dict) -> None:
-    """Assert that an event follows DESIGN.md's contract."""
+    """Assert that an event follows the README's event contract."""
     assert isinstance(ev["prediction_id"], str) and len(ev["prediction_id"]) == 16
     _ts(ev["ts"])
     if topic == "predictions":

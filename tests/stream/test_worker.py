@@ -333,7 +333,7 @@ def free_port() -> int:
 
 
 def check_alert_contract(a: dict[str, Any]) -> None:
-    """One alert message against the DESIGN.md alert contract."""
+    """One alert message against the README's alert contract."""
     want = {"alert_id", "ts", "state", "model", "model_version", "kind", "feature", "slice", "statistic", "value",
             "threshold", "severity", "window", "cause", "action", "evidence", "summary"}
     assert set(a) == want, f"keys differ from the contract: {set(a) ^ want}"

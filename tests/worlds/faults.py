@@ -3,7 +3,7 @@
 Each :class:`Fault` hooks one stage of a world (``world``, ``served``, ``model``, ``serving``,
 ``policy``, ``outcome``, ``labels``, ``clock``) and changes rows by a weight ``w`` per row (0
 before the onset, ramping to 1 over ``ramp_h`` hours; abrupt faults jump to 1). Its
-:class:`Expect` is derived from the alert contract (DESIGN.md, the README's table of kinds),
+:class:`Expect` is derived from the alert contract (README "Alert contract" and its table of kinds),
 not from skewwatch's current output: see SPEC.md, "Faults".
 """
 

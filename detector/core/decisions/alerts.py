@@ -53,7 +53,7 @@ def incident_kind(kind: str, statistic: str) -> str:
 
 @dataclass
 class Alert:
-    """One alert event, exactly the DESIGN.md contract (see :meth:`to_dict`)."""
+    """One alert event, exactly the README's alert contract (see :meth:`to_dict`)."""
 
     alert_id: str
     ts: float

@@ -8,7 +8,7 @@ simulator's fault table and the Grafana dashboard builder (statistic names per p
 
 A record holds:
 
-``name``          the ``kind`` of the alert contract (DESIGN.md)
+``name``          the ``kind`` of the alert contract (README)
 ``scope``         ``feature`` (an alert names one feature, or the score) or ``model`` (``feature`` null)
 ``family``        ``input`` (window checks on served events), ``parity`` (served vs offline values)
                   or ``outcome`` (matured label cohorts): which evaluation owns the kind's incidents

@@ -1,4 +1,4 @@
-"""Decoding prediction events (DESIGN.md contract) into columnar batches, never raising on bad input.
+"""Decoding prediction events (README "Event contract") into columnar batches, never raising on bad input.
 
 :func:`~detector.core.inputs.wire.parse_messages` turns raw Kafka values / JSONL lines into dicts (a
 JSON array is a batch envelope of several events); :func:`validate_predictions` checks every
@@ -8,7 +8,7 @@ then extracts one model's columns with its schema in a handful of C-level passes
 (``itemgetter`` + ``np.array``) rather than per-event Python work. Labels and offline features
 are decoded in :mod:`detector.core.inputs.feeds`.
 
-Defined outcomes, per DESIGN.md's "never silently dropped":
+Defined outcomes, per the event contract's "never silently dropped":
 
 =========================================  ==================================================
 input                                      outcome

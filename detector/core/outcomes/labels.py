@@ -5,7 +5,7 @@ Predictions wait in a :class:`~detector.core.outcomes.pending.RingStore` (behind
 bounded in number (``max_pending``, the oldest evicted) and in event time (``ttl``; a labelled
 record stays until its TTL too, so a later correction still finds it).
 
-:class:`LabelJoin` applies the label semantics of DESIGN.md, whatever the arrival order:
+:class:`LabelJoin` applies the label semantics of the event contract (README), whatever the arrival order:
 
 =========================================  ===================================================
 label event                                outcome

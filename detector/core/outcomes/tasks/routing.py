@@ -1,6 +1,6 @@
 """Which task decodes a label event: the task of the model it names, else the one all models share.
 
-Label events need not name their model (DESIGN.md), and a label may arrive before its prediction,
+Label events need not name their model (README "Event contract"), and a label may arrive before its prediction,
 so the label is decoded when it arrives, by the task of the references the engine knows:
 
 * the event names a model with a reference -> that model's task;
