@@ -22,6 +22,9 @@ WORKDIR /src
 COPY pyproject.toml setup.py README.md ./
 COPY detector ./detector
 RUN python -m pip wheel --wheel-dir /wheels ".[${SKEWWATCH_EXTRAS}]"
+# the C scanner is optional for a pip install without a compiler, not for the image: fail the build
+# if the wheel came out without it (the fallback decoders would cost ~4x the CPU per event)
+RUN python -c "import glob, sys, zipfile; w, = glob.glob('/wheels/skewwatch-*.whl'); sys.exit(0 if any('/_scan.' in n and n.endswith('.so') for n in zipfile.ZipFile(w).namelist()) else 'skewwatch wheel built without its C scanner')"
 
 FROM ${PYTHON_IMAGE} AS runtime
 ARG SKEWWATCH_EXTRAS

@@ -54,7 +54,8 @@ def test_dockerignore_keeps_the_build_context_small_but_complete():
     assert {".git", "tests", "**/__pycache__", ".pytest_cache"} <= ignored
     copied = {src for k, v in dockerfile_instructions() if k == "COPY" and not v.startswith("--from")
               for src in v.split()[:-1]}
-    assert copied == {"pyproject.toml", "README.md", "detector"}  # README.md: pyproject's readme, the build needs it
+    # README.md: pyproject's readme, the build needs it; setup.py: the C scanner extension
+    assert copied == {"pyproject.toml", "setup.py", "README.md", "detector"}
     assert not copied & ignored
 
 
@@ -72,6 +73,8 @@ def test_dockerfile_installs_the_built_wheel_with_the_fast_extra_only():
     (install,) = [r for r in runs if "pip install" in r]
     assert '--no-index --find-links=/wheels "skewwatch[${SKEWWATCH_EXTRAS}]"' in install and " -e " not in install
     assert "dev" not in install
+    # the image refuses a wheel built without the C scanner (the extension is optional only for pip)
+    assert any("_scan." in r and "zipfile" in r for r in runs)
 
 
 def test_k8s_manifests_parse_with_the_expected_objects():
