@@ -57,6 +57,10 @@ class Thresholds(Strict):
     missing_delta_critical: float = 0.2
     unit_ratio: float = 8.0  # geometric-mean ratio of |x| that says "units changed" (x100, x1000, x60, x24...)
     unit_spread_tolerance: float = 1.5  # log-spread ratio allowed for a pure unit change
+    # also read a window as training mixed with training x k (a unit change begun inside it, paged one
+    # window earlier). Off by default: a new segment of larger values with training's shape (premium
+    # customers, a high-ticket merchant) reads exactly the same and would be paged as a pipeline fault
+    unit_partial: bool = False
     default_share_delta: float = 0.1  # rise in the share of one exact value
     unseen_share_warning: float = 0.05
     unseen_share_critical: float = 0.2

@@ -83,8 +83,8 @@ def messages(cols: dict[str, np.ndarray]) -> list[bytes]:
     return out
 
 
-def replay(ref, cols, chunk=20_000):
-    r = replay_log(Engine(DetectorSettings(), default_reference=ref), messages(cols), chunk)
+def replay(ref, cols, chunk=20_000, settings: DetectorSettings | None = None):
+    r = replay_log(Engine(settings or DetectorSettings(), default_reference=ref), messages(cols), chunk)
     return r.engine, r.dicts("firing")
 
 

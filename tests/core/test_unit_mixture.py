@@ -12,7 +12,10 @@ import numpy as np
 import pytest
 
 from detector.core.checks.unitmix import MIN_SHARE, partial_unit
+from detector.core.settings import DetectorSettings
 from tests.core.test_time_structure import T0, replay, training, world
+
+PARTIAL = DetectorSettings.model_validate({"thresholds": {"unit_partial": True}})
 
 RNG_REF = np.random.default_rng(7)
 REF = RNG_REF.lognormal(3.5, 1.2, 50_000)
@@ -59,10 +62,29 @@ def test_a_unit_change_in_the_middle_of_a_window_is_paged_as_unit_shift_from_tha
     def cents(cols):
         cols["amount"] = np.where(cols["ts"] >= onset, np.round(cols["amount"] * 100, 2), cols["amount"])
 
-    _, alerts = replay(ref, world(3 * 24, 300, seed=5, fault=cents))
+    _, alerts = replay(ref, world(3 * 24, 300, seed=5, fault=cents), settings=PARTIAL)
     assert alerts, "missed"
     first = alerts[0]
     assert (first["kind"], first["feature"], first["cause"]) == ("unit_shift", "amount", "pipeline_skew"), first
     assert first["window"]["start"] == "2026-11-27T17:00:00.000Z"  # the onset window itself
     assert 50 < first["value"] < 200 and 0.5 < first["evidence"]["current"]["changed_share"] < 0.8
     assert "began in this window" in first["summary"] and "cents" in first["summary"]
+
+
+def test_by_default_a_new_segment_of_larger_values_is_not_paged_as_a_unit_change():
+    """Off by default: a share of traffic from a new high-value segment with training's shape (here
+    x8-x30 in a quarter of the events, as a premium segment grows) is the same mixture a unit change
+    begun inside a window makes - paged as a pipeline fault, it would send the owner to the wrong team.
+    The partial reading is opt-in; the whole-window unit check and the drift checks still run."""
+    ref = training()
+    onset = T0 + 60 * 3600
+    rng = np.random.default_rng(11)
+
+    def high_ticket(cols):
+        hit = (cols["ts"] >= onset) & (rng.random(cols["ts"].size) < 0.25)
+        cols["amount"] = np.where(hit, np.round(cols["amount"] * rng.uniform(8, 30, cols["ts"].size), 2), cols["amount"])
+
+    _, alerts = replay(ref, world(3 * 24, 300, seed=5, fault=high_ticket))
+    assert not [a for a in alerts if a["kind"] == "unit_shift"], alerts
+    _, opted = replay(ref, world(3 * 24, 300, seed=5, fault=high_ticket), settings=PARTIAL)
+    assert [a for a in opted if a["kind"] == "unit_shift"], "the opt-in reading should call this mixture a unit change"

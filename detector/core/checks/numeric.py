@@ -117,9 +117,10 @@ def _block_checks(lay: Layout, v: View, sb: SeasonalBaseline, st: DetectorSettin
     same_shape = (spread <= th.unit_spread_tolerance) & (spread >= 1.0 / th.unit_spread_tolerance)
     pv_u = 2.0 * stats.norm_sf(np.abs(np.nan_to_num(z)))
     whole = big & same_shape
-    # a unit change that began inside this window: part of the events scaled (detector.core.checks.unitmix)
+    # a unit change that began inside this window: part of the events scaled (detector.core.checks.unitmix);
+    # opt-in (Thresholds.unit_partial): a new high-value segment of training's shape reads the same
     part, part_k, part_q = np.zeros(P, dtype=bool), np.full(P, np.nan), np.full(P, np.nan)
-    if "RF" in rr and (tested_u & ~whole & rr["ok_ref"]).any():
+    if th.unit_partial and "RF" in rr and (tested_u & ~whole & rr["ok_ref"]).any():
         part, part_k, part_q = partial_unit(mlog, sdlog, rm, rs, fine, rr["RF"], np.asarray(lay.num_edges[j]), lay.coarse[j],
                                             rr["ref_n"], th.unit_ratio)
         part &= tested_u & ~whole & rr["ok_ref"]
