@@ -33,7 +33,7 @@ import pyarrow.json as pj
 from detector.core.inputs.events import PredictionBatch, Schema
 from detector.core.inputs.layout import CodedColumn
 from detector.core.inputs.timeparse import parse_timestamps
-from detector.core.inputs.wire import text_of
+from detector.core.inputs.wire import decision_lut
 
 __all__ = ["ArrowDecoder"]
 
@@ -218,16 +218,7 @@ class ArrowDecoder:
         enc = c.dictionary_encode()
         values = enc.dictionary.to_pylist()
         idx = enc.indices.fill_null(len(values)).to_numpy(zero_copy_only=False)
-        lut = np.full(len(values) + 1, np.nan)
-        counts = np.bincount(idx, minlength=len(values) + 1)
-        for i, v in enumerate(values):
-            s = text_of(v)
-            if s is None:
-                continue
-            s = s.lower()
-            lut[i] = 0.0 if s in self.no_action else 1.0
-            if len(decisions) < 32 or s in decisions:
-                decisions[s] = decisions.get(s, 0) + int(counts[i])
+        lut, decisions = decision_lut(values, np.bincount(idx, minlength=len(values) + 1), self.no_action)
         return lut[idx], decisions
 
 

@@ -30,7 +30,7 @@ from detector.core.inputs._scan import N_FLOATS, N_STRS, Scanner
 from detector.core.inputs.batch import PredictionBatch, Schema
 from detector.core.inputs.layout import CodedColumn
 from detector.core.inputs.timeparse import parse_timestamps
-from detector.core.inputs.wire import text_of
+from detector.core.inputs.wire import decision_lut
 
 __all__ = ["NativeDecoder"]
 
@@ -149,17 +149,8 @@ class NativeDecoder:
         decisions: dict[str, int] = {}
         if not values:
             return np.full(len(idx), np.nan), decisions
-        lut = np.full(len(values) + 1, np.nan)  # the last: null
-        counts = np.bincount(idx[idx >= 0], minlength=len(values))
-        for i, v in enumerate(values):
-            s = text_of(v)
-            if s is None:
-                continue
-            s = s.lower()
-            lut[i] = 0.0 if s in self.no_action else 1.0
-            if len(decisions) < 32 or s in decisions:
-                decisions[s] = decisions.get(s, 0) + int(counts[i])
-        return lut[idx], decisions
+        lut, decisions = decision_lut(values, np.bincount(idx[idx >= 0], minlength=len(values)), self.no_action)
+        return lut[idx], decisions  # idx -1 (null) reads the last entry, NaN
 
 
 class _Sparse(list):  # type: ignore[type-arg]

@@ -38,9 +38,11 @@ from dataclasses import dataclass
 from itertools import repeat
 from typing import Any
 
+import numpy as np
 import orjson
 
 __all__ = [
+    "decision_lut",
     "EventError", "REASONS", "DEFAULT_MAX_ID_BYTES", "DEFAULT_MAX_VALUE_BYTES", "MAX_DEPTH", "parse_messages",
     "column", "raw_of", "item_of", "row_error", "reject", "clip", "text_of", "preview", "id_problem", "name_problem",
     "ids_ok", "float_or_nan",
@@ -311,3 +313,25 @@ def ids_ok(col: list[Any], max_bytes: int) -> bool:
     if "" in col:
         return False
     return max(map(len, col)) * 4 <= max_bytes or max(map(byte_len, col)) <= max_bytes
+
+
+def decision_lut(values: Sequence[Any], counts: np.ndarray, no_action: set[str]) -> tuple[np.ndarray, dict[str, int]]:
+    """A batch's decision values read once: ``acted`` per value (1 action, 0 no action, NaN for a value
+    that has no text form; one more NaN at the end for null) and the events per decision value, lower-cased,
+    at most 32 distinct (``counts[i]``: the events that carry ``values[i]``). Both columnar decoders use it.
+
+    >>> lut, d = decision_lut(["Approve", "review", None], np.array([3, 2, 1]), {"review"})
+    >>> lut.tolist()[:3], d
+    ([1.0, 0.0, nan], {'approve': 3, 'review': 2})
+    """
+    decisions: dict[str, int] = {}
+    lut = np.full(len(values) + 1, np.nan)
+    for i, v in enumerate(values):
+        s = text_of(v)
+        if s is None:
+            continue
+        s = s.lower()
+        lut[i] = 0.0 if s in no_action else 1.0
+        if len(decisions) < 32 or s in decisions:
+            decisions[s] = decisions.get(s, 0) + int(counts[i])
+    return lut, decisions
