@@ -67,6 +67,7 @@ from detector.core.outcomes.cohort import (
 )
 from detector.core.outcomes.delay_checks import delay_checks
 from detector.core.outcomes.expected import base_rate_shift, expected_positives, power_span
+from detector.core.outcomes.prior_shift import prior_shift
 from detector.core.outcomes.thresholds import Arrays, OutcomeThresholds
 from detector.core.stats import distributions as stats
 from detector.core.stats.effects import div as _div
@@ -226,7 +227,10 @@ def outcome_checks(cur: Arrays, base: Arrays, th: OutcomeThresholds, *, ref_rate
         lambda i: f"calibration worsened: ECE {e[i]:.3f} vs {eb[i]:.3f} usually (a score no longer means the same risk)"))
 
     # ---- calibration slope (spread of the outcomes around the scores) vs baseline and training
-    out.extend(_slope_checks(cur, base, th, comp, ref_slope, span))
+    slopes = _slope_checks(cur, base, th, comp, ref_slope, span)
+    out.extend(slopes)
+    # the slope as training's and the baseline's: a move of O/E may be a shift of the outcome prior
+    slope_ok = all(not r.tested[0] or not r.pvalue[0] < _PRIOR_ALPHA for r in slopes)
 
     # ---- calibration-in-the-large vs training
     obs, E, S2 = cur.cnt[:, C["spos"]], cur.cnt[:, C["s"]], cur.cnt[:, C["s2"]]
@@ -239,12 +243,18 @@ def outcome_checks(cur: Arrays, base: Arrays, th: OutcomeThresholds, *, ref_rate
     absd = np.abs(np.nan_to_num(_div(obs - k_ * E, sl))) >= th.base_rate_abs
     warn, crit = ratio_flags(ratio_oe, th.oe_ratio, th.oe_ratio_critical, absd)
     pv = np.minimum(1.0, 2 * np.asarray(stats.norm_sf(np.abs(np.nan_to_num(z)))))
+    shared, rest, p_same, p_rest = prior_shift(obs, np.where(np.isnan(ref_oe), np.nan, k_ * E),
+                                               np.maximum(k_ * E - k_ * k_ * S2, 0.0), comp, ref_rv, slope_ok,
+                                               _PRIOR_ALPHA)
     _mirror(comp, tested, warn, crit, pv)
     out.append(Result(
         "calibration", None, "observed_expected_ratio", ratio_oe, tested, warn, crit, pv, th.oe_ratio,
         lambda i: {"reference": {"observed_over_expected": rnd(ref_oe[i]), "source": "training"},
                    "current": {"observed_over_expected": rnd(oe[i]), "mean_score": rnd(_div(E[i], sl[i])),
-                               "base_rate": rnd(_div(obs[i], sl[i]))}},
+                               "base_rate": rnd(_div(obs[i], sl[i]))},
+                   "prior_shift": {"shared": bool(shared[i]), "slope_consistent": slope_ok,
+                                   **({"rest_of_traffic_ratio": rnd(rest[i]), "p_same_as_rest": rnd(p_same[i], 6)}
+                                      if rest[i] == rest[i] else {})}},
         lambda i: f"outcomes are {oe[i]:.2f}x the mean score (training: {ref_oe[i]:.2f}x): scores are miscalibrated",
         effect=log_effect(ratio_oe)))
 
@@ -272,6 +282,10 @@ def outcome_checks(cur: Arrays, base: Arrays, th: OutcomeThresholds, *, ref_rate
     for r in out:  # a small sample may breach hugely by chance: let hysteresis confirm it
         r.crit = r.crit & big
     return out
+
+
+#: level at which a slope difference or a slice's disagreement with the rest rules out a shift of the prior
+_PRIOR_ALPHA = 0.01
 
 
 def _slope_checks(cur: Arrays, base: Arrays, th: OutcomeThresholds, comp: np.ndarray,
