@@ -49,6 +49,9 @@ def test_a_local_change_or_a_slope_change_is_not_the_prior() -> None:
         obs, kE, var, comp = _rows(np.random.default_rng(seed), (3.0, 1.0, 0.5))  # one region up, one down
         shared = prior_shift(obs, kE, var, comp, 0.0, True)[0]
         assert not shared[0] and not shared[1] and not shared[3]
+        obs, kE, var, comp = _rows(np.random.default_rng(seed), (2.5, 1.0, 1.0))  # one region alone
+        shared = prior_shift(obs, kE, var, comp, 0.0, True)[0]
+        assert not shared[0] and not shared[1]
         obs, kE, var, comp = _rows(np.random.default_rng(seed), (2.5, 2.5, 2.5))
         assert not prior_shift(obs, kE, var, comp, 0.0, slope_ok=False)[0].any()  # the slope moved
 
