@@ -19,10 +19,13 @@ kind                      statistic                         effect (warning / cr
 ``calibration``           ``ece_delta`` (baseline)          ECE up by 0.05 / 0.1; chi-square of per-bin
                                                             label rates, current vs baseline
 ``calibration``           ``observed_expected_ratio``       O/E vs training O/E >= 1.3 or <= 1/1.3 / 2;
-                          (training)                        z-test on the positives
-``calibration``           ``calibration_slope``             slope x1.25 or x1/1.25 / x2; z-test. Against
-                          (baseline, training)              training over the trailing cohorts the test
-                                                            needs, with the labels in after the label age
+                          (training)                        z-test on the positives; ``label_drift`` with
+                                                            stable inputs when it has the shape of a prior
+                                                            shift (:mod:`.prior_shift`)
+``calibration``           ``calibration_slope``             slope x1.25 or x1/1.25 / x2; z-test against the
+                          (baseline, training)              baseline. Against training: a CUSUM over the
+                                                            trailing cohorts, with the labels in after the
+                                                            label age (:mod:`.slope_sequential`)
 ``performance``           ``auc_drop`` (baseline,           AUC down 0.05 / 0.1; Hanley-McNeil z-test
                           reference if it has an AUC)
 ``performance``           ``precision_drop``,               down 0.1 / 0.2 at the threshold in force;
