@@ -49,8 +49,7 @@ def explain(findings: list[Finding], rows: np.ndarray, comp: np.ndarray, stable:
                              f" and the rest of traffic's moved the same way "
                              f"({f.evidence['prior_shift']['rest_of_traffic_ratio']}x) with the inputs unchanged "
                              "and the calibration slope as in training: the outcome prior moved everywhere"))
-                    if f.kind == "calibration" and f.statistic == "observed_expected_ratio"
-                    and (f.evidence.get("prior_shift") or {}).get("shared") else f
+                    if f.kind == "calibration" and f.statistic == "observed_expected_ratio" and _prior_shaped(f) else f
                     for f in findings]
     # 1. incomplete labels explain base-rate and calibration moves
     delay_rows = {f.row for f in findings if f.kind == "label_delay" and f.statistic in DELAY_STATS}
@@ -87,6 +86,13 @@ def explain(findings: list[Finding], rows: np.ndarray, comp: np.ndarray, stable:
             f = replace(f, evidence={**f.evidence, "also": also[r]})
         final.append(f)
     return sorted(final, key=lambda f: (rank(f), f.row)), bool(delay_rows)
+
+
+def _prior_shaped(f: Finding) -> bool:
+    """Has this observed/expected move the shape of a shift of the outcome prior? The binary checks say so in
+    the evidence (``prior_shift``); a task without that test (multiclass) keeps the all-traffic rule."""
+    ps = f.evidence.get("prior_shift")
+    return bool(ps.get("shared")) if isinstance(ps, dict) else f.row == 0
 
 
 def incomplete(cur: np.ndarray, base: np.ndarray, expected: np.ndarray) -> np.ndarray:
