@@ -128,6 +128,8 @@ async def faust_count(bootstrap: str, topic: str, total: int, batch: int, within
     import faust
 
     from detector.kafka.clients import plaintext
+    from detector.kafka.take import take_batches
+    from detector.kafka.worker import FOLD_BYTES
 
     app = faust.App(f"bench-faust-{uuid.uuid4().hex[:8]}", broker=plaintext(bootstrap).faust_brokers(), web_enabled=False,
                     datadir=_datadir(), **_faust_settings(batch))
@@ -136,7 +138,7 @@ async def faust_count(bootstrap: str, topic: str, total: int, batch: int, within
 
     @app.agent(src)
     async def count(stream: Any) -> None:
-        async for events in stream.take_events(batch, within=within):
+        async for events in take_batches(stream, batch, FOLD_BYTES, within):
             seen[0] += len(events)
 
     await app.start()
@@ -203,10 +205,18 @@ async def worker_rate(bootstrap: str, topic: str, total_events: int, ref: Any, b
     w = Worker(cfg, {}, ref, worker_id="bench", batch=batch)
     w.app.conf.datadir = _datadir()
     side = w.sidecar
+    got: list[float] = []  # when the consumer first held its partitions (before the units were restored)
+
+    def started() -> bool:
+        if not got and _assigned(w.app):
+            got.append(time.monotonic())
+        return w.assigned_at is not None and w.restored.is_set()
+
     await w.app.start()
     try:
-        r = await _watch(lambda: sum(side.counts().values()), total_events, timeout,
-                         lambda: _assigned(w.app) and w.restored.is_set())
+        r = await _watch(lambda: sum(side.counts().values()), total_events, timeout, started)
+        assert w.assigned_at is not None
+        r["restore_s"] = max(0.0, w.assigned_at - got[0]) if got else 0.0
         c = side.counts()
         if c["predictions"] != total_events:
             raise RuntimeError(f"the worker folded {c['predictions']:,} of {total_events:,} events ({c})")
