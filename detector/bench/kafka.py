@@ -7,7 +7,8 @@ fresh consumer group per measurement so every one reads its topic from the start
 
 single-event messages
     ``faust``         a Faust agent that only counts (``value_serializer="raw"``, the worker's
-                      ``stream.take_events`` batching and consumer settings): the transport ceiling
+                      batching - :func:`detector.kafka.take.take_batches` - and consumer
+                      settings): the transport ceiling
     ``skewwatch``     the real sidecar :class:`~detector.kafka.worker.Worker` (the same kind of
                       agent handing each batch to ``Sidecar.on_predictions``; window partials go to
                       the aggregator through Kafka, as in production)
@@ -19,8 +20,11 @@ envelopes
 and, to show where the time goes, ``core`` (the same Sidecar fed from memory, no Kafka) and the
 CPU time per message / per event of every variant (``time.process_time`` of this process, which
 excludes the broker). Rates count from the moment the consumer holds its partitions (Faust: the
-group join done and, for the worker, its state restored; aiokafka: the first fetch) to the last
-message processed, so the group join (~4 s on this broker) is not in them. Every figure is the median of
+group join done and, for the worker, its units restored - ``restore_s`` in the JSON, ~0.5 s on
+this broker, reading the empty state topic; aiokafka: the first fetch) to the last message
+processed, so the group join (~4 s on this broker) and the restore are not in them; what the
+worker folded before the count starts (its first fold, queued behind the restore) is not counted
+either, and what was fetched during the restore is. Every figure is the median of
 ``--runs`` runs, with every run listed. The machine's load average is reported: on a shared
 machine wall-clock rates are noisy, CPU per message is the stabler number.
 """
@@ -285,9 +289,12 @@ async def measure_all(bootstrap: str, singles: str, envelopes: str, n_single: in
 
 
 def _summary(rs: list[dict[str, float]]) -> dict[str, Any]:
-    return {"median_per_s": round(statistics.median(r["rate"] for r in rs)),
-            "runs_per_s": [round(r["rate"]) for r in rs],
-            "cpu_us_median": round(statistics.median(r["cpu_us"] for r in rs), 2)}
+    out: dict[str, Any] = {"median_per_s": round(statistics.median(r["rate"] for r in rs)),
+                           "runs_per_s": [round(r["rate"]) for r in rs],
+                           "cpu_us_median": round(statistics.median(r["cpu_us"] for r in rs), 2)}
+    if all("restore_s" in r for r in rs):  # the worker: seconds from holding its partitions to their units restored
+        out["restore_s_median"] = round(statistics.median(r["restore_s"] for r in rs), 3)
+    return out
 
 
 def run(args: argparse.Namespace) -> int:
