@@ -17,9 +17,10 @@ envelopes
     ``aiokafka``      a raw ``AIOKafkaConsumer.getmany`` loop that only counts: the ceiling
     ``skewwatch``     the real Worker again, in events/s (target >= 100,000 events/s)
     ``ratio``         skewwatch / aiokafka
-and, to show where the time goes, ``core`` (the same Sidecar fed from memory, no Kafka) and the
+and, to show where the time goes, ``core`` (the same Sidecar fed from memory, no Kafka), the
 CPU time per message / per event of every variant (``time.process_time`` of this process, which
-excludes the broker). Rates count from the moment the consumer holds its partitions (Faust: the
+excludes the broker) and the broker's CPU seconds over each variant's run (``broker_cpu_s_median``,
+from ``/proc``: the broker is a child process, pinned to the same core by ``taskset``). Rates count from the moment the consumer holds its partitions (Faust: the
 group join done and, for the worker, its units restored - ``restore_s`` in the JSON, ~0.5 s on
 this broker, reading the empty state topic; aiokafka: the first fetch) to the last message
 processed, so the group join (~4 s on this broker) and the restore are not in them; what the
@@ -258,10 +259,24 @@ def core_rate(messages: list[bytes], ref: Any, window: str, per_message: int) ->
     return {"rate": n / dt, "seconds": dt, "cpu_us": 1e6 * (time.process_time() - cpu0) / n, "counted": float(n)}
 
 
+def _cpu_seconds(pid: int | None) -> float | None:
+    """User + system CPU seconds of process ``pid`` so far (Linux ``/proc``; None elsewhere or when it is gone)."""
+    if pid is None:
+        return None
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 async def measure_all(bootstrap: str, singles: str, envelopes: str, n_single: int, n_env: int, ref: Any,
                       runs: int, batch: int, window: str, quiet: bool,
-                      single_values: list[bytes], env_values: list[bytes]) -> dict[str, list[dict[str, float]]]:
-    """Every variant ``runs`` times, interleaved (so load drifts spread over all of them)."""
+                      single_values: list[bytes], env_values: list[bytes],
+                      broker_pid: int | None = None) -> dict[str, list[dict[str, float]]]:
+    """Every variant ``runs`` times, interleaved (so load drifts spread over all of them); with
+    ``broker_pid``, the broker's CPU seconds over each variant's whole run (start, join and stop included)."""
     timeout = 600.0
     variants: list[tuple[str, Callable[[], Awaitable[dict[str, float]]]]] = [
         ("single.faust", lambda: faust_count(bootstrap, singles, n_single, batch, 0.2, timeout)),
@@ -276,7 +291,11 @@ async def measure_all(bootstrap: str, singles: str, envelopes: str, n_single: in
     for r in range(runs):
         for name, fn in variants:
             gc.collect()
+            b0 = _cpu_seconds(broker_pid)
             res = await fn()
+            b1 = _cpu_seconds(broker_pid)
+            if b0 is not None and b1 is not None:
+                res["broker_cpu_s"] = b1 - b0
             if name.startswith("envelope.") and not name.endswith("skewwatch"):
                 res = {**res, "rate": res["rate"] * ENVELOPE, "cpu_us": res["cpu_us"] / ENVELOPE}  # per event
             out[name].append(res)
@@ -292,6 +311,8 @@ def _summary(rs: list[dict[str, float]]) -> dict[str, Any]:
     out: dict[str, Any] = {"median_per_s": round(statistics.median(r["rate"] for r in rs)),
                            "runs_per_s": [round(r["rate"]) for r in rs],
                            "cpu_us_median": round(statistics.median(r["cpu_us"] for r in rs), 2)}
+    if all("broker_cpu_s" in r for r in rs):  # the broker's CPU over the variant's whole run (it shares the core)
+        out["broker_cpu_s_median"] = round(statistics.median(r["broker_cpu_s"] for r in rs), 3)
     if all("restore_s" in r for r in rs):  # the worker: seconds from holding its partitions to their units restored
         out["restore_s_median"] = round(statistics.median(r["restore_s"] for r in rs), 3)
     return out
@@ -332,7 +353,7 @@ def run(args: argparse.Namespace) -> int:
             _progress(quiet, f"produced: {p1:,.0f} msg/s singles, {p2 * ENVELOPE:,.0f} events/s in envelopes; "
                              f"{args.runs} runs of each variant...")
             res = await measure_all(broker.bootstrap, singles, env_topic, n, len(envelopes), ref, args.runs, batch,
-                                    window, quiet, events, envelopes)
+                                    window, quiet, events, envelopes, broker.pid)
             return p1, p2, res
 
         # warm up: the first model state imports river and builds its detectors (~3 s, once per process)
