@@ -32,7 +32,7 @@ from typing import Any
 
 from detector.config import ConfigError, Kafka, Security
 
-__all__ = ["ClientSettings", "client_settings", "plaintext", "build_ssl_context"]
+__all__ = ["ClientSettings", "client_settings", "plaintext", "build_ssl_context", "refuse_auto_create"]
 
 log = logging.getLogger("skewwatch.kafka")
 
@@ -200,3 +200,28 @@ def _secret(sec: Security, name: str, environ: Any) -> str | None:
                               "set it (e.g. from a Secret with valueFrom.secretKeyRef)")
         return str(value)
     return None
+
+
+def refuse_auto_create() -> None:
+    """Make every aiokafka client of this process ask the brokers never to create a topic it names.
+
+    aiokafka sends Metadata requests with ``allow_auto_topic_creation`` true (and has no setting for it):
+    a broker with auto-creation on (Kafka's default; the embedded broker always) then creates any topic a
+    client merely looks up, with the broker's default partition count and configs. After a broker lost
+    its data, the worker's consumer and producer would re-create their topics that way within
+    milliseconds of its return - input topics with another partition count (no longer co-partitioned),
+    a state topic that is not compacted - before anyone could create them properly. skewwatch creates
+    its topics itself, with their partitions and configs (:mod:`detector.kafka.topics`). Idempotent.
+    """
+    from aiokafka.protocol import metadata
+
+    cls = metadata.MetadataRequest
+    if getattr(cls.__init__, "_skewwatch_no_auto_create", False):
+        return
+    original = cls.__init__
+
+    def __init__(self: Any, topics: list[str] | None = None, allow_auto_topic_creation: bool | None = None) -> None:
+        original(self, topics, False if allow_auto_topic_creation is None else allow_auto_topic_creation)
+
+    __init__._skewwatch_no_auto_create = True  # type: ignore[attr-defined]
+    cls.__init__ = __init__  # type: ignore[method-assign]

@@ -206,6 +206,41 @@ def topic_names(prefix: str) -> dict[str, str]:
     return {k: f"{prefix}-{tag}-{k}" for k in ("predictions", "labels", "features", "alerts", "dlq")}
 
 
+def topic_partitions(bootstrap: str, names: Iterable[str]) -> dict[str, int]:
+    """The partition count of each of ``names`` that exists (an all-topics lookup: it creates none)."""
+
+    async def look() -> dict[str, int]:
+        from aiokafka import AIOKafkaConsumer
+
+        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
+        await consumer.start()
+        try:
+            have = await consumer.topics()
+            return {t: len(consumer.partitions_for_topic(t) or ()) for t in names if t in have}
+        finally:
+            await consumer.stop()
+
+    return run(look())
+
+
+async def topic_config(bootstrap: str, topic: str, key: str) -> str | None:
+    """One config value of ``topic`` as the broker describes it."""
+    from aiokafka.admin import AIOKafkaAdminClient
+    from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
+    await admin.start()
+    try:
+        for response in await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)]):
+            for resource in response.resources:
+                for entry in resource[4]:
+                    if entry[0] == key:
+                        return str(entry[1])
+        return None
+    finally:
+        await admin.close()
+
+
 def write_config(path: Path, bootstrap: str, reference: Path, group: str, topics: dict[str, str], port: int,
                  partitions: int = 4, **extra: Any) -> Path:
     cfg: dict[str, Any] = {
@@ -231,6 +266,8 @@ class WorkerProc:
     worker_id: str
     port: int
     log_path: Path
+    cwd: Path = REPO
+    env: dict[str, str] = field(default_factory=dict)
     proc: subprocess.Popen[bytes] | None = None
     launched: float = 0.0
     _log: Any = field(default=None, repr=False)
@@ -243,11 +280,11 @@ class WorkerProc:
     def start(self) -> WorkerProc:
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
         env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
-               "PYTHONUNBUFFERED": "1"}
+               "PYTHONUNBUFFERED": "1", **self.env}
         self.launched = time.monotonic()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "detector", "run", "--config", str(self.config), "--worker-id", self.worker_id],
-            cwd=REPO, env=env, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
+            cwd=self.cwd, env=env, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
             start_new_session=True,
         )
         return self
@@ -316,8 +353,8 @@ def workers(tmp_path: Path) -> Iterator[Callable[..., WorkerProc]]:
     """Factory ``spawn(config, worker_id, port)``; every worker spawned is stopped at teardown."""
     started: list[WorkerProc] = []
 
-    def spawn(config: Path, worker_id: str, port: int) -> WorkerProc:
-        w = WorkerProc(config, worker_id, port, tmp_path / f"{worker_id}-{len(started)}.log")
+    def spawn(config: Path, worker_id: str, port: int, **kw: Any) -> WorkerProc:
+        w = WorkerProc(config, worker_id, port, tmp_path / f"{worker_id}-{len(started)}.log", **kw)
         started.append(w)
         return w.start()
 
@@ -812,13 +849,16 @@ def test_broker_restart_worker_survives_and_resumes(reference_path: Path, tmp_pa
         pytest.skip(str(exc))
     try:
         topics, group, port = topic_names("outage"), unique("outage"), free_port()
-        # created through the broker object, so restart() re-creates them (memory storage loses all)
-        broker.create_topics({topics["predictions"]: 2, topics["labels"]: 2, topics["features"]: 2,
-                              topics["alerts"]: 1, topics["dlq"]: 1, f"{group}-partials": 1})
-        broker.create_topics({f"{group}-state": 1}, configs={"cleanup.policy": "compact"})
+        # every topic the worker needs, with its partitions: it creates them all (at start and after the outage)
+        need = {**{topics[k]: 2 for k in ("predictions", "labels", "features")}, topics["alerts"]: 1, topics["dlq"]: 1,
+                "skewwatch-counterexamples": 1, f"{group}-partials": 1, f"{group}-state": 1}
         cfg = write_config(tmp_path / "cfg.yaml", broker.bootstrap, reference_path, group, topics, port,
                            partitions=2, checkpoint_interval=2.0)
-        w = workers(cfg, "outage-w", port)
+        # an empty working directory and temporary directory of its own: the worker must leave both as it found them
+        cwd, tmp = tmp_path / "cwd", tmp_path / "tmp"
+        cwd.mkdir()
+        tmp.mkdir()
+        w = workers(cfg, "outage-w", port, cwd=cwd, env={"TMPDIR": str(tmp)})
         print(f"\nworker ready {w.wait_ready():.1f}s after launch")
 
         health: list[tuple[float, int | str]] = []
@@ -847,8 +887,15 @@ def test_broker_restart_worker_survives_and_resumes(reference_path: Path, tmp_pa
         ckpts = w.status()["checkpoints"]
 
         t0 = time.monotonic()
-        broker.restart(downtime=3.0)
-        print(f"broker down and back in {time.monotonic() - t0:.1f}s (all data lost)")
+        broker.restart(downtime=3.0, recreate_topics=False)  # nothing is re-created for the worker
+        print(f"broker down and back in {time.monotonic() - t0:.1f}s (all data lost, no topic left)")
+        # the worker re-creates every topic it needs with its partitions and configs - never by looking one
+        # up: the embedded broker (as Kafka with auto-creation on) would create it with its default of 4
+        # partitions, and the input topics would no longer be co-partitioned
+        wait_until("the worker to re-create its topics", lambda: topic_partitions(broker.bootstrap, need) == need,
+                   timeout=120, interval=0.5, on_timeout=lambda: f"{topic_partitions(broker.bootstrap, need)}\n{w.log_tail()}")
+        assert run(topic_config(broker.bootstrap, f"{group}-state", "cleanup.policy")) == "compact"
+        print(f"topics re-created by the worker {time.monotonic() - t0:.1f}s after the restart began")
         metas = produce(broker.bootstrap, [(t, k, v) for k, v in after])
         last = {m.partition: m.offset for m in metas}
         # Tansu answers a fetch past the end of the (new, shorter) log with nothing, not with
@@ -881,6 +928,10 @@ def test_broker_restart_worker_survives_and_resumes(reference_path: Path, tmp_pa
         assert st["counters"]["predictions"] == want, (st["counters"], want)
         assert http_get(f"{w.url}/readyz")[0] == 200
         w.stop()  # before the broker goes: its final checkpoint needs it
+        assert w.proc is not None and w.proc.returncode == 0, w.log_tail()
+        # Faust's data directory was a private temporary one (not `<group>-data/` in the working directory), removed at exit
+        assert sorted(p.name for p in cwd.iterdir()) == [], "the worker left files in its working directory"
+        assert sorted(p.name for p in tmp.iterdir()) == [], "the worker left files in its temporary directory"
     finally:
         broker.stop()
 
