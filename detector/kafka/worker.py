@@ -133,7 +133,7 @@ class Worker(Durable, Sending):
 
         cfg = self.cfg
         t = cfg.kafka.topics
-        refuse_auto_create()  # topics are created with their partitions and configs, never by a lookup
+        refuse_auto_create(self.settings.client_id)  # topics are created with their partitions and configs, never by a lookup
         app = faust.App(
             cfg.kafka.group_id, broker=self.settings.faust_brokers(), broker_credentials=self.settings.faust_credentials(),
             broker_client_id=self.settings.client_id, datadir=self.datadir.name,
