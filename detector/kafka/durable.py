@@ -64,6 +64,7 @@ class Durable:
     topics_recreated = 0  # topics this worker re-created after the cluster lost them
     topics_suspect = False  # a rebalance, or a checkpoint or commit that failed: _guard_topics checks every topic
     kept: dict[str, tuple[Any, float]]  # unit -> (its state, when dropped): see _assign
+    new_logs: set[str]  # topics the worker reads that it saw missing or re-created: their logs start again at 0
 
     async def _send_steps(self, name: str) -> None:
         """A unit's outbox (chunked), then its claim; only called right after a durable checkpoint."""
@@ -113,6 +114,7 @@ class Durable:
             missing = self._missing_topics()
             if missing:
                 self.lost_at = time.monotonic()
+                self._lost_logs(missing)
             if not (missing or self.topics_suspect) or time.monotonic() - last < TOPIC_RETRY:
                 continue
             last = time.monotonic()
@@ -130,9 +132,51 @@ class Durable:
             self.topics_suspect, said = False, ""
             if created:
                 self.lost_at = time.monotonic()
+                self._lost_logs(set(created))
                 self.topics_recreated += len(created)
                 log.warning("re-created topics %s: the cluster had lost them (a broker back without its data?)",
                             ", ".join(created), extra={"topics": created})
+
+    def _lost_logs(self, topics: set[str]) -> None:
+        """Topics the worker reads that the cluster lost: when they are back, their logs start again at offset 0."""
+        read = set(self.sidecar.kind_of) | {self._partials_topic}
+        self.new_logs = getattr(self, "new_logs", set()) | (topics & read)
+
+    async def _start_new_logs(self) -> None:
+        """Read the re-created topics' partitions this worker holds from their start (caller holds the lock).
+
+        Offsets of the old log mean nothing in the new one: the units forget them (a record of the new
+        log is not taken for one already folded), and the group's offset of each such partition is set to
+        0 - overwriting any old offset a commit that waited for the topic wrote there - so the consumer
+        starts at the new log's first record after the rebalance (seek to the committed offsets, or to the
+        earliest without one). Done once per loss, before the group rejoins when it can (the rebalance's
+        checkpoint), else at the next assignment.
+        """
+        new = getattr(self, "new_logs", set())
+        if not new or self._missing_topics() & new:
+            return  # not back yet
+        from faust.types import TP
+
+        side = self.sidecar
+        held: dict[Any, int] = {}
+        kept = [k[0] for k in getattr(self, "kept", {}).values()]
+        for state in [*side.units.values(), *([side.agg] if side.agg is not None else []), *kept]:
+            for key in [k for k in state.offsets if k.rpartition(":")[0] in new]:
+                topic, _, part = key.rpartition(":")
+                del state.offsets[key]
+                state.dirty = True
+                held[TP(topic, int(part))] = 0
+        for key in [k for k in self.pending if k[0] in new]:  # gathered from the old log's position
+            del self.pending[key]
+        self.new_logs = set()
+        if not held:
+            return
+        try:
+            await asyncio.wait_for(self.app.consumer.commit_durable(held), COMMIT_TIMEOUT)
+        except Exception as exc:  # noqa: BLE001 - without a committed offset the consumer starts at the earliest
+            log.debug("offset 0 of the re-created partitions not committed: %s", exc)
+        log.warning("%d partitions of re-created topics are read from their start (the old log's offsets are "
+                    "forgotten)", len(held), extra={"partitions": sorted(f"{tp.topic}:{tp.partition}" for tp in held)})
 
     def _client(self) -> tuple[str, dict[str, Any]]:
         """Bootstrap servers and the other settings for a raw aiokafka client (checkpoint and alert readers)."""
@@ -228,6 +272,8 @@ class Durable:
                             type(exc).__name__)
         for name, t_ in tps.items():
             side.assign_tps(name, t_)
+        if getattr(self, "new_logs", None):
+            await self._start_new_logs()
 
     async def _checkpoint(self, all_units: bool = False, only: list[str] | None = None) -> None:
         """Checkpoint (caller holds the lock), send what the checkpoints hold, then commit what they cover.
@@ -300,6 +346,8 @@ class Durable:
             self.topics_suspect = True
             log.warning("offset commit failed (%s: %s); the next checkpoint of these units commits them",
                         type(exc).__name__, str(exc) or f"no answer within {COMMIT_TIMEOUT:.0f} s")
+        if getattr(self, "new_logs", None):
+            await self._start_new_logs()
         if only is None:
             self.last_checkpoint = time.monotonic()
             self.checkpoint_due = self.last_checkpoint + self.cfg.checkpoint_interval
