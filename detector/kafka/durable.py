@@ -64,7 +64,7 @@ class Durable:
     topics_recreated = 0  # topics this worker re-created after the cluster lost them
     topics_suspect = False  # a rebalance, or a checkpoint or commit that failed: _guard_topics checks every topic
     kept: dict[str, tuple[Any, float]]  # unit -> (its state, when dropped): see _assign
-    new_logs: set[str]  # topics the worker reads that it saw missing or re-created: their logs start again at 0
+    new_logs: set[str]  # topics the worker reads that it found missing and created: their logs start again at 0
 
     async def _send_steps(self, name: str) -> None:
         """A unit's outbox (chunked), then its claim; only called right after a durable checkpoint."""
@@ -112,9 +112,8 @@ class Durable:
         while True:
             await asyncio.sleep(TOPIC_CHECK)
             missing = self._missing_topics()
-            if missing:
+            if missing:  # a hint only (the metadata may not list them yet): the admin client's list decides
                 self.lost_at = time.monotonic()
-                self._lost_logs(missing)
             if not (missing or self.topics_suspect) or time.monotonic() - last < TOPIC_RETRY:
                 continue
             last = time.monotonic()
@@ -138,7 +137,7 @@ class Durable:
                             ", ".join(created), extra={"topics": created})
 
     def _lost_logs(self, topics: set[str]) -> None:
-        """Topics the worker reads that the cluster lost: when they are back, their logs start again at offset 0."""
+        """Topics the worker reads that it found missing and created: their logs start again at offset 0."""
         read = set(self.sidecar.kind_of) | {self._partials_topic}
         self.new_logs = getattr(self, "new_logs", set()) | (topics & read)
 
@@ -153,8 +152,8 @@ class Durable:
         checkpoint), else at the next assignment.
         """
         new = getattr(self, "new_logs", set())
-        if not new or self._missing_topics() & new:
-            return  # not back yet
+        if not new:
+            return
         from faust.types import TP
 
         side = self.sidecar
