@@ -41,12 +41,13 @@ import asyncio
 import logging
 import os
 import socket
+import tempfile
 import time
 from typing import Any
 
 from detector.config import Config
 from detector.core.reference.profile import Reference
-from detector.kafka.clients import ClientSettings, client_settings
+from detector.kafka.clients import ClientSettings, client_settings, refuse_auto_create
 from detector.kafka.durable import Durable, gated_consumer
 from detector.kafka.sending import SEND_TIMEOUT, Sending
 from detector.kafka.sidecar import Batch, Outbox, Sidecar
@@ -118,6 +119,10 @@ class Worker(Durable, Sending):
         self.restored_counts: dict[str, int] = {"predictions": 0, "labels": 0, "feature_events": 0}
         self.restore_errors = 0
         self.alerts_suppressed = 0
+        # Faust's data directory (it stays empty: tables are in memory) is private and temporary, removed
+        # with the worker: Faust's default, `<group_id>-data/` in the working directory, litters it - and
+        # fails the start where the root filesystem is read-only (the image's working directory)
+        self.datadir = tempfile.TemporaryDirectory(prefix="skewwatch-faust-")
         self.app = self._build()
 
     @property
@@ -130,9 +135,10 @@ class Worker(Durable, Sending):
 
         cfg = self.cfg
         t = cfg.kafka.topics
+        refuse_auto_create(self.settings.client_id)  # topics are created with their partitions and configs, never by a lookup
         app = faust.App(
             cfg.kafka.group_id, broker=self.settings.faust_brokers(), broker_credentials=self.settings.faust_credentials(),
-            broker_client_id=self.settings.client_id,
+            broker_client_id=self.settings.client_id, datadir=self.datadir.name,
             value_serializer="raw", key_serializer="raw", store="memory://", topic_partitions=t.partitions,
             # no Faust web server (detector.kafka.web serves the endpoints); its /router and /table off regardless
             web_enabled=False, web_router_enabled=False, web_tables_enabled=False,
@@ -206,6 +212,10 @@ class Worker(Durable, Sending):
             self.last_checkpoint = time.monotonic()
             self.checkpoint_due = self.last_checkpoint + cfg.checkpoint_interval
             self.restored.set()
+
+        @app.task
+        async def guard_topics() -> None:  # re-creates what a broker that lost its data lost (Durable._guard_topics)
+            await self._guard_topics()
 
         @app.task
         async def catch_up() -> None:  # a backlog is stepped through in slices, yielding the loop in between
