@@ -9,7 +9,7 @@ wait too - the size the worker folds at - or, looked at every :data:`TAIL_POLL` 
 partition with messages waiting was read to the end the broker gave at the last fetch (a backlog's
 tail: more cannot come before the next fetch, so waiting ``within`` only delays it; checked per
 poll, not per message, so live traffic that keeps up is still taken in batches of up to
-``TAIL_POLL`` seconds, and an idle stream costs a wake-up per poll). Otherwise it is
+``TAIL_POLL`` seconds; there is no polling while nothing waits). Otherwise it is
 ``take_events`` line for line (the same processor, passive consumption, acks after the batch is
 handled, strict cap), so delivery and commit behaviour do not change.
 
@@ -56,6 +56,7 @@ async def _take(stream: Any, max_messages: int, max_bytes: int, within: float) -
     last: dict[Any, int] = {}  # partition -> offset of its newest waiting message
     size = [0]
     full = asyncio.Event()
+    arrived = asyncio.Event()  # the first message of a batch came
     consumed = asyncio.Event()
     consuming: list[asyncio.Future[Any] | None] = [None]
     acks = stream.enable_acks
@@ -73,6 +74,8 @@ async def _take(stream: Any, max_messages: int, max_bytes: int, within: float) -
             if event is None:
                 raise RuntimeError("take buffer found current_event is None")
             events.append(event)
+            if len(events) == 1:
+                arrived.set()
             m = event.message
             last[m.tp] = m.offset
             v = m.value
@@ -96,8 +99,12 @@ async def _take(stream: Any, max_messages: int, max_bytes: int, within: float) -
         while not stream.should_stop:
             deadline = loop.time() + within
             while (left := deadline - loop.time()) > 0 and not stream.should_stop:
+                if not events:  # nothing waits: sleep until something does (no polling while idle)
+                    arrived.clear()
+                    await stream.wait_for_stopped(arrived, timeout=left)
+                    continue
                 await stream.wait_for_stopped(full, timeout=min(left, TAIL_POLL))
-                if full.is_set() or (events and _read_to_end(app, last)):
+                if full.is_set() or _read_to_end(app, last):
                     break
             if events:
                 consuming[0] = stream.loop.create_future()
