@@ -89,7 +89,8 @@ def close_window(ms: ModelState, w: WindowCounts, st: DetectorSettings, manager:
     ms.day.add(w, ms.seasonal.coarse(w), ms.seasonal, Frozen.of(ms.seasonal, lay, hourly))
     if not v.extra["hourly_skew"] and ms.day.ready:
         daily = guard("daily", lambda: daily_checks(lay, v, ms.day.total(), ms.seasonal, st, ms.cands_complete(ms.day.oldest),
-                                                    ms.day.dispersion(v, ms.cand_since, ms.seasonal.blocks)), [])
+                                                    ms.day.dispersion(v, ms.cand_since, ms.seasonal.blocks),
+                                                    ms.day.mix_dispersion(v, lay, ms.seasonal.blocks)), [])
         results.extend(daily)
         findings = dedup(findings + select_findings(daily, v, st.fdr_q, suppressed), suppressed)
     findings = _persistent_shifts(ms, lay, findings, suppressed, w.start)

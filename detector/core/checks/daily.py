@@ -34,6 +34,7 @@ import numpy as np
 from detector.core.checks.clockseen import clock_in_production
 from detector.core.checks.common import _cat_shares, _r, _shares
 from detector.core.checks.dispersion import MIN_DAYS, ShareHistory, quasi_binomial_sf, spread
+from detector.core.checks.mixdispersion import DaySums, multinomial_overdispersion
 from detector.core.checks.result import Result
 from detector.core.checks.view import View, _ref_rows
 from detector.core.inputs.layout import SCORE, Layout
@@ -58,6 +59,9 @@ class DayRing:
         self.last_end = -math.inf
         # whole days of candidate-value hits: how bursty each value's daily share is (detector.core.checks.dispersion)
         self.history = ShareHistory(period)
+        # whole days of coarse bins and category counts: how far each feature's daily distribution strays
+        # from production's own pooled mix (detector.core.checks.mixdispersion)
+        self.mixes = DaySums(period)
 
     def add(self, w: WindowCounts, coarse: np.ndarray, sb: SeasonalBaseline | None = None, frozen: Frozen | None = None) -> None:
         """Add a closed window. The ``frozen`` series (those of an hourly finding or an open incident) are
@@ -79,6 +83,7 @@ class DayRing:
         self.items.append((w.start, {"num": num, "cat": cat, "cand": cand, "events": w.rates[:, RATE["events"]].copy(), **seen}))
         if sb is not None:  # the counts the day sums (held series as usual), per numeric block
             self.history.add(w.start, cand, np.stack([num[:, b][:, :-1].sum(axis=1) for b in sb.blocks], axis=1))
+        self.mixes.add(w.start, {"num": num, "cat": cat})
         self.first = min(self.first, w.start)
         self.last_end = max(self.last_end, w.end)
         while self.items and self.items[0][0] < self.last_end - self.period:
@@ -96,7 +101,8 @@ class DayRing:
 
     def to_state(self) -> dict[str, Any]:
         return {"period": self.period, "first": self.first, "last_end": self.last_end,
-                "items": [[start, arrs] for start, arrs in self.items], "history": self.history.to_state()}
+                "items": [[start, arrs] for start, arrs in self.items], "history": self.history.to_state(),
+                "mixes": self.mixes.to_state()}
 
     def load_state(self, st: Any, rows: int) -> None:
         """Restore :meth:`to_state` (``rows``: the layout's slice rows, which every array must have)."""
@@ -114,6 +120,8 @@ class DayRing:
         self.items = items
         # a state written before the history existed starts one (the dispersion factor is 1 until two days pass)
         self.history = ShareHistory.from_state(st["history"], rows) if "history" in st else ShareHistory(self.period)
+        # likewise the daily distributions (the distribution tests count events as independent until two days pass)
+        self.mixes = DaySums.from_state(st["mixes"], rows) if "mixes" in st else DaySums(self.period)
 
     def dispersion(self, v: View, since: np.ndarray, blocks: list[slice]) -> np.ndarray | None:
         """Over-dispersion of each candidate value's daily share per pseudo-row of ``v``, block and candidate,
@@ -128,6 +136,22 @@ class DayRing:
         if daily is None:
             return hourly
         return np.where(daily[1] >= MIN_DAYS, daily[0], np.maximum(daily[0], hourly))
+
+    def mix_dispersion(self, v: View, lay: Layout, blocks: list[slice]) -> dict[tuple[str, int], np.ndarray] | None:
+        """Over-dispersion of each feature's whole daily distribution per pseudo-row of ``v``: {("num", block) or
+        ("cat", categorical index): (P,)}, from the whole days before the trailing one
+        (:func:`~detector.core.checks.mixdispersion.multinomial_overdispersion`); None before two such days."""
+        days = self.mixes.before(self.oldest)
+        if len(days) < 2:
+            return None
+        ext = lambda a: np.maximum(_ext(a, v), 0.0)  # noqa: E731
+        num = np.stack([ext(d["num"]) for d in days])
+        cat = np.stack([ext(d["cat"]) for d in days])
+        out = {("num", j): multinomial_overdispersion(num[:, :, b.start : b.stop - 1]) for j, b in enumerate(blocks)}
+        for j, name in enumerate(lay.categorical):
+            off = int(lay.cat_offsets[j])
+            out[("cat", j)] = multinomial_overdispersion(cat[:, :, off : off + len(lay.cat_vocab[name]) + 1])
+        return out
 
     def total(self) -> dict[str, np.ndarray]:
         out = {k: self.items[0][1][k].copy() for k in _SUMMED}
@@ -173,22 +197,26 @@ def _ext(a: np.ndarray, v: View) -> np.ndarray:
 
 
 def daily_checks(lay: Layout, v: View, day: dict[str, np.ndarray], sb: SeasonalBaseline, st: DetectorSettings,
-                 cands: np.ndarray, phi: np.ndarray | None = None) -> list[Result]:
+                 cands: np.ndarray, phi: np.ndarray | None = None,
+                 mix_phi: dict[tuple[str, int], np.ndarray] | None = None) -> list[Result]:
     """Distribution skew of the trailing day per pseudo-row of ``v`` (see the module docstring). ``phi``: the
     over-dispersion of each candidate value's daily share (pseudo-row x block x candidate, :meth:`DayRing.dispersion`;
-    None = independent events)."""
+    None = independent events); ``mix_phi``: that of each feature's whole daily distribution
+    (:meth:`DayRing.mix_dispersion`; None = independent events)."""
+    mp = mix_phi or {}
     D = {k: np.maximum(_ext(a, v), 0.0) for k, a in day.items()}  # substituted series are fractional
     out: list[Result] = []
     clock = clock_in_production(lay, sb)  # their share of one value is the day's volume curve (checks.clockseen)
     for j in range(lay.n_num_blocks):
-        out.extend(_numeric(lay, v, D, sb, st, j, cands, None if phi is None else phi[:, j], clock))
+        out.extend(_numeric(lay, v, D, sb, st, j, cands, None if phi is None else phi[:, j], clock, mp.get(("num", j))))
     for j in range(len(lay.categorical)):
-        out.extend(_categorical(lay, v, D, st, j))
+        out.extend(_categorical(lay, v, D, st, j, mp.get(("cat", j))))
     return out
 
 
 def _numeric(lay: Layout, v: View, D: dict[str, np.ndarray], sb: SeasonalBaseline, st: DetectorSettings, j: int,
-             cands: np.ndarray, phi: np.ndarray | None, clock: frozenset[str] = frozenset()) -> list[Result]:
+             cands: np.ndarray, phi: np.ndarray | None, clock: frozenset[str] = frozenset(),
+             mix_phi: np.ndarray | None = None) -> list[Result]:
     th = st.thresholds
     name = SCORE if j == lay.n_num_blocks - 1 else lay.numeric[j]
     feature = "score" if name == SCORE else name
@@ -244,15 +272,19 @@ def _numeric(lay: Layout, v: View, D: dict[str, np.ndarray], sb: SeasonalBaselin
             lambda i: {"reference": {"min": _r(refs[i].min), "max": _r(refs[i].max)}, "current": {"outside": _r(oor[i])}, "span": SPAN},
             lambda i: f"{oor[i]:.1%} of the last day's {feature} values fall outside the training range"))
         psi = stats.psi(RC, coarse)
-        _, _, pv_p = stats.gtest_gof(coarse, RC, ref_n=ref_n)
+        # days are no independent draws of events: the day counts as n / phi events (detector.core.checks.mixdispersion)
+        mph = np.ones(P) if mix_phi is None else mix_phi
+        _, _, pv_p = stats.gtest_gof(coarse / mph[:, None], RC, ref_n=ref_n)
         out.append(Result(
             kind, feature, "psi_24h", psi, tested, psi >= th.psi_warning, psi >= th.psi_critical, pv_p, th.psi_warning,
-            lambda i: {"reference": {"bins": _shares(RC[i])}, "current": {"bins": _shares(coarse[i]), "count": int(n_nm[i])}, "span": SPAN},
+            lambda i: {"reference": {"bins": _shares(RC[i])}, "current": {"bins": _shares(coarse[i]), "count": int(n_nm[i])}, "span": SPAN,
+                       "dispersion": _r(mph[i])},
             lambda i: f"over the last day {feature}'s distribution moved away from training (PSI {psi[i]:.2f})"))
     return out
 
 
-def _categorical(lay: Layout, v: View, D: dict[str, np.ndarray], st: DetectorSettings, j: int) -> list[Result]:
+def _categorical(lay: Layout, v: View, D: dict[str, np.ndarray], st: DetectorSettings, j: int,
+                 mix_phi: np.ndarray | None = None) -> list[Result]:
     th = st.thresholds
     name = lay.categorical[j]
     cats = list(lay.cat_vocab[name])
@@ -271,11 +303,13 @@ def _categorical(lay: Layout, v: View, D: dict[str, np.ndarray], st: DetectorSet
                        if h else np.full(V + 1, 1.0 / (V + 1)) for r, h in zip(refs, has, strict=True)])
         ref_n = np.maximum(n0 * (1 - np.nan_to_num(p0)), 1)
         li = stats.linf(RS, obs)
-        _, _, pv_l = stats.gtest_gof(obs, RS, ref_n=ref_n)
+        mph = np.ones(len(obs)) if mix_phi is None else mix_phi
+        _, _, pv_l = stats.gtest_gof(obs / mph[:, None], RS, ref_n=ref_n)
         out.append(Result(
             "feature_drift", name, "linf_24h", li, has & (n_nm >= st.min_count), li >= th.linf_warning, li >= th.linf_critical, pv_l,
             th.linf_warning,
-            lambda i: {"reference": _cat_shares(cats, RS[i]), "current": _cat_shares(cats, obs[i] / max(n_nm[i], 1)), "span": SPAN},
+            lambda i: {"reference": _cat_shares(cats, RS[i]), "current": _cat_shares(cats, obs[i] / max(n_nm[i], 1)), "span": SPAN,
+                       "dispersion": _r(mph[i])},
             lambda i: f"over the last day {name}'s category mix moved away from training (L-inf {li[i]:.2f})"))
     return out
 
