@@ -34,7 +34,7 @@ import numpy as np
 from detector.core.checks.clockseen import clock_in_production
 from detector.core.checks.common import _cat_shares, _r, _shares
 from detector.core.checks.dispersion import MIN_DAYS, ShareHistory, quasi_binomial_sf, spread
-from detector.core.checks.mixdispersion import DaySums, multinomial_overdispersion
+from detector.core.checks.mixdispersion import DaySums, day_dispersion, multinomial_overdispersion
 from detector.core.checks.result import Result
 from detector.core.checks.view import View, _ref_rows
 from detector.core.inputs.layout import SCORE, Layout
@@ -140,18 +140,29 @@ class DayRing:
     def mix_dispersion(self, v: View, lay: Layout, blocks: list[slice]) -> dict[tuple[str, int], np.ndarray] | None:
         """Over-dispersion of each feature's whole daily distribution per pseudo-row of ``v``: {("num", block) or
         ("cat", categorical index): (P,)}, from the whole days before the trailing one
-        (:func:`~detector.core.checks.mixdispersion.multinomial_overdispersion`); None before two such days."""
-        days = self.mixes.before(self.oldest)
-        if len(days) < 2:
+        (:func:`~detector.core.checks.mixdispersion.day_dispersion`); with fewer than ``MIN_DAYS`` such days,
+        the larger of that and the scatter of the trailing day's own windows (as the value-share test does:
+        conservative - it also counts the hours' own mix as dispersion). None when the day is empty."""
+        if not self.items:
             return None
         ext = lambda a: np.maximum(_ext(a, v), 0.0)  # noqa: E731
-        num = np.stack([ext(d["num"]) for d in days])
-        cat = np.stack([ext(d["cat"]) for d in days])
-        out = {("num", j): multinomial_overdispersion(num[:, :, b.start : b.stop - 1]) for j, b in enumerate(blocks)}
+        days = self.mixes.before(self.oldest)
+        starts = np.array([s for s, _ in days])
+        hourly = len(days) < MIN_DAYS
+        stacks = [np.stack([ext(d[key]) for _, d in days]) if days else None for key in ("num", "cat")]
+        windows = [np.stack([ext(a[key]) for _, a in self.items]) if hourly else None for key in ("num", "cat")]
+
+        def phi(src: int, cols: slice) -> np.ndarray:
+            c = stacks[src]
+            out = day_dispersion(c[:, :, cols], starts, self.oldest, self.period) if c is not None and len(days) >= 2 else np.ones(v.P)
+            h = windows[src]
+            return np.maximum(out, multinomial_overdispersion(h[:, :, cols])) if h is not None else out
+
+        res = {("num", j): phi(0, slice(b.start, b.stop - 1)) for j, b in enumerate(blocks)}
         for j, name in enumerate(lay.categorical):
             off = int(lay.cat_offsets[j])
-            out[("cat", j)] = multinomial_overdispersion(cat[:, :, off : off + len(lay.cat_vocab[name]) + 1])
-        return out
+            res[("cat", j)] = phi(1, slice(off, off + len(lay.cat_vocab[name]) + 1))
+        return res
 
     def total(self) -> dict[str, np.ndarray]:
         out = {k: self.items[0][1][k].copy() for k in _SUMMED}

@@ -18,19 +18,29 @@ a series held for an open incident enters as it usually is at that time of day).
 chi-square of every day's counts around **production's own pooled mix** of those days (not around
 training - a shift present since the first day moves the pooled mix with it and does not widen its
 own yardstick) over its degrees of freedom ``(days - 1) (bins - 1)``, shrunk toward 1 by
-:data:`~detector.core.checks.dispersion.PRIOR_DF` pseudo-days of independent traffic and floored at
-1 (a history steadier than multinomial never makes the test bolder). Bins too sparse for Pearson's
-statistic (fewer than :data:`MIN_EXPECTED` expected events a day) are pooled into one.
+:data:`~detector.core.checks.dispersion.PRIOR_DF` pseudo-degrees of freedom of independent traffic
+(the value-share test's prior; a day of ``K`` bins brings ``K - 1`` degrees of freedom, so two days
+already say much) and floored at 1 (a history steadier than multinomial never makes the test
+bolder). Bins too sparse for Pearson's statistic (fewer than :data:`MIN_EXPECTED` expected events a
+day) are pooled into one.
 
 Under the Dirichlet-multinomial model of clustered counts (every day's mix drawn around a long-run
 mix, events drawn from the day's mix) the G statistic of a day against the long-run mix is ``phi``
 times a chi-square, so the day counts as ``n / phi`` independent events (Kish's design effect) -
-the trailing day's G-test is taken on the counts divided by ``phi``. A weekly pattern is part of
-that spread: a Sunday is as far from the all-days mix as production's own Sundays are from
-production's own all-days mix, and that is what ``phi`` measures once one weekend has passed. A
-pipeline fault or a drift that moves the distribution well beyond the day-to-day spread still stands
-out, and the gross faults (units, missing values, unseen categories, a default value, schema) are
-judged hourly whatever the day does.
+the trailing day's G-test is taken on the counts divided by ``phi``. A pipeline fault or a drift
+that moves the distribution well beyond the day-to-day spread still stands out, and the gross
+faults (units, missing values, unseen categories, a default value, schema) are judged hourly
+whatever the day does.
+
+**The week.** Training without timestamps is the all-days mix, and a Sunday is not an average day.
+Its distance from that mix is as large as production's own Sundays' distance from production's
+own all-days mix - the spread the estimate measures. But averaged over all days, one far day in seven
+(shops closed on Sundays) is diluted seven-fold, so a day is judged with the larger of the all-days
+factor and that of the days at the same time of earlier weeks (:func:`day_dispersion`, once a week
+of history exists; weighted by how much each whole day overlaps that time of the week, since the
+history's days begin when the stream began, not at midnight). A weekday keeps the sensitivity of
+the all-days factor when its own earlier weekdays were ordinary. In the first week a weekend is
+judged by the weekdays' spread alone; the hourly checks and the critical effect sizes do not depend on it.
 
 Memory: ``HISTORY_DAYS`` x slice rows x (coarse bins + category columns).
 """
@@ -38,17 +48,20 @@ Memory: ``HISTORY_DAYS`` x slice rows x (coarse bins + category columns).
 from __future__ import annotations
 
 import math
+import warnings
 from collections import deque
 from typing import Any
 
 import numpy as np
+from scipy.stats import chi2
 
 from detector.core.checks.dispersion import HISTORY_DAYS, PRIOR_DF
 
-__all__ = ["DaySums", "multinomial_overdispersion", "MIN_EXPECTED"]
+__all__ = ["DaySums", "multinomial_overdispersion", "day_dispersion", "MIN_EXPECTED"]
 
 #: expected events a day a bin needs to count on its own in Pearson's statistic; sparser bins are pooled
-MIN_EXPECTED = 5.0
+MIN_EXPECTED = 1.0
+WEEK = 7 * 86400.0
 
 
 class DaySums:
@@ -81,9 +94,9 @@ class DaySums:
         else:
             self.cur = {k: self.cur[k] + a for k, a in arrays.items()}
 
-    def before(self, end: float) -> list[dict[str, np.ndarray]]:
-        """The whole days that ended at or before ``end`` (none overlapping the day under test)."""
-        return [a for s, a in self.days if s + self.period <= end]
+    def before(self, end: float) -> list[tuple[float, dict[str, np.ndarray]]]:
+        """(start, arrays) of the whole days that ended at or before ``end`` (none overlapping the day under test)."""
+        return [(s, a) for s, a in self.days if s + self.period <= end]
 
     def to_state(self) -> dict[str, Any]:
         return {"period": self.period, "keep": self.keep, "start": self.start, "cur": self.cur,
@@ -112,10 +125,15 @@ class DaySums:
         return h
 
 
-def multinomial_overdispersion(c: np.ndarray, prior_days: float = PRIOR_DF, min_expected: float = MIN_EXPECTED) -> np.ndarray:
-    """Dispersion of daily category counts ``c`` (days x rows x bins) around each row's pooled mix:
-    ``phi = X2 / ((D - 1)(K - 1))`` over the ``D`` days with data and the ``K`` bins (sparse ones pooled),
-    shrunk toward 1 with ``prior_days`` pseudo-days, floored at 1; 1 for a row with under two days or one bin.
+def multinomial_overdispersion(c: np.ndarray, prior_df: float = PRIOR_DF, min_expected: float = MIN_EXPECTED,
+                               weights: np.ndarray | None = None, robust: bool = False) -> np.ndarray:
+    """Dispersion of daily category counts ``c`` (days x rows x bins) around each row's pooled mix of all the
+    days: ``phi = X2 / ((D - 1)(K - 1))`` over the ``D`` days with data and the ``K`` bins (sparse ones pooled),
+    shrunk toward 1 with ``prior_df`` pseudo-degrees of freedom, floored at 1; 1 for a row with under two days
+    or one bin. ``weights`` (one per day, default 1): how much each day's own scatter counts (the center is
+    always the pooled mix of every day); a day's share of the degrees of freedom is ``(K - 1)(D - 1) / D``.
+    ``robust``: the median day's ``X2`` per degree of freedom (over the median of a chi-square's) instead of
+    the mean - a minority of far days (a drift's first days, a weekend) does not set every day's yardstick.
 
     >>> rng = np.random.default_rng(0)
     >>> steady = rng.multinomial(300, [0.4, 0.3, 0.2, 0.1], size=(12, 1)).astype(float)
@@ -129,6 +147,54 @@ def multinomial_overdispersion(c: np.ndarray, prior_days: float = PRIOR_DF, min_
     c = np.maximum(np.asarray(c, dtype=np.float64), 0.0)
     if c.ndim != 3 or c.shape[0] < 2:
         return np.ones(c.shape[1] if c.ndim == 3 else 1)
+    x2, k, has = _pearson_days(c, min_expected)
+    w = np.ones(c.shape[0]) if weights is None else np.asarray(weights, dtype=np.float64)
+    wd = np.where(has, w[:, None], 0.0)  # (D, P)
+    d = has.sum(axis=0)
+    per_day = np.maximum(k - 1, 0) * np.divide(np.maximum(d - 1, 0), d, out=np.zeros(d.shape), where=d > 0)
+    df = wd.sum(axis=0) * per_day
+    if robust:
+        ratio = np.where(has & (per_day > 0), x2 / np.where(per_day > 0, per_day, 1.0), np.nan)
+        with np.errstate(invalid="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # rows without days: NaN, handled below
+            med = np.nanmedian(ratio, axis=0)
+        unit = np.where(per_day > 0, chi2.median(np.maximum(per_day, 1e-12)) / np.maximum(per_day, 1e-12), 1.0)
+        X2 = np.nan_to_num(med / unit) * df
+    else:
+        X2 = (wd * x2).sum(axis=0)
+    ok = (d >= 2) & (k >= 2) & (df > 0)
+    phi = np.where(ok, (X2 + prior_df) / np.maximum(df + prior_df, 1e-12), 1.0)
+    return np.maximum(phi, 1.0)
+
+
+def day_dispersion(c: np.ndarray, starts: np.ndarray, day_start: float, period: float = 86400.0) -> np.ndarray:
+    """The dispersion a day starting at ``day_start`` is judged with, per row, from earlier whole days ``c``
+    (days x rows x bins) starting at ``starts``: the larger of the median day's scatter around the pooled mix
+    and - once a week has passed - the scatter of the days at the same time of an earlier week (weighted by how
+    much they overlap that time). Traffic whose Sundays alone differ (shops closed) has one far day in seven:
+    the median day does not see it, and production's own earlier Sundays say how far a Sunday strays.
+
+    >>> wd, we = [0.4, 0.3, 0.2, 0.1], [0.1, 0.2, 0.3, 0.4]
+    >>> c = np.array([[[300.0 * p for p in (we if d % 7 == 6 else wd)]] for d in range(13)])
+    >>> starts = np.arange(13) * 86400.0
+    >>> a, b = float(multinomial_overdispersion(c)[0]), float(day_dispersion(c, starts, 13 * 86400.0)[0])
+    >>> b > 2 * a  # judging day 13, a Sunday like day 6
+    True
+    """
+    phi = multinomial_overdispersion(c, robust=True)
+    if period >= WEEK or len(starts) < 2:
+        return phi
+    lag = day_start - np.asarray(starts, dtype=np.float64)
+    weeks = np.round(lag / WEEK)
+    w = np.where(weeks >= 1, np.maximum(0.0, 1.0 - np.abs(lag - weeks * WEEK) / period), 0.0)
+    if w.sum() <= 0:
+        return phi
+    return np.maximum(phi, multinomial_overdispersion(c, weights=w))
+
+
+def _pearson_days(c: np.ndarray, min_expected: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(Pearson X2 of each day around the pooled mix (D, P), bins per row after pooling the sparse ones (P,),
+    days with data (D, P))."""
     n = c.sum(axis=2)  # (D, P)
     has = n > 0
     d = has.sum(axis=0)
@@ -142,10 +208,5 @@ def multinomial_overdispersion(c: np.ndarray, prior_days: float = PRIOR_DF, min_
     pp = np.concatenate([np.where(sparse, 0.0, p), np.where(sparse, p, 0.0).sum(axis=1, keepdims=True)], axis=1)
     E = n[..., None] * pp[None]
     use = has[..., None] & (E > 0)
-    X2 = np.where(use, (cc - E) ** 2 / np.where(use, E, 1.0), 0.0).sum(axis=(0, 2))
-    k = (pp > 0).sum(axis=1)
-    df = (np.maximum(d - 1, 0) * np.maximum(k - 1, 0)).astype(np.float64)
-    prior = prior_days * np.maximum(k - 1, 0)
-    ok = df >= 1
-    phi = np.where(ok, (X2 + prior) / np.maximum(df + prior, 1e-12), 1.0)
-    return np.maximum(phi, 1.0)
+    x2 = np.where(use, (cc - E) ** 2 / np.where(use, E, 1.0), 0.0).sum(axis=2)
+    return x2, (pp > 0).sum(axis=1), has
