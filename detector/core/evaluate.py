@@ -90,7 +90,7 @@ def close_window(ms: ModelState, w: WindowCounts, st: DetectorSettings, manager:
     if not v.extra["hourly_skew"] and ms.day.ready:
         daily = guard("daily", lambda: daily_checks(lay, v, ms.day.total(), ms.seasonal, st, ms.cands_complete(ms.day.oldest),
                                                     ms.day.dispersion(v, ms.cand_since, ms.seasonal.blocks),
-                                                    ms.day.mix_dispersion(v, lay, ms.seasonal.blocks)), [])
+                                                    ms.day.mix(v, lay, ms.seasonal.blocks)), [])
         results.extend(daily)
         findings = dedup(findings + select_findings(daily, v, st.fdr_q, suppressed), suppressed)
     findings = _persistent_shifts(ms, lay, findings, suppressed, w.start)

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -34,7 +35,7 @@ import numpy as np
 from detector.core.checks.clockseen import clock_in_production
 from detector.core.checks.common import _cat_shares, _r, _shares
 from detector.core.checks.dispersion import MIN_DAYS, ShareHistory, quasi_binomial_sf, spread
-from detector.core.checks.mixdispersion import DaySums, day_dispersion, multinomial_overdispersion
+from detector.core.checks.mixdispersion import DaySums, multinomial_overdispersion, same_week, tilted
 from detector.core.checks.result import Result
 from detector.core.checks.view import View, _ref_rows
 from detector.core.inputs.layout import SCORE, Layout
@@ -47,6 +48,7 @@ from detector.core.stats import distributions as stats
 __all__ = ["DayRing", "daily_checks", "SPAN"]
 
 SPAN = "trailing 24 h"
+_WEEK_NOTE = {True: {"mix": "training re-weighted to production's same time of earlier weeks"}}
 
 
 class DayRing:
@@ -137,32 +139,30 @@ class DayRing:
             return hourly
         return np.where(daily[1] >= MIN_DAYS, daily[0], np.maximum(daily[0], hourly))
 
-    def mix_dispersion(self, v: View, lay: Layout, blocks: list[slice]) -> dict[tuple[str, int], np.ndarray] | None:
-        """Over-dispersion of each feature's whole daily distribution per pseudo-row of ``v``: {("num", block) or
-        ("cat", categorical index): (P,)}, from the whole days before the trailing one
-        (:func:`~detector.core.checks.mixdispersion.day_dispersion`); with fewer than ``MIN_DAYS`` such days,
-        the larger of that and the scatter of the trailing day's own windows (as the value-share test does:
-        conservative - it also counts the hours' own mix as dispersion). None when the day is empty."""
+    def mix(self, v: View, lay: Layout, blocks: list[slice]) -> DayMix | None:
+        """What the day's distribution tests need from production's own whole days before the trailing one
+        (see :class:`DayMix`); None when the day is empty."""
         if not self.items:
             return None
         ext = lambda a: np.maximum(_ext(a, v), 0.0)  # noqa: E731
         days = self.mixes.before(self.oldest)
-        starts = np.array([s for s, _ in days])
         hourly = len(days) < MIN_DAYS
-        stacks = [np.stack([ext(d[key]) for _, d in days]) if days else None for key in ("num", "cat")]
-        windows = [np.stack([ext(a[key]) for _, a in self.items]) if hourly else None for key in ("num", "cat")]
+        stacks = {k: np.stack([ext(d[k]) for _, d in days]) for k in ("num", "cat")} if days else {}
+        windows = {k: np.stack([ext(a[k]) for _, a in self.items]) for k in ("num", "cat")} if hourly else {}
 
-        def phi(src: int, cols: slice) -> np.ndarray:
-            c = stacks[src]
-            out = day_dispersion(c[:, :, cols], starts, self.oldest, self.period) if c is not None and len(days) >= 2 else np.ones(v.P)
-            h = windows[src]
-            return np.maximum(out, multinomial_overdispersion(h[:, :, cols])) if h is not None else out
+        def phi(src: str, cols: slice) -> np.ndarray:
+            out = multinomial_overdispersion(stacks[src][:, :, cols], robust=True) if len(days) >= 2 else np.ones(v.P)
+            return np.maximum(out, multinomial_overdispersion(windows[src][:, :, cols])) if windows else out
 
-        res = {("num", j): phi(0, slice(b.start, b.stop - 1)) for j, b in enumerate(blocks)}
+        phis = {("num", j): phi("num", slice(b.start, b.stop - 1)) for j, b in enumerate(blocks)}
         for j, name in enumerate(lay.categorical):
             off = int(lay.cat_offsets[j])
-            res[("cat", j)] = phi(1, slice(off, off + len(lay.cat_vocab[name]) + 1))
-        return res
+            phis[("cat", j)] = phi("cat", slice(off, off + len(lay.cat_vocab[name]) + 1))
+        w = same_week(np.array([s for s, _ in days]), self.oldest, self.period)
+        if not w.any():
+            return DayMix(phis)
+        return DayMix(phis, {k: np.tensordot(w, a, axes=(0, 0)) for k, a in stacks.items()},
+                      {k: a.sum(axis=0) for k, a in stacks.items()})
 
     def total(self) -> dict[str, np.ndarray]:
         out = {k: self.items[0][1][k].copy() for k in _SUMMED}
@@ -188,6 +188,51 @@ class DayRing:
 _SUMMED = ("num", "cat", "cand", "events")
 
 
+@dataclass
+class DayMix:
+    """Production's own days, for the trailing day's distribution tests (:mod:`detector.core.checks.mixdispersion`).
+
+    ``phi``: per ("num", block) or ("cat", categorical index), each pseudo-row's over-dispersion of whole days
+    (the median day's scatter around the pooled mix; with fewer than ``MIN_DAYS`` days the larger of that and
+    the trailing day's own windows' scatter, as the value-share test does: conservative, it also counts the
+    hours' own mix as dispersion). ``same`` / ``pooled`` ("num" / "cat": pseudo-rows x columns): the counts of
+    the days at the same time of earlier weeks (weighted by overlap) and of all the days, once a week has passed."""
+
+    phi: dict[tuple[str, int], np.ndarray]
+    same: dict[str, np.ndarray] | None = None
+    pooled: dict[str, np.ndarray] | None = None
+
+    def week(self, src: str, cols: slice) -> tuple[np.ndarray, np.ndarray] | None:
+        if self.same is None or self.pooled is None:
+            return None
+        return self.same[src][:, cols], self.pooled[src][:, cols]
+
+
+def _against(ref: np.ndarray, counts: np.ndarray, ref_n: np.ndarray, phi: np.ndarray, week: tuple[np.ndarray, np.ndarray] | None,
+             dist: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(distance, p-value, reference, re-weighted?) of the day's ``counts`` against training's ``ref`` per row: the
+    G-test counts the day as ``n / phi`` events. With production's same time of earlier weeks (``week``), the
+    comparison with training re-weighted to that time of the week is taken where it is the more charitable (a
+    Sunday is compared with training as a Sunday looks; a shift that the weekly pattern does not explain stands
+    out in both): its reference is a sample of the witness days too, ``1 / ref_n' = 1 / ref_n + phi / n_same
+    + phi / n_pooled``."""
+    d0 = np.asarray(dist(ref, counts), dtype=np.float64)
+    _, _, p0 = stats.gtest_gof(counts / phi[:, None], ref, ref_n=ref_n)
+    p0 = np.asarray(p0, dtype=np.float64)
+    none = np.zeros(len(counts), bool)
+    if week is None:
+        return d0, p0, ref, none
+    same, pooled = week
+    ns, npool = same.sum(axis=1), pooled.sum(axis=1)
+    ok = (ns > 0) & (npool > 0)
+    rt = np.where(ok[:, None], tilted(ref, same, pooled), ref)
+    d1 = np.asarray(dist(rt, counts), dtype=np.float64)
+    n_eff = 1.0 / (1.0 / np.maximum(ref_n, 1.0) + phi / np.maximum(ns, 1e-12) + phi / np.maximum(npool, 1e-12))
+    _, _, p1 = stats.gtest_gof(counts / phi[:, None], rt, ref_n=np.maximum(n_eff, 1.0))
+    use = ok & (np.nan_to_num(d1, nan=np.inf) < np.nan_to_num(d0, nan=np.inf))
+    return np.where(use, d1, d0), np.where(use, np.asarray(p1, dtype=np.float64), p0), np.where(use[:, None], rt, ref), use
+
+
 def _scaled(usual: np.ndarray, counts: np.ndarray) -> np.ndarray:
     """``usual`` rows rescaled to the row totals of ``counts`` (rows without history keep ``counts``)."""
     tot = usual.sum(axis=1, keepdims=True)
@@ -208,26 +253,24 @@ def _ext(a: np.ndarray, v: View) -> np.ndarray:
 
 
 def daily_checks(lay: Layout, v: View, day: dict[str, np.ndarray], sb: SeasonalBaseline, st: DetectorSettings,
-                 cands: np.ndarray, phi: np.ndarray | None = None,
-                 mix_phi: dict[tuple[str, int], np.ndarray] | None = None) -> list[Result]:
+                 cands: np.ndarray, phi: np.ndarray | None = None, mix: DayMix | None = None) -> list[Result]:
     """Distribution skew of the trailing day per pseudo-row of ``v`` (see the module docstring). ``phi``: the
     over-dispersion of each candidate value's daily share (pseudo-row x block x candidate, :meth:`DayRing.dispersion`;
-    None = independent events); ``mix_phi``: that of each feature's whole daily distribution
-    (:meth:`DayRing.mix_dispersion`; None = independent events)."""
-    mp = mix_phi or {}
+    None = independent events); ``mix``: production's own whole days for the distribution tests
+    (:meth:`DayRing.mix`; None = independent events, no weekly pattern)."""
     D = {k: np.maximum(_ext(a, v), 0.0) for k, a in day.items()}  # substituted series are fractional
     out: list[Result] = []
     clock = clock_in_production(lay, sb)  # their share of one value is the day's volume curve (checks.clockseen)
     for j in range(lay.n_num_blocks):
-        out.extend(_numeric(lay, v, D, sb, st, j, cands, None if phi is None else phi[:, j], clock, mp.get(("num", j))))
+        out.extend(_numeric(lay, v, D, sb, st, j, cands, None if phi is None else phi[:, j], clock, mix))
     for j in range(len(lay.categorical)):
-        out.extend(_categorical(lay, v, D, st, j, mp.get(("cat", j))))
+        out.extend(_categorical(lay, v, D, st, j, mix))
     return out
 
 
 def _numeric(lay: Layout, v: View, D: dict[str, np.ndarray], sb: SeasonalBaseline, st: DetectorSettings, j: int,
              cands: np.ndarray, phi: np.ndarray | None, clock: frozenset[str] = frozenset(),
-             mix_phi: np.ndarray | None = None) -> list[Result]:
+             mix: DayMix | None = None) -> list[Result]:
     th = st.thresholds
     name = SCORE if j == lay.n_num_blocks - 1 else lay.numeric[j]
     feature = "score" if name == SCORE else name
@@ -282,20 +325,20 @@ def _numeric(lay: Layout, v: View, D: dict[str, np.ndarray], sb: SeasonalBaselin
             pv_o, th.out_of_range_warning,
             lambda i: {"reference": {"min": _r(refs[i].min), "max": _r(refs[i].max)}, "current": {"outside": _r(oor[i])}, "span": SPAN},
             lambda i: f"{oor[i]:.1%} of the last day's {feature} values fall outside the training range"))
-        psi = stats.psi(RC, coarse)
-        # days are no independent draws of events: the day counts as n / phi events (detector.core.checks.mixdispersion)
-        mph = np.ones(P) if mix_phi is None else mix_phi
-        _, _, pv_p = stats.gtest_gof(coarse / mph[:, None], RC, ref_n=ref_n)
+        # days are no independent draws of events, and a Sunday is no average day (detector.core.checks.mixdispersion)
+        mph = np.ones(P) if mix is None else mix.phi[("num", j)]
+        cols = slice(cb.start, cb.stop - 1)
+        psi, pv_p, RW, wk = _against(RC, coarse, ref_n, mph, None if mix is None else mix.week("num", cols), stats.psi)
         out.append(Result(
             kind, feature, "psi_24h", psi, tested, psi >= th.psi_warning, psi >= th.psi_critical, pv_p, th.psi_warning,
-            lambda i: {"reference": {"bins": _shares(RC[i])}, "current": {"bins": _shares(coarse[i]), "count": int(n_nm[i])}, "span": SPAN,
-                       "dispersion": _r(mph[i])},
+            lambda i: {"reference": {"bins": _shares(RW[i])}, "current": {"bins": _shares(coarse[i]), "count": int(n_nm[i])},
+                       "span": SPAN, "dispersion": _r(mph[i]), **_WEEK_NOTE.get(bool(wk[i]), {})},
             lambda i: f"over the last day {feature}'s distribution moved away from training (PSI {psi[i]:.2f})"))
     return out
 
 
 def _categorical(lay: Layout, v: View, D: dict[str, np.ndarray], st: DetectorSettings, j: int,
-                 mix_phi: np.ndarray | None = None) -> list[Result]:
+                 mix: DayMix | None = None) -> list[Result]:
     th = st.thresholds
     name = lay.categorical[j]
     cats = list(lay.cat_vocab[name])
@@ -313,14 +356,13 @@ def _categorical(lay: Layout, v: View, D: dict[str, np.ndarray], st: DetectorSet
         RS = np.stack([np.array([r.categories.get(c, 0.0) for c in cats] + [max(0.0, 1.0 - sum(r.categories.get(c, 0.0) for c in cats))])
                        if h else np.full(V + 1, 1.0 / (V + 1)) for r, h in zip(refs, has, strict=True)])
         ref_n = np.maximum(n0 * (1 - np.nan_to_num(p0)), 1)
-        li = stats.linf(RS, obs)
-        mph = np.ones(len(obs)) if mix_phi is None else mix_phi
-        _, _, pv_l = stats.gtest_gof(obs / mph[:, None], RS, ref_n=ref_n)
+        mph = np.ones(len(obs)) if mix is None else mix.phi[("cat", j)]
+        li, pv_l, RW, wk = _against(RS, obs, ref_n, mph, None if mix is None else mix.week("cat", slice(off, off + V + 1)), stats.linf)
         out.append(Result(
             "feature_drift", name, "linf_24h", li, has & (n_nm >= st.min_count), li >= th.linf_warning, li >= th.linf_critical, pv_l,
             th.linf_warning,
-            lambda i: {"reference": _cat_shares(cats, RS[i]), "current": _cat_shares(cats, obs[i] / max(n_nm[i], 1)), "span": SPAN,
-                       "dispersion": _r(mph[i])},
+            lambda i: {"reference": _cat_shares(cats, RW[i]), "current": _cat_shares(cats, obs[i] / max(n_nm[i], 1)), "span": SPAN,
+                       "dispersion": _r(mph[i]), **_WEEK_NOTE.get(bool(wk[i]), {})},
             lambda i: f"over the last day {name}'s category mix moved away from training (L-inf {li[i]:.2f})"))
     return out
 

@@ -57,7 +57,7 @@ from scipy.stats import chi2
 
 from detector.core.checks.dispersion import HISTORY_DAYS, PRIOR_DF
 
-__all__ = ["DaySums", "multinomial_overdispersion", "day_dispersion", "MIN_EXPECTED"]
+__all__ = ["DaySums", "multinomial_overdispersion", "same_week", "tilted", "MIN_EXPECTED"]
 
 #: expected events a day a bin needs to count on its own in Pearson's statistic; sparser bins are pooled
 MIN_EXPECTED = 1.0
@@ -167,29 +167,35 @@ def multinomial_overdispersion(c: np.ndarray, prior_df: float = PRIOR_DF, min_ex
     return np.maximum(phi, 1.0)
 
 
-def day_dispersion(c: np.ndarray, starts: np.ndarray, day_start: float, period: float = 86400.0) -> np.ndarray:
-    """The dispersion a day starting at ``day_start`` is judged with, per row, from earlier whole days ``c``
-    (days x rows x bins) starting at ``starts``: the larger of the median day's scatter around the pooled mix
-    and - once a week has passed - the scatter of the days at the same time of an earlier week (weighted by how
-    much they overlap that time). Traffic whose Sundays alone differ (shops closed) has one far day in seven:
-    the median day does not see it, and production's own earlier Sundays say how far a Sunday strays.
-
-    >>> wd, we = [0.4, 0.3, 0.2, 0.1], [0.1, 0.2, 0.3, 0.4]
-    >>> c = np.array([[[300.0 * p for p in (we if d % 7 == 6 else wd)]] for d in range(13)])
-    >>> starts = np.arange(13) * 86400.0
-    >>> a, b = float(multinomial_overdispersion(c)[0]), float(day_dispersion(c, starts, 13 * 86400.0)[0])
-    >>> b > 2 * a  # judging day 13, a Sunday like day 6
-    True
-    """
-    phi = multinomial_overdispersion(c, robust=True)
-    if period >= WEEK or len(starts) < 2:
-        return phi
-    lag = day_start - np.asarray(starts, dtype=np.float64)
+def same_week(starts: np.ndarray, day_start: float, period: float = 86400.0) -> np.ndarray:
+    """Weight of each earlier whole day (starting at ``starts``) as a witness of the day starting at ``day_start``
+    at the same time of an earlier week: its overlap with that time, as a share of a day (0 for days within the
+    last week, and for every day when the days are a week or longer). The history's days begin when the stream
+    began, not at midnight, so a Sunday is witnessed by the two days around last Sunday, in proportion."""
+    st = np.asarray(starts, dtype=np.float64)
+    if period >= WEEK or st.size == 0:
+        return np.zeros(st.shape)
+    lag = day_start - st
     weeks = np.round(lag / WEEK)
-    w = np.where(weeks >= 1, np.maximum(0.0, 1.0 - np.abs(lag - weeks * WEEK) / period), 0.0)
-    if w.sum() <= 0:
-        return phi
-    return np.maximum(phi, multinomial_overdispersion(c, weights=w))
+    return np.where(weeks >= 1, np.maximum(0.0, 1.0 - np.abs(lag - weeks * WEEK) / period), 0.0)
+
+
+def tilted(ref_p: np.ndarray, same: np.ndarray, pooled: np.ndarray) -> np.ndarray:
+    """Training's mix ``ref_p`` (rows x bins) re-weighted by production's time-of-week profile: per bin, the share
+    at the same time of earlier weeks (``same``: counts) over the share of all the history (``pooled``), half an
+    event added to every bin of both (a bin the witnesses happen to miss is not impossible). Where production
+    has no weekly pattern the ratio is about 1 and this is training; where Sundays differ it is training as a
+    Sunday would look; a shift present since the first day cancels in the ratio and still shows.
+
+    >>> r = tilted(np.array([[0.5, 0.5]]), np.array([[300.0, 100.0]]), np.array([[2000.0, 2000.0]]))
+    >>> np.round(r, 2).tolist()
+    [[0.75, 0.25]]
+    """
+    s = np.asarray(same, dtype=np.float64) + 0.5
+    q = np.asarray(pooled, dtype=np.float64) + 0.5
+    ratio = (s / s.sum(axis=-1, keepdims=True)) / (q / q.sum(axis=-1, keepdims=True))
+    out = np.asarray(ref_p, dtype=np.float64) * ratio
+    return out / np.maximum(out.sum(axis=-1, keepdims=True), 1e-12)
 
 
 def _pearson_days(c: np.ndarray, min_expected: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
