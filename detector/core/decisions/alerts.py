@@ -30,7 +30,7 @@ from detector.core.inputs.timeparse import format_ts
 from detector.core.settings import DetectorSettings
 from detector.core.stats.effects import rnd
 
-__all__ = ["Alert", "AlertManager", "is_consequence", "OUTCOME_KINDS", "PARITY_KINDS", "INPUT_SCOPE", "ALL_KINDS", "slice_key",
+__all__ = ["Alert", "AlertManager", "is_consequence", "OUTCOME_KINDS", "PARITY_KINDS", "INPUT_SCOPE", "ALL_KINDS", "DAY_KINDS", "slice_key",
            "ESTIMATED_PERFORMANCE", "incident_kind"]
 
 Key = tuple[str, str, str, str]
@@ -40,6 +40,11 @@ Key = tuple[str, str, str, str]
 ESTIMATED_PERFORMANCE = "performance:estimated"
 #: what a window close speaks for: the input kinds and performance estimated from the window's scores
 INPUT_SCOPE = INPUT_KINDS | {ESTIMATED_PERFORMANCE}  # model, kind, feature, slice "dim=value" ("" = all traffic)
+
+
+#: the kinds the trailing day's tests report (detector.core.checks.daily): a quiet slice that day found clean is
+#: evidence against their incidents, not against a latency or decision-rate incident of its busier hours
+DAY_KINDS = frozenset({"missing_values", "default_value_spike", "feature_drift", "score_drift"})
 
 
 def incident_kind(kind: str, statistic: str) -> str:
@@ -128,8 +133,11 @@ class AlertManager:
         scope: frozenset[str] | None = None,
         hold: set[Key] | None = None,
         ts: float | None = None,
+        evaluated_daily: set[str] | None = None,
     ) -> list[Alert]:
         """``findings``: (finding, slice dict); ``evaluated``: slice keys with enough events.
+        ``evaluated_daily``: slice keys the trailing day's distribution tests judged (a slice too quiet for
+        one window): they count as evaluated for the kinds those tests report (:data:`DAY_KINDS`) only.
 
         ``hold``: keys still breaching but reported under a more specific kind this window
         (de-duplicated) — they neither fire nor count as clean.
@@ -187,7 +195,7 @@ class AlertManager:
         for key, s in list(self.state.items()):
             if key in seen or key[0] != model or key[1] not in scope or (hold and key in hold):
                 continue
-            if key[3] not in evaluated:
+            if key[3] not in evaluated and not (evaluated_daily and key[1] in DAY_KINDS and key[3] in evaluated_daily):
                 continue  # not enough traffic in that slice to judge either way
             s.streak = 0
             if not s.firing:
