@@ -17,12 +17,14 @@ a series held for an open incident enters as it usually is at that time of day).
 :func:`multinomial_overdispersion` turns one feature's days into a dispersion factor: Pearson's
 chi-square of every day's counts around **production's own pooled mix** of those days (not around
 training - a shift present since the first day moves the pooled mix with it and does not widen its
-own yardstick) over its degrees of freedom ``(days - 1) (bins - 1)``, shrunk toward 1 by
+own yardstick), per degree of freedom ``(days - 1) (bins - 1) / days`` of a day, taken as the
+**median** day's (over the median of a chi-square: a minority of far days - a drift's first days,
+an incident, a weekend - does not set every day's yardstick), shrunk toward 1 by
 :data:`~detector.core.checks.dispersion.PRIOR_DF` pseudo-degrees of freedom of independent traffic
 (the value-share test's prior; a day of ``K`` bins brings ``K - 1`` degrees of freedom, so two days
 already say much) and floored at 1 (a history steadier than multinomial never makes the test
-bolder). Bins too sparse for Pearson's statistic (fewer than :data:`MIN_EXPECTED` expected events a
-day) are pooled into one.
+bolder). Bins too sparse for Pearson's statistic (under :data:`MIN_EXPECTED` expected events a day)
+are pooled into one.
 
 Under the Dirichlet-multinomial model of clustered counts (every day's mix drawn around a long-run
 mix, events drawn from the day's mix) the G statistic of a day against the long-run mix is ``phi``
@@ -32,15 +34,21 @@ that moves the distribution well beyond the day-to-day spread still stands out, 
 faults (units, missing values, unseen categories, a default value, schema) are judged hourly
 whatever the day does.
 
-**The week.** Training without timestamps is the all-days mix, and a Sunday is not an average day.
-Its distance from that mix is as large as production's own Sundays' distance from production's
-own all-days mix - the spread the estimate measures. But averaged over all days, one far day in seven
-(shops closed on Sundays) is diluted seven-fold, so a day is judged with the larger of the all-days
-factor and that of the days at the same time of earlier weeks (:func:`day_dispersion`, once a week
-of history exists; weighted by how much each whole day overlaps that time of the week, since the
-history's days begin when the stream began, not at midnight). A weekday keeps the sensitivity of
-the all-days factor when its own earlier weekdays were ordinary. In the first week a weekend is
-judged by the weekdays' spread alone; the hourly checks and the critical effect sizes do not depend on it.
+**The week.** Training without timestamps is the all-days mix, and a Sunday is not an average day:
+it is a systematic difference, not noise, so it is handled as the slice mix is
+(:mod:`detector.core.checks.remix`), by re-weighting the reference rather than by widening the
+yardstick for every day. Once a week of whole days exists, the trailing day is also compared with
+training **re-weighted by production's time-of-week profile** (:func:`tilted`: per bin, the share
+in the days at the same time of earlier weeks - :func:`same_week`, weighted by overlap, since the
+history's days begin when the stream began - over the share in all the days), and the more
+charitable of the two comparisons is kept. A Sunday is then compared with training as a Sunday
+looks; a shift present since the first day cancels in the ratio and still shows; a new shift that
+the weekly pattern does not explain stands out in both. The re-weighted reference is itself
+estimated from one or two witness days, so its G-test counts their sampling noise
+(``1 / n' = 1 / n_training + phi / n_same + phi / n_all``). The price: a new mix that leans the
+way this time of the week always does is explained by it on that day and found on the next
+ordinary one. In the first week there is no witness: a weekend is judged by the weekdays' spread
+alone (the hourly checks and the critical effect sizes do not depend on it).
 
 Memory: ``HISTORY_DAYS`` x slice rows x (coarse bins + category columns).
 """
