@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-GUIDES = ["docs/walkthrough.md", "docs/how-to-add-a-check.md"]
+GUIDES = ["docs/walkthrough.md", "docs/how-to-add-a-check.md", "docs/tasks-integration.md"]
 
 _CODE = re.compile(r"`([^`\s]+)`")
 _PATHLIKE = re.compile(r"^[\w.-]+(/[\w.-]+)*/?$")

@@ -7,7 +7,8 @@ fresh consumer group per measurement so every one reads its topic from the start
 
 single-event messages
     ``faust``         a Faust agent that only counts (``value_serializer="raw"``, the worker's
-                      ``stream.take_events`` batching and consumer settings): the transport ceiling
+                      batching - :func:`detector.kafka.take.take_batches` - and consumer
+                      settings): the transport ceiling
     ``skewwatch``     the real sidecar :class:`~detector.kafka.worker.Worker` (the same kind of
                       agent handing each batch to ``Sidecar.on_predictions``; window partials go to
                       the aggregator through Kafka, as in production)
@@ -16,11 +17,15 @@ envelopes
     ``aiokafka``      a raw ``AIOKafkaConsumer.getmany`` loop that only counts: the ceiling
     ``skewwatch``     the real Worker again, in events/s (target >= 100,000 events/s)
     ``ratio``         skewwatch / aiokafka
-and, to show where the time goes, ``core`` (the same Sidecar fed from memory, no Kafka) and the
+and, to show where the time goes, ``core`` (the same Sidecar fed from memory, no Kafka), the
 CPU time per message / per event of every variant (``time.process_time`` of this process, which
-excludes the broker). Rates count from the moment the consumer holds its partitions (Faust: the
-group join done and, for the worker, its state restored; aiokafka: the first fetch) to the last
-message processed, so the group join (~4 s on this broker) is not in them. Every figure is the median of
+excludes the broker) and the broker's CPU seconds over each variant's run (``broker_cpu_s_median``,
+from ``/proc``: the broker is a child process, pinned to the same core by ``taskset``). Rates count from the moment the consumer holds its partitions (Faust: the
+group join done and, for the worker, its units restored - ``restore_s`` in the JSON, ~0.5 s on
+this broker, reading the empty state topic; aiokafka: the first fetch) to the last message
+processed, so the group join (~4 s on this broker) and the restore are not in them; what the
+worker folded before the count starts (its first fold, queued behind the restore) is not counted
+either, and what was fetched during the restore is. Every figure is the median of
 ``--runs`` runs, with every run listed. The machine's load average is reported: on a shared
 machine wall-clock rates are noisy, CPU per message is the stabler number.
 """
@@ -128,6 +133,8 @@ async def faust_count(bootstrap: str, topic: str, total: int, batch: int, within
     import faust
 
     from detector.kafka.clients import plaintext
+    from detector.kafka.take import take_batches
+    from detector.kafka.worker import FOLD_BYTES
 
     app = faust.App(f"bench-faust-{uuid.uuid4().hex[:8]}", broker=plaintext(bootstrap).faust_brokers(), web_enabled=False,
                     datadir=_datadir(), **_faust_settings(batch))
@@ -136,7 +143,7 @@ async def faust_count(bootstrap: str, topic: str, total: int, batch: int, within
 
     @app.agent(src)
     async def count(stream: Any) -> None:
-        async for events in stream.take_events(batch, within=within):
+        async for events in take_batches(stream, batch, FOLD_BYTES, within):
             seen[0] += len(events)
 
     await app.start()
@@ -203,10 +210,18 @@ async def worker_rate(bootstrap: str, topic: str, total_events: int, ref: Any, b
     w = Worker(cfg, {}, ref, worker_id="bench", batch=batch)
     w.app.conf.datadir = _datadir()
     side = w.sidecar
+    got: list[float] = []  # when the consumer first held its partitions (before the units were restored)
+
+    def started() -> bool:
+        if not got and _assigned(w.app):
+            got.append(time.monotonic())
+        return w.assigned_at is not None and w.restored.is_set()
+
     await w.app.start()
     try:
-        r = await _watch(lambda: sum(side.counts().values()), total_events, timeout,
-                         lambda: _assigned(w.app) and w.restored.is_set())
+        r = await _watch(lambda: sum(side.counts().values()), total_events, timeout, started)
+        assert w.assigned_at is not None
+        r["restore_s"] = max(0.0, w.assigned_at - got[0]) if got else 0.0
         c = side.counts()
         if c["predictions"] != total_events:
             raise RuntimeError(f"the worker folded {c['predictions']:,} of {total_events:,} events ({c})")
@@ -244,10 +259,24 @@ def core_rate(messages: list[bytes], ref: Any, window: str, per_message: int) ->
     return {"rate": n / dt, "seconds": dt, "cpu_us": 1e6 * (time.process_time() - cpu0) / n, "counted": float(n)}
 
 
+def _cpu_seconds(pid: int | None) -> float | None:
+    """User + system CPU seconds of process ``pid`` so far (Linux ``/proc``; None elsewhere or when it is gone)."""
+    if pid is None:
+        return None
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 async def measure_all(bootstrap: str, singles: str, envelopes: str, n_single: int, n_env: int, ref: Any,
                       runs: int, batch: int, window: str, quiet: bool,
-                      single_values: list[bytes], env_values: list[bytes]) -> dict[str, list[dict[str, float]]]:
-    """Every variant ``runs`` times, interleaved (so load drifts spread over all of them)."""
+                      single_values: list[bytes], env_values: list[bytes],
+                      broker_pid: int | None = None) -> dict[str, list[dict[str, float]]]:
+    """Every variant ``runs`` times, interleaved (so load drifts spread over all of them); with
+    ``broker_pid``, the broker's CPU seconds over each variant's whole run (start, join and stop included)."""
     timeout = 600.0
     variants: list[tuple[str, Callable[[], Awaitable[dict[str, float]]]]] = [
         ("single.faust", lambda: faust_count(bootstrap, singles, n_single, batch, 0.2, timeout)),
@@ -262,7 +291,11 @@ async def measure_all(bootstrap: str, singles: str, envelopes: str, n_single: in
     for r in range(runs):
         for name, fn in variants:
             gc.collect()
+            b0 = _cpu_seconds(broker_pid)
             res = await fn()
+            b1 = _cpu_seconds(broker_pid)
+            if b0 is not None and b1 is not None:
+                res["broker_cpu_s"] = b1 - b0
             if name.startswith("envelope.") and not name.endswith("skewwatch"):
                 res = {**res, "rate": res["rate"] * ENVELOPE, "cpu_us": res["cpu_us"] / ENVELOPE}  # per event
             out[name].append(res)
@@ -275,9 +308,14 @@ async def measure_all(bootstrap: str, singles: str, envelopes: str, n_single: in
 
 
 def _summary(rs: list[dict[str, float]]) -> dict[str, Any]:
-    return {"median_per_s": round(statistics.median(r["rate"] for r in rs)),
-            "runs_per_s": [round(r["rate"]) for r in rs],
-            "cpu_us_median": round(statistics.median(r["cpu_us"] for r in rs), 2)}
+    out: dict[str, Any] = {"median_per_s": round(statistics.median(r["rate"] for r in rs)),
+                           "runs_per_s": [round(r["rate"]) for r in rs],
+                           "cpu_us_median": round(statistics.median(r["cpu_us"] for r in rs), 2)}
+    if all("broker_cpu_s" in r for r in rs):  # the broker's CPU over the variant's whole run (it shares the core)
+        out["broker_cpu_s_median"] = round(statistics.median(r["broker_cpu_s"] for r in rs), 3)
+    if all("restore_s" in r for r in rs):  # the worker: seconds from holding its partitions to their units restored
+        out["restore_s_median"] = round(statistics.median(r["restore_s"] for r in rs), 3)
+    return out
 
 
 def run(args: argparse.Namespace) -> int:
@@ -315,7 +353,7 @@ def run(args: argparse.Namespace) -> int:
             _progress(quiet, f"produced: {p1:,.0f} msg/s singles, {p2 * ENVELOPE:,.0f} events/s in envelopes; "
                              f"{args.runs} runs of each variant...")
             res = await measure_all(broker.bootstrap, singles, env_topic, n, len(envelopes), ref, args.runs, batch,
-                                    window, quiet, events, envelopes)
+                                    window, quiet, events, envelopes, broker.pid)
             return p1, p2, res
 
         # warm up: the first model state imports river and builds its detectors (~3 s, once per process)

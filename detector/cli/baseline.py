@@ -51,13 +51,13 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from detector.cli.baseline_columns import (
+    InputError,
     TypesConfig,
-    _check_columns,
-    _InputError,
-    _load_types,
-    _roles,
-    _task,
-    _time_column,
+    check_columns,
+    column_roles,
+    load_types,
+    task_columns,
+    time_column_of,
 )
 from detector.cli.baseline_scan import Scanned, scan
 from detector.cli.baseline_task import TASK_CHOICES, task_block
@@ -133,7 +133,7 @@ def run(args: argparse.Namespace) -> int:
     """Run ``skewwatch baseline``; returns the exit code (0 ok, 2 bad input, 1 runtime failure)."""
     try:
         return _run(args, sys.stdout, sys.stderr)
-    except (_InputError, TableError, ProfileError) as exc:
+    except (InputError, TableError, ProfileError) as exc:
         _error(exc)
         return 2
     except KeyboardInterrupt:
@@ -158,17 +158,17 @@ def _error(msg: object) -> None:
 # ----------------------------------------------------------------------------- the command
 def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     t0 = time.monotonic()
-    types = _load_types(Path(args.types_config)) if args.types_config else {}
+    types = load_types(Path(args.types_config)) if args.types_config else {}
     if args.top_k_categories < 1:
-        raise _InputError(f"--top-k-categories must be >= 1 (got {args.top_k_categories})")
+        raise InputError(f"--top-k-categories must be >= 1 (got {args.top_k_categories})")
     out_path = Path(args.out)
     if not out_path.parent.is_dir():
-        raise _InputError(f"--out {out_path}: directory {out_path.parent} does not exist; create it first")
+        raise InputError(f"--out {out_path}: directory {out_path.parent} does not exist; create it first")
     if out_path.is_dir():
-        raise _InputError(f"--out {out_path} is a directory; give a file name such as {out_path / 'reference.json'}")
+        raise InputError(f"--out {out_path} is a directory; give a file name such as {out_path / 'reference.json'}")
 
     if args.sample_rows < 1:
-        raise _InputError(f"--sample-rows must be >= 1 (got {args.sample_rows})")
+        raise InputError(f"--sample-rows must be >= 1 (got {args.sample_rows})")
 
     progress = _Progress(err, quiet=args.quiet)
     task = getattr(args, "task", None)
@@ -179,10 +179,10 @@ def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     )  # fmt: skip
     progress.done()
 
-    label, score, slices, exclude, model = _roles(args, table)
-    time_column = _time_column(args, table)
-    task, label, outputs = _task(args, table, task, label, exclude)
-    _check_columns(table, label, score, slices, exclude, types, args.types_config, time_column)
+    label, score, slices, exclude, model = column_roles(args, table)
+    time_column = time_column_of(args, table)
+    task, label, outputs = task_columns(args, table, task, label, exclude)
+    check_columns(table, label, score, slices, exclude, types, args.types_config, time_column)
     if progress.shown:
         print(f"{PROG}: profiling {len(table.names)} columns ...", file=err, flush=True)
     ref = table.profiler.reference(
@@ -200,7 +200,7 @@ def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if task != "binary":
         feats = {n: ("numeric" if isinstance(p, NumericProfile) else "categorical") for n, p in ref.features.items()}
         ref.task = task_block(task, table.path, label=label, prediction=outputs[0], scores=outputs[1],
-                              time_column=time_column, features=feats, limit=args.sample_rows, fail=_InputError)
+                              time_column=time_column, features=feats, limit=args.sample_rows, fail=InputError)
     _write(ref, out_path)
     if not args.quiet:
         _summary(ref, table, out_path, time.monotonic() - t0, out)
@@ -214,7 +214,7 @@ def _write(ref: Reference, path: Path) -> None:
         os.replace(tmp, path)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
-        raise _InputError(f"--out {path}: cannot write it ({exc.strerror or exc}); check the path and permissions") from exc
+        raise InputError(f"--out {path}: cannot write it ({exc.strerror or exc}); check the path and permissions") from exc
 
 
 def _summary(ref: Reference, table: Scanned, path: Path, seconds: float, out: TextIO) -> None:

@@ -2,10 +2,10 @@
 
 The ``--types-config`` file (:class:`TypesConfig`: per-feature type overrides, validated with
 pydantic so a misspelt field is an error naming it) and which column plays which role: the label,
-the score, the slices, the excluded columns and the model name (:func:`_roles`; skewwatch events
-get defaults from their own fields), the task and its output columns (:func:`_task`), the time
-column (:func:`_time_column`). A column the options name that the table lacks is an error listing
-the columns it has (:func:`_check_columns`). Every such error is an :class:`_InputError`: the
+the score, the slices, the excluded columns and the model name (:func:`column_roles`; skewwatch events
+get defaults from their own fields), the task and its output columns (:func:`task_columns`), the time
+column (:func:`time_column_of`). A column the options name that the table lacks is an error listing
+the columns it has (:func:`check_columns`). Every such error is an :class:`InputError`: the
 command prints it on one line and exits with code 2.
 """
 
@@ -22,7 +22,7 @@ from detector.cli.baseline_scan import Scanned
 from detector.cli.baseline_task import default_prediction_column, infer_from_table
 from detector.core.reference.build import TIME_COLUMNS
 
-__all__ = ["TypesConfig"]
+__all__ = ["InputError", "TypesConfig", "check_columns", "column_roles", "load_types", "task_columns", "time_column_of"]
 
 
 class TypesConfig(BaseModel):
@@ -33,28 +33,28 @@ class TypesConfig(BaseModel):
     features: dict[str, Literal["numeric", "categorical"]] = Field(default_factory=dict)
 
 
-class _InputError(Exception):
+class InputError(Exception):
     """Bad input or usage: exit code 2."""
 
 
-def _load_types(path: Path) -> dict[str, str]:
+def load_types(path: Path) -> dict[str, str]:
     where = f"--types-config {path}"
     try:
         raw = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise _InputError(f"{where}: file not found; check the path") from None
+        raise InputError(f"{where}: file not found; check the path") from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise _InputError(f"{where}: cannot read it ({exc})") from exc
+        raise InputError(f"{where}: cannot read it ({exc})") from exc
     try:
         data = yaml.safe_load(raw)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         at = f" at line {mark.line + 1}" if mark is not None else ""
-        raise _InputError(f"{where}: not valid YAML{at} ({getattr(exc, 'problem', None) or exc})") from exc
+        raise InputError(f"{where}: not valid YAML{at} ({getattr(exc, 'problem', None) or exc})") from exc
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise _InputError(f"{where}: expected a mapping like `features: {{zip: categorical}}`, got {type(data).__name__}")
+        raise InputError(f"{where}: expected a mapping like `features: {{zip: categorical}}`, got {type(data).__name__}")
     try:
         cfg = TypesConfig.model_validate(data)
     except ValidationError as exc:
@@ -67,11 +67,11 @@ def _load_types(path: Path) -> dict[str, str]:
                 problems.append(f"{field}: {e['input']!r} is not a type; use numeric or categorical")
             else:
                 problems.append(f"{field}: {e['msg']}")
-        raise _InputError(f"{where}: " + "; ".join(problems)) from exc
+        raise InputError(f"{where}: " + "; ".join(problems)) from exc
     return dict(cfg.features)
 
 
-def _roles(
+def column_roles(
     args: argparse.Namespace, table: Scanned
 ) -> tuple[str | None, str | None, list[str], list[str], str | None]:
     """label, score, slice and excluded columns and the model name (events get defaults)."""
@@ -95,7 +95,7 @@ def _roles(
     return label, score, slices, exclude, model
 
 
-def _task(args: argparse.Namespace, table: Scanned, task: str | None, label: str | None,
+def task_columns(args: argparse.Namespace, table: Scanned, task: str | None, label: str | None,
           exclude: list[str]) -> tuple[str, str | None, tuple[str | None, str | None]]:
     """(task, label column, (prediction column, scores column)); output columns join ``exclude``."""
     if label is None and "label" in table and "label" not in exclude and (table.is_events or task not in (None, "binary")):
@@ -107,10 +107,10 @@ def _task(args: argparse.Namespace, table: Scanned, task: str | None, label: str
             task = infer_from_table(table.path, label, args.sample_rows)
     if task == "binary":
         if label is not None and not table.profiler.label_binary():
-            raise _InputError(f"--label-column {label}: values other than 0/1 or true/false; a binary label is 0/1 - "
+            raise InputError(f"--label-column {label}: values other than 0/1 or true/false; a binary label is 0/1 - "
                               "for class names use --task multiclass, for numbers --task regression")
         if args.prediction_column is not None or args.scores_column is not None:
-            raise _InputError("--prediction-column / --scores-column describe a multiclass or regression model; "
+            raise InputError("--prediction-column / --scores-column describe a multiclass or regression model; "
                               "a binary model's output is --score-column")
         return task, label, (None, None)
     pred = args.prediction_column
@@ -120,25 +120,25 @@ def _task(args: argparse.Namespace, table: Scanned, task: str | None, label: str
     if scores is None and task == "multiclass" and "scores" in table:
         scores = "scores"
     if task == "regression" and scores is not None:
-        raise _InputError("--scores-column is for multiclass models (class scores); a regression model has --prediction-column")
+        raise InputError("--scores-column is for multiclass models (class scores); a regression model has --prediction-column")
     available = ", ".join(table.names)
     for option, name in (("--prediction-column", pred), ("--scores-column", scores)):
         if name is not None and name not in table:
-            raise _InputError(f"{option} {name}: no such column in {table.path}; available columns: {available}")
+            raise InputError(f"{option} {name}: no such column in {table.path}; available columns: {available}")
     if label is None and pred is None:
-        raise _InputError(f"--task {task} needs the label column (--label-column) or the model's output "
+        raise InputError(f"--task {task} needs the label column (--label-column) or the model's output "
                           f"(--prediction-column); available columns: {available}")
     exclude += [c for c in (label, pred, scores) if c is not None and c not in exclude]
     return task, label, (pred, scores)
 
 
-def _time_column(args: argparse.Namespace, table: Scanned) -> str | None:
+def time_column_of(args: argparse.Namespace, table: Scanned) -> str | None:
     if args.time_column is not None:
         return None if args.time_column.lower() == "none" else args.time_column
     return next((c for c in TIME_COLUMNS if c in table and c not in args.exclude), None)
 
 
-def _check_columns(
+def check_columns(
     table: Scanned,
     label: str | None,
     score: str | None,
@@ -153,9 +153,9 @@ def _check_columns(
     asked += [("--slice-column", s) for s in slices] + [("--exclude", e) for e in exclude]
     for option, name in asked:
         if name is not None and name not in table:
-            raise _InputError(f"{option} {name}: no such column in {table.path}; available columns: {available}")
+            raise InputError(f"{option} {name}: no such column in {table.path}; available columns: {available}")
     for name in types:
         if name not in table:
-            raise _InputError(
+            raise InputError(
                 f"--types-config {types_path}: features.{name}: no such column in {table.path}; available columns: {available}"
             )

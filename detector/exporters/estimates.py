@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from detector.exporters.families import _finite, slice_label
+from detector.exporters.families import is_finite, slice_label
 
 __all__ = ["add_estimates"]
 
@@ -40,9 +40,9 @@ def add_estimates(fam: Any, model: str, pe: Any) -> None:
     err = fam.gauge(name["stderr_"], f"Stated standard error of {name['']} against the realised value.", lab)
     for skey, row in (last.get("slices") or {}).items():
         for m in metrics:
-            if _finite(row.get(m)):
+            if is_finite(row.get(m)):
                 val.add_metric([model, slice_label(skey), m], float(row[m]))
-            if _finite(row.get(f"{m}_se")):
+            if is_finite(row.get(f"{m}_se")):
                 err.add_metric([model, slice_label(skey), m], float(row[f"{m}_se"]))
     day = last.get("day") or {}
     if day:
@@ -51,9 +51,9 @@ def add_estimates(fam: Any, model: str, pe: Any) -> None:
         r = fam.gauge(name["reference_"], "The estimated_* alert's yardstick: training's value (binary: the same "
                       "estimate on training's score mix under production's decision rule).", ("model", "metric"))
         for m in metrics:
-            if _finite(day.get(m)):
+            if is_finite(day.get(m)):
                 d.add_metric([model, m], float(day[m]))
-            if _finite((day.get("reference") or {}).get(m)):
+            if is_finite((day.get("reference") or {}).get(m)):
                 r.add_metric([model, m], float(day["reference"][m]))
     errors = pe.errors()
     if errors:
@@ -64,7 +64,7 @@ def add_estimates(fam: Any, model: str, pe: Any) -> None:
         z = fam.gauge("skewwatch_estimate_error_zscore_rms", "RMS of (realised - estimated) / stated error over the "
                       "last matured windows; about 1 when the stated error is honest.", ("model", "metric"))
         for m, e in errors.items():
-            if _finite(e.get("gap")):
+            if is_finite(e.get("gap")):
                 g.add_metric([model, m], float(e["gap"]))
-            if _finite(e.get("rms_z")):
+            if is_finite(e.get("rms_z")):
                 z.add_metric([model, m], float(e["rms_z"]))

@@ -27,10 +27,10 @@ MAX_LABEL_CHARS = 120  # longer slice / version label values are shortened (star
 SCORE_BUCKETS = 12  # exported score histogram buckets (+Inf)
 OTHER = "__other__"
 UNEXPECTED = "__unexpected__"  # feature label of every feature name the reference does not know
-_ARRAYS = ("num", "cat", "nz", "slog", "slog2", "sx", "cand", "rates", "lat", "absent", "type_err", "nonfinite")
-_JOIN = {"matched": "matched", "duplicates": "duplicate", "corrections": "correction", "expired": "expired",
+ARRAYS = ("num", "cat", "nz", "slog", "slog2", "sx", "cand", "rates", "lat", "absent", "type_err", "nonfinite")
+JOIN_STATES = {"matched": "matched", "duplicates": "duplicate", "corrections": "correction", "expired": "expired",
          "evicted": "evicted", "orphans": "orphan", "rejected": "rejected", "joined": "joined", "unjoined": "unjoined"}
-_OUTCOME = (  # OutcomeMonitor.stats()["slices"][slice] key -> (family, help); last evaluated cohort
+OUTCOME_FAMILIES = (  # OutcomeMonitor.stats()["slices"][slice] key -> (family, help); last evaluated cohort
     ("match_rate", "skewwatch_cohort_labelled_ratio", "Share of the cohort's predictions that had a label at "
      "evaluation (label age = maturity)."),
     ("base_rate", "skewwatch_label_positive_ratio", "Share of the cohort's labels that are positive."),
@@ -56,19 +56,19 @@ _OUTCOME = (  # OutcomeMonitor.stats()["slices"][slice] key -> (family, help); l
     ("macro_f1", "skewwatch_macro_f1_ratio", "Macro-averaged F1 over the classes of the cohort's labelled predictions "
      "(multiclass)."),
 )
-_CLASS_OUTCOME = (  # stats()["slices"][slice]["class_<key>"][class] -> (family, help); multiclass models
+CLASS_OUTCOME_FAMILIES = (  # stats()["slices"][slice]["class_<key>"][class] -> (family, help); multiclass models
     ("class_recall", "skewwatch_class_recall_ratio", "Recall of one class: share of its labelled predictions' true "
      "members predicted as it (multiclass)."),
     ("class_precision", "skewwatch_class_precision_ratio", "Precision of one class: share of the predictions of it "
      "whose label agrees (multiclass)."),
 )
-_PARITY = (  # stats()["parity"]["features"][feature][slice] key -> (family, help)
+PARITY_FAMILIES = (  # stats()["parity"]["features"][feature][slice] key -> (family, help)
     ("mismatch_rate", "skewwatch_feature_parity_mismatch_ratio", "Share of joined predictions whose served value "
      "differs from the offline (training pipeline) value, last evaluated window."),
     ("missing_one_side", "skewwatch_feature_parity_missing_ratio", "Share of joined predictions with the value "
      "missing on exactly one side (served or offline)."),
 )
-_LABEL_GAUGES = (  # stats()["labels"] key -> (family, help); the label join is shared by all models
+LABEL_GAUGES = (  # stats()["labels"] key -> (family, help); the label join is shared by all models
     ("coverage", "skewwatch_label_coverage_ratio", "Share of predictions that left the label store with a label "
      "(the rest expired or were evicted)."),
     ("match_rate", "skewwatch_label_match_ratio", "Share of label events that found their prediction (the rest "
@@ -122,19 +122,19 @@ class FeatureLabels:
         return name if name in self.known else UNEXPECTED
 
 
-def _feature_labels(ms: Any) -> FeatureLabels:
+def feature_labels(ms: Any) -> FeatureLabels:
     lay = getattr(ms, "layout", None)
     return FeatureLabels([*getattr(lay, "numeric", ()), *getattr(lay, "categorical", ())])
 
 
-def _finite(x: Any) -> bool:
+def is_finite(x: Any) -> bool:
     try:
         return math.isfinite(float(x))
     except (TypeError, ValueError):
         return False
 
 
-def _get(obj: Any, *names: str) -> Any:
+def get_field(obj: Any, *names: str) -> Any:
     """First present value of ``names`` from a mapping or an object's attributes."""
     if obj is None:
         return None
@@ -145,7 +145,7 @@ def _get(obj: Any, *names: str) -> Any:
     return None
 
 
-def _as_map(obj: Any) -> Mapping[str, Any] | None:
+def as_map(obj: Any) -> Mapping[str, Any] | None:
     if obj is None or isinstance(obj, Mapping):
         return obj
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
@@ -153,7 +153,7 @@ def _as_map(obj: Any) -> Mapping[str, Any] | None:
     return vars(obj) if hasattr(obj, "__dict__") else None
 
 
-class _Families:
+class Families:
     """Metric families created on first use, yielded in creation order."""
 
     def __init__(self) -> None:
@@ -178,36 +178,36 @@ class _Families:
         return iter(self._f.values())
 
 
-def _delay_buckets(d: Any) -> tuple[list[tuple[str, float]], float] | None:
+def delay_buckets(d: Any) -> tuple[list[tuple[str, float]], float] | None:
     """Cumulative ``(le, count)`` buckets and the sum of a per-bin delay histogram."""
     from detector.core.outcomes.labels import DELAY_EDGES
 
     if d is None:
         return None
-    counts = _get(d, "counts", "hist", "bins") if isinstance(d, Mapping) or hasattr(d, "counts") else d
+    counts = get_field(d, "counts", "hist", "bins") if isinstance(d, Mapping) or hasattr(d, "counts") else d
     if counts is None:
         return None
     counts = np.asarray(counts, dtype=np.float64).ravel()
-    edges = np.asarray(_get(d, "edges") if isinstance(d, Mapping) and _get(d, "edges") is not None else DELAY_EDGES,
+    edges = np.asarray(get_field(d, "edges") if isinstance(d, Mapping) and get_field(d, "edges") is not None else DELAY_EDGES,
                        dtype=np.float64)
     if counts.size != edges.size + 1:
         return None
     cum = np.cumsum(counts)
-    total = _get(d, "sum") if isinstance(d, Mapping) else None
-    if not _finite(total):  # estimate from the bins' geometric centres
+    total = get_field(d, "sum") if isinstance(d, Mapping) else None
+    if not is_finite(total):  # estimate from the bins' geometric centres
         centres = np.concatenate([[edges[0] / 2], np.sqrt(edges[:-1] * edges[1:]), [edges[-1]]])
         total = float((counts * centres).sum())
-    buckets = [(_le(e), float(c)) for e, c in zip(edges.tolist(), cum[:-1].tolist(), strict=True)]
+    buckets = [(le_label(e), float(c)) for e, c in zip(edges.tolist(), cum[:-1].tolist(), strict=True)]
     buckets.append(("+Inf", float(cum[-1])))
     return buckets, float(total)
 
 
-def _keep_max(d: dict[tuple[str, ...], float], key: tuple[str, ...], value: Any) -> None:
+def keep_max(d: dict[tuple[str, ...], float], key: tuple[str, ...], value: Any) -> None:
     v = float(value)
     d[key] = v if key not in d else max(d[key], v)
 
 
-class _RowView:
+class RowView:
     """Row ``r`` of an open window's array (row 0, all traffic, as the core will fill it at close)."""
 
     def __init__(self, w: Any, lay: Any) -> None:
@@ -223,7 +223,7 @@ class _RowView:
         return self._all[name]
 
 
-def _le(x: float) -> str:
+def le_label(x: float) -> str:
     return repr(float(round(x, 6)))
 
 
@@ -232,7 +232,7 @@ def _le(x: float) -> str:
 LATENCY_BUCKETS_MS = tuple(10.0 ** (d + k / 10) for d in range(0, 5) for k in (0, 3, 7)) + (1e5,)
 
 
-def _latency_buckets(edges: np.ndarray) -> tuple[list[int], list[str]]:
+def latency_buckets(edges: np.ndarray) -> tuple[list[int], list[str]]:
     """Bin indices whose cumulative count is ``<= le`` and the ``le`` labels (seconds)."""
     e = np.asarray(edges, dtype=np.float64)
     idx, labels = [], []
@@ -244,27 +244,27 @@ def _latency_buckets(edges: np.ndarray) -> tuple[list[int], list[str]]:
     return idx, labels
 
 
-def _score_buckets(n_edges: int, n: int = SCORE_BUCKETS) -> list[int]:
+def score_buckets(n_edges: int, n: int = SCORE_BUCKETS) -> list[int]:
     """Edge indices for the exported score buckets: evenly spaced through the reference's quantile
     edges (similar training mass per bucket), last edge included.
 
-    >>> _score_buckets(92)[:3], _score_buckets(92)[-1], len(_score_buckets(92)), _score_buckets(3)
+    >>> score_buckets(92)[:3], score_buckets(92)[-1], len(score_buckets(92)), score_buckets(3)
     ([0, 8, 17], 91, 12, [0, 1, 2])
     """
     return sorted({int(round(x)) for x in np.linspace(0, n_edges - 1, min(n, n_edges))})
 
 
-def _midpoints(edges: np.ndarray) -> np.ndarray:
+def midpoints(edges: np.ndarray) -> np.ndarray:
     """A representative value per bin of ``np.searchsorted(edges, x, 'right')`` (geometric inside)."""
     inner = np.sqrt(np.maximum(edges[:-1], edges[1:] * 0.5) * edges[1:])
     return np.concatenate([[0.0], inner, [edges[-1]]])
 
 
-def _ts(v: Any) -> float | None:
+def epoch_seconds(v: Any) -> float | None:
     if v is None:
         return None
     if isinstance(v, int | float):
-        return float(v) if _finite(v) else None
+        return float(v) if is_finite(v) else None
     from detector.core.inputs.timeparse import parse_timestamps
 
     t = float(parse_timestamps([v])[0])

@@ -13,14 +13,14 @@ from detector.exporters.families import (
     MAX_MODELS,
     MAX_REASONS,
     OTHER,
-    _Families,
-    _finite,
+    Families,
+    is_finite,
 )
 
 __all__ = ["add_pipeline", "add_worker"]
 
 
-def add_pipeline(fam: _Families, src: Any, eng: Any) -> None:
+def add_pipeline(fam: Families, src: Any, eng: Any) -> None:
     """Ingest counters from ``src`` (the worker engine); window and alert counters from ``eng``."""
     c = src.counters
     ev = fam.counter("skewwatch_events", "Events accepted per model and topic (model is empty for label and "
@@ -76,22 +76,22 @@ def add_pipeline(fam: _Families, src: Any, eng: Any) -> None:
         [], float(len(set(src.models) | set(eng.models))))
 
 
-def add_worker(fam: _Families, worker: Any, side: Any) -> None:
+def add_worker(fam: Families, worker: Any, side: Any) -> None:
     c = fam.counter
-    if _finite(getattr(side, "dlq_total", None)):
+    if is_finite(getattr(side, "dlq_total", None)):
         c("skewwatch_dlq_messages", "Messages sent to the dead-letter topic (invalid events plus empty or oversized "
           "messages rejected before decoding).", ()).add_metric([], float(side.dlq_total))
-    if _finite(getattr(side, "duplicates", None)):
+    if is_finite(getattr(side, "duplicates", None)):
         c("skewwatch_redelivered_messages", "Messages skipped because a checkpoint already covered their offset "
           "(at-least-once redelivery after a restart or rebalance).", ()).add_metric([], float(side.duplicates))
-    if _finite(getattr(worker, "checkpoints", None)):
+    if is_finite(getattr(worker, "checkpoints", None)):
         c("skewwatch_checkpoints", "State checkpoints written (offsets are committed after each).", ()).add_metric(
             [], float(worker.checkpoints))
-    if _finite(getattr(worker, "checkpoint_failures", None)):
+    if is_finite(getattr(worker, "checkpoint_failures", None)):
         c("skewwatch_checkpoint_failures", "Checkpoints not completed (broker unreachable, a send refused or not acknowledged "
           "within the timeout); retried within 5 s, offsets stay uncommitted until one completes.", ()).add_metric(
             [], float(worker.checkpoint_failures))
-    if _finite(getattr(worker, "send_failures", None)):
+    if is_finite(getattr(worker, "send_failures", None)):
         c("skewwatch_send_failures", "Attempts to send alerts, dead letters or counterexamples that failed (the messages "
           "wait and are sent again; checkpoints wait for them).", ()).add_metric([], float(worker.send_failures))
         c("skewwatch_unsent_dropped_messages", "Alerts, dead letters or counterexamples dropped because more than "
@@ -99,7 +99,7 @@ def add_worker(fam: _Families, worker: Any, side: Any) -> None:
         fam.gauge("skewwatch_unsent_messages", "Alerts, dead letters or counterexamples waiting to be sent.",
                   ()).add_metric([], float(len(getattr(worker, "unsent", ()))))
     last = getattr(worker, "last_checkpoint", None)
-    if _finite(last) and last > 0:
+    if is_finite(last) and last > 0:
         import time
 
         fam.gauge("skewwatch_checkpoint_age_seconds", "Seconds since the last checkpoint (or the restore).",

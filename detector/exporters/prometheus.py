@@ -62,36 +62,36 @@ from prometheus_client.registry import Collector
 
 from detector import __version__
 from detector.exporters.families import (  # noqa: F401 - ALL, bounded, ... are this module's API too
-    _ARRAYS,
-    _CLASS_OUTCOME,
-    _JOIN,
-    _LABEL_GAUGES,
-    _OUTCOME,
-    _PARITY,
     ALL,
+    ARRAYS,
+    CLASS_OUTCOME_FAMILIES,
+    JOIN_STATES,
+    LABEL_GAUGES,
     LATENCY_BUCKETS_MS,
     MAX_LABEL_CHARS,
     MAX_MODELS,
     MAX_REASONS,
     MAX_VERSIONS,
     OTHER,
+    OUTCOME_FAMILIES,
+    PARITY_FAMILIES,
     SCORE_BUCKETS,
     UNEXPECTED,
+    Families,
     FeatureLabels,
-    _as_map,
-    _delay_buckets,
-    _Families,
-    _feature_labels,
-    _finite,
-    _get,
-    _keep_max,
-    _latency_buckets,
-    _le,
-    _midpoints,
-    _RowView,
-    _score_buckets,
-    _ts,
+    RowView,
+    as_map,
     bounded,
+    delay_buckets,
+    epoch_seconds,
+    feature_labels,
+    get_field,
+    is_finite,
+    keep_max,
+    latency_buckets,
+    le_label,
+    midpoints,
+    score_buckets,
     slice_label,
 )
 from detector.exporters.health import add_pipeline, add_worker
@@ -129,7 +129,7 @@ class SkewwatchCollector(Collector):
         return []
 
     def _collect(self) -> Iterable[Metric]:
-        fam = _Families()
+        fam = Families()
         info = fam.gauge("skewwatch_build_info", "skewwatch build; the value is always 1.", ("version",))
         info.add_metric([__version__], 1.0)
         eng = self.engine_getter()
@@ -156,7 +156,7 @@ class SkewwatchCollector(Collector):
         return fam
 
     # ------------------------------------------------------------------ alerts
-    def _alerts(self, fam: _Families, eng: Any, models: list[str]) -> None:
+    def _alerts(self, fam: Families, eng: Any, models: list[str]) -> None:
         groups = fam.gauge("skewwatch_alerts_firing", "skewwatch incidents currently firing (0 once a group seen "
                            "firing has resolved).", ("model", "kind", "severity", "cause", "action"))
         labels = ("model", "kind", "feature", "slice", "statistic", "severity", "cause", "action")
@@ -171,7 +171,7 @@ class SkewwatchCollector(Collector):
         rows: dict[tuple[str, ...], list[float]] = {}  # label values -> [incidents, value, threshold, since]
         for m in models:
             ms = eng.models.get(m)
-            feat = _feature_labels(ms)
+            feat = feature_labels(ms)
             for a in eng.alerts.firing(m):
                 g = (m, str(a.get("kind", "")), str(a.get("severity", "")), str(a.get("cause", "")),
                      str(a.get("action", "")))
@@ -180,11 +180,11 @@ class SkewwatchCollector(Collector):
                       str(a.get("statistic", "")), g[2], g[3], g[4])
                 row = rows.setdefault(lv, [0.0, math.nan, math.nan, math.inf])
                 row[0] += 1
-                if _finite(a.get("value")):
+                if is_finite(a.get("value")):
                     row[1] = float(a["value"]) if math.isnan(row[1]) else max(row[1], float(a["value"]))
-                if _finite(a.get("threshold")):
+                if is_finite(a.get("threshold")):
                     row[2] = float(a["threshold"]) if math.isnan(row[2]) else max(row[2], float(a["threshold"]))
-                t = _ts(a.get("ts"))
+                t = epoch_seconds(a.get("ts"))
                 if t is not None:
                     row[3] = min(row[3], t)
         for lv, (n, v, th, t0) in rows.items():

@@ -11,32 +11,32 @@ import numpy as np
 
 from detector.exporters.estimates import add_estimates
 from detector.exporters.families import (
-    _ARRAYS,
+    ARRAYS,
     MAX_VERSIONS,
     OTHER,
-    _Families,
-    _feature_labels,
-    _finite,
-    _keep_max,
-    _latency_buckets,
-    _le,
-    _midpoints,
-    _RowView,
-    _score_buckets,
+    Families,
+    RowView,
     bounded,
+    feature_labels,
+    is_finite,
+    keep_max,
+    latency_buckets,
+    le_label,
+    midpoints,
+    score_buckets,
     slice_label,
 )
 
 __all__ = ["add_model", "add_live_window", "add_served"]
 
 
-def add_model(fam: _Families, name: str, states: list[Any], ms: Any, evaluated: Any) -> None:
+def add_model(fam: Families, name: str, states: list[Any], ms: Any, evaluated: Any) -> None:
     """``states``: the model in every engine (open windows); ``ms``: where events are folded (slice
     vocabularies, versions); ``evaluated``: where windows are evaluated (statistics)."""
     wins = [w for st in states for w in list(st.windows.values())]
     fam.gauge("skewwatch_open_windows", "Event-time windows currently open (worker and aggregator).",
               ("model",)).add_metric([name], float(len(wins)))
-    size = sum(getattr(w, a).nbytes for w in wins for a in _ARRAYS if hasattr(w, a))
+    size = sum(getattr(w, a).nbytes for w in wins for a in ARRAYS if hasattr(w, a))
     fam.gauge("skewwatch_state_bytes", "Memory held by the open windows' counters.", ("model",)).add_metric(
         [name], float(size))
     ovf = fam.counter("skewwatch_slice_overflow_events", "Events whose slice value was folded into __other__ "
@@ -69,19 +69,19 @@ def add_model(fam: _Families, name: str, states: list[Any], ms: Any, evaluated: 
                    ("model", "kind", "slice", "statistic"))
     mt = fam.gauge("skewwatch_model_statistic_threshold", "Threshold of skewwatch_model_statistic.",
                    ("model", "kind", "slice", "statistic"))
-    feat = _feature_labels(evaluated)
+    feat = feature_labels(evaluated)
     fvals: dict[tuple[str, ...], float] = {}
     fthrs: dict[tuple[str, ...], float] = {}
     for (kind, stat, feature, skey), (value, _sl, thr) in list(evaluated.last_stats.items()):
         sl = slice_label(skey)
         if feature:
             key = (name, kind, feat(feature), sl, stat)
-            _keep_max(fvals, key, value)
-            if _finite(thr):
-                _keep_max(fthrs, key, thr)
+            keep_max(fvals, key, value)
+            if is_finite(thr):
+                keep_max(fthrs, key, thr)
         else:
             mv.add_metric([name, kind, sl, stat], float(value))
-            if _finite(thr):
+            if is_finite(thr):
                 mt.add_metric([name, kind, sl, stat], float(thr))
     for key, v in fvals.items():
         fv.add_metric(list(key), v)
@@ -90,7 +90,7 @@ def add_model(fam: _Families, name: str, states: list[Any], ms: Any, evaluated: 
     add_estimates(fam, name, getattr(evaluated, "estimate", None))  # performance before labels
 
 
-def add_live_window(fam: _Families, name: str, ms: Any) -> None:
+def add_live_window(fam: Families, name: str, ms: Any) -> None:
     if not ms.windows:
         return
     w = ms.windows[max(ms.windows)]
@@ -113,7 +113,7 @@ def add_live_window(fam: _Families, name: str, ms: Any) -> None:
     fb = fam.gauge("skewwatch_fallback_ratio", "Share of predictions served by a fallback, current window.",
                    ("model", "slice"))
     nb = lay.n_num_blocks
-    arr = _RowView(w, lay)
+    arr = RowView(w, lay)
     for r in rows:
         n = float(arr("rates", r)[RATE["events"]])
         if n <= 0:
@@ -148,7 +148,7 @@ def add_live_window(fam: _Families, name: str, ms: Any) -> None:
             fb.add_metric([name, sl], float(rates[RATE["fallback"]]) / fk)
 
 
-def add_served(fam: _Families, name: str, ms: Any) -> None:
+def add_served(fam: Families, name: str, ms: Any) -> None:
     """Lifetime latency and score histograms per slice row (handed-on windows + open ones)."""
     totals = getattr(ms, "served", None)
     if totals is None:
@@ -161,10 +161,10 @@ def add_served(fam: _Families, name: str, ms: Any) -> None:
     sh = fam.histogram("skewwatch_score", "Model score distribution per slice (buckets: every few of the "
                        "training score's quantile edges, so each holds a similar share of training).",
                        ("model", "slice"))
-    lat_idx, lat_le = _latency_buckets(lay.lat_edges)
-    mids = _midpoints(np.asarray(lay.lat_edges, dtype=np.float64))
-    score_idx = _score_buckets(len(lay.score_edges))
-    score_le = [_le(float(lay.score_edges[k])) for k in score_idx]
+    lat_idx, lat_le = latency_buckets(lay.lat_edges)
+    mids = midpoints(np.asarray(lay.lat_edges, dtype=np.float64))
+    score_idx = score_buckets(len(lay.score_edges))
+    score_le = [le_label(float(lay.score_edges[k])) for k in score_idx]
     for r in [int(r) for r in lay.active_rows()]:
         sl = slice_label(lay.row_label(r))
         n_lat = float(lat[r].sum())

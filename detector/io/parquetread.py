@@ -2,10 +2,10 @@
 
 Arrow types decide a column's type: integers, floats, decimals and booleans are numeric
 (``float64``, NaN for null); strings, dictionaries, timestamps and dates (ISO text) and nested
-types (JSON text) are text (:func:`_arrow_to_numpy`). Parquet needs random access, so a gzipped
-file is unpacked to a temporary file first (:func:`_parquet_source`); progress counts rows, known
-from the file's metadata (:func:`_parquet_rows`). pyarrow is optional (the ``parquet`` extra):
-without it, reading a Parquet file is an error that says how to install it (``_PARQUET_HINT``).
+types (JSON text) are text (:func:`arrow_to_numpy`). Parquet needs random access, so a gzipped
+file is unpacked to a temporary file first (:func:`parquet_source`); progress counts rows, known
+from the file's metadata (:func:`parquet_rows`). pyarrow is optional (the ``parquet`` extra):
+without it, reading a Parquet file is an error that says how to install it (``PARQUET_HINT``).
 """
 
 from __future__ import annotations
@@ -24,11 +24,11 @@ from detector.io.jsonread import text_array
 
 __all__: list[str] = []
 
-_PARQUET_HINT = "reading parquet needs pyarrow: pip install 'skewwatch[parquet]'"
+PARQUET_HINT = "reading parquet needs pyarrow: pip install 'skewwatch[parquet]'"
 
 
 @contextmanager
-def _parquet_source(p: Path, gz: bool) -> Iterator[Any]:
+def parquet_source(p: Path, gz: bool) -> Iterator[Any]:
     """The Parquet file, or a gzipped one unpacked to a temporary file (Parquet needs random access)."""
     if not gz:
         yield p
@@ -40,7 +40,7 @@ def _parquet_source(p: Path, gz: bool) -> Iterator[Any]:
         yield tmp
 
 
-def _parquet_rows(p: Path, gz: bool) -> int | None:
+def parquet_rows(p: Path, gz: bool) -> int | None:
     if gz:
         return None
     try:
@@ -51,7 +51,7 @@ def _parquet_rows(p: Path, gz: bool) -> int | None:
         return None
 
 
-def _arrow_to_numpy(pa: Any, arr: Any) -> np.ndarray:
+def arrow_to_numpy(pa: Any, arr: Any) -> np.ndarray:
     t = arr.type
     if pa.types.is_dictionary(t):
         arr = arr.cast(t.value_type)

@@ -63,7 +63,7 @@ import numpy as np
 from detector.core.reference.build import MISSING_TOKENS
 from detector.io.csvread import CHUNK_ROWS, CsvFile, TableError, csv_values, is_gzip
 from detector.io.jsonread import JsonRows, text_array
-from detector.io.parquetread import _PARQUET_HINT, _arrow_to_numpy, _parquet_rows, _parquet_source
+from detector.io.parquetread import PARQUET_HINT, arrow_to_numpy, parquet_rows, parquet_source
 
 __all__ = [
     "CHUNK_ROWS",
@@ -133,7 +133,7 @@ class TableReader:
         self._source: Any = None
         self._seen_kinds: dict[str, set[str]] = {}
         if self.format == "parquet":
-            self.size, self.unit = _parquet_rows(self.path, self.gz), "rows"
+            self.size, self.unit = parquet_rows(self.path, self.gz), "rows"
         else:
             self.size, self.unit = self.path.stat().st_size, "B"
 
@@ -229,9 +229,9 @@ class TableReader:
             import pyarrow as pa
             import pyarrow.parquet as pq
         except ImportError as exc:
-            raise TableError(f"{self.path}: {_PARQUET_HINT}") from exc
+            raise TableError(f"{self.path}: {PARQUET_HINT}") from exc
         self.reader = "parquet"
-        with _parquet_source(self.path, self.gz) as source:
+        with parquet_source(self.path, self.gz) as source:
             try:
                 pf = pq.ParquetFile(source)
             except (pa.ArrowException, OSError) as exc:
@@ -255,9 +255,9 @@ class TableReader:
                             target = feature_cols if name == "features" else slice_cols
                             for child_field, child in zip(arr.type, arr.flatten(), strict=True):
                                 target.setdefault(child_field.name, None)
-                                out[child_field.name] = _arrow_to_numpy(pa, child)
+                                out[child_field.name] = arrow_to_numpy(pa, child)
                         else:
-                            out[name] = _arrow_to_numpy(pa, arr)
+                            out[name] = arrow_to_numpy(pa, arr)
                     if "features" in nested:
                         self.feature_columns, self.slice_columns = list(feature_cols), list(slice_cols)
                     if want is not None:

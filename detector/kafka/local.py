@@ -16,7 +16,7 @@ from typing import Any
 from detector.config import Config
 from detector.core.decisions.alerts import Alert
 from detector.core.reference.profile import Reference
-from detector.kafka.sidecar import AGGREGATOR, Message, Sidecar
+from detector.kafka.sidecar import AGGREGATOR, Batch, Message, Sidecar
 
 __all__ = ["LocalGroup"]
 
@@ -81,11 +81,14 @@ class LocalGroup:
 
     # ------------------------------------------------------------------ traffic
     def feed(self, kind: str, partition: int, values: list[bytes]) -> None:
+        """New messages on partition ``partition`` of the ``kind`` topic, handed over as columns (as the worker does)."""
         topic = self.topics[kind]
         start = self.offsets.get((topic, partition), 0)
-        msgs = [Message(topic, partition, start + i, v) for i, v in enumerate(values)]
         self.offsets[(topic, partition)] = start + len(values)
-        self.redeliver(kind, partition, msgs)
+        side = self.sidecars[self.owner[f"p{partition}"]]
+        side.update_lags(lambda t, p: self.offsets.get((t, p), 0))  # everything produced is delivered at once here
+        batch = Batch(topic, partition, list(range(start, start + len(values))), list(values), [None] * len(values))
+        self.dlq.extend(side.on_batch(batch).dlq)
 
     def redeliver(self, kind: str, partition: int, msgs: list[Message]) -> None:
         side = self.sidecars[self.owner[f"p{partition}"]]

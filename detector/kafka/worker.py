@@ -50,6 +50,7 @@ from detector.kafka.clients import ClientSettings, client_settings
 from detector.kafka.durable import Durable, gated_consumer
 from detector.kafka.sending import SEND_TIMEOUT, Sending
 from detector.kafka.sidecar import Batch, Outbox, Sidecar
+from detector.kafka.take import take_batches
 from detector.kafka.views import worker_status
 
 __all__ = ["build_app", "Worker"]
@@ -98,6 +99,7 @@ class Worker(Durable, Sending):
         self.idle_after = idle_after if idle_after is not None else max(10.0, cfg.detector.allowed_lateness)
         self.lock = asyncio.Lock()
         self.restored = asyncio.Event()  # the start-up work is done (never waits for the broker)
+        self.assigned_at: float | None = None  # monotonic time the last assignment was taken over (units restored)
         self.started_at = time.time()
         self.last_checkpoint = 0.0  # monotonic time of the last completed checkpoint (or of the start)
         self.checkpoint_due = 0.0  # monotonic time of the next one (sooner after a failed one)
@@ -246,13 +248,14 @@ class Worker(Durable, Sending):
         async def on_assigned(app_: Any, assigned: Any = None, **kw: Any) -> None:
             async with self.lock:
                 await self._assign(set(assigned or ()))
+                self.assigned_at = time.monotonic()
 
         return app
 
     def _agent(self, app: Any, name: str) -> None:
         @app.agent(self._topics[name], name=f"skewwatch.{name}")
         async def agent(stream: Any) -> None:
-            async for events in stream.take_events(self.batch, within=self.within):
+            async for events in take_batches(stream, self.batch, self.fold_bytes, self.within):
                 due = self._gather(events, time.monotonic())
                 if due:
                     async with self.lock:

@@ -31,7 +31,7 @@ from detector.sim.features import CHANNELS, REGIONS, TIERS
 from detector.sim.generate import DOMAIN_TRAIN, generate_chunk, specs
 from detector.sim.scenario import Scenario
 from detector.sim.scenarios import get_scenario
-from detector.sim.stream import TOPICS, _cat_list, _dict_maker, _num_list, simulate, ts_values
+from detector.sim.stream import TOPICS, cat_list, dict_maker, num_list, simulate, ts_values
 from detector.sim.world import DEFAULT_START, World, intensity, rng_for, to_epoch_ms
 
 __all__ = ["write_jsonl", "training_rows", "iter_training_rows", "write_training", "batch_bytes", "training_columns"]
@@ -106,14 +106,14 @@ def iter_training_rows(n: int, seed: int = 0, *, world: World | None = None, wee
     sc = Scenario("training", world=world, start=(end or DEFAULT_START) - timedelta(weeks=weeks), hours=weeks * 168)
     t_all = _training_times(rng_for(seed, DOMAIN_TRAIN, 1 << 20, 0), world, int(n), start_ms, end_ms)
     nspecs, cspecs = specs(world)
-    make = _dict_maker(tuple(training_columns(world)))
+    make = dict_maker(tuple(training_columns(world)))
     reg, chan, tier = (np.array(v, dtype=object) for v in (REGIONS, CHANNELS, TIERS))
     for idx, a in enumerate(range(0, len(t_all), 50_000)):
         t_ms = t_all[a:a + 50_000]
         ch = generate_chunk(sc, seed, idx, 0, 0, domain=DOMAIN_TRAIN, t_ms=t_ms)
         cols = [ts_values(t_ms, ts_format)]
-        cols += [_num_list(ch.world_num[s.name], s.decimals) for s in nspecs]
-        cols += [_cat_list(ch.world_cat[s.name], list(s.vocab)) for s in cspecs]
+        cols += [num_list(ch.world_num[s.name], s.decimals) for s in nspecs]
+        cols += [cat_list(ch.world_cat[s.name], list(s.vocab)) for s in cspecs]
         cols += [reg[ch.ctx.region].tolist(), chan[ch.ctx.channel].tolist(), tier[ch.ctx.tier].tolist(),
                  ch.y.tolist(), ch.model_score.tolist()]
         with gc_paused():

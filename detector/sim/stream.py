@@ -72,7 +72,7 @@ def ts_values(ms: np.ndarray, ts_format: str) -> list:
     return np.datetime_as_string(ms.astype("datetime64[ms]"), unit="ms", timezone="UTC").tolist()
 
 
-def _num_list(x: np.ndarray, decimals: int | None) -> list:
+def num_list(x: np.ndarray, decimals: int | None) -> list:
     nan = np.isnan(x)
     if decimals is None:
         out = np.where(nan, 0.0, x).astype(np.int64).tolist()
@@ -84,12 +84,12 @@ def _num_list(x: np.ndarray, decimals: int | None) -> list:
     return out
 
 
-def _cat_list(codes: np.ndarray, vocab: list[str]) -> list:
+def cat_list(codes: np.ndarray, vocab: list[str]) -> list:
     return np.array([*vocab, None], dtype=object)[codes].tolist()
 
 
 @lru_cache(maxsize=256)
-def _dict_maker(keys: tuple[str, ...]) -> Callable[..., dict[str, Any]]:
+def dict_maker(keys: tuple[str, ...]) -> Callable[..., dict[str, Any]]:
     """A function ``f(v0, v1, ...) -> {keys[0]: v0, ...}``: a constant-key dict display is about
     twice as fast as ``dict(zip(keys, values))``, and ``map(f, *columns)`` builds no tuples."""
     args = ", ".join(f"v{i}" for i in range(len(keys)))
@@ -97,21 +97,21 @@ def _dict_maker(keys: tuple[str, ...]) -> Callable[..., dict[str, Any]]:
     return eval(f"lambda {args}: {{{body}}}", {})  # noqa: S307 - keys are our own feature names
 
 
-_SLICES = _dict_maker(("region", "channel", "tier"))
-_PREDICTION = _dict_maker(("prediction_id", "model", "model_version", "ts", "features", "score", "decision",
+_SLICES = dict_maker(("region", "channel", "tier"))
+_PREDICTION = dict_maker(("prediction_id", "model", "model_version", "ts", "features", "score", "decision",
                            "threshold", "slices", "latency_ms", "fallback"))
-_OFFLINE = _dict_maker(("prediction_id", "ts", "features", "source"))
-_LABEL = _dict_maker(("prediction_id", "ts", "label"))
+_OFFLINE = dict_maker(("prediction_id", "ts", "features", "source"))
+_LABEL = dict_maker(("prediction_id", "ts", "label"))
 
 
 def _feature_dicts(num: dict[str, np.ndarray], decimals: dict[str, int | None], cat: dict[str, np.ndarray],
                    vocab: dict[str, list[str]], rows: np.ndarray | None = None) -> list[dict[str, Any]]:
     keys = list(num) + list(cat)
-    cols = [_num_list(x if rows is None else x[rows], decimals[k]) for k, x in num.items()]
-    cols += [_cat_list(c if rows is None else c[rows], vocab[k]) for k, c in cat.items()]
+    cols = [num_list(x if rows is None else x[rows], decimals[k]) for k, x in num.items()]
+    cols += [cat_list(c if rows is None else c[rows], vocab[k]) for k, c in cat.items()]
     if not cols:
         return []
-    return list(map(_dict_maker(tuple(keys)), *cols))
+    return list(map(dict_maker(tuple(keys)), *cols))
 
 
 def prediction_dicts(ch: ChunkData, scenario: Scenario, ts_format: str, pids: list[str]) -> list[dict[str, Any]]:

@@ -21,7 +21,7 @@ CAUSE_TEXT = {
     "concept_drift": "concept drift", "decision_policy": "decision policy", "serving_health": "serving health",
     "label_quality": "label quality",
 }
-_SEV_ORDER = {"critical": 0, "warning": 1}
+SEVERITY_ORDER = {"critical": 0, "warning": 1}
 
 
 def slice_text(sl: dict[str, str] | None) -> str:
@@ -49,7 +49,7 @@ def alert_ts(a: dict[str, Any]) -> float:
         return math.nan
 
 
-def _ago(seconds: float) -> str:
+def ago_text(seconds: float) -> str:
     if not math.isfinite(seconds) or seconds < 0:
         return ""
     if seconds < 90:

@@ -60,7 +60,7 @@ class Gate:
     lever: str = ""  # the lever a failure points at when no incident says otherwise ("" = GATE_LEVER)
 
 
-def _outcome_stats(engine: Any, model: str) -> dict[str, Any]:
+def outcome_stats(engine: Any, model: str) -> dict[str, Any]:
     mon = getattr(engine, "outcomes", None)
     fn = getattr(mon, "stats", None)
     if fn is None:
@@ -78,7 +78,7 @@ def evaluate_gates(engine: Any, model: str, incidents: Sequence[dict[str, Any]],
     gates = {k: Gate(k, t, q) for k, t, q in GATES}
     ms = engine.models.get(model)
     ref = ms.layout.ref if ms is not None else engine.reference_for(model)
-    st = _outcome_stats(engine, model)
+    st = outcome_stats(engine, model)
     glob = (st.get("slices") or {}).get("") or {}
     labels = st.get("labels") or {}
     c = engine.counters
@@ -112,7 +112,7 @@ def _measurement(g: Gate, engine: Any, ref: Any, incidents: Sequence[dict[str, A
         g.evidence.append(f"{fmt_pct(cov)} of predictions that left the join store had a label (coverage)")
     if glob:
         g.evidence.append(f"last matured cohort: {glob.get('labels', 0):,} labels for {glob.get('predictions', 0):,} "
-                          f"predictions; label delay p50 {_dur(glob.get('delay_p50_s'))}, p90 {_dur(glob.get('delay_p90_s'))}")
+                          f"predictions; label delay p50 {duration_text(glob.get('delay_p50_s'))}, p90 {duration_text(glob.get('delay_p90_s'))}")
     base = getattr(ref, "label_base_rate", None)
     if base is not None:
         g.evidence.append(f"baseline: training base rate {fmt_pct(base)} ({getattr(ref, 'label_count', 0):,} labels)"
@@ -218,7 +218,7 @@ def _decisioning(g: Gate, engine: Any, model: str, ms: Any, incidents: Sequence[
                 g.evidence.append(f"{stat.replace('_', ' ')} in the last window: {fmt_num(v)}"
                                   + (f" (limit {fmt_num(t)})" if math.isfinite(t) and t else ""))
     try:
-        cur, base, _m = _cohorts(engine, model)
+        cur, base, _m = model_cohorts(engine, model)
         e_cur, e_base = _ece(cur), _ece(base)
     except Exception:  # noqa: BLE001 - the outcome monitor is optional and evolving
         e_cur = e_base = None
@@ -314,7 +314,7 @@ def _ece(cohorts: Sequence[Any]) -> float | None:
     return float(np.abs(rel[:, 1] - rel[:, 2]).sum() / n) if n > 0 else None
 
 
-def _dur(s: Any) -> str:
+def duration_text(s: Any) -> str:
     v = finite(s)
     if v is None:
         return "–"
@@ -349,7 +349,7 @@ def verdict_of(incidents: Sequence[dict[str, Any]], gates: Sequence[Gate]) -> di
 # --------------------------------------------------------------------------- outcomes: cohorts
 
 
-def _cohorts(engine: Any, model: str) -> tuple[list[Any], list[Any], Any]:
+def model_cohorts(engine: Any, model: str) -> tuple[list[Any], list[Any], Any]:
     """(current cohorts, clean baseline cohorts, outcome model state) from the outcome monitor."""
     mon = getattr(engine, "outcomes", None)
     m = (getattr(mon, "models", None) or {}).get(model)

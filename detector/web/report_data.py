@@ -15,8 +15,8 @@ import orjson
 
 from detector.web.alert_text import alert_ts, short_ts
 from detector.web.gates import (
-    _cohorts,
-    _outcome_stats,
+    model_cohorts,
+    outcome_stats,
 )
 
 __all__ = ["OverrideTally", "incidents_of", "reliability_points", "slice_losses"]
@@ -169,12 +169,12 @@ def reliability_points(engine: Any, model: str) -> tuple[list[tuple[float, float
         return [(float(r[1] / r[0]), float(r[2] / r[0]), float(r[0])) for r in rel if r[0] > 0]
 
     try:
-        cur, base, _m = _cohorts(engine, model)
+        cur, base, _m = model_cohorts(engine, model)
         if cur:
             return pts(cur), pts(base)
     except Exception:  # noqa: BLE001 - fall back to what the stats / alerts carry
         pass
-    st = _outcome_stats(engine, model)
+    st = outcome_stats(engine, model)
     raw = st.get("reliability") or ((st.get("slices") or {}).get("") or {}).get("reliability")
     if not raw:
         for a in engine.alerts.firing(model):
@@ -203,7 +203,7 @@ def slice_losses(engine: Any, model: str, limit: int = 8) -> dict[str, Any] | No
     """
     from detector.core.outcomes.cohort import C
 
-    cur, base, m = _cohorts(engine, model)
+    cur, base, m = model_cohorts(engine, model)
     if not cur or m is None:
         return None
     lay = m.layout

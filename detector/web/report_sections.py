@@ -20,8 +20,8 @@ from detector.web.gates import (
     LEVER_TEXT,
     LEVERS,
     Gate,
-    _dur,
-    _outcome_stats,
+    duration_text,
+    outcome_stats,
 )
 from detector.web.report_data import reliability_points, slice_losses
 from detector.web.svg import ACTION_COLORS, fmt_num, fmt_pct, reliability, share_bars, timeline
@@ -157,10 +157,10 @@ def features_html(engine: Any, model: str, incidents: Sequence[dict[str, Any]]) 
 
 
 def outcomes_html(engine: Any, model: str, ref: Any) -> str:
-    st = _outcome_stats(engine, model)
+    st = outcome_stats(engine, model)
     glob = (st.get("slices") or {}).get("") or {}
     if is_task_model(st):  # a regression / multiclass model: errors and classes, not scores
-        return task_outcomes_html(st, getattr(ref, "task", None) or {}, _dur(st.get("maturity_s")))
+        return task_outcomes_html(st, getattr(ref, "task", None) or {}, duration_text(st.get("maturity_s")))
     cur, base = reliability_points(engine, model)
     if not glob and not cur:
         return ('<p class="empty">No matured labelled cohort: send labels (--labels L.jsonl or the `labels` topic) and '
@@ -174,11 +174,11 @@ def outcomes_html(engine: Any, model: str, ref: Any) -> str:
           ("cost-minimising threshold", fmt_num(finite(glob.get("best_threshold")))),
           ("expected cost / prediction", fmt_num(finite(glob.get("expected_cost")))),
           ("labelled share of cohort", fmt_pct(finite(glob.get("match_rate")))),
-          ("label delay p50 / p90", f"{_dur(glob.get('delay_p50_s'))} / {_dur(glob.get('delay_p90_s'))}")]
+          ("label delay p50 / p90", f"{duration_text(glob.get('delay_p50_s'))} / {duration_text(glob.get('delay_p90_s'))}")]
     kpis = "".join(f'<div class="kpi"><div class="v">{esc(v)}</div><div class="k">{esc(k)}</div></div>' for k, v in kp)
     win = st.get("window") or {}
     cap = (f"last matured cohort {esc(win.get('start', ''))[:16]} – {esc(win.get('end', ''))[11:16]} UTC, evaluated at "
-           f"label age {_dur(st.get('maturity_s'))}") if win else ""
+           f"label age {duration_text(st.get('maturity_s'))}") if win else ""
     if cur:
         diag = reliability(cur, base, title="reliability diagram: predicted score vs observed positive rate",
                            names=("recent cohorts", "clean baseline cohorts"))
@@ -190,7 +190,7 @@ def outcomes_html(engine: Any, model: str, ref: Any) -> str:
 
 
 def slices_html(engine: Any, model: str) -> str:
-    if is_task_model(_outcome_stats(engine, model)):
+    if is_task_model(outcome_stats(engine, model)):
         return '<p class="muted">per-slice errors and classes of this model: in its outcomes section above</p>'
     try:
         sl = slice_losses(engine, model)

@@ -21,11 +21,11 @@ from typing import Any
 
 from detector.web import esc, finite, page
 from detector.web.alert_text import (
-    _SEV_ORDER,
     ACTION_TEXT,
     CAUSE_TEXT,
     FEATURE_KINDS,
-    _ago,
+    SEVERITY_ORDER,
+    ago_text,
     alert_ts,
     breach_ratio,
     pill,
@@ -59,11 +59,11 @@ def alert_rows_html(alerts: Sequence[dict[str, Any]], now: float | None = None, 
     head = ("<tr>" + ("<th>model</th>" if show_model else "") + "<th>severity</th><th>kind</th><th>feature</th><th>slice</th>"
             "<th class=\"num\">value / threshold</th><th>cause → action</th><th>summary</th><th>since</th></tr>")
     rows = []
-    for a in sorted(alerts, key=lambda a: (_SEV_ORDER.get(a.get("severity", ""), 2), a.get("kind", ""))):
+    for a in sorted(alerts, key=lambda a: (SEVERITY_ORDER.get(a.get("severity", ""), 2), a.get("kind", ""))):
         t = alert_ts(a)
         since = short_ts(t)
         if now is not None and math.isfinite(t):
-            ago = _ago(now - t)
+            ago = ago_text(now - t)
             if ago:
                 since += f'<br><span class="muted small">{ago} ago</span>'
         action = a.get("action", "")
@@ -118,7 +118,7 @@ def counters_html(engine: Any, ingest: Any = None) -> str:
         ("windows closed", f"{ev.windows_closed:,}", False),
         ("check errors", f"{sum(raised.values()):,}", bool(raised)),
         ("alerts fired / resolved", f"{ev.alerts_fired:,} / {ev.alerts_resolved:,}", False),
-        ("newest event", short_ts(hw), False), ("watermark lag", _ago(lag) or "–", False),
+        ("newest event", short_ts(hw), False), ("watermark lag", ago_text(lag) or "–", False),
     ]
     mon = getattr(src, "outcomes", None) or getattr(engine, "outcomes", None)
     join = getattr(mon, "join", None)

@@ -25,6 +25,7 @@ from detector.core.reference.build import build_reference
 from detector.core.settings import DetectorSettings
 from detector.core.state.codec import decode, encode
 from detector.core.stats.distributions import proportion_test
+from tests.engine_replay import replay_log
 
 T0 = 1795564800.0  # 2026-11-25T00:00Z
 DAY = 86400.0
@@ -82,12 +83,8 @@ def replay(ref, cols, chunk=20_000, binomial: bool = False, monkeypatch=None):
                           "features": {"reason": int(cols["reason"][i]), "amount": float(cols["amount"][i])},
                           "slices": {"channel": cols["channel"][i]}})
             for i in range(cols["ts"].size)]
-    alerts = []
-    for i in range(0, len(msgs), chunk):
-        eng.ingest_predictions(msgs[i : i + chunk])
-        alerts += eng.advance()
-    alerts += eng.flush()
-    return eng, [a.to_dict() for a in alerts if a.state == "firing"]
+    done = replay_log(eng, msgs, chunk)
+    return done.engine, done.dicts("firing")
 
 
 def _end(a) -> float:

@@ -132,3 +132,32 @@ def test_candidates_stay_bounded_however_many_errors_a_cohort_has():
     recs = lib.records[("m", T0)]
     assert len(recs) == lib.keep == 20  # the same 20 lead both lists (all traffic and region=eu)
     assert set(recs) == {f"p{i:03d}" for i in range(280, 300)}
+
+
+def test_a_batch_keeps_each_rows_override_unseen_category_and_version():
+    """Rows of one batch share its model version and alerts, but keep their own override and unseen text."""
+    rng = np.random.default_rng(1)
+    n = 3000
+    y = (rng.random(n) < 0.3).astype(float)
+    cols = {"f0": rng.normal(size=n) + y, "c0": np.array(rng.choice(["a", "b"], n), dtype=object),
+            "region": np.array(rng.choice(["eu", "us"], n), dtype=object), "score": rng.random(n), "label": y}
+    ref = build_reference(cols, score_column="score", slice_columns=["region"], label_column="label")
+    eng = Engine(DetectorSettings(), default_reference=ref)
+    attach_outcomes(eng)
+    batch = []
+    for i in range(4):
+        e = {"prediction_id": f"p{i:03d}", "model": "m", "model_version": "v7", "ts": T0 + i, "score": 0.9 - i * 0.1,
+             "threshold": 0.5, "decision": "review", "slices": {"region": "eu"},
+             "features": {"f0": float(i), "c0": "zzz" if i == 2 else "a"}}
+        if i in (1, 3):
+            e["override"] = f"manual-{i}"
+        batch.append(orjson.dumps(e))
+    eng.ingest_predictions(batch)
+    eng.advance()
+    feed(eng, [("l", {"prediction_id": f"p{i:03d}", "ts": T0 + 100 + i, "label": 0}) for i in range(4)])
+    recs = {r["prediction_id"]: r for r in counterexamples_for(eng, "m") if r["slice"] == {}}
+    assert sorted(recs) == ["p000", "p001", "p002", "p003"]
+    assert [recs[p]["override"] for p in sorted(recs)] == [None, "manual-1", None, "manual-3"]
+    assert {recs[p]["model_version"] for p in recs} == {"v7"}
+    assert all(r["features_retained"] and isinstance(r["active_alerts"], list) for r in recs.values())
+    assert [recs[p]["features"]["c0"] for p in sorted(recs)] == ["a", "a", "zzz", "a"]

@@ -68,18 +68,28 @@ class _Ring(Ring):
         self.fn, self.fc = len(layout.numeric), len(layout.categorical)
         cols = {"ts": Column(np.float64), "num": Column(np.float64, self.fn), "cat": Column(np.int32, self.fc),
                 "thr": Column(np.float64, fill=np.nan),
-                "extra": Column(object, fill=None)}  # (unseen {j: text} | None, override, version, alerts)
+                # per row, as columns (no Python object per event): unseen {j: text} or None, the
+                # override or None, and the batch's (model version, alerts) - one tuple shared by its rows
+                "unseen": Column(object, fill=None), "override": Column(object, fill=None),
+                "served": Column(object, fill=None)}
         super().__init__(cols, retain_max, 4096)
 
     def put_batch(self, b: Any, alerts: tuple[Any, ...]) -> None:
         n = b.n
         if n == 0:
             return
-        unseen = _unseen_rows(self.layout, b)
-        ov = b.override
         version = max(b.versions.items(), key=lambda kv: kv[1])[0] if len(b.versions) == 1 else None
-        extra = [(unseen.get(i), ov[i] if ov is not None else None, version, alerts) for i in range(n)]
-        self.put(b.ids, {"ts": b.ts, "num": b.num, "cat": b.cat_codes, "thr": b.threshold, "extra": _objects(extra)})
+        served = np.empty(n, dtype=object)
+        served.fill((version, alerts))
+        cols = {"ts": b.ts, "num": b.num, "cat": b.cat_codes, "thr": b.threshold, "served": served}
+        unseen = _unseen_rows(self.layout, b)
+        if unseen:
+            col = cols["unseen"] = np.full(n, None, dtype=object)
+            for i, v in unseen.items():
+                col[i] = v
+        if b.override is not None:
+            cols["override"] = _objects(b.override)
+        self.put(b.ids, cols)
 
     def get(self, pid: str) -> int | None:
         return self.index.get(pid)
@@ -266,7 +276,7 @@ class CounterexampleLibrary:
             "features": None, "features_retained": False, "override": None, "model_version": None, "active_alerts": [],
         }
         if slot is not None and ring is not None:
-            unseen, override, version, alerts = ring.extra[slot]
+            unseen, override, (version, alerts) = ring.unseen[slot], ring.override[slot], ring.served[slot]
             rec.update(features=_features(lay, ring, slot, unseen, self.order[m.name][: self.max_features]),
                        features_retained=True, override=override, model_version=version, active_alerts=list(alerts))
         return rec
