@@ -16,11 +16,18 @@ history at the same time of day keeps hourly drift tests sensitive
 The share of one exact value over the day is tested as quasi-binomial: events come in bursts, so the
 day counts as ``n / phi`` independent events, ``phi`` being how much more the value's daily share
 varied over the previous whole days than independent events allow (:mod:`detector.core.checks.dispersion`).
+The day's whole distribution (PSI of the coarse bins, L-infinity of the category mix) is judged the
+same way: its G-test counts the day as ``n / phi`` events, ``phi`` being how far production's own
+whole days scatter around production's pooled mix, and once a week has passed the day is also
+compared with training re-weighted by production's time-of-week profile, the more charitable
+comparison kept (:mod:`detector.core.checks.mixdispersion`): a Sunday is not an average day.
 Features that production's own history shows to be set by the clock (a local hour: one value per
 region and hour, :mod:`detector.core.checks.clockseen`) have no value-share test against training; the
 same hour of earlier days judges them.
 
-Memory: ``period / window`` windows of coarse bins, categories and exact-value hits per slice row.
+Memory: ``period / window`` windows of coarse bins, categories and exact-value hits per slice row, and
+14 whole days of the same (:class:`~detector.core.checks.dispersion.ShareHistory`,
+:class:`~detector.core.checks.mixdispersion.DaySums`).
 """
 
 from __future__ import annotations
