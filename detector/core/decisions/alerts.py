@@ -23,7 +23,7 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
-from detector.core.decisions.kinds import ALL_KINDS, INPUT_KINDS, OUTCOME_KINDS, PARITY_KINDS
+from detector.core.decisions.kinds import ALL_KINDS, DAY_KINDS, INPUT_KINDS, OUTCOME_KINDS, PARITY_KINDS
 from detector.core.decisions.select import Finding, is_generic
 from detector.core.decisions.triage import triage
 from detector.core.inputs.timeparse import format_ts
@@ -40,11 +40,6 @@ Key = tuple[str, str, str, str]
 ESTIMATED_PERFORMANCE = "performance:estimated"
 #: what a window close speaks for: the input kinds and performance estimated from the window's scores
 INPUT_SCOPE = INPUT_KINDS | {ESTIMATED_PERFORMANCE}  # model, kind, feature, slice "dim=value" ("" = all traffic)
-
-
-#: the kinds the trailing day's tests report (detector.core.checks.daily): a quiet slice that day found clean is
-#: evidence against their incidents, not against a latency or decision-rate incident of its busier hours
-DAY_KINDS = frozenset({"missing_values", "default_value_spike", "feature_drift", "score_drift"})
 
 
 def incident_kind(kind: str, statistic: str) -> str:
@@ -137,7 +132,8 @@ class AlertManager:
     ) -> list[Alert]:
         """``findings``: (finding, slice dict); ``evaluated``: slice keys with enough events.
         ``evaluated_daily``: slice keys the trailing day's distribution tests judged (a slice too quiet for
-        one window): they count as evaluated for the kinds those tests report (:data:`DAY_KINDS`) only.
+        one window): they count as evaluated for the kinds those tests report (``kinds.DAY_KINDS``) only - a quiet
+        slice that day found clean is evidence against their incidents, not against a latency incident of its busier hours.
 
         ``hold``: keys still breaching but reported under a more specific kind this window
         (de-duplicated) — they neither fire nor count as clean.
