@@ -112,10 +112,11 @@ class Durable:
         last, said = -TOPIC_RETRY, ""
         while True:
             await asyncio.sleep(TOPIC_CHECK)
-            try:
-                await self._check_log_ends()
-            except Exception as exc:  # noqa: BLE001 - a task that raises stops the app: next time
-                log.debug("log ends not checked: %s", exc)
+            if not self.lock.locked():  # never waits for it: a checkpoint holding it may wait for the topics made below
+                try:
+                    await self._check_log_ends()
+                except Exception as exc:  # noqa: BLE001 - a task that raises stops the app: next time
+                    log.debug("log ends not checked: %s", exc)
             missing = self._missing_topics()
             if missing:  # a hint only (the metadata may not list them yet): the admin client's list decides
                 self.lost_at = time.monotonic()
