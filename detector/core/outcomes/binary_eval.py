@@ -64,38 +64,45 @@ def binary_results(mon: Any, m: Any, c: Any, cur: Any, bas: Any, rows: np.ndarra
     stable = ~lab_unstable & inputs_stable & ("label_drift" not in firing)
     ref_auc = ref.outcome.get("auc")
     ref_slope = (ref.outcome["slope"], ref.outcome.get("slope_se", 0.0)) if "slope" in ref.outcome else None
-    span = _span(mon, m, c, cur, mat, ref_slope, th)
+    seq = _sequence(m, c, mat) if ref_slope is not None else None
+    span = _span(mon, m, c, cur, mat, ref_slope, th, seq)
     rp = (ref.label_count or 0) * (ref.label_base_rate or 0.0)
     results = outcome_checks(
         cur, bas, th, ref_rate=ref_rate, ref_n=ref_n, ref_oe=ref_oe, slice_ref_rate=s_rate, slice_ref_n=s_n,
         global_ratio=g_ratio, ref_auc=ref_auc if isinstance(ref_auc, float) else None,
         ref_auc_n=(ref.outcome.get("positives", rp), ref.outcome.get("negatives", (ref.label_count or 0) - rp)),
-        horizon=mat, base_horizon=base_h, ref_slope=ref_slope, ref_rv=k_rv if k_rv == k_rv else 0.0, span=span,
+        horizon=mat, base_horizon=base_h, ref_slope=ref_slope, ref_rv=k_rv if k_rv == k_rv else 0.0, span=span, seq=seq,
         river_latched=m.latched, stable=stable, comp=comp, day=day, inputs_stable=inputs_stable)
     return results, stable, expected, lab_unstable
 
 
-def _span(mon: Any, m: Any, c: Any, cur: Any, mat: float, ref_slope: tuple[float, float] | None, th: Any) -> np.ndarray | None:
-    """All traffic's score histograms by outcome over the trailing matured cohorts (``c`` first, then those
-    evaluated before it at the same label age, without a label-delay suspicion) that the comparisons with
-    training need (:func:`~detector.core.outcomes.checks.power_span`); at least the pool's own pairs.
-    None without a training slope (nothing to compare with).
-
-    Training knows complete labels, so these comparisons need not stop at the label age: each earlier cohort
-    brings the labels in by the largest of 2, 4, 8 label ages that has passed when ``c`` matures
-    (:meth:`~detector.core.outcomes.cohort.Cohort.labels_by`). A quiet model whose slower positives are mostly
-    still in flight at the label age then has several times the positives a day, and the span that can show
-    a change shrinks from days to about one. The calibration slope and the AUC do not move when one label
-    value comes later than the other (only the intercept does), so mixing cohorts of different label ages
-    costs nothing there; the base-rate comparisons keep the label age."""
-    if ref_slope is None:
-        return None
+def _sequence(m: Any, c: Any, mat: float) -> np.ndarray:
+    """All traffic's score histograms by outcome of ``c`` and the cohorts evaluated before it at the same
+    label age without a label-delay suspicion, newest first ((K, 2, bins)); each earlier cohort with the
+    labels in by the largest of 2, 4, 8 label ages that has passed when ``c`` matures
+    (:meth:`~detector.core.outcomes.cohort.Cohort.labels_by`). Training knows complete labels, so the
+    comparisons with training need not stop at the label age: a quiet model whose slower positives are mostly
+    still in flight at the label age then has several times the positives a day. The calibration slope and
+    the AUC do not move when one label value comes later than the other (only the intercept does), so mixing
+    cohorts of different label ages costs nothing there; the base-rate comparisons keep the label age."""
     now = c.end + mat  # when ``c`` matures: the labels counted are those in by then, however they were batched
     hists = [c.hist[0]]
     for d in reversed(m.done.values()):
         if not math.isclose(d.horizon, mat) or d.label_suspect:
             break
         hists.append(d.labels_by((now - d.end) / mat))
-    k = power_span(np.stack(hists), ref_slope[0], th)
+    return np.stack(hists)
+
+
+def _span(mon: Any, m: Any, c: Any, cur: Any, mat: float, ref_slope: tuple[float, float] | None, th: Any,
+          seq: np.ndarray | None = None) -> np.ndarray | None:
+    """The sum of the trailing cohorts of :func:`_sequence` that a fixed-span comparison with training (the
+    AUC's) needs (:func:`~detector.core.outcomes.checks.power_span`); at least the pool's own pairs. None
+    without a training slope (nothing to compare with). The slope itself is tested sequentially over the
+    whole sequence (:mod:`detector.core.outcomes.slope_sequential`)."""
+    if ref_slope is None:
+        return None
+    hists = _sequence(m, c, mat) if seq is None else seq
+    k = power_span(hists, ref_slope[0], th)
     span = np.sum(hists[:k], axis=0)
     return span if span[1].sum() >= cur.hist[0, 1].sum() else cur.hist[0]

@@ -19,10 +19,13 @@ kind                      statistic                         effect (warning / cr
 ``calibration``           ``ece_delta`` (baseline)          ECE up by 0.05 / 0.1; chi-square of per-bin
                                                             label rates, current vs baseline
 ``calibration``           ``observed_expected_ratio``       O/E vs training O/E >= 1.3 or <= 1/1.3 / 2;
-                          (training)                        z-test on the positives
-``calibration``           ``calibration_slope``             slope x1.25 or x1/1.25 / x2; z-test. Against
-                          (baseline, training)              training over the trailing cohorts the test
-                                                            needs, with the labels in after the label age
+                          (training)                        z-test on the positives; ``label_drift`` with
+                                                            stable inputs when it has the shape of a prior
+                                                            shift (:mod:`.prior_shift`)
+``calibration``           ``calibration_slope``             slope x1.25 or x1/1.25 / x2; z-test against the
+                          (baseline, training)              baseline. Against training: a CUSUM over the
+                                                            trailing cohorts, with the labels in after the
+                                                            label age (:mod:`.slope_sequential`)
 ``performance``           ``auc_drop`` (baseline,           AUC down 0.05 / 0.1; Hanley-McNeil z-test
                           reference if it has an AUC)
 ``performance``           ``precision_drop``,               down 0.1 / 0.2 at the threshold in force;
@@ -67,6 +70,8 @@ from detector.core.outcomes.cohort import (
 )
 from detector.core.outcomes.delay_checks import delay_checks
 from detector.core.outcomes.expected import base_rate_shift, expected_positives, power_span
+from detector.core.outcomes.prior_shift import prior_shift
+from detector.core.outcomes.slope_sequential import slope_cusum
 from detector.core.outcomes.thresholds import Arrays, OutcomeThresholds
 from detector.core.stats import distributions as stats
 from detector.core.stats.effects import div as _div
@@ -80,7 +85,7 @@ def outcome_checks(cur: Arrays, base: Arrays, th: OutcomeThresholds, *, ref_rate
                    ref_auc: float | None, ref_auc_n: tuple[float, float], horizon: float, base_horizon: float,
                    river_latched: bool, stable: np.ndarray, comp: np.ndarray, day: np.ndarray | None,
                    inputs_stable: bool = True, ref_slope: tuple[float, float] | None = None,
-                   ref_rv: float = 0.0, span: np.ndarray | None = None) -> list[Result]:
+                   ref_rv: float = 0.0, span: np.ndarray | None = None, seq: np.ndarray | None = None) -> list[Result]:
     """All outcome checks; ``ref_*`` arrays are per pseudo-row (NaN = no training value); ``ref_rv`` is the
     relative variance of the training rates' scaling to this label age (estimated from production).
     ``span`` is all traffic's (negative, positive) score histogram over the trailing matured cohorts long
@@ -226,7 +231,10 @@ def outcome_checks(cur: Arrays, base: Arrays, th: OutcomeThresholds, *, ref_rate
         lambda i: f"calibration worsened: ECE {e[i]:.3f} vs {eb[i]:.3f} usually (a score no longer means the same risk)"))
 
     # ---- calibration slope (spread of the outcomes around the scores) vs baseline and training
-    out.extend(_slope_checks(cur, base, th, comp, ref_slope, span))
+    slopes = _slope_checks(cur, base, th, comp, ref_slope, span, seq)
+    out.extend(slopes)
+    # the slope as training's and the baseline's: a move of O/E may be a shift of the outcome prior
+    slope_ok = all(not r.tested[0] or not r.pvalue[0] < _PRIOR_ALPHA for r in slopes)
 
     # ---- calibration-in-the-large vs training
     obs, E, S2 = cur.cnt[:, C["spos"]], cur.cnt[:, C["s"]], cur.cnt[:, C["s2"]]
@@ -239,12 +247,18 @@ def outcome_checks(cur: Arrays, base: Arrays, th: OutcomeThresholds, *, ref_rate
     absd = np.abs(np.nan_to_num(_div(obs - k_ * E, sl))) >= th.base_rate_abs
     warn, crit = ratio_flags(ratio_oe, th.oe_ratio, th.oe_ratio_critical, absd)
     pv = np.minimum(1.0, 2 * np.asarray(stats.norm_sf(np.abs(np.nan_to_num(z)))))
+    shared, rest, p_same, p_rest = prior_shift(obs, np.where(np.isnan(ref_oe), np.nan, k_ * E),
+                                               np.maximum(k_ * E - k_ * k_ * S2, 0.0), comp, ref_rv, slope_ok,
+                                               _PRIOR_ALPHA)
     _mirror(comp, tested, warn, crit, pv)
     out.append(Result(
         "calibration", None, "observed_expected_ratio", ratio_oe, tested, warn, crit, pv, th.oe_ratio,
         lambda i: {"reference": {"observed_over_expected": rnd(ref_oe[i]), "source": "training"},
                    "current": {"observed_over_expected": rnd(oe[i]), "mean_score": rnd(_div(E[i], sl[i])),
-                               "base_rate": rnd(_div(obs[i], sl[i]))}},
+                               "base_rate": rnd(_div(obs[i], sl[i]))},
+                   "prior_shift": {"shared": bool(shared[i]), "slope_consistent": slope_ok,
+                                   **({"rest_of_traffic_ratio": rnd(rest[i]), "p_same_as_rest": rnd(p_same[i], 6)}
+                                      if rest[i] == rest[i] else {})}},
         lambda i: f"outcomes are {oe[i]:.2f}x the mean score (training: {ref_oe[i]:.2f}x): scores are miscalibrated",
         effect=log_effect(ratio_oe)))
 
@@ -274,12 +288,19 @@ def outcome_checks(cur: Arrays, base: Arrays, th: OutcomeThresholds, *, ref_rate
     return out
 
 
+#: level at which a slope difference or a slice's disagreement with the rest rules out a shift of the prior
+_PRIOR_ALPHA = 0.01
+
+
 def _slope_checks(cur: Arrays, base: Arrays, th: OutcomeThresholds, comp: np.ndarray,
-                  ref_slope: tuple[float, float] | None, span: np.ndarray | None = None) -> list[Result]:
-    """Cox calibration slope against the baseline's and training's: x1.25 (critical x2) either way, z-test.
+                  ref_slope: tuple[float, float] | None, span: np.ndarray | None = None,
+                  seq: np.ndarray | None = None) -> list[Result]:
+    """Cox calibration slope against the baseline's and training's: x1.25 (critical x2) either way.
     A rank-preserving change of how extreme outcomes are (scores too timid or too extreme) moves it;
-    late labels do not (see :func:`~detector.core.outcomes.cohort.calibration_slope`). Against training,
-    all traffic is measured over ``span`` when given."""
+    late labels do not (see :func:`~detector.core.outcomes.cohort.calibration_slope`). Against the baseline, a
+    z-test of the pool. Against training, all traffic: with ``seq`` (the trailing cohorts' histograms, newest
+    first) the sequential test of :func:`~detector.core.outcomes.slope_sequential.slope_cusum`, whose evidence
+    accumulates since a change; else a z-test over ``span`` (or the pool)."""
     P = cur.cnt.shape[0]
     b_pool, se_pool = calibration_slope(cur.hist[:, 0, :], cur.hist[:, 1, :])
     out = []
@@ -289,24 +310,36 @@ def _slope_checks(cur: Arrays, base: Arrays, th: OutcomeThresholds, comp: np.nda
         b0[0] = ref_slope[0]
         refs.append(("training", b0, np.full(P, ref_slope[1]), np.zeros(P, bool)))
     for name, b0, se0, per_row in refs:
-        b, se, h = b_pool, se_pool, cur.hist
-        if name == "training" and span is not None:
+        b, se, h, extra = b_pool, se_pool, cur.hist, {}
+        if name == "training" and (span is not None or seq is not None):
             b, se, h = b_pool.copy(), se_pool.copy(), cur.hist.copy()
-            b[0], se[0] = (float(v) for v in calibration_slope(span[0], span[1]))
-            h[0] = span
+            if span is not None:
+                b[0], se[0] = (float(v) for v in calibration_slope(span[0], span[1]))
+                h[0] = span
         n_min = (h[:, 1, :].sum(1) >= th.min_class) & (h[:, 0, :].sum(1) >= th.min_class)
         ratio = _div(b, b0)
         z = _div(b - b0, np.sqrt(se * se + se0 * se0))
         tested = n_min & np.isfinite(ratio) & (np.nan_to_num(b0) > 0)
         warn, crit = ratio_flags(ratio, th.slope_ratio, th.oe_ratio_critical, np.ones(P, bool))
         pv = np.minimum(1.0, 2 * np.asarray(stats.norm_sf(np.abs(np.nan_to_num(z)))))
+        if name == "training" and seq is not None:
+            q = slope_cusum(seq, float(b0[0]), float(se0[0]), th.slope_ratio, th.min_class)
+            b[0], ratio[0], pv[0] = q["slope"], _div(q["slope"], b0[0]), q["pvalue"]
+            tested[0] = q["cohorts"] > 0 and np.isfinite(ratio[0]) and b0[0] > 0
+            # the alternative is the warning ratio: the evidence favours it when the span's slope is beyond
+            # the (geometric) midpoint; "critical" keeps the fixed test's size
+            w0, c0 = ratio_flags(ratio[:1], math.sqrt(th.slope_ratio), th.oe_ratio_critical, np.ones(1, bool))
+            warn[0], crit[0] = w0[0] and q["llr"] > 0, c0[0]
+            extra = {"test": "sequential (CUSUM since the change)", "log_likelihood_ratio": rnd(q["llr"], 3),
+                     "cohorts": int(q["cohorts"]), "positives": int(q["positives"])}
         if not per_row.any():
             _mirror(comp, tested, warn, crit, pv)
         out.append(Result(
             "calibration", None, "calibration_slope", b, tested, warn, crit, pv, th.slope_ratio,
-            lambda i, b0=b0, name=name, b=b, se=se, h=h: {
+            lambda i, b0=b0, name=name, b=b, se=se, h=h, extra=extra: {
                 "reference": {"calibration_slope": rnd(b0[i]), "source": name},
-                "current": {"calibration_slope": rnd(b[i]), "se": rnd(se[i]), "positives": int(h[i, 1].sum())}},
+                "current": ({"calibration_slope": rnd(b[i]), **extra} if extra and i == 0 else
+                            {"calibration_slope": rnd(b[i]), "se": rnd(se[i]), "positives": int(h[i, 1].sum())})},
             lambda i, b0=b0, name=name, b=b: (
                 f"outcomes are {'more' if b[i] > b0[i] else 'less'} extreme than the scores say: calibration slope "
                 f"{b[i]:.2f} vs {b0[i]:.2f} ({name}); the score's meaning changed"),

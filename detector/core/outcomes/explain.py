@@ -37,14 +37,19 @@ def explain(findings: list[Finding], rows: np.ndarray, comp: np.ndarray, stable:
              incomplete: np.ndarray, concept_firing: bool, inputs_stable: bool = False) -> tuple[list[Finding], bool]:
     """Attribute findings to the most specific explanation (see the module docstring)."""
     pos = {int(r): i for i, (r, cp) in enumerate(zip(rows.tolist(), comp.tolist(), strict=True)) if not cp}
-    # 0. over all traffic, outcomes against what training's outcomes predict for these scores (O/E vs
-    #    training) is the outcome base rate for this score mix - the label-drift hypothesis. With the
-    #    inputs unchanged, a move of it is the outcome prior moving, not the scores' meaning: the spread
-    #    of outcomes around the scores (calibration slope, ECE) is what tells a miscalibration.
+    # 0. outcomes against what training's outcomes predict for these scores (O/E vs training) is the
+    #    outcome base rate for this score mix - the label-drift hypothesis. With the inputs unchanged, a
+    #    move of it is the outcome prior moving, not the scores' meaning, when it has the prior's shape
+    #    (:mod:`detector.core.outcomes.prior_shift`): the calibration slope held, and the move is shared by
+    #    all traffic - a slice that moved as the rest of traffic did is the same shift, seen first where
+    #    the evidence is strongest. A slope change or a local move stays calibration (concept drift).
     if inputs_stable:
         findings = [replace(f, kind="label_drift", summary=f.summary.replace(": scores are miscalibrated", "") +
-                            " with the inputs unchanged: the outcome prior moved")
-                    if f.row == 0 and f.kind == "calibration" and f.statistic == "observed_expected_ratio" else f
+                            (" with the inputs unchanged: the outcome prior moved" if f.row == 0 else
+                             f" and the rest of traffic's moved the same way "
+                             f"({f.evidence['prior_shift']['rest_of_traffic_ratio']}x) with the inputs unchanged "
+                             "and the calibration slope as in training: the outcome prior moved everywhere"))
+                    if f.kind == "calibration" and f.statistic == "observed_expected_ratio" and _prior_shaped(f) else f
                     for f in findings]
     # 1. incomplete labels explain base-rate and calibration moves
     delay_rows = {f.row for f in findings if f.kind == "label_delay" and f.statistic in DELAY_STATS}
@@ -81,6 +86,13 @@ def explain(findings: list[Finding], rows: np.ndarray, comp: np.ndarray, stable:
             f = replace(f, evidence={**f.evidence, "also": also[r]})
         final.append(f)
     return sorted(final, key=lambda f: (rank(f), f.row)), bool(delay_rows)
+
+
+def _prior_shaped(f: Finding) -> bool:
+    """Has this observed/expected move the shape of a shift of the outcome prior? The binary checks say so in
+    the evidence (``prior_shift``); a task without that test (multiclass) keeps the all-traffic rule."""
+    ps = f.evidence.get("prior_shift")
+    return bool(ps.get("shared")) if isinstance(ps, dict) else f.row == 0
 
 
 def incomplete(cur: np.ndarray, base: np.ndarray, expected: np.ndarray) -> np.ndarray:
