@@ -1,13 +1,15 @@
 """The Faust worker: thin agents around :class:`~detector.kafka.sidecar.Sidecar`.
 
-Agents take raw bytes in batches (``stream.take_events``) and gather them per topic-partition as
+Agents take raw bytes in batches (:func:`~detector.kafka.take.take_batches`: ``batch`` messages or
+``fold_bytes`` of them, or what waits after ``within`` seconds or once read to the partitions' end)
+and gather them per topic-partition as
 columns (:class:`~detector.kafka.unit.Batch`: offsets, values, keys - no object of ours per
 message). A partition's gathered messages are folded into its unit once ``fold_bytes`` of them wait
 or the oldest has waited ``hold`` seconds (``hold_behind`` while more of the partition waits at the broker;
 at once when a partition seen behind is read to its end - a backlog's last messages do not wait;
 and always before a checkpoint, but one that only lets steps out): every fold has a fixed
 cost (the columnar reader's set-up, the window fold, the outcome taps - about a millisecond), so
-folding the few hundred messages one ``take_events`` brings per partition cost ~10 us per event
+folding the few hundred messages one batch brings per partition cost ~10 us per event
 more than folding a few thousand. Messages waiting are not folded, so no offset of theirs is ever
 committed: a worker that dies with some waiting gets them again. Alerts, dead letters and
 counterexamples of a fold are produced at once. Every ``checkpoint_interval`` seconds (and
