@@ -91,6 +91,12 @@ def add_worker(fam: Families, worker: Any, side: Any) -> None:
         c("skewwatch_checkpoint_failures", "Checkpoints not completed (broker unreachable, a send refused or not acknowledged "
           "within the timeout); retried within 5 s, offsets stay uncommitted until one completes.", ()).add_metric(
             [], float(worker.checkpoint_failures))
+    if is_finite(getattr(worker, "log_resets", None)):
+        c("skewwatch_partition_log_resets", "Input or partials partitions found holding a new log (the topic was "
+          "re-created or truncated, e.g. by a broker back without its data): read again from their start.",
+          ()).add_metric([], float(worker.log_resets))
+        c("skewwatch_topics_recreated", "Topics the worker re-created, with their partitions and configs, after "
+          "the cluster lost them.", ()).add_metric([], float(getattr(worker, "topics_recreated", 0)))
     if is_finite(getattr(worker, "send_failures", None)):
         c("skewwatch_send_failures", "Attempts to send alerts, dead letters or counterexamples that failed (the messages "
           "wait and are sent again; checkpoints wait for them).", ()).add_metric([], float(worker.send_failures))

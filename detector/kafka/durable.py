@@ -62,6 +62,7 @@ class Durable:
 
     lost_at = -KEEP_FOR  # monotonic time the cluster was last seen without topics the worker needs
     topics_recreated = 0  # topics this worker re-created after the cluster lost them
+    log_resets = 0  # partitions found holding a new log (re-created or truncated): read again from its start
     topics_suspect = False  # a rebalance, or a checkpoint or commit that failed: _guard_topics checks every topic
     kept: dict[str, tuple[Any, float]]  # unit -> (its state, when dropped): see _assign
     new_logs: set[str]  # topics the worker reads that it found missing and created: their logs start again at 0
@@ -111,6 +112,11 @@ class Durable:
         last, said = -TOPIC_RETRY, ""
         while True:
             await asyncio.sleep(TOPIC_CHECK)
+            if not self.lock.locked():  # never waits for it: a checkpoint holding it may wait for the topics made below
+                try:
+                    await self._check_log_ends()
+                except Exception as exc:  # noqa: BLE001 - a task that raises stops the app: next time
+                    log.debug("log ends not checked: %s", exc)
             missing = self._missing_topics()
             if missing:  # a hint only (the metadata may not list them yet): the admin client's list decides
                 self.lost_at = time.monotonic()
@@ -142,40 +148,79 @@ class Durable:
         self.new_logs = getattr(self, "new_logs", set()) | (topics & read)
 
     async def _start_new_logs(self) -> None:
-        """Read the re-created topics' partitions this worker holds from their start (caller holds the lock).
+        """Read the partitions this worker holds of the topics it re-created from their start (caller holds the lock).
 
-        Offsets of the old log mean nothing in the new one: the units forget them (a record of the new
-        log is not taken for one already folded), and the group's offset of each such partition is set to
-        0 - overwriting any old offset a commit that waited for the topic wrote there - so the consumer
-        starts at the new log's first record after the rebalance (seek to the committed offsets, or to the
-        earliest without one). Done once per loss, before the group rejoins when it can (the rebalance's
-        checkpoint), else at the next assignment.
+        Done before the group rejoins when it can (the rebalance's checkpoint: the consumer then starts at
+        offset 0 after the rebalance, from the committed offset), else at the next assignment.
         """
         new = getattr(self, "new_logs", set())
         if not new:
             return
+        self.new_logs = set()
+        keys = {k: None for k in self._read_offsets() if k.rpartition(":")[0] in new}
+        await self._new_logs(keys, seek=False)
+
+    def _states(self) -> list[Any]:
+        """The units, the aggregator and the units kept: everything holding offsets read."""
+        side = self.sidecar
+        return [*side.units.values(), *([side.agg] if side.agg is not None else []),
+                *(k[0] for k in getattr(self, "kept", {}).values())]
+
+    def _read_offsets(self) -> dict[str, int]:
+        """``"topic:partition"`` -> the last offset read of it."""
+        return {k: v for state in self._states() for k, v in state.offsets.items()}
+
+    async def _check_log_ends(self) -> None:
+        """A held partition whose log ends before the offset this worker read of it holds a new log (the topic
+        was re-created, by whoever, or truncated): its records are read from its start."""
         from faust.types import TP
 
-        side = self.sidecar
-        held: dict[Any, int] = {}
-        kept = [k[0] for k in getattr(self, "kept", {}).values()]
-        for state in [*side.units.values(), *([side.agg] if side.agg is not None else []), *kept]:
-            for key in [k for k in state.offsets if k.rpartition(":")[0] in new]:
-                topic, _, part = key.rpartition(":")
-                del state.offsets[key]
-                state.dirty = True
-                held[TP(topic, int(part))] = 0
-        for key in [k for k in self.pending if k[0] in new]:  # gathered from the old log's position
-            del self.pending[key]
-        self.new_logs = set()
-        if not held:
-            return
-        try:
-            await asyncio.wait_for(self.app.consumer.commit_durable(held), COMMIT_TIMEOUT)
-        except Exception as exc:  # noqa: BLE001 - without a committed offset the consumer starts at the earliest
-            log.debug("offset 0 of the re-created partitions not committed: %s", exc)
-        log.warning("%d partitions of re-created topics are read from their start (the old log's offsets are "
-                    "forgotten)", len(held), extra={"partitions": sorted(f"{tp.topic}:{tp.partition}" for tp in held)})
+        consumer, ends = self.app.consumer, {}
+        for key, off in self._read_offsets().items():
+            topic, _, part = key.rpartition(":")
+            try:
+                end = consumer.highwater(TP(topic, int(part)))  # as of the last fetch of it
+            except Exception:  # noqa: BLE001 - not held (any more)
+                continue
+            if end is not None and end < off + 1:
+                ends[key] = int(end)
+        if ends:
+            async with self.lock:
+                await self._new_logs(ends, seek=True)
+
+    async def _new_logs(self, ends: dict[str, int | None], seek: bool) -> None:
+        """Partitions whose log is new: forget the old log's offsets (the duplicate check of the units and of
+        the aggregator, what waits to be folded) and set the group's offset to 0 - overwriting an old one a
+        commit that waited for the topic may have written - and, with ``seek``, the consumer's position
+        (the embedded broker answers a fetch past a log's end with nothing, not OFFSET_OUT_OF_RANGE)."""
+        from faust.types import TP
+
+        tps: dict[Any, int] = {}
+        for key, end in ends.items():
+            topic, _, part = key.rpartition(":")
+            old = None
+            for state in self._states():
+                if key in state.offsets:
+                    old = state.offsets.pop(key)
+                    state.dirty = True
+            self.pending.pop((topic, int(part)), None)  # gathered from the old log's position
+            tp = TP(topic, int(part))
+            tps[tp] = 0
+            if seek:
+                try:
+                    await asyncio.wait_for(self.app.consumer.seek(tp, 0), COMMIT_TIMEOUT)
+                except Exception as exc:  # noqa: BLE001 - then the committed 0 places it at the next rebalance
+                    log.warning("could not move the consumer to the start of %s (%s)", key, exc)
+            self.log_resets += 1
+            why = "this worker re-created its topic" if end is None else f"it ends at offset {end}"
+            log.warning("%s holds a new log (%s; this worker had read up to offset %s of the old one): its records are "
+                        "read from its start", key, why, old,
+                        extra={"topic": topic, "partition": int(part), "old_offset": old, "new_end": end})
+        if tps:
+            try:
+                await asyncio.wait_for(self.app.consumer.commit_durable(tps), COMMIT_TIMEOUT)
+            except Exception as exc:  # noqa: BLE001 - without a committed offset the consumer starts at the earliest
+                log.debug("offset 0 of the new logs not committed: %s", exc)
 
     def _client(self) -> tuple[str, dict[str, Any]]:
         """Bootstrap servers and the other settings for a raw aiokafka client (checkpoint and alert readers)."""

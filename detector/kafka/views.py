@@ -144,6 +144,8 @@ def worker_status(worker: Any) -> dict[str, Any]:
         "counters": counters, "label_join": join, "duplicates": side.duplicates, "dlq_total": side.dlq_total,
         "alerts_suppressed": worker.alerts_suppressed, "restored_counts": worker.restored_counts,
         "restore_errors": worker.restore_errors,
+        # after a broker lost its data: topics this worker re-created, partitions it found holding a new log
+        "topics_recreated": getattr(worker, "topics_recreated", 0), "log_resets": getattr(worker, "log_resets", 0),
         "gathered": sum(len(p.batch.offsets) for p in worker.pending.values()),  # received, waiting for their fold
         "watermark": wm if wm != float("-inf") else None, "offsets": offsets,
         "aggregator": None if agg is None else {
