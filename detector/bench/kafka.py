@@ -6,15 +6,20 @@ envelopes (a JSON array of 100 events per message). Then, each run in this proce
 fresh consumer group per measurement so every one reads its topic from the start:
 
 single-event messages
-    ``faust``         a Faust agent that only counts (``value_serializer="raw"``, the worker's
-                      batching - :func:`detector.kafka.take.take_batches` - and consumer
-                      settings): the transport ceiling
+    ``faust``         a bare Faust agent that only counts (``value_serializer="raw"``, Faust's
+                      ``stream.take_events(batch, within=0.2)``, the worker's consumer settings):
+                      the transport ceiling, and the ``ratio``'s denominator
+    ``faust_take_batches``  the same agent taking the worker's batches
+                      (:func:`detector.kafka.take.take_batches`: also cut at ``FOLD_BYTES`` and at
+                      the partitions' end): what our batching alone does to Faust (information
+                      only; ``ratio_vs_take_batches``)
     ``skewwatch``     the real sidecar :class:`~detector.kafka.worker.Worker` (the same kind of
                       agent handing each batch to ``Sidecar.on_predictions``; window partials go to
                       the aggregator through Kafka, as in production)
     ``ratio``         skewwatch / faust (target >= 0.85)
 envelopes
     ``aiokafka``      a raw ``AIOKafkaConsumer.getmany`` loop that only counts: the ceiling
+    ``faust``, ``faust_take_batches``  as above, in events/s
     ``skewwatch``     the real Worker again, in events/s (target >= 100,000 events/s)
     ``ratio``         skewwatch / aiokafka
 and, to show where the time goes, ``core`` (the same Sidecar fed from memory, no Kafka), the
@@ -128,8 +133,10 @@ def _faust_settings(batch: int) -> dict[str, Any]:
                 broker_heartbeat_interval=1.0, broker_rebalance_timeout=10.0)
 
 
-async def faust_count(bootstrap: str, topic: str, total: int, batch: int, within: float, timeout: float) -> dict[str, float]:
-    """A Faust agent that only counts the messages of ``topic``."""
+async def faust_count(bootstrap: str, topic: str, total: int, batch: int, within: float, timeout: float,
+                      ours: bool = False) -> dict[str, float]:
+    """A Faust agent that only counts the messages of ``topic``: with Faust's own ``take_events``
+    (the bare agent a user would write), or with ``ours`` the worker's ``take_batches``."""
     import faust
 
     from detector.kafka.clients import plaintext
@@ -143,7 +150,8 @@ async def faust_count(bootstrap: str, topic: str, total: int, batch: int, within
 
     @app.agent(src)
     async def count(stream: Any) -> None:
-        async for events in take_batches(stream, batch, FOLD_BYTES, within):
+        batches = take_batches(stream, batch, FOLD_BYTES, within) if ours else stream.take_events(batch, within=within)
+        async for events in batches:
             seen[0] += len(events)
 
     await app.start()
@@ -280,10 +288,12 @@ async def measure_all(bootstrap: str, singles: str, envelopes: str, n_single: in
     timeout = 600.0
     variants: list[tuple[str, Callable[[], Awaitable[dict[str, float]]]]] = [
         ("single.faust", lambda: faust_count(bootstrap, singles, n_single, batch, 0.2, timeout)),
+        ("single.faust_take_batches", lambda: faust_count(bootstrap, singles, n_single, batch, 0.2, timeout, ours=True)),
         ("single.skewwatch", lambda: worker_rate(bootstrap, singles, n_single, ref, batch, window, timeout)),
         ("single.aiokafka", lambda: aiokafka_count(bootstrap, singles, n_single, timeout)),
         ("envelope.aiokafka", lambda: aiokafka_count(bootstrap, envelopes, n_env, timeout)),
         ("envelope.faust", lambda: faust_count(bootstrap, envelopes, n_env, batch, 0.2, timeout)),
+        ("envelope.faust_take_batches", lambda: faust_count(bootstrap, envelopes, n_env, batch, 0.2, timeout, ours=True)),
         ("envelope.skewwatch", lambda: worker_rate(bootstrap, envelopes, n_env * ENVELOPE, ref, batch, window, timeout)),
     ]
     out: dict[str, list[dict[str, float]]] = {name: [] for name, _ in variants}
@@ -299,11 +309,11 @@ async def measure_all(bootstrap: str, singles: str, envelopes: str, n_single: in
             if name.startswith("envelope.") and not name.endswith("skewwatch"):
                 res = {**res, "rate": res["rate"] * ENVELOPE, "cpu_us": res["cpu_us"] / ENVELOPE}  # per event
             out[name].append(res)
-            _progress(quiet, f"  run {r + 1}/{runs} {name:20s} {res['rate']:>12,.0f} /s  {res['cpu_us']:8.2f} CPU us each")
+            _progress(quiet, f"  run {r + 1}/{runs} {name:28s} {res['rate']:>12,.0f} /s  {res['cpu_us']:8.2f} CPU us each")
         for name, values, per in (("single.core", single_values, 1), ("envelope.core", env_values, ENVELOPE)):
             res = core_rate(values, ref, window, per)
             out[name].append(res)
-            _progress(quiet, f"  run {r + 1}/{runs} {name:20s} {res['rate']:>12,.0f} /s  {res['cpu_us']:8.2f} CPU us each")
+            _progress(quiet, f"  run {r + 1}/{runs} {name:28s} {res['rate']:>12,.0f} /s  {res['cpu_us']:8.2f} CPU us each")
     return out
 
 
@@ -383,11 +393,14 @@ def run(args: argparse.Namespace) -> int:
         "single": {
             "faust_msgs_per_s": s["single.faust"], "skewwatch_msgs_per_s": s["single.skewwatch"],
             "ratio": ratio("single.skewwatch", "single.faust"), "target_ratio": 0.85,
+            "faust_take_batches_msgs_per_s": s["single.faust_take_batches"],
+            "ratio_vs_take_batches": ratio("single.skewwatch", "single.faust_take_batches"),
             "aiokafka_msgs_per_s": s["single.aiokafka"], "core_events_per_s": s["single.core"],
             "core_stages_us_per_event": {k: round(v, 2) for k, v in stages(events, ref, batch)[0].items() if k.endswith("_us")},
         },
         "envelope": {
             "aiokafka_events_per_s": s["envelope.aiokafka"], "faust_events_per_s": s["envelope.faust"],
+            "faust_take_batches_events_per_s": s["envelope.faust_take_batches"],
             "skewwatch_events_per_s": s["envelope.skewwatch"],
             "ratio": ratio("envelope.skewwatch", "envelope.aiokafka"), "target_events_per_s": 100_000,
             "core_events_per_s": s["envelope.core"],

@@ -87,10 +87,15 @@ def close_window(ms: ModelState, w: WindowCounts, st: DetectorSettings, manager:
     hourly = {(f.kind, f.feature) for f in findings + suppressed}
     hourly |= {(k, f or None) for k, f, s in manager.firing_stats(ms.name) if k not in OUTCOME_KINDS and not s.endswith("_24h")}
     ms.day.add(w, ms.seasonal.coarse(w), ms.seasonal, Frozen.of(ms.seasonal, lay, hourly))
+    day_tested = np.zeros(v.P, bool)
     if not v.extra["hourly_skew"] and ms.day.ready:
         daily = guard("daily", lambda: daily_checks(lay, v, ms.day.total(), ms.seasonal, st, ms.cands_complete(ms.day.oldest),
-                                                    ms.day.dispersion(v, ms.cand_since, ms.seasonal.blocks)), [])
+                                                    ms.day.dispersion(v, ms.cand_since, ms.seasonal.blocks),
+                                                    ms.day.mix(v, lay, ms.seasonal.blocks)), [])
         results.extend(daily)
+        # a slice too quiet for one window's tests is judged by the trailing day's: a day found clean is evidence
+        # too (else an incident the day's tests opened there could never resolve, and would hold its series)
+        day_tested = np.any([r.tested for r in daily], axis=0) if daily else np.zeros(v.P, bool)
         findings = dedup(findings + select_findings(daily, v, st.fdr_q, suppressed), suppressed)
     findings = _persistent_shifts(ms, lay, findings, suppressed, w.start)
     held = findings
@@ -104,6 +109,7 @@ def close_window(ms: ModelState, w: WindowCounts, st: DetectorSettings, manager:
     ms.last_stats = _gauges(lay, v, results)
     evaluated = {slice_key(lay.row_label(int(r))) for r, c, n in zip(v.rows, v.comp, v.events, strict=True)
                  if not c and n >= st.min_count_rate}
+    by_day = {slice_key(lay.row_label(int(r))) for r, c, d in zip(v.rows, v.comp, day_tested, strict=True) if not c and d}
     version_changed = len(w.versions) > 1 or (ms.last_version is not None and bool(w.versions)
                                               and ms.last_version not in w.versions)
     kinds = {f.kind for f in findings} | manager.firing_kinds(ms.name)
@@ -116,7 +122,7 @@ def close_window(ms: ModelState, w: WindowCounts, st: DetectorSettings, manager:
             f.evidence = {**f.evidence, "reconciled": NOTE}
     pairs = [(f, lay.row_label(f.row)) for f in findings]
     hold = {(ms.name, incident_kind(f.kind, f.statistic), f.feature or "", slice_key(lay.row_label(f.row))) for f in suppressed}
-    alerts = manager.update(ms.name, window, pairs, evaluated, ctx, hold=hold)
+    alerts = manager.update(ms.name, window, pairs, evaluated, ctx, hold=hold, evaluated_daily=by_day)
     for a in alerts:
         if a.state == "firing":
             counters.alerts_fired += 1

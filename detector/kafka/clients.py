@@ -23,6 +23,7 @@ a :class:`~detector.config.ConfigError` naming the setting and the fix.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import os
 import ssl
@@ -32,7 +33,7 @@ from typing import Any
 
 from detector.config import ConfigError, Kafka, Security
 
-__all__ = ["ClientSettings", "client_settings", "plaintext", "build_ssl_context"]
+__all__ = ["ClientSettings", "client_settings", "plaintext", "build_ssl_context", "refuse_auto_create"]
 
 log = logging.getLogger("skewwatch.kafka")
 
@@ -200,3 +201,44 @@ def _secret(sec: Security, name: str, environ: Any) -> str | None:
                               "set it (e.g. from a Secret with valueFrom.secretKeyRef)")
         return str(value)
     return None
+
+
+_REFUSING: set[str] = set()  # client ids whose Metadata requests ask for no topic to be created
+_REFUSE: contextvars.ContextVar[bool] = contextvars.ContextVar("skewwatch_refuse_auto_create", default=False)
+
+
+def refuse_auto_create(client_id: str) -> None:
+    """Make the aiokafka clients with this ``client.id`` ask the brokers never to create a topic they look up.
+
+    aiokafka sends its Metadata requests with ``allow_auto_topic_creation`` true and has no setting for
+    it: a broker with auto-creation on (Kafka's default; the embedded broker always) then creates any
+    topic a client merely looks up, with the broker's default partition count and configs. After a broker
+    lost its data, the worker's consumer and producer re-created their topics that way within
+    milliseconds of its return - input topics with another partition count (no longer co-partitioned), a
+    state topic that is not compacted - before anyone could create them properly. skewwatch creates its
+    topics itself, with their partitions and configs (:mod:`detector.kafka.topics`). Other clients of
+    the process (another ``client.id``) are left as they are. Idempotent.
+    """
+    from aiokafka.client import AIOKafkaClient
+    from aiokafka.protocol import metadata
+
+    _REFUSING.add(client_id)
+    if getattr(AIOKafkaClient._metadata_update, "_skewwatch", False):  # noqa: SLF001
+        return
+    update, build = AIOKafkaClient._metadata_update, metadata.MetadataRequest.__init__  # noqa: SLF001
+
+    async def _metadata_update(self: Any, cluster_metadata: Any, topics: Any) -> Any:
+        token = _REFUSE.set(self._client_id in _REFUSING)  # noqa: SLF001
+        try:
+            return await update(self, cluster_metadata, topics)
+        finally:
+            _REFUSE.reset(token)
+
+    def __init__(self: Any, topics: list[str] | None = None, allow_auto_topic_creation: bool | None = None) -> None:
+        if allow_auto_topic_creation is None and _REFUSE.get():
+            allow_auto_topic_creation = False
+        build(self, topics, allow_auto_topic_creation)
+
+    _metadata_update._skewwatch = True  # type: ignore[attr-defined]
+    AIOKafkaClient._metadata_update = _metadata_update  # type: ignore[method-assign] # noqa: SLF001
+    metadata.MetadataRequest.__init__ = __init__  # type: ignore[method-assign]

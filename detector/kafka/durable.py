@@ -6,6 +6,14 @@ on assignment it reads the state topic once and restores the units (and the aggr
 checkpoint of every unit that changed, sends the steps those checkpoints hold to the partials topic, and
 only then commits the offsets they cover (:meth:`Durable._checkpoint`). Faust's own commits are disabled
 by :func:`gated_consumer`, so a committed offset is always covered by a durable checkpoint.
+
+A broker may come back without its data (topics, offsets and group state gone). The worker's clients
+never have a topic created by looking it up (:func:`detector.kafka.clients.refuse_auto_create`), and
+:meth:`Durable._guard_topics` re-creates every topic the worker needs, with its partitions and configs,
+as soon as the consumer's metadata lacks one, a rebalance starts, or a checkpoint or commit fails or
+hangs. Units dropped meanwhile keep their state in memory for a while, in case the state topic has
+nothing usable of them when they come back (:meth:`Durable._assign`). Every wait under the worker's lock
+is bounded.
 """
 
 from __future__ import annotations
@@ -21,6 +29,11 @@ from detector.kafka.sidecar import AGGREGATOR, Outbox
 __all__ = ["Durable", "gated_consumer"]
 
 log = logging.getLogger("skewwatch.worker")
+COMMIT_TIMEOUT = 15.0  # seconds an offset commit may take (the worker's lock is held) before it is left to the next one
+COMMIT_SLOW = 2.0  # seconds after which a commit still going has every topic checked (a lost topic holds it up)
+TOPIC_CHECK = 1.0  # seconds between looks at the consumer's metadata for topics the cluster lost
+TOPIC_RETRY = 5.0  # seconds between two attempts to re-create them
+KEEP_FOR = 300.0  # seconds a unit dropped while the cluster seemed to have lost its state is kept in memory
 
 
 def gated_consumer(base: type) -> type:
@@ -47,6 +60,12 @@ def gated_consumer(base: type) -> type:
 class Durable:
     """Checkpoints, restore on assignment and the steps they release (mixed into the worker; see the module)."""
 
+    lost_at = -KEEP_FOR  # monotonic time the cluster was last seen without topics the worker needs
+    topics_recreated = 0  # topics this worker re-created after the cluster lost them
+    topics_suspect = False  # a rebalance, or a checkpoint or commit that failed: _guard_topics checks every topic
+    kept: dict[str, tuple[Any, float]]  # unit -> (its state, when dropped): see _assign
+    new_logs: set[str]  # topics the worker reads that it found missing and created: their logs start again at 0
+
     async def _send_steps(self, name: str) -> None:
         """A unit's outbox (chunked), then its claim; only called right after a durable checkpoint."""
         msgs, upto, claim = self.sidecar.outgoing(name, CHUNK)
@@ -65,6 +84,99 @@ class Durable:
         except Exception as exc:  # noqa: BLE001 - the broker may refuse configs; the topic may exist
             log.debug("state topic check: %s", exc)
 
+    def _missing_topics(self) -> set[str]:
+        """The topics the consumer reads that its latest metadata says the cluster does not have (empty when
+        the metadata is not known: no broker in it)."""
+        try:
+            cluster = self.app.consumer._thread._consumer._client.cluster  # noqa: SLF001 - Faust/aiokafka expose no call
+            if not cluster.brokers():
+                return set()
+            known = cluster.topics()
+        except Exception:  # noqa: BLE001 - not started yet, or stopping
+            return set()
+        return (set(self.sidecar.kind_of) | {self._partials_topic}) - set(known)
+
+    async def _guard_topics(self) -> None:
+        """Re-create the topics the cluster lost (a broker back without its data), with their partitions and configs.
+
+        The worker's clients never have a topic created by looking it up
+        (:func:`~detector.kafka.clients.refuse_auto_create`): the broker would give it its default partition
+        count and configs. When the consumer's metadata lacks a topic it reads, on a rebalance, and after a
+        checkpoint or an offset commit failed, the worker checks every topic it needs and creates the missing
+        ones (``kafka.create_topics``); a principal that may not create them gets the error naming each topic
+        and the command that creates it.
+        """
+        from detector.kafka.topics import ensure_topics, required_topics
+
+        last, said = -TOPIC_RETRY, ""
+        while True:
+            await asyncio.sleep(TOPIC_CHECK)
+            missing = self._missing_topics()
+            if missing:  # a hint only (the metadata may not list them yet): the admin client's list decides
+                self.lost_at = time.monotonic()
+            if not (missing or self.topics_suspect) or time.monotonic() - last < TOPIC_RETRY:
+                continue
+            last = time.monotonic()
+            try:
+                created = await asyncio.wait_for(ensure_topics(
+                    self.settings, required_topics(self.cfg), create=self.cfg.kafka.create_topics,
+                    replication_factor=self.cfg.kafka.replication_factor, timeout=TOPIC_RETRY * 2), TOPIC_RETRY * 3)
+            except Exception as exc:  # noqa: BLE001 - unreachable, or not allowed to create: said once, retried
+                text = f"{type(exc).__name__}: {exc}"
+                if text != said:
+                    log.error("topics the worker needs could not be checked or re-created (%s); retrying every %.0f s",
+                              text, TOPIC_RETRY)
+                said = text
+                continue
+            self.topics_suspect, said = False, ""
+            if created:
+                self.lost_at = time.monotonic()
+                self._lost_logs(set(created))
+                self.topics_recreated += len(created)
+                log.warning("re-created topics %s: the cluster had lost them (a broker back without its data?)",
+                            ", ".join(created), extra={"topics": created})
+
+    def _lost_logs(self, topics: set[str]) -> None:
+        """Topics the worker reads that it found missing and created: their logs start again at offset 0."""
+        read = set(self.sidecar.kind_of) | {self._partials_topic}
+        self.new_logs = getattr(self, "new_logs", set()) | (topics & read)
+
+    async def _start_new_logs(self) -> None:
+        """Read the re-created topics' partitions this worker holds from their start (caller holds the lock).
+
+        Offsets of the old log mean nothing in the new one: the units forget them (a record of the new
+        log is not taken for one already folded), and the group's offset of each such partition is set to
+        0 - overwriting any old offset a commit that waited for the topic wrote there - so the consumer
+        starts at the new log's first record after the rebalance (seek to the committed offsets, or to the
+        earliest without one). Done once per loss, before the group rejoins when it can (the rebalance's
+        checkpoint), else at the next assignment.
+        """
+        new = getattr(self, "new_logs", set())
+        if not new:
+            return
+        from faust.types import TP
+
+        side = self.sidecar
+        held: dict[Any, int] = {}
+        kept = [k[0] for k in getattr(self, "kept", {}).values()]
+        for state in [*side.units.values(), *([side.agg] if side.agg is not None else []), *kept]:
+            for key in [k for k in state.offsets if k.rpartition(":")[0] in new]:
+                topic, _, part = key.rpartition(":")
+                del state.offsets[key]
+                state.dirty = True
+                held[TP(topic, int(part))] = 0
+        for key in [k for k in self.pending if k[0] in new]:  # gathered from the old log's position
+            del self.pending[key]
+        self.new_logs = set()
+        if not held:
+            return
+        try:
+            await asyncio.wait_for(self.app.consumer.commit_durable(held), COMMIT_TIMEOUT)
+        except Exception as exc:  # noqa: BLE001 - without a committed offset the consumer starts at the earliest
+            log.debug("offset 0 of the re-created partitions not committed: %s", exc)
+        log.warning("%d partitions of re-created topics are read from their start (the old log's offsets are "
+                    "forgotten)", len(held), extra={"partitions": sorted(f"{tp.topic}:{tp.partition}" for tp in held)})
+
     def _client(self) -> tuple[str, dict[str, Any]]:
         """Bootstrap servers and the other settings for a raw aiokafka client (checkpoint and alert readers)."""
         kw = self.settings.aiokafka()
@@ -73,6 +185,7 @@ class Durable:
     async def _assign(self, assigned: set[Any]) -> None:
         """Hold exactly the units (and the aggregator) of ``assigned``, restoring the new ones."""
         side = self.sidecar
+        self.topics_suspect = True  # after a rebalance (a broker may be back without its data) every topic is checked
         inputs = set(side.kind_of)
         try:
             side.set_partitions({tp: self.app.consumer.topic_partitions(tp) or 0 for tp in inputs})
@@ -83,8 +196,17 @@ class Durable:
             if tp.topic in inputs:
                 tps.setdefault(side.unit_of(tp.topic, tp.partition), []).append(f"{tp.topic}:{tp.partition}")
         want_agg = any(tp.topic == self._partials_topic and tp.partition == 0 for tp in assigned)
+        # A unit (or the aggregator) dropped while its last checkpoint failed, or while the cluster seems to
+        # have lost its state (topics missing now or lately: the state topic may be gone too), is kept for
+        # KEEP_FOR seconds: if it comes back and the state topic has no usable checkpoint of it, it goes on
+        # from this copy - the only one there is - instead of from empty state
+        now = time.monotonic()
+        kept = self.kept = {n: k for n, k in getattr(self, "kept", {}).items() if now - k[1] < KEEP_FOR}
+        lost = now - self.lost_at < KEEP_FOR or bool(self._missing_topics())
         for name in list(side.units):
             if name not in tps:
+                if lost or side.units[name].dirty:
+                    kept[name] = (side.units[name], now)
                 side.drop_unit(name)
                 self.chunks.pop(name, None)
         held = {(tp.topic, tp.partition) for tp in assigned}
@@ -92,6 +214,8 @@ class Durable:
         for key in [k for k in self.pending if k not in held]:  # never folded, never committed: the new owner reads them
             del self.pending[key]
         if not want_agg and side.agg is not None:
+            if lost or side.agg.dirty:
+                kept[AGGREGATOR] = (side.agg, now)
             side.agg = None
             self.chunks.pop(AGGREGATOR, None)
         todo = {n for n in tps if n not in side.units} | ({AGGREGATOR} if want_agg and side.agg is None else set())
@@ -107,6 +231,17 @@ class Durable:
                 self.restore_errors += 1
         for name in sorted(todo):
             got = found.get(name)
+            held = kept.pop(name, None)
+            if held is not None and (got is None or isinstance(got, Exception)):
+                if name == AGGREGATOR:
+                    side.agg = held[0]
+                    side.agg.expected = side.expected_units()
+                else:
+                    side.add_unit(held[0], tps[name])
+                held[0].dirty = True  # checkpointed again soon: the state topic has nothing usable of it
+                log.warning("%s has no usable checkpoint in the state topic (%s); it goes on from the state this "
+                            "worker kept", name, "none" if got is None else got)
+                continue
             if name == AGGREGATOR:
                 side.agg = side.new_aggregator()
             else:
@@ -129,12 +264,15 @@ class Durable:
                     self.restored_counts[k] += int(getattr(u.engine.counters, attr))
         if AGGREGATOR in todo and side.agg is not None:
             try:
-                self.published = await read_published_alerts(bootstrap, self.cfg.kafka.topics.alerts, **kw)
+                self.published = await asyncio.wait_for(
+                    read_published_alerts(bootstrap, self.cfg.kafka.topics.alerts, **kw), timeout=60.0)
             except Exception as exc:  # noqa: BLE001 - worst case: an alert is sent twice
                 log.warning("could not read the alert topic (%s); alerts raised again after the checkpoint are re-sent",
                             type(exc).__name__)
         for name, t_ in tps.items():
             side.assign_tps(name, t_)
+        if getattr(self, "new_logs", None):
+            await self._start_new_logs()
 
     async def _checkpoint(self, all_units: bool = False, only: list[str] | None = None) -> None:
         """Checkpoint (caller holds the lock), send what the checkpoints hold, then commit what they cover.
@@ -151,7 +289,8 @@ class Durable:
         self.last_flush = time.monotonic()
         if only is not None:
             names = [n for n in only if n in side.units]
-        elif all_units:
+        elif all_units:  # a rebalance (a broker may be back without its data; the commit below waits for its topics)
+            self.topics_suspect = True
             names = sorted(side.units) + ([AGGREGATOR] if side.agg is not None else [])
         else:
             names = side.dirty()
@@ -181,6 +320,7 @@ class Durable:
             self.checkpoint_failures += 1
             log.warning("checkpoint not completed (%s: %s); offsets not committed; retrying in 5 s", type(exc).__name__,
                         str(exc) or f"no answer within {self.checkpoint_timeout:.0f} s")
+            self.topics_suspect = True
             for name in written:
                 (side.agg if name == AGGREGATOR else side.units.get(name)).dirty = True  # type: ignore[union-attr]
             if only is None:
@@ -195,10 +335,18 @@ class Durable:
                 topic, _, part = key.rpartition(":")
                 if part.isdigit():
                     offsets[TP(topic, int(part))] = off + 1
-        try:
-            await self.app.consumer.commit_durable(offsets)
+        commit = asyncio.ensure_future(self.app.consumer.commit_durable(offsets))
+        try:  # bounded: the lock is held, and aiokafka retries a commit for as long as the group's coordinator
+            # or one of its topics is missing - a broker back without its data: _guard_topics looks at once
+            if not (await asyncio.wait({commit}, timeout=COMMIT_SLOW))[0]:
+                self.topics_suspect = True
+            await asyncio.wait_for(commit, COMMIT_TIMEOUT - COMMIT_SLOW)
         except Exception as exc:  # noqa: BLE001 - a failed commit only means more redelivery (skipped by offset)
-            log.warning("offset commit failed: %s", exc)
+            self.topics_suspect = True
+            log.warning("offset commit failed (%s: %s); the next checkpoint of these units commits them",
+                        type(exc).__name__, str(exc) or f"no answer within {COMMIT_TIMEOUT:.0f} s")
+        if getattr(self, "new_logs", None):
+            await self._start_new_logs()
         if only is None:
             self.last_checkpoint = time.monotonic()
             self.checkpoint_due = self.last_checkpoint + self.cfg.checkpoint_interval

@@ -68,7 +68,7 @@ def required_topics(cfg: Config) -> list[TopicSpec]:
 
 async def ensure_topics(settings: ClientSettings, specs: Iterable[TopicSpec], *, create: bool = True,
                         replication_factor: int | None = None, timeout: float = 30.0) -> list[str]:
-    """Make sure every topic of ``specs`` exists; returns the names created (empty when none).
+    """Make sure every topic of ``specs`` exists; returns the names it created (empty when none).
 
     Raises :class:`TopicsMissing` when some are missing and ``create`` is false or the principal
     may not create them, :class:`TopicsError` for other refusals, and the client's own exception
@@ -101,7 +101,8 @@ async def ensure_topics(settings: ClientSettings, specs: Iterable[TopicSpec], *,
                 hint = f"; replication factor {rf} is more than the cluster allows: set kafka.replication_factor"
             raise TopicsError("creating topics failed: " + "; ".join(
                 f"{n}: error {code}{f' {msg}' if msg else ''}" for n, (code, msg) in sorted(failed.items())) + hint)
-        return [s.name for s in missing]
+        # created here: one someone else created since the list above was not (its log is not new to the caller)
+        return [s.name for s in missing if errors.get(s.name, (0,))[0] != _TOPIC_ALREADY_EXISTS]
     finally:
         await admin.close()
 

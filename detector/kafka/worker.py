@@ -1,13 +1,15 @@
 """The Faust worker: thin agents around :class:`~detector.kafka.sidecar.Sidecar`.
 
-Agents take raw bytes in batches (``stream.take_events``) and gather them per topic-partition as
+Agents take raw bytes in batches (:func:`~detector.kafka.take.take_batches`: ``batch`` messages or
+``fold_bytes`` of them, or what waits after ``within`` seconds or once read to the partitions' end)
+and gather them per topic-partition as
 columns (:class:`~detector.kafka.unit.Batch`: offsets, values, keys - no object of ours per
 message). A partition's gathered messages are folded into its unit once ``fold_bytes`` of them wait
 or the oldest has waited ``hold`` seconds (``hold_behind`` while more of the partition waits at the broker;
 at once when a partition seen behind is read to its end - a backlog's last messages do not wait;
 and always before a checkpoint, but one that only lets steps out): every fold has a fixed
 cost (the columnar reader's set-up, the window fold, the outcome taps - about a millisecond), so
-folding the few hundred messages one ``take_events`` brings per partition cost ~10 us per event
+folding the few hundred messages one batch brings per partition cost ~10 us per event
 more than folding a few thousand. Messages waiting are not folded, so no offset of theirs is ever
 committed: a worker that dies with some waiting gets them again. Alerts, dead letters and
 counterexamples of a fold are produced at once. Every ``checkpoint_interval`` seconds (and
@@ -41,12 +43,13 @@ import asyncio
 import logging
 import os
 import socket
+import tempfile
 import time
 from typing import Any
 
 from detector.config import Config
 from detector.core.reference.profile import Reference
-from detector.kafka.clients import ClientSettings, client_settings
+from detector.kafka.clients import ClientSettings, client_settings, refuse_auto_create
 from detector.kafka.durable import Durable, gated_consumer
 from detector.kafka.sending import SEND_TIMEOUT, Sending
 from detector.kafka.sidecar import Batch, Outbox, Sidecar
@@ -118,6 +121,10 @@ class Worker(Durable, Sending):
         self.restored_counts: dict[str, int] = {"predictions": 0, "labels": 0, "feature_events": 0}
         self.restore_errors = 0
         self.alerts_suppressed = 0
+        # Faust's data directory (it stays empty: tables are in memory) is private and temporary, removed
+        # with the worker: Faust's default, `<group_id>-data/` in the working directory, litters it - and
+        # fails the start where the root filesystem is read-only (the image's working directory)
+        self.datadir = tempfile.TemporaryDirectory(prefix="skewwatch-faust-")
         self.app = self._build()
 
     @property
@@ -130,9 +137,10 @@ class Worker(Durable, Sending):
 
         cfg = self.cfg
         t = cfg.kafka.topics
+        refuse_auto_create(self.settings.client_id)  # topics are created with their partitions and configs, never by a lookup
         app = faust.App(
             cfg.kafka.group_id, broker=self.settings.faust_brokers(), broker_credentials=self.settings.faust_credentials(),
-            broker_client_id=self.settings.client_id,
+            broker_client_id=self.settings.client_id, datadir=self.datadir.name,
             value_serializer="raw", key_serializer="raw", store="memory://", topic_partitions=t.partitions,
             # no Faust web server (detector.kafka.web serves the endpoints); its /router and /table off regardless
             web_enabled=False, web_router_enabled=False, web_tables_enabled=False,
@@ -206,6 +214,10 @@ class Worker(Durable, Sending):
             self.last_checkpoint = time.monotonic()
             self.checkpoint_due = self.last_checkpoint + cfg.checkpoint_interval
             self.restored.set()
+
+        @app.task
+        async def guard_topics() -> None:  # re-creates what a broker that lost its data lost (Durable._guard_topics)
+            await self._guard_topics()
 
         @app.task
         async def catch_up() -> None:  # a backlog is stepped through in slices, yielding the loop in between

@@ -16,17 +16,25 @@ history at the same time of day keeps hourly drift tests sensitive
 The share of one exact value over the day is tested as quasi-binomial: events come in bursts, so the
 day counts as ``n / phi`` independent events, ``phi`` being how much more the value's daily share
 varied over the previous whole days than independent events allow (:mod:`detector.core.checks.dispersion`).
+The day's whole distribution (PSI of the coarse bins, L-infinity of the category mix) is judged the
+same way: its G-test counts the day as ``n / phi`` events, ``phi`` being how far production's own
+whole days scatter around production's pooled mix, and once a week has passed the day is also
+compared with training re-weighted by production's time-of-week profile, the more charitable
+comparison kept (:mod:`detector.core.checks.mixdispersion`): a Sunday is not an average day.
 Features that production's own history shows to be set by the clock (a local hour: one value per
 region and hour, :mod:`detector.core.checks.clockseen`) have no value-share test against training; the
 same hour of earlier days judges them.
 
-Memory: ``period / window`` windows of coarse bins, categories and exact-value hits per slice row.
+Memory: ``period / window`` windows of coarse bins, categories and exact-value hits per slice row, and
+14 whole days of the same (:class:`~detector.core.checks.dispersion.ShareHistory`,
+:class:`~detector.core.checks.mixdispersion.DaySums`).
 """
 
 from __future__ import annotations
 
 import math
 from collections import deque
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -34,6 +42,7 @@ import numpy as np
 from detector.core.checks.clockseen import clock_in_production
 from detector.core.checks.common import _cat_shares, _r, _shares
 from detector.core.checks.dispersion import MIN_DAYS, ShareHistory, quasi_binomial_sf, spread
+from detector.core.checks.mixdispersion import DaySums, multinomial_overdispersion, same_week, tilted
 from detector.core.checks.result import Result
 from detector.core.checks.view import View, _ref_rows
 from detector.core.inputs.layout import SCORE, Layout
@@ -46,6 +55,7 @@ from detector.core.stats import distributions as stats
 __all__ = ["DayRing", "daily_checks", "SPAN"]
 
 SPAN = "trailing 24 h"
+_WEEK_NOTE = {True: {"mix": "training re-weighted to production's same time of earlier weeks"}}
 
 
 class DayRing:
@@ -58,6 +68,9 @@ class DayRing:
         self.last_end = -math.inf
         # whole days of candidate-value hits: how bursty each value's daily share is (detector.core.checks.dispersion)
         self.history = ShareHistory(period)
+        # whole days of coarse bins and category counts: how far each feature's daily distribution strays
+        # from production's own pooled mix (detector.core.checks.mixdispersion)
+        self.mixes = DaySums(period)
 
     def add(self, w: WindowCounts, coarse: np.ndarray, sb: SeasonalBaseline | None = None, frozen: Frozen | None = None) -> None:
         """Add a closed window. The ``frozen`` series (those of an hourly finding or an open incident) are
@@ -79,6 +92,7 @@ class DayRing:
         self.items.append((w.start, {"num": num, "cat": cat, "cand": cand, "events": w.rates[:, RATE["events"]].copy(), **seen}))
         if sb is not None:  # the counts the day sums (held series as usual), per numeric block
             self.history.add(w.start, cand, np.stack([num[:, b][:, :-1].sum(axis=1) for b in sb.blocks], axis=1))
+        self.mixes.add(w.start, {"num": num, "cat": cat})
         self.first = min(self.first, w.start)
         self.last_end = max(self.last_end, w.end)
         while self.items and self.items[0][0] < self.last_end - self.period:
@@ -96,7 +110,8 @@ class DayRing:
 
     def to_state(self) -> dict[str, Any]:
         return {"period": self.period, "first": self.first, "last_end": self.last_end,
-                "items": [[start, arrs] for start, arrs in self.items], "history": self.history.to_state()}
+                "items": [[start, arrs] for start, arrs in self.items], "history": self.history.to_state(),
+                "mixes": self.mixes.to_state()}
 
     def load_state(self, st: Any, rows: int) -> None:
         """Restore :meth:`to_state` (``rows``: the layout's slice rows, which every array must have)."""
@@ -114,6 +129,8 @@ class DayRing:
         self.items = items
         # a state written before the history existed starts one (the dispersion factor is 1 until two days pass)
         self.history = ShareHistory.from_state(st["history"], rows) if "history" in st else ShareHistory(self.period)
+        # likewise the daily distributions (the distribution tests count events as independent until two days pass)
+        self.mixes = DaySums.from_state(st["mixes"], rows) if "mixes" in st else DaySums(self.period)
 
     def dispersion(self, v: View, since: np.ndarray, blocks: list[slice]) -> np.ndarray | None:
         """Over-dispersion of each candidate value's daily share per pseudo-row of ``v``, block and candidate,
@@ -128,6 +145,31 @@ class DayRing:
         if daily is None:
             return hourly
         return np.where(daily[1] >= MIN_DAYS, daily[0], np.maximum(daily[0], hourly))
+
+    def mix(self, v: View, lay: Layout, blocks: list[slice]) -> DayMix | None:
+        """What the day's distribution tests need from production's own whole days before the trailing one
+        (see :class:`DayMix`); None when the day is empty."""
+        if not self.items:
+            return None
+        ext = lambda a: np.maximum(_ext(a, v), 0.0)  # noqa: E731
+        days = self.mixes.before(self.oldest)
+        hourly = len(days) < MIN_DAYS
+        stacks = {k: np.stack([ext(d[k]) for _, d in days]) for k in ("num", "cat")} if days else {}
+        windows = {k: np.stack([ext(a[k]) for _, a in self.items]) for k in ("num", "cat")} if hourly else {}
+
+        def phi(src: str, cols: slice) -> np.ndarray:
+            out = multinomial_overdispersion(stacks[src][:, :, cols], robust=True) if len(days) >= 2 else np.ones(v.P)
+            return np.maximum(out, multinomial_overdispersion(windows[src][:, :, cols])) if windows else out
+
+        phis = {("num", j): phi("num", slice(b.start, b.stop - 1)) for j, b in enumerate(blocks)}
+        for j, name in enumerate(lay.categorical):
+            off = int(lay.cat_offsets[j])
+            phis[("cat", j)] = phi("cat", slice(off, off + len(lay.cat_vocab[name]) + 1))
+        w = same_week(np.array([s for s, _ in days]), self.oldest, self.period)
+        if not w.any():
+            return DayMix(phis)
+        return DayMix(phis, {k: np.tensordot(w, a, axes=(0, 0)) for k, a in stacks.items()},
+                      {k: a.sum(axis=0) for k, a in stacks.items()})
 
     def total(self) -> dict[str, np.ndarray]:
         out = {k: self.items[0][1][k].copy() for k in _SUMMED}
@@ -153,6 +195,51 @@ class DayRing:
 _SUMMED = ("num", "cat", "cand", "events")
 
 
+@dataclass
+class DayMix:
+    """Production's own days, for the trailing day's distribution tests (:mod:`detector.core.checks.mixdispersion`).
+
+    ``phi``: per ("num", block) or ("cat", categorical index), each pseudo-row's over-dispersion of whole days
+    (the median day's scatter around the pooled mix; with fewer than ``MIN_DAYS`` days the larger of that and
+    the trailing day's own windows' scatter, as the value-share test does: conservative, it also counts the
+    hours' own mix as dispersion). ``same`` / ``pooled`` ("num" / "cat": pseudo-rows x columns): the counts of
+    the days at the same time of earlier weeks (weighted by overlap) and of all the days, once a week has passed."""
+
+    phi: dict[tuple[str, int], np.ndarray]
+    same: dict[str, np.ndarray] | None = None
+    pooled: dict[str, np.ndarray] | None = None
+
+    def week(self, src: str, cols: slice) -> tuple[np.ndarray, np.ndarray] | None:
+        if self.same is None or self.pooled is None:
+            return None
+        return self.same[src][:, cols], self.pooled[src][:, cols]
+
+
+def _against(ref: np.ndarray, counts: np.ndarray, ref_n: np.ndarray, phi: np.ndarray, week: tuple[np.ndarray, np.ndarray] | None,
+             dist: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(distance, p-value, reference, re-weighted?) of the day's ``counts`` against training's ``ref`` per row: the
+    G-test counts the day as ``n / phi`` events. With production's same time of earlier weeks (``week``), the
+    comparison with training re-weighted to that time of the week is taken where it is the more charitable (a
+    Sunday is compared with training as a Sunday looks; a shift that the weekly pattern does not explain stands
+    out in both): its reference is a sample of the witness days too, ``1 / ref_n' = 1 / ref_n + phi / n_same
+    + phi / n_pooled``."""
+    d0 = np.asarray(dist(ref, counts), dtype=np.float64)
+    _, _, p0 = stats.gtest_gof(counts / phi[:, None], ref, ref_n=ref_n)
+    p0 = np.asarray(p0, dtype=np.float64)
+    none = np.zeros(len(counts), bool)
+    if week is None:
+        return d0, p0, ref, none
+    same, pooled = week
+    ns, npool = same.sum(axis=1), pooled.sum(axis=1)
+    ok = (ns > 0) & (npool > 0)
+    rt = np.where(ok[:, None], tilted(ref, same, pooled), ref)
+    d1 = np.asarray(dist(rt, counts), dtype=np.float64)
+    n_eff = 1.0 / (1.0 / np.maximum(ref_n, 1.0) + phi / np.maximum(ns, 1e-12) + phi / np.maximum(npool, 1e-12))
+    _, _, p1 = stats.gtest_gof(counts / phi[:, None], rt, ref_n=np.maximum(n_eff, 1.0))
+    use = ok & (np.nan_to_num(d1, nan=np.inf) < np.nan_to_num(d0, nan=np.inf))
+    return np.where(use, d1, d0), np.where(use, np.asarray(p1, dtype=np.float64), p0), np.where(use[:, None], rt, ref), use
+
+
 def _scaled(usual: np.ndarray, counts: np.ndarray) -> np.ndarray:
     """``usual`` rows rescaled to the row totals of ``counts`` (rows without history keep ``counts``)."""
     tot = usual.sum(axis=1, keepdims=True)
@@ -173,22 +260,24 @@ def _ext(a: np.ndarray, v: View) -> np.ndarray:
 
 
 def daily_checks(lay: Layout, v: View, day: dict[str, np.ndarray], sb: SeasonalBaseline, st: DetectorSettings,
-                 cands: np.ndarray, phi: np.ndarray | None = None) -> list[Result]:
+                 cands: np.ndarray, phi: np.ndarray | None = None, mix: DayMix | None = None) -> list[Result]:
     """Distribution skew of the trailing day per pseudo-row of ``v`` (see the module docstring). ``phi``: the
     over-dispersion of each candidate value's daily share (pseudo-row x block x candidate, :meth:`DayRing.dispersion`;
-    None = independent events)."""
+    None = independent events); ``mix``: production's own whole days for the distribution tests
+    (:meth:`DayRing.mix`; None = independent events, no weekly pattern)."""
     D = {k: np.maximum(_ext(a, v), 0.0) for k, a in day.items()}  # substituted series are fractional
     out: list[Result] = []
     clock = clock_in_production(lay, sb)  # their share of one value is the day's volume curve (checks.clockseen)
     for j in range(lay.n_num_blocks):
-        out.extend(_numeric(lay, v, D, sb, st, j, cands, None if phi is None else phi[:, j], clock))
+        out.extend(_numeric(lay, v, D, sb, st, j, cands, None if phi is None else phi[:, j], clock, mix))
     for j in range(len(lay.categorical)):
-        out.extend(_categorical(lay, v, D, st, j))
+        out.extend(_categorical(lay, v, D, st, j, mix))
     return out
 
 
 def _numeric(lay: Layout, v: View, D: dict[str, np.ndarray], sb: SeasonalBaseline, st: DetectorSettings, j: int,
-             cands: np.ndarray, phi: np.ndarray | None, clock: frozenset[str] = frozenset()) -> list[Result]:
+             cands: np.ndarray, phi: np.ndarray | None, clock: frozenset[str] = frozenset(),
+             mix: DayMix | None = None) -> list[Result]:
     th = st.thresholds
     name = SCORE if j == lay.n_num_blocks - 1 else lay.numeric[j]
     feature = "score" if name == SCORE else name
@@ -243,16 +332,20 @@ def _numeric(lay: Layout, v: View, D: dict[str, np.ndarray], sb: SeasonalBaselin
             pv_o, th.out_of_range_warning,
             lambda i: {"reference": {"min": _r(refs[i].min), "max": _r(refs[i].max)}, "current": {"outside": _r(oor[i])}, "span": SPAN},
             lambda i: f"{oor[i]:.1%} of the last day's {feature} values fall outside the training range"))
-        psi = stats.psi(RC, coarse)
-        _, _, pv_p = stats.gtest_gof(coarse, RC, ref_n=ref_n)
+        # days are no independent draws of events, and a Sunday is no average day (detector.core.checks.mixdispersion)
+        mph = np.ones(P) if mix is None else mix.phi[("num", j)]
+        cols = slice(cb.start, cb.stop - 1)
+        psi, pv_p, RW, wk = _against(RC, coarse, ref_n, mph, None if mix is None else mix.week("num", cols), stats.psi)
         out.append(Result(
             kind, feature, "psi_24h", psi, tested, psi >= th.psi_warning, psi >= th.psi_critical, pv_p, th.psi_warning,
-            lambda i: {"reference": {"bins": _shares(RC[i])}, "current": {"bins": _shares(coarse[i]), "count": int(n_nm[i])}, "span": SPAN},
+            lambda i: {"reference": {"bins": _shares(RW[i])}, "current": {"bins": _shares(coarse[i]), "count": int(n_nm[i])},
+                       "span": SPAN, "dispersion": _r(mph[i]), **_WEEK_NOTE.get(bool(wk[i]), {})},
             lambda i: f"over the last day {feature}'s distribution moved away from training (PSI {psi[i]:.2f})"))
     return out
 
 
-def _categorical(lay: Layout, v: View, D: dict[str, np.ndarray], st: DetectorSettings, j: int) -> list[Result]:
+def _categorical(lay: Layout, v: View, D: dict[str, np.ndarray], st: DetectorSettings, j: int,
+                 mix: DayMix | None = None) -> list[Result]:
     th = st.thresholds
     name = lay.categorical[j]
     cats = list(lay.cat_vocab[name])
@@ -270,12 +363,13 @@ def _categorical(lay: Layout, v: View, D: dict[str, np.ndarray], st: DetectorSet
         RS = np.stack([np.array([r.categories.get(c, 0.0) for c in cats] + [max(0.0, 1.0 - sum(r.categories.get(c, 0.0) for c in cats))])
                        if h else np.full(V + 1, 1.0 / (V + 1)) for r, h in zip(refs, has, strict=True)])
         ref_n = np.maximum(n0 * (1 - np.nan_to_num(p0)), 1)
-        li = stats.linf(RS, obs)
-        _, _, pv_l = stats.gtest_gof(obs, RS, ref_n=ref_n)
+        mph = np.ones(len(obs)) if mix is None else mix.phi[("cat", j)]
+        li, pv_l, RW, wk = _against(RS, obs, ref_n, mph, None if mix is None else mix.week("cat", slice(off, off + V + 1)), stats.linf)
         out.append(Result(
             "feature_drift", name, "linf_24h", li, has & (n_nm >= st.min_count), li >= th.linf_warning, li >= th.linf_critical, pv_l,
             th.linf_warning,
-            lambda i: {"reference": _cat_shares(cats, RS[i]), "current": _cat_shares(cats, obs[i] / max(n_nm[i], 1)), "span": SPAN},
+            lambda i: {"reference": _cat_shares(cats, RW[i]), "current": _cat_shares(cats, obs[i] / max(n_nm[i], 1)), "span": SPAN,
+                       "dispersion": _r(mph[i]), **_WEEK_NOTE.get(bool(wk[i]), {})},
             lambda i: f"over the last day {name}'s category mix moved away from training (L-inf {li[i]:.2f})"))
     return out
 

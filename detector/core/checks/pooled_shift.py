@@ -25,7 +25,10 @@ shift ``k`` (``feature_drift`` / ``time_shift_hours``, the statistic the hourly 
 * both distances (pooled vs own hours, own vs shifted hours) exceed three times their sampling noise
   at the counts behind them (:func:`detector.core.checks.seasonal.noise`): thin history - a slice's
   first days, hours whose own windows were taken back out - is far from everything, and the hours
-  with the most history would otherwise always look closest.
+  with the most history would otherwise always look closest. The history's count is what the
+  pooled expectation is worth (:func:`_effective`): each window's slot is weighted by the window's
+  events, so one thin slot (an hour a held feature did not teach) under a busy window is as noisy
+  as its own few events, however large the other slots are.
 
 A clock that went wrong a few hours ago leaves unshifted windows at the start of the pool, which fit
 neither the own nor the shifted hours; so the trailing runs of windows are tried, longest first (at
@@ -141,7 +144,7 @@ def _best_shift(src: str, h: np.ndarray, slots: np.ndarray, cur: np.ndarray, shi
     e_own = (n_cur * p[slots]).sum(axis=0)[None]
     own = float(_dist(src, e_own, pooled)[0])
     bins = cur.shape[1]
-    if own < max(2 * thr, float(noise(src, bins, pooled.sum(), n_h[slots].sum()))):
+    if own < max(2 * thr, float(noise(src, bins, pooled.sum(), _effective(n_cur[:, 0], n_h[slots])))):
         return None  # not far from its own hours, or no farther than thin history and a few events put it
     best, best_d = None, np.inf
     for k in shifts:
@@ -154,12 +157,21 @@ def _best_shift(src: str, h: np.ndarray, slots: np.ndarray, cur: np.ndarray, shi
     if best is None or best_d > min(0.1, own / 5):
         return None
     s2 = (slots - best) % len(h)
-    if float(_dist(src, (n_cur * p[s2]).sum(axis=0)[None], e_own)[0]) < max(2 * thr, float(noise(src, bins, n_h[s2].sum(), n_h[slots].sum()))):
+    if float(_dist(src, (n_cur * p[s2]).sum(axis=0)[None], e_own)[0]) < max(
+            2 * thr, float(noise(src, bins, _effective(n_cur[:, 0], n_h[s2]), _effective(n_cur[:, 0], n_h[slots])))):
         return None  # these hours look alike (within their histories' noise): no time structure a clock could have moved
     p_fit = _pooled_g(cur, p[s2], n_h[s2])
     if p_fit < FIT_P:
         return None  # no shift explains the hours within sampling noise (a weekend, a holiday)
     return best, own, best_d, _pooled_g(cur, p[slots], n_h[slots]), p_fit
+
+
+def _effective(n_cur: np.ndarray, n_hist: np.ndarray) -> float:
+    """How many events the history behind a pooled expectation is worth: the expected counts weigh each window's
+    slot history by the window's events, so a thin slot under a busy window counts for more than its size -
+    ``(sum n)^2 / sum(n^2 / N_slot)`` (the sum of the slots' sizes when every window and slot are alike)."""
+    w = np.asarray(n_cur, dtype=np.float64)
+    return float(w.sum() ** 2 / max(float(np.sum(w**2 / np.maximum(n_hist, 1e-12))), 1e-12))
 
 
 def _pooled_g(cur: np.ndarray, ref_p: np.ndarray, ref_n: np.ndarray) -> float:

@@ -23,14 +23,14 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
-from detector.core.decisions.kinds import ALL_KINDS, INPUT_KINDS, OUTCOME_KINDS, PARITY_KINDS
+from detector.core.decisions.kinds import ALL_KINDS, DAY_KINDS, INPUT_KINDS, OUTCOME_KINDS, PARITY_KINDS
 from detector.core.decisions.select import Finding, is_generic
 from detector.core.decisions.triage import triage
 from detector.core.inputs.timeparse import format_ts
 from detector.core.settings import DetectorSettings
 from detector.core.stats.effects import rnd
 
-__all__ = ["Alert", "AlertManager", "is_consequence", "OUTCOME_KINDS", "PARITY_KINDS", "INPUT_SCOPE", "ALL_KINDS", "slice_key",
+__all__ = ["Alert", "AlertManager", "is_consequence", "OUTCOME_KINDS", "PARITY_KINDS", "INPUT_SCOPE", "ALL_KINDS", "DAY_KINDS", "slice_key",
            "ESTIMATED_PERFORMANCE", "incident_kind"]
 
 Key = tuple[str, str, str, str]
@@ -128,8 +128,12 @@ class AlertManager:
         scope: frozenset[str] | None = None,
         hold: set[Key] | None = None,
         ts: float | None = None,
+        evaluated_daily: set[str] | None = None,
     ) -> list[Alert]:
         """``findings``: (finding, slice dict); ``evaluated``: slice keys with enough events.
+        ``evaluated_daily``: slice keys the trailing day's distribution tests judged (a slice too quiet for
+        one window): they count as evaluated for the kinds those tests report (``kinds.DAY_KINDS``) only - a quiet
+        slice that day found clean is evidence against their incidents, not against a latency incident of its busier hours.
 
         ``hold``: keys still breaching but reported under a more specific kind this window
         (de-duplicated) — they neither fire nor count as clean.
@@ -187,7 +191,7 @@ class AlertManager:
         for key, s in list(self.state.items()):
             if key in seen or key[0] != model or key[1] not in scope or (hold and key in hold):
                 continue
-            if key[3] not in evaluated:
+            if key[3] not in evaluated and not (evaluated_daily and key[1] in DAY_KINDS and key[3] in evaluated_daily):
                 continue  # not enough traffic in that slice to judge either way
             s.streak = 0
             if not s.firing:

@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from fnmatch import fnmatchcase
 
 __all__ = [
-    "Kind", "Statistic", "KINDS", "CAUSES", "ACTIONS", "ACTION_OF", "ALL_KINDS", "OUTCOME_KINDS", "PARITY_KINDS", "INPUT_KINDS",
+    "Kind", "Statistic", "KINDS", "CAUSES", "ACTIONS", "ACTION_OF", "ALL_KINDS", "OUTCOME_KINDS", "PARITY_KINDS", "INPUT_KINDS", "DAY_KINDS",
     "FEATURE_KINDS", "PIPELINE_KINDS", "INPUT_CHANGE", "kind", "statistic", "is_ratio", "priority", "rank",
     "statistics_for_chart",
 ]
@@ -157,6 +157,8 @@ INPUT_KINDS = frozenset(k.name for k in _RECORDS if k.family == "input")
 FEATURE_KINDS = frozenset(k.name for k in _RECORDS if k.scope == "feature")
 PIPELINE_KINDS = frozenset(k.name for k in _RECORDS if k.pipeline)
 INPUT_CHANGE = frozenset(k.name for k in _RECORDS if k.input_change)
+#: the kinds the trailing day's tests report (a statistic ending in ``_24h``, detector.core.checks.daily)
+DAY_KINDS = frozenset(k.name for k in _RECORDS if any(s.name.endswith("_24h") for s in k.statistics))
 
 
 def kind(name: str) -> Kind:
