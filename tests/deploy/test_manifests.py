@@ -142,6 +142,11 @@ def test_sidecar_config_validates_and_mounts_line_up():
     secret = volumes[mounts[str(Path(sec.sasl_password_file).parent)]["name"]]["secret"]
     assert [i["path"] for i in secret["items"]] == [Path(sec.sasl_password_file).name]
     assert {m["name"] for m in mounts.values()} <= set(volumes)
+    # the root filesystem is read-only and the worker writes only its private temporary directory: /tmp is the
+    # one writable mount, and no volume is declared that no container mounts
+    assert [p for p, m in mounts.items() if not m.get("readOnly")] == ["/tmp"]
+    used = {m["name"] for c in spec["containers"] + spec.get("initContainers", []) for m in c.get("volumeMounts", [])}
+    assert set(volumes) <= used, set(volumes) - used
     assert "env" not in sc  # the password comes from the mounted Secret, not an environment variable
 
 
