@@ -6,6 +6,10 @@ and the metrics carry each task model's estimates (in the target's units for ``e
 ``intent``). At the end the demo prints its scorecard. What is caught when is tested on the same traffic
 through the worker protocol in ``tests/scenarios/test_demo_models.py`` (a busy machine slows the worker,
 and the demo then holds its simulator back, so how far a bounded run gets depends on the machine).
+
+The run is bounded at 90 s: the worker serves the three models' estimates and sections within seconds of
+joining its group, and everything asserted here is there long before; a longer run only plays more of the
+fault timeline, whose detection ``test_demo_models.py`` checks.
 """
 
 from __future__ import annotations
@@ -34,13 +38,13 @@ def _get(url: str) -> str:
 def test_the_demo_serves_three_models_of_three_tasks_and_ends_with_a_scorecard(tmp_path):
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("SKEWWATCH_")}
-    proc = subprocess.Popen([sys.executable, "-m", "detector", "demo", "--duration", "240", "--port", str(port)],
+    proc = subprocess.Popen([sys.executable, "-m", "detector", "demo", "--duration", "90", "--port", str(port)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path, env=env)
     seen: dict[str, bool] = {}
     try:
         deadline = time.monotonic() + 600
         while proc.poll() is None and time.monotonic() < deadline and not all(seen.get(k) for k in ("eta", "intent", "status")):
-            time.sleep(2)
+            time.sleep(1)
             metrics = _get(f"http://127.0.0.1:{port}/metrics")
             seen["eta"] = seen.get("eta") or bool(re.search(r'skewwatch_estimated_error\{metric="mae",model="eta",slice="all"\} \d', metrics))
             seen["intent"] = seen.get("intent") or bool(re.search(
