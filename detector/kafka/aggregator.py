@@ -18,7 +18,14 @@ foreign serialisations) are counted as rejected and cannot block the unit's real
 
 The aggregator's event time is the smallest claim of the live units (a unit silent for
 ``source_timeout`` seconds stops holding it back; a unit never heard of holds it back for that long
-after the aggregator starts). It advances boundary by boundary: before advancing to ``T`` it
+after the aggregator starts). A unit that has claimed nothing yet (``-inf``: it has not reached the
+end of its first window) holds it back however long that takes - a worker starting under load, or
+reading a backlog, is slow, not empty. Only the unit knows that it has nothing: no step taken,
+no window open, its predictions read to their end and quiet (:meth:`Unit.claim
+<detector.kafka.unit.Unit.claim>`); it then claims ``+inf`` with seq 0, and once it has said so for
+``source_timeout`` seconds, with no other claim in between, it stops holding event time back (a
+partition without traffic would otherwise hold the group for ever; a forged ``+inf`` is undone by
+the unit's next real claim). It advances boundary by boundary: before advancing to ``T`` it
 applies the outcome steps of every unit up to ``T``, so an evaluation never depends on which unit
 reported first. A claim is a unit's latest, not the largest ever seen, and it is capped at what the
 unit has shown: the boundary of its last applied step plus the wall time since that step arrived
@@ -64,7 +71,7 @@ class Aggregator:
         attach_adoption(self.engine, cfg)
         self.sources: dict[str, dict[str, Any]] = {}  # unit -> latest claim, seq applied and its boundary, life
         self.seen: dict[str, float] = {}  # unit -> monotonic time of its last message (not state)
-        self.first: dict[str, float] = {}  # unit -> monotonic time it was first counted (not state)
+        self.empty: dict[str, float] = {}  # unit -> monotonic time since it claims to have nothing (not state)
         self.expected: set[str] = set()  # the group's units (from the input topics' partition counts)
         self.local: dict[str, tuple[float, int]] = {}  # units this worker owns: (claim, seq) as sent
         self.pending: dict[float, list[bytes]] = {}  # boundary -> packed outcome steps not applied yet
@@ -109,8 +116,14 @@ class Aggregator:
                 claim = float(headers.get("skewwatch-watermark", "nan"))
             except ValueError:
                 claim = math.nan
-            if math.isnan(claim) or life != src["life"]:
-                self.rejected += int(math.isnan(claim))
+            if math.isnan(claim):
+                self.rejected += 1
+                return
+            if claim == math.inf and seq == 0:  # "I have nothing" (whatever its life: one that never stepped has none here)
+                self.empty.setdefault(unit, now)
+                return
+            self.empty.pop(unit, None)
+            if life != src["life"]:
                 return
             # a claim speaks for steps up to its seq: while some are missing, only the applied ones count
             src["claim"] = self._cap(unit, claim, now) if seq <= src["seq"] else src["step"]
@@ -188,7 +201,7 @@ class Aggregator:
         self.step_at[unit] = self.clock()
         local = self.local.get(unit)
         if local is not None:
-            if local[1] <= seq:
+            if local[1] <= seq and local[0] != math.inf:
                 src["claim"] = local[0]
         else:
             src["claim"] = max(src["claim"], T)
@@ -218,9 +231,13 @@ class Aggregator:
         """A unit this worker owns has sent its steps up to ``seq``; everything before ``claim`` is in them."""
         self.local[unit] = (claim, seq)
         src = self._source(unit)
+        self.seen[unit] = self.clock()
+        if claim == math.inf and seq == 0:  # it has nothing (Unit.claim): held back for source_timeout, as any unit's
+            self.empty.setdefault(unit, self.seen[unit])
+            return
+        self.empty.pop(unit, None)
         if src["seq"] >= seq:
             src["claim"] = claim
-        self.seen[unit] = self.clock()
 
     def drop_local(self, unit: str) -> None:
         self.local.pop(unit, None)
@@ -233,10 +250,9 @@ class Aggregator:
         for unit in self.expected | set(self.sources) | set(self.local):
             if unit not in self.local and now - self.seen.get(unit, self.started) > self.source_timeout:
                 continue  # silent: given up on (it rejoins with its next message)
-            claim = self.sources.get(unit, {}).get("claim", -math.inf)
-            if not math.isfinite(claim) and now - self.first.setdefault(unit, now) > self.source_timeout:
-                continue  # has claimed nothing for that long (a partition without predictions)
-            claims.append(claim)
+            if now - self.empty.get(unit, now) > self.source_timeout:
+                continue  # has said for that long that it has nothing (a partition without predictions)
+            claims.append(self.sources.get(unit, {}).get("claim", -math.inf))
         if not claims:
             return None
         wm = min(claims)

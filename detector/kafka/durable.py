@@ -69,7 +69,7 @@ class Durable:
 
     async def _send_steps(self, name: str) -> None:
         """A unit's outbox (chunked), then its claim; only called right after a durable checkpoint."""
-        msgs, upto, claim = self.sidecar.outgoing(name, CHUNK)
+        msgs, upto, claim = self.sidecar.outgoing(name, CHUNK, self.idle_after)
         futs = [await self.app.producer.send(self._partials_topic, key=k, value=v, partition=0, timestamp=None, headers=h)
                 for k, v, h in msgs]
         await asyncio.gather(*futs)

@@ -214,11 +214,13 @@ class Sidecar:
             out.counterexamples.extend(lib.drain())
         return out
 
-    def outgoing(self, name: str, chunk: int = 512 * 1024) -> tuple[list[tuple[bytes, bytes, list[tuple[str, bytes]]]], int, float]:
+    def outgoing(self, name: str, chunk: int = 512 * 1024, idle_after: float | None = None,
+                 ) -> tuple[list[tuple[bytes, bytes, list[tuple[str, bytes]]]], int, float]:
         """Unit ``name``'s outbox as partials-topic messages ``(key, value, headers)``, then its claim.
 
         Returns the messages, the last seq they carry and the claim; once they are on the topic call
-        :meth:`sent` with the last two. Only send what a durable checkpoint holds.
+        :meth:`sent` with the last two. Only send what a durable checkpoint holds. ``idle_after``:
+        a unit with nothing, read to the end and quiet that long, says so (:meth:`Unit.claim`).
         """
         unit = self.units[name]
         key = name.encode()
@@ -231,10 +233,11 @@ class Sidecar:
                 out.append((key, part, [("skewwatch-kind", b"step"), ("skewwatch-unit", key), ("skewwatch-seq", str(seq).encode()),
                                         ("skewwatch-part", str(i).encode()), ("skewwatch-parts", str(len(parts)).encode()),
                                         ("skewwatch-life", life), ("skewwatch-worker", wid)]))
+        claim = unit.claim(idle_after)
         out.append((key, b"", [("skewwatch-kind", b"claim"), ("skewwatch-unit", key), ("skewwatch-seq", str(unit.seq).encode()),
-                               ("skewwatch-watermark", repr(unit.boundary).encode()), ("skewwatch-life", life),
+                               ("skewwatch-watermark", repr(claim).encode()), ("skewwatch-life", life),
                                ("skewwatch-worker", wid)]))
-        return out, unit.seq, unit.boundary
+        return out, unit.seq, claim
 
     def sent(self, name: str, upto: int, claim: float) -> None:
         """Unit ``name``'s steps up to seq ``upto`` are on the partials topic; ``claim`` covers them."""

@@ -271,6 +271,26 @@ class Unit:
             return None
         return top + idle - float(self.cfg.detector.allowed_lateness)
 
+    def claim(self, idle_after: float | None = None, now: float | None = None) -> float:
+        """What the unit claims to the aggregator: everything before this event time is in the steps it packed.
+
+        Its boundary - or ``+inf`` for a unit that has nothing: no step taken, no window open, no
+        event time on the partitions that move its watermark (its predictions; all of them for a
+        unit without), those read to the end the consumer last saw (lag known, 0), and no message
+        for ``idle_after`` seconds. A partition without traffic would otherwise claim nothing
+        (``-inf``) for ever and hold the group's event time back; a slow unit - still reading, or
+        not yet at the end of its first window - never claims ``+inf``.
+        """
+        if idle_after is None or self.seq or self.outbox or math.isfinite(self.boundary):
+            return self.boundary
+        now = time.monotonic() if now is None else now
+        keys = [tp for tp, kind in self.kinds.items() if kind == "predictions"] or list(self.kinds)
+        if not keys or now - self.last_input < idle_after or any(tp in self.marks or self.lags.get(tp) != 0 for tp in keys):
+            return self.boundary
+        if any(ms.windows for ms in self.engine.models.values()):
+            return self.boundary
+        return math.inf
+
     def advance(self, watermark: float | None, budget: float | None = None) -> int:
         """Take a step at every window boundary up to ``watermark`` that has something to pack; returns steps taken.
 
