@@ -45,11 +45,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 def _long_first(item: pytest.Item) -> int:
-    """The order test processes take work in (xdist hands it out in collection order): the long units
-    first - Kafka tests (worker processes, brokers), tests that set their own timeout (demo runs, fresh
-    installs), then groups sharing a module fixture - so that the run ends on short tests, not with one
-    process still in a several-minute test while the other has nothing left to take. Stable: within a
-    rank the collection order holds."""
+    """The order test processes take work in. xdist hands out the fixture groups first (largest by
+    number of tests: ``--loadscope-reorder``, its default), then the single tests in collection order,
+    where tests/stream/ (Kafka worker processes) came last. This puts the long single tests first -
+    Kafka tests (worker processes, brokers), tests that set their own timeout (demo runs, fresh
+    installs), then one-test fixture groups - so that the run ends on short tests, not with one process
+    still in a several-minute test while the other has nothing left to take. Stable: within a rank the
+    collection order holds."""
     if item.get_closest_marker("kafka") is not None or item.get_closest_marker("timeout") is not None:
         return 0
     return 1 if item.get_closest_marker("xdist_group") is not None else 2
