@@ -40,6 +40,21 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         shared = any(d.scope in ("module", "class", "package") for defs in info.name2fixturedefs.values() for d in defs)
         if shared:
             item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::", 1)[0]))
+    if hasattr(config, "workerinput"):  # a test process of pytest-xdist (every one collects, in the same order)
+        items.sort(key=_long_first)
+
+
+def _long_first(item: pytest.Item) -> int:
+    """The order test processes take work in. xdist hands out the fixture groups first (largest by
+    number of tests: ``--loadscope-reorder``, its default), then the single tests in collection order,
+    where tests/stream/ (Kafka worker processes) came last. This puts the long single tests first -
+    Kafka tests (worker processes, brokers), tests that set their own timeout (demo runs, fresh
+    installs), then one-test fixture groups - so that the run ends on short tests, not with one process
+    still in a several-minute test while the other has nothing left to take. Stable: within a rank the
+    collection order holds."""
+    if item.get_closest_marker("kafka") is not None or item.get_closest_marker("timeout") is not None:
+        return 0
+    return 1 if item.get_closest_marker("xdist_group") is not None else 2
 
 
 @pytest.fixture(scope="session")

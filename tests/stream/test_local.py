@@ -31,6 +31,10 @@ from detector.sim import Fault, get_scenario, simulate
 P = 4  # input partitions
 H = 3600.0
 
+# One test process runs this module (pytest-xdist, tests/conftest.py): the traffic and the one-worker
+# baseline every test compares with (~25 s) are cached per process, so split over two they were built twice.
+pytestmark = pytest.mark.xdist_group("tests/stream/test_local.py")
+
 
 @lru_cache(maxsize=1)
 def traffic() -> tuple[tuple[float, str, int, bytes], ...]:

@@ -602,8 +602,11 @@ def test_sigkill_and_restart_under_a_new_worker_id_counts_everything_once(
     from detector.core.inputs.timeparse import parse_timestamps
 
     topics, group, port = topic_names("kill"), unique("kill"), free_port()
+    # allowed_lateness 10 s (as scale_out): once the stream stops, the units move on at wall speed after
+    # idle_after = max(10 s, allowed_lateness) and join the last labels; the default 60 s was a minute of
+    # waiting for nothing at the end of this test (the traffic is in event-time order on every partition)
     cfg = write_config(tmp_path / "cfg.yaml", kafka_bootstrap, reference_path, group, topics, port,
-                       checkpoint_interval=3.0)
+                       checkpoint_interval=3.0, detector={"allowed_lateness": "10s"})
     split = float(parse_timestamps(["2026-11-04T00:00:00Z"])[0])  # the unit-change alert fires for the 21:00 window
     first = scenario.records(topics, hi=split)
     rest = [(ts, (topics[k], key, v)) for ts, k, key, v in scenario.events if ts >= split]
