@@ -33,7 +33,7 @@ import asyncio
 from collections.abc import Coroutine, Generator
 from typing import Any
 
-__all__ = ["lean_drain", "FETCH_WAIT"]
+__all__ = ["lean_drain", "quiet_monitor", "FETCH_WAIT"]
 
 FETCH_WAIT = 0.1  # seconds the broker may hold a fetch while the partitions asked for have nothing new
 
@@ -155,3 +155,26 @@ def lean_drain(base: type) -> type:
                 unset_flag(CONSUMER_FETCHING)
 
     return LeanDrainConsumer
+
+
+def quiet_monitor() -> type:
+    """Faust's ``Monitor`` sensor without its four per-message hooks (message in, stream event in and
+    out, message out: counters, clock reads and a dict per event that nothing of the worker reads - its
+    Faust web server is off, its metrics are its own). What Faust itself asks of the monitor (end and
+    committed offsets, assignment and rebalance timings) is kept."""
+    from faust.sensors import Monitor
+
+    class QuietMonitor(Monitor):
+        def on_message_in(self, tp: Any, offset: int, message: Any) -> None:
+            return None
+
+        def on_stream_event_in(self, tp: Any, offset: int, stream: Any, event: Any) -> None:
+            return None
+
+        def on_stream_event_out(self, tp: Any, offset: int, stream: Any, event: Any, state: Any = None) -> None:
+            return None
+
+        def on_message_out(self, tp: Any, offset: int, message: Any) -> None:
+            return None
+
+    return QuietMonitor

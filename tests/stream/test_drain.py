@@ -63,3 +63,19 @@ def test_only_faust_s_own_loop_is_replaced() -> None:
     lean = lean_drain(Consumer)
     assert lean is not Consumer and issubclass(lean, Consumer)
     assert 0 < FETCH_WAIT < 1.5  # shorter than Faust's long-poll
+
+
+def test_the_worker_s_monitor_keeps_what_faust_asks_of_it_without_per_message_statistics() -> None:
+    import faust
+    from faust.types import TP
+
+    from detector.kafka.drain import quiet_monitor
+
+    app = faust.App("quiet-monitor", autodiscover=False, Monitor=quiet_monitor())
+    mon, tp = app.monitor, TP("t", 0)
+    mon.on_message_in(tp, 5, object())
+    assert mon.on_stream_event_in(tp, 5, object(), object()) is None
+    assert mon.messages_received_total == 0 and mon.events_total == 0  # nothing counted per message
+    mon.track_tp_end_offset(tp, 9)  # what Faust's consumer calls on the monitor itself
+    mon.on_tp_commit({tp: 5})
+    assert mon.tp_end_offsets[tp] == 9 and mon.tp_committed_offsets[tp] == 5
