@@ -2,8 +2,11 @@
 
 On the embedded broker (Tansu, memory only; started and stopped here) it produces ``--events``
 prediction events of the core benchmark's shape twice: as single-event messages, and as batch
-envelopes (a JSON array of 100 events per message). Then, each run in this process, with a
-fresh consumer group per measurement so every one reads its topic from the start:
+envelopes (a JSON array of 100 events per message) - on a fresh broker for every run, so no run
+inherits the consumer groups, topics and records of the runs before it. Then, each run in this
+process, with a fresh consumer group per measurement so every one reads its topic from the start,
+each baseline measured next to the worker it is compared with, the pair's order swapped every
+run (a drift of the machine's load falls on both alike):
 
 single-event messages
     ``faust``         a bare Faust agent that only counts (``value_serializer="raw"``, Faust's
@@ -30,7 +33,11 @@ group join done and, for the worker, its units restored - ``restore_s`` in the J
 this broker, reading the empty state topic; aiokafka: the first fetch) to the last message
 processed, so the group join (~4 s on this broker) and the restore are not in them; what the
 worker folded before the count starts (its first fold, queued behind the restore) is not counted
-either, and what was fetched during the restore is. Every figure is the median of
+either, and what was fetched during the restore is. Where each counted interval went, from
+``/proc`` (``idle_s_runs``, ``idle_share_median``; ``runqueue_s_runs``, ``runqueue_share_median``):
+idle is the wall time the core ran neither this process nor the broker - the consumer waited (a
+fetch held by the broker, a timer) or another process had the core; run queue is how long this
+process's threads were runnable but waited for the core. Every figure is the median of
 ``--runs`` runs, with every run listed. The machine's load average is reported: on a shared
 machine wall-clock rates are noisy, CPU per message is the stabler number.
 """
@@ -60,6 +67,7 @@ ENVELOPE = 100  # events per envelope message
 PARTITIONS = 4
 POLL = 0.005  # seconds between progress samples
 _DATADIR: list[tempfile.TemporaryDirectory[str]] = []
+_BROKER_PID: list[int | None] = [None]  # the embedded broker of the current run (its CPU is sampled by _watch)
 
 
 def _datadir() -> str:
@@ -93,14 +101,34 @@ async def _produce(bootstrap: str, topic: str, values: list[bytes], keys: list[b
         await prod.stop()
 
 
+def _runqueue_seconds() -> float | None:
+    """Seconds the threads of this process (the event loop's, Faust's consumer thread) have waited in a run
+    queue so far - runnable, the core taken by something else - from ``/proc`` (None elsewhere)."""
+    try:
+        total = 0
+        for tid in os.listdir("/proc/self/task"):
+            with open(f"/proc/self/task/{tid}/schedstat") as f:
+                total += int(f.read().split()[1])
+        return total / 1e9
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 async def _watch(count: Callable[[], int], total: int, timeout: float, started: Callable[[], bool]) -> dict[str, float]:
-    """Sample ``count()`` until it reaches ``total``, timing from when ``started()`` (partitions assigned)."""
+    """Sample ``count()`` until it reaches ``total``, timing from when ``started()`` (partitions assigned).
+
+    Where the wall time went (Linux, one core under ``taskset``): this process's CPU, the broker's
+    (``broker_cpu_counted_s``), and ``idle_s``, the rest - the core ran neither: the consumer waited
+    (for a fetch, a timer) or another process had the core; ``runqueue_s``, how long this process's
+    threads were runnable but waited for the core (the broker, each other, anyone else's work)."""
     t0 = c0 = cpu0 = None
+    s0 = b0 = None
     deadline = time.monotonic() + timeout
     while True:
         now = time.perf_counter()
         if t0 is None and started():
-            t0, c0, cpu0 = now, count(), time.process_time()
+            t0, c0, cpu0, s0 = now, count(), time.process_time(), _runqueue_seconds()
+            b0 = _cpu_seconds(_BROKER_PID[0])
         c = count()
         if c >= total and t0 is not None:
             now = time.perf_counter()
@@ -109,9 +137,16 @@ async def _watch(count: Callable[[], int], total: int, timeout: float, started: 
             raise TimeoutError(f"only {c:,} of {total:,} consumed after {timeout:.0f}s")
         await asyncio.sleep(POLL)
     assert t0 is not None and c0 is not None and cpu0 is not None
+    s1, b1, cpu = _runqueue_seconds(), _cpu_seconds(_BROKER_PID[0]), time.process_time() - cpu0
     dt = max(now - t0, 1e-9)
     n = max(total - c0, 1)
-    return {"rate": n / dt, "seconds": dt, "cpu_us": 1e6 * (time.process_time() - cpu0) / n, "counted": float(n)}
+    out = {"rate": n / dt, "seconds": dt, "cpu_us": 1e6 * cpu / n, "counted": float(n)}
+    if s0 is not None and s1 is not None:
+        out["runqueue_s"] = s1 - s0
+    if b0 is not None and b1 is not None:
+        out["broker_cpu_counted_s"] = b1 - b0  # the broker's CPU while the rate was counted
+        out["idle_s"] = max(0.0, dt - cpu - (b1 - b0))
+    return out
 
 
 def _assigned(app: Any) -> bool:
@@ -279,37 +314,89 @@ def _cpu_seconds(pid: int | None) -> float | None:
         return None
 
 
-async def measure_all(bootstrap: str, singles: str, envelopes: str, n_single: int, n_env: int, ref: Any,
-                      runs: int, batch: int, window: str, quiet: bool,
-                      single_values: list[bytes], env_values: list[bytes],
-                      broker_pid: int | None = None) -> dict[str, list[dict[str, float]]]:
-    """Every variant ``runs`` times, interleaved (so load drifts spread over all of them); with
-    ``broker_pid``, the broker's CPU seconds over each variant's whole run (start, join and stop included)."""
+class Feed:
+    """One run's broker, fresh: an embedded broker started for the run, its two topics produced
+    (``skewwatch bench --kafka`` measures every run on a new broker, so no run inherits the consumer
+    groups, topics and records of the runs before it)."""
+
+    def __init__(self, singles: list[bytes], keys: list[bytes], envelopes: list[bytes], env_keys: list[bytes]) -> None:
+        self.singles, self.keys, self.envelopes, self.env_keys = singles, keys, envelopes, env_keys
+        self.broker: Any = None
+        self.bootstrap = self.single_topic = self.envelope_topic = ""
+        self.produced: list[tuple[float, float]] = []  # per run: single msgs/s, envelopes/s
+
+    async def start(self) -> None:
+        from detector.kafka.broker import EmbeddedBroker, acreate_topics
+
+        self.broker = EmbeddedBroker().start()
+        _BROKER_PID[0] = self.broker.pid
+        self.bootstrap = self.broker.bootstrap
+        self.single_topic, self.envelope_topic = f"bench-single-{uuid.uuid4().hex[:6]}", f"bench-envelope-{uuid.uuid4().hex[:6]}"
+        await acreate_topics(self.bootstrap, {self.single_topic: PARTITIONS, self.envelope_topic: PARTITIONS})
+        p1 = await _produce(self.bootstrap, self.single_topic, self.singles, self.keys)
+        p2 = await _produce(self.bootstrap, self.envelope_topic, self.envelopes, self.env_keys)
+        self.produced.append((p1, p2))
+
+    def stop(self) -> None:
+        _BROKER_PID[0] = None
+        if self.broker is not None:
+            with contextlib.suppress(Exception):
+                self.broker.stop()
+        self.broker = None
+
+
+def _order(r: int) -> list[str]:
+    """Run ``r``'s variants: each baseline next to the worker it is compared with, the pair's order
+    swapped every run (so a drift of the machine's load, or of the broker's state within the run,
+    falls on both sides alike)."""
+    single = ["single.faust", "single.skewwatch"]
+    env = ["envelope.aiokafka", "envelope.skewwatch"]
+    if r % 2:
+        single.reverse()
+        env.reverse()
+    return [*single, "single.faust_take_batches", "single.aiokafka", *env, "envelope.faust", "envelope.faust_take_batches"]
+
+
+async def measure_all(feed: Feed, n_single: int, n_env: int, ref: Any, runs: int, batch: int, window: str, quiet: bool,
+                      single_values: list[bytes], env_values: list[bytes]) -> dict[str, list[dict[str, float]]]:
+    """Every variant ``runs`` times; each run on a fresh broker (``feed``), the variants compared
+    run next to each other, in alternating order; with the broker's pid known (Linux), its CPU
+    seconds over each variant's whole run (start, join and stop included)."""
     timeout = 600.0
-    variants: list[tuple[str, Callable[[], Awaitable[dict[str, float]]]]] = [
-        ("single.faust", lambda: faust_count(bootstrap, singles, n_single, batch, 0.2, timeout)),
-        ("single.faust_take_batches", lambda: faust_count(bootstrap, singles, n_single, batch, 0.2, timeout, ours=True)),
-        ("single.skewwatch", lambda: worker_rate(bootstrap, singles, n_single, ref, batch, window, timeout)),
-        ("single.aiokafka", lambda: aiokafka_count(bootstrap, singles, n_single, timeout)),
-        ("envelope.aiokafka", lambda: aiokafka_count(bootstrap, envelopes, n_env, timeout)),
-        ("envelope.faust", lambda: faust_count(bootstrap, envelopes, n_env, batch, 0.2, timeout)),
-        ("envelope.faust_take_batches", lambda: faust_count(bootstrap, envelopes, n_env, batch, 0.2, timeout, ours=True)),
-        ("envelope.skewwatch", lambda: worker_rate(bootstrap, envelopes, n_env * ENVELOPE, ref, batch, window, timeout)),
-    ]
-    out: dict[str, list[dict[str, float]]] = {name: [] for name, _ in variants}
+    variants: dict[str, Callable[[], Awaitable[dict[str, float]]]] = {
+        "single.faust": lambda: faust_count(feed.bootstrap, feed.single_topic, n_single, batch, 0.2, timeout),
+        "single.faust_take_batches": lambda: faust_count(feed.bootstrap, feed.single_topic, n_single, batch, 0.2, timeout,
+                                                         ours=True),
+        "single.skewwatch": lambda: worker_rate(feed.bootstrap, feed.single_topic, n_single, ref, batch, window, timeout),
+        "single.aiokafka": lambda: aiokafka_count(feed.bootstrap, feed.single_topic, n_single, timeout),
+        "envelope.aiokafka": lambda: aiokafka_count(feed.bootstrap, feed.envelope_topic, n_env, timeout),
+        "envelope.faust": lambda: faust_count(feed.bootstrap, feed.envelope_topic, n_env, batch, 0.2, timeout),
+        "envelope.faust_take_batches": lambda: faust_count(feed.bootstrap, feed.envelope_topic, n_env, batch, 0.2, timeout,
+                                                           ours=True),
+        "envelope.skewwatch": lambda: worker_rate(feed.bootstrap, feed.envelope_topic, n_env * ENVELOPE, ref, batch, window,
+                                                  timeout),
+    }
+    out: dict[str, list[dict[str, float]]] = {name: [] for name in variants}
     out["single.core"], out["envelope.core"] = [], []
     for r in range(runs):
-        for name, fn in variants:
-            gc.collect()
-            b0 = _cpu_seconds(broker_pid)
-            res = await fn()
-            b1 = _cpu_seconds(broker_pid)
-            if b0 is not None and b1 is not None:
-                res["broker_cpu_s"] = b1 - b0
-            if name.startswith("envelope.") and not name.endswith("skewwatch"):
-                res = {**res, "rate": res["rate"] * ENVELOPE, "cpu_us": res["cpu_us"] / ENVELOPE}  # per event
-            out[name].append(res)
-            _progress(quiet, f"  run {r + 1}/{runs} {name:28s} {res['rate']:>12,.0f} /s  {res['cpu_us']:8.2f} CPU us each")
+        await feed.start()
+        try:
+            for name in _order(r):
+                gc.collect()
+                b0 = _cpu_seconds(_BROKER_PID[0])
+                res = await variants[name]()
+                b1 = _cpu_seconds(_BROKER_PID[0])
+                if b0 is not None and b1 is not None:
+                    res["broker_cpu_s"] = b1 - b0
+                if name.startswith("envelope.") and not name.endswith("skewwatch"):
+                    res = {**res, "rate": res["rate"] * ENVELOPE, "cpu_us": res["cpu_us"] / ENVELOPE}  # per event
+                res["load"] = os.getloadavg()[0]
+                out[name].append(res)
+                _progress(quiet, f"  run {r + 1}/{runs} {name:28s} {res['rate']:>12,.0f} /s  {res['cpu_us']:8.2f} CPU us each"
+                                 + (f"  idle {res['idle_s']:.2f} s, run queue {res.get('runqueue_s', 0):.2f} s of "
+                                    f"{res['seconds']:.2f}" if "idle_s" in res else ""))
+        finally:
+            feed.stop()
         for name, values, per in (("single.core", single_values, 1), ("envelope.core", env_values, ENVELOPE)):
             res = core_rate(values, ref, window, per)
             out[name].append(res)
@@ -323,6 +410,10 @@ def _summary(rs: list[dict[str, float]]) -> dict[str, Any]:
                            "cpu_us_median": round(statistics.median(r["cpu_us"] for r in rs), 2)}
     if all("broker_cpu_s" in r for r in rs):  # the broker's CPU over the variant's whole run (it shares the core)
         out["broker_cpu_s_median"] = round(statistics.median(r["broker_cpu_s"] for r in rs), 3)
+    for k in ("idle_s", "runqueue_s"):  # where the counted wall time went (see _watch), per run
+        if all(k in r for r in rs):
+            out[k + "_runs"] = [round(r[k], 3) for r in rs]
+            out[k.removesuffix("_s") + "_share_median"] = round(statistics.median(r[k] / r["seconds"] for r in rs), 3)
     if all("restore_s" in r for r in rs):  # the worker: seconds from holding its partitions to their units restored
         out["restore_s_median"] = round(statistics.median(r["restore_s"] for r in rs), 3)
     return out
@@ -330,7 +421,7 @@ def _summary(rs: list[dict[str, float]]) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> int:
     from detector.bench.workload import make_events, reference, stages
-    from detector.kafka.broker import BrokerError, EmbeddedBroker, create_topics
+    from detector.kafka.broker import BrokerError
 
     n = (args.events // ENVELOPE) * ENVELOPE
     if n < 1000 or args.runs < 1:
@@ -339,41 +430,29 @@ def run(args: argparse.Namespace) -> int:
     quiet = bool(getattr(args, "quiet", False))
     batch = int(getattr(args, "batch", 2000) or 2000)
     window = getattr(args, "window", "5m") or "5m"
-    for name in ("aiokafka", "faust", "mode", "skewwatch.worker", "skewwatch.sidecar"):
+    for name in ("aiokafka", "faust", "mode", "skewwatch.worker", "skewwatch.sidecar", "detector.kafka"):
         logging.getLogger(name).setLevel(logging.ERROR)  # reconnect chatter would drown the progress
     ref = reference()
     events = make_events(n)
     keys = [orjson.loads(e)["prediction_id"].encode() for e in events]
     envelopes = [b"[" + b",".join(events[i : i + ENVELOPE]) + b"]" for i in range(0, n, ENVELOPE)]
     env_keys = [keys[i] for i in range(0, n, ENVELOPE)]
+    feed = Feed(events, keys, envelopes, env_keys)
+    _progress(quiet, f"{args.runs} runs, each on a fresh embedded broker holding {n:,} single-event messages "
+                     f"({sum(map(len, events)) / n:.0f} bytes) and {len(envelopes):,} envelopes of {ENVELOPE}...")
+    # warm up: the first model state imports river and builds its detectors (~3 s, once per process)
+    core_rate(events[:ENVELOPE], ref, window, 1)
+    load0 = os.getloadavg()[0]
     try:
-        broker = EmbeddedBroker().start()
+        res = asyncio.run(measure_all(feed, n, len(envelopes), ref, args.runs, batch, window, quiet, events, envelopes))
     except BrokerError as exc:
         print(f"skewwatch bench --kafka: error: {exc}", file=sys.stderr)
         return 1
-    try:
-        singles, env_topic = f"bench-single-{uuid.uuid4().hex[:6]}", f"bench-envelope-{uuid.uuid4().hex[:6]}"
-        create_topics(broker.bootstrap, {singles: PARTITIONS, env_topic: PARTITIONS})
-        _progress(quiet, f"embedded broker {broker.bootstrap}: producing {n:,} single-event messages "
-                         f"({sum(map(len, events)) / n:.0f} bytes) and {len(envelopes):,} envelopes of {ENVELOPE}...")
-
-        async def main() -> tuple[float, float, dict[str, list[dict[str, float]]]]:
-            p1 = await _produce(broker.bootstrap, singles, events, keys)
-            p2 = await _produce(broker.bootstrap, env_topic, envelopes, env_keys)
-            _progress(quiet, f"produced: {p1:,.0f} msg/s singles, {p2 * ENVELOPE:,.0f} events/s in envelopes; "
-                             f"{args.runs} runs of each variant...")
-            res = await measure_all(broker.bootstrap, singles, env_topic, n, len(envelopes), ref, args.runs, batch,
-                                    window, quiet, events, envelopes, broker.pid)
-            return p1, p2, res
-
-        # warm up: the first model state imports river and builds its detectors (~3 s, once per process)
-        core_rate(events[:ENVELOPE], ref, window, 1)
-        load0 = os.getloadavg()[0]
-        p1, p2, res = asyncio.run(main())
-        load1 = os.getloadavg()[0]
     finally:
-        with contextlib.suppress(Exception):
-            broker.stop()
+        feed.stop()
+    load1 = os.getloadavg()[0]
+    p1 = statistics.median(p for p, _ in feed.produced)
+    p2 = statistics.median(p for _, p in feed.produced)
     s = {k: _summary(v) for k, v in res.items()}
 
     def ratio(a: str, b: str) -> dict[str, Any]:
@@ -409,6 +488,9 @@ def run(args: argparse.Namespace) -> int:
                     "(envelope), broker excluded; skewwatch - faust (single) is the sidecar's own cost; "
                     "cpu_ratio: the rate ratio when one core is the limit (stabler than wall-clock on a busy machine)",
         "load_average": [round(load0, 2), round(load1, 2)], "cpus": os.cpu_count(),
+        "load_runs": {"single.faust": [round(r["load"], 2) for r in res["single.faust"]],
+                      "single.skewwatch": [round(r["load"], 2) for r in res["single.skewwatch"]]},
+        "fresh_broker_per_run": True,
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "python": sys.version.split()[0],
     }

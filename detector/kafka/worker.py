@@ -50,6 +50,7 @@ from typing import Any
 from detector.config import Config
 from detector.core.reference.profile import Reference
 from detector.kafka.clients import ClientSettings, client_settings, refuse_auto_create
+from detector.kafka.drain import lean_drain, quiet_monitor
 from detector.kafka.durable import Durable, gated_consumer
 from detector.kafka.sending import SEND_TIMEOUT, Sending
 from detector.kafka.sidecar import Batch, Outbox, Sidecar
@@ -155,8 +156,9 @@ class Worker(Durable, Sending):
             # session/2) but is refused by a real cluster. A dead member is noticed after 6 s.
             table_standby_replicas=0, broker_session_timeout=6.0, broker_heartbeat_interval=1.0,
             broker_rebalance_timeout=10.0, producer_request_timeout=SEND_TIMEOUT,
+            Monitor=quiet_monitor(),  # Faust's per-message statistics, read by nothing here
         )
-        app.transport.Consumer = gated_consumer(app.transport.Consumer)
+        app.transport.Consumer = lean_drain(gated_consumer(app.transport.Consumer))
         self._partials_topic = f"{cfg.kafka.group_id}-partials"
         self._topics = {
             "predictions": app.topic(t.predictions, value_serializer="raw", key_serializer="raw"),
