@@ -78,3 +78,52 @@ def test_explain_names_the_first_slice_page_of_a_shared_shift_label_drift() -> N
     # with the inputs moving, nothing is credited to the prior here (triage credits the upstream cause)
     out, _ = explain([oe(2)], rows, comp, np.zeros(7, bool), np.zeros(7, bool), False, inputs_stable=False)
     assert [f.kind for f in out] == ["calibration"]
+
+
+def _oe_result(odds: tuple[float, float, float], n: int, seed: int, ref_rv: float = 0.0):
+    """The observed/expected-vs-training result of :func:`outcome_checks` for three regions whose outcome odds
+    moved by ``odds`` (training calibrated: O/E 1 in every row), ``n`` labelled pairs per region; ``ref_rv`` the
+    relative variance of training's rates scaled to the label age (the censoring estimate's)."""
+    from detector.core.outcomes.checks import Arrays, OutcomeThresholds, outcome_checks
+    from detector.core.outcomes.labels import N_DELAY
+    from detector.core.outcomes.tasks import BinaryTask
+
+    rng = np.random.default_rng(seed)
+    t = BinaryTask()
+    k = t.counters(4)
+    for r, (mu, f) in enumerate(zip(MEANS, odds, strict=True), start=1):
+        z = rng.normal(mu, 1.2, n)
+        s = 1 / (1 + np.exp(-z))
+        y = (rng.random(n) < 1 / (1 + np.exp(-(z + np.log(f))))).astype(float)
+        ridx = np.stack([np.zeros(n, int), np.full(n, r)], axis=1)
+        p = t.prediction_columns([{"score": float(v)} for v in s])
+        p.klass = (s >= 0.5).astype(np.int64)
+        t.add_predictions(k, ridx, p)
+        t.add_pairs(k, ridx, s, p.klass, y, np.ones(n))
+    cur = k.pseudo(np.arange(4), np.arange(1, 4))
+    P = 7
+    comp = np.array([False] * 4 + [True] * 3)
+    delay, arr = np.zeros((P, N_DELAY)), np.zeros((P, 2))
+    a = Arrays(cur["cnt"], cur["rel"], cur["hist"], delay, arr)
+    out = outcome_checks(a, a, OutcomeThresholds(), ref_rate=np.full(P, np.nan), ref_n=np.full(P, np.nan),
+                         ref_oe=np.where(comp, np.nan, 1.0), slice_ref_rate=np.full(P, np.nan),
+                         slice_ref_n=np.full(P, np.nan), global_ratio=float("nan"), ref_auc=None, ref_auc_n=(0.0, 0.0),
+                         horizon=3600.0, base_horizon=3600.0, river_latched=False, stable=np.ones(P, bool), comp=comp,
+                         day=None, inputs_stable=True, ref_rv=ref_rv)
+    (r,) = [r for r in out if r.statistic == "observed_expected_ratio"]
+    return r
+
+
+def test_a_slice_is_only_miscalibrated_on_its_own_when_it_differs_from_the_rest() -> None:
+    # a shift of the prior seen through few labels: one slice may sit far from training while the rest's
+    # smaller move is not significant yet; a local calibration page then needs the slice to differ from the rest
+    for seed in range(30):
+        r = _oe_result((2.5, 2.5, 2.5), 150, seed, ref_rv=0.1)
+        for i in range(1, 4):
+            ps = r.evidence(i)["prior_shift"]
+            if r.warn[i] and r.pvalue[i] < 0.01 and not ps["shared"]:  # paged as this slice's own miscalibration
+                assert ps["p_same_as_rest"] < 0.01
+    # a change confined to one region is still paged there
+    r = _oe_result((3.0, 1.0, 1.0), 6000, 0)
+    ps = r.evidence(1)["prior_shift"]
+    assert r.warn[1] and not ps["shared"] and ps["p_same_as_rest"] < 0.01

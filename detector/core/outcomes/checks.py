@@ -21,7 +21,9 @@ kind                      statistic                         effect (warning / cr
 ``calibration``           ``observed_expected_ratio``       O/E vs training O/E >= 1.3 or <= 1/1.3 / 2;
                           (training)                        z-test on the positives; ``label_drift`` with
                                                             stable inputs when it has the shape of a prior
-                                                            shift (:mod:`.prior_shift`)
+                                                            shift (:mod:`.prior_shift`); a slice's own
+                                                            move must also differ from the rest's (p <
+                                                            0.01), else the all-traffic row decides
 ``calibration``           ``calibration_slope``             slope x1.25 or x1/1.25 / x2; z-test against the
                           (baseline, training)              baseline. Against training: a CUSUM over the
                                                             trailing cohorts, with the labels in after the
@@ -250,6 +252,15 @@ def outcome_checks(cur: Arrays, base: Arrays, th: OutcomeThresholds, *, ref_rate
     shared, rest, p_same, p_rest = prior_shift(obs, np.where(np.isnan(ref_oe), np.nan, k_ * E),
                                                np.maximum(k_ * E - k_ * k_ * S2, 0.0), comp, ref_rv, slope_ok,
                                                _PRIOR_ALPHA)
+    # a slice's own move that is not the prior's claims that the slice differs from the rest of traffic, and
+    # needs that evidence too (an intersection-union test: both p-values small). At a label age where few
+    # labels are in, a slice can sit far from training by chance while the rest's smaller move is not yet
+    # significant on its own; when the slice's move cannot be told from the rest's (p_same_as_rest >= the
+    # prior test's level) it is left to the all-traffic row, which gathers the whole shift's evidence
+    local = ~comp & (np.arange(P) > 0) & np.isfinite(p_same) & ~shared
+    apart = np.nan_to_num(p_same, nan=1.0) < _PRIOR_ALPHA
+    pv = np.where(local, np.maximum(pv, np.nan_to_num(p_same, nan=1.0)), pv)
+    warn, crit = warn & (~local | apart), crit & (~local | apart)
     _mirror(comp, tested, warn, crit, pv)
     out.append(Result(
         "calibration", None, "observed_expected_ratio", ratio_oe, tested, warn, crit, pv, th.oe_ratio,
