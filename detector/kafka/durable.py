@@ -42,7 +42,8 @@ def gated_consumer(base: type) -> type:
     Every commit Faust makes on its own - its commit timer, ``broker_commit_every``, after an agent
     error (``on_task_error``), while draining (``wait_empty``, on revocation and on stop) - goes
     through ``Consumer.commit``; here it commits nothing. :meth:`commit_durable` commits the
-    offsets the worker names, after the checkpoint that covers them is durable.
+    offsets the worker names, after the checkpoint that covers them is durable. Its seek back to the
+    committed offsets (after a rebalance) also moves partitions committed at 0, or not at all, to their start.
     """
 
     class GatedConsumer(base):  # type: ignore[valid-type, misc]
@@ -53,6 +54,33 @@ def gated_consumer(base: type) -> type:
             if not offsets:
                 return False
             return bool(await self._commit(offsets))
+
+        async def seek_to_committed(self) -> Any:
+            # Faust drops the records fetched while its flow is stopped (a rebalance) and moves the consumer
+            # back to the committed offsets - but aiokafka's seek_to_committed skips a partition whose committed
+            # offset is 0 or that has none, leaving the consumer past the records dropped: they were never read
+            # (a new log read from its start during a rebalance lost every record fetched before the assignment
+            # completed). Such a partition goes back to its beginning, where its reading starts
+            # (auto_offset_reset is earliest).
+            committed = await super().seek_to_committed()
+            start = [tp for tp, off in committed.items() if not off]
+            if start:
+                past = self._positions(start)
+                await self._thread.seek_to_beginning(*start)
+                if past:  # an assignment's seek finds none: its positions are not known yet
+                    log.info("back to the start of partitions committed at 0 or not at all (records Faust dropped during "
+                             "the rebalance are read again): %s", ", ".join(f"{k} (was at {v})" for k, v in sorted(past.items())))
+            return committed
+
+        def _positions(self, tps: list[Any]) -> dict[str, int]:
+            """``"topic:partition"`` -> the consumer's position, for those of ``tps`` past offset 0."""
+            try:  # noqa: SLF001 - aiokafka's position() waits for one; this only looks
+                assignment = self._thread._consumer._subscription.subscription.assignment
+                states = {tp: assignment.state_value(tp) for tp in tps}
+                return {f"{tp.topic}:{tp.partition}": st.position for tp, st in states.items()
+                        if st.has_valid_position and st.position > 0}
+            except Exception:  # noqa: BLE001 - unassigned meanwhile: nothing to say
+                return {}
 
     return GatedConsumer
 
